@@ -1,0 +1,453 @@
+/*
+ * skipq.h - a background job queue that needs nothing but PostgreSQL.
+ *
+ * The only public header of libskipq. Link with `pkg-config --libs skipq`.
+ *
+ * Conventions (they hold for every function below):
+ *   - A fallible call returns skipq_rc (SKIPQ_OK is 0) and fills the
+ *     caller's skipq_error, which may be NULL. Codes are added, never
+ *     renumbered.
+ *   - The library never exits and never prints; it logs only through the
+ *     hook installed with skipq_set_log().
+ *   - Each constructor has its destructor next to it; destructors accept
+ *     NULL. Strings passed in are copied unless said otherwise.
+ *
+ * Threads: a skipq_conn is used by one thread at a time. A skipq_worker
+ * owns its threads; its handlers run on them, concurrently, up to the
+ * configured concurrency. A handler's skipq_job is valid only during the
+ * call. skipq_worker_stop() may be called from any thread or from a
+ * signal handler. skipq_set_log() must be called before any other thread
+ * uses the library.
+ */
+#ifndef SKIPQ_H
+#define SKIPQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SKIPQ_VERSION "0.1.0"
+#define SKIPQ_VERSION_NUM 100 /* major * 10000 + minor * 100 + patch */
+
+/* Feature tests for callers that build against several versions. */
+#define SKIPQ_HAS_ENQUEUE_BATCH 1
+#define SKIPQ_HAS_WORKER 1
+#define SKIPQ_HAS_SUPERVISE 1
+
+typedef struct pg_conn PGconn;          /* libpq's connection */
+typedef struct json_object json_object; /* json-c's value */
+
+typedef enum skipq_rc {
+    SKIPQ_OK = 0,
+    SKIPQ_ERR_NOMEM = 1,     /* out of memory */
+    SKIPQ_ERR_INVALID = 2,   /* bad input: JSON, name, priority, option */
+    SKIPQ_ERR_CONFIG = 3,    /* bad config file or setting */
+    SKIPQ_ERR_CONNECT = 4,   /* could not connect to the database */
+    SKIPQ_ERR_DB = 5,        /* an SQL statement failed */
+    SKIPQ_ERR_NOT_FOUND = 6, /* no such job */
+    SKIPQ_ERR_SCHEMA = 7,    /* schema missing, too old or too new */
+    SKIPQ_ERR_IO = 8,        /* a file or process could not be used */
+    SKIPQ_ERR_STATE = 9,     /* call not valid in this state */
+} skipq_rc;
+
+typedef struct skipq_error {
+    skipq_rc code;
+    char sqlstate[6]; /* SQLSTATE when code is SKIPQ_ERR_DB, else "" */
+    char message[512]; /* one line, lower case, no final period */
+} skipq_error;
+
+/* The library's version at run time, e.g. "0.1.0". */
+const char *skipq_version(void);
+
+/* A name for rc, e.g. "invalid input". Static storage. */
+const char *skipq_rc_name(skipq_rc rc);
+
+/* ------------------------------------------------------------------ */
+/* Logging                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef enum skipq_log_level {
+    SKIPQ_LOG_DEBUG = 0,
+    SKIPQ_LOG_INFO = 1,
+    SKIPQ_LOG_WARN = 2,
+    SKIPQ_LOG_ERROR = 3,
+} skipq_log_level;
+
+/*
+ * A log record. Fields other than msg may be 0/NULL when not about a job.
+ * Everything is borrowed for the duration of the callback.
+ */
+typedef struct skipq_log_event {
+    skipq_log_level level;
+    const char *msg;   /* the human line */
+    const char *event; /* machine name: "claimed", "succeeded", ... or NULL */
+    int64_t job_id;
+    const char *kind;
+    const char *queue;
+    int attempt;
+    double duration_ms; /* handler run time when meaningful, else -1 */
+} skipq_log_event;
+
+typedef void (*skipq_log_fn)(const skipq_log_event *ev, void *userdata);
+
+/* Install the log hook (NULL: silence). Not thread-safe; call first. */
+void skipq_set_log(skipq_log_fn fn, void *userdata);
+
+/* ------------------------------------------------------------------ */
+/* Parsing helpers shared by the config loader, the CLI and callers     */
+/* ------------------------------------------------------------------ */
+
+/* "500ms", "30s", "5m", "1h", "7d", or a bare "0". Into milliseconds. */
+skipq_rc skipq_parse_duration(const char *s, int64_t *ms_out,
+                              skipq_error *err);
+
+/* "high" = 10, "normal" = 0, "low" = -10, or a number -32768..32767. */
+skipq_rc skipq_parse_priority(const char *s, int16_t *out, skipq_error *err);
+
+/* A priority band as a worker serves it: "high" = 10..32767,
+ * "normal" = -9..9, "low" = -32768..-10, a number N = N..N. */
+skipq_rc skipq_parse_priority_band(const char *s, int16_t *lo, int16_t *hi,
+                                   skipq_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Config                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct skipq_config skipq_config;
+
+typedef enum skipq_backoff {
+    SKIPQ_BACKOFF_FIXED = 0,
+    SKIPQ_BACKOFF_LINEAR = 1,
+    SKIPQ_BACKOFF_EXPONENTIAL = 2,
+} skipq_backoff;
+
+/* Defaults as documented in config.example.yaml. NULL when out of memory. */
+skipq_config *skipq_config_new(void);
+void skipq_config_free(skipq_config *cfg);
+
+/*
+ * Load a YAML file over the current settings. Errors name the file, line
+ * and column. Unknown keys are warnings, logged through skipq_set_log()
+ * with line and column, and also counted (skipq_config_warnings).
+ */
+skipq_rc skipq_config_load(skipq_config *cfg, const char *path,
+                           skipq_error *err);
+/* The same from a string; name is used in messages. */
+skipq_rc skipq_config_load_string(skipq_config *cfg, const char *yaml,
+                                  size_t len, const char *name,
+                                  skipq_error *err);
+int skipq_config_warnings(const skipq_config *cfg);
+
+/* Typed setters: each validates and is what the YAML loader calls. */
+skipq_rc skipq_config_set_database(skipq_config *cfg, const char *url,
+                                   skipq_error *err);
+/* Replace the queue list with one queue (add more with _add_queue). */
+skipq_rc skipq_config_set_queue(skipq_config *cfg, const char *queue,
+                                skipq_error *err);
+skipq_rc skipq_config_add_queue(skipq_config *cfg, const char *queue,
+                                skipq_error *err);
+/* Comma-separated bands: "high", "high,normal", "3", "high,-5". Replaces. */
+skipq_rc skipq_config_set_priorities(skipq_config *cfg, const char *bands,
+                                     skipq_error *err);
+skipq_rc skipq_config_set_concurrency(skipq_config *cfg, int n,
+                                      skipq_error *err);
+skipq_rc skipq_config_set_poll_interval(skipq_config *cfg, int64_t ms,
+                                        skipq_error *err);
+skipq_rc skipq_config_set_heartbeat_interval(skipq_config *cfg, int64_t ms,
+                                             skipq_error *err);
+skipq_rc skipq_config_set_lease_timeout(skipq_config *cfg, int64_t ms,
+                                        skipq_error *err);
+skipq_rc skipq_config_set_shutdown_timeout(skipq_config *cfg, int64_t ms,
+                                           skipq_error *err);
+/* 0 disables retention pruning. */
+skipq_rc skipq_config_set_retention(skipq_config *cfg, int64_t ms,
+                                    skipq_error *err);
+skipq_rc skipq_config_set_max_attempts(skipq_config *cfg, int n,
+                                       skipq_error *err);
+skipq_rc skipq_config_set_backoff(skipq_config *cfg, skipq_backoff strategy,
+                                  int64_t base_ms, int64_t max_ms,
+                                  double jitter, skipq_error *err);
+/* argv is copied; NULL-terminated. timeout_ms 0: no timeout. */
+skipq_rc skipq_config_set_handler_command(skipq_config *cfg,
+                                          const char *kind,
+                                          const char *const *argv,
+                                          int64_t timeout_ms,
+                                          skipq_error *err);
+/* A shell one-liner: runs as /bin/sh -c COMMAND. */
+skipq_rc skipq_config_set_handler_shell(skipq_config *cfg, const char *kind,
+                                        const char *command,
+                                        int64_t timeout_ms, skipq_error *err);
+skipq_rc skipq_config_set_recover_defaults(skipq_config *cfg,
+                                           int64_t older_than_ms, int limit,
+                                           skipq_error *err);
+/* Payloads larger than this (bytes of JSON text) are refused by the C API
+ * and the CLI before they reach the database. */
+skipq_rc skipq_config_set_max_payload(skipq_config *cfg, size_t bytes,
+                                      skipq_error *err);
+
+/* Getters. Strings are borrowed from cfg. */
+const char *skipq_config_database(const skipq_config *cfg); /* may be NULL */
+int skipq_config_concurrency(const skipq_config *cfg);
+int64_t skipq_config_poll_interval(const skipq_config *cfg);
+int64_t skipq_config_heartbeat_interval(const skipq_config *cfg);
+int64_t skipq_config_lease_timeout(const skipq_config *cfg);
+int64_t skipq_config_shutdown_timeout(const skipq_config *cfg);
+int64_t skipq_config_retention(const skipq_config *cfg);
+int skipq_config_max_attempts(const skipq_config *cfg);
+int64_t skipq_config_recover_older_than(const skipq_config *cfg);
+int skipq_config_recover_limit(const skipq_config *cfg);
+size_t skipq_config_max_payload(const skipq_config *cfg);
+size_t skipq_config_queue_count(const skipq_config *cfg);
+const char *skipq_config_queue(const skipq_config *cfg, size_t i);
+/* The priorities setting as given ("high,normal,low"). */
+const char *skipq_config_priorities(const skipq_config *cfg);
+size_t skipq_config_handler_count(const skipq_config *cfg);
+const char *skipq_config_handler_kind(const skipq_config *cfg, size_t i);
+
+/*
+ * Backoff before retry number `attempt` (1 = after the first failure):
+ * fixed: base; linear: base * attempt; exponential: base * 2^(attempt-1);
+ * capped at max_ms, then spread by +-jitter (0..1) using `random01`
+ * (a number in [0, 1)). Pure: no clock, no I/O.
+ */
+int64_t skipq_backoff_ms(skipq_backoff strategy, int64_t base_ms,
+                         int64_t max_ms, double jitter, int attempt,
+                         double random01);
+
+/* ------------------------------------------------------------------ */
+/* Connections and schema                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct skipq_conn skipq_conn;
+
+/*
+ * Open a connection. url: a libpq URL or key=value string; NULL or ""
+ * uses libpq's PG* variables. Multi-host strings work as in libpq.
+ */
+skipq_rc skipq_conn_open(const char *url, skipq_conn **out, skipq_error *err);
+void skipq_conn_close(skipq_conn *conn);
+/* The libpq connection, borrowed: for the caller's own SQL. */
+PGconn *skipq_conn_pg(skipq_conn *conn);
+
+/*
+ * The database a skipq command resolves, in order: explicit (--database),
+ * $SKIPQ_DATABASE_URL, the config file's `database`, else NULL (libpq's
+ * PG* variables). Borrowed from its arguments or the environment.
+ */
+const char *skipq_resolve_database(const char *explicit_url,
+                                   const skipq_config *cfg);
+
+/* `url` with any password replaced by "****", for logs. Caller frees. */
+char *skipq_mask_url(const char *url);
+
+typedef struct skipq_migration_status {
+    int version;
+    const char *name;
+    int applied; /* 1 applied, 0 pending */
+    int known;   /* 0: in the database but unknown to this binary */
+} skipq_migration_status;
+
+typedef void (*skipq_migrate_fn)(const skipq_migration_status *m,
+                                 void *userdata);
+
+/*
+ * Apply the missing migrations, each in its own transaction, then the
+ * functions and views, all under the migration advisory lock so two
+ * migrate runs at once apply each migration once. `fn` (may be NULL) is
+ * called once per migration applied. *applied_out counts them.
+ */
+skipq_rc skipq_migrate(skipq_conn *conn, int *applied_out,
+                       skipq_migrate_fn fn, void *userdata,
+                       skipq_error *err);
+/* Call fn once per migration, applied or pending or unknown. */
+skipq_rc skipq_migrate_status(skipq_conn *conn, skipq_migrate_fn fn,
+                              void *userdata, skipq_error *err);
+/*
+ * Is the schema usable by this binary? SKIPQ_ERR_SCHEMA with "run skipq
+ * migrate" when a known migration is missing, or "this skipq is older
+ * than the schema" when the database has one this binary does not know
+ * (unless that one is marked compatible: then a warning is logged).
+ */
+skipq_rc skipq_schema_check(skipq_conn *conn, skipq_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Enqueue                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct skipq_enqueue_opts {
+    const char *queue;   /* NULL: "default" */
+    int16_t priority;    /* higher runs first; 0 = normal */
+    int64_t run_at_us;   /* Unix time in microseconds; 0: now */
+    int64_t delay_ms;    /* used when run_at_us is 0: now() + delay */
+    int32_t max_attempts; /* 0: the worker's default */
+    int has_backoff;     /* 1: use the three fields below */
+    skipq_backoff backoff;
+    int64_t backoff_base_ms;
+    int64_t backoff_max_ms;
+    int64_t timeout_ms; /* 0: the kind's configured timeout */
+    size_t max_payload; /* 0: 1 MiB */
+} skipq_enqueue_opts;
+
+#define SKIPQ_ENQUEUE_OPTS_INIT {0}
+
+/*
+ * Enqueue one job; *id_out (may be NULL) receives its id. payload_json
+ * must be a JSON object (NULL: {}). Bad JSON is SKIPQ_ERR_INVALID with
+ * the byte offset. Commits on its own (autocommit) unless conn is already
+ * in a transaction the caller opened.
+ */
+skipq_rc skipq_enqueue(skipq_conn *conn, const char *kind,
+                       const char *payload_json,
+                       const skipq_enqueue_opts *opts, int64_t *id_out,
+                       skipq_error *err);
+
+/*
+ * The same on the caller's own libpq connection, inside whatever
+ * transaction the caller has open: the job exists only if that
+ * transaction commits. Does not begin or end a transaction.
+ */
+skipq_rc skipq_enqueue_tx(PGconn *pg, const char *kind,
+                          const char *payload_json,
+                          const skipq_enqueue_opts *opts, int64_t *id_out,
+                          skipq_error *err);
+
+/* One job of a batch. */
+typedef struct skipq_job_spec {
+    const char *kind;
+    const char *payload_json; /* NULL: {} */
+} skipq_job_spec;
+
+/*
+ * Enqueue n jobs in one COPY (one round trip's worth of data, one
+ * transaction, one NOTIFY per queue). opts applies to every job. Either
+ * all jobs are written or none; a bad payload names its index and offset.
+ * When conn is inside the caller's transaction, the batch joins it.
+ */
+skipq_rc skipq_enqueue_batch(skipq_conn *conn, const skipq_job_spec *jobs,
+                             size_t n, const skipq_enqueue_opts *opts,
+                             skipq_error *err);
+
+/*
+ * Streaming form of the batch: begin a COPY, add jobs, end it. Used by the
+ * CLI to read JSON lines of any length in constant memory. On any error
+ * call skipq_copy_abort(); nothing is written then.
+ */
+typedef struct skipq_copy skipq_copy;
+skipq_rc skipq_copy_begin(skipq_conn *conn, const skipq_enqueue_opts *opts,
+                          skipq_copy **out, skipq_error *err);
+skipq_rc skipq_copy_add(skipq_copy *cp, const char *kind,
+                        const char *payload_json, size_t len,
+                        skipq_error *err);
+/* Flush and finish the COPY; *count_out gets the rows written. Frees cp. */
+skipq_rc skipq_copy_end(skipq_copy *cp, int64_t *count_out,
+                        skipq_error *err);
+/* Abandon the COPY: no row is written. Frees cp. NULL: no-op. */
+void skipq_copy_abort(skipq_copy *cp, const char *why);
+
+/* ------------------------------------------------------------------ */
+/* Worker                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct skipq_worker skipq_worker;
+typedef struct skipq_job skipq_job;
+
+typedef enum skipq_outcome {
+    SKIPQ_JOB_OK = 0,     /* succeeded; the result (if set) is saved */
+    SKIPQ_JOB_ERROR = 1,  /* failed; retried with backoff while attempts last */
+    SKIPQ_JOB_SNOOZE = 2, /* run again after skipq_job_snooze()'s delay,
+                             not counted as an attempt */
+    SKIPQ_JOB_CANCELLED = 3, /* stopped on request; ends cancelled */
+} skipq_outcome;
+
+/*
+ * A handler. Runs on one of the worker's threads; many run at once. It
+ * returns the outcome; on SKIPQ_JOB_ERROR it should set a message with
+ * skipq_job_fail() (else "handler failed" is recorded).
+ *
+ * Cooperative deadline: a C handler cannot be killed safely, so it should
+ * check skipq_job_deadline_ms() / skipq_job_should_stop() in long loops.
+ * When the deadline passes, the worker records the attempt as timed out
+ * as soon as the handler returns, whatever it returned.
+ */
+typedef skipq_outcome (*skipq_handler_fn)(skipq_job *job, void *userdata);
+
+int64_t skipq_job_id(const skipq_job *job);
+const char *skipq_job_kind(const skipq_job *job);
+const char *skipq_job_queue(const skipq_job *job);
+int16_t skipq_job_priority(const skipq_job *job);
+int skipq_job_attempt(const skipq_job *job); /* 1 on the first run */
+/* The payload, parsed. Borrowed: valid during the call. */
+json_object *skipq_job_payload(skipq_job *job);
+/* The payload as JSON text. Borrowed. */
+const char *skipq_job_payload_text(const skipq_job *job);
+/* Save a JSON result; takes ownership of result. */
+void skipq_job_set_result(skipq_job *job, json_object *result);
+/* Record why the attempt failed (printf-style); returns SKIPQ_JOB_ERROR. */
+skipq_outcome skipq_job_fail(skipq_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Ask to run again after delay_ms; returns SKIPQ_JOB_SNOOZE. */
+skipq_outcome skipq_job_snooze(skipq_job *job, int64_t delay_ms);
+/* Milliseconds left before the timeout (INT64_MAX: none). */
+int64_t skipq_job_deadline_ms(const skipq_job *job);
+/* 1 when the handler should stop: cancelled, timed out or shutting down. */
+int skipq_job_should_stop(const skipq_job *job);
+
+/*
+ * Create a worker from cfg (copied: cfg may be freed afterwards). It
+ * serves cfg's queues and priority bands, and the command handlers named
+ * in cfg. Nothing connects until skipq_worker_run().
+ */
+skipq_rc skipq_worker_new(const skipq_config *cfg, skipq_worker **out,
+                          skipq_error *err);
+void skipq_worker_free(skipq_worker *w);
+
+/* Register a C handler for kind. Before run only. */
+skipq_rc skipq_worker_register(skipq_worker *w, const char *kind,
+                               skipq_handler_fn fn, void *userdata,
+                               skipq_error *err);
+
+/* Stop after the queue is empty of runnable jobs it can run (--once). */
+void skipq_worker_set_once(skipq_worker *w, int once);
+/* Database URL override (else cfg's, then PG*). Copied. */
+skipq_rc skipq_worker_set_database(skipq_worker *w, const char *url,
+                                   skipq_error *err);
+
+/*
+ * Run until stopped (or, with once, until nothing runnable is left):
+ * claim, execute, complete, heartbeat, rescue. A lost connection is
+ * retried with backoff and does not end the run. Returns SKIPQ_OK after a
+ * clean stop; an error when the worker could not start (schema, handlers)
+ * or could not continue. Blocking; call from one thread.
+ */
+skipq_rc skipq_worker_run(skipq_worker *w, skipq_error *err);
+
+/*
+ * Ask the worker to stop: it stops claiming, lets running jobs finish for
+ * up to shutdown_timeout, hands unfinished ones back to queued (attempt
+ * not counted), unregisters and makes skipq_worker_run() return.
+ * Async-signal-safe; callable from any thread.
+ */
+void skipq_worker_stop(skipq_worker *w);
+
+/* The worker's id in skipq.workers (0 before it registered). */
+int64_t skipq_worker_id(const skipq_worker *w);
+
+/*
+ * Run fn in a supervised child process, restarting it when it dies by a
+ * signal: the jobs the dead child held are recorded as failed attempts
+ * ("worker lost (SIGSEGV)") and stay rescuable. The child dies with the
+ * parent. Returns the child's exit status when it exits normally
+ * (a clean stop), or -1 on error. SIGTERM/SIGINT to the parent are passed
+ * to the child. fn returns the exit status for the child.
+ */
+int skipq_supervise(const char *database_url, int (*fn)(void *userdata),
+                    void *userdata, skipq_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SKIPQ_H */

@@ -1,0 +1,421 @@
+-- functions.sql: skipq's SQL API. Re-applied by every `skipq migrate` after
+-- the numbered migrations, so everything here is CREATE OR REPLACE.
+--
+-- Advisory lock keys, (class, object), shared with src/internal.h:
+--   (1936421120, 0) migrate    (1936421120, 1) rescuer
+--   (1936421120, 2) retention  (1936421121, worker id) "worker alive"
+
+-- 'high' = 10, 'normal' = 0, 'low' = -10, or a number. Errors name the value.
+CREATE OR REPLACE FUNCTION skipq.priority_value(p text)
+RETURNS smallint LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    CASE lower(btrim(p))
+        WHEN 'high' THEN RETURN 10;
+        WHEN 'normal' THEN RETURN 0;
+        WHEN 'low' THEN RETURN -10;
+        ELSE
+            IF p ~ '^\s*[-+]?[0-9]{1,5}\s*$'
+               AND p::int BETWEEN -32768 AND 32767 THEN
+                RETURN p::smallint;
+            END IF;
+            RAISE EXCEPTION 'unrecognized priority "%"', p
+                USING ERRCODE = '22023',
+                      HINT = 'use high, normal, low or a number from -32768 to 32767';
+    END CASE;
+END $$;
+
+-- The band a priority name stands for (a number is a band of one):
+-- high >= 10, normal -9..9, low <= -10, so no number is orphaned.
+CREATE OR REPLACE FUNCTION skipq.priority_band(p text, OUT lo smallint, OUT hi smallint)
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    CASE lower(btrim(p))
+        WHEN 'high' THEN lo := 10; hi := 32767;
+        WHEN 'normal' THEN lo := -9; hi := 9;
+        WHEN 'low' THEN lo := -32768; hi := -10;
+        ELSE lo := skipq.priority_value(p); hi := lo;
+    END CASE;
+END $$;
+
+-- One NOTIFY per statement, not per row: a 10,000-row COPY or
+-- INSERT ... SELECT wakes workers once per queue it touched. NOTIFY also
+-- folds identical payloads within a transaction, so a loop of enqueue()
+-- calls in one transaction sends one notification per queue too.
+CREATE OR REPLACE FUNCTION skipq.notify_inserted()
+RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    q text;
+BEGIN
+    FOR q IN SELECT DISTINCT n.queue FROM new_jobs n LOOP
+        PERFORM pg_notify('skipq', q);
+    END LOOP;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER jobs_notify
+    AFTER INSERT ON skipq.jobs
+    REFERENCING NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION skipq.notify_inserted();
+
+-- enqueue: the SQL way in, usable from psql, triggers and any language.
+-- priority takes names and numbers alike ('high', 10, '10').
+-- NULL retry settings mean "the worker's configured default".
+CREATE OR REPLACE FUNCTION skipq.enqueue(
+    kind             text,
+    payload          jsonb DEFAULT '{}',
+    queue            text DEFAULT 'default',
+    priority         anycompatible DEFAULT 0,
+    run_at           timestamptz DEFAULT now(),
+    max_attempts     int DEFAULT NULL,
+    backoff_strategy skipq.backoff_strategy DEFAULT NULL,
+    backoff_base     interval DEFAULT NULL,
+    backoff_max      interval DEFAULT NULL,
+    timeout          interval DEFAULT NULL)
+RETURNS bigint LANGUAGE sql AS $$
+    INSERT INTO skipq.jobs AS j (kind, payload, queue, priority, run_at,
+                                 max_attempts, backoff_strategy, backoff_base,
+                                 backoff_max, timeout)
+    VALUES ($1, coalesce($2, '{}'), coalesce($3, 'default'),
+            skipq.priority_value(coalesce($4::text, '0')),
+            coalesce($5, now()), $6, $7, $8, $9, $10)
+    RETURNING j.id
+$$;
+
+-- Is worker w gone? Its session advisory lock is free (its connection is
+-- closed), or it stopped beating for longer than lease, or it never
+-- registered. Never true for the caller's own worker (self): a session can
+-- always re-take its own lock.
+CREATE OR REPLACE FUNCTION skipq.worker_gone(w bigint, lease interval, self bigint DEFAULT NULL)
+RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    beat timestamptz;
+BEGIN
+    IF w IS NULL THEN
+        RETURN true;
+    END IF;
+    IF w = self THEN
+        RETURN false;
+    END IF;
+    SELECT heartbeat_at INTO beat FROM skipq.workers WHERE id = w;
+    IF NOT FOUND OR (lease IS NOT NULL AND beat < now() - lease) THEN
+        RETURN true;
+    END IF;
+    -- The xact lock is released at our commit; a worker that reconnects
+    -- meanwhile waits that long to take its lock back.
+    RETURN pg_try_advisory_xact_lock(1936421121, w::int);
+END $$;
+
+-- rescue: running jobs whose worker is gone go back to queued, runnable now.
+-- The crashed try counts: when attempts are spent the job becomes failed
+-- ("worker N lost") instead, so a job that kills its worker cannot loop.
+-- Rows a live worker completes meanwhile are skipped (status re-checked
+-- under the row lock), so nothing is both rescued and completed.
+CREATE OR REPLACE FUNCTION skipq.rescue(
+    lease                interval DEFAULT '30 seconds',
+    self                 bigint DEFAULT NULL,
+    default_max_attempts int DEFAULT 5,
+    lim                  int DEFAULT 1000,
+    dry_run              boolean DEFAULT false,
+    only_ids             bigint[] DEFAULT NULL,
+    only_queue           text DEFAULT NULL,
+    only_kind            text DEFAULT NULL,
+    only_priority        text DEFAULT NULL)
+RETURNS TABLE (id bigint, kind text, status skipq.job_status)
+LANGUAGE plpgsql AS $$
+DECLARE
+    band record;
+    gone bigint[];
+BEGIN
+    SELECT * INTO band FROM skipq.priority_band(coalesce(only_priority, '0'));
+    SELECT coalesce(array_agg(h.locked_by), '{}') INTO gone
+    FROM (SELECT DISTINCT j.locked_by FROM skipq.jobs j
+          WHERE j.status = 'running') h
+    WHERE skipq.worker_gone(h.locked_by, lease, self);
+
+    IF dry_run THEN
+        RETURN QUERY
+        SELECT j.id, j.kind,
+               (CASE WHEN j.attempts >= coalesce(j.max_attempts, default_max_attempts)
+                     THEN 'failed' ELSE 'queued' END)::skipq.job_status
+        FROM skipq.jobs j
+        WHERE j.status = 'running'
+          AND (j.locked_by = ANY (gone) OR j.locked_by IS NULL)
+          AND (only_ids IS NULL OR j.id = ANY (only_ids))
+          AND (only_queue IS NULL OR j.queue = only_queue)
+          AND (only_kind IS NULL OR j.kind = only_kind)
+          AND (only_priority IS NULL OR j.priority BETWEEN band.lo AND band.hi)
+        ORDER BY j.id
+        LIMIT lim;
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    WITH c AS MATERIALIZED (
+        SELECT j.id FROM skipq.jobs j
+        WHERE j.status = 'running'
+          AND (j.locked_by = ANY (gone) OR j.locked_by IS NULL)
+          AND (only_ids IS NULL OR j.id = ANY (only_ids))
+          AND (only_queue IS NULL OR j.queue = only_queue)
+          AND (only_kind IS NULL OR j.kind = only_kind)
+          AND (only_priority IS NULL OR j.priority BETWEEN band.lo AND band.hi)
+        ORDER BY j.id
+        LIMIT lim
+        FOR NO KEY UPDATE SKIP LOCKED)
+    UPDATE skipq.jobs j
+    SET status = CASE WHEN j.attempts >= coalesce(j.max_attempts, default_max_attempts)
+                      THEN 'failed'::skipq.job_status
+                      ELSE 'queued'::skipq.job_status END,
+        finished_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, default_max_attempts)
+                           THEN now() END,
+        run_at = now(),
+        locked_by = NULL,
+        last_error = format('worker %s lost', j.locked_by),
+        errors = j.errors || jsonb_build_object(
+            'attempt', j.attempts, 'at', now(), 'worker', j.locked_by,
+            'error', format('worker %s lost', j.locked_by)),
+        updated_at = now()
+    FROM c
+    WHERE j.id = c.id AND j.status = 'running'
+    RETURNING j.id, j.kind, j.status;
+
+    IF FOUND THEN
+        PERFORM pg_notify('skipq', q.queue)
+        FROM (SELECT DISTINCT j.queue FROM skipq.jobs j
+              WHERE j.status = 'queued' AND j.run_at <= now()
+                AND j.locked_by IS NULL AND j.updated_at = now()) q;
+    END IF;
+END $$;
+
+-- recover: the operator's way to put stale rows back (see docs/operations.md).
+--   failed:  dead-letter rows untouched for older_than go back to queued,
+--            runnable now; attempts reset to 0, or with extra_attempts the
+--            attempts stay and max_attempts becomes attempts + extra_attempts.
+--   queued:  queued rows untouched for older_than are made runnable now.
+--   running: rows of workers that are gone (see worker_gone) are rescued.
+-- Rows are locked with SKIP LOCKED and re-checked, so two recover runs at
+-- once never re-queue a row twice, and a row a worker is completing is left.
+-- Returns one row per (status it was in, kind) with how many rows changed
+-- (or would change, with dry_run).
+CREATE OR REPLACE FUNCTION skipq.recover(
+    status               text,
+    older_than           interval DEFAULT '5 minutes',
+    queue                text DEFAULT NULL,
+    kind                 text DEFAULT NULL,
+    priority             text DEFAULT NULL,
+    ids                  bigint[] DEFAULT NULL,
+    lim                  int DEFAULT 1000,
+    dry_run              boolean DEFAULT false,
+    extra_attempts       int DEFAULT NULL,
+    lease                interval DEFAULT '30 seconds',
+    default_max_attempts int DEFAULT 5)
+RETURNS TABLE (from_status skipq.job_status, job_kind text, jobs bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    st skipq.job_status;
+    band record;
+    note jsonb;
+BEGIN
+    IF status IS NULL OR status NOT IN ('failed', 'queued', 'running') THEN
+        RAISE EXCEPTION 'unrecognized status "%"', status
+            USING ERRCODE = '22023', HINT = 'use failed, queued or running';
+    END IF;
+    IF lim IS NULL OR lim < 0 THEN
+        RAISE EXCEPTION 'limit must be 0 or more, not %', lim USING ERRCODE = '22023';
+    END IF;
+    IF older_than IS NULL OR older_than < interval '0' THEN
+        RAISE EXCEPTION 'older_than must not be negative' USING ERRCODE = '22023';
+    END IF;
+    IF extra_attempts IS NOT NULL AND extra_attempts < 1 THEN
+        RAISE EXCEPTION 'extra_attempts must be 1 or more, not %', extra_attempts
+            USING ERRCODE = '22023';
+    END IF;
+    st := status::skipq.job_status;
+
+    IF st = 'running' THEN
+        RETURN QUERY
+        SELECT 'running'::skipq.job_status, r.kind, count(*)
+        FROM skipq.rescue(lease, NULL, default_max_attempts, lim, dry_run,
+                          ids, queue, kind, priority) r
+        GROUP BY r.kind ORDER BY r.kind;
+        RETURN;
+    END IF;
+
+    SELECT * INTO band FROM skipq.priority_band(coalesce(priority, '0'));
+    note := jsonb_build_object('at', now(), 'recovered', true,
+                               'from', st, 'by', current_user);
+
+    IF dry_run THEN
+        RETURN QUERY
+        SELECT st, s.kind, count(*)
+        FROM (SELECT j.kind FROM skipq.jobs j
+              WHERE j.status = st
+                AND j.updated_at <= now() - older_than
+                AND (recover.queue IS NULL OR j.queue = recover.queue)
+                AND (recover.kind IS NULL OR j.kind = recover.kind)
+                AND (recover.priority IS NULL OR j.priority BETWEEN band.lo AND band.hi)
+                AND (ids IS NULL OR j.id = ANY (ids))
+              ORDER BY j.id
+              LIMIT lim) s
+        GROUP BY s.kind ORDER BY s.kind;
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    WITH c AS MATERIALIZED (
+        SELECT j.id FROM skipq.jobs j
+        WHERE j.status = st
+          AND j.updated_at <= now() - older_than
+          AND (recover.queue IS NULL OR j.queue = recover.queue)
+          AND (recover.kind IS NULL OR j.kind = recover.kind)
+          AND (recover.priority IS NULL OR j.priority BETWEEN band.lo AND band.hi)
+          AND (ids IS NULL OR j.id = ANY (ids))
+        ORDER BY j.id
+        LIMIT lim
+        FOR NO KEY UPDATE SKIP LOCKED),
+    u AS (
+        UPDATE skipq.jobs j
+        SET status = 'queued',
+            run_at = now(),
+            attempts = CASE WHEN st = 'failed' AND extra_attempts IS NULL
+                            THEN 0 ELSE j.attempts END,
+            max_attempts = CASE WHEN st = 'failed' AND extra_attempts IS NOT NULL
+                                THEN j.attempts + extra_attempts
+                                ELSE j.max_attempts END,
+            finished_at = NULL,
+            errors = CASE WHEN st = 'failed' THEN j.errors || note ELSE j.errors END,
+            updated_at = now()
+        FROM c
+        WHERE j.id = c.id AND j.status = st
+        RETURNING j.kind, j.queue)
+    SELECT st, u.kind, count(*) FROM u GROUP BY u.kind ORDER BY u.kind;
+
+    PERFORM pg_notify('skipq', q.queue)
+    FROM (SELECT DISTINCT j.queue FROM skipq.jobs j
+          WHERE j.status = 'queued' AND j.updated_at = now()) q;
+END $$;
+
+-- retry: any job that is not running goes back to queued, runnable now.
+-- Returns the ids it changed.
+CREATE OR REPLACE FUNCTION skipq.retry(ids bigint[])
+RETURNS SETOF bigint LANGUAGE sql AS $$
+    WITH u AS (
+        UPDATE skipq.jobs j
+        SET status = 'queued', run_at = now(), finished_at = NULL,
+            cancel_requested_at = NULL,
+            attempts = CASE WHEN j.status = 'failed' THEN 0 ELSE j.attempts END,
+            errors = CASE WHEN j.status IN ('failed', 'cancelled', 'succeeded')
+                          THEN j.errors || jsonb_build_object(
+                                   'at', now(), 'retried', true, 'from', j.status,
+                                   'by', current_user)
+                          ELSE j.errors END,
+            updated_at = now()
+        WHERE j.id = ANY ($1) AND j.status <> 'running'
+        RETURNING j.id, j.queue),
+    n AS (SELECT pg_notify('skipq', q) FROM (SELECT DISTINCT queue q FROM u) d)
+    SELECT u.id FROM u, (SELECT count(*) FROM n) c ORDER BY u.id
+$$;
+
+-- cancel: queued jobs become cancelled at once; running jobs are marked and
+-- their worker is told on the control channel to stop the handler.
+-- Returns each id with what happened: cancelled, requested, or the final
+-- status it already had.
+CREATE OR REPLACE FUNCTION skipq.cancel(ids bigint[])
+RETURNS TABLE (id bigint, outcome text) LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
+    WITH q AS (
+        UPDATE skipq.jobs j
+        SET status = 'cancelled', finished_at = now(), updated_at = now(),
+            last_error = 'cancelled by ' || current_user
+        WHERE j.id = ANY (ids) AND j.status = 'queued'
+        RETURNING j.id),
+    r AS (
+        UPDATE skipq.jobs j
+        SET cancel_requested_at = now(), updated_at = now()
+        WHERE j.id = ANY (ids) AND j.status = 'running'
+        RETURNING j.id, j.locked_by)
+    SELECT q.id, 'cancelled'::text FROM q
+    UNION ALL
+    SELECT r.id, (CASE WHEN pg_notify('skipq_control',
+                                      format('cancel %s %s', r.id, r.locked_by)) IS NULL
+                       THEN 'requested' END)::text FROM r
+    UNION ALL
+    SELECT j.id, j.status::text FROM skipq.jobs j
+    WHERE j.id = ANY (ids) AND j.status IN ('succeeded', 'failed', 'cancelled')
+    ORDER BY 1;
+END $$;
+
+-- prune: delete one bounded batch of finished rows older than older_than.
+-- Call it in a loop, one transaction per batch, so no lock is held for long.
+CREATE OR REPLACE FUNCTION skipq.prune(
+    older_than interval,
+    statuses   skipq.job_status[] DEFAULT '{succeeded,cancelled}',
+    batch      int DEFAULT 5000)
+RETURNS bigint LANGUAGE sql AS $$
+    WITH c AS MATERIALIZED (
+        SELECT j.id FROM skipq.jobs j
+        WHERE j.status = ANY ($2)
+          AND j.status IN ('succeeded', 'failed', 'cancelled')
+          AND j.updated_at < now() - $1
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED),
+    d AS (DELETE FROM skipq.jobs j USING c WHERE j.id = c.id RETURNING 1)
+    SELECT count(*) FROM d
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Views for psql (examples in docs/operations.md)
+-- ---------------------------------------------------------------------------
+
+-- Per queue and priority: counts by status, the oldest runnable job's age,
+-- and jobs finished in the last minute.
+CREATE OR REPLACE VIEW skipq.queue_stats AS
+SELECT queue, priority,
+       count(*) FILTER (WHERE status = 'queued' AND run_at <= now()) AS runnable,
+       count(*) FILTER (WHERE status = 'queued' AND run_at > now())  AS scheduled,
+       count(*) FILTER (WHERE status = 'running')   AS running,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'failed')    AS failed,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       now() - min(run_at) FILTER (WHERE status = 'queued' AND run_at <= now())
+           AS oldest_runnable_age,
+       count(*) FILTER (WHERE finished_at > now() - interval '1 minute')
+           AS finished_last_minute
+FROM skipq.jobs
+GROUP BY queue, priority;
+
+-- The dead-letter pile, newest first.
+CREATE OR REPLACE VIEW skipq.failed_jobs AS
+SELECT id, queue, kind, priority, attempts, max_attempts, last_error,
+       jsonb_array_length(errors) AS errors_recorded,
+       created_at, finished_at, updated_at, payload
+FROM skipq.jobs
+WHERE status = 'failed';
+
+-- Workers: alive (their lock is held) or not, with heartbeat age and the
+-- number of jobs each holds.
+CREATE OR REPLACE VIEW skipq.active_workers AS
+SELECT w.id, w.host, w.pid, w.queues, w.priorities, w.concurrency, w.version,
+       w.started_at, now() - w.heartbeat_at AS heartbeat_age,
+       EXISTS (SELECT 1 FROM pg_locks l
+               WHERE l.locktype = 'advisory' AND l.granted
+                 AND l.classid = 1936421121 AND l.objid = w.id::oid
+                 AND l.objsubid = 2) AS alive,
+       (SELECT count(*) FROM skipq.jobs j
+        WHERE j.status = 'running' AND j.locked_by = w.id) AS running_jobs
+FROM skipq.workers w;
+
+-- Rows that look stuck: running under a worker that is not alive, or
+-- runnable for over a minute without being picked up, or queued far
+-- in the future (as a long backoff during an outage leaves them).
+CREATE OR REPLACE VIEW skipq.stale_jobs AS
+SELECT j.id, j.queue, j.kind, j.priority, j.status, j.attempts, j.locked_by,
+       j.run_at, j.updated_at, now() - j.updated_at AS idle_for,
+       CASE WHEN j.status = 'running' THEN 'worker gone'
+            WHEN j.run_at <= now() THEN 'not picked up'
+            ELSE 'scheduled far ahead' END AS reason
+FROM skipq.jobs j
+LEFT JOIN skipq.active_workers w ON w.id = j.locked_by
+WHERE (j.status = 'running' AND (w.id IS NULL OR NOT w.alive))
+   OR (j.status = 'queued' AND j.run_at <= now() - interval '1 minute')
+   OR (j.status = 'queued' AND j.run_at > now() + interval '1 hour');

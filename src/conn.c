@@ -1,0 +1,426 @@
+/*
+ * conn.c - connections, the database a command resolves, and the schema:
+ * applying the embedded migrations once each and checking that the schema
+ * is one this binary can run against.
+ */
+#include "internal.h"
+
+#include <libpqtypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t
+skipq__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+char *
+skipq_mask_url(const char *url)
+{
+    if (!url)
+        return strdup("(PG* environment)");
+    char *out = strdup(url);
+    if (!out)
+        return NULL;
+    /* URI form: scheme://user:password@host... */
+    char *scheme = strstr(out, "://");
+    if (scheme) {
+        char *auth = scheme + 3;
+        char *at = strchr(auth, '@');
+        char *slash = strchr(auth, '/');
+        if (at && (!slash || at < slash)) {
+            char *colon = memchr(auth, ':', (size_t)(at - auth));
+            if (colon) {
+                char *masked = NULL;
+                if (asprintf(&masked, "%.*s****%s", (int)(colon + 1 - out), out,
+                             at) < 0) {
+                    free(out);
+                    return NULL;
+                }
+                free(out);
+                out = masked;
+            }
+        }
+    }
+    /* key=value form, or ?password= in a URI */
+    for (char *p = out; (p = strstr(p, "password=")) != NULL;) {
+        char *v = p + strlen("password=");
+        size_t n = strcspn(v, " &");
+        if (p != out && !strchr(" ?&", p[-1])) {
+            p = v;
+            continue;
+        }
+        char *masked = NULL;
+        if (asprintf(&masked, "%.*s****%s", (int)(v - out), out, v + n) < 0) {
+            free(out);
+            return NULL;
+        }
+        p = masked + (v - out) + 4;
+        free(out);
+        out = masked;
+    }
+    return out;
+}
+
+const char *
+skipq_resolve_database(const char *explicit_url, const skipq_config *cfg)
+{
+    const char *env = getenv("SKIPQ_DATABASE_URL");
+
+    if (explicit_url && *explicit_url)
+        return explicit_url;
+    if (env && *env)
+        return env;
+    if (cfg && skipq_config_database(cfg))
+        return skipq_config_database(cfg);
+    return NULL;
+}
+
+bool
+skipq__types_init(PGconn *pg)
+{
+    return PQinitTypes(pg) != 0;
+}
+
+skipq_rc
+skipq__connect(const char *url, PGconn **out, skipq_error *err)
+{
+    PGconn *pg = PQconnectdb(url ? url : "");
+    skipq_rc rc = SKIPQ_OK;
+
+    *out = NULL;
+    if (!pg)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    if (PQstatus(pg) != CONNECTION_OK) {
+        char *masked = skipq_mask_url(url);
+        char msg[384];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(pg));
+        for (char *p = msg; *p; p++)
+            if (*p == '\n')
+                *p = p[1] ? ' ' : '\0';
+        rc = skipq__fail(err, SKIPQ_ERR_CONNECT,
+                         "could not connect to %s: %s",
+                         masked ? masked : "the database", msg);
+        free(masked);
+        PQfinish(pg);
+        return rc;
+    }
+    if (!skipq__types_init(pg)) {
+        PQfinish(pg);
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    }
+    /* our own NOTICEs (IF NOT EXISTS ...) are noise for callers */
+    rc = skipq__exec(pg, "SET client_min_messages = warning", err);
+    if (rc != SKIPQ_OK) {
+        PQfinish(pg);
+        return rc;
+    }
+    *out = pg;
+    return SKIPQ_OK;
+}
+
+skipq_rc
+skipq__exec(PGconn *pg, const char *sql, skipq_error *err)
+{
+    PGresult *res = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(res);
+    skipq_rc rc = SKIPQ_OK;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = skipq__db_fail(err, pg, res, "could not run \"%.60s\"", sql);
+    PQclear(res);
+    return rc;
+}
+
+skipq_rc
+skipq_conn_open(const char *url, skipq_conn **out, skipq_error *err)
+{
+    skipq_conn *c = calloc(1, sizeof *c);
+    skipq_rc rc;
+
+    *out = NULL;
+    if (!c)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    rc = skipq__connect(url, &c->pg, err);
+    if (rc != SKIPQ_OK) {
+        free(c);
+        return rc;
+    }
+    c->types_ready = true;
+    *out = c;
+    return SKIPQ_OK;
+}
+
+void
+skipq_conn_close(skipq_conn *conn)
+{
+    if (!conn)
+        return;
+    PQfinish(conn->pg);
+    free(conn);
+}
+
+PGconn *
+skipq_conn_pg(skipq_conn *conn)
+{
+    return conn ? conn->pg : NULL;
+}
+
+/* ---- migrations -------------------------------------------------------- */
+
+typedef struct applied_row {
+    int version;
+    bool compatible;
+    char name[64];
+} applied_row;
+
+/*
+ * The migrations recorded in the database (none when the schema does not
+ * exist yet). *rows is malloc'd; the caller frees it.
+ */
+static skipq_rc
+read_applied(PGconn *pg, applied_row **rows, int *n, skipq_error *err)
+{
+    PGresult *res = PQexec(pg,
+        "SELECT version, name, compatible FROM skipq.schema_migrations "
+        "WHERE to_regclass('skipq.schema_migrations') IS NOT NULL "
+        "ORDER BY version");
+    skipq_rc rc = SKIPQ_OK;
+
+    *rows = NULL;
+    *n = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        /* 42P01: the table (or schema) does not exist yet */
+        const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (!(st && (strcmp(st, "42P01") == 0 || strcmp(st, "3F000") == 0)))
+            rc = skipq__db_fail(err, pg, res, "could not read skipq.schema_migrations");
+        goto out;
+    }
+    *n = PQntuples(res);
+    *rows = calloc((size_t)*n + 1, sizeof **rows);
+    if (!*rows) {
+        rc = skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+        *n = 0;
+        goto out;
+    }
+    for (int i = 0; i < *n; i++) {
+        (*rows)[i].version = atoi(PQgetvalue(res, i, 0));
+        snprintf((*rows)[i].name, sizeof (*rows)[i].name, "%s", PQgetvalue(res, i, 1));
+        (*rows)[i].compatible = PQgetvalue(res, i, 2)[0] == 't';
+    }
+out:
+    PQclear(res);
+    return rc;
+}
+
+static const applied_row *
+find_applied(const applied_row *rows, int n, int version)
+{
+    for (int i = 0; i < n; i++)
+        if (rows[i].version == version)
+            return &rows[i];
+    return NULL;
+}
+
+static bool
+known_version(int version)
+{
+    for (size_t i = 0; i < skipq__migration_count; i++)
+        if (skipq__migrations[i].version == version)
+            return true;
+    return false;
+}
+
+/* Does the migration text mark itself compatible with older readers? */
+static bool
+migration_compatible(const char *text)
+{
+    return strstr(text, "-- skipq: compatible") != NULL;
+}
+
+static skipq_rc
+lock_migrations(PGconn *pg, skipq_error *err)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)",
+             SKIPQ__LOCK_CLASS, SKIPQ__LOCK_MIGRATE);
+    return skipq__exec(pg, sql, err);
+}
+
+/* Apply one migration in its own transaction, unless another migrate run
+ * applied it while we waited for the lock. *did says whether we did. */
+static skipq_rc
+apply_one(PGconn *pg, const skipq__sql_file *m, bool *did, skipq_error *err)
+{
+    skipq_rc rc;
+    applied_row *rows = NULL;
+    int n = 0;
+    char vbuf[16];
+    const char *params[3];
+    PGresult *res = NULL;
+
+    *did = false;
+    if ((rc = skipq__exec(pg, "BEGIN", err)) != SKIPQ_OK)
+        return rc;
+    if ((rc = lock_migrations(pg, err)) != SKIPQ_OK)
+        goto out;
+    if ((rc = read_applied(pg, &rows, &n, err)) != SKIPQ_OK)
+        goto out;
+    if (find_applied(rows, n, m->version))
+        goto out;
+    res = PQexec(pg, m->text);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+        PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = skipq__db_fail(err, pg, res, "could not apply migration %s", m->name);
+        goto out;
+    }
+    PQclear(res);
+    snprintf(vbuf, sizeof vbuf, "%d", m->version);
+    params[0] = vbuf;
+    params[1] = m->name;
+    params[2] = migration_compatible(m->text) ? "t" : "f";
+    res = PQexecParams(pg,
+        "INSERT INTO skipq.schema_migrations (version, name, compatible) "
+        "VALUES ($1, $2, $3)", 3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = skipq__db_fail(err, pg, res, "could not record migration %s", m->name);
+        goto out;
+    }
+    *did = true;
+out:
+    PQclear(res);
+    free(rows);
+    if (rc == SKIPQ_OK)
+        rc = skipq__exec(pg, "COMMIT", err);
+    else
+        PQclear(PQexec(pg, "ROLLBACK"));
+    if (rc != SKIPQ_OK)
+        *did = false;
+    return rc;
+}
+
+/* The functions and views: re-applied by every migrate run. */
+static skipq_rc
+apply_sql_files(PGconn *pg, skipq_error *err)
+{
+    skipq_rc rc;
+
+    if ((rc = skipq__exec(pg, "BEGIN", err)) != SKIPQ_OK)
+        return rc;
+    rc = lock_migrations(pg, err);
+    for (size_t i = 0; rc == SKIPQ_OK && i < skipq__sql_file_count; i++) {
+        PGresult *res = PQexec(pg, skipq__sql_files[i].text);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+            PQresultStatus(res) != PGRES_TUPLES_OK)
+            rc = skipq__db_fail(err, pg, res, "could not apply sql/%s.sql",
+                                skipq__sql_files[i].name);
+        PQclear(res);
+    }
+    if (rc == SKIPQ_OK)
+        return skipq__exec(pg, "COMMIT", err);
+    PQclear(PQexec(pg, "ROLLBACK"));
+    return rc;
+}
+
+skipq_rc
+skipq_migrate(skipq_conn *conn, int *applied_out, skipq_migrate_fn fn,
+              void *userdata, skipq_error *err)
+{
+    skipq_rc rc = SKIPQ_OK;
+    int applied = 0;
+
+    for (size_t i = 0; i < skipq__migration_count; i++) {
+        bool did = false;
+        rc = apply_one(conn->pg, &skipq__migrations[i], &did, err);
+        if (rc != SKIPQ_OK)
+            break;
+        if (did) {
+            applied++;
+            if (fn) {
+                skipq_migration_status st = {skipq__migrations[i].version,
+                                             skipq__migrations[i].name, 1, 1};
+                fn(&st, userdata);
+            }
+        }
+    }
+    if (rc == SKIPQ_OK)
+        rc = apply_sql_files(conn->pg, err);
+    if (applied_out)
+        *applied_out = applied;
+    return rc;
+}
+
+skipq_rc
+skipq_migrate_status(skipq_conn *conn, skipq_migrate_fn fn, void *userdata,
+                     skipq_error *err)
+{
+    applied_row *rows = NULL;
+    int n = 0;
+    skipq_rc rc = read_applied(conn->pg, &rows, &n, err);
+
+    if (rc != SKIPQ_OK)
+        return rc;
+    for (size_t i = 0; i < skipq__migration_count; i++) {
+        const skipq__sql_file *m = &skipq__migrations[i];
+        skipq_migration_status st = {m->version, m->name,
+                                     find_applied(rows, n, m->version) != NULL, 1};
+        fn(&st, userdata);
+    }
+    for (int i = 0; i < n; i++) {
+        if (known_version(rows[i].version))
+            continue;
+        skipq_migration_status st = {rows[i].version, rows[i].name, 1, 0};
+        fn(&st, userdata);
+    }
+    free(rows);
+    return SKIPQ_OK;
+}
+
+skipq_rc
+skipq_schema_check(skipq_conn *conn, skipq_error *err)
+{
+    applied_row *rows = NULL;
+    int n = 0;
+    skipq_rc rc = read_applied(conn->pg, &rows, &n, err);
+
+    if (rc != SKIPQ_OK)
+        return rc;
+    if (n == 0) {
+        rc = skipq__fail(err, SKIPQ_ERR_SCHEMA,
+                         "the skipq schema is not installed in this database: "
+                         "run skipq migrate");
+        goto out;
+    }
+    for (size_t i = 0; i < skipq__migration_count; i++) {
+        if (!find_applied(rows, n, skipq__migrations[i].version)) {
+            rc = skipq__fail(err, SKIPQ_ERR_SCHEMA,
+                             "migration %s is not applied: run skipq migrate",
+                             skipq__migrations[i].name);
+            goto out;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (known_version(rows[i].version))
+            continue;
+        if (rows[i].compatible) {
+            skipq__log(SKIPQ_LOG_WARN,
+                       "the schema has migration %04d_%s that this skipq (%s) "
+                       "does not know; it is marked compatible, continuing",
+                       rows[i].version, rows[i].name, SKIPQ_VERSION);
+            continue;
+        }
+        rc = skipq__fail(err, SKIPQ_ERR_SCHEMA,
+                         "this skipq (%s) is older than the schema: migration "
+                         "%d \"%s\" is unknown to it; upgrade skipq",
+                         SKIPQ_VERSION, rows[i].version, rows[i].name);
+        goto out;
+    }
+out:
+    free(rows);
+    return rc;
+}

@@ -1,0 +1,557 @@
+/*
+ * enqueue.c - putting jobs in: one at a time (on our connection or inside
+ * the caller's transaction) and in bulk through COPY.
+ *
+ * Input is validated here before it reaches the server, so a bad payload
+ * is reported with its byte offset and a bad name by its rule, and
+ * nothing is written. NOTIFY is sent by the statement-level trigger on
+ * skipq.jobs: once per statement (and per queue), however many rows.
+ */
+#include "internal.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A valid UTF-8 sequence of n bytes? (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF.) Returns the offset of the first
+ * bad byte, or n. */
+static size_t
+utf8_valid_upto(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t len;
+        unsigned min;
+        unsigned cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            len = 2, min = 0x80, cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3, min = 0x800, cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4, min = 0x10000, cp = c & 0x07;
+        } else {
+            return i;
+        }
+        if (i + len > n)
+            return i;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return i;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return i;
+        i += len;
+    }
+    return n;
+}
+
+skipq_rc
+skipq__check_name(const char *what, const char *name, skipq_error *err)
+{
+    size_t n;
+
+    if (!name || !*name)
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "%s must not be empty", what);
+    n = strlen(name);
+    if (n > SKIPQ__NAME_MAX)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "%s is %zu bytes long; the limit is %d bytes",
+                           what, n, SKIPQ__NAME_MAX);
+    if (utf8_valid_upto((const unsigned char *)name, n) != n)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "%s is not valid UTF-8 (byte %zu)", what,
+                           utf8_valid_upto((const unsigned char *)name, n));
+    return SKIPQ_OK;
+}
+
+skipq_rc
+skipq__check_payload(const char *json, size_t len, size_t max,
+                     skipq_error *err)
+{
+    json_tokener *tok;
+    json_object *obj;
+    enum json_tokener_error jerr;
+    skipq_rc rc = SKIPQ_OK;
+    size_t bad, end;
+    const char *nul;
+
+    if (len == (size_t)-1)
+        len = strlen(json);
+    if (max == 0)
+        max = SKIPQ__DEFAULT_MAX_PAYLOAD;
+    if (len > max)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "payload is %zu bytes, more than the limit of %zu",
+                           len, max);
+    if ((nul = memchr(json, '\0', len)) != NULL)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "invalid JSON at offset %zu: NUL byte",
+                           (size_t)(nul - json));
+    if ((bad = utf8_valid_upto((const unsigned char *)json, len)) != len)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "invalid JSON at offset %zu: invalid UTF-8", bad);
+    tok = json_tokener_new_ex(512);
+    if (!tok)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    obj = json_tokener_parse_ex(tok, json, (int)len);
+    jerr = json_tokener_get_error(tok);
+    end = json_tokener_get_parse_end(tok);
+    if (jerr == json_tokener_continue) {
+        rc = skipq__fail(err, SKIPQ_ERR_INVALID,
+                         "invalid JSON at offset %zu: unexpected end of input",
+                         len);
+    } else if (jerr != json_tokener_success) {
+        rc = skipq__fail(err, SKIPQ_ERR_INVALID, "invalid JSON at offset %zu: %s",
+                         end, json_tokener_error_desc(jerr));
+    } else {
+        while (end < len && strchr(" \t\r\n", json[end]))
+            end++;
+        if (end < len)
+            rc = skipq__fail(err, SKIPQ_ERR_INVALID,
+                             "invalid JSON at offset %zu: trailing characters",
+                             end);
+        else if (!json_object_is_type(obj, json_type_object))
+            rc = skipq__fail(err, SKIPQ_ERR_INVALID,
+                             "payload must be a JSON object, not %s",
+                             json_type_to_name(json_object_get_type(obj)));
+    }
+    json_object_put(obj);
+    json_tokener_free(tok);
+    return rc;
+}
+
+static skipq_rc
+check_opts(const skipq_enqueue_opts *o, skipq_error *err)
+{
+    skipq_rc rc;
+
+    if (o->queue && (rc = skipq__check_name("queue", o->queue, err)) != SKIPQ_OK)
+        return rc;
+    if (o->max_attempts < 0)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "max_attempts must be 1 or more, not %d",
+                           (int)o->max_attempts);
+    if (o->delay_ms < 0 || o->timeout_ms < 0 ||
+        (o->has_backoff && (o->backoff_base_ms < 0 || o->backoff_max_ms < 0)))
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "delays and timeouts must not be negative");
+    if (o->has_backoff && (o->backoff < SKIPQ_BACKOFF_FIXED ||
+                           o->backoff > SKIPQ_BACKOFF_EXPONENTIAL))
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "unknown backoff strategy %d",
+                           (int)o->backoff);
+    return SKIPQ_OK;
+}
+
+static const char *const strategy_names[] = {"fixed", "linear", "exponential"};
+
+/* The statement behind skipq_enqueue and skipq_enqueue_tx. Times are
+ * computed by the server: "now" is always the database's now(). */
+static const char enqueue_sql[] =
+    "INSERT INTO skipq.jobs (kind, payload, queue, priority, run_at, "
+    "max_attempts, backoff_strategy, backoff_base, backoff_max, timeout) "
+    "VALUES ($1, $2::jsonb, $3, $4::int2, "
+    "coalesce('epoch'::timestamptz + $5::int8 * interval '1 microsecond', "
+    "now() + $6::int8 * interval '1 millisecond'), $7::int4, "
+    "$8::skipq.backoff_strategy, $9::int8 * interval '1 millisecond', "
+    "$10::int8 * interval '1 millisecond', $11::int8 * interval '1 millisecond') "
+    "RETURNING id";
+
+#define ENQ_NPARAMS 11
+
+typedef struct enq_params {
+    char buf[8][24];
+    const char *v[ENQ_NPARAMS];
+} enq_params;
+
+static void
+fill_params(enq_params *p, const char *kind, const char *payload,
+            const skipq_enqueue_opts *o)
+{
+    snprintf(p->buf[0], 24, "%d", (int)o->priority);
+    snprintf(p->buf[1], 24, "%lld", (long long)o->run_at_us);
+    snprintf(p->buf[2], 24, "%lld", (long long)o->delay_ms);
+    snprintf(p->buf[3], 24, "%d", (int)o->max_attempts);
+    snprintf(p->buf[4], 24, "%lld", (long long)o->backoff_base_ms);
+    snprintf(p->buf[5], 24, "%lld", (long long)o->backoff_max_ms);
+    snprintf(p->buf[6], 24, "%lld", (long long)o->timeout_ms);
+    p->v[0] = kind;
+    p->v[1] = payload ? payload : "{}";
+    p->v[2] = o->queue ? o->queue : "default";
+    p->v[3] = p->buf[0];
+    p->v[4] = o->run_at_us ? p->buf[1] : NULL;
+    p->v[5] = p->buf[2];
+    p->v[6] = o->max_attempts > 0 ? p->buf[3] : NULL;
+    p->v[7] = o->has_backoff ? strategy_names[o->backoff] : NULL;
+    p->v[8] = o->has_backoff ? p->buf[4] : NULL;
+    p->v[9] = o->has_backoff ? p->buf[5] : NULL;
+    p->v[10] = o->timeout_ms > 0 ? p->buf[6] : NULL;
+}
+
+static skipq_rc
+validate(const char *kind, const char *payload, const skipq_enqueue_opts *o,
+         skipq_error *err)
+{
+    skipq_rc rc;
+
+    if ((rc = skipq__check_name("kind", kind, err)) != SKIPQ_OK)
+        return rc;
+    if ((rc = check_opts(o, err)) != SKIPQ_OK)
+        return rc;
+    if (payload)
+        return skipq__check_payload(payload, (size_t)-1, o->max_payload, err);
+    return SKIPQ_OK;
+}
+
+static skipq_rc
+read_id(PGconn *pg, PGresult *res, int64_t *id_out, skipq_error *err)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        return skipq__db_fail(err, pg, res, "could not enqueue job");
+    if (id_out)
+        *id_out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    return SKIPQ_OK;
+}
+
+skipq_rc
+skipq_enqueue_tx(PGconn *pg, const char *kind, const char *payload_json,
+                 const skipq_enqueue_opts *opts, int64_t *id_out,
+                 skipq_error *err)
+{
+    static const skipq_enqueue_opts defaults = SKIPQ_ENQUEUE_OPTS_INIT;
+    const skipq_enqueue_opts *o = opts ? opts : &defaults;
+    enq_params p;
+    PGresult *res;
+    skipq_rc rc;
+
+    if (!pg)
+        return skipq__fail(err, SKIPQ_ERR_STATE, "no connection");
+    if ((rc = validate(kind, payload_json, o, err)) != SKIPQ_OK)
+        return rc;
+    fill_params(&p, kind, payload_json, o);
+    res = PQexecParams(pg, enqueue_sql, ENQ_NPARAMS, NULL, p.v, NULL, NULL, 0);
+    rc = read_id(pg, res, id_out, err);
+    PQclear(res);
+    return rc;
+}
+
+skipq_rc
+skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
+              const skipq_enqueue_opts *opts, int64_t *id_out,
+              skipq_error *err)
+{
+    static const skipq_enqueue_opts defaults = SKIPQ_ENQUEUE_OPTS_INIT;
+    const skipq_enqueue_opts *o = opts ? opts : &defaults;
+    enq_params p;
+    PGresult *res;
+    skipq_rc rc;
+
+    if (!conn)
+        return skipq__fail(err, SKIPQ_ERR_STATE, "no connection");
+    if ((rc = validate(kind, payload_json, o, err)) != SKIPQ_OK)
+        return rc;
+    /* Prepared once per connection: the hot path of a producer. */
+    if (!conn->enqueue_prepared) {
+        res = PQprepare(conn->pg, "skipq_enqueue", enqueue_sql, ENQ_NPARAMS, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            rc = skipq__db_fail(err, conn->pg, res, "could not prepare enqueue");
+            PQclear(res);
+            return rc;
+        }
+        PQclear(res);
+        conn->enqueue_prepared = true;
+    }
+    fill_params(&p, kind, payload_json, o);
+    res = PQexecPrepared(conn->pg, "skipq_enqueue", ENQ_NPARAMS, p.v, NULL, NULL, 0);
+    rc = read_id(conn->pg, res, id_out, err);
+    PQclear(res);
+    return rc;
+}
+
+/* ---- COPY ------------------------------------------------------------ */
+
+struct skipq_copy {
+    PGconn *pg;
+    skipq_enqueue_opts opts;
+    char *tail;       /* escaped "\tqueue\tpriority..." shared by every row */
+    size_t tail_len;
+    char *buf;
+    size_t len, cap;
+    int64_t rows;
+};
+
+#define COPY_FLUSH (256 * 1024)
+
+static bool
+buf_reserve(skipq_copy *cp, size_t more)
+{
+    if (cp->len + more <= cp->cap)
+        return true;
+    size_t cap = cp->cap ? cp->cap : 65536;
+    while (cap < cp->len + more)
+        cap *= 2;
+    char *nb = realloc(cp->buf, cap);
+    if (!nb)
+        return false;
+    cp->buf = nb;
+    cp->cap = cap;
+    return true;
+}
+
+/* Append s escaped for COPY's text format. */
+static bool
+put_escaped(skipq_copy *cp, const char *s, size_t n)
+{
+    if (!buf_reserve(cp, 2 * n))
+        return false;
+    char *o = cp->buf + cp->len;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        switch (c) {
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\n': *o++ = '\\'; *o++ = 'n'; break;
+        case '\r': *o++ = '\\'; *o++ = 'r'; break;
+        case '\t': *o++ = '\\'; *o++ = 't'; break;
+        default: *o++ = c;
+        }
+    }
+    cp->len = (size_t)(o - cp->buf);
+    return true;
+}
+
+static skipq_rc
+flush(skipq_copy *cp, skipq_error *err)
+{
+    if (cp->len == 0)
+        return SKIPQ_OK;
+    if (PQputCopyData(cp->pg, cp->buf, (int)cp->len) != 1)
+        return skipq__db_fail(err, cp->pg, NULL, "could not send jobs");
+    cp->len = 0;
+    return SKIPQ_OK;
+}
+
+/* The run_at every row of this COPY gets, as text; the server's clock. */
+static skipq_rc
+copy_run_at(PGconn *pg, const skipq_enqueue_opts *o, char *out, size_t n,
+            skipq_error *err)
+{
+    char a[24], b[24];
+    const char *v[2] = {a, b};
+    PGresult *res;
+    skipq_rc rc = SKIPQ_OK;
+
+    snprintf(a, sizeof a, "%lld", (long long)o->run_at_us);
+    snprintf(b, sizeof b, "%lld", (long long)o->delay_ms);
+    if (!o->run_at_us)
+        v[0] = NULL;
+    res = PQexecParams(pg,
+        "SELECT coalesce('epoch'::timestamptz + $1::int8 * interval '1 microsecond', "
+        "now() + $2::int8 * interval '1 millisecond')::text", 2, NULL, v, NULL,
+        NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = skipq__db_fail(err, pg, res, "could not compute run_at");
+    else
+        snprintf(out, n, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return rc;
+}
+
+skipq_rc
+skipq_copy_begin(skipq_conn *conn, const skipq_enqueue_opts *opts,
+                 skipq_copy **out, skipq_error *err)
+{
+    static const skipq_enqueue_opts defaults = SKIPQ_ENQUEUE_OPTS_INIT;
+    const skipq_enqueue_opts *o = opts ? opts : &defaults;
+    char cols[256] = "kind, payload, queue, priority";
+    char tail[512], run_at[64] = "";
+    skipq_copy *cp;
+    PGresult *res;
+    skipq_rc rc;
+
+    *out = NULL;
+    if (!conn)
+        return skipq__fail(err, SKIPQ_ERR_STATE, "no connection");
+    if ((rc = check_opts(o, err)) != SKIPQ_OK)
+        return rc;
+    if ((o->run_at_us || o->delay_ms) &&
+        (rc = copy_run_at(conn->pg, o, run_at, sizeof run_at, err)) != SKIPQ_OK)
+        return rc;
+    cp = calloc(1, sizeof *cp);
+    if (!cp)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    cp->pg = conn->pg;
+    cp->opts = *o;
+    cp->opts.queue = NULL; /* not owned; the tail keeps the name */
+
+    /* Columns not set are left to their defaults. */
+    int tl = snprintf(tail, sizeof tail, "\t%d", (int)o->priority);
+    if (run_at[0]) {
+        strcat(cols, ", run_at");
+        tl += snprintf(tail + tl, sizeof tail - (size_t)tl, "\t%s", run_at);
+    }
+    if (o->max_attempts > 0) {
+        strcat(cols, ", max_attempts");
+        tl += snprintf(tail + tl, sizeof tail - (size_t)tl, "\t%d", (int)o->max_attempts);
+    }
+    if (o->has_backoff) {
+        strcat(cols, ", backoff_strategy, backoff_base, backoff_max");
+        tl += snprintf(tail + tl, sizeof tail - (size_t)tl,
+                       "\t%s\t%lld milliseconds\t%lld milliseconds",
+                       strategy_names[o->backoff], (long long)o->backoff_base_ms,
+                       (long long)o->backoff_max_ms);
+    }
+    if (o->timeout_ms > 0) {
+        strcat(cols, ", timeout");
+        tl += snprintf(tail + tl, sizeof tail - (size_t)tl, "\t%lld milliseconds",
+                       (long long)o->timeout_ms);
+    }
+    /* tail = "\t<queue escaped>" + the rest; build it in cp->buf first */
+    const char *q = o->queue ? o->queue : "default";
+    bool ok = buf_reserve(cp, 1);
+    if (ok)
+        cp->buf[cp->len++] = '\t';
+    if (!ok || !put_escaped(cp, q, strlen(q)) ||
+        !buf_reserve(cp, (size_t)tl + 2)) {
+        skipq_copy_abort(cp, NULL);
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    }
+    memcpy(cp->buf + cp->len, tail, (size_t)tl);
+    cp->len += (size_t)tl;
+    cp->buf[cp->len++] = '\n';
+    cp->tail = malloc(cp->len);
+    if (!cp->tail) {
+        skipq_copy_abort(cp, NULL);
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    }
+    memcpy(cp->tail, cp->buf, cp->len);
+    cp->tail_len = cp->len;
+    cp->len = 0;
+
+    char sql[512];
+    snprintf(sql, sizeof sql, "COPY skipq.jobs (%s) FROM STDIN", cols);
+    res = PQexec(conn->pg, sql);
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        rc = skipq__db_fail(err, conn->pg, res, "could not start COPY");
+        PQclear(res);
+        cp->pg = NULL; /* nothing to abort on the server */
+        skipq_copy_abort(cp, NULL);
+        return rc;
+    }
+    PQclear(res);
+    *out = cp;
+    return SKIPQ_OK;
+}
+
+skipq_rc
+skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_json,
+               size_t len, skipq_error *err)
+{
+    skipq_rc rc;
+
+    if ((rc = skipq__check_name("kind", kind, err)) != SKIPQ_OK)
+        return rc;
+    if (!payload_json) {
+        payload_json = "{}";
+        len = 2;
+    } else if (len == (size_t)-1) {
+        len = strlen(payload_json);
+    }
+    if ((rc = skipq__check_payload(payload_json, len, cp->opts.max_payload,
+                                   err)) != SKIPQ_OK)
+        return rc;
+    if (!put_escaped(cp, kind, strlen(kind)) || !buf_reserve(cp, 1))
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    cp->buf[cp->len++] = '\t';
+    if (!put_escaped(cp, payload_json, len) || !buf_reserve(cp, cp->tail_len))
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    memcpy(cp->buf + cp->len, cp->tail, cp->tail_len);
+    cp->len += cp->tail_len;
+    cp->rows++;
+    if (cp->len >= COPY_FLUSH)
+        return flush(cp, err);
+    return SKIPQ_OK;
+}
+
+static void
+copy_free(skipq_copy *cp)
+{
+    free(cp->buf);
+    free(cp->tail);
+    free(cp);
+}
+
+skipq_rc
+skipq_copy_end(skipq_copy *cp, int64_t *count_out, skipq_error *err)
+{
+    skipq_rc rc = flush(cp, err);
+    PGresult *res;
+
+    if (rc != SKIPQ_OK) {
+        skipq_copy_abort(cp, "client error");
+        return rc;
+    }
+    if (PQputCopyEnd(cp->pg, NULL) != 1) {
+        rc = skipq__db_fail(err, cp->pg, NULL, "could not finish COPY");
+    }
+    while ((res = PQgetResult(cp->pg)) != NULL) {
+        if (rc == SKIPQ_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = skipq__db_fail(err, cp->pg, res, "could not enqueue %lld jobs",
+                                (long long)cp->rows);
+        PQclear(res);
+    }
+    if (rc == SKIPQ_OK && count_out)
+        *count_out = cp->rows;
+    copy_free(cp);
+    return rc;
+}
+
+void
+skipq_copy_abort(skipq_copy *cp, const char *why)
+{
+    PGresult *res;
+
+    if (!cp)
+        return;
+    if (cp->pg) {
+        /* The server fails the COPY with our message: no row is written. */
+        if (PQputCopyEnd(cp->pg, why ? why : "aborted by client") == 1)
+            while ((res = PQgetResult(cp->pg)) != NULL)
+                PQclear(res);
+    }
+    copy_free(cp);
+}
+
+skipq_rc
+skipq_enqueue_batch(skipq_conn *conn, const skipq_job_spec *jobs, size_t n,
+                    const skipq_enqueue_opts *opts, skipq_error *err)
+{
+    skipq_copy *cp = NULL;
+    skipq_rc rc;
+
+    if (n == 0)
+        return SKIPQ_OK;
+    if ((rc = skipq_copy_begin(conn, opts, &cp, err)) != SKIPQ_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        rc = skipq_copy_add(cp, jobs[i].kind, jobs[i].payload_json, (size_t)-1,
+                            err);
+        if (rc != SKIPQ_OK) {
+            if (err) {
+                char msg[sizeof err->message];
+                snprintf(msg, sizeof msg, "job %zu: %s", i, err->message);
+                memcpy(err->message, msg, sizeof msg);
+            }
+            skipq_copy_abort(cp, "invalid job");
+            return rc;
+        }
+    }
+    return skipq_copy_end(cp, NULL, err);
+}

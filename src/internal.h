@@ -1,0 +1,142 @@
+/*
+ * internal.h - skipq__ helpers shared by the modules of libskipq.
+ *
+ * Not installed. Everything here may change between any two commits.
+ */
+#ifndef SKIPQ_INTERNAL_H
+#define SKIPQ_INTERNAL_H
+
+#include "skipq.h"
+
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdbool.h>
+
+#define SKIPQ__WUR __attribute__((warn_unused_result))
+#define SKIPQ__PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* Advisory lock keys, (class, object); mirrored in sql/functions.sql. */
+#define SKIPQ__LOCK_CLASS 1936421120
+#define SKIPQ__LOCK_CLASS_WORKER 1936421121
+#define SKIPQ__LOCK_MIGRATE 0
+#define SKIPQ__LOCK_RESCUER 1
+#define SKIPQ__LOCK_RETENTION 2
+
+#define SKIPQ__CHANNEL "skipq"
+#define SKIPQ__CONTROL_CHANNEL "skipq_control"
+#define SKIPQ__NAME_MAX 200 /* bytes; the CHECK on queue and kind */
+#define SKIPQ__DEFAULT_MAX_PAYLOAD ((size_t)1 << 20)
+
+struct skipq_conn {
+    PGconn *pg;
+    bool types_ready;      /* PQinitTypes done */
+    bool enqueue_prepared; /* "skipq_enqueue" prepared on pg */
+};
+
+/* ---- errors (error.c) --------------------------------------------- */
+
+/* Fill err (may be NULL) and return code. */
+skipq_rc skipq__fail(skipq_error *err, skipq_rc code, const char *fmt, ...)
+    SKIPQ__PRINTF(3, 4);
+skipq_rc skipq__vfail(skipq_error *err, skipq_rc code, const char *fmt,
+                      va_list ap) SKIPQ__PRINTF(3, 0);
+/*
+ * A failed statement: "<what>: <server message>" with libpq's trailing
+ * newline stripped and the SQLSTATE kept. res may be NULL (then the
+ * connection's message is used). Does not clear res.
+ */
+skipq_rc skipq__db_fail(skipq_error *err, PGconn *pg, const PGresult *res,
+                        const char *fmt, ...) SKIPQ__PRINTF(4, 5);
+/* SKIPQ_ERR_INVALID when the server rejected the input itself
+ * (class 22 data exception, 23 integrity), else SKIPQ_ERR_DB. */
+skipq_rc skipq__sqlstate_code(const char *sqlstate);
+
+/* ---- logging (log.c) ---------------------------------------------- */
+
+void skipq__log(skipq_log_level level, const char *fmt, ...)
+    SKIPQ__PRINTF(2, 3);
+void skipq__log_event(const skipq_log_event *ev);
+bool skipq__log_enabled(void);
+
+/* ---- database helpers (conn.c) ------------------------------------ */
+
+/* PQinitTypes once per connection; false when out of memory. */
+bool skipq__types_init(PGconn *pg);
+/* Run one statement expecting PGRES_COMMAND_OK or TUPLES_OK. */
+skipq_rc skipq__exec(PGconn *pg, const char *sql, skipq_error *err) SKIPQ__WUR;
+/* Connect with libpq; on failure the message names the masked URL. */
+skipq_rc skipq__connect(const char *url, PGconn **out, skipq_error *err) SKIPQ__WUR;
+
+/* ---- embedded SQL (generated: sql_embed.c) ------------------------ */
+
+typedef struct skipq__sql_file {
+    int version;      /* 0 for sql/ files */
+    const char *name; /* "0001_init" or "functions" */
+    const char *text;
+} skipq__sql_file;
+
+extern const skipq__sql_file skipq__migrations[];
+extern const size_t skipq__migration_count;
+extern const skipq__sql_file skipq__sql_files[];
+extern const size_t skipq__sql_file_count;
+
+/* ---- config internals (config.c) ---------------------------------- */
+
+typedef struct skipq__band {
+    int16_t lo, hi;
+} skipq__band;
+
+typedef struct skipq__handler_cfg {
+    char *kind;
+    char **argv; /* NULL-terminated, owned */
+    int64_t timeout_ms;
+} skipq__handler_cfg;
+
+struct skipq_config {
+    char *database;
+    char **queues;
+    size_t nqueues;
+    char *priorities; /* as given, e.g. "high,normal,low" */
+    skipq__band *bands;
+    size_t nbands;
+    int concurrency;
+    int64_t poll_interval_ms;
+    int64_t heartbeat_interval_ms;
+    int64_t lease_timeout_ms;
+    int64_t shutdown_timeout_ms;
+    int64_t retention_ms;
+    int max_attempts;
+    skipq_backoff backoff;
+    int64_t backoff_base_ms;
+    int64_t backoff_max_ms;
+    double jitter;
+    skipq__handler_cfg *handlers;
+    size_t nhandlers;
+    int64_t recover_older_than_ms;
+    int recover_limit;
+    size_t max_payload;
+    int warnings;
+};
+
+/* Deep copy; NULL when out of memory. */
+skipq_config *skipq__config_dup(const skipq_config *cfg);
+const skipq__handler_cfg *skipq__config_handler(const skipq_config *cfg,
+                                                const char *kind);
+
+/* ---- validation shared by enqueue paths (enqueue.c) --------------- */
+
+/* A queue or kind name: 1..200 bytes of valid UTF-8 without NUL. */
+skipq_rc skipq__check_name(const char *what, const char *name,
+                           skipq_error *err);
+/*
+ * A JSON object of at most max bytes: json-c parse, with the byte offset
+ * of the first error. len may be (size_t)-1 for strlen.
+ */
+skipq_rc skipq__check_payload(const char *json, size_t len, size_t max,
+                              skipq_error *err);
+
+/* ---- time ----------------------------------------------------------- */
+
+int64_t skipq__now_ms(void); /* CLOCK_MONOTONIC */
+
+#endif /* SKIPQ_INTERNAL_H */

@@ -1,0 +1,76 @@
+/*
+ * testlib.h - helpers for integration tests against the real PostgreSQL
+ * that scripts/test.sh (tests/pg.sh) started for this run.
+ *
+ * Every test gets its own database: tl_db() clones the migrated template
+ * (skipq_template), tl_empty_db() makes an empty one. Both are dropped at
+ * exit. SKIPQ_DATABASE_URL is set to the test's database, so CLI runs and
+ * workers started by the test use it.
+ */
+#ifndef SKIPQ_TESTLIB_H
+#define SKIPQ_TESTLIB_H
+
+#include "harness.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define TL_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* A fresh migrated database; returns a connection to it (owned by
+ * testlib, closed at exit). Its URL is tl_url(). */
+PGconn *tl_db(void);
+/* A fresh database without the skipq schema. */
+PGconn *tl_empty_db(void);
+/* URL of the current test database (static storage). */
+const char *tl_url(void);
+/* A new connection to the test database; caller PQfinish()es it. */
+PGconn *tl_connect(void);
+
+/* Run SQL (printf-style; tests only, values are ours). Fails the test on
+ * error. */
+void tl_exec(PGconn *pg, const char *fmt, ...) TL_PRINTF(2, 3);
+/* First column of the first row as an integer; fails on error/no row. */
+int64_t tl_int(PGconn *pg, const char *fmt, ...) TL_PRINTF(2, 3);
+/* First column of the first row as a string (malloc'd; NULL for SQL NULL). */
+char *tl_str(PGconn *pg, const char *fmt, ...) TL_PRINTF(2, 3);
+
+/* Poll cond every few ms until it returns true or ms pass. */
+bool wait_until(int ms, bool (*cond)(void *arg), void *arg);
+/* Wait until SQL (an integer query) returns want. */
+bool tl_wait_int(PGconn *pg, int ms, int64_t want, const char *fmt, ...)
+    TL_PRINTF(4, 5);
+
+/* The skipq binary under test (with $SKIPQ_CLI_WRAPPER prefix, e.g.
+ * valgrind). */
+const char *tl_skipq(void);
+
+/*
+ * Run a shell command line; stdin_data (may be NULL) is written to its
+ * stdin. *out and *err (may be NULL) get its output (malloc'd). Returns
+ * the exit status, or 128+signal.
+ */
+int tl_run(const char *stdin_data, char **out, char **err, const char *fmt,
+           ...) TL_PRINTF(4, 5);
+/* Run `skipq ARGS` the same way (ARGS is shell text). */
+int tl_skipq_run(const char *stdin_data, char **out, char **err,
+                 const char *fmt, ...) TL_PRINTF(4, 5);
+
+/* Start a shell command in the background in its own process group,
+ * stdout/stderr appended to log (may be NULL: /dev/null). */
+pid_t tl_spawn(const char *log, const char *fmt, ...) TL_PRINTF(2, 3);
+/* Send sig to the process group of pid. */
+void tl_kill(pid_t pid, int sig);
+/* Wait for pid up to ms; its exit status (or 128+signal), -1 on timeout. */
+int tl_wait_pid(pid_t pid, int ms);
+
+/* Monotonic milliseconds. */
+int64_t tl_now_ms(void);
+/* A temp file path unique to this process (static storage per call). */
+const char *tl_tmpfile(const char *suffix);
+/* Write text to a file. */
+void tl_write_file(const char *path, const char *text);
+
+#endif
