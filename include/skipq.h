@@ -35,7 +35,6 @@ extern "C" {
 /* Feature tests for callers that build against several versions. */
 #define SKIPQ_HAS_ENQUEUE_BATCH 1
 #define SKIPQ_HAS_WORKER 1
-#define SKIPQ_HAS_SUPERVISE 1
 
 typedef struct pg_conn PGconn;          /* libpq's connection */
 typedef struct json_object json_object; /* json-c's value */
@@ -434,17 +433,6 @@ void skipq_worker_stop(skipq_worker *w);
 
 /* The worker's id in skipq.workers (0 before it registered). */
 int64_t skipq_worker_id(const skipq_worker *w);
-
-/*
- * Run fn in a supervised child process, restarting it when it dies by a
- * signal: the jobs the dead child held are recorded as failed attempts
- * ("worker lost (SIGSEGV)") and stay rescuable. The child dies with the
- * parent. Returns the child's exit status when it exits normally
- * (a clean stop), or -1 on error. SIGTERM/SIGINT to the parent are passed
- * to the child. fn returns the exit status for the child.
- */
-int skipq_supervise(const char *database_url, int (*fn)(void *userdata),
-                    void *userdata, skipq_error *err);
 
 #ifdef __cplusplus
 }

@@ -119,7 +119,9 @@ CREATE OR REPLACE FUNCTION skipq.rescue(
     only_ids             bigint[] DEFAULT NULL,
     only_queue           text DEFAULT NULL,
     only_kind            text DEFAULT NULL,
-    only_priority        text DEFAULT NULL)
+    only_priority        text DEFAULT NULL,
+    only_worker          bigint DEFAULT NULL,
+    reason               text DEFAULT NULL)
 RETURNS TABLE (id bigint, kind text, status skipq.job_status)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -130,7 +132,8 @@ BEGIN
     SELECT coalesce(array_agg(h.locked_by), '{}') INTO gone
     FROM (SELECT DISTINCT j.locked_by FROM skipq.jobs j
           WHERE j.status = 'running') h
-    WHERE skipq.worker_gone(h.locked_by, lease, self);
+    WHERE (only_worker IS NULL OR h.locked_by = only_worker)
+      AND skipq.worker_gone(h.locked_by, lease, self);
 
     IF dry_run THEN
         RETURN QUERY
@@ -169,10 +172,10 @@ BEGIN
                            THEN now() END,
         run_at = now(),
         locked_by = NULL,
-        last_error = format('worker %s lost', j.locked_by),
+        last_error = coalesce(reason, format('worker %s lost', j.locked_by)),
         errors = j.errors || jsonb_build_object(
             'attempt', j.attempts, 'at', now(), 'worker', j.locked_by,
-            'error', format('worker %s lost', j.locked_by)),
+            'error', coalesce(reason, format('worker %s lost', j.locked_by))),
         updated_at = now()
     FROM c
     WHERE j.id = c.id AND j.status = 'running'

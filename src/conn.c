@@ -9,15 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-int64_t
-skipq__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 char *
 skipq_mask_url(const char *url)
@@ -187,18 +178,22 @@ static skipq_rc
 read_applied(PGconn *pg, applied_row **rows, int *n, skipq_error *err)
 {
     PGresult *res = PQexec(pg,
-        "SELECT version, name, compatible FROM skipq.schema_migrations "
-        "WHERE to_regclass('skipq.schema_migrations') IS NOT NULL "
-        "ORDER BY version");
+        "SELECT to_regclass('skipq.schema_migrations') IS NOT NULL");
     skipq_rc rc = SKIPQ_OK;
 
     *rows = NULL;
     *n = 0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        /* 42P01: the table (or schema) does not exist yet */
-        const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (!(st && (strcmp(st, "42P01") == 0 || strcmp(st, "3F000") == 0)))
-            rc = skipq__db_fail(err, pg, res, "could not read skipq.schema_migrations");
+        rc = skipq__db_fail(err, pg, res, "could not look for skipq.schema_migrations");
+        goto out;
+    }
+    if (PQgetvalue(res, 0, 0)[0] != 't')
+        goto out; /* nothing applied yet */
+    PQclear(res);
+    res = PQexec(pg, "SELECT version, name, compatible FROM skipq.schema_migrations "
+                     "ORDER BY version");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = skipq__db_fail(err, pg, res, "could not read skipq.schema_migrations");
         goto out;
     }
     *n = PQntuples(res);

@@ -1,0 +1,181 @@
+/*
+ * cmd_worker.c - skipq worker: run the command handlers named in the
+ * config (handlers:) or with --handler, for the queues and priorities
+ * given, until SIGTERM/SIGINT (or, with --once, until nothing runnable is
+ * left for it).
+ */
+#include "cli.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: skipq worker [--queue Q ...] [--priority high|high,normal|N]\n"
+    "                    [--concurrency N] [--handler KIND=COMMAND ...]\n"
+    "                    [--timeout D] [--once] [--verbose]\n"
+    "                    [--config F] [--database URL] [--quiet]\n"
+    "                    [--log-format text|json]\n"
+    "\n"
+    "Runs jobs: for each job, the command for its kind gets the payload\n"
+    "as JSON on stdin and SKIPQ_JOB_ID, SKIPQ_JOB_KIND, SKIPQ_JOB_ATTEMPT\n"
+    "and SKIPQ_JOB_QUEUE in its environment. Exit 0 is success (stdout, if\n"
+    "JSON, is the result); anything else is a failure (the end of stderr\n"
+    "is the error), retried with backoff while attempts last.\n"
+    "\n"
+    "  --queue Q            serve queue Q (repeatable; default: config, else\n"
+    "                       \"default\")\n"
+    "  --priority P         bands to serve: high (>= 10), normal (-9..9),\n"
+    "                       low (<= -10), or a number; comma-separated\n"
+    "  --concurrency N      jobs run at once (default: config, else 8)\n"
+    "  --handler KIND=CMD   run CMD through /bin/sh -c for jobs of KIND\n"
+    "                       (repeatable; adds to the config's handlers)\n"
+    "  --timeout D          timeout for --handler commands (e.g. 30s)\n"
+    "  --once               stop once no runnable job is left (exit 0)\n"
+    "  --verbose            also log each claim\n";
+
+enum {
+    OPT_QUEUE = CLI_OPT_LOCAL,
+    OPT_PRIORITY,
+    OPT_CONCURRENCY,
+    OPT_HANDLER,
+    OPT_TIMEOUT,
+    OPT_ONCE,
+    OPT_VERBOSE,
+};
+
+static skipq_worker *running_worker;
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    if (running_worker)
+        skipq_worker_stop(running_worker); /* async-signal-safe */
+}
+
+int
+cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
+{
+    static const struct option opts[] = {
+        {"queue", required_argument, NULL, OPT_QUEUE},
+        {"priority", required_argument, NULL, OPT_PRIORITY},
+        {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+        {"handler", required_argument, NULL, OPT_HANDLER},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"once", no_argument, NULL, OPT_ONCE},
+        {"verbose", no_argument, NULL, OPT_VERBOSE},
+        CLI_COMMON_LONGOPTS,
+        {0, 0, 0, 0},
+    };
+    const char *queues[64];
+    size_t nqueues = 0;
+    const char *handlers[64];
+    size_t nhandlers = 0;
+    const char *priorities = NULL;
+    long long concurrency = 0;
+    int64_t timeout_ms = 0;
+    int once = 0, verbose = 0, c, rc;
+    skipq_error err = {0};
+    skipq_worker *w = NULL;
+
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_QUEUE:
+            if ((rc = cli_check_name("queue", optarg)) != 0)
+                return rc;
+            if (nqueues == 64)
+                return cli_usage_error("too many --queue options");
+            queues[nqueues++] = optarg;
+            break;
+        case OPT_PRIORITY:
+            priorities = optarg;
+            break;
+        case OPT_CONCURRENCY:
+            if ((rc = cli_parse_int("--concurrency", optarg, 1, 1024, &concurrency)) != 0)
+                return rc;
+            break;
+        case OPT_HANDLER:
+            if (!strchr(optarg, '=') || optarg[0] == '=')
+                return cli_usage_error("--handler wants KIND=COMMAND, not \"%s\"", optarg);
+            if (nhandlers == 64)
+                return cli_usage_error("too many --handler options");
+            handlers[nhandlers++] = optarg;
+            break;
+        case OPT_TIMEOUT:
+            if ((rc = cli_parse_duration("--timeout", optarg, &timeout_ms)) != 0)
+                return rc;
+            break;
+        case OPT_ONCE:
+            once = 1;
+            break;
+        case OPT_VERBOSE:
+            verbose = 1;
+            break;
+        default:
+            if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
+                return rc;
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("unexpected argument \"%s\"", argv[optind]);
+    if ((rc = cli_load(ctx)) != 0)
+        return rc;
+
+    /* Flags beat the file: each goes through the same setter. */
+    for (size_t i = 0; i < nqueues; i++) {
+        skipq_rc r = i == 0 ? skipq_config_set_queue(ctx->cfg, queues[i], &err)
+                            : skipq_config_add_queue(ctx->cfg, queues[i], &err);
+        if (r != SKIPQ_OK)
+            return cli_fail(&err);
+    }
+    if (priorities && skipq_config_set_priorities(ctx->cfg, priorities, &err) != SKIPQ_OK) {
+        err.code = SKIPQ_ERR_INVALID;
+        return cli_fail(&err);
+    }
+    if (concurrency > 0 &&
+        skipq_config_set_concurrency(ctx->cfg, (int)concurrency, &err) != SKIPQ_OK)
+        return cli_fail(&err);
+    for (size_t i = 0; i < nhandlers; i++) {
+        const char *eq = strchr(handlers[i], '=');
+        char kind[256];
+        snprintf(kind, sizeof kind, "%.*s", (int)(eq - handlers[i]), handlers[i]);
+        if ((rc = cli_check_name("kind", kind)) != 0)
+            return rc;
+        if (skipq_config_set_handler_shell(ctx->cfg, kind, eq + 1, timeout_ms, &err) !=
+            SKIPQ_OK)
+            return cli_fail(&err);
+    }
+    if (skipq_config_handler_count(ctx->cfg) == 0)
+        return cli_usage_error("no handlers: name commands under handlers: in the "
+                               "config, or pass --handler KIND=COMMAND");
+    if (verbose && ctx->log_level > SKIPQ_LOG_DEBUG)
+        ctx->log_level = SKIPQ_LOG_DEBUG;
+
+    if (skipq_worker_new(ctx->cfg, &w, &err) != SKIPQ_OK ||
+        skipq_worker_set_database(w, ctx->database, &err) != SKIPQ_OK) {
+        skipq_worker_free(w);
+        return cli_fail(&err);
+    }
+    skipq_worker_set_once(w, once);
+
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    running_worker = w;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    skipq_rc r = skipq_worker_run(w, &err);
+
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    running_worker = NULL;
+    skipq_worker_free(w);
+    if (r != SKIPQ_OK)
+        return cli_errorf(err.code == SKIPQ_ERR_CONFIG ? CLI_EXIT_USAGE : CLI_EXIT_FAIL,
+                          "worker: %s", err.message);
+    return CLI_EXIT_OK;
+}

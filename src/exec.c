@@ -1,0 +1,595 @@
+/*
+ * exec.c - running handlers: the executor threads, the skipq_job API that
+ * C handlers see, and command handlers (a process per job, payload on
+ * stdin, result on stdout, the end of stderr as the error).
+ *
+ * A command runs in its own process group, so a timeout, a cancel or a
+ * shutdown kills it together with its children and no orphan remains.
+ */
+#include "worker_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define STDOUT_MAX (1 << 20) /* bytes of result kept */
+#define STDERR_TAIL 2000     /* bytes of stderr kept as the error */
+
+#ifdef SKIPQ_FAILPOINTS
+bool
+skipq__failpoint(const char *name)
+{
+    const char *fp = getenv("SKIPQ_FAILPOINT");
+    return fp && strcmp(fp, name) == 0;
+}
+#endif
+
+void
+skipq__sanitize_utf8(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        unsigned char c = *p;
+        size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2
+                   : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        bool ok = len > 0;
+        for (size_t k = 1; ok && k < len; k++)
+            ok = (p[k] & 0xC0) == 0x80;
+        if (ok && len == 2 && c < 0xC2)
+            ok = false; /* overlong */
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += len;
+    }
+}
+
+/* ---- the job API for C handlers ---------------------------------------- */
+
+int64_t skipq_job_id(const skipq_job *job) { return job->id; }
+const char *skipq_job_kind(const skipq_job *job) { return job->kind; }
+const char *skipq_job_queue(const skipq_job *job) { return job->queue; }
+int16_t skipq_job_priority(const skipq_job *job) { return job->priority; }
+int skipq_job_attempt(const skipq_job *job) { return job->attempt; }
+const char *skipq_job_payload_text(const skipq_job *job) { return job->payload_text; }
+
+json_object *
+skipq_job_payload(skipq_job *job)
+{
+    if (!job->payload)
+        job->payload = json_tokener_parse(job->payload_text);
+    return job->payload;
+}
+
+void
+skipq_job_set_result(skipq_job *job, json_object *result)
+{
+    free(job->result);
+    job->result = NULL;
+    if (result) {
+        const char *s = json_object_to_json_string_ext(result, JSON_C_TO_STRING_PLAIN);
+        job->result = s ? strdup(s) : NULL;
+        json_object_put(result);
+    }
+}
+
+skipq_outcome
+skipq_job_fail(skipq_job *job, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    free(job->error);
+    job->error = msg;
+    return SKIPQ_JOB_ERROR;
+}
+
+skipq_outcome
+skipq_job_snooze(skipq_job *job, int64_t delay_ms)
+{
+    job->snooze_ms = delay_ms < 0 ? 0 : delay_ms;
+    return SKIPQ_JOB_SNOOZE;
+}
+
+int64_t
+skipq_job_deadline_ms(const skipq_job *job)
+{
+    if (job->deadline_ms == INT64_MAX)
+        return INT64_MAX;
+    int64_t left = job->deadline_ms - skipq__now_ms();
+    return left > 0 ? left : 0;
+}
+
+int
+skipq_job_should_stop(const skipq_job *job)
+{
+    return atomic_load(&job->stop) != 0 ||
+           (job->deadline_ms != INT64_MAX && skipq__now_ms() >= job->deadline_ms);
+}
+
+void
+skipq__job_free(skipq_job *job)
+{
+    if (!job)
+        return;
+    json_object_put(job->payload);
+    free(job->kind);
+    free(job->queue);
+    free(job->payload_text);
+    free(job->error);
+    free(job->result);
+    free(job);
+}
+
+/* ---- command handlers ------------------------------------------------- */
+
+typedef struct buf {
+    char *p;
+    size_t len;
+} buf;
+
+/* Append, keeping at most max bytes: the head (keep_tail false) or the
+ * tail (true). */
+static void
+buf_add(buf *b, const char *d, size_t n, size_t max, bool keep_tail)
+{
+    if (keep_tail && n >= max) {
+        d += n - max;
+        n = max;
+        b->len = 0;
+    }
+    if (b->len + n > max) {
+        if (!keep_tail) {
+            n = max - b->len;
+        } else {
+            size_t drop = b->len + n - max;
+            memmove(b->p, b->p + drop, b->len - drop);
+            b->len -= drop;
+        }
+    }
+    char *np = realloc(b->p, b->len + n + 1);
+    if (!np)
+        return;
+    b->p = np;
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static char *
+env_entry(const char *name, const char *fmt, ...) SKIPQ__PRINTF(2, 3);
+static char *
+env_entry(const char *name, const char *fmt, ...)
+{
+    char val[256], *out = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(val, sizeof val, fmt, ap);
+    va_end(ap);
+    if (asprintf(&out, "%s=%s", name, val) < 0)
+        return NULL;
+    return out;
+}
+
+#define JOB_ENV 4
+
+static const char *
+signame(int sig)
+{
+    static const char *const names[] = {
+        [SIGHUP] = "SIGHUP", [SIGINT] = "SIGINT", [SIGQUIT] = "SIGQUIT",
+        [SIGILL] = "SIGILL", [SIGABRT] = "SIGABRT", [SIGBUS] = "SIGBUS",
+        [SIGFPE] = "SIGFPE", [SIGKILL] = "SIGKILL", [SIGSEGV] = "SIGSEGV",
+        [SIGPIPE] = "SIGPIPE", [SIGALRM] = "SIGALRM", [SIGTERM] = "SIGTERM",
+    };
+    if (sig > 0 && sig < (int)(sizeof names / sizeof names[0]) && names[sig])
+        return names[sig];
+    return "a signal";
+}
+
+const char *skipq__signame(int sig);
+const char *
+skipq__signame(int sig)
+{
+    return signame(sig);
+}
+
+static void
+fmt_duration(int64_t ms, char *out, size_t n)
+{
+    if (ms % 1000 == 0)
+        snprintf(out, n, "%llds", (long long)(ms / 1000));
+    else
+        snprintf(out, n, "%lldms", (long long)ms);
+}
+
+/* The result column wants JSON: stdout as is when it is JSON, else
+ * {"output": "..."}; nothing for empty output. */
+static char *
+stdout_to_result(buf *out)
+{
+    if (!out->p || out->len == 0)
+        return NULL;
+    json_tokener *tok = json_tokener_new();
+    json_object *obj = tok ? json_tokener_parse_ex(tok, out->p, (int)out->len) : NULL;
+    bool whole = tok && json_tokener_get_error(tok) == json_tokener_success;
+    if (whole) {
+        size_t end = json_tokener_get_parse_end(tok);
+        while (end < out->len && strchr(" \t\r\n", out->p[end]))
+            end++;
+        whole = end == out->len;
+    }
+    char *res = NULL;
+    if (whole && obj) {
+        res = strdup(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
+    } else {
+        json_object *wrap = json_object_new_object();
+        skipq__sanitize_utf8(out->p);
+        json_object_object_add(wrap, "output", json_object_new_string(out->p));
+        res = strdup(json_object_to_json_string_ext(wrap, JSON_C_TO_STRING_PLAIN));
+        json_object_put(wrap);
+    }
+    json_object_put(obj);
+    if (tok)
+        json_tokener_free(tok);
+    return res;
+}
+
+static void
+run_command(skipq_job *job)
+{
+    const handler *h = job->h;
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, defaults;
+    char **envp = NULL;
+    size_t nenv = 0;
+    pid_t pid = -1;
+    int pidfd = -1, status = 0, rc;
+    buf obuf = {0}, ebuf = {0};
+    size_t in_off = 0, in_len = strlen(job->payload_text);
+    bool exited = false, killed_for_stop = false;
+    int64_t term_sent_ms = 0;
+
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC)) {
+        skipq_job_fail(job, "could not create pipes: %s", strerror(errno));
+        goto out;
+    }
+    while (environ[nenv])
+        nenv++;
+    envp = calloc(nenv + JOB_ENV + 1, sizeof *envp);
+    if (!envp) {
+        skipq_job_fail(job, "out of memory");
+        goto out;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < nenv; i++)
+        if (strncmp(environ[i], "SKIPQ_JOB_", 10) != 0)
+            envp[k++] = environ[i];
+    char *own[JOB_ENV] = {
+        env_entry("SKIPQ_JOB_ID", "%lld", (long long)job->id),
+        env_entry("SKIPQ_JOB_KIND", "%s", job->kind),
+        env_entry("SKIPQ_JOB_ATTEMPT", "%d", job->attempt),
+        env_entry("SKIPQ_JOB_QUEUE", "%s", job->queue),
+    };
+    for (int i = 0; i < JOB_ENV; i++)
+        if (own[i])
+            envp[k++] = own[i];
+
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+    posix_spawnattr_init(&attr);
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGCHLD);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setpgroup(&attr, 0); /* its own process group */
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
+    rc = posix_spawn(&pid, h->argv[0], &fa, &attr, h->argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    for (int i = 0; i < JOB_ENV; i++)
+        free(own[i]);
+    if (rc != 0) {
+        skipq_job_fail(job, "could not run \"%s\": %s", h->argv[0], strerror(rc));
+        pid = -1;
+        goto out;
+    }
+    atomic_store(&job->pgid, pid);
+    close(in[0]), in[0] = -1;
+    close(out[1]), out[1] = -1;
+    close(errp[1]), errp[1] = -1;
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+    if (in_len == 0)
+        close(in[1]), in[1] = -1;
+#ifdef SYS_pidfd_open
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
+
+    /* Feed stdin, collect stdout and stderr, until the process exits and
+     * the pipes close; enforce the deadline and stop requests. */
+    while (!exited || out[0] >= 0 || errp[0] >= 0) {
+        struct pollfd p[4];
+        int n = 0, io = -1, ie = -1, ii = -1, ip = -1;
+        if (out[0] >= 0) p[io = n++] = (struct pollfd){out[0], POLLIN, 0};
+        if (errp[0] >= 0) p[ie = n++] = (struct pollfd){errp[0], POLLIN, 0};
+        if (in[1] >= 0) p[ii = n++] = (struct pollfd){in[1], POLLOUT, 0};
+        if (!exited && pidfd >= 0) p[ip = n++] = (struct pollfd){pidfd, POLLIN, 0};
+        int64_t now = skipq__now_ms();
+        int timeout = 100;
+        if (pidfd < 0 && !exited)
+            timeout = 5;
+        if (job->deadline_ms != INT64_MAX && !exited) {
+            int64_t left = job->deadline_ms - now;
+            if (left < timeout)
+                timeout = left > 0 ? (int)left : 0;
+        }
+        if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR)
+            break;
+        char chunk[16384];
+        if (io >= 0 && p[io].revents) {
+            ssize_t r = read(out[0], chunk, sizeof chunk);
+            if (r > 0)
+                buf_add(&obuf, chunk, (size_t)r, STDOUT_MAX, false);
+            else if (r == 0 || errno != EINTR)
+                close(out[0]), out[0] = -1;
+        }
+        if (ie >= 0 && p[ie].revents) {
+            ssize_t r = read(errp[0], chunk, sizeof chunk);
+            if (r > 0)
+                buf_add(&ebuf, chunk, (size_t)r, STDERR_TAIL, true);
+            else if (r == 0 || errno != EINTR)
+                close(errp[0]), errp[0] = -1;
+        }
+        if (ii >= 0 && p[ii].revents) {
+            ssize_t wr = write(in[1], job->payload_text + in_off, in_len - in_off);
+            if (wr > 0)
+                in_off += (size_t)wr;
+            if ((wr < 0 && errno != EAGAIN && errno != EINTR) || in_off >= in_len)
+                close(in[1]), in[1] = -1;
+        }
+        if (!exited && (ip < 0 || p[ip].revents)) {
+            pid_t r = waitpid(pid, &status, WNOHANG);
+            if (r == pid) {
+                exited = true;
+                /* Background children may still hold the pipes: the
+                 * group goes with its leader. */
+                kill(-pid, SIGKILL);
+                atomic_store(&job->pgid, 0);
+            }
+        }
+        now = skipq__now_ms();
+        if (!exited && job->deadline_ms != INT64_MAX && now >= job->deadline_ms) {
+            job->timed_out = true;
+            kill(-pid, SIGKILL);
+        } else if (!exited && atomic_load(&job->stop) != 0) {
+            /* cancel or shutdown: ask politely, then insist */
+            if (!term_sent_ms) {
+                kill(-pid, SIGTERM);
+                term_sent_ms = now;
+                killed_for_stop = true;
+            } else if (now - term_sent_ms > 2000) {
+                kill(-pid, SIGKILL);
+            }
+        }
+    }
+    if (!exited) {
+        kill(-pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    atomic_store(&job->pgid, 0);
+    while (ebuf.len > 0 && strchr(" \t\r\n", ebuf.p[ebuf.len - 1]))
+        ebuf.p[--ebuf.len] = '\0';
+
+    if (job->timed_out) {
+        char d[32];
+        fmt_duration(job->timeout_ms, d, sizeof d);
+        skipq_job_fail(job, "timed out after %s", d);
+    } else if (killed_for_stop && atomic_load(&job->stop) == 1) {
+        job->outcome = SKIPQ_JOB_CANCELLED;
+        skipq_job_fail(job, "cancelled");
+        job->outcome = SKIPQ_JOB_CANCELLED;
+        goto out;
+    } else if (WIFSIGNALED(status)) {
+        skipq_job_fail(job, "killed by %s%s%s", signame(WTERMSIG(status)),
+                       ebuf.len ? ": " : "", ebuf.len ? ebuf.p : "");
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+        skipq_job_fail(job, "exit status %d%s%s", WEXITSTATUS(status),
+                       ebuf.len ? ": " : "", ebuf.len ? ebuf.p : "");
+    } else {
+        job->outcome = SKIPQ_JOB_OK;
+        job->result = stdout_to_result(&obuf);
+        goto out;
+    }
+    job->outcome = SKIPQ_JOB_ERROR;
+out:
+    if (pid < 0 && job->outcome == SKIPQ_JOB_OK)
+        job->outcome = SKIPQ_JOB_ERROR;
+    for (int i = 0; i < 2; i++) {
+        if (in[i] >= 0) close(in[i]);
+        if (out[i] >= 0) close(out[i]);
+        if (errp[i] >= 0) close(errp[i]);
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    free(envp);
+    free(obuf.p);
+    free(ebuf.p);
+}
+
+void
+skipq__job_run(skipq_job *job)
+{
+    job->outcome = SKIPQ_JOB_ERROR;
+    job->started_ms = skipq__now_ms();
+    job->deadline_ms = job->timeout_ms > 0 ? job->started_ms + job->timeout_ms
+                                           : INT64_MAX;
+    if (job->h->fn) {
+        job->outcome = job->h->fn(job, job->h->userdata);
+        /* A C handler cannot be killed; past its deadline the attempt
+         * counts as timed out whatever it returned. */
+        if (job->timeout_ms > 0 && skipq__now_ms() > job->deadline_ms &&
+            job->outcome != SKIPQ_JOB_CANCELLED) {
+            char d[32];
+            fmt_duration(job->timeout_ms, d, sizeof d);
+            free(job->result);
+            job->result = NULL;
+            skipq_job_fail(job, "timed out after %s", d);
+            job->outcome = SKIPQ_JOB_ERROR;
+            job->timed_out = true;
+        }
+    } else {
+        job->outcome = SKIPQ_JOB_ERROR;
+        run_command(job);
+    }
+    if (job->outcome == SKIPQ_JOB_ERROR && !job->error)
+        job->error = strdup("handler failed");
+    if (job->error)
+        skipq__sanitize_utf8(job->error);
+    job->duration_ms = (double)(skipq__now_ms() - job->started_ms);
+}
+
+/* ---- the pool ------------------------------------------------------------ */
+
+static void *
+executor(void *arg)
+{
+    exec_pool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->ready_head && !p->quit)
+            pthread_cond_wait(&p->cv, &p->mu);
+        skipq_job *job = p->ready_head;
+        if (!job) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        p->ready_head = job->next;
+        if (!p->ready_head)
+            p->ready_tail = NULL;
+        job->next = NULL;
+        pthread_mutex_unlock(&p->mu);
+
+        /* a job handed back at shutdown before it started does not run */
+        if (atomic_load(&job->stop) != 2)
+            skipq__job_run(job);
+
+        pthread_mutex_lock(&p->mu);
+        if (p->done_tail)
+            p->done_tail->next = job;
+        else
+            p->done_head = job;
+        p->done_tail = job;
+        bool first = p->done_count++ == 0;
+        pthread_mutex_unlock(&p->mu);
+        if (first) {
+            uint64_t one = 1;
+            ssize_t r = write(p->wake_fd, &one, sizeof one);
+            (void)r; /* eventfd: only fails when the counter is huge */
+        }
+    }
+}
+
+skipq_rc
+skipq__pool_start(exec_pool *p, int n, int wake_fd, skipq_error *err)
+{
+    sigset_t all, old;
+
+    memset(p, 0, sizeof *p);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->wake_fd = wake_fd;
+    p->threads = calloc((size_t)n, sizeof *p->threads);
+    if (!p->threads)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    /* Handlers' threads take no process signals: SIGTERM and SIGINT are
+     * for the thread that runs the worker loop; SIGPIPE from a command
+     * that closed its stdin early becomes EPIPE. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&p->threads[i], &attr, executor, p) != 0) {
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            pthread_attr_destroy(&attr);
+            skipq__pool_stop(p);
+            return skipq__fail(err, SKIPQ_ERR_NOMEM, "could not start thread %d", i);
+        }
+        p->nthreads++;
+    }
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return SKIPQ_OK;
+}
+
+void
+skipq__pool_stop(exec_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->quit = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    p->threads = NULL;
+    p->nthreads = 0;
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+}
+
+void
+skipq__pool_push(exec_pool *p, skipq_job *jobs)
+{
+    if (!jobs)
+        return;
+    skipq_job *last = jobs;
+    while (last->next)
+        last = last->next;
+    pthread_mutex_lock(&p->mu);
+    if (p->ready_tail)
+        p->ready_tail->next = jobs;
+    else
+        p->ready_head = jobs;
+    p->ready_tail = last;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+skipq_job *
+skipq__pool_take_done(exec_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    skipq_job *list = p->done_head;
+    p->done_head = p->done_tail = NULL;
+    p->done_count = 0;
+    pthread_mutex_unlock(&p->mu);
+    return list;
+}

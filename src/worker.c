@@ -1,0 +1,1392 @@
+/*
+ * worker.c - the loop that turns rows into work.
+ *
+ * One thread (the caller of skipq_worker_run) owns the connection and
+ * does all database work: claim, complete, heartbeat, rescue, retention,
+ * LISTEN. Handlers run on the executor threads of exec.c. A cycle sends
+ * the completions of finished jobs and the next claim in one pipeline,
+ * which is one round trip and one commit.
+ *
+ * Guarantees kept here:
+ *  - a completion matches only the claim it belongs to (locked_by = us
+ *    and claims = the token of that claim), so a job the rescuer took
+ *    away is never completed by us (0 rows: logged, not retried);
+ *  - a lost connection loses nothing: finished results wait in memory,
+ *    and after reconnecting we put back rows still marked ours that we
+ *    never received (a claim whose reply was lost);
+ *  - on stop, unfinished jobs go back to queued with the attempt handed
+ *    back.
+ */
+#include "worker_internal.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <libpqtypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *skipq__signame(int sig);
+
+struct skipq_worker {
+    skipq_config *cfg;
+    char *database;
+    handler *handlers;
+    size_t nhandlers;
+    char **kinds; /* NULL-terminated, for the claim's kind filter */
+    skipq__band *bands; /* merged, highest first */
+    size_t nbands;
+    bool once;
+
+    PGconn *pg;
+    int64_t id;
+    int wake_fd;
+    atomic_int stop_requested;
+    exec_pool pool;
+    bool pool_started;
+
+    skipq_job *held; /* claimed and not yet completed */
+    int nheld;
+    skipq_job *pending; /* finished, completion not yet committed */
+
+    bool wake;            /* there may be runnable work: claim */
+    int64_t next_poll_ms; /* monotonic */
+    int64_t next_beat_ms;
+    int64_t next_rescue_ms;
+    int64_t next_prune_ms;
+    int64_t next_run_at_ms; /* earliest future run_at seen, or INT64_MAX */
+    int64_t reconnect_at_ms;
+    int64_t reconnect_delay_ms;
+    unsigned rand_state;
+    size_t qstart; /* queue rotation, for fairness */
+    bool drained;  /* the last claim succeeded and came back short */
+};
+
+/* ---- logging ------------------------------------------------------------- */
+
+static void
+log_job(skipq_log_level lvl, const char *event, const skipq_job *job,
+        const char *fmt, ...) SKIPQ__PRINTF(4, 5);
+static void
+log_job(skipq_log_level lvl, const char *event, const skipq_job *job,
+        const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+
+    if (!skipq__log_enabled())
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    skipq_log_event ev = {
+        .level = lvl, .msg = msg, .event = event,
+        .job_id = job ? job->id : 0, .kind = job ? job->kind : NULL,
+        .queue = job ? job->queue : NULL, .attempt = job ? job->attempt : 0,
+        .duration_ms = job ? job->duration_ms : -1,
+    };
+    skipq__log_event(&ev);
+}
+
+/* ---- construction ------------------------------------------------------- */
+
+static int
+band_cmp(const void *a, const void *b)
+{
+    const skipq__band *x = a, *y = b;
+    return (y->hi > x->hi) - (y->hi < x->hi);
+}
+
+/* Sort bands highest first and merge touching ones, so "high,normal,low"
+ * becomes one range and one index scan per queue. */
+static void
+merge_bands(skipq_worker *w)
+{
+    qsort(w->bands, w->nbands, sizeof *w->bands, band_cmp);
+    size_t out = 0;
+    for (size_t i = 0; i < w->nbands; i++) {
+        if (out > 0 && (int)w->bands[i].hi >= (int)w->bands[out - 1].lo - 1) {
+            if (w->bands[i].lo < w->bands[out - 1].lo)
+                w->bands[out - 1].lo = w->bands[i].lo;
+            continue;
+        }
+        w->bands[out++] = w->bands[i];
+    }
+    w->nbands = out;
+}
+
+skipq_rc
+skipq_worker_new(const skipq_config *cfg, skipq_worker **out, skipq_error *err)
+{
+    skipq_worker *w = calloc(1, sizeof *w);
+
+    *out = NULL;
+    if (!w)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    w->wake_fd = -1;
+    w->cfg = skipq__config_dup(cfg);
+    if (!w->cfg)
+        goto nomem;
+    w->bands = calloc(w->cfg->nbands ? w->cfg->nbands : 1, sizeof *w->bands);
+    if (!w->bands)
+        goto nomem;
+    memcpy(w->bands, w->cfg->bands, w->cfg->nbands * sizeof *w->bands);
+    w->nbands = w->cfg->nbands;
+    merge_bands(w);
+    for (size_t i = 0; i < w->cfg->nhandlers; i++) {
+        const skipq__handler_cfg *hc = &w->cfg->handlers[i];
+        handler *nh = realloc(w->handlers, (w->nhandlers + 1) * sizeof *nh);
+        if (!nh)
+            goto nomem;
+        w->handlers = nh;
+        nh[w->nhandlers] = (handler){.kind = hc->kind, .argv = hc->argv,
+                                     .timeout_ms = hc->timeout_ms};
+        w->nhandlers++;
+    }
+    w->rand_state = (unsigned)time(NULL) ^ (unsigned)getpid();
+    *out = w;
+    return SKIPQ_OK;
+nomem:
+    skipq_worker_free(w);
+    return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+}
+
+void
+skipq_worker_free(skipq_worker *w)
+{
+    if (!w)
+        return;
+    if (w->pool_started)
+        skipq__pool_stop(&w->pool);
+    for (skipq_job *j = w->held, *n; j; j = n) {
+        n = j->hnext;
+        skipq__job_free(j);
+    }
+    /* C handlers' kinds are ours; command handlers' belong to cfg */
+    for (size_t i = 0; i < w->nhandlers; i++)
+        if (w->handlers[i].fn)
+            free(w->handlers[i].kind);
+    free(w->handlers);
+    free(w->kinds);
+    free(w->bands);
+    free(w->database);
+    if (w->pg)
+        PQfinish(w->pg);
+    if (w->wake_fd >= 0)
+        close(w->wake_fd);
+    skipq_config_free(w->cfg);
+    free(w);
+}
+
+skipq_rc
+skipq_worker_register(skipq_worker *w, const char *kind, skipq_handler_fn fn,
+                      void *userdata, skipq_error *err)
+{
+    skipq_rc rc = skipq__check_name("kind", kind, err);
+
+    if (rc != SKIPQ_OK)
+        return rc;
+    if (!fn)
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "handler for \"%s\" is NULL", kind);
+    for (size_t i = 0; i < w->nhandlers; i++) {
+        if (strcmp(w->handlers[i].kind, kind) != 0)
+            continue;
+        if (!w->handlers[i].fn) /* a C handler replaces a configured command */
+            w->handlers[i].kind = strdup(kind);
+        else
+            return skipq__fail(err, SKIPQ_ERR_INVALID,
+                               "a handler for \"%s\" is already registered", kind);
+        if (!w->handlers[i].kind)
+            return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+        w->handlers[i].fn = fn;
+        w->handlers[i].userdata = userdata;
+        return SKIPQ_OK;
+    }
+    handler *nh = realloc(w->handlers, (w->nhandlers + 1) * sizeof *nh);
+    if (!nh)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    w->handlers = nh;
+    nh[w->nhandlers] = (handler){.kind = strdup(kind), .fn = fn, .userdata = userdata};
+    if (!nh[w->nhandlers].kind)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    w->nhandlers++;
+    return SKIPQ_OK;
+}
+
+void
+skipq_worker_set_once(skipq_worker *w, int once)
+{
+    w->once = once != 0;
+}
+
+skipq_rc
+skipq_worker_set_database(skipq_worker *w, const char *url, skipq_error *err)
+{
+    char *c = url ? strdup(url) : NULL;
+    if (url && !c)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    free(w->database);
+    w->database = c;
+    return SKIPQ_OK;
+}
+
+int64_t
+skipq_worker_id(const skipq_worker *w)
+{
+    return w->id;
+}
+
+void
+skipq_worker_stop(skipq_worker *w)
+{
+    uint64_t one = 1;
+    atomic_store(&w->stop_requested, 1);
+    if (w->wake_fd >= 0) {
+        ssize_t r = write(w->wake_fd, &one, sizeof one);
+        (void)r;
+    }
+}
+
+static const handler *
+find_handler(const skipq_worker *w, const char *kind)
+{
+    for (size_t i = 0; i < w->nhandlers; i++)
+        if (strcmp(w->handlers[i].kind, kind) == 0)
+            return &w->handlers[i];
+    return NULL;
+}
+
+/* ---- statements ---------------------------------------------------------- */
+
+/*
+ * Claim in claim order from one queue and priority band. The locked set
+ * is materialized first: with `UPDATE ... WHERE id IN (SELECT ... LIMIT n
+ * FOR UPDATE SKIP LOCKED)` the planner may re-run the subquery and claim
+ * more than n rows.
+ */
+static const char claim_sql[] =
+    "WITH c AS MATERIALIZED ("
+    " SELECT id FROM skipq.jobs"
+    " WHERE status = 'queued' AND queue = $1::text"
+    "   AND priority BETWEEN $2::int2 AND $3::int2"
+    "   AND run_at <= now() AND kind = ANY ($4::text[])"
+    " ORDER BY priority DESC, run_at, id"
+    " LIMIT $5::int4"
+    " FOR NO KEY UPDATE SKIP LOCKED)"
+    " UPDATE skipq.jobs j SET status = 'running', attempts = j.attempts + 1,"
+    "   claims = j.claims + 1, locked_by = $6::int8, started_at = now(),"
+    "   updated_at = now()"
+    " FROM c WHERE j.id = c.id"
+    " RETURNING j.id, j.claims, j.kind, j.queue, j.priority, j.attempts,"
+    "   j.payload::text, coalesce(j.max_attempts, 0),"
+    "   coalesce(j.backoff_strategy::text, ''),"
+    "   coalesce((extract(epoch FROM j.backoff_base) * 1000)::int8, -1),"
+    "   coalesce((extract(epoch FROM j.backoff_max) * 1000)::int8, -1),"
+    "   coalesce((extract(epoch FROM j.timeout) * 1000)::int8, 0),"
+    "   j.cancel_requested_at IS NOT NULL";
+
+/*
+ * Finish a batch: each row only while it is still ours, from this claim.
+ * status is the new status; handback is 1 when the attempt is given back
+ * (snooze, shutdown) and 0 otherwise.
+ */
+static const char complete_sql[] =
+    "UPDATE skipq.jobs j SET"
+    "  status = r.status::skipq.job_status,"
+    "  result = CASE WHEN r.status = 'succeeded' THEN r.result::jsonb"
+    "           ELSE j.result END,"
+    "  attempts = j.attempts - r.handback,"
+    "  run_at = CASE WHEN r.status = 'queued'"
+    "           THEN now() + r.delay_ms * interval '1 millisecond' ELSE j.run_at END,"
+    "  last_error = coalesce(r.error, j.last_error),"
+    "  errors = CASE WHEN r.error IS NULL THEN j.errors"
+    "           ELSE j.errors || jsonb_build_object('attempt', j.attempts,"
+    "                'at', now(), 'worker', $2::int8, 'error', r.error) END,"
+    "  finished_at = CASE WHEN r.status = 'queued' THEN NULL ELSE now() END,"
+    "  cancel_requested_at = NULL, locked_by = NULL, updated_at = now()"
+    " FROM unnest($1::int8[], $3::int4[], $4::text[], $5::text[], $6::text[],"
+    "             $7::int8[], $8::int4[])"
+    "      AS r(id, claims, status, result, error, delay_ms, handback)"
+    " WHERE j.id = r.id AND j.claims = r.claims AND j.locked_by = $2::int8"
+    "   AND j.status = 'running'"
+    " RETURNING j.id";
+
+static skipq_rc
+prepare_all(skipq_worker *w, skipq_error *err)
+{
+    static const struct { const char *name, *sql; } stmts[] = {
+        {"skipq_claim", claim_sql},
+        {"skipq_complete", complete_sql},
+    };
+    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
+        PGresult *res = PQprepare(w->pg, stmts[i].name, stmts[i].sql, 0, NULL);
+        skipq_rc rc = SKIPQ_OK;
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = skipq__db_fail(err, w->pg, res, "could not prepare %s", stmts[i].name);
+        PQclear(res);
+        if (rc != SKIPQ_OK)
+            return rc;
+    }
+    return SKIPQ_OK;
+}
+
+/* ---- held list -------------------------------------------------------------- */
+
+static void
+held_add(skipq_worker *w, skipq_job *j)
+{
+    j->hprev = NULL;
+    j->hnext = w->held;
+    if (w->held)
+        w->held->hprev = j;
+    w->held = j;
+    w->nheld++;
+}
+
+static void
+held_remove(skipq_worker *w, skipq_job *j)
+{
+    if (j->hprev)
+        j->hprev->hnext = j->hnext;
+    else
+        w->held = j->hnext;
+    if (j->hnext)
+        j->hnext->hprev = j->hprev;
+    w->nheld--;
+}
+
+static skipq_job *
+held_find(skipq_worker *w, int64_t id)
+{
+    for (skipq_job *j = w->held; j; j = j->hnext)
+        if (j->id == id)
+            return j;
+    return NULL;
+}
+
+/* ---- connection lifecycle --------------------------------------------------- */
+
+static void
+drop_connection(skipq_worker *w, const char *why)
+{
+    if (!w->pg)
+        return;
+    skipq__log(SKIPQ_LOG_WARN, "worker %lld lost its database connection: %s",
+               (long long)w->id, why);
+    PQfinish(w->pg);
+    w->pg = NULL;
+    w->reconnect_at_ms = skipq__now_ms() + w->reconnect_delay_ms;
+}
+
+static bool
+conn_broken(skipq_worker *w)
+{
+    return !w->pg || PQstatus(w->pg) != CONNECTION_OK;
+}
+
+static skipq_rc
+exec_params(skipq_worker *w, const char *sql, int n, const char *const *v,
+            PGresult **out, skipq_error *err)
+{
+    PGresult *res = PQexecParams(w->pg, sql, n, NULL, v, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        skipq_rc rc = skipq__db_fail(err, w->pg, res, "could not run worker statement");
+        PQclear(res);
+        if (out)
+            *out = NULL;
+        return rc;
+    }
+    if (out)
+        *out = res;
+    else
+        PQclear(res);
+    return SKIPQ_OK;
+}
+
+static void
+band_text(const skipq_worker *w, char *out, size_t n)
+{
+    const char *p = skipq_config_priorities(w->cfg);
+    snprintf(out, n, "%s", p ? p : "all");
+}
+
+/* Register (or, after a reconnect, re-register with the same id) and take
+ * the "alive" lock that recover and the rescuer test. */
+static skipq_rc
+register_worker(skipq_worker *w, skipq_error *err)
+{
+    char host[256] = "", pid[16], conc[16], id[24], bands[256], lockq[128];
+    char *queues = NULL;
+    size_t qlen = 2;
+    PGresult *res = NULL;
+    skipq_rc rc;
+
+    gethostname(host, sizeof host - 1);
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    snprintf(conc, sizeof conc, "%d", w->cfg->concurrency);
+    band_text(w, bands, sizeof bands);
+    /* queues as a text[] literal; names are quoted and escaped */
+    for (size_t i = 0; i < w->cfg->nqueues; i++)
+        qlen += 2 * strlen(w->cfg->queues[i]) + 4;
+    queues = malloc(qlen);
+    if (!queues)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    char *q = queues;
+    *q++ = '{';
+    for (size_t i = 0; i < w->cfg->nqueues; i++) {
+        if (i)
+            *q++ = ',';
+        *q++ = '"';
+        for (const char *s = w->cfg->queues[i]; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *q++ = '\\';
+            *q++ = *s;
+        }
+        *q++ = '"';
+    }
+    *q++ = '}';
+    *q = '\0';
+
+    if (w->id == 0) {
+        const char *v[6] = {host, pid, queues, bands, conc, SKIPQ_VERSION};
+        rc = exec_params(w, "INSERT INTO skipq.workers (host, pid, queues, "
+                            "priorities, concurrency, version) "
+                            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                         6, v, &res, err);
+        if (rc == SKIPQ_OK)
+            w->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+    } else {
+        snprintf(id, sizeof id, "%lld", (long long)w->id);
+        const char *v[7] = {id, host, pid, queues, bands, conc, SKIPQ_VERSION};
+        rc = exec_params(w, "INSERT INTO skipq.workers (id, host, pid, queues, "
+                            "priorities, concurrency, version) OVERRIDING SYSTEM VALUE "
+                            "VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                            "ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
+                         7, v, NULL, err);
+    }
+    free(queues);
+    if (rc != SKIPQ_OK)
+        return rc;
+    snprintf(lockq, sizeof lockq, "SELECT pg_advisory_lock(%d, %d)",
+             SKIPQ__LOCK_CLASS_WORKER, (int)w->id);
+    return skipq__exec(w->pg, lockq, err);
+}
+
+/*
+ * After a reconnect: rows still running under our id that we do not hold
+ * are claims whose reply never reached us. Their handlers never started,
+ * so they go back with the attempt handed back.
+ */
+static skipq_rc
+reconcile(skipq_worker *w, skipq_error *err)
+{
+    PGparam *prm = PQparamCreate(w->pg);
+    PGparam *ids = PQparamCreate(w->pg);
+    PGarray arr = {0};
+    PGresult *res = NULL;
+    skipq_rc rc = SKIPQ_OK;
+
+    if (!prm || !ids) {
+        rc = skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (skipq_job *j = w->held; j; j = j->hnext)
+        PQputf(ids, "%int8", (PGint8)j->id);
+    arr.param = ids;
+    if (!PQputf(prm, "%int8 %int8[]", (PGint8)w->id, &arr)) {
+        rc = skipq__fail(err, SKIPQ_ERR_NOMEM, "could not build parameters: %s",
+                         PQgeterror());
+        goto out;
+    }
+    res = PQparamExec(w->pg, prm,
+        "UPDATE skipq.jobs SET status = 'queued', attempts = greatest(attempts - 1, 0),"
+        " locked_by = NULL, run_at = now(), updated_at = now()"
+        " WHERE status = 'running' AND locked_by = $1::int8 AND NOT (id = ANY ($2::int8[]))"
+        " RETURNING id", 0);
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = skipq__db_fail(err, w->pg, res, "could not reconcile running jobs");
+        goto out;
+    }
+    if (PQntuples(res) > 0)
+        skipq__log(SKIPQ_LOG_WARN,
+                   "worker %lld put back %d jobs claimed while its connection "
+                   "was failing", (long long)w->id, PQntuples(res));
+out:
+    PQclear(res);
+    if (prm)
+        PQparamClear(prm);
+    if (ids)
+        PQparamClear(ids);
+    return rc;
+}
+
+static skipq_rc
+schema_check(skipq_worker *w, skipq_error *err)
+{
+    skipq_conn tmp = {.pg = w->pg, .types_ready = true};
+    return skipq_schema_check(&tmp, err);
+}
+
+static skipq_rc
+connect_worker(skipq_worker *w, skipq_error *err)
+{
+    skipq_rc rc = skipq__connect(w->database, &w->pg, err);
+    bool first = w->id == 0;
+
+    if (rc != SKIPQ_OK)
+        return rc;
+    /* Workers run short statements; a pooler or a stuck lock must not
+     * hang the loop forever. */
+    if ((rc = skipq__exec(w->pg, "SET application_name = 'skipq worker'", err)) ||
+        (first && (rc = schema_check(w, err))) ||
+        (rc = prepare_all(w, err)) ||
+        (rc = skipq__exec(w->pg, "LISTEN " SKIPQ__CHANNEL, err)) ||
+        (rc = skipq__exec(w->pg, "LISTEN " SKIPQ__CONTROL_CHANNEL, err)) ||
+        (rc = register_worker(w, err)) ||
+        (!first && (rc = reconcile(w, err)))) {
+        PQfinish(w->pg);
+        w->pg = NULL;
+        return rc;
+    }
+    if (PQsetnonblocking(w->pg, 0) != 0) {
+        PQfinish(w->pg);
+        w->pg = NULL;
+        return skipq__fail(err, SKIPQ_ERR_DB, "could not configure the connection");
+    }
+    w->wake = true; /* poll once for what we missed */
+    w->reconnect_delay_ms = 100;
+    if (!first)
+        skipq__log(SKIPQ_LOG_INFO, "worker %lld reconnected", (long long)w->id);
+    return SKIPQ_OK;
+}
+
+/* ---- claiming ------------------------------------------------------------------ */
+
+static char *
+dupstr(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+static skipq_job *
+job_from_row(skipq_worker *w, PGresult *res, int row)
+{
+    skipq_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->w = w;
+    j->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+    j->claims = (int32_t)strtol(PQgetvalue(res, row, 1), NULL, 10);
+    j->kind = dupstr(PQgetvalue(res, row, 2));
+    j->queue = dupstr(PQgetvalue(res, row, 3));
+    j->priority = (int16_t)strtol(PQgetvalue(res, row, 4), NULL, 10);
+    j->attempt = (int)strtol(PQgetvalue(res, row, 5), NULL, 10);
+    j->payload_text = dupstr(PQgetvalue(res, row, 6));
+    j->max_attempts = (int)strtol(PQgetvalue(res, row, 7), NULL, 10);
+    const char *strategy = PQgetvalue(res, row, 8);
+    int64_t base = strtoll(PQgetvalue(res, row, 9), NULL, 10);
+    int64_t max = strtoll(PQgetvalue(res, row, 10), NULL, 10);
+    j->has_backoff = strategy[0] != '\0';
+    j->backoff = strcmp(strategy, "fixed") == 0    ? SKIPQ_BACKOFF_FIXED
+                 : strcmp(strategy, "linear") == 0 ? SKIPQ_BACKOFF_LINEAR
+                                                   : SKIPQ_BACKOFF_EXPONENTIAL;
+    j->backoff_base_ms = base >= 0 ? base : w->cfg->backoff_base_ms;
+    j->backoff_max_ms = max >= 0 ? max : w->cfg->backoff_max_ms;
+    j->timeout_ms = strtoll(PQgetvalue(res, row, 11), NULL, 10);
+    j->cancel_requested = PQgetvalue(res, row, 12)[0] == 't';
+    j->h = find_handler(w, j->kind);
+    if (j->timeout_ms <= 0 && j->h)
+        j->timeout_ms = j->h->timeout_ms;
+    if (!j->kind || !j->queue || !j->payload_text) {
+        skipq__job_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* Parameters for one claim: queue qi, band bi, up to n rows. */
+static PGparam *
+claim_param(skipq_worker *w, size_t qi, size_t bi, int n)
+{
+    PGparam *prm = PQparamCreate(w->pg);
+    PGparam *kinds = PQparamCreate(w->pg);
+    PGarray arr = {0};
+    bool ok = prm && kinds;
+
+    for (size_t i = 0; ok && i < w->nhandlers; i++)
+        ok = PQputf(kinds, "%text", w->handlers[i].kind) != 0;
+    arr.param = kinds;
+    ok = ok && PQputf(prm, "%text %int2 %int2 %text[] %int4 %int8",
+                      w->cfg->queues[qi], (PGint2)w->bands[bi].lo,
+                      (PGint2)w->bands[bi].hi, &arr, (PGint4)n, (PGint8)w->id) != 0;
+    if (kinds)
+        PQparamClear(kinds);
+    if (!ok && prm) {
+        PQparamClear(prm);
+        prm = NULL;
+    }
+    return prm;
+}
+
+/* Turn a claim result into held, ready jobs. Returns how many. */
+static int
+take_claimed(skipq_worker *w, PGresult *res, skipq_job **ready)
+{
+    int n = PQntuples(res);
+    for (int r = 0; r < n; r++) {
+        skipq_job *j = job_from_row(w, res, r);
+        if (!j) {
+            /* Out of memory: the row stays running under our id and the
+             * reconcile after the next reconnect, or the rescuer after
+             * we exit, puts it back. */
+            skipq__log(SKIPQ_LOG_ERROR, "out of memory taking a claimed job");
+            continue;
+        }
+        held_add(w, j);
+        if (j->cancel_requested)
+            atomic_store(&j->stop, 1);
+        log_job(SKIPQ_LOG_DEBUG, "claimed", j, "job %lld claimed (%s, attempt %d)",
+                (long long)j->id, j->kind, j->attempt);
+        j->next = *ready;
+        *ready = j;
+    }
+    return n;
+}
+
+static int cmp_i64(const void *a, const void *b);
+
+/* ---- completing ----------------------------------------------------------------- */
+
+/* Decide the row's next state from the outcome. */
+static const char *
+next_status(skipq_worker *w, skipq_job *j, int64_t *delay_ms, int *handback)
+{
+    *delay_ms = 0;
+    *handback = 0;
+    switch (j->outcome) {
+    case SKIPQ_JOB_OK:
+        return "succeeded";
+    case SKIPQ_JOB_SNOOZE:
+        *delay_ms = j->snooze_ms;
+        *handback = 1;
+        return "queued";
+    case SKIPQ_JOB_CANCELLED:
+        return "cancelled";
+    case SKIPQ_JOB_ERROR:
+    default:
+        break;
+    }
+    int max = j->max_attempts > 0 ? j->max_attempts : w->cfg->max_attempts;
+    if (j->attempt >= max)
+        return "failed";
+    w->rand_state = w->rand_state * 1103515245u + 12345u;
+    double r = (double)((w->rand_state >> 8) & 0xFFFFFF) / (double)0x1000000;
+    skipq_backoff strategy = j->has_backoff ? j->backoff : w->cfg->backoff;
+    *delay_ms = skipq_backoff_ms(strategy, j->backoff_base_ms, j->backoff_max_ms,
+                                 w->cfg->jitter, j->attempt, r);
+    return "queued";
+}
+
+typedef struct completion {
+    PGparam *prm;
+    int count;
+} completion;
+
+static bool
+build_completion(skipq_worker *w, skipq_job *list, completion *c)
+{
+    PGparam *a[7] = {0};
+    PGarray arr[7];
+    bool ok = true;
+
+    memset(c, 0, sizeof *c);
+    memset(arr, 0, sizeof arr);
+    c->prm = PQparamCreate(w->pg);
+    for (int i = 0; i < 7; i++)
+        ok = ok && (a[i] = PQparamCreate(w->pg)) != NULL;
+    ok = ok && c->prm;
+    for (skipq_job *j = list; ok && j; j = j->next) {
+        int64_t delay;
+        int handback;
+        const char *st = next_status(w, j, &delay, &handback);
+        ok = PQputf(a[0], "%int8", (PGint8)j->id) && PQputf(a[1], "%int4", (PGint4)j->claims) &&
+             PQputf(a[2], "%text", st) &&
+             PQputf(a[3], "%text", strcmp(st, "succeeded") == 0 ? j->result : NULL) &&
+             PQputf(a[4], "%text", j->outcome == SKIPQ_JOB_OK ||
+                                        j->outcome == SKIPQ_JOB_SNOOZE ? NULL : j->error) &&
+             PQputf(a[5], "%int8", (PGint8)delay) && PQputf(a[6], "%int4", (PGint4)handback);
+        c->count++;
+    }
+    for (int i = 0; i < 7; i++)
+        arr[i].param = a[i];
+    ok = ok && PQputf(c->prm, "%int8[] %int8 %int4[] %text[] %text[] %text[] %int8[] %int4[]",
+                      &arr[0], (PGint8)w->id, &arr[1], &arr[2], &arr[3], &arr[4],
+                      &arr[5], &arr[6]);
+    for (int i = 0; i < 7; i++)
+        if (a[i])
+            PQparamClear(a[i]);
+    if (!ok && c->prm) {
+        PQparamClear(c->prm);
+        c->prm = NULL;
+    }
+    return ok;
+}
+
+/* The completion committed: log, forget the jobs. A job whose row did not
+ * match was taken from us meanwhile (rescued, recovered). */
+static void
+finish_jobs(skipq_worker *w, skipq_job *list, PGresult *res)
+{
+    int n = res ? PQntuples(res) : 0;
+    int64_t *ids = calloc((size_t)n + 1, sizeof *ids);
+    for (int r = 0; ids && r < n; r++)
+        ids[r] = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+    if (ids)
+        qsort(ids, (size_t)n, sizeof *ids, cmp_i64);
+    for (skipq_job *j = list, *next; j; j = next) {
+        next = j->next;
+        bool matched = !ids || bsearch(&j->id, ids, (size_t)n, sizeof *ids, cmp_i64);
+        if (!matched) {
+            log_job(SKIPQ_LOG_WARN, "lost", j,
+                    "job %lld was no longer held by worker %lld (rescued or "
+                    "recovered meanwhile); its result is dropped",
+                    (long long)j->id, (long long)w->id);
+        } else {
+            switch (j->outcome) {
+            case SKIPQ_JOB_OK:
+                log_job(SKIPQ_LOG_INFO, "succeeded", j, "job %lld succeeded (%s, %.0f ms)",
+                        (long long)j->id, j->kind, j->duration_ms);
+                break;
+            case SKIPQ_JOB_SNOOZE:
+                log_job(SKIPQ_LOG_INFO, "snoozed", j, "job %lld snoozed for %lld ms",
+                        (long long)j->id, (long long)j->snooze_ms);
+                break;
+            case SKIPQ_JOB_CANCELLED:
+                log_job(SKIPQ_LOG_INFO, "cancelled", j, "job %lld cancelled", (long long)j->id);
+                break;
+            default:
+                log_job(SKIPQ_LOG_INFO, "failed", j, "job %lld attempt %d failed: %s",
+                        (long long)j->id, j->attempt, j->error ? j->error : "");
+            }
+        }
+        held_remove(w, j);
+        skipq__job_free(j);
+    }
+    free(ids);
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Put a list of finished jobs back on w->pending, to be written later. */
+static void
+keep_pending(skipq_worker *w, skipq_job *list)
+{
+    if (!list)
+        return;
+    skipq_job *last = list;
+    while (last->next)
+        last = last->next;
+    last->next = w->pending;
+    w->pending = list;
+}
+
+/* Claim parameters for queue qi and band bi in the rotation order. */
+static size_t
+queue_at(const skipq_worker *w, size_t k)
+{
+    return (w->qstart + k) % w->cfg->nqueues;
+}
+
+/*
+ * One round trip: complete `done` (if any) and claim up to `want` jobs
+ * from the first queue's highest band, in one pipeline. Statements in a
+ * pipeline up to its sync run in one implicit transaction: one commit,
+ * and on any error nothing of it is applied, so results are only used
+ * once the sync arrives. Returns the number claimed, or -1 when the
+ * cycle failed (the done list is then kept in w->pending).
+ */
+static int
+cycle(skipq_worker *w, skipq_job *done, int want, skipq_job **ready)
+{
+    completion c = {0};
+    PGparam *claim = NULL;
+    PGresult *results[2] = {NULL, NULL};
+    int nres = 0, got = 0;
+    bool failed = false;
+
+    if (done && !build_completion(w, done, &c)) {
+        skipq__log(SKIPQ_LOG_ERROR, "out of memory building a completion");
+        keep_pending(w, done);
+        return -1;
+    }
+    if (done && skipq__failpoint("before_complete")) {
+        skipq__log(SKIPQ_LOG_ERROR, "failpoint before_complete: exiting");
+        _exit(99);
+    }
+    if (want > 0 && !(claim = claim_param(w, queue_at(w, 0), 0, want)))
+        failed = true;
+    if (!failed && PQenterPipelineMode(w->pg) != 1)
+        failed = true;
+    if (!failed && c.prm && !PQparamSendQueryPrepared(w->pg, c.prm, "skipq_complete", 0))
+        failed = true;
+    if (!failed && claim && !PQparamSendQueryPrepared(w->pg, claim, "skipq_claim", 0))
+        failed = true;
+    if (!failed && PQpipelineSync(w->pg) != 1)
+        failed = true;
+
+    /* Read up to the sync point; keep the results until it arrives. */
+    while (PQpipelineStatus(w->pg) != PQ_PIPELINE_OFF) {
+        PGresult *res = PQgetResult(w->pg);
+        if (!res) {
+            if (PQstatus(w->pg) != CONNECTION_OK) {
+                failed = true;
+                break;
+            }
+            continue; /* the end of one statement's results */
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            PQexitPipelineMode(w->pg);
+            break;
+        }
+        if (st == PGRES_TUPLES_OK && nres < 2) {
+            results[nres++] = res;
+            continue;
+        }
+        if (st != PGRES_PIPELINE_ABORTED) {
+            skipq_error e;
+            skipq__db_fail(&e, w->pg, res, "worker cycle failed");
+            skipq__log(SKIPQ_LOG_ERROR, "%s", e.message);
+        }
+        failed = true;
+        PQclear(res);
+    }
+    if (!failed) {
+        int k = 0;
+        if (c.prm)
+            finish_jobs(w, done, results[k++]);
+        if (claim)
+            got = take_claimed(w, results[k], ready);
+    } else {
+        /* Nothing of it committed as far as we know; a completion that did
+         * commit before a lost reply matches 0 rows when retried, and
+         * rows claimed without a reply are reconciled on reconnect. */
+        keep_pending(w, done);
+        if (conn_broken(w))
+            drop_connection(w, PQerrorMessage(w->pg));
+    }
+    for (int i = 0; i < nres; i++)
+        PQclear(results[i]);
+    if (c.prm)
+        PQparamClear(c.prm);
+    if (claim)
+        PQparamClear(claim);
+    w->qstart++;
+    return failed ? -1 : got;
+}
+
+/* Fill the slots the first claim left free: the other queues, then the
+ * lower bands, highest first. */
+static int
+claim_more(skipq_worker *w, int want, skipq_job **ready)
+{
+    int got = 0;
+    size_t first_q = queue_at(w, w->cfg->nqueues - 1); /* cycle() advanced qstart */
+    for (size_t bi = 0; bi < w->nbands && want - got > 0; bi++) {
+        for (size_t k = 0; k < w->cfg->nqueues && want - got > 0; k++) {
+            size_t qi = (first_q + k) % w->cfg->nqueues;
+            if (bi == 0 && k == 0)
+                continue; /* the claim cycle() made */
+            PGparam *prm = claim_param(w, qi, bi, want - got);
+            if (!prm)
+                return got;
+            PGresult *res = PQparamExecPrepared(w->pg, prm, "skipq_claim", 0);
+            PQparamClear(prm);
+            if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+                skipq_error e;
+                skipq__db_fail(&e, w->pg, res, "could not claim");
+                skipq__log(SKIPQ_LOG_ERROR, "%s", e.message);
+                PQclear(res);
+                if (conn_broken(w))
+                    drop_connection(w, "claim failed");
+                return got;
+            }
+            got += take_claimed(w, res, ready);
+            PQclear(res);
+        }
+    }
+    return got;
+}
+
+/* When is the next job we could run due? So a delayed job starts on time,
+ * not at the next poll. */
+static void
+schedule_next_run_at(skipq_worker *w)
+{
+    PGresult *res;
+    PGparam *prm = PQparamCreate(w->pg);
+    PGparam *qs = PQparamCreate(w->pg);
+    PGarray arr = {0};
+    bool ok = prm && qs;
+
+    w->next_run_at_ms = INT64_MAX;
+    for (size_t i = 0; ok && i < w->cfg->nqueues; i++)
+        ok = PQputf(qs, "%text", w->cfg->queues[i]) != 0;
+    arr.param = qs;
+    ok = ok && PQputf(prm, "%text[] %int2 %int2", &arr, (PGint2)w->bands[w->nbands - 1].lo,
+                      (PGint2)w->bands[0].hi);
+    if (ok) {
+        res = PQparamExec(w->pg, prm,
+            "SELECT (extract(epoch FROM min(run_at) - now()) * 1000)::int8"
+            " FROM skipq.jobs WHERE status = 'queued' AND queue = ANY ($1::text[])"
+            " AND priority BETWEEN $2::int2 AND $3::int2", 0);
+        if (res && PQresultStatus(res) == PGRES_TUPLES_OK && !PQgetisnull(res, 0, 0)) {
+            int64_t in = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+            w->next_run_at_ms = skipq__now_ms() + (in > 0 ? in : 0) + 1;
+        } else if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+            if (conn_broken(w))
+                drop_connection(w, "could not read the next run_at");
+        }
+        PQclear(res);
+    }
+    if (prm)
+        PQparamClear(prm);
+    if (qs)
+        PQparamClear(qs);
+}
+
+/* ---- notifications -------------------------------------------------------------- */
+
+static void
+handle_notifies(skipq_worker *w)
+{
+    PGnotify *n;
+    if (!w->pg)
+        return;
+    PQconsumeInput(w->pg);
+    while ((n = PQnotifies(w->pg)) != NULL) {
+        if (strcmp(n->relname, SKIPQ__CHANNEL) == 0) {
+            for (size_t i = 0; i < w->cfg->nqueues; i++)
+                if (strcmp(w->cfg->queues[i], n->extra) == 0)
+                    w->wake = true;
+        } else if (strcmp(n->relname, SKIPQ__CONTROL_CHANNEL) == 0) {
+            long long id = 0, owner = 0;
+            if (sscanf(n->extra, "cancel %lld %lld", &id, &owner) == 2 && owner == w->id) {
+                skipq_job *j = held_find(w, id);
+                if (j && !j->done) {
+                    j->cancel_requested = true;
+                    atomic_store(&j->stop, 1);
+                    log_job(SKIPQ_LOG_INFO, "cancel", j, "job %lld: cancel requested", id);
+                }
+            }
+        }
+        PQfreemem(n);
+    }
+}
+
+/* ---- housekeeping ---------------------------------------------------------------- */
+
+static void
+heartbeat(skipq_worker *w)
+{
+    char id[24];
+    const char *v[1] = {id};
+    PGresult *res = NULL;
+    snprintf(id, sizeof id, "%lld", (long long)w->id);
+    skipq_error e;
+    if (exec_params(w, "UPDATE skipq.workers SET heartbeat_at = now() WHERE id = $1",
+                    1, v, &res, &e) != SKIPQ_OK) {
+        skipq__log(SKIPQ_LOG_WARN, "heartbeat failed: %s", e.message);
+        if (conn_broken(w))
+            drop_connection(w, e.message);
+        return;
+    }
+    bool gone = strcmp(PQcmdTuples(res), "0") == 0;
+    PQclear(res);
+    if (gone && register_worker(w, &e) != SKIPQ_OK)
+        skipq__log(SKIPQ_LOG_WARN, "could not re-register worker: %s", e.message);
+}
+
+/* One worker at a time rescues the jobs of workers that are gone, and
+ * forgets workers that have been gone for long. */
+static void
+rescue(skipq_worker *w)
+{
+    char lease[32], self[24], maxa[16], lk[128];
+    const char *v[3] = {lease, self, maxa};
+    skipq_error e;
+    PGresult *res = NULL;
+
+    snprintf(lease, sizeof lease, "%lld milliseconds", (long long)w->cfg->lease_timeout_ms);
+    snprintf(self, sizeof self, "%lld", (long long)w->id);
+    snprintf(maxa, sizeof maxa, "%d", w->cfg->max_attempts);
+    snprintf(lk, sizeof lk, "SELECT pg_try_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
+             SKIPQ__LOCK_RESCUER);
+    if (skipq__exec(w->pg, "BEGIN", &e) != SKIPQ_OK)
+        goto fail;
+    res = PQexec(w->pg, lk);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        skipq__db_fail(&e, w->pg, res, "could not take the rescuer lock");
+        PQclear(res);
+        goto fail;
+    }
+    bool mine = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (mine) {
+        if (exec_params(w, "SELECT id, kind, status FROM skipq.rescue($1::interval, $2, $3)",
+                        3, v, &res, &e) != SKIPQ_OK)
+            goto fail;
+        for (int r = 0; r < PQntuples(res); r++)
+            skipq__log(SKIPQ_LOG_WARN, "rescued job %s (%s) of a lost worker: now %s",
+                       PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2));
+        PQclear(res);
+        if (exec_params(w, "DELETE FROM skipq.workers w WHERE w.id <> $2"
+                           " AND w.heartbeat_at < now() - 10 * $1::interval"
+                           " AND NOT EXISTS (SELECT 1 FROM skipq.jobs j"
+                           "   WHERE j.status = 'running' AND j.locked_by = w.id)"
+                           " AND skipq.worker_gone(w.id, NULL, $2)",
+                        2, v, NULL, &e) != SKIPQ_OK)
+            goto fail;
+    }
+    if (skipq__exec(w->pg, "COMMIT", &e) != SKIPQ_OK)
+        goto fail;
+    return;
+fail:
+    skipq__log(SKIPQ_LOG_WARN, "rescuer: %s", e.message);
+    if (conn_broken(w))
+        drop_connection(w, e.message);
+    else
+        PQclear(PQexec(w->pg, "ROLLBACK"));
+}
+
+/* Retention: delete finished rows older than the setting, a few bounded
+ * batches per tick, one worker at a time. */
+static void
+prune_tick(skipq_worker *w)
+{
+    char lk[160], older[32];
+    const char *v[1] = {older};
+    skipq_error e;
+    PGresult *res;
+
+    snprintf(older, sizeof older, "%lld milliseconds", (long long)w->cfg->retention_ms);
+    snprintf(lk, sizeof lk, "SELECT pg_try_advisory_lock(%d, %d)", SKIPQ__LOCK_CLASS,
+             SKIPQ__LOCK_RETENTION);
+    res = PQexec(w->pg, lk);
+    bool mine = PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!mine)
+        return;
+    for (int batch = 0; batch < 10; batch++) {
+        if (exec_params(w, "SELECT skipq.prune($1::interval, '{succeeded,cancelled}', 2000)",
+                        1, v, &res, &e) != SKIPQ_OK) {
+            skipq__log(SKIPQ_LOG_WARN, "retention: %s", e.message);
+            break;
+        }
+        long deleted = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        if (deleted < 2000)
+            break;
+    }
+    snprintf(lk, sizeof lk, "SELECT pg_advisory_unlock(%d, %d)", SKIPQ__LOCK_CLASS,
+             SKIPQ__LOCK_RETENTION);
+    PQclear(PQexec(w->pg, lk));
+    if (conn_broken(w))
+        drop_connection(w, "retention failed");
+}
+
+/* ---- shutdown ---------------------------------------------------------------------- */
+
+/* Put back jobs we hold that are not finished: not counted as attempts. */
+static void
+hand_back(skipq_worker *w)
+{
+    PGparam *prm, *ids, *tok;
+    PGarray a = {0}, b = {0};
+    int n = 0;
+
+    if (conn_broken(w))
+        return; /* the rescuer will find them: our lock dies with us */
+    prm = PQparamCreate(w->pg);
+    ids = PQparamCreate(w->pg);
+    tok = PQparamCreate(w->pg);
+    for (skipq_job *j = w->held; prm && ids && tok && j; j = j->hnext) {
+        if (j->done || j->handed_back)
+            continue;
+        PQputf(ids, "%int8", (PGint8)j->id);
+        PQputf(tok, "%int4", (PGint4)j->claims);
+        j->handed_back = true;
+        n++;
+    }
+    a.param = ids;
+    b.param = tok;
+    if (n > 0 && PQputf(prm, "%int8[] %int4[] %int8", &a, &b, (PGint8)w->id)) {
+        PGresult *res = PQparamExec(w->pg, prm,
+            "UPDATE skipq.jobs j SET status = 'queued', attempts = greatest(j.attempts - 1, 0),"
+            " locked_by = NULL, run_at = now(), started_at = NULL, updated_at = now()"
+            " FROM unnest($1::int8[], $2::int4[]) AS r(id, claims)"
+            " WHERE j.id = r.id AND j.claims = r.claims AND j.locked_by = $3::int8"
+            "   AND j.status = 'running' RETURNING j.id", 0);
+        if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+            skipq__log(SKIPQ_LOG_INFO, "worker %lld handed back %d unfinished jobs",
+                       (long long)w->id, PQntuples(res));
+        else
+            skipq__log(SKIPQ_LOG_WARN, "could not hand back jobs: %s",
+                       PQerrorMessage(w->pg));
+        PQclear(res);
+    }
+    if (prm) PQparamClear(prm);
+    if (ids) PQparamClear(ids);
+    if (tok) PQparamClear(tok);
+}
+
+static void
+unregister(skipq_worker *w)
+{
+    char id[24];
+    const char *v[1] = {id};
+    skipq_error e;
+    if (conn_broken(w))
+        return;
+    snprintf(id, sizeof id, "%lld", (long long)w->id);
+    if (exec_params(w, "DELETE FROM skipq.workers WHERE id = $1", 1, v, NULL, &e) != SKIPQ_OK)
+        skipq__log(SKIPQ_LOG_WARN, "could not unregister: %s", e.message);
+}
+
+/* ---- the loop ------------------------------------------------------------------------ */
+
+static void
+drain_wake_fd(skipq_worker *w)
+{
+    uint64_t v;
+    ssize_t r = read(w->wake_fd, &v, sizeof v);
+    (void)r;
+}
+
+static int64_t
+min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static skipq_rc
+check_handlers(skipq_worker *w, skipq_error *err)
+{
+    if (w->nhandlers == 0)
+        return skipq__fail(err, SKIPQ_ERR_CONFIG,
+                           "no handlers: register one, or name commands under "
+                           "handlers: in the config or with --handler");
+    w->kinds = calloc(w->nhandlers + 1, sizeof *w->kinds);
+    if (!w->kinds)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < w->nhandlers; i++)
+        w->kinds[i] = w->handlers[i].kind;
+    if (w->nbands == 0 || w->cfg->nqueues == 0)
+        return skipq__fail(err, SKIPQ_ERR_CONFIG, "the worker serves no queue or priority");
+    return SKIPQ_OK;
+}
+
+skipq_rc
+skipq_worker_run(skipq_worker *w, skipq_error *err)
+{
+    skipq_rc rc;
+    int64_t stop_deadline = 0;
+    bool stopping = false;
+
+    if ((rc = check_handlers(w, err)) != SKIPQ_OK)
+        return rc;
+    if (!w->database)
+        w->database = skipq_config_database(w->cfg) ? strdup(skipq_config_database(w->cfg)) : NULL;
+    w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w->wake_fd < 0)
+        return skipq__fail(err, SKIPQ_ERR_IO, "could not create an eventfd: %s", strerror(errno));
+    w->reconnect_delay_ms = 100;
+    if ((rc = connect_worker(w, err)) != SKIPQ_OK)
+        return rc;
+    if ((rc = skipq__pool_start(&w->pool, w->cfg->concurrency, w->wake_fd, err)) != SKIPQ_OK) {
+        unregister(w);
+        return rc;
+    }
+    w->pool_started = true;
+    skipq__log(SKIPQ_LOG_INFO, "worker %lld started: %zu queue(s), priorities %s, concurrency %d",
+               (long long)w->id, w->cfg->nqueues,
+               skipq_config_priorities(w->cfg) ? skipq_config_priorities(w->cfg) : "all",
+               w->cfg->concurrency);
+
+    int64_t now = skipq__now_ms();
+    w->next_poll_ms = now;
+    w->next_beat_ms = now + w->cfg->heartbeat_interval_ms;
+    w->next_rescue_ms = now + 1000;
+    w->next_prune_ms = now + 5000;
+    w->next_run_at_ms = INT64_MAX;
+
+    for (;;) {
+        now = skipq__now_ms();
+        if (!stopping && atomic_load(&w->stop_requested)) {
+            stopping = true;
+            stop_deadline = now + w->cfg->shutdown_timeout_ms;
+            skipq__log(SKIPQ_LOG_INFO, "worker %lld stopping: %d job(s) held",
+                       (long long)w->id, w->nheld);
+        }
+        if (!w->pg && now >= w->reconnect_at_ms) {
+            skipq_error e;
+            if (connect_worker(w, &e) != SKIPQ_OK) {
+                skipq__log(SKIPQ_LOG_WARN, "worker %lld could not reconnect: %s",
+                           (long long)w->id, e.message);
+                w->reconnect_delay_ms = min64(w->reconnect_delay_ms * 2, 5000);
+                w->reconnect_at_ms = now + w->reconnect_delay_ms;
+            }
+        }
+        handle_notifies(w);
+
+        /* Finished jobs: drop those already handed back, the rest join
+         * the ones waiting for a connection. */
+        skipq_job *done = NULL, **tail = &done;
+        for (skipq_job *j = skipq__pool_take_done(&w->pool), *n; j; j = n) {
+            n = j->next;
+            j->next = NULL;
+            j->done = true;
+            if (j->handed_back) {
+                held_remove(w, j);
+                skipq__job_free(j);
+                continue;
+            }
+            if (j->cancel_requested && j->outcome != SKIPQ_JOB_OK)
+                j->outcome = SKIPQ_JOB_CANCELLED;
+            *tail = j;
+            tail = &j->next;
+        }
+        *tail = w->pending;
+        w->pending = NULL;
+        int ndone = 0;
+        for (skipq_job *j = done; j; j = j->next)
+            ndone++;
+
+        if (now >= w->next_poll_ms) {
+            w->wake = true;
+            w->next_poll_ms = now + w->cfg->poll_interval_ms;
+        }
+        if (now >= w->next_run_at_ms) {
+            w->wake = true;
+            w->next_run_at_ms = INT64_MAX;
+        }
+        /* After completions, claim too: slots are free, and a retry with
+         * no delay is runnable at once. */
+        int free_slots = w->cfg->concurrency - (w->nheld - ndone);
+        bool claim = !stopping && free_slots > 0 && (w->wake || done);
+
+        if (w->pg && (done || claim)) {
+            skipq_job *ready = NULL;
+            int want = claim ? free_slots : 0;
+            int got = cycle(w, done, want, &ready);
+            if (got >= 0 && w->pg && claim && got < want &&
+                (w->nbands > 1 || w->cfg->nqueues > 1))
+                got += claim_more(w, want - got, &ready);
+            skipq__pool_push(&w->pool, ready);
+            if (got >= 0 && claim) {
+                w->wake = got >= want; /* a full claim: more may wait */
+                w->drained = got < want;
+                if (got < want && w->pg)
+                    schedule_next_run_at(w);
+            }
+            if (got < 0 && w->pg) {
+                /* an SQL error that is not a lost connection: back off */
+                w->next_poll_ms = now + 200;
+                w->wake = false;
+            }
+        } else if (done) {
+            keep_pending(w, done); /* no connection: keep them for later */
+        }
+        if (w->once && !stopping && w->pg && w->drained && !w->wake && w->nheld == 0 &&
+            !w->pending)
+            atomic_store(&w->stop_requested, 1);
+
+        if (stopping) {
+            if (w->nheld == 0 && !w->pending)
+                break;
+            if (now >= stop_deadline) {
+                /* Stop what still runs, and put its rows back with the
+                 * attempt handed back. */
+                for (skipq_job *j = w->held; j; j = j->hnext) {
+                    if (j->done)
+                        continue;
+                    atomic_store(&j->stop, 2);
+                    int pgid = atomic_load(&j->pgid);
+                    if (pgid > 0)
+                        kill(-pgid, SIGKILL);
+                }
+                hand_back(w);
+                /* Completions we cannot write now are left for the
+                 * rescuer, which finds them once our lock is gone. */
+                if (w->pending || !w->pg || now >= stop_deadline + 5000)
+                    break;
+            }
+        }
+
+        if (w->pg) {
+            if (now >= w->next_beat_ms) {
+                heartbeat(w);
+                w->next_beat_ms = now + w->cfg->heartbeat_interval_ms;
+            }
+            if (w->pg && now >= w->next_rescue_ms) {
+                rescue(w);
+                w->next_rescue_ms = now + min64(w->cfg->lease_timeout_ms / 2,
+                                                w->cfg->heartbeat_interval_ms);
+            }
+            if (w->pg && w->cfg->retention_ms > 0 && now >= w->next_prune_ms) {
+                prune_tick(w);
+                w->next_prune_ms = now + 10000;
+            }
+        }
+
+        /* Sleep until something happens: a finished job or a stop (the
+         * eventfd), a NOTIFY (the socket), or the next timer. */
+        int64_t until = min64(w->next_poll_ms, w->next_beat_ms);
+        until = min64(until, w->next_run_at_ms);
+        if (!w->pg)
+            until = min64(until, w->reconnect_at_ms);
+        if (stopping)
+            until = min64(until, now + 50);
+        if (w->pg && w->wake && !stopping && w->nheld < w->cfg->concurrency)
+            until = now;
+        if (w->pg && w->pending)
+            until = now;
+        now = skipq__now_ms();
+        int timeout = until <= now ? 0 : (int)min64(until - now, 60000);
+        struct pollfd p[2] = {{w->wake_fd, POLLIN, 0}, {-1, POLLIN, 0}};
+        if (w->pg)
+            p[1].fd = PQsocket(w->pg);
+        if (poll(p, w->pg ? 2 : 1, timeout) > 0) {
+            if (p[0].revents)
+                drain_wake_fd(w);
+            if (w->pg && p[1].revents && PQconsumeInput(w->pg) != 1)
+                drop_connection(w, PQerrorMessage(w->pg));
+        }
+    }
+
+    /* Join the executors so no thread outlives the run; jobs they return
+     * now stay in the held list and are freed with the worker. */
+    skipq__pool_stop(&w->pool);
+    w->pool_started = false;
+    unregister(w);
+    if (w->pg) {
+        PQfinish(w->pg);
+        w->pg = NULL;
+    }
+    skipq__log(SKIPQ_LOG_INFO, "worker %lld stopped", (long long)w->id);
+    return SKIPQ_OK;
+}

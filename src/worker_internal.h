@@ -1,0 +1,96 @@
+/*
+ * worker_internal.h - what worker.c (the fetch/complete loop) and exec.c
+ * (executor threads, command handlers) share.
+ */
+#ifndef SKIPQ_WORKER_INTERNAL_H
+#define SKIPQ_WORKER_INTERNAL_H
+
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+typedef struct handler {
+    char *kind;
+    skipq_handler_fn fn; /* C handler, or NULL for a command */
+    void *userdata;
+    char **argv;         /* command handler (borrowed from the config) */
+    int64_t timeout_ms;  /* 0: none */
+} handler;
+
+/*
+ * One claimed job, from claim until its completion commits. Owned by the
+ * worker's held list; the executor that runs it borrows it.
+ */
+struct skipq_job {
+    skipq_worker *w;
+    const handler *h;
+    int64_t id;
+    int32_t claims; /* lock token of this claim */
+    char *kind;
+    char *queue;
+    int16_t priority;
+    int attempt;
+    char *payload_text;
+    json_object *payload; /* parsed on first use */
+    int max_attempts;     /* 0: config default */
+    int has_backoff;
+    skipq_backoff backoff;
+    int64_t backoff_base_ms, backoff_max_ms;
+    int64_t timeout_ms;  /* effective: job's, else handler's; 0 none */
+    int64_t started_ms;  /* monotonic */
+    int64_t deadline_ms; /* monotonic; INT64_MAX none */
+
+    /* set by the executor */
+    skipq_outcome outcome;
+    char *error;
+    char *result; /* JSON text */
+    int64_t snooze_ms;
+    double duration_ms;
+    bool timed_out;
+
+    atomic_int stop;       /* 1: cancel requested, 2: shutdown, 3: timeout */
+    atomic_int pgid;       /* running command's process group, 0 none */
+    bool cancel_requested; /* main thread only */
+    bool handed_back;      /* main thread: row already put back */
+    bool done;             /* main thread: result received */
+
+    skipq_job *next;       /* in the ready or done queue */
+    skipq_job *hnext, *hprev; /* in the held list (main thread) */
+};
+
+/* Executor pool (exec.c). */
+typedef struct exec_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    skipq_job *ready_head, *ready_tail;
+    skipq_job *done_head, *done_tail;
+    int done_count;
+    bool quit;
+    int nthreads;
+    pthread_t *threads;
+    int wake_fd; /* eventfd the main loop polls */
+} exec_pool;
+
+skipq_rc skipq__pool_start(exec_pool *p, int n, int wake_fd, skipq_error *err);
+/* Tell threads to exit once idle, and join them. */
+void skipq__pool_stop(exec_pool *p);
+void skipq__pool_push(exec_pool *p, skipq_job *jobs); /* a list via next */
+skipq_job *skipq__pool_take_done(exec_pool *p);       /* the whole list */
+
+/* Run job's handler on the calling thread; fills the outcome fields. */
+void skipq__job_run(skipq_job *job);
+void skipq__job_free(skipq_job *job);
+
+/* Replace invalid UTF-8 and NUL bytes so the text is storable. */
+void skipq__sanitize_utf8(char *s);
+
+#ifdef SKIPQ_FAILPOINTS
+/* True when $SKIPQ_FAILPOINT names this point (test builds only). */
+bool skipq__failpoint(const char *name);
+#else
+#define skipq__failpoint(name) false
+#endif
+
+#endif
