@@ -755,7 +755,8 @@ describe(const yaml_node_t *node, char *buf, size_t size)
     if (node->type != YAML_SCALAR_NODE)
         return "nothing";
     if (node->data.scalar.length > 40)
-        snprintf(buf, size, "\"%.36s...\"", (const char *)node->data.scalar.value);
+        snprintf(buf, size, "\"%.36s...\"",
+                 (const char *)node->data.scalar.value);
     else
         snprintf(buf, size, "\"%s\"", (const char *)node->data.scalar.value);
     return buf;
@@ -785,7 +786,7 @@ static skipq_rc
 get_int(struct loader *ld, const yaml_node_t *node, const char *path,
         int *out)
 {
-    const char *s, *p;
+    const char *s = NULL, *p;
     skipq_rc rc;
     long long v = 0;
     bool neg = false;
@@ -824,7 +825,7 @@ get_duration(struct loader *ld, const yaml_node_t *node, const char *path,
              int64_t *out)
 {
     skipq_error e;
-    const char *s;
+    const char *s = NULL;
     skipq_rc rc;
 
     if ((rc = scalar(ld, node, path, "a duration", &s)) != SKIPQ_OK)
@@ -843,7 +844,7 @@ static skipq_rc
 get_fraction(struct loader *ld, const yaml_node_t *node, const char *path,
              double *out)
 {
-    const char *s, *p;
+    const char *s = NULL, *p;
     skipq_rc rc;
     double v = 0, scale = 1;
     bool neg = false, digits = false;
@@ -860,8 +861,9 @@ get_fraction(struct loader *ld, const yaml_node_t *node, const char *path,
         for (p++; *p >= '0' && *p <= '9'; p++, digits = true)
             v += (*p - '0') * (scale /= 10);
     if (!digits || *p)
-        return fail_at(ld, node, SKIPQ_ERR_CONFIG, "%s must be a number, not %s",
-                       path, describe(node, buf, sizeof buf));
+        return fail_at(ld, node, SKIPQ_ERR_CONFIG,
+                       "%s must be a number, not %s", path,
+                       describe(node, buf, sizeof buf));
     *out = neg ? -v : v;
     return SKIPQ_OK;
 }
@@ -882,7 +884,7 @@ get_bytes(struct loader *ld, const yaml_node_t *node, const char *path,
         {"m", 20},  {"mb", 20},  {"mib", 20}, {"g", 30},  {"gb", 30},
         {"gib", 30},
     };
-    const char *s, *p;
+    const char *s = NULL, *p;
     skipq_rc rc;
     uint64_t v = 0;
 
@@ -922,8 +924,9 @@ section(struct loader *ld, const yaml_node_t *node, const char *path,
     if (is_null(node))
         return false;
     if (node->type != YAML_MAPPING_NODE) {
-        *rc = fail_at(ld, node, SKIPQ_ERR_CONFIG, "%s must be a mapping, not %s",
-                      path, describe(node, buf, sizeof buf));
+        *rc = fail_at(ld, node, SKIPQ_ERR_CONFIG,
+                      "%s must be a mapping, not %s", path,
+                      describe(node, buf, sizeof buf));
         return false;
     }
     return true;
@@ -954,7 +957,7 @@ walk(struct loader *ld, yaml_node_t *map, const char *prefix,
         yaml_node_t *k = yaml_document_get_node(ld->doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(ld->doc, pair->value);
         char path[256];
-        const char *key;
+        const char *key = NULL;
         skipq_rc rc;
         size_t i;
 
@@ -1012,7 +1015,7 @@ static skipq_rc
 on_queues(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
-    const char *s;
+    const char *s = NULL;
     skipq_rc rc;
 
     if (v->type == YAML_SEQUENCE_NODE) {
@@ -1048,7 +1051,7 @@ static skipq_rc
 on_priorities(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
-    const char *s;
+    const char *s = NULL;
     skipq_rc rc;
     char *joined;
     size_t len = 0;
@@ -1114,7 +1117,7 @@ on_concurrency(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     skipq_rc rc;
-    int n;
+    int n = 0;
 
     if ((rc = get_int(ld, v, path, &n)) != SKIPQ_OK)
         return rc;
@@ -1129,7 +1132,7 @@ on_concurrency(struct loader *ld, const char *path, yaml_node_t *v)
     {                                                                       \
         skipq_error e;                                                      \
         skipq_rc rc;                                                        \
-        int64_t ms;                                                         \
+        int64_t ms = 0;                                                     \
         if ((rc = get_duration(ld, v, path, &ms)) != SKIPQ_OK)              \
             return rc;                                                      \
         if ((rc = setter(ld->cfg, ms, &e)) != SKIPQ_OK)                     \
@@ -1161,7 +1164,7 @@ on_max_attempts(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     skipq_rc rc;
-    int n;
+    int n = 0;
 
     if ((rc = get_int(ld, v, path, &n)) != SKIPQ_OK)
         return rc;
@@ -1186,7 +1189,7 @@ static skipq_rc
 on_strategy(struct loader *ld, const char *path, yaml_node_t *v)
 {
     const skipq_config *c = ld->cfg;
-    const char *s;
+    const char *s = NULL;
     skipq_rc rc;
 
     if ((rc = scalar(ld, v, path, "a strategy", &s)) != SKIPQ_OK)
@@ -1206,7 +1209,7 @@ static skipq_rc
 on_base(struct loader *ld, const char *path, yaml_node_t *v)
 {
     const skipq_config *c = ld->cfg;
-    int64_t ms;
+    int64_t ms = 0;
     skipq_rc rc = get_duration(ld, v, path, &ms);
 
     return rc != SKIPQ_OK ? rc
@@ -1218,7 +1221,7 @@ static skipq_rc
 on_max(struct loader *ld, const char *path, yaml_node_t *v)
 {
     const skipq_config *c = ld->cfg;
-    int64_t ms;
+    int64_t ms = 0;
     skipq_rc rc = get_duration(ld, v, path, &ms);
 
     return rc != SKIPQ_OK ? rc
@@ -1231,7 +1234,7 @@ static skipq_rc
 on_jitter(struct loader *ld, const char *path, yaml_node_t *v)
 {
     const skipq_config *c = ld->cfg;
-    double j;
+    double j = 0;
     skipq_rc rc = get_fraction(ld, v, path, &j);
 
     return rc != SKIPQ_OK ? rc
@@ -1273,7 +1276,7 @@ load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
          pair < v->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(ld->doc, pair->key);
         yaml_node_t *val = yaml_document_get_node(ld->doc, pair->value);
-        const char *key;
+        const char *key = NULL;
 
         if (!k || !val)
             continue;
@@ -1322,7 +1325,7 @@ load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
         rc = skipq_config_set_handler_command(ld->cfg, kind, argv, timeout_ms,
                                               &e);
     } else {
-        const char *s;
+        const char *s = NULL;
 
         if ((rc = scalar(ld, command, path, "a command", &s)) != SKIPQ_OK)
             return rc;
@@ -1348,7 +1351,7 @@ on_handlers(struct loader *ld, const char *path, yaml_node_t *v)
          pair++) {
         yaml_node_t *k = yaml_document_get_node(ld->doc, pair->key);
         yaml_node_t *val = yaml_document_get_node(ld->doc, pair->value);
-        const char *kind;
+        const char *kind = NULL;
 
         if (!k || !val)
             continue;
@@ -1376,7 +1379,7 @@ static skipq_rc
 on_older_than(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
-    int64_t ms;
+    int64_t ms = 0;
     skipq_rc rc;
 
     if ((rc = get_duration(ld, v, path, &ms)) != SKIPQ_OK)
@@ -1391,7 +1394,7 @@ on_limit(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     skipq_rc rc;
-    int n;
+    int n = 0;
 
     if ((rc = get_int(ld, v, path, &n)) != SKIPQ_OK)
         return rc;
@@ -1412,7 +1415,7 @@ static skipq_rc
 on_max_payload(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
-    size_t bytes;
+    size_t bytes = 0;
     skipq_rc rc;
 
     if ((rc = get_bytes(ld, v, path, &bytes)) != SKIPQ_OK)

@@ -744,8 +744,8 @@ TEST(file_errors_name_the_file)
     char want[128];
 
     ASSERT_EQ(skipq_config_load(cfg, path, &err), SKIPQ_ERR_CONFIG);
-    snprintf(want, sizeof want, "could not load config \"%s\": line 2, column 16",
-             path);
+    snprintf(want, sizeof want,
+             "could not load config \"%s\": line 2, column 16", path);
     ASSERT_CONTAINS(err.message, want);
     unlink(path);
     skipq_config_free(cfg);
