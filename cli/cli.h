@@ -1,0 +1,195 @@
+/*
+ * cli.h - what every `skipq <command>` shares: the options all commands
+ * take (--config, --database, --help, --version, --quiet, --log-format),
+ * loading the config, connecting, and turning errors into one stderr line
+ * and an exit status.
+ *
+ * Exit status, every command: 0 done; 1 a valid request that could not be
+ * done (database unreachable, job not found, SQL error, refusing without
+ * --yes); 2 the request itself is invalid (usage, bad JSON, bad config,
+ * bad duration, unknown status or priority). Messages go to stderr as
+ * "skipq: <message>": one line, lower case, values quoted; usage errors
+ * end with "try 'skipq --help'".
+ *
+ * A command is `int cmd_x(int argc, char **argv, struct cli_ctx *ctx)`:
+ * argv[0] is the command's name and getopt is reset (optind = 0) before
+ * the call, so the command parses its own options with getopt_long and
+ * hands every option it does not know to cli_common_opt().
+ */
+#ifndef SKIPQ_CLI_H
+#define SKIPQ_CLI_H
+
+#include "skipq.h"
+
+#include <getopt.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAIL = 1,  /* runtime failure */
+    CLI_EXIT_USAGE = 2, /* usage or bad input */
+};
+
+/* Returned by cli_common_opt() when option parsing goes on. */
+#define CLI_NEXT (-1)
+
+/* When more rows than this would change, recover asks first (--yes). */
+#define CLI_CONFIRM_THRESHOLD 100
+
+enum cli_log_format {
+    CLI_LOG_TEXT = 0, /* "skipq: warning: ..." lines on stderr */
+    CLI_LOG_JSON = 1, /* one JSON object per line on stderr */
+};
+
+struct cli_ctx {
+    const char *command;      /* "enqueue", "jobs", ...: for messages */
+    const char *config_path;  /* --config, else $SKIPQ_CONFIG; NULL: none */
+    const char *database_opt; /* --database as given; NULL: not given */
+
+    /* Filled by cli_load() (cli_connect() calls it). */
+    skipq_config *cfg;    /* the loaded config, owned (defaults: no file) */
+    const char *database; /* resolved URL; NULL: libpq's PG* variables.
+                             Borrowed from argv, environ or cfg */
+    char *database_shown; /* masked for messages: never a password; owned */
+
+    /* Logging through the library's hook (installed by main). */
+    int quiet;                      /* --quiet: warnings and errors only */
+    enum cli_log_format log_format; /* --log-format text|json */
+    skipq_log_level log_level;      /* least level printed; worker may lower */
+
+    int skip_schema_check; /* migrate: connect to a schema-less database */
+};
+
+/*
+ * The long options every command accepts; put them at the end of the
+ * command's own table, before the {0} terminator. The command's short
+ * option string starts with ':' (so a missing argument is reported as
+ * such) and contains 'h'.
+ */
+enum {
+    CLI_OPT_CONFIG = 0x1000,
+    CLI_OPT_DATABASE,
+    CLI_OPT_QUIET,
+    CLI_OPT_LOG_FORMAT,
+    CLI_OPT_VERSION,
+    CLI_OPT_LOCAL = 0x1100 /* commands number their own options from here */
+};
+
+#define CLI_COMMON_LONGOPTS                                                 \
+    {"config", required_argument, NULL, CLI_OPT_CONFIG},                    \
+        {"database", required_argument, NULL, CLI_OPT_DATABASE},            \
+        {"quiet", no_argument, NULL, CLI_OPT_QUIET},                        \
+        {"log-format", required_argument, NULL, CLI_OPT_LOG_FORMAT},        \
+        {"version", no_argument, NULL, CLI_OPT_VERSION},                    \
+        {"help", no_argument, NULL, 'h'}
+
+/*
+ * Handle an option the command itself does not: a common option, -h
+ * (prints usage to stdout), '?' or ':' from getopt (an unknown option or a
+ * missing argument). Returns CLI_NEXT to keep parsing, otherwise the exit
+ * status the command should return now (0 after --help or --version).
+ */
+int cli_common_opt(struct cli_ctx *ctx, int c, char **argv,
+                   const char *usage);
+
+/* Load the config (--config or $SKIPQ_CONFIG) and resolve the database.
+ * Idempotent. Returns 0, or the exit status after printing the error. */
+int cli_load(struct cli_ctx *ctx);
+
+/*
+ * Load, connect and (unless ctx->skip_schema_check) check that the schema
+ * is one this binary knows. On failure prints the error and returns the
+ * exit status (1; 2 for a config error); *out is NULL then. The caller
+ * closes *out with skipq_conn_close().
+ */
+int cli_connect(struct cli_ctx *ctx, skipq_conn **out);
+
+/* Print "skipq: <err->message>"; returns 2 for SKIPQ_ERR_INVALID and
+ * SKIPQ_ERR_CONFIG, else 1. */
+int cli_fail(const skipq_error *err);
+
+/* Print "skipq: <message>" and return code. */
+int cli_errorf(int code, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+/* Print "skipq: <message>; try 'skipq --help'" and return 2. */
+int cli_usage_error(const char *fmt, ...) CLI_PRINTF(1, 2);
+
+/*
+ * A failed statement: "skipq: <what>: <server's message>". Returns 2 when
+ * the server rejected the input (SQLSTATE class 22 or 23), else 1. res may
+ * be NULL (the connection's message is used). Does not clear res.
+ */
+int cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...)
+    CLI_PRINTF(3, 4);
+
+/* ---- parsing option values; each prints its error and returns 2 ---- */
+
+/* A whole number in [min, max]: "--limit must be ..." style messages. */
+int cli_parse_int(const char *opt, const char *s, long long min,
+                  long long max, long long *out);
+/* A duration ("500ms", "30s", "5m", "1h", "7d", "0"). */
+int cli_parse_duration(const char *opt, const char *s, int64_t *ms_out);
+/* A job id: a positive 64-bit integer. */
+int cli_parse_id(const char *s, int64_t *out);
+/* A priority name or number (validated; the text is passed on as is). */
+int cli_parse_priority(const char *opt, const char *s, int16_t *out);
+/* A queue or kind name (1..200 bytes of UTF-8). */
+int cli_check_name(const char *what, const char *name);
+
+/* Job statuses, as bits, for cli_parse_statuses(). */
+enum {
+    CLI_ST_QUEUED = 1 << 0,
+    CLI_ST_RUNNING = 1 << 1,
+    CLI_ST_SUCCEEDED = 1 << 2,
+    CLI_ST_FAILED = 1 << 3,
+    CLI_ST_CANCELLED = 1 << 4,
+    CLI_ST_ALL = 0x1f,
+};
+/*
+ * "succeeded,cancelled" into a normalized comma list in out (for
+ * string_to_array($n, ',') in SQL). Every name must be in `allowed`.
+ */
+int cli_parse_statuses(const char *opt, const char *s, unsigned allowed,
+                       char *out, size_t outsize);
+
+/*
+ * ids as an int8[] literal ("{1,2,3}") for a $n::int8[] parameter; built
+ * from parsed integers, never from the user's text. Caller frees *out.
+ */
+int cli_ids_literal(const int64_t *ids, size_t n, char **out);
+
+/* "42s", "3m05s", "2h10m", "4d03h" (negative: "0s"). */
+const char *cli_format_age(double seconds, char *buf, size_t size);
+
+/* ---- aligned text tables -------------------------------------------- */
+
+struct cli_table {
+    size_t ncols, nrows, cap;
+    char **cells; /* nrows * ncols, owned copies */
+};
+
+/* ncols columns; the header row is the first added. 0 or 1 (no memory).*/
+int cli_table_init(struct cli_table *t, size_t ncols);
+/* Append one row of ncols strings (NULL prints as ""). 0 or 1. */
+int cli_table_add(struct cli_table *t, const char *const *cells);
+/* Print with two spaces between columns; numeric columns right-aligned
+ * when `right` has their bit set. */
+void cli_table_print(const struct cli_table *t, unsigned right);
+void cli_table_free(struct cli_table *t);
+
+/* ---- commands ------------------------------------------------------- */
+
+int cmd_migrate(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_worker(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_recover(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_jobs(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_stats(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_prune(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_bench(int argc, char **argv, struct cli_ctx *ctx);
+
+#endif /* SKIPQ_CLI_H */

@@ -1,0 +1,314 @@
+/*
+ * cmd_enqueue.c - `skipq enqueue KIND [JSON]`: one job, or JSON lines from
+ * stdin streamed through COPY in one transaction.
+ *
+ * Everything the user typed is checked before the database is touched
+ * (names, priority, durations, numbers, the payload). In stdin mode a bad
+ * line anywhere aborts the COPY and rolls the transaction back, so the
+ * input lands whole or not at all: a half-enqueued file is the failure
+ * this prevents, since re-running it would duplicate the first half.
+ */
+#include "cli.h"
+
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: skipq enqueue KIND [JSON] [OPTIONS]\n"
+    "       ... | skipq enqueue KIND [-] [OPTIONS]\n"
+    "\n"
+    "Add a job of KIND with payload JSON (an object; default {}) and print\n"
+    "its id. Without JSON (or with -) read one payload object per line from\n"
+    "stdin (blank lines skipped) and add them all in one transaction:\n"
+    "a bad line anywhere writes nothing. Prints \"enqueued N jobs\".\n"
+    "\n"
+    "  --queue Q                queue (default \"default\")\n"
+    "  --priority P             high, normal, low or -32768..32767\n"
+    "  --in D                   run after D (e.g. 10m)\n"
+    "  --run-at TS              run at TS (ISO 8601 / PostgreSQL timestamp)\n"
+    "  --max-attempts N         attempts before the job fails (default:\n"
+    "                           the worker's retry.max_attempts)\n"
+    "  --timeout D              handler timeout (default: the kind's)\n"
+    "  --backoff S              fixed, linear or exponential\n"
+    "  --backoff-base D         first retry delay\n"
+    "  --backoff-max D          retry delay cap\n";
+
+enum {
+    OPT_QUEUE = CLI_OPT_LOCAL,
+    OPT_PRIORITY,
+    OPT_IN,
+    OPT_RUN_AT,
+    OPT_MAX_ATTEMPTS,
+    OPT_TIMEOUT,
+    OPT_BACKOFF,
+    OPT_BACKOFF_BASE,
+    OPT_BACKOFF_MAX,
+};
+
+/*
+ * --run-at: the server parses it, as PostgreSQL would for `run_at =>`
+ * in SQL, in the session's time zone. A data exception (22xxx) is the
+ * user's input, exit 2.
+ */
+static int
+resolve_run_at(PGconn *pg, const char *ts, int64_t *us_out)
+{
+    const char *params[1] = {ts};
+    PGresult *res;
+    int rc = 0;
+
+    res = PQexecParams(pg,
+                       "SELECT (extract(epoch FROM $1::timestamptz) "
+                       "* 1000000)::int8",
+                       1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        PQgetisnull(res, 0, 0)) {
+        rc = cli_db_fail(pg, res, "invalid --run-at \"%.64s\"", ts);
+    } else {
+        *us_out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        if (*us_out == 0) /* 0 means "now" to the library: 1970 is past */
+            *us_out = 1;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int
+exec_simple(PGconn *pg, const char *sql)
+{
+    PGresult *res = PQexec(pg, sql);
+    int rc = 0;
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = cli_db_fail(pg, res, "could not run %s", sql);
+    PQclear(res);
+    return rc;
+}
+
+/* Strip the line end ("\n", "\r\n"); true when only whitespace is left. */
+static int
+trim_line(char *line, size_t *len)
+{
+    while (*len > 0 && (line[*len - 1] == '\n' || line[*len - 1] == '\r'))
+        line[--*len] = '\0';
+    for (size_t i = 0; i < *len; i++)
+        if (!strchr(" \t\r\n\f\v", line[i]))
+            return 0;
+    return 1;
+}
+
+/*
+ * Stream stdin through one COPY inside BEGIN ... COMMIT. A bad line aborts
+ * the COPY (the server fails it: no row) and rolls back.
+ */
+static int
+enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
+              const skipq_enqueue_opts *opts)
+{
+    skipq_error err = {0};
+    skipq_copy *cp = NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    long long lineno = 0;
+    int64_t count = 0;
+    int rc;
+
+    if (isatty(STDIN_FILENO))
+        fprintf(stderr, "skipq: reading one JSON object per line from stdin "
+                        "(end with ctrl-d)\n");
+    if ((rc = exec_simple(pg, "BEGIN")) != 0)
+        return rc;
+    if (skipq_copy_begin(conn, opts, &cp, &err) != SKIPQ_OK) {
+        rc = cli_fail(&err);
+        goto rollback;
+    }
+    while ((got = getline(&line, &cap, stdin)) >= 0) {
+        size_t len = (size_t)got;
+        lineno++;
+        if (trim_line(line, &len))
+            continue;
+        if (skipq_copy_add(cp, kind, line, len, &err) != SKIPQ_OK) {
+            skipq_copy_abort(cp, "invalid input line");
+            cp = NULL;
+            if (err.code == SKIPQ_ERR_INVALID)
+                rc = cli_errorf(CLI_EXIT_USAGE, "line %lld: %s", lineno,
+                                err.message);
+            else
+                rc = cli_fail(&err);
+            goto rollback;
+        }
+    }
+    if (ferror(stdin)) {
+        skipq_copy_abort(cp, "could not read input");
+        cp = NULL;
+        rc = cli_errorf(CLI_EXIT_FAIL, "could not read stdin after line %lld",
+                        lineno);
+        goto rollback;
+    }
+    free(line);
+    line = NULL;
+    rc = skipq_copy_end(cp, &count, &err);
+    cp = NULL;
+    if (rc != SKIPQ_OK) {
+        rc = cli_fail(&err);
+        goto rollback;
+    }
+    if ((rc = exec_simple(pg, "COMMIT")) != 0)
+        return rc;
+    printf("enqueued %lld job%s\n", (long long)count, count == 1 ? "" : "s");
+    return CLI_EXIT_OK;
+
+rollback:
+    free(line);
+    PQclear(PQexec(pg, "ROLLBACK"));
+    return rc;
+}
+
+int
+cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
+{
+    static const struct option longopts[] = {
+        {"queue", required_argument, NULL, OPT_QUEUE},
+        {"priority", required_argument, NULL, OPT_PRIORITY},
+        {"in", required_argument, NULL, OPT_IN},
+        {"run-at", required_argument, NULL, OPT_RUN_AT},
+        {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"backoff", required_argument, NULL, OPT_BACKOFF},
+        {"backoff-base", required_argument, NULL, OPT_BACKOFF_BASE},
+        {"backoff-max", required_argument, NULL, OPT_BACKOFF_MAX},
+        CLI_COMMON_LONGOPTS,
+        {0},
+    };
+    skipq_enqueue_opts opts = SKIPQ_ENQUEUE_OPTS_INIT;
+    const char *run_at = NULL, *in = NULL, *backoff = NULL;
+    const char *base = NULL, *cap = NULL, *kind, *payload = NULL;
+    skipq_error err = {0};
+    skipq_conn *conn = NULL;
+    long long n;
+    int64_t ms;
+    int c, rc;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_QUEUE:
+            opts.queue = optarg;
+            break;
+        case OPT_PRIORITY:
+            if ((rc = cli_parse_priority("--priority", optarg,
+                                         &opts.priority)) != 0)
+                return rc;
+            break;
+        case OPT_IN:
+            in = optarg;
+            if ((rc = cli_parse_duration("--in", optarg, &opts.delay_ms)) != 0)
+                return rc;
+            break;
+        case OPT_RUN_AT:
+            run_at = optarg;
+            break;
+        case OPT_MAX_ATTEMPTS:
+            if ((rc = cli_parse_int("--max-attempts", optarg, 1, INT32_MAX,
+                                    &n)) != 0)
+                return rc;
+            opts.max_attempts = (int32_t)n;
+            break;
+        case OPT_TIMEOUT:
+            if ((rc = cli_parse_duration("--timeout", optarg,
+                                         &opts.timeout_ms)) != 0)
+                return rc;
+            break;
+        case OPT_BACKOFF:
+            backoff = optarg;
+            break;
+        case OPT_BACKOFF_BASE:
+            base = optarg;
+            break;
+        case OPT_BACKOFF_MAX:
+            cap = optarg;
+            break;
+        default:
+            if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
+                return rc;
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("enqueue needs a job kind");
+    kind = argv[optind++];
+    if (optind < argc)
+        payload = argv[optind++];
+    if (optind < argc)
+        return cli_usage_error("enqueue takes KIND and at most one JSON "
+                               "argument, got also \"%.64s\"",
+                               argv[optind]);
+    if (payload && strcmp(payload, "-") == 0)
+        payload = NULL;
+    if (in && run_at)
+        return cli_usage_error("give --in or --run-at, not both");
+    if ((rc = cli_check_name("kind", kind)) != 0)
+        return rc;
+    if (opts.queue && (rc = cli_check_name("queue", opts.queue)) != 0)
+        return rc;
+    if ((rc = cli_load(ctx)) != 0)
+        return rc;
+
+    if (backoff || base || cap) {
+        /* what is not given comes from the config's retry section */
+        opts.has_backoff = 1;
+        opts.backoff = ctx->cfg->backoff;
+        opts.backoff_base_ms = ctx->cfg->backoff_base_ms;
+        opts.backoff_max_ms = ctx->cfg->backoff_max_ms;
+        if (backoff) {
+            if (strcmp(backoff, "fixed") == 0)
+                opts.backoff = SKIPQ_BACKOFF_FIXED;
+            else if (strcmp(backoff, "linear") == 0)
+                opts.backoff = SKIPQ_BACKOFF_LINEAR;
+            else if (strcmp(backoff, "exponential") == 0)
+                opts.backoff = SKIPQ_BACKOFF_EXPONENTIAL;
+            else
+                return cli_usage_error("--backoff: unknown strategy \"%.64s\": "
+                                       "use fixed, linear or exponential",
+                                       backoff);
+        }
+        if (base && (rc = cli_parse_duration("--backoff-base", base, &ms)) != 0)
+            return rc;
+        if (base)
+            opts.backoff_base_ms = ms;
+        if (cap && (rc = cli_parse_duration("--backoff-max", cap, &ms)) != 0)
+            return rc;
+        if (cap)
+            opts.backoff_max_ms = ms;
+    }
+    opts.max_payload = skipq_config_max_payload(ctx->cfg);
+    if (payload &&
+        skipq__check_payload(payload, (size_t)-1, opts.max_payload, &err) !=
+            SKIPQ_OK)
+        return cli_fail(&err);
+
+    if ((rc = cli_connect(ctx, &conn)) != 0)
+        return rc;
+    if (run_at &&
+        (rc = resolve_run_at(skipq_conn_pg(conn), run_at, &opts.run_at_us)) !=
+            0)
+        goto out;
+    if (!payload) {
+        rc = enqueue_stdin(skipq_conn_pg(conn), conn, kind, &opts);
+        goto out;
+    }
+    int64_t id = 0;
+    if (skipq_enqueue(conn, kind, payload, &opts, &id, &err) != SKIPQ_OK) {
+        rc = cli_fail(&err);
+        goto out;
+    }
+    printf("%lld\n", (long long)id);
+    rc = CLI_EXIT_OK;
+out:
+    skipq_conn_close(conn);
+    return rc;
+}

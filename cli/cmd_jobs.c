@@ -1,0 +1,643 @@
+/*
+ * cmd_jobs.c - `skipq jobs ls|show|retry|cancel`: looking at jobs and
+ * acting on a few of them by id.
+ *
+ * retry and cancel read each job's status under a row lock in the same
+ * transaction as skipq.retry()/skipq.cancel(), so what they print ("was
+ * failed", "already succeeded") is what the change saw, not a guess from
+ * a second query that a worker could have raced.
+ */
+#include "cli.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: skipq jobs ls [--status S[,S]] [--queue Q] [--kind K]\n"
+    "                     [--limit N] [--since D|TS] [--json]\n"
+    "       skipq jobs show ID [--json]\n"
+    "       skipq jobs retry ID...\n"
+    "       skipq jobs cancel ID...\n"
+    "\n"
+    "  ls       newest first: id, queue, kind, priority, status, attempts,\n"
+    "           run_at (queued) or updated_at, last error\n"
+    "    --status S       queued, running, succeeded, failed, cancelled\n"
+    "                     (comma-separated)\n"
+    "    --limit N        at most N rows (default 50; 0: no limit)\n"
+    "    --since D|TS     updated within D (10m) or since timestamp TS\n"
+    "    --json           one JSON object per line\n"
+    "  show     every field, payload and result, the error history\n"
+    "  retry    jobs that are not running go back to queued, runnable now\n"
+    "  cancel   queued jobs become cancelled; running jobs are asked to\n"
+    "           stop (their worker ends them cancelled)\n"
+    "\n"
+    "exit status 1 when an id does not exist\n";
+
+enum {
+    OPT_STATUS = CLI_OPT_LOCAL,
+    OPT_QUEUE,
+    OPT_KIND,
+    OPT_LIMIT,
+    OPT_SINCE,
+    OPT_JSON,
+};
+
+/* ---- ls ------------------------------------------------------------ */
+
+static const char ls_sql[] =
+    "SELECT j.id, j.queue, j.kind, j.priority, j.status::text, j.attempts, "
+    "       j.max_attempts, to_json(j.run_at) #>> '{}', "
+    "       to_json(j.updated_at) #>> '{}', to_json(j.created_at) #>> '{}', "
+    "       j.last_error "
+    "FROM skipq.jobs j "
+    "WHERE ($1::text IS NULL "
+    "       OR j.status::text = ANY (string_to_array($1, ','))) "
+    "  AND ($2::text IS NULL OR j.queue = $2) "
+    "  AND ($3::text IS NULL OR j.kind = $3) "
+    "  AND ($5::int8 IS NULL "
+    "       OR j.updated_at >= now() - $5::int8 * interval '1 millisecond') "
+    "  AND ($6::timestamptz IS NULL OR j.updated_at >= $6::timestamptz) "
+    "ORDER BY j.id DESC "
+    "LIMIT $4::int8";
+
+enum { LS_ID, LS_QUEUE, LS_KIND, LS_PRIO, LS_STATUS, LS_ATT, LS_MAX,
+       LS_RUN_AT, LS_UPDATED, LS_CREATED, LS_ERROR };
+
+/* "2024-05-01T12:00:00.123+00:00" as "2024-05-01 12:00:00" */
+static const char *
+short_ts(const char *iso, char *buf, size_t size)
+{
+    snprintf(buf, size, "%.19s", iso);
+    if (strlen(buf) > 10 && buf[10] == 'T')
+        buf[10] = ' ';
+    return buf;
+}
+
+/* One line of text, at most max code points, "..." when cut. */
+static void
+one_line(const char *s, size_t max, char *buf, size_t size)
+{
+    size_t o = 0, cps = 0;
+
+    for (; *s && o + 8 < size; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch & 0xC0) != 0x80 && cps++ == max) {
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+        buf[o++] = (ch == '\n' || ch == '\r' || ch == '\t') ? ' ' : (char)ch;
+    }
+    /* do not leave half a UTF-8 sequence behind when the buffer ran out */
+    while (o > 0 && ((unsigned char)buf[o - 1] & 0xC0) == 0x80 &&
+           *s && ((unsigned char)*s & 0xC0) == 0x80)
+        o--;
+    buf[o] = '\0';
+}
+
+static json_object *
+json_text_or_null(const PGresult *res, int r, int c)
+{
+    return PQgetisnull(res, r, c) ? NULL
+                                  : json_object_new_string(
+                                        PQgetvalue(res, r, c));
+}
+
+static void
+print_ls_json(const PGresult *res)
+{
+    for (int r = 0; r < PQntuples(res); r++) {
+        json_object *o = json_object_new_object();
+        if (!o)
+            return;
+        json_object_object_add(
+            o, "id",
+            json_object_new_int64(strtoll(PQgetvalue(res, r, LS_ID), NULL, 10)));
+        json_object_object_add(o, "queue", json_text_or_null(res, r, LS_QUEUE));
+        json_object_object_add(o, "kind", json_text_or_null(res, r, LS_KIND));
+        json_object_object_add(
+            o, "priority", json_object_new_int(atoi(PQgetvalue(res, r, LS_PRIO))));
+        json_object_object_add(o, "status",
+                               json_text_or_null(res, r, LS_STATUS));
+        json_object_object_add(
+            o, "attempts", json_object_new_int(atoi(PQgetvalue(res, r, LS_ATT))));
+        json_object_object_add(
+            o, "max_attempts",
+            PQgetisnull(res, r, LS_MAX)
+                ? NULL
+                : json_object_new_int(atoi(PQgetvalue(res, r, LS_MAX))));
+        json_object_object_add(o, "run_at", json_text_or_null(res, r, LS_RUN_AT));
+        json_object_object_add(o, "updated_at",
+                               json_text_or_null(res, r, LS_UPDATED));
+        json_object_object_add(o, "created_at",
+                               json_text_or_null(res, r, LS_CREATED));
+        json_object_object_add(o, "last_error",
+                               json_text_or_null(res, r, LS_ERROR));
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+    }
+}
+
+static int
+print_ls_table(const PGresult *res)
+{
+    static const char *const header[] = {"id",       "queue",  "kind",
+                                         "priority", "status", "attempts",
+                                         "when",     "last_error"};
+    struct cli_table t;
+    int rc = 0;
+
+    cli_table_init(&t, 8);
+    rc |= cli_table_add(&t, header);
+    for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
+        char att[32], when[40], err[128], queue[64], kind[64];
+        int queued = strcmp(PQgetvalue(res, r, LS_STATUS), "queued") == 0;
+        const char *cells[8];
+
+        if (PQgetisnull(res, r, LS_MAX))
+            snprintf(att, sizeof att, "%s", PQgetvalue(res, r, LS_ATT));
+        else
+            snprintf(att, sizeof att, "%s/%s", PQgetvalue(res, r, LS_ATT),
+                     PQgetvalue(res, r, LS_MAX));
+        short_ts(PQgetvalue(res, r, queued ? LS_RUN_AT : LS_UPDATED), when,
+                 sizeof when);
+        one_line(PQgetvalue(res, r, LS_ERROR), 40, err, sizeof err);
+        one_line(PQgetvalue(res, r, LS_QUEUE), 24, queue, sizeof queue);
+        one_line(PQgetvalue(res, r, LS_KIND), 24, kind, sizeof kind);
+        cells[0] = PQgetvalue(res, r, LS_ID);
+        cells[1] = queue;
+        cells[2] = kind;
+        cells[3] = PQgetvalue(res, r, LS_PRIO);
+        cells[4] = PQgetvalue(res, r, LS_STATUS);
+        cells[5] = att;
+        cells[6] = when;
+        cells[7] = err;
+        rc |= cli_table_add(&t, cells);
+    }
+    if (rc == 0) {
+        if (PQntuples(res) == 0)
+            printf("no jobs\n");
+        else
+            cli_table_print(&t, 1u << 0 | 1u << 3);
+    }
+    cli_table_free(&t);
+    return rc ? cli_errorf(CLI_EXIT_FAIL, "out of memory") : CLI_EXIT_OK;
+}
+
+static int
+jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
+{
+    static const struct option longopts[] = {
+        {"status", required_argument, NULL, OPT_STATUS},
+        {"queue", required_argument, NULL, OPT_QUEUE},
+        {"kind", required_argument, NULL, OPT_KIND},
+        {"limit", required_argument, NULL, OPT_LIMIT},
+        {"since", required_argument, NULL, OPT_SINCE},
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONGOPTS,
+        {0},
+    };
+    char statuses[64], limit_s[24], since_ms_s[24];
+    const char *params[6] = {NULL};
+    const char *since = NULL;
+    long long limit = 50;
+    int64_t since_ms = 0;
+    int json = 0, c, rc;
+    skipq_conn *conn = NULL;
+    PGresult *res;
+
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_STATUS:
+            if ((rc = cli_parse_statuses("--status", optarg, CLI_ST_ALL,
+                                         statuses, sizeof statuses)) != 0)
+                return rc;
+            params[0] = statuses;
+            break;
+        case OPT_QUEUE:
+            params[1] = optarg;
+            break;
+        case OPT_KIND:
+            params[2] = optarg;
+            break;
+        case OPT_LIMIT:
+            if ((rc = cli_parse_int("--limit", optarg, 0, INT32_MAX, &limit)) !=
+                0)
+                return rc;
+            break;
+        case OPT_SINCE:
+            since = optarg;
+            break;
+        case OPT_JSON:
+            json = 1;
+            break;
+        default:
+            if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
+                return rc;
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("jobs ls takes no arguments, got \"%.64s\"",
+                               argv[optind]);
+    if (params[1] && (rc = cli_check_name("queue", params[1])) != 0)
+        return rc;
+    if (params[2] && (rc = cli_check_name("kind", params[2])) != 0)
+        return rc;
+    if (limit > 0) {
+        snprintf(limit_s, sizeof limit_s, "%lld", limit);
+        params[3] = limit_s;
+    }
+    if (since) {
+        /* a duration ("10m") or else a timestamp the server parses */
+        skipq_error err = {0};
+        if (skipq_parse_duration(since, &since_ms, &err) == SKIPQ_OK) {
+            snprintf(since_ms_s, sizeof since_ms_s, "%lld",
+                     (long long)since_ms);
+            params[4] = since_ms_s;
+        } else if (since[0] >= '0' && since[0] <= '9' &&
+                   strpbrk(since, "-:/ T") != NULL) {
+            params[5] = since;
+        } else {
+            return cli_usage_error("--since: %s (or a timestamp)", err.message);
+        }
+    }
+    if ((rc = cli_connect(ctx, &conn)) != 0)
+        return rc;
+    res = PQexecParams(skipq_conn_pg(conn), ls_sql, 6, NULL, params, NULL,
+                       NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = cli_db_fail(skipq_conn_pg(conn), res, "could not list jobs");
+    else if (json)
+        print_ls_json(res), rc = CLI_EXIT_OK;
+    else
+        rc = print_ls_table(res);
+    PQclear(res);
+    skipq_conn_close(conn);
+    return rc;
+}
+
+/* ---- show ------------------------------------------------------------ */
+
+static const char show_sql[] =
+    "SELECT j.id, j.queue, j.kind, j.priority, j.status::text, j.attempts, "
+    "       j.max_attempts, j.backoff_strategy::text, "
+    "       (extract(epoch FROM j.backoff_base) * 1000)::int8, "
+    "       (extract(epoch FROM j.backoff_max) * 1000)::int8, "
+    "       (extract(epoch FROM j.timeout) * 1000)::int8, "
+    "       to_json(j.run_at) #>> '{}', j.claims, j.locked_by, "
+    "       to_json(j.started_at) #>> '{}', to_json(j.finished_at) #>> '{}', "
+    "       to_json(j.cancel_requested_at) #>> '{}', "
+    "       to_json(j.created_at) #>> '{}', to_json(j.updated_at) #>> '{}', "
+    "       j.created_by, j.last_error, j.payload::text, j.result::text, "
+    "       j.errors::text "
+    "FROM skipq.jobs j WHERE j.id = $1::int8";
+
+/* Column names, in show_sql's order: the JSON keys and the labels. */
+static const char *const show_cols[] = {
+    "id",           "queue",       "kind",       "priority",
+    "status",       "attempts",    "max_attempts", "backoff_strategy",
+    "backoff_base_ms", "backoff_max_ms", "timeout_ms", "run_at",
+    "claims",       "locked_by",   "started_at", "finished_at",
+    "cancel_requested_at", "created_at", "updated_at", "created_by",
+    "last_error",   "payload",     "result",     "errors",
+};
+enum { SHOW_NCOLS = 24, SHOW_FIRST_JSON = 21 };
+/* integer columns (bit per column) */
+static const unsigned show_ints = 1u << 0 | 1u << 3 | 1u << 5 | 1u << 6 |
+                                  1u << 8 | 1u << 9 | 1u << 10 | 1u << 12 |
+                                  1u << 13;
+
+/* Parse a jsonb column's text; NULL for SQL NULL (or if it will not
+ * parse, which the server's jsonb output never does). */
+static json_object *
+column_json(const PGresult *res, int c)
+{
+    return PQgetisnull(res, 0, c) ? NULL
+                                  : json_tokener_parse(PQgetvalue(res, 0, c));
+}
+
+/* Print text line by line, each line after the first (or every line,
+ * unless skip_first) prefixed with indent. */
+static void
+print_indented(const char *text, const char *indent, int skip_first)
+{
+    const char *p = text;
+    if (!*p)
+        putchar('\n');
+    while (*p) {
+        size_t n = strcspn(p, "\n");
+        printf("%s%.*s\n", skip_first && p == text ? "" : indent, (int)n, p);
+        p += n;
+        if (*p)
+            p++;
+    }
+}
+
+static void
+print_error_entry(size_t i, json_object *e)
+{
+    json_object *v;
+    const char *at = json_object_object_get_ex(e, "at", &v)
+                         ? json_object_get_string(v)
+                         : "";
+    char when[40];
+
+    short_ts(at ? at : "", when, sizeof when);
+    printf("  %zu. %s  ", i, when);
+    if (json_object_object_get_ex(e, "recovered", &v) ||
+        json_object_object_get_ex(e, "retried", &v)) {
+        json_object *from = NULL, *by = NULL;
+        json_object_object_get_ex(e, "from", &from);
+        json_object_object_get_ex(e, "by", &by);
+        printf("%s from %s by %s\n",
+               json_object_object_get_ex(e, "recovered", NULL) ? "recovered"
+                                                               : "retried",
+               from ? json_object_get_string(from) : "?",
+               by ? json_object_get_string(by) : "?");
+    } else if (json_object_object_get_ex(e, "error", &v)) {
+        json_object *att = NULL;
+        if (json_object_object_get_ex(e, "attempt", &att))
+            printf("attempt %s: ", json_object_get_string(att));
+        printf("%s\n", json_object_get_string(v));
+    } else {
+        printf("%s\n", json_object_to_json_string_ext(
+                           e, JSON_C_TO_STRING_PLAIN |
+                                  JSON_C_TO_STRING_NOSLASHESCAPE));
+    }
+}
+
+static void
+show_text(const PGresult *res)
+{
+    char buf[64];
+
+    for (int c = 0; c < SHOW_FIRST_JSON; c++) {
+        const char *v = PQgetisnull(res, 0, c) ? "-" : PQgetvalue(res, 0, c);
+        if (c == 11 || (c >= 14 && c <= 18))
+            v = PQgetisnull(res, 0, c) ? "-" : short_ts(v, buf, sizeof buf);
+        if (c == 6 && PQgetisnull(res, 0, c))
+            v = "- (the worker's default)";
+        printf("%-20s ", show_cols[c]);
+        print_indented(v, "                     ", 1);
+    }
+    for (int c = SHOW_FIRST_JSON; c < SHOW_FIRST_JSON + 2; c++) {
+        json_object *o = column_json(res, c);
+        if (!o) {
+            printf("%-20s -\n", show_cols[c]);
+            continue;
+        }
+        printf("%s\n", show_cols[c]);
+        print_indented(json_object_to_json_string_ext(
+                           o, JSON_C_TO_STRING_PRETTY |
+                                  JSON_C_TO_STRING_SPACED |
+                                  JSON_C_TO_STRING_NOSLASHESCAPE),
+                       "  ", 0);
+        json_object_put(o);
+    }
+    json_object *errs = column_json(res, SHOW_FIRST_JSON + 2);
+    size_t n = errs && json_object_is_type(errs, json_type_array)
+                   ? json_object_array_length(errs)
+                   : 0;
+    printf("errors (%zu)\n", n);
+    for (size_t i = 0; i < n; i++)
+        print_error_entry(i + 1, json_object_array_get_idx(errs, i));
+    json_object_put(errs);
+}
+
+static void
+show_json(const PGresult *res)
+{
+    json_object *o = json_object_new_object();
+
+    if (!o)
+        return;
+    for (int c = 0; c < SHOW_NCOLS; c++) {
+        json_object *v = NULL;
+        if (PQgetisnull(res, 0, c))
+            v = NULL;
+        else if (c >= SHOW_FIRST_JSON)
+            v = column_json(res, c);
+        else if ((show_ints >> c) & 1u)
+            v = json_object_new_int64(strtoll(PQgetvalue(res, 0, c), NULL, 10));
+        else
+            v = json_object_new_string(PQgetvalue(res, 0, c));
+        json_object_object_add(o, show_cols[c], v);
+    }
+    puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                               JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(o);
+}
+
+static int
+jobs_show(int argc, char **argv, struct cli_ctx *ctx)
+{
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONGOPTS,
+        {0},
+    };
+    int json = 0, c, rc;
+    int64_t id;
+    char id_s[24];
+    const char *params[1] = {id_s};
+    skipq_conn *conn = NULL;
+    PGresult *res;
+
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (c == OPT_JSON)
+            json = 1;
+        else if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
+            return rc;
+    }
+    if (optind + 1 != argc)
+        return cli_usage_error("jobs show takes one job id");
+    if ((rc = cli_parse_id(argv[optind], &id)) != 0)
+        return rc;
+    snprintf(id_s, sizeof id_s, "%lld", (long long)id);
+    if ((rc = cli_connect(ctx, &conn)) != 0)
+        return rc;
+    res = PQexecParams(skipq_conn_pg(conn), show_sql, 1, NULL, params, NULL,
+                       NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = cli_db_fail(skipq_conn_pg(conn), res, "could not read job %lld",
+                         (long long)id);
+    } else if (PQntuples(res) == 0) {
+        rc = cli_errorf(CLI_EXIT_FAIL, "job %lld does not exist",
+                        (long long)id);
+    } else {
+        if (json)
+            show_json(res);
+        else
+            show_text(res);
+        rc = CLI_EXIT_OK;
+    }
+    PQclear(res);
+    skipq_conn_close(conn);
+    return rc;
+}
+
+/* ---- retry and cancel --------------------------------------------------- */
+
+/* Parse ID... into a malloc'd array. */
+static int
+parse_ids(int argc, char **argv, const char *what, int64_t **ids_out,
+          size_t *n_out)
+{
+    int64_t *ids;
+    int rc;
+
+    *ids_out = NULL;
+    *n_out = 0;
+    if (argc < 1)
+        return cli_usage_error("jobs %s needs at least one job id", what);
+    ids = calloc((size_t)argc, sizeof *ids);
+    if (!ids)
+        return cli_errorf(CLI_EXIT_FAIL, "out of memory");
+    for (int i = 0; i < argc; i++) {
+        if ((rc = cli_parse_id(argv[i], &ids[i])) != 0) {
+            free(ids);
+            return rc;
+        }
+    }
+    *ids_out = ids;
+    *n_out = (size_t)argc;
+    return 0;
+}
+
+/* The status a locked row had, from `SELECT id, status`; NULL: missing. */
+static const char *
+status_of(const PGresult *res, int64_t id)
+{
+    for (int r = 0; r < PQntuples(res); r++)
+        if (strtoll(PQgetvalue(res, r, 0), NULL, 10) == id)
+            return PQgetvalue(res, r, 1);
+    return NULL;
+}
+
+/* The outcome skipq.cancel() gave id; NULL when it gave none. */
+static const char *
+outcome_of(const PGresult *res, int64_t id)
+{
+    return status_of(res, id);
+}
+
+static const char lock_sql[] =
+    "SELECT j.id, j.status::text FROM skipq.jobs j "
+    "WHERE j.id = ANY ($1::int8[]) ORDER BY j.id FOR UPDATE";
+
+static int
+retry_or_cancel(int argc, char **argv, struct cli_ctx *ctx, int cancel)
+{
+    static const struct option longopts[] = {CLI_COMMON_LONGOPTS, {0}};
+    const char *what = cancel ? "cancel" : "retry";
+    int64_t *ids = NULL;
+    size_t n = 0;
+    char *lit = NULL;
+    skipq_conn *conn = NULL;
+    PGresult *before = NULL, *res = NULL;
+    PGconn *pg = NULL;
+    int c, rc, missing = 0;
+
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1)
+        if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
+            return rc;
+    if ((rc = parse_ids(argc - optind, argv + optind, what, &ids, &n)) != 0)
+        return rc;
+    if ((rc = cli_ids_literal(ids, n, &lit)) != 0)
+        goto out;
+    if ((rc = cli_connect(ctx, &conn)) != 0)
+        goto out;
+    pg = skipq_conn_pg(conn);
+    const char *params[1] = {lit};
+
+    res = PQexec(pg, "BEGIN");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = cli_db_fail(pg, res, "could not begin");
+        goto out;
+    }
+    PQclear(res);
+    before = PQexecParams(pg, lock_sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(before) != PGRES_TUPLES_OK) {
+        rc = cli_db_fail(pg, before, "could not read jobs");
+        res = NULL;
+        goto rollback;
+    }
+    res = PQexecParams(pg,
+                       cancel ? "SELECT id, outcome FROM skipq.cancel($1::int8[])"
+                              : "SELECT r, 'queued' FROM skipq.retry($1::int8[]) r",
+                       1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = cli_db_fail(pg, res, "could not %s jobs", what);
+        goto rollback;
+    }
+    PQclear(PQexec(pg, "COMMIT")); /* checked below through the status */
+    if (PQtransactionStatus(pg) != PQTRANS_IDLE) {
+        rc = cli_db_fail(pg, NULL, "could not commit");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *was = status_of(before, ids[i]);
+        const char *now = outcome_of(res, ids[i]);
+        long long id = (long long)ids[i];
+        if (!was) {
+            cli_errorf(0, "job %lld does not exist", id);
+            missing++;
+        } else if (!cancel && now) {
+            printf("job %lld: %s -> queued\n", id, was);
+        } else if (!cancel) {
+            printf("job %lld: running; not retried\n", id);
+        } else if (now && strcmp(was, "running") == 0) {
+            /* skipq.cancel() marked it: its worker stops the handler */
+            printf("job %lld: cancel requested (running)\n", id);
+        } else if (now && strcmp(was, "queued") == 0 &&
+                   strcmp(now, "cancelled") == 0) {
+            printf("job %lld: cancelled\n", id);
+        } else {
+            printf("job %lld: already %s\n", id, now ? now : was);
+        }
+    }
+    rc = missing ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    goto out;
+
+rollback:
+    PQclear(PQexec(pg, "ROLLBACK"));
+out:
+    PQclear(before);
+    PQclear(res);
+    skipq_conn_close(conn);
+    free(lit);
+    free(ids);
+    return rc;
+}
+
+int
+cmd_jobs(int argc, char **argv, struct cli_ctx *ctx)
+{
+    const char *sub;
+
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    sub = argv[1];
+    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
+        fputs(usage, stdout);
+        return CLI_EXIT_OK;
+    }
+    opterr = 0;
+    optind = 0; /* the subcommand's argv[0] is its name */
+    if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
+        return jobs_ls(argc - 1, argv + 1, ctx);
+    if (strcmp(sub, "show") == 0)
+        return jobs_show(argc - 1, argv + 1, ctx);
+    if (strcmp(sub, "retry") == 0)
+        return retry_or_cancel(argc - 1, argv + 1, ctx, 0);
+    if (strcmp(sub, "cancel") == 0)
+        return retry_or_cancel(argc - 1, argv + 1, ctx, 1);
+    return cli_usage_error("unknown jobs command \"%.64s\": use ls, show, "
+                           "retry or cancel",
+                           sub);
+}

@@ -1,0 +1,266 @@
+/*
+ * cmd_stats.c - `skipq stats`: per queue and priority, jobs by status, the
+ * oldest runnable job's age and jobs finished in the last minute (view
+ * skipq.queue_stats), and the workers with their heartbeat age (view
+ * skipq.active_workers). --watch redraws until interrupted.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: skipq stats [--watch [D]] [--json]\n"
+    "\n"
+    "Per queue and priority: runnable, scheduled (future run_at), running,\n"
+    "succeeded, failed and cancelled jobs, the oldest runnable job's age,\n"
+    "and jobs finished in the last minute; then the registered workers,\n"
+    "whether each is alive, and its heartbeat age.\n"
+    "\n"
+    "  --watch [D]   redraw every D (default 2s) until ctrl-c\n"
+    "  --json        one JSON object {\"queues\": [...], \"workers\": [...]}\n"
+    "                (per refresh with --watch)\n";
+
+enum { OPT_WATCH = CLI_OPT_LOCAL, OPT_JSON };
+
+static const char queues_sql[] =
+    "SELECT queue, priority, runnable, scheduled, running, succeeded, "
+    "       failed, cancelled, "
+    "       extract(epoch FROM oldest_runnable_age)::float8, "
+    "       finished_last_minute "
+    "FROM skipq.queue_stats ORDER BY queue, priority DESC";
+
+static const char workers_sql[] =
+    "SELECT id, host, pid, array_to_string(queues, ','), priorities, "
+    "       concurrency, running_jobs, "
+    "       extract(epoch FROM heartbeat_age)::float8, alive, version "
+    "FROM skipq.active_workers ORDER BY id";
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static const char *const queue_cols[] = {
+    "queue",  "priority", "runnable",  "scheduled", "running",
+    "succeeded", "failed", "cancelled", "oldest",   "done_1m"};
+static const char *const worker_cols[] = {
+    "id", "host", "pid", "queues", "priorities", "concurrency",
+    "running", "heartbeat", "alive", "version"};
+
+static json_object *
+cell_json(const PGresult *res, int r, int c, char type)
+{
+    const char *v = PQgetvalue(res, r, c);
+
+    if (PQgetisnull(res, r, c))
+        return NULL;
+    switch (type) {
+    case 'i':
+        return json_object_new_int64(strtoll(v, NULL, 10));
+    case 'f':
+        return json_object_new_double(strtod(v, NULL));
+    case 'b':
+        return json_object_new_boolean(v[0] == 't');
+    default:
+        return json_object_new_string(v);
+    }
+}
+
+/* JSON keys, in the queries' column order */
+static const char *const queue_keys[] = {
+    "queue",     "priority", "runnable",  "scheduled",         "running",
+    "succeeded", "failed",   "cancelled", "oldest_runnable_s", "finished_last_minute"};
+static const char *const worker_keys[] = {
+    "id",          "host",         "pid",             "queues", "priorities",
+    "concurrency", "running_jobs", "heartbeat_age_s", "alive",  "version"};
+
+static json_object *
+rows_json(const PGresult *res, const char *const *keys, const char *types)
+{
+    json_object *a = json_object_new_array();
+
+    for (int r = 0; a && r < PQntuples(res); r++) {
+        json_object *o = json_object_new_object();
+        if (!o)
+            break;
+        for (int c = 0; c < PQnfields(res); c++)
+            json_object_object_add(o, keys[c], cell_json(res, r, c, types[c]));
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
+static int
+print_tables(const PGresult *q, const PGresult *w)
+{
+    struct cli_table t;
+    char age[32];
+    int rc = 0;
+
+    cli_table_init(&t, 10);
+    rc |= cli_table_add(&t, queue_cols);
+    for (int r = 0; r < PQntuples(q) && rc == 0; r++) {
+        const char *cells[10];
+        for (int c = 0; c < 10; c++)
+            cells[c] = PQgetvalue(q, r, c);
+        cells[8] = PQgetisnull(q, r, 8)
+                       ? "-"
+                       : cli_format_age(strtod(PQgetvalue(q, r, 8), NULL), age,
+                                        sizeof age);
+        rc |= cli_table_add(&t, cells);
+    }
+    if (rc == 0) {
+        if (PQntuples(q) == 0)
+            printf("no jobs\n");
+        else
+            cli_table_print(&t, 0x3feu);
+    }
+    cli_table_free(&t);
+    putchar('\n');
+
+    cli_table_init(&t, 10);
+    rc |= cli_table_add(&t, worker_cols);
+    for (int r = 0; r < PQntuples(w) && rc == 0; r++) {
+        const char *cells[10];
+        for (int c = 0; c < 10; c++)
+            cells[c] = PQgetvalue(w, r, c);
+        cells[7] = cli_format_age(strtod(PQgetvalue(w, r, 7), NULL), age,
+                                  sizeof age);
+        cells[8] = PQgetvalue(w, r, 8)[0] == 't' ? "yes" : "no";
+        rc |= cli_table_add(&t, cells);
+    }
+    if (rc == 0) {
+        if (PQntuples(w) == 0)
+            printf("no workers\n");
+        else
+            cli_table_print(&t, 1u << 0 | 1u << 2 | 1u << 5 | 1u << 6 |
+                                    1u << 7);
+    }
+    cli_table_free(&t);
+    return rc ? cli_errorf(CLI_EXIT_FAIL, "out of memory") : 0;
+}
+
+static int
+show_once(PGconn *pg, int json, int watch, const char *shown)
+{
+    PGresult *q = PQexec(pg, queues_sql);
+    PGresult *w = NULL;
+    int rc = 0;
+
+    if (PQresultStatus(q) != PGRES_TUPLES_OK) {
+        rc = cli_db_fail(pg, q, "could not read skipq.queue_stats");
+        goto out;
+    }
+    w = PQexec(pg, workers_sql);
+    if (PQresultStatus(w) != PGRES_TUPLES_OK) {
+        rc = cli_db_fail(pg, w, "could not read skipq.active_workers");
+        goto out;
+    }
+    if (json) {
+        json_object *o = json_object_new_object();
+        if (!o) {
+            rc = cli_errorf(CLI_EXIT_FAIL, "out of memory");
+            goto out;
+        }
+        json_object_object_add(o, "queues",
+                               rows_json(q, queue_keys, "siiiiiiifi"));
+        json_object_object_add(o, "workers",
+                               rows_json(w, worker_keys, "isisiiifbs"));
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+    } else {
+        if (watch) {
+            char when[32];
+            time_t now = time(NULL);
+            struct tm tm;
+            localtime_r(&now, &tm);
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+            /* home and clear: redraw in place */
+            printf("\033[H\033[2J%s  %s  (ctrl-c to stop)\n\n", when, shown);
+        }
+        rc = print_tables(q, w);
+    }
+    fflush(stdout);
+out:
+    PQclear(q);
+    PQclear(w);
+    return rc;
+}
+
+int
+cmd_stats(int argc, char **argv, struct cli_ctx *ctx)
+{
+    static const struct option longopts[] = {
+        {"watch", optional_argument, NULL, OPT_WATCH},
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONGOPTS,
+        {0},
+    };
+    int watch = 0, json = 0, c, rc;
+    const char *every = NULL;
+    int64_t every_ms = 2000;
+    skipq_conn *conn = NULL;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_WATCH:
+            watch = 1;
+            every = optarg;
+            break;
+        case OPT_JSON:
+            json = 1;
+            break;
+        default:
+            if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
+                return rc;
+        }
+    }
+    /* `--watch 5s` as well as `--watch=5s` */
+    if (watch && !every && optind < argc)
+        every = argv[optind++];
+    if (optind < argc)
+        return cli_usage_error("stats takes no arguments, got \"%.64s\"",
+                               argv[optind]);
+    if (every && (rc = cli_parse_duration("--watch", every, &every_ms)) != 0)
+        return rc;
+    if (watch && every_ms < 100)
+        return cli_usage_error("--watch: refresh every 100ms or more, not "
+                               "\"%s\"",
+                               every);
+    if ((rc = cli_connect(ctx, &conn)) != 0)
+        return rc;
+    if (watch) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal; /* no SA_RESTART: wake the sleep */
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+    }
+    for (;;) {
+        rc = show_once(skipq_conn_pg(conn), json, watch, ctx->database_shown);
+        if (rc != 0 || !watch || interrupted)
+            break;
+        struct timespec ts = {every_ms / 1000, (long)(every_ms % 1000) * 1000000};
+        while (!interrupted && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        if (interrupted)
+            break;
+        if (PQstatus(skipq_conn_pg(conn)) != CONNECTION_OK)
+            PQreset(skipq_conn_pg(conn));
+    }
+    skipq_conn_close(conn);
+    return rc;
+}

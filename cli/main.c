@@ -1,0 +1,603 @@
+/*
+ * main.c - `skipq <command>`: dispatch, the options every command takes,
+ * and the helpers the commands share (cli.h): config and connection,
+ * error lines with the right exit status, option value parsing, tables.
+ *
+ * Only cli/ chooses exit statuses; the library reports a skipq_rc and a
+ * message, and cli_fail() maps INVALID/CONFIG to 2 and the rest to 1.
+ */
+#include "cli.h"
+
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char main_usage[] =
+    "usage: skipq [OPTIONS] COMMAND [ARGS]\n"
+    "\n"
+    "A background job queue that needs nothing but PostgreSQL.\n"
+    "\n"
+    "commands:\n"
+    "  migrate    apply missing schema migrations (--status: list them)\n"
+    "  enqueue    add a job, or JSON lines from stdin in one transaction\n"
+    "  worker     run jobs\n"
+    "  jobs       ls | show | retry | cancel\n"
+    "  stats      counts per queue and priority, workers alive\n"
+    "  recover    put failed, stale queued or orphaned running jobs back\n"
+    "  prune      delete old finished jobs in batches\n"
+    "  bench      measure throughput and pickup latency\n"
+    "\n"
+    "options (every command takes them):\n"
+    "  --config F          config file (else $SKIPQ_CONFIG)\n"
+    "  --database URL      database (else $SKIPQ_DATABASE_URL, the config's\n"
+    "                      database, then libpq's PG* variables)\n"
+    "  --quiet             print only warnings and errors\n"
+    "  --log-format F      text (default) or json\n"
+    "  -h, --help          help (skipq COMMAND --help for a command)\n"
+    "  --version           print the version\n"
+    "\n"
+    "exit status: 0 done, 1 runtime failure, 2 usage or bad input\n";
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv, struct cli_ctx *ctx);
+};
+
+static const struct command commands[] = {
+    {"migrate", cmd_migrate}, {"enqueue", cmd_enqueue},
+    {"worker", cmd_worker},   {"jobs", cmd_jobs},
+    {"stats", cmd_stats},     {"recover", cmd_recover},
+    {"prune", cmd_prune},     {"bench", cmd_bench},
+};
+
+/* ---- errors ---------------------------------------------------------- */
+
+static void
+vprint_error(const char *fmt, va_list ap, const char *suffix)
+{
+    char msg[2048];
+
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* one line, whatever a server or a file put in the message */
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+    fprintf(stderr, "skipq: %s%s\n", msg, suffix ? suffix : "");
+}
+
+int
+cli_errorf(int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vprint_error(fmt, ap, NULL);
+    va_end(ap);
+    return code;
+}
+
+int
+cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vprint_error(fmt, ap, "; try 'skipq --help'");
+    va_end(ap);
+    return CLI_EXIT_USAGE;
+}
+
+int
+cli_fail(const skipq_error *err)
+{
+    cli_errorf(0, "%s", err->message[0] ? err->message
+                                          : skipq_rc_name(err->code));
+    return (err->code == SKIPQ_ERR_INVALID || err->code == SKIPQ_ERR_CONFIG)
+               ? CLI_EXIT_USAGE
+               : CLI_EXIT_FAIL;
+}
+
+int
+cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary =
+        res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    char what[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (!primary)
+        primary = res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
+                  : pg                              ? PQerrorMessage(pg)
+                                                    : "no connection";
+    cli_errorf(0, "%s: %s", what, primary);
+    return skipq__sqlstate_code(state) == SKIPQ_ERR_INVALID ? CLI_EXIT_USAGE
+                                                            : CLI_EXIT_FAIL;
+}
+
+/* ---- logging --------------------------------------------------------- */
+
+static const char *const level_names[] = {"debug", "info", "warning",
+                                          "error"};
+
+/*
+ * The library's log hook. Called from worker threads too: each record is
+ * built whole and written with one fputs, so lines never interleave.
+ */
+static void
+log_hook(const skipq_log_event *ev, void *userdata)
+{
+    const struct cli_ctx *ctx = userdata;
+    const char *level = (unsigned)ev->level < 4 ? level_names[ev->level]
+                                                : "info";
+
+    if (ev->level < ctx->log_level)
+        return;
+    if (ctx->log_format == CLI_LOG_JSON) {
+        json_object *o = json_object_new_object();
+        struct timespec ts;
+        char when[40];
+        struct tm tm;
+
+        if (!o)
+            return;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(when + strlen(when), sizeof when - strlen(when), ".%03ldZ",
+                 ts.tv_nsec / 1000000);
+        json_object_object_add(o, "ts", json_object_new_string(when));
+        json_object_object_add(o, "level", json_object_new_string(level));
+        json_object_object_add(o, "msg",
+                               json_object_new_string(ev->msg ? ev->msg : ""));
+        if (ev->event)
+            json_object_object_add(o, "event",
+                                   json_object_new_string(ev->event));
+        if (ev->job_id)
+            json_object_object_add(o, "job_id",
+                                   json_object_new_int64(ev->job_id));
+        if (ev->kind)
+            json_object_object_add(o, "kind", json_object_new_string(ev->kind));
+        if (ev->queue)
+            json_object_object_add(o, "queue",
+                                   json_object_new_string(ev->queue));
+        if (ev->attempt)
+            json_object_object_add(o, "attempt",
+                                   json_object_new_int(ev->attempt));
+        if (ev->duration_ms >= 0)
+            json_object_object_add(o, "duration_ms",
+                                   json_object_new_double(ev->duration_ms));
+        char *line = NULL;
+        if (asprintf(&line, "%s\n",
+                     json_object_to_json_string_ext(
+                         o, JSON_C_TO_STRING_PLAIN |
+                                JSON_C_TO_STRING_NOSLASHESCAPE)) >= 0) {
+            fputs(line, stderr);
+            free(line);
+        }
+        json_object_put(o);
+        return;
+    }
+    char *line = NULL;
+    int n = ev->level >= SKIPQ_LOG_WARN
+                ? asprintf(&line, "skipq: %s: %s\n", level,
+                           ev->msg ? ev->msg : "")
+                : asprintf(&line, "skipq: %s\n", ev->msg ? ev->msg : "");
+    if (n >= 0) {
+        fputs(line, stderr);
+        free(line);
+    }
+}
+
+/* ---- common options, config, connection ------------------------------- */
+
+static void
+print_version(void)
+{
+    printf("skipq %s (libskipq %s)\n", SKIPQ_VERSION, skipq_version());
+}
+
+int
+cli_common_opt(struct cli_ctx *ctx, int c, char **argv, const char *usage)
+{
+    switch (c) {
+    case CLI_OPT_CONFIG:
+        ctx->config_path = optarg;
+        return CLI_NEXT;
+    case CLI_OPT_DATABASE:
+        ctx->database_opt = optarg;
+        return CLI_NEXT;
+    case CLI_OPT_QUIET:
+        ctx->quiet = 1;
+        ctx->log_level = SKIPQ_LOG_WARN;
+        return CLI_NEXT;
+    case CLI_OPT_LOG_FORMAT:
+        if (strcmp(optarg, "text") == 0)
+            ctx->log_format = CLI_LOG_TEXT;
+        else if (strcmp(optarg, "json") == 0)
+            ctx->log_format = CLI_LOG_JSON;
+        else
+            return cli_usage_error("unknown --log-format \"%s\": use text or "
+                                   "json",
+                                   optarg);
+        return CLI_NEXT;
+    case CLI_OPT_VERSION:
+        print_version();
+        return CLI_EXIT_OK;
+    case 'h':
+        fputs(usage, stdout);
+        return CLI_EXIT_OK;
+    case ':':
+        return cli_usage_error("option \"%s\" needs a value", argv[optind - 1]);
+    case '?':
+        if (optopt && optopt < 0x100)
+            return cli_usage_error("unknown option \"-%c\" for %s", optopt,
+                                   ctx->command);
+        return cli_usage_error("unknown option \"%s\" for %s",
+                               argv[optind - 1], ctx->command);
+    default:
+        return cli_usage_error("unexpected option for %s", ctx->command);
+    }
+}
+
+int
+cli_load(struct cli_ctx *ctx)
+{
+    skipq_error err = {0};
+    const char *path = ctx->config_path;
+
+    if (ctx->cfg)
+        return 0;
+    if (!path) {
+        const char *env = getenv("SKIPQ_CONFIG");
+        if (env && *env)
+            path = env;
+    }
+    ctx->cfg = skipq_config_new();
+    if (!ctx->cfg)
+        return cli_errorf(CLI_EXIT_FAIL, "out of memory");
+    if (path && skipq_config_load(ctx->cfg, path, &err) != SKIPQ_OK) {
+        /* any config the user pointed at and we cannot use is bad input */
+        if (err.code == SKIPQ_ERR_NOMEM)
+            return cli_fail(&err);
+        cli_fail(&err);
+        return CLI_EXIT_USAGE;
+    }
+    ctx->database = skipq_resolve_database(ctx->database_opt, ctx->cfg);
+    ctx->database_shown = skipq_mask_url(ctx->database);
+    if (!ctx->database_shown)
+        return cli_errorf(CLI_EXIT_FAIL, "out of memory");
+    return 0;
+}
+
+int
+cli_connect(struct cli_ctx *ctx, skipq_conn **out)
+{
+    skipq_error err = {0};
+    skipq_conn *conn = NULL;
+    int rc;
+
+    *out = NULL;
+    if ((rc = cli_load(ctx)) != 0)
+        return rc;
+    if (skipq_conn_open(ctx->database, &conn, &err) != SKIPQ_OK) {
+        cli_fail(&err);
+        return CLI_EXIT_FAIL; /* a bad URL is also "could not connect" */
+    }
+    if (!ctx->skip_schema_check && skipq_schema_check(conn, &err) != SKIPQ_OK) {
+        skipq_conn_close(conn);
+        cli_fail(&err);
+        return CLI_EXIT_FAIL;
+    }
+    *out = conn;
+    return 0;
+}
+
+/* ---- option values ----------------------------------------------------- */
+
+int
+cli_parse_int(const char *opt, const char *s, long long min, long long max,
+              long long *out)
+{
+    char *end = NULL;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (!*s || *end || errno == ERANGE || s[0] == ' ' || s[0] == '+') {
+        return cli_usage_error("%s must be a whole number, not \"%.64s\"", opt,
+                               s);
+    }
+    if (v < min || v > max) {
+        if (max >= INT32_MAX)
+            return cli_usage_error("%s must be %lld or more, not \"%s\"", opt,
+                                   min, s);
+        return cli_usage_error("%s must be from %lld to %lld, not \"%s\"", opt,
+                               min, max, s);
+    }
+    *out = v;
+    return 0;
+}
+
+int
+cli_parse_duration(const char *opt, const char *s, int64_t *ms_out)
+{
+    skipq_error err = {0};
+
+    if (skipq_parse_duration(s, ms_out, &err) != SKIPQ_OK)
+        return cli_usage_error("%s: %s", opt, err.message);
+    return 0;
+}
+
+int
+cli_parse_id(const char *s, int64_t *out)
+{
+    long long v;
+    char *end = NULL;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (!*s || *end || errno == ERANGE || v < 1 || s[0] == ' ' || s[0] == '+')
+        return cli_usage_error("invalid job id \"%.64s\": expected a positive "
+                               "whole number",
+                               s);
+    *out = v;
+    return 0;
+}
+
+int
+cli_parse_priority(const char *opt, const char *s, int16_t *out)
+{
+    skipq_error err = {0};
+
+    if (skipq_parse_priority(s, out, &err) != SKIPQ_OK)
+        return cli_usage_error("%s: %s", opt, err.message);
+    return 0;
+}
+
+int
+cli_check_name(const char *what, const char *name)
+{
+    skipq_error err = {0};
+
+    if (skipq__check_name(what, name, &err) != SKIPQ_OK)
+        return cli_fail(&err);
+    return 0;
+}
+
+static const char *const status_names[] = {"queued", "running", "succeeded",
+                                           "failed", "cancelled"};
+
+int
+cli_parse_statuses(const char *opt, const char *s, unsigned allowed,
+                   char *out, size_t outsize)
+{
+    unsigned seen = 0;
+    const char *p = s;
+    size_t used = 0;
+
+    if (!*s)
+        return cli_usage_error("%s needs at least one status", opt);
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        int found = -1;
+        for (int i = 0; i < 5; i++)
+            if (strlen(status_names[i]) == n &&
+                strncmp(p, status_names[i], n) == 0)
+                found = i;
+        if (found < 0)
+            return cli_usage_error(
+                "%s: unrecognized status \"%.*s\": use queued, running, "
+                "succeeded, failed or cancelled",
+                opt, (int)(n > 64 ? 64 : n), p);
+        if (!(allowed & (1u << found)))
+            return cli_usage_error("%s: status \"%s\" is not allowed here",
+                                   opt, status_names[found]);
+        if (!(seen & (1u << found))) {
+            seen |= 1u << found;
+            used += (size_t)snprintf(out + used, outsize - used, "%s%s",
+                                     used ? "," : "", status_names[found]);
+        }
+        p += n;
+        if (*p == ',') {
+            p++;
+            if (!*p)
+                return cli_usage_error("%s: empty status after \",\"", opt);
+        }
+    }
+    return 0;
+}
+
+int
+cli_ids_literal(const int64_t *ids, size_t n, char **out)
+{
+    size_t cap = n * 21 + 3, used = 0;
+    char *s = malloc(cap);
+
+    *out = NULL;
+    if (!s)
+        return cli_errorf(CLI_EXIT_FAIL, "out of memory");
+    s[used++] = '{';
+    for (size_t i = 0; i < n; i++)
+        used += (size_t)snprintf(s + used, cap - used, "%s%lld", i ? "," : "",
+                                 (long long)ids[i]);
+    snprintf(s + used, cap - used, "}");
+    *out = s;
+    return 0;
+}
+
+const char *
+cli_format_age(double seconds, char *buf, size_t size)
+{
+    long long s = seconds > 0 ? (long long)seconds : 0;
+
+    if (s < 60)
+        snprintf(buf, size, "%llds", s);
+    else if (s < 3600)
+        snprintf(buf, size, "%lldm%02llds", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(buf, size, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+    else
+        snprintf(buf, size, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+    return buf;
+}
+
+/* ---- tables ------------------------------------------------------------ */
+
+int
+cli_table_init(struct cli_table *t, size_t ncols)
+{
+    memset(t, 0, sizeof *t);
+    t->ncols = ncols;
+    return 0;
+}
+
+int
+cli_table_add(struct cli_table *t, const char *const *cells)
+{
+    if (t->nrows == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        char **nc = realloc(t->cells, cap * t->ncols * sizeof *nc);
+        if (!nc)
+            return 1;
+        t->cells = nc;
+        t->cap = cap;
+    }
+    char **row = t->cells + t->nrows * t->ncols;
+    for (size_t i = 0; i < t->ncols; i++) {
+        row[i] = strdup(cells[i] ? cells[i] : "");
+        if (!row[i]) {
+            while (i-- > 0)
+                free(row[i]);
+            return 1;
+        }
+    }
+    t->nrows++;
+    return 0;
+}
+
+/* Display width of UTF-8 text: code points, not bytes, so names with
+ * accents still line up. */
+static size_t
+text_width(const char *s)
+{
+    size_t w = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            w++;
+    return w;
+}
+
+void
+cli_table_print(const struct cli_table *t, unsigned right)
+{
+    size_t *width = calloc(t->ncols ? t->ncols : 1, sizeof *width);
+
+    if (!width)
+        return;
+    for (size_t r = 0; r < t->nrows; r++)
+        for (size_t c = 0; c < t->ncols; c++) {
+            size_t w = text_width(t->cells[r * t->ncols + c]);
+            if (w > width[c])
+                width[c] = w;
+        }
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t c = 0; c < t->ncols; c++) {
+            const char *cell = t->cells[r * t->ncols + c];
+            int pad = (int)(width[c] - text_width(cell));
+            int last = c + 1 == t->ncols;
+            if (c)
+                fputs("  ", stdout);
+            if ((right >> c) & 1u)
+                printf("%*s%s", pad, "", cell);
+            else if (last)
+                fputs(cell, stdout);
+            else
+                printf("%s%*s", cell, pad, "");
+        }
+        putchar('\n');
+    }
+    free(width);
+}
+
+void
+cli_table_free(struct cli_table *t)
+{
+    for (size_t i = 0; i < t->nrows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static void
+ctx_free(struct cli_ctx *ctx)
+{
+    skipq_config_free(ctx->cfg);
+    free(ctx->database_shown);
+    ctx->cfg = NULL;
+    ctx->database_shown = NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {CLI_COMMON_LONGOPTS, {0}};
+    struct cli_ctx ctx = {.command = "skipq", .log_level = SKIPQ_LOG_INFO};
+    const struct command *cmd = NULL;
+    static char help_opt[] = "--help";
+    char *hargv[] = {NULL, help_opt, NULL};
+    int c, rc;
+
+    skipq_set_log(log_hook, &ctx);
+    opterr = 0;
+    /* '+': stop at the command; what follows belongs to it */
+    while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+        rc = cli_common_opt(&ctx, c, argv, main_usage);
+        if (rc != CLI_NEXT)
+            return rc;
+    }
+    if (optind >= argc) {
+        fputs(main_usage, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *name = argv[optind];
+    if (strcmp(name, "help") == 0) {
+        /* `skipq help` and `skipq help COMMAND` */
+        if (optind + 1 >= argc) {
+            fputs(main_usage, stdout);
+            return CLI_EXIT_OK;
+        }
+        hargv[0] = argv[optind + 1];
+        argv = hargv;
+        argc = 2;
+        optind = 0;
+        name = argv[0];
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            cmd = &commands[i];
+    if (!cmd)
+        return cli_usage_error("unknown command \"%.64s\"", name);
+
+    ctx.command = cmd->name;
+    argc -= optind;
+    argv += optind;
+    optind = 0; /* glibc: full reset, so the command's getopt starts clean */
+    rc = cmd->fn(argc, argv, &ctx);
+    fflush(stdout);
+    skipq_set_log(NULL, NULL);
+    ctx_free(&ctx);
+    return rc;
+}
