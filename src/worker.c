@@ -124,9 +124,18 @@ merge_bands(skipq_worker *w)
 skipq_rc
 skipq_worker_new(const skipq_config *cfg, skipq_worker **out, skipq_error *err)
 {
-    skipq_worker *w = calloc(1, sizeof *w);
+    skipq_worker *w;
 
     *out = NULL;
+    /* A lease no longer than the heartbeat would let the rescuer take
+     * jobs from a worker that is alive and well. */
+    if (cfg->lease_timeout_ms <= cfg->heartbeat_interval_ms)
+        return skipq__fail(err, SKIPQ_ERR_CONFIG,
+                           "lease_timeout (%lld ms) must be longer than "
+                           "heartbeat_interval (%lld ms)",
+                           (long long)cfg->lease_timeout_ms,
+                           (long long)cfg->heartbeat_interval_ms);
+    w = calloc(1, sizeof *w);
     if (!w)
         return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
     w->wake_fd = -1;
@@ -270,7 +279,7 @@ find_handler(const skipq_worker *w, const char *kind)
  * FOR UPDATE SKIP LOCKED)` the planner may re-run the subquery and claim
  * more than n rows.
  */
-static const char claim_sql[] =
+const char skipq__claim_sql[] =
     "WITH c AS MATERIALIZED ("
     " SELECT id FROM skipq.jobs"
     " WHERE status = 'queued' AND queue = $1::text"
@@ -321,7 +330,7 @@ static skipq_rc
 prepare_all(skipq_worker *w, skipq_error *err)
 {
     static const struct { const char *name, *sql; } stmts[] = {
-        {"skipq_claim", claim_sql},
+        {"skipq_claim", skipq__claim_sql},
         {"skipq_complete", complete_sql},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
@@ -1353,12 +1362,21 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
             }
         }
 
+        /* Notifications that arrived while a statement ran are already
+         * read off the socket: take them now, or poll() would not see
+         * them until the next timer. */
+        handle_notifies(w);
+
         /* Sleep until something happens: a finished job or a stop (the
          * eventfd), a NOTIFY (the socket), or the next timer. */
-        int64_t until = min64(w->next_poll_ms, w->next_beat_ms);
-        until = min64(until, w->next_run_at_ms);
-        if (!w->pg)
+        int64_t until = w->next_poll_ms;
+        if (w->pg) {
+            until = min64(until, w->next_beat_ms);
+            until = min64(until, w->next_run_at_ms);
+        } else {
+            /* timers that need the database wait for the reconnect */
             until = min64(until, w->reconnect_at_ms);
+        }
         if (stopping)
             until = min64(until, now + 50);
         if (w->pg && w->wake && !stopping && w->nheld < w->cfg->concurrency)

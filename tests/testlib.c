@@ -325,6 +325,18 @@ tl_skipq_run(const char *in, char **out, char **err, const char *fmt, ...)
     return rc;
 }
 
+/* Process groups started by tl_spawn: killed at exit, so a failing test
+ * leaves nothing running. */
+static pid_t spawned[64];
+static int nspawned;
+
+static void
+kill_spawned(void)
+{
+    for (int i = 0; i < nspawned; i++)
+        kill(-spawned[i], SIGKILL);
+}
+
 pid_t
 tl_spawn(const char *log, const char *fmt, ...)
 {
@@ -347,6 +359,10 @@ tl_spawn(const char *log, const char *fmt, ...)
     }
     setpgid(pid, pid);
     free(cmd);
+    if (nspawned == 0)
+        atexit(kill_spawned);
+    if (nspawned < 64)
+        spawned[nspawned++] = pid;
     return pid;
 }
 

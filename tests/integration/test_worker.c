@@ -1,0 +1,687 @@
+/*
+ * test_worker.c - the worker runtime against a real PostgreSQL: draining
+ * with several processes (each job exactly once), retries and the dead
+ * letter, pickup latency, priority order and bands, shutdown hand-back,
+ * a kill -9 rescued, command timeouts, cancels, and the claim statement
+ * itself (exactly n rows, the partial index, no row to two claimers).
+ */
+#include "testlib.h"
+#include "worker_internal.h"
+
+#include <json-c/json.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static bool
+long_mode(void)
+{
+    const char *v = getenv("SKIPQ_LONG");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* A config for tests: fast polls and leases, no jitter. */
+static skipq_config *
+test_config(int concurrency)
+{
+    skipq_error err;
+    skipq_config *cfg = skipq_config_new();
+    ASSERT_TRUE(cfg);
+    ASSERT_OK(skipq_config_set_concurrency(cfg, concurrency, &err), &err);
+    ASSERT_OK(skipq_config_set_poll_interval(cfg, 200, &err), &err);
+    ASSERT_OK(skipq_config_set_heartbeat_interval(cfg, 200, &err), &err);
+    ASSERT_OK(skipq_config_set_lease_timeout(cfg, 2000, &err), &err);
+    ASSERT_OK(skipq_config_set_shutdown_timeout(cfg, 1000, &err), &err);
+    ASSERT_OK(skipq_config_set_backoff(cfg, SKIPQ_BACKOFF_FIXED, 0, 0, 0, &err), &err);
+    ASSERT_OK(skipq_config_set_database(cfg, tl_url(), &err), &err);
+    return cfg;
+}
+
+struct running {
+    pthread_t thread;
+    skipq_worker *w;
+    skipq_rc rc;
+    skipq_error err;
+};
+
+static void *
+run_thread(void *arg)
+{
+    struct running *r = arg;
+    r->rc = skipq_worker_run(r->w, &r->err);
+    return NULL;
+}
+
+static struct running *
+start_worker(skipq_worker *w)
+{
+    struct running *r = calloc(1, sizeof *r);
+    r->w = w;
+    ASSERT_EQ(pthread_create(&r->thread, NULL, run_thread, r), 0);
+    return r;
+}
+
+static void
+stop_worker(struct running *r)
+{
+    skipq_worker_stop(r->w);
+    pthread_join(r->thread, NULL);
+    if (r->rc != SKIPQ_OK)
+        HARNESS_FAIL("worker failed: %s", r->err.message);
+    skipq_worker_free(r->w);
+    free(r);
+}
+
+/* ---- drain with several processes: each job exactly once ---------------- */
+
+static atomic_int *counts; /* shared between processes: runs per job id */
+static int64_t counts_max;
+
+static skipq_outcome
+count_handler(skipq_job *job, void *ud)
+{
+    (void)ud;
+    int64_t id = skipq_job_id(job);
+    if (id > 0 && id <= counts_max)
+        atomic_fetch_add(&counts[id], 1);
+    return SKIPQ_JOB_OK;
+}
+
+TEST(four_processes_drain_each_job_once)
+{
+    PGconn *pg = tl_db();
+    int n = long_mode() ? 50000 : 5000;
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, payload) "
+                "SELECT 'count', jsonb_build_object('i', g) FROM generate_series(1, %d) g", n);
+    counts_max = tl_int(pg, "SELECT max(id) FROM skipq.jobs");
+    counts = mmap(NULL, (size_t)(counts_max + 1) * sizeof *counts, PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(counts != MAP_FAILED);
+
+    int64_t t0 = tl_now_ms();
+    pid_t kids[4];
+    for (int k = 0; k < 4; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            skipq_error err;
+            skipq_config *cfg = test_config(8);
+            skipq_worker *w = NULL;
+            if (skipq_worker_new(cfg, &w, &err) ||
+                skipq_worker_register(w, "count", count_handler, NULL, &err))
+                _exit(3);
+            skipq_worker_set_once(w, 1);
+            skipq_rc rc = skipq_worker_run(w, &err);
+            if (rc != SKIPQ_OK)
+                fprintf(stderr, "worker: %s\n", err.message);
+            skipq_worker_free(w);
+            skipq_config_free(cfg);
+            _exit(rc == SKIPQ_OK ? 0 : 1);
+        }
+    }
+    for (int k = 0; k < 4; k++)
+        ASSERT_EQ(tl_wait_pid(kids[k], 120000), 0);
+    double secs = (double)(tl_now_ms() - t0) / 1000.0;
+    printf("drained %d jobs with 4 processes x 8 in %.2f s (%.0f jobs/s)\n", n, secs, n / secs);
+
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"), n);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status <> 'succeeded'"), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE attempts <> 1"), 0);
+    for (int64_t id = 1; id <= counts_max; id++)
+        if (atomic_load(&counts[id]) != 1)
+            HARNESS_FAIL("job %lld ran %d times", (long long)id, atomic_load(&counts[id]));
+    /* every worker unregistered */
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.workers"), 0);
+}
+
+/* ---- retries, backoff, dead letter ---------------------------------------- */
+
+static skipq_outcome
+flaky_handler(skipq_job *job, void *ud)
+{
+    (void)ud;
+    if (strcmp(skipq_job_kind(job), "always") == 0 || skipq_job_attempt(job) < 3)
+        return skipq_job_fail(job, "boom %d", skipq_job_attempt(job));
+    skipq_job_set_result(job, json_object_new_string("third time"));
+    return SKIPQ_JOB_OK;
+}
+
+TEST(retries_then_dead_letter_with_backoff)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    skipq_config *cfg = test_config(2);
+    /* exponential 300 ms: the second retry waits 600 ms */
+    ASSERT_OK(skipq_config_set_backoff(cfg, SKIPQ_BACKOFF_EXPONENTIAL, 300, 10000, 0, &err), &err);
+    ASSERT_OK(skipq_config_set_max_attempts(cfg, 5, &err), &err);
+    int64_t a = tl_int(pg, "SELECT skipq.enqueue('flaky')");
+    int64_t b = tl_int(pg, "SELECT skipq.enqueue('always', max_attempts => 3)");
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "flaky", flaky_handler, NULL, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "always", flaky_handler, NULL, &err), &err);
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 15000, 2,
+                            "SELECT count(*) FROM skipq.jobs WHERE status IN ('succeeded', 'failed')"));
+    stop_worker(r);
+    skipq_config_free(cfg);
+
+    char *st = tl_str(pg, "SELECT status || ' ' || attempts || ' ' || jsonb_array_length(errors)"
+                          " || ' ' || result::text FROM skipq.jobs WHERE id = %lld", (long long)a);
+    ASSERT_STREQ(st, "succeeded 3 2 \"third time\"");
+    free(st);
+    st = tl_str(pg, "SELECT status || ' ' || attempts || ' ' || jsonb_array_length(errors)"
+                    " || ' ' || last_error FROM skipq.jobs WHERE id = %lld", (long long)b);
+    ASSERT_STREQ(st, "failed 3 3 boom 3");
+    free(st);
+    /* backoff: the gaps between tries follow 300 ms, 600 ms (exponential) */
+    int64_t gap1 = tl_int(pg, "SELECT (extract(epoch FROM (errors->1->>'at')::timestamptz"
+                              " - (errors->0->>'at')::timestamptz) * 1000)::int8"
+                              " FROM skipq.jobs WHERE id = %lld", (long long)b);
+    int64_t gap2 = tl_int(pg, "SELECT (extract(epoch FROM (errors->2->>'at')::timestamptz"
+                              " - (errors->1->>'at')::timestamptz) * 1000)::int8"
+                              " FROM skipq.jobs WHERE id = %lld", (long long)b);
+    printf("backoff gaps: %lld ms, %lld ms (want 300, 600)\n", (long long)gap1, (long long)gap2);
+    ASSERT_TRUE(gap1 >= 300 && gap1 < 300 + 400);
+    ASSERT_TRUE(gap2 >= 600 && gap2 < 600 + 400);
+}
+
+/* ---- snooze: run again later, attempt not counted ---------------------------- */
+
+static skipq_outcome
+snooze_handler(skipq_job *job, void *ud)
+{
+    atomic_int *calls = ud;
+    if (atomic_fetch_add(calls, 1) == 0)
+        return skipq_job_snooze(job, 300);
+    return SKIPQ_JOB_OK;
+}
+
+TEST(snooze_does_not_count_an_attempt)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    atomic_int calls = 0;
+    skipq_config *cfg = test_config(1);
+    int64_t id = tl_int(pg, "SELECT skipq.enqueue('nap')");
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "nap", snooze_handler, &calls, &err), &err);
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    stop_worker(r);
+    skipq_config_free(cfg);
+    ASSERT_EQ(atomic_load(&calls), 2);
+    ASSERT_EQ(tl_int(pg, "SELECT attempts FROM skipq.jobs WHERE id = %lld", (long long)id), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT jsonb_array_length(errors) FROM skipq.jobs WHERE id = %lld",
+                     (long long)id), 0);
+}
+
+/* ---- pickup latency with an idle worker -------------------------------------- */
+
+static int64_t
+realtime_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static _Atomic int64_t lat_us[256];
+static atomic_int lat_n;
+
+static skipq_outcome
+latency_handler(skipq_job *job, void *ud)
+{
+    (void)ud;
+    json_object *t0 = NULL;
+    if (json_object_object_get_ex(skipq_job_payload(job), "t0", &t0)) {
+        int i = atomic_fetch_add(&lat_n, 1);
+        if (i < 256)
+            atomic_store(&lat_us[i], realtime_us() - json_object_get_int64(t0));
+    }
+    return SKIPQ_JOB_OK;
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+TEST(pickup_latency_far_below_poll_interval)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    skipq_config *cfg = test_config(4);
+    ASSERT_OK(skipq_config_set_poll_interval(cfg, 5000, &err), &err);
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "ping", latency_handler, NULL, &err), &err);
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.workers"));
+    usleep(300000); /* let its first poll pass: we measure NOTIFY wake-ups */
+    const int n = 200;
+    for (int i = 0; i < n; i++) {
+        tl_exec(pg, "SELECT skipq.enqueue('ping', jsonb_build_object('t0', %lld))",
+                (long long)realtime_us());
+        int want = i + 1;
+        int64_t end = tl_now_ms() + 5000;
+        while (atomic_load(&lat_n) < want && tl_now_ms() < end)
+            usleep(200);
+        ASSERT_EQ(atomic_load(&lat_n), want);
+        usleep(5000);
+    }
+    stop_worker(r);
+    skipq_config_free(cfg);
+    int64_t v[256];
+    for (int i = 0; i < n; i++)
+        v[i] = atomic_load(&lat_us[i]);
+    qsort(v, (size_t)n, sizeof v[0], cmp_i64);
+    double p50 = (double)v[n / 2] / 1000.0, p99 = (double)v[n * 99 / 100] / 1000.0;
+    printf("pickup latency over %d jobs: p50 %.2f ms, p99 %.2f ms, max %.2f ms "
+           "(poll interval 5000 ms)\n", n, p50, p99, (double)v[n - 1] / 1000.0);
+    ASSERT_TRUE(p50 < 100.0);
+    ASSERT_TRUE(p99 < 1000.0);
+}
+
+/* ---- a delayed job starts on time, not at the next poll ------------------------- */
+
+static _Atomic int64_t ran_at_us;
+
+static skipq_outcome
+mark_handler(skipq_job *job, void *ud)
+{
+    (void)job;
+    (void)ud;
+    atomic_store(&ran_at_us, realtime_us());
+    return SKIPQ_JOB_OK;
+}
+
+TEST(delayed_job_starts_at_run_at)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    skipq_config *cfg = test_config(1);
+    ASSERT_OK(skipq_config_set_poll_interval(cfg, 30000, &err), &err);
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "later", mark_handler, NULL, &err), &err);
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.workers"));
+    usleep(200000);
+    int64_t t0 = realtime_us();
+    tl_exec(pg, "SELECT skipq.enqueue('later', run_at => now() + interval '1500 milliseconds')");
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    stop_worker(r);
+    skipq_config_free(cfg);
+    double waited = (double)(atomic_load(&ran_at_us) - t0) / 1000.0;
+    printf("delayed 1500 ms, started after %.0f ms (poll interval 30 s)\n", waited);
+    ASSERT_TRUE(waited >= 1450 && waited < 2500);
+}
+
+/* ---- priorities --------------------------------------------------------------- */
+
+static int order[64];
+static atomic_int norder;
+
+static skipq_outcome
+order_handler(skipq_job *job, void *ud)
+{
+    (void)ud;
+    int i = atomic_fetch_add(&norder, 1);
+    if (i < 64)
+        order[i] = skipq_job_priority(job);
+    return SKIPQ_JOB_OK;
+}
+
+TEST(one_worker_runs_high_before_normal_before_low)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    tl_exec(pg, "SELECT skipq.enqueue('p', priority => p) FROM "
+                "unnest(ARRAY['low','normal','high','low','high','normal','5','-20','20']) p");
+    skipq_config *cfg = test_config(1);
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "p", order_handler, NULL, &err), &err);
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 9, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    stop_worker(r);
+    skipq_config_free(cfg);
+    ASSERT_EQ(atomic_load(&norder), 9);
+    int want[9] = {20, 10, 10, 5, 0, 0, -10, -10, -20};
+    for (int i = 0; i < 9; i++)
+        ASSERT_EQ(order[i], want[i]);
+}
+
+TEST(high_band_worker_touches_only_high_jobs)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "SELECT skipq.enqueue('p', priority => p) FROM "
+                "unnest(ARRAY['low','normal','high','-10','9','10','11']) p");
+    char *out = NULL, *err = NULL;
+    int rc = tl_skipq_run(NULL, &out, &err, "worker --priority high --once --handler p=true");
+    if (rc != 0)
+        HARNESS_FAIL("worker exited %d: %s", rc, err);
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"), 3);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
+                         " AND priority < 10"), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
+                         " AND attempts = 0 AND priority < 10"), 4);
+    /* a number serves exactly that priority */
+    rc = tl_skipq_run(NULL, NULL, NULL, "worker --priority 9 --once --handler p=true");
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"), 4);
+}
+
+/* ---- jobs of kinds we have no handler for are left alone -------------------------- */
+
+TEST(unhandled_kind_is_left_for_another_worker)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "SELECT skipq.enqueue('mine'), skipq.enqueue('theirs')");
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --once --handler mine=true"), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'mine'"
+                         " AND status = 'succeeded'"), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'theirs'"
+                         " AND status = 'queued' AND attempts = 0"), 1);
+}
+
+/* ---- the CLI worker's command contract --------------------------------------------- */
+
+TEST(command_handler_gets_payload_and_env)
+{
+    PGconn *pg = tl_db();
+    int64_t id = tl_int(pg, "SELECT skipq.enqueue('env', '{\"x\": 41}', queue => 'q1')");
+    int rc = tl_skipq_run(NULL, NULL, NULL,
+        "worker --queue q1 --once --handler 'env=printf \"{\\\"id\\\":%%s,\\\"kind\\\":\\\"%%s\\\","
+        "\\\"attempt\\\":%%s,\\\"in\\\":%%s}\" \"$SKIPQ_JOB_ID\" \"$SKIPQ_JOB_KIND\" "
+        "\"$SKIPQ_JOB_ATTEMPT\" \"$(cat)\"'");
+    ASSERT_EQ(rc, 0);
+    char *res = tl_str(pg, "SELECT result::text FROM skipq.jobs WHERE id = %lld", (long long)id);
+    char want[256];
+    snprintf(want, sizeof want, "{\"id\": %lld, \"in\": {\"x\": 41}, \"kind\": \"env\", \"attempt\": 1}",
+             (long long)id);
+    ASSERT_STREQ(res, want);
+    free(res);
+    /* non-JSON stdout is kept as {"output": ...}; a failure keeps stderr's end */
+    tl_exec(pg, "SELECT skipq.enqueue('txt', queue => 'q1'), "
+                "skipq.enqueue('bad', queue => 'q1', max_attempts => 1)");
+    rc = tl_skipq_run(NULL, NULL, NULL, "worker --queue q1 --once --handler 'txt=echo hi' "
+                                        "--handler 'bad=echo nope >&2; exit 7'");
+    ASSERT_EQ(rc, 0); /* failures are in the table, not the exit status */
+    res = tl_str(pg, "SELECT result::text FROM skipq.jobs WHERE kind = 'txt'");
+    ASSERT_STREQ(res, "{\"output\": \"hi\\n\"}");
+    free(res);
+    res = tl_str(pg, "SELECT status || ': ' || last_error FROM skipq.jobs WHERE kind = 'bad'");
+    ASSERT_STREQ(res, "failed: exit status 7: nope");
+    free(res);
+}
+
+/* Is any process whose command line contains marker alive? */
+static bool
+marker_alive(const char *marker)
+{
+    /* anchored: the marker also appears in the worker's --handler
+     * argument and in the shell running pgrep */
+    char *out = NULL;
+    tl_run(NULL, &out, NULL, "pgrep -f -- '^%s' || true", marker);
+    bool alive = out && out[0];
+    free(out);
+    return alive;
+}
+
+static bool
+marker_gone(void *arg)
+{
+    return !marker_alive(arg);
+}
+
+TEST(command_timeout_kills_the_whole_group)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "SELECT skipq.enqueue('slow', max_attempts => 1)");
+    int64_t t0 = tl_now_ms();
+    /* the handler starts a background child too: both must die */
+    int rc = tl_skipq_run(NULL, NULL, NULL,
+                          "worker --once --timeout 1s --handler "
+                          "'slow=sleep 41.123 & sleep 42.123; echo done'");
+    ASSERT_EQ(rc, 0);
+    int64_t took = tl_now_ms() - t0;
+    char *res = tl_str(pg, "SELECT status || ': ' || last_error FROM skipq.jobs");
+    ASSERT_STREQ(res, "failed: timed out after 1s");
+    free(res);
+    printf("timed out and exited after %lld ms\n", (long long)took);
+    ASSERT_TRUE(took < 5000);
+    ASSERT_TRUE(wait_until(2000, marker_gone, "sleep 41.123"));
+    ASSERT_TRUE(wait_until(2000, marker_gone, "sleep 42.123"));
+}
+
+TEST(per_job_timeout_overrides_the_kind)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "SELECT skipq.enqueue('nap', max_attempts => 1, timeout => '300 ms')");
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL,
+                           "worker --once --timeout 20s --handler 'nap=sleep 5'"), 0);
+    char *res = tl_str(pg, "SELECT status || ': ' || last_error FROM skipq.jobs");
+    ASSERT_STREQ(res, "failed: timed out after 300ms");
+    free(res);
+}
+
+TEST(command_killed_by_signal_is_named)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "SELECT skipq.enqueue('crash', max_attempts => 1)");
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL,
+                           "worker --once --handler 'crash=kill -SEGV $$'"), 0);
+    char *res = tl_str(pg, "SELECT status || ': ' || last_error FROM skipq.jobs");
+    ASSERT_STREQ(res, "failed: killed by SIGSEGV");
+    free(res);
+}
+
+/* ---- shutdown, kill -9, cancel --------------------------------------------------- */
+
+static const char *
+write_config(const char *body)
+{
+    const char *path = tl_tmpfile(".yaml");
+    tl_write_file(path, body);
+    return path;
+}
+
+TEST(sigterm_finishes_short_jobs_and_hands_back_long_ones)
+{
+    PGconn *pg = tl_db();
+    const char *cfg = write_config("worker:\n  concurrency: 4\n  shutdown_timeout: 1500ms\n"
+                                   "  poll_interval: 200ms\n");
+    tl_exec(pg, "SELECT skipq.enqueue('long'), skipq.enqueue('short'), "
+                "skipq.enqueue('short'), skipq.enqueue('short')");
+    const char *log = tl_tmpfile(".log");
+    pid_t pid = tl_spawn(log, "exec %s worker --config %s --handler 'long=sleep 43.5' "
+                              "--handler 'short=sleep 0.7'", tl_skipq(), cfg);
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 4, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
+    kill(pid, SIGTERM);
+    int st = tl_wait_pid(pid, 10000);
+    ASSERT_EQ(st, 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'short'"
+                         " AND status = 'succeeded'"), 3);
+    char *res = tl_str(pg, "SELECT status || ' ' || attempts || ' ' || (locked_by IS NULL)"
+                           " FROM skipq.jobs WHERE kind = 'long'");
+    ASSERT_STREQ(res, "queued 0 true");
+    free(res);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.workers"), 0);
+    ASSERT_TRUE(wait_until(3000, marker_gone, "sleep 43.5"));
+}
+
+TEST(kill_9_worker_job_runs_again_elsewhere)
+{
+    PGconn *pg = tl_db();
+    const char *cfg = write_config("worker:\n  lease_timeout: 2s\n  heartbeat_interval: 300ms\n"
+                                   "  poll_interval: 200ms\n");
+    int64_t id = tl_int(pg, "SELECT skipq.enqueue('once', max_attempts => 5)");
+    /* first attempt hangs; a later one succeeds */
+    const char *hcmd = "'once=[ \"$SKIPQ_JOB_ATTEMPT\" = 1 ] && exec sleep 44.5; echo ok'";
+    pid_t a = tl_spawn(NULL, "exec %s worker --config %s --handler %s", tl_skipq(), cfg, hcmd);
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
+    kill(a, SIGKILL);
+    tl_wait_pid(a, 5000);
+    tl_run(NULL, NULL, NULL, "pkill -f 'sleep 44.5' || true");
+    pid_t b = tl_spawn(NULL, "exec %s worker --config %s --handler %s", tl_skipq(), cfg, hcmd);
+    ASSERT_TRUE(tl_wait_int(pg, 15000, 1, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    kill(b, SIGTERM);
+    ASSERT_EQ(tl_wait_pid(b, 10000), 0);
+    char *res = tl_str(pg, "SELECT attempts || ' ' || jsonb_array_length(errors) || ' ' ||"
+                           " (last_error LIKE 'worker %% lost') FROM skipq.jobs WHERE id = %lld",
+                       (long long)id);
+    ASSERT_STREQ(res, "2 1 true");
+    free(res);
+}
+
+TEST(cancel_stops_a_running_command)
+{
+    PGconn *pg = tl_db();
+    int64_t id = tl_int(pg, "SELECT skipq.enqueue('long')");
+    int64_t q = tl_int(pg, "SELECT skipq.enqueue('never', run_at => now() + interval '1 hour')");
+    pid_t pid = tl_spawn(NULL, "exec %s worker --handler 'long=exec sleep 45.5' "
+                               "--handler 'never=true'", tl_skipq());
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
+    char *out = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs cancel %lld %lld", (long long)id, (long long)q), 0);
+    free(out);
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
+                                          " AND status = 'cancelled'", (long long)id));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld AND status = 'cancelled'"
+                         " AND attempts = 0", (long long)q), 1);
+    ASSERT_TRUE(wait_until(3000, marker_gone, "sleep 45.5"));
+    kill(pid, SIGTERM);
+    ASSERT_EQ(tl_wait_pid(pid, 10000), 0);
+}
+
+/* ---- the claim statement ------------------------------------------------------------ */
+
+static PGconn *
+claim_conn(void)
+{
+    PGconn *c = tl_connect();
+    PGresult *res = PQprepare(c, "claim", skipq__claim_sql, 0, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        HARNESS_FAIL("prepare: %s", PQresultErrorMessage(res));
+    PQclear(res);
+    return c;
+}
+
+static PGresult *
+claim(PGconn *c, int n, int worker)
+{
+    char lim[16], wid[16];
+    snprintf(lim, sizeof lim, "%d", n);
+    snprintf(wid, sizeof wid, "%d", worker);
+    const char *v[6] = {"default", "-32768", "32767", "{c}", lim, wid};
+    PGresult *res = PQexecPrepared(c, "claim", 6, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        HARNESS_FAIL("claim: %s", PQresultErrorMessage(res));
+    return res;
+}
+
+struct claimer {
+    pthread_t t;
+    int worker;
+    int64_t *ids;
+    int n;
+};
+
+static void *
+claimer_thread(void *arg)
+{
+    struct claimer *c = arg;
+    PGconn *pg = claim_conn();
+    for (;;) {
+        PGresult *res = claim(pg, 10, c->worker);
+        int n = PQntuples(res);
+        for (int i = 0; i < n; i++)
+            c->ids[c->n++] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        PQclear(res);
+        if (n == 0)
+            break;
+    }
+    PQfinish(pg);
+    return NULL;
+}
+
+TEST(claim_returns_exactly_n_uses_the_index_and_never_twice)
+{
+    PGconn *pg = tl_db();
+    const int rows = 100000;
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, priority, payload) SELECT 'c', (g %% 3) - 1,"
+                " '{}' FROM generate_series(1, %d) g", rows);
+    tl_exec(pg, "ANALYZE skipq.jobs");
+
+    /* the plan: an index scan on the partial index, under a LockRows */
+    char *plan = NULL;
+    {
+        PGresult *res = PQexec(pg,
+            "EXPLAIN SELECT id FROM skipq.jobs WHERE status = 'queued' AND queue = 'default'"
+            " AND priority BETWEEN -32768 AND 32767 AND run_at <= now() AND kind = ANY ('{c}')"
+            " ORDER BY priority DESC, run_at, id LIMIT 10 FOR NO KEY UPDATE SKIP LOCKED");
+        ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
+        size_t len = 1;
+        for (int i = 0; i < PQntuples(res); i++)
+            len += strlen(PQgetvalue(res, i, 0)) + 1;
+        plan = calloc(1, len);
+        for (int i = 0; i < PQntuples(res); i++) {
+            strcat(plan, PQgetvalue(res, i, 0));
+            strcat(plan, "\n");
+        }
+        PQclear(res);
+    }
+    ASSERT_CONTAINS(plan, "Index Scan using jobs_runnable_idx");
+    free(plan);
+
+    /* exactly n, for several n */
+    PGconn *c = claim_conn();
+    int total = 0;
+    for (int n = 1; n <= 1000; n *= 10) {
+        PGresult *res = claim(c, n, 1);
+        ASSERT_EQ(PQntuples(res), n);
+        total += n;
+        PQclear(res);
+    }
+    PQfinish(c);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), total);
+
+    /* 16 concurrent claimers: every row to exactly one */
+    struct claimer cl[16];
+    for (int i = 0; i < 16; i++) {
+        cl[i] = (struct claimer){.worker = 100 + i, .ids = calloc((size_t)rows, sizeof(int64_t))};
+        ASSERT_EQ(pthread_create(&cl[i].t, NULL, claimer_thread, &cl[i]), 0);
+    }
+    int64_t *all = calloc((size_t)rows, sizeof *all);
+    int nall = 0;
+    for (int i = 0; i < 16; i++) {
+        pthread_join(cl[i].t, NULL);
+        memcpy(all + nall, cl[i].ids, (size_t)cl[i].n * sizeof *all);
+        nall += cl[i].n;
+        free(cl[i].ids);
+    }
+    ASSERT_EQ(nall + total, rows);
+    qsort(all, (size_t)nall, sizeof *all, cmp_i64);
+    for (int i = 1; i < nall; i++)
+        if (all[i] == all[i - 1])
+            HARNESS_FAIL("row %lld claimed twice", (long long)all[i]);
+    free(all);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"
+                         " AND attempts = 1 AND claims = 1"), rows);
+}
+
+int
+main(int argc, char **argv)
+{
+    return harness_main(argc, argv);
+}
