@@ -24,6 +24,7 @@ PGDIR=$(mktemp -d /tmp/skipq-test-pg.XXXXXX)
 cleanup() { tests/pg.sh destroy "$PGDIR" || true; }
 trap cleanup EXIT
 eval "$(tests/pg.sh start "$PGDIR")"
+export SKIPQ_TEST_PGDIR=$PGDIR  # fault tests restart this cluster
 echo "test.sh: PostgreSQL $(psql -XAtc 'SHOW server_version') on port $PGPORT ($PGDIR)"
 
 build() { # build DIR cmake-args...
