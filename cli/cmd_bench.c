@@ -1,0 +1,1565 @@
+/*
+ * cmd_bench.c - `skipq bench`: how fast is skipq on this database?
+ *
+ * Creates a throwaway database (skipq_bench_<pid>) on the server of the
+ * configured URL, migrates it, runs the measurements asked for and drops
+ * it again, also after an error or Ctrl-C. Each measurement is one row of
+ * the human table, or one JSON object per line with --json, in the shape
+ * of the peer harness (../shared/bench/peers) so bench/compare.sh can put
+ * them side by side.
+ *
+ * Drains run in separate worker processes (this binary re-executed as the
+ * hidden `bench __worker`), so their CPU time and peak RSS are the
+ * worker's alone and not the benchmark's buffers. They count handled jobs
+ * in a shared memory page the benchmark polls, instead of polling the
+ * table, which would take CPU from the server being measured. Latency and
+ * steady state run the worker on a thread of this process, so producer
+ * and handler share one monotonic clock, as the peer harness does.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* The worker's claim statement, so the deep-queue test times and EXPLAINs
+ * exactly what the worker runs (src/worker.c). */
+extern const char skipq__claim_sql[];
+
+static const char usage[] =
+    "usage: skipq bench [MEASUREMENT ...] [--jobs N] [--concurrency C]\n"
+    "                   [--workers K] [--rate R] [--duration D] [--json]\n"
+    "                   [--deep-jobs N] [--latency-jobs N]\n"
+    "                   [--config F] [--database URL] [--quiet]\n"
+    "\n"
+    "Measures skipq on the server of the configured database, in a new\n"
+    "database skipq_bench_<pid> that it creates, migrates and drops at the\n"
+    "end (the role needs CREATEDB). MEASUREMENT is one or more of:\n"
+    "\n"
+    "  enqueue   one job per transaction from 1 and from 8 connections\n"
+    "            (min(2000, N) jobs), skipq_enqueue_batch of N jobs, and\n"
+    "            N JSON lines piped into `skipq enqueue KIND`\n"
+    "  drain     N queued no-op jobs worked by K worker processes at\n"
+    "            concurrency C: jobs/s, worker CPU seconds, peak RSS\n"
+    "  latency   idle worker; one job every 20 ms; enqueue -> handler start\n"
+    "  steady    a producer at R jobs/s for D: end-to-end latency and the\n"
+    "            worst stall\n"
+    "  deep      drain rate and claim time with 10,000 vs --deep-jobs\n"
+    "            waiting (default 100,000; 1,000,000 with SKIPQ_LONG=1)\n"
+    "  command   drain with the command handler /bin/true at concurrency 8\n"
+    "  all       all of the above (the default)\n"
+    "\n"
+    "  --jobs N          jobs to drain and to bulk-enqueue (default 100000)\n"
+    "  --concurrency C   worker concurrency (default 16)\n"
+    "  --workers K       worker processes for drain (default 1)\n"
+    "  --rate R          steady: jobs per second (default 200)\n"
+    "  --duration D      steady: how long (default 10s)\n"
+    "  --deep-jobs N     deep: the large backlog (default 100000)\n"
+    "  --latency-jobs N  latency: samples (default 200)\n"
+    "  --json            one JSON object per line and measurement\n";
+
+enum {
+    OPT_JOBS = CLI_OPT_LOCAL,
+    OPT_CONCURRENCY,
+    OPT_WORKERS,
+    OPT_RATE,
+    OPT_DURATION,
+    OPT_JSON,
+    OPT_DEEP_JOBS,
+    OPT_LATENCY_JOBS,
+};
+
+enum {
+    M_ENQUEUE = 1 << 0,
+    M_DRAIN = 1 << 1,
+    M_LATENCY = 1 << 2,
+    M_STEADY = 1 << 3,
+    M_DEEP = 1 << 4,
+    M_COMMAND = 1 << 5,
+    M_ALL = 0x3f,
+};
+
+#define KIND_NOOP "bench_noop"
+#define KIND_CMD "bench_cmd"
+#define SMALL_BACKLOG 10000
+#define DEEP_SAMPLE 10000
+#define COMMAND_JOBS_MAX 10000
+#define SINGLE_JOBS_MAX 2000
+#define SINGLE_THREADS 8
+#define BATCH_CHUNK 10000
+#define WARMUP_JOBS 5
+#define LAT_GAP_MS 20
+
+/* One measurement. NAN / -1: does not apply (left out of the JSON). */
+struct result {
+    char metric[32];
+    char config[48];
+    long long jobs;
+    double seconds, jobs_per_s;
+    double p50, p95, p99, max;
+    double cpu_s;
+    long max_rss_kb;
+    /* extras */
+    long long backlog;
+    double claim_p50, claim_p99;
+    int claim_uses_index; /* -1: not measured */
+    double stall_ms;
+    double rate;
+};
+
+struct bench {
+    struct cli_ctx *ctx;
+    int json;
+    long long jobs, deep_jobs, latency_jobs;
+    int concurrency, workers;
+    double rate;
+    int64_t duration_ms;
+
+    PGconn *admin; /* the configured database: CREATE/DROP DATABASE */
+    skipq_conn *admin_conn;
+    char dbname[64];
+    char *url;       /* conninfo of the bench database */
+    skipq_conn *conn; /* to the bench database */
+    PGconn *pg;       /* borrowed from conn */
+
+    struct result *res;
+    size_t nres;
+};
+
+static volatile sig_atomic_t interrupted;
+static skipq_worker *volatile inproc_worker;
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+    if (inproc_worker)
+        skipq_worker_stop(inproc_worker); /* async-signal-safe */
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int64_t
+now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* An error from the library, for a bench that has started: always a
+ * runtime failure (exit 1), whatever kind the library says it is. */
+static int
+fail1(const skipq_error *err)
+{
+    cli_fail(err);
+    return CLI_EXIT_FAIL;
+}
+
+static void
+sleep_us(int64_t us)
+{
+    struct timespec ts = {us / 1000000, (long)(us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !interrupted)
+        ;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The peer harness's percentile: the ceil(p% * n)-th smallest. */
+static double
+pct(const double *sorted, size_t n, double p)
+{
+    if (n == 0)
+        return NAN;
+    double k = ceil(p / 100.0 * (double)n) - 1;
+    if (k < 0)
+        k = 0;
+    if (k > (double)(n - 1))
+        k = (double)(n - 1);
+    return sorted[(size_t)k];
+}
+
+static void
+result_init(struct result *r, const char *metric, const char *config)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->metric, sizeof r->metric, "%s", metric);
+    snprintf(r->config, sizeof r->config, "%s", config);
+    r->seconds = r->jobs_per_s = r->p50 = r->p95 = r->p99 = r->max = NAN;
+    r->cpu_s = r->claim_p50 = r->claim_p99 = r->stall_ms = r->rate = NAN;
+    r->jobs = r->backlog = -1;
+    r->max_rss_kb = -1;
+    r->claim_uses_index = -1;
+}
+
+static void
+result_latencies(struct result *r, double *ms, size_t n)
+{
+    qsort(ms, n, sizeof *ms, cmp_double);
+    r->p50 = pct(ms, n, 50);
+    r->p95 = pct(ms, n, 95);
+    r->p99 = pct(ms, n, 99);
+    r->max = n ? ms[n - 1] : NAN;
+}
+
+static double
+round2(double x)
+{
+    return round(x * 100.0) / 100.0;
+}
+
+static void
+json_add_num(json_object *o, const char *key, double v)
+{
+    if (!isnan(v))
+        json_object_object_add(o, key, json_object_new_double(round2(v)));
+}
+
+static void
+json_add_int(json_object *o, const char *key, long long v)
+{
+    if (v >= 0)
+        json_object_object_add(o, key, json_object_new_int64(v));
+}
+
+/* Keep r, and with --json print it at once so a later failure loses
+ * nothing. Returns 0, or 1 when out of memory. */
+static int
+report(struct bench *b, const struct result *r)
+{
+    struct result *n = realloc(b->res, (b->nres + 1) * sizeof *n);
+    if (!n)
+        return 1;
+    b->res = n;
+    b->res[b->nres++] = *r;
+    if (!b->json) {
+        if (!b->ctx->quiet)
+            fprintf(stderr, "skipq: bench: %s %s done\n", r->metric, r->config);
+        return 0;
+    }
+    json_object *o = json_object_new_object();
+    if (!o)
+        return 1;
+    json_object_object_add(o, "system", json_object_new_string("skipq"));
+    json_object_object_add(o, "version", json_object_new_string(skipq_version()));
+    json_object_object_add(o, "config", json_object_new_string(r->config));
+    json_object_object_add(o, "metric", json_object_new_string(r->metric));
+    json_add_int(o, "jobs", r->jobs);
+    json_add_num(o, "seconds", r->seconds);
+    json_add_num(o, "jobs_per_s", r->jobs_per_s);
+    json_add_num(o, "p50_ms", r->p50);
+    json_add_num(o, "p95_ms", r->p95);
+    json_add_num(o, "p99_ms", r->p99);
+    json_add_num(o, "max_ms", r->max);
+    json_add_int(o, "max_rss_kb", r->max_rss_kb);
+    json_add_num(o, "cpu_s", r->cpu_s);
+    json_add_int(o, "backlog", r->backlog);
+    json_add_num(o, "claim_p50_ms", r->claim_p50);
+    json_add_num(o, "claim_p99_ms", r->claim_p99);
+    if (r->claim_uses_index >= 0)
+        json_object_object_add(o, "claim_uses_index",
+                               json_object_new_boolean(r->claim_uses_index));
+    json_add_num(o, "worst_stall_ms", r->stall_ms);
+    json_add_num(o, "rate", r->rate);
+    puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    fflush(stdout);
+    json_object_put(o);
+    return 0;
+}
+
+static void
+fmt_num(char *buf, size_t n, double v, int digits)
+{
+    if (isnan(v))
+        snprintf(buf, n, "-");
+    else
+        snprintf(buf, n, "%.*f", digits, v);
+}
+
+static void
+print_table(const struct bench *b)
+{
+    struct cli_table t;
+    static const char *const head[] = {"metric", "config", "jobs", "seconds",
+                                       "jobs/s", "p50 ms", "p95 ms", "p99 ms",
+                                       "max ms", "cpu s", "rss kB", "notes"};
+    if (cli_table_init(&t, 12) != 0 || cli_table_add(&t, head) != 0)
+        goto out;
+    for (size_t i = 0; i < b->nres; i++) {
+        const struct result *r = &b->res[i];
+        char c[11][48], notes[160] = "";
+        const char *cells[12];
+        size_t k = 0;
+
+        if (r->jobs >= 0)
+            snprintf(c[0], sizeof c[0], "%lld", r->jobs);
+        else
+            snprintf(c[0], sizeof c[0], "-");
+        fmt_num(c[1], sizeof c[1], r->seconds, 2);
+        fmt_num(c[2], sizeof c[2], r->jobs_per_s, 0);
+        fmt_num(c[3], sizeof c[3], r->p50, 2);
+        fmt_num(c[4], sizeof c[4], r->p95, 2);
+        fmt_num(c[5], sizeof c[5], r->p99, 2);
+        fmt_num(c[6], sizeof c[6], r->max, 2);
+        fmt_num(c[7], sizeof c[7], r->cpu_s, 2);
+        if (r->max_rss_kb >= 0)
+            snprintf(c[8], sizeof c[8], "%ld", r->max_rss_kb);
+        else
+            snprintf(c[8], sizeof c[8], "-");
+        if (r->backlog >= 0)
+            k += (size_t)snprintf(notes + k, sizeof notes - k,
+                                  "backlog %lld, claim p50/p99 %.2f/%.2f ms%s",
+                                  r->backlog, r->claim_p50, r->claim_p99,
+                                  r->claim_uses_index == 1
+                                      ? ", index scan"
+                                      : ", NO claim index");
+        if (!isnan(r->stall_ms))
+            snprintf(notes + k, sizeof notes - k,
+                     "rate %.0f/s, worst stall %.1f ms", r->rate, r->stall_ms);
+        cells[0] = r->metric;
+        cells[1] = r->config;
+        for (int j = 0; j < 9; j++)
+            cells[2 + j] = c[j];
+        cells[11] = notes;
+        if (cli_table_add(&t, cells) != 0)
+            goto out;
+    }
+    cli_table_print(&t, 0x7fcu);
+out:
+    cli_table_free(&t);
+}
+
+/* ---- SQL ------------------------------------------------------------------ */
+
+/* Run sql with text parameters; fails the bench (prints, returns 1) on
+ * any error. *out (may be NULL) receives a result with rows. */
+static int
+sqlp(PGconn *pg, PGresult **out, const char *sql, int n,
+     const char *const *v)
+{
+    PGresult *res = PQexecParams(pg, sql, n, NULL, v, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+
+    if (out)
+        *out = NULL;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        int rc = cli_db_fail(pg, res, "bench: could not run \"%.60s\"", sql);
+        PQclear(res);
+        return rc == CLI_EXIT_USAGE ? CLI_EXIT_FAIL : rc;
+    }
+    if (out)
+        *out = res;
+    else
+        PQclear(res);
+    return 0;
+}
+
+static int
+sql(PGconn *pg, const char *text)
+{
+    return sqlp(pg, NULL, text, 0, NULL);
+}
+
+/* The first column of the first row as an integer, or -1 on error. */
+static long long
+sql_int(PGconn *pg, const char *text)
+{
+    PGresult *res;
+    long long v = -1;
+
+    if (sqlp(pg, &res, text, 0, NULL) != 0)
+        return -1;
+    if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
+        v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return v;
+}
+
+/* Empty the queue between measurements, and start from a checkpoint so a
+ * measurement does not pay for the previous one's full-page writes.
+ * CHECKPOINT needs superuser or pg_checkpoint: without, we go on. */
+static int
+reset_queue(struct bench *b)
+{
+    if (sql(b->pg, "TRUNCATE skipq.jobs, skipq.workers RESTART IDENTITY") != 0)
+        return 1;
+    PQclear(PQexec(b->pg, "CHECKPOINT"));
+    return 0;
+}
+
+/* ---- the bench database ----------------------------------------------- */
+
+/* A conninfo string for the same server as url, database dbname. Values
+ * are single-quoted with \ and ' escaped, as libpq's parser expects. */
+static char *
+conninfo_for(const char *url, const char *dbname)
+{
+    char *errmsg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url ? url : "", &errmsg);
+    size_t cap = 256, len = 0;
+    char *out;
+
+    if (!opts) {
+        cli_errorf(CLI_EXIT_FAIL, "bench: could not parse the database URL: %s",
+                   errmsg ? errmsg : "out of memory");
+        PQfreemem(errmsg);
+        return NULL;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (o->val)
+            cap += strlen(o->keyword) + 2 * strlen(o->val) + 4;
+    cap += strlen(dbname) + 16;
+    out = malloc(cap);
+    if (out) {
+        for (PQconninfoOption *o = opts; o->keyword; o++) {
+            if (!o->val || strcmp(o->keyword, "dbname") == 0)
+                continue;
+            len += (size_t)snprintf(out + len, cap - len, "%s='", o->keyword);
+            for (const char *s = o->val; *s; s++) {
+                if (*s == '\'' || *s == '\\')
+                    out[len++] = '\\';
+                out[len++] = *s;
+            }
+            out[len++] = '\'';
+            out[len++] = ' ';
+        }
+        snprintf(out + len, cap - len, "dbname='%s'", dbname);
+    }
+    PQconninfoFree(opts);
+    return out;
+}
+
+static int
+create_db(struct bench *b)
+{
+    char q[128];
+    skipq_error err = {0};
+    int applied = 0, rc;
+
+    b->ctx->skip_schema_check = 1;
+    rc = cli_connect(b->ctx, &b->admin_conn);
+    if (rc != 0)
+        return rc;
+    b->admin = skipq_conn_pg(b->admin_conn);
+    snprintf(b->dbname, sizeof b->dbname, "skipq_bench_%d", (int)getpid());
+    /* the name is ours (a pid), so it is safe to format in */
+    snprintf(q, sizeof q, "DROP DATABASE IF EXISTS %s", b->dbname);
+    PQclear(PQexec(b->admin, "SET client_min_messages = warning"));
+    if ((rc = sql(b->admin, q)) != 0)
+        return rc;
+    snprintf(q, sizeof q, "CREATE DATABASE %s", b->dbname);
+    if ((rc = sql(b->admin, q)) != 0) {
+        b->dbname[0] = '\0';
+        return rc;
+    }
+    b->url = conninfo_for(b->ctx->database, b->dbname);
+    if (!b->url)
+        return CLI_EXIT_FAIL;
+    if (skipq_conn_open(b->url, &b->conn, &err) != SKIPQ_OK ||
+        skipq_migrate(b->conn, &applied, NULL, NULL, &err) != SKIPQ_OK) {
+        cli_fail(&err);
+        return CLI_EXIT_FAIL;
+    }
+    b->pg = skipq_conn_pg(b->conn);
+    PQclear(PQexec(b->pg, "SET client_min_messages = warning"));
+    return 0;
+}
+
+static void
+drop_db(struct bench *b)
+{
+    char q[128];
+
+    skipq_conn_close(b->conn);
+    b->conn = NULL;
+    b->pg = NULL;
+    if (b->admin && b->dbname[0]) {
+        snprintf(q, sizeof q, "DROP DATABASE IF EXISTS %s WITH (FORCE)", b->dbname);
+        PGresult *res = PQexec(b->admin, q);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            cli_db_fail(b->admin, res, "bench: could not drop database \"%s\"",
+                        b->dbname);
+        PQclear(res);
+    }
+    skipq_conn_close(b->admin_conn);
+    b->admin_conn = NULL;
+    b->admin = NULL;
+}
+
+/* ---- filling the queue ------------------------------------------------- */
+
+/* N no-op jobs through skipq_enqueue_batch, BATCH_CHUNK per call. */
+static int
+fill_batch(struct bench *b, long long n, const char *kind, double *secs)
+{
+    size_t chunk = (size_t)(n < BATCH_CHUNK ? n : BATCH_CHUNK);
+    skipq_job_spec *specs = calloc(chunk ? chunk : 1, sizeof *specs);
+    char *payloads = malloc((chunk ? chunk : 1) * 24);
+    skipq_error err = {0};
+    int rc = 0;
+
+    if (!specs || !payloads) {
+        rc = cli_errorf(CLI_EXIT_FAIL, "bench: out of memory");
+        goto out;
+    }
+    int64_t t0 = now_us();
+    for (long long done = 0; done < n && !interrupted;) {
+        size_t m = (size_t)(n - done < (long long)chunk ? n - done : (long long)chunk);
+        for (size_t i = 0; i < m; i++) {
+            snprintf(payloads + i * 24, 24, "{\"i\":%lld}", done + (long long)i);
+            specs[i] = (skipq_job_spec){kind, payloads + i * 24};
+        }
+        if (skipq_enqueue_batch(b->conn, specs, m, NULL, &err) != SKIPQ_OK) {
+            rc = fail1(&err);
+            goto out;
+        }
+        done += (long long)m;
+    }
+    if (secs)
+        *secs = (double)(now_us() - t0) / 1e6;
+out:
+    free(specs);
+    free(payloads);
+    return interrupted && rc == 0 ? CLI_EXIT_FAIL : rc;
+}
+
+/* N no-op jobs in one INSERT ... SELECT: the fastest fill for a backlog. */
+static int
+fill_series(struct bench *b, long long n)
+{
+    char num[24];
+    const char *v[1] = {num};
+
+    snprintf(num, sizeof num, "%lld", n);
+    return sqlp(b->pg, NULL,
+                "INSERT INTO skipq.jobs (kind, payload) SELECT '" KIND_NOOP "',"
+                " jsonb_build_object('i', g) FROM generate_series(1, $1::int8) g",
+                1, v);
+}
+
+/* ---- the worker process --------------------------------------------------- */
+
+/* Shared with the worker processes (a memfd mapped by both). */
+struct shm {
+    atomic_llong handled;
+};
+
+static struct shm *child_shm;
+static skipq_worker *child_worker;
+
+static void
+child_on_signal(int sig)
+{
+    (void)sig;
+    if (child_worker)
+        skipq_worker_stop(child_worker);
+}
+
+static skipq_outcome
+count_handler(skipq_job *job, void *userdata)
+{
+    (void)job;
+    atomic_fetch_add_explicit(&((struct shm *)userdata)->handled, 1,
+                              memory_order_relaxed);
+    return SKIPQ_JOB_OK;
+}
+
+/*
+ * `skipq bench __worker`, started by run_drain(): one worker with the
+ * settings in the environment, until SIGTERM. Not for people: it needs
+ * the shared page the benchmark passes down.
+ */
+static int
+worker_child(void)
+{
+    const char *fd_s = getenv("SKIPQ_BENCH_SHM");
+    const char *mode = getenv("SKIPQ_BENCH_MODE");
+    const char *conc = getenv("SKIPQ_BENCH_CONCURRENCY");
+    const char *url = getenv("SKIPQ_DATABASE_URL");
+    skipq_config *cfg = NULL;
+    skipq_error err = {0};
+    skipq_rc rc;
+    struct sigaction sa;
+
+    if (!fd_s || !mode || !conc)
+        return cli_usage_error("bench: \"__worker\" is internal");
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the benchmark */
+    int fd = atoi(fd_s);
+    child_shm = mmap(NULL, sizeof *child_shm, PROT_READ | PROT_WRITE,
+                     MAP_SHARED, fd, 0);
+    close(fd);
+    if (child_shm == MAP_FAILED)
+        return cli_errorf(CLI_EXIT_FAIL, "bench worker: could not map: %s",
+                          strerror(errno));
+    if (getenv("SKIPQ_BENCH_NOLOG")) /* profiling: no log hook at all */
+        skipq_set_log(NULL, NULL);
+    cfg = skipq_config_new();
+    if (!cfg) {
+        rc = SKIPQ_ERR_NOMEM;
+        snprintf(err.message, sizeof err.message, "out of memory");
+        goto out;
+    }
+    rc = skipq_config_set_concurrency(cfg, atoi(conc), &err);
+    if (rc == SKIPQ_OK && url)
+        rc = skipq_config_set_database(cfg, url, &err);
+    if (rc == SKIPQ_OK && strcmp(mode, "command") == 0) {
+        static const char *const argv_true[] = {"/bin/true", NULL};
+        rc = skipq_config_set_handler_command(cfg, KIND_CMD, argv_true, 0, &err);
+    }
+    if (rc == SKIPQ_OK)
+        rc = skipq_worker_new(cfg, &child_worker, &err);
+    if (rc == SKIPQ_OK && strcmp(mode, "command") != 0)
+        rc = skipq_worker_register(child_worker, KIND_NOOP, count_handler,
+                                   child_shm, &err);
+    if (rc == SKIPQ_OK) {
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = child_on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        rc = skipq_worker_run(child_worker, &err);
+    }
+out:
+    skipq_worker_free(child_worker);
+    child_worker = NULL;
+    skipq_config_free(cfg);
+    munmap(child_shm, sizeof *child_shm);
+    return rc == SKIPQ_OK ? CLI_EXIT_OK : cli_fail(&err);
+}
+
+/* environ without our own variables, plus ours. Caller frees the array
+ * and the strings from index `own` on. */
+static char **
+child_env(const struct bench *b, int fd, const char *mode, int conc,
+          size_t *own)
+{
+    size_t n = 0, k = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 5, sizeof *env);
+    if (!env)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "SKIPQ_BENCH_", 12) != 0 &&
+            strncmp(environ[i], "SKIPQ_DATABASE_URL=", 19) != 0)
+            env[k++] = environ[i];
+    *own = k;
+    if (asprintf(&env[k++], "SKIPQ_DATABASE_URL=%s", b->url) < 0 ||
+        asprintf(&env[k++], "SKIPQ_BENCH_SHM=%d", fd) < 0 ||
+        asprintf(&env[k++], "SKIPQ_BENCH_MODE=%s", mode) < 0 ||
+        asprintf(&env[k++], "SKIPQ_BENCH_CONCURRENCY=%d", conc) < 0) {
+        for (size_t i = *own; i < k; i++)
+            free(env[i]);
+        free(env);
+        return NULL;
+    }
+    return env;
+}
+
+static void
+env_free(char **env, size_t own)
+{
+    if (!env)
+        return;
+    for (size_t i = own; env[i]; i++)
+        free(env[i]);
+    free(env);
+}
+
+static int
+children_alive(pid_t *pids, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int st;
+        if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+            pids[i] = -1;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+struct drain_spec {
+    const char *mode;   /* "noop" or "command" */
+    long long target;   /* handled jobs that end the measurement */
+    int concurrency, workers;
+    int sql_check;      /* wait until the table shows them succeeded */
+};
+
+struct drain_out {
+    double seconds, cpu_s;
+    long max_rss_kb;
+};
+
+/* How many jobs have succeeded, by the table. */
+static long long
+succeeded(struct bench *b)
+{
+    return sql_int(b->pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'");
+}
+
+/*
+ * Start `workers` worker processes on the queued jobs and time them until
+ * `target` jobs are done: by the shared counter (no-op handler), by the
+ * table for command handlers, then (sql_check) until the table agrees.
+ */
+static int
+run_drain(struct bench *b, const struct drain_spec *d, struct drain_out *o)
+{
+    pid_t pids[64];
+    int fd = -1, rc = 0, started = 0;
+    struct shm *shm = MAP_FAILED;
+    char **env = NULL;
+    size_t own = 0;
+    static char a0[] = "skipq", a1[] = "bench", a2[] = "__worker";
+    char *argv[] = {a0, a1, a2, NULL};
+    int64_t cap_us = (120 + d->target / 500) * 1000000LL;
+
+    memset(o, 0, sizeof *o);
+    fd = memfd_create("skipq-bench", 0);
+    if (fd < 0 || ftruncate(fd, sizeof *shm) != 0 ||
+        (shm = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                    0)) == MAP_FAILED) {
+        rc = cli_errorf(CLI_EXIT_FAIL, "bench: could not share memory: %s",
+                        strerror(errno));
+        goto out;
+    }
+    atomic_store(&shm->handled, 0);
+    env = child_env(b, fd, d->mode, d->concurrency, &own);
+    if (!env) {
+        rc = cli_errorf(CLI_EXIT_FAIL, "bench: out of memory");
+        goto out;
+    }
+    fflush(NULL);
+    int64_t t0 = now_us();
+    for (; started < d->workers; started++) {
+        int e = posix_spawn(&pids[started], "/proc/self/exe", NULL, NULL, argv, env);
+        if (e != 0) {
+            rc = cli_errorf(CLI_EXIT_FAIL, "bench: could not start a worker: %s",
+                            strerror(e));
+            goto stop;
+        }
+    }
+    close(fd);
+    fd = -1;
+    /* Wait for the handlers: poll the counter (cheap) or, for command
+     * handlers that cannot count, the table every 5 ms. */
+    for (long long n = 0, spins = 0;; spins++) {
+        if (strcmp(d->mode, "command") == 0) {
+            n = succeeded(b);
+            if (n < 0) {
+                rc = CLI_EXIT_FAIL;
+                goto stop;
+            }
+        } else {
+            n = atomic_load(&shm->handled);
+        }
+        if (n >= d->target)
+            break;
+        if (interrupted || now_us() - t0 > cap_us ||
+            (spins % 64 == 0 && !children_alive(pids, started))) {
+            rc = cli_errorf(CLI_EXIT_FAIL,
+                            interrupted ? "bench: interrupted"
+                            : now_us() - t0 > cap_us
+                                ? "bench: drain did not finish in time (%lld of %lld)"
+                                : "bench: a worker process died (%lld of %lld done)",
+                            n, d->target);
+            goto stop;
+        }
+        sleep_us(strcmp(d->mode, "command") == 0 ? 5000 : 300);
+    }
+    if (d->sql_check) {
+        for (long long n; (n = succeeded(b)) < d->target;) {
+            if (n < 0 || interrupted || now_us() - t0 > cap_us) {
+                rc = cli_errorf(CLI_EXIT_FAIL, "bench: jobs did not all succeed");
+                goto stop;
+            }
+            sleep_us(2000);
+        }
+    }
+    o->seconds = (double)(now_us() - t0) / 1e6;
+stop:
+    for (int i = 0; i < started; i++)
+        if (pids[i] > 0)
+            kill(pids[i], SIGTERM);
+    for (int i = 0; i < started; i++) {
+        struct rusage ru;
+        int st;
+        if (pids[i] <= 0)
+            continue;
+        if (wait4(pids[i], &st, 0, &ru) != pids[i])
+            continue;
+        o->cpu_s += (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                    (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+        if (ru.ru_maxrss > o->max_rss_kb)
+            o->max_rss_kb = ru.ru_maxrss;
+        if (rc == 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+            rc = cli_errorf(CLI_EXIT_FAIL, "bench: a worker process failed (status %d)",
+                            WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    }
+out:
+    env_free(env, own);
+    if (shm != MAP_FAILED)
+        munmap(shm, sizeof *shm);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* ---- enqueue ---------------------------------------------------------------- */
+
+/* The start line for the enqueue threads: all connect first, then go. */
+struct start_gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open;
+};
+
+struct single_arg {
+    skipq_conn *conn;
+    long long from, n;
+    struct start_gate *gate;
+    skipq_error err;
+    int failed;
+};
+
+static void *
+single_thread(void *p)
+{
+    struct single_arg *a = p;
+    char payload[32];
+
+    pthread_mutex_lock(&a->gate->mu);
+    while (!a->gate->open)
+        pthread_cond_wait(&a->gate->cv, &a->gate->mu);
+    pthread_mutex_unlock(&a->gate->mu);
+    for (long long i = 0; i < a->n && !interrupted; i++) {
+        snprintf(payload, sizeof payload, "{\"i\":%lld}", a->from + i);
+        if (skipq_enqueue(a->conn, KIND_NOOP, payload, NULL, NULL, &a->err) != SKIPQ_OK) {
+            a->failed = 1;
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* One job per transaction from `threads` connections, `n` jobs in all. */
+static int
+bench_single(struct bench *b, int threads, long long n)
+{
+    struct single_arg args[SINGLE_THREADS];
+    pthread_t th[SINGLE_THREADS];
+    struct start_gate gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    int rc = 0, opened = 0, started = 0;
+    struct result r;
+    char cfgname[16];
+
+    if ((rc = reset_queue(b)) != 0)
+        return rc;
+    memset(args, 0, sizeof args);
+    for (; opened < threads; opened++) {
+        args[opened].gate = &gate;
+        args[opened].from = n * opened / threads;
+        args[opened].n = n * (opened + 1) / threads - args[opened].from;
+        if (skipq_conn_open(b->url, &args[opened].conn, &args[opened].err) != SKIPQ_OK) {
+            rc = fail1(&args[opened].err);
+            break;
+        }
+    }
+    for (; rc == 0 && started < threads; started++)
+        if (pthread_create(&th[started], NULL, single_thread, &args[started]) != 0) {
+            rc = cli_errorf(CLI_EXIT_FAIL, "bench: could not start threads");
+            interrupted = 1; /* the started ones stop at once */
+        }
+    int64_t t0 = now_us();
+    pthread_mutex_lock(&gate.mu);
+    gate.open = 1;
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    int64_t t1 = now_us();
+    for (int i = 0; i < opened; i++) {
+        if (rc == 0 && args[i].failed)
+            rc = fail1(&args[i].err);
+        skipq_conn_close(args[i].conn);
+    }
+    if (rc == 0 && interrupted)
+        rc = cli_errorf(CLI_EXIT_FAIL, "bench: interrupted");
+    if (rc != 0)
+        return rc;
+    snprintf(cfgname, sizeof cfgname, "%dconn", threads);
+    result_init(&r, "enqueue_single", cfgname);
+    r.jobs = n;
+    r.seconds = (double)(t1 - t0) / 1e6;
+    r.jobs_per_s = (double)n / r.seconds;
+    return report(b, &r);
+}
+
+/* Pipe n JSON lines into `skipq enqueue bench_noop` (this binary). */
+static int
+bench_cli_stdin(struct bench *b, long long n)
+{
+    static char a0[] = "skipq", a1[] = "enqueue", a2[] = KIND_NOOP, a3[] = "-",
+                a4[] = "--quiet";
+    char *argv[] = {a0, a1, a2, a3, a4, NULL};
+    posix_spawn_file_actions_t fa;
+    int fds[2] = {-1, -1}, rc = 0, st = 0;
+    pid_t pid = -1;
+    size_t own = 0;
+    char **env = NULL;
+    struct result r;
+    char buf[65536];
+    size_t len = 0;
+
+    if ((rc = reset_queue(b)) != 0)
+        return rc;
+    env = child_env(b, -1, "enqueue", 0, &own);
+    if (!env || pipe2(fds, O_CLOEXEC) != 0) {
+        env_free(env, own);
+        return cli_errorf(CLI_EXIT_FAIL, "bench: could not set up the enqueue pipe");
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[0], 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    fflush(NULL);
+    int64_t t0 = now_us();
+    int e = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[0]);
+    if (e != 0) {
+        close(fds[1]);
+        env_free(env, own);
+        return cli_errorf(CLI_EXIT_FAIL, "bench: could not run skipq enqueue: %s",
+                          strerror(e));
+    }
+    /* a closed pipe means the child failed: its status says why */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    sigaction(SIGPIPE, &ign, &old);
+    for (long long i = 0; i <= n && rc == 0; i++) {
+        if (i < n)
+            len += (size_t)snprintf(buf + len, sizeof buf - len, "{\"i\":%lld}\n", i);
+        if (len > sizeof buf - 64 || (i == n && len > 0)) {
+            for (size_t off = 0; off < len;) {
+                ssize_t w = write(fds[1], buf + off, len - off);
+                if (w < 0 && errno == EINTR && !interrupted)
+                    continue;
+                if (w <= 0) {
+                    rc = CLI_EXIT_FAIL;
+                    break;
+                }
+                off += (size_t)w;
+            }
+            len = 0;
+        }
+    }
+    close(fds[1]);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    int64_t t1 = now_us();
+    sigaction(SIGPIPE, &old, NULL);
+    env_free(env, own);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        return cli_errorf(CLI_EXIT_FAIL, "bench: skipq enqueue from stdin failed");
+    if (rc != 0)
+        return cli_errorf(CLI_EXIT_FAIL, "bench: could not write to skipq enqueue");
+    long long got = sql_int(b->pg, "SELECT count(*) FROM skipq.jobs");
+    if (got != n)
+        return cli_errorf(CLI_EXIT_FAIL, "bench: skipq enqueue wrote %lld of %lld jobs",
+                          got, n);
+    result_init(&r, "enqueue_bulk", "cli-stdin");
+    r.jobs = n;
+    r.seconds = (double)(t1 - t0) / 1e6;
+    r.jobs_per_s = (double)n / r.seconds;
+    return report(b, &r);
+}
+
+static int
+bench_enqueue(struct bench *b)
+{
+    long long single = b->jobs < SINGLE_JOBS_MAX ? b->jobs : SINGLE_JOBS_MAX;
+    struct result r;
+    double secs = 0;
+    int rc;
+
+    if ((rc = bench_single(b, 1, single)) != 0 ||
+        (rc = bench_single(b, SINGLE_THREADS, single)) != 0 ||
+        (rc = reset_queue(b)) != 0 || (rc = fill_batch(b, b->jobs, KIND_NOOP, &secs)) != 0)
+        return rc;
+    result_init(&r, "enqueue_bulk", "c-batch");
+    r.jobs = b->jobs;
+    r.seconds = secs;
+    r.jobs_per_s = (double)b->jobs / secs;
+    if ((rc = report(b, &r)) != 0)
+        return rc;
+    return bench_cli_stdin(b, b->jobs);
+}
+
+/* ---- drain -------------------------------------------------------------------- */
+
+static int
+bench_drain(struct bench *b, int command)
+{
+    long long n = command ? (b->jobs < COMMAND_JOBS_MAX ? b->jobs : COMMAND_JOBS_MAX)
+                          : b->jobs;
+    struct drain_spec d = {
+        .mode = command ? "command" : "noop", .target = n,
+        .concurrency = command ? 8 : b->concurrency,
+        .workers = command ? 1 : b->workers, .sql_check = 1,
+    };
+    struct drain_out o;
+    struct result r;
+    char cfgname[48];
+    int rc;
+
+    if ((rc = reset_queue(b)) != 0 ||
+        (rc = fill_batch(b, n, command ? KIND_CMD : KIND_NOOP, NULL)) != 0 ||
+        (rc = sql(b->pg, "ANALYZE skipq.jobs")) != 0 || (rc = run_drain(b, &d, &o)) != 0)
+        return rc;
+    if (d.workers > 1)
+        snprintf(cfgname, sizeof cfgname, "c%dw%d", d.concurrency, d.workers);
+    else
+        snprintf(cfgname, sizeof cfgname, "c%d", d.concurrency);
+    result_init(&r, command ? "command_drain" : "drain", cfgname);
+    r.jobs = n;
+    r.seconds = o.seconds;
+    r.jobs_per_s = (double)n / o.seconds;
+    r.cpu_s = o.cpu_s;
+    r.max_rss_kb = o.max_rss_kb;
+    return report(b, &r);
+}
+
+/* Time the worker's claim (16 rows, rolled back) and check its plan. */
+static int
+claim_probe(struct bench *b, struct result *r)
+{
+    static const char *const v[6] = {"default", "-32768", "32767",
+                                     "{" KIND_NOOP "}", "16", "0"};
+    enum { PROBES = 30 };
+    double ms[PROBES];
+    PGresult *res;
+    size_t len = strlen(skipq__claim_sql) + 32;
+    char *explain = malloc(len);
+    int rc = 0;
+
+    if (!explain)
+        return cli_errorf(CLI_EXIT_FAIL, "bench: out of memory");
+    snprintf(explain, len, "EXPLAIN %s", skipq__claim_sql);
+    rc = sqlp(b->pg, &res, explain, 6, v);
+    free(explain);
+    if (rc != 0)
+        return rc;
+    r->claim_uses_index = 0;
+    for (int i = 0; i < PQntuples(res); i++)
+        if (strstr(PQgetvalue(res, i, 0), "jobs_runnable_idx"))
+            r->claim_uses_index = 1;
+    PQclear(res);
+    for (int i = 0; i < PROBES; i++) {
+        if ((rc = sql(b->pg, "BEGIN")) != 0)
+            return rc;
+        int64_t t0 = now_us();
+        rc = sqlp(b->pg, NULL, skipq__claim_sql, 6, v);
+        ms[i] = (double)(now_us() - t0) / 1000.0;
+        PQclear(PQexec(b->pg, "ROLLBACK"));
+        if (rc != 0)
+            return rc;
+    }
+    qsort(ms, PROBES, sizeof ms[0], cmp_double);
+    r->claim_p50 = pct(ms, PROBES, 50);
+    r->claim_p99 = pct(ms, PROBES, 99);
+    return 0;
+}
+
+static int
+bench_deep(struct bench *b)
+{
+    long long sizes[2] = {SMALL_BACKLOG, b->deep_jobs};
+    long long sample = b->jobs < DEEP_SAMPLE ? b->jobs : DEEP_SAMPLE;
+    int rc;
+
+    if (sample > SMALL_BACKLOG)
+        sample = SMALL_BACKLOG;
+    for (int i = 0; i < 2; i++) {
+        struct drain_spec d = {.mode = "noop", .target = sample,
+                               .concurrency = b->concurrency, .workers = 1};
+        struct drain_out o;
+        struct result r;
+        char cfgname[48];
+
+        snprintf(cfgname, sizeof cfgname, "backlog%lld", sizes[i]);
+        result_init(&r, "deep", cfgname);
+        if (!b->ctx->quiet && !b->json)
+            fprintf(stderr, "skipq: bench: deep: filling %lld jobs\n", sizes[i]);
+        if ((rc = reset_queue(b)) != 0 || (rc = fill_series(b, sizes[i])) != 0 ||
+            (rc = sql(b->pg, "VACUUM ANALYZE skipq.jobs")) != 0 ||
+            (rc = claim_probe(b, &r)) != 0 || (rc = run_drain(b, &d, &o)) != 0)
+            return rc;
+        r.backlog = sizes[i];
+        r.jobs = sample;
+        r.seconds = o.seconds;
+        r.jobs_per_s = (double)sample / o.seconds;
+        r.cpu_s = o.cpu_s;
+        r.max_rss_kb = o.max_rss_kb;
+        if ((rc = report(b, &r)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- latency and steady state: a worker on a thread of ours ----------------- */
+
+struct inproc {
+    atomic_llong handled;
+    long long n;
+    int64_t *start_us;   /* handler start, by payload "i" */
+    double *lat_ms;      /* handler start - payload "t", by "i" */
+};
+
+/* The integer after "key": in a jsonb text ({"i": 5, "t": 12}). */
+static int
+json_int(const char *text, const char *key, long long *out)
+{
+    const char *p = strstr(text, key);
+    if (!p)
+        return 0;
+    p = strchr(p + strlen(key), ':');
+    if (!p)
+        return 0;
+    char *end;
+    *out = strtoll(p + 1, &end, 10);
+    return end != p + 1;
+}
+
+static skipq_outcome
+timing_handler(skipq_job *job, void *userdata)
+{
+    int64_t t = now_us();
+    struct inproc *ip = userdata;
+    const char *text = skipq_job_payload_text(job);
+    long long i = -1, t0 = 0;
+
+    if (json_int(text, "\"i\"", &i) && i >= 0 && i < ip->n) {
+        ip->start_us[i] = t;
+        if (json_int(text, "\"t\"", &t0))
+            ip->lat_ms[i] = (double)(t - t0) / 1000.0;
+        atomic_fetch_add(&ip->handled, 1);
+    }
+    return SKIPQ_JOB_OK;
+}
+
+struct wthread {
+    skipq_worker *w;
+    pthread_t th;
+    skipq_rc rc;
+    skipq_error err;
+    int running;
+};
+
+static void *
+wthread_main(void *p)
+{
+    struct wthread *x = p;
+    x->rc = skipq_worker_run(x->w, &x->err);
+    return NULL;
+}
+
+static int
+inproc_start(struct bench *b, struct inproc *ip, struct wthread *x)
+{
+    skipq_config *cfg = skipq_config_new();
+    skipq_error err = {0};
+    skipq_rc rc = cfg ? SKIPQ_OK : SKIPQ_ERR_NOMEM;
+
+    memset(x, 0, sizeof *x);
+    if (rc == SKIPQ_OK)
+        rc = skipq_config_set_concurrency(cfg, b->concurrency, &err);
+    if (rc == SKIPQ_OK)
+        rc = skipq_config_set_database(cfg, b->url, &err);
+    if (rc == SKIPQ_OK)
+        rc = skipq_worker_new(cfg, &x->w, &err);
+    if (rc == SKIPQ_OK)
+        rc = skipq_worker_register(x->w, KIND_NOOP, timing_handler, ip, &err);
+    skipq_config_free(cfg);
+    if (rc != SKIPQ_OK) {
+        skipq_worker_free(x->w);
+        x->w = NULL;
+        if (rc == SKIPQ_ERR_NOMEM)
+            return cli_errorf(CLI_EXIT_FAIL, "bench: out of memory");
+        return fail1(&err);
+    }
+    inproc_worker = x->w;
+    if (pthread_create(&x->th, NULL, wthread_main, x) != 0) {
+        inproc_worker = NULL;
+        skipq_worker_free(x->w);
+        x->w = NULL;
+        return cli_errorf(CLI_EXIT_FAIL, "bench: could not start the worker thread");
+    }
+    x->running = 1;
+    /* ready once registered (it LISTENs before it registers); then let
+     * it settle into its idle wait, as the peer harness does */
+    for (int64_t t0 = now_us(); sql_int(b->pg, "SELECT count(*) FROM skipq.workers") < 1;) {
+        if (interrupted || now_us() - t0 > 10000000)
+            return cli_errorf(CLI_EXIT_FAIL, "bench: the worker did not start");
+        sleep_us(5000);
+    }
+    sleep_us(500000);
+    return 0;
+}
+
+static int
+inproc_stop(struct wthread *x)
+{
+    int rc = 0;
+    if (!x->running)
+        return 0;
+    skipq_worker_stop(x->w);
+    pthread_join(x->th, NULL);
+    inproc_worker = NULL;
+    if (x->rc != SKIPQ_OK)
+        rc = fail1(&x->err);
+    skipq_worker_free(x->w);
+    x->w = NULL;
+    x->running = 0;
+    return rc;
+}
+
+static int
+inproc_alloc(struct inproc *ip, long long n)
+{
+    memset(ip, 0, sizeof *ip);
+    ip->n = n;
+    ip->start_us = calloc((size_t)n, sizeof *ip->start_us);
+    ip->lat_ms = calloc((size_t)n, sizeof *ip->lat_ms);
+    return ip->start_us && ip->lat_ms ? 0 : cli_errorf(CLI_EXIT_FAIL, "bench: out of memory");
+}
+
+static void
+inproc_free(struct inproc *ip)
+{
+    free(ip->start_us);
+    free(ip->lat_ms);
+}
+
+static int
+enqueue_timed(struct bench *b, long long i, int64_t *before, int64_t *after)
+{
+    char payload[64];
+    skipq_error err = {0};
+    int64_t t = now_us();
+
+    snprintf(payload, sizeof payload, "{\"i\":%lld,\"t\":%lld}", i, (long long)t);
+    if (skipq_enqueue(b->conn, KIND_NOOP, payload, NULL, NULL, &err) != SKIPQ_OK)
+        return fail1(&err);
+    if (before)
+        *before = t;
+    if (after)
+        *after = now_us();
+    return 0;
+}
+
+static int
+wait_handled(struct inproc *ip, long long n, int64_t cap_us)
+{
+    for (int64_t t0 = now_us(); atomic_load(&ip->handled) < n;) {
+        if (interrupted)
+            return cli_errorf(CLI_EXIT_FAIL, "bench: interrupted");
+        if (now_us() - t0 > cap_us)
+            return cli_errorf(CLI_EXIT_FAIL, "bench: only %lld of %lld jobs ran in time",
+                              (long long)atomic_load(&ip->handled), n);
+        sleep_us(1000);
+    }
+    return 0;
+}
+
+static int
+bench_latency(struct bench *b)
+{
+    long long n = b->latency_jobs;
+    struct inproc ip = {0};
+    struct wthread x = {0};
+    struct result r;
+    char cfgname[16];
+    int rc;
+
+    result_init(&r, "latency", "");
+    if ((rc = reset_queue(b)) != 0 || (rc = inproc_alloc(&ip, n)) != 0)
+        goto out;
+    if ((rc = inproc_start(b, &ip, &x)) != 0)
+        goto out;
+    for (int i = 0; i < WARMUP_JOBS && rc == 0; i++) {
+        rc = enqueue_timed(b, -1, NULL, NULL);
+        sleep_us(LAT_GAP_MS * 1000);
+    }
+    for (long long i = 0; i < n && rc == 0 && !interrupted; i++) {
+        rc = enqueue_timed(b, i, NULL, NULL);
+        sleep_us(LAT_GAP_MS * 1000);
+    }
+    if (rc == 0)
+        rc = wait_handled(&ip, n, 30000000);
+    if (rc == 0) {
+        snprintf(cfgname, sizeof cfgname, "c%d", b->concurrency);
+        result_init(&r, "latency", cfgname);
+        r.jobs = n;
+        result_latencies(&r, ip.lat_ms, (size_t)n);
+    }
+out:;
+    int rc2 = inproc_stop(&x);
+    inproc_free(&ip);
+    if (rc == 0)
+        rc = rc2;
+    return rc == 0 ? report(b, &r) : rc;
+}
+
+/*
+ * The worst stall: the longest time no handler started although a job
+ * was waiting (committed and not yet started). Jobs in order of start;
+ * waiting_since[k] is the earliest commit among jobs k.. (not yet started
+ * when job k-1 started).
+ */
+static double
+worst_stall_ms(const int64_t *commit, const int64_t *start, long long n)
+{
+    long long *ord = malloc((size_t)n * sizeof *ord);
+    int64_t *minc = malloc((size_t)(n + 1) * sizeof *minc);
+    double worst = 0;
+
+    if (!ord || !minc)
+        goto out;
+    for (long long i = 0; i < n; i++)
+        ord[i] = i;
+    /* insertion sort is too slow for big n: sort indexes by start */
+    for (long long gap = n / 2; gap > 0; gap /= 2)
+        for (long long i = gap; i < n; i++)
+            for (long long j = i; j >= gap && start[ord[j - gap]] > start[ord[j]]; j -= gap) {
+                long long t = ord[j];
+                ord[j] = ord[j - gap];
+                ord[j - gap] = t;
+            }
+    minc[n] = INT64_MAX;
+    for (long long k = n - 1; k >= 0; k--)
+        minc[k] = commit[ord[k]] < minc[k + 1] ? commit[ord[k]] : minc[k + 1];
+    for (long long k = 0; k + 1 < n; k++) {
+        int64_t from = start[ord[k]] > minc[k + 1] ? start[ord[k]] : minc[k + 1];
+        double gap = (double)(start[ord[k + 1]] - from) / 1000.0;
+        if (gap > worst)
+            worst = gap;
+    }
+out:
+    free(ord);
+    free(minc);
+    return worst;
+}
+
+static int
+bench_steady(struct bench *b)
+{
+    long long n = (long long)(b->rate * (double)b->duration_ms / 1000.0);
+    struct inproc ip = {0};
+    struct wthread x = {0};
+    struct result r;
+    int64_t *before = NULL, *after = NULL;
+    char cfgname[32];
+    int rc;
+
+    result_init(&r, "steady", "");
+    if (n < 1)
+        n = 1;
+    before = calloc((size_t)n, sizeof *before);
+    after = calloc((size_t)n, sizeof *after);
+    if (!before || !after) {
+        free(before);
+        free(after);
+        return cli_errorf(CLI_EXIT_FAIL, "bench: out of memory");
+    }
+    if ((rc = reset_queue(b)) != 0 || (rc = inproc_alloc(&ip, n)) != 0)
+        goto out;
+    if ((rc = inproc_start(b, &ip, &x)) != 0)
+        goto out;
+    int64_t t0 = now_us();
+    /* Open loop: job i is due at t0 + i/rate, whatever the last took. */
+    for (long long i = 0; i < n && rc == 0 && !interrupted; i++) {
+        int64_t due = t0 + (int64_t)((double)i * 1e6 / b->rate);
+        int64_t wait = due - now_us();
+        if (wait > 0)
+            sleep_us(wait);
+        rc = enqueue_timed(b, i, &before[i], &after[i]);
+    }
+    double sent_s = (double)(now_us() - t0) / 1e6;
+    if (rc == 0)
+        rc = wait_handled(&ip, n, 60000000);
+    if (rc == 0) {
+        snprintf(cfgname, sizeof cfgname, "r%.0fc%d", b->rate, b->concurrency);
+        result_init(&r, "steady", cfgname);
+        r.jobs = n;
+        r.seconds = sent_s;
+        r.jobs_per_s = (double)n / sent_s;
+        r.rate = b->rate;
+        r.stall_ms = worst_stall_ms(after, ip.start_us, n);
+        result_latencies(&r, ip.lat_ms, (size_t)n);
+    }
+out:;
+    int rc2 = inproc_stop(&x);
+    inproc_free(&ip);
+    free(before);
+    free(after);
+    if (rc == 0)
+        rc = rc2;
+    return rc == 0 ? report(b, &r) : rc;
+}
+
+/* ---- the command ------------------------------------------------------------- */
+
+static int
+parse_measurement(const char *s, unsigned *m)
+{
+    static const struct { const char *name; unsigned bit; } names[] = {
+        {"enqueue", M_ENQUEUE}, {"drain", M_DRAIN}, {"latency", M_LATENCY},
+        {"steady", M_STEADY},   {"deep", M_DEEP},   {"command", M_COMMAND},
+        {"all", M_ALL},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(s, names[i].name) == 0) {
+            *m |= names[i].bit;
+            return 0;
+        }
+    return cli_usage_error("bench: unknown measurement \"%.64s\" (enqueue, drain, "
+                           "latency, steady, deep, command or all)", s);
+}
+
+int
+cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
+{
+    static const struct option opts[] = {
+        {"jobs", required_argument, NULL, OPT_JOBS},
+        {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+        {"workers", required_argument, NULL, OPT_WORKERS},
+        {"rate", required_argument, NULL, OPT_RATE},
+        {"duration", required_argument, NULL, OPT_DURATION},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"deep-jobs", required_argument, NULL, OPT_DEEP_JOBS},
+        {"latency-jobs", required_argument, NULL, OPT_LATENCY_JOBS},
+        CLI_COMMON_LONGOPTS,
+        {0, 0, 0, 0},
+    };
+    struct bench b = {
+        .ctx = ctx, .jobs = 100000, .concurrency = 16, .workers = 1,
+        .rate = 200, .duration_ms = 10000, .latency_jobs = 200,
+    };
+    const char *lng = getenv("SKIPQ_LONG");
+    unsigned which = 0;
+    long long v;
+    int c, rc = 0;
+
+    b.deep_jobs = lng && strcmp(lng, "1") == 0 ? 1000000 : 100000;
+    /* per-job INFO lines would flood stderr and slow the worker down */
+    if (ctx->log_level < SKIPQ_LOG_WARN)
+        ctx->log_level = SKIPQ_LOG_WARN;
+    if (argc >= 2 && strcmp(argv[1], "__worker") == 0)
+        return worker_child();
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_JOBS:
+            if ((rc = cli_parse_int("--jobs", optarg, 1, 100000000, &v)) != 0)
+                return rc;
+            b.jobs = v;
+            break;
+        case OPT_CONCURRENCY:
+            if ((rc = cli_parse_int("--concurrency", optarg, 1, 1024, &v)) != 0)
+                return rc;
+            b.concurrency = (int)v;
+            break;
+        case OPT_WORKERS:
+            if ((rc = cli_parse_int("--workers", optarg, 1, 64, &v)) != 0)
+                return rc;
+            b.workers = (int)v;
+            break;
+        case OPT_RATE:
+            if ((rc = cli_parse_int("--rate", optarg, 1, 1000000, &v)) != 0)
+                return rc;
+            b.rate = (double)v;
+            break;
+        case OPT_DURATION:
+            if ((rc = cli_parse_duration("--duration", optarg, &b.duration_ms)) != 0)
+                return rc;
+            if (b.duration_ms <= 0)
+                return cli_usage_error("--duration must be more than 0");
+            break;
+        case OPT_JSON:
+            b.json = 1;
+            break;
+        case OPT_DEEP_JOBS:
+            if ((rc = cli_parse_int("--deep-jobs", optarg, 1, 100000000, &v)) != 0)
+                return rc;
+            b.deep_jobs = v;
+            break;
+        case OPT_LATENCY_JOBS:
+            if ((rc = cli_parse_int("--latency-jobs", optarg, 1, 100000, &v)) != 0)
+                return rc;
+            b.latency_jobs = v;
+            break;
+        default:
+            if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
+                return rc;
+        }
+    }
+    for (int i = optind; i < argc; i++)
+        if ((rc = parse_measurement(argv[i], &which)) != 0)
+            return rc;
+    if (which == 0)
+        which = M_ALL;
+
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    rc = create_db(&b);
+    if (rc == 0 && (which & M_ENQUEUE))
+        rc = bench_enqueue(&b);
+    if (rc == 0 && (which & M_DRAIN))
+        rc = bench_drain(&b, 0);
+    if (rc == 0 && (which & M_LATENCY))
+        rc = bench_latency(&b);
+    if (rc == 0 && (which & M_STEADY))
+        rc = bench_steady(&b);
+    if (rc == 0 && (which & M_DEEP))
+        rc = bench_deep(&b);
+    if (rc == 0 && (which & M_COMMAND))
+        rc = bench_drain(&b, 1);
+    drop_db(&b);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (!b.json && b.nres > 0)
+        print_table(&b);
+    free(b.res);
+    free(b.url);
+    if (rc == 0 && interrupted)
+        rc = cli_errorf(CLI_EXIT_FAIL, "bench: interrupted");
+    return rc;
+}
