@@ -35,6 +35,7 @@ extern "C" {
 /* Feature tests for callers that build against several versions. */
 #define SKIPQ_HAS_ENQUEUE_BATCH 1
 #define SKIPQ_HAS_WORKER 1
+#define SKIPQ_HAS_SUPERVISE 1
 
 typedef struct pg_conn PGconn;          /* libpq's connection */
 typedef struct json_object json_object; /* json-c's value */
@@ -433,6 +434,21 @@ void skipq_worker_stop(skipq_worker *w);
 
 /* The worker's id in skipq.workers (0 before it registered). */
 int64_t skipq_worker_id(const skipq_worker *w);
+
+/*
+ * Run fn in a supervised child process and start a new one when it dies
+ * by a signal (a C handler's segfault): the jobs the dead child held get
+ * "worker lost (SIGSEGV)" in their history and go back to queued, or to
+ * failed when their attempts are spent. The child dies with the parent.
+ * SIGTERM/SIGINT to the parent are passed on to the child. Returns the
+ * child's exit status once it exits normally (fn's return value: a clean
+ * stop), 0 when stopped by a signal between restarts, -1 on error.
+ * cfg gives max_attempts for jobs without their own. Not thread-safe:
+ * call from the process's main thread before starting any threads.
+ */
+int skipq_supervise(const skipq_config *cfg, const char *database_url,
+                    int (*fn)(void *userdata), void *userdata,
+                    skipq_error *err);
 
 #ifdef __cplusplus
 }

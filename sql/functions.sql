@@ -324,28 +324,31 @@ $$;
 -- status it already had.
 CREATE OR REPLACE FUNCTION skipq.cancel(ids bigint[])
 RETURNS TABLE (id bigint, outcome text) LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
 BEGIN
-    RETURN QUERY
-    WITH q AS (
-        UPDATE skipq.jobs j
-        SET status = 'cancelled', finished_at = now(), updated_at = now(),
-            last_error = 'cancelled by ' || current_user
-        WHERE j.id = ANY (ids) AND j.status = 'queued'
-        RETURNING j.id),
-    r AS (
-        UPDATE skipq.jobs j
-        SET cancel_requested_at = now(), updated_at = now()
-        WHERE j.id = ANY (ids) AND j.status = 'running'
-        RETURNING j.id, j.locked_by)
-    SELECT q.id, 'cancelled'::text FROM q
-    UNION ALL
-    SELECT r.id, (CASE WHEN pg_notify('skipq_control',
-                                      format('cancel %s %s', r.id, r.locked_by)) IS NULL
-                       THEN 'requested' END)::text FROM r
-    UNION ALL
-    SELECT j.id, j.status::text FROM skipq.jobs j
-    WHERE j.id = ANY (ids) AND j.status IN ('succeeded', 'failed', 'cancelled')
-    ORDER BY 1;
+    FOR r IN
+        SELECT j.id, j.status, j.locked_by FROM skipq.jobs j
+        WHERE j.id = ANY (ids) ORDER BY j.id FOR NO KEY UPDATE
+    LOOP
+        id := r.id;
+        IF r.status = 'queued' THEN
+            UPDATE skipq.jobs j
+            SET status = 'cancelled', finished_at = now(), updated_at = now(),
+                last_error = 'cancelled by ' || current_user
+            WHERE j.id = r.id;
+            outcome := 'cancelled';
+        ELSIF r.status = 'running' THEN
+            UPDATE skipq.jobs j
+            SET cancel_requested_at = now(), updated_at = now()
+            WHERE j.id = r.id;
+            PERFORM pg_notify('skipq_control', format('cancel %s %s', r.id, r.locked_by));
+            outcome := 'requested';
+        ELSE
+            outcome := r.status::text;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
 END $$;
 
 -- prune: delete one bounded batch of finished rows older than older_than.

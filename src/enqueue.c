@@ -106,6 +106,13 @@ skipq__check_payload(const char *json, size_t len, size_t max,
     jerr = json_tokener_get_error(tok);
     end = json_tokener_get_parse_end(tok);
     if (jerr == json_tokener_continue) {
+        /* a bare number may go on: a NUL tells json-c the input ended */
+        obj = json_tokener_parse_ex(tok, "", 1);
+        jerr = json_tokener_get_error(tok);
+        if (jerr == json_tokener_success)
+            end = len;
+    }
+    if (jerr == json_tokener_continue) {
         rc = skipq__fail(err, SKIPQ_ERR_INVALID,
                          "invalid JSON at offset %zu: unexpected end of input",
                          len);

@@ -1,0 +1,156 @@
+/*
+ * supervise.c - run a worker in a child process and outlive its crashes.
+ *
+ * A C handler runs inside the worker process, so a segfault in it kills
+ * the worker. The supervising parent sees the child die by a signal,
+ * records "worker lost (SIGSEGV)" on the jobs that child held (re-queued,
+ * or failed when their attempts are spent, so a job that crashes its
+ * worker every time cannot loop), and starts a new child. The child dies
+ * with the parent (PR_SET_PDEATHSIG), so kill -9 of the parent still stops
+ * everything, and its jobs are rescued as usual.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *skipq__signame(int sig);
+
+static volatile sig_atomic_t child_pid;
+static volatile sig_atomic_t stop_requested;
+
+static void
+forward(int sig)
+{
+    stop_requested = 1;
+    if (child_pid > 0)
+        kill((pid_t)child_pid, sig);
+}
+
+/*
+ * The dead child's jobs: re-queue (or fail) them with the signal named.
+ * Its backend may take a moment to notice the closed socket and release
+ * the "alive" lock, so try for a few seconds.
+ */
+static void
+record_lost(const skipq_config *cfg, const char *url, pid_t pid, int sig)
+{
+    PGconn *pg = NULL;
+    skipq_error err;
+    char host[256] = "", pidbuf[16], reason[64], maxa[16];
+
+    if (skipq__connect(url, &pg, &err) != SKIPQ_OK) {
+        skipq__log(SKIPQ_LOG_ERROR, "supervisor: %s; the rescuer will find the jobs",
+                   err.message);
+        return;
+    }
+    gethostname(host, sizeof host - 1);
+    snprintf(pidbuf, sizeof pidbuf, "%d", (int)pid);
+    snprintf(reason, sizeof reason, "worker lost (%s)", skipq__signame(sig));
+    snprintf(maxa, sizeof maxa, "%d", skipq_config_max_attempts(cfg));
+    const char *v[4] = {host, pidbuf, reason, maxa};
+    for (int tries = 0; tries < 50; tries++) {
+        PGresult *res = PQexecParams(pg,
+            "WITH w AS (SELECT id FROM skipq.workers WHERE host = $1 AND pid = $2::int"
+            "           ORDER BY id DESC LIMIT 1),"
+            " r AS (SELECT r.* FROM w, skipq.rescue(NULL::interval, NULL::int8, $4::int,"
+            "       1000000, false, NULL, NULL, NULL, NULL, w.id, $3) r)"
+            " SELECT (SELECT count(*) FROM r),"
+            "        (SELECT count(*) FROM skipq.jobs j, w"
+            "         WHERE j.status = 'running' AND j.locked_by = w.id)",
+            4, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            skipq__db_fail(&err, pg, res, "supervisor could not rescue jobs");
+            skipq__log(SKIPQ_LOG_ERROR, "%s", err.message);
+            PQclear(res);
+            break;
+        }
+        long rescued = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        long left = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+        PQclear(res);
+        if (rescued > 0)
+            skipq__log(SKIPQ_LOG_WARN, "supervisor: %s; %ld job(s) put back", reason,
+                       rescued);
+        if (left == 0)
+            break;
+        usleep(100000);
+    }
+    PQclear(PQexecParams(pg, "DELETE FROM skipq.workers WHERE host = $1 AND pid = $2::int",
+                         2, NULL, v, NULL, NULL, 0));
+    PQfinish(pg);
+}
+
+int
+skipq_supervise(const skipq_config *cfg, const char *database_url,
+                int (*fn)(void *userdata), void *userdata, skipq_error *err)
+{
+    struct sigaction sa = {0}, old_term, old_int;
+    int64_t delay_ms = 500;
+    int result = -1;
+
+    if (!fn)
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "no function to supervise"), -1;
+    sa.sa_handler = forward;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &old_int);
+    stop_requested = 0;
+    pid_t parent = getpid();
+
+    for (;;) {
+        int64_t started = skipq__now_ms();
+        pid_t pid = fork();
+        if (pid < 0) {
+            skipq__fail(err, SKIPQ_ERR_IO, "could not start a worker process: %s",
+                        strerror(errno));
+            break;
+        }
+        if (pid == 0) {
+            /* The child: dies with its parent, and takes its own signals. */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent)
+                _exit(1);
+            signal(SIGTERM, SIG_DFL);
+            signal(SIGINT, SIG_DFL);
+            _exit(fn(userdata));
+        }
+        child_pid = pid;
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        child_pid = 0;
+        if (WIFEXITED(status)) {
+            result = WEXITSTATUS(status);
+            break;
+        }
+        int sig = WTERMSIG(status);
+        skipq__log(SKIPQ_LOG_ERROR, "worker process %d died by %s", (int)pid,
+                   skipq__signame(sig));
+        record_lost(cfg, database_url, pid, sig);
+        if (stop_requested) {
+            result = 0;
+            break;
+        }
+        /* Back off when it keeps dying young. */
+        delay_ms = skipq__now_ms() - started < 10000 ? delay_ms * 2 : 500;
+        if (delay_ms > 30000)
+            delay_ms = 30000;
+        for (int64_t end = skipq__now_ms() + delay_ms; !stop_requested && skipq__now_ms() < end;)
+            usleep(20000);
+        if (stop_requested) {
+            result = 0;
+            break;
+        }
+        skipq__log(SKIPQ_LOG_INFO, "supervisor: starting a new worker process");
+    }
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    return result;
+}
