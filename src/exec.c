@@ -188,7 +188,7 @@ env_entry(const char *name, const char *fmt, ...)
     return out;
 }
 
-#define JOB_ENV 4
+#define JOB_ENV 5
 
 static const char *
 signame(int sig)
@@ -289,6 +289,7 @@ run_command(skipq_job *job)
         env_entry("SKIPQ_JOB_KIND", "%s", job->kind),
         env_entry("SKIPQ_JOB_ATTEMPT", "%d", job->attempt),
         env_entry("SKIPQ_JOB_QUEUE", "%s", job->queue),
+        env_entry("SKIPQ_JOB_WORKER", "%lld", (long long)skipq_worker_id(job->w)),
     };
     for (int i = 0; i < JOB_ENV; i++)
         if (own[i])

@@ -205,7 +205,7 @@ static void
 fl_runs_table(PGconn *pg)
 {
     tl_exec(pg, "CREATE TABLE runs (job_id bigint NOT NULL, attempt int NOT NULL,"
-                " pid int NOT NULL, ok boolean NOT NULL,"
+                " pid int NOT NULL, ok boolean NOT NULL, worker bigint NOT NULL,"
                 " at timestamptz NOT NULL DEFAULT clock_timestamp(),"
                 " UNIQUE (job_id, attempt))");
 }

@@ -16,6 +16,8 @@
  *
  * The side table is created by the test:
  *   CREATE TABLE runs (job_id bigint, attempt int, pid int, ok boolean,
+ *                      worker bigint,  -- SKIPQ_JOB_WORKER: the pid is the
+ *                      -- parent's, which is the reaper if the worker died
  *                      at timestamptz DEFAULT clock_timestamp(),
  *                      UNIQUE (job_id, attempt))
  * A second invocation for the same (job, attempt) - one claim run twice -
@@ -46,6 +48,7 @@ main(int argc, char **argv)
     const char *id_s = getenv("SKIPQ_JOB_ID");
     const char *att_s = getenv("SKIPQ_JOB_ATTEMPT");
     const char *url = getenv("SKIPQ_DATABASE_URL");
+    const char *worker = getenv("SKIPQ_JOB_WORKER");
 
     while ((c = getopt(argc, argv, "s:S:r:f:k")) != -1) {
         switch (c) {
@@ -78,10 +81,10 @@ main(int argc, char **argv)
     }
     char pid_s[16];
     snprintf(pid_s, sizeof pid_s, "%d", (int)parent);
-    const char *v[4] = {id_s, att_s, pid_s, fail ? "f" : "t"};
+    const char *v[5] = {id_s, att_s, pid_s, fail ? "f" : "t", worker};
     PGresult *res = PQexecParams(pg,
-        "INSERT INTO runs (job_id, attempt, pid, ok) VALUES ($1, $2, $3, $4)",
-        4, NULL, v, NULL, NULL, 0);
+        "INSERT INTO runs (job_id, attempt, pid, ok, worker) VALUES ($1, $2, $3, $4, $5)",
+        5, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         fprintf(stderr, "record: job %s attempt %s: %s", id_s, att_s,
                 PQresultErrorMessage(res));
