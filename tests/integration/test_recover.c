@@ -1,0 +1,151 @@
+/*
+ * test_recover.c - recovery with live workers: recovered dead letters run
+ * to success, `recover --status running` takes back only the jobs of a
+ * worker that is gone (without waiting for its lease), retention prunes
+ * in the worker, and a prune of many rows never stalls a busy worker.
+ */
+#include "skipq.h"
+#include "testlib.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+static bool
+long_mode(void)
+{
+    const char *v = getenv("SKIPQ_LONG");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static const char *
+write_config(const char *body)
+{
+    const char *path = tl_tmpfile(".yaml");
+    tl_write_file(path, body);
+    return path;
+}
+
+TEST(recovered_failed_jobs_run_to_success)
+{
+    PGconn *pg = tl_db();
+    /* 1,000 dead letters of kinds a and b */
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, attempts, max_attempts, updated_at,"
+                " last_error, errors) SELECT CASE WHEN g %% 2 = 0 THEN 'a' ELSE 'b' END,"
+                " 'failed', 3, 3, now() - interval '1 hour', 'down',"
+                " '[{\"error\": \"down\"}]' FROM generate_series(1, 1000) g");
+    char *out = NULL, *err = NULL;
+    int rc = tl_skipq_run(NULL, &out, &err, "recover --status failed --kind a --limit 300 --yes");
+    if (rc != 0)
+        HARNESS_FAIL("recover exited %d: %s", rc, err);
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 300);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued' AND kind <> 'a'"), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued' AND attempts = 0"
+                         " AND jsonb_array_length(errors) = 2"), 300);
+    rc = tl_skipq_run(NULL, NULL, &err, "worker --once --concurrency 8 --handler a=true");
+    if (rc != 0)
+        HARNESS_FAIL("worker exited %d: %s", rc, err);
+    free(err);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
+                         " AND kind = 'a' AND attempts = 1"), 300);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'failed'"), 700);
+}
+
+TEST(recover_running_takes_only_jobs_of_a_gone_worker)
+{
+    PGconn *pg = tl_db();
+    /* a long lease: recover must not wait for it */
+    const char *cfg = write_config("worker:\n  lease_timeout: 1h\n  heartbeat_interval: 1s\n"
+                                   "  concurrency: 2\n");
+    tl_exec(pg, "SELECT skipq.enqueue('dead', queue => 'qd') FROM generate_series(1, 2)");
+    tl_exec(pg, "SELECT skipq.enqueue('live', queue => 'ql') FROM generate_series(1, 2)");
+    pid_t dead = tl_spawn(NULL, "exec %s worker --config %s --queue qd --handler 'dead=exec sleep 46.5'",
+                          tl_skipq(), cfg);
+    pid_t live = tl_spawn(NULL, "exec %s worker --config %s --queue ql --handler 'live=exec sleep 47.5'",
+                          tl_skipq(), cfg);
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 4, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
+    kill(dead, SIGKILL);
+    tl_wait_pid(dead, 5000);
+    tl_run(NULL, NULL, NULL, "pkill -f '^sleep 46.5' || true");
+
+    char *out = NULL, *err = NULL;
+    /* --older-than 0: the rows were touched a moment ago */
+    int rc = tl_skipq_run(NULL, &out, &err, "recover --status running --config %s --yes", cfg);
+    if (rc != 0)
+        HARNESS_FAIL("recover exited %d: %s", rc, err);
+    ASSERT_CONTAINS(out, "2");
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'dead' AND status = 'queued'"
+                         " AND last_error LIKE 'worker %% lost'"), 2);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'live' AND status = 'running'"), 2);
+    kill(live, SIGTERM);
+    tl_wait_pid(live, 10000);
+}
+
+TEST(worker_retention_prunes_old_finished_rows)
+{
+    PGconn *pg = tl_db();
+    const char *cfg = write_config("worker:\n  retention: 1h\n  poll_interval: 200ms\n");
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, updated_at, finished_at) SELECT 'old',"
+                " 'succeeded', now() - interval '2 hours', now() - interval '2 hours'"
+                " FROM generate_series(1, 5000)");
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, updated_at) SELECT 'old', 'failed',"
+                " now() - interval '2 hours' FROM generate_series(1, 10)");
+    tl_exec(pg, "SELECT skipq.enqueue('new') FROM generate_series(1, 10)");
+    pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler new=true", tl_skipq(), cfg);
+    /* retention starts a few seconds after the worker */
+    ASSERT_TRUE(tl_wait_int(pg, 30000, 0, "SELECT count(*) FROM skipq.jobs WHERE kind = 'old'"
+                                          " AND status = 'succeeded'"));
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 10, "SELECT count(*) FROM skipq.jobs WHERE kind = 'new'"
+                                           " AND status = 'succeeded'"));
+    /* failed rows stay for inspection */
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'failed'"), 10);
+    kill(w, SIGTERM);
+    ASSERT_EQ(tl_wait_pid(w, 10000), 0);
+}
+
+TEST(prune_in_batches_does_not_stall_a_worker)
+{
+    PGconn *pg = tl_db();
+    int rows = long_mode() ? 1000000 : 100000;
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, updated_at, finished_at) SELECT 'old',"
+                " 'succeeded', now() - interval '30 days', now() - interval '30 days'"
+                " FROM generate_series(1, %d)", rows);
+    tl_exec(pg, "ANALYZE skipq.jobs");
+    tl_exec(pg, "CREATE TABLE gaps (at timestamptz DEFAULT clock_timestamp())");
+    /* a steady trickle of jobs whose handler records when it ran */
+    const char *cfg = write_config("worker:\n  poll_interval: 100ms\n  concurrency: 2\n");
+    pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler "
+                             "'tick=psql \"$SKIPQ_DATABASE_URL\" -qXc \"INSERT INTO gaps DEFAULT VALUES\"'",
+                       tl_skipq(), cfg);
+    PGconn *prod = tl_connect();
+    pid_t pr = tl_spawn(NULL, "%s prune --older-than 7d --batch 5000", tl_skipq());
+    int64_t t0 = tl_now_ms();
+    int ticks = 0;
+    while (tl_wait_pid(pr, 0) < 0 && tl_now_ms() - t0 < 120000) {
+        tl_exec(prod, "SELECT skipq.enqueue('tick')");
+        ticks++;
+        usleep(50000);
+    }
+    double secs = (double)(tl_now_ms() - t0) / 1000.0;
+    PQfinish(prod);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'old'"), 0);
+    ASSERT_TRUE(tl_wait_int(pg, 20000, ticks, "SELECT count(*) FROM skipq.jobs WHERE kind = 'tick'"
+                                              " AND status = 'succeeded'"));
+    /* worst end-to-end latency of a tick enqueued during the prune */
+    int64_t worst = tl_int(pg, "SELECT (extract(epoch FROM max(started_at - created_at)) * 1000)::int8"
+                               " FROM skipq.jobs WHERE kind = 'tick'");
+    printf("pruned %d rows in %.1f s; %d jobs ran meanwhile, worst claim latency %lld ms\n",
+           rows, secs, ticks, (long long)worst);
+    ASSERT_TRUE(worst < 2000);
+    kill(w, SIGTERM);
+    ASSERT_EQ(tl_wait_pid(w, 10000), 0);
+}
+
+int
+main(int argc, char **argv)
+{
+    return harness_main(argc, argv);
+}
