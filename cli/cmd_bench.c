@@ -790,7 +790,7 @@ run_drain(struct bench *b, const struct drain_spec *d, struct drain_out *o)
                             n, d->target);
             goto stop;
         }
-        sleep_us(strcmp(d->mode, "command") == 0 ? 5000 : 300);
+        sleep_us(strcmp(d->mode, "command") == 0 ? 5000 : 1000);
     }
     if (d->sql_check) {
         for (long long n; (n = succeeded(b)) < d->target;) {

@@ -1,0 +1,191 @@
+/*
+ * test_bench.c - a small `skipq bench` run, so the command cannot rot: every
+ * measurement at a tiny N, its JSON lines parsed and their fields checked,
+ * bad options refused with exit 2, and the throwaway database dropped, also
+ * after Ctrl-C. The figures themselves are not checked: CI machines are
+ * too noisy for that (bench/compare.sh is the real run).
+ */
+#include "testlib.h"
+
+#include "skipq.h"
+
+#include <json-c/json.h>
+#include <signal.h>
+#include <unistd.h>
+
+/* How many bench databases of process pid exist. */
+static int64_t
+bench_dbs(PGconn *pg, long pid)
+{
+    return tl_int(pg, "SELECT count(*) FROM pg_database WHERE datname = "
+                      "'skipq_bench_%ld'", pid);
+}
+
+static json_object *
+field(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, key, &v))
+        HARNESS_FAIL("missing \"%s\" in %s", key, json_object_to_json_string(o));
+    return v;
+}
+
+static double
+num(json_object *o, const char *key)
+{
+    json_object *v = field(o, key);
+    ASSERT_TRUE(json_object_is_type(v, json_type_double) ||
+                json_object_is_type(v, json_type_int));
+    return json_object_get_double(v);
+}
+
+static bool
+has(json_object *o, const char *key)
+{
+    return json_object_object_get_ex(o, key, NULL);
+}
+
+TEST(json_lines_every_measurement)
+{
+    PGconn *pg = tl_db();
+    char *out = NULL, *err = NULL;
+    /* sh prints its pid, then becomes skipq: the database is named by it */
+    int rc = tl_run(NULL, &out, &err,
+                    "echo $$; exec %s bench enqueue drain latency steady deep "
+                    "command --jobs 300 --concurrency 4 --latency-jobs 20 "
+                    "--rate 100 --duration 1s --deep-jobs 2000 --json",
+                    tl_skipq());
+    if (rc != 0)
+        HARNESS_FAIL("exit %d: %s", rc, err ? err : "");
+    char *save = NULL, *line = strtok_r(out, "\n", &save);
+    ASSERT_TRUE(line != NULL);
+    long pid = strtol(line, NULL, 10);
+    ASSERT_TRUE(pid > 0);
+    ASSERT_EQ(bench_dbs(pg, pid), 0);
+
+    unsigned seen = 0;
+    int lines = 0;
+    static const char *const metrics[] = {"enqueue_single", "enqueue_bulk", "drain",
+                                          "latency", "steady", "deep",
+                                          "command_drain"};
+    while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+        json_object *o = json_tokener_parse(line);
+        if (!o)
+            HARNESS_FAIL("not JSON: %s", line);
+        lines++;
+        ASSERT_STREQ(json_object_get_string(field(o, "system")), "skipq");
+        ASSERT_STREQ(json_object_get_string(field(o, "version")), SKIPQ_VERSION);
+        ASSERT_TRUE(strlen(json_object_get_string(field(o, "config"))) > 0);
+        const char *m = json_object_get_string(field(o, "metric"));
+        ASSERT_TRUE(num(o, "jobs") > 0);
+        for (size_t i = 0; i < sizeof metrics / sizeof metrics[0]; i++)
+            if (strcmp(m, metrics[i]) == 0)
+                seen |= 1u << i;
+        if (strcmp(m, "latency") == 0 || strcmp(m, "steady") == 0) {
+            double p50 = num(o, "p50_ms"), p95 = num(o, "p95_ms");
+            double p99 = num(o, "p99_ms"), max = num(o, "max_ms");
+            ASSERT_TRUE(p50 >= 0 && p50 <= p95 && p95 <= p99 && p99 <= max);
+        } else {
+            ASSERT_TRUE(num(o, "seconds") > 0);
+            ASSERT_TRUE(num(o, "jobs_per_s") > 0);
+            ASSERT_TRUE(!has(o, "p50_ms"));
+        }
+        if (strcmp(m, "drain") == 0 || strcmp(m, "command_drain") == 0 ||
+            strcmp(m, "deep") == 0) {
+            ASSERT_TRUE(num(o, "max_rss_kb") > 0);
+            ASSERT_TRUE(num(o, "cpu_s") >= 0);
+        }
+        if (strcmp(m, "deep") == 0) {
+            ASSERT_TRUE(num(o, "backlog") >= 2000);
+            ASSERT_TRUE(num(o, "claim_p50_ms") > 0);
+            /* the claim must use the partial index, at any depth */
+            ASSERT_TRUE(json_object_get_boolean(field(o, "claim_uses_index")));
+        }
+        if (strcmp(m, "steady") == 0)
+            ASSERT_TRUE(num(o, "worst_stall_ms") >= 0);
+        json_object_put(o);
+    }
+    /* 2 single, 2 bulk, drain, latency, steady, 2 deep, command */
+    ASSERT_EQ(lines, 10);
+    ASSERT_EQ(seen, (1u << 7) - 1);
+    free(out);
+    free(err);
+}
+
+TEST(human_table)
+{
+    PGconn *pg = tl_db();
+    char *out = NULL, *err = NULL;
+    int rc = tl_run(NULL, &out, &err, "echo $$; exec %s bench drain --jobs 200 --quiet",
+                    tl_skipq());
+    if (rc != 0)
+        HARNESS_FAIL("exit %d: %s", rc, err ? err : "");
+    ASSERT_EQ(bench_dbs(pg, strtol(out, NULL, 10)), 0);
+    ASSERT_CONTAINS(out, "metric");
+    ASSERT_CONTAINS(out, "jobs/s");
+    ASSERT_CONTAINS(out, "drain");
+    ASSERT_CONTAINS(out, "c16");
+    free(out);
+    free(err);
+}
+
+TEST(bad_options_exit_2)
+{
+    static const char *const bad[][2] = {
+        {"--jobs 0", "--jobs"},
+        {"--concurrency x", "--concurrency"},
+        {"--duration 0", "--duration"},
+        {"--workers 1000", "--workers"},
+        {"sprint", "unknown measurement \"sprint\""},
+        {"--nope", "--nope"},
+    };
+    tl_db();
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *err = NULL;
+        int rc = tl_skipq_run(NULL, NULL, &err, "bench %s", bad[i][0]);
+        if (rc != 2)
+            HARNESS_FAIL("bench %s: exit %d, want 2 (%s)", bad[i][0], rc, err ? err : "");
+        ASSERT_CONTAINS(err, bad[i][1]);
+        free(err);
+    }
+}
+
+struct dbwait {
+    PGconn *pg;
+    long pid;
+};
+
+static bool
+db_exists(void *arg)
+{
+    struct dbwait *w = arg;
+    return bench_dbs(w->pg, w->pid) == 1;
+}
+
+static bool
+db_gone(void *arg)
+{
+    struct dbwait *w = arg;
+    return bench_dbs(w->pg, w->pid) == 0;
+}
+
+TEST(interrupt_drops_database)
+{
+    PGconn *pg = tl_db();
+    const char *log = tl_tmpfile(".log");
+    pid_t pid = tl_spawn(log, "exec %s bench steady --rate 50 --duration 60s", tl_skipq());
+    struct dbwait w = {pg, (long)pid};
+
+    ASSERT_TRUE(wait_until(15000, db_exists, &w));
+    usleep(1500 * 1000); /* into the measurement */
+    tl_kill(pid, SIGINT);
+    int rc = tl_wait_pid(pid, 20000);
+    ASSERT_EQ(rc, 1);
+    ASSERT_TRUE(wait_until(5000, db_gone, &w));
+}
+
+int
+main(int argc, char **argv)
+{
+    return harness_main(argc, argv);
+}
