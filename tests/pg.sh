@@ -72,6 +72,7 @@ synchronous_commit = off
 full_page_writes = off
 max_wal_size = 2GB
 log_min_messages = warning
+log_checkpoints = off
 log_line_prefix = '%m [%p] '
 EOF
     fi
