@@ -1,0 +1,232 @@
+/*
+ * test_enqueue.c - the C and SQL ways in, against the real PostgreSQL:
+ * options land in the row, a 10,000-job batch is one COPY and one NOTIFY,
+ * skipq_enqueue_tx follows the caller's transaction, bad input writes
+ * nothing and says what and where, priority names and numbers both work
+ * in SQL.
+ */
+#include "harness.h"
+#include "testlib.h"
+
+#include <skipq.h>
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static skipq_conn *
+open_conn(void)
+{
+    skipq_conn *conn = NULL;
+    skipq_error err;
+    if (skipq_conn_open(tl_url(), &conn, &err) != SKIPQ_OK)
+        HARNESS_FAIL("skipq_conn_open: %s", err.message);
+    return conn;
+}
+
+/* Notifications on channel skipq that reach `l` within ms. */
+static int
+count_notifies(PGconn *l, int ms)
+{
+    int n = 0;
+    int64_t end = tl_now_ms() + ms;
+    for (;;) {
+        PGnotify *nf;
+        PQconsumeInput(l);
+        while ((nf = PQnotifies(l))) {
+            if (strcmp(nf->relname, "skipq") == 0)
+                n++;
+            PQfreemem(nf);
+        }
+        int64_t left = end - tl_now_ms();
+        if (left <= 0)
+            return n;
+        struct pollfd p = {PQsocket(l), POLLIN, 0};
+        poll(&p, 1, (int)left);
+    }
+}
+
+TEST(single_enqueue_options_land_in_the_row)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    o.queue = "mail";
+    o.priority = 10;
+    o.delay_ms = 60000;
+    o.max_attempts = 7;
+    o.has_backoff = 1;
+    o.backoff = SKIPQ_BACKOFF_LINEAR;
+    o.backoff_base_ms = 2000;
+    o.backoff_max_ms = 60000;
+    o.timeout_ms = 5000;
+    int64_t id = 0;
+    ASSERT_EQ(skipq_enqueue(conn, "send_email", "{\"to\": \"ada@example.com\", \"n\": [1, 2]}",
+                            &o, &id, &err), SKIPQ_OK);
+    ASSERT_TRUE(id > 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                         " AND kind = 'send_email' AND queue = 'mail' AND priority = 10"
+                         " AND status = 'queued' AND attempts = 0 AND max_attempts = 7"
+                         " AND backoff_strategy = 'linear' AND backoff_base = '2 s'"
+                         " AND backoff_max = '1 min' AND timeout = '5 s'"
+                         " AND payload = '{\"to\": \"ada@example.com\", \"n\": [1, 2]}'"
+                         " AND run_at BETWEEN now() + interval '55 s' AND now() + interval '61 s'",
+                     id), 1);
+    /* defaults: queue default, priority 0, payload {}, runnable now */
+    ASSERT_EQ(skipq_enqueue(conn, "plain", NULL, NULL, &id, &err), SKIPQ_OK);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                         " AND queue = 'default' AND priority = 0 AND payload = '{}'"
+                         " AND max_attempts IS NULL AND run_at <= now()", id), 1);
+    skipq_conn_close(conn);
+}
+
+TEST(batch_of_10000_is_one_copy_and_one_notify)
+{
+    PGconn *pg = tl_db();
+    PGconn *l = tl_connect();
+    tl_exec(l, "LISTEN skipq");
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    enum { N = 10000 };
+    skipq_job_spec *jobs = calloc(N, sizeof *jobs);
+    char **texts = calloc(N, sizeof *texts);
+    for (int i = 0; i < N; i++) {
+        ASSERT_TRUE(asprintf(&texts[i], "{\"i\": %d, \"s\": \"tab\\tquote\\\"back\\\\\"}", i) > 0);
+        jobs[i].kind = i % 2 ? "odd" : "even";
+        jobs[i].payload_json = texts[i];
+    }
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    o.queue = "bulk";
+    o.priority = -10;
+    int64_t t0 = tl_now_ms();
+    ASSERT_EQ(skipq_enqueue_batch(conn, jobs, N, &o, &err), SKIPQ_OK);
+    int64_t ms = tl_now_ms() - t0;
+    printf("C batch: %d jobs in %" PRId64 " ms\n", N, ms);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'bulk'"
+                         " AND priority = -10 AND status = 'queued'"), N);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'odd'"
+                         " AND (payload->>'i')::int %% 2 = 1"), N / 2);
+    /* the payload survived COPY's escaping byte for byte */
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"
+                         " WHERE payload->>'s' = E'tab\\tquote\"back\\\\'"), N);
+    ASSERT_EQ(count_notifies(l, 500), 1);
+
+    /* the streaming form, and an SQL INSERT ... SELECT: one each */
+    skipq_copy *cp = NULL;
+    ASSERT_EQ(skipq_copy_begin(conn, &o, &cp, &err), SKIPQ_OK);
+    for (int i = 0; i < 100; i++)
+        ASSERT_EQ(skipq_copy_add(cp, "stream", texts[i], strlen(texts[i]), &err), SKIPQ_OK);
+    int64_t count = 0;
+    ASSERT_EQ(skipq_copy_end(cp, &count, &err), SKIPQ_OK);
+    ASSERT_EQ(count, 100);
+    ASSERT_EQ(count_notifies(l, 500), 1);
+    tl_exec(pg, "SELECT skipq.enqueue('sql', jsonb_build_object('i', g), queue => 'bulk')"
+                " FROM generate_series(1, 10000) g");
+    ASSERT_EQ(count_notifies(l, 500), 1);
+    for (int i = 0; i < N; i++)
+        free(texts[i]);
+    free(texts);
+    free(jobs);
+    skipq_conn_close(conn);
+    PQfinish(l);
+}
+
+TEST(batch_with_one_bad_payload_writes_nothing)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    skipq_job_spec jobs[3] = {{"k", "{}"}, {"k", "{\"a\": 1,}"}, {"k", "{}"}};
+    ASSERT_EQ(skipq_enqueue_batch(conn, jobs, 3, NULL, &err), SKIPQ_ERR_INVALID);
+    printf("error: %s\n", err.message);
+    ASSERT_TRUE(strstr(err.message, "job 1: invalid JSON at offset 8") != NULL);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
+    skipq_conn_close(conn);
+}
+
+TEST(bad_single_input_is_invalid_and_writes_nothing)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    int64_t id = 0;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{\"a\": tru}", NULL, &id, &err), SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, "offset") != NULL);
+    ASSERT_EQ(skipq_enqueue(conn, "k", "[1, 2]", NULL, &id, &err), SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, "object") != NULL);
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{\"a\": \"\xff\"}", NULL, &id, &err), SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_enqueue(conn, "", "{}", NULL, &id, &err), SKIPQ_ERR_INVALID);
+    o.max_attempts = -1;
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, "max_attempts") != NULL);
+    o.max_attempts = 0;
+    o.max_payload = 64;
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{\"a\": \"0123456789012345678901234567890123456789"
+                                       "0123456789012345678901234567890123456789\"}",
+                            &o, &id, &err), SKIPQ_ERR_INVALID);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
+    skipq_conn_close(conn);
+}
+
+TEST(enqueue_tx_follows_the_callers_transaction)
+{
+    PGconn *pg = tl_db();
+    PGconn *mine = tl_connect();
+    skipq_error err;
+    int64_t id = 0;
+    tl_exec(mine, "BEGIN");
+    ASSERT_EQ(skipq_enqueue_tx(mine, "receipt", "{\"order\": 1}", NULL, &id, &err), SKIPQ_OK);
+    /* not visible before the commit */
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
+    tl_exec(mine, "ROLLBACK");
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
+    tl_exec(mine, "BEGIN");
+    ASSERT_EQ(skipq_enqueue_tx(mine, "receipt", "{\"order\": 2}", NULL, &id, &err), SKIPQ_OK);
+    tl_exec(mine, "COMMIT");
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                         " AND payload->>'order' = '2'", id), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 1);
+    PQfinish(mine);
+}
+
+TEST(sql_enqueue_names_numbers_and_defaults)
+{
+    PGconn *pg = tl_db();
+    PGconn *l = tl_connect();
+    tl_exec(l, "LISTEN skipq");
+    int64_t a = tl_int(pg, "SELECT skipq.enqueue('k', priority => 'high')");
+    int64_t b = tl_int(pg, "SELECT skipq.enqueue('k', priority => 10)");
+    int64_t c = tl_int(pg, "SELECT skipq.enqueue(kind => 'k', payload => '{\"x\": 1}',"
+                           " queue => 'q', priority => 'low', run_at => now() + interval '1 h',"
+                           " max_attempts => 3)");
+    int64_t d = tl_int(pg, "SELECT skipq.enqueue('k')");
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id IN (%" PRId64 ", %" PRId64
+                         ") AND priority = 10", a, b), 2);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                         " AND queue = 'q' AND priority = -10 AND max_attempts = 3"
+                         " AND payload = '{\"x\": 1}' AND run_at > now() + interval '59 min'", c), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                         " AND payload = '{}' AND priority = 0 AND queue = 'default'", d), 1);
+    ASSERT_TRUE(count_notifies(l, 300) >= 1);
+
+    /* an unknown name is an error naming it, and writes nothing */
+    PGresult *r = PQexec(pg, "SELECT skipq.enqueue('k', priority => 'urgent')");
+    ASSERT_EQ(PQresultStatus(r), PGRES_FATAL_ERROR);
+    ASSERT_TRUE(strstr(PQresultErrorMessage(r), "urgent") != NULL);
+    PQclear(r);
+    r = PQexec(pg, "SELECT skipq.enqueue('k', '[1]')");
+    ASSERT_EQ(PQresultStatus(r), PGRES_FATAL_ERROR);
+    PQclear(r);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 4);
+    PQfinish(l);
+}
+
+int
+main(int argc, char **argv)
+{
+    return harness_main(argc, argv);
+}
