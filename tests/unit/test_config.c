@@ -306,6 +306,42 @@ TEST(handler_setters)
     skipq_config_free(cfg);
 }
 
+/* A plain command naming an executable by path skips the shell; anything
+ * the shell would interpret, a builtin or a PATH lookup keeps it. */
+TEST(handler_shell_runs_plain_commands_directly)
+{
+    skipq_config *cfg = new_config();
+    skipq_error err = {0};
+    const skipq__handler_cfg *h;
+    static const char *const via_shell[] = {
+        "true",                  /* a builtin, or a PATH lookup */
+        "/bin/echo $HOME",       /* a variable */
+        "/bin/echo 'a b'",       /* quotes */
+        "/bin/echo a > /dev/null", /* a redirection */
+        "/bin/ls *",             /* a glob */
+        "X=1 /bin/true",         /* an assignment */
+        "/bin/true; /bin/false", /* a list */
+        "/no/such/program",      /* sh reports "not found", exit 127 */
+        "/etc/passwd",           /* not executable */
+        "/bin/echo ~",           /* tilde */
+    };
+
+    ASSERT_OK(skipq_config_set_handler_shell(cfg, "d", "  /bin/echo  hi\tthere ", 0, &err),
+              &err);
+    h = skipq__config_handler(cfg, "d");
+    ASSERT_STREQ(h->argv[0], "/bin/echo");
+    ASSERT_STREQ(h->argv[1], "hi");
+    ASSERT_STREQ(h->argv[2], "there");
+    ASSERT_TRUE(h->argv[3] == NULL);
+    for (size_t i = 0; i < sizeof via_shell / sizeof via_shell[0]; i++) {
+        ASSERT_OK(skipq_config_set_handler_shell(cfg, "s", via_shell[i], 0, &err), &err);
+        h = skipq__config_handler(cfg, "s");
+        ASSERT_STREQ(h->argv[0], "/bin/sh");
+        ASSERT_STREQ(h->argv[2], via_shell[i]);
+    }
+    skipq_config_free(cfg);
+}
+
 TEST(dup_is_deep)
 {
     skipq_config *cfg = load_ok("database: dbname=a\n"
