@@ -1058,7 +1058,8 @@ static int
 claim_probe(struct bench *b, struct result *r)
 {
     static const char *const v[6] = {"default", "-32768", "32767",
-                                     "{" KIND_NOOP "}", "16", "0"};
+                                     "{" KIND_NOOP "}", /* NOLINT: one literal */
+                                     "16", "0"};
     enum { PROBES = 30 };
     double ms[PROBES];
     PGresult *res;

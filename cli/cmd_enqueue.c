@@ -89,21 +89,10 @@ exec_simple(PGconn *pg, const char *sql)
     return rc;
 }
 
-/* Strip the line end ("\n", "\r\n"); true when only whitespace is left. */
-static int
-trim_line(char *line, size_t *len)
-{
-    while (*len > 0 && (line[*len - 1] == '\n' || line[*len - 1] == '\r'))
-        line[--*len] = '\0';
-    for (size_t i = 0; i < *len; i++)
-        if (!strchr(" \t\r\n\f\v", line[i]))
-            return 0;
-    return 1;
-}
-
 /*
  * Stream stdin through one COPY inside BEGIN ... COMMIT. A bad line aborts
- * the COPY (the server fails it: no row) and rolls back.
+ * the COPY (the server fails it: no row) and rolls back. Lines are read by
+ * skipq__jsonl_next, which never buffers more than the payload limit.
  */
 static int
 enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
@@ -111,10 +100,9 @@ enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
 {
     skipq_error err = {0};
     skipq_copy *cp = NULL;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t got;
-    long long lineno = 0;
+    skipq__jsonl in;
+    const char *line;
+    size_t len;
     int64_t count = 0;
     int rc;
 
@@ -123,35 +111,27 @@ enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
                         "(end with ctrl-d)\n");
     if ((rc = exec_simple(pg, "BEGIN")) != 0)
         return rc;
+    skipq__jsonl_init(&in, stdin, opts->max_payload);
     if (skipq_copy_begin(conn, opts, &cp, &err) != SKIPQ_OK) {
         rc = cli_fail(&err);
         goto rollback;
     }
-    while ((got = getline(&line, &cap, stdin)) >= 0) {
-        size_t len = (size_t)got;
-        lineno++;
-        if (trim_line(line, &len))
-            continue;
-        if (skipq_copy_add(cp, kind, line, len, &err) != SKIPQ_OK) {
+    for (;;) {
+        if (skipq__jsonl_next(&in, &line, &len, &err) != SKIPQ_OK ||
+            (line && skipq_copy_add(cp, kind, line, len, &err) != SKIPQ_OK)) {
             skipq_copy_abort(cp, "invalid input line");
             cp = NULL;
             if (err.code == SKIPQ_ERR_INVALID)
-                rc = cli_errorf(CLI_EXIT_USAGE, "line %lld: %s", lineno,
+                rc = cli_errorf(CLI_EXIT_USAGE, "line %lld: %s", in.lineno,
                                 err.message);
             else
                 rc = cli_fail(&err);
             goto rollback;
         }
+        if (!line)
+            break;
     }
-    if (ferror(stdin)) {
-        skipq_copy_abort(cp, "could not read input");
-        cp = NULL;
-        rc = cli_errorf(CLI_EXIT_FAIL, "could not read stdin after line %lld",
-                        lineno);
-        goto rollback;
-    }
-    free(line);
-    line = NULL;
+    skipq__jsonl_free(&in);
     rc = skipq_copy_end(cp, &count, &err);
     cp = NULL;
     if (rc != SKIPQ_OK) {
@@ -164,7 +144,7 @@ enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
     return CLI_EXIT_OK;
 
 rollback:
-    free(line);
+    skipq__jsonl_free(&in);
     PQclear(PQexec(pg, "ROLLBACK"));
     return rc;
 }

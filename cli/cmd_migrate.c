@@ -9,11 +9,13 @@
  */
 #include "cli.h"
 
+#include "internal.h"
+
 #include <stdio.h>
 #include <string.h>
 
 static const char usage[] =
-    "usage: skipq migrate [--status] [--database URL] [--config F]\n"
+    "usage: skipq migrate [--status | --roles] [--database URL] [--config F]\n"
     "\n"
     "Apply the schema migrations this skipq knows and the database lacks,\n"
     "each in its own transaction, then (re)create the SQL functions and\n"
@@ -21,7 +23,10 @@ static const char usage[] =
     "to date\".\n"
     "\n"
     "  --status    list every migration: applied, pending, or unknown\n"
-    "              (in the database but not in this skipq); changes nothing\n";
+    "              (in the database but not in this skipq); changes nothing\n"
+    "  --roles     then create or update the roles skipq_producer,\n"
+    "              skipq_worker and skipq_admin and their grants\n"
+    "              (sql/roles.sql; needs CREATEROLE; docs/security.md)\n";
 
 static void
 print_applied(const skipq_migration_status *m, void *userdata)
@@ -52,17 +57,18 @@ cmd_migrate(int argc, char **argv, struct cli_ctx *ctx)
 {
     static const struct option longopts[] = {
         {"status", no_argument, NULL, 's'},
+        {"roles", no_argument, NULL, 'r'},
         CLI_COMMON_LONGOPTS,
         {0},
     };
     skipq_error err = {0};
     skipq_conn *conn = NULL;
-    int status = 0, c, rc;
+    int status = 0, roles = 0, c, rc;
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        if (c == 's') {
-            status = 1;
+        if (c == 's' || c == 'r') {
+            *(c == 's' ? &status : &roles) = 1;
             continue;
         }
         if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
@@ -71,6 +77,8 @@ cmd_migrate(int argc, char **argv, struct cli_ctx *ctx)
     if (optind < argc)
         return cli_usage_error("migrate takes no arguments, got \"%.64s\"",
                                argv[optind]);
+    if (status && roles)
+        return cli_usage_error("give --status or --roles, not both");
 
     ctx->skip_schema_check = 1;
     if ((rc = cli_connect(ctx, &conn)) != 0)
@@ -93,12 +101,26 @@ cmd_migrate(int argc, char **argv, struct cli_ctx *ctx)
         int applied = 0;
         if (skipq_migrate(conn, &applied, print_applied, NULL, &err) !=
             SKIPQ_OK) {
-            cli_fail(&err);
+            if (strcmp(err.sqlstate, "42501") == 0) /* insufficient_privilege */
+                cli_errorf(0, "%s; migrate needs the owner of schema skipq "
+                              "(a member of skipq_admin: docs/security.md)",
+                           err.message);
+            else
+                cli_fail(&err);
             rc = CLI_EXIT_FAIL; /* the request was fine; the database not */
         } else {
             if (applied == 0)
                 printf("schema is up to date\n");
             rc = CLI_EXIT_OK;
+        }
+        if (rc == CLI_EXIT_OK && roles) {
+            if (skipq__apply_roles(conn, &err) != SKIPQ_OK) {
+                cli_fail(&err);
+                rc = CLI_EXIT_FAIL;
+            } else {
+                printf("roles skipq_producer, skipq_worker, skipq_admin "
+                       "are up to date\n");
+            }
         }
     }
     skipq_conn_close(conn);

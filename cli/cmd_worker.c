@@ -14,7 +14,7 @@
 static const char usage[] =
     "usage: skipq worker [--queue Q ...] [--priority high|high,normal|N]\n"
     "                    [--concurrency N] [--handler KIND=COMMAND ...]\n"
-    "                    [--timeout D] [--once] [--verbose]\n"
+    "                    [--timeout D] [--once] [--verbose] [--log-payloads]\n"
     "                    [--config F] [--database URL] [--quiet]\n"
     "                    [--log-format text|json]\n"
     "\n"
@@ -33,7 +33,9 @@ static const char usage[] =
     "                       (repeatable; adds to the config's handlers)\n"
     "  --timeout D          timeout for --handler commands (e.g. 30s)\n"
     "  --once               stop once no runnable job is left (exit 0)\n"
-    "  --verbose            also log each claim\n";
+    "  --verbose            also log each claim\n"
+    "  --log-payloads       log each claim with the job's payload (off by\n"
+    "                       default: payloads may hold secrets)\n";
 
 enum {
     OPT_QUEUE = CLI_OPT_LOCAL,
@@ -43,6 +45,7 @@ enum {
     OPT_TIMEOUT,
     OPT_ONCE,
     OPT_VERBOSE,
+    OPT_LOG_PAYLOADS,
 };
 
 static skipq_worker *running_worker;
@@ -66,6 +69,7 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"once", no_argument, NULL, OPT_ONCE},
         {"verbose", no_argument, NULL, OPT_VERBOSE},
+        {"log-payloads", no_argument, NULL, OPT_LOG_PAYLOADS},
         CLI_COMMON_LONGOPTS,
         {0, 0, 0, 0},
     };
@@ -76,7 +80,7 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     const char *priorities = NULL;
     long long concurrency = 0;
     int64_t timeout_ms = 0;
-    int once = 0, verbose = 0, c, rc;
+    int once = 0, verbose = 0, log_payloads = 0, c, rc;
     skipq_error err = {0};
     skipq_worker *w = NULL;
 
@@ -113,6 +117,9 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
         case OPT_VERBOSE:
             verbose = 1;
             break;
+        case OPT_LOG_PAYLOADS:
+            log_payloads = 1;
+            break;
         default:
             if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
                 return rc;
@@ -130,10 +137,8 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
         if (r != SKIPQ_OK)
             return cli_fail(&err);
     }
-    if (priorities && skipq_config_set_priorities(ctx->cfg, priorities, &err) != SKIPQ_OK) {
-        err.code = SKIPQ_ERR_INVALID;
-        return cli_fail(&err);
-    }
+    if (priorities && skipq_config_set_priorities(ctx->cfg, priorities, &err) != SKIPQ_OK)
+        return cli_usage_error("--priority: %s", err.message);
     if (concurrency > 0 &&
         skipq_config_set_concurrency(ctx->cfg, (int)concurrency, &err) != SKIPQ_OK)
         return cli_fail(&err);
@@ -159,6 +164,7 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
         return cli_fail(&err);
     }
     skipq_worker_set_once(w, once);
+    skipq_worker_set_log_payloads(w, log_payloads);
 
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;

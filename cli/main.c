@@ -177,6 +177,11 @@ log_hook(const skipq_log_event *ev, void *userdata)
         if (ev->duration_ms >= 0)
             json_object_object_add(o, "duration_ms",
                                    json_object_new_double(ev->duration_ms));
+        if (ev->payload) { /* only with skipq worker --log-payloads */
+            json_object *p = json_tokener_parse(ev->payload);
+            json_object_object_add(o, "payload",
+                                   p ? p : json_object_new_string(ev->payload));
+        }
         char *line = NULL;
         if (asprintf(&line, "%s\n",
                      json_object_to_json_string_ext(
@@ -192,7 +197,9 @@ log_hook(const skipq_log_event *ev, void *userdata)
     int n = ev->level >= SKIPQ_LOG_WARN
                 ? asprintf(&line, "skipq: %s: %s\n", level,
                            ev->msg ? ev->msg : "")
-                : asprintf(&line, "skipq: %s\n", ev->msg ? ev->msg : "");
+            : ev->payload ? asprintf(&line, "skipq: %s payload %s\n",
+                                     ev->msg ? ev->msg : "", ev->payload)
+                          : asprintf(&line, "skipq: %s\n", ev->msg ? ev->msg : "");
     if (n >= 0) {
         fputs(line, stderr);
         free(line);

@@ -36,6 +36,7 @@ extern "C" {
 #define SKIPQ_HAS_ENQUEUE_BATCH 1
 #define SKIPQ_HAS_WORKER 1
 #define SKIPQ_HAS_SUPERVISE 1
+#define SKIPQ_HAS_LOG_PAYLOADS 1
 
 typedef struct pg_conn PGconn;          /* libpq's connection */
 typedef struct json_object json_object; /* json-c's value */
@@ -89,6 +90,10 @@ typedef struct skipq_log_event {
     const char *queue;
     int attempt;
     double duration_ms; /* handler run time when meaningful, else -1 */
+    /* The job's payload as JSON text, only on the "claimed" event of a
+     * worker with skipq_worker_set_log_payloads(w, 1); else NULL. Payloads
+     * often hold personal data or secrets: they are never logged unasked. */
+    const char *payload;
 } skipq_log_event;
 
 typedef void (*skipq_log_fn)(const skipq_log_event *ev, void *userdata);
@@ -411,6 +416,9 @@ skipq_rc skipq_worker_register(skipq_worker *w, const char *kind,
 
 /* Stop after the queue is empty of runnable jobs it can run (--once). */
 void skipq_worker_set_once(skipq_worker *w, int once);
+/* Log each claimed job with its payload (an info "claimed" event whose
+ * payload field is set). Off by default. Call before skipq_worker_run. */
+void skipq_worker_set_log_payloads(skipq_worker *w, int on);
 /* Database URL override (else cfg's, then PG*). Copied. */
 skipq_rc skipq_worker_set_database(skipq_worker *w, const char *url,
                                    skipq_error *err);

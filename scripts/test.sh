@@ -7,18 +7,21 @@
 #   scripts/test.sh --quick    the plain build only
 #   scripts/test.sh --sanitize the ASan+UBSan build only
 #   scripts/test.sh --valgrind the CLI tests under valgrind only
+#   scripts/test.sh --fuzz     the fuzz targets, 20 s each (scripts/fuzz.sh)
 #   TESTS=regex scripts/test.sh --quick   only the ctest cases matching regex
 #   SKIPQ_LONG=1 ...           also the long variants (100k accounting, ...)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 mode=${1:---all}
-case "$mode" in --all|--quick|--sanitize|--valgrind) ;; *)
-    echo "usage: scripts/test.sh [--all|--quick|--sanitize|--valgrind]" >&2; exit 2 ;; esac
+case "$mode" in --all|--quick|--sanitize|--valgrind|--fuzz) ;; *)
+    echo "usage: scripts/test.sh [--all|--quick|--sanitize|--valgrind|--fuzz]" >&2; exit 2 ;; esac
 
 extra=()
 [ "$mode" = --all ] || [ "$mode" = --valgrind ] && extra+=(valgrind)
+[ "$mode" = --all ] || [ "$mode" = --fuzz ] && extra+=(clang libclang-rt-14-dev) # libFuzzer
 scripts/deps.sh "${extra[@]}"
+if [ "$mode" = --fuzz ]; then exec scripts/fuzz.sh 20; fi
 
 PGDIR=$(mktemp -d /tmp/skipq-test-pg.XXXXXX)
 cleanup() { tests/pg.sh destroy "$PGDIR" || true; }
@@ -62,5 +65,8 @@ if [ "$mode" = --all ] || [ "$mode" = --valgrind ]; then
     [ -x "$ROOT/build/skipq" ] || build "$ROOT/build"
     SKIPQ_CLI_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect" \
         run_suite "CLI under valgrind" "$ROOT/build" -L valgrind || status=1
+fi
+if [ "$mode" = --all ]; then  # a short bounded run per target; no database
+    scripts/fuzz.sh 20 || status=1
 fi
 exit $status

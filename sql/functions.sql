@@ -353,11 +353,15 @@ END $$;
 
 -- prune: delete one bounded batch of finished rows older than older_than.
 -- Call it in a loop, one transaction per batch, so no lock is held for long.
+-- SECURITY DEFINER so a worker's retention can delete finished rows without
+-- DELETE on skipq.jobs (sql/roles.sql); hence no EXECUTE for PUBLIC, and a
+-- fixed search_path (the body names everything by schema anyway).
 CREATE OR REPLACE FUNCTION skipq.prune(
     older_than interval,
     statuses   skipq.job_status[] DEFAULT '{succeeded,cancelled}',
     batch      int DEFAULT 5000)
-RETURNS bigint LANGUAGE sql AS $$
+RETURNS bigint LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
     WITH c AS MATERIALIZED (
         SELECT j.id FROM skipq.jobs j
         WHERE j.status = ANY ($2)
@@ -368,6 +372,8 @@ RETURNS bigint LANGUAGE sql AS $$
     d AS (DELETE FROM skipq.jobs j USING c WHERE j.id = c.id RETURNING 1)
     SELECT count(*) FROM d
 $$;
+REVOKE EXECUTE ON FUNCTION skipq.prune(interval, skipq.job_status[], int)
+    FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Views for psql (examples in docs/operations.md)

@@ -38,16 +38,41 @@ skipq_mask_url(const char *url)
             }
         }
     }
-    /* key=value form, or ?password= in a URI */
-    for (char *p = out; (p = strstr(p, "password=")) != NULL;) {
-        char *v = p + strlen("password=");
-        size_t n = strcspn(v, " &");
-        if (p != out && !strchr(" ?&", p[-1])) {
+    /*
+     * key=value form, or ?password= in a URI. libpq allows spaces around
+     * '=' and quoted values with backslash escapes ("password = 'a b'"),
+     * so the value ends at its closing quote, not at the first space:
+     * stopping there would print the rest of the password.
+     */
+    for (char *p = out; (p = strstr(p, "password")) != NULL;) {
+        char *v = p + strlen("password");
+        if (p != out && !strchr(" \t\n?&", p[-1])) {
             p = v;
             continue;
         }
+        while (*v == ' ' || *v == '\t' || *v == '\n')
+            v++;
+        if (*v != '=') {
+            p = v;
+            continue;
+        }
+        v++;
+        while (*v == ' ' || *v == '\t' || *v == '\n')
+            v++;
+        char *e = v;
+        if (*e == '\'') {
+            for (e++; *e && *e != '\''; e++)
+                if (*e == '\\' && e[1])
+                    e++;
+            if (*e)
+                e++;
+        } else {
+            for (; *e && !strchr(" \t\n&", *e); e++)
+                if (*e == '\\' && e[1])
+                    e++;
+        }
         char *masked = NULL;
-        if (asprintf(&masked, "%.*s****%s", (int)(v - out), out, v + n) < 0) {
+        if (asprintf(&masked, "%.*s****%s", (int)(v - out), out, e) < 0) {
             free(out);
             return NULL;
         }
@@ -301,19 +326,20 @@ out:
 
 /* The functions and views: re-applied by every migrate run. */
 static skipq_rc
-apply_sql_files(PGconn *pg, skipq_error *err)
+apply_files(PGconn *pg, const skipq__sql_file *files, size_t n,
+            skipq_error *err)
 {
     skipq_rc rc;
 
     if ((rc = skipq__exec(pg, "BEGIN", err)) != SKIPQ_OK)
         return rc;
     rc = lock_migrations(pg, err);
-    for (size_t i = 0; rc == SKIPQ_OK && i < skipq__sql_file_count; i++) {
-        PGresult *res = PQexec(pg, skipq__sql_files[i].text);
+    for (size_t i = 0; rc == SKIPQ_OK && i < n; i++) {
+        PGresult *res = PQexec(pg, files[i].text);
         if (PQresultStatus(res) != PGRES_COMMAND_OK &&
             PQresultStatus(res) != PGRES_TUPLES_OK)
             rc = skipq__db_fail(err, pg, res, "could not apply sql/%s.sql",
-                                skipq__sql_files[i].name);
+                                files[i].name);
         PQclear(res);
     }
     if (rc == SKIPQ_OK)
@@ -344,10 +370,18 @@ skipq_migrate(skipq_conn *conn, int *applied_out, skipq_migrate_fn fn,
         }
     }
     if (rc == SKIPQ_OK)
-        rc = apply_sql_files(conn->pg, err);
+        rc = apply_files(conn->pg, skipq__sql_files, skipq__sql_file_count,
+                         err);
     if (applied_out)
         *applied_out = applied;
     return rc;
+}
+
+skipq_rc
+skipq__apply_roles(skipq_conn *conn, skipq_error *err)
+{
+    return apply_files(conn->pg, skipq__roles_files, skipq__roles_file_count,
+                       err);
 }
 
 skipq_rc

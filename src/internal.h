@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #define SKIPQ__WUR __attribute__((warn_unused_result))
 #define SKIPQ__PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -79,6 +80,14 @@ extern const skipq__sql_file skipq__migrations[];
 extern const size_t skipq__migration_count;
 extern const skipq__sql_file skipq__sql_files[];
 extern const size_t skipq__sql_file_count;
+/* sql/roles.sql: applied only by skipq__apply_roles (migrate --roles). */
+extern const skipq__sql_file skipq__roles_files[];
+extern const size_t skipq__roles_file_count;
+
+/* Create or update the skipq_producer/worker/admin roles and their grants
+ * (sql/roles.sql), in one transaction under the migration lock. Needs
+ * CREATEROLE and ownership of the schema (conn.c). */
+skipq_rc skipq__apply_roles(skipq_conn *conn, skipq_error *err) SKIPQ__WUR;
 
 /* ---- config internals (config.c) ---------------------------------- */
 
@@ -134,6 +143,28 @@ skipq_rc skipq__check_name(const char *what, const char *name,
  */
 skipq_rc skipq__check_payload(const char *json, size_t len, size_t max,
                               skipq_error *err);
+
+/* ---- JSON-lines input (jsonl.c) ---------------------------------- */
+
+typedef struct skipq__jsonl {
+    FILE *in;        /* not owned */
+    size_t max;      /* payload limit in bytes */
+    long long lineno; /* lines read so far, blank ones included */
+    char *buf;
+    size_t cap;
+} skipq__jsonl;
+
+/* max_payload 0: the default limit. */
+void skipq__jsonl_init(skipq__jsonl *r, FILE *in, size_t max_payload);
+void skipq__jsonl_free(skipq__jsonl *r); /* keeps r->in open */
+/*
+ * The next non-blank line, checked as a payload: *line (borrowed until the
+ * next call, NUL-terminated, line end stripped) and *len; *line is NULL at
+ * the end of input. On error r->lineno is the bad line. A line longer than
+ * the limit is counted, never buffered whole.
+ */
+skipq_rc skipq__jsonl_next(skipq__jsonl *r, const char **line, size_t *len,
+                           skipq_error *err) SKIPQ__WUR;
 
 /* ---- time ----------------------------------------------------------- */
 

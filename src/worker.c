@@ -43,6 +43,7 @@ struct skipq_worker {
     skipq__band *bands; /* merged, highest first */
     size_t nbands;
     bool once;
+    bool log_payloads; /* --log-payloads: payloads are private by default */
 
     PGconn *pg;
     int64_t id;
@@ -90,6 +91,28 @@ log_job(skipq_log_level lvl, const char *event, const skipq_job *job,
         .job_id = job ? job->id : 0, .kind = job ? job->kind : NULL,
         .queue = job ? job->queue : NULL, .attempt = job ? job->attempt : 0,
         .duration_ms = job ? job->duration_ms : -1,
+    };
+    skipq__log_event(&ev);
+}
+
+/*
+ * Only on request (--log-payloads): the payload goes in its own field, so
+ * the hook decides how to print it and msg never carries it.
+ */
+static void
+log_claim_payload(const skipq_job *job)
+{
+    char msg[256];
+
+    if (!skipq__log_enabled())
+        return;
+    snprintf(msg, sizeof msg, "job %lld claimed (%s, attempt %d)",
+             (long long)job->id, job->kind, job->attempt);
+    skipq_log_event ev = {
+        .level = SKIPQ_LOG_INFO, .msg = msg, .event = "claimed",
+        .job_id = job->id, .kind = job->kind, .queue = job->queue,
+        .attempt = job->attempt, .duration_ms = -1,
+        .payload = job->payload_text,
     };
     skipq__log_event(&ev);
 }
@@ -232,6 +255,12 @@ void
 skipq_worker_set_once(skipq_worker *w, int once)
 {
     w->once = once != 0;
+}
+
+void
+skipq_worker_set_log_payloads(skipq_worker *w, int on)
+{
+    w->log_payloads = on != 0;
 }
 
 skipq_rc
@@ -662,8 +691,12 @@ take_claimed(skipq_worker *w, PGresult *res, skipq_job **ready)
         held_add(w, j);
         if (j->cancel_requested)
             atomic_store(&j->stop, 1);
-        log_job(SKIPQ_LOG_DEBUG, "claimed", j, "job %lld claimed (%s, attempt %d)",
-                (long long)j->id, j->kind, j->attempt);
+        if (w->log_payloads)
+            log_claim_payload(j);
+        else
+            log_job(SKIPQ_LOG_DEBUG, "claimed", j,
+                    "job %lld claimed (%s, attempt %d)", (long long)j->id,
+                    j->kind, j->attempt);
         j->next = *ready;
         *ready = j;
     }

@@ -1,0 +1,102 @@
+-- roles.sql: least-privilege roles for skipq (see docs/security.md).
+--
+--   skipq_producer  enqueue (skipq.enqueue, INSERT/COPY of the job columns a
+--                   producer may set) and read jobs and the views; never
+--                   UPDATE or DELETE
+--   skipq_worker    what `skipq worker` runs: claim, complete, hand back,
+--                   heartbeat, rescue, and retention through skipq.prune
+--   skipq_admin     owns the schema: migrate, recover, prune, retry, cancel
+--
+-- NOT applied by a plain `skipq migrate`: creating roles needs CREATEROLE,
+-- which many application users lack, and roles are cluster-wide. Apply it
+-- with `skipq migrate --roles` (or `psql -v ON_ERROR_STOP=1 -f sql/roles.sql`
+-- after `skipq migrate`), as a superuser or as the schema owner with
+-- CREATEROLE; again after every migrate that adds objects. Re-appliable:
+-- every statement is idempotent. The roles are NOLOGIN groups: grant them to
+-- your login roles (GRANT skipq_worker TO app_worker).
+
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['skipq_producer', 'skipq_worker', 'skipq_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL; -- created by a concurrent run (roles are cluster-wide)
+            END;
+        END IF;
+    END LOOP;
+    -- Whoever applies this keeps the right to migrate after ownership moves.
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       AND NOT pg_has_role(current_user, 'skipq_admin', 'USAGE') THEN
+        EXECUTE format('GRANT skipq_admin TO %I', current_user);
+    END IF;
+END $$;
+
+-- skipq_admin owns the schema and everything in it, so migrate (CREATE OR
+-- REPLACE needs ownership), recover and prune work for its members, and the
+-- SECURITY DEFINER skipq.prune runs as skipq_admin rather than as whoever
+-- ran the first migrate (often a superuser). Names come from the catalog,
+-- quoted with %I.
+DO $$
+DECLARE
+    o record;
+BEGIN
+    EXECUTE 'ALTER SCHEMA skipq OWNER TO skipq_admin';
+    FOR o IN
+        SELECT c.relname, c.relkind FROM pg_class c
+        WHERE c.relnamespace = 'skipq'::regnamespace
+          AND c.relkind IN ('r', 'v', 'm', 'p')
+    LOOP
+        EXECUTE format('ALTER %s skipq.%I OWNER TO skipq_admin',
+                       CASE o.relkind WHEN 'v' THEN 'VIEW'
+                                      WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                      ELSE 'TABLE' END, o.relname);
+    END LOOP;
+    FOR o IN
+        SELECT p.oid::regprocedure AS sig FROM pg_proc p
+        WHERE p.pronamespace = 'skipq'::regnamespace
+    LOOP
+        EXECUTE format('ALTER ROUTINE %s OWNER TO skipq_admin', o.sig);
+    END LOOP;
+    FOR o IN
+        SELECT t.typname FROM pg_type t
+        WHERE t.typnamespace = 'skipq'::regnamespace AND t.typtype IN ('e', 'd', 'c')
+          AND t.typrelid = 0
+    LOOP
+        EXECUTE format('ALTER TYPE skipq.%I OWNER TO skipq_admin', o.typname);
+    END LOOP;
+END $$;
+
+GRANT USAGE ON SCHEMA skipq TO skipq_producer, skipq_worker;
+-- Every skipq command checks the schema version when it connects.
+GRANT SELECT ON skipq.schema_migrations TO skipq_producer, skipq_worker;
+
+-- ---- producer ------------------------------------------------------------
+-- Only the columns a producer chooses: status, attempts, locked_by,
+-- created_by (current_user by default) and the rest stay the system's.
+-- skipq.enqueue() and the CLI's COPY both run with these rights; the
+-- statement-level NOTIFY trigger needs no grant.
+GRANT INSERT (kind, payload, queue, priority, run_at, max_attempts,
+              backoff_strategy, backoff_base, backoff_max, timeout)
+    ON skipq.jobs TO skipq_producer;
+GRANT SELECT ON skipq.jobs, skipq.queue_stats, skipq.failed_jobs,
+                skipq.stale_jobs, skipq.active_workers TO skipq_producer;
+
+-- ---- worker --------------------------------------------------------------
+-- The statements of src/worker.c: claim and complete (UPDATE of the state
+-- columns only, never payload, kind or queue), hand back on shutdown,
+-- register/heartbeat/unregister in skipq.workers, skipq.rescue() (invoker
+-- rights: the same UPDATE). No DELETE on jobs: retention goes through the
+-- SECURITY DEFINER skipq.prune(), which deletes finished rows only.
+GRANT SELECT ON skipq.jobs, skipq.queue_stats, skipq.failed_jobs,
+                skipq.stale_jobs, skipq.active_workers TO skipq_worker;
+GRANT UPDATE (status, attempts, claims, locked_by, started_at, finished_at,
+              run_at, result, last_error, errors, cancel_requested_at,
+              updated_at)
+    ON skipq.jobs TO skipq_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON skipq.workers TO skipq_worker;
+GRANT EXECUTE ON FUNCTION skipq.prune(interval, skipq.job_status[], int)
+    TO skipq_worker;

@@ -1,0 +1,144 @@
+/*
+ * jsonl.c - the JSON-lines reader behind `skipq enqueue` from stdin.
+ *
+ * One payload object per line; blank lines (whitespace only, CRLF or LF)
+ * are skipped. Each line is checked by skipq__check_payload, so nothing
+ * here touches a database and tests/fuzz/fuzz_jsonl.c can drive it with
+ * arbitrary bytes through fmemopen().
+ *
+ * A line is never buffered past the payload limit: getline() would hold
+ * a 10 GB line in memory before anything could refuse it. Past the limit
+ * the rest of the line is read and counted, not stored, so the message
+ * still says how long the line was.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+skipq__jsonl_init(skipq__jsonl *r, FILE *in, size_t max_payload)
+{
+    memset(r, 0, sizeof *r);
+    r->in = in;
+    r->max = max_payload ? max_payload : SKIPQ__DEFAULT_MAX_PAYLOAD;
+}
+
+void
+skipq__jsonl_free(skipq__jsonl *r)
+{
+    if (!r)
+        return;
+    free(r->buf);
+    r->buf = NULL;
+    r->cap = 0;
+}
+
+/* Strip the line end ("\n", "\r\n"); true when only whitespace is left. */
+static bool
+blank_line(char *line, size_t *len)
+{
+    while (*len > 0 && (line[*len - 1] == '\n' || line[*len - 1] == '\r'))
+        line[--*len] = '\0';
+    for (size_t i = 0; i < *len; i++) {
+        char c = line[i]; /* may be NUL: not whitespace */
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != '\f' &&
+            c != '\v')
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Read one raw line (without its '\n') into r->buf. Returns 1 for a line,
+ * 0 at end of input, -1 on a read error or out of memory (*nomem says
+ * which). *total is the line's full length, even when only the first
+ * max + 2 bytes were kept (then *total > r->max).
+ */
+static int
+read_line(skipq__jsonl *r, size_t *len, size_t *total, bool *nomem)
+{
+    /* the limit, a possible '\r' and room for the NUL */
+    size_t keep = r->max + 2;
+    size_t n = 0, all = 0;
+    int c;
+
+    *nomem = false;
+    while ((c = getc(r->in)) != EOF) {
+        if (c == '\n')
+            break;
+        all++;
+        if (n < keep) {
+            if (n + 1 >= r->cap) {
+                size_t cap = r->cap ? r->cap : 4096;
+                while (cap <= n + 1)
+                    cap *= 2;
+                if (cap > keep + 1)
+                    cap = keep + 1;
+                char *nb = realloc(r->buf, cap);
+                if (!nb) {
+                    *nomem = true;
+                    return -1;
+                }
+                r->buf = nb;
+                r->cap = cap;
+            }
+            r->buf[n++] = (char)c;
+        }
+    }
+    if (ferror(r->in))
+        return -1;
+    if (c == EOF && all == 0)
+        return 0;
+    if (!r->buf) { /* an empty last line */
+        r->buf = malloc(1);
+        if (!r->buf) {
+            *nomem = true;
+            return -1;
+        }
+        r->cap = 1;
+    }
+    r->buf[n] = '\0';
+    *len = n;
+    *total = all;
+    return 1;
+}
+
+skipq_rc
+skipq__jsonl_next(skipq__jsonl *r, const char **line, size_t *len,
+                  skipq_error *err)
+{
+    size_t n, total;
+    bool nomem;
+    int got;
+
+    *line = NULL;
+    *len = 0;
+    for (;;) {
+        got = read_line(r, &n, &total, &nomem);
+        if (got == 0)
+            return SKIPQ_OK;
+        if (got < 0)
+            return nomem ? skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory")
+                         : skipq__fail(err, SKIPQ_ERR_IO,
+                                       "could not read input after line %lld",
+                                       r->lineno);
+        r->lineno++;
+        /* a CRLF line of exactly max bytes is still within the limit */
+        if (total > r->max + 1 ||
+            (total == r->max + 1 && r->buf[r->max] != '\r'))
+            return skipq__fail(err, SKIPQ_ERR_INVALID,
+                               "payload is %zu bytes, more than the limit "
+                               "of %zu",
+                               total, r->max);
+        if (blank_line(r->buf, &n))
+            continue;
+        skipq_rc rc = skipq__check_payload(r->buf, n, r->max, err);
+        if (rc != SKIPQ_OK)
+            return rc;
+        *line = r->buf;
+        *len = n;
+        return SKIPQ_OK;
+    }
+}
