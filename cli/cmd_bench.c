@@ -44,7 +44,7 @@ extern char **environ;
 extern const char skipq__claim_sql[];
 
 static const char usage[] =
-    "usage: skipq bench [MEASUREMENT ...] [--jobs N] [--concurrency C]\n"
+    "usage: skipq bench [MEASUREMENT ...] [--jobs N] [--concurrency C] [--prefetch P]\n"
     "                   [--workers K] [--rate R] [--duration D] [--json]\n"
     "                   [--deep-jobs N] [--latency-jobs N]\n"
     "                   [--config F] [--database URL] [--quiet]\n"
@@ -69,6 +69,7 @@ static const char usage[] =
     "  --jobs N          jobs to drain and to bulk-enqueue (default 100000)\n"
     "  --concurrency C   worker concurrency (default 16)\n"
     "  --workers K       worker processes for drain (default 1)\n"
+    "  --prefetch P      jobs each worker claims beyond C (default 0)\n"
     "  --rate R          steady: jobs per second (default 200)\n"
     "  --duration D      steady: how long (default 10s)\n"
     "  --deep-jobs N     deep: the large backlog (default 100000)\n"
@@ -79,6 +80,7 @@ enum {
     OPT_JOBS = CLI_OPT_LOCAL,
     OPT_CONCURRENCY,
     OPT_WORKERS,
+    OPT_PREFETCH,
     OPT_RATE,
     OPT_DURATION,
     OPT_JSON,
@@ -128,7 +130,7 @@ struct bench {
     struct cli_ctx *ctx;
     int json;
     long long jobs, deep_jobs, latency_jobs;
-    int concurrency, workers;
+    int concurrency, workers, prefetch;
     double rate;
     int64_t duration_ms;
 
@@ -624,6 +626,8 @@ worker_child(void)
         goto out;
     }
     rc = skipq_config_set_concurrency(cfg, atoi(conc), &err);
+    if (rc == SKIPQ_OK && getenv("SKIPQ_BENCH_PREFETCH"))
+        rc = skipq_config_set_prefetch(cfg, atoi(getenv("SKIPQ_BENCH_PREFETCH")), &err);
     if (rc == SKIPQ_OK && url)
         rc = skipq_config_set_database(cfg, url, &err);
     if (rc == SKIPQ_OK && strcmp(mode, "command") == 0) {
@@ -1199,6 +1203,8 @@ inproc_start(struct bench *b, struct inproc *ip, struct wthread *x)
     if (rc == SKIPQ_OK)
         rc = skipq_config_set_concurrency(cfg, b->concurrency, &err);
     if (rc == SKIPQ_OK)
+        rc = skipq_config_set_prefetch(cfg, b->prefetch, &err);
+    if (rc == SKIPQ_OK)
         rc = skipq_config_set_database(cfg, b->url, &err);
     if (rc == SKIPQ_OK)
         rc = skipq_worker_new(cfg, &x->w, &err);
@@ -1458,6 +1464,7 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
         {"jobs", required_argument, NULL, OPT_JOBS},
         {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
         {"workers", required_argument, NULL, OPT_WORKERS},
+        {"prefetch", required_argument, NULL, OPT_PREFETCH},
         {"rate", required_argument, NULL, OPT_RATE},
         {"duration", required_argument, NULL, OPT_DURATION},
         {"json", no_argument, NULL, OPT_JSON},
@@ -1498,6 +1505,16 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
                 return rc;
             b.workers = (int)v;
             break;
+        case OPT_PREFETCH: {
+            char s[16];
+            if ((rc = cli_parse_int("--prefetch", optarg, 0, 10000, &v)) != 0)
+                return rc;
+            b.prefetch = (int)v;
+            /* the drain's worker processes read it from the environment */
+            snprintf(s, sizeof s, "%d", b.prefetch);
+            setenv("SKIPQ_BENCH_PREFETCH", s, 1);
+            break;
+        }
         case OPT_RATE:
             if ((rc = cli_parse_int("--rate", optarg, 1, 1000000, &v)) != 0)
                 return rc;

@@ -13,7 +13,7 @@
 
 static const char usage[] =
     "usage: skipq worker [--queue Q ...] [--priority high|high,normal|N]\n"
-    "                    [--concurrency N] [--handler KIND=COMMAND ...]\n"
+    "                    [--concurrency N] [--prefetch N] [--handler KIND=COMMAND ...]\n"
     "                    [--timeout D] [--once] [--verbose] [--log-payloads]\n"
     "                    [--config F] [--database URL] [--quiet]\n"
     "                    [--log-format text|json]\n"
@@ -29,6 +29,8 @@ static const char usage[] =
     "  --priority P         bands to serve: high (>= 10), normal (-9..9),\n"
     "                       low (<= -10), or a number; comma-separated\n"
     "  --concurrency N      jobs run at once (default: config, else 8)\n"
+    "  --prefetch N         jobs claimed ahead of free executors (default:\n"
+    "                       config, else 0; for floods of short jobs)\n"
     "  --handler KIND=CMD   run CMD through /bin/sh -c for jobs of KIND\n"
     "                       (repeatable; adds to the config's handlers)\n"
     "  --timeout D          timeout for --handler commands (e.g. 30s)\n"
@@ -41,6 +43,7 @@ enum {
     OPT_QUEUE = CLI_OPT_LOCAL,
     OPT_PRIORITY,
     OPT_CONCURRENCY,
+    OPT_PREFETCH,
     OPT_HANDLER,
     OPT_TIMEOUT,
     OPT_ONCE,
@@ -65,6 +68,7 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
         {"queue", required_argument, NULL, OPT_QUEUE},
         {"priority", required_argument, NULL, OPT_PRIORITY},
         {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+        {"prefetch", required_argument, NULL, OPT_PREFETCH},
         {"handler", required_argument, NULL, OPT_HANDLER},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"once", no_argument, NULL, OPT_ONCE},
@@ -78,7 +82,7 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     const char *handlers[64];
     size_t nhandlers = 0;
     const char *priorities = NULL;
-    long long concurrency = 0;
+    long long concurrency = 0, prefetch = -1;
     int64_t timeout_ms = 0;
     int once = 0, verbose = 0, log_payloads = 0, c, rc;
     skipq_error err = {0};
@@ -98,6 +102,10 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
             break;
         case OPT_CONCURRENCY:
             if ((rc = cli_parse_int("--concurrency", optarg, 1, 1024, &concurrency)) != 0)
+                return rc;
+            break;
+        case OPT_PREFETCH:
+            if ((rc = cli_parse_int("--prefetch", optarg, 0, 10000, &prefetch)) != 0)
                 return rc;
             break;
         case OPT_HANDLER:
@@ -141,6 +149,9 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
         return cli_usage_error("--priority: %s", err.message);
     if (concurrency > 0 &&
         skipq_config_set_concurrency(ctx->cfg, (int)concurrency, &err) != SKIPQ_OK)
+        return cli_fail(&err);
+    if (prefetch >= 0 &&
+        skipq_config_set_prefetch(ctx->cfg, (int)prefetch, &err) != SKIPQ_OK)
         return cli_fail(&err);
     for (size_t i = 0; i < nhandlers; i++) {
         const char *eq = strchr(handlers[i], '=');

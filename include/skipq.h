@@ -159,6 +159,14 @@ skipq_rc skipq_config_set_priorities(skipq_config *cfg, const char *bands,
                                      skipq_error *err);
 skipq_rc skipq_config_set_concurrency(skipq_config *cfg, int n,
                                       skipq_error *err);
+/*
+ * Jobs a worker claims beyond its concurrency (0..10000, default 0): they
+ * wait in the worker, already `running`, for a free executor. More rows
+ * per claim round trip for floods of short jobs; keep 0 when jobs are
+ * long, or one worker holds jobs another idle worker could run.
+ */
+skipq_rc skipq_config_set_prefetch(skipq_config *cfg, int n,
+                                   skipq_error *err);
 skipq_rc skipq_config_set_poll_interval(skipq_config *cfg, int64_t ms,
                                         skipq_error *err);
 skipq_rc skipq_config_set_heartbeat_interval(skipq_config *cfg, int64_t ms,
@@ -196,6 +204,7 @@ skipq_rc skipq_config_set_max_payload(skipq_config *cfg, size_t bytes,
 /* Getters. Strings are borrowed from cfg. */
 const char *skipq_config_database(const skipq_config *cfg); /* may be NULL */
 int skipq_config_concurrency(const skipq_config *cfg);
+int skipq_config_prefetch(const skipq_config *cfg);
 int64_t skipq_config_poll_interval(const skipq_config *cfg);
 int64_t skipq_config_heartbeat_interval(const skipq_config *cfg);
 int64_t skipq_config_lease_timeout(const skipq_config *cfg);

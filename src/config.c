@@ -30,6 +30,7 @@
  */
 #define MAX_DURATION_MS (36500LL * 24 * 3600 * 1000)
 #define MAX_CONCURRENCY 1024
+#define MAX_PREFETCH 10000
 /* PostgreSQL cannot store a field above 1GB; "{}" is the smallest
  * payload there is. */
 #define MIN_PAYLOAD ((size_t)2)
@@ -115,6 +116,7 @@ skipq_config_new(void)
     if (!cfg)
         return NULL;
     cfg->concurrency = 8;
+    cfg->prefetch = 0;
     cfg->poll_interval_ms = 1000;
     cfg->heartbeat_interval_ms = 5000;
     cfg->lease_timeout_ms = 30000;
@@ -384,6 +386,19 @@ skipq_config_set_concurrency(skipq_config *cfg, int n, skipq_error *err)
                            "concurrency must be between 1 and %d, not %d",
                            MAX_CONCURRENCY, n);
     cfg->concurrency = n;
+    return SKIPQ_OK;
+}
+
+skipq_rc
+skipq_config_set_prefetch(skipq_config *cfg, int n, skipq_error *err)
+{
+    if (!cfg)
+        return no_config(err);
+    if (n < 0 || n > MAX_PREFETCH)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "prefetch must be between 0 and %d, not %d",
+                           MAX_PREFETCH, n);
+    cfg->prefetch = n;
     return SKIPQ_OK;
 }
 
@@ -665,6 +680,12 @@ int
 skipq_config_concurrency(const skipq_config *cfg)
 {
     return cfg->concurrency;
+}
+
+int
+skipq_config_prefetch(const skipq_config *cfg)
+{
+    return cfg->prefetch;
 }
 
 int64_t
@@ -1224,6 +1245,20 @@ on_concurrency(struct loader *ld, const char *path, yaml_node_t *v)
     return SKIPQ_OK;
 }
 
+static skipq_rc
+on_prefetch(struct loader *ld, const char *path, yaml_node_t *v)
+{
+    skipq_error e;
+    skipq_rc rc;
+    int n = 0;
+
+    if ((rc = get_int(ld, v, path, &n)) != SKIPQ_OK)
+        return rc;
+    if ((rc = skipq_config_set_prefetch(ld->cfg, n, &e)) != SKIPQ_OK)
+        return wrap(ld, v, rc, &e);
+    return SKIPQ_OK;
+}
+
 #define ON_DURATION(name, setter)                                           \
     static skipq_rc name(struct loader *ld, const char *path,               \
                          yaml_node_t *v)                                    \
@@ -1248,6 +1283,7 @@ static const struct key_rule worker_rules[] = {
     {"queues", on_queues},
     {"priorities", on_priorities},
     {"concurrency", on_concurrency},
+    {"prefetch", on_prefetch},
     {"poll_interval", on_poll_interval},
     {"heartbeat_interval", on_heartbeat_interval},
     {"lease_timeout", on_lease_timeout},

@@ -584,6 +584,17 @@ skipq__pool_push(exec_pool *p, skipq_job *jobs)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Jobs no executor has started yet (prefetched ones), taken back. */
+skipq_job *
+skipq__pool_take_ready(exec_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    skipq_job *list = p->ready_head;
+    p->ready_head = p->ready_tail = NULL;
+    pthread_mutex_unlock(&p->mu);
+    return list;
+}
+
 skipq_job *
 skipq__pool_take_done(exec_pool *p)
 {

@@ -109,6 +109,7 @@ struct skipq_config {
     skipq__band *bands;
     size_t nbands;
     int concurrency;
+    int prefetch; /* jobs claimed beyond concurrency, waiting locally */
     int64_t poll_interval_ms;
     int64_t heartbeat_interval_ms;
     int64_t lease_timeout_ms;

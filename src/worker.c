@@ -1153,9 +1153,10 @@ prune_tick(skipq_worker *w)
 
 /* ---- shutdown ---------------------------------------------------------------------- */
 
-/* Put back jobs we hold that are not finished: not counted as attempts. */
+/* Put back jobs we hold that are not finished (with only_pulled, those
+ * taken back unstarted from the pool): not counted as attempts. */
 static void
-hand_back(skipq_worker *w)
+hand_back(skipq_worker *w, bool only_pulled)
 {
     PGparam *prm, *ids, *tok;
     PGarray a = {0}, b = {0};
@@ -1167,7 +1168,7 @@ hand_back(skipq_worker *w)
     ids = PQparamCreate(w->pg);
     tok = PQparamCreate(w->pg);
     for (skipq_job *j = w->held; prm && ids && tok && j; j = j->hnext) {
-        if (j->done || j->handed_back)
+        if (j->done || j->handed_back || (only_pulled && !j->pulled))
             continue;
         PQputf(ids, "%int8", (PGint8)j->id);
         PQputf(tok, "%int4", (PGint4)j->claims);
@@ -1283,6 +1284,27 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
             stop_deadline = now + w->cfg->shutdown_timeout_ms;
             skipq__log(SKIPQ_LOG_INFO, "worker %lld stopping: %d job(s) held",
                        (long long)w->id, w->nheld);
+            /* Prefetched jobs no executor has started go back now, rather
+             * than being started during the shutdown. */
+            skipq_job *unstarted = skipq__pool_take_ready(&w->pool);
+            if (unstarted) {
+                for (skipq_job *j = unstarted; j; j = j->next)
+                    j->pulled = true;
+                if (w->pg)
+                    hand_back(w, true);
+                for (skipq_job *j = unstarted, *n; j; j = n) {
+                    n = j->next;
+                    j->next = NULL;
+                    if (j->handed_back) {
+                        held_remove(w, j);
+                        skipq__job_free(j);
+                    } else {
+                        /* no connection: the rescuer finds the row once
+                         * our lock is gone; the job stays held */
+                        j->done = true;
+                    }
+                }
+            }
         }
         if (!w->pg && now >= w->reconnect_at_ms) {
             skipq_error e;
@@ -1328,7 +1350,9 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
         }
         /* After completions, claim too: slots are free, and a retry with
          * no delay is runnable at once. */
-        int free_slots = w->cfg->concurrency - (w->nheld - ndone);
+        /* Slots: executors plus the prefetch allowance (jobs that wait
+         * here for an executor, already claimed). */
+        int free_slots = w->cfg->concurrency + w->cfg->prefetch - (w->nheld - ndone);
         bool claim = !stopping && free_slots > 0 && (w->wake || done);
 
         if (w->pg && (done || claim)) {
@@ -1371,7 +1395,7 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
                     if (pgid > 0)
                         kill(-pgid, SIGKILL);
                 }
-                hand_back(w);
+                hand_back(w, false);
                 /* Completions we cannot write now are left for the
                  * rescuer, which finds them once our lock is gone. */
                 if (w->pending || !w->pg || now >= stop_deadline + 5000)
@@ -1412,7 +1436,7 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
         }
         if (stopping)
             until = min64(until, now + 50);
-        if (w->pg && w->wake && !stopping && w->nheld < w->cfg->concurrency)
+        if (w->pg && w->wake && !stopping && w->nheld < w->cfg->concurrency + w->cfg->prefetch)
             until = now;
         if (w->pg && w->pending)
             until = now;

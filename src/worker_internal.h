@@ -55,6 +55,7 @@ struct skipq_job {
     bool cancel_requested; /* main thread only */
     bool handed_back;      /* main thread: row already put back */
     bool done;             /* main thread: result received */
+    bool pulled;           /* main thread: taken back unstarted from the pool */
 
     skipq_job *next;       /* in the ready or done queue */
     skipq_job *hnext, *hprev; /* in the held list (main thread) */
@@ -78,6 +79,7 @@ skipq_rc skipq__pool_start(exec_pool *p, int n, int wake_fd, skipq_error *err);
 void skipq__pool_stop(exec_pool *p);
 void skipq__pool_push(exec_pool *p, skipq_job *jobs); /* a list via next */
 skipq_job *skipq__pool_take_done(exec_pool *p);       /* the whole list */
+skipq_job *skipq__pool_take_ready(exec_pool *p);      /* not yet started */
 
 /* Run job's handler on the calling thread; fills the outcome fields. */
 void skipq__job_run(skipq_job *job);

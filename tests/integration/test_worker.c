@@ -520,6 +520,31 @@ TEST(sigterm_finishes_short_jobs_and_hands_back_long_ones)
     ASSERT_TRUE(wait_until(3000, marker_gone, "sleep 43.5"));
 }
 
+/* prefetch: claims beyond concurrency wait in the worker; a stop hands
+ * them back at once, unstarted and uncounted, while the running one ends */
+TEST(prefetch_claims_ahead_and_hands_back_unstarted)
+{
+    PGconn *pg = tl_db();
+    const char *cfg = write_config("worker:\n  concurrency: 1\n  prefetch: 2\n"
+                                   "  shutdown_timeout: 20s\n  poll_interval: 100ms\n");
+    tl_exec(pg, "SELECT skipq.enqueue('slow') FROM generate_series(1, 6)");
+    pid_t pid = tl_spawn(NULL, "exec %s worker --config %s --handler 'slow=sleep 2.5'",
+                         tl_skipq(), cfg);
+    /* 1 running on the executor + 2 prefetched, and no more */
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 3, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 3);
+    kill(pid, SIGTERM);
+    /* the two unstarted ones are back long before the running one ends */
+    ASSERT_TRUE(tl_wait_int(pg, 1500, 5, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
+                                         " AND attempts = 0 AND locked_by IS NULL"));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), 1);
+    ASSERT_EQ(tl_wait_pid(pid, 15000), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
+                         " AND attempts = 1"), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
+                         " AND attempts = 0"), 5);
+}
+
 TEST(kill_9_worker_job_runs_again_elsewhere)
 {
     PGconn *pg = tl_db();

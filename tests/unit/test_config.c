@@ -144,6 +144,13 @@ TEST(setters_validate)
     ASSERT_OK(skipq_config_set_concurrency(cfg, 1024, &err), &err);
     ASSERT_EQ(skipq_config_concurrency(cfg), 1024);
 
+    ASSERT_EQ(skipq_config_prefetch(cfg), 0);
+    ASSERT_EQ(skipq_config_set_prefetch(cfg, -1, &err), SKIPQ_ERR_INVALID);
+    ASSERT_STREQ(err.message, "prefetch must be between 0 and 10000, not -1");
+    ASSERT_EQ(skipq_config_set_prefetch(cfg, 10001, &err), SKIPQ_ERR_INVALID);
+    ASSERT_OK(skipq_config_set_prefetch(cfg, 200, &err), &err);
+    ASSERT_EQ(skipq_config_prefetch(cfg), 200);
+
     ASSERT_EQ(skipq_config_set_poll_interval(cfg, 0, &err), SKIPQ_ERR_INVALID);
     ASSERT_CONTAINS(err.message, "poll_interval must be positive");
     ASSERT_EQ(skipq_config_set_heartbeat_interval(cfg, -1, &err),
