@@ -300,6 +300,62 @@ TEST(config_files_hostile)
     free(args);
 }
 
+/* ---- secrets in logs ------------------------------------------------- */
+
+/* Payloads reach the worker's log only with --log-payloads; passwords in
+ * a connection string never do. */
+TEST(worker_logs_payloads_only_when_asked)
+{
+    PGconn *pg = tl_db();
+    char *out = NULL, *err = NULL;
+
+    tl_exec(pg, "SELECT skipq.enqueue('k', '{\"card\":\"4111-secret\"}')");
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "worker --once --verbose --handler k=true"),
+              0);
+    ASSERT_CONTAINS(err, "claimed");
+    ASSERT_TRUE(strstr(err, "4111-secret") == NULL);
+    free(out);
+    free(err);
+
+    tl_exec(pg, "SELECT skipq.enqueue('k', '{\"card\":\"4111-secret\"}')");
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "worker --once --log-payloads --handler k=true"),
+              0);
+    ASSERT_CONTAINS(err, "claimed (k, attempt 1) payload {\"card\": "
+                         "\"4111-secret\"}");
+    free(out);
+    free(err);
+
+    tl_exec(pg, "SELECT skipq.enqueue('k', '{\"card\":\"4111-secret\"}')");
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "worker --once --log-payloads --log-format json "
+                           "--handler k=true"),
+              0);
+    ASSERT_CONTAINS(err, "\"payload\":{\"card\":\"4111-secret\"}");
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = "
+                         "'succeeded'"),
+              3);
+
+    /* a password in --database is masked in every message */
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err,
+                           "worker --once --handler k=true --database "
+                           "\"host=127.0.0.1 port=1 password = 's3 cret' "
+                           "user=u\""),
+              1);
+    ASSERT_TRUE(strstr(err, "s3") == NULL && strstr(err, "cret") == NULL);
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err,
+                           "jobs ls --database "
+                           "'postgresql://u:s3cret@127.0.0.1:1/x'"),
+              1);
+    ASSERT_CONTAINS(err, "u:****@");
+    ASSERT_TRUE(strstr(err, "s3cret") == NULL);
+    free(err);
+}
+
 int
 main(int argc, char **argv)
 {
