@@ -289,7 +289,11 @@ vrun(const char *in, char **out, char **err, const char *prefix,
         dup2(pin[0], 0);
         dup2(pout[1], 1);
         dup2(perr[1], 2);
-        close(pin[1]); close(pout[0]); close(perr[0]);
+        /* close every pipe end but 0, 1 and 2: a daemon the command
+         * starts (pg_ctl's postmaster) would otherwise keep a write end
+         * open, and the drain below would wait for its EOF forever */
+        close(pin[0]); close(pin[1]); close(pout[0]); close(pout[1]);
+        close(perr[0]); close(perr[1]);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
