@@ -3,7 +3,7 @@
  * records each invocation in the side table `runs` of the job's database
  * (SKIPQ_DATABASE_URL), then behaves as told.
  *
- *   record [-s MS] [-S MS] [-r MS] [-f PCT] [-k] [-t]
+ *   record [-s MS] [-S MS] [-r MS] [-f PCT] [-k] [-e]
  *
  *   -s MS   sleep MS after recording (every attempt)
  *   -S MS   sleep MS after recording, first attempt only
@@ -13,6 +13,9 @@
  *           evaluate in SQL to know the expected counts
  *   -k      SIGKILL our parent (the worker: we are exec'd by it, or by
  *           its /bin/sh -c with exec) after recording: a poison job
+ *   -e      also record when the run ended (just before exiting, failure
+ *           or not): runs.done_at, a column the test adds, so a test can
+ *           check that two runs of one job never overlapped in time
  *
  * The side table is created by the test:
  *   CREATE TABLE runs (job_id bigint, attempt int, pid int, ok boolean,
@@ -44,19 +47,20 @@ int
 main(int argc, char **argv)
 {
     long sleep_all = 0, sleep_first = 0, sleep_rand = 0, fail_pct = -1;
-    int kill_parent = 0, c;
+    int kill_parent = 0, record_end = 0, c;
     const char *id_s = getenv("SKIPQ_JOB_ID");
     const char *att_s = getenv("SKIPQ_JOB_ATTEMPT");
     const char *url = getenv("SKIPQ_DATABASE_URL");
     const char *worker = getenv("SKIPQ_JOB_WORKER");
 
-    while ((c = getopt(argc, argv, "s:S:r:f:k")) != -1) {
+    while ((c = getopt(argc, argv, "s:S:r:f:ke")) != -1) {
         switch (c) {
         case 's': sleep_all = atol(optarg); break;
         case 'S': sleep_first = atol(optarg); break;
         case 'r': sleep_rand = atol(optarg); break;
         case 'f': fail_pct = atol(optarg); break;
         case 'k': kill_parent = 1; break;
+        case 'e': record_end = 1; break;
         default:
             fprintf(stderr, "record: bad usage\n");
             return 2;
@@ -93,7 +97,10 @@ main(int argc, char **argv)
         return 3;
     }
     PQclear(res);
-    PQfinish(pg);
+    if (!record_end) {
+        PQfinish(pg);
+        pg = NULL;
+    }
 
     if (kill_parent)
         kill(parent, SIGKILL);
@@ -105,6 +112,21 @@ main(int argc, char **argv)
         sleep_ms(sleep_first);
     if (sleep_all > 0)
         sleep_ms(sleep_all);
+    if (pg) {
+        /* on the connection kept open: no second connect per run */
+        const char *e[2] = {id_s, att_s};
+        res = PQexecParams(pg,
+            "UPDATE runs SET done_at = clock_timestamp() WHERE job_id = $1 AND attempt = $2",
+            2, NULL, e, NULL, NULL, 0);
+        int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        if (!ok)
+            fprintf(stderr, "record: job %s attempt %s: %s", id_s, att_s,
+                    PQresultErrorMessage(res));
+        PQclear(res);
+        PQfinish(pg);
+        if (!ok)
+            return 3;
+    }
     if (fail) {
         fprintf(stderr, "planned failure of attempt 1\n");
         return 1;
