@@ -65,8 +65,13 @@ TEST(recover_running_takes_only_jobs_of_a_gone_worker)
     pid_t live = tl_spawn(NULL, "exec %s worker --config %s --queue ql --handler 'live=exec sleep 47.5'",
                           tl_skipq(), cfg);
     ASSERT_TRUE(tl_wait_int(pg, 10000, 4, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
+    int64_t dead_id = tl_int(pg, "SELECT id FROM skipq.workers WHERE pid = %d", (int)dead);
     kill(dead, SIGKILL);
     tl_wait_pid(dead, 5000);
+    /* the server ends the killed worker's session (and frees its liveness
+     * lock) a moment after the process dies, not at once */
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 0, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                          " AND classid = 1936421121 AND objid = %" PRId64, dead_id));
     tl_run(NULL, NULL, NULL, "pkill -f '^sleep 46.5' || true");
 
     char *out = NULL, *err = NULL;

@@ -496,6 +496,17 @@ write_config(const char *body)
     return path;
 }
 
+static bool
+four_handlers_run(void *arg)
+{
+    (void)arg;
+    char *out = NULL;
+    tl_run(NULL, &out, NULL, "pgrep -fc '^sleep (0\\.71|43\\.5)$' || true");
+    bool ok = out && atoi(out) == 4;
+    free(out);
+    return ok;
+}
+
 TEST(sigterm_finishes_short_jobs_and_hands_back_long_ones)
 {
     PGconn *pg = tl_db();
@@ -505,8 +516,11 @@ TEST(sigterm_finishes_short_jobs_and_hands_back_long_ones)
                 "skipq.enqueue('short'), skipq.enqueue('short')");
     const char *log = tl_tmpfile(".log");
     pid_t pid = tl_spawn(log, "exec %s worker --config %s --handler 'long=sleep 43.5' "
-                              "--handler 'short=sleep 0.7'", tl_skipq(), cfg);
+                              "--handler 'short=sleep 0.71'", tl_skipq(), cfg);
     ASSERT_TRUE(tl_wait_int(pg, 10000, 4, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
+    /* claimed is not started: a job no executor has started yet is handed
+     * back at once on SIGTERM; wait until all four handlers run */
+    ASSERT_TRUE(wait_until(10000, four_handlers_run, NULL));
     kill(pid, SIGTERM);
     int st = tl_wait_pid(pid, 10000);
     ASSERT_EQ(st, 0);
