@@ -463,6 +463,8 @@ skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_json,
 {
     skipq_rc rc;
 
+    if (!cp)
+        return skipq__fail(err, SKIPQ_ERR_STATE, "no COPY in progress");
     if ((rc = skipq__check_name("kind", kind, err)) != SKIPQ_OK)
         return rc;
     if (!payload_json) {
@@ -498,9 +500,12 @@ copy_free(skipq_copy *cp)
 skipq_rc
 skipq_copy_end(skipq_copy *cp, int64_t *count_out, skipq_error *err)
 {
-    skipq_rc rc = flush(cp, err);
+    skipq_rc rc;
     PGresult *res;
 
+    if (!cp)
+        return skipq__fail(err, SKIPQ_ERR_STATE, "no COPY in progress");
+    rc = flush(cp, err);
     if (rc != SKIPQ_OK) {
         skipq_copy_abort(cp, "client error");
         return rc;

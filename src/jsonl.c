@@ -13,6 +13,7 @@
  */
 #include "internal.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,9 @@ skipq__jsonl_init(skipq__jsonl *r, FILE *in, size_t max_payload)
     memset(r, 0, sizeof *r);
     r->in = in;
     r->max = max_payload ? max_payload : SKIPQ__DEFAULT_MAX_PAYLOAD;
+    /* read_line keeps max + 2 bytes: never let that wrap around */
+    if (r->max > SIZE_MAX / 2)
+        r->max = SIZE_MAX / 2;
 }
 
 void
@@ -71,9 +75,9 @@ read_line(skipq__jsonl *r, size_t *len, size_t *total, bool *nomem)
         all++;
         if (n < keep) {
             if (n + 1 >= r->cap) {
-                size_t cap = r->cap ? r->cap : 4096;
-                while (cap <= n + 1)
-                    cap *= 2;
+                /* one byte at a time: doubling once is enough, and
+                 * keep + 1 > n + 1 since n < keep */
+                size_t cap = r->cap < 2048 ? 4096 : r->cap * 2;
                 if (cap > keep + 1)
                     cap = keep + 1;
                 char *nb = realloc(r->buf, cap);
@@ -126,8 +130,10 @@ skipq__jsonl_next(skipq__jsonl *r, const char **line, size_t *len,
                                        r->lineno);
         r->lineno++;
         /* a CRLF line of exactly max bytes is still within the limit */
-        if (total > r->max + 1 ||
-            (total == r->max + 1 && r->buf[r->max] != '\r'))
+        size_t content = total;
+        if (n == total && n > 0 && r->buf[n - 1] == '\r')
+            content--;
+        if (content > r->max)
             return skipq__fail(err, SKIPQ_ERR_INVALID,
                                "payload is %zu bytes, more than the limit "
                                "of %zu",
