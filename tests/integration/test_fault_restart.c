@@ -129,7 +129,7 @@ restart_under_load(const char *mode)
 {
     const int preload = 200;
     int64_t tstart = tl_now_ms();
-    fl_deadline(200);
+    fl_deadline(280); /* under CTest's 300 s: its kill skips our clean-up */
     fl_private_cluster();
     printf("restart_%s: private cluster ready in %.1f s\n", mode,
            (double)(tl_now_ms() - tstart) / 1000);
@@ -265,8 +265,8 @@ TEST(restart_immediate)
 
 TEST(terminate_mid_completion)
 {
-    const int n = fl_long() ? 10000 : 500;
-    fl_deadline(fl_long() ? 600 : 150);
+    const int n = fl_long() ? 10000 : 400;
+    fl_deadline(fl_long() ? 900 : 250);
     PGconn *pg = tl_db();
     fl_runs_table(pg);
     char rest[512];
@@ -278,14 +278,14 @@ TEST(terminate_mid_completion)
     const char *log = fl_log();
     pid_t w = fl_worker(log, cfg, NULL);
     (void)fl_worker_id(pg, w);
+    /* a bounded number of cuts, then the rest drains undisturbed: on a
+     * loaded machine the jobs are slower, not the test longer */
+    const int64_t max_kills = fl_long() ? 400 : 60;
     int64_t t0 = tl_now_ms(), next = t0;
     int64_t kills = 0, mid = 0, succeeded = 0;
-    while ((succeeded = tl_int(pg, "SELECT count(*) FROM skipq.jobs"
+    while (kills < max_kills &&
+           (succeeded = tl_int(pg, "SELECT count(*) FROM skipq.jobs"
                                    " WHERE status = 'succeeded'")) < n) {
-        if (tl_now_ms() - t0 > (fl_long() ? 500000 : 120000)) {
-            fl_dump("worker", log);
-            HARNESS_FAIL("only %" PRId64 " of %d jobs succeeded", succeeded, n);
-        }
         if (tl_now_ms() < next) {
             usleep(5000);
             continue;
@@ -307,6 +307,11 @@ TEST(terminate_mid_completion)
         kills += hit;
         next = tl_now_ms() + 150;
     }
+    if (!tl_wait_int(pg, fl_long() ? 500000 : 100000, n,
+                     "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'")) {
+        fl_dump("worker", log);
+        HARNESS_FAIL("not every job succeeded after %" PRId64 " cuts", kills);
+    }
     int64_t ms = tl_now_ms() - t0;
     ASSERT_TRUE(fl_alive(w));
 
@@ -318,7 +323,7 @@ TEST(terminate_mid_completion)
                          " OR errors <> '[]'"), 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs"), n);
     int lost = grep_count("lost its database connection", log);
-    ASSERT_TRUE(kills >= 5 && lost >= 5);
+    ASSERT_TRUE(kills >= 5 && lost >= 5); /* the cuts did land */
     printf("terminate_mid_completion: %d jobs in %.1f s, %" PRId64 " backends terminated"
            " (%" PRId64 " during a completion), %d connection losses seen, %d claims put back after a reconnect,"
            " %d completions found already applied\n",
