@@ -44,6 +44,19 @@ fl_long(void)
     return v && *v && strcmp(v, "0") != 0;
 }
 
+/* Built with AddressSanitizer (scripts/test.sh --sanitize): everything
+ * runs 2-3x slower, so the tests that spawn a process per job scale their
+ * job counts down; what they check stays the same. */
+static bool
+fl_sanitized(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#else
+    return false;
+#endif
+}
+
 /* Kill every process group we started, stopped ones too, and reap them. */
 static void
 fl_cleanup(void)

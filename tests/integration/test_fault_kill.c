@@ -1,6 +1,6 @@
 /*
  * test_fault_kill.c - kill -9 workers at random moments while 4 workers
- * drain N jobs (2,000; 20,000 with SKIPQ_LONG=1), start a replacement
+ * drain N jobs (1,500; 600 under ASan; 20,000 with SKIPQ_LONG=1), start a replacement
  * after each kill, and let the survivors and the rescuer finish.
  *
  * Every invocation of the handler (tests/handlers/record.c) is a row in
@@ -34,7 +34,7 @@ done_at_least(void *arg)
 
 TEST(kill_workers)
 {
-    const int n = fl_long() ? 20000 : 2000;
+    const int n = fl_long() ? 20000 : fl_sanitized() ? 600 : 1500;
     const int kills = fl_long() ? 8 : 3;
     unsigned seed = (unsigned)(getpid() ^ tl_now_ms());
     if (getenv("SKIPQ_FAULT_SEED"))
