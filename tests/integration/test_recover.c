@@ -56,7 +56,7 @@ TEST(recover_running_takes_only_jobs_of_a_gone_worker)
 {
     PGconn *pg = tl_db();
     /* a long lease: recover must not wait for it */
-    const char *cfg = write_config("worker:\n  lease_timeout: 1h\n  heartbeat_interval: 1s\n"
+    const char *cfg = write_config("worker:\n  lease_timeout: 1h\n  heartbeat_interval: 1s\n  shutdown_timeout: 500ms\n"
                                    "  concurrency: 2\n");
     tl_exec(pg, "SELECT skipq.enqueue('dead', queue => 'qd') FROM generate_series(1, 2)");
     tl_exec(pg, "SELECT skipq.enqueue('live', queue => 'ql') FROM generate_series(1, 2)");
@@ -66,6 +66,9 @@ TEST(recover_running_takes_only_jobs_of_a_gone_worker)
                           tl_skipq(), cfg);
     ASSERT_TRUE(tl_wait_int(pg, 10000, 4, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
     int64_t dead_id = tl_int(pg, "SELECT id FROM skipq.workers WHERE pid = %d", (int)dead);
+    /* freeze the live worker so its own rescuer cannot beat recover to
+     * the dead worker's jobs; it stays alive (session lock, 1h lease) */
+    kill(live, SIGSTOP);
     kill(dead, SIGKILL);
     tl_wait_pid(dead, 5000);
     /* the server ends the killed worker's session (and frees its liveness
@@ -79,12 +82,13 @@ TEST(recover_running_takes_only_jobs_of_a_gone_worker)
     int rc = tl_skipq_run(NULL, &out, &err, "recover --status running --config %s --yes", cfg);
     if (rc != 0)
         HARNESS_FAIL("recover exited %d: %s", rc, err);
-    ASSERT_CONTAINS(out, "2");
+    ASSERT_CONTAINS(out, "requeued 2 running jobs");
     free(out);
     free(err);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'dead' AND status = 'queued'"
                          " AND last_error LIKE 'worker %% lost'"), 2);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'live' AND status = 'running'"), 2);
+    kill(live, SIGCONT);
     kill(live, SIGTERM);
     tl_wait_pid(live, 10000);
 }
