@@ -191,7 +191,6 @@ cmd_recover(int argc, char **argv, struct cli_ctx *ctx)
                 goto out;
         }
     }
-    rc = CLI_EXIT_USAGE;
     if (optind < argc) {
         rc = cli_usage_error("recover takes no arguments, got \"%.64s\"",
                              argv[optind]);

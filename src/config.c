@@ -817,11 +817,12 @@ fail_at(struct loader *ld, const yaml_node_t *node, skipq_rc code,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return skipq__fail(ld->err,
-                       code == SKIPQ_ERR_NOMEM ? code : SKIPQ_ERR_CONFIG,
-                       "could not load config \"%s\": line %lu, column %lu: "
-                       "%s",
-                       ld->name, line_of(node), column_of(node), msg);
+    code = code == SKIPQ_ERR_NOMEM ? code : SKIPQ_ERR_CONFIG;
+    (void)skipq__fail(ld->err, code,
+                      "could not load config \"%s\": line %lu, column %lu: "
+                      "%s",
+                      ld->name, line_of(node), column_of(node), msg);
+    return code; /* never SKIPQ_OK, which the callers rely on */
 }
 
 /* A setter's or parser's error, placed at node. */
@@ -888,6 +889,7 @@ scalar(struct loader *ld, const yaml_node_t *node, const char *path,
 {
     char buf[48];
 
+    *out = ""; /* never NULL, also on the error paths */
     if (node->type != YAML_SCALAR_NODE)
         return fail_at(ld, node, SKIPQ_ERR_CONFIG, "%s must be %s, not %s",
                        path, expected, describe(node, buf, sizeof buf));
@@ -1092,7 +1094,7 @@ walk(struct loader *ld, yaml_node_t *map, const char *prefix,
                  key);
         for (yaml_node_pair_t *prev = start; prev < pair; prev++) {
             yaml_node_t *pk = yaml_document_get_node(ld->doc, prev->key);
-            if (pk && pk->type == YAML_SCALAR_NODE &&
+            if (pk && pk->type == YAML_SCALAR_NODE && pk->data.scalar.value &&
                 strcmp((const char *)pk->data.scalar.value, key) == 0) {
                 warn_at(ld, k, "duplicate key \"%s\": the last one wins",
                         path);
@@ -1494,7 +1496,7 @@ on_handlers(struct loader *ld, const char *path, yaml_node_t *v)
             return rc;
         for (yaml_node_pair_t *prev = start; prev < pair; prev++) {
             yaml_node_t *pk = yaml_document_get_node(ld->doc, prev->key);
-            if (pk && pk->type == YAML_SCALAR_NODE &&
+            if (pk && pk->type == YAML_SCALAR_NODE && pk->data.scalar.value &&
                 strcmp((const char *)pk->data.scalar.value, kind) == 0) {
                 warn_at(ld, k, "duplicate handler \"%s\": the last one wins",
                         kind);
