@@ -34,7 +34,7 @@
 TEST(eight_workers_exact_counts)
 {
     const char *size = getenv("SKIPQ_ACCOUNTING_JOBS");
-    const int n = size && atoi(size) >= 100 ? atoi(size) : fl_long() ? 100000 : 2000;
+    const int n = size && atoi(size) >= 100 ? atoi(size) : fl_long() ? 100000 : fl_sanitized() ? 600 : 2000;
     const bool big = n > 10000;
     const int batches = 10;
     fl_deadline(big ? 7200 : 280); /* under CTest's 300 s */
