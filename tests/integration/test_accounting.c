@@ -1,5 +1,5 @@
 /*
- * test_accounting.c - 8 workers x concurrency 8 drain N jobs (2,000;
+ * test_accounting.c - 8 workers x concurrency 8 drain N jobs (2,000; 600 under ASan;
  * 100,000 with SKIPQ_LONG=1; SKIPQ_ACCOUNTING_JOBS=n for any other size)
  * spread over 4 queues and 3 priorities,
  * while 10% of the handlers fail their first attempt, and the final
