@@ -667,7 +667,7 @@ child_env(const struct bench *b, int fd, const char *mode, int conc,
     size_t n = 0, k = 0;
     while (environ[n])
         n++;
-    char **env = calloc(n + 5, sizeof *env);
+    char **env = calloc(n + 6, sizeof *env);
     if (!env)
         return NULL;
     for (size_t i = 0; i < n; i++)
@@ -678,7 +678,8 @@ child_env(const struct bench *b, int fd, const char *mode, int conc,
     if (asprintf(&env[k++], "SKIPQ_DATABASE_URL=%s", b->url) < 0 ||
         asprintf(&env[k++], "SKIPQ_BENCH_SHM=%d", fd) < 0 ||
         asprintf(&env[k++], "SKIPQ_BENCH_MODE=%s", mode) < 0 ||
-        asprintf(&env[k++], "SKIPQ_BENCH_CONCURRENCY=%d", conc) < 0) {
+        asprintf(&env[k++], "SKIPQ_BENCH_CONCURRENCY=%d", conc) < 0 ||
+        asprintf(&env[k++], "SKIPQ_BENCH_PREFETCH=%d", b->prefetch) < 0) {
         for (size_t i = *own; i < k; i++)
             free(env[i]);
         free(env);
@@ -1508,16 +1509,11 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
                 return rc;
             b.workers = (int)v;
             break;
-        case OPT_PREFETCH: {
-            char s[16];
+        case OPT_PREFETCH:
             if ((rc = cli_parse_int("--prefetch", optarg, 0, 10000, &v)) != 0)
                 return rc;
             b.prefetch = (int)v;
-            /* the drain's worker processes read it from the environment */
-            snprintf(s, sizeof s, "%d", b.prefetch);
-            setenv("SKIPQ_BENCH_PREFETCH", s, 1);
             break;
-        }
         case OPT_RATE:
             if ((rc = cli_parse_int("--rate", optarg, 1, 1000000, &v)) != 0)
                 return rc;

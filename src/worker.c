@@ -333,8 +333,22 @@ const char skipq__claim_sql[] =
  * Finish a batch: each row only while it is still ours, from this claim.
  * status is the new status; handback is 1 when the attempt is given back
  * (snooze, shutdown) and 0 otherwise.
+ *
+ * Rows are found by primary key, one per array element. The ownership
+ * check is written with IS NOT DISTINCT FROM (the same as `=` here: the
+ * parameters are never NULL) on purpose: as `locked_by = $2 AND status =
+ * 'running'` it matched jobs_running_idx's key and predicate, and the
+ * generic plan drove the join through that index, reading every row the
+ * worker held and every dead entry left since the last vacuum, per
+ * statement. That made completion quadratic in the batch and cost 2.6x
+ * of drain throughput (docs/performance.md). The test
+ * completion_goes_by_primary_key guards the plan.
  */
-static const char complete_sql[] =
+#define SKIPQ_OWNED_BY(worker)                                                          \
+    " (j.claims, j.locked_by, j.status) IS NOT DISTINCT FROM"                         \
+    " (r.claims, " worker "::int8, 'running'::skipq.job_status)"
+
+const char skipq__complete_sql[] =
     "UPDATE skipq.jobs j SET"
     "  status = r.status::skipq.job_status,"
     "  result = CASE WHEN r.status = 'succeeded' THEN r.result::jsonb"
@@ -351,8 +365,7 @@ static const char complete_sql[] =
     " FROM unnest($1::int8[], $3::int4[], $4::text[], $5::text[], $6::text[],"
     "             $7::int8[], $8::int4[])"
     "      AS r(id, claims, status, result, error, delay_ms, handback)"
-    " WHERE j.id = r.id AND j.claims = r.claims AND j.locked_by = $2::int8"
-    "   AND j.status = 'running'"
+    " WHERE j.id = r.id AND" SKIPQ_OWNED_BY("$2")
     " RETURNING j.id";
 
 static skipq_rc
@@ -360,7 +373,7 @@ prepare_all(skipq_worker *w, skipq_error *err)
 {
     static const struct { const char *name, *sql; } stmts[] = {
         {"skipq_claim", skipq__claim_sql},
-        {"skipq_complete", complete_sql},
+        {"skipq_complete", skipq__complete_sql},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
         PGresult *res = PQprepare(w->pg, stmts[i].name, stmts[i].sql, 0, NULL);
@@ -1182,8 +1195,7 @@ hand_back(skipq_worker *w, bool only_pulled)
             "UPDATE skipq.jobs j SET status = 'queued', attempts = greatest(j.attempts - 1, 0),"
             " locked_by = NULL, run_at = now(), started_at = NULL, updated_at = now()"
             " FROM unnest($1::int8[], $2::int4[]) AS r(id, claims)"
-            " WHERE j.id = r.id AND j.claims = r.claims AND j.locked_by = $3::int8"
-            "   AND j.status = 'running' RETURNING j.id", 0);
+            " WHERE j.id = r.id AND" SKIPQ_OWNED_BY("$3") " RETURNING j.id", 0);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
             skipq__log(SKIPQ_LOG_INFO, "worker %lld handed back %d unfinished jobs",
                        (long long)w->id, PQntuples(res));

@@ -605,6 +605,27 @@ TEST(cancel_stops_a_running_command)
 
 /* ---- the claim statement ------------------------------------------------------------ */
 
+/* The text of an EXPLAIN, one line per plan line; the caller frees it. */
+static char *
+plan_of(PGconn *pg, const char *explain)
+{
+    PGresult *res = PQexec(pg, explain);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        HARNESS_FAIL("%s: %s", explain, PQresultErrorMessage(res));
+    size_t len = 1;
+    for (int i = 0; i < PQntuples(res); i++)
+        len += strlen(PQgetvalue(res, i, 0)) + 1;
+    char *plan = calloc(1, len);
+    if (!plan)
+        HARNESS_FAIL("out of memory");
+    for (int i = 0; i < PQntuples(res); i++) {
+        strcat(plan, PQgetvalue(res, i, 0));
+        strcat(plan, "\n");
+    }
+    PQclear(res);
+    return plan;
+}
+
 static PGconn *
 claim_conn(void)
 {
@@ -663,23 +684,10 @@ TEST(claim_returns_exactly_n_uses_the_index_and_never_twice)
     tl_exec(pg, "ANALYZE skipq.jobs");
 
     /* the plan: an index scan on the partial index, under a LockRows */
-    char *plan = NULL;
-    {
-        PGresult *res = PQexec(pg,
-            "EXPLAIN SELECT id FROM skipq.jobs WHERE status = 'queued' AND queue = 'default'"
-            " AND priority BETWEEN -32768 AND 32767 AND run_at <= now() AND kind = ANY ('{c}')"
-            " ORDER BY priority DESC, run_at, id LIMIT 10 FOR NO KEY UPDATE SKIP LOCKED");
-        ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
-        size_t len = 1;
-        for (int i = 0; i < PQntuples(res); i++)
-            len += strlen(PQgetvalue(res, i, 0)) + 1;
-        plan = calloc(1, len);
-        for (int i = 0; i < PQntuples(res); i++) {
-            strcat(plan, PQgetvalue(res, i, 0));
-            strcat(plan, "\n");
-        }
-        PQclear(res);
-    }
+    char *plan = plan_of(pg,
+        "EXPLAIN SELECT id FROM skipq.jobs WHERE status = 'queued' AND queue = 'default'"
+        " AND priority BETWEEN -32768 AND 32767 AND run_at <= now() AND kind = ANY ('{c}')"
+        " ORDER BY priority DESC, run_at, id LIMIT 10 FOR NO KEY UPDATE SKIP LOCKED");
     ASSERT_CONTAINS(plan, "Index Scan using jobs_runnable_idx");
     free(plan);
 
@@ -717,6 +725,79 @@ TEST(claim_returns_exactly_n_uses_the_index_and_never_twice)
     free(all);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"
                          " AND attempts = 1 AND claims = 1"), rows);
+}
+
+/* `verb` complete(...) for the 100 rows from `first`, by worker 1 with
+ * claim token 1, all succeeded. */
+static void
+complete_call(char *sql, size_t n, const char *verb, int first)
+{
+    int k = snprintf(sql, n, "%s complete ('{", verb);
+    for (int i = 0; i < 100; i++)
+        k += snprintf(sql + k, n - (size_t)k, "%s%d", i ? "," : "", first + i);
+    snprintf(sql + k, n - (size_t)k,
+             "}', 1, array_fill(1, ARRAY[100]), array_fill('succeeded'::text, ARRAY[100]),"
+             " array_fill(NULL::text, ARRAY[100]), array_fill(NULL::text, ARRAY[100]),"
+             " array_fill(0::int8, ARRAY[100]), array_fill(0, ARRAY[100]))");
+}
+
+/*
+ * The completion finds its rows by primary key whatever the statistics
+ * say. With the ownership check written as `locked_by = $2 AND status =
+ * 'running'`, the generic plan walked jobs_running_idx instead: every row
+ * the worker held and every dead entry since the last vacuum, once per
+ * completed batch (drain 2.6x slower). The shape here is the one that
+ * fooled the planner: few running rows in the statistics, thousands of
+ * dead index entries.
+ */
+TEST(completion_goes_by_primary_key)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'c' FROM generate_series(1, 20000)");
+    tl_exec(pg, "UPDATE skipq.jobs SET status = 'running', locked_by = 1, claims = 1,"
+                " attempts = 1 WHERE id <= 5000");
+    tl_exec(pg, "UPDATE skipq.jobs SET status = 'succeeded', locked_by = NULL"
+                " WHERE id <= 4800");
+    tl_exec(pg, "ANALYZE skipq.jobs");
+
+    PGconn *c = tl_connect();
+    PGresult *res = PQprepare(c, "complete", skipq__complete_sql, 0, NULL);
+    ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    res = PQexec(c, "SET plan_cache_mode = force_generic_plan");
+    ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+
+    /* rows 4801..4900 succeed */
+    char sql[4096];
+    complete_call(sql, sizeof sql, "EXPLAIN EXECUTE", 4801);
+    char *plan = plan_of(c, sql);
+    ASSERT_CONTAINS(plan, "Index Scan using jobs_pkey");
+    if (strstr(plan, "jobs_running_idx"))
+        HARNESS_FAIL("the completion plan uses jobs_running_idx:\n%s", plan);
+    free(plan);
+
+    /* and it does what it says: 100 rows once, then none (no longer
+     * running), and a stale claim token never matches */
+    complete_call(sql, sizeof sql, "EXECUTE", 4801);
+    res = PQexec(c, sql);
+    ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
+    ASSERT_EQ(PQntuples(res), 100);
+    PQclear(res);
+    res = PQexec(c, sql);
+    ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
+    ASSERT_EQ(PQntuples(res), 0);
+    PQclear(res);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
+                         " AND id BETWEEN 4801 AND 4900 AND locked_by IS NULL"), 100);
+    tl_exec(pg, "UPDATE skipq.jobs SET claims = 2 WHERE id BETWEEN 4901 AND 5000");
+    complete_call(sql, sizeof sql, "EXECUTE", 4901);
+    res = PQexec(c, sql);
+    ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
+    ASSERT_EQ(PQntuples(res), 0);
+    PQclear(res);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), 100);
+    PQfinish(c);
 }
 
 int
