@@ -131,6 +131,8 @@ int cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...)
 /* A whole number in [min, max]: "--limit must be ..." style messages. */
 int cli_parse_int(const char *opt, const char *s, long long min,
                   long long max, long long *out);
+/* --prefetch: "auto" (SKIPQ_PREFETCH_AUTO) or 0..10000. */
+int cli_parse_prefetch(const char *opt, const char *s, int *out);
 /* A duration ("500ms", "30s", "5m", "1h", "7d", "0"). */
 int cli_parse_duration(const char *opt, const char *s, int64_t *ms_out);
 /* A job id: a positive 64-bit integer. */

@@ -69,7 +69,8 @@ static const char usage[] =
     "  --jobs N          jobs to drain and to bulk-enqueue (default 100000)\n"
     "  --concurrency C   worker concurrency (default 16)\n"
     "  --workers K       worker processes for drain (default 1)\n"
-    "  --prefetch P      jobs each worker claims beyond C (default 0)\n"
+    "  --prefetch P      jobs each worker claims beyond C: auto (the default)\n"
+    "                    or 0..10000\n"
     "  --rate R          steady: jobs per second (default 200)\n"
     "  --duration D      steady: how long (default 10s)\n"
     "  --deep-jobs N     deep: the large backlog (default 100000)\n"
@@ -1048,10 +1049,13 @@ bench_drain(struct bench *b, int command)
         (rc = fill_batch(b, n, command ? KIND_CMD : KIND_NOOP, NULL)) != 0 ||
         (rc = sql(b->pg, "ANALYZE skipq.jobs")) != 0 || (rc = run_drain(b, &d, &o)) != 0)
         return rc;
+    /* c16 (prefetch auto), c16p200 (prefetch 200), c16p200w2 (and worker
+     * processes) */
+    int k = snprintf(cfgname, sizeof cfgname, "c%d", d.concurrency);
+    if (b->prefetch != SKIPQ_PREFETCH_AUTO)
+        k += snprintf(cfgname + k, sizeof cfgname - (size_t)k, "p%d", b->prefetch);
     if (d.workers > 1)
-        snprintf(cfgname, sizeof cfgname, "c%dw%d", d.concurrency, d.workers);
-    else
-        snprintf(cfgname, sizeof cfgname, "c%d", d.concurrency);
+        snprintf(cfgname + k, sizeof cfgname - (size_t)k, "w%d", d.workers);
     result_init(&r, command ? "command_drain" : "drain", cfgname);
     r.jobs = n;
     r.seconds = o.seconds;
@@ -1479,6 +1483,7 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
     };
     struct bench b = {
         .ctx = ctx, .jobs = 100000, .concurrency = 16, .workers = 1,
+        .prefetch = SKIPQ_PREFETCH_AUTO,
         .rate = 200, .duration_ms = 10000, .latency_jobs = 200,
     };
     const char *lng = getenv("SKIPQ_LONG");
@@ -1510,9 +1515,8 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
             b.workers = (int)v;
             break;
         case OPT_PREFETCH:
-            if ((rc = cli_parse_int("--prefetch", optarg, 0, 10000, &v)) != 0)
+            if ((rc = cli_parse_prefetch("--prefetch", optarg, &b.prefetch)) != 0)
                 return rc;
-            b.prefetch = (int)v;
             break;
         case OPT_RATE:
             if ((rc = cli_parse_int("--rate", optarg, 1, 1000000, &v)) != 0)

@@ -7,13 +7,14 @@
 #include "cli.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char usage[] =
     "usage: skipq worker [--queue Q ...] [--priority high|high,normal|N]\n"
-    "                    [--concurrency N] [--prefetch N] [--handler KIND=COMMAND ...]\n"
+    "                    [--concurrency N] [--prefetch N|auto] [--handler KIND=COMMAND ...]\n"
     "                    [--timeout D] [--once] [--verbose] [--log-payloads]\n"
     "                    [--config F] [--database URL] [--quiet]\n"
     "                    [--log-format text|json]\n"
@@ -29,8 +30,8 @@ static const char usage[] =
     "  --priority P         bands to serve: high (>= 10), normal (-9..9),\n"
     "                       low (<= -10), or a number; comma-separated\n"
     "  --concurrency N      jobs run at once (default: config, else 8)\n"
-    "  --prefetch N         jobs claimed ahead of free executors (default:\n"
-    "                       config, else 0; for floods of short jobs)\n"
+    "  --prefetch N|auto    jobs claimed ahead of free executors (default:\n"
+    "                       config, else auto: as many as start within ~2 ms)\n"
     "  --handler KIND=CMD   run CMD through /bin/sh -c for jobs of KIND\n"
     "                       (repeatable; adds to the config's handlers)\n"
     "  --timeout D          timeout for --handler commands (e.g. 30s)\n"
@@ -82,7 +83,9 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     const char *handlers[64];
     size_t nhandlers = 0;
     const char *priorities = NULL;
-    long long concurrency = 0, prefetch = -1;
+    long long concurrency = 0;
+    int prefetch = 0;
+    bool prefetch_set = false;
     int64_t timeout_ms = 0;
     int once = 0, verbose = 0, log_payloads = 0, c, rc;
     skipq_error err = {0};
@@ -105,8 +108,9 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
                 return rc;
             break;
         case OPT_PREFETCH:
-            if ((rc = cli_parse_int("--prefetch", optarg, 0, 10000, &prefetch)) != 0)
+            if ((rc = cli_parse_prefetch("--prefetch", optarg, &prefetch)) != 0)
                 return rc;
+            prefetch_set = true;
             break;
         case OPT_HANDLER:
             if (!strchr(optarg, '=') || optarg[0] == '=')
@@ -150,8 +154,7 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     if (concurrency > 0 &&
         skipq_config_set_concurrency(ctx->cfg, (int)concurrency, &err) != SKIPQ_OK)
         return cli_fail(&err);
-    if (prefetch >= 0 &&
-        skipq_config_set_prefetch(ctx->cfg, (int)prefetch, &err) != SKIPQ_OK)
+    if (prefetch_set && skipq_config_set_prefetch(ctx->cfg, prefetch, &err) != SKIPQ_OK)
         return cli_fail(&err);
     for (size_t i = 0; i < nhandlers; i++) {
         const char *eq = strchr(handlers[i], '=');

@@ -10,6 +10,7 @@
 
 #include "internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <json-c/json.h>
@@ -333,6 +334,25 @@ cli_parse_int(const char *opt, const char *s, long long min, long long max,
                                min, max, s);
     }
     *out = v;
+    return 0;
+}
+
+int
+cli_parse_prefetch(const char *opt, const char *s, int *out)
+{
+    long long v = 0;
+
+    if (strcmp(s, "auto") == 0) {
+        *out = SKIPQ_PREFETCH_AUTO;
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (!*s || *end || errno == ERANGE || !isdigit((unsigned char)s[0]) || v > 10000)
+        return cli_usage_error("%s must be \"auto\" or a whole number from 0 to 10000,"
+                               " not \"%.64s\"", opt, s);
+    *out = (int)v;
     return 0;
 }
 

@@ -160,11 +160,16 @@ skipq_rc skipq_config_set_priorities(skipq_config *cfg, const char *bands,
 skipq_rc skipq_config_set_concurrency(skipq_config *cfg, int n,
                                       skipq_error *err);
 /*
- * Jobs a worker claims beyond its concurrency (0..10000, default 0): they
- * wait in the worker, already `running`, for a free executor. More rows
- * per claim round trip for floods of short jobs; keep 0 when jobs are
- * long, or one worker holds jobs another idle worker could run.
+ * Jobs a worker claims beyond its concurrency: they wait in the worker,
+ * already `running`, for a free executor, so one claim round trip (one
+ * commit) carries more rows. 0..10000, or SKIPQ_PREFETCH_AUTO (the
+ * default): the worker claims ahead only as many jobs as its executors
+ * start within about 2 ms, by the measured handler run time (none until
+ * 16 jobs have run, none while a prefetched job already waits longer,
+ * at most 128). A fixed number suits floods of short jobs; 0 turns it
+ * off.
  */
+#define SKIPQ_PREFETCH_AUTO (-1)
 skipq_rc skipq_config_set_prefetch(skipq_config *cfg, int n,
                                    skipq_error *err);
 skipq_rc skipq_config_set_poll_interval(skipq_config *cfg, int64_t ms,
@@ -204,7 +209,7 @@ skipq_rc skipq_config_set_max_payload(skipq_config *cfg, size_t bytes,
 /* Getters. Strings are borrowed from cfg. */
 const char *skipq_config_database(const skipq_config *cfg); /* may be NULL */
 int skipq_config_concurrency(const skipq_config *cfg);
-int skipq_config_prefetch(const skipq_config *cfg);
+int skipq_config_prefetch(const skipq_config *cfg); /* or SKIPQ_PREFETCH_AUTO */
 int64_t skipq_config_poll_interval(const skipq_config *cfg);
 int64_t skipq_config_heartbeat_interval(const skipq_config *cfg);
 int64_t skipq_config_lease_timeout(const skipq_config *cfg);

@@ -116,7 +116,7 @@ skipq_config_new(void)
     if (!cfg)
         return NULL;
     cfg->concurrency = 8;
-    cfg->prefetch = 0;
+    cfg->prefetch = SKIPQ_PREFETCH_AUTO;
     cfg->poll_interval_ms = 1000;
     cfg->heartbeat_interval_ms = 5000;
     cfg->lease_timeout_ms = 30000;
@@ -394,9 +394,9 @@ skipq_config_set_prefetch(skipq_config *cfg, int n, skipq_error *err)
 {
     if (!cfg)
         return no_config(err);
-    if (n < 0 || n > MAX_PREFETCH)
+    if ((n < 0 && n != SKIPQ_PREFETCH_AUTO) || n > MAX_PREFETCH)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "prefetch must be between 0 and %d, not %d",
+                           "prefetch must be \"auto\" or between 0 and %d, not %d",
                            MAX_PREFETCH, n);
     cfg->prefetch = n;
     return SKIPQ_OK;
@@ -1254,8 +1254,14 @@ on_prefetch(struct loader *ld, const char *path, yaml_node_t *v)
     skipq_rc rc;
     int n = 0;
 
-    if ((rc = get_int(ld, v, path, &n)) != SKIPQ_OK)
+    if (v->type == YAML_SCALAR_NODE && strcmp((const char *)v->data.scalar.value, "auto") == 0)
+        n = SKIPQ_PREFETCH_AUTO;
+    else if ((rc = get_int(ld, v, path, &n)) != SKIPQ_OK)
         return rc;
+    else if (n < 0) /* -1 is the C API's "auto", not a YAML spelling */
+        return fail_at(ld, v, SKIPQ_ERR_CONFIG,
+                       "%s must be \"auto\" or between 0 and %d, not %d", path,
+                       MAX_PREFETCH, n);
     if ((rc = skipq_config_set_prefetch(ld->cfg, n, &e)) != SKIPQ_OK)
         return wrap(ld, v, rc, &e);
     return SKIPQ_OK;

@@ -497,8 +497,11 @@ executor(void *arg)
         pthread_mutex_unlock(&p->mu);
 
         /* a job handed back at shutdown before it started does not run */
-        if (atomic_load(&job->stop) != 2)
+        if (atomic_load(&job->stop) != 2) {
+            int64_t t0 = skipq__now_us();
             skipq__job_run(job);
+            job->run_us = skipq__now_us() - t0;
+        }
 
         pthread_mutex_lock(&p->mu);
         if (p->done_tail)
@@ -593,6 +596,15 @@ skipq__pool_take_ready(exec_pool *p)
     p->ready_head = p->ready_tail = NULL;
     pthread_mutex_unlock(&p->mu);
     return list;
+}
+
+int64_t
+skipq__pool_oldest_ready_ms(exec_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int64_t t = p->ready_head ? p->ready_head->claimed_ms : INT64_MAX;
+    pthread_mutex_unlock(&p->mu);
+    return t;
 }
 
 skipq_job *

@@ -109,7 +109,7 @@ struct skipq_config {
     skipq__band *bands;
     size_t nbands;
     int concurrency;
-    int prefetch; /* jobs claimed beyond concurrency, waiting locally */
+    int prefetch; /* jobs claimed beyond concurrency, or SKIPQ_PREFETCH_AUTO */
     int64_t poll_interval_ms;
     int64_t heartbeat_interval_ms;
     int64_t lease_timeout_ms;
@@ -170,5 +170,6 @@ skipq_rc skipq__jsonl_next(skipq__jsonl *r, const char **line, size_t *len,
 /* ---- time ----------------------------------------------------------- */
 
 int64_t skipq__now_ms(void); /* CLOCK_MONOTONIC */
+int64_t skipq__now_us(void); /* CLOCK_MONOTONIC */
 
 #endif /* SKIPQ_INTERNAL_H */

@@ -39,6 +39,7 @@ struct skipq_job {
     skipq_backoff backoff;
     int64_t backoff_base_ms, backoff_max_ms;
     int64_t timeout_ms;  /* effective: job's, else handler's; 0 none */
+    int64_t claimed_ms;  /* monotonic: when the claim returned it */
     int64_t started_ms;  /* monotonic */
     int64_t deadline_ms; /* monotonic; INT64_MAX none */
 
@@ -48,6 +49,7 @@ struct skipq_job {
     char *result; /* JSON text */
     int64_t snooze_ms;
     double duration_ms;
+    int64_t run_us;      /* the executor's wall time for it, 0 not run */
     bool timed_out;
 
     atomic_int stop;       /* 1: cancel requested, 2: shutdown, 3: timeout */
@@ -80,6 +82,8 @@ void skipq__pool_stop(exec_pool *p);
 void skipq__pool_push(exec_pool *p, skipq_job *jobs); /* a list via next */
 skipq_job *skipq__pool_take_done(exec_pool *p);       /* the whole list */
 skipq_job *skipq__pool_take_ready(exec_pool *p);      /* not yet started */
+/* claimed_ms of the oldest job no executor has started, INT64_MAX none */
+int64_t skipq__pool_oldest_ready_ms(exec_pool *p);
 
 /* Run job's handler on the calling thread; fills the outcome fields. */
 void skipq__job_run(skipq_job *job);

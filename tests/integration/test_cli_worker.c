@@ -57,6 +57,28 @@ TEST(worker_without_handlers_is_a_usage_error)
     free(err);
 }
 
+TEST(worker_prefetch_flag_is_checked)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "SELECT skipq.enqueue('ok')");
+    static const char *const bad[] = {"x", "-1", "10001", "", "1.5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *out = NULL, *err = NULL;
+        int rc = tl_skipq_run(NULL, &out, &err, "worker --once --handler ok=true --prefetch '%s'",
+                              bad[i]);
+        ASSERT_EQ(rc, 2);
+        ASSERT_CONTAINS(err, "--prefetch must be \"auto\" or a whole number from 0 to 10000");
+        free(out);
+        free(err);
+    }
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 1);
+    /* auto and a number both run the job */
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --once --handler ok=true --prefetch auto"), 0);
+    tl_exec(pg, "SELECT skipq.enqueue('ok')");
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --once --handler ok=true --prefetch 3"), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"), 2);
+}
+
 int
 main(int argc, char **argv)
 {

@@ -559,6 +559,70 @@ TEST(prefetch_claims_ahead_and_hands_back_unstarted)
                          " AND attempts = 0"), 5);
 }
 
+/* ---- automatic prefetch ------------------------------------------------------------ */
+
+static atomic_int slow_release;
+
+static skipq_outcome
+short_or_slow_handler(skipq_job *job, void *ud)
+{
+    (void)ud;
+    if (strcmp(skipq_job_kind(job), "slow") == 0) {
+        for (int i = 0; i < 2000 && !atomic_load(&slow_release); i++)
+            usleep(5000);
+    }
+    return SKIPQ_JOB_OK;
+}
+
+/*
+ * prefetch: auto (the default) claims ahead while jobs are short, so one
+ * round trip carries more rows; when long jobs follow, the jobs it parked
+ * go back to the queue for other workers within AUTO_STALE_MS, unstarted
+ * and uncounted, and it stops claiming ahead.
+ */
+TEST(auto_prefetch_claims_ahead_for_short_jobs_and_gives_back_parked_ones)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    skipq_config *cfg = test_config(2);
+    ASSERT_EQ(skipq_config_prefetch(cfg), SKIPQ_PREFETCH_AUTO);
+    const int n = 20000;
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'short' FROM generate_series(1, %d)", n);
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "short", short_or_slow_handler, NULL, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "slow", short_or_slow_handler, NULL, &err), &err);
+    atomic_store(&slow_release, 0);
+    struct running *r = start_worker(w);
+
+    /* more rows running than executors: claimed ahead */
+    ASSERT_TRUE(tl_wait_int(pg, 30000, 1, "SELECT (count(*) > 2)::int FROM skipq.jobs"
+                                          " WHERE status = 'running'"));
+    ASSERT_TRUE(tl_wait_int(pg, 60000, n, "SELECT count(*) FROM skipq.jobs"
+                                          " WHERE status = 'succeeded'"));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE attempts <> 1"), 0);
+
+    /* long jobs now: all six are claimed at once (the average says short),
+     * two start, and the four parked ones go back */
+    tl_exec(pg, "SELECT skipq.enqueue('slow') FROM generate_series(1, 6)");
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 4, "SELECT count(*) FROM skipq.jobs WHERE kind = 'slow'"
+                                          " AND status = 'queued' AND attempts = 0"
+                                          " AND locked_by IS NULL"));
+    /* and are not claimed ahead again while the two run */
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 2, "SELECT count(*) FROM skipq.jobs WHERE kind = 'slow'"
+                                         " AND status = 'running'"));
+    int64_t until = tl_now_ms() + 500;
+    while (tl_now_ms() < until) {
+        ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), 2);
+        usleep(20000);
+    }
+    atomic_store(&slow_release, 1);
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 6, "SELECT count(*) FROM skipq.jobs WHERE kind = 'slow'"
+                                          " AND status = 'succeeded' AND attempts = 1"));
+    stop_worker(r);
+    skipq_config_free(cfg);
+}
+
 TEST(kill_9_worker_job_runs_again_elsewhere)
 {
     PGconn *pg = tl_db();

@@ -144,12 +144,16 @@ TEST(setters_validate)
     ASSERT_OK(skipq_config_set_concurrency(cfg, 1024, &err), &err);
     ASSERT_EQ(skipq_config_concurrency(cfg), 1024);
 
-    ASSERT_EQ(skipq_config_prefetch(cfg), 0);
-    ASSERT_EQ(skipq_config_set_prefetch(cfg, -1, &err), SKIPQ_ERR_INVALID);
-    ASSERT_STREQ(err.message, "prefetch must be between 0 and 10000, not -1");
+    ASSERT_EQ(skipq_config_prefetch(cfg), SKIPQ_PREFETCH_AUTO);
+    ASSERT_EQ(skipq_config_set_prefetch(cfg, -2, &err), SKIPQ_ERR_INVALID);
+    ASSERT_STREQ(err.message, "prefetch must be \"auto\" or between 0 and 10000, not -2");
     ASSERT_EQ(skipq_config_set_prefetch(cfg, 10001, &err), SKIPQ_ERR_INVALID);
     ASSERT_OK(skipq_config_set_prefetch(cfg, 200, &err), &err);
     ASSERT_EQ(skipq_config_prefetch(cfg), 200);
+    ASSERT_OK(skipq_config_set_prefetch(cfg, 0, &err), &err);
+    ASSERT_EQ(skipq_config_prefetch(cfg), 0);
+    ASSERT_OK(skipq_config_set_prefetch(cfg, SKIPQ_PREFETCH_AUTO, &err), &err);
+    ASSERT_EQ(skipq_config_prefetch(cfg), SKIPQ_PREFETCH_AUTO);
 
     ASSERT_EQ(skipq_config_set_poll_interval(cfg, 0, &err), SKIPQ_ERR_INVALID);
     ASSERT_CONTAINS(err.message, "poll_interval must be positive");
@@ -658,6 +662,24 @@ TEST(wrong_types_name_line_and_column)
                     "1024, not 2000");
     ASSERT_CONTAINS(load_bad("? [a]\n: b\n", SKIPQ_ERR_CONFIG),
                     "line 1, column 3: keys must be strings");
+}
+
+TEST(prefetch_in_file)
+{
+    skipq_config *cfg = load_ok("worker:\n  prefetch: 64\n");
+    ASSERT_EQ(skipq_config_prefetch(cfg), 64);
+    skipq_config_free(cfg);
+    cfg = load_ok("worker:\n  prefetch: 0\n  prefetch: auto\n");
+    ASSERT_EQ(skipq_config_prefetch(cfg), SKIPQ_PREFETCH_AUTO);
+    skipq_config_free(cfg);
+    ASSERT_STREQ(load_bad("worker:\n  prefetch: -1\n", SKIPQ_ERR_CONFIG),
+                 "could not load config \"skipq.yaml\": line 2, column 13: "
+                 "worker.prefetch must be \"auto\" or between 0 and 10000, not -1");
+    ASSERT_CONTAINS(load_bad("worker:\n  prefetch: lots\n", SKIPQ_ERR_CONFIG),
+                    "line 2, column 13: worker.prefetch must be an integer");
+    ASSERT_CONTAINS(load_bad("worker:\n  prefetch: 10001\n", SKIPQ_ERR_CONFIG),
+                    "line 2, column 13: prefetch must be \"auto\" or between 0 and 10000,"
+                    " not 10001");
 }
 
 TEST(bad_duration_in_file)
