@@ -12,7 +12,8 @@
 #  1. starts the peer cluster (../shared/bench/peers/pg.sh: PostgreSQL 15,
 #     fsync and synchronous_commit on, port 55432) unless it is running;
 #  2. REPS times: `skipq bench all --json --jobs $N` against it (skipq makes
-#     and drops its own database), then pgbench doing skipq's single-job
+#     and drops its own database), `skipq bench drain --workers 2` (skipq's
+#     second drain configuration, as the peers have two), then pgbench doing skipq's single-job
 #     INSERT from 1 and 8 clients (the single-enqueue target's yardstick);
 #  3. the peer harness, ../shared/bench/peers/run-all.sh, with REPS, N, ONLY,
 #     GW_CONFIGS, BOSS_CONFIGS, RAW_* passed through, results under ours;
@@ -103,6 +104,12 @@ for rep in $(seq 1 "$REPS"); do
   if ! "$SKIPQ" bench all --json --jobs "$SKIPQ_JOBS" $SKIPQ_ARGS --database "$URL" 2>>"$LOG" |
        sed "s/^{/{\"rep\":\"$rep\",/" | tee -a "$OUT/skipq.jsonl" | cut -c1-200; then
     log "rep $rep: skipq bench FAILED (see $LOG)"
+  fi
+  log "rep $rep: skipq bench drain --workers 2 --json --jobs $SKIPQ_JOBS $SKIPQ_ARGS"
+  # shellcheck disable=SC2086
+  if ! "$SKIPQ" bench drain --workers 2 --json --jobs "$SKIPQ_JOBS" $SKIPQ_ARGS --database "$URL" 2>>"$LOG" |
+       sed "s/^{/{\"rep\":\"$rep\",/" | tee -a "$OUT/skipq.jsonl" | cut -c1-200; then
+    log "rep $rep: skipq bench drain --workers 2 FAILED (see $LOG)"
   fi
   log "rep $rep: pgbench, skipq's INSERT, 1 and 8 clients"
   pgbench_insert "$rep" 1 2000 || log "pgbench 1 client failed"
