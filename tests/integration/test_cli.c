@@ -162,6 +162,7 @@ TEST(migrate_twice)
 
     ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "migrate"), 0);
     ASSERT_CONTAINS(out, "applied 0001_init");
+    ASSERT_CONTAINS(out, "applied 0002_vacuum_at_full_speed");
     free(out);
     free(err);
     ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "migrate"), 0);
@@ -171,6 +172,11 @@ TEST(migrate_twice)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.schema_migrations "
                          "WHERE version = 1"),
               1);
+    /* 0002: vacuum of the jobs table is not throttled; marked compatible */
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_class WHERE oid = 'skipq.jobs'::regclass"
+                         " AND 'autovacuum_vacuum_cost_delay=0' = ANY (reloptions)"), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.schema_migrations"
+                         " WHERE version = 2 AND compatible"), 1);
     /* and the schema works */
     ASSERT_TRUE(enqueue_id("a '{}'") > 0);
 }

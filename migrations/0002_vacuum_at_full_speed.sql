@@ -1,0 +1,15 @@
+-- 0002_vacuum_at_full_speed: autovacuum on the jobs table without the
+-- cost-based throttle.
+--
+-- skipq: compatible (a storage setting: binaries that do not know this
+-- migration read and write the table exactly as before)
+--
+-- Every job leaves three dead row versions behind it (claim, completion,
+-- and the delete of retention). With the default throttle
+-- (autovacuum_vacuum_cost_delay 2 ms per 200 cost units) vacuum cleans a
+-- few megabytes a second, while a worker at 20,000 jobs/s dirties more:
+-- dead entries pile up in jobs_runnable_idx, every claim walks past them
+-- and the drain slows down as the table grows (measured with `skipq bench
+-- soak`, docs/performance.md). The jobs table is small and hot; vacuuming
+-- it at full speed costs less than letting it bloat.
+ALTER TABLE skipq.jobs SET (autovacuum_vacuum_cost_delay = 0);
