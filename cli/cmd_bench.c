@@ -46,7 +46,7 @@ extern const char skipq__claim_sql[];
 static const char usage[] =
     "usage: skipq bench [MEASUREMENT ...] [--jobs N] [--concurrency C] [--prefetch P]\n"
     "                   [--workers K] [--rate R] [--duration D] [--json]\n"
-    "                   [--deep-jobs N] [--latency-jobs N]\n"
+    "                   [--deep-jobs N] [--latency-jobs N] [--retention D]\n"
     "                   [--config F] [--database URL] [--quiet]\n"
     "\n"
     "Measures skipq on the server of the configured database, in a new\n"
@@ -65,6 +65,10 @@ static const char usage[] =
     "            waiting (default 100,000; 1,000,000 with SKIPQ_LONG=1)\n"
     "  command   drain with the command handler /bin/true at concurrency 8\n"
     "  all       all of the above (the default)\n"
+    "  soak      not in all: one worker drains --jobs jobs for its maximum,\n"
+    "            then a producer runs at --rate (default 80% of it) for\n"
+    "            --duration (default 10m) with --retention (default 30s):\n"
+    "            jobs/s in the first and last tenth, table and index sizes\n"
     "\n"
     "  --jobs N          jobs to drain and to bulk-enqueue (default 100000)\n"
     "  --concurrency C   worker concurrency (default 16)\n"
@@ -72,7 +76,8 @@ static const char usage[] =
     "  --prefetch P      jobs each worker claims beyond C: auto (the default)\n"
     "                    or 0..10000\n"
     "  --rate R          steady: jobs per second (default 200)\n"
-    "  --duration D      steady: how long (default 10s)\n"
+    "  --duration D      steady: how long (default 10s); soak: default 10m\n"
+    "  --retention D     soak: the worker's retention (default 30s)\n"
     "  --deep-jobs N     deep: the large backlog (default 100000)\n"
     "  --latency-jobs N  latency: samples (default 200)\n"
     "  --json            one JSON object per line and measurement\n";
@@ -87,6 +92,7 @@ enum {
     OPT_JSON,
     OPT_DEEP_JOBS,
     OPT_LATENCY_JOBS,
+    OPT_RETENTION,
 };
 
 enum {
@@ -96,7 +102,8 @@ enum {
     M_STEADY = 1 << 3,
     M_DEEP = 1 << 4,
     M_COMMAND = 1 << 5,
-    M_ALL = 0x3f,
+    M_ALL = 0x3f, /* all but soak */
+    M_SOAK = 1 << 6,
 };
 
 #define KIND_NOOP "bench_noop"
@@ -125,6 +132,9 @@ struct result {
     int claim_uses_index; /* -1: not measured */
     double stall_ms;
     double rate;
+    /* soak */
+    double max_jps, first_jps, last_jps;
+    long long table_kb_mid, table_kb_end, index_kb_mid, index_kb_end;
 };
 
 struct bench {
@@ -134,6 +144,8 @@ struct bench {
     int concurrency, workers, prefetch;
     double rate;
     int64_t duration_ms;
+    int rate_set, duration_set;
+    int64_t retention_ms; /* soak */
 
     PGconn *admin; /* the configured database: CREATE/DROP DATABASE */
     skipq_conn *admin_conn;
@@ -214,6 +226,8 @@ result_init(struct result *r, const char *metric, const char *config)
     snprintf(r->config, sizeof r->config, "%s", config);
     r->seconds = r->jobs_per_s = r->p50 = r->p95 = r->p99 = r->max = NAN;
     r->cpu_s = r->claim_p50 = r->claim_p99 = r->stall_ms = r->rate = NAN;
+    r->max_jps = r->first_jps = r->last_jps = NAN;
+    r->table_kb_mid = r->table_kb_end = r->index_kb_mid = r->index_kb_end = -1;
     r->jobs = r->backlog = -1;
     r->max_rss_kb = -1;
     r->claim_uses_index = -1;
@@ -238,8 +252,14 @@ round2(double x)
 static void
 json_add_num(json_object *o, const char *key, double v)
 {
-    if (!isnan(v))
-        json_object_object_add(o, key, json_object_new_double(round2(v)));
+    char text[48];
+
+    if (isnan(v))
+        return;
+    /* serialized as printed: json-c's own %.17g shows 0.87 as
+     * 0.87000000000000002 */
+    snprintf(text, sizeof text, "%.2f", round2(v));
+    json_object_object_add(o, key, json_object_new_double_s(round2(v), text));
 }
 
 static void
@@ -288,6 +308,13 @@ report(struct bench *b, const struct result *r)
                                json_object_new_boolean(r->claim_uses_index));
     json_add_num(o, "worst_stall_ms", r->stall_ms);
     json_add_num(o, "rate", r->rate);
+    json_add_num(o, "max_jobs_per_s", r->max_jps);
+    json_add_num(o, "first_window_jobs_per_s", r->first_jps);
+    json_add_num(o, "last_window_jobs_per_s", r->last_jps);
+    json_add_int(o, "table_kb_mid", r->table_kb_mid);
+    json_add_int(o, "table_kb_end", r->table_kb_end);
+    json_add_int(o, "indexes_kb_mid", r->index_kb_mid);
+    json_add_int(o, "indexes_kb_end", r->index_kb_end);
     puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
     fflush(stdout);
     json_object_put(o);
@@ -1201,7 +1228,8 @@ wthread_main(void *p)
 }
 
 static int
-inproc_start(struct bench *b, struct inproc *ip, struct wthread *x)
+inproc_start(struct bench *b, skipq_handler_fn fn, void *ud, int64_t retention_ms,
+             struct wthread *x)
 {
     skipq_config *cfg = skipq_config_new();
     skipq_error err = {0};
@@ -1214,10 +1242,12 @@ inproc_start(struct bench *b, struct inproc *ip, struct wthread *x)
         rc = skipq_config_set_prefetch(cfg, b->prefetch, &err);
     if (rc == SKIPQ_OK)
         rc = skipq_config_set_database(cfg, b->url, &err);
+    if (rc == SKIPQ_OK && retention_ms > 0)
+        rc = skipq_config_set_retention(cfg, retention_ms, &err);
     if (rc == SKIPQ_OK)
         rc = skipq_worker_new(cfg, &x->w, &err);
     if (rc == SKIPQ_OK)
-        rc = skipq_worker_register(x->w, KIND_NOOP, timing_handler, ip, &err);
+        rc = skipq_worker_register(x->w, KIND_NOOP, fn, ud, &err);
     skipq_config_free(cfg);
     if (rc != SKIPQ_OK) {
         skipq_worker_free(x->w);
@@ -1323,7 +1353,7 @@ bench_latency(struct bench *b)
     result_init(&r, "latency", "");
     if ((rc = reset_queue(b)) != 0 || (rc = inproc_alloc(&ip, n)) != 0)
         goto out;
-    if ((rc = inproc_start(b, &ip, &x)) != 0)
+    if ((rc = inproc_start(b, timing_handler, &ip, 0, &x)) != 0)
         goto out;
     for (int i = 0; i < WARMUP_JOBS && rc == 0; i++) {
         rc = enqueue_timed(b, -1, NULL, NULL);
@@ -1412,7 +1442,7 @@ bench_steady(struct bench *b)
     }
     if ((rc = reset_queue(b)) != 0 || (rc = inproc_alloc(&ip, n)) != 0)
         goto out;
-    if ((rc = inproc_start(b, &ip, &x)) != 0)
+    if ((rc = inproc_start(b, timing_handler, &ip, 0, &x)) != 0)
         goto out;
     int64_t t0 = now_us();
     /* Open loop: job i is due at t0 + i/rate, whatever the last took. */
@@ -1446,6 +1476,169 @@ out:;
     return rc == 0 ? report(b, &r) : rc;
 }
 
+/* ---- soak: a producer at a fixed rate for minutes, retention on ------------- */
+
+struct soak_count {
+    atomic_llong handled;
+    atomic_llong first_us; /* when the first job started, 0 before */
+};
+
+static skipq_outcome
+soak_handler(skipq_job *job, void *userdata)
+{
+    struct soak_count *c = userdata;
+    long long zero = 0;
+    (void)job;
+    if (atomic_load(&c->first_us) == 0)
+        atomic_compare_exchange_strong(&c->first_us, &zero, (long long)now_us());
+    atomic_fetch_add(&c->handled, 1);
+    return SKIPQ_JOB_OK;
+}
+
+/* Table and index sizes of skipq.jobs, kB. */
+static int
+jobs_sizes(struct bench *b, long long *table_kb, long long *index_kb)
+{
+    *table_kb = sql_int(b->pg, "SELECT pg_table_size('skipq.jobs') / 1024");
+    *index_kb = sql_int(b->pg, "SELECT pg_indexes_size('skipq.jobs') / 1024");
+    return *table_kb < 0 || *index_kb < 0 ? CLI_EXIT_FAIL : 0;
+}
+
+/* skipq_enqueue_batch of n no-op jobs from spec/payload buffers of SOAK_CHUNK. */
+enum { SOAK_CHUNK = 2000, SOAK_TICK_US = 10000, SOAK_WINDOWS = 10 };
+
+static int
+soak_enqueue(struct bench *b, long long n, long long first, skipq_job_spec *specs,
+             char *payloads)
+{
+    skipq_error err = {0};
+    while (n > 0) {
+        size_t m = (size_t)(n < SOAK_CHUNK ? n : SOAK_CHUNK);
+        for (size_t i = 0; i < m; i++) {
+            snprintf(payloads + i * 24, 24, "{\"i\":%lld}", first + (long long)i);
+            specs[i] = (skipq_job_spec){KIND_NOOP, payloads + i * 24};
+        }
+        if (skipq_enqueue_batch(b->conn, specs, m, NULL, &err) != SKIPQ_OK)
+            return fail1(&err);
+        n -= (long long)m;
+        first += (long long)m;
+    }
+    return 0;
+}
+
+/*
+ * One worker (in this process, concurrency C, retention --retention,
+ * default 30s), idle, is given --jobs jobs at once (in COPYs of 10,000,
+ * far faster than it drains), and its maximum rate is taken from the
+ * first job's start to the last one's;
+ * then a producer enqueues at --rate (default 80% of that maximum) for
+ * --duration (default 10 minutes), in a batch every 10 ms. Ten windows:
+ * the jobs handled per second in each, the backlog, and the table's and
+ * its indexes' sizes (progress on stderr). Reports the first and last
+ * window's rates and the sizes at the middle and the end: with retention
+ * on they should plateau.
+ */
+static int
+bench_soak(struct bench *b)
+{
+    const long long fill = b->jobs;
+    int64_t duration_ms = b->duration_set ? b->duration_ms : 600000;
+    struct soak_count count = {0};
+    struct wthread x = {0};
+    struct result r;
+    skipq_job_spec *specs = calloc(SOAK_CHUNK, sizeof *specs);
+    char *payloads = malloc((size_t)SOAK_CHUNK * 24);
+    double rate = b->rate, max_jps;
+    char cfgname[48];
+    int rc;
+
+    result_init(&r, "soak", "");
+    if (!specs || !payloads) {
+        rc = cli_errorf(CLI_EXIT_FAIL, "bench: out of memory");
+        goto out;
+    }
+    if ((rc = reset_queue(b)) != 0 ||
+        (rc = inproc_start(b, soak_handler, &count, b->retention_ms, &x)) != 0 ||
+        (rc = fill_batch(b, fill, KIND_NOOP, NULL)) != 0)
+        goto out;
+    int64_t t0 = now_us();
+    while (atomic_load(&count.handled) < fill && !interrupted) {
+        if (now_us() - t0 > 120000000) {
+            rc = cli_errorf(CLI_EXIT_FAIL, "bench: soak: %lld jobs did not drain in 2 minutes",
+                            fill);
+            goto out;
+        }
+        sleep_us(1000);
+    }
+    max_jps = (double)fill / ((double)(now_us() - atomic_load(&count.first_us)) / 1e6);
+    if (!b->rate_set)
+        rate = 0.8 * max_jps;
+    if (!b->ctx->quiet)
+        fprintf(stderr, "skipq: bench: soak: max %.0f jobs/s; producing %.0f jobs/s for %llds, "
+                        "retention %llds\n", max_jps, rate, (long long)(duration_ms / 1000),
+                        (long long)(b->retention_ms / 1000));
+
+    int64_t start = now_us(), window_us = duration_ms * 1000 / SOAK_WINDOWS;
+    long long sent = 0, base = fill, win_h = atomic_load(&count.handled);
+    int64_t win_t = start;
+    int win = 0;
+    while (win < SOAK_WINDOWS && !interrupted) {
+        int64_t now = now_us();
+        long long due = (long long)(rate * (double)(now - start) / 1e6);
+        if (due > sent) {
+            if ((rc = soak_enqueue(b, due - sent, base + sent, specs, payloads)) != 0)
+                goto out;
+            sent = due;
+        }
+        if (now - win_t >= window_us) {
+            long long h = atomic_load(&count.handled), tkb, ikb;
+            double jps = (double)(h - win_h) / ((double)(now - win_t) / 1e6);
+            if ((rc = jobs_sizes(b, &tkb, &ikb)) != 0)
+                goto out;
+            long long backlog = sql_int(b->pg, "SELECT count(*) FROM skipq.jobs"
+                                               " WHERE status = 'queued'");
+            if (!b->ctx->quiet)
+                fprintf(stderr, "skipq: bench: soak: window %d: %.0f jobs/s, backlog %lld, "
+                                "table %lld kB, indexes %lld kB\n",
+                        win + 1, jps, backlog, tkb, ikb);
+            if (win == 0)
+                r.first_jps = jps;
+            r.last_jps = jps;
+            if (win == SOAK_WINDOWS / 2 - 1) {
+                r.table_kb_mid = tkb;
+                r.index_kb_mid = ikb;
+            }
+            r.table_kb_end = tkb;
+            r.index_kb_end = ikb;
+            r.backlog = backlog;
+            win_h = h;
+            win_t = now;
+            win++;
+        }
+        int64_t next = now_us();
+        if (SOAK_TICK_US > next - now)
+            sleep_us(SOAK_TICK_US - (next - now));
+    }
+    if (interrupted) {
+        rc = cli_errorf(CLI_EXIT_FAIL, "bench: interrupted");
+        goto out;
+    }
+    snprintf(cfgname, sizeof cfgname, "r%.0fc%d", rate, b->concurrency);
+    snprintf(r.config, sizeof r.config, "%s", cfgname);
+    r.jobs = sent;
+    r.seconds = (double)(now_us() - start) / 1e6;
+    r.jobs_per_s = (double)sent / r.seconds;
+    r.rate = rate;
+    r.max_jps = max_jps;
+out:;
+    int rc2 = inproc_stop(&x);
+    free(specs);
+    free(payloads);
+    if (rc == 0)
+        rc = rc2;
+    return rc == 0 ? report(b, &r) : rc;
+}
+
 /* ---- the command ------------------------------------------------------------- */
 
 static int
@@ -1454,7 +1647,7 @@ parse_measurement(const char *s, unsigned *m)
     static const struct { const char *name; unsigned bit; } names[] = {
         {"enqueue", M_ENQUEUE}, {"drain", M_DRAIN}, {"latency", M_LATENCY},
         {"steady", M_STEADY},   {"deep", M_DEEP},   {"command", M_COMMAND},
-        {"all", M_ALL},
+        {"all", M_ALL},         {"soak", M_SOAK},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(s, names[i].name) == 0) {
@@ -1462,7 +1655,7 @@ parse_measurement(const char *s, unsigned *m)
             return 0;
         }
     return cli_usage_error("bench: unknown measurement \"%.64s\" (enqueue, drain, "
-                           "latency, steady, deep, command or all)", s);
+                           "latency, steady, deep, command, all or soak)", s);
 }
 
 int
@@ -1478,13 +1671,14 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
         {"json", no_argument, NULL, OPT_JSON},
         {"deep-jobs", required_argument, NULL, OPT_DEEP_JOBS},
         {"latency-jobs", required_argument, NULL, OPT_LATENCY_JOBS},
+        {"retention", required_argument, NULL, OPT_RETENTION},
         CLI_COMMON_LONGOPTS,
         {0, 0, 0, 0},
     };
     struct bench b = {
         .ctx = ctx, .jobs = 100000, .concurrency = 16, .workers = 1,
         .prefetch = SKIPQ_PREFETCH_AUTO,
-        .rate = 200, .duration_ms = 10000, .latency_jobs = 200,
+        .rate = 200, .duration_ms = 10000, .latency_jobs = 200, .retention_ms = 30000,
     };
     const char *lng = getenv("SKIPQ_LONG");
     unsigned which = 0;
@@ -1522,12 +1716,20 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
             if ((rc = cli_parse_int("--rate", optarg, 1, 1000000, &v)) != 0)
                 return rc;
             b.rate = (double)v;
+            b.rate_set = 1;
             break;
         case OPT_DURATION:
             if ((rc = cli_parse_duration("--duration", optarg, &b.duration_ms)) != 0)
                 return rc;
             if (b.duration_ms <= 0)
                 return cli_usage_error("--duration must be more than 0");
+            b.duration_set = 1;
+            break;
+        case OPT_RETENTION:
+            if ((rc = cli_parse_duration("--retention", optarg, &b.retention_ms)) != 0)
+                return rc;
+            if (b.retention_ms <= 0)
+                return cli_usage_error("--retention must be more than 0");
             break;
         case OPT_JSON:
             b.json = 1;
@@ -1559,6 +1761,12 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
+    /* output piped into `head` must not kill us before drop_db() */
+    struct sigaction ign, old_pipe;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, &old_pipe);
 
     rc = create_db(&b);
     if (rc == 0 && (which & M_ENQUEUE))
@@ -1573,9 +1781,12 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
         rc = bench_deep(&b);
     if (rc == 0 && (which & M_COMMAND))
         rc = bench_drain(&b, 1);
+    if (rc == 0 && (which & M_SOAK))
+        rc = bench_soak(&b);
     drop_db(&b);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGPIPE, &old_pipe, NULL);
     if (!b.json && b.nres > 0)
         print_table(&b);
     free(b.res);

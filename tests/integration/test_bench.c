@@ -112,6 +112,40 @@ TEST(json_lines_every_measurement)
     free(err);
 }
 
+/* soak is not part of all: a short one, its windows and sizes */
+TEST(soak_smoke)
+{
+    PGconn *pg = tl_db();
+    char *out = NULL, *err = NULL;
+    int rc = tl_run(NULL, &out, &err,
+                    "echo $$; exec %s bench soak --jobs 500 --duration 2s --rate 300"
+                    " --retention 1s --concurrency 4 --json", tl_skipq());
+    if (rc != 0)
+        HARNESS_FAIL("exit %d: %s", rc, err ? err : "");
+    char *save = NULL, *line = strtok_r(out, "\n", &save);
+    ASSERT_EQ(bench_dbs(pg, strtol(line, NULL, 10)), 0);
+    line = strtok_r(NULL, "\n", &save);
+    ASSERT_TRUE(line != NULL);
+    json_object *o = json_tokener_parse(line);
+    if (!o)
+        HARNESS_FAIL("not JSON: %s", line);
+    ASSERT_STREQ(json_object_get_string(field(o, "metric")), "soak");
+    ASSERT_STREQ(json_object_get_string(field(o, "config")), "r300c4");
+    ASSERT_TRUE(num(o, "jobs") >= 500 && num(o, "jobs") <= 700);
+    ASSERT_TRUE(num(o, "max_jobs_per_s") > 0);
+    ASSERT_TRUE(num(o, "first_window_jobs_per_s") > 0);
+    ASSERT_TRUE(num(o, "last_window_jobs_per_s") > 0);
+    ASSERT_TRUE(num(o, "table_kb_mid") > 0 && num(o, "table_kb_end") > 0);
+    ASSERT_TRUE(num(o, "indexes_kb_mid") > 0 && num(o, "indexes_kb_end") > 0);
+    ASSERT_TRUE(num(o, "backlog") >= 0);
+    json_object_put(o);
+    ASSERT_TRUE(strtok_r(NULL, "\n", &save) == NULL);
+    /* ten windows on stderr */
+    ASSERT_CONTAINS(err, "soak: window 10:");
+    free(out);
+    free(err);
+}
+
 TEST(human_table)
 {
     PGconn *pg = tl_db();
