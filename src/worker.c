@@ -309,7 +309,7 @@ find_handler(const skipq_worker *w, const char *kind)
 /*
  * Automatic prefetch (worker.prefetch: auto). Claiming ahead raises the
  * rows per round trip, and so per commit: on no-op jobs, 16 executors and
- * one worker, 3x the drain rate of claiming only for free executors. The
+ * one worker, 2.5x the drain rate of claiming only for free executors. The
  * price is a job parked in this worker, already `running`, while another
  * worker may be idle. So claim ahead only what the executors will start
  * within about AUTO_WAIT_MS by the measured run time, and nothing while a
