@@ -254,7 +254,7 @@ json_add_num(json_object *o, const char *key, double v)
 {
     char text[48];
 
-    if (isnan(v))
+    if (!isfinite(v))
         return;
     /* serialized as printed: json-c's own %.17g shows 0.87 as
      * 0.87000000000000002 */

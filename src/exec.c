@@ -500,7 +500,8 @@ executor(void *arg)
         if (atomic_load(&job->stop) != 2) {
             int64_t t0 = skipq__now_us();
             skipq__job_run(job);
-            job->run_us = skipq__now_us() - t0;
+            int64_t us = skipq__now_us() - t0;
+            job->run_us = us > 0 ? us : 1; /* 0 means "did not run" */
         }
 
         pthread_mutex_lock(&p->mu);

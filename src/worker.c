@@ -1181,10 +1181,11 @@ fail:
 /*
  * Retention: delete finished rows older than the setting, one worker at a
  * time, in batches for at most PRUNE_BUDGET_MS per tick, since the
- * connection is the one that claims. Returns true when rows were left:
- * the next tick then comes after PRUNE_BEHIND_MS instead of
- * PRUNE_EVERY_MS, so pruning keeps up with a worker finishing thousands
- * of jobs a second (at most a fifth of the connection's time), where a
+ * connection is the one that claims. Returns how long the turn took when
+ * rows were left, else -1: the next turn then comes after four times that
+ * (at least PRUNE_BEHIND_MS) instead of PRUNE_EVERY_MS, so pruning keeps
+ * up with a worker finishing thousands of jobs a second and takes at most
+ * a fifth of the connection's time even when one batch is slow, where a
  * fixed 20,000 rows per 10 s tick fell behind for good above 2,000 jobs/s.
  */
 enum {
@@ -1194,10 +1195,10 @@ enum {
     PRUNE_BEHIND_MS = 500,
 };
 
-static bool
+static int64_t
 prune_tick(skipq_worker *w)
 {
-    bool behind = false;
+    int64_t behind = -1;
     char lk[160], older[32], batch[16];
     const char *v[2] = {older, batch};
     skipq_error e;
@@ -1211,7 +1212,7 @@ prune_tick(skipq_worker *w)
     bool mine = PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
     if (!mine)
-        return false;
+        return -1;
     for (int64_t t0 = skipq__now_ms();;) {
         if (exec_params(w, "SELECT skipq.prune($1::interval, '{succeeded,cancelled}', $2::int4)",
                         2, v, &res, &e) != SKIPQ_OK) {
@@ -1223,7 +1224,7 @@ prune_tick(skipq_worker *w)
         if (deleted < PRUNE_BATCH)
             break;
         if (skipq__now_ms() - t0 >= PRUNE_BUDGET_MS) {
-            behind = true;
+            behind = skipq__now_ms() - t0;
             break;
         }
     }
@@ -1267,6 +1268,7 @@ give_back_unstarted(skipq_worker *w, bool stopping)
         } else if (stopping) {
             j->done = true;
         } else {
+            j->claimed_ms = skipq__now_ms(); /* next check in AUTO_STALE_MS, not at once */
             *tail = j;
             tail = &j->next;
         }
@@ -1276,7 +1278,11 @@ give_back_unstarted(skipq_worker *w, bool stopping)
 }
 
 /* Put back jobs we hold that are not finished (with only_pulled, those
- * taken back unstarted from the pool): not counted as attempts. */
+ * taken back unstarted from the pool): not counted as attempts, their
+ * run_at (their place in the queue) kept, and a NOTIFY so idle workers
+ * take them at once. Jobs are marked handed_back only when the statement
+ * ran: the rows it did not match were no longer ours. When it failed they
+ * stay held and ours. */
 static void
 hand_back(skipq_worker *w, bool only_pulled)
 {
@@ -1289,28 +1295,34 @@ hand_back(skipq_worker *w, bool only_pulled)
     prm = PQparamCreate(w->pg);
     ids = PQparamCreate(w->pg);
     tok = PQparamCreate(w->pg);
-    for (skipq_job *j = w->held; prm && ids && tok && j; j = j->hnext) {
+    bool ok = prm && ids && tok;
+    for (skipq_job *j = w->held; ok && j; j = j->hnext) {
         if (j->done || j->handed_back || (only_pulled && !j->pulled))
             continue;
-        PQputf(ids, "%int8", (PGint8)j->id);
-        PQputf(tok, "%int4", (PGint4)j->claims);
-        j->handed_back = true;
+        ok = PQputf(ids, "%int8", (PGint8)j->id) && PQputf(tok, "%int4", (PGint4)j->claims);
         n++;
     }
     a.param = ids;
     b.param = tok;
-    if (n > 0 && PQputf(prm, "%int8[] %int4[] %int8", &a, &b, (PGint8)w->id)) {
+    if (ok && n > 0 && PQputf(prm, "%int8[] %int4[] %int8", &a, &b, (PGint8)w->id)) {
         PGresult *res = PQparamExec(w->pg, prm,
-            "UPDATE skipq.jobs j SET status = 'queued', attempts = greatest(j.attempts - 1, 0),"
-            " locked_by = NULL, run_at = now(), started_at = NULL, updated_at = now()"
-            " FROM unnest($1::int8[], $2::int4[]) AS r(id, claims)"
-            " WHERE j.id = r.id AND" SKIPQ_OWNED_BY("$3") " RETURNING j.id", 0);
-        if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+            "WITH u AS (UPDATE skipq.jobs j SET status = 'queued',"
+            "   attempts = greatest(j.attempts - 1, 0), locked_by = NULL,"
+            "   started_at = NULL, updated_at = now()"
+            "  FROM unnest($1::int8[], $2::int4[]) AS r(id, claims)"
+            "  WHERE j.id = r.id AND" SKIPQ_OWNED_BY("$3") " RETURNING j.id, j.queue),"
+            " n AS (SELECT pg_notify('skipq', q) FROM (SELECT DISTINCT queue q FROM u) d)"
+            " SELECT u.id FROM u, (SELECT count(*) FROM n) c", 0);
+        if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+            for (skipq_job *j = w->held; j; j = j->hnext)
+                if (!j->done && !j->handed_back && (!only_pulled || j->pulled))
+                    j->handed_back = true;
             skipq__log(SKIPQ_LOG_INFO, "worker %lld handed back %d unfinished jobs",
                        (long long)w->id, PQntuples(res));
-        else
+        } else {
             skipq__log(SKIPQ_LOG_WARN, "could not hand back jobs: %s",
                        PQerrorMessage(w->pg));
+        }
         PQclear(res);
     }
     if (prm) PQparamClear(prm);
@@ -1416,7 +1428,10 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
             int64_t oldest = skipq__pool_oldest_ready_ms(&w->pool);
             if (oldest != INT64_MAX && now - oldest > AUTO_STALE_MS) {
                 int n = give_back_unstarted(w, false);
-                double waited = (double)(now - oldest) * 1000.0;
+                /* as if every executor had been busy for the whole wait:
+                 * the allowance drops to 0 at any concurrency, and short
+                 * runs bring it back (1/32 per run) */
+                double waited = (double)(now - oldest) * 1000.0 * w->cfg->concurrency;
                 if (w->run_avg_us < waited)
                     w->run_avg_us = waited;
                 skipq__log(SKIPQ_LOG_INFO, "worker %lld handed back %d prefetched job(s) "
@@ -1534,8 +1549,11 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
                                                 w->cfg->heartbeat_interval_ms);
             }
             if (w->pg && w->cfg->retention_ms > 0 && now >= w->next_prune_ms) {
-                bool behind = prune_tick(w);
-                w->next_prune_ms = now + (behind ? PRUNE_BEHIND_MS : PRUNE_EVERY_MS);
+                int64_t took = prune_tick(w), wait = PRUNE_EVERY_MS;
+                if (took >= 0) /* behind: soon, but at most a fifth of the time */
+                    wait = min64(PRUNE_EVERY_MS,
+                                 4 * took > PRUNE_BEHIND_MS ? 4 * took : PRUNE_BEHIND_MS);
+                w->next_prune_ms = skipq__now_ms() + wait;
             }
         }
 
