@@ -212,6 +212,19 @@ restart_under_load(const char *mode)
                      "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'")) {
         for (int i = 0; i < RWORKERS; i++)
             fl_dump("worker", logs[i]);
+        /* what the missing ones look like, and who holds them */
+        char *left = tl_str(pg, "SELECT coalesce(string_agg(format('%%s x%%s (ids %%s..%%s,"
+                                " attempts <= %%s, holders %%s, run_at - now() <= %%s, %%s)',"
+                                " status, n, lo, hi, att, holders, due, err), '; '), '-')"
+                                " FROM (SELECT status, count(*) n, min(id) lo, max(id) hi,"
+                                " max(attempts) att, array_agg(DISTINCT locked_by) holders,"
+                                " max(run_at - now()) due, max(last_error) err"
+                                " FROM skipq.jobs WHERE status <> 'succeeded' GROUP BY 1) s");
+        char *wk = tl_str(pg, "SELECT coalesce(string_agg(format('%%s alive=%%s running=%%s',"
+                              " id, alive, running_jobs), '; '), '-') FROM skipq.active_workers");
+        fprintf(stderr, "not succeeded: %s\nworkers: %s\n", left, wk);
+        free(left);
+        free(wk);
         HARNESS_FAIL("not every job succeeded");
     }
     int64_t ms = tl_now_ms() - t0;
