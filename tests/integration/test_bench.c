@@ -131,7 +131,11 @@ TEST(soak_smoke)
         HARNESS_FAIL("not JSON: %s", line);
     ASSERT_STREQ(json_object_get_string(field(o, "metric")), "soak");
     ASSERT_STREQ(json_object_get_string(field(o, "config")), "r300c4");
-    ASSERT_TRUE(num(o, "jobs") >= 500 && num(o, "jobs") <= 700);
+    /* the producer keeps its rate (it catches up after a slow batch), so
+     * jobs = rate x the run's length, which a loaded machine stretches */
+    ASSERT_TRUE(num(o, "seconds") >= 2.0);
+    ASSERT_TRUE(num(o, "jobs") >= 500);
+    ASSERT_TRUE(num(o, "jobs_per_s") >= 200 && num(o, "jobs_per_s") <= 330);
     ASSERT_TRUE(num(o, "max_jobs_per_s") > 0);
     ASSERT_TRUE(num(o, "first_window_jobs_per_s") > 0);
     ASSERT_TRUE(num(o, "last_window_jobs_per_s") > 0);
