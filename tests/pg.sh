@@ -33,10 +33,16 @@ ensure_user() {
         useradd --system --home-dir /var/lib/postgresql --shell /bin/bash "$RUNAS"
 }
 
+# A port no one listens on, below the kernel's ephemeral range: a port in
+# that range can be taken at any moment as the local end of an outgoing
+# connection (the suite opens hundreds), and then the server cannot bind
+# it, at start or after a restart (seen in CI: "Address already in use").
 free_port() {
-    local p
+    local p low
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$low" -gt 12000 ] 2>/dev/null || low=32768
     for _ in $(seq 1 200); do
-        p=$(( 20000 + RANDOM % 30000 ))
+        p=$(( 10000 + RANDOM % (low - 10000) ))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
     done
     die "could not find a free TCP port"
