@@ -98,6 +98,8 @@ skipq__check_payload(const char *json, size_t len, size_t max,
     if ((bad = utf8_valid_upto((const unsigned char *)json, len)) != len)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
                            "invalid JSON at offset %zu: invalid UTF-8", bad);
+    if (skipq__json_object_fast(json, len))
+        return SKIPQ_OK; /* the common case, without a parse (jsonscan.c) */
     tok = json_tokener_new_ex(512);
     if (!tok)
         return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");

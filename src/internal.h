@@ -144,6 +144,12 @@ skipq_rc skipq__check_name(const char *what, const char *name,
  */
 skipq_rc skipq__check_payload(const char *json, size_t len, size_t max,
                               skipq_error *err);
+/*
+ * Certainly one JSON object (strict grammar, whitespace around it)? No
+ * allocation. false means "not sure": parse with json-c for the verdict.
+ * text must be valid UTF-8 (jsonscan.c).
+ */
+bool skipq__json_object_fast(const char *text, size_t n);
 
 /* ---- JSON-lines input (jsonl.c) ---------------------------------- */
 

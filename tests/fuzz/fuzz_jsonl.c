@@ -5,6 +5,7 @@
  * payload limit so the over-limit path is reached too.
  *
  * Contracts checked: every accepted line is a NUL-terminated JSON object
+ * (json-c, strict mode)
  * no longer than the limit whose length matches strlen (no NUL inside);
  * every refusal carries a message; line numbers only grow.
  */
@@ -20,6 +21,32 @@
 #define CHECK(x) ((x) ? (void)0 : abort())
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* json-c's strict mode takes line as one object with only blanks after it
+ * (lines pass the allocation-free scan of jsonscan.c first, so this is
+ * also where that scan is held to json-c's verdict). */
+static int
+strict_object(const char *line, size_t len)
+{
+    json_tokener *tok = json_tokener_new_ex(512);
+    json_object *o;
+    size_t end;
+    int ok;
+
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    o = json_tokener_parse_ex(tok, line, (int)len);
+    if (json_tokener_get_error(tok) == json_tokener_continue)
+        o = json_tokener_parse_ex(tok, "", 1);
+    end = json_tokener_get_parse_end(tok);
+    ok = json_tokener_get_error(tok) == json_tokener_success &&
+         json_object_is_type(o, json_type_object);
+    while (ok && end < len && strchr(" \t\r\n", line[end]))
+        end++;
+    ok = ok && (end >= len || line[end] == '\0');
+    json_object_put(o);
+    json_tokener_free(tok);
+    return ok;
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -59,9 +86,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         CHECK(strlen(line) == len);
         CHECK(len <= in.max);
-        json_object *o = json_tokener_parse(line);
-        CHECK(o && json_object_is_type(o, json_type_object));
-        json_object_put(o);
+        CHECK(strict_object(line, len));
     }
     skipq__jsonl_free(&in);
     fclose(f);
