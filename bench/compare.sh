@@ -14,7 +14,8 @@
 #  2. REPS times: `skipq bench all --json --jobs $N` against it (skipq makes
 #     and drops its own database), `skipq bench drain --workers 2` (skipq's
 #     second drain configuration, as the peers have two), then pgbench doing skipq's single-job
-#     INSERT from 1 and 8 clients (the single-enqueue target's yardstick);
+#     INSERT from 1 and 8 clients (the single-enqueue target's yardstick),
+#     and psql's \copy of the same rows into skipq.jobs (the bulk target's);
 #  3. the peer harness, ../shared/bench/peers/run-all.sh, with REPS, N, ONLY,
 #     GW_CONFIGS, BOSS_CONFIGS, RAW_* passed through, results under ours;
 #     meanwhile the node processes' peak RSS is sampled from /proc;
@@ -98,6 +99,26 @@ pgbench_insert() { # REP CLIENTS TX_PER_CLIENT
   echo "{\"rep\":\"$rep\",\"system\":\"raw-sql\",\"version\":\"pgbench\",\"config\":\"pgbench-insert-${c}conn\",\"metric\":\"enqueue_single\",\"jobs\":$((c * t)),\"jobs_per_s\":$tps}" >>"$OUT/skipq.jsonl"
 }
 
+# Raw COPY of the rows skipq's bulk enqueue writes, into skipq.jobs itself
+# (the bulk target is "80% of raw COPY into the same table"; the peer
+# harness's COPY goes into its narrower table, shown beside it).
+copy_skipq_jobs() { # REP ROWS
+  local rep=$1 rows=$2 url csv ms got
+  url=$("$PEERS/pg.sh" url skipq_pgbench)
+  csv="$OUT/copy_skipq_jobs.csv"
+  "$PEERS/pg.sh" fresh-db skipq_pgbench >>"$LOG" 2>&1
+  "$SKIPQ" migrate --quiet --database "$url" >>"$LOG" 2>&1
+  seq 1 "$rows" | awk '{printf "bench_noop,\"{\"\"i\"\":%d}\",default,0\n", $1}' >"$csv"
+  psql -XAtq "$url" -c CHECKPOINT >>"$LOG" 2>&1
+  ms=$(psql -XAtq "$url" -c '\timing on' \
+         -c "\\copy skipq.jobs (kind, payload, queue, priority) FROM '$csv' WITH (FORMAT csv)" |
+       sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1)
+  got=$(psql -XAtq "$url" -c "SELECT count(*) FROM skipq.jobs")
+  rm -f "$csv"
+  [ -n "$ms" ] && [ "$got" = "$rows" ] || { log "raw COPY into skipq.jobs left $got of $rows rows"; return 1; }
+  echo "{\"rep\":\"$rep\",\"system\":\"raw-sql\",\"version\":\"psql\",\"config\":\"copy-skipq-jobs\",\"metric\":\"enqueue_bulk\",\"jobs\":$rows,\"seconds\":$(awk -v m="$ms" 'BEGIN{printf "%.3f", m/1000}'),\"jobs_per_s\":$(awk -v r="$rows" -v m="$ms" 'BEGIN{printf "%.1f", r/(m/1000)}')}" >>"$OUT/skipq.jsonl"
+}
+
 for rep in $(seq 1 "$REPS"); do
   log "rep $rep: skipq bench all --json --jobs $SKIPQ_JOBS $SKIPQ_ARGS"
   # shellcheck disable=SC2086
@@ -114,6 +135,8 @@ for rep in $(seq 1 "$REPS"); do
   log "rep $rep: pgbench, skipq's INSERT, 1 and 8 clients"
   pgbench_insert "$rep" 1 2000 || log "pgbench 1 client failed"
   pgbench_insert "$rep" 8 250 || log "pgbench 8 clients failed"
+  log "rep $rep: raw COPY of $SKIPQ_JOBS rows into skipq.jobs"
+  copy_skipq_jobs "$rep" "$SKIPQ_JOBS" || log "raw COPY into skipq.jobs failed"
 done
 "$PEERS/pg.sh" psql -XAtqc "DROP DATABASE IF EXISTS skipq_pgbench" >/dev/null 2>&1 || true
 
