@@ -70,6 +70,7 @@ typedef struct exec_pool {
     skipq_job *ready_head, *ready_tail;
     skipq_job *done_head, *done_tail;
     int done_count;
+    int idle; /* executors waiting for a job */
     bool quit;
     int nthreads;
     pthread_t *threads;
