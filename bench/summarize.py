@@ -163,7 +163,9 @@ def lat(system, cfg, field):
 s_drain, drain_cfg = best("skipq", "drain")
 one_cfg = min(configs("skipq", "drain") or [None], key=lambda c: (len(c or ""), c or ""))
 s_drain1 = sk("drain", one_cfg)
-s_lat = {f: sk("latency", None, f) for f in ("p50_ms", "p95_ms", "p99_ms", "max_ms")}
+s_lat = {f: sk("latency", None, f) for f in ("p50_ms", "p95_ms", "p99_ms", "max_ms",
+                                             "from_commit_p50_ms", "from_commit_p99_ms",
+                                             "enqueue_p50_ms")}
 s_batch = sk("enqueue_bulk", "c-batch")
 s_cli = sk("enqueue_bulk", "cli-stdin")
 s_1 = sk("enqueue_single", "1conn")
@@ -210,6 +212,10 @@ if one_cfg != drain_cfg:
 for f, name in (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")):
     row(f"pickup latency {name}, ms (lower is better)", s_lat[f], lat(GW, gw_lat_c, f),
         lat(BOSS, bo_lat_c, f), None, digits=2, gcfg=gw_lat_c, bcfg=bo_lat_c)
+if s_lat["from_commit_p50_ms"] is not None:
+    T.append(["pickup from the enqueue's commit p50 / p99 ms; the enqueue call p50",
+              f"{fmt(s_lat['from_commit_p50_ms'], 2)} / {fmt(s_lat['from_commit_p99_ms'], 2)}; "
+              f"{fmt(s_lat['enqueue_p50_ms'], 2)}", "", "", "", "", "", ""])
 row(f"worker peak RSS {one_cfg}, kB (lower is better)", s_rss, gw_rss, bo_rss, None,
     gcfg=gw_drain_c, bcfg=bo_drain_c)
 row("command drain /bin/true c8, jobs/s", s_cmd, None, None, None)
@@ -250,9 +256,15 @@ TG = [
            f"{fmt(s_drain)} vs {fmt(raw_update)} = {r_(s_drain, raw_update)}"),
     target("(aim) drain >= raw claim-fused B=100", ge(s_drain, raw_fused),
            f"{fmt(s_drain)} vs {fmt(raw_fused)} = {r_(s_drain, raw_fused)}"),
-    target("pickup p50 <= 1 ms", None if s_lat["p50_ms"] is None else s_lat["p50_ms"] <= 1.0,
-           f"{fmt(s_lat['p50_ms'], 2)} ms"),
-    target("pickup p99 <= 3 ms", None if s_lat["p99_ms"] is None else s_lat["p99_ms"] <= 3.0,
+    # the issue times "enqueue-commit -> handler start": from the enqueue
+    # call's return; the peers' figure (from before the call) is beside it
+    target("pickup p50 <= 1 ms (from the enqueue's commit)",
+           None if s_lat["from_commit_p50_ms"] is None else s_lat["from_commit_p50_ms"] <= 1.0,
+           f"{fmt(s_lat['from_commit_p50_ms'], 2)} ms; from before the enqueue call "
+           f"{fmt(s_lat['p50_ms'], 2)} ms (the call itself {fmt(s_lat['enqueue_p50_ms'], 2)} ms)"),
+    target("pickup p99 <= 3 ms (from the enqueue's commit)",
+           None if s_lat["from_commit_p99_ms"] is None else s_lat["from_commit_p99_ms"] <= 3.0,
+           f"{fmt(s_lat['from_commit_p99_ms'], 2)} ms; from before the enqueue call "
            f"{fmt(s_lat['p99_ms'], 2)} ms"),
     target("pickup p50 and p99 lower than both peers",
            None if None in (s_lat["p50_ms"], gw_lat50, bo_lat50) else
