@@ -85,6 +85,11 @@ TEST(json_lines_every_measurement)
             double p50 = num(o, "p50_ms"), p95 = num(o, "p95_ms");
             double p99 = num(o, "p99_ms"), max = num(o, "max_ms");
             ASSERT_TRUE(p50 >= 0 && p50 <= p95 && p95 <= p99 && p99 <= max);
+            if (strcmp(m, "latency") == 0) { /* also from the enqueue's commit */
+                ASSERT_TRUE(num(o, "from_commit_p50_ms") >= 0);
+                ASSERT_TRUE(num(o, "from_commit_p99_ms") >= num(o, "from_commit_p50_ms"));
+                ASSERT_TRUE(num(o, "enqueue_p50_ms") > 0);
+            }
         } else {
             ASSERT_TRUE(num(o, "seconds") > 0);
             ASSERT_TRUE(num(o, "jobs_per_s") > 0);
