@@ -3,7 +3,8 @@
  * with several processes (each job exactly once), retries and the dead
  * letter, pickup latency, priority order and bands, shutdown hand-back,
  * a kill -9 rescued, command timeouts, cancels, and the claim statement
- * itself (exactly n rows, the partial index, no row to two claimers).
+ * itself (exactly n rows, the partial index, no row to two claimers), and
+ * which commits wait for their WAL flush (completions) and which do not.
  */
 #include "testlib.h"
 #include "worker_internal.h"
@@ -866,6 +867,55 @@ TEST(completion_goes_by_primary_key)
     PQclear(res);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), 100);
     PQfinish(c);
+}
+
+/* ---- only a claim-only transaction commits asynchronously --------------- */
+
+static skipq_outcome
+ok_handler(skipq_job *job, void *ud)
+{
+    (void)job;
+    (void)ud;
+    return SKIPQ_JOB_OK;
+}
+
+/*
+ * A row trigger records, in the worker's own transaction, the
+ * synchronous_commit its commit will use. An idle worker's claim of a lone
+ * job is claim-only: off. The completion: on (it must be durable when the
+ * worker says so), and the setting must not leak into the session.
+ */
+TEST(claim_only_commit_is_async_completion_is_not)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    /* the test cluster runs with it off; the worker's sessions get on */
+    tl_exec(pg, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I SET synchronous_commit = on',"
+                " current_database()); END $$");
+    tl_exec(pg, "CREATE TABLE commit_modes (job_id int8, status text, mode text)");
+    tl_exec(pg, "CREATE FUNCTION record_mode() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN INSERT INTO commit_modes VALUES (NEW.id, NEW.status,"
+                " current_setting('synchronous_commit')); RETURN NEW; END $$");
+    tl_exec(pg, "CREATE TRIGGER record_mode AFTER UPDATE OF status ON skipq.jobs"
+                " FOR EACH ROW EXECUTE FUNCTION record_mode()");
+    skipq_config *cfg = test_config(2);
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "m", ok_handler, NULL, &err), &err);
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.workers"));
+    for (int i = 1; i <= 3; i++) {
+        tl_exec(pg, "SELECT skipq.enqueue('m', '{}')");
+        ASSERT_TRUE(tl_wait_int(pg, 10000, i,
+                                "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    }
+    stop_worker(r);
+    skipq_config_free(cfg);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM commit_modes WHERE status = 'running'"
+                         " AND mode = 'off'"), 3);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM commit_modes WHERE status = 'succeeded'"
+                         " AND mode = 'on'"), 3);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM commit_modes"), 6);
 }
 
 int
