@@ -133,6 +133,8 @@ int cli_parse_int(const char *opt, const char *s, long long min,
                   long long max, long long *out);
 /* --prefetch: "auto" (SKIPQ_PREFETCH_AUTO) or 0..10000. */
 int cli_parse_prefetch(const char *opt, const char *s, int *out);
+/* "keep" or "delete" (worker.on_success) */
+int cli_parse_on_success(const char *opt, const char *s, skipq_on_success *out);
 /* A duration ("500ms", "30s", "5m", "1h", "7d", "0"). */
 int cli_parse_duration(const char *opt, const char *s, int64_t *ms_out);
 /* A job id: a positive 64-bit integer. */

@@ -45,7 +45,8 @@ extern const char skipq__claim_sql[];
 
 static const char usage[] =
     "usage: skipq bench [MEASUREMENT ...] [--jobs N] [--concurrency C] [--prefetch P]\n"
-    "                   [--workers K] [--rate R] [--duration D] [--json]\n"
+    "                   [--workers K] [--on-success keep|delete] [--rate R]\n"
+    "                   [--duration D] [--json]\n"
     "                   [--deep-jobs N] [--latency-jobs N] [--retention D]\n"
     "                   [--config F] [--database URL] [--quiet]\n"
     "\n"
@@ -75,6 +76,7 @@ static const char usage[] =
     "  --workers K       worker processes for drain (default 1)\n"
     "  --prefetch P      jobs each worker claims beyond C: auto (the default)\n"
     "                    or 0..10000\n"
+    "  --on-success W    the workers keep (default) or delete succeeded rows\n"
     "  --rate R          steady: jobs per second (default 200)\n"
     "  --duration D      steady: how long (default 10s); soak: default 10m\n"
     "  --retention D     soak: the worker's retention (default 30s)\n"
@@ -87,6 +89,7 @@ enum {
     OPT_CONCURRENCY,
     OPT_WORKERS,
     OPT_PREFETCH,
+    OPT_ON_SUCCESS,
     OPT_RATE,
     OPT_DURATION,
     OPT_JSON,
@@ -145,6 +148,7 @@ struct bench {
     int json;
     long long jobs, deep_jobs, latency_jobs;
     int concurrency, workers, prefetch;
+    skipq_on_success on_success;
     double rate;
     int64_t duration_ms;
     int rate_set, duration_set;
@@ -669,6 +673,9 @@ worker_child(void)
     const char *prefetch = getenv("SKIPQ_BENCH_PREFETCH");
     if (rc == SKIPQ_OK && prefetch)
         rc = skipq_config_set_prefetch(cfg, atoi(prefetch), &err);
+    const char *on_success = getenv("SKIPQ_BENCH_ON_SUCCESS");
+    if (rc == SKIPQ_OK && on_success)
+        rc = skipq_config_set_on_success(cfg, (skipq_on_success)atoi(on_success), &err);
     if (rc == SKIPQ_OK && url)
         rc = skipq_config_set_database(cfg, url, &err);
     if (rc == SKIPQ_OK && strcmp(mode, "command") == 0) {
@@ -717,7 +724,8 @@ child_env(const struct bench *b, int fd, const char *mode, int conc,
         asprintf(&env[k++], "SKIPQ_BENCH_SHM=%d", fd) < 0 ||
         asprintf(&env[k++], "SKIPQ_BENCH_MODE=%s", mode) < 0 ||
         asprintf(&env[k++], "SKIPQ_BENCH_CONCURRENCY=%d", conc) < 0 ||
-        asprintf(&env[k++], "SKIPQ_BENCH_PREFETCH=%d", b->prefetch) < 0) {
+        asprintf(&env[k++], "SKIPQ_BENCH_PREFETCH=%d", b->prefetch) < 0 ||
+        asprintf(&env[k++], "SKIPQ_BENCH_ON_SUCCESS=%d", (int)b->on_success) < 0) {
         for (size_t i = *own; i < k; i++)
             free(env[i]);
         free(env);
@@ -761,11 +769,18 @@ struct drain_out {
     long max_rss_kb;
 };
 
-/* How many jobs have succeeded, by the table. */
+/* How many jobs have succeeded, by the table: those that show it, and
+ * with on_success delete those that are gone (ids handed out less the
+ * rows left; the bench deletes nothing else before it counts). */
 static long long
 succeeded(struct bench *b)
 {
-    return sql_int(b->pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'");
+    if (b->on_success == SKIPQ_ON_SUCCESS_KEEP)
+        return sql_int(b->pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'");
+    return sql_int(b->pg,
+                   "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
+                   " FROM skipq.jobs_id_seq) - count(*) FILTER (WHERE status <> 'succeeded')"
+                   " FROM skipq.jobs");
 }
 
 /*
@@ -1087,10 +1102,12 @@ bench_drain(struct bench *b, int command)
         (rc = sql(b->pg, "ANALYZE skipq.jobs")) != 0 || (rc = run_drain(b, &d, &o)) != 0)
         return rc;
     /* c16 (prefetch auto), c16p200 (prefetch 200), c16p200w2 (and worker
-     * processes) */
+     * processes), c16del (on_success delete) */
     int k = snprintf(cfgname, sizeof cfgname, "c%d", d.concurrency);
     if (b->prefetch != SKIPQ_PREFETCH_AUTO)
         k += snprintf(cfgname + k, sizeof cfgname - (size_t)k, "p%d", b->prefetch);
+    if (b->on_success == SKIPQ_ON_SUCCESS_DELETE)
+        k += snprintf(cfgname + k, sizeof cfgname - (size_t)k, "del");
     if (d.workers > 1)
         snprintf(cfgname + k, sizeof cfgname - (size_t)k, "w%d", d.workers);
     result_init(&r, command ? "command_drain" : "drain", cfgname);
@@ -1251,6 +1268,8 @@ inproc_start(struct bench *b, skipq_handler_fn fn, void *ud, int64_t retention_m
         rc = skipq_config_set_concurrency(cfg, b->concurrency, &err);
     if (rc == SKIPQ_OK)
         rc = skipq_config_set_prefetch(cfg, b->prefetch, &err);
+    if (rc == SKIPQ_OK)
+        rc = skipq_config_set_on_success(cfg, b->on_success, &err);
     if (rc == SKIPQ_OK)
         rc = skipq_config_set_database(cfg, b->url, &err);
     if (rc == SKIPQ_OK && retention_ms > 0)
@@ -1702,6 +1721,7 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
         {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
         {"workers", required_argument, NULL, OPT_WORKERS},
         {"prefetch", required_argument, NULL, OPT_PREFETCH},
+        {"on-success", required_argument, NULL, OPT_ON_SUCCESS},
         {"rate", required_argument, NULL, OPT_RATE},
         {"duration", required_argument, NULL, OPT_DURATION},
         {"json", no_argument, NULL, OPT_JSON},
@@ -1746,6 +1766,10 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
             break;
         case OPT_PREFETCH:
             if ((rc = cli_parse_prefetch("--prefetch", optarg, &b.prefetch)) != 0)
+                return rc;
+            break;
+        case OPT_ON_SUCCESS:
+            if ((rc = cli_parse_on_success("--on-success", optarg, &b.on_success)) != 0)
                 return rc;
             break;
         case OPT_RATE:

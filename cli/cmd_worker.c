@@ -14,7 +14,8 @@
 
 static const char usage[] =
     "usage: skipq worker [--queue Q ...] [--priority high|high,normal|N]\n"
-    "                    [--concurrency N] [--prefetch N|auto] [--handler KIND=COMMAND ...]\n"
+    "                    [--concurrency N] [--prefetch N|auto] [--on-success keep|delete]\n"
+    "                    [--handler KIND=COMMAND ...]\n"
     "                    [--timeout D] [--once] [--verbose] [--log-payloads]\n"
     "                    [--config F] [--database URL] [--quiet]\n"
     "                    [--log-format text|json]\n"
@@ -32,6 +33,8 @@ static const char usage[] =
     "  --concurrency N      jobs run at once (default: config, else 8)\n"
     "  --prefetch N|auto    jobs claimed ahead of free executors (default:\n"
     "                       config, else auto: as many as start within ~2 ms)\n"
+    "  --on-success W       keep (default: config, else keep) or delete the\n"
+    "                       rows of jobs that succeeded\n"
     "  --handler KIND=CMD   run CMD through /bin/sh -c for jobs of KIND\n"
     "                       (repeatable; adds to the config's handlers)\n"
     "  --timeout D          timeout for --handler commands (e.g. 30s)\n"
@@ -45,6 +48,7 @@ enum {
     OPT_PRIORITY,
     OPT_CONCURRENCY,
     OPT_PREFETCH,
+    OPT_ON_SUCCESS,
     OPT_HANDLER,
     OPT_TIMEOUT,
     OPT_ONCE,
@@ -70,6 +74,7 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
         {"priority", required_argument, NULL, OPT_PRIORITY},
         {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
         {"prefetch", required_argument, NULL, OPT_PREFETCH},
+        {"on-success", required_argument, NULL, OPT_ON_SUCCESS},
         {"handler", required_argument, NULL, OPT_HANDLER},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"once", no_argument, NULL, OPT_ONCE},
@@ -86,6 +91,8 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     long long concurrency = 0;
     int prefetch = 0;
     bool prefetch_set = false;
+    skipq_on_success on_success = SKIPQ_ON_SUCCESS_KEEP;
+    bool on_success_set = false;
     int64_t timeout_ms = 0;
     int once = 0, verbose = 0, log_payloads = 0, c, rc;
     skipq_error err = {0};
@@ -111,6 +118,11 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
             if ((rc = cli_parse_prefetch("--prefetch", optarg, &prefetch)) != 0)
                 return rc;
             prefetch_set = true;
+            break;
+        case OPT_ON_SUCCESS:
+            if ((rc = cli_parse_on_success("--on-success", optarg, &on_success)) != 0)
+                return rc;
+            on_success_set = true;
             break;
         case OPT_HANDLER:
             if (!strchr(optarg, '=') || optarg[0] == '=')
@@ -155,6 +167,9 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
         skipq_config_set_concurrency(ctx->cfg, (int)concurrency, &err) != SKIPQ_OK)
         return cli_fail(&err);
     if (prefetch_set && skipq_config_set_prefetch(ctx->cfg, prefetch, &err) != SKIPQ_OK)
+        return cli_fail(&err);
+    if (on_success_set &&
+        skipq_config_set_on_success(ctx->cfg, on_success, &err) != SKIPQ_OK)
         return cli_fail(&err);
     for (size_t i = 0; i < nhandlers; i++) {
         const char *eq = strchr(handlers[i], '=');

@@ -357,6 +357,18 @@ cli_parse_prefetch(const char *opt, const char *s, int *out)
 }
 
 int
+cli_parse_on_success(const char *opt, const char *s, skipq_on_success *out)
+{
+    if (strcmp(s, "keep") == 0)
+        *out = SKIPQ_ON_SUCCESS_KEEP;
+    else if (strcmp(s, "delete") == 0)
+        *out = SKIPQ_ON_SUCCESS_DELETE;
+    else
+        return cli_usage_error("%s must be keep or delete, not \"%.64s\"", opt, s);
+    return 0;
+}
+
+int
 cli_parse_duration(const char *opt, const char *s, int64_t *ms_out)
 {
     skipq_error err = {0};

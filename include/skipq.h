@@ -123,6 +123,19 @@ skipq_rc skipq_parse_priority_band(const char *s, int16_t *lo, int16_t *hi,
 
 typedef struct skipq_config skipq_config;
 
+/*
+ * What the worker does with a job that succeeded. KEEP (the default): the
+ * row stays, `succeeded`, with its result, until retention prunes it.
+ * DELETE: the completion deletes the row (the result is dropped), as
+ * graphile-worker does; one row version and two index entries less per
+ * job, 1.4x the drain rate (docs/performance.md). Failed, cancelled and
+ * retried jobs are kept either way.
+ */
+typedef enum skipq_on_success {
+    SKIPQ_ON_SUCCESS_KEEP = 0,
+    SKIPQ_ON_SUCCESS_DELETE = 1,
+} skipq_on_success;
+
 typedef enum skipq_backoff {
     SKIPQ_BACKOFF_FIXED = 0,
     SKIPQ_BACKOFF_LINEAR = 1,
@@ -183,6 +196,8 @@ skipq_rc skipq_config_set_shutdown_timeout(skipq_config *cfg, int64_t ms,
 /* 0 disables retention pruning. */
 skipq_rc skipq_config_set_retention(skipq_config *cfg, int64_t ms,
                                     skipq_error *err);
+skipq_rc skipq_config_set_on_success(skipq_config *cfg, skipq_on_success what,
+                                     skipq_error *err);
 skipq_rc skipq_config_set_max_attempts(skipq_config *cfg, int n,
                                        skipq_error *err);
 skipq_rc skipq_config_set_backoff(skipq_config *cfg, skipq_backoff strategy,
@@ -215,6 +230,7 @@ int64_t skipq_config_heartbeat_interval(const skipq_config *cfg);
 int64_t skipq_config_lease_timeout(const skipq_config *cfg);
 int64_t skipq_config_shutdown_timeout(const skipq_config *cfg);
 int64_t skipq_config_retention(const skipq_config *cfg);
+skipq_on_success skipq_config_on_success(const skipq_config *cfg);
 int skipq_config_max_attempts(const skipq_config *cfg);
 int64_t skipq_config_recover_older_than(const skipq_config *cfg);
 int skipq_config_recover_limit(const skipq_config *cfg);

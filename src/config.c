@@ -427,6 +427,18 @@ DURATION_SETTER(skipq_config_set_shutdown_timeout, shutdown_timeout_ms,
 DURATION_SETTER(skipq_config_set_retention, retention_ms, "retention", 0)
 
 skipq_rc
+skipq_config_set_on_success(skipq_config *cfg, skipq_on_success what, skipq_error *err)
+{
+    if (!cfg)
+        return no_config(err);
+    if (what != SKIPQ_ON_SUCCESS_KEEP && what != SKIPQ_ON_SUCCESS_DELETE)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "on_success must be keep or delete, not %d", (int)what);
+    cfg->on_success = what;
+    return SKIPQ_OK;
+}
+
+skipq_rc
 skipq_config_set_max_attempts(skipq_config *cfg, int n, skipq_error *err)
 {
     if (!cfg)
@@ -716,6 +728,12 @@ int64_t
 skipq_config_retention(const skipq_config *cfg)
 {
     return cfg->retention_ms;
+}
+
+skipq_on_success
+skipq_config_on_success(const skipq_config *cfg)
+{
+    return cfg->on_success;
 }
 
 int
@@ -1287,6 +1305,24 @@ ON_DURATION(on_lease_timeout, skipq_config_set_lease_timeout)
 ON_DURATION(on_shutdown_timeout, skipq_config_set_shutdown_timeout)
 ON_DURATION(on_retention, skipq_config_set_retention)
 
+static skipq_rc
+on_on_success(struct loader *ld, const char *path, yaml_node_t *v)
+{
+    const char *s = NULL;
+    skipq_rc rc;
+
+    if ((rc = scalar(ld, v, path, "keep or delete", &s)) != SKIPQ_OK)
+        return rc;
+    if (strcmp(s, "keep") == 0)
+        ld->cfg->on_success = SKIPQ_ON_SUCCESS_KEEP;
+    else if (strcmp(s, "delete") == 0)
+        ld->cfg->on_success = SKIPQ_ON_SUCCESS_DELETE;
+    else
+        return fail_at(ld, v, SKIPQ_ERR_CONFIG,
+                       "unknown %s \"%s\": use keep or delete", path, s);
+    return SKIPQ_OK;
+}
+
 static const struct key_rule worker_rules[] = {
     {"queues", on_queues},
     {"priorities", on_priorities},
@@ -1297,6 +1333,7 @@ static const struct key_rule worker_rules[] = {
     {"lease_timeout", on_lease_timeout},
     {"shutdown_timeout", on_shutdown_timeout},
     {"retention", on_retention},
+    {"on_success", on_on_success},
 };
 
 /* ---- retry ---- */

@@ -115,6 +115,7 @@ struct skipq_config {
     int64_t lease_timeout_ms;
     int64_t shutdown_timeout_ms;
     int64_t retention_ms;
+    skipq_on_success on_success;
     int max_attempts;
     skipq_backoff backoff;
     int64_t backoff_base_ms;

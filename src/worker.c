@@ -397,32 +397,51 @@ const char skipq__claim_sql[] =
     " (j.claims, j.locked_by, j.status) IS NOT DISTINCT FROM"                         \
     " (r.claims, " worker "::int8, 'running'::skipq.job_status)"
 
-const char skipq__complete_sql[] =
-    "UPDATE skipq.jobs j SET"
-    "  status = r.status::skipq.job_status,"
-    "  result = CASE WHEN r.status = 'succeeded' THEN r.result::jsonb"
-    "           ELSE j.result END,"
-    "  attempts = j.attempts - r.handback,"
-    "  run_at = CASE WHEN r.status = 'queued'"
-    "           THEN now() + r.delay_ms * interval '1 millisecond' ELSE j.run_at END,"
-    "  last_error = coalesce(r.error, j.last_error),"
-    "  errors = CASE WHEN r.error IS NULL THEN j.errors"
-    "           ELSE j.errors || jsonb_build_object('attempt', j.attempts,"
-    "                'at', now(), 'worker', $2::int8, 'error', r.error) END,"
-    "  finished_at = CASE WHEN r.status = 'queued' THEN NULL ELSE now() END,"
+#define SKIPQ_COMPLETE_SET                                                              \
+    "  status = r.status::skipq.job_status,"                                           \
+    "  result = CASE WHEN r.status = 'succeeded' THEN r.result::jsonb"                 \
+    "           ELSE j.result END,"                                                    \
+    "  attempts = j.attempts - r.handback,"                                            \
+    "  run_at = CASE WHEN r.status = 'queued'"                                         \
+    "           THEN now() + r.delay_ms * interval '1 millisecond' ELSE j.run_at END," \
+    "  last_error = coalesce(r.error, j.last_error),"                                  \
+    "  errors = CASE WHEN r.error IS NULL THEN j.errors"                               \
+    "           ELSE j.errors || jsonb_build_object('attempt', j.attempts,"            \
+    "                'at', now(), 'worker', $2::int8, 'error', r.error) END,"          \
+    "  finished_at = CASE WHEN r.status = 'queued' THEN NULL ELSE now() END,"          \
     "  cancel_requested_at = NULL, locked_by = NULL, updated_at = now()"
-    " FROM unnest($1::int8[], $3::int4[], $4::text[], $5::text[], $6::text[],"
-    "             $7::int8[], $8::int4[])"
+
+#define SKIPQ_COMPLETE_ROWS                                                             \
+    " unnest($1::int8[], $3::int4[], $4::text[], $5::text[], $6::text[],"              \
+    "        $7::int8[], $8::int4[])"                                                  \
     "      AS r(id, claims, status, result, error, delay_ms, handback)"
+
+const char skipq__complete_sql[] =
+    "UPDATE skipq.jobs j SET" SKIPQ_COMPLETE_SET
+    " FROM" SKIPQ_COMPLETE_ROWS
     " WHERE j.id = r.id AND" SKIPQ_OWNED_BY("$2")
     " RETURNING j.id";
+
+/* worker.on_success: delete. The same, except that a row that succeeded
+ * is deleted (under the same ownership check) instead of kept. */
+const char skipq__complete_delete_sql[] =
+    "WITH r AS MATERIALIZED (SELECT * FROM" SKIPQ_COMPLETE_ROWS "),"
+    " d AS (DELETE FROM skipq.jobs j USING r"
+    "   WHERE r.status = 'succeeded' AND j.id = r.id AND" SKIPQ_OWNED_BY("$2")
+    "   RETURNING j.id),"
+    " u AS (UPDATE skipq.jobs j SET" SKIPQ_COMPLETE_SET
+    "   FROM r WHERE r.status <> 'succeeded' AND j.id = r.id AND" SKIPQ_OWNED_BY("$2")
+    "   RETURNING j.id)"
+    " SELECT id FROM d UNION ALL SELECT id FROM u";
 
 static skipq_rc
 prepare_all(skipq_worker *w, skipq_error *err)
 {
-    static const struct { const char *name, *sql; } stmts[] = {
+    const struct { const char *name, *sql; } stmts[] = {
         {"skipq_claim", skipq__claim_sql},
-        {"skipq_complete", skipq__complete_sql},
+        {"skipq_complete", w->cfg->on_success == SKIPQ_ON_SUCCESS_DELETE
+                               ? skipq__complete_delete_sql
+                               : skipq__complete_sql},
         /* see cycle(): a claim-only transaction commits without a flush */
         {"skipq_claim_commit", "SELECT set_config('synchronous_commit', 'off', true)"},
     };

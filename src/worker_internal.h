@@ -94,6 +94,7 @@ void skipq__job_free(skipq_job *job);
  * $1 queue, $2/$3 priority band, $4 kinds, $5 limit, $6 worker id. */
 extern const char skipq__claim_sql[];
 extern const char skipq__complete_sql[];
+extern const char skipq__complete_delete_sql[]; /* worker.on_success: delete */
 
 /* Replace invalid UTF-8 and NUL bytes so the text is storable. */
 void skipq__sanitize_utf8(char *s);

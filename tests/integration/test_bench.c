@@ -117,14 +117,17 @@ TEST(json_lines_every_measurement)
     free(err);
 }
 
-/* soak is not part of all: a short one, its windows and sizes */
-TEST(soak_smoke)
+/* Run `skipq bench ARGS --json` for one measurement: it must exit 0,
+ * print one JSON line and leave no database behind. Returns the line,
+ * parsed (the caller puts it), and stderr in *err_out if asked (the
+ * caller frees it). */
+static json_object *
+bench_one(const char *args, char **err_out)
 {
     PGconn *pg = tl_db();
     char *out = NULL, *err = NULL;
-    int rc = tl_run(NULL, &out, &err,
-                    "echo $$; exec %s bench soak --jobs 500 --duration 2s --rate 300"
-                    " --retention 1s --concurrency 4 --json", tl_skipq());
+    /* sh prints its pid, then becomes skipq: the database is named by it */
+    int rc = tl_run(NULL, &out, &err, "echo $$; exec %s bench %s --json", tl_skipq(), args);
     if (rc != 0)
         HARNESS_FAIL("exit %d: %s", rc, err ? err : "");
     char *save = NULL, *line = strtok_r(out, "\n", &save);
@@ -134,6 +137,21 @@ TEST(soak_smoke)
     json_object *o = json_tokener_parse(line);
     if (!o)
         HARNESS_FAIL("not JSON: %s", line);
+    ASSERT_TRUE(strtok_r(NULL, "\n", &save) == NULL);
+    free(out);
+    if (err_out)
+        *err_out = err;
+    else
+        free(err);
+    return o;
+}
+
+/* soak is not part of all: a short one, its windows and sizes */
+TEST(soak_smoke)
+{
+    char *err = NULL;
+    json_object *o = bench_one("soak --jobs 500 --duration 2s --rate 300"
+                               " --retention 1s --concurrency 4", &err);
     ASSERT_STREQ(json_object_get_string(field(o, "metric")), "soak");
     ASSERT_STREQ(json_object_get_string(field(o, "config")), "r300c4");
     /* the producer keeps its rate (it catches up after a slow batch), so
@@ -149,10 +167,8 @@ TEST(soak_smoke)
     ASSERT_TRUE(num(o, "indexes_kb_mid") > 0 && num(o, "indexes_kb_end") > 0);
     ASSERT_TRUE(num(o, "backlog") >= 0);
     json_object_put(o);
-    ASSERT_TRUE(strtok_r(NULL, "\n", &save) == NULL);
     /* ten windows on stderr */
     ASSERT_CONTAINS(err, "soak: window 10:");
-    free(out);
     free(err);
 }
 
@@ -173,6 +189,17 @@ TEST(human_table)
     free(err);
 }
 
+/* drain with on_success delete: the bench counts deleted rows as done
+ * (it would wait forever for `succeeded` rows otherwise) */
+TEST(drain_with_on_success_delete)
+{
+    json_object *o = bench_one("drain --jobs 300 --concurrency 4 --on-success delete", NULL);
+    ASSERT_STREQ(json_object_get_string(field(o, "config")), "c4del");
+    ASSERT_EQ((long long)num(o, "jobs"), 300);
+    ASSERT_TRUE(num(o, "jobs_per_s") > 0);
+    json_object_put(o);
+}
+
 TEST(bad_options_exit_2)
 {
     static const char *const bad[][2] = {
@@ -180,6 +207,7 @@ TEST(bad_options_exit_2)
         {"--concurrency x", "--concurrency"},
         {"--duration 0", "--duration"},
         {"--workers 1000", "--workers"},
+        {"--on-success drop", "--on-success must be keep or delete"},
         {"sprint", "unknown measurement \"sprint\""},
         {"--nope", "--nope"},
     };

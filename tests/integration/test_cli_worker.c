@@ -79,6 +79,27 @@ TEST(worker_prefetch_flag_is_checked)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"), 2);
 }
 
+/* --on-success: a bad value is a usage error that runs nothing; delete
+ * leaves no succeeded row, keep (the default) leaves it. */
+TEST(worker_on_success_flag)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "SELECT skipq.enqueue('ok')");
+    char *out = NULL, *err = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "worker --once --handler ok=true --on-success drop"), 2);
+    ASSERT_CONTAINS(err, "--on-success must be keep or delete, not \"drop\"");
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 1);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL,
+                           "worker --once --handler ok=true --on-success delete"), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
+    tl_exec(pg, "SELECT skipq.enqueue('ok')");
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --once --handler ok=true"), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"), 1);
+}
+
 int
 main(int argc, char **argv)
 {

@@ -819,7 +819,8 @@ complete_call(char *sql, size_t n, const char *verb, int first)
  * fooled the planner: few running rows in the statistics, thousands of
  * dead index entries.
  */
-TEST(completion_goes_by_primary_key)
+static void
+completion_by_primary_key(const char *statement, bool deletes)
 {
     PGconn *pg = tl_db();
     tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'c' FROM generate_series(1, 20000)");
@@ -830,7 +831,7 @@ TEST(completion_goes_by_primary_key)
     tl_exec(pg, "ANALYZE skipq.jobs");
 
     PGconn *c = tl_connect();
-    PGresult *res = PQprepare(c, "complete", skipq__complete_sql, 0, NULL);
+    PGresult *res = PQprepare(c, "complete", statement, 0, NULL);
     ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
     res = PQexec(c, "SET plan_cache_mode = force_generic_plan");
@@ -842,8 +843,8 @@ TEST(completion_goes_by_primary_key)
     complete_call(sql, sizeof sql, "EXPLAIN EXECUTE", 4801);
     char *plan = plan_of(c, sql);
     ASSERT_CONTAINS(plan, "Index Scan using jobs_pkey");
-    if (strstr(plan, "jobs_running_idx"))
-        HARNESS_FAIL("the completion plan uses jobs_running_idx:\n%s", plan);
+    if (strstr(plan, "jobs_running_idx") || strstr(plan, "Seq Scan on jobs"))
+        HARNESS_FAIL("the completion plan does not go by primary key:\n%s", plan);
     free(plan);
 
     /* and it does what it says: 100 rows once, then none (no longer
@@ -858,7 +859,10 @@ TEST(completion_goes_by_primary_key)
     ASSERT_EQ(PQntuples(res), 0);
     PQclear(res);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
-                         " AND id BETWEEN 4801 AND 4900 AND locked_by IS NULL"), 100);
+                         " AND id BETWEEN 4801 AND 4900 AND locked_by IS NULL"),
+              deletes ? 0 : 100);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id BETWEEN 4801 AND 4900"),
+              deletes ? 0 : 100);
     tl_exec(pg, "UPDATE skipq.jobs SET claims = 2 WHERE id BETWEEN 4901 AND 5000");
     complete_call(sql, sizeof sql, "EXECUTE", 4901);
     res = PQexec(c, sql);
@@ -866,7 +870,57 @@ TEST(completion_goes_by_primary_key)
     ASSERT_EQ(PQntuples(res), 0);
     PQclear(res);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), 100);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), deletes ? 19900 : 20000);
     PQfinish(c);
+}
+
+TEST(completion_goes_by_primary_key)
+{
+    completion_by_primary_key(skipq__complete_sql, false);
+}
+
+/* worker.on_success: delete: the same plan, ownership check and result,
+ * except that the rows that succeeded are gone. */
+TEST(completion_that_deletes_goes_by_primary_key)
+{
+    completion_by_primary_key(skipq__complete_delete_sql, true);
+}
+
+static skipq_outcome ok_handler(skipq_job *job, void *ud);
+
+/* ---- worker.on_success: delete -------------------------------------------- */
+
+/* Rows of jobs that succeeded are gone, also the one that failed twice
+ * first (retried, then deleted on its third try); a job that ran out of
+ * attempts stays `failed` with its errors. */
+TEST(on_success_delete_removes_only_succeeded_rows)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    skipq_config *cfg = test_config(4);
+    ASSERT_OK(skipq_config_set_backoff(cfg, SKIPQ_BACKOFF_FIXED, 50, 50, 0, &err), &err);
+    ASSERT_OK(skipq_config_set_max_attempts(cfg, 5, &err), &err);
+    ASSERT_OK(skipq_config_set_on_success(cfg, SKIPQ_ON_SUCCESS_DELETE, &err), &err);
+    ASSERT_EQ(skipq_config_on_success(cfg), SKIPQ_ON_SUCCESS_DELETE);
+    tl_exec(pg, "SELECT skipq.enqueue('ok', jsonb_build_object('i', g)) FROM generate_series(1, 200) g");
+    int64_t flaky = tl_int(pg, "SELECT skipq.enqueue('flaky')");
+    int64_t dead = tl_int(pg, "SELECT skipq.enqueue('always', max_attempts => 2)");
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "ok", ok_handler, NULL, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "flaky", flaky_handler, NULL, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "always", flaky_handler, NULL, &err), &err);
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 15000, 1, "SELECT count(*) FROM skipq.jobs"));
+    stop_worker(r);
+    skipq_config_free(cfg);
+    char *st = tl_str(pg, "SELECT id || ' ' || status || ' ' || attempts || ' '"
+                          " || jsonb_array_length(errors) FROM skipq.jobs");
+    char want[64];
+    snprintf(want, sizeof want, "%lld failed 2 2", (long long)dead);
+    ASSERT_STREQ(st, want);
+    free(st);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld", (long long)flaky), 0);
 }
 
 /* ---- only a claim-only transaction commits asynchronously --------------- */

@@ -682,6 +682,27 @@ TEST(prefetch_in_file)
                     " not 10001");
 }
 
+TEST(on_success_in_file_and_api)
+{
+    skipq_error err = {0};
+    skipq_config *cfg = load_ok("worker:\n  concurrency: 2\n");
+    ASSERT_EQ(skipq_config_on_success(cfg), SKIPQ_ON_SUCCESS_KEEP); /* the default */
+    skipq_config_free(cfg);
+    cfg = load_ok("worker:\n  on_success: delete\n");
+    ASSERT_EQ(skipq_config_on_success(cfg), SKIPQ_ON_SUCCESS_DELETE);
+    ASSERT_OK(skipq_config_set_on_success(cfg, SKIPQ_ON_SUCCESS_KEEP, &err), &err);
+    ASSERT_EQ(skipq_config_on_success(cfg), SKIPQ_ON_SUCCESS_KEEP);
+    ASSERT_EQ(skipq_config_set_on_success(cfg, (skipq_on_success)7, &err), SKIPQ_ERR_INVALID);
+    ASSERT_STREQ(err.message, "on_success must be keep or delete, not 7");
+    ASSERT_EQ(skipq_config_on_success(cfg), SKIPQ_ON_SUCCESS_KEEP);
+    skipq_config_free(cfg);
+    ASSERT_STREQ(load_bad("worker:\n  on_success: drop\n", SKIPQ_ERR_CONFIG),
+                 "could not load config \"skipq.yaml\": line 2, column 15: "
+                 "unknown worker.on_success \"drop\": use keep or delete");
+    ASSERT_CONTAINS(load_bad("worker:\n  on_success: [keep]\n", SKIPQ_ERR_CONFIG),
+                    "line 2, column 15: worker.on_success must be keep or delete, not a list");
+}
+
 TEST(bad_duration_in_file)
 {
     ASSERT_STREQ(load_bad("worker:\n"
