@@ -13,7 +13,9 @@
 #     fsync and synchronous_commit on, port 55432) unless it is running;
 #  2. REPS times: `skipq bench all --json --jobs $N` against it (skipq makes
 #     and drops its own database), `skipq bench drain --workers 2` (skipq's
-#     second drain configuration, as the peers have two), then pgbench doing skipq's single-job
+#     second drain configuration, as the peers have two), the same two with
+#     worker.on_success delete (as graphile-worker, which deletes finished
+#     jobs), then pgbench doing skipq's single-job
 #     INSERT from 1 and 8 clients (the single-enqueue target's yardstick),
 #     and psql's \copy of the same rows into skipq.jobs (the bulk target's);
 #  3. the peer harness, ../shared/bench/peers/run-all.sh, with REPS, N, ONLY,
@@ -132,6 +134,14 @@ for rep in $(seq 1 "$REPS"); do
        sed "s/^{/{\"rep\":\"$rep\",/" | tee -a "$OUT/skipq.jsonl" | cut -c1-200; then
     log "rep $rep: skipq bench drain --workers 2 FAILED (see $LOG)"
   fi
+  for w in 1 2; do
+    log "rep $rep: skipq bench drain --on-success delete --workers $w --json --jobs $SKIPQ_JOBS $SKIPQ_ARGS"
+    # shellcheck disable=SC2086
+    if ! "$SKIPQ" bench drain --on-success delete --workers "$w" --json --jobs "$SKIPQ_JOBS" $SKIPQ_ARGS \
+         --database "$URL" 2>>"$LOG" | sed "s/^{/{\"rep\":\"$rep\",/" | tee -a "$OUT/skipq.jsonl" | cut -c1-200; then
+      log "rep $rep: skipq bench drain --on-success delete --workers $w FAILED (see $LOG)"
+    fi
+  done
   log "rep $rep: pgbench, skipq's INSERT, 1 and 8 clients"
   pgbench_insert "$rep" 1 2000 || log "pgbench 1 client failed"
   pgbench_insert "$rep" 8 250 || log "pgbench 8 clients failed"
