@@ -709,10 +709,11 @@ static char **
 child_env(const struct bench *b, int fd, const char *mode, int conc,
           size_t *own)
 {
+    enum { OURS = 6 }; /* the entries added below */
     size_t n = 0, k = 0;
     while (environ[n])
         n++;
-    char **env = calloc(n + 6, sizeof *env);
+    char **env = calloc(n + OURS + 1, sizeof *env); /* and the NULL */
     if (!env)
         return NULL;
     for (size_t i = 0; i < n; i++)
