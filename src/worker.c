@@ -605,7 +605,64 @@ register_worker(skipq_worker *w, skipq_error *err)
  * After a reconnect: rows still running under our id that we do not hold
  * are claims whose reply never reached us. Their handlers never started,
  * so they go back with the attempt handed back.
+ *
+ * And jobs we hold whose row is no longer ours by the same claim token:
+ * most were taken away (rescued, recovered) and their completion would
+ * match nothing anyway, but a claim committed asynchronously and lost in
+ * a server crash rolled `claims` back, and a new claim of that row by
+ * this worker (same id) would carry the same token: the old run's
+ * completion would then finish the new claim while its handler runs.
+ * Their token is spoiled here, before any new claim, so their completion
+ * matches no row and is reported lost.
  */
+static skipq_rc
+spoil_lost_tokens(skipq_worker *w, skipq_error *err)
+{
+    PGparam *prm = PQparamCreate(w->pg);
+    PGparam *ids = PQparamCreate(w->pg), *tokens = PQparamCreate(w->pg);
+    PGarray a_ids = {0}, a_tokens = {0};
+    PGresult *res = NULL;
+    skipq_rc rc = SKIPQ_OK;
+    bool ok = prm && ids && tokens;
+
+    for (skipq_job *j = w->held; ok && j; j = j->hnext)
+        ok = PQputf(ids, "%int8", (PGint8)j->id) && PQputf(tokens, "%int4", (PGint4)j->claims);
+    a_ids.param = ids;
+    a_tokens.param = tokens;
+    if (!ok || !PQputf(prm, "%int8 %int8[] %int4[]", (PGint8)w->id, &a_ids, &a_tokens)) {
+        rc = skipq__fail(err, SKIPQ_ERR_NOMEM, "could not build parameters: %s",
+                         PQgeterror());
+        goto out;
+    }
+    res = PQparamExec(w->pg, prm,
+        "SELECT h.id FROM unnest($2::int8[], $3::int4[]) AS h(id, claims)"
+        " WHERE NOT EXISTS (SELECT 1 FROM skipq.jobs j WHERE j.id = h.id"
+        "   AND (j.claims, j.locked_by, j.status) IS NOT DISTINCT FROM"
+        "       (h.claims, $1::int8, 'running'::skipq.job_status))", 0);
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = skipq__db_fail(err, w->pg, res, "could not check the jobs held");
+        goto out;
+    }
+    for (int r = 0; r < PQntuples(res); r++) {
+        skipq_job *j = held_find(w, strtoll(PQgetvalue(res, r, 0), NULL, 10));
+        if (!j || j->claims < 0)
+            continue;
+        j->claims = -1; /* claims is never negative in the table */
+        skipq__log(SKIPQ_LOG_WARN,
+                   "job %lld is no longer held by worker %lld after the reconnect; "
+                   "its result will be dropped", (long long)j->id, (long long)w->id);
+    }
+out:
+    PQclear(res);
+    if (prm)
+        PQparamClear(prm);
+    if (ids)
+        PQparamClear(ids);
+    if (tokens)
+        PQparamClear(tokens);
+    return rc;
+}
+
 static skipq_rc
 reconcile(skipq_worker *w, skipq_error *err)
 {
@@ -640,12 +697,40 @@ reconcile(skipq_worker *w, skipq_error *err)
         skipq__log(SKIPQ_LOG_WARN,
                    "worker %lld put back %d jobs claimed while its connection "
                    "was failing", (long long)w->id, PQntuples(res));
+    PQclear(res);
+    res = NULL;
+    if (w->held && (rc = spoil_lost_tokens(w, err)) != SKIPQ_OK)
+        goto out;
 out:
     PQclear(res);
     if (prm)
         PQparamClear(prm);
     if (ids)
         PQparamClear(ids);
+    return rc;
+}
+
+/* on_success delete deletes rows; sql/roles.sql gives skipq_worker no
+ * DELETE on purpose. Refuse to start rather than fail every completion
+ * (each retried forever, its claims aborted with it). */
+static skipq_rc
+delete_check(skipq_worker *w, skipq_error *err)
+{
+    PGresult *res;
+    skipq_rc rc = SKIPQ_OK;
+
+    if (w->cfg->on_success != SKIPQ_ON_SUCCESS_DELETE)
+        return SKIPQ_OK;
+    res = PQexec(w->pg, "SELECT has_table_privilege('skipq.jobs', 'DELETE'), current_user");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        rc = skipq__db_fail(err, w->pg, res, "could not check the DELETE privilege");
+    else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+        rc = skipq__fail(err, SKIPQ_ERR_CONFIG,
+                         "worker.on_success: delete needs DELETE on skipq.jobs, which "
+                         "role \"%s\" does not have (GRANT DELETE ON skipq.jobs TO it, "
+                         "or keep succeeded rows: docs/security.md)",
+                         PQgetvalue(res, 0, 1));
+    PQclear(res);
     return rc;
 }
 
@@ -668,6 +753,7 @@ connect_worker(skipq_worker *w, skipq_error *err)
      * hang the loop forever. */
     if ((rc = skipq__exec(w->pg, "SET application_name = 'skipq worker'", err)) ||
         (first && (rc = schema_check(w, err))) ||
+        (first && (rc = delete_check(w, err))) ||
         (rc = prepare_all(w, err)) ||
         (rc = skipq__exec(w->pg, "LISTEN " SKIPQ__CHANNEL, err)) ||
         (rc = skipq__exec(w->pg, "LISTEN " SKIPQ__CONTROL_CHANNEL, err)) ||

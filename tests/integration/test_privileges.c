@@ -252,6 +252,43 @@ TEST(worker_works_but_cannot_migrate)
     drop_logins(pg, &l);
 }
 
+/* worker.on_success: delete needs DELETE, which skipq_worker lacks on
+ * purpose: the worker refuses to start (it would otherwise fail every
+ * completion, forever), and works once the role is granted it. */
+TEST(on_success_delete_needs_the_delete_privilege)
+{
+    PGconn *pg = tl_db();
+    struct logins l;
+    char *url, *err = NULL;
+
+    apply_roles();
+    create_logins(pg, &l);
+    tl_exec(pg, "SELECT skipq.enqueue('ok')");
+    url = url_as(l.worker);
+    int st = tl_skipq_run(NULL, NULL, &err,
+                          "worker --once --on-success delete --handler ok=true --database '%s'",
+                          url);
+    ASSERT_EQ(st, 2); /* a setting this role cannot honour: bad configuration */
+    char want[256];
+    snprintf(want, sizeof want,
+             "worker.on_success: delete needs DELETE on skipq.jobs, which role \"%s\""
+             " does not have", l.worker);
+    ASSERT_CONTAINS(err, want);
+    free(err);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 1);
+    tl_exec(pg, "GRANT DELETE ON skipq.jobs TO %s", l.worker);
+    st = tl_skipq_run(NULL, NULL, &err,
+                      "worker --once --on-success delete --handler ok=true --database '%s'",
+                      url);
+    if (st != 0)
+        HARNESS_FAIL("worker with DELETE granted: exit %d: %s", st, err);
+    free(err);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
+    tl_exec(pg, "REVOKE DELETE ON skipq.jobs FROM %s", l.worker);
+    free(url);
+    drop_logins(pg, &l);
+}
+
 TEST(admin_recovers_prunes_and_migrates)
 {
     PGconn *pg = tl_db();

@@ -923,6 +923,67 @@ TEST(on_success_delete_removes_only_succeeded_rows)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld", (long long)flaky), 0);
 }
 
+/* ---- a claim lost with the server: the token is not handed out twice ------ */
+
+static atomic_int token_runs;
+
+/* Run 1 takes 1 s, run 2 takes 3 s; each reports its number. */
+static skipq_outcome
+numbered_handler(skipq_job *job, void *ud)
+{
+    (void)ud;
+    int n = atomic_fetch_add(&token_runs, 1) + 1;
+    usleep(n == 1 ? 1000000 : 3000000);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "run", json_object_new_int(n));
+    skipq_job_set_result(job, o);
+    return SKIPQ_JOB_OK;
+}
+
+/*
+ * A claim committed asynchronously and lost in a server crash rolls the
+ * row back to queued with the old `claims`; the worker reconnects with the
+ * same id and claims the row again: same (claims, locked_by). Simulated
+ * here: while run 1 sleeps, the row is put back as the crash would leave
+ * it and the worker's session is ended. Run 1's completion must then
+ * match nothing (it would otherwise finish run 2's claim while run 2
+ * still runs); run 2's result is the one kept.
+ */
+TEST(claim_lost_with_the_server_is_not_completed_by_the_old_run)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    skipq_config *cfg = test_config(2);
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "n", numbered_handler, NULL, &err), &err);
+    atomic_store(&token_runs, 0);
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.workers"));
+    int64_t id = tl_int(pg, "SELECT skipq.enqueue('n')");
+    int64_t end = tl_now_ms() + 5000;
+    while (atomic_load(&token_runs) < 1 && tl_now_ms() < end)
+        usleep(1000);
+    ASSERT_EQ(atomic_load(&token_runs), 1);
+    tl_exec(pg, "BEGIN");
+    tl_exec(pg, "UPDATE skipq.jobs SET status = 'queued', claims = claims - 1,"
+                " attempts = attempts - 1, locked_by = NULL, started_at = NULL"
+                " WHERE id = %lld", (long long)id);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
+                         " FROM pg_stat_activity WHERE application_name = 'skipq worker'"
+                         " AND datname = current_database()"), 1);
+    tl_exec(pg, "COMMIT");
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    stop_worker(r);
+    skipq_config_free(cfg);
+    ASSERT_EQ(atomic_load(&token_runs), 2);
+    char *st = tl_str(pg, "SELECT result->>'run' FROM skipq.jobs WHERE id = %lld",
+                      (long long)id);
+    ASSERT_STREQ(st, "2");
+    free(st);
+}
+
 /* ---- only a claim-only transaction commits asynchronously --------------- */
 
 static skipq_outcome
