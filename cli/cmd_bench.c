@@ -138,6 +138,7 @@ struct result {
     /* latency: the same pickups timed from the enqueue's return (its
      * commit) rather than from before the call, and the call itself */
     double commit_p50, commit_p99, enqueue_p50;
+    long long before_reply; /* samples whose handler started first: 0 ms */
     /* soak */
     double max_jps, first_jps, last_jps;
     long long table_kb_mid, table_kb_end, index_kb_mid, index_kb_end;
@@ -235,6 +236,7 @@ result_init(struct result *r, const char *metric, const char *config)
     r->cpu_s = r->claim_p50 = r->claim_p99 = r->stall_ms = r->rate = NAN;
     r->max_jps = r->first_jps = r->last_jps = NAN;
     r->commit_p50 = r->commit_p99 = r->enqueue_p50 = NAN;
+    r->before_reply = -1;
     r->table_kb_mid = r->table_kb_end = r->index_kb_mid = r->index_kb_end = -1;
     r->jobs = r->backlog = -1;
     r->max_rss_kb = -1;
@@ -313,6 +315,7 @@ report(struct bench *b, const struct result *r)
     json_add_num(o, "from_commit_p50_ms", r->commit_p50);
     json_add_num(o, "from_commit_p99_ms", r->commit_p99);
     json_add_num(o, "enqueue_p50_ms", r->enqueue_p50);
+    json_add_int(o, "from_commit_before_reply", r->before_reply);
     json_add_num(o, "rate", r->rate);
     json_add_num(o, "max_jobs_per_s", r->max_jps);
     json_add_num(o, "first_window_jobs_per_s", r->first_jps);
@@ -366,20 +369,29 @@ print_table(const struct bench *b)
             snprintf(c[8], sizeof c[8], "%ld", r->max_rss_kb);
         else
             snprintf(c[8], sizeof c[8], "-");
-        if (r->backlog >= 0)
+        if (r->backlog >= 0 && r->claim_uses_index >= 0) /* deep */
             k += (size_t)snprintf(notes + k, sizeof notes - k,
                                   "backlog %lld, claim p50/p99 %.2f/%.2f ms%s",
                                   r->backlog, r->claim_p50, r->claim_p99,
                                   r->claim_uses_index == 1
                                       ? ", index scan"
                                       : ", NO claim index");
+        else if (r->backlog >= 0) /* soak */
+            k += (size_t)snprintf(notes + k, sizeof notes - k,
+                                  "backlog %lld, first/last window %.0f/%.0f jobs/s",
+                                  r->backlog, r->first_jps, r->last_jps);
+        if (k >= sizeof notes)
+            k = sizeof notes - 1;
         if (!isnan(r->stall_ms))
             k += (size_t)snprintf(notes + k, sizeof notes - k,
                                   "rate %.0f/s, worst stall %.1f ms", r->rate, r->stall_ms);
+        if (k >= sizeof notes)
+            k = sizeof notes - 1;
         if (!isnan(r->commit_p50))
             snprintf(notes + k, sizeof notes - k,
-                     "from commit p50/p99 %.2f/%.2f ms; enqueue p50 %.2f ms",
-                     r->commit_p50, r->commit_p99, r->enqueue_p50);
+                     "from commit p50/p99 %.2f/%.2f ms (%lld before the reply);"
+                     " enqueue p50 %.2f ms",
+                     r->commit_p50, r->commit_p99, r->before_reply, r->enqueue_p50);
         cells[0] = r->metric;
         cells[1] = r->config;
         for (int j = 0; j < 9; j++)
@@ -1443,9 +1455,11 @@ bench_latency(struct bench *b)
             ip.lat_ms[i] = (double)(ip.after_us[i] - ip.before_us[i]) / 1000.0;
         result_latencies(&c, ip.lat_ms, (size_t)n);
         r.enqueue_p50 = c.p50;
+        r.before_reply = 0;
         for (long long i = 0; i < n; i++) {
             double d = (double)(ip.start_us[i] - ip.after_us[i]) / 1000.0;
             ip.lat_ms[i] = d > 0 ? d : 0;
+            r.before_reply += d < 0;
         }
         result_latencies(&c, ip.lat_ms, (size_t)n);
         r.commit_p50 = c.p50;
