@@ -602,21 +602,26 @@ register_worker(skipq_worker *w, skipq_error *err)
 }
 
 /*
- * After a reconnect: rows still running under our id that we do not hold
- * are claims whose reply never reached us. Their handlers never started,
- * so they go back with the attempt handed back.
+ * After a reconnect, in one statement, against the jobs we hold (id and
+ * claim token):
  *
- * And jobs we hold whose row is no longer ours by the same claim token:
- * most were taken away (rescued, recovered) and their completion would
- * match nothing anyway, but a claim committed asynchronously and lost in
- * a server crash rolled `claims` back, and a new claim of that row by
- * this worker (same id) would carry the same token: the old run's
- * completion would then finish the new claim while its handler runs.
- * Their token is spoiled here, before any new claim, so their completion
- * matches no row and is reported lost.
+ * - rows still running under our id that we do not hold are claims whose
+ *   reply never reached us. Their handlers never started, so they go
+ *   back with the attempt handed back;
+ * - jobs we hold whose row is no longer ours by the same token. Most were
+ *   taken away (rescued, recovered) and their completion would match
+ *   nothing anyway, but a claim committed asynchronously and lost in a
+ *   server crash rolled `claims` back, and a new claim of that row by this
+ *   worker (same id) would carry the same token: the old run's completion
+ *   would then finish the new claim while its handler runs. Their token is
+ *   spoiled here, before any new claim, so their completion matches no
+ *   row and is reported lost.
+ *
+ * The two sets are disjoint (rows we do not hold, rows we hold), so the
+ * check reading the snapshot from before the UPDATE is exact.
  */
 static skipq_rc
-spoil_lost_tokens(skipq_worker *w, skipq_error *err)
+reconcile(skipq_worker *w, skipq_error *err)
 {
     PGparam *prm = PQparamCreate(w->pg);
     PGparam *ids = PQparamCreate(w->pg), *tokens = PQparamCreate(w->pg);
@@ -624,6 +629,7 @@ spoil_lost_tokens(skipq_worker *w, skipq_error *err)
     PGresult *res = NULL;
     skipq_rc rc = SKIPQ_OK;
     bool ok = prm && ids && tokens;
+    int back = 0;
 
     for (skipq_job *j = w->held; ok && j; j = j->hnext)
         ok = PQputf(ids, "%int8", (PGint8)j->id) && PQputf(tokens, "%int4", (PGint4)j->claims);
@@ -635,16 +641,27 @@ spoil_lost_tokens(skipq_worker *w, skipq_error *err)
         goto out;
     }
     res = PQparamExec(w->pg, prm,
-        "SELECT h.id FROM unnest($2::int8[], $3::int4[]) AS h(id, claims)"
-        " WHERE NOT EXISTS (SELECT 1 FROM skipq.jobs j WHERE j.id = h.id"
-        "   AND (j.claims, j.locked_by, j.status) IS NOT DISTINCT FROM"
+        "WITH h AS (SELECT * FROM unnest($2::int8[], $3::int4[]) AS h(id, claims)),"
+        " back AS (UPDATE skipq.jobs SET status = 'queued',"
+        "   attempts = greatest(attempts - 1, 0), locked_by = NULL, run_at = now(),"
+        "   updated_at = now()"
+        "   WHERE status = 'running' AND locked_by = $1::int8"
+        "     AND id NOT IN (SELECT id FROM h) RETURNING id)"
+        " SELECT true, id FROM back"
+        " UNION ALL"
+        " SELECT false, h.id FROM h WHERE NOT EXISTS (SELECT 1 FROM skipq.jobs j"
+        "   WHERE j.id = h.id AND (j.claims, j.locked_by, j.status) IS NOT DISTINCT FROM"
         "       (h.claims, $1::int8, 'running'::skipq.job_status))", 0);
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = skipq__db_fail(err, w->pg, res, "could not check the jobs held");
+        rc = skipq__db_fail(err, w->pg, res, "could not reconcile running jobs");
         goto out;
     }
     for (int r = 0; r < PQntuples(res); r++) {
-        skipq_job *j = held_find(w, strtoll(PQgetvalue(res, r, 0), NULL, 10));
+        if (strcmp(PQgetvalue(res, r, 0), "t") == 0) {
+            back++;
+            continue;
+        }
+        skipq_job *j = held_find(w, strtoll(PQgetvalue(res, r, 1), NULL, 10));
         if (!j || j->claims < 0)
             continue;
         j->claims = -1; /* claims is never negative in the table */
@@ -652,6 +669,10 @@ spoil_lost_tokens(skipq_worker *w, skipq_error *err)
                    "job %lld is no longer held by worker %lld after the reconnect; "
                    "its result will be dropped", (long long)j->id, (long long)w->id);
     }
+    if (back > 0)
+        skipq__log(SKIPQ_LOG_WARN,
+                   "worker %lld put back %d jobs claimed while its connection "
+                   "was failing", (long long)w->id, back);
 out:
     PQclear(res);
     if (prm)
@@ -660,53 +681,6 @@ out:
         PQparamClear(ids);
     if (tokens)
         PQparamClear(tokens);
-    return rc;
-}
-
-static skipq_rc
-reconcile(skipq_worker *w, skipq_error *err)
-{
-    PGparam *prm = PQparamCreate(w->pg);
-    PGparam *ids = PQparamCreate(w->pg);
-    PGarray arr = {0};
-    PGresult *res = NULL;
-    skipq_rc rc = SKIPQ_OK;
-
-    if (!prm || !ids) {
-        rc = skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    for (skipq_job *j = w->held; j; j = j->hnext)
-        PQputf(ids, "%int8", (PGint8)j->id);
-    arr.param = ids;
-    if (!PQputf(prm, "%int8 %int8[]", (PGint8)w->id, &arr)) {
-        rc = skipq__fail(err, SKIPQ_ERR_NOMEM, "could not build parameters: %s",
-                         PQgeterror());
-        goto out;
-    }
-    res = PQparamExec(w->pg, prm,
-        "UPDATE skipq.jobs SET status = 'queued', attempts = greatest(attempts - 1, 0),"
-        " locked_by = NULL, run_at = now(), updated_at = now()"
-        " WHERE status = 'running' AND locked_by = $1::int8 AND NOT (id = ANY ($2::int8[]))"
-        " RETURNING id", 0);
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = skipq__db_fail(err, w->pg, res, "could not reconcile running jobs");
-        goto out;
-    }
-    if (PQntuples(res) > 0)
-        skipq__log(SKIPQ_LOG_WARN,
-                   "worker %lld put back %d jobs claimed while its connection "
-                   "was failing", (long long)w->id, PQntuples(res));
-    PQclear(res);
-    res = NULL;
-    if (w->held && (rc = spoil_lost_tokens(w, err)) != SKIPQ_OK)
-        goto out;
-out:
-    PQclear(res);
-    if (prm)
-        PQparamClear(prm);
-    if (ids)
-        PQparamClear(ids);
     return rc;
 }
 
