@@ -318,7 +318,7 @@ find_handler(const skipq_worker *w, const char *kind)
 enum {
     AUTO_WAIT_MS = 2,      /* a parked job waits about this long, at most */
     AUTO_MIN_SAMPLES = 16, /* runs measured before claiming ahead */
-    AUTO_CAP = 128,        /* beyond ~100 rows a round trip gains nothing */
+    AUTO_CAP = 256,        /* 1.25x the drain of 128 with two workers; 512 no better */
     AUTO_STALE_MS = 100,   /* a parked job waiting longer goes back */
 };
 
@@ -352,31 +352,75 @@ prefetch_allowance(skipq_worker *w, int64_t now)
 /* ---- statements ---------------------------------------------------------- */
 
 /*
- * Claim in claim order from one queue and priority band. The locked set
- * is materialized first: with `UPDATE ... WHERE id IN (SELECT ... LIMIT n
- * FOR UPDATE SKIP LOCKED)` the planner may re-run the subquery and claim
- * more than n rows.
+ * The priorities of the queued rows of queue $1 in the band $2..$3,
+ * highest first, one index descent each (a loose index scan), ending in
+ * a NULL. The claim and the next-run-at lookup walk the band one priority
+ * at a time because only with priority fixed is `run_at` a bound of the
+ * index range (queue, priority DESC, run_at, id): over a whole band, the
+ * rows waiting for a later run_at had to be read and skipped by every
+ * claim that came back short (300,000 jobs scheduled for tomorrow: a
+ * sequential scan, 58 ms per claim) and by every next-run-at lookup
+ * (149 ms). The test claim_and_next_run_at_skip_scheduled_rows guards it.
+ */
+#define SKIPQ_BAND_PRIORITIES(queue)                                                     \
+    " p(pri) AS ("                                                                      \
+    "  SELECT max(priority) FROM skipq.jobs WHERE status = 'queued'"                    \
+    "     AND queue = " queue " AND priority BETWEEN $2::int2 AND $3::int2"              \
+    "  UNION ALL"                                                                       \
+    "  SELECT (SELECT max(priority) FROM skipq.jobs WHERE status = 'queued'"            \
+    "     AND queue = " queue " AND priority >= $2::int2 AND priority < p.pri)"          \
+    "   FROM p WHERE p.pri IS NOT NULL)"
+
+/*
+ * Claim in claim order (priority DESC, run_at, id) from one queue and
+ * priority band: per priority, highest first, the runnable rows in run_at
+ * order, until $5 are locked. The locked set is materialized first: with
+ * `UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`
+ * the planner may re-run the subquery and claim more than n rows. Rows
+ * are locked only as the outer LIMIT pulls them, so no more than $5 are
+ * locked, and a lower priority is read only when the higher ones ran out.
+ * The update finds them with `id = ANY (ARRAY(...))`, not a join: the
+ * generic plan does not know $5 and guessed a tenth of the table, and
+ * joined by hashing a sequential scan of it (89 ms at 100,000 rows). The
+ * rows come back in claim order, the order the executors start them in.
  */
 const char skipq__claim_sql[] =
-    "WITH c AS MATERIALIZED ("
-    " SELECT id FROM skipq.jobs"
-    " WHERE status = 'queued' AND queue = $1::text"
-    "   AND priority BETWEEN $2::int2 AND $3::int2"
-    "   AND run_at <= now() AND kind = ANY ($4::text[])"
-    " ORDER BY priority DESC, run_at, id"
-    " LIMIT $5::int4"
-    " FOR NO KEY UPDATE SKIP LOCKED)"
-    " UPDATE skipq.jobs j SET status = 'running', attempts = j.attempts + 1,"
+    "WITH RECURSIVE" SKIPQ_BAND_PRIORITIES("$1::text") ","
+    " c AS MATERIALIZED ("
+    "  SELECT k.id FROM p CROSS JOIN LATERAL ("
+    "   SELECT id FROM skipq.jobs"
+    "    WHERE status = 'queued' AND queue = $1::text AND priority = p.pri"
+    "      AND run_at <= now() AND kind = ANY ($4::text[])"
+    "    ORDER BY run_at, id LIMIT $5::int4"
+    "    FOR NO KEY UPDATE SKIP LOCKED) k"
+    "  LIMIT $5::int4),"
+    " u AS (UPDATE skipq.jobs j SET status = 'running', attempts = j.attempts + 1,"
     "   claims = j.claims + 1, locked_by = $6::int8, started_at = now(),"
     "   updated_at = now()"
-    " FROM c WHERE j.id = c.id"
-    " RETURNING j.id, j.claims, j.kind, j.queue, j.priority, j.attempts,"
+    "  WHERE j.id = ANY (ARRAY(SELECT id FROM c))"
+    "  RETURNING j.id, j.claims, j.kind, j.queue, j.priority, j.attempts,"
     "   j.payload::text, coalesce(j.max_attempts, 0),"
     "   coalesce(j.backoff_strategy::text, ''),"
     "   coalesce((extract(epoch FROM j.backoff_base) * 1000)::int8, -1),"
     "   coalesce((extract(epoch FROM j.backoff_max) * 1000)::int8, -1),"
     "   coalesce((extract(epoch FROM j.timeout) * 1000)::int8, 0),"
-    "   j.cancel_requested_at IS NOT NULL";
+    "   j.cancel_requested_at IS NOT NULL, j.run_at)"
+    " SELECT * FROM u ORDER BY priority DESC, run_at, id";
+
+/*
+ * Milliseconds until the earliest queued job of queues $1 in the band
+ * $2..$3 that is not runnable yet, or NULL. Only future rows count: a
+ * runnable row that the claim left (locked by another worker's claim, or
+ * of a kind this worker has no handler for) is not a reason to wake up,
+ * and once made one an idle worker claim again every millisecond.
+ */
+const char skipq__next_run_at_sql[] =
+    "SELECT (extract(epoch FROM min(n.at) - now()) * 1000)::int8"
+    " FROM unnest($1::text[]) AS q(name) CROSS JOIN LATERAL ("
+    "  WITH RECURSIVE" SKIPQ_BAND_PRIORITIES("q.name")
+    "  SELECT (SELECT min(run_at) FROM skipq.jobs WHERE status = 'queued'"
+    "     AND queue = q.name AND priority = p.pri AND run_at > now()) AS at"
+    "  FROM p) n";
 
 /*
  * Finish a batch: each row only while it is still ours, from this claim.
@@ -442,8 +486,10 @@ prepare_all(skipq_worker *w, skipq_error *err)
         {"skipq_complete", w->cfg->on_success == SKIPQ_ON_SUCCESS_DELETE
                                ? skipq__complete_delete_sql
                                : skipq__complete_sql},
-        /* see cycle(): a claim-only transaction commits without a flush */
-        {"skipq_claim_commit", "SELECT set_config('synchronous_commit', 'off', true)"},
+        /* see cycle(): the settings of its transaction */
+        {"skipq_cycle", "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"},
+        {"skipq_cycle_quick", "SELECT set_config('plan_cache_mode', 'force_generic_plan', true),"
+                              " set_config('synchronous_commit', 'off', true)"},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
         PGresult *res = PQprepare(w->pg, stmts[i].name, stmts[i].sql, 0, NULL);
@@ -1036,9 +1082,16 @@ cycle(skipq_worker *w, skipq_job *done, int want, skipq_job **ready)
      * this job's completion, flushes the claim with it. Completions keep
      * synchronous commit: "succeeded" is durable when the worker says so.
      */
+    /*
+     * And both statements run on their generic plans, planned once a
+     * connection: the claim's custom plan was made anew for every claim
+     * (its generic plan, not knowing the LIMIT, looked dearer), and that
+     * planning was +12% of one worker's drain rate. Both generic plans are
+     * the right ones whatever the table holds (the tests EXPLAIN them).
+     */
     quick = claim && !c.prm;
-    if (!failed && quick &&
-        !PQsendQueryPrepared(w->pg, "skipq_claim_commit", 0, NULL, NULL, NULL, 0))
+    if (!failed && !PQsendQueryPrepared(w->pg, quick ? "skipq_cycle_quick" : "skipq_cycle",
+                                        0, NULL, NULL, NULL, 0))
         failed = true;
     if (!failed && c.prm && !PQparamSendQueryPrepared(w->pg, c.prm, "skipq_complete", 0))
         failed = true;
@@ -1076,7 +1129,7 @@ cycle(skipq_worker *w, skipq_job *done, int want, skipq_job **ready)
         PQclear(res);
     }
     if (!failed) {
-        int k = quick ? 1 : 0;
+        int k = 1; /* after the settings */
         if (c.prm)
             finish_jobs(w, done, results[k++]);
         if (claim)
@@ -1151,9 +1204,7 @@ schedule_next_run_at(skipq_worker *w)
                       (PGint2)w->bands[0].hi);
     if (ok) {
         res = PQparamExec(w->pg, prm,
-            "SELECT (extract(epoch FROM min(run_at) - now()) * 1000)::int8"
-            " FROM skipq.jobs WHERE status = 'queued' AND queue = ANY ($1::text[])"
-            " AND priority BETWEEN $2::int2 AND $3::int2", 0);
+            skipq__next_run_at_sql, 0);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK && !PQgetisnull(res, 0, 0)) {
             int64_t in = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
             w->next_run_at_ms = skipq__now_ms() + (in > 0 ? in : 0) + 1;

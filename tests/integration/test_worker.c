@@ -25,6 +25,8 @@ long_mode(void)
     return v && *v && strcmp(v, "0") != 0;
 }
 
+static skipq_outcome ok_handler(skipq_job *job, void *ud);
+
 /* A config for tests: fast polls and leases, no jitter. */
 static skipq_config *
 test_config(int concurrency)
@@ -744,6 +746,34 @@ claimer_thread(void *arg)
     return NULL;
 }
 
+/* EXPLAIN of the prepared claim: the partial index, no sequential scan. */
+static void
+claim_plan_uses_the_index(PGconn *c)
+{
+    char *plan = plan_of(c, "EXPLAIN EXECUTE claim('default', -32768, 32767, '{c}', 10, 1)");
+    ASSERT_CONTAINS(plan, "Index Scan using jobs_runnable_idx");
+    if (strstr(plan, "Seq Scan on jobs"))
+        HARNESS_FAIL("the claim reads the whole table:\n%s", plan);
+    free(plan);
+}
+
+/* Shared buffers an EXPLAIN (ANALYZE, BUFFERS) says its statement read. */
+static int64_t
+buffers_read(PGconn *c, const char *explain)
+{
+    char *plan = plan_of(c, explain);
+    const char *hit = strstr(plan, "shared hit=");
+    const char *rd = strstr(plan, "read=");
+    int64_t n = hit ? strtoll(hit + strlen("shared hit="), NULL, 10) : 0;
+    /* only the top node's line: it counts its whole tree */
+    if (rd && (!hit || rd < strchr(hit, '\n')))
+        n += strtoll(rd + strlen("read="), NULL, 10);
+    if (!hit && !rd)
+        HARNESS_FAIL("no buffer counts in:\n%s", plan);
+    free(plan);
+    return n;
+}
+
 TEST(claim_returns_exactly_n_uses_the_index_and_never_twice)
 {
     PGconn *pg = tl_db();
@@ -752,16 +782,16 @@ TEST(claim_returns_exactly_n_uses_the_index_and_never_twice)
                 " '{}' FROM generate_series(1, %d) g", rows);
     tl_exec(pg, "ANALYZE skipq.jobs");
 
-    /* the plan: an index scan on the partial index, under a LockRows */
-    char *plan = plan_of(pg,
-        "EXPLAIN SELECT id FROM skipq.jobs WHERE status = 'queued' AND queue = 'default'"
-        " AND priority BETWEEN -32768 AND 32767 AND run_at <= now() AND kind = ANY ('{c}')"
-        " ORDER BY priority DESC, run_at, id LIMIT 10 FOR NO KEY UPDATE SKIP LOCKED");
-    ASSERT_CONTAINS(plan, "Index Scan using jobs_runnable_idx");
-    free(plan);
+    /* the plan of the statement the worker prepares, custom and generic:
+     * the partial index, never a scan of the table */
+    PGconn *c = claim_conn();
+    claim_plan_uses_the_index(c);
+    PGresult *set = PQexec(c, "SET plan_cache_mode = force_generic_plan");
+    ASSERT_EQ(PQresultStatus(set), PGRES_COMMAND_OK);
+    PQclear(set);
+    claim_plan_uses_the_index(c);
 
     /* exactly n, for several n */
-    PGconn *c = claim_conn();
     int total = 0;
     for (int n = 1; n <= 1000; n *= 10) {
         PGresult *res = claim(c, n, 1);
@@ -794,6 +824,134 @@ TEST(claim_returns_exactly_n_uses_the_index_and_never_twice)
     free(all);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"
                          " AND attempts = 1 AND claims = 1"), rows);
+}
+
+/*
+ * Jobs scheduled for later must cost a claim nothing. The claim and the
+ * next-run-at lookup used to scan the whole priority band of the index,
+ * so every claim that came back short read every scheduled row (300,000
+ * jobs due tomorrow: 58 ms per claim, 149 ms per lookup, by a
+ * sequential scan once the statistics knew). Now they walk the band one
+ * priority at a time, where run_at bounds the index range.
+ */
+TEST(claim_and_next_run_at_skip_scheduled_rows)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, priority, run_at) SELECT 'c', g %% 3,"
+                " now() + interval '1 day' + g * interval '1 second'"
+                " FROM generate_series(1, 100000) g");
+    /* runnable ones, ids 100001..100006; the last is of a kind this
+     * claimer has no handler for */
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, priority, run_at) VALUES"
+                " ('c', 2, now() - interval '5 s'), ('c', -1, now() - interval '9 s'),"
+                " ('c', 2, now() - interval '7 s'), ('c', 0, now() - interval '3 s'),"
+                " ('c', -2, now() - interval '1 s'), ('x', 5, now() - interval '1 s')");
+    tl_exec(pg, "ANALYZE skipq.jobs");
+    int64_t pages = tl_int(pg, "SELECT pg_relation_size('skipq.jobs') / 8192");
+    ASSERT_TRUE(pages > 1000);
+
+    PGconn *c = claim_conn();
+    for (int generic = 0; generic < 2; generic++) {
+        if (generic) {
+            PGresult *res = PQexec(c, "SET plan_cache_mode = force_generic_plan");
+            ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
+            PQclear(res);
+        }
+        PGresult *res = PQexec(c, "BEGIN");
+        ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+        int64_t n = buffers_read(c, "EXPLAIN (ANALYZE, BUFFERS) EXECUTE"
+                                    " claim('default', -32768, 32767, '{c}', 10, 1)");
+        if (n > 200)
+            HARNESS_FAIL("a claim of 5 rows read %lld buffers of a %lld-page table",
+                         (long long)n, (long long)pages);
+        res = PQexec(c, "ROLLBACK");
+        ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+    }
+
+    /* what it claims: the runnable rows, priority first, then run_at */
+    PGresult *res = claim(c, 10, 1);
+    ASSERT_EQ(PQntuples(res), 5);
+    const char *want[] = {"100003", "100001", "100004", "100002", "100005"};
+    for (int i = 0; i < 5; i++)
+        ASSERT_STREQ(PQgetvalue(res, i, 0), want[i]);
+    PQclear(res);
+    /* a band is a range: only its priorities */
+    tl_exec(pg, "UPDATE skipq.jobs SET status = 'queued' WHERE id BETWEEN 100001 AND 100005");
+    const char *band[6] = {"default", "-1", "0", "{c}", "10", "1"};
+    res = PQexecPrepared(c, "claim", 6, band, NULL, NULL, 0);
+    ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
+    ASSERT_EQ(PQntuples(res), 2);
+    ASSERT_STREQ(PQgetvalue(res, 0, 0), "100004");
+    ASSERT_STREQ(PQgetvalue(res, 1, 0), "100002");
+    PQclear(res);
+
+    /* the next run_at: the earliest scheduled row, not a runnable one */
+    res = PQprepare(c, "next", skipq__next_run_at_sql, 0, NULL);
+    ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    const char *all[3] = {"{other,default}", "-32768", "32767"};
+    res = PQexecPrepared(c, "next", 3, all, NULL, NULL, 0);
+    ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
+    int64_t in_ms = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    if (in_ms < 86400000 - 60000 || in_ms > 86400000 + 1000)
+        HARNESS_FAIL("next run_at in %lld ms, want about a day and a second",
+                     (long long)in_ms);
+    int64_t n = buffers_read(c, "EXPLAIN (ANALYZE, BUFFERS) EXECUTE"
+                                " next('{other,default}', -32768, 32767)");
+    if (n > 200)
+        HARNESS_FAIL("the next-run-at lookup read %lld buffers of a %lld-page table",
+                     (long long)n, (long long)pages);
+    /* none scheduled: NULL, though runnable rows wait (one of a kind we
+     * cannot run): they are no reason to wake up */
+    tl_exec(pg, "DELETE FROM skipq.jobs WHERE run_at > now()");
+    res = PQexecPrepared(c, "next", 3, all, NULL, NULL, 0);
+    ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
+    ASSERT_TRUE(PQgetisnull(res, 0, 0));
+    PQclear(res);
+    PQfinish(c);
+}
+
+/*
+ * A job of a kind this worker cannot run, due now, is no reason to wake
+ * up: the next-run-at lookup counted it, and the idle worker claimed
+ * again every millisecond (1,200 transactions a second) for as long as it
+ * waited. Counted here with a statement trigger on the claim's UPDATE.
+ */
+TEST(idle_worker_does_not_spin_on_a_job_it_cannot_run)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    tl_exec(pg, "CREATE TABLE claim_statements (at timestamptz DEFAULT clock_timestamp())");
+    tl_exec(pg, "CREATE FUNCTION count_claim() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN INSERT INTO claim_statements DEFAULT VALUES; RETURN NULL; END $$");
+    tl_exec(pg, "CREATE TRIGGER count_claim AFTER UPDATE ON skipq.jobs"
+                " FOR EACH STATEMENT EXECUTE FUNCTION count_claim()");
+    tl_exec(pg, "SELECT skipq.enqueue('theirs', '{}')");
+    skipq_config *cfg = test_config(2); /* polls every 200 ms */
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "mine", ok_handler, NULL, &err), &err);
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.workers"));
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT least(count(*), 1) FROM claim_statements"));
+    /* two seconds of an idle worker: about ten polls, not thousands */
+    int64_t t0 = tl_int(pg, "SELECT count(*) FROM claim_statements");
+    struct timespec two = {2, 0};
+    nanosleep(&two, NULL);
+    int64_t claims = tl_int(pg, "SELECT count(*) FROM claim_statements") - t0;
+    if (claims > 40)
+        HARNESS_FAIL("an idle worker sent %lld claims in 2 s", (long long)claims);
+    /* and it is awake for its own kind */
+    tl_exec(pg, "SELECT skipq.enqueue('mine', '{}')");
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.jobs"
+                                         " WHERE kind = 'mine' AND status = 'succeeded'"));
+    stop_worker(r);
+    skipq_config_free(cfg);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'theirs'"
+                         " AND status = 'queued' AND attempts = 0"), 1);
 }
 
 /* `verb` complete(...) for the 100 rows from `first`, by worker 1 with
@@ -885,8 +1043,6 @@ TEST(completion_that_deletes_goes_by_primary_key)
 {
     completion_by_primary_key(skipq__complete_delete_sql, true);
 }
-
-static skipq_outcome ok_handler(skipq_job *job, void *ud);
 
 /* ---- worker.on_success: delete -------------------------------------------- */
 
@@ -998,7 +1154,8 @@ ok_handler(skipq_job *job, void *ud)
  * A row trigger records, in the worker's own transaction, the
  * synchronous_commit its commit will use. An idle worker's claim of a lone
  * job is claim-only: off. The completion: on (it must be durable when the
- * worker says so), and the setting must not leak into the session.
+ * worker says so), and the setting must not leak into the session. Both
+ * run with plan_cache_mode force_generic_plan.
  */
 TEST(claim_only_commit_is_async_completion_is_not)
 {
@@ -1007,10 +1164,11 @@ TEST(claim_only_commit_is_async_completion_is_not)
     /* the test cluster runs with it off; the worker's sessions get on */
     tl_exec(pg, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I SET synchronous_commit = on',"
                 " current_database()); END $$");
-    tl_exec(pg, "CREATE TABLE commit_modes (job_id int8, status text, mode text)");
+    tl_exec(pg, "CREATE TABLE commit_modes (job_id int8, status text, mode text, plans text)");
     tl_exec(pg, "CREATE FUNCTION record_mode() RETURNS trigger LANGUAGE plpgsql AS $$"
                 " BEGIN INSERT INTO commit_modes VALUES (NEW.id, NEW.status,"
-                " current_setting('synchronous_commit')); RETURN NEW; END $$");
+                " current_setting('synchronous_commit'), current_setting('plan_cache_mode'));"
+                " RETURN NEW; END $$");
     tl_exec(pg, "CREATE TRIGGER record_mode AFTER UPDATE OF status ON skipq.jobs"
                 " FOR EACH ROW EXECUTE FUNCTION record_mode()");
     skipq_config *cfg = test_config(2);
@@ -1031,6 +1189,9 @@ TEST(claim_only_commit_is_async_completion_is_not)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM commit_modes WHERE status = 'succeeded'"
                          " AND mode = 'on'"), 3);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM commit_modes"), 6);
+    /* claim and completion on their generic plans (see cycle()) */
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM commit_modes"
+                         " WHERE plans = 'force_generic_plan'"), 6);
 }
 
 int
