@@ -81,7 +81,7 @@ URL=$("$PEERS/pg.sh" url postgres)
   echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(. /etc/os-release; echo "$PRETTY_NAME")"
   echo "postgres: $("$PGBIN/postgres" --version); fsync=$("$PEERS/pg.sh" psql -XAtc 'show fsync'), synchronous_commit=$("$PEERS/pg.sh" psql -XAtc 'show synchronous_commit')"
   echo "skipq: $SKIPQ ($("$SKIPQ" --version 2>&1 | head -1)); git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "REPS=$REPS N=$N SKIPQ_JOBS=$SKIPQ_JOBS SKIPQ_ARGS=$SKIPQ_ARGS ONLY=$ONLY GW_CONFIGS=$GW_CONFIGS BOSS_CONFIGS=$BOSS_CONFIGS"
+  echo "REPS=$REPS PAIRS=$PAIRS N=$N SKIPQ_JOBS=$SKIPQ_JOBS SKIPQ_ARGS=$SKIPQ_ARGS ONLY=$ONLY GW_CONFIGS=$GW_CONFIGS BOSS_CONFIGS=$BOSS_CONFIGS"
   echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/machine.txt" | tee -a "$LOG"
 
@@ -121,10 +121,32 @@ copy_skipq_jobs() { # REP ROWS
   echo "{\"rep\":\"$rep\",\"system\":\"raw-sql\",\"version\":\"psql\",\"config\":\"copy-skipq-jobs\",\"metric\":\"enqueue_bulk\",\"jobs\":$rows,\"seconds\":$(awk -v m="$ms" 'BEGIN{printf "%.3f", m/1000}'),\"jobs_per_s\":$(awk -v r="$rows" -v m="$ms" 'BEGIN{printf "%.1f", r/(m/1000)}')}" >>"$OUT/skipq.jsonl"
 }
 
+# The enqueue figures are compared with pgbench and COPY doing the same
+# work, and a single-connection commit rate moves by 2x from one minute
+# to the next here: so each comparison is a pair, run back to back
+# (skipq, then pgbench and COPY), PAIRS times per repetition, and
+# summarize.py judges the target by the median of the pairs' ratios.
+PAIRS=${PAIRS:-3}
+enqueue_pairs() { # REP
+  local rep=$1 k
+  for k in $(seq 1 "$PAIRS"); do
+    log "rep $rep pair $k: skipq bench enqueue, then pgbench (skipq's INSERT, 1 and 8 clients) and COPY"
+    # shellcheck disable=SC2086
+    if ! "$SKIPQ" bench enqueue --json --jobs "$SKIPQ_JOBS" $SKIPQ_ARGS --database "$URL" 2>>"$LOG" |
+         sed "s/^{/{\"rep\":\"$rep.$k\",/" | tee -a "$OUT/skipq.jsonl" | cut -c1-200; then
+      log "rep $rep pair $k: skipq bench enqueue FAILED (see $LOG)"
+    fi
+    pgbench_insert "$rep.$k" 1 2000 || log "pgbench 1 client failed"
+    pgbench_insert "$rep.$k" 8 250 || log "pgbench 8 clients failed"
+    copy_skipq_jobs "$rep.$k" "$SKIPQ_JOBS" || log "raw COPY into skipq.jobs failed"
+  done
+}
+
 for rep in $(seq 1 "$REPS"); do
-  log "rep $rep: skipq bench all --json --jobs $SKIPQ_JOBS $SKIPQ_ARGS"
+  log "rep $rep: skipq bench drain latency steady deep command --json --jobs $SKIPQ_JOBS $SKIPQ_ARGS"
   # shellcheck disable=SC2086
-  if ! "$SKIPQ" bench all --json --jobs "$SKIPQ_JOBS" $SKIPQ_ARGS --database "$URL" 2>>"$LOG" |
+  if ! "$SKIPQ" bench drain latency steady deep command --json --jobs "$SKIPQ_JOBS" $SKIPQ_ARGS \
+       --database "$URL" 2>>"$LOG" |
        sed "s/^{/{\"rep\":\"$rep\",/" | tee -a "$OUT/skipq.jsonl" | cut -c1-200; then
     log "rep $rep: skipq bench FAILED (see $LOG)"
   fi
@@ -142,11 +164,7 @@ for rep in $(seq 1 "$REPS"); do
       log "rep $rep: skipq bench drain --on-success delete --workers $w FAILED (see $LOG)"
     fi
   done
-  log "rep $rep: pgbench, skipq's INSERT, 1 and 8 clients"
-  pgbench_insert "$rep" 1 2000 || log "pgbench 1 client failed"
-  pgbench_insert "$rep" 8 250 || log "pgbench 8 clients failed"
-  log "rep $rep: raw COPY of $SKIPQ_JOBS rows into skipq.jobs"
-  copy_skipq_jobs "$rep" "$SKIPQ_JOBS" || log "raw COPY into skipq.jobs failed"
+  enqueue_pairs "$rep"
 done
 "$PEERS/pg.sh" psql -XAtqc "DROP DATABASE IF EXISTS skipq_pgbench" >/dev/null 2>&1 || true
 

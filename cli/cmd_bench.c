@@ -63,7 +63,9 @@ static const char usage[] =
     "  steady    a producer at R jobs/s for D: end-to-end latency and the\n"
     "            worst stall\n"
     "  deep      drain rate and claim time with 10,000 vs --deep-jobs\n"
-    "            waiting (default 100,000; 1,000,000 with SKIPQ_LONG=1)\n"
+    "            waiting (default 100,000; 1,000,000 with SKIPQ_LONG=1),\n"
+    "            and with --deep-jobs scheduled for later: the claim with\n"
+    "            nothing runnable, the drain of 10,000 runnable among them\n"
     "  command   drain with the command handler /bin/true at concurrency 8\n"
     "  all       all of the above (the default)\n"
     "  soak      not in all: one worker drains --jobs jobs for its maximum,\n"
@@ -1201,29 +1203,57 @@ claim_probe(struct bench *b, struct result *r)
     return 0;
 }
 
+/* N jobs scheduled for tomorrow, in three priorities. */
+static int
+fill_scheduled(struct bench *b, long long n)
+{
+    char num[24];
+    const char *v[1] = {num};
+
+    snprintf(num, sizeof num, "%lld", n);
+    return sqlp(b->pg, NULL,
+                "INSERT INTO skipq.jobs (kind, priority, run_at, payload)"
+                " SELECT '" KIND_NOOP "', (g % 3)::int2, now() + interval '1 day',"
+                " jsonb_build_object('i', g) FROM generate_series(1, $1::int8) g",
+                1, v);
+}
+
+/*
+ * Drain rate and claim time with 10,000 and with --deep-jobs runnable
+ * jobs waiting; then with --deep-jobs jobs scheduled for tomorrow, where
+ * the claim is timed with nothing runnable (every claim of an idle worker
+ * is such a short claim) and the drain is of 10,000 runnable jobs among
+ * them.
+ */
 static int
 bench_deep(struct bench *b)
 {
-    long long sizes[2] = {SMALL_BACKLOG, b->deep_jobs};
+    long long sizes[3] = {SMALL_BACKLOG, b->deep_jobs, b->deep_jobs};
     long long sample = b->jobs < DEEP_SAMPLE ? b->jobs : DEEP_SAMPLE;
     int rc;
 
     if (sample > SMALL_BACKLOG)
         sample = SMALL_BACKLOG;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         struct drain_spec d = {.mode = "noop", .target = sample,
                                .concurrency = b->concurrency, .workers = 1};
         struct drain_out o;
         struct result r;
         char cfgname[48];
+        int scheduled = i == 2;
 
-        snprintf(cfgname, sizeof cfgname, "backlog%lld", sizes[i]);
+        snprintf(cfgname, sizeof cfgname, "%s%lld", scheduled ? "scheduled" : "backlog",
+                 sizes[i]);
         result_init(&r, "deep", cfgname);
         if (!b->ctx->quiet && !b->json)
-            fprintf(stderr, "skipq: bench: deep: filling %lld jobs\n", sizes[i]);
-        if ((rc = reset_queue(b)) != 0 || (rc = fill_series(b, sizes[i])) != 0 ||
+            fprintf(stderr, "skipq: bench: deep: filling %lld %sjobs\n", sizes[i],
+                    scheduled ? "scheduled " : "");
+        if ((rc = reset_queue(b)) != 0 ||
+            (rc = (scheduled ? fill_scheduled : fill_series)(b, sizes[i])) != 0 ||
             (rc = sql(b->pg, "VACUUM ANALYZE skipq.jobs")) != 0 ||
-            (rc = claim_probe(b, &r)) != 0 || (rc = run_drain(b, &d, &o)) != 0)
+            (rc = claim_probe(b, &r)) != 0 ||
+            (scheduled && (rc = fill_series(b, sample)) != 0) ||
+            (rc = run_drain(b, &d, &o)) != 0)
             return rc;
         r.backlog = sizes[i];
         r.jobs = sample;

@@ -110,8 +110,8 @@ TEST(json_lines_every_measurement)
             ASSERT_TRUE(num(o, "worst_stall_ms") >= 0);
         json_object_put(o);
     }
-    /* 2 single, 2 bulk, drain, latency, steady, 2 deep, command */
-    ASSERT_EQ(lines, 10);
+    /* 2 single, 2 bulk, drain, latency, steady, 3 deep, command */
+    ASSERT_EQ(lines, 11);
     ASSERT_EQ(seen, (1u << 7) - 1);
     free(out);
     free(err);
