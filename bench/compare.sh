@@ -11,12 +11,13 @@
 # What it does, in order:
 #  1. starts the peer cluster (../shared/bench/peers/pg.sh: PostgreSQL 15,
 #     fsync and synchronous_commit on, port 55432) unless it is running;
-#  2. REPS times: `skipq bench all --json --jobs $N` against it (skipq makes
-#     and drops its own database), `skipq bench drain --workers 2` (skipq's
-#     second drain configuration, as the peers have two), the same two with
-#     worker.on_success delete (as graphile-worker, which deletes finished
-#     jobs), then pgbench doing skipq's single-job
-#     INSERT from 1 and 8 clients (the single-enqueue target's yardstick),
+#  2. REPS times: `skipq bench drain latency steady deep command --json
+#     --jobs $N` against it (skipq makes and drops its own database),
+#     `skipq bench drain --workers 2` (skipq's second drain configuration,
+#     as the peers have two), the same two with worker.on_success delete
+#     (as graphile-worker, which deletes finished jobs), then PAIRS times,
+#     back to back: `skipq bench enqueue`, pgbench doing skipq's single-job
+#     INSERT from 1 and 8 clients (the single-enqueue target's yardstick)
 #     and psql's \copy of the same rows into skipq.jobs (the bulk target's);
 #  3. the peer harness, ../shared/bench/peers/run-all.sh, with REPS, N, ONLY,
 #     GW_CONFIGS, BOSS_CONFIGS, RAW_* passed through, results under ours;
@@ -29,7 +30,7 @@
 # Environment:
 #   PEERS        the peer harness (default: ../shared/bench/peers from the repo)
 #   SKIPQ        the skipq binary (default: build/skipq, else build-*/skipq)
-#   REPS (1)  N (20000)  SKIPQ_JOBS (N)  SKIPQ_ARGS ("")  SKIPQ_LONG (unset)
+#   REPS (1)  PAIRS (3)  N (20000)  SKIPQ_JOBS (N)  SKIPQ_ARGS ("")  SKIPQ_LONG (unset)
 #   ONLY ("gw boss raw")  GW_CONFIGS ("c10 tuned")  BOSS_CONFIGS ("b100n b500n")
 #   RAW_CLIENTS ("2")  RAW_MODES ("update fused")  RAW_BATCHES ("100")
 #   KEEP_PG (0)  RESULTS (bench/results)
@@ -54,6 +55,7 @@ fi
 [ -x "${SKIPQ:-}" ] || { echo "compare.sh: build skipq first (cmake -S . -B build && cmake --build build), or set SKIPQ" >&2; exit 2; }
 
 export REPS=${REPS:-1} N=${N:-20000}
+PAIRS=${PAIRS:-3} # enqueue pairs per repetition (below)
 export ONLY=${ONLY:-"gw boss raw"}
 export GW_CONFIGS=${GW_CONFIGS:-"c10 tuned"}
 export BOSS_CONFIGS=${BOSS_CONFIGS:-"b100n b500n"}
@@ -126,7 +128,6 @@ copy_skipq_jobs() { # REP ROWS
 # to the next here: so each comparison is a pair, run back to back
 # (skipq, then pgbench and COPY), PAIRS times per repetition, and
 # summarize.py judges the target by the median of the pairs' ratios.
-PAIRS=${PAIRS:-3}
 enqueue_pairs() { # REP
   local rep=$1 k
   for k in $(seq 1 "$PAIRS"); do

@@ -34,6 +34,9 @@
 
 const char *skipq__signame(int sig);
 
+/* Room for a timestamptz as text. */
+enum { SKIPQ__NOW_LEN = 64 };
+
 struct skipq_worker {
     skipq_config *cfg;
     char *database;
@@ -62,6 +65,9 @@ struct skipq_worker {
     int64_t next_rescue_ms;
     int64_t next_prune_ms;
     int64_t next_run_at_ms; /* earliest future run_at seen, or INT64_MAX */
+    /* now() of the last claim's transaction at the head of the rotation,
+     * as the server printed it; "" before the first */
+    char claim_now[SKIPQ__NOW_LEN];
     int64_t reconnect_at_ms;
     int64_t reconnect_delay_ms;
     unsigned rand_state;
@@ -409,17 +415,20 @@ const char skipq__claim_sql[] =
 
 /*
  * Milliseconds until the earliest queued job of queues $1 in the band
- * $2..$3 that is not runnable yet, or NULL. Only future rows count: a
- * runnable row that the claim left (locked by another worker's claim, or
- * of a kind this worker has no handler for) is not a reason to wake up,
- * and once made one an idle worker claim again every millisecond.
+ * $2..$3 that was not runnable yet when the claim ran ($4: the claim
+ * transaction's now(); NULL: now), or NULL. A row that became due since
+ * gives 0 or less: claim again at once. A row that was runnable then and
+ * that the claim left (locked by another worker's claim, or of a kind
+ * this worker has no handler for) is not a reason to wake up: counted,
+ * it made an idle worker claim again every millisecond.
  */
 const char skipq__next_run_at_sql[] =
     "SELECT (extract(epoch FROM min(n.at) - now()) * 1000)::int8"
     " FROM unnest($1::text[]) AS q(name) CROSS JOIN LATERAL ("
     "  WITH RECURSIVE" SKIPQ_BAND_PRIORITIES("q.name")
     "  SELECT (SELECT min(run_at) FROM skipq.jobs WHERE status = 'queued'"
-    "     AND queue = q.name AND priority = p.pri AND run_at > now()) AS at"
+    "     AND queue = q.name AND priority = p.pri"
+    "     AND run_at > coalesce($4::timestamptz, now())) AS at"
     "  FROM p) n";
 
 /*
@@ -487,8 +496,10 @@ prepare_all(skipq_worker *w, skipq_error *err)
                                ? skipq__complete_delete_sql
                                : skipq__complete_sql},
         /* see cycle(): the settings of its transaction */
-        {"skipq_cycle", "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"},
-        {"skipq_cycle_quick", "SELECT set_config('plan_cache_mode', 'force_generic_plan', true),"
+        {"skipq_cycle", "SELECT now()::text,"
+                        " set_config('plan_cache_mode', 'force_generic_plan', true)"},
+        {"skipq_cycle_quick", "SELECT now()::text,"
+                              " set_config('plan_cache_mode', 'force_generic_plan', true),"
                               " set_config('synchronous_commit', 'off', true)"},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
@@ -868,6 +879,9 @@ static int
 take_claimed(skipq_worker *w, PGresult *res, skipq_job **ready)
 {
     int n = PQntuples(res);
+    skipq_job **tail = ready; /* appended in claim order: the executors' order */
+    while (*tail)
+        tail = &(*tail)->next;
     for (int r = 0; r < n; r++) {
         skipq_job *j = job_from_row(w, res, r);
         if (!j) {
@@ -887,8 +901,9 @@ take_claimed(skipq_worker *w, PGresult *res, skipq_job **ready)
             log_job(SKIPQ_LOG_DEBUG, "claimed", j,
                     "job %lld claimed (%s, attempt %d)", (long long)j->id,
                     j->kind, j->attempt);
-        j->next = *ready;
-        *ready = j;
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
     }
     return n;
 }
@@ -1051,7 +1066,8 @@ queue_at(const skipq_worker *w, size_t k)
  * cycle failed (the done list is then kept in w->pending).
  */
 static int
-cycle(skipq_worker *w, skipq_job *done, int want, skipq_job **ready)
+cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
+         char *now_out, skipq_job **ready)
 {
     completion c = {0};
     PGparam *claim = NULL;
@@ -1068,7 +1084,7 @@ cycle(skipq_worker *w, skipq_job *done, int want, skipq_job **ready)
         skipq__log(SKIPQ_LOG_ERROR, "failpoint before_complete: exiting");
         _exit(99);
     }
-    if (want > 0 && !(claim = claim_param(w, queue_at(w, 0), 0, want)))
+    if (want > 0 && !(claim = claim_param(w, qi, bi, want)))
         failed = true;
     if (!failed && PQenterPipelineMode(w->pg) != 1)
         failed = true;
@@ -1099,6 +1115,17 @@ cycle(skipq_worker *w, skipq_job *done, int want, skipq_job **ready)
         failed = true;
     if (!failed && PQpipelineSync(w->pg) != 1)
         failed = true;
+    if (failed && PQpipelineStatus(w->pg) != PQ_PIPELINE_OFF) {
+        /* a send failed before the sync: no sync point will come back to
+         * read up to, so the connection cannot be trusted */
+        keep_pending(w, done);
+        drop_connection(w, "could not send a worker cycle");
+        if (c.prm)
+            PQparamClear(c.prm);
+        if (claim)
+            PQparamClear(claim);
+        return -1;
+    }
 
     /* Read up to the sync point; keep the results until it arrives. */
     while (PQpipelineStatus(w->pg) != PQ_PIPELINE_OFF) {
@@ -1130,6 +1157,8 @@ cycle(skipq_worker *w, skipq_job *done, int want, skipq_job **ready)
     }
     if (!failed) {
         int k = 1; /* after the settings */
+        if (now_out && claim && results[0])
+            snprintf(now_out, SKIPQ__NOW_LEN, "%s", PQgetvalue(results[0], 0, 0));
         if (c.prm)
             finish_jobs(w, done, results[k++]);
         if (claim)
@@ -1148,8 +1177,17 @@ cycle(skipq_worker *w, skipq_job *done, int want, skipq_job **ready)
         PQparamClear(c.prm);
     if (claim)
         PQparamClear(claim);
-    w->qstart++;
     return failed ? -1 : got;
+}
+
+/* A cycle at the head of the rotation: its claim's transaction time is
+ * the one the next-run-at lookup starts from. */
+static int
+cycle(skipq_worker *w, skipq_job *done, int want, skipq_job **ready)
+{
+    int got = cycle_at(w, done, want, queue_at(w, 0), 0, w->claim_now, ready);
+    w->qstart++;
+    return got;
 }
 
 /* Fill the slots the first claim left free: the other queues, then the
@@ -1164,22 +1202,12 @@ claim_more(skipq_worker *w, int want, skipq_job **ready)
             size_t qi = (first_q + k) % w->cfg->nqueues;
             if (bi == 0 && k == 0)
                 continue; /* the claim cycle() made */
-            PGparam *prm = claim_param(w, qi, bi, want - got);
-            if (!prm)
+            /* the same transaction as cycle()'s claim: generic plan,
+             * asynchronous commit */
+            int n = cycle_at(w, NULL, want - got, qi, bi, NULL, ready);
+            if (n < 0 || !w->pg)
                 return got;
-            PGresult *res = PQparamExecPrepared(w->pg, prm, "skipq_claim", 0);
-            PQparamClear(prm);
-            if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-                skipq_error e;
-                skipq__db_fail(&e, w->pg, res, "could not claim");
-                skipq__log(SKIPQ_LOG_ERROR, "%s", e.message);
-                PQclear(res);
-                if (conn_broken(w))
-                    drop_connection(w, "claim failed");
-                return got;
-            }
-            got += take_claimed(w, res, ready);
-            PQclear(res);
+            got += n;
         }
     }
     return got;
@@ -1200,11 +1228,11 @@ schedule_next_run_at(skipq_worker *w)
     for (size_t i = 0; ok && i < w->cfg->nqueues; i++)
         ok = PQputf(qs, "%text", w->cfg->queues[i]) != 0;
     arr.param = qs;
-    ok = ok && PQputf(prm, "%text[] %int2 %int2", &arr, (PGint2)w->bands[w->nbands - 1].lo,
-                      (PGint2)w->bands[0].hi);
+    ok = ok && PQputf(prm, "%text[] %int2 %int2 %text", &arr,
+                      (PGint2)w->bands[w->nbands - 1].lo, (PGint2)w->bands[0].hi,
+                      w->claim_now[0] ? w->claim_now : NULL);
     if (ok) {
-        res = PQparamExec(w->pg, prm,
-            skipq__next_run_at_sql, 0);
+        res = PQparamExec(w->pg, prm, skipq__next_run_at_sql, 0);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK && !PQgetisnull(res, 0, 0)) {
             int64_t in = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
             w->next_run_at_ms = skipq__now_ms() + (in > 0 ? in : 0) + 1;
