@@ -96,6 +96,10 @@ extern const char skipq__claim_sql[];
 /* Milliseconds to the next run_at: $1 queues (text[]), $2/$3 band, $4 the
  * claim transaction's now() (NULL: now). */
 extern const char skipq__next_run_at_sql[];
+/* The settings statement that opens each claim/completion transaction
+ * (the quick one: a claim alone); the bench runs it before its probes. */
+extern const char skipq__cycle_sql[];
+extern const char skipq__cycle_quick_sql[];
 extern const char skipq__complete_sql[];
 extern const char skipq__complete_delete_sql[]; /* worker.on_success: delete */
 
