@@ -37,6 +37,22 @@ const char *skipq__signame(int sig);
 /* Room for a timestamptz as text. */
 enum { SKIPQ__NOW_LEN = 64 };
 
+/*
+ * Where the last full claim of one queue and band ended, and when that
+ * band was last claimed from the head: claims start after it
+ * (skipq__claim_after_sql) for up to FLOOR_MS after a claim from the
+ * head.
+ */
+typedef struct {
+    bool set;
+    int16_t priority;
+    int64_t id;
+    int64_t head_ms; /* monotonic */
+    char run_at[SKIPQ__NOW_LEN];
+} claim_floor;
+
+enum { FLOOR_MS = 1000 };
+
 struct skipq_worker {
     skipq_config *cfg;
     char *database;
@@ -72,6 +88,7 @@ struct skipq_worker {
     int64_t reconnect_delay_ms;
     unsigned rand_state;
     size_t qstart; /* queue rotation, for fairness */
+    claim_floor *floors; /* [queue * nbands + band] */
     bool drained;  /* the last claim succeeded and came back short */
 
     /* automatic prefetch: handler run time, moving average */
@@ -181,6 +198,10 @@ skipq_worker_new(const skipq_config *cfg, skipq_worker **out, skipq_error *err)
     memcpy(w->bands, w->cfg->bands, w->cfg->nbands * sizeof *w->bands);
     w->nbands = w->cfg->nbands;
     merge_bands(w);
+    w->floors = calloc((w->cfg->nqueues ? w->cfg->nqueues : 1) * (w->nbands ? w->nbands : 1),
+                       sizeof *w->floors);
+    if (!w->floors)
+        goto nomem;
     for (size_t i = 0; i < w->cfg->nhandlers; i++) {
         const skipq__handler_cfg *hc = &w->cfg->handlers[i];
         handler *nh = realloc(w->handlers, (w->nhandlers + 1) * sizeof *nh);
@@ -217,6 +238,7 @@ skipq_worker_free(skipq_worker *w)
     free(w->handlers);
     free(w->kinds);
     free(w->bands);
+    free(w->floors);
     free(w->database);
     if (w->pg)
         PQfinish(w->pg);
@@ -377,6 +399,21 @@ prefetch_allowance(skipq_worker *w, int64_t now)
     "     AND queue = " queue " AND priority >= $2::int2 AND priority < p.pri)"          \
     "   FROM p WHERE p.pri IS NOT NULL)"
 
+/* The update and the result of a claim, from the locked ids in c. */
+#define SKIPQ_CLAIM_TAKE                                                                \
+    " u AS (UPDATE skipq.jobs j SET status = 'running', attempts = j.attempts + 1,"    \
+    "   claims = j.claims + 1, locked_by = $6::int8, started_at = now(),"             \
+    "   updated_at = now()"                                                           \
+    "  WHERE j.id = ANY (ARRAY(SELECT id FROM c))"                                    \
+    "  RETURNING j.id, j.claims, j.kind, j.queue, j.priority, j.attempts,"            \
+    "   j.payload::text, coalesce(j.max_attempts, 0),"                                \
+    "   coalesce(j.backoff_strategy::text, ''),"                                      \
+    "   coalesce((extract(epoch FROM j.backoff_base) * 1000)::int8, -1),"             \
+    "   coalesce((extract(epoch FROM j.backoff_max) * 1000)::int8, -1),"              \
+    "   coalesce((extract(epoch FROM j.timeout) * 1000)::int8, 0),"                   \
+    "   j.cancel_requested_at IS NOT NULL, j.run_at)"                                 \
+    " SELECT * FROM u ORDER BY priority DESC, run_at, id"
+
 /*
  * Claim in claim order (priority DESC, run_at, id) from one queue and
  * priority band: per priority, highest first, the runnable rows in run_at
@@ -399,19 +436,33 @@ const char skipq__claim_sql[] =
     "      AND run_at <= now() AND kind = ANY ($4::text[])"
     "    ORDER BY run_at, id LIMIT $5::int4"
     "    FOR NO KEY UPDATE SKIP LOCKED) k"
-    "  LIMIT $5::int4),"
-    " u AS (UPDATE skipq.jobs j SET status = 'running', attempts = j.attempts + 1,"
-    "   claims = j.claims + 1, locked_by = $6::int8, started_at = now(),"
-    "   updated_at = now()"
-    "  WHERE j.id = ANY (ARRAY(SELECT id FROM c))"
-    "  RETURNING j.id, j.claims, j.kind, j.queue, j.priority, j.attempts,"
-    "   j.payload::text, coalesce(j.max_attempts, 0),"
-    "   coalesce(j.backoff_strategy::text, ''),"
-    "   coalesce((extract(epoch FROM j.backoff_base) * 1000)::int8, -1),"
-    "   coalesce((extract(epoch FROM j.backoff_max) * 1000)::int8, -1),"
-    "   coalesce((extract(epoch FROM j.timeout) * 1000)::int8, 0),"
-    "   j.cancel_requested_at IS NOT NULL, j.run_at)"
-    " SELECT * FROM u ORDER BY priority DESC, run_at, id";
+    "  LIMIT $5::int4)," SKIPQ_CLAIM_TAKE;
+
+/*
+ * The claim from where the last one ended. Every claimed job leaves a
+ * dead entry at the head of its range in jobs_runnable_idx until vacuum
+ * removes it, and a claim from the head reads past all of them, twice
+ * (the band's first priority, then its range): under a steady load the
+ * first 100 queued rows cost 200 buffers just after an autovacuum and
+ * 2,900 a minute later, just before the next. After a full claim, the
+ * next ones start after the last row it took ($7 priority, $8 run_at,
+ * $9 id), in that priority only, and only while no row of a higher
+ * priority in the band is queued. A row behind that floor (its claimer
+ * rolled back, it was given back, or enqueued with a past run_at) is
+ * taken by the next claim from the head: the worker makes one whenever a
+ * claim from the floor comes back short, and at least every FLOOR_MS.
+ */
+const char skipq__claim_after_sql[] =
+    "WITH c AS MATERIALIZED ("
+    "  SELECT id FROM skipq.jobs"
+    "   WHERE status = 'queued' AND queue = $1::text AND priority = $7::int2"
+    "     AND (run_at, id) > ($8::text::timestamptz, $9::int8)"
+    "     AND run_at <= now() AND kind = ANY ($4::text[])"
+    "     AND $7::int2 >= $2::int2"
+    "     AND NOT EXISTS (SELECT FROM skipq.jobs h WHERE h.status = 'queued'"
+    "       AND h.queue = $1::text AND h.priority > $7::int2 AND h.priority <= $3::int2)"
+    "   ORDER BY run_at, id LIMIT $5::int4"
+    "   FOR NO KEY UPDATE SKIP LOCKED)," SKIPQ_CLAIM_TAKE;
 
 /*
  * Milliseconds until the earliest queued job of queues $1 in the band
@@ -524,6 +575,7 @@ prepare_all(skipq_worker *w, skipq_error *err)
 {
     const struct { const char *name, *sql; } stmts[] = {
         {"skipq_claim", skipq__claim_sql},
+        {"skipq_claim_after", skipq__claim_after_sql},
         {"skipq_complete", w->cfg->on_success == SKIPQ_ON_SUCCESS_DELETE
                                ? skipq__complete_delete_sql
                                : skipq__complete_sql},
@@ -589,6 +641,8 @@ drop_connection(skipq_worker *w, const char *why)
     PQfinish(w->pg);
     w->pg = NULL;
     w->reconnect_at_ms = skipq__now_ms() + w->reconnect_delay_ms;
+    /* the next claims start from the head */
+    memset(w->floors, 0, w->cfg->nqueues * w->nbands * sizeof *w->floors);
 }
 
 static bool
@@ -879,9 +933,10 @@ job_from_row(skipq_worker *w, PGresult *res, int row)
     return j;
 }
 
-/* Parameters for one claim: queue qi, band bi, up to n rows. */
+/* Parameters for one claim: queue qi, band bi, up to n rows, after the
+ * floor fl (NULL: from the head). */
 static PGparam *
-claim_param(skipq_worker *w, size_t qi, size_t bi, int n)
+claim_param(skipq_worker *w, size_t qi, size_t bi, int n, const claim_floor *fl)
 {
     PGparam *prm = PQparamCreate(w->pg);
     PGparam *kinds = PQparamCreate(w->pg);
@@ -894,6 +949,9 @@ claim_param(skipq_worker *w, size_t qi, size_t bi, int n)
     ok = ok && PQputf(prm, "%text %int2 %int2 %text[] %int4 %int8",
                       w->cfg->queues[qi], (PGint2)w->bands[bi].lo,
                       (PGint2)w->bands[bi].hi, &arr, (PGint4)n, (PGint8)w->id) != 0;
+    if (fl)
+        ok = ok && PQputf(prm, "%int2 %text %int8", (PGint2)fl->priority, fl->run_at,
+                          (PGint8)fl->id) != 0;
     if (kinds)
         PQparamClear(kinds);
     if (!ok && prm) {
@@ -1086,6 +1144,21 @@ queue_at(const skipq_worker *w, size_t k)
     return (w->qstart + k) % w->cfg->nqueues;
 }
 
+/* After a claim into fl's queue and band (res, in claim order): a full
+ * claim sets the floor to its last row, a short one clears it. */
+static void
+set_floor(claim_floor *fl, PGresult *res, bool full, int64_t head_ms)
+{
+    int last = PQntuples(res) - 1;
+    fl->set = full && last >= 0;
+    if (!fl->set)
+        return;
+    fl->priority = (int16_t)strtol(PQgetvalue(res, last, 4), NULL, 10);
+    fl->id = strtoll(PQgetvalue(res, last, 0), NULL, 10);
+    fl->head_ms = head_ms;
+    snprintf(fl->run_at, sizeof fl->run_at, "%s", PQgetvalue(res, last, 13));
+}
+
 /*
  * One round trip: complete `done` (if any) and claim up to `want` jobs
  * from the first queue's highest band, in one pipeline. Statements in a
@@ -1103,6 +1176,9 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
     PGresult *results[3] = {NULL, NULL, NULL};
     int nres = 0, got = 0;
     bool failed = false, quick = false;
+    claim_floor *fl = want > 0 ? &w->floors[qi * w->nbands + bi] : NULL;
+    int64_t now_ms = skipq__now_ms();
+    bool after = fl && fl->set && now_ms - fl->head_ms < FLOOR_MS;
 
     if (done && !build_completion(w, done, &c)) {
         skipq__log(SKIPQ_LOG_ERROR, "out of memory building a completion");
@@ -1113,7 +1189,7 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
         skipq__log(SKIPQ_LOG_ERROR, "failpoint before_complete: exiting");
         _exit(99);
     }
-    if (want > 0 && !(claim = claim_param(w, qi, bi, want)))
+    if (want > 0 && !(claim = claim_param(w, qi, bi, want, after ? fl : NULL)))
         failed = true;
     if (!failed && PQenterPipelineMode(w->pg) != 1)
         failed = true;
@@ -1140,7 +1216,8 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
         failed = true;
     if (!failed && c.prm && !PQparamSendQueryPrepared(w->pg, c.prm, "skipq_complete", 0))
         failed = true;
-    if (!failed && claim && !PQparamSendQueryPrepared(w->pg, claim, "skipq_claim", 0))
+    if (!failed && claim &&
+        !PQparamSendQueryPrepared(w->pg, claim, after ? "skipq_claim_after" : "skipq_claim", 0))
         failed = true;
     if (!failed && PQpipelineSync(w->pg) != 1)
         failed = true;
@@ -1190,8 +1267,10 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
             snprintf(now_out, SKIPQ__NOW_LEN, "%s", PQgetvalue(results[0], 0, 0));
         if (c.prm)
             finish_jobs(w, done, results[k++]);
-        if (claim)
+        if (claim) {
             got = take_claimed(w, results[k], ready);
+            set_floor(fl, results[k], got == want, after ? fl->head_ms : now_ms);
+        }
     } else {
         /* Nothing of it committed as far as we know; a completion that did
          * commit before a lost reply matches 0 rows when retried, and
@@ -1206,7 +1285,16 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
         PQparamClear(c.prm);
     if (claim)
         PQparamClear(claim);
-    return failed ? -1 : got;
+    if (failed)
+        return -1;
+    /* Short from the floor: rows may wait behind it. Claim from the head
+     * now, so "short" means what it means for a claim from the head. */
+    if (after && got < want && w->pg) {
+        int more = cycle_at(w, NULL, want - got, qi, bi, now_out, ready);
+        if (more > 0)
+            got += more;
+    }
+    return got;
 }
 
 /* A cycle at the head of the rotation: its claim's transaction time is

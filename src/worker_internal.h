@@ -93,6 +93,9 @@ void skipq__job_free(skipq_job *job);
 /* The claim statement (worker.c); tests prepare it too.
  * $1 queue, $2/$3 priority band, $4 kinds, $5 limit, $6 worker id. */
 extern const char skipq__claim_sql[];
+/* The claim from where the last full one ended: the same, and $7, $8,
+ * $9 the priority, run_at and id of the last row it took. */
+extern const char skipq__claim_after_sql[];
 /* Milliseconds to the next run_at: $1 queues (text[]), $2/$3 band, $4 the
  * claim transaction's now() (NULL: now). */
 extern const char skipq__next_run_at_sql[];

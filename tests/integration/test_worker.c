@@ -1028,6 +1028,157 @@ TEST(claim_and_next_run_at_skip_scheduled_rows)
     PQfinish(c);
 }
 
+/* claim_after(floor, n): the claim from the floor (priority, run_at, id)
+ * in the default queue, whole band, kind c, as worker 1. */
+static PGresult *
+claim_after(PGconn *c, const char *pri, const char *run_at, const char *id, int n)
+{
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", n);
+    const char *v[9] = {"default", "-32768", "32767", "{c}", lim, "1", pri, run_at, id};
+    PGresult *res = PQexecPrepared(c, "after", 9, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        HARNESS_FAIL("claim after: %s", PQresultErrorMessage(res));
+    return res;
+}
+
+/* The ids a claim returned, as "a,b,c" (static storage). */
+static const char *
+ids_of(PGresult *res)
+{
+    static char out[512];
+    size_t k = 0;
+    out[0] = '\0';
+    for (int i = 0; i < PQntuples(res) && k + 24 < sizeof out; i++)
+        k += (size_t)snprintf(out + k, sizeof out - k, "%s%s", i ? "," : "",
+                              PQgetvalue(res, i, 0));
+    return out;
+}
+
+/*
+ * Every claimed job leaves a dead entry at the head of jobs_runnable_idx
+ * until vacuum, and a claim from the head reads past all of them: under
+ * a steady load, 200 buffers just after an autovacuum and 2,900 a minute
+ * later. The claim from the floor (the last row the previous full claim
+ * took) starts after them, in claim order, and leaves to the next claim
+ * from the head what it cannot see: a row behind the floor, and any row
+ * of a higher priority.
+ */
+TEST(claim_after_the_floor_skips_the_dead_head_and_nothing_else)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "ALTER TABLE skipq.jobs SET (autovacuum_enabled = false)");
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, run_at) SELECT 'c',"
+                " now() - interval '1 hour' + g * interval '1 ms'"
+                " FROM generate_series(1, 60000) g");
+    tl_exec(pg, "ANALYZE skipq.jobs");
+    PGconn *c = claim_conn();
+    PGresult *res = PQprepare(c, "after", skipq__claim_after_sql, 0, NULL);
+    ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    tl_exec(c, "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off");
+
+    /* 50,000 claimed from the head: the dead head */
+    res = claim(c, 50000, 1);
+    ASSERT_EQ(PQntuples(res), 50000);
+    char *run_at = strdup(PQgetvalue(res, 49999, 13));
+    ASSERT_STREQ(PQgetvalue(res, 49999, 0), "50000");
+    PQclear(res);
+    char explain[512];
+    snprintf(explain, sizeof explain,
+             "EXPLAIN (ANALYZE, BUFFERS) EXECUTE after('default', -32768, 32767, '{c}', 1,"
+             " 1, 0, '%s', 50000)", run_at);
+    int64_t from_head = 0, from_floor = 0;
+    for (int i = 0; i < 2; i++) { /* the second time, with the entries marked dead */
+        tl_exec(c, "BEGIN");
+        from_head = buffers_read(c, "EXPLAIN (ANALYZE, BUFFERS) EXECUTE"
+                                    " claim('default', -32768, 32767, '{c}', 1, 1)");
+        tl_exec(c, "ROLLBACK");
+        tl_exec(c, "BEGIN");
+        from_floor = buffers_read(c, explain);
+        tl_exec(c, "ROLLBACK");
+    }
+    if (from_floor > 60 || from_head < 5 * from_floor)
+        HARNESS_FAIL("a claim of 1 after 50,000 claimed rows read %lld buffers from the"
+                     " floor, %lld from the head", (long long)from_floor,
+                     (long long)from_head);
+
+    /* in claim order after the floor */
+    res = claim_after(c, "0", run_at, "50000", 10);
+    ASSERT_STREQ(ids_of(res), "50001,50002,50003,50004,50005,50006,50007,50008,50009,50010");
+    free(run_at);
+    run_at = strdup(PQgetvalue(res, 9, 13));
+    PQclear(res);
+
+    /* a row behind the floor is not seen from it, but first from the head */
+    int64_t behind = tl_int(pg, "INSERT INTO skipq.jobs (kind, run_at)"
+                                " VALUES ('c', now() - interval '1 day') RETURNING id");
+    res = claim_after(c, "0", run_at, "50010", 3);
+    ASSERT_STREQ(ids_of(res), "50011,50012,50013");
+    PQclear(res);
+    res = claim(c, 1, 1);
+    ASSERT_EQ(strtoll(PQgetvalue(res, 0, 0), NULL, 10), behind);
+    PQclear(res);
+
+    /* a queued row of a higher priority stops the claim from the floor */
+    int64_t high = tl_int(pg, "INSERT INTO skipq.jobs (kind, priority, run_at)"
+                              " VALUES ('c', 5, now() + interval '1 hour') RETURNING id");
+    res = claim_after(c, "0", run_at, "50013", 3);
+    ASSERT_EQ(PQntuples(res), 0);
+    PQclear(res);
+    tl_exec(pg, "UPDATE skipq.jobs SET run_at = now() WHERE id = %lld", (long long)high);
+    res = claim(c, 1, 1);
+    ASSERT_EQ(strtoll(PQgetvalue(res, 0, 0), NULL, 10), high);
+    PQclear(res);
+    res = claim_after(c, "0", run_at, "50013", 3);
+    ASSERT_STREQ(ids_of(res), "50014,50015,50016");
+    PQclear(res);
+    free(run_at);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"
+                         " AND claims = 1"), 50000 + 10 + 3 + 1 + 1 + 3);
+    PQfinish(c);
+}
+
+/* A worker draining a backlog claims from its floor; a job that appears
+ * behind it (here: enqueued with a past run_at) is claimed within about
+ * FLOOR_MS (1 s), not when the backlog is gone. */
+static skipq_outcome
+ms_handler(skipq_job *job, void *ud)
+{
+    (void)job;
+    (void)ud;
+    usleep(1000);
+    return SKIPQ_JOB_OK;
+}
+
+TEST(job_behind_the_claim_floor_waits_at_most_about_a_second)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    skipq_config *cfg = test_config(4);
+    skipq_worker *w = NULL;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "b", ms_handler, NULL, &err), &err);
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'b' FROM generate_series(1, 12000)");
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 30000, 1, "SELECT (count(*) >= 500)::int FROM skipq.jobs"
+                                          " WHERE status = 'succeeded'"));
+    int64_t past = tl_int(pg, "SELECT skipq.enqueue('b', run_at => now() - interval '1 hour')");
+    ASSERT_TRUE(tl_wait_int(pg, 30000, 1, "SELECT (status <> 'queued')::int FROM skipq.jobs"
+                                          " WHERE id = %lld", (long long)past));
+    ASSERT_TRUE(tl_wait_int(pg, 60000, 12001, "SELECT count(*) FROM skipq.jobs"
+                                              " WHERE status = 'succeeded' AND claims = 1"));
+    /* claimed after it: the backlog it did not wait for */
+    int64_t left = tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'b'"
+                              " AND started_at > (SELECT started_at FROM skipq.jobs"
+                              " WHERE id = %lld)", (long long)past);
+    stop_worker(r);
+    skipq_config_free(cfg);
+    if (left < 1000)
+        HARNESS_FAIL("the job behind the floor was claimed with only %lld of 12,000 left",
+                     (long long)left);
+}
+
 /*
  * A job of a kind this worker cannot run, due now, is no reason to wake
  * up: the next-run-at lookup counted it, and the idle worker claimed
