@@ -41,13 +41,18 @@ enum { SKIPQ__NOW_LEN = 64 };
  * Where the last full claim of one queue and band ended, and when that
  * band was last claimed from the head: claims start after it
  * (skipq__claim_after_sql) for up to FLOOR_MS after a claim from the
- * head.
+ * head. A claim from the floor that comes back short turns floors off
+ * for the band for FLOOR_MS: each costs a claim from the head after it,
+ * and where they keep coming back short (a queued row of a higher
+ * priority that is not due, or of a kind no handler here takes; a queue
+ * that keeps up with its producer) that would be two claims every time.
  */
 typedef struct {
     bool set;
     int16_t priority;
     int64_t id;
-    int64_t head_ms; /* monotonic */
+    int64_t head_ms;      /* monotonic */
+    int64_t off_until_ms; /* no floor before this */
     char run_at[SKIPQ__NOW_LEN];
 } claim_floor;
 
@@ -865,7 +870,11 @@ connect_worker(skipq_worker *w, skipq_error *err)
         return rc;
     /* Workers run short statements; a pooler or a stuck lock must not
      * hang the loop forever. */
-    if ((rc = skipq__exec(w->pg, "SET application_name = 'skipq worker'", err)) ||
+    /* ISO dates: timestamps the worker reads back as text go back to the
+     * server (the claim's now(), a claim floor's run_at), and only ISO
+     * prints a numeric offset that reads back as the same instant. */
+    if ((rc = skipq__exec(w->pg, "SET application_name = 'skipq worker'; SET DateStyle = ISO",
+                          err)) ||
         (first && (rc = schema_check(w, err))) ||
         (first && (rc = delete_check(w, err))) ||
         (rc = prepare_all(w, err)) ||
@@ -1145,18 +1154,37 @@ queue_at(const skipq_worker *w, size_t k)
 }
 
 /* After a claim into fl's queue and band (res, in claim order): a full
- * claim sets the floor to its last row, a short one clears it. */
+ * claim sets the floor to its last row (unless floors are off), a short
+ * one clears it. */
 static void
-set_floor(claim_floor *fl, PGresult *res, bool full, int64_t head_ms)
+set_floor(claim_floor *fl, PGresult *res, bool full, int64_t head_ms, int64_t now_ms)
 {
     int last = PQntuples(res) - 1;
-    fl->set = full && last >= 0;
+    fl->set = full && last >= 0 && now_ms >= fl->off_until_ms;
     if (!fl->set)
         return;
     fl->priority = (int16_t)strtol(PQgetvalue(res, last, 4), NULL, 10);
     fl->id = strtoll(PQgetvalue(res, last, 0), NULL, 10);
     fl->head_ms = head_ms;
     snprintf(fl->run_at, sizeof fl->run_at, "%s", PQgetvalue(res, last, 13));
+}
+
+/* Jobs from a claim from the head, made after a claim from the floor came
+ * back short, go into the ready list at *at, where the floor claim's own
+ * jobs begin, in claim order: the head claim's come first within a
+ * priority (the rows behind the floor), and each list is in claim order
+ * already. */
+static void
+merge_head_claim(skipq_job **at, skipq_job *head)
+{
+    skipq_job *floor = *at, **out = at;
+    while (head && floor) {
+        skipq_job **from = head->priority >= floor->priority ? &head : &floor;
+        *out = *from;
+        *from = (*from)->next;
+        out = &(*out)->next;
+    }
+    *out = head ? head : floor;
 }
 
 /*
@@ -1268,8 +1296,21 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
         if (c.prm)
             finish_jobs(w, done, results[k++]);
         if (claim) {
+            while (*ready) /* where this claim's jobs will begin */
+                ready = &(*ready)->next;
             got = take_claimed(w, results[k], ready);
-            set_floor(fl, results[k], got == want, after ? fl->head_ms : now_ms);
+            if (after && skipq__log_enabled()) {
+                char msg[128];
+                snprintf(msg, sizeof msg, "claimed %d of %d after job %lld", got, want,
+                         (long long)fl->id);
+                skipq_log_event ev = {.level = SKIPQ_LOG_DEBUG, .msg = msg,
+                                      .event = "claim_floor",
+                                      .queue = w->cfg->queues[qi], .duration_ms = -1};
+                skipq__log_event(&ev);
+            }
+            if (after && got < want)
+                fl->off_until_ms = now_ms + FLOOR_MS;
+            set_floor(fl, results[k], got == want, after ? fl->head_ms : now_ms, now_ms);
         }
     } else {
         /* Nothing of it committed as far as we know; a completion that did
@@ -1290,9 +1331,12 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
     /* Short from the floor: rows may wait behind it. Claim from the head
      * now, so "short" means what it means for a claim from the head. */
     if (after && got < want && w->pg) {
-        int more = cycle_at(w, NULL, want - got, qi, bi, now_out, ready);
-        if (more > 0)
-            got += more;
+        skipq_job *head = NULL;
+        int more = cycle_at(w, NULL, want - got, qi, bi, now_out, &head);
+        if (more < 0) /* an error the caller must see, unless we got jobs */
+            return got > 0 ? got : -1;
+        merge_head_claim(ready, head);
+        got += more;
     }
     return got;
 }

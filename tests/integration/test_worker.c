@@ -1139,9 +1139,6 @@ TEST(claim_after_the_floor_skips_the_dead_head_and_nothing_else)
     PQfinish(c);
 }
 
-/* A worker draining a backlog claims from its floor; a job that appears
- * behind it (here: enqueued with a past run_at) is claimed within about
- * FLOOR_MS (1 s), not when the backlog is gone. */
 static skipq_outcome
 ms_handler(skipq_job *job, void *ud)
 {
@@ -1151,16 +1148,42 @@ ms_handler(skipq_job *job, void *ud)
     return SKIPQ_JOB_OK;
 }
 
-TEST(job_behind_the_claim_floor_waits_at_most_about_a_second)
+/* Claims from the floor, counted by their debug log event. */
+static atomic_int floor_claims;
+
+static void
+count_floor_claims(const skipq_log_event *ev, void *ud)
 {
-    PGconn *pg = tl_db();
+    (void)ud;
+    if (ev->event && strcmp(ev->event, "claim_floor") == 0)
+        atomic_fetch_add(&floor_claims, 1);
+}
+
+/* A worker on kind b, concurrency 4, no prefetch (no give-backs), its
+ * claims from the floor counted. */
+static struct running *
+start_floor_worker(skipq_config **cfg_out)
+{
     skipq_error err;
     skipq_config *cfg = test_config(4);
     skipq_worker *w = NULL;
+    skipq_set_log(count_floor_claims, NULL);
+    ASSERT_OK(skipq_config_set_prefetch(cfg, 0, &err), &err);
     ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
     ASSERT_OK(skipq_worker_register(w, "b", ms_handler, NULL, &err), &err);
+    *cfg_out = cfg;
+    return start_worker(w);
+}
+
+/* A worker draining a backlog claims from its floor; a job that appears
+ * behind it (here: enqueued with a past run_at) is claimed within about
+ * FLOOR_MS (1 s), not when the backlog is gone. */
+TEST(job_behind_the_claim_floor_waits_at_most_about_a_second)
+{
+    PGconn *pg = tl_db();
+    skipq_config *cfg;
     tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'b' FROM generate_series(1, 12000)");
-    struct running *r = start_worker(w);
+    struct running *r = start_floor_worker(&cfg);
     ASSERT_TRUE(tl_wait_int(pg, 30000, 1, "SELECT (count(*) >= 500)::int FROM skipq.jobs"
                                           " WHERE status = 'succeeded'"));
     int64_t past = tl_int(pg, "SELECT skipq.enqueue('b', run_at => now() - interval '1 hour')");
@@ -1174,9 +1197,39 @@ TEST(job_behind_the_claim_floor_waits_at_most_about_a_second)
                               " WHERE id = %lld)", (long long)past);
     stop_worker(r);
     skipq_config_free(cfg);
+    skipq_set_log(NULL, NULL);
     if (left < 1000)
         HARNESS_FAIL("the job behind the floor was claimed with only %lld of 12,000 left",
                      (long long)left);
+    /* most of the ~3,000 claims were from the floor */
+    if (atomic_load(&floor_claims) < 1000)
+        HARNESS_FAIL("only %d claims from the floor", atomic_load(&floor_claims));
+}
+
+/* A queued row of a higher priority that is not due stops every claim
+ * from the floor (it takes nothing, and a claim from the head follows).
+ * After one such claim floors are off for FLOOR_MS: not two claims for
+ * every one. */
+TEST(claims_from_the_floor_pause_when_they_come_back_short)
+{
+    PGconn *pg = tl_db();
+    skipq_config *cfg;
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, priority, run_at)"
+                " VALUES ('b', 5, now() + interval '1 day')");
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'b' FROM generate_series(1, 6000)");
+    int64_t t0 = skipq__now_ms();
+    struct running *r = start_floor_worker(&cfg);
+    ASSERT_TRUE(tl_wait_int(pg, 60000, 6000, "SELECT count(*) FROM skipq.jobs"
+                                             " WHERE status = 'succeeded' AND claims = 1"));
+    int64_t secs = (skipq__now_ms() - t0) / 1000;
+    stop_worker(r);
+    skipq_config_free(cfg);
+    skipq_set_log(NULL, NULL);
+    /* at most one a second (and one at the start) */
+    if (atomic_load(&floor_claims) > secs + 2)
+        HARNESS_FAIL("%d claims from the floor in %lld s", atomic_load(&floor_claims),
+                     (long long)secs);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 1);
 }
 
 /*
@@ -1345,6 +1398,8 @@ planned_in_cycle(PGconn *c, const char *explain)
 TEST(plans_made_on_an_empty_queue_go_by_index)
 {
     PGconn *pg = tl_db();
+    /* no analyze in between to replan them */
+    tl_exec(pg, "ALTER TABLE skipq.jobs SET (autovacuum_enabled = false)");
     ASSERT_EQ(tl_int(pg, "SELECT pg_relation_size('skipq.jobs')"), 0);
     const char *completions[2] = {skipq__complete_sql, skipq__complete_delete_sql};
     PGconn *cc[2];
