@@ -41,11 +41,13 @@ enum { SKIPQ__NOW_LEN = 64 };
  * Where the last full claim of one queue and band ended, and when that
  * band was last claimed from the head: claims start after it
  * (skipq__claim_after_sql) for up to FLOOR_MS after a claim from the
- * head. A claim from the floor that comes back short turns floors off
- * for the band for FLOOR_MS: each costs a claim from the head after it,
- * and where they keep coming back short (a queued row of a higher
- * priority that is not due, or of a kind no handler here takes; a queue
- * that keeps up with its producer) that would be two claims every time.
+ * head. A claim from the floor that takes nothing while the claim from
+ * the head after it takes rows turns floors off for the band for
+ * FLOOR_MS: that is what a queued row of a higher priority that is not
+ * due, or of a kind no handler here takes, does to every claim from the
+ * floor, and it would be two claims every time. (A claim from the floor
+ * that takes some rows and comes back short is the normal end of a
+ * backlog, or a queue that keeps up with its producer; floors stay on.)
  */
 typedef struct {
     bool set;
@@ -1308,8 +1310,6 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
                                       .queue = w->cfg->queues[qi], .duration_ms = -1};
                 skipq__log_event(&ev);
             }
-            if (after && got < want)
-                fl->off_until_ms = now_ms + FLOOR_MS;
             set_floor(fl, results[k], got == want, after ? fl->head_ms : now_ms, now_ms);
         }
     } else {
@@ -1336,6 +1336,10 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
         if (more < 0) /* an error the caller must see, unless we got jobs */
             return got > 0 ? got : -1;
         merge_head_claim(ready, head);
+        if (got == 0 && more > 0) { /* the floor is in the way */
+            fl->set = false;
+            fl->off_until_ms = now_ms + FLOOR_MS;
+        }
         got += more;
     }
     return got;
