@@ -1315,8 +1315,11 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
     } else {
         /* Nothing of it committed as far as we know; a completion that did
          * commit before a lost reply matches 0 rows when retried, and
-         * rows claimed without a reply are reconciled on reconnect. */
+         * rows claimed without a reply are reconciled on reconnect. The
+         * next claim is from the head, whatever failed. */
         keep_pending(w, done);
+        if (fl)
+            fl->set = false;
         if (conn_broken(w))
             drop_connection(w, PQerrorMessage(w->pg));
     }
