@@ -870,8 +870,6 @@ connect_worker(skipq_worker *w, skipq_error *err)
 
     if (rc != SKIPQ_OK)
         return rc;
-    /* Workers run short statements; a pooler or a stuck lock must not
-     * hang the loop forever. */
     /* ISO dates: timestamps the worker reads back as text go back to the
      * server (the claim's now(), a claim floor's run_at), and only ISO
      * prints a numeric offset that reads back as the same instant. */
