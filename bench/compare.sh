@@ -92,15 +92,27 @@ PGB_SQL="$OUT/pgbench_insert.sql"
 cat >"$PGB_SQL" <<'EOF'
 INSERT INTO skipq.jobs (kind, payload, queue, priority, run_at, max_attempts, backoff_strategy, backoff_base, backoff_max, timeout) VALUES ('bench_noop', '{"i": 1}'::jsonb, 'default', 0::int2, now(), NULL, NULL, NULL, NULL, NULL) RETURNING id;
 EOF
-pgbench_insert() { # REP CLIENTS TX_PER_CLIENT
-  local rep=$1 c=$2 t=$3 out tps
+# skipq_enqueue's own statements, as it sends them: one pipeline, the
+# insert's transaction told not to NOTIFY, the NOTIFY in a transaction of
+# its own after the commit (src/enqueue.c says why).
+PGB_PIPE_SQL="$OUT/pgbench_pipeline.sql"
+cat >"$PGB_PIPE_SQL" <<'EOF'
+\startpipeline
+BEGIN;
+WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)) INSERT INTO skipq.jobs (kind, payload, queue, priority, run_at, max_attempts, backoff_strategy, backoff_base, backoff_max, timeout) SELECT 'bench_noop', '{"i": 1}'::jsonb, 'default', 0::int2, now(), NULL, NULL, NULL, NULL, NULL FROM quiet RETURNING id;
+COMMIT;
+SELECT pg_notify('skipq', 'default');
+\endpipeline
+EOF
+pgbench_insert() { # REP CLIENTS TX_PER_CLIENT [SCRIPT CONFIG]
+  local rep=$1 c=$2 t=$3 script=${4:-$PGB_SQL} cfg=${5:-pgbench-insert} out tps
   "$PEERS/pg.sh" fresh-db skipq_pgbench >>"$LOG" 2>&1
   "$SKIPQ" migrate --quiet --database "$("$PEERS/pg.sh" url skipq_pgbench)" >>"$LOG" 2>&1
   out=$("$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n -M prepared -c "$c" -j 2 -t "$t" \
-        -f "$PGB_SQL" skipq_pgbench 2>&1) || { echo "$out" >>"$LOG"; return 1; }
+        -f "$script" skipq_pgbench 2>&1) || { echo "$out" >>"$LOG"; return 1; }
   echo "$out" >>"$LOG"
   tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
-  echo "{\"rep\":\"$rep\",\"system\":\"raw-sql\",\"version\":\"pgbench\",\"config\":\"pgbench-insert-${c}conn\",\"metric\":\"enqueue_single\",\"jobs\":$((c * t)),\"jobs_per_s\":$tps}" >>"$OUT/skipq.jsonl"
+  echo "{\"rep\":\"$rep\",\"system\":\"raw-sql\",\"version\":\"pgbench\",\"config\":\"${cfg}-${c}conn\",\"metric\":\"enqueue_single\",\"jobs\":$((c * t)),\"jobs_per_s\":$tps}" >>"$OUT/skipq.jsonl"
 }
 
 # Raw COPY of the rows skipq's bulk enqueue writes, into skipq.jobs itself
@@ -144,7 +156,7 @@ copy_skipq_jobs() { # REP ROWS
 enqueue_pairs() { # REP
   local rep=$1 k
   for k in $(seq 1 "$PAIRS"); do
-    log "rep $rep pair $k: skipq bench enqueue, then pgbench (skipq's INSERT, 1 and 8 clients) and COPY"
+    log "rep $rep pair $k: skipq bench enqueue, then pgbench (the INSERT, and skipq's own pipeline; 1 and 8 clients) and COPY"
     # shellcheck disable=SC2086
     if ! "$SKIPQ" bench enqueue --json --jobs "$SKIPQ_JOBS" $SKIPQ_ARGS --database "$URL" 2>>"$LOG" |
          sed "s/^{/{\"rep\":\"$rep.$k\",/" | tee -a "$OUT/skipq.jsonl" | cut -c1-200; then
@@ -152,6 +164,8 @@ enqueue_pairs() { # REP
     fi
     pgbench_insert "$rep.$k" 1 2000 || log "pgbench 1 client failed"
     pgbench_insert "$rep.$k" 8 250 || log "pgbench 8 clients failed"
+    pgbench_insert "$rep.$k" 1 2000 "$PGB_PIPE_SQL" pgbench-pipeline || log "pgbench pipeline 1 client failed"
+    pgbench_insert "$rep.$k" 8 250 "$PGB_PIPE_SQL" pgbench-pipeline || log "pgbench pipeline 8 clients failed"
     copy_skipq_jobs "$rep.$k" "$SKIPQ_JOBS" || log "raw COPY into skipq.jobs failed"
   done
 }

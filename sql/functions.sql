@@ -41,11 +41,18 @@ END $$;
 -- INSERT ... SELECT wakes workers once per queue it touched. NOTIFY also
 -- folds identical payloads within a transaction, so a loop of enqueue()
 -- calls in one transaction sends one notification per queue too.
+-- skipq.notify = 'after_commit' (set for one transaction by the C API's
+-- skipq_enqueue) says the caller sends the NOTIFY itself once the insert
+-- has committed: a notifying commit holds a database-wide lock through
+-- its WAL flush, so notifying producers would commit one at a time.
 CREATE OR REPLACE FUNCTION skipq.notify_inserted()
 RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     q text;
 BEGIN
+    IF current_setting('skipq.notify', true) = 'after_commit' THEN
+        RETURN NULL;
+    END IF;
     FOR q IN SELECT DISTINCT n.queue FROM new_jobs n LOOP
         PERFORM pg_notify('skipq', q);
     END LOOP;

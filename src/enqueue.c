@@ -5,7 +5,8 @@
  * Input is validated here before it reaches the server, so a bad payload
  * is reported with its byte offset and a bad name by its rule, and
  * nothing is written. NOTIFY is sent by the statement-level trigger on
- * skipq.jobs: once per statement (and per queue), however many rows.
+ * skipq.jobs: once per statement (and per queue), however many rows;
+ * skipq_enqueue on its own sends it after its commit instead (below).
  */
 #include "internal.h"
 
@@ -164,15 +165,35 @@ static const char *const strategy_names[] = {"fixed", "linear", "exponential"};
 
 /* The statement behind skipq_enqueue and skipq_enqueue_tx. Times are
  * computed by the server: "now" is always the database's now(). */
-static const char enqueue_sql[] =
-    "INSERT INTO skipq.jobs (kind, payload, queue, priority, run_at, "
+#define ENQ_COLUMNS                                                        \
+    "INSERT INTO skipq.jobs (kind, payload, queue, priority, run_at, "     \
     "max_attempts, backoff_strategy, backoff_base, backoff_max, timeout) "
-    "VALUES ($1, $2::jsonb, $3, $4::int2, "
-    "coalesce('epoch'::timestamptz + $5::int8 * interval '1 microsecond', "
-    "now() + $6::int8 * interval '1 millisecond'), $7::int4, "
-    "$8::skipq.backoff_strategy, $9::int8 * interval '1 millisecond', "
-    "$10::int8 * interval '1 millisecond', $11::int8 * interval '1 millisecond') "
-    "RETURNING id";
+#define ENQ_VALUES                                                         \
+    "$1::text, $2::jsonb, $3::text, $4::int2, "                            \
+    "coalesce('epoch'::timestamptz + $5::int8 * interval '1 microsecond', " \
+    "now() + $6::int8 * interval '1 millisecond'), $7::int4, "             \
+    "$8::skipq.backoff_strategy, $9::int8 * interval '1 millisecond', "    \
+    "$10::int8 * interval '1 millisecond', $11::int8 * interval '1 millisecond'"
+
+static const char enqueue_sql[] =
+    ENQ_COLUMNS "VALUES (" ENQ_VALUES ") RETURNING id";
+
+/*
+ * The same insert for skipq_enqueue's own transaction: it tells the
+ * statement trigger not to NOTIFY (skipq.notify, for this transaction
+ * only), and skipq_enqueue sends the NOTIFY itself in a second
+ * transaction right after the commit, in the same round trip. Why: a
+ * transaction that notifies takes one database-wide lock at commit and
+ * holds it through its WAL flush, so notifying producers commit one at a
+ * time. The notify-only transaction writes no WAL to wait for. Measured
+ * with pgbench, 8 clients doing this INSERT one job per transaction:
+ * 1,732-2,859 tps with the trigger's NOTIFY, 6,476-7,097 without any.
+ */
+static const char enqueue_then_notify_sql[] =
+    "WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)) "
+    ENQ_COLUMNS "SELECT " ENQ_VALUES " FROM quiet RETURNING id";
+
+static const char notify_sql[] = "SELECT pg_notify('skipq', $1)";
 
 #define ENQ_NPARAMS 11
 
@@ -252,6 +273,90 @@ skipq_enqueue_tx(PGconn *pg, const char *kind, const char *payload_json,
     return rc;
 }
 
+static skipq_rc
+prepare_enqueue(skipq_conn *conn, skipq_error *err)
+{
+    static const struct {
+        const char *name, *sql;
+        int nparams;
+    } stmts[] = {
+        {"skipq_enqueue", enqueue_sql, ENQ_NPARAMS},
+        {"skipq_enqueue_then_notify", enqueue_then_notify_sql, ENQ_NPARAMS},
+        {"skipq_notify", notify_sql, 1},
+        {"skipq_begin", "BEGIN", 0},
+        {"skipq_commit", "COMMIT", 0},
+    };
+
+    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
+        PGresult *res = PQprepare(conn->pg, stmts[i].name, stmts[i].sql,
+                                  stmts[i].nparams, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            skipq_rc rc = skipq__db_fail(err, conn->pg, res, "could not prepare enqueue");
+            PQclear(res);
+            return rc;
+        }
+        PQclear(res);
+    }
+    conn->enqueue_prepared = true;
+    return SKIPQ_OK;
+}
+
+/*
+ * Outside a transaction: BEGIN, the insert, COMMIT, then the NOTIFY in a
+ * transaction of its own, all sent at once up to one sync point: one
+ * round trip, one wake-up of this thread. An error anywhere skips the
+ * rest up to the sync point, which rolls back what is open. A NOTIFY
+ * that fails after the commit costs only pickup time: the job is in the
+ * table and the workers' polling finds it.
+ */
+static skipq_rc
+enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
+                    skipq_error *err)
+{
+    PGconn *pg = conn->pg;
+    PGresult *ins = NULL;
+    int nres = 0;
+    bool sent, synced = false;
+    skipq_rc rc;
+
+    if (PQenterPipelineMode(pg) != 1)
+        return skipq__db_fail(err, pg, NULL, "could not enqueue job");
+    sent = PQsendQueryPrepared(pg, "skipq_begin", 0, NULL, NULL, NULL, 0) == 1 &&
+           PQsendQueryPrepared(pg, "skipq_enqueue_then_notify", ENQ_NPARAMS, p->v,
+                               NULL, NULL, 0) == 1 &&
+           PQsendQueryPrepared(pg, "skipq_commit", 0, NULL, NULL, NULL, 0) == 1 &&
+           PQsendQueryPrepared(pg, "skipq_notify", 1, &p->v[2], NULL, NULL, 0) == 1 &&
+           PQpipelineSync(pg) == 1;
+    while (sent && !synced) {
+        PGresult *res = PQgetResult(pg);
+        if (!res) {
+            if (PQstatus(pg) != CONNECTION_OK)
+                break;
+            continue; /* the end of one statement's results */
+        }
+        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+            synced = true;
+        else if (nres++ == 1) {
+            ins = res; /* the insert's result, read after the loop */
+            continue;
+        }
+        PQclear(res);
+    }
+    rc = read_id(pg, ins, id_out, err);
+    PQclear(ins);
+    if ((!synced || PQexitPipelineMode(pg) != 1) && rc == SKIPQ_OK)
+        rc = skipq__db_fail(err, pg, NULL, "could not enqueue job");
+    if (rc != SKIPQ_OK && PQtransactionStatus(pg) == PQTRANS_INERROR) {
+        /* the sync point does not end a failed BEGIN block: end it here,
+         * so the caller gets the connection back outside a transaction
+         * (err already says what failed; a failed ROLLBACK means a lost
+         * connection, which the caller's next call reports) */
+        PGresult *res = PQexec(pg, "ROLLBACK");
+        PQclear(res);
+    }
+    return rc;
+}
+
 skipq_rc
 skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
               const skipq_enqueue_opts *opts, int64_t *id_out,
@@ -268,17 +373,12 @@ skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
     if ((rc = validate(kind, payload_json, o, err)) != SKIPQ_OK)
         return rc;
     /* Prepared once per connection: the hot path of a producer. */
-    if (!conn->enqueue_prepared) {
-        res = PQprepare(conn->pg, "skipq_enqueue", enqueue_sql, ENQ_NPARAMS, NULL);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            rc = skipq__db_fail(err, conn->pg, res, "could not prepare enqueue");
-            PQclear(res);
-            return rc;
-        }
-        PQclear(res);
-        conn->enqueue_prepared = true;
-    }
+    if (!conn->enqueue_prepared && (rc = prepare_enqueue(conn, err)) != SKIPQ_OK)
+        return rc;
     fill_params(&p, kind, payload_json, o);
+    if (PQtransactionStatus(conn->pg) == PQTRANS_IDLE)
+        return enqueue_then_notify(conn, &p, id_out, err);
+    /* inside the caller's transaction: the trigger notifies at its commit */
     res = PQexecPrepared(conn->pg, "skipq_enqueue", ENQ_NPARAMS, p.v, NULL, NULL, 0);
     rc = read_id(conn->pg, res, id_out, err);
     PQclear(res);

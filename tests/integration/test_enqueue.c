@@ -25,9 +25,10 @@ open_conn(void)
     return conn;
 }
 
-/* Notifications on channel skipq that reach `l` within ms. */
+/* Notifications on channel skipq (with this payload, unless NULL) that
+ * reach `l` within ms. */
 static int
-count_notifies(PGconn *l, int ms)
+count_notifies_for(PGconn *l, int ms, const char *payload)
 {
     int n = 0;
     int64_t end = tl_now_ms() + ms;
@@ -35,7 +36,8 @@ count_notifies(PGconn *l, int ms)
         PGnotify *nf;
         PQconsumeInput(l);
         while ((nf = PQnotifies(l))) {
-            if (strcmp(nf->relname, "skipq") == 0)
+            if (strcmp(nf->relname, "skipq") == 0 &&
+                (!payload || strcmp(nf->extra, payload) == 0))
                 n++;
             PQfreemem(nf);
         }
@@ -45,6 +47,81 @@ count_notifies(PGconn *l, int ms)
         struct pollfd p = {PQsocket(l), POLLIN, 0};
         poll(&p, 1, (int)left);
     }
+}
+
+static int
+count_notifies(PGconn *l, int ms)
+{
+    return count_notifies_for(l, ms, NULL);
+}
+
+/*
+ * skipq_enqueue on its own commits the insert with the trigger's NOTIFY
+ * turned off and sends the NOTIFY in a transaction of its own after it
+ * (a notifying commit holds a database-wide lock through its WAL flush).
+ * One notification per job, after the commit, for the job's queue; the
+ * trigger is quiet for that transaction only; inside the caller's
+ * transaction the trigger notifies at the caller's commit; a failed
+ * insert leaves the connection as it was and sends nothing.
+ */
+TEST(single_enqueue_notifies_once_after_its_commit)
+{
+    PGconn *pg = tl_db();
+    PGconn *l = tl_connect();
+    tl_exec(l, "LISTEN skipq");
+    skipq_conn *conn = open_conn();
+    PGconn *raw = skipq_conn_pg(conn);
+    skipq_error err;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    int64_t id = 0;
+
+    o.queue = "mail";
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
+        ASSERT_EQ(count_notifies_for(l, 300, "mail"), 1);
+        ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                             " AND queue = 'mail'", id), 1);
+    }
+    ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
+    ASSERT_EQ(PQtransactionStatus(raw), PQTRANS_IDLE);
+
+    /* the setting behind it, as SQL producers can use it */
+    tl_exec(pg, "BEGIN; SET LOCAL skipq.notify = 'after_commit';"
+                " SELECT skipq.enqueue('k', '{}', queue => 'sqlq'); COMMIT");
+    ASSERT_EQ(count_notifies(l, 200), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'sqlq'"), 1);
+
+    /* the quiet trigger was for that transaction alone */
+    tl_exec(raw, "INSERT INTO skipq.jobs (kind, queue) VALUES ('k', 'raw')");
+    ASSERT_EQ(count_notifies_for(l, 300, "raw"), 1);
+
+    /* in the caller's transaction: nothing until the caller commits */
+    o.queue = "txq";
+    tl_exec(raw, "BEGIN");
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
+    tl_exec(raw, "INSERT INTO skipq.jobs (kind, queue) VALUES ('k', 'raw2')");
+    ASSERT_EQ(count_notifies(l, 200), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'txq'"), 0);
+    tl_exec(raw, "COMMIT");
+    ASSERT_EQ(count_notifies(l, 300), 2); /* "txq" and "raw2" */
+
+    /* an error from the server: no row, no notification, a usable conn */
+    int64_t before = tl_int(pg, "SELECT count(*) FROM skipq.jobs");
+    o.queue = "bad";
+    o.run_at_us = INT64_MAX;
+    ASSERT_TRUE(skipq_enqueue(conn, "k", "{}", &o, &id, &err) != SKIPQ_OK);
+    printf("error: %s\n", err.message);
+    ASSERT_TRUE(strstr(err.message, "out of range") != NULL);
+    ASSERT_EQ(count_notifies(l, 200), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), before);
+    ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
+    ASSERT_EQ(PQtransactionStatus(raw), PQTRANS_IDLE);
+    o.run_at_us = 0;
+    o.queue = "after";
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
+    ASSERT_EQ(count_notifies_for(l, 300, "after"), 1);
+    skipq_conn_close(conn);
+    PQfinish(l);
 }
 
 TEST(single_enqueue_options_land_in_the_row)
