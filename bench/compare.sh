@@ -17,10 +17,12 @@
 #     as the peers have two), the same two with worker.on_success delete
 #     (as graphile-worker, which deletes finished jobs), then PAIRS times,
 #     back to back: `skipq bench enqueue`, pgbench doing skipq's single-job
-#     INSERT from 1 and 8 clients (the single-enqueue target's yardstick)
-#     and psql's \copy of the same rows into skipq.jobs (the bulk target's);
+#     INSERT from 1 and 8 clients (the single-enqueue target's yardstick),
+#     pgbench sending skipq_enqueue's own pipeline (like for like), and
+#     psql's \copy of the same rows into skipq.jobs (the bulk target's);
 #  3. the peer harness, ../shared/bench/peers/run-all.sh, with REPS, N, ONLY,
-#     GW_CONFIGS, BOSS_CONFIGS, RAW_* passed through, results under ours;
+#     GW_CONFIGS, BOSS_CONFIGS, RAW_*, LAT_N passed through, results under
+#     ours;
 #     meanwhile the node processes' peak RSS is sampled from /proc;
 #  4. prints one table (bench/summarize.py) and writes it to summary.txt and
 #     summary.md.
@@ -32,7 +34,7 @@
 #   SKIPQ        the skipq binary (default: build/skipq, else build-*/skipq)
 #   REPS (1)  PAIRS (3)  N (20000)  SKIPQ_JOBS (N)  SKIPQ_ARGS ("")  SKIPQ_LONG (unset)
 #   ONLY ("gw boss raw")  GW_CONFIGS ("c10 tuned")  BOSS_CONFIGS ("b100n b500n")
-#   RAW_CLIENTS ("2")  RAW_MODES ("update fused")  RAW_BATCHES ("100")
+#   RAW_CLIENTS ("2")  RAW_MODES ("update fused")  RAW_BATCHES ("100")  LAT_N (1000)
 #   KEEP_PG (0)  RESULTS (bench/results)
 # Results: bench/results/<UTC timestamp>/{skipq.jsonl, peers/<ts>/results.jsonl,
 # peer_rss.txt, run.log, summary.txt, summary.md}.
@@ -61,6 +63,9 @@ export GW_CONFIGS=${GW_CONFIGS:-"c10 tuned"}
 export BOSS_CONFIGS=${BOSS_CONFIGS:-"b100n b500n"}
 export RAW_CLIENTS=${RAW_CLIENTS:-"2"} RAW_MODES=${RAW_MODES:-"update fused"}
 export RAW_BATCHES=${RAW_BATCHES:-"100"}
+# pickup samples, for skipq and the peers alike: a p99 of 200 samples is
+# the second-worst one, which one autovacuum or a scheduling hiccup sets
+export LAT_N=${LAT_N:-1000}
 SKIPQ_JOBS=${SKIPQ_JOBS:-$N}
 SKIPQ_ARGS=${SKIPQ_ARGS:-}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -83,7 +88,7 @@ URL=$("$PEERS/pg.sh" url postgres)
   echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(. /etc/os-release; echo "$PRETTY_NAME")"
   echo "postgres: $("$PGBIN/postgres" --version); fsync=$("$PEERS/pg.sh" psql -XAtc 'show fsync'), synchronous_commit=$("$PEERS/pg.sh" psql -XAtc 'show synchronous_commit')"
   echo "skipq: $SKIPQ ($("$SKIPQ" --version 2>&1 | head -1)); git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "REPS=$REPS PAIRS=$PAIRS N=$N SKIPQ_JOBS=$SKIPQ_JOBS SKIPQ_ARGS=$SKIPQ_ARGS ONLY=$ONLY GW_CONFIGS=$GW_CONFIGS BOSS_CONFIGS=$BOSS_CONFIGS"
+  echo "REPS=$REPS PAIRS=$PAIRS N=$N LAT_N=$LAT_N SKIPQ_JOBS=$SKIPQ_JOBS SKIPQ_ARGS=$SKIPQ_ARGS ONLY=$ONLY GW_CONFIGS=$GW_CONFIGS BOSS_CONFIGS=$BOSS_CONFIGS"
   echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/machine.txt" | tee -a "$LOG"
 
@@ -174,7 +179,7 @@ for rep in $(seq 1 "$REPS"); do
   log "rep $rep: skipq bench drain latency steady deep command --json --jobs $SKIPQ_JOBS $SKIPQ_ARGS"
   # shellcheck disable=SC2086
   if ! "$SKIPQ" bench drain latency steady deep command --json --jobs "$SKIPQ_JOBS" $SKIPQ_ARGS \
-       --database "$URL" 2>>"$LOG" |
+       --latency-jobs "$LAT_N" --database "$URL" 2>>"$LOG" |
        sed "s/^{/{\"rep\":\"$rep\",/" | tee -a "$OUT/skipq.jsonl" | cut -c1-200; then
     log "rep $rep: skipq bench FAILED (see $LOG)"
   fi

@@ -84,7 +84,7 @@ static const char usage[] =
     "  --duration D      steady: how long (default 10s); soak: default 10m\n"
     "  --retention D     soak: the worker's retention (default 30s)\n"
     "  --deep-jobs N     deep: the large backlog (default 100000)\n"
-    "  --latency-jobs N  latency: samples (default 200)\n"
+    "  --latency-jobs N  latency: samples (default 1000)\n"
     "  --json            one JSON object per line and measurement\n";
 
 enum {
@@ -1489,8 +1489,8 @@ bench_latency(struct bench *b)
         r.jobs = n;
         /* From before the call, as the peer harness times it; then from
          * the call's return (its commit; a handler that started before the
-         * reply was read counts 0: the NOTIFY leaves at commit), and the
-         * call itself. ip.lat_ms is the scratch array for each. */
+         * reply was read counts 0: the NOTIFY leaves in the same round
+         * trip, right after the commit), and the call itself. ip.lat_ms is the scratch array for each. */
         struct result c;
         result_init(&c, "", "");
         for (long long i = 0; i < n; i++)
@@ -1818,7 +1818,7 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
     struct bench b = {
         .ctx = ctx, .jobs = 100000, .concurrency = 16, .workers = 1,
         .prefetch = SKIPQ_PREFETCH_AUTO,
-        .rate = 200, .duration_ms = 10000, .latency_jobs = 200, .retention_ms = 30000,
+        .rate = 200, .duration_ms = 10000, .latency_jobs = 1000, .retention_ms = 30000,
     };
     const char *lng = getenv("SKIPQ_LONG");
     unsigned which = 0;
