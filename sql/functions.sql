@@ -136,11 +136,29 @@ DECLARE
     gone bigint[];
 BEGIN
     SELECT * INTO band FROM skipq.priority_band(coalesce(only_priority, '0'));
-    SELECT coalesce(array_agg(h.locked_by), '{}') INTO gone
-    FROM (SELECT DISTINCT j.locked_by FROM skipq.jobs j
-          WHERE j.status = 'running') h
-    WHERE (only_worker IS NULL OR h.locked_by = only_worker)
-      AND skipq.worker_gone(h.locked_by, lease, self);
+    -- The holders of running rows, one descent of jobs_running_idx each
+    -- (a loose index scan). DISTINCT over the running rows read every
+    -- entry, the dead ones of every job run since the last vacuum among
+    -- them: 128 ms a call in a 14,000 jobs/s soak, on the worker's own
+    -- connection.
+    WITH RECURSIVE h(w) AS (
+        (SELECT j.locked_by FROM skipq.jobs j WHERE j.status = 'running'
+         ORDER BY j.locked_by LIMIT 1)
+        UNION ALL
+        SELECT (SELECT j.locked_by FROM skipq.jobs j
+                WHERE j.status = 'running' AND j.locked_by > h.w
+                ORDER BY j.locked_by LIMIT 1)
+        FROM h WHERE h.w IS NOT NULL)
+    SELECT coalesce(array_agg(h.w), '{}') INTO gone FROM h
+    WHERE h.w IS NOT NULL
+      AND (only_worker IS NULL OR h.w = only_worker)
+      AND skipq.worker_gone(h.w, lease, self);
+    -- Nothing held by a lost worker, and no running row without a holder:
+    -- the common case, done.
+    IF cardinality(gone) = 0 AND only_worker IS NULL AND NOT EXISTS (
+        SELECT FROM skipq.jobs j WHERE j.status = 'running' AND j.locked_by IS NULL) THEN
+        RETURN;
+    END IF;
 
     IF dry_run THEN
         RETURN QUERY
