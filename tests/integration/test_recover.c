@@ -117,6 +117,45 @@ TEST(worker_retention_prunes_old_finished_rows)
     ASSERT_EQ(tl_wait_pid(w, 10000), 0);
 }
 
+/*
+ * The rescuer and retention run on a connection of their own (their scans
+ * held up the claims on the worker's one): it exists, it comes back when
+ * it is cut, retention goes on through it, and the connection that claims
+ * is the same all along.
+ */
+TEST(retention_and_rescue_have_their_own_connection)
+{
+    PGconn *pg = tl_db();
+    const char *cfg = write_config("worker:\n  retention: 1h\n  poll_interval: 200ms\n");
+    pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler new=true", tl_skipq(), cfg);
+    /* the rescuer's first turn, 1 s after the start, opens it */
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM pg_stat_activity"
+                                          " WHERE datname = current_database()"
+                                          " AND application_name = 'skipq maintenance'"));
+    int64_t claimer = tl_int(pg, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                 " AND application_name = 'skipq worker'");
+    ASSERT_TRUE(claimer > 0);
+    tl_exec(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'skipq maintenance'");
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, updated_at, finished_at) SELECT 'old',"
+                " 'succeeded', now() - interval '2 hours', now() - interval '2 hours'"
+                " FROM generate_series(1, 20000)");
+    tl_exec(pg, "SELECT skipq.enqueue('new') FROM generate_series(1, 10)");
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 0, "SELECT count(*) FROM skipq.jobs WHERE kind = 'old'"));
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 10, "SELECT count(*) FROM skipq.jobs WHERE kind = 'new'"
+                                           " AND status = 'succeeded'"));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                         " AND application_name = 'skipq maintenance'"), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                         " AND application_name = 'skipq worker'"), claimer);
+    kill(w, SIGTERM);
+    ASSERT_EQ(tl_wait_pid(w, 10000), 0);
+    /* and it goes with the worker */
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 0, "SELECT count(*) FROM pg_stat_activity"
+                                         " WHERE datname = current_database()"
+                                         " AND application_name = 'skipq maintenance'"));
+}
+
 TEST(prune_in_batches_does_not_stall_a_worker)
 {
     PGconn *pg = tl_db();
