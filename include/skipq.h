@@ -98,7 +98,9 @@ typedef struct skipq_log_event {
 
 typedef void (*skipq_log_fn)(const skipq_log_event *ev, void *userdata);
 
-/* Install the log hook (NULL: silence). Not thread-safe; call first. */
+/* Install the log hook (NULL: silence). Not thread-safe; call first. The
+ * hook is called from the library's threads (a worker's executor and
+ * maintenance threads), possibly at the same time: make it thread-safe. */
 void skipq_set_log(skipq_log_fn fn, void *userdata);
 
 /* ------------------------------------------------------------------ */
@@ -331,8 +333,16 @@ typedef struct skipq_enqueue_opts {
 /*
  * Enqueue one job; *id_out (may be NULL) receives its id. payload_json
  * must be a JSON object (NULL: {}). Bad JSON is SKIPQ_ERR_INVALID with
- * the byte offset. Commits on its own (autocommit) unless conn is already
- * in a transaction the caller opened.
+ * the byte offset. Inside a transaction the caller opened on conn, the
+ * job joins it. Otherwise it commits on its own: one round trip in libpq
+ * pipeline mode (left off again) of BEGIN, the insert, COMMIT, and the
+ * NOTIFY that wakes workers in a second transaction of its own (a
+ * notifying commit holds a database-wide lock through its WAL flush; this
+ * keeps producers on many connections from committing one at a time).
+ * That is two transaction ids per job. The job exists if and only if
+ * SKIPQ_OK is returned; a NOTIFY that fails after the commit is logged,
+ * and workers find the job when they poll. A server error leaves conn
+ * outside any transaction. SKIPQ_ERR_STATE if conn is in pipeline mode.
  */
 skipq_rc skipq_enqueue(skipq_conn *conn, const char *kind,
                        const char *payload_json,
@@ -455,10 +465,12 @@ skipq_rc skipq_worker_set_database(skipq_worker *w, const char *url,
 
 /*
  * Run until stopped (or, with once, until nothing runnable is left):
- * claim, execute, complete, heartbeat, rescue. A lost connection is
- * retried with backoff and does not end the run. Returns SKIPQ_OK after a
- * clean stop; an error when the worker could not start (schema, handlers)
- * or could not continue. Blocking; call from one thread.
+ * claim, execute, complete, heartbeat on one connection; rescue and
+ * retention on a second, from a thread of the worker's own. A lost
+ * connection is retried with backoff and does not end the run. Returns
+ * SKIPQ_OK after a clean stop; an error when the worker could not start
+ * (schema, handlers) or could not continue. Blocking; call from one
+ * thread.
  */
 skipq_rc skipq_worker_run(skipq_worker *w, skipq_error *err);
 

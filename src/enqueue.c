@@ -273,84 +273,123 @@ skipq_enqueue_tx(PGconn *pg, const char *kind, const char *payload_json,
     return rc;
 }
 
+static const struct {
+    const char *name, *sql;
+    int nparams;
+} enqueue_stmts[] = {
+    {"skipq_enqueue", enqueue_sql, ENQ_NPARAMS},
+    {"skipq_enqueue_then_notify", enqueue_then_notify_sql, ENQ_NPARAMS},
+    {"skipq_notify", notify_sql, 1},
+    {"skipq_begin", "BEGIN", 0},
+    {"skipq_commit", "COMMIT", 0},
+};
+
+/* All of them or none: a statement left prepared by a half-done attempt
+ * would make every later attempt fail ("already exists"). */
 static skipq_rc
 prepare_enqueue(skipq_conn *conn, skipq_error *err)
 {
-    static const struct {
-        const char *name, *sql;
-        int nparams;
-    } stmts[] = {
-        {"skipq_enqueue", enqueue_sql, ENQ_NPARAMS},
-        {"skipq_enqueue_then_notify", enqueue_then_notify_sql, ENQ_NPARAMS},
-        {"skipq_notify", notify_sql, 1},
-        {"skipq_begin", "BEGIN", 0},
-        {"skipq_commit", "COMMIT", 0},
-    };
+    size_t n = sizeof enqueue_stmts / sizeof enqueue_stmts[0], done = 0;
+    skipq_rc rc = SKIPQ_OK;
 
-    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
-        PGresult *res = PQprepare(conn->pg, stmts[i].name, stmts[i].sql,
-                                  stmts[i].nparams, NULL);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            skipq_rc rc = skipq__db_fail(err, conn->pg, res, "could not prepare enqueue");
-            PQclear(res);
-            return rc;
-        }
+    for (; done < n && rc == SKIPQ_OK; done++) {
+        PGresult *res = PQprepare(conn->pg, enqueue_stmts[done].name, enqueue_stmts[done].sql,
+                                  enqueue_stmts[done].nparams, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = skipq__db_fail(err, conn->pg, res, "could not prepare enqueue");
         PQclear(res);
     }
-    conn->enqueue_prepared = true;
-    return SKIPQ_OK;
+    if (rc != SKIPQ_OK) {
+        for (size_t i = 0; i + 1 < done; i++) {
+            char sql[64];
+            snprintf(sql, sizeof sql, "DEALLOCATE %s", enqueue_stmts[i].name);
+            PQclear(PQexec(conn->pg, sql)); /* a failure here is a lost connection */
+        }
+    }
+    conn->enqueue_prepared = rc == SKIPQ_OK;
+    return rc;
 }
 
 /*
  * Outside a transaction: BEGIN, the insert, COMMIT, then the NOTIFY in a
  * transaction of its own, all sent at once up to one sync point: one
- * round trip, one wake-up of this thread. An error anywhere skips the
- * rest up to the sync point, which rolls back what is open. A NOTIFY
- * that fails after the commit costs only pickup time: the job is in the
- * table and the workers' polling finds it.
+ * round trip, one wake-up of this thread. An error skips the rest up to
+ * the sync point; a failed insert leaves the BEGIN block open in error,
+ * which is rolled back here. The job is enqueued if and only if the
+ * COMMIT succeeded: a NOTIFY that fails after it (or a connection lost
+ * after it) costs only pickup time, as the workers' polling finds the
+ * job, and is logged. The notify-only transaction takes a transaction id
+ * of its own: two per job, where the trigger's NOTIFY took one.
  */
+enum { EN_BEGIN, EN_INSERT, EN_COMMIT, EN_NOTIFY, EN_N };
+
 static skipq_rc
 enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
                     skipq_error *err)
 {
     PGconn *pg = conn->pg;
-    PGresult *ins = NULL;
-    int nres = 0;
-    bool sent, synced = false;
-    skipq_rc rc;
+    PGresult *r[EN_N] = {NULL};
+    int n = 0, nulls = 0;
+    bool synced = false, committed;
+    skipq_rc rc = SKIPQ_OK;
 
     if (PQenterPipelineMode(pg) != 1)
         return skipq__db_fail(err, pg, NULL, "could not enqueue job");
-    sent = PQsendQueryPrepared(pg, "skipq_begin", 0, NULL, NULL, NULL, 0) == 1 &&
-           PQsendQueryPrepared(pg, "skipq_enqueue_then_notify", ENQ_NPARAMS, p->v,
-                               NULL, NULL, 0) == 1 &&
-           PQsendQueryPrepared(pg, "skipq_commit", 0, NULL, NULL, NULL, 0) == 1 &&
-           PQsendQueryPrepared(pg, "skipq_notify", 1, &p->v[2], NULL, NULL, 0) == 1 &&
-           PQpipelineSync(pg) == 1;
-    while (sent && !synced) {
-        PGresult *res = PQgetResult(pg);
-        if (!res) {
-            if (PQstatus(pg) != CONNECTION_OK)
-                break;
-            continue; /* the end of one statement's results */
+    bool sent = PQsendQueryPrepared(pg, "skipq_begin", 0, NULL, NULL, NULL, 0) == 1 &&
+                PQsendQueryPrepared(pg, "skipq_enqueue_then_notify", ENQ_NPARAMS, p->v,
+                                    NULL, NULL, 0) == 1 &&
+                PQsendQueryPrepared(pg, "skipq_commit", 0, NULL, NULL, NULL, 0) == 1 &&
+                PQsendQueryPrepared(pg, "skipq_notify", 1, &p->v[2], NULL, NULL, 0) == 1;
+    /* even after a failed send, a sync point ends what went out, so the
+     * connection can leave pipeline mode */
+    if ((sent || PQstatus(pg) == CONNECTION_OK) && PQpipelineSync(pg) == 1) {
+        while (!synced) {
+            PGresult *res = PQgetResult(pg);
+            if (!res) {
+                /* one NULL ends each statement's results; two in a row
+                 * mean nothing more is coming */
+                if (PQstatus(pg) != CONNECTION_OK || ++nulls > 1)
+                    break;
+                continue;
+            }
+            nulls = 0;
+            if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+                synced = true;
+                PQclear(res);
+            } else if (n < EN_N) {
+                r[n++] = res;
+            } else {
+                PQclear(res);
+            }
         }
-        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
-            synced = true;
-        else if (nres++ == 1) {
-            ins = res; /* the insert's result, read after the loop */
-            continue;
-        }
-        PQclear(res);
     }
-    rc = read_id(pg, ins, id_out, err);
-    PQclear(ins);
-    if ((!synced || PQexitPipelineMode(pg) != 1) && rc == SKIPQ_OK)
-        rc = skipq__db_fail(err, pg, NULL, "could not enqueue job");
-    if (rc != SKIPQ_OK && PQtransactionStatus(pg) == PQTRANS_INERROR) {
+    committed = sent && PQresultStatus(r[EN_INSERT]) == PGRES_TUPLES_OK &&
+                PQntuples(r[EN_INSERT]) == 1 && PQresultStatus(r[EN_COMMIT]) == PGRES_COMMAND_OK;
+    if (committed) {
+        int64_t id = strtoll(PQgetvalue(r[EN_INSERT], 0, 0), NULL, 10);
+        if (id_out)
+            *id_out = id;
+        if (PQresultStatus(r[EN_NOTIFY]) != PGRES_TUPLES_OK)
+            skipq__log(SKIPQ_LOG_WARN, "job %lld is enqueued, but its NOTIFY failed: "
+                       "workers will find it when they poll", (long long)id);
+    } else {
+        const PGresult *why = NULL; /* the first error says what failed */
+        for (int i = 0; i < n && !why; i++) {
+            ExecStatusType st = PQresultStatus(r[i]);
+            if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE)
+                why = r[i];
+        }
+        rc = skipq__db_fail(err, pg, why, "could not enqueue job");
+    }
+    for (int i = 0; i < n; i++)
+        PQclear(r[i]);
+    if (synced)
+        PQexitPipelineMode(pg); /* fails only with results left: not after the sync */
+    if (!committed && PQtransactionStatus(pg) == PQTRANS_INERROR) {
         /* the sync point does not end a failed BEGIN block: end it here,
          * so the caller gets the connection back outside a transaction
-         * (err already says what failed; a failed ROLLBACK means a lost
-         * connection, which the caller's next call reports) */
+         * (a failed ROLLBACK means a lost connection, which the caller's
+         * next call reports) */
         PGresult *res = PQexec(pg, "ROLLBACK");
         PQclear(res);
     }
@@ -372,6 +411,8 @@ skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
         return skipq__fail(err, SKIPQ_ERR_STATE, "no connection");
     if ((rc = validate(kind, payload_json, o, err)) != SKIPQ_OK)
         return rc;
+    if (PQpipelineStatus(conn->pg) != PQ_PIPELINE_OFF)
+        return skipq__fail(err, SKIPQ_ERR_STATE, "the connection is in pipeline mode");
     /* Prepared once per connection: the hot path of a producer. */
     if (!conn->enqueue_prepared && (rc = prepare_enqueue(conn, err)) != SKIPQ_OK)
         return rc;

@@ -92,7 +92,8 @@ struct skipq_worker {
      * connection (maintenance()) */
     pthread_t maint;
     bool maint_started;
-    bool maint_quit; /* under maint_mu */
+    bool maint_quit;        /* under maint_mu */
+    PGcancel *maint_cancel; /* under maint_mu: its statement, at stop */
     pthread_mutex_t maint_mu;
     pthread_cond_t maint_cv;
     int64_t next_run_at_ms; /* earliest future run_at seen, or INT64_MAX */
@@ -1543,7 +1544,7 @@ fail:
  * Retention: delete finished rows older than the setting, one worker at a
  * time, in batches for at most PRUNE_BUDGET_MS per tick. Returns how long
  * the turn took when rows were left, else -1: the next turn then comes
- * after as long again (at least PRUNE_BEHIND_MS) instead of
+ * after as long again instead of
  * PRUNE_EVERY_MS, so pruning keeps up with workers finishing thousands of
  * jobs a second and takes at most half of its connection's time, where a
  * fixed 20,000 rows per 10 s tick fell behind for good above 2,000
@@ -1555,7 +1556,6 @@ enum {
     PRUNE_BATCH = 5000,
     PRUNE_BUDGET_MS = 500,
     PRUNE_EVERY_MS = 10000,
-    PRUNE_BEHIND_MS = 50,
 };
 
 static int64_t
@@ -1615,15 +1615,7 @@ min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-/*
- * The maintenance thread: the rescuer every min(lease / 2, heartbeat) and
- * retention, on a connection of its own. On the claiming connection their
- * scans stopped the claims: in a 60 s soak at 13,800 jobs/s, 89 retention
- * batches of 43 ms and 13 rescues of 128 ms, during which the executors
- * ran dry. Here they run beside the claims, on the server's other cores.
- * A lost connection is opened again at the next turn (after a growing
- * pause while it fails). All signals are blocked on this thread.
- */
+/* Wait on maint_cv (maint_mu held) until until_ms at most. */
 static void
 maint_wait_until(skipq_worker *w, int64_t until_ms)
 {
@@ -1641,22 +1633,54 @@ maint_wait_until(skipq_worker *w, int64_t until_ms)
     pthread_cond_timedwait(&w->maint_cv, &w->maint_mu, &ts);
 }
 
+/* Open the maintenance connection (NULL: could not, logged), and make it
+ * the one maint_stop cancels. */
 static PGconn *
 maint_connect(skipq_worker *w)
 {
     PGconn *pg = NULL;
+    PGcancel *cancel = NULL;
     skipq_error e;
     if (skipq__connect(w->database, &pg, &e) != SKIPQ_OK ||
-        skipq__exec(pg, "SET application_name = 'skipq maintenance'", &e) != SKIPQ_OK) {
+        skipq__exec(pg, "SET application_name = 'skipq maintenance'", &e) != SKIPQ_OK ||
+        !(cancel = PQgetCancel(pg))) {
+        if (pg && !cancel)
+            skipq__fail(&e, SKIPQ_ERR_NOMEM, "out of memory");
         skipq__log(SKIPQ_LOG_WARN, "worker %lld maintenance could not connect: %s",
                    (long long)w->id, e.message);
         if (pg)
             PQfinish(pg);
         return NULL;
     }
+    pthread_mutex_lock(&w->maint_mu);
+    w->maint_cancel = cancel;
+    pthread_mutex_unlock(&w->maint_mu);
     return pg;
 }
 
+/* Close it (NULL: nothing to do). */
+static void
+maint_disconnect(skipq_worker *w, PGconn *pg)
+{
+    pthread_mutex_lock(&w->maint_mu);
+    PGcancel *cancel = w->maint_cancel;
+    w->maint_cancel = NULL;
+    pthread_mutex_unlock(&w->maint_mu);
+    if (cancel)
+        PQfreeCancel(cancel);
+    if (pg)
+        PQfinish(pg);
+}
+
+/*
+ * The maintenance thread: the rescuer every min(lease / 2, heartbeat) and
+ * retention, on a connection of its own. On the claiming connection their
+ * scans stopped the claims: in a 60 s soak at 13,800 jobs/s, 89 retention
+ * batches of 43 ms and 13 rescues of 128 ms, during which the executors
+ * ran dry. Here they run beside the claims, on the server's other cores.
+ * A lost connection is opened again at the next turn (after a growing
+ * pause while it fails). All signals are blocked on this thread.
+ */
 static void *
 maintenance(void *arg)
 {
@@ -1690,20 +1714,22 @@ maintenance(void *arg)
                 next_rescue = now + rescue_every;
             }
             if (pg && w->cfg->retention_ms > 0 && now >= next_prune) {
-                int64_t took = prune_tick(w, &pg), wait = PRUNE_EVERY_MS;
-                if (took >= 0) /* behind: soon, but at most half of the time */
-                    wait = min64(PRUNE_EVERY_MS,
-                                 took > PRUNE_BEHIND_MS ? took : PRUNE_BEHIND_MS);
-                next_prune = skipq__now_ms() + wait;
+                /* behind: again after as long (at most half of the time) */
+                int64_t took = prune_tick(w, &pg);
+                next_prune = skipq__now_ms() + (took >= 0 ? min64(took, PRUNE_EVERY_MS)
+                                                          : PRUNE_EVERY_MS);
             }
-            if (!pg)
+            if (!pg) { /* lost: both turns again once it is back */
+                maint_disconnect(w, NULL);
                 next_connect = skipq__now_ms() + connect_delay;
+                next_rescue = min64(next_rescue, next_connect);
+                next_prune = min64(next_prune, next_connect);
+            }
         }
         pthread_mutex_lock(&w->maint_mu);
     }
     pthread_mutex_unlock(&w->maint_mu);
-    if (pg)
-        PQfinish(pg);
+    maint_disconnect(w, pg);
     return NULL;
 }
 
@@ -1714,12 +1740,21 @@ maint_start(skipq_worker *w, skipq_error *err)
     sigset_t all, old;
     int rc;
 
-    pthread_mutex_init(&w->maint_mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->maint_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    if (pthread_mutex_init(&w->maint_mu, NULL) != 0)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "could not start the maintenance thread");
+    rc = pthread_condattr_init(&ca);
+    if (rc == 0) {
+        rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        if (rc == 0)
+            rc = pthread_cond_init(&w->maint_cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    if (rc != 0) {
+        pthread_mutex_destroy(&w->maint_mu);
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "could not start the maintenance thread");
+    }
     w->maint_quit = false;
+    w->maint_cancel = NULL;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     rc = pthread_create(&w->maint, NULL, maintenance, w);
@@ -1740,6 +1775,10 @@ maint_stop(skipq_worker *w)
         return;
     pthread_mutex_lock(&w->maint_mu);
     w->maint_quit = true;
+    if (w->maint_cancel) { /* a scan or a lock wait must not hold up the stop */
+        char buf[256];
+        PQcancel(w->maint_cancel, buf, sizeof buf); /* best effort */
+    }
     pthread_cond_signal(&w->maint_cv);
     pthread_mutex_unlock(&w->maint_mu);
     pthread_join(w->maint, NULL);
@@ -1864,7 +1903,6 @@ drain_wake_fd(skipq_worker *w)
     ssize_t r = read(w->wake_fd, &v, sizeof v);
     (void)r;
 }
-
 
 static skipq_rc
 check_handlers(skipq_worker *w, skipq_error *err)

@@ -84,6 +84,10 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     }
     ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
     ASSERT_EQ(PQtransactionStatus(raw), PQTRANS_IDLE);
+    /* the insert did tell the trigger (the setting exists in the session,
+     * reset to empty after its transaction; never set, it would be NULL),
+     * and the one notification above was therefore skipq_enqueue's own */
+    ASSERT_EQ(tl_int(raw, "SELECT (current_setting('skipq.notify', true) = '')::int"), 1);
 
     /* the setting behind it, as SQL producers can use it */
     tl_exec(pg, "BEGIN; SET LOCAL skipq.notify = 'after_commit';"
@@ -110,7 +114,6 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     o.queue = "bad";
     o.run_at_us = INT64_MAX;
     ASSERT_TRUE(skipq_enqueue(conn, "k", "{}", &o, &id, &err) != SKIPQ_OK);
-    printf("error: %s\n", err.message);
     ASSERT_TRUE(strstr(err.message, "out of range") != NULL);
     ASSERT_EQ(count_notifies(l, 200), 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), before);
@@ -120,6 +123,30 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     o.queue = "after";
     ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
     ASSERT_EQ(count_notifies_for(l, 300, "after"), 1);
+
+    /* the COMMIT itself fails (a deferred constraint trigger): an error,
+     * no id, no row, no notification, the connection idle */
+    tl_exec(pg, "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN IF NEW.queue = 'boom' THEN RAISE 'no boom at commit'; END IF;"
+                " RETURN NULL; END $$");
+    tl_exec(pg, "CREATE CONSTRAINT TRIGGER boom AFTER INSERT ON skipq.jobs"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION boom()");
+    o.queue = "boom";
+    id = -7;
+    ASSERT_TRUE(skipq_enqueue(conn, "k", "{}", &o, &id, &err) != SKIPQ_OK);
+    ASSERT_TRUE(strstr(err.message, "no boom at commit") != NULL);
+    ASSERT_EQ(id, -7);
+    ASSERT_EQ(count_notifies(l, 200), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'boom'"), 0);
+    ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
+    ASSERT_EQ(PQtransactionStatus(raw), PQTRANS_IDLE);
+
+    /* a connection the caller left in pipeline mode is refused */
+    ASSERT_EQ(PQenterPipelineMode(raw), 1);
+    o.queue = "mail";
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_ERR_STATE);
+    ASSERT_TRUE(strstr(err.message, "pipeline") != NULL);
+    ASSERT_EQ(PQexitPipelineMode(raw), 1);
     skipq_conn_close(conn);
     PQfinish(l);
 }

@@ -105,8 +105,8 @@ TEST(worker_retention_prunes_old_finished_rows)
     tl_exec(pg, "SELECT skipq.enqueue('new') FROM generate_series(1, 10)");
     pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler new=true", tl_skipq(), cfg);
     /* retention starts 5 s after the worker; a turn that leaves rows is
-     * followed by the next within 500 ms, so 30,000 rows are gone in well
-     * under 13 s (at a fixed 20,000 rows per 10 s they took 15) */
+     * followed by the next after as long again, so 30,000 rows are gone in
+     * well under 13 s (at a fixed 20,000 rows per 10 s they took 15) */
     ASSERT_TRUE(tl_wait_int(pg, 13000, 0, "SELECT count(*) FROM skipq.jobs WHERE kind = 'old'"
                                           " AND status = 'succeeded'"));
     ASSERT_TRUE(tl_wait_int(pg, 10000, 10, "SELECT count(*) FROM skipq.jobs WHERE kind = 'new'"
@@ -134,13 +134,25 @@ TEST(retention_and_rescue_have_their_own_connection)
                                           " AND application_name = 'skipq maintenance'"));
     int64_t claimer = tl_int(pg, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                                  " AND application_name = 'skipq worker'");
-    ASSERT_TRUE(claimer > 0);
-    tl_exec(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND application_name = 'skipq maintenance'");
+    int64_t maint = tl_int(pg, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                               " AND application_name = 'skipq maintenance'");
+    ASSERT_TRUE(claimer > 0 && maint > 0);
+    tl_exec(pg, "SELECT pg_terminate_backend(%lld)", (long long)maint);
+    /* back at its next turn (the rescuer's, every 5 s by default) */
+    ASSERT_TRUE(tl_wait_int(pg, 15000, 1, "SELECT count(*) FROM pg_stat_activity"
+                                          " WHERE datname = current_database()"
+                                          " AND application_name = 'skipq maintenance'"
+                                          " AND pid <> %lld", (long long)maint));
+    /* and doing both jobs: a running row whose worker is gone goes back,
+     * old finished rows go */
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, locked_by, attempts, started_at)"
+                " VALUES ('orphan', 'running', 424242, 1, now())");
     tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, updated_at, finished_at) SELECT 'old',"
                 " 'succeeded', now() - interval '2 hours', now() - interval '2 hours'"
                 " FROM generate_series(1, 20000)");
     tl_exec(pg, "SELECT skipq.enqueue('new') FROM generate_series(1, 10)");
+    ASSERT_TRUE(tl_wait_int(pg, 15000, 1, "SELECT count(*) FROM skipq.jobs WHERE kind = 'orphan'"
+                                          " AND status = 'queued' AND locked_by IS NULL"));
     ASSERT_TRUE(tl_wait_int(pg, 20000, 0, "SELECT count(*) FROM skipq.jobs WHERE kind = 'old'"));
     ASSERT_TRUE(tl_wait_int(pg, 10000, 10, "SELECT count(*) FROM skipq.jobs WHERE kind = 'new'"
                                            " AND status = 'succeeded'"));
@@ -154,6 +166,25 @@ TEST(retention_and_rescue_have_their_own_connection)
     ASSERT_TRUE(tl_wait_int(pg, 5000, 0, "SELECT count(*) FROM pg_stat_activity"
                                          " WHERE datname = current_database()"
                                          " AND application_name = 'skipq maintenance'"));
+}
+
+/* skipq.rescue() in SQL: running rows without a holder always go back;
+ * with only_worker, of the lost workers' rows only that worker's do. */
+TEST(rescue_sql_takes_holderless_rows_and_only_the_named_worker)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, locked_by, attempts, started_at) VALUES"
+                " ('nobody', 'running', NULL, 1, now()),"
+                " ('gone1', 'running', 900001, 1, now()), ('gone2', 'running', 900002, 1, now())");
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.rescue(only_worker => 900002)"), 2);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"
+                         " AND kind = 'gone1'"), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
+                         " AND kind IN ('gone2', 'nobody')"), 2);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.rescue()"), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), 0);
+    /* nothing left: the early way out */
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.rescue()"), 0);
 }
 
 TEST(prune_in_batches_does_not_stall_a_worker)
