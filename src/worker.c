@@ -1641,11 +1641,12 @@ maint_connect(skipq_worker *w)
     PGconn *pg = NULL;
     PGcancel *cancel = NULL;
     skipq_error e;
-    if (skipq__connect(w->database, &pg, &e) != SKIPQ_OK ||
-        skipq__exec(pg, "SET application_name = 'skipq maintenance'", &e) != SKIPQ_OK ||
-        !(cancel = PQgetCancel(pg))) {
-        if (pg && !cancel)
-            skipq__fail(&e, SKIPQ_ERR_NOMEM, "out of memory");
+    skipq_rc rc = skipq__connect(w->database, &pg, &e);
+    if (rc == SKIPQ_OK)
+        rc = skipq__exec(pg, "SET application_name = 'skipq maintenance'", &e);
+    if (rc == SKIPQ_OK && !(cancel = PQgetCancel(pg)))
+        rc = skipq__fail(&e, SKIPQ_ERR_NOMEM, "out of memory");
+    if (rc != SKIPQ_OK) {
         skipq__log(SKIPQ_LOG_WARN, "worker %lld maintenance could not connect: %s",
                    (long long)w->id, e.message);
         if (pg)
