@@ -696,13 +696,17 @@ TEST(stats)
     ASSERT_EQ(json_object_array_length(qs), 1);
     json_object_put(o);
     free(out);
-    /* --watch stops cleanly on SIGINT */
+    /* --watch stops cleanly on SIGINT, once it is watching: its own
+     * backend, by name (the backend of the `stats --json` above may still
+     * be in pg_stat_activity as it exits, and a SIGINT before the handler
+     * is installed kills the process) */
     const char *log = tl_tmpfile(".watch");
-    pid_t pid = tl_spawn(log, "exec %s stats --watch 100ms", tl_skipq());
+    pid_t pid = tl_spawn(log, "PGAPPNAME=stats-watch-test exec %s stats --watch 100ms",
+                         tl_skipq());
     ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
                             "SELECT count(*) FROM pg_stat_activity WHERE "
-                            "datname = current_database() AND pid <> "
-                            "pg_backend_pid() AND query LIKE '%%active_workers%%'"));
+                            "datname = current_database() AND application_name = "
+                            "'stats-watch-test' AND query LIKE '%%active_workers%%'"));
     tl_kill(pid, SIGINT);
     ASSERT_EQ(tl_wait_pid(pid, 10000), 0);
     expect_usage(pg, "invalid duration \"5x\"", "stats --watch 5x");
