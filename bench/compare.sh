@@ -104,7 +104,7 @@ PGB_PIPE_SQL="$OUT/pgbench_pipeline.sql"
 cat >"$PGB_PIPE_SQL" <<'EOF'
 \startpipeline
 BEGIN;
-WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)) INSERT INTO skipq.jobs (kind, payload, queue, priority, run_at, max_attempts, backoff_strategy, backoff_base, backoff_max, timeout) SELECT 'bench_noop', '{"i": 1}'::jsonb, 'default', 0::int2, now(), NULL, NULL, NULL, NULL, NULL FROM quiet RETURNING id;
+WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)) INSERT INTO skipq.jobs (kind, payload, queue, priority) SELECT 'bench_noop', '{"i": 1}'::jsonb, 'default', 0::int2 FROM quiet RETURNING id;
 COMMIT;
 SELECT pg_notify('skipq', 'default');
 \endpipeline

@@ -178,11 +178,28 @@ TEST(single_enqueue_options_land_in_the_row)
                          " AND payload = '{\"to\": \"ada@example.com\", \"n\": [1, 2]}'"
                          " AND run_at BETWEEN now() + interval '55 s' AND now() + interval '61 s'",
                      id), 1);
-    /* defaults: queue default, priority 0, payload {}, runnable now */
+    /* defaults: queue default, priority 0, payload {}, runnable now (the
+     * four-parameter statement of a job with no other option) */
     ASSERT_EQ(skipq_enqueue(conn, "plain", NULL, NULL, &id, &err), SKIPQ_OK);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
                          " AND queue = 'default' AND priority = 0 AND payload = '{}'"
-                         " AND max_attempts IS NULL AND run_at <= now()", id), 1);
+                         " AND max_attempts IS NULL AND backoff_strategy IS NULL"
+                         " AND backoff_base IS NULL AND backoff_max IS NULL"
+                         " AND timeout IS NULL AND run_at <= now()", id), 1);
+    /* queue and priority alone keep to that statement, in and out of the
+     * caller's transaction and through skipq_enqueue_tx */
+    skipq_enqueue_opts qp = SKIPQ_ENQUEUE_OPTS_INIT;
+    qp.queue = "qp";
+    qp.priority = -3;
+    ASSERT_EQ(skipq_enqueue(conn, "plain", "{\"a\": 1}", &qp, &id, &err), SKIPQ_OK);
+    tl_exec(skipq_conn_pg(conn), "BEGIN");
+    ASSERT_EQ(skipq_enqueue(conn, "plain", "{\"a\": 1}", &qp, &id, &err), SKIPQ_OK);
+    ASSERT_EQ(skipq_enqueue_tx(skipq_conn_pg(conn), "plain", "{\"a\": 1}", &qp, &id, &err),
+              SKIPQ_OK);
+    tl_exec(skipq_conn_pg(conn), "COMMIT");
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'qp' AND priority = -3"
+                         " AND payload = '{\"a\": 1}' AND max_attempts IS NULL"
+                         " AND timeout IS NULL AND run_at <= now()"), 3);
     skipq_conn_close(conn);
 }
 
