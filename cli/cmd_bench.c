@@ -142,6 +142,8 @@ struct result {
      * commit) rather than from before the call, and the call itself */
     double commit_p50, commit_p99, enqueue_p50;
     long long before_reply; /* samples whose handler started first: 0 ms */
+    /* enqueue_single 1conn-vs-insert: the raw INSERT's rate, interleaved */
+    double ref_jps;
     /* soak */
     double max_jps, first_jps, last_jps;
     long long table_kb_mid, table_kb_end, index_kb_mid, index_kb_end;
@@ -237,7 +239,7 @@ result_init(struct result *r, const char *metric, const char *config)
     snprintf(r->config, sizeof r->config, "%s", config);
     r->seconds = r->jobs_per_s = r->p50 = r->p95 = r->p99 = r->max = NAN;
     r->cpu_s = r->claim_p50 = r->claim_p99 = r->stall_ms = r->rate = NAN;
-    r->max_jps = r->first_jps = r->last_jps = NAN;
+    r->max_jps = r->first_jps = r->last_jps = r->ref_jps = NAN;
     r->commit_p50 = r->commit_p99 = r->enqueue_p50 = NAN;
     r->before_reply = -1;
     r->table_kb_mid = r->table_kb_end = r->index_kb_mid = r->index_kb_end = -1;
@@ -320,6 +322,7 @@ report(struct bench *b, const struct result *r)
     json_add_num(o, "enqueue_p50_ms", r->enqueue_p50);
     json_add_int(o, "from_commit_before_reply", r->before_reply);
     json_add_num(o, "rate", r->rate);
+    json_add_num(o, "insert_jobs_per_s", r->ref_jps);
     json_add_num(o, "max_jobs_per_s", r->max_jps);
     json_add_num(o, "first_window_jobs_per_s", r->first_jps);
     json_add_num(o, "last_window_jobs_per_s", r->last_jps);
@@ -388,6 +391,12 @@ print_table(const struct bench *b)
         if (!isnan(r->stall_ms))
             k += (size_t)snprintf(notes + k, sizeof notes - k,
                                   "rate %.0f/s, worst stall %.1f ms", r->rate, r->stall_ms);
+        if (k >= sizeof notes)
+            k = sizeof notes - 1;
+        if (!isnan(r->ref_jps))
+            k += (size_t)snprintf(notes + k, sizeof notes - k,
+                                  "raw INSERT %.0f jobs/s, interleaved: %.2fx", r->ref_jps,
+                                  r->jobs_per_s / r->ref_jps);
         if (k >= sizeof notes)
             k = sizeof notes - 1;
         if (!isnan(r->commit_p50))
@@ -1044,6 +1053,87 @@ bench_single(struct bench *b, int threads, long long n)
     return report(b, &r);
 }
 
+/*
+ * skipq_enqueue from one connection against the yardstick's INSERT (the
+ * statement compare.sh gives pgbench: one job per transaction, the
+ * trigger's NOTIFY at its commit) from another, interleaved 100 calls at
+ * a time, in alternating order, n jobs each. A single connection's
+ * commit rate moves by 2x from one second to the next on a shared
+ * machine; taken in turns this close, both see the same disk.
+ */
+enum { VS_INSERT_CHUNK = 100 };
+static const char vs_insert_sql[] =
+    "INSERT INTO skipq.jobs (kind, payload, queue, priority, run_at, max_attempts,"
+    " backoff_strategy, backoff_base, backoff_max, timeout) VALUES ('" KIND_NOOP "',"
+    " '{\"i\": 1}'::jsonb, 'default', 0::int2, now(), NULL, NULL, NULL, NULL, NULL)"
+    " RETURNING id";
+
+static int
+bench_single_vs_insert(struct bench *b, long long n)
+{
+    skipq_conn *conn = NULL;
+    skipq_error err = {0};
+    PGconn *raw = NULL;
+    PGresult *res;
+    int64_t took[2] = {0, 0}; /* [0] skipq, [1] the INSERT */
+    long long done[2] = {0, 0};
+    char payload[32];
+    struct result r;
+    int rc;
+
+    if ((rc = reset_queue(b)) != 0)
+        return rc;
+    if (skipq_conn_open(b->url, &conn, &err) != SKIPQ_OK)
+        return fail1(&err);
+    raw = PQconnectdb(b->url);
+    if (PQstatus(raw) != CONNECTION_OK) {
+        rc = cli_db_fail(raw, NULL, "bench: could not connect");
+        goto out;
+    }
+    res = PQprepare(raw, "vs_insert", vs_insert_sql, 0, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = cli_db_fail(raw, res, "bench: could not prepare the INSERT");
+        PQclear(res);
+        goto out;
+    }
+    PQclear(res);
+    for (int round = 0; rc == 0 && done[1] < n; round++) {
+        for (int turn = 0; rc == 0 && turn < 2; turn++) {
+            int who = (round + turn) % 2;
+            long long m = n - done[who] < VS_INSERT_CHUNK ? n - done[who] : VS_INSERT_CHUNK;
+            int64_t t0 = now_us();
+            for (long long i = 0; i < m && rc == 0; i++) {
+                if (interrupted) {
+                    rc = cli_errorf(CLI_EXIT_FAIL, "bench: interrupted");
+                } else if (who == 0) {
+                    snprintf(payload, sizeof payload, "{\"i\":%lld}", done[0] + i);
+                    if (skipq_enqueue(conn, KIND_NOOP, payload, NULL, NULL, &err) != SKIPQ_OK)
+                        rc = fail1(&err);
+                } else {
+                    res = PQexecPrepared(raw, "vs_insert", 0, NULL, NULL, NULL, 0);
+                    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                        rc = cli_db_fail(raw, res, "bench: the INSERT failed");
+                    PQclear(res);
+                }
+            }
+            took[who] += now_us() - t0;
+            done[who] += m;
+        }
+    }
+    if (rc == 0) {
+        result_init(&r, "enqueue_single", "1conn-vs-insert");
+        r.jobs = n;
+        r.seconds = (double)took[0] / 1e6;
+        r.jobs_per_s = (double)n / r.seconds;
+        r.ref_jps = (double)n / ((double)took[1] / 1e6);
+        rc = report(b, &r);
+    }
+out:
+    PQfinish(raw);
+    skipq_conn_close(conn);
+    return rc == CLI_EXIT_USAGE ? CLI_EXIT_FAIL : rc;
+}
+
 /* Pipe n JSON lines into `skipq enqueue bench_noop` (this binary). */
 static int
 bench_cli_stdin(struct bench *b, long long n)
@@ -1132,6 +1222,7 @@ bench_enqueue(struct bench *b)
 
     if ((rc = bench_single(b, 1, single)) != 0 ||
         (rc = bench_single(b, SINGLE_THREADS, single)) != 0 ||
+        (rc = bench_single_vs_insert(b, single)) != 0 ||
         (rc = reset_queue(b)) != 0 || (rc = fill_batch(b, b->jobs, KIND_NOOP, &secs)) != 0)
         return rc;
     result_init(&r, "enqueue_bulk", "c-batch");
