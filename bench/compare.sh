@@ -99,14 +99,15 @@ INSERT INTO skipq.jobs (kind, payload, queue, priority, run_at, max_attempts, ba
 EOF
 # skipq_enqueue's own statements, as it sends them: one pipeline, the
 # insert's transaction told not to NOTIFY, the NOTIFY in a transaction of
-# its own after the commit (src/enqueue.c says why).
+# its own after the commit, sent only while a worker waits (none here;
+# src/enqueue.c and src/worker.c say why).
 PGB_PIPE_SQL="$OUT/pgbench_pipeline.sql"
 cat >"$PGB_PIPE_SQL" <<'EOF'
 \startpipeline
 BEGIN;
 WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)) INSERT INTO skipq.jobs (kind, payload, queue, priority) SELECT 'bench_noop', '{"i": 1}'::jsonb, 'default', 0::int2 FROM quiet RETURNING id;
 COMMIT;
-SELECT pg_notify('skipq', 'default');
+SELECT pg_notify('skipq', 'default') WHERE NOT pg_try_advisory_xact_lock(1936421122, hashtext('default'));
 \endpipeline
 EOF
 pgbench_insert() { # REP CLIENTS TX_PER_CLIENT [SCRIPT CONFIG]

@@ -338,8 +338,9 @@ typedef struct skipq_enqueue_opts {
  * pipeline mode (left off again) of BEGIN, the insert, COMMIT, and the
  * NOTIFY that wakes workers in a second transaction of its own (a
  * notifying commit holds a database-wide lock through its WAL flush; this
- * keeps producers on many connections from committing one at a time).
- * That is two transaction ids per job. The job exists if and only if
+ * keeps producers on many connections from committing one at a time),
+ * sent only if a worker of the queue is waiting for work (it holds the
+ * queue's idle lock: docs/design.md). The job exists if and only if
  * SKIPQ_OK is returned; a NOTIFY that fails after the commit is logged,
  * and workers find the job when they poll. A server error leaves conn
  * outside any transaction. SKIPQ_ERR_STATE if conn is in pipeline mode.

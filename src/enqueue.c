@@ -211,7 +211,12 @@ static const char enqueue_plain_then_notify_sql[] =
     "WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)) "
     ENQ_PLAIN_COLUMNS "SELECT " ENQ_PLAIN_VALUES " FROM quiet RETURNING id";
 
-static const char notify_sql[] = "SELECT pg_notify('skipq', $1)";
+/* Only if a worker of the queue may be waiting for it: see idle_lock()
+ * in worker.c. The try takes no transaction id, and when it succeeds
+ * the transaction writes nothing. */
+static const char notify_sql[] =
+    "SELECT pg_notify('skipq', $1) WHERE NOT pg_try_advisory_xact_lock("
+    SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext($1))";
 
 #define ENQ_NPARAMS 11
 

@@ -19,6 +19,11 @@
 /* Advisory lock keys, (class, object); mirrored in sql/functions.sql. */
 #define SKIPQ__LOCK_CLASS 1936421120
 #define SKIPQ__LOCK_CLASS_WORKER 1936421121
+/* (class, hashtext(queue)): held shared by each worker that may be
+ * waiting for a NOTIFY on that queue (see worker.c, idle_lock()) */
+#define SKIPQ__LOCK_CLASS_IDLE 1936421122
+#define SKIPQ__STR(x) #x
+#define SKIPQ__XSTR(x) SKIPQ__STR(x)
 #define SKIPQ__LOCK_MIGRATE 0
 #define SKIPQ__LOCK_RESCUER 1
 #define SKIPQ__LOCK_RETENTION 2

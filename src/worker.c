@@ -63,6 +63,9 @@ typedef struct {
 
 enum { FLOOR_MS = 1000 };
 
+/* A worker gives its idle locks up after this long of full claims. */
+enum { IDLE_RELEASE_MS = 100 };
+
 struct skipq_worker {
     skipq_config *cfg;
     char *database;
@@ -106,6 +109,8 @@ struct skipq_worker {
     size_t qstart; /* queue rotation, for fairness */
     claim_floor *floors; /* [queue * nbands + band] */
     bool drained;  /* the last claim succeeded and came back short */
+    bool idle_locked;     /* this session holds its queues' idle locks */
+    int64_t last_short_ms; /* when a claim last came back short */
 
     /* automatic prefetch: handler run time, moving average */
     double run_avg_us;
@@ -911,6 +916,7 @@ connect_worker(skipq_worker *w, skipq_error *err)
         return skipq__fail(err, SKIPQ_ERR_DB, "could not configure the connection");
     }
     w->wake = true; /* poll once for what we missed */
+    w->idle_locked = false; /* a new session holds no lock */
     w->reconnect_delay_ms = 100;
     if (!first)
         skipq__log(SKIPQ_LOG_INFO, "worker %lld reconnected", (long long)w->id);
@@ -1398,24 +1404,36 @@ claim_more(skipq_worker *w, int want, skipq_job **ready)
     return got;
 }
 
+/* A PGparam whose first parameter is the worker's queues as a text[];
+ * *qs holds the array's elements. The caller clears both (either may be
+ * NULL, and is when false is returned for lack of memory). */
+static bool
+queues_param(skipq_worker *w, PGparam **prm, PGparam **qs)
+{
+    PGarray arr = {0};
+    bool ok;
+
+    *prm = PQparamCreate(w->pg);
+    *qs = PQparamCreate(w->pg);
+    ok = *prm && *qs;
+    for (size_t i = 0; ok && i < w->cfg->nqueues; i++)
+        ok = PQputf(*qs, "%text", w->cfg->queues[i]) != 0;
+    arr.param = *qs;
+    return ok && PQputf(*prm, "%text[]", &arr) != 0;
+}
+
 /* When is the next job we could run due? So a delayed job starts on time,
  * not at the next poll. */
 static void
 schedule_next_run_at(skipq_worker *w)
 {
     PGresult *res;
-    PGparam *prm = PQparamCreate(w->pg);
-    PGparam *qs = PQparamCreate(w->pg);
-    PGarray arr = {0};
-    bool ok = prm && qs;
+    PGparam *prm, *qs;
+    bool ok = queues_param(w, &prm, &qs);
 
     w->next_run_at_ms = INT64_MAX;
-    for (size_t i = 0; ok && i < w->cfg->nqueues; i++)
-        ok = PQputf(qs, "%text", w->cfg->queues[i]) != 0;
-    arr.param = qs;
-    ok = ok && PQputf(prm, "%text[] %int2 %int2 %text", &arr,
-                      (PGint2)w->bands[w->nbands - 1].lo, (PGint2)w->bands[0].hi,
-                      w->claim_now[0] ? w->claim_now : NULL);
+    ok = ok && PQputf(prm, "%int2 %int2 %text", (PGint2)w->bands[w->nbands - 1].lo,
+                      (PGint2)w->bands[0].hi, w->claim_now[0] ? w->claim_now : NULL);
     if (ok) {
         res = PQparamExec(w->pg, prm, skipq__next_run_at_sql, 0);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK && !PQgetisnull(res, 0, 0)) {
@@ -1431,6 +1449,62 @@ schedule_next_run_at(skipq_worker *w)
         PQparamClear(prm);
     if (qs)
         PQparamClear(qs);
+}
+
+/*
+ * The idle locks: who needs a NOTIFY. skipq_enqueue sends one after its
+ * commit only if a worker of the job's queue may be waiting for it, which
+ * it learns by trying to take (class SKIPQ__LOCK_CLASS_IDLE,
+ * hashtext(queue)) exclusively: it fails while any worker holds it
+ * shared. A worker holds it from before a claim that came back short
+ * until it has claimed full batches for IDLE_RELEASE_MS, so a busy
+ * fleet's producers skip the notify-only transaction (and its
+ * transaction id) and its workers are not woken for work they would
+ * claim anyway.
+ *
+ * No wake-up is lost. A worker whose claim came back short without the
+ * lock takes it, then claims again before it sleeps. A producer whose
+ * try came first holds the exclusive lock until its transaction ends,
+ * after its insert had committed, so the worker's shared lock waits for
+ * that, and its claim again sees the job. A producer whose try came after
+ * fails, and notifies. SQL producers and skipq_enqueue inside a caller's
+ * transaction notify as before, at their commit, whatever the locks say.
+ */
+static const char idle_lock_sql[] =
+    "SELECT pg_advisory_lock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q))"
+    " FROM unnest($1::text[]) AS q";
+static const char idle_unlock_sql[] =
+    "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q))"
+    " FROM unnest($1::text[]) AS q";
+
+/* Take (on) or give up the idle locks of the worker's queues; false if
+ * the statement failed (logged; a lost connection is dropped). */
+static bool
+idle_lock(skipq_worker *w, bool on)
+{
+    PGparam *prm, *qs;
+    bool ok = queues_param(w, &prm, &qs);
+
+    if (ok) {
+        PGresult *res = PQparamExec(w->pg, prm, on ? idle_lock_sql : idle_unlock_sql, 0);
+        ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
+        if (!ok) {
+            skipq_error e;
+            skipq__db_fail(&e, w->pg, res, on ? "could not take the idle locks"
+                                              : "could not give up the idle locks");
+            skipq__log(SKIPQ_LOG_ERROR, "%s", e.message);
+        }
+        PQclear(res);
+    }
+    if (prm)
+        PQparamClear(prm);
+    if (qs)
+        PQparamClear(qs);
+    if (ok)
+        w->idle_locked = on;
+    else if (conn_broken(w))
+        drop_connection(w, on ? "could not take the idle locks" : "could not give them up");
+    return ok;
 }
 
 /* ---- notifications -------------------------------------------------------------- */
@@ -2053,6 +2127,15 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
                 w->drained = got < want;
                 if (got < want && w->pg)
                     schedule_next_run_at(w);
+                if (got < want) {
+                    w->last_short_ms = now;
+                    /* about to wait for a NOTIFY: say so, then look again
+                     * (a job committed since that claim sent none) */
+                    if (!w->idle_locked && w->pg && idle_lock(w, true))
+                        w->wake = true;
+                } else if (w->idle_locked && w->pg && now - w->last_short_ms > IDLE_RELEASE_MS) {
+                    idle_lock(w, false);
+                }
             }
             if (got < 0 && w->pg) {
                 /* an SQL error that is not a lost connection: back off */

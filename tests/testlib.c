@@ -26,6 +26,35 @@ tl_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int
+tl_count_notifies(PGconn *l, int ms, const char *payload)
+{
+    int n = 0;
+    int64_t end = tl_now_ms() + ms;
+    for (;;) {
+        PGnotify *nf;
+        PQconsumeInput(l);
+        while ((nf = PQnotifies(l))) {
+            if (strcmp(nf->relname, "skipq") == 0 &&
+                (!payload || strcmp(nf->extra, payload) == 0))
+                n++;
+            PQfreemem(nf);
+        }
+        int64_t left = end - tl_now_ms();
+        if (left <= 0)
+            return n;
+        struct pollfd p = {PQsocket(l), POLLIN, 0};
+        poll(&p, 1, (int)left);
+    }
+}
+
+void
+tl_idle_lock(PGconn *pg, const char *q, bool on)
+{
+    tl_exec(pg, "SELECT pg_advisory_%slock_shared(1936421122, hashtext('%s'))",
+            on ? "" : "un", q);
+}
+
 static const char *
 base_url(void)
 {

@@ -68,6 +68,12 @@ int tl_wait_pid(pid_t pid, int ms);
 
 /* Monotonic milliseconds. */
 int64_t tl_now_ms(void);
+/* Notifications on channel skipq (with this payload, unless NULL) that
+ * reach the listening connection l within ms. */
+int tl_count_notifies(PGconn *l, int ms, const char *payload);
+/* Hold (on) or release the idle lock a waiting worker holds for queue q,
+ * on pg's session: skipq_enqueue notifies only while one is held. */
+void tl_idle_lock(PGconn *pg, const char *q, bool on);
 /* A temp file path unique to this process (static storage per call). */
 const char *tl_tmpfile(const char *suffix);
 /* Write text to a file. */

@@ -25,43 +25,15 @@ open_conn(void)
     return conn;
 }
 
-/* Notifications on channel skipq (with this payload, unless NULL) that
- * reach `l` within ms. */
-static int
-count_notifies_for(PGconn *l, int ms, const char *payload)
-{
-    int n = 0;
-    int64_t end = tl_now_ms() + ms;
-    for (;;) {
-        PGnotify *nf;
-        PQconsumeInput(l);
-        while ((nf = PQnotifies(l))) {
-            if (strcmp(nf->relname, "skipq") == 0 &&
-                (!payload || strcmp(nf->extra, payload) == 0))
-                n++;
-            PQfreemem(nf);
-        }
-        int64_t left = end - tl_now_ms();
-        if (left <= 0)
-            return n;
-        struct pollfd p = {PQsocket(l), POLLIN, 0};
-        poll(&p, 1, (int)left);
-    }
-}
-
-static int
-count_notifies(PGconn *l, int ms)
-{
-    return count_notifies_for(l, ms, NULL);
-}
-
 /*
  * skipq_enqueue on its own commits the insert with the trigger's NOTIFY
  * turned off and sends the NOTIFY in a transaction of its own after it
  * (a notifying commit holds a database-wide lock through its WAL flush).
- * One notification per job, after the commit, for the job's queue; the
- * trigger is quiet for that transaction only; inside the caller's
- * transaction the trigger notifies at the caller's commit; a failed
+ * One notification per job, after the commit, for the job's queue, while
+ * a worker of that queue may be waiting (holds the queue's idle lock,
+ * as the listener does here) and none otherwise; the trigger is quiet
+ * for that transaction only; inside the caller's transaction the
+ * trigger notifies at the caller's commit, idle lock or not; a failed
  * insert leaves the connection as it was and sends nothing.
  */
 TEST(single_enqueue_notifies_once_after_its_commit)
@@ -69,6 +41,8 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     PGconn *pg = tl_db();
     PGconn *l = tl_connect();
     tl_exec(l, "LISTEN skipq");
+    tl_idle_lock(l, "mail", true);
+    tl_idle_lock(l, "after", true);
     skipq_conn *conn = open_conn();
     PGconn *raw = skipq_conn_pg(conn);
     skipq_error err;
@@ -78,10 +52,24 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     o.queue = "mail";
     for (int i = 0; i < 3; i++) {
         ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
-        ASSERT_EQ(count_notifies_for(l, 300, "mail"), 1);
+        ASSERT_EQ(tl_count_notifies(l, 300, "mail"), 1);
         ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
                              " AND queue = 'mail'", id), 1);
     }
+    /* no worker of the queue waits (no idle lock, or given up): the job
+     * is in, and no notification goes out */
+    o.queue = "busy";
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
+    ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                         " AND queue = 'busy'", id), 1);
+    tl_idle_lock(l, "busy", true);
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
+    ASSERT_EQ(tl_count_notifies(l, 300, "busy"), 1);
+    tl_idle_lock(l, "busy", false);
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
+    ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
+    o.queue = "mail";
     ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
     ASSERT_EQ(PQtransactionStatus(raw), PQTRANS_IDLE);
     /* the insert did tell the trigger (the setting exists in the session,
@@ -92,22 +80,22 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     /* the setting behind it, as SQL producers can use it */
     tl_exec(pg, "BEGIN; SET LOCAL skipq.notify = 'after_commit';"
                 " SELECT skipq.enqueue('k', '{}', queue => 'sqlq'); COMMIT");
-    ASSERT_EQ(count_notifies(l, 200), 0);
+    ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'sqlq'"), 1);
 
     /* the quiet trigger was for that transaction alone */
     tl_exec(raw, "INSERT INTO skipq.jobs (kind, queue) VALUES ('k', 'raw')");
-    ASSERT_EQ(count_notifies_for(l, 300, "raw"), 1);
+    ASSERT_EQ(tl_count_notifies(l, 300, "raw"), 1);
 
     /* in the caller's transaction: nothing until the caller commits */
     o.queue = "txq";
     tl_exec(raw, "BEGIN");
     ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
     tl_exec(raw, "INSERT INTO skipq.jobs (kind, queue) VALUES ('k', 'raw2')");
-    ASSERT_EQ(count_notifies(l, 200), 0);
+    ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'txq'"), 0);
     tl_exec(raw, "COMMIT");
-    ASSERT_EQ(count_notifies(l, 300), 2); /* "txq" and "raw2" */
+    ASSERT_EQ(tl_count_notifies(l, 300, NULL), 2); /* "txq" and "raw2" */
 
     /* an error from the server: no row, no notification, a usable conn */
     int64_t before = tl_int(pg, "SELECT count(*) FROM skipq.jobs");
@@ -115,14 +103,14 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     o.run_at_us = INT64_MAX;
     ASSERT_TRUE(skipq_enqueue(conn, "k", "{}", &o, &id, &err) != SKIPQ_OK);
     ASSERT_TRUE(strstr(err.message, "out of range") != NULL);
-    ASSERT_EQ(count_notifies(l, 200), 0);
+    ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), before);
     ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
     ASSERT_EQ(PQtransactionStatus(raw), PQTRANS_IDLE);
     o.run_at_us = 0;
     o.queue = "after";
     ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
-    ASSERT_EQ(count_notifies_for(l, 300, "after"), 1);
+    ASSERT_EQ(tl_count_notifies(l, 300, "after"), 1);
 
     /* the COMMIT itself fails (a deferred constraint trigger): an error,
      * no id, no row, no notification, the connection idle */
@@ -136,7 +124,7 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     ASSERT_TRUE(skipq_enqueue(conn, "k", "{}", &o, &id, &err) != SKIPQ_OK);
     ASSERT_TRUE(strstr(err.message, "no boom at commit") != NULL);
     ASSERT_EQ(id, -7);
-    ASSERT_EQ(count_notifies(l, 200), 0);
+    ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'boom'"), 0);
     ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
     ASSERT_EQ(PQtransactionStatus(raw), PQTRANS_IDLE);
@@ -232,7 +220,7 @@ TEST(batch_of_10000_is_one_copy_and_one_notify)
     /* the payload survived COPY's escaping byte for byte */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"
                          " WHERE payload->>'s' = E'tab\\tquote\"back\\\\'"), N);
-    ASSERT_EQ(count_notifies(l, 500), 1);
+    ASSERT_EQ(tl_count_notifies(l, 500, NULL), 1);
 
     /* the streaming form, and an SQL INSERT ... SELECT: one each */
     skipq_copy *cp = NULL;
@@ -242,10 +230,10 @@ TEST(batch_of_10000_is_one_copy_and_one_notify)
     int64_t count = 0;
     ASSERT_EQ(skipq_copy_end(cp, &count, &err), SKIPQ_OK);
     ASSERT_EQ(count, 100);
-    ASSERT_EQ(count_notifies(l, 500), 1);
+    ASSERT_EQ(tl_count_notifies(l, 500, NULL), 1);
     tl_exec(pg, "SELECT skipq.enqueue('sql', jsonb_build_object('i', g), queue => 'bulk')"
                 " FROM generate_series(1, 10000) g");
-    ASSERT_EQ(count_notifies(l, 500), 1);
+    ASSERT_EQ(tl_count_notifies(l, 500, NULL), 1);
     for (int i = 0; i < N; i++)
         free(texts[i]);
     free(texts);
@@ -332,7 +320,7 @@ TEST(sql_enqueue_names_numbers_and_defaults)
                          " AND payload = '{\"x\": 1}' AND run_at > now() + interval '59 min'", c), 1);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
                          " AND payload = '{}' AND priority = 0 AND queue = 'default'", d), 1);
-    ASSERT_TRUE(count_notifies(l, 300) >= 1);
+    ASSERT_TRUE(tl_count_notifies(l, 300, NULL) >= 1);
 
     /* an unknown name is an error naming it, and writes nothing */
     PGresult *r = PQexec(pg, "SELECT skipq.enqueue('k', priority => 'urgent')");
