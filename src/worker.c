@@ -110,7 +110,8 @@ struct skipq_worker {
     claim_floor *floors; /* [queue * nbands + band] */
     bool drained;  /* the last claim succeeded and came back short */
     bool idle_locked;     /* this session holds its queues' idle locks */
-    int64_t last_short_ms; /* when a claim last came back short */
+    int64_t full_since_ms; /* first of the full claims since the last short
+                            * one; 0 after a short one */
 
     /* automatic prefetch: handler run time, moving average */
     double run_avg_us;
@@ -1457,7 +1458,8 @@ schedule_next_run_at(skipq_worker *w)
  * it learns by trying to take (class SKIPQ__LOCK_CLASS_IDLE,
  * hashtext(queue)) exclusively: it fails while any worker holds it
  * shared. A worker holds it from before a claim that came back short
- * until it has claimed full batches for IDLE_RELEASE_MS, so a busy
+ * until its claims have come back full for IDLE_RELEASE_MS (a full
+ * claim: every slot taken, so it claims again as one frees), so a busy
  * fleet's producers skip the notify-only transaction (and its
  * transaction id) and its workers are not woken for work they would
  * claim anyway.
@@ -2128,13 +2130,15 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
                 if (got < want && w->pg)
                     schedule_next_run_at(w);
                 if (got < want) {
-                    w->last_short_ms = now;
+                    w->full_since_ms = 0;
                     /* about to wait for a NOTIFY: say so, then look again
                      * (a job committed since that claim sent none) */
                     if (!w->idle_locked && w->pg && idle_lock(w, true))
                         w->wake = true;
-                } else if (w->idle_locked && w->pg && now - w->last_short_ms > IDLE_RELEASE_MS) {
-                    idle_lock(w, false);
+                } else if (!w->full_since_ms) {
+                    w->full_since_ms = now;
+                } else if (w->idle_locked && w->pg && now - w->full_since_ms >= IDLE_RELEASE_MS) {
+                    idle_lock(w, false); /* busy: it claims again as slots free */
                 }
             }
             if (got < 0 && w->pg) {
