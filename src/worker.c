@@ -1563,6 +1563,19 @@ heartbeat(skipq_worker *w)
 
 /* One worker at a time rescues the jobs of workers that are gone, and
  * forgets workers that have been gone for long. */
+/* If the maintenance connection *pgp is gone: say so, close it and clear
+ * it (the thread connects again), and return true. */
+static bool
+maint_lost(PGconn **pgp, const char *who)
+{
+    if (PQstatus(*pgp) == CONNECTION_OK)
+        return false;
+    skipq__log(SKIPQ_LOG_WARN, "%s: lost its database connection", who);
+    PQfinish(*pgp);
+    *pgp = NULL;
+    return true;
+}
+
 static void
 rescue(skipq_worker *w, PGconn **pgp)
 {
@@ -1608,12 +1621,8 @@ rescue(skipq_worker *w, PGconn **pgp)
     return;
 fail:
     skipq__log(SKIPQ_LOG_WARN, "rescuer: %s", e.message);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        PQfinish(pg);
-        *pgp = NULL;
-    } else {
-        PQclear(PQexec(pg, "ROLLBACK"));
-    }
+    if (!maint_lost(pgp, "rescuer"))
+        PQclear(PQexec(pg, "ROLLBACK")); /* a failure here is a lost connection */
 }
 
 /*
@@ -1652,11 +1661,7 @@ prune_tick(skipq_worker *w, PGconn **pgp)
     bool mine = PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
     if (!mine) {
-        if (PQstatus(pg) != CONNECTION_OK) {
-            skipq__log(SKIPQ_LOG_WARN, "retention: lost its database connection");
-            PQfinish(pg);
-            *pgp = NULL;
-        }
+        maint_lost(pgp, "retention");
         return -1;
     }
     for (int64_t t0 = skipq__now_ms();;) {
@@ -1676,12 +1681,8 @@ prune_tick(skipq_worker *w, PGconn **pgp)
     }
     snprintf(lk, sizeof lk, "SELECT pg_advisory_unlock(%d, %d)", SKIPQ__LOCK_CLASS,
              SKIPQ__LOCK_RETENTION);
-    PQclear(PQexec(pg, lk));
-    if (PQstatus(pg) != CONNECTION_OK) {
-        skipq__log(SKIPQ_LOG_WARN, "retention: lost its database connection");
-        PQfinish(pg);
-        *pgp = NULL;
-    }
+    PQclear(PQexec(pg, lk)); /* a failure here is a lost connection, seen below */
+    maint_lost(pgp, "retention");
     return behind;
 }
 
