@@ -27,6 +27,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1060,6 +1061,9 @@ bench_single(struct bench *b, int threads, long long n)
  * a time, in alternating order, n jobs each. A single connection's
  * commit rate moves by 2x from one second to the next on a shared
  * machine; taken in turns this close, both see the same disk.
+ * skipq_enqueue notifies only while a worker waits: with `waiting`, a
+ * third connection holds the idle lock of queue default, as an idle
+ * worker does, so it notifies for every job as the INSERT does.
  */
 enum { VS_INSERT_CHUNK = 100 };
 static const char vs_insert_sql[] =
@@ -1069,11 +1073,11 @@ static const char vs_insert_sql[] =
     " RETURNING id";
 
 static int
-bench_single_vs_insert(struct bench *b, long long n)
+bench_single_vs_insert(struct bench *b, long long n, bool waiting)
 {
     skipq_conn *conn = NULL;
     skipq_error err = {0};
-    PGconn *raw = NULL;
+    PGconn *raw = NULL, *idle = NULL;
     PGresult *res;
     int64_t took[2] = {0, 0}; /* [0] skipq, [1] the INSERT */
     long long done[2] = {0, 0};
@@ -1097,6 +1101,15 @@ bench_single_vs_insert(struct bench *b, long long n)
         goto out;
     }
     PQclear(res);
+    if (waiting) {
+        idle = PQconnectdb(b->url);
+        if (PQstatus(idle) != CONNECTION_OK) {
+            rc = cli_db_fail(idle, NULL, "bench: could not connect");
+            goto out;
+        }
+        if ((rc = sql(idle, "SELECT pg_advisory_lock_shared(1936421122, hashtext('default'))")))
+            goto out;
+    }
     for (int round = 0; rc == 0 && done[1] < n; round++) {
         for (int turn = 0; rc == 0 && turn < 2; turn++) {
             int who = (round + turn) % 2;
@@ -1121,7 +1134,7 @@ bench_single_vs_insert(struct bench *b, long long n)
         }
     }
     if (rc == 0) {
-        result_init(&r, "enqueue_single", "1conn-vs-insert");
+        result_init(&r, "enqueue_single", waiting ? "1conn-vs-insert-waiting" : "1conn-vs-insert");
         r.jobs = n;
         r.seconds = (double)took[0] / 1e6;
         r.jobs_per_s = (double)n / r.seconds;
@@ -1129,6 +1142,7 @@ bench_single_vs_insert(struct bench *b, long long n)
         rc = report(b, &r);
     }
 out:
+    PQfinish(idle);
     PQfinish(raw);
     skipq_conn_close(conn);
     return rc == CLI_EXIT_USAGE ? CLI_EXIT_FAIL : rc;
@@ -1222,7 +1236,8 @@ bench_enqueue(struct bench *b)
 
     if ((rc = bench_single(b, 1, single)) != 0 ||
         (rc = bench_single(b, SINGLE_THREADS, single)) != 0 ||
-        (rc = bench_single_vs_insert(b, single)) != 0 ||
+        (rc = bench_single_vs_insert(b, single, false)) != 0 ||
+        (rc = bench_single_vs_insert(b, single, true)) != 0 ||
         (rc = reset_queue(b)) != 0 || (rc = fill_batch(b, b->jobs, KIND_NOOP, &secs)) != 0)
         return rc;
     result_init(&r, "enqueue_bulk", "c-batch");

@@ -347,8 +347,10 @@ prepare_enqueue(skipq_conn *conn, skipq_error *err)
  * which is rolled back here. The job is enqueued if and only if the
  * COMMIT succeeded: a NOTIFY that fails after it (or a connection lost
  * after it) costs only pickup time, as the workers' polling finds the
- * job, and is logged. The notify-only transaction takes a transaction id
- * of its own: two per job, where the trigger's NOTIFY took one.
+ * job, and is logged. The notify transaction notifies only while a
+ * worker of the queue waits (notify_sql); when it does, it takes a
+ * transaction id of its own: two per job, where the trigger's NOTIFY
+ * took one.
  */
 enum { EN_BEGIN, EN_INSERT, EN_COMMIT, EN_NOTIFY, EN_N };
 

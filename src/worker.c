@@ -1221,6 +1221,17 @@ merge_head_claim(skipq_job **at, skipq_job *head)
  * once the sync arrives. Returns the number claimed, or -1 when the
  * cycle failed (the done list is then kept in w->pending).
  */
+/* A claim that failed part of the way counts as short, but what it did
+ * not look at may hold jobs whose producers sent no NOTIFY (the idle
+ * locks): claim again within 200 ms, as after a failed claim. */
+static void
+claim_again_soon(skipq_worker *w)
+{
+    int64_t soon = skipq__now_ms() + 200;
+    if (w->next_poll_ms > soon)
+        w->next_poll_ms = soon;
+}
+
 static int
 cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
          char *now_out, skipq_job **ready)
@@ -1360,8 +1371,11 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
     if (after && got < want && w->pg) {
         skipq_job *head = NULL;
         int more = cycle_at(w, NULL, want - got, qi, bi, now_out, &head);
-        if (more < 0) /* an error the caller must see, unless we got jobs */
+        if (more < 0) { /* an error the caller must see, unless we got jobs */
+            if (got > 0)
+                claim_again_soon(w); /* the head may hold more */
             return got > 0 ? got : -1;
+        }
         merge_head_claim(ready, head);
         if (got == 0 && more > 0) { /* the floor is in the way */
             fl->set = false;
@@ -1397,8 +1411,10 @@ claim_more(skipq_worker *w, int want, skipq_job **ready)
             /* the same transaction as cycle()'s claim: generic plan,
              * asynchronous commit */
             int n = cycle_at(w, NULL, want - got, qi, bi, NULL, ready);
-            if (n < 0 || !w->pg)
+            if (n < 0 || !w->pg) {
+                claim_again_soon(w); /* what it did not look at may wait */
                 return got;
+            }
             got += n;
         }
     }
@@ -1467,46 +1483,69 @@ schedule_next_run_at(skipq_worker *w)
  * No wake-up is lost. A worker whose claim came back short without the
  * lock takes it, then claims again before it sleeps. A producer whose
  * try came first holds the exclusive lock until its transaction ends,
- * after its insert had committed, so the worker's shared lock waits for
- * that, and its claim again sees the job. A producer whose try came after
- * fails, and notifies. SQL producers and skipq_enqueue inside a caller's
- * transaction notify as before, at their commit, whatever the locks say.
+ * after its insert had committed, so the worker cannot take its shared
+ * lock before that, and its claim again sees the job. A producer whose
+ * try came after fails, and notifies. SQL producers and skipq_enqueue
+ * inside a caller's transaction notify as before, at their commit,
+ * whatever the locks say.
+ *
+ * The worker only tries its locks: a producer holds the exclusive one
+ * for microseconds, but a hand-written one could hold it for a whole
+ * transaction, and a worker must not wait on it. All or none: a try
+ * that fails gives back the locks the same statement took, and the
+ * worker claims again after IDLE_RETRY_MS (while a producer holds the
+ * lock, every other producer's try fails too, and notifies).
  */
 static const char idle_lock_sql[] =
-    "SELECT pg_advisory_lock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q))"
-    " FROM unnest($1::text[]) AS q";
+    "WITH t AS MATERIALIZED ("
+    "  SELECT hashtext(q) AS h,"
+    "   pg_try_advisory_lock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q)) AS ok"
+    "  FROM unnest($1::text[]) AS q),"
+    " undo AS MATERIALIZED ("
+    "  SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h) FROM t"
+    "  WHERE ok AND NOT (SELECT bool_and(ok) FROM t))"
+    " SELECT bool_and(ok) AND (SELECT count(*) FROM undo) = 0 FROM t";
 static const char idle_unlock_sql[] =
     "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q))"
     " FROM unnest($1::text[]) AS q";
 
-/* Take (on) or give up the idle locks of the worker's queues; false if
- * the statement failed (logged; a lost connection is dropped). */
-static bool
+enum { IDLE_RETRY_MS = 10 };
+typedef enum { IDLE_FAILED = -1, IDLE_TAKEN_BY_PRODUCER = 0, IDLE_DONE = 1 } idle_rc;
+
+/*
+ * Take (on) or give up the idle locks of the worker's queues. A statement
+ * that fails may have taken some of them (session locks outlive an
+ * error), so the connection is dropped for a clean session: locks go with
+ * it, and the reconnect reconciles as after any lost connection.
+ */
+static idle_rc
 idle_lock(skipq_worker *w, bool on)
 {
     PGparam *prm, *qs;
-    bool ok = queues_param(w, &prm, &qs);
+    idle_rc rc = IDLE_FAILED;
+    PGresult *res = NULL;
 
-    if (ok) {
-        PGresult *res = PQparamExec(w->pg, prm, on ? idle_lock_sql : idle_unlock_sql, 0);
-        ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
-        if (!ok) {
-            skipq_error e;
-            skipq__db_fail(&e, w->pg, res, on ? "could not take the idle locks"
-                                              : "could not give up the idle locks");
-            skipq__log(SKIPQ_LOG_ERROR, "%s", e.message);
+    if (queues_param(w, &prm, &qs))
+        res = PQparamExec(w->pg, prm, on ? idle_lock_sql : idle_unlock_sql, 0);
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+        if (!on || (PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't')) {
+            w->idle_locked = on;
+            rc = IDLE_DONE;
+        } else {
+            rc = IDLE_TAKEN_BY_PRODUCER;
         }
-        PQclear(res);
+    } else {
+        skipq_error e;
+        skipq__db_fail(&e, w->pg, res, on ? "could not take the idle locks"
+                                          : "could not give up the idle locks");
+        drop_connection(w, e.message);
     }
+    PQclear(res);
     if (prm)
         PQparamClear(prm);
     if (qs)
         PQparamClear(qs);
-    if (ok)
-        w->idle_locked = on;
-    else if (conn_broken(w))
-        drop_connection(w, on ? "could not take the idle locks" : "could not give them up");
-    return ok;
+    return rc;
 }
 
 /* ---- notifications -------------------------------------------------------------- */
@@ -2134,8 +2173,13 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
                     w->full_since_ms = 0;
                     /* about to wait for a NOTIFY: say so, then look again
                      * (a job committed since that claim sent none) */
-                    if (!w->idle_locked && w->pg && idle_lock(w, true))
-                        w->wake = true;
+                    if (!w->idle_locked && w->pg) {
+                        idle_rc ir = idle_lock(w, true);
+                        if (ir == IDLE_DONE)
+                            w->wake = true;
+                        else if (ir == IDLE_TAKEN_BY_PRODUCER)
+                            w->next_poll_ms = min64(w->next_poll_ms, now + IDLE_RETRY_MS);
+                    }
                 } else if (!w->full_since_ms) {
                     w->full_since_ms = now;
                 } else if (w->idle_locked && w->pg && now - w->full_since_ms >= IDLE_RELEASE_MS) {

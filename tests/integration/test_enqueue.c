@@ -188,6 +188,28 @@ TEST(single_enqueue_options_land_in_the_row)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'qp' AND priority = -3"
                          " AND payload = '{\"a\": 1}' AND max_attempts IS NULL"
                          " AND timeout IS NULL AND run_at <= now()"), 3);
+    /* any one option alone takes the full statement, and lands */
+    const char *const checks[] = {
+        "run_at > now() + interval '50 s'",    "run_at = '2030-01-01 00:00:00+00'",
+        "max_attempts = 3",                    "backoff_strategy = 'exponential'",
+        "timeout = '7 s'"};
+    for (int i = 0; i < 5; i++) {
+        skipq_enqueue_opts one = SKIPQ_ENQUEUE_OPTS_INIT;
+        one.queue = "one";
+        if (i == 0)
+            one.delay_ms = 60000;
+        else if (i == 1)
+            one.run_at_us = INT64_C(1893456000000000); /* 2030-01-01 UTC */
+        else if (i == 2)
+            one.max_attempts = 3;
+        else if (i == 3)
+            one.has_backoff = 1, one.backoff = SKIPQ_BACKOFF_EXPONENTIAL;
+        else
+            one.timeout_ms = 7000;
+        ASSERT_EQ(skipq_enqueue(conn, "plain", NULL, &one, &id, &err), SKIPQ_OK);
+        ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64 " AND %s",
+                         id, checks[i]), 1);
+    }
     skipq_conn_close(conn);
 }
 

@@ -311,6 +311,7 @@ ping_handler(skipq_job *job, void *ud)
 #define IDLE_LOCK_HELD                                                                   \
     "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"          \
     " WHERE l.locktype = 'advisory' AND l.classid = 1936421122"                         \
+    "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())" \
     "   AND l.objid = ((hashtext('default')::int8 + 4294967296) %% 4294967296)::oid"    \
     "   AND l.mode = 'ShareLock' AND l.granted AND a.application_name = 'skipq worker'"
 
@@ -375,6 +376,41 @@ TEST(skipq_enqueue_wakes_an_idle_worker_and_spares_a_busy_one)
     stop_worker(r);
     skipq_config_free(cfg);
     PQfinish(l);
+}
+
+/*
+ * A producer holding the exclusive idle lock (here a whole transaction,
+ * as a hand-written one might) does not make the worker wait: it only
+ * tries, and claims again every few milliseconds until the lock is free,
+ * so a job committed meanwhile without a NOTIFY runs at once (the poll
+ * is 30 s away); then it holds the lock as usual.
+ */
+TEST(worker_does_not_wait_for_a_producer_holding_the_idle_lock)
+{
+    PGconn *pg = tl_db();
+    PGconn *holder = tl_connect();
+    skipq_error err;
+    tl_exec(holder, "BEGIN; SELECT pg_advisory_xact_lock(1936421122, hashtext('default'))");
+    skipq_config *cfg = test_config(2);
+    ASSERT_OK(skipq_config_set_poll_interval(cfg, 30000, &err), &err);
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "ping", ping_handler, NULL, &err), &err);
+    atomic_store(&pings, 0);
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.workers"));
+    usleep(100000);
+    ASSERT_EQ(tl_int(pg, IDLE_LOCK_HELD), 0);
+    tl_exec(pg, "BEGIN; SET LOCAL skipq.notify = 'after_commit';"
+                " SELECT skipq.enqueue('ping'); COMMIT");
+    ASSERT_TRUE(pinged(1, 2000));
+    ASSERT_TRUE(tl_int(pg, "SELECT count(*) FROM skipq.workers"
+                           " WHERE heartbeat_at > now() - interval '1 s'") == 1);
+    tl_exec(holder, "COMMIT");
+    ASSERT_TRUE(tl_wait_int(pg, 2000, 1, IDLE_LOCK_HELD));
+    stop_worker(r);
+    skipq_config_free(cfg);
+    PQfinish(holder);
 }
 
 /* ---- a delayed job starts on time, not at the next poll ------------------------- */
