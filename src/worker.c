@@ -1602,6 +1602,17 @@ heartbeat(skipq_worker *w)
 
 /* One worker at a time rescues the jobs of workers that are gone, and
  * forgets workers that have been gone for long. */
+/* Is the maintenance thread being stopped? Its statement is then
+ * cancelled on purpose (maint_stop), which is not worth a warning. */
+static bool
+maint_stopping(skipq_worker *w)
+{
+    pthread_mutex_lock(&w->maint_mu);
+    bool quit = w->maint_quit;
+    pthread_mutex_unlock(&w->maint_mu);
+    return quit;
+}
+
 /* If the maintenance connection *pgp is gone: say so, close it and clear
  * it (the thread connects again), and return true. */
 static bool
@@ -1659,7 +1670,7 @@ rescue(skipq_worker *w, PGconn **pgp)
         goto fail;
     return;
 fail:
-    skipq__log(SKIPQ_LOG_WARN, "rescuer: %s", e.message);
+    skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "rescuer: %s", e.message);
     if (!maint_lost(pgp, "rescuer"))
         PQclear(PQexec(pg, "ROLLBACK")); /* a failure here is a lost connection */
 }
@@ -1706,7 +1717,8 @@ prune_tick(skipq_worker *w, PGconn **pgp)
     for (int64_t t0 = skipq__now_ms();;) {
         if (exec_params_on(pg, "SELECT skipq.prune($1::interval, '{succeeded,cancelled}', $2::int4)",
                         2, v, &res, &e) != SKIPQ_OK) {
-            skipq__log(SKIPQ_LOG_WARN, "retention: %s", e.message);
+            skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "retention: %s",
+                       e.message);
             break;
         }
         long deleted = strtol(PQgetvalue(res, 0, 0), NULL, 10);
