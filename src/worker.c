@@ -1213,14 +1213,6 @@ merge_head_claim(skipq_job **at, skipq_job *head)
     *out = head ? head : floor;
 }
 
-/*
- * One round trip: complete `done` (if any) and claim up to `want` jobs
- * from the first queue's highest band, in one pipeline. Statements in a
- * pipeline up to its sync run in one implicit transaction: one commit,
- * and on any error nothing of it is applied, so results are only used
- * once the sync arrives. Returns the number claimed, or -1 when the
- * cycle failed (the done list is then kept in w->pending).
- */
 /* A claim that failed part of the way counts as short, but what it did
  * not look at may hold jobs whose producers sent no NOTIFY (the idle
  * locks): claim again within 200 ms, as after a failed claim. */
@@ -1232,6 +1224,14 @@ claim_again_soon(skipq_worker *w)
         w->next_poll_ms = soon;
 }
 
+/*
+ * One round trip: complete `done` (if any) and claim up to `want` jobs
+ * from the first queue's highest band, in one pipeline. Statements in a
+ * pipeline up to its sync run in one implicit transaction: one commit,
+ * and on any error nothing of it is applied, so results are only used
+ * once the sync arrives. Returns the number claimed, or -1 when the
+ * cycle failed (the done list is then kept in w->pending).
+ */
 static int
 cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
          char *now_out, skipq_job **ready)
@@ -1494,7 +1494,10 @@ schedule_next_run_at(skipq_worker *w)
  * transaction, and a worker must not wait on it. All or none: a try
  * that fails gives back the locks the same statement took, and the
  * worker claims again after IDLE_RETRY_MS (while a producer holds the
- * lock, every other producer's try fails too, and notifies).
+ * lock, every other producer's try fails too, and notifies). The undo's
+ * count is a column of its own so that it is always computed: inside an
+ * AND after a false, it was skipped, and the locks kept (the test
+ * worker_tries_its_idle_locks_all_or_none_and_never_waits).
  */
 static const char idle_lock_sql[] =
     "WITH t AS MATERIALIZED ("
@@ -1504,7 +1507,7 @@ static const char idle_lock_sql[] =
     " undo AS MATERIALIZED ("
     "  SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h) FROM t"
     "  WHERE ok AND NOT (SELECT bool_and(ok) FROM t))"
-    " SELECT bool_and(ok) AND (SELECT count(*) FROM undo) = 0 FROM t";
+    " SELECT bool_and(ok), (SELECT count(*) FROM undo) FROM t";
 static const char idle_unlock_sql[] =
     "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q))"
     " FROM unnest($1::text[]) AS q";
@@ -1600,8 +1603,6 @@ heartbeat(skipq_worker *w)
         skipq__log(SKIPQ_LOG_WARN, "could not re-register worker: %s", e.message);
 }
 
-/* One worker at a time rescues the jobs of workers that are gone, and
- * forgets workers that have been gone for long. */
 /* Is the maintenance thread being stopped? Its statement is then
  * cancelled on purpose (maint_stop), which is not worth a warning. */
 static bool
@@ -1626,6 +1627,8 @@ maint_lost(PGconn **pgp, const char *who)
     return true;
 }
 
+/* One worker at a time rescues the jobs of workers that are gone, and
+ * forgets workers that have been gone for long. */
 static void
 rescue(skipq_worker *w, PGconn **pgp)
 {
