@@ -63,7 +63,7 @@ typedef struct {
 
 enum { FLOOR_MS = 1000 };
 
-/* A worker gives its idle locks up after this long of full claims. */
+/* A worker gives its idle locks up after this long busy (note_busy). */
 enum { IDLE_RELEASE_MS = 100 };
 
 struct skipq_worker {
@@ -110,8 +110,8 @@ struct skipq_worker {
     claim_floor *floors; /* [queue * nbands + band] */
     bool drained;  /* the last claim succeeded and came back short */
     bool idle_locked;     /* this session holds its queues' idle locks */
-    int64_t full_since_ms; /* first of the full claims since the last short
-                            * one; 0 after a short one */
+    int64_t full_since_ms; /* busy (full claims, or every slot taken) since;
+                            * 0 after a short claim */
 
     /* automatic prefetch: handler run time, moving average */
     double run_avg_us;
@@ -1474,8 +1474,9 @@ schedule_next_run_at(skipq_worker *w)
  * it learns by trying to take (class SKIPQ__LOCK_CLASS_IDLE,
  * hashtext(queue)) exclusively: it fails while any worker holds it
  * shared. A worker holds it from before a claim that came back short
- * until its claims have come back full for IDLE_RELEASE_MS (a full
- * claim: every slot taken, so it claims again as one frees), so a busy
+ * until its claims have come back full, or its slots have all been
+ * taken, for IDLE_RELEASE_MS (note_busy: it claims again as a slot
+ * frees), so a busy
  * fleet's producers skip the notify-only transaction (and its
  * transaction id) and its workers are not woken for work they would
  * claim anyway.
@@ -1507,7 +1508,7 @@ static const char idle_lock_sql[] =
     " undo AS MATERIALIZED ("
     "  SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h) FROM t"
     "  WHERE ok AND NOT (SELECT bool_and(ok) FROM t))"
-    " SELECT bool_and(ok), (SELECT count(*) FROM undo) FROM t";
+    " SELECT coalesce(bool_and(ok), true), (SELECT count(*) FROM undo) FROM t";
 static const char idle_unlock_sql[] =
     "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q))"
     " FROM unnest($1::text[]) AS q";
@@ -1549,6 +1550,18 @@ idle_lock(skipq_worker *w, bool on)
     if (qs)
         PQparamClear(qs);
     return rc;
+}
+
+/* A full claim, or every slot taken: the worker claims again as a slot
+ * frees, NOTIFY or not. Once that has lasted IDLE_RELEASE_MS, it gives
+ * its idle locks up. */
+static void
+note_busy(skipq_worker *w, int64_t now)
+{
+    if (!w->full_since_ms)
+        w->full_since_ms = now;
+    else if (w->idle_locked && w->pg && now - w->full_since_ms >= IDLE_RELEASE_MS)
+        idle_lock(w, false);
 }
 
 /* ---- notifications -------------------------------------------------------------- */
@@ -2192,23 +2205,25 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
                         idle_rc ir = idle_lock(w, true);
                         if (ir == IDLE_DONE)
                             w->wake = true;
-                        else if (ir == IDLE_TAKEN_BY_PRODUCER)
-                            w->next_poll_ms = min64(w->next_poll_ms, now + IDLE_RETRY_MS);
+                        else if (ir == IDLE_TAKEN_BY_PRODUCER) /* from now: after the
+                                                                 * round trips above */
+                            w->next_poll_ms = min64(w->next_poll_ms,
+                                                    skipq__now_ms() + IDLE_RETRY_MS);
                     }
-                } else if (!w->full_since_ms) {
-                    w->full_since_ms = now;
-                } else if (w->idle_locked && w->pg && now - w->full_since_ms >= IDLE_RELEASE_MS) {
-                    idle_lock(w, false); /* busy: it claims again as slots free */
+                } else {
+                    note_busy(w, now);
                 }
             }
             if (got < 0 && w->pg) {
                 /* an SQL error that is not a lost connection: back off */
-                w->next_poll_ms = now + 200;
+                w->next_poll_ms = skipq__now_ms() + 200;
                 w->wake = false;
             }
         } else if (done) {
             keep_pending(w, done); /* no connection: keep them for later */
         }
+        if (!stopping && w->pg && free_slots <= 0)
+            note_busy(w, now); /* every slot taken: it claims as one frees */
         if (w->once && !stopping && w->pg && w->drained && !w->wake && w->nheld == 0 &&
             !w->pending)
             atomic_store(&w->stop_requested, 1);
