@@ -7,6 +7,7 @@
  * unique to this process and are dropped at the end; the skipq_* group
  * roles are shared and roles.sql tolerates being applied concurrently.
  */
+#include "skipq.h"
 #include "testlib.h"
 
 #include <unistd.h>
@@ -181,10 +182,29 @@ TEST(producer_enqueues_and_reads_only)
     expect_denied(c, "SELECT skipq.retry('{1}')");
     expect_denied(c, "DELETE FROM skipq.workers");
     PQfinish(c);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 5);
+
+    /* the C API: the four-parameter insert, the full one, and the NOTIFY
+     * after the commit (a worker of queue default waits: the lock) */
+    skipq_conn *sc;
+    skipq_error e;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    o.delay_ms = 60000;
+    o.max_attempts = 2;
+    PGconn *ln = tl_connect();
+    tl_exec(ln, "LISTEN skipq");
+    tl_idle_lock(pg, "default", true);
+    ASSERT_EQ(skipq_conn_open(url, &sc, &e), SKIPQ_OK);
+    ASSERT_EQ(skipq_enqueue(sc, "k", "{\"d\":1}", NULL, NULL, &e), SKIPQ_OK);
+    ASSERT_EQ(skipq_enqueue(sc, "k", NULL, &o, NULL, &e), SKIPQ_OK);
+    skipq_conn_close(sc);
+    ASSERT_EQ(tl_count_notifies(ln, 300, "default"), 2);
+    tl_idle_lock(pg, "default", false);
+    PQfinish(ln);
+
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 7);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = "
                          "'queued'"),
-              5);
+              7);
 
     /* prune as the producer: refused, exit 1, nothing deleted */
     ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "prune --older-than 0 --database "
