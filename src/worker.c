@@ -1552,16 +1552,18 @@ idle_lock(skipq_worker *w, bool on)
     return rc;
 }
 
-/* A full claim, or every slot taken: the worker claims again as a slot
- * frees, NOTIFY or not. Once that has lasted IDLE_RELEASE_MS, it gives
- * its idle locks up. */
+/* A full claim, or every slot taken: once that has lasted
+ * IDLE_RELEASE_MS, the worker gives its idle locks up, and from then on
+ * claims as soon as a slot frees (wake), NOTIFY or not: slots taken
+ * after a short claim (automatic prefetch lowered them) left wake off. */
 static void
 note_busy(skipq_worker *w, int64_t now)
 {
     if (!w->full_since_ms)
         w->full_since_ms = now;
-    else if (w->idle_locked && w->pg && now - w->full_since_ms >= IDLE_RELEASE_MS)
-        idle_lock(w, false);
+    else if (w->idle_locked && w->pg && now - w->full_since_ms >= IDLE_RELEASE_MS &&
+             idle_lock(w, false) == IDLE_DONE)
+        w->wake = true;
 }
 
 /* ---- notifications -------------------------------------------------------------- */
