@@ -390,16 +390,22 @@ RETURNS bigint LANGUAGE sql SECURITY DEFINER
 -- the finished rows, read the table from its start, past every row that
 -- the last batches deleted and vacuum had not yet reclaimed - 570 ms a
 -- batch in a 15,000 jobs/s soak, which fell behind and let the table grow.
+-- The rows it locked are deleted by their ctid (a TID scan), which a
+-- locked row keeps until this transaction ends: joined by id, the delete
+-- was a merge join that read the primary key from its lowest id up,
+-- through the entries of every row deleted since vacuum last ran. 200,000
+-- finished rows in batches of 5,000: 580-730 ms by id, 480-540 ms by ctid.
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off AS $$
     WITH c AS MATERIALIZED (
-        SELECT j.id FROM skipq.jobs j
+        SELECT j.ctid FROM skipq.jobs j
         WHERE j.status = ANY ($2)
           AND j.status IN ('succeeded', 'failed', 'cancelled')
           AND j.updated_at < now() - $1
         LIMIT $3
         FOR UPDATE SKIP LOCKED),
-    d AS (DELETE FROM skipq.jobs j USING c WHERE j.id = c.id RETURNING 1)
+    d AS (DELETE FROM skipq.jobs j
+          WHERE j.ctid = ANY (ARRAY(SELECT c.ctid FROM c)) RETURNING 1)
     SELECT count(*) FROM d
 $$;
 REVOKE EXECUTE ON FUNCTION skipq.prune(interval, skipq.job_status[], int)

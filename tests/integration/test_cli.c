@@ -755,6 +755,31 @@ TEST(prune_batches)
                  "prune --older-than 0 --status queued");
 }
 
+/* The rows another transaction holds are skipped, never waited for, and
+ * only the rows locked are deleted (by ctid: the test fails if a locked
+ * row's neighbour went instead) */
+TEST(prune_skips_rows_another_transaction_holds)
+{
+    PGconn *pg = tl_db(), *other = tl_connect();
+
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, updated_at) "
+                "SELECT 'old' || g, 'succeeded', now() - interval '8 days' "
+                "FROM generate_series(1, 20) g");
+    tl_exec(other, "BEGIN");
+    tl_exec(other, "SELECT 1 FROM skipq.jobs WHERE kind IN ('old3', 'old17') FOR UPDATE");
+    tl_exec(pg, "SET statement_timeout = '5s'");
+    ASSERT_EQ(tl_int(pg, "SELECT skipq.prune('7 days', '{succeeded}', 5)"), 5);
+    ASSERT_EQ(tl_int(pg, "SELECT skipq.prune('7 days', '{succeeded}', 100)"), 13);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind IN ('old3', 'old17')"), 2);
+    ASSERT_EQ(jobs_count(pg), 2);
+    tl_exec(other, "UPDATE skipq.jobs SET status = 'queued' WHERE kind = 'old3'");
+    tl_exec(other, "COMMIT");
+    ASSERT_EQ(tl_int(pg, "SELECT skipq.prune('7 days', '{succeeded}', 100)"), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'old3'"), 1);
+    tl_exec(pg, "RESET statement_timeout");
+    PQfinish(other);
+}
+
 /* ---- recover -------------------------------------------------------------- */
 
 TEST(recover_kind_limit)
