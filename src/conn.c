@@ -438,7 +438,7 @@ skipq_schema_check(skipq_conn *conn, skipq_error *err)
             continue;
         if (rows[i].compatible) {
             skipq__log(SKIPQ_LOG_WARN,
-                       "the schema has migration %04d_%s that this skipq (%s) "
+                       "the schema has migration %d \"%s\" that this skipq (%s) "
                        "does not know; it is marked compatible, continuing",
                        rows[i].version, rows[i].name, SKIPQ_VERSION);
             continue;

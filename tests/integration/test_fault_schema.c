@@ -36,10 +36,10 @@ TEST(newer_schema_compatible)
     char *err = NULL;
     fl_deadline(60);
     tl_exec(pg, "INSERT INTO skipq.schema_migrations (version, name, compatible)"
-                " VALUES (9999, 'additive_only', true)");
+                " VALUES (9999, '9999_additive_only', true)");
     int64_t id = tl_int(pg, "SELECT skipq.enqueue('k')");
     ASSERT_EQ(run_worker_once(&err), 0);
-    ASSERT_CONTAINS(err, "9999_additive_only");
+    ASSERT_CONTAINS(err, "migration 9999 \"9999_additive_only\"");
     ASSERT_CONTAINS(err, "compatible");
     char *st = tl_str(pg, "SELECT status FROM skipq.jobs WHERE id = %" PRId64, id);
     ASSERT_STREQ(st, "succeeded");
