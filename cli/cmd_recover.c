@@ -171,7 +171,7 @@ cmd_recover(int argc, char **argv, struct cli_ctx *ctx)
             break;
         }
         case OPT_LIMIT:
-            if ((rc = cli_parse_int("--limit", optarg, 0, INT32_MAX, &limit)) !=
+            if ((rc = cli_parse_int("--limit", optarg, 1, INT32_MAX, &limit)) !=
                 0)
                 goto out;
             break;

@@ -953,8 +953,11 @@ TEST(recover_bad_input)
     expect_usage(pg, "recover needs --status", "recover");
     expect_usage(pg, "unrecognized status \"finished\"",
                  "recover --status finished");
-    expect_usage(pg, "--limit must be 0 or more, not \"-1\"",
+    expect_usage(pg, "--limit must be 1 or more, not \"-1\"",
                  "recover --status failed --limit -1");
+    /* 0 would change nothing; recover.limit in the config is 1 or more too */
+    expect_usage(pg, "--limit must be 1 or more, not \"0\"",
+                 "recover --status failed --limit 0");
     expect_usage(pg, "invalid duration \"5x\"",
                  "recover --status failed --older-than 5x");
     expect_usage(pg, "unrecognized priority \"urgent\"",
