@@ -181,7 +181,7 @@ skipq_rc skipq_config_set_concurrency(skipq_config *cfg, int n,
  * default): the worker claims ahead only as many jobs as its executors
  * start within about 2 ms, by the measured handler run time (none until
  * 16 jobs have run, none while a prefetched job already waits longer,
- * at most 128). A fixed number suits floods of short jobs; 0 turns it
+ * at most 256). A fixed number suits floods of short jobs; 0 turns it
  * off.
  */
 #define SKIPQ_PREFETCH_AUTO (-1)
