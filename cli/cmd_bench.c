@@ -148,6 +148,7 @@ struct result {
     /* soak */
     double max_jps, first_jps, last_jps;
     long long table_kb_mid, table_kb_end, index_kb_mid, index_kb_end;
+    long long oldest_finished_s; /* soak: the oldest succeeded row, at the end */
 };
 
 struct bench {
@@ -244,7 +245,7 @@ result_init(struct result *r, const char *metric, const char *config)
     r->commit_p50 = r->commit_p99 = r->enqueue_p50 = NAN;
     r->before_reply = -1;
     r->table_kb_mid = r->table_kb_end = r->index_kb_mid = r->index_kb_end = -1;
-    r->jobs = r->backlog = -1;
+    r->jobs = r->backlog = r->oldest_finished_s = -1;
     r->max_rss_kb = -1;
     r->claim_uses_index = -1;
 }
@@ -331,6 +332,7 @@ report(struct bench *b, const struct result *r)
     json_add_int(o, "table_kb_end", r->table_kb_end);
     json_add_int(o, "indexes_kb_mid", r->index_kb_mid);
     json_add_int(o, "indexes_kb_end", r->index_kb_end);
+    json_add_int(o, "oldest_finished_s", r->oldest_finished_s);
     puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
     fflush(stdout);
     json_object_put(o);
@@ -1862,10 +1864,14 @@ bench_soak(struct bench *b)
                 goto out;
             long long backlog = sql_int(b->pg, "SELECT count(*) FROM skipq.jobs"
                                                " WHERE status = 'queued'");
+            /* retention keeps up while this stays near --retention */
+            long long oldest = sql_int(b->pg, "SELECT coalesce(extract(epoch FROM now() -"
+                                              " min(updated_at))::int8, 0) FROM skipq.jobs"
+                                              " WHERE status = 'succeeded'");
             if (!b->ctx->quiet)
                 fprintf(stderr, "skipq: bench: soak: window %d: %.0f jobs/s, backlog %lld, "
-                                "table %lld kB, indexes %lld kB\n",
-                        win + 1, jps, backlog, tkb, ikb);
+                                "table %lld kB, indexes %lld kB, oldest succeeded %llds\n",
+                        win + 1, jps, backlog, tkb, ikb, oldest);
             if (win == 0)
                 r.first_jps = jps;
             r.last_jps = jps;
@@ -1876,6 +1882,7 @@ bench_soak(struct bench *b)
             r.table_kb_end = tkb;
             r.index_kb_end = ikb;
             r.backlog = backlog;
+            r.oldest_finished_s = oldest;
             win_h = h;
             win_t = now;
             win++;
