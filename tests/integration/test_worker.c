@@ -614,6 +614,12 @@ marker_gone(void *arg)
     return !marker_alive(arg);
 }
 
+static bool
+marker_up(void *arg)
+{
+    return marker_alive(arg);
+}
+
 TEST(command_timeout_kills_the_whole_group)
 {
     PGconn *pg = tl_db();
@@ -717,6 +723,9 @@ TEST(prefetch_claims_ahead_and_hands_back_unstarted)
     /* 1 running on the executor + 2 prefetched, and no more */
     ASSERT_TRUE(tl_wait_int(pg, 10000, 3, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 3);
+    /* claimed is not started: wait for the executor's handler process, or
+     * a stop hands all three back (seen under ASan on a loaded machine) */
+    ASSERT_TRUE(wait_until(10000, marker_up, "sleep 6\\.5$"));
     kill(pid, SIGTERM);
     /* the two unstarted ones are back long before the running one ends
      * (within 4 s of the 6.5 s it runs: room for a loaded CI machine) */
