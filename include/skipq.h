@@ -37,6 +37,7 @@ extern "C" {
 #define SKIPQ_HAS_WORKER 1
 #define SKIPQ_HAS_SUPERVISE 1
 #define SKIPQ_HAS_LOG_PAYLOADS 1
+#define SKIPQ_HAS_VACUUM_INTERVAL 1
 
 typedef struct pg_conn PGconn;          /* libpq's connection */
 typedef struct json_object json_object; /* json-c's value */
@@ -198,6 +199,11 @@ skipq_rc skipq_config_set_shutdown_timeout(skipq_config *cfg, int64_t ms,
 /* 0 disables retention pruning. */
 skipq_rc skipq_config_set_retention(skipq_config *cfg, int64_t ms,
                                     skipq_error *err);
+/* The worker vacuums skipq.jobs itself, at most once per this interval,
+ * when dead row versions pile up and its role may (default 10 s; 0
+ * leaves the table to autovacuum alone). */
+skipq_rc skipq_config_set_vacuum_interval(skipq_config *cfg, int64_t ms,
+                                          skipq_error *err);
 skipq_rc skipq_config_set_on_success(skipq_config *cfg, skipq_on_success what,
                                      skipq_error *err);
 skipq_rc skipq_config_set_max_attempts(skipq_config *cfg, int n,
@@ -232,6 +238,7 @@ int64_t skipq_config_heartbeat_interval(const skipq_config *cfg);
 int64_t skipq_config_lease_timeout(const skipq_config *cfg);
 int64_t skipq_config_shutdown_timeout(const skipq_config *cfg);
 int64_t skipq_config_retention(const skipq_config *cfg);
+int64_t skipq_config_vacuum_interval(const skipq_config *cfg);
 skipq_on_success skipq_config_on_success(const skipq_config *cfg);
 int skipq_config_max_attempts(const skipq_config *cfg);
 int64_t skipq_config_recover_older_than(const skipq_config *cfg);

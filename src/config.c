@@ -122,6 +122,7 @@ skipq_config_new(void)
     cfg->lease_timeout_ms = 30000;
     cfg->shutdown_timeout_ms = 30000;
     cfg->retention_ms = 0;
+    cfg->vacuum_interval_ms = 10000;
     cfg->max_attempts = 5;
     cfg->backoff = SKIPQ_BACKOFF_EXPONENTIAL;
     cfg->backoff_base_ms = 1000;
@@ -425,6 +426,7 @@ DURATION_SETTER(skipq_config_set_lease_timeout, lease_timeout_ms,
 DURATION_SETTER(skipq_config_set_shutdown_timeout, shutdown_timeout_ms,
                 "shutdown_timeout", 0)
 DURATION_SETTER(skipq_config_set_retention, retention_ms, "retention", 0)
+DURATION_SETTER(skipq_config_set_vacuum_interval, vacuum_interval_ms, "vacuum_interval", 0)
 
 skipq_rc
 skipq_config_set_on_success(skipq_config *cfg, skipq_on_success what, skipq_error *err)
@@ -728,6 +730,12 @@ int64_t
 skipq_config_retention(const skipq_config *cfg)
 {
     return cfg->retention_ms;
+}
+
+int64_t
+skipq_config_vacuum_interval(const skipq_config *cfg)
+{
+    return cfg->vacuum_interval_ms;
 }
 
 skipq_on_success
@@ -1304,6 +1312,7 @@ ON_DURATION(on_heartbeat_interval, skipq_config_set_heartbeat_interval)
 ON_DURATION(on_lease_timeout, skipq_config_set_lease_timeout)
 ON_DURATION(on_shutdown_timeout, skipq_config_set_shutdown_timeout)
 ON_DURATION(on_retention, skipq_config_set_retention)
+ON_DURATION(on_vacuum_interval, skipq_config_set_vacuum_interval)
 
 static skipq_rc
 on_on_success(struct loader *ld, const char *path, yaml_node_t *v)
@@ -1333,6 +1342,7 @@ static const struct key_rule worker_rules[] = {
     {"lease_timeout", on_lease_timeout},
     {"shutdown_timeout", on_shutdown_timeout},
     {"retention", on_retention},
+    {"vacuum_interval", on_vacuum_interval},
     {"on_success", on_on_success},
 };
 

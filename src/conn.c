@@ -263,13 +263,27 @@ migration_compatible(const char *text)
     return strstr(text, "-- skipq: compatible") != NULL;
 }
 
+/*
+ * The migration lock, then the workers' vacuum lock (worker.c,
+ * vacuum_tick): a VACUUM a worker runs does not give way to DDL as
+ * autovacuum does, so a CREATE TRIGGER on skipq.jobs would wait for it,
+ * and every claim and insert behind that. Waiting here instead, outside
+ * the table's lock queue, lets them run on; and no worker starts a vacuum
+ * until the migration commits.
+ */
 static skipq_rc
 lock_migrations(PGconn *pg, skipq_error *err)
 {
-    char sql[128];
-    snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)",
-             SKIPQ__LOCK_CLASS, SKIPQ__LOCK_MIGRATE);
-    return skipq__exec(pg, sql, err);
+    static const int objects[] = {SKIPQ__LOCK_MIGRATE, SKIPQ__LOCK_VACUUM};
+    for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
+                 objects[i]);
+        skipq_rc rc = skipq__exec(pg, sql, err);
+        if (rc != SKIPQ_OK)
+            return rc;
+    }
+    return SKIPQ_OK;
 }
 
 /* Apply one migration in its own transaction, unless another migrate run

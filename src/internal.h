@@ -27,6 +27,7 @@
 #define SKIPQ__LOCK_MIGRATE 0
 #define SKIPQ__LOCK_RESCUER 1
 #define SKIPQ__LOCK_RETENTION 2
+#define SKIPQ__LOCK_VACUUM 3
 
 #define SKIPQ__CHANNEL "skipq"
 #define SKIPQ__CONTROL_CHANNEL "skipq_control"
@@ -120,6 +121,7 @@ struct skipq_config {
     int64_t lease_timeout_ms;
     int64_t shutdown_timeout_ms;
     int64_t retention_ms;
+    int64_t vacuum_interval_ms; /* 0: autovacuum alone */
     skipq_on_success on_success;
     int max_attempts;
     skipq_backoff backoff;

@@ -95,6 +95,7 @@ struct skipq_worker {
      * connection (maintenance()) */
     pthread_t maint;
     bool maint_started;
+    bool maint_skipped;     /* maintenance thread: VACUUM (SKIP_LOCKED) skipped */
     bool maint_quit;        /* under maint_mu */
     PGcancel *maint_cancel; /* under maint_mu: its statement, at stop */
     pthread_mutex_t maint_mu;
@@ -1756,6 +1757,180 @@ prune_tick(skipq_worker *w, PGconn **pgp)
     return behind;
 }
 
+/*
+ * Vacuum: autovacuum visits a database at most once per
+ * autovacuum_naptime (1 min by default), and a busy queue leaves three
+ * dead row versions per job (insert, claim, completion) plus the rows
+ * retention deletes. In a 5-minute soak at 20,000 jobs/s with a 30 s
+ * retention and autovacuum alone, the table grew from 265 to 762 MB,
+ * past the server's buffers, and every prune batch and claim then read
+ * and evicted pages; vacuumed by the worker every 10 s it stayed at
+ * 180-254 MB (docs/performance.md, item 33). So the maintenance
+ * connection vacuums the table itself, one worker at a time, at most
+ * once per vacuum_interval, when at least VACUUM_MIN_DEAD dead versions
+ * (and 2% of the live rows, the table's autovacuum scale factor) more
+ * than its last vacuum left wait, no vacuum ended within the interval
+ * and nothing holds the table's vacuum lock. Only a role that may
+ * vacuum the table does (its owner, the database's, a superuser; from
+ * PostgreSQL 17 also MAINTAIN); the others leave it to autovacuum.
+ *
+ * Unlike autovacuum, a VACUUM we run does not give way to DDL: a
+ * CREATE TRIGGER or ALTER TABLE would wait for it, and every write to
+ * the table behind that. `skipq migrate` therefore takes the vacuum's
+ * advisory lock first (cli/cmd_migrate.c). The vacuum does not truncate
+ * the table's empty tail either: that takes an exclusive lock that
+ * stops the claims, and autovacuum still does it.
+ */
+enum { VACUUM_CHECK_MS = 2000, VACUUM_MIN_DEAD = 10000 };
+
+/* 1 when this connection's role may vacuum skipq.jobs, 0 when not, -1
+ * when it could not tell (logged). */
+static int
+vacuum_permitted(PGconn *pg)
+{
+    const char *sql =
+        PQserverVersion(pg) >= 170000
+            ? "SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE')"
+              " OR has_table_privilege(c.oid, 'MAINTAIN')"
+              " FROM pg_class c, pg_database d"
+              " WHERE c.oid = 'skipq.jobs'::regclass AND d.datname = current_database()"
+            : "SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE')"
+              " FROM pg_class c, pg_database d"
+              " WHERE c.oid = 'skipq.jobs'::regclass AND d.datname = current_database()";
+    PGresult *res = PQexec(pg, sql);
+    int ok = -1;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        ok = PQgetvalue(res, 0, 0)[0] == 't';
+    else {
+        skipq_error e;
+        skipq__db_fail(&e, pg, res, "could not tell whether it may vacuum skipq.jobs");
+        skipq__log(SKIPQ_LOG_WARN, "vacuum: %s", e.message);
+    }
+    PQclear(res);
+    return ok;
+}
+
+/* The dead row versions of skipq.jobs, -1 on error (logged). *due:
+ * whether to vacuum now, given that the last vacuum left *left. */
+static long long
+vacuum_due(skipq_worker *w, PGconn *pg, long long *left, bool *due)
+{
+    char interval[32];
+    const char *v[1] = {interval};
+    skipq_error e;
+    PGresult *res;
+
+    snprintf(interval, sizeof interval, "%lld milliseconds",
+             (long long)w->cfg->vacuum_interval_ms);
+    /* pg_locks: any vacuum, analyze or index build on the table holds
+     * ShareUpdateExclusiveLock, and unlike pg_stat_progress_vacuum every
+     * role sees autovacuum's there */
+    if (exec_params_on(pg, "SELECT pg_stat_get_dead_tuples(t.oid),"
+                           " pg_stat_get_live_tuples(t.oid),"
+                           " coalesce(greatest(pg_stat_get_last_vacuum_time(t.oid),"
+                           "   pg_stat_get_last_autovacuum_time(t.oid))"
+                           "   < now() - $1::interval, true)"
+                           " AND NOT EXISTS (SELECT 1 FROM pg_locks l"
+                           "   WHERE l.locktype = 'relation' AND l.relation = t.oid"
+                           "   AND l.database = (SELECT oid FROM pg_database"
+                           "                     WHERE datname = current_database())"
+                           "   AND l.mode = 'ShareUpdateExclusiveLock')"
+                           " FROM (SELECT 'skipq.jobs'::regclass::oid) t(oid)",
+                       1, v, &res, &e) != SKIPQ_OK) {
+        skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "vacuum: %s",
+                   e.message);
+        return -1;
+    }
+    long long dead = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    long long live = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    bool free_now = PQgetvalue(res, 0, 2)[0] == 't';
+    PQclear(res);
+    if (dead < *left) /* someone (autovacuum) vacuumed since */
+        *left = 0;
+    /* What a vacuum could not remove (an old snapshot holds it: a long
+     * transaction, pg_dump, a replication slot) is still counted dead; a
+     * vacuum every interval over it would remove nothing. */
+    long long need = live / 50 > VACUUM_MIN_DEAD ? live / 50 : VACUUM_MIN_DEAD;
+    *due = free_now && dead - *left >= need;
+    return dead;
+}
+
+/*
+ * One turn; false when it failed (the next waits vacuum_interval). *left
+ * carries the dead row versions the last vacuum left between turns.
+ */
+static bool
+vacuum_tick(skipq_worker *w, PGconn **pgp, long long *left)
+{
+    PGconn *pg = *pgp;
+    char lk[128];
+    skipq_error e;
+    PGresult *res;
+    bool ok = true, due = false;
+
+    snprintf(lk, sizeof lk, "SELECT pg_try_advisory_lock(%d, %d)", SKIPQ__LOCK_CLASS,
+             SKIPQ__LOCK_VACUUM);
+    res = PQexec(pg, lk);
+    bool mine = PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!mine) { /* another worker's turn, or migrate's */
+        maint_lost(pgp, "vacuum");
+        return true;
+    }
+    /* checked under the lock: a vacuum that just ended shows in the
+     * statistics before its worker lets the lock go (PostgreSQL 15 and
+     * later; before, the statistics lag by up to half a second) */
+    long long dead = vacuum_due(w, pg, left, &due);
+    if (dead < 0)
+        ok = false;
+    else if (due && !maint_stopping(w)) {
+        int64_t t0 = skipq__now_ms();
+        w->maint_skipped = false;
+        /* no statement_timeout of the role's: a cancelled vacuum keeps
+         * little of its work, and would be tried again and again */
+        if (skipq__exec(pg, "SET statement_timeout = 0", &e) != SKIPQ_OK ||
+            skipq__exec(pg, "VACUUM (SKIP_LOCKED, TRUNCATE false) skipq.jobs", &e) != SKIPQ_OK) {
+            skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "vacuum: %s",
+                       e.message);
+            ok = false;
+        } else if (w->maint_skipped) { /* autovacuum took the table first */
+            skipq__log(SKIPQ_LOG_DEBUG, "vacuum: skipq.jobs is being vacuumed already");
+        } else {
+            long long before = dead;
+            bool again;
+            dead = vacuum_due(w, pg, left, &again);
+            if (dead >= 0)
+                *left = dead;
+            skipq__log(SKIPQ_LOG_DEBUG, "vacuumed skipq.jobs in %lld ms: %lld dead row"
+                       " versions before, %lld left", (long long)(skipq__now_ms() - t0),
+                       before, dead);
+        }
+        /* a failure here is a lost connection, seen below */
+        PQclear(PQexec(pg, "RESET statement_timeout"));
+    }
+    snprintf(lk, sizeof lk, "SELECT pg_advisory_unlock(%d, %d)", SKIPQ__LOCK_CLASS,
+             SKIPQ__LOCK_VACUUM);
+    PQclear(PQexec(pg, lk)); /* a failure here is a lost connection, seen below */
+    maint_lost(pgp, "vacuum");
+    return ok;
+}
+
+/* What the server says on the maintenance connection goes to the log, not
+ * to stderr; VACUUM (SKIP_LOCKED)'s "lock not available" is expected, and
+ * tells vacuum_tick that it skipped. Runs on the maintenance thread. */
+static void
+maint_notice(void *arg, const PGresult *res)
+{
+    skipq_worker *w = arg;
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    bool skipped = state && strcmp(state, "55P03") == 0;
+    if (skipped)
+        w->maint_skipped = true;
+    skipq__log(skipped ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "maintenance: the server says: %s",
+               msg ? msg : "(no message)");
+}
+
 static int64_t
 min64(int64_t a, int64_t b)
 {
@@ -1789,8 +1964,10 @@ maint_connect(skipq_worker *w)
     PGcancel *cancel = NULL;
     skipq_error e;
     skipq_rc rc = skipq__connect(w->database, &pg, &e);
-    if (rc == SKIPQ_OK)
+    if (rc == SKIPQ_OK) {
+        PQsetNoticeReceiver(pg, maint_notice, w);
         rc = skipq__exec(pg, "SET application_name = 'skipq maintenance'", &e);
+    }
     if (rc == SKIPQ_OK && !(cancel = PQgetCancel(pg)))
         rc = skipq__fail(&e, SKIPQ_ERR_NOMEM, "out of memory");
     if (rc != SKIPQ_OK) {
@@ -1821,8 +1998,8 @@ maint_disconnect(skipq_worker *w, PGconn *pg)
 }
 
 /*
- * The maintenance thread: the rescuer every min(lease / 2, heartbeat) and
- * retention, on a connection of its own. On the claiming connection their
+ * The maintenance thread: the rescuer every min(lease / 2, heartbeat),
+ * retention, and the table's vacuum, on a connection of its own. On the claiming connection their
  * scans stopped the claims: in a 60 s soak at 13,800 jobs/s, 89 retention
  * batches of 43 ms and 13 rescues of 128 ms, during which the executors
  * ran dry. Here they run beside the claims, on the server's other cores.
@@ -1836,7 +2013,14 @@ maintenance(void *arg)
     PGconn *pg = NULL;
     int64_t now = skipq__now_ms();
     int64_t next_rescue = now + 1000, next_prune = now + 5000, next_connect = now;
+    /* not at once: a worker started for a burst leaves its vacuum to
+     * the time after it, as autovacuum's naptime would, and workers
+     * restarted together do not all look at once */
+    int64_t next_vacuum = now + w->cfg->vacuum_interval_ms;
     int64_t connect_delay = 100;
+    int may_vacuum = -1; /* per connection: vacuum_permitted() */
+    long long vacuum_left = 0; /* dead row versions our last vacuum left */
+    bool said_vacuum = false;
     int64_t rescue_every = min64(w->cfg->lease_timeout_ms / 2, w->cfg->heartbeat_interval_ms);
 
     pthread_mutex_lock(&w->maint_mu);
@@ -1844,6 +2028,8 @@ maintenance(void *arg)
         int64_t due = next_rescue;
         if (w->cfg->retention_ms > 0 && next_prune < due)
             due = next_prune;
+        if (w->cfg->vacuum_interval_ms > 0 && may_vacuum != 0 && next_vacuum < due)
+            due = next_vacuum;
         if (!pg && next_connect > due)
             due = next_connect;
         if (skipq__now_ms() < due) {
@@ -1866,11 +2052,28 @@ maintenance(void *arg)
                 next_prune = prune_tick(w, &pg) ? skipq__now_ms()
                                                 : skipq__now_ms() + PRUNE_EVERY_MS;
             }
+            if (pg && w->cfg->vacuum_interval_ms > 0 && may_vacuum != 0 && now >= next_vacuum) {
+                if (may_vacuum < 0 && (may_vacuum = vacuum_permitted(pg)) == 0 && !said_vacuum) {
+                    skipq__log(SKIPQ_LOG_INFO, "vacuum: this role may not vacuum skipq.jobs,"
+                               " so autovacuum alone keeps it (docs/operations.md)");
+                    said_vacuum = true;
+                }
+                bool ok = may_vacuum == 0; /* -1: could not tell, a failure */
+                if (may_vacuum > 0)
+                    ok = vacuum_tick(w, &pg, &vacuum_left);
+                else
+                    maint_lost(&pg, "vacuum");
+                /* after a failure, not again for an interval: no warning
+                 * every 2 s, no table scanned again and again */
+                next_vacuum = skipq__now_ms() +
+                              (ok ? VACUUM_CHECK_MS : w->cfg->vacuum_interval_ms);
+            }
             if (!pg) { /* lost: both turns again once it is back */
                 maint_disconnect(w, NULL);
                 next_connect = skipq__now_ms() + connect_delay;
                 next_rescue = min64(next_rescue, next_connect);
                 next_prune = min64(next_prune, next_connect);
+                may_vacuum = -1;
             }
         }
         pthread_mutex_lock(&w->maint_mu);

@@ -443,3 +443,41 @@ tl_write_file(const char *path, const char *text)
     fputs(text, f);
     fclose(f);
 }
+
+struct file_has {
+    const char *path, *needle;
+};
+
+static bool
+file_contains(void *arg)
+{
+    struct file_has *f = arg;
+    char *out = NULL;
+    bool found = false;
+    FILE *fp = fopen(f->path, "r");
+    if (!fp)
+        return false;
+    size_t cap = 0, len = 0;
+    char buf[4096];
+    size_t r;
+    while ((r = fread(buf, 1, sizeof buf, fp)) > 0) {
+        char *n = realloc(out, cap = len + r + 1);
+        if (!n)
+            break;
+        out = n;
+        memcpy(out + len, buf, r);
+        len += r;
+        out[len] = '\0';
+    }
+    fclose(fp);
+    found = out && strstr(out, f->needle);
+    free(out);
+    return found;
+}
+
+bool
+tl_wait_file_has(const char *path, const char *needle, int ms)
+{
+    struct file_has f = {path, needle};
+    return wait_until(ms, file_contains, &f);
+}

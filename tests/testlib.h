@@ -78,5 +78,7 @@ void tl_idle_lock(PGconn *pg, const char *q, bool on);
 const char *tl_tmpfile(const char *suffix);
 /* Write text to a file. */
 void tl_write_file(const char *path, const char *text);
+/* Wait up to ms for the file at path to contain needle. */
+bool tl_wait_file_has(const char *path, const char *needle, int ms);
 
 #endif

@@ -32,7 +32,7 @@ check_config(const skipq_config *cfg)
     CHECK(cfg->concurrency >= 1 && cfg->concurrency <= 1024);
     CHECK(cfg->poll_interval_ms > 0 && cfg->heartbeat_interval_ms > 0);
     CHECK(cfg->lease_timeout_ms > 0 && cfg->shutdown_timeout_ms >= 0);
-    CHECK(cfg->retention_ms >= 0 && cfg->max_attempts >= 1);
+    CHECK(cfg->retention_ms >= 0 && cfg->vacuum_interval_ms >= 0 && cfg->max_attempts >= 1);
     CHECK(cfg->backoff_base_ms >= 0 && cfg->backoff_max_ms >= 0);
     CHECK(cfg->jitter >= 0 && cfg->jitter <= 1);
     CHECK(cfg->recover_older_than_ms >= 0 && cfg->recover_limit >= 1);

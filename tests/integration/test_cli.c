@@ -208,6 +208,29 @@ TEST(migrate_concurrent)
     free(o2);
 }
 
+/* A worker's VACUUM does not give way to DDL as autovacuum does: migrate
+ * waits for the vacuum's advisory lock before its DDL, outside the
+ * table's lock queue, so claims and inserts are not stuck behind it. */
+TEST(migrate_waits_for_a_workers_vacuum_outside_the_table)
+{
+    PGconn *pg = tl_db(), *vac = tl_connect();
+    tl_exec(vac, "SELECT pg_advisory_lock(1936421120, 3)"); /* as vacuum_tick */
+    const char *log = tl_tmpfile(".log");
+    pid_t m = tl_spawn(log, "exec %s migrate", tl_skipq());
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM pg_locks WHERE"
+                                          " locktype = 'advisory' AND classid = 1936421120"
+                                          " AND objid = 3 AND NOT granted"));
+    /* meanwhile the table takes writes, and nothing of it holds a lock on it */
+    ASSERT_TRUE(enqueue_id("waiting '{}'") > 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_locks WHERE relation = 'skipq.jobs'::regclass"
+                         " AND database = (SELECT oid FROM pg_database"
+                         "                 WHERE datname = current_database())"
+                         " AND pid <> pg_backend_pid()"), 0);
+    tl_exec(vac, "SELECT pg_advisory_unlock(1936421120, 3)");
+    ASSERT_EQ(tl_wait_pid(m, 30000), 0);
+    PQfinish(vac);
+}
+
 TEST(migrate_status)
 {
     PGconn *pg = tl_empty_db();

@@ -19,37 +19,6 @@
 
 #include <sys/stat.h>
 
-struct file_has {
-    const char *path, *needle;
-};
-
-static bool
-file_contains(void *arg)
-{
-    struct file_has *f = arg;
-    char *out = NULL;
-    bool found = false;
-    FILE *fp = fopen(f->path, "r");
-    if (!fp)
-        return false;
-    size_t cap = 0, len = 0;
-    char buf[4096];
-    size_t r;
-    while ((r = fread(buf, 1, sizeof buf, fp)) > 0) {
-        char *n = realloc(out, cap = len + r + 1);
-        if (!n)
-            break;
-        out = n;
-        memcpy(out + len, buf, r);
-        len += r;
-        out[len] = '\0';
-    }
-    fclose(fp);
-    found = out && strstr(out, f->needle);
-    free(out);
-    return found;
-}
-
 static const char *
 record_config(int concurrency, const char *args)
 {
@@ -168,8 +137,7 @@ TEST(sigstop)
     ASSERT_EQ(fl_wait_exit(w2, 20000), 0);
 
     tl_kill(w1, SIGCONT);
-    struct file_has late = {log1, "no longer held"};
-    if (!wait_until(20000, file_contains, &late)) {
+    if (!tl_wait_file_has(log1, "no longer held", 20000)) {
         fl_dump("worker 1", log1);
         HARNESS_FAIL("the resumed worker did not report its dropped completion");
     }

@@ -10,6 +10,7 @@
 #include "skipq.h"
 #include "testlib.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 struct logins {
@@ -268,6 +269,38 @@ TEST(worker_works_but_cannot_migrate)
     expect_denied(c, "SELECT * FROM skipq.recover('failed', '0')");
     expect_denied(c, "CREATE TABLE skipq.x (a int)");
     PQfinish(c);
+    free(url);
+    drop_logins(pg, &l);
+}
+
+/* A worker may vacuum skipq.jobs only as its owner (or the database's, a
+ * superuser; PostgreSQL 17: MAINTAIN). skipq_worker is none of these: it
+ * says once that autovacuum alone keeps the table, and works on. */
+TEST(worker_role_leaves_the_vacuum_to_autovacuum)
+{
+    PGconn *pg = tl_db();
+    struct logins l;
+
+    apply_roles();
+    create_logins(pg, &l);
+    /* enough dead rows that a worker that may would vacuum at its first look */
+    tl_exec(pg, "ALTER TABLE skipq.jobs SET (autovacuum_enabled = false)");
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'gone' FROM generate_series(1, 12000)");
+    tl_exec(pg, "DELETE FROM skipq.jobs WHERE kind = 'gone'");
+    char *url = url_as(l.worker);
+    const char *cfg = tl_tmpfile(".yaml"), *log = tl_tmpfile(".log");
+    tl_write_file(cfg, "worker:\n  vacuum_interval: 1s\n  poll_interval: 200ms\n");
+    pid_t w = tl_spawn(log, "exec %s worker --config %s --handler ok=true --database '%s'",
+                       tl_skipq(), cfg, url);
+    ASSERT_TRUE(tl_wait_file_has(log, "vacuum: this role may not vacuum skipq.jobs", 10000));
+    tl_exec(pg, "SELECT skipq.enqueue('ok')");
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    tl_kill(w, SIGTERM);
+    ASSERT_EQ(tl_wait_pid(w, 10000), 0);
+    /* it tried no VACUUM (the server would have refused with a warning) */
+    ASSERT_TRUE(!tl_wait_file_has(log, "skipq: warning:", 0));
+    ASSERT_EQ(tl_int(pg, "SELECT vacuum_count FROM pg_stat_user_tables"
+                         " WHERE relid = 'skipq.jobs'::regclass"), 0);
     free(url);
     drop_logins(pg, &l);
 }

@@ -118,6 +118,41 @@ TEST(worker_retention_prunes_old_finished_rows)
 }
 
 /*
+ * The worker vacuums skipq.jobs itself when dead row versions pile up
+ * (autovacuum visits a database once a minute by default, and a busy
+ * queue's table grows past the server's buffers in that time). Here
+ * autovacuum is off for the table, so only the worker can have done it.
+ */
+TEST(worker_vacuums_its_table_when_dead_rows_pile_up)
+{
+    PGconn *pg = tl_db();
+    const char *cfg = write_config("worker:\n  vacuum_interval: 1s\n  poll_interval: 200ms\n");
+    tl_exec(pg, "ALTER TABLE skipq.jobs SET (autovacuum_enabled = false)");
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'gone' FROM generate_series(1, 12000)");
+    tl_exec(pg, "DELETE FROM skipq.jobs WHERE kind = 'gone'");
+    if (PQserverVersion(pg) >= 150000) { /* before 15, the collector's lag */
+        tl_exec(pg, "SELECT pg_stat_force_next_flush()");
+        tl_exec(pg, "SELECT 1"); /* the statistics of the delete reach the server's */
+    }
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT (n_dead_tup >= 12000)::int FROM"
+                                         " pg_stat_user_tables WHERE relid = 'skipq.jobs'::regclass"));
+    ASSERT_EQ(tl_int(pg, "SELECT vacuum_count FROM pg_stat_user_tables"
+                         " WHERE relid = 'skipq.jobs'::regclass"), 0);
+    pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler new=true", tl_skipq(), cfg);
+    /* its first look is vacuum_interval (1 s) after the start */
+    ASSERT_TRUE(tl_wait_int(pg, 15000, 1, "SELECT vacuum_count FROM pg_stat_user_tables"
+                                          " WHERE relid = 'skipq.jobs'::regclass"));
+    ASSERT_EQ(tl_int(pg, "SELECT n_dead_tup FROM pg_stat_user_tables"
+                         " WHERE relid = 'skipq.jobs'::regclass"), 0);
+    /* and the worker works on */
+    tl_exec(pg, "SELECT skipq.enqueue('new')");
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE kind = 'new'"
+                                          " AND status = 'succeeded'"));
+    tl_kill(w, SIGTERM);
+    ASSERT_EQ(tl_wait_pid(w, 10000), 0);
+}
+
+/*
  * The rescuer and retention run on a connection of their own (their scans
  * held up the claims on the worker's one): it exists, it comes back when
  * it is cut, retention goes on through it, and the connection that claims

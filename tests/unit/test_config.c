@@ -118,6 +118,7 @@ TEST(defaults)
     ASSERT_EQ(skipq_config_lease_timeout(cfg), 30000);
     ASSERT_EQ(skipq_config_shutdown_timeout(cfg), 30000);
     ASSERT_EQ(skipq_config_retention(cfg), 0);
+    ASSERT_EQ(skipq_config_vacuum_interval(cfg), 10000);
     ASSERT_EQ(skipq_config_max_attempts(cfg), 5);
     ASSERT_EQ(cfg->backoff, SKIPQ_BACKOFF_EXPONENTIAL);
     ASSERT_EQ(cfg->backoff_base_ms, 1000);
@@ -169,6 +170,10 @@ TEST(setters_validate)
     ASSERT_EQ(skipq_config_set_retention(cfg, -1, &err), SKIPQ_ERR_INVALID);
     ASSERT_OK(skipq_config_set_retention(cfg, 7 * 86400000LL, &err), &err);
     ASSERT_EQ(skipq_config_retention(cfg), 7 * 86400000LL);
+    ASSERT_OK(skipq_config_set_vacuum_interval(cfg, 0, &err), &err);
+    ASSERT_EQ(skipq_config_vacuum_interval(cfg), 0);
+    ASSERT_EQ(skipq_config_set_vacuum_interval(cfg, -1, &err), SKIPQ_ERR_INVALID);
+    ASSERT_CONTAINS(err.message, "vacuum_interval");
 
     ASSERT_EQ(skipq_config_set_max_attempts(cfg, 0, &err), SKIPQ_ERR_INVALID);
     ASSERT_STREQ(err.message, "max_attempts must be 1 or more, not 0");
@@ -400,6 +405,7 @@ TEST(example_file_loads)
     ASSERT_EQ(skipq_config_lease_timeout(cfg), 30000);
     ASSERT_EQ(skipq_config_shutdown_timeout(cfg), 30000);
     ASSERT_EQ(skipq_config_retention(cfg), 0);
+    ASSERT_EQ(skipq_config_vacuum_interval(cfg), 10000);
     ASSERT_EQ(skipq_config_max_attempts(cfg), 5);
     ASSERT_EQ(cfg->backoff, SKIPQ_BACKOFF_EXPONENTIAL);
     ASSERT_EQ(cfg->backoff_base_ms, 1000);
@@ -436,6 +442,7 @@ TEST(every_key_loads)
                                 "  lease_timeout: 1m\n"
                                 "  shutdown_timeout: 0\n"
                                 "  retention: 7d\n"
+                                "  vacuum_interval: 30s\n"
                                 "retry:\n"
                                 "  max_attempts: 3\n"
                                 "  strategy: linear\n"
@@ -459,6 +466,7 @@ TEST(every_key_loads)
     ASSERT_EQ(skipq_config_lease_timeout(cfg), 60000);
     ASSERT_EQ(skipq_config_shutdown_timeout(cfg), 0);
     ASSERT_EQ(skipq_config_retention(cfg), 7 * 86400000LL);
+    ASSERT_EQ(skipq_config_vacuum_interval(cfg), 30000);
     ASSERT_EQ(skipq_config_max_attempts(cfg), 3);
     ASSERT_EQ(cfg->backoff, SKIPQ_BACKOFF_LINEAR);
     ASSERT_EQ(cfg->backoff_base_ms, 2 * 3600000LL);
