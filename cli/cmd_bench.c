@@ -50,6 +50,7 @@ static const char usage[] =
     "                   [--workers K] [--on-success keep|delete] [--rate R]\n"
     "                   [--duration D] [--json]\n"
     "                   [--deep-jobs N] [--latency-jobs N] [--retention D]\n"
+    "                   [--vacuum-interval D]\n"
     "                   [--config F] [--database URL] [--quiet]\n"
     "\n"
     "Measures skipq on the server of the configured database, in a new\n"
@@ -84,6 +85,8 @@ static const char usage[] =
     "  --rate R          steady: jobs per second (default 200)\n"
     "  --duration D      steady: how long (default 10s); soak: default 10m\n"
     "  --retention D     soak: the worker's retention (default 30s)\n"
+    "  --vacuum-interval D  the workers' vacuum_interval (default 10s;\n"
+    "                    0 leaves the table to autovacuum alone)\n"
     "  --deep-jobs N     deep: the large backlog (default 100000)\n"
     "  --latency-jobs N  latency: samples (default 1000)\n"
     "  --json            one JSON object per line and measurement\n";
@@ -100,6 +103,7 @@ enum {
     OPT_DEEP_JOBS,
     OPT_LATENCY_JOBS,
     OPT_RETENTION,
+    OPT_VACUUM_INTERVAL,
 };
 
 enum {
@@ -161,6 +165,7 @@ struct bench {
     int64_t duration_ms;
     int rate_set, duration_set;
     int64_t retention_ms; /* soak */
+    int64_t vacuum_ms;    /* every worker's vacuum_interval; -1 the default */
 
     PGconn *admin; /* the configured database: CREATE/DROP DATABASE */
     skipq_conn *admin_conn;
@@ -703,6 +708,9 @@ worker_child(void)
     const char *on_success = getenv("SKIPQ_BENCH_ON_SUCCESS");
     if (rc == SKIPQ_OK && on_success)
         rc = skipq_config_set_on_success(cfg, (skipq_on_success)atoi(on_success), &err);
+    const char *vacuum = getenv("SKIPQ_BENCH_VACUUM_MS");
+    if (rc == SKIPQ_OK && vacuum && atoll(vacuum) >= 0)
+        rc = skipq_config_set_vacuum_interval(cfg, atoll(vacuum), &err);
     if (rc == SKIPQ_OK && url)
         rc = skipq_config_set_database(cfg, url, &err);
     if (rc == SKIPQ_OK && strcmp(mode, "command") == 0) {
@@ -736,7 +744,7 @@ static char **
 child_env(const struct bench *b, int fd, const char *mode, int conc,
           size_t *own)
 {
-    enum { OURS = 6 }; /* the entries added below */
+    enum { OURS = 7 }; /* the entries added below */
     size_t n = 0, k = 0;
     while (environ[n])
         n++;
@@ -753,7 +761,8 @@ child_env(const struct bench *b, int fd, const char *mode, int conc,
         asprintf(&env[k++], "SKIPQ_BENCH_MODE=%s", mode) < 0 ||
         asprintf(&env[k++], "SKIPQ_BENCH_CONCURRENCY=%d", conc) < 0 ||
         asprintf(&env[k++], "SKIPQ_BENCH_PREFETCH=%d", b->prefetch) < 0 ||
-        asprintf(&env[k++], "SKIPQ_BENCH_ON_SUCCESS=%d", (int)b->on_success) < 0) {
+        asprintf(&env[k++], "SKIPQ_BENCH_ON_SUCCESS=%d", (int)b->on_success) < 0 ||
+        asprintf(&env[k++], "SKIPQ_BENCH_VACUUM_MS=%lld", (long long)b->vacuum_ms) < 0) {
         for (size_t i = *own; i < k; i++)
             free(env[i]);
         free(env);
@@ -1484,6 +1493,8 @@ inproc_start(struct bench *b, skipq_handler_fn fn, void *ud, int64_t retention_m
         rc = skipq_config_set_database(cfg, b->url, &err);
     if (rc == SKIPQ_OK && retention_ms > 0)
         rc = skipq_config_set_retention(cfg, retention_ms, &err);
+    if (rc == SKIPQ_OK && b->vacuum_ms >= 0)
+        rc = skipq_config_set_vacuum_interval(cfg, b->vacuum_ms, &err);
     if (rc == SKIPQ_OK)
         rc = skipq_worker_new(cfg, &x->w, &err);
     if (rc == SKIPQ_OK)
@@ -1771,6 +1782,19 @@ jobs_sizes(struct bench *b, long long *table_kb, long long *index_kb)
     return *table_kb < 0 || *index_kb < 0 ? CLI_EXIT_FAIL : 0;
 }
 
+/* The workers' vacuum_interval: --vacuum-interval, else the library's
+ * default (-1 when out of memory). */
+static int64_t
+effective_vacuum_ms(const struct bench *b)
+{
+    if (b->vacuum_ms >= 0)
+        return b->vacuum_ms;
+    skipq_config *cfg = skipq_config_new();
+    int64_t ms = cfg ? skipq_config_vacuum_interval(cfg) : -1;
+    skipq_config_free(cfg);
+    return ms;
+}
+
 /* skipq_enqueue_batch of n no-op jobs from spec/payload buffers of SOAK_CHUNK. */
 enum { SOAK_CHUNK = 2000, SOAK_TICK_US = 10000, SOAK_WINDOWS = 10 };
 
@@ -1842,8 +1866,9 @@ bench_soak(struct bench *b)
         rate = 0.8 * max_jps;
     if (!b->ctx->quiet)
         fprintf(stderr, "skipq: bench: soak: max %.0f jobs/s; producing %.0f jobs/s for %llds, "
-                        "retention %llds\n", max_jps, rate, (long long)(duration_ms / 1000),
-                        (long long)(b->retention_ms / 1000));
+                        "retention %llds, vacuum_interval %lldms\n", max_jps, rate,
+                        (long long)(duration_ms / 1000), (long long)(b->retention_ms / 1000),
+                        (long long)effective_vacuum_ms(b));
 
     int64_t start = now_us(), window_us = duration_ms * 1000 / SOAK_WINDOWS;
     long long sent = 0, base = fill, win_h = atomic_load(&count.handled);
@@ -1895,7 +1920,11 @@ bench_soak(struct bench *b)
         rc = cli_errorf(CLI_EXIT_FAIL, "bench: interrupted");
         goto out;
     }
-    snprintf(cfgname, sizeof cfgname, "r%.0fc%d", rate, b->concurrency);
+    if (b->vacuum_ms >= 0) /* not the default: say so */
+        snprintf(cfgname, sizeof cfgname, "r%.0fc%dv%lld", rate, b->concurrency,
+                 (long long)b->vacuum_ms);
+    else
+        snprintf(cfgname, sizeof cfgname, "r%.0fc%d", rate, b->concurrency);
     snprintf(r.config, sizeof r.config, "%s", cfgname);
     r.jobs = sent;
     r.seconds = (double)(now_us() - start) / 1e6;
@@ -1945,6 +1974,7 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
         {"deep-jobs", required_argument, NULL, OPT_DEEP_JOBS},
         {"latency-jobs", required_argument, NULL, OPT_LATENCY_JOBS},
         {"retention", required_argument, NULL, OPT_RETENTION},
+        {"vacuum-interval", required_argument, NULL, OPT_VACUUM_INTERVAL},
         CLI_COMMON_LONGOPTS,
         {0, 0, 0, 0},
     };
@@ -1952,6 +1982,7 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
         .ctx = ctx, .jobs = 100000, .concurrency = 16, .workers = 1,
         .prefetch = SKIPQ_PREFETCH_AUTO,
         .rate = 200, .duration_ms = 10000, .latency_jobs = 1000, .retention_ms = 30000,
+        .vacuum_ms = -1,
     };
     const char *lng = getenv("SKIPQ_LONG");
     unsigned which = 0;
@@ -2007,6 +2038,10 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
                 return rc;
             if (b.retention_ms <= 0)
                 return cli_usage_error("--retention must be more than 0");
+            break;
+        case OPT_VACUUM_INTERVAL:
+            if ((rc = cli_parse_duration("--vacuum-interval", optarg, &b.vacuum_ms)) != 0)
+                return rc;
             break;
         case OPT_JSON:
             b.json = 1;
