@@ -274,16 +274,28 @@ migration_compatible(const char *text)
 static skipq_rc
 lock_migrations(PGconn *pg, skipq_error *err)
 {
-    static const int objects[] = {SKIPQ__LOCK_MIGRATE, SKIPQ__LOCK_VACUUM};
-    for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++) {
-        char sql[128];
-        snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
-                 objects[i]);
-        skipq_rc rc = skipq__exec(pg, sql, err);
-        if (rc != SKIPQ_OK)
-            return rc;
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
+             SKIPQ__LOCK_MIGRATE);
+    skipq_rc rc = skipq__exec(pg, sql, err);
+    if (rc != SKIPQ_OK)
+        return rc;
+    snprintf(sql, sizeof sql, "SELECT pg_try_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
+             SKIPQ__LOCK_VACUUM);
+    PGresult *res = PQexec(pg, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = skipq__db_fail(err, pg, res, "could not take the vacuum lock");
+        PQclear(res);
+        return rc;
     }
-    return SKIPQ_OK;
+    bool got = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (got)
+        return SKIPQ_OK;
+    skipq__log(SKIPQ_LOG_INFO, "waiting for a worker's VACUUM of skipq.jobs to end");
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
+             SKIPQ__LOCK_VACUUM);
+    return skipq__exec(pg, sql, err);
 }
 
 /* Apply one migration in its own transaction, unless another migrate run

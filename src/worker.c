@@ -97,6 +97,7 @@ struct skipq_worker {
     bool maint_started;
     bool maint_skipped;     /* maintenance thread: VACUUM (SKIP_LOCKED) skipped */
     bool maint_quit;        /* under maint_mu */
+    bool maint_done;        /* under maint_mu: the thread is about to end */
     PGcancel *maint_cancel; /* under maint_mu: its statement, at stop */
     pthread_mutex_t maint_mu;
     pthread_cond_t maint_cv;
@@ -1777,9 +1778,9 @@ prune_tick(skipq_worker *w, PGconn **pgp)
  * Unlike autovacuum, a VACUUM we run does not give way to DDL: a
  * CREATE TRIGGER or ALTER TABLE would wait for it, and every write to
  * the table behind that. `skipq migrate` therefore takes the vacuum's
- * advisory lock first (cli/cmd_migrate.c). The vacuum does not truncate
- * the table's empty tail either: that takes an exclusive lock that
- * stops the claims, and autovacuum still does it.
+ * advisory lock before its DDL (lock_migrations, src/conn.c). The
+ * vacuum does not truncate the table's empty tail either: that takes an
+ * exclusive lock that stops the claims, and autovacuum still does it.
  */
 enum { VACUUM_CHECK_MS = 2000, VACUUM_MIN_DEAD = 10000 };
 
@@ -1810,63 +1811,83 @@ vacuum_permitted(PGconn *pg)
     return ok;
 }
 
+/* Between vacuum turns: what the last vacuum left, and how long to wait
+ * after one that removed almost nothing. */
+typedef struct vacuum_state {
+    long long left;     /* dead row versions our last vacuum left */
+    int64_t backoff_ms; /* 0, or the wait after a vacuum that removed little */
+} vacuum_state;
+
+enum { VACUUM_BACKOFF_MAX_MS = 600000 };
+
 /* The dead row versions of skipq.jobs, -1 on error (logged). *due:
- * whether to vacuum now, given that the last vacuum left *left. */
+ * whether to vacuum now, given what the last vacuum left (vs->left). */
 static long long
-vacuum_due(skipq_worker *w, PGconn *pg, long long *left, bool *due)
+vacuum_due(skipq_worker *w, PGconn *pg, vacuum_state *vs, bool *due)
 {
-    char interval[32];
-    const char *v[1] = {interval};
+    char interval[32], left[24], min_dead[16];
+    const char *v[3] = {interval, left, min_dead};
     skipq_error e;
     PGresult *res;
 
     snprintf(interval, sizeof interval, "%lld milliseconds",
              (long long)w->cfg->vacuum_interval_ms);
-    /* pg_locks: any vacuum, analyze or index build on the table holds
+    snprintf(left, sizeof left, "%lld", vs->left);
+    snprintf(min_dead, sizeof min_dead, "%d", VACUUM_MIN_DEAD);
+    /* What a vacuum could not remove (an old snapshot holds it: a long
+     * transaction, pg_dump, a replication slot) is still counted dead, so
+     * only what came after counts (unless someone vacuumed since: then
+     * fewer are dead than we left). pg_locks, read only when the rest
+     * says yes: any vacuum, analyze or index build on the table holds
      * ShareUpdateExclusiveLock, and unlike pg_stat_progress_vacuum every
-     * role sees autovacuum's there */
-    if (exec_params_on(pg, "SELECT pg_stat_get_dead_tuples(t.oid),"
-                           " pg_stat_get_live_tuples(t.oid),"
-                           " coalesce(greatest(pg_stat_get_last_vacuum_time(t.oid),"
-                           "   pg_stat_get_last_autovacuum_time(t.oid))"
+     * role sees autovacuum's there. */
+    *due = false;
+    if (exec_params_on(pg, "SELECT dead,"
+                           " dead - CASE WHEN dead < $2::int8 THEN 0 ELSE $2::int8 END"
+                           "   >= greatest($3::int8, live / 50)"
+                           " AND coalesce(greatest(pg_stat_get_last_vacuum_time(t),"
+                           "   pg_stat_get_last_autovacuum_time(t))"
                            "   < now() - $1::interval, true)"
                            " AND NOT EXISTS (SELECT 1 FROM pg_locks l"
-                           "   WHERE l.locktype = 'relation' AND l.relation = t.oid"
+                           "   WHERE l.locktype = 'relation' AND l.relation = t"
                            "   AND l.database = (SELECT oid FROM pg_database"
                            "                     WHERE datname = current_database())"
                            "   AND l.mode = 'ShareUpdateExclusiveLock')"
-                           " FROM (SELECT 'skipq.jobs'::regclass::oid) t(oid)",
-                       1, v, &res, &e) != SKIPQ_OK) {
+                           " FROM (SELECT t, pg_stat_get_dead_tuples(t) AS dead,"
+                           "   pg_stat_get_live_tuples(t) AS live"
+                           "   FROM (SELECT 'skipq.jobs'::regclass::oid) o(t)) s",
+                       3, v, &res, &e) != SKIPQ_OK) {
         skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "vacuum: %s",
                    e.message);
         return -1;
     }
     long long dead = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    long long live = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    bool free_now = PQgetvalue(res, 0, 2)[0] == 't';
+    *due = PQgetvalue(res, 0, 1)[0] == 't';
     PQclear(res);
-    if (dead < *left) /* someone (autovacuum) vacuumed since */
-        *left = 0;
-    /* What a vacuum could not remove (an old snapshot holds it: a long
-     * transaction, pg_dump, a replication slot) is still counted dead; a
-     * vacuum every interval over it would remove nothing. */
-    long long need = live / 50 > VACUUM_MIN_DEAD ? live / 50 : VACUUM_MIN_DEAD;
-    *due = free_now && dead - *left >= need;
+    if (dead < vs->left) { /* someone (autovacuum) vacuumed since */
+        vs->left = 0;
+        vs->backoff_ms = 0;
+    }
     return dead;
 }
 
 /*
- * One turn; false when it failed (the next waits vacuum_interval). *left
- * carries the dead row versions the last vacuum left between turns.
+ * One turn, under the vacuum lock. Returns how long to wait before the
+ * next: VACUUM_CHECK_MS; a whole interval after a failure (no warning
+ * every 2 s, no table scanned again and again); longer and longer after
+ * vacuums that removed less than they were run for, while an old
+ * snapshot holds the dead rows (a busy queue piles up enough new ones
+ * within an interval, and each vacuum would scan the table for nothing).
  */
-static bool
-vacuum_tick(skipq_worker *w, PGconn **pgp, long long *left)
+static int64_t
+vacuum_tick(skipq_worker *w, PGconn **pgp, vacuum_state *vs)
 {
     PGconn *pg = *pgp;
     char lk[128];
     skipq_error e;
     PGresult *res;
-    bool ok = true, due = false;
+    int64_t wait = VACUUM_CHECK_MS;
+    bool due = false;
 
     snprintf(lk, sizeof lk, "SELECT pg_try_advisory_lock(%d, %d)", SKIPQ__LOCK_CLASS,
              SKIPQ__LOCK_VACUUM);
@@ -1875,32 +1896,51 @@ vacuum_tick(skipq_worker *w, PGconn **pgp, long long *left)
     PQclear(res);
     if (!mine) { /* another worker's turn, or migrate's */
         maint_lost(pgp, "vacuum");
-        return true;
+        return wait;
     }
     /* checked under the lock: a vacuum that just ended shows in the
      * statistics before its worker lets the lock go (PostgreSQL 15 and
      * later; before, the statistics lag by up to half a second) */
-    long long dead = vacuum_due(w, pg, left, &due);
-    if (dead < 0)
-        ok = false;
-    else if (due && !maint_stopping(w)) {
+    long long dead = vacuum_due(w, pg, vs, &due);
+    if (dead < 0) {
+        wait = w->cfg->vacuum_interval_ms;
+    } else if (due) {
         int64_t t0 = skipq__now_ms();
         w->maint_skipped = false;
         /* no statement_timeout of the role's: a cancelled vacuum keeps
          * little of its work, and would be tried again and again */
-        if (skipq__exec(pg, "SET statement_timeout = 0", &e) != SKIPQ_OK ||
-            skipq__exec(pg, "VACUUM (SKIP_LOCKED, TRUNCATE false) skipq.jobs", &e) != SKIPQ_OK) {
+        bool ok = skipq__exec(pg, "SET statement_timeout = 0", &e) == SKIPQ_OK;
+        /* a stop's cancel that came before the VACUUM was sent is lost:
+         * look once more (maint_stop also sends it again) */
+        if (ok && !maint_stopping(w))
+            ok = skipq__exec(pg, "VACUUM (SKIP_LOCKED, TRUNCATE false) skipq.jobs", &e) ==
+                 SKIPQ_OK;
+        if (!ok) {
             skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "vacuum: %s",
                        e.message);
-            ok = false;
-        } else if (w->maint_skipped) { /* autovacuum took the table first */
-            skipq__log(SKIPQ_LOG_DEBUG, "vacuum: skipq.jobs is being vacuumed already");
+            wait = w->cfg->vacuum_interval_ms;
+        } else if (maint_stopping(w) || w->maint_skipped) {
+            /* not run, or autovacuum took the table first */
+            skipq__log(SKIPQ_LOG_DEBUG, "vacuum: skipped this turn");
         } else {
-            long long before = dead;
+            long long before = dead, need = before - vs->left;
             bool again;
-            dead = vacuum_due(w, pg, left, &again);
-            if (dead >= 0)
-                *left = dead;
+            if ((dead = vacuum_due(w, pg, vs, &again)) >= 0) {
+                vs->left = dead;
+                if (before - dead < need / 2) { /* it removed little */
+                    vs->backoff_ms = vs->backoff_ms ? vs->backoff_ms * 2
+                                                    : 2 * w->cfg->vacuum_interval_ms;
+                    if (vs->backoff_ms > VACUUM_BACKOFF_MAX_MS)
+                        vs->backoff_ms = VACUUM_BACKOFF_MAX_MS;
+                    wait = vs->backoff_ms;
+                    skipq__log(SKIPQ_LOG_INFO, "vacuum removed %lld of %lld dead row versions"
+                               " of skipq.jobs: an old snapshot still needs them (a long"
+                               " transaction, pg_dump, a replication slot); next try in %lld s",
+                               before - dead, before, (long long)(wait / 1000));
+                } else {
+                    vs->backoff_ms = 0;
+                }
+            }
             skipq__log(SKIPQ_LOG_DEBUG, "vacuumed skipq.jobs in %lld ms: %lld dead row"
                        " versions before, %lld left", (long long)(skipq__now_ms() - t0),
                        before, dead);
@@ -1912,7 +1952,7 @@ vacuum_tick(skipq_worker *w, PGconn **pgp, long long *left)
              SKIPQ__LOCK_VACUUM);
     PQclear(PQexec(pg, lk)); /* a failure here is a lost connection, seen below */
     maint_lost(pgp, "vacuum");
-    return ok;
+    return wait;
 }
 
 /* What the server says on the maintenance connection goes to the log, not
@@ -1924,11 +1964,15 @@ maint_notice(void *arg, const PGresult *res)
     skipq_worker *w = arg;
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
     bool skipped = state && strcmp(state, "55P03") == 0;
     if (skipped)
         w->maint_skipped = true;
-    skipq__log(skipped ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "maintenance: the server says: %s",
-               msg ? msg : "(no message)");
+    /* only warnings reach us (client_min_messages), but libpq's own
+     * notices have no severity and are worth seeing */
+    bool quiet = skipped || (sev && strcmp(sev, "WARNING") != 0);
+    skipq__log(quiet ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "maintenance: %s",
+               msg ? msg : PQresultErrorMessage(res));
 }
 
 static int64_t
@@ -2019,7 +2063,7 @@ maintenance(void *arg)
     int64_t next_vacuum = now + w->cfg->vacuum_interval_ms;
     int64_t connect_delay = 100;
     int may_vacuum = -1; /* per connection: vacuum_permitted() */
-    long long vacuum_left = 0; /* dead row versions our last vacuum left */
+    vacuum_state vacuum = {0};
     bool said_vacuum = false;
     int64_t rescue_every = min64(w->cfg->lease_timeout_ms / 2, w->cfg->heartbeat_interval_ms);
 
@@ -2058,15 +2102,13 @@ maintenance(void *arg)
                                " so autovacuum alone keeps it (docs/operations.md)");
                     said_vacuum = true;
                 }
-                bool ok = may_vacuum == 0; /* -1: could not tell, a failure */
+                /* -1, could not tell: a failure, tried again after an interval */
+                int64_t wait = may_vacuum == 0 ? VACUUM_CHECK_MS : w->cfg->vacuum_interval_ms;
                 if (may_vacuum > 0)
-                    ok = vacuum_tick(w, &pg, &vacuum_left);
+                    wait = vacuum_tick(w, &pg, &vacuum);
                 else
                     maint_lost(&pg, "vacuum");
-                /* after a failure, not again for an interval: no warning
-                 * every 2 s, no table scanned again and again */
-                next_vacuum = skipq__now_ms() +
-                              (ok ? VACUUM_CHECK_MS : w->cfg->vacuum_interval_ms);
+                next_vacuum = skipq__now_ms() + wait;
             }
             if (!pg) { /* lost: both turns again once it is back */
                 maint_disconnect(w, NULL);
@@ -2080,6 +2122,10 @@ maintenance(void *arg)
     }
     pthread_mutex_unlock(&w->maint_mu);
     maint_disconnect(w, pg);
+    pthread_mutex_lock(&w->maint_mu);
+    w->maint_done = true;
+    pthread_cond_broadcast(&w->maint_cv);
+    pthread_mutex_unlock(&w->maint_mu);
     return NULL;
 }
 
@@ -2104,6 +2150,7 @@ maint_start(skipq_worker *w, skipq_error *err)
         return skipq__fail(err, SKIPQ_ERR_NOMEM, "could not start the maintenance thread");
     }
     w->maint_quit = false;
+    w->maint_done = false;
     w->maint_cancel = NULL;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -2125,11 +2172,17 @@ maint_stop(skipq_worker *w)
         return;
     pthread_mutex_lock(&w->maint_mu);
     w->maint_quit = true;
-    if (w->maint_cancel) { /* a scan or a lock wait must not hold up the stop */
-        char buf[256];
-        PQcancel(w->maint_cancel, buf, sizeof buf); /* best effort */
+    pthread_cond_broadcast(&w->maint_cv);
+    /* A scan, a vacuum or a lock wait must not hold up the stop. A cancel
+     * that reaches the server between two statements is lost, so it is
+     * sent again until the thread is done. */
+    while (!w->maint_done) {
+        if (w->maint_cancel) {
+            char buf[256];
+            PQcancel(w->maint_cancel, buf, sizeof buf); /* best effort */
+        }
+        maint_wait_until(w, skipq__now_ms() + 200);
     }
-    pthread_cond_signal(&w->maint_cv);
     pthread_mutex_unlock(&w->maint_mu);
     pthread_join(w->maint, NULL);
     pthread_cond_destroy(&w->maint_cv);

@@ -219,7 +219,9 @@ TEST(migrate_waits_for_a_workers_vacuum_outside_the_table)
     pid_t m = tl_spawn(log, "exec %s migrate", tl_skipq());
     ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM pg_locks WHERE"
                                           " locktype = 'advisory' AND classid = 1936421120"
-                                          " AND objid = 3 AND NOT granted"));
+                                          " AND objid = 3 AND NOT granted"
+                                          " AND database = (SELECT oid FROM pg_database"
+                                          "   WHERE datname = current_database())"));
     /* meanwhile the table takes writes, and nothing of it holds a lock on it */
     ASSERT_TRUE(enqueue_id("waiting '{}'") > 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_locks WHERE relation = 'skipq.jobs'::regclass"
@@ -228,6 +230,7 @@ TEST(migrate_waits_for_a_workers_vacuum_outside_the_table)
                          " AND pid <> pg_backend_pid()"), 0);
     tl_exec(vac, "SELECT pg_advisory_unlock(1936421120, 3)");
     ASSERT_EQ(tl_wait_pid(m, 30000), 0);
+    ASSERT_TRUE(tl_wait_file_has(log, "waiting for a worker's VACUUM of skipq.jobs to end", 0));
     PQfinish(vac);
 }
 

@@ -123,10 +123,11 @@ TEST(worker_retention_prunes_old_finished_rows)
  * queue's table grows past the server's buffers in that time). Here
  * autovacuum is off for the table, so only the worker can have done it.
  */
-TEST(worker_vacuums_its_table_when_dead_rows_pile_up)
+/* 12,000 dead row versions in skipq.jobs, counted in the statistics;
+ * autovacuum off for the table, so only a worker vacuums it. */
+static void
+make_dead_rows(PGconn *pg)
 {
-    PGconn *pg = tl_db();
-    const char *cfg = write_config("worker:\n  vacuum_interval: 1s\n  poll_interval: 200ms\n");
     tl_exec(pg, "ALTER TABLE skipq.jobs SET (autovacuum_enabled = false)");
     tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'gone' FROM generate_series(1, 12000)");
     tl_exec(pg, "DELETE FROM skipq.jobs WHERE kind = 'gone'");
@@ -138,6 +139,13 @@ TEST(worker_vacuums_its_table_when_dead_rows_pile_up)
                                          " pg_stat_user_tables WHERE relid = 'skipq.jobs'::regclass"));
     ASSERT_EQ(tl_int(pg, "SELECT vacuum_count FROM pg_stat_user_tables"
                          " WHERE relid = 'skipq.jobs'::regclass"), 0);
+}
+
+TEST(worker_vacuums_its_table_when_dead_rows_pile_up)
+{
+    PGconn *pg = tl_db();
+    const char *cfg = write_config("worker:\n  vacuum_interval: 1s\n  poll_interval: 200ms\n");
+    make_dead_rows(pg);
     pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler new=true", tl_skipq(), cfg);
     /* its first look is vacuum_interval (1 s) after the start */
     ASSERT_TRUE(tl_wait_int(pg, 15000, 1, "SELECT vacuum_count FROM pg_stat_user_tables"
@@ -150,6 +158,28 @@ TEST(worker_vacuums_its_table_when_dead_rows_pile_up)
                                           " AND status = 'succeeded'"));
     tl_kill(w, SIGTERM);
     ASSERT_EQ(tl_wait_pid(w, 10000), 0);
+}
+
+/* Dead rows that an old snapshot still needs survive a vacuum: the worker
+ * says so and waits longer before the next, instead of scanning the table
+ * for nothing every interval. */
+TEST(worker_backs_off_when_an_old_snapshot_keeps_the_dead_rows)
+{
+    PGconn *pg = tl_db(), *old = tl_connect();
+    const char *cfg = write_config("worker:\n  vacuum_interval: 1s\n  poll_interval: 200ms\n");
+    const char *log = tl_tmpfile(".log");
+    tl_exec(old, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+    tl_exec(old, "SELECT count(*) FROM skipq.jobs"); /* its snapshot, from now on */
+    make_dead_rows(pg);
+    pid_t w = tl_spawn(log, "exec %s worker --config %s --handler new=true", tl_skipq(), cfg);
+    ASSERT_TRUE(tl_wait_file_has(log, "an old snapshot still needs them (a long transaction,"
+                                      " pg_dump, a replication slot); next try in 2 s", 15000));
+    ASSERT_EQ(tl_int(pg, "SELECT vacuum_count FROM pg_stat_user_tables"
+                         " WHERE relid = 'skipq.jobs'::regclass"), 1);
+    tl_exec(old, "COMMIT");
+    tl_kill(w, SIGTERM);
+    ASSERT_EQ(tl_wait_pid(w, 10000), 0);
+    PQfinish(old);
 }
 
 /*
