@@ -274,7 +274,7 @@ migration_compatible(const char *text)
 static skipq_rc
 lock_migrations(PGconn *pg, skipq_error *err)
 {
-    char sql[128];
+    char sql[512];
     snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
              SKIPQ__LOCK_MIGRATE);
     skipq_rc rc = skipq__exec(pg, sql, err);
@@ -292,7 +292,25 @@ lock_migrations(PGconn *pg, skipq_error *err)
     PQclear(res);
     if (got)
         return SKIPQ_OK;
-    skipq__log(SKIPQ_LOG_INFO, "waiting for a worker's VACUUM of skipq.jobs to end");
+    /* Say so when a worker holds it; another migrate run that is
+     * committing (both its locks go at once, this one a moment later)
+     * is not worth a line. */
+    snprintf(sql, sizeof sql,
+             "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+             " WHERE l.locktype = 'advisory' AND l.classid = %d AND l.objid = %d"
+             " AND l.objsubid = 2 AND l.granted AND l.database = (SELECT oid FROM pg_database"
+             " WHERE datname = current_database())"
+             " AND a.application_name = 'skipq maintenance')",
+             SKIPQ__LOCK_CLASS, SKIPQ__LOCK_VACUUM);
+    res = PQexec(pg, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = skipq__db_fail(err, pg, res, "could not read who holds the vacuum lock");
+        PQclear(res);
+        return rc;
+    }
+    if (PQgetvalue(res, 0, 0)[0] == 't')
+        skipq__log(SKIPQ_LOG_INFO, "waiting for a worker's VACUUM of skipq.jobs to end");
+    PQclear(res);
     snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
              SKIPQ__LOCK_VACUUM);
     return skipq__exec(pg, sql, err);

@@ -214,7 +214,9 @@ TEST(migrate_concurrent)
 TEST(migrate_waits_for_a_workers_vacuum_outside_the_table)
 {
     PGconn *pg = tl_db(), *vac = tl_connect();
-    tl_exec(vac, "SELECT pg_advisory_lock(1936421120, 3)"); /* as vacuum_tick */
+    /* as vacuum_tick, on a connection named as a worker's maintenance one */
+    tl_exec(vac, "SET application_name = 'skipq maintenance'");
+    tl_exec(vac, "SELECT pg_advisory_lock(1936421120, 3)");
     const char *log = tl_tmpfile(".log");
     pid_t m = tl_spawn(log, "exec %s migrate", tl_skipq());
     ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM pg_locks WHERE"
@@ -231,6 +233,21 @@ TEST(migrate_waits_for_a_workers_vacuum_outside_the_table)
     tl_exec(vac, "SELECT pg_advisory_unlock(1936421120, 3)");
     ASSERT_EQ(tl_wait_pid(m, 30000), 0);
     ASSERT_TRUE(tl_wait_file_has(log, "waiting for a worker's VACUUM of skipq.jobs to end", 0));
+
+    /* held by anyone else (another migrate run committing): it waits
+     * just the same, without the line */
+    tl_exec(vac, "SET application_name = 'psql'");
+    tl_exec(vac, "SELECT pg_advisory_lock(1936421120, 3)");
+    const char *log2 = tl_tmpfile(".log");
+    m = tl_spawn(log2, "exec %s migrate", tl_skipq());
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM pg_locks WHERE"
+                                          " locktype = 'advisory' AND classid = 1936421120"
+                                          " AND objid = 3 AND NOT granted"
+                                          " AND database = (SELECT oid FROM pg_database"
+                                          "   WHERE datname = current_database())"));
+    tl_exec(vac, "SELECT pg_advisory_unlock(1936421120, 3)");
+    ASSERT_EQ(tl_wait_pid(m, 30000), 0);
+    ASSERT_TRUE(!tl_wait_file_has(log2, "VACUUM", 0));
     PQfinish(vac);
 }
 
