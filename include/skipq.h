@@ -180,10 +180,11 @@ skipq_rc skipq_config_set_concurrency(skipq_config *cfg, int n,
  * already `running`, for a free executor, so one claim round trip (one
  * commit) carries more rows. 0..10000, or SKIPQ_PREFETCH_AUTO (the
  * default): the worker claims ahead only as many jobs as its executors
- * start within about 2 ms, by the measured handler run time (none until
+ * start within about 5 ms, by the measured handler run time (none until
  * 16 jobs have run, none while a prefetched job already waits longer,
  * at most 256). A fixed number suits floods of short jobs; 0 turns it
- * off.
+ * off. While jobs wait claimed ahead, finished jobs' completions wait
+ * with them (5 ms at most) so that one round trip completes several.
  */
 #define SKIPQ_PREFETCH_AUTO (-1)
 skipq_rc skipq_config_set_prefetch(skipq_config *cfg, int n,

@@ -496,6 +496,7 @@ executor(void *arg)
         p->ready_head = job->next;
         if (!p->ready_head)
             p->ready_tail = NULL;
+        p->ready_count--;
         job->next = NULL;
         pthread_mutex_unlock(&p->mu);
 
@@ -590,6 +591,7 @@ skipq__pool_push(exec_pool *p, skipq_job *jobs)
     else
         p->ready_head = jobs;
     p->ready_tail = last;
+    p->ready_count += n;
     /* Wake one idle executor per job, not all of them: a broadcast for
      * one job woke 16 threads to fight over the mutex, and on 2 cores the
      * one that got the job started ~0.7 ms later (strace of bench
@@ -611,8 +613,18 @@ skipq__pool_take_ready(exec_pool *p)
     pthread_mutex_lock(&p->mu);
     skipq_job *list = p->ready_head;
     p->ready_head = p->ready_tail = NULL;
+    p->ready_count = 0;
     pthread_mutex_unlock(&p->mu);
     return list;
+}
+
+int
+skipq__pool_ready_count(exec_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int n = p->ready_count;
+    pthread_mutex_unlock(&p->mu);
+    return n;
 }
 
 int64_t
