@@ -2449,18 +2449,19 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
         int free_slots = slots - (w->nheld - ndone);
         /*
          * Completions wait for company while executors have claimed-ahead
-         * jobs to start: until the pool is down to half the allowance, or
-         * for AUTO_WAIT_MS at most. Each cycle is a round trip and a
-         * commit, and with short jobs cycles were what the worker's
-         * backend spent its time on: /bin/true at concurrency 8 went
-         * from 1-1.4 jobs a cycle to about 5, and 1,520-2,000 to
-         * 2,010-2,500 jobs/s (docs/performance.md, item 34). Long jobs
-         * claim nothing ahead, so theirs complete at once as before.
+         * jobs to start: until half the executors' worth have finished,
+         * the pool is down to half the allowance, or AUTO_WAIT_MS has
+         * passed. Each cycle is a round trip and a commit, and with short
+         * jobs cycles were what the worker's backend spent its time on:
+         * /bin/true at concurrency 8 went from 1,870-2,150 to 2,110-2,610
+         * jobs/s (docs/performance.md, item 34). Long jobs claim nothing
+         * ahead, so theirs complete at once as before; floods of no-op
+         * jobs finish many at a time anyway, so theirs do not wait.
          */
         if (done && !stopping && w->pg && allowance > 0) {
             if (!w->batch_since_ms)
                 w->batch_since_ms = now;
-            if (now - w->batch_since_ms < AUTO_WAIT_MS &&
+            if (now - w->batch_since_ms < AUTO_WAIT_MS && 2 * ndone < w->cfg->concurrency &&
                 2 * skipq__pool_ready_count(&w->pool) > allowance) {
                 w->batch = done;
                 done = NULL;
