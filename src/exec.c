@@ -619,10 +619,11 @@ skipq__pool_take_ready(exec_pool *p)
 }
 
 int
-skipq__pool_ready_count(exec_pool *p)
+skipq__pool_ready_count(exec_pool *p, int *idle)
 {
     pthread_mutex_lock(&p->mu);
     int n = p->ready_count;
+    *idle = p->idle;
     pthread_mutex_unlock(&p->mu);
     return n;
 }

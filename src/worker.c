@@ -2455,14 +2455,18 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
          * jobs cycles were what the worker's backend spent its time on:
          * /bin/true at concurrency 8 went from 1,870-2,150 to 2,110-2,610
          * jobs/s (docs/performance.md, item 34). Long jobs claim nothing
-         * ahead, so theirs complete at once as before; floods of no-op
+         * ahead under `auto`, so theirs complete at once as before (with
+         * a fixed prefetch they may wait the 5 ms too); floods of no-op
          * jobs finish many at a time anyway, so theirs do not wait.
          */
+        int idle = 0;
         if (done && !stopping && w->pg && allowance > 0) {
             if (!w->batch_since_ms)
                 w->batch_since_ms = now;
+            /* (an executor still idle: a job pushed has not been taken
+             * yet, and the count may be about to drop) */
             if (now - w->batch_since_ms < AUTO_WAIT_MS && 2 * ndone < w->cfg->concurrency &&
-                2 * skipq__pool_ready_count(&w->pool) > allowance) {
+                2 * skipq__pool_ready_count(&w->pool, &idle) > allowance && idle == 0) {
                 w->batch = done;
                 done = NULL;
                 free_slots = 0;

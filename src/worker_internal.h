@@ -84,8 +84,8 @@ void skipq__pool_stop(exec_pool *p);
 void skipq__pool_push(exec_pool *p, skipq_job *jobs); /* a list via next */
 skipq_job *skipq__pool_take_done(exec_pool *p);       /* the whole list */
 skipq_job *skipq__pool_take_ready(exec_pool *p);      /* not yet started */
-/* jobs no executor has started */
-int skipq__pool_ready_count(exec_pool *p);
+/* jobs no executor has started; *idle: executors waiting for one */
+int skipq__pool_ready_count(exec_pool *p, int *idle);
 /* claimed_ms of the oldest job no executor has started, INT64_MAX none */
 int64_t skipq__pool_oldest_ready_ms(exec_pool *p);
 
