@@ -806,11 +806,14 @@ TEST(auto_prefetch_claims_ahead_for_short_jobs_and_gives_back_parked_ones)
     skipq_config_free(cfg);
 }
 
+static atomic_int two_ms_runs;
+
 static skipq_outcome
 two_ms_handler(skipq_job *job, void *ud)
 {
     (void)job, (void)ud;
     usleep(2000);
+    atomic_fetch_add(&two_ms_runs, 1);
     return SKIPQ_JOB_OK;
 }
 
@@ -847,6 +850,34 @@ TEST(short_jobs_complete_in_batches)
                                 "       ORDER BY finished_at DESC LIMIT 1000) t");
     fprintf(stderr, "jobs per completion: %.2f\n", (double)per100 / 100.0);
     ASSERT_TRUE(per100 >= 250);
+}
+
+/* A stop in the middle of a flood of short jobs: the completions held
+ * back for company are written before the worker returns, the jobs
+ * claimed ahead go back unstarted, and nothing is left running. */
+TEST(stop_writes_the_completions_it_held_back)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    skipq_config *cfg = test_config(8);
+    ASSERT_OK(skipq_config_set_prefetch(cfg, 32, &err), &err);
+    const int n = 5000;
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'two_ms' FROM generate_series(1, %d)", n);
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "two_ms", two_ms_handler, NULL, &err), &err);
+    atomic_store(&two_ms_runs, 0);
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 30000, 1, "SELECT (count(*) >= 300)::int FROM skipq.jobs"
+                                          " WHERE status = 'succeeded'"));
+    stop_worker(r);
+    skipq_config_free(cfg);
+    int64_t ok = tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
+                            " AND attempts = 1");
+    ASSERT_TRUE(ok < n); /* stopped in the middle */
+    ASSERT_EQ(ok, atomic_load(&two_ms_runs));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
+                         " AND attempts = 0 AND locked_by IS NULL"), n - ok);
 }
 
 TEST(kill_9_worker_job_runs_again_elsewhere)
