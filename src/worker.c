@@ -2459,8 +2459,8 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
          * a fixed prefetch they may wait the 5 ms too); floods of no-op
          * jobs finish many at a time anyway, so theirs do not wait.
          */
-        int idle = 0;
         if (done && !stopping && w->pg && allowance > 0) {
+            int idle = 0;
             if (!w->batch_since_ms)
                 w->batch_since_ms = now;
             /* (an executor still idle: a job pushed has not been taken
