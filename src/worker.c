@@ -2048,7 +2048,8 @@ maint_disconnect(skipq_worker *w, PGconn *pg)
  * retention, and the table's vacuum, on a connection of its own. On the
  * claiming connection the rescuer's and retention's scans stopped the
  * claims: in a 60 s soak at 13,800 jobs/s, 89 retention batches of 43 ms
- * and 13 rescues of 128 ms, during which the executors ran dry. Here they run beside the claims, on the server's other cores.
+ * and 13 rescues of 128 ms, during which the executors ran dry. Here
+ * they run beside the claims, on the server's other cores.
  * A lost connection is opened again at the next turn (after a growing
  * pause while it fails). All signals are blocked on this thread.
  */

@@ -817,6 +817,25 @@ two_ms_handler(skipq_job *job, void *ud)
     return SKIPQ_JOB_OK;
 }
 
+/* n jobs of 2 ms and a worker at concurrency 8 on them, prefetch fixed
+ * at 32 (so that a late wake-up on a loaded machine does not turn
+ * claiming ahead, and with it the wait for company, off as `auto`
+ * would); two_ms_runs counts the runs from 0. */
+static struct running *
+start_two_ms_flood(PGconn *pg, int n)
+{
+    skipq_error err;
+    skipq_config *cfg = test_config(8);
+    ASSERT_OK(skipq_config_set_prefetch(cfg, 32, &err), &err);
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'two_ms' FROM generate_series(1, %d)", n);
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    skipq_config_free(cfg); /* the worker keeps its own copy */
+    ASSERT_OK(skipq_worker_register(w, "two_ms", two_ms_handler, NULL, &err), &err);
+    atomic_store(&two_ms_runs, 0);
+    return start_worker(w);
+}
+
 /*
  * Short jobs with prefetched ones waiting: a finished job's completion
  * waits (at most AUTO_WAIT_MS) for others, so one round trip and one
@@ -828,21 +847,11 @@ two_ms_handler(skipq_job *job, void *ud)
 TEST(short_jobs_complete_in_batches)
 {
     PGconn *pg = tl_db();
-    skipq_error err;
-    skipq_config *cfg = test_config(8);
-    /* fixed, so that a late wake-up on a loaded machine does not turn
-     * claiming ahead (and with it the wait) off as `auto` would */
-    ASSERT_OK(skipq_config_set_prefetch(cfg, 32, &err), &err);
     const int n = 1200;
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'two_ms' FROM generate_series(1, %d)", n);
-    skipq_worker *w;
-    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
-    ASSERT_OK(skipq_worker_register(w, "two_ms", two_ms_handler, NULL, &err), &err);
-    struct running *r = start_worker(w);
+    struct running *r = start_two_ms_flood(pg, n);
     ASSERT_TRUE(tl_wait_int(pg, 60000, n, "SELECT count(*) FROM skipq.jobs"
                                           " WHERE status = 'succeeded'"));
     stop_worker(r);
-    skipq_config_free(cfg);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE attempts <> 1"), 0);
     /* the last 1000, past the start */
     int64_t per100 = tl_int(pg, "SELECT (100 * count(*) / count(DISTINCT finished_at))::int8"
@@ -858,20 +867,11 @@ TEST(short_jobs_complete_in_batches)
 TEST(stop_writes_the_completions_it_held_back)
 {
     PGconn *pg = tl_db();
-    skipq_error err;
-    skipq_config *cfg = test_config(8);
-    ASSERT_OK(skipq_config_set_prefetch(cfg, 32, &err), &err);
     const int n = 5000;
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'two_ms' FROM generate_series(1, %d)", n);
-    skipq_worker *w;
-    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
-    ASSERT_OK(skipq_worker_register(w, "two_ms", two_ms_handler, NULL, &err), &err);
-    atomic_store(&two_ms_runs, 0);
-    struct running *r = start_worker(w);
+    struct running *r = start_two_ms_flood(pg, n);
     ASSERT_TRUE(tl_wait_int(pg, 30000, 1, "SELECT (count(*) >= 300)::int FROM skipq.jobs"
                                           " WHERE status = 'succeeded'"));
     stop_worker(r);
-    skipq_config_free(cfg);
     int64_t ok = tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
                             " AND attempts = 1");
     ASSERT_TRUE(ok < n); /* stopped in the middle */
