@@ -342,13 +342,17 @@ typedef struct skipq_enqueue_opts {
  * Enqueue one job; *id_out (may be NULL) receives its id. payload_json
  * must be a JSON object (NULL: {}). Bad JSON is SKIPQ_ERR_INVALID with
  * the byte offset. Inside a transaction the caller opened on conn, the
- * job joins it. Otherwise it commits on its own: one round trip in libpq
- * pipeline mode (left off again) of BEGIN, the insert, COMMIT, and the
- * NOTIFY that wakes workers in a second transaction of its own (a
- * notifying commit holds a database-wide lock through its WAL flush; this
- * keeps producers on many connections from committing one at a time),
- * sent only if a worker of the queue is waiting for work (it holds the
- * queue's idle lock: docs/design.md). The job exists if and only if
+ * job joins it. Otherwise it commits on its own, and wakes workers only
+ * if a worker of the queue is waiting for work (it holds the queue's idle
+ * lock: docs/design.md), with a NOTIFY in a second transaction of its own
+ * (a notifying commit holds a database-wide lock through its WAL flush;
+ * this keeps producers on many connections from committing one at a
+ * time). While conn's producer finds no worker waiting, that is one
+ * autocommit statement (the insert and the idle lock's try); after it
+ * found one, one round trip in libpq pipeline mode (left off again) of
+ * BEGIN, the insert, COMMIT and the conditional NOTIFY. A waiting worker
+ * found by the one statement costs a second round trip for the NOTIFY.
+ * The job exists if and only if
  * SKIPQ_OK is returned; a NOTIFY that fails after the commit is logged,
  * and workers find the job when they poll. A server error leaves conn
  * outside any transaction. SKIPQ_ERR_STATE if conn is in pipeline mode.

@@ -38,6 +38,8 @@ struct skipq_conn {
     PGconn *pg;
     bool types_ready;      /* PQinitTypes done */
     bool enqueue_prepared; /* "skipq_enqueue" prepared on pg */
+    int pipelined_left;    /* skipq_enqueue calls left to try the idle
+                            * lock after the commit (enqueue.c) */
 };
 
 /* ---- errors (error.c) --------------------------------------------- */

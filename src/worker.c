@@ -65,6 +65,8 @@ enum { FLOOR_MS = 1000 };
 
 /* A worker gives its idle locks up after this long busy (note_busy). */
 enum { IDLE_RELEASE_MS = 100 };
+/* How long a worker going idle waits for its idle locks (idle_lock). */
+#define IDLE_WAIT_MS 20
 
 struct skipq_worker {
     skipq_config *cfg;
@@ -1473,57 +1475,68 @@ schedule_next_run_at(skipq_worker *w)
 }
 
 /*
- * The idle locks: who needs a NOTIFY. skipq_enqueue sends one after its
- * commit only if a worker of the job's queue may be waiting for it, which
- * it learns by trying to take (class SKIPQ__LOCK_CLASS_IDLE,
- * hashtext(queue)) exclusively: it fails while any worker holds it
- * shared. A worker holds it from before a claim that came back short
- * until its claims have come back full, or its slots have all been
- * taken, for IDLE_RELEASE_MS (note_busy: it claims again as a slot
- * frees), so a busy
- * fleet's producers skip the notify-only transaction (and its
- * transaction id) and its workers are not woken for work they would
- * claim anyway.
+ * The idle locks: who needs a NOTIFY. skipq_enqueue sends one only if
+ * a worker of the job's queue may be waiting for it, which it learns by
+ * trying to take (class SKIPQ__LOCK_CLASS_IDLE, hashtext(queue))
+ * exclusively: it fails while any worker holds it shared, or waits for
+ * it. A worker holds it from before a claim that came back short until
+ * its claims have come back full, or its slots have all been taken, for
+ * IDLE_RELEASE_MS (note_busy: it claims again as a slot frees), so a
+ * busy fleet's producers skip the NOTIFY (and its transaction) and its
+ * workers are not woken for work they would claim anyway.
  *
  * No wake-up is lost. A worker whose claim came back short without the
  * lock takes it, then claims again before it sleeps. A producer whose
  * try came first holds the exclusive lock until its transaction ends,
- * after its insert had committed, so the worker cannot take its shared
- * lock before that, and its claim again sees the job. A producer whose
- * try came after fails, and notifies. SQL producers and skipq_enqueue
- * inside a caller's transaction notify as before, at their commit,
- * whatever the locks say.
+ * after its insert has committed (skipq_enqueue tries in the insert's
+ * own statement, or in a transaction after its commit), so the worker
+ * cannot take its shared lock before that, and its claim again sees the
+ * job. A producer whose try came after fails, and notifies. SQL
+ * producers and skipq_enqueue inside a caller's transaction notify as
+ * before, at their commit, whatever the locks say.
  *
- * The worker only tries its locks: a producer holds the exclusive one
- * for microseconds, but a hand-written one could hold it for a whole
- * transaction, and a worker must not wait on it. All or none: a try
- * that fails gives back the locks the same statement took, and the
- * worker claims again after IDLE_RETRY_MS (while a producer holds the
- * lock, every other producer's try fails too, and notifies). The undo's
- * count is a column of its own so that it is always computed: inside an
- * AND after a false, it was skipped, and the locks kept (the test
- * worker_tries_its_idle_locks_all_or_none_and_never_waits).
+ * The worker waits for its locks, up to IDLE_WAIT_MS: a producer holds
+ * the exclusive one through its commit's WAL flush, a fraction of a
+ * millisecond, and a worker that only tried would fail at every try
+ * under a steady producer, and find its jobs only at each retry. A
+ * hand-written transaction could hold the lock for as long as it runs:
+ * the wait ends there (lock_timeout), the worker gives back the locks the
+ * statement took (all or none: session locks outlive the error) and
+ * claims again after IDLE_RETRY_MS; meanwhile every producer's try
+ * fails, and it notifies (the test
+ * worker_waits_for_its_idle_locks_briefly_and_all_or_none).
  */
 static const char idle_lock_sql[] =
-    "WITH t AS MATERIALIZED ("
-    "  SELECT hashtext(q) AS h,"
-    "   pg_try_advisory_lock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q)) AS ok"
-    "  FROM unnest($1::text[]) AS q),"
-    " undo AS MATERIALIZED ("
-    "  SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h) FROM t"
-    "  WHERE ok AND NOT (SELECT bool_and(ok) FROM t))"
-    " SELECT coalesce(bool_and(ok), true), (SELECT count(*) FROM undo) FROM t";
+    "WITH cfg AS MATERIALIZED ("
+    "  SELECT set_config('lock_timeout', '" SKIPQ__XSTR(IDLE_WAIT_MS) "ms', true))"
+    " SELECT count(pg_advisory_lock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q)))"
+    " FROM cfg, unnest($1::text[]) AS q";
 static const char idle_unlock_sql[] =
     "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q))"
     " FROM unnest($1::text[]) AS q";
+/* after a wait that timed out: only those the statement took */
+static const char idle_undo_sql[] =
+    "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q))"
+    " FROM unnest($1::text[]) AS q WHERE EXISTS (SELECT FROM pg_locks AS l"
+    "  WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted"
+    "  AND l.mode = 'ShareLock' AND l.objsubid = 2"
+    "  AND l.classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) "::int4::oid"
+    "  AND l.objid = hashtext(q)::oid)";
 
 enum { IDLE_RETRY_MS = 10 };
 typedef enum { IDLE_FAILED = -1, IDLE_TAKEN_BY_PRODUCER = 0, IDLE_DONE = 1 } idle_rc;
 
+static bool
+lock_timed_out(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state && strcmp(state, "55P03") == 0; /* lock_not_available */
+}
+
 /*
  * Take (on) or give up the idle locks of the worker's queues. A statement
- * that fails may have taken some of them (session locks outlive an
- * error), so the connection is dropped for a clean session: locks go with
+ * that fails otherwise than by the wait's timeout may have taken some of
+ * them, so the connection is dropped for a clean session: locks go with
  * it, and the reconnect reconciles as after any lost connection.
  */
 static idle_rc
@@ -1533,16 +1546,19 @@ idle_lock(skipq_worker *w, bool on)
     idle_rc rc = IDLE_FAILED;
     PGresult *res = NULL;
 
-    if (queues_param(w, &prm, &qs))
+    if (queues_param(w, &prm, &qs)) {
         res = PQparamExec(w->pg, prm, on ? idle_lock_sql : idle_unlock_sql, 0);
-    if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
-        if (!on || (PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't')) {
+        if (on && lock_timed_out(res)) {
+            PQclear(res);
+            res = PQparamExec(w->pg, prm, idle_undo_sql, 0);
+            if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+                rc = IDLE_TAKEN_BY_PRODUCER;
+        } else if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
             w->idle_locked = on;
             rc = IDLE_DONE;
-        } else {
-            rc = IDLE_TAKEN_BY_PRODUCER;
         }
-    } else {
+    }
+    if (rc == IDLE_FAILED) {
         skipq_error e;
         skipq__db_fail(&e, w->pg, res, on ? "could not take the idle locks"
                                           : "could not give up the idle locks");

@@ -11,6 +11,7 @@
 #include <skipq.h>
 
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,107 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_ERR_STATE);
     ASSERT_TRUE(strstr(err.message, "pipeline") != NULL);
     ASSERT_EQ(PQexitPipelineMode(raw), 1);
+    skipq_conn_close(conn);
+    PQfinish(l);
+}
+
+/*
+ * Where skipq_enqueue tries the idle lock. While its connection's last
+ * try found no worker waiting, the try is in the insert's own statement,
+ * so it holds the lock until the insert's commit has ended: a worker
+ * cannot take its shared lock (and claim again without the job) in
+ * between. Once a try found a worker waiting, the next 64 calls try in
+ * a transaction after their commit, which holds no idle lock. A
+ * deferred trigger holds each commit here until the test lets it go.
+ */
+struct held_enqueue {
+    skipq_conn *conn;
+    skipq_rc rc;
+};
+
+static void *
+held_enqueue_thread(void *arg)
+{
+    struct held_enqueue *h = arg;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    skipq_error err;
+    o.queue = "held";
+    h->rc = skipq_enqueue(h->conn, "k", "{}", &o, NULL, &err);
+    return NULL;
+}
+
+/* The producer's idle locks on queue held, in mode m. */
+#define HELD_IDLE_LOCKS(pid, m)                                                    \
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"                    \
+    " AND classid = 1936421122 AND objid = hashtext('held')::oid AND objsubid = 2" \
+    " AND pid = %d AND mode = '" m "' AND granted", pid
+
+static int
+enqueue_while_commit_held(PGconn *pg, skipq_conn *conn)
+{
+    PGconn *gate = tl_connect();
+    struct held_enqueue h = {conn, SKIPQ_ERR_STATE};
+    pthread_t t;
+    int pid = PQbackendPID(skipq_conn_pg(conn)), held_then;
+
+    tl_exec(gate, "BEGIN; SELECT pg_advisory_xact_lock(4242)");
+    ASSERT_EQ(pthread_create(&t, NULL, held_enqueue_thread, &h), 0);
+    /* the commit has begun: the deferred trigger waits for the gate */
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM pg_locks"
+                            " WHERE locktype = 'advisory' AND objid = 4242"
+                            " AND pid = %d AND NOT granted", pid));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'held'"), 0);
+    held_then = (int)tl_int(pg, HELD_IDLE_LOCKS(pid, "ExclusiveLock"));
+    tl_exec(gate, "COMMIT");
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    ASSERT_EQ(h.rc, SKIPQ_OK);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'held'"), 1);
+    ASSERT_EQ(tl_int(pg, HELD_IDLE_LOCKS(pid, "ExclusiveLock")), 0);
+    tl_exec(pg, "DELETE FROM skipq.jobs WHERE queue = 'held'");
+    PQfinish(gate);
+    return held_then;
+}
+
+TEST(single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits)
+{
+    PGconn *pg = tl_db();
+    PGconn *l = tl_connect();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+
+    tl_exec(pg, "CREATE FUNCTION gate() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN IF NEW.queue = 'held' THEN"
+                "  PERFORM pg_advisory_xact_lock_shared(4242); END IF;"
+                " RETURN NULL; END $$");
+    tl_exec(pg, "CREATE CONSTRAINT TRIGGER gate AFTER INSERT ON skipq.jobs"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION gate()");
+    tl_exec(l, "LISTEN skipq");
+
+    /* no worker waits: the try is in the insert's transaction */
+    ASSERT_EQ(enqueue_while_commit_held(pg, conn), 1);
+    ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
+
+    /* a worker waits: that try fails, and the NOTIFY follows the commit */
+    tl_idle_lock(l, "held", true);
+    o.queue = "held";
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, NULL, &err), SKIPQ_OK);
+    ASSERT_EQ(tl_count_notifies(l, 300, "held"), 1);
+    tl_exec(pg, "DELETE FROM skipq.jobs WHERE queue = 'held'");
+    tl_idle_lock(l, "held", false);
+
+    /* so its next 64 try after their commit, which holds no idle lock;
+     * those tries succeed (the worker is gone): no NOTIFY */
+    ASSERT_EQ(enqueue_while_commit_held(pg, conn), 0);
+    o.queue = "other"; /* the count is the connection's */
+    for (int i = 1; i < 63; i++)
+        ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, NULL, &err), SKIPQ_OK);
+    ASSERT_EQ(enqueue_while_commit_held(pg, conn), 0);
+    ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
+
+    /* and the one after them tries in its commit again */
+    ASSERT_EQ(enqueue_while_commit_held(pg, conn), 1);
+    ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
     skipq_conn_close(conn);
     PQfinish(l);
 }

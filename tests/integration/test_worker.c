@@ -399,14 +399,14 @@ TEST(skipq_enqueue_wakes_an_idle_worker_and_spares_a_busy_one)
 
 /*
  * A producer holding an exclusive idle lock (here for a whole transaction,
- * as a hand-written one might) does not make the worker wait: it only
- * tries, and claims again every few milliseconds until the lock is free,
- * so a job committed meanwhile without a NOTIFY runs at once (the poll is
- * 30 s away), and its heartbeat goes on. All or none: while queue b's
- * lock is taken, the worker keeps none, not default's alone. Then it
- * holds both as usual.
+ * as a hand-written one might) makes the worker wait only a while at a
+ * time (IDLE_WAIT_MS): it claims again every few tens of milliseconds
+ * until the lock is free, so a job committed meanwhile without a NOTIFY
+ * runs at once (the poll is 30 s away), and its heartbeat goes on. All or
+ * none: while queue b's lock is taken, the worker keeps none between its
+ * waits, not default's alone. Then it holds both as usual.
  */
-TEST(worker_tries_its_idle_locks_all_or_none_and_never_waits)
+TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
 {
     PGconn *pg = tl_db();
     PGconn *holder = tl_connect();
@@ -426,6 +426,12 @@ TEST(worker_tries_its_idle_locks_all_or_none_and_never_waits)
      * given back, as it is at every try, rather than read one instant) */
     ASSERT_TRUE(tl_wait_int(pg, 1000, 0, IDLE_LOCKS_ON("default")));
     ASSERT_TRUE(tl_wait_int(pg, 1000, 0, IDLE_LOCKS_ON("b")));
+    /* it does wait for b's, a while at a time (its heartbeat goes on) */
+    ASSERT_TRUE(tl_wait_int(pg, 1000, 1, "SELECT count(*) FROM pg_locks l"
+                            " JOIN pg_stat_activity a ON a.pid = l.pid"
+                            " WHERE l.locktype = 'advisory' AND l.classid = 1936421122"
+                            " AND l.objid = hashtext('b')::oid AND l.mode = 'ShareLock'"
+                            " AND NOT l.granted AND a.application_name = 'skipq worker'"));
     char *beat = tl_str(pg, "SELECT heartbeat_at::text FROM skipq.workers");
     tl_exec(pg, "BEGIN; SET LOCAL skipq.notify = 'after_commit';"
                 " SELECT skipq.enqueue('ping'); COMMIT");
