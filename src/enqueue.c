@@ -455,8 +455,8 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
  * queue waits: a busy fleet, or none running), the insert and the try go
  * in one autocommit statement: one transaction and one round trip, as a
  * plain INSERT is. Against that INSERT on one connection, interleaved:
- * 0.99-1.06x, where the pipeline above, with its second transaction, gave
- * 0.84-0.98x. The try holds the lock until the commit, WAL flush
+ * 0.92-1.08x (median 1.03x), where the pipeline above, with its second
+ * transaction, gave 0.84-0.96x (median 0.91x). The try holds the lock until the commit, WAL flush
  * included: a worker going idle meanwhile waits that long for its shared
  * lock (idle_lock in worker.c), and so does another producer's try,
  * which fails. A failed try sends the NOTIFY in a second round trip, as

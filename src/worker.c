@@ -1495,41 +1495,46 @@ schedule_next_run_at(skipq_worker *w)
  * producers and skipq_enqueue inside a caller's transaction notify as
  * before, at their commit, whatever the locks say.
  *
- * The worker waits for its locks, up to IDLE_WAIT_MS: a producer holds
- * the exclusive one through its commit's WAL flush, a fraction of a
- * millisecond, and a worker that only tried would fail at every try
+ * The worker waits for each of its locks up to IDLE_WAIT_MS: a producer
+ * holds the exclusive one through its commit's WAL flush, a fraction of
+ * a millisecond, and a worker that only tried would fail at every try
  * under a steady producer, and find its jobs only at each retry. A
  * hand-written transaction could hold the lock for as long as it runs:
  * the wait ends there (lock_timeout), the worker gives back the locks the
- * statement took (all or none: session locks outlive the error) and
- * claims again after IDLE_RETRY_MS; meanwhile every producer's try
- * fails, and it notifies (the test
+ * statement took (all or none: session locks outlive the error) on the
+ * same session, and claims again after IDLE_RETRY_MS; meanwhile every
+ * producer's try fails, and it notifies (the test
  * worker_waits_for_its_idle_locks_briefly_and_all_or_none).
  */
+/* Each lock once, however many of the queues' names share its hash. */
+#define IDLE_HASHES "(SELECT DISTINCT hashtext(q) AS h FROM unnest($1::text[]) AS q) AS t"
 static const char idle_lock_sql[] =
     "WITH cfg AS MATERIALIZED ("
     "  SELECT set_config('lock_timeout', '" SKIPQ__XSTR(IDLE_WAIT_MS) "ms', true))"
-    " SELECT count(pg_advisory_lock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q)))"
-    " FROM cfg, unnest($1::text[]) AS q";
+    " SELECT count(pg_advisory_lock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h))"
+    " FROM cfg, " IDLE_HASHES;
 static const char idle_unlock_sql[] =
-    "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q))"
-    " FROM unnest($1::text[]) AS q";
+    "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h)"
+    " FROM " IDLE_HASHES;
 /* after a wait that timed out: only those the statement took */
 static const char idle_undo_sql[] =
-    "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext(q))"
-    " FROM unnest($1::text[]) AS q WHERE EXISTS (SELECT FROM pg_locks AS l"
+    "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h)"
+    " FROM " IDLE_HASHES " WHERE EXISTS (SELECT FROM pg_locks AS l"
     "  WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted"
     "  AND l.mode = 'ShareLock' AND l.objsubid = 2"
     "  AND l.classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) "::int4::oid"
-    "  AND l.objid = hashtext(q)::oid)";
+    "  AND l.objid = h::oid)";
 
 enum { IDLE_RETRY_MS = 10 };
 typedef enum { IDLE_FAILED = -1, IDLE_TAKEN_BY_PRODUCER = 0, IDLE_DONE = 1 } idle_rc;
 
+/* (PQparamExec frees a failed statement's result and returns NULL; the
+ * error's fields stay readable through PQgetErrorField) */
 static bool
 lock_timed_out(const PGresult *res)
 {
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                            : PQgetErrorField(PG_DIAG_SQLSTATE);
     return state && strcmp(state, "55P03") == 0; /* lock_not_available */
 }
 

@@ -426,12 +426,18 @@ TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
      * given back, as it is at every try, rather than read one instant) */
     ASSERT_TRUE(tl_wait_int(pg, 1000, 0, IDLE_LOCKS_ON("default")));
     ASSERT_TRUE(tl_wait_int(pg, 1000, 0, IDLE_LOCKS_ON("b")));
-    /* it does wait for b's, a while at a time (its heartbeat goes on) */
+    /* it does wait for b's, a while at a time (its heartbeat goes on),
+     * on one session: a wait that times out gives back what it took
+     * rather than dropping the connection */
     ASSERT_TRUE(tl_wait_int(pg, 1000, 1, "SELECT count(*) FROM pg_locks l"
                             " JOIN pg_stat_activity a ON a.pid = l.pid"
                             " WHERE l.locktype = 'advisory' AND l.classid = 1936421122"
                             " AND l.objid = hashtext('b')::oid AND l.mode = 'ShareLock'"
                             " AND NOT l.granted AND a.application_name = 'skipq worker'"));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_stat_activity"
+                         " WHERE application_name = 'skipq worker'"), 1);
+    int64_t session = tl_int(pg, "SELECT pid FROM pg_stat_activity"
+                                 " WHERE application_name = 'skipq worker'");
     char *beat = tl_str(pg, "SELECT heartbeat_at::text FROM skipq.workers");
     tl_exec(pg, "BEGIN; SET LOCAL skipq.notify = 'after_commit';"
                 " SELECT skipq.enqueue('ping'); COMMIT");
@@ -442,6 +448,9 @@ TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
     tl_exec(holder, "COMMIT");
     ASSERT_TRUE(tl_wait_int(pg, 2000, 1, IDLE_LOCKS_ON("default")));
     ASSERT_TRUE(tl_wait_int(pg, 2000, 1, IDLE_LOCKS_ON("b")));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                         " AND classid = 1936421122 AND granted AND pid = %lld",
+                     (long long)session), 2);
     stop_worker(r);
     skipq_config_free(cfg);
     PQfinish(holder);
