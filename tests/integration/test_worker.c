@@ -433,11 +433,15 @@ TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
                             " JOIN pg_stat_activity a ON a.pid = l.pid"
                             " WHERE l.locktype = 'advisory' AND l.classid = 1936421122"
                             " AND l.objid = hashtext('b')::oid AND l.mode = 'ShareLock'"
-                            " AND NOT l.granted AND a.application_name = 'skipq worker'"));
+                            " AND NOT l.granted AND a.application_name = 'skipq worker'"
+                            " AND a.datname = current_database()"));
+    /* (the suite's other tests run their workers in other databases) */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_stat_activity"
-                         " WHERE application_name = 'skipq worker'"), 1);
+                         " WHERE application_name = 'skipq worker'"
+                         " AND datname = current_database()"), 1);
     int64_t session = tl_int(pg, "SELECT pid FROM pg_stat_activity"
-                                 " WHERE application_name = 'skipq worker'");
+                                 " WHERE application_name = 'skipq worker'"
+                                 " AND datname = current_database()");
     char *beat = tl_str(pg, "SELECT heartbeat_at::text FROM skipq.workers");
     tl_exec(pg, "BEGIN; SET LOCAL skipq.notify = 'after_commit';"
                 " SELECT skipq.enqueue('ping'); COMMIT");
@@ -454,6 +458,54 @@ TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
     stop_worker(r);
     skipq_config_free(cfg);
     PQfinish(holder);
+}
+
+/*
+ * No wake-up lost as a producer's skipq_enqueue moves between its one
+ * statement and its pipeline, and the worker between busy (idle locks
+ * given up) and idle. Each round: a burst of 1 ms jobs at concurrency 1
+ * keeps the worker's claims full until it gives its lock up; the
+ * producer's tries then find no worker waiting, and after 64 of them it
+ * sends the one statement; then jobs come a little slower than the
+ * worker runs them, so it catches up and goes idle between them, many
+ * times, while the producer's commits hold the idle lock. The poll is
+ * 30 s away: a round whose last jobs lost their wake-up would wait for
+ * it, and each round must finish in 5 s.
+ */
+TEST(no_wake_up_lost_while_producer_and_worker_change_modes)
+{
+    PGconn *pg = tl_db();
+    skipq_error err;
+    skipq_config *cfg = test_config(1);
+    ASSERT_OK(skipq_config_set_poll_interval(cfg, 30000, &err), &err);
+    ASSERT_OK(skipq_config_set_prefetch(cfg, 0, &err), &err); /* full claims while busy */
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, "slow", ms_handler, NULL, &err), &err);
+    struct running *r = start_worker(w);
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, IDLE_LOCK_HELD));
+    skipq_conn *conn;
+    ASSERT_OK(skipq_conn_open(tl_url(), &conn, &err), &err);
+    unsigned seed = 12345;
+    long long total = 0;
+    for (int round = 0; round < 12; round++) {
+        for (int i = 0; i < 150; i++)
+            ASSERT_EQ(skipq_enqueue(conn, "slow", NULL, NULL, NULL, &err), SKIPQ_OK);
+        ASSERT_TRUE(tl_wait_int(pg, 3000, 0, IDLE_LOCK_HELD)); /* busy: given up */
+        for (int i = 0; i < 100; i++) {
+            ASSERT_EQ(skipq_enqueue(conn, "slow", NULL, NULL, NULL, &err), SKIPQ_OK);
+            usleep(rand_r(&seed) % 1500);
+        }
+        total += 250;
+        if (!tl_wait_int(pg, 5000, total, "SELECT count(*) FROM skipq.jobs"
+                                          " WHERE status = 'succeeded'"))
+            HARNESS_FAIL("round %d: %lld of %lld done after 5 s", round,
+                         (long long)tl_int(pg, "SELECT count(*) FROM skipq.jobs"
+                                               " WHERE status = 'succeeded'"), total);
+    }
+    skipq_conn_close(conn);
+    stop_worker(r);
+    skipq_config_free(cfg);
 }
 
 /* ---- a delayed job starts on time, not at the next poll ------------------------- */
