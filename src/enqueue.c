@@ -456,10 +456,10 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
  * in one autocommit statement: one transaction and one round trip, as a
  * plain INSERT is. Against that INSERT on one connection, interleaved:
  * 0.92-1.08x (median 1.03x), where the pipeline above, with its second
- * transaction, gave 0.84-0.96x (median 0.91x). The try holds the lock until the commit, WAL flush
- * included: a worker going idle meanwhile waits that long for its shared
- * lock (idle_lock in worker.c), and so does another producer's try,
- * which fails. A failed try sends the NOTIFY in a second round trip, as
+ * transaction, gave 0.84-0.96x (median 0.91x). The try holds the lock
+ * until the commit, WAL flush included: a worker going idle meanwhile
+ * waits that long for its shared lock (idle_lock in worker.c), and
+ * another producer's try fails. A failed try sends the NOTIFY in a second round trip, as
  * a worker may wait, and the connection's next ENQ_PIPELINED_RUN calls
  * take the pipeline, whose try holds the lock for an instant: a worker
  * that waits makes every try fail, so its producers stay there; producers
@@ -515,7 +515,7 @@ skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
     fill_params(&p, kind, payload_json, o);
     if (PQtransactionStatus(conn->pg) == PQTRANS_IDLE)
         return conn->pipelined_left > 0 ? enqueue_then_notify(conn, &p, id_out, err)
-                                   : enqueue_in_one(conn, &p, id_out, err);
+                                        : enqueue_in_one(conn, &p, id_out, err);
     /* inside the caller's transaction: the trigger notifies at its commit */
     res = PQexecPrepared(conn->pg, p.plain ? "skipq_enqueue_plain" : "skipq_enqueue",
                          p.plain ? ENQ_PLAIN_NPARAMS : ENQ_NPARAMS, p.v, NULL, NULL, 0);
