@@ -232,9 +232,15 @@ clock_case(const char *skew)
     const char *cfg = record_config(2, NULL);
     const char *log = fl_log();
     /* libfaketime is LD_PRELOADed ahead of the ASan runtime in sanitizer
-     * builds; ASan refuses that order unless told it is intended */
+     * builds; ASan refuses that order unless told it is intended. The
+     * faketime wrapper names a semaphore and a shared memory segment
+     * after its pid (the shell's, which exec keeps) and removes them as
+     * it exits; one killed, as this test's are, leaves them behind, and
+     * a later wrapper given the same pid fails ("sem_open: File
+     * exists"): remove any left under this pid first. */
     pid_t w = fl_spawn(log,
-                       "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+                       "rm -f /dev/shm/sem.faketime_sem_$$ /dev/shm/faketime_shm_$$;"
+                       " ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
                        " exec faketime -f '%s' %s worker --config %s",
                        skew, tl_skipq(), cfg);
     int64_t now_id = tl_int(pg, "SELECT skipq.enqueue('rec')");
