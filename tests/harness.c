@@ -9,6 +9,7 @@
 struct harness_case harness_cases[HARNESS_MAX];
 int harness_ncases;
 const char *harness_current = "";
+void (*harness_on_pass)(void);
 
 static double
 now_s(void)
@@ -43,5 +44,7 @@ harness_main(int argc, char **argv)
         fprintf(stderr, "no test named \"%s\"\n", argc > 1 ? argv[1] : "");
         return 1;
     }
+    if (harness_on_pass)
+        harness_on_pass();
     return 0;
 }

@@ -27,6 +27,9 @@ struct harness_case {
 extern struct harness_case harness_cases[HARNESS_MAX];
 extern int harness_ncases;
 extern const char *harness_current;
+/* Called once every case that ran has passed (testlib sets it to remove
+ * the test's temporary files; a failed test keeps them to look at). */
+extern void (*harness_on_pass)(void);
 
 #define TEST(name)                                                          \
     static void test_##name(void);                                          \

@@ -422,6 +422,22 @@ tl_wait_pid(pid_t pid, int ms)
     }
 }
 
+/* The names tl_tmpfile gave out: removed when the test passes. */
+static char **tmpfiles;
+static int ntmpfiles;
+
+static void
+remove_tmpfiles(void)
+{
+    for (int i = 0; i < ntmpfiles; i++) {
+        unlink(tmpfiles[i]);
+        free(tmpfiles[i]);
+    }
+    free(tmpfiles);
+    tmpfiles = NULL;
+    ntmpfiles = 0;
+}
+
 const char *
 tl_tmpfile(const char *suffix)
 {
@@ -431,6 +447,12 @@ tl_tmpfile(const char *suffix)
     static int n;
     snprintf(p, 256, "/tmp/skipq-test-%d-%d%s", (int)getpid(), n++,
              suffix ? suffix : "");
+    char **more = realloc(tmpfiles, (size_t)(ntmpfiles + 1) * sizeof *tmpfiles);
+    if (!more || !(more[ntmpfiles] = strdup(p)))
+        HARNESS_FAIL("out of memory");
+    tmpfiles = more;
+    ntmpfiles++;
+    harness_on_pass = remove_tmpfiles;
     return p;
 }
 
