@@ -18,7 +18,7 @@
 #     (as graphile-worker, which deletes finished jobs), then PAIRS times,
 #     back to back: `skipq bench enqueue`, pgbench doing skipq's single-job
 #     INSERT from 1 and 8 clients (the single-enqueue target's yardstick),
-#     pgbench sending skipq_enqueue's own pipeline (like for like), and
+#     pgbench sending skipq_enqueue's own statement (like for like), and
 #     psql's \copy of the same rows into skipq.jobs (the bulk target's);
 #  3. the peer harness, ../shared/bench/peers/run-all.sh, with REPS, N, ONLY,
 #     GW_CONFIGS, BOSS_CONFIGS, RAW_*, LAT_N passed through, results under
@@ -97,18 +97,13 @@ PGB_SQL="$OUT/pgbench_insert.sql"
 cat >"$PGB_SQL" <<'EOF'
 INSERT INTO skipq.jobs (kind, payload, queue, priority, run_at, max_attempts, backoff_strategy, backoff_base, backoff_max, timeout) VALUES ('bench_noop', '{"i": 1}'::jsonb, 'default', 0::int2, now(), NULL, NULL, NULL, NULL, NULL) RETURNING id;
 EOF
-# skipq_enqueue's own statements, as it sends them: one pipeline, the
-# insert's transaction told not to NOTIFY, the NOTIFY in a transaction of
-# its own after the commit, sent only while a worker waits (none here;
-# src/enqueue.c and src/worker.c say why).
-PGB_PIPE_SQL="$OUT/pgbench_pipeline.sql"
-cat >"$PGB_PIPE_SQL" <<'EOF'
-\startpipeline
-BEGIN;
-WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)) INSERT INTO skipq.jobs (kind, payload, queue, priority) SELECT 'bench_noop', '{"i": 1}'::jsonb, 'default', 0::int2 FROM quiet RETURNING id;
-COMMIT;
-SELECT pg_notify('skipq', 'default') WHERE NOT pg_try_advisory_xact_lock(1936421122, hashtext('default'));
-\endpipeline
+# skipq_enqueue's own statement, as it sends it while no worker waits
+# (none here): the insert, its transaction told not to NOTIFY, and the
+# try of the queue's idle lock, in one autocommit statement (src/enqueue.c
+# and src/worker.c say why; docs/performance.md item 36).
+PGB_STMT_SQL="$OUT/pgbench_skipq_statement.sql"
+cat >"$PGB_STMT_SQL" <<'EOF'
+WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)), ins AS (INSERT INTO skipq.jobs (kind, payload, queue, priority) SELECT 'bench_noop', '{"i": 1}'::jsonb, 'default', 0::int2 FROM quiet RETURNING id) SELECT id, pg_try_advisory_xact_lock(1936421122, hashtext('default')) FROM ins;
 EOF
 pgbench_insert() { # REP CLIENTS TX_PER_CLIENT [SCRIPT CONFIG]
   local rep=$1 c=$2 t=$3 script=${4:-$PGB_SQL} cfg=${5:-pgbench-insert} out tps
@@ -162,7 +157,7 @@ copy_skipq_jobs() { # REP ROWS
 enqueue_pairs() { # REP
   local rep=$1 k
   for k in $(seq 1 "$PAIRS"); do
-    log "rep $rep pair $k: skipq bench enqueue, then pgbench (the INSERT, and skipq's own pipeline; 1 and 8 clients) and COPY"
+    log "rep $rep pair $k: skipq bench enqueue, then pgbench (the INSERT, and skipq's own statement; 1 and 8 clients) and COPY"
     # shellcheck disable=SC2086
     if ! "$SKIPQ" bench enqueue --json --jobs "$SKIPQ_JOBS" $SKIPQ_ARGS --database "$URL" 2>>"$LOG" |
          sed "s/^{/{\"rep\":\"$rep.$k\",/" | tee -a "$OUT/skipq.jsonl" | cut -c1-200; then
@@ -170,8 +165,8 @@ enqueue_pairs() { # REP
     fi
     pgbench_insert "$rep.$k" 1 2000 || log "pgbench 1 client failed"
     pgbench_insert "$rep.$k" 8 250 || log "pgbench 8 clients failed"
-    pgbench_insert "$rep.$k" 1 2000 "$PGB_PIPE_SQL" pgbench-pipeline || log "pgbench pipeline 1 client failed"
-    pgbench_insert "$rep.$k" 8 250 "$PGB_PIPE_SQL" pgbench-pipeline || log "pgbench pipeline 8 clients failed"
+    pgbench_insert "$rep.$k" 1 2000 "$PGB_STMT_SQL" pgbench-skipq-stmt || log "pgbench skipq statement 1 client failed"
+    pgbench_insert "$rep.$k" 8 250 "$PGB_STMT_SQL" pgbench-skipq-stmt || log "pgbench skipq statement 8 clients failed"
     copy_skipq_jobs "$rep.$k" "$SKIPQ_JOBS" || log "raw COPY into skipq.jobs failed"
   done
 }

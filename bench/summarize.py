@@ -156,8 +156,8 @@ raw_update = med(pick("raw-sql", "claim_cycle", "claim-update", batch=100, clien
 raw_fused = med(pick("raw-sql", "claim_cycle", "claim-fused", batch=100, clients=2), "jobs_per_s")
 pgb1 = med(pick("raw-sql", "enqueue_single", "pgbench-insert-1conn"), "jobs_per_s")
 pgb8 = med(pick("raw-sql", "enqueue_single", "pgbench-insert-8conn"), "jobs_per_s")
-pgp1 = med(pick("raw-sql", "enqueue_single", "pgbench-pipeline-1conn"), "jobs_per_s")
-pgp8 = med(pick("raw-sql", "enqueue_single", "pgbench-pipeline-8conn"), "jobs_per_s")
+pgp1 = med(pick("raw-sql", "enqueue_single", "pgbench-skipq-stmt-1conn"), "jobs_per_s")
+pgp8 = med(pick("raw-sql", "enqueue_single", "pgbench-skipq-stmt-8conn"), "jobs_per_s")
 
 gw_bulk, gw_bulk_c = best(GW, "enqueue_bulk")
 bo_bulk, bo_bulk_c = best(BOSS, "enqueue_bulk")
@@ -245,10 +245,10 @@ row("single enqueue, 1 connection, jobs/s", s_1, gw_seq, bo_seq, pgb1, rname="pg
 row("single enqueue, 8 conns (peers: 10 in flight)", s_8, gw_par, bo_par, pgb8,
     rname="pgbench 8 clients")
 if pgp1 is not None or pgp8 is not None:
-    row("single enqueue, 1 connection, vs pgbench sending skipq's pipeline", s_1, None, None,
-        pgp1, rname="pgbench pipeline 1 client")
-    row("single enqueue, 8 conns, vs pgbench sending skipq's pipeline", s_8, None, None,
-        pgp8, rname="pgbench pipeline 8 clients")
+    row("single enqueue, 1 connection, vs pgbench sending skipq's statement", s_1, None, None,
+        pgp1, rname="pgbench, skipq's statement, 1 client")
+    row("single enqueue, 8 conns, vs pgbench sending skipq's statement", s_8, None, None,
+        pgp8, rname="pgbench, skipq's statement, 8 clients")
 row(f"drain {drain_cfg or ''}, jobs/s".replace("  ", " "), s_drain, gw_drain, bo_drain, raw_update,
     gcfg=gw_drain_c, bcfg=bo_drain_c, rname="claim-update B=100 2cl")
 row("drain vs raw fused", s_drain, None, None, raw_fused, rname="claim-fused B=100 2cl")
@@ -366,10 +366,10 @@ TG = [
               f"({min(vs_insw):.2f}x to {max(vs_insw):.2f}x)")),
     pair_target("single enqueue from C >= pgbench, same INSERT (8 clients)", s_8, pgb8, 1.0,
                 "enqueue_single", "8conn", "pgbench-insert-8conn"),
-    pair_target("(like for like) single enqueue from C >= pgbench sending skipq's pipeline, 1 client",
-                s_1, pgp1, 1.0, "enqueue_single", "1conn", "pgbench-pipeline-1conn"),
-    pair_target("(like for like) single enqueue from C >= pgbench sending skipq's pipeline, 8 clients",
-                s_8, pgp8, 1.0, "enqueue_single", "8conn", "pgbench-pipeline-8conn"),
+    pair_target("(like for like) single enqueue from C >= pgbench sending skipq's statement, 1 client",
+                s_1, pgp1, 1.0, "enqueue_single", "1conn", "pgbench-skipq-stmt-1conn"),
+    pair_target("(like for like) single enqueue from C >= pgbench sending skipq's statement, 8 clients",
+                s_8, pgp8, 1.0, "enqueue_single", "8conn", "pgbench-skipq-stmt-8conn"),
     target("command handlers (/bin/true) >= 2,000 jobs/s at c8",
            None if s_cmd is None else s_cmd >= 2000, f"{fmt(s_cmd)} jobs/s"),
     target("worker peak RSS <= 10 MB at c16", None if s_rss is None else s_rss <= 10240,

@@ -350,7 +350,7 @@ typedef struct skipq_enqueue_opts {
  * time). While conn's producer finds no worker waiting, that is one
  * autocommit statement (the insert and the idle lock's try); after it
  * found one, one round trip in libpq pipeline mode (left off again) of
- * BEGIN, the insert, COMMIT and the conditional NOTIFY. A waiting worker
+ * the insert's transaction and the conditional NOTIFY's. A waiting worker
  * found by the one statement costs a second round trip for the NOTIFY.
  * The job exists if and only if
  * SKIPQ_OK is returned; a NOTIFY that fails after the commit is logged,

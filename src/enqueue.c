@@ -325,8 +325,6 @@ static const struct {
     {"skipq_enqueue_try", enqueue_try_sql, ENQ_NPARAMS},
     {"skipq_enqueue_plain_try", enqueue_plain_try_sql, ENQ_PLAIN_NPARAMS},
     {"skipq_notify", notify_sql, 1},
-    {"skipq_begin", "BEGIN", 0},
-    {"skipq_commit", "COMMIT", 0},
 };
 
 /* All of them or none: a statement left prepared by a half-done attempt
@@ -356,19 +354,20 @@ prepare_enqueue(skipq_conn *conn, skipq_error *err)
 }
 
 /*
- * Outside a transaction: BEGIN, the insert, COMMIT, then the NOTIFY in a
- * transaction of its own, all sent at once up to one sync point: one
- * round trip, one wake-up of this thread. An error skips the rest up to
- * the sync point; a failed insert leaves the BEGIN block open in error,
- * which is rolled back here. The job is enqueued if and only if the
- * COMMIT succeeded: a NOTIFY that fails after it (or a connection lost
- * after it) costs only pickup time, as the workers' polling finds the
- * job, and is logged. The notify transaction notifies only while a
+ * Outside a transaction: the insert in an implicit transaction ended by
+ * a sync point, then the NOTIFY in one of its own ended by a second, all
+ * sent at once: one round trip, one wake-up of this thread, and no
+ * BEGIN or COMMIT to run. The job is enqueued if and only if the insert
+ * returned its row and its sync point came back with no error (a commit
+ * that fails reports its error before it). A failed insert ends its own
+ * transaction at its sync point, and the NOTIFY runs anyway: a spurious
+ * wake-up at worst. A NOTIFY that fails after a commit (or a connection
+ * lost after it) costs only pickup time, as the workers' polling finds
+ * the job, and is logged. The notify transaction notifies only while a
  * worker of the queue waits (notify_sql); when it does, it takes a
  * transaction id of its own: two per job, where the trigger's NOTIFY
  * took one.
  */
-enum { EN_BEGIN, EN_INSERT, EN_COMMIT, EN_NOTIFY, EN_N };
 enum { ENQ_PIPELINED_RUN = 64 }; /* see enqueue_in_one */
 
 static skipq_rc
@@ -376,77 +375,67 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
                     skipq_error *err)
 {
     PGconn *pg = conn->pg;
-    PGresult *r[EN_N] = {NULL};
-    int n = 0, nulls = 0;
-    bool synced = false, committed;
+    PGresult *ins = NULL, *notify = NULL, *why = NULL;
+    int syncs = 0, nulls = 0;
+    bool committed = false;
     skipq_rc rc = SKIPQ_OK;
 
     if (PQenterPipelineMode(pg) != 1)
         return skipq__db_fail(err, pg, NULL, "could not enqueue job");
-    bool sent = PQsendQueryPrepared(pg, "skipq_begin", 0, NULL, NULL, NULL, 0) == 1 &&
-                PQsendQueryPrepared(pg, p->plain ? "skipq_enqueue_plain_then_notify"
+    bool sent = PQsendQueryPrepared(pg, p->plain ? "skipq_enqueue_plain_then_notify"
                                                  : "skipq_enqueue_then_notify",
                                     p->plain ? ENQ_PLAIN_NPARAMS : ENQ_NPARAMS, p->v, NULL,
-                                    NULL, 0) == 1 &&
-                PQsendQueryPrepared(pg, "skipq_commit", 0, NULL, NULL, NULL, 0) == 1 &&
-                PQsendQueryPrepared(pg, "skipq_notify", 1, &p->v[2], NULL, NULL, 0) == 1;
+                                    NULL, 0) == 1;
     /* even after a failed send, a sync point ends what went out, so the
-     * connection can leave pipeline mode */
-    if ((sent || PQstatus(pg) == CONNECTION_OK) && PQpipelineSync(pg) == 1) {
-        while (!synced) {
-            PGresult *res = PQgetResult(pg);
-            if (!res) {
-                /* one NULL ends each statement's results; two in a row
-                 * mean nothing more is coming */
-                if (PQstatus(pg) != CONNECTION_OK || ++nulls > 1)
-                    break;
-                continue;
-            }
-            nulls = 0;
-            if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
-                synced = true;
-                PQclear(res);
-            } else if (n < EN_N) {
-                r[n++] = res;
-            } else {
-                PQclear(res);
-            }
+     * connection can leave pipeline mode; the syncs sent are read back */
+    int want = (sent || PQstatus(pg) == CONNECTION_OK) && PQpipelineSync(pg) == 1;
+    if (sent && want == 1 &&
+        PQsendQueryPrepared(pg, "skipq_notify", 1, &p->v[2], NULL, NULL, 0) == 1)
+        want += PQpipelineSync(pg) == 1;
+    while (syncs < want) {
+        PGresult *res = PQgetResult(pg);
+        if (!res) {
+            /* one NULL ends each statement's results; two in a row mean
+             * nothing more is coming */
+            if (PQstatus(pg) != CONNECTION_OK || ++nulls > 1)
+                break;
+            continue;
+        }
+        nulls = 0;
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_PIPELINE_SYNC) {
+            if (++syncs == 1 && sent)
+                committed = ins && !why; /* the first transaction ended */
+            PQclear(res);
+        } else if (syncs == 0 && st == PGRES_TUPLES_OK && !ins && PQntuples(res) == 1) {
+            ins = res;
+        } else if (syncs == 0 && !why && st != PGRES_TUPLES_OK) {
+            why = res; /* the first error says what failed */
+        } else if (syncs == 1 && !notify) {
+            notify = res;
+        } else {
+            PQclear(res);
         }
     }
-    committed = sent && PQresultStatus(r[EN_INSERT]) == PGRES_TUPLES_OK &&
-                PQntuples(r[EN_INSERT]) == 1 && PQresultStatus(r[EN_COMMIT]) == PGRES_COMMAND_OK;
     if (committed) {
-        int64_t id = strtoll(PQgetvalue(r[EN_INSERT], 0, 0), NULL, 10);
+        int64_t id = strtoll(PQgetvalue(ins, 0, 0), NULL, 10);
         if (id_out)
             *id_out = id;
-        if (PQresultStatus(r[EN_NOTIFY]) == PGRES_TUPLES_OK && PQntuples(r[EN_NOTIFY]) == 1)
+        if (PQresultStatus(notify) == PGRES_TUPLES_OK && PQntuples(notify) == 1)
             conn->pipelined_left = ENQ_PIPELINED_RUN; /* the lock was taken */
-        else if (PQresultStatus(r[EN_NOTIFY]) == PGRES_TUPLES_OK)
+        else if (PQresultStatus(notify) == PGRES_TUPLES_OK)
             conn->pipelined_left -= conn->pipelined_left > 0;
         else
             skipq__log(SKIPQ_LOG_WARN, "job %lld is enqueued, but its NOTIFY failed: "
                        "workers will find it when they poll", (long long)id);
     } else {
-        const PGresult *why = NULL; /* the first error says what failed */
-        for (int i = 0; i < n && !why; i++) {
-            ExecStatusType st = PQresultStatus(r[i]);
-            if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE)
-                why = r[i];
-        }
         rc = skipq__db_fail(err, pg, why, "could not enqueue job");
     }
-    for (int i = 0; i < n; i++)
-        PQclear(r[i]);
-    if (synced)
-        PQexitPipelineMode(pg); /* fails only with results left: not after the sync */
-    if (!committed && PQtransactionStatus(pg) == PQTRANS_INERROR) {
-        /* the sync point does not end a failed BEGIN block: end it here,
-         * so the caller gets the connection back outside a transaction
-         * (a failed ROLLBACK means a lost connection, which the caller's
-         * next call reports) */
-        PGresult *res = PQexec(pg, "ROLLBACK");
-        PQclear(res);
-    }
+    PQclear(ins);
+    PQclear(notify);
+    PQclear(why);
+    if (syncs == want && want > 0)
+        PQexitPipelineMode(pg); /* fails only with results left: not after the syncs */
     return rc;
 }
 
