@@ -352,10 +352,14 @@ typedef struct skipq_enqueue_opts {
  * found one, one round trip in libpq pipeline mode (left off again) of
  * the insert's transaction and the conditional NOTIFY's. A waiting worker
  * found by the one statement costs a second round trip for the NOTIFY.
- * The job exists if and only if
- * SKIPQ_OK is returned; a NOTIFY that fails after the commit is logged,
- * and workers find the job when they poll. A server error leaves conn
- * outside any transaction. SKIPQ_ERR_STATE if conn is in pipeline mode.
+ * SKIPQ_OK means the job is committed; an error means it is not, except
+ * when the connection was lost after the server committed and before it
+ * could say so (SKIPQ_ERR_CONNECT or SKIPQ_ERR_DB from a terminated
+ * session; as with any client, the job may then exist). A NOTIFY that
+ * fails after the commit is logged, and workers find the job when they
+ * poll. A server error leaves conn outside any transaction; on a lost
+ * connection every later call returns SKIPQ_ERR_CONNECT. SKIPQ_ERR_STATE
+ * if the caller left conn in pipeline mode.
  */
 skipq_rc skipq_enqueue(skipq_conn *conn, const char *kind,
                        const char *payload_json,

@@ -355,11 +355,13 @@ prepare_enqueue(skipq_conn *conn, skipq_error *err)
 
 /*
  * Outside a transaction: the insert in an implicit transaction ended by
- * a sync point, then the NOTIFY in one of its own ended by a second, all
- * sent at once: one round trip, one wake-up of this thread, and no
- * BEGIN or COMMIT to run. The job is enqueued if and only if the insert
- * returned its row and its sync point came back with no error (a commit
- * that fails reports its error before it). A failed insert ends its own
+ * a sync point, then the NOTIFY in one of its own ended by a second,
+ * sent without waiting in between: one round trip (libpq 15 flushes at
+ * each sync point, so two writes), and no BEGIN or COMMIT to run. The
+ * job is enqueued when the insert returned its row and its sync point
+ * came back with no error (a commit that fails reports its error before
+ * it); a connection lost before that point may hide a commit, as for any
+ * client. A failed insert ends its own
  * transaction at its sync point, and the NOTIFY runs anyway: a spurious
  * wake-up at worst. A NOTIFY that fails after a commit (or a connection
  * lost after it) costs only pickup time, as the workers' polling finds
@@ -377,7 +379,6 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
     PGconn *pg = conn->pg;
     PGresult *ins = NULL, *notify = NULL, *why = NULL;
     int syncs = 0, nulls = 0;
-    bool committed = false;
     skipq_rc rc = SKIPQ_OK;
 
     if (PQenterPipelineMode(pg) != 1)
@@ -387,11 +388,13 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
                                     p->plain ? ENQ_PLAIN_NPARAMS : ENQ_NPARAMS, p->v, NULL,
                                     NULL, 0) == 1;
     /* even after a failed send, a sync point ends what went out, so the
-     * connection can leave pipeline mode; the syncs sent are read back */
-    int want = (sent || PQstatus(pg) == CONNECTION_OK) && PQpipelineSync(pg) == 1;
-    if (sent && want == 1 &&
-        PQsendQueryPrepared(pg, "skipq_notify", 1, &p->v[2], NULL, NULL, 0) == 1)
-        want += PQpipelineSync(pg) == 1;
+     * connection can leave pipeline mode; the sync points sent are read
+     * back (a send that fails between them means a broken connection) */
+    bool sync1 = (sent || PQstatus(pg) == CONNECTION_OK) && PQpipelineSync(pg) == 1;
+    bool sync2 = sent && sync1 &&
+                 PQsendQueryPrepared(pg, "skipq_notify", 1, &p->v[2], NULL, NULL, 0) == 1 &&
+                 PQpipelineSync(pg) == 1;
+    int want = sync1 + sync2;
     while (syncs < want) {
         PGresult *res = PQgetResult(pg);
         if (!res) {
@@ -404,8 +407,7 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
         nulls = 0;
         ExecStatusType st = PQresultStatus(res);
         if (st == PGRES_PIPELINE_SYNC) {
-            if (++syncs == 1 && sent)
-                committed = ins && !why; /* the first transaction ended */
+            syncs++;
             PQclear(res);
         } else if (syncs == 0 && st == PGRES_TUPLES_OK && !ins && PQntuples(res) == 1) {
             ins = res;
@@ -417,7 +419,8 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
             PQclear(res);
         }
     }
-    if (committed) {
+    /* the insert's transaction ended at the first sync point */
+    if (syncs > 0 && ins && !why) {
         int64_t id = strtoll(PQgetvalue(ins, 0, 0), NULL, 10);
         if (id_out)
             *id_out = id;
@@ -434,8 +437,10 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
     PQclear(ins);
     PQclear(notify);
     PQclear(why);
-    if (syncs == want && want > 0)
-        PQexitPipelineMode(pg); /* fails only with results left: not after the syncs */
+    /* fails with results left: only if the connection broke; the next
+     * call then says so (its status check) */
+    if (syncs == want && want > 0 && PQexitPipelineMode(pg) != 1)
+        skipq__log(SKIPQ_LOG_WARN, "enqueue: could not leave pipeline mode (results left)");
     return rc;
 }
 
@@ -496,6 +501,10 @@ skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
         return skipq__fail(err, SKIPQ_ERR_STATE, "no connection");
     if ((rc = validate(kind, payload_json, o, err)) != SKIPQ_OK)
         return rc;
+    /* before the pipeline check: a call cut off by a lost connection
+     * leaves it in pipeline mode, and that is not the caller's doing */
+    if (PQstatus(conn->pg) != CONNECTION_OK)
+        return skipq__db_fail(err, conn->pg, NULL, "could not enqueue job");
     if (PQpipelineStatus(conn->pg) != PQ_PIPELINE_OFF)
         return skipq__fail(err, SKIPQ_ERR_STATE, "the connection is in pipeline mode");
     /* Prepared once per connection: the hot path of a producer. */

@@ -35,7 +35,8 @@ open_conn(void)
  * as the listener does here) and none otherwise; the trigger is quiet
  * for that transaction only; inside the caller's transaction the
  * trigger notifies at the caller's commit, idle lock or not; a failed
- * insert leaves the connection as it was and sends nothing.
+ * insert leaves the connection as it was and writes nothing (while a
+ * worker waits, the notify transaction after it still wakes it).
  */
 TEST(single_enqueue_notifies_once_after_its_commit)
 {
@@ -108,12 +109,24 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), before);
     ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
     ASSERT_EQ(PQtransactionStatus(raw), PQTRANS_IDLE);
+    /* the same while a worker of the queue waits: the insert's
+     * transaction fails alone, and the notify transaction after it still
+     * runs, so that worker is woken once for nothing (documented) */
+    tl_idle_lock(l, "bad", true);
+    ASSERT_TRUE(skipq_enqueue(conn, "k", "{}", &o, &id, &err) != SKIPQ_OK);
+    ASSERT_TRUE(strstr(err.message, "out of range") != NULL);
+    ASSERT_EQ(tl_count_notifies(l, 300, "bad"), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), before);
+    ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
+    ASSERT_EQ(PQtransactionStatus(raw), PQTRANS_IDLE);
+    tl_idle_lock(l, "bad", false);
     o.run_at_us = 0;
     o.queue = "after";
     ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
     ASSERT_EQ(tl_count_notifies(l, 300, "after"), 1);
 
-    /* the COMMIT itself fails (a deferred constraint trigger): an error,
+    /* the commit itself fails (a deferred constraint trigger, at the
+     * insert's sync point): an error,
      * no id, no row, no notification, the connection idle */
     tl_exec(pg, "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$"
                 " BEGIN IF NEW.queue = 'boom' THEN RAISE 'no boom at commit'; END IF;"
@@ -137,6 +150,42 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     ASSERT_TRUE(strstr(err.message, "pipeline") != NULL);
     ASSERT_EQ(PQexitPipelineMode(raw), 1);
     skipq_conn_close(conn);
+    PQfinish(l);
+}
+
+/*
+ * A producer whose connection the server ended: the call fails, writes
+ * nothing, and every call after it says the connection is lost (not that
+ * the caller left it in pipeline mode, as a cut-off pipeline would), in
+ * both forms: the one statement (no worker waits) and the pipeline.
+ */
+TEST(single_enqueue_on_a_lost_connection_says_so)
+{
+    PGconn *pg = tl_db();
+    PGconn *l = tl_connect();
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    skipq_error err;
+    int64_t id = 0;
+
+    o.queue = "lost";
+    for (int waiting = 0; waiting < 2; waiting++) {
+        skipq_conn *conn = open_conn();
+        if (waiting)
+            tl_idle_lock(l, "lost", true);
+        /* a worker waiting: this call finds it, so the next take the pipeline */
+        ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
+        int pid = PQbackendPID(skipq_conn_pg(conn));
+        ASSERT_EQ(tl_int(pg, "SELECT pg_terminate_backend(%d)::int", pid), 1);
+        ASSERT_TRUE(tl_wait_int(pg, 5000, 0, "SELECT count(*) FROM pg_stat_activity"
+                                             " WHERE pid = %d", pid));
+        int64_t before = tl_int(pg, "SELECT count(*) FROM skipq.jobs");
+        ASSERT_TRUE(skipq_enqueue(conn, "k", "{}", &o, &id, &err) != SKIPQ_OK);
+        ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_ERR_CONNECT);
+        ASSERT_CONTAINS(err.message, "could not enqueue job");
+        ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), before);
+        skipq_conn_close(conn);
+    }
+    tl_idle_lock(l, "lost", false);
     PQfinish(l);
 }
 
