@@ -1387,9 +1387,9 @@ bench_deep(struct bench *b)
     if (sample > SMALL_BACKLOG)
         sample = SMALL_BACKLOG;
     /* The sizes in turn, DEEP_REPS times: a sample drains in a fraction
-     * of a second, so one draw of each, minutes apart in a busy hour, said
-     * more about the hour than about the backlog (0.79x and 1.66x in one
-     * sitting). The median of the interleaved draws is reported. */
+     * of a second, so one draw of each said more about that second than
+     * about the backlog (0.79x and 1.66x in one sitting). The median of
+     * the interleaved draws is reported. */
     for (int rep = 0; rep < DEEP_REPS; rep++) {
         for (int i = 0; i < 3; i++) {
             struct drain_spec d = {.mode = "noop", .target = sample,
