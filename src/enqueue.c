@@ -361,9 +361,8 @@ prepare_enqueue(skipq_conn *conn, skipq_error *err)
  * job is enqueued when the insert returned its row and its sync point
  * came back with no error (a commit that fails reports its error before
  * it); a connection lost before that point may hide a commit, as for any
- * client. A failed insert ends its own
- * transaction at its sync point, and the NOTIFY runs anyway: a spurious
- * wake-up at worst. A NOTIFY that fails after a commit (or a connection
+ * client. A failed insert ends its own transaction at its sync point, and
+ * the NOTIFY runs anyway: a spurious wake-up at worst. A NOTIFY that fails after a commit (or a connection
  * lost after it) costs only pickup time, as the workers' polling finds
  * the job, and is logged. The notify transaction notifies only while a
  * worker of the queue waits (notify_sql); when it does, it takes a
@@ -453,9 +452,9 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
  * transaction, gave 0.84-0.96x (median 0.91x). The try holds the lock
  * until the commit, WAL flush included: a worker going idle meanwhile
  * waits that long for its shared lock (idle_lock in worker.c), and
- * another producer's try fails. A failed try sends the NOTIFY in a second round trip, as
- * a worker may wait, and the connection's next ENQ_PIPELINED_RUN calls
- * take the pipeline, whose try holds the lock for an instant: a worker
+ * another producer's try fails. A failed try sends the NOTIFY in a
+ * second round trip, as a worker may wait, and the connection's next
+ * ENQ_PIPELINED_RUN calls take the pipeline, whose try holds the lock for an instant: a worker
  * that waits makes every try fail, so its producers stay there; producers
  * that only met each other come back.
  */
