@@ -191,6 +191,7 @@ s_batch = sk("enqueue_bulk", "c-batch")
 s_cli = sk("enqueue_bulk", "cli-stdin")
 s_1 = sk("enqueue_single", "1conn")
 s_8 = sk("enqueue_single", "8conn")
+s_8w = sk("enqueue_single", "8conn-waiting")  # skipq notifies every job, as the INSERT's trigger does
 # skipq_enqueue and the yardstick's INSERT interleaved 100 at a time on
 # one connection each, in one process (skipq bench enqueue): per
 # repetition and pair, the ratio of the two rates
@@ -244,6 +245,9 @@ if copy_same is not None and raw_copy is not None:
 row("single enqueue, 1 connection, jobs/s", s_1, gw_seq, bo_seq, pgb1, rname="pgbench 1 client")
 row("single enqueue, 8 conns (peers: 10 in flight)", s_8, gw_par, bo_par, pgb8,
     rname="pgbench 8 clients")
+if s_8w is not None:
+    row("single enqueue, 8 conns, a worker waiting (both notify every job)", s_8w, None, None,
+        pgb8, rname="pgbench 8 clients")
 if pgp1 is not None or pgp8 is not None:
     row("single enqueue, 1 connection, vs pgbench sending skipq's statement", s_1, None, None,
         pgp1, rname="pgbench, skipq's statement, 1 client")
@@ -366,6 +370,8 @@ TG = [
               f"({min(vs_insw):.2f}x to {max(vs_insw):.2f}x)")),
     pair_target("single enqueue from C >= pgbench, same INSERT (8 clients)", s_8, pgb8, 1.0,
                 "enqueue_single", "8conn", "pgbench-insert-8conn"),
+    pair_target("single enqueue from C >= pgbench, same INSERT (8 clients, a worker waiting)",
+                s_8w, pgb8, 1.0, "enqueue_single", "8conn-waiting", "pgbench-insert-8conn"),
     pair_target("(like for like) single enqueue from C >= pgbench sending skipq's statement, 1 client",
                 s_1, pgp1, 1.0, "enqueue_single", "1conn", "pgbench-skipq-stmt-1conn"),
     pair_target("(like for like) single enqueue from C >= pgbench sending skipq's statement, 8 clients",

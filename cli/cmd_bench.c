@@ -1013,11 +1013,35 @@ single_thread(void *p)
     return NULL;
 }
 
-/* One job per transaction from `threads` connections, `n` jobs in all. */
+/* A connection holding queue default's idle lock, as an idle worker
+ * does (worker.c, idle_lock), so that skipq_enqueue notifies. */
 static int
-bench_single(struct bench *b, int threads, long long n)
+hold_idle_lock(struct bench *b, PGconn **out)
+{
+    PGconn *idle = PQconnectdb(b->url);
+    int rc;
+
+    if (PQstatus(idle) != CONNECTION_OK) {
+        rc = cli_db_fail(idle, NULL, "bench: could not connect");
+        PQfinish(idle);
+        return rc;
+    }
+    if ((rc = sql(idle, "SELECT pg_advisory_lock_shared(1936421122, hashtext('default'))"))) {
+        PQfinish(idle);
+        return rc;
+    }
+    *out = idle;
+    return 0;
+}
+
+/* One job per transaction from `threads` connections, `n` jobs in all.
+ * With `waiting`, another connection holds the idle lock of queue
+ * default as an idle worker does, so every skipq_enqueue notifies. */
+static int
+bench_single(struct bench *b, int threads, long long n, bool waiting)
 {
     struct single_arg args[SINGLE_THREADS];
+    PGconn *idle = NULL;
     pthread_t th[SINGLE_THREADS];
     struct start_gate gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
     int rc = 0, opened = 0, started = 0;
@@ -1025,6 +1049,8 @@ bench_single(struct bench *b, int threads, long long n)
     char cfgname[16];
 
     if ((rc = reset_queue(b)) != 0)
+        return rc;
+    if (waiting && (rc = hold_idle_lock(b, &idle)) != 0)
         return rc;
     memset(args, 0, sizeof args);
     for (; opened < threads; opened++) {
@@ -1054,11 +1080,12 @@ bench_single(struct bench *b, int threads, long long n)
             rc = fail1(&args[i].err);
         skipq_conn_close(args[i].conn);
     }
+    PQfinish(idle);
     if (rc == 0 && interrupted)
         rc = cli_errorf(CLI_EXIT_FAIL, "bench: interrupted");
     if (rc != 0)
         return rc;
-    snprintf(cfgname, sizeof cfgname, "%dconn", threads);
+    snprintf(cfgname, sizeof cfgname, "%dconn%s", threads, waiting ? "-waiting" : "");
     result_init(&r, "enqueue_single", cfgname);
     r.jobs = n;
     r.seconds = (double)(t1 - t0) / 1e6;
@@ -1113,15 +1140,8 @@ bench_single_vs_insert(struct bench *b, long long n, bool waiting)
         goto out;
     }
     PQclear(res);
-    if (waiting) {
-        idle = PQconnectdb(b->url);
-        if (PQstatus(idle) != CONNECTION_OK) {
-            rc = cli_db_fail(idle, NULL, "bench: could not connect");
-            goto out;
-        }
-        if ((rc = sql(idle, "SELECT pg_advisory_lock_shared(1936421122, hashtext('default'))")))
-            goto out;
-    }
+    if (waiting && (rc = hold_idle_lock(b, &idle)) != 0)
+        goto out;
     for (int round = 0; rc == 0 && done[1] < n; round++) {
         for (int turn = 0; rc == 0 && turn < 2; turn++) {
             int who = (round + turn) % 2;
@@ -1246,8 +1266,9 @@ bench_enqueue(struct bench *b)
     double secs = 0;
     int rc;
 
-    if ((rc = bench_single(b, 1, single)) != 0 ||
-        (rc = bench_single(b, SINGLE_THREADS, single)) != 0 ||
+    if ((rc = bench_single(b, 1, single, false)) != 0 ||
+        (rc = bench_single(b, SINGLE_THREADS, single, false)) != 0 ||
+        (rc = bench_single(b, SINGLE_THREADS, single, true)) != 0 ||
         (rc = bench_single_vs_insert(b, single, false)) != 0 ||
         (rc = bench_single_vs_insert(b, single, true)) != 0 ||
         (rc = reset_queue(b)) != 0 || (rc = fill_batch(b, b->jobs, KIND_NOOP, &secs)) != 0)
