@@ -4,6 +4,7 @@
 -- Advisory lock keys, (class, object), shared with src/internal.h:
 --   (1936421120, 0) migrate    (1936421120, 1) rescuer
 --   (1936421120, 2) retention  (1936421120, 3) vacuum
+--   (1936421120, 4) producers (skipq_enqueue's connections, shared)
 --   (1936421121, worker id) "worker alive"
 
 -- 'high' = 10, 'normal' = 0, 'low' = -10, or a number. Errors name the value.

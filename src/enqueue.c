@@ -213,14 +213,22 @@ static const char enqueue_plain_then_notify_sql[] =
 
 /*
  * The insert and the idle lock's try (notify_sql's) in one autocommit
- * statement: one transaction, as a plain INSERT is. The second column
- * is true when no worker of the queue waits: then nobody needs a NOTIFY.
+ * statement: one transaction, as a plain INSERT is. Column t is true
+ * when no worker of the queue waits: then nobody needs a NOTIFY. When one
+ * may wait, column n is true if this is the only producer connection
+ * (the try of the producers' lock, held shared by every other), and then
+ * the statement notifies in the insert's own transaction, as the
+ * trigger would; otherwise the caller sends the NOTIFY after the commit
+ * (enqueue_in_one). CASE, because only it fixes the order of evaluation.
  */
 #define ENQ_TRY(columns, values)                                             \
     "WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)), " \
     "ins AS (" columns "SELECT " values " FROM quiet RETURNING id) "          \
-    "SELECT id, pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) \
-    ", hashtext($3)) FROM ins"
+    "SELECT id, t, n, CASE WHEN n THEN pg_notify('skipq', $3) END FROM ("     \
+    "SELECT id, t, CASE WHEN t THEN false ELSE pg_try_advisory_xact_lock("     \
+    SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ") END n " \
+    "FROM (SELECT id, pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) \
+    ", hashtext($3)) t FROM ins OFFSET 0) a OFFSET 0) b"
 
 static const char enqueue_try_sql[] = ENQ_TRY(ENQ_COLUMNS, ENQ_VALUES);
 static const char enqueue_plain_try_sql[] = ENQ_TRY(ENQ_PLAIN_COLUMNS, ENQ_PLAIN_VALUES);
@@ -328,7 +336,10 @@ static const struct {
 };
 
 /* All of them or none: a statement left prepared by a half-done attempt
- * would make every later attempt fail ("already exists"). */
+ * would make every later attempt fail ("already exists"). Then the
+ * producers' lock, shared, for this session: other producers' tries of
+ * it now fail (enqueue_in_one). It waits at most for one producer's
+ * commit, the only time the lock is held exclusively. */
 static skipq_rc
 prepare_enqueue(skipq_conn *conn, skipq_error *err)
 {
@@ -340,6 +351,16 @@ prepare_enqueue(skipq_conn *conn, skipq_error *err)
                                   enqueue_stmts[done].nparams, NULL);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
             rc = skipq__db_fail(err, conn->pg, res, "could not prepare enqueue");
+        PQclear(res);
+    }
+    if (rc == SKIPQ_OK) {
+        PGresult *res = PQexec(conn->pg, "SELECT pg_advisory_lock_shared("
+                               SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", "
+                               SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ")");
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            rc = skipq__db_fail(err, conn->pg, res, "could not prepare enqueue");
+            done++; /* all n are prepared */
+        }
         PQclear(res);
     }
     if (rc != SKIPQ_OK) {
@@ -452,11 +473,17 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
  * transaction, gave 0.84-0.96x (median 0.91x). The try holds the lock
  * until the commit, WAL flush included: a worker going idle meanwhile
  * waits that long for its shared lock (idle_lock in worker.c), and
- * another producer's try fails. A failed try sends the NOTIFY in a
- * second round trip, as a worker may wait, and the connection's next
- * ENQ_PIPELINED_RUN calls take the pipeline, whose try holds the lock for an instant: a worker
- * that waits makes every try fail, so its producers stay there; producers
- * that only met each other come back.
+ * another producer's try fails.
+ *
+ * A failed try means a worker may wait. The only producer connection
+ * (it got the producers' lock) has notified in the same transaction: one
+ * commit, as the trigger's INSERT. Any other sends the NOTIFY in a second
+ * round trip, and the connection's next ENQ_PIPELINED_RUN calls take the
+ * pipeline, whose try holds the lock for an instant and whose NOTIFY's
+ * commit holds the database's notify lock for an instant: a notifying
+ * commit that flushes WAL would make the others wait for its flush. A
+ * worker that waits makes every try fail, so its producers stay there;
+ * producers that only met each other come back.
  */
 static skipq_rc
 enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_error *err)
@@ -467,14 +494,16 @@ enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_err
                                    NULL, 0);
     int64_t id = 0;
     skipq_rc rc = read_id(conn->pg, res, &id, err);
-    bool waits = rc == SKIPQ_OK && PQgetvalue(res, 0, 1)[0] != 't';
+    /* t (nobody waits) or n (notified already) */
+    bool done = rc == SKIPQ_OK &&
+                (PQgetvalue(res, 0, 1)[0] == 't' || PQgetvalue(res, 0, 2)[0] == 't');
 
     PQclear(res);
     if (rc != SKIPQ_OK)
         return rc;
     if (id_out)
         *id_out = id;
-    if (waits) {
+    if (!done) {
         res = PQexecPrepared(conn->pg, "skipq_notify", 1, &p->v[2], NULL, NULL, 0);
         conn->pipelined_left = ENQ_PIPELINED_RUN;
         if (PQresultStatus(res) != PGRES_TUPLES_OK)

@@ -28,6 +28,9 @@
 #define SKIPQ__LOCK_RESCUER 1
 #define SKIPQ__LOCK_RETENTION 2
 #define SKIPQ__LOCK_VACUUM 3
+/* held shared by every connection that has prepared skipq_enqueue: one
+ * whose exclusive try succeeds is the only producer (enqueue.c) */
+#define SKIPQ__LOCK_PRODUCER 4
 
 #define SKIPQ__CHANNEL "skipq"
 #define SKIPQ__CONTROL_CHANNEL "skipq_control"

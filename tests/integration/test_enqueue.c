@@ -36,7 +36,9 @@ open_conn(void)
  * for that transaction only; inside the caller's transaction the
  * trigger notifies at the caller's commit, idle lock or not; a failed
  * insert leaves the connection as it was and writes nothing (while a
- * worker waits, the notify transaction after it still wakes it).
+ * worker waits and another producer is connected, the notify transaction
+ * after it still wakes it). The only producer connection notifies in
+ * its insert's own transaction instead: the same one notification.
  */
 TEST(single_enqueue_notifies_once_after_its_commit)
 {
@@ -109,16 +111,30 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), before);
     ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
     ASSERT_EQ(PQtransactionStatus(raw), PQTRANS_IDLE);
-    /* the same while a worker of the queue waits: the insert's
-     * transaction fails alone, and the notify transaction after it still
-     * runs, so that worker is woken once for nothing (documented) */
+    /* the same while a worker of the queue waits, the only producer:
+     * its NOTIFY was in the failed transaction, so none goes out */
     tl_idle_lock(l, "bad", true);
     ASSERT_TRUE(skipq_enqueue(conn, "k", "{}", &o, &id, &err) != SKIPQ_OK);
     ASSERT_TRUE(strstr(err.message, "out of range") != NULL);
+    ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
+    /* with another producer connected, a try that finds the worker
+     * waiting sends this one to the pipeline, where the insert's
+     * transaction fails alone and the notify transaction after it still
+     * runs: that worker is woken once for nothing (documented) */
+    skipq_conn *other = open_conn();
+    o.run_at_us = 0;
+    ASSERT_EQ(skipq_enqueue(other, "k", "{}", &o, &id, &err), SKIPQ_OK);
     ASSERT_EQ(tl_count_notifies(l, 300, "bad"), 1);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), before);
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
+    ASSERT_EQ(tl_count_notifies(l, 300, "bad"), 1);
+    o.run_at_us = INT64_MAX;
+    ASSERT_TRUE(skipq_enqueue(conn, "k", "{}", &o, &id, &err) != SKIPQ_OK);
+    ASSERT_TRUE(strstr(err.message, "out of range") != NULL);
+    ASSERT_EQ(tl_count_notifies(l, 300, "bad"), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), before + 2);
     ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
     ASSERT_EQ(PQtransactionStatus(raw), PQTRANS_IDLE);
+    skipq_conn_close(other);
     tl_idle_lock(l, "bad", false);
     o.run_at_us = 0;
     o.queue = "after";
@@ -177,11 +193,17 @@ TEST(quiet_inserts_skip_the_trigger_function)
     }
     tl_exec(raw, "SET track_functions = 'pl'");
     o.queue = "quiet";
-    /* both forms: the one statement, then (a worker waiting) the pipeline */
+    /* every form: the one statement, the one that notifies (a worker
+     * waiting), then (another producer connected) the pipeline */
     ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
     tl_idle_lock(l, "quiet", true);
     for (int i = 0; i < 3; i++)
         ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
+    skipq_conn *other = open_conn();
+    ASSERT_EQ(skipq_enqueue(other, "k", "{}", &o, &id, &err), SKIPQ_OK);
+    for (int i = 0; i < 2; i++)
+        ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
+    skipq_conn_close(other);
     tl_idle_lock(l, "quiet", false);
     tl_exec(raw, "INSERT INTO skipq.jobs (kind, queue) VALUES ('k', 'loud')");
     /* the session's pending counts, all of them, are in the shared
@@ -189,7 +211,7 @@ TEST(quiet_inserts_skip_the_trigger_function)
     tl_exec(raw, "SELECT pg_stat_force_next_flush()");
     ASSERT_EQ(tl_int(pg, "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions"
                          " WHERE funcname = 'notify_inserted'"), 1);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'quiet'"), 4);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'quiet'"), 7);
     skipq_conn_close(conn);
     PQfinish(l);
 }
@@ -198,7 +220,9 @@ TEST(quiet_inserts_skip_the_trigger_function)
  * A producer whose connection the server ended: the call fails, writes
  * nothing, and every call after it says the connection is lost (not that
  * the caller left it in pipeline mode, as a cut-off pipeline would), in
- * both forms: the one statement (no worker waits) and the pipeline.
+ * every form: the one statement (no worker waits), the one statement
+ * that notifies (a worker waits, the only producer) and the pipeline (a
+ * worker waits, another producer connected).
  */
 TEST(single_enqueue_on_a_lost_connection_says_so)
 {
@@ -209,11 +233,15 @@ TEST(single_enqueue_on_a_lost_connection_says_so)
     int64_t id = 0;
 
     o.queue = "lost";
-    for (int waiting = 0; waiting < 2; waiting++) {
+    for (int form = 0; form < 3; form++) {
         skipq_conn *conn = open_conn();
-        if (waiting)
+        skipq_conn *other = form == 2 ? open_conn() : NULL;
+        if (form == 1)
             tl_idle_lock(l, "lost", true);
-        /* a worker waiting: this call finds it, so the next take the pipeline */
+        if (other) /* connected and prepared */
+            ASSERT_EQ(skipq_enqueue(other, "k", "{}", &o, &id, &err), SKIPQ_OK);
+        /* with the other: this call finds the worker, so the next take
+         * the pipeline */
         ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
         int pid = PQbackendPID(skipq_conn_pg(conn));
         ASSERT_EQ(tl_int(pg, "SELECT pg_terminate_backend(%d)::int", pid), 1);
@@ -225,6 +253,7 @@ TEST(single_enqueue_on_a_lost_connection_says_so)
         ASSERT_CONTAINS(err.message, "could not enqueue job");
         ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), before);
         skipq_conn_close(conn);
+        skipq_conn_close(other);
     }
     tl_idle_lock(l, "lost", false);
     PQfinish(l);
@@ -235,9 +264,12 @@ TEST(single_enqueue_on_a_lost_connection_says_so)
  * try found no worker waiting, the try is in the insert's own statement,
  * so it holds the lock until the insert's commit has ended: a worker
  * cannot take its shared lock (and claim again without the job) in
- * between. Once a try found a worker waiting, the next 64 calls try in
- * a transaction after their commit, which holds no idle lock. A
- * deferred trigger holds each commit here until the test lets it go.
+ * between. When a try finds a worker waiting, the only producer
+ * connection notifies in that transaction (it holds the producers' lock
+ * through the commit); with another producer connected, the NOTIFY
+ * follows the commit and the next 64 calls try in a transaction after
+ * their commit, which holds no idle lock. A deferred trigger holds each
+ * commit here until the test lets it go.
  */
 struct held_enqueue {
     skipq_conn *conn;
@@ -261,6 +293,13 @@ held_enqueue_thread(void *arg)
     " AND classid = 1936421122 AND objid = hashtext('held')::oid AND objsubid = 2" \
     " AND pid = %d AND mode = '" m "' AND granted", pid
 
+/* The producer's exclusive hold of the producers' lock. */
+#define HELD_PRODUCER_LOCK(pid)                                                    \
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"                    \
+    " AND classid = 1936421120 AND objid = 4 AND objsubid = 2"                     \
+    " AND pid = %d AND mode = 'ExclusiveLock' AND granted", pid
+
+/* 1 if the commit held the idle lock, 2 if it held the producers' lock */
 static int
 enqueue_while_commit_held(PGconn *pg, skipq_conn *conn)
 {
@@ -276,12 +315,14 @@ enqueue_while_commit_held(PGconn *pg, skipq_conn *conn)
                             " WHERE locktype = 'advisory' AND objid = 4242"
                             " AND pid = %d AND NOT granted", pid));
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'held'"), 0);
-    held_then = (int)tl_int(pg, HELD_IDLE_LOCKS(pid, "ExclusiveLock"));
+    held_then = (int)tl_int(pg, HELD_IDLE_LOCKS(pid, "ExclusiveLock")) +
+                2 * (int)tl_int(pg, HELD_PRODUCER_LOCK(pid));
     tl_exec(gate, "COMMIT");
     ASSERT_EQ(pthread_join(t, NULL), 0);
     ASSERT_EQ(h.rc, SKIPQ_OK);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'held'"), 1);
     ASSERT_EQ(tl_int(pg, HELD_IDLE_LOCKS(pid, "ExclusiveLock")), 0);
+    ASSERT_EQ(tl_int(pg, HELD_PRODUCER_LOCK(pid)), 0);
     tl_exec(pg, "DELETE FROM skipq.jobs WHERE queue = 'held'");
     PQfinish(gate);
     return held_then;
@@ -307,12 +348,26 @@ TEST(single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits)
     ASSERT_EQ(enqueue_while_commit_held(pg, conn), 1);
     ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
 
-    /* a worker waits: that try fails, and the NOTIFY follows the commit */
+    /* a worker waits, this the only producer: that try fails, and the
+     * commit holds the producers' lock and delivers the NOTIFY */
     tl_idle_lock(l, "held", true);
-    o.queue = "held";
-    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, NULL, &err), SKIPQ_OK);
+    ASSERT_EQ(enqueue_while_commit_held(pg, conn), 2);
     ASSERT_EQ(tl_count_notifies(l, 300, "held"), 1);
-    tl_exec(pg, "DELETE FROM skipq.jobs WHERE queue = 'held'");
+    ASSERT_EQ(enqueue_while_commit_held(pg, conn), 2); /* and stays so */
+    ASSERT_EQ(tl_count_notifies(l, 300, "held"), 1);
+
+    /* another producer connected: the try fails, and the NOTIFY follows
+     * the commit */
+    skipq_conn *other = open_conn();
+    o.queue = "other";
+    ASSERT_EQ(skipq_enqueue(other, "k", "{}", &o, NULL, &err), SKIPQ_OK);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                         " AND classid = 1936421120 AND objid = 4 AND mode = 'ShareLock'"
+                         " AND granted AND pid IN (%d, %d)",
+                     PQbackendPID(skipq_conn_pg(conn)), PQbackendPID(skipq_conn_pg(other))),
+              2);
+    ASSERT_EQ(enqueue_while_commit_held(pg, conn), 0);
+    ASSERT_EQ(tl_count_notifies(l, 300, "held"), 1);
     tl_idle_lock(l, "held", false);
 
     /* so its next 64 try after their commit, which holds no idle lock;
@@ -327,6 +382,7 @@ TEST(single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits)
     /* and the one after them tries in its commit again */
     ASSERT_EQ(enqueue_while_commit_held(pg, conn), 1);
     ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
+    skipq_conn_close(other);
     skipq_conn_close(conn);
     PQfinish(l);
 }

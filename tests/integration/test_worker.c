@@ -462,7 +462,8 @@ TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
 
 /*
  * No wake-up lost as a producer's skipq_enqueue moves between its one
- * statement and its pipeline, and the worker between busy (idle locks
+ * statement (notifying in it when it is the only producer) and its
+ * pipeline (when it is not), and the worker between busy (idle locks
  * given up) and idle. Each round: a burst of 1 ms jobs at concurrency 1
  * keeps the worker's claims full until it gives its lock up; the
  * producer's tries then find no worker waiting, and after 64 of them it
@@ -489,6 +490,13 @@ TEST(no_wake_up_lost_while_producer_and_worker_change_modes)
     unsigned seed = 12345;
     long long total = 0;
     for (int round = 0; round < 12; round++) {
+        /* odd rounds with a second producer connected, which sends the
+         * first one's notifying calls to the pipeline */
+        skipq_conn *other = NULL;
+        if (round % 2) {
+            ASSERT_OK(skipq_conn_open(tl_url(), &other, &err), &err);
+            ASSERT_EQ(skipq_enqueue(other, "slow", NULL, NULL, NULL, &err), SKIPQ_OK);
+        }
         for (int i = 0; i < 150; i++)
             ASSERT_EQ(skipq_enqueue(conn, "slow", NULL, NULL, NULL, &err), SKIPQ_OK);
         ASSERT_TRUE(tl_wait_int(pg, 3000, 0, IDLE_LOCK_HELD)); /* busy: given up */
@@ -496,7 +504,8 @@ TEST(no_wake_up_lost_while_producer_and_worker_change_modes)
             ASSERT_EQ(skipq_enqueue(conn, "slow", NULL, NULL, NULL, &err), SKIPQ_OK);
             usleep(rand_r(&seed) % 1500);
         }
-        total += 250;
+        total += 250 + (other != NULL);
+        skipq_conn_close(other);
         if (!tl_wait_int(pg, 5000, total, "SELECT count(*) FROM skipq.jobs"
                                           " WHERE status = 'succeeded'"))
             HARNESS_FAIL("round %d: %lld of %lld done after 5 s", round,
