@@ -344,17 +344,16 @@ typedef struct skipq_enqueue_opts {
  * the byte offset. Inside a transaction the caller opened on conn, the
  * job joins it. Otherwise it commits on its own, and wakes workers only
  * if a worker of the queue is waiting for work (it holds the queue's idle
- * lock: docs/design.md), with a NOTIFY in a second transaction of its own
- * (a notifying commit holds a database-wide lock through its WAL flush;
- * this keeps producers on many connections from committing one at a
- * time). While conn's producer finds no worker waiting, that is one
- * autocommit statement (the insert and the idle lock's try). A waiting
- * worker found by it is notified in the same transaction when conn is
- * the only connection that has called skipq_enqueue (each holds a shared
- * advisory lock for it); otherwise with a second round trip, and the
- * next calls send one round trip in libpq pipeline mode (left off again)
- * of the insert's transaction and the conditional NOTIFY's. A NOTIFY in
- * the insert's transaction fails with it (a full notification queue).
+ * lock: docs/design.md). While conn's producer finds no worker waiting,
+ * that is one autocommit statement (the insert and the idle lock's try).
+ * A waiting worker found by it is notified in the same transaction when
+ * conn is the only connection of the database that has called
+ * skipq_enqueue (each holds a shared advisory lock for it); otherwise by
+ * a NOTIFY in a second transaction of its own (a notifying commit holds
+ * a database-wide lock through its WAL flush; this keeps producers on
+ * many connections from committing one at a time), and the next calls
+ * send one round trip in libpq pipeline mode (left off again) of the
+ * insert's transaction and the conditional NOTIFY's.
  * SKIPQ_OK means the job is committed; an error means it is not, except
  * when the connection was lost after the server committed and before it
  * could say so (SKIPQ_ERR_CONNECT or SKIPQ_ERR_DB from a terminated

@@ -6,7 +6,9 @@
  * is reported with its byte offset and a bad name by its rule, and
  * nothing is written. NOTIFY is sent by the statement-level trigger on
  * skipq.jobs: once per statement (and per queue), however many rows;
- * skipq_enqueue on its own sends it after its commit instead (below).
+ * skipq_enqueue on its own sends it itself, and only while a worker
+ * waits: in its insert's statement when it is the only producer, after
+ * its commit otherwise (below).
  */
 #include "internal.h"
 
@@ -336,10 +338,7 @@ static const struct {
 };
 
 /* All of them or none: a statement left prepared by a half-done attempt
- * would make every later attempt fail ("already exists"). Then the
- * producers' lock, shared, for this session: other producers' tries of
- * it now fail (enqueue_in_one). It waits at most for one producer's
- * commit, the only time the lock is held exclusively. */
+ * would make every later attempt fail ("already exists"). */
 static skipq_rc
 prepare_enqueue(skipq_conn *conn, skipq_error *err)
 {
@@ -351,16 +350,6 @@ prepare_enqueue(skipq_conn *conn, skipq_error *err)
                                   enqueue_stmts[done].nparams, NULL);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
             rc = skipq__db_fail(err, conn->pg, res, "could not prepare enqueue");
-        PQclear(res);
-    }
-    if (rc == SKIPQ_OK) {
-        PGresult *res = PQexec(conn->pg, "SELECT pg_advisory_lock_shared("
-                               SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", "
-                               SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ")");
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            rc = skipq__db_fail(err, conn->pg, res, "could not prepare enqueue");
-            done++; /* all n are prepared */
-        }
         PQclear(res);
     }
     if (rc != SKIPQ_OK) {
@@ -492,6 +481,19 @@ enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_err
                                    p->plain ? "skipq_enqueue_plain_try" : "skipq_enqueue_try",
                                    p->plain ? ENQ_PLAIN_NPARAMS : ENQ_NPARAMS, p->v, NULL,
                                    NULL, 0);
+    /* A NOTIFY that cannot be queued (PostgreSQL's notification queue is
+     * full: a listener has not read for a very long time) fails its
+     * transaction at commit, insert and all. The server rolled it back;
+     * the pipeline commits the job first and only logs a failed NOTIFY. */
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (state && strcmp(state, "54000") == 0 && PQstatus(conn->pg) == CONNECTION_OK &&
+        PQtransactionStatus(conn->pg) == PQTRANS_IDLE) {
+        skipq__log(SKIPQ_LOG_WARN, "enqueue: %s; trying again without the NOTIFY in the "
+                   "insert's transaction", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+        PQclear(res);
+        conn->pipelined_left = ENQ_PIPELINED_RUN;
+        return enqueue_then_notify(conn, p, id_out, err);
+    }
     int64_t id = 0;
     skipq_rc rc = read_id(conn->pg, res, &id, err);
     /* t (nobody waits) or n (notified already) */
@@ -512,6 +514,33 @@ enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_err
         PQclear(res);
     }
     return SKIPQ_OK;
+}
+
+/*
+ * The producers' lock, shared, on this session, so that other producers'
+ * tries of it fail and they keep their NOTIFY out of their insert's
+ * transaction (enqueue_in_one). Only a speed-up: without it every waiting
+ * worker is still notified, so it is tried, outside any transaction, and
+ * a failure costs nothing but the form. A try that finds it taken (a
+ * producer alone, in its commit) is tried again at the next call.
+ */
+static void
+take_producer_lock(skipq_conn *conn)
+{
+    PGresult *res = PQexec(conn->pg, "SELECT pg_try_advisory_lock_shared("
+                           SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", "
+                           SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ")");
+
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        conn->producer_lock = PQgetvalue(res, 0, 0)[0] == 't';
+    } else {
+        skipq_error e;
+        (void)skipq__db_fail(&e, conn->pg, res, "could not take the producers' lock");
+        conn->producer_lock = -1;
+        skipq__log(SKIPQ_LOG_WARN, "enqueue: %s (a worker waiting is still notified,"
+                   " after the commit)", e.message);
+    }
+    PQclear(res);
 }
 
 skipq_rc
@@ -539,9 +568,12 @@ skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
     if (!conn->enqueue_prepared && (rc = prepare_enqueue(conn, err)) != SKIPQ_OK)
         return rc;
     fill_params(&p, kind, payload_json, o);
-    if (PQtransactionStatus(conn->pg) == PQTRANS_IDLE)
+    if (PQtransactionStatus(conn->pg) == PQTRANS_IDLE) {
+        if (conn->producer_lock == 0)
+            take_producer_lock(conn);
         return conn->pipelined_left > 0 ? enqueue_then_notify(conn, &p, id_out, err)
                                         : enqueue_in_one(conn, &p, id_out, err);
+    }
     /* inside the caller's transaction: the trigger notifies at its commit */
     res = PQexecPrepared(conn->pg, p.plain ? "skipq_enqueue_plain" : "skipq_enqueue",
                          p.plain ? ENQ_PLAIN_NPARAMS : ENQ_NPARAMS, p.v, NULL, NULL, 0);

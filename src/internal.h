@@ -28,8 +28,9 @@
 #define SKIPQ__LOCK_RESCUER 1
 #define SKIPQ__LOCK_RETENTION 2
 #define SKIPQ__LOCK_VACUUM 3
-/* held shared by every connection that has prepared skipq_enqueue: one
- * whose exclusive try succeeds is the only producer (enqueue.c) */
+/* held shared by every connection that has called skipq_enqueue outside
+ * a transaction: one whose exclusive try succeeds is the only producer
+ * (enqueue.c) */
 #define SKIPQ__LOCK_PRODUCER 4
 
 #define SKIPQ__CHANNEL "skipq"
@@ -43,6 +44,8 @@ struct skipq_conn {
     bool enqueue_prepared; /* "skipq_enqueue" prepared on pg */
     int pipelined_left;    /* skipq_enqueue calls left to try the idle
                             * lock after the commit (enqueue.c) */
+    int producer_lock;     /* the producers' lock: 0 not yet, 1 held,
+                            * -1 given up after an error (enqueue.c) */
 };
 
 /* ---- errors (error.c) --------------------------------------------- */

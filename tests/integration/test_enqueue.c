@@ -28,8 +28,10 @@ open_conn(void)
 
 /*
  * skipq_enqueue on its own commits the insert with the trigger's NOTIFY
- * turned off and sends the NOTIFY in a transaction of its own after it
- * (a notifying commit holds a database-wide lock through its WAL flush).
+ * turned off and sends the NOTIFY itself: in the insert's statement when
+ * it is the only producer connection (as here, until "other" connects),
+ * else in a transaction of its own after the commit (a notifying commit
+ * holds a database-wide lock through its WAL flush).
  * One notification per job, after the commit, for the job's queue, while
  * a worker of that queue may be waiting (holds the queue's idle lock,
  * as the listener does here) and none otherwise; the trigger is quiet
@@ -37,8 +39,7 @@ open_conn(void)
  * trigger notifies at the caller's commit, idle lock or not; a failed
  * insert leaves the connection as it was and writes nothing (while a
  * worker waits and another producer is connected, the notify transaction
- * after it still wakes it). The only producer connection notifies in
- * its insert's own transaction instead: the same one notification.
+ * after it still wakes it).
  */
 TEST(single_enqueue_notifies_once_after_its_commit)
 {
@@ -112,7 +113,8 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
     ASSERT_EQ(PQtransactionStatus(raw), PQTRANS_IDLE);
     /* the same while a worker of the queue waits, the only producer:
-     * its NOTIFY was in the failed transaction, so none goes out */
+     * the statement fails before its NOTIFY, and a lone producer does
+     * not take the pipeline, so none goes out */
     tl_idle_lock(l, "bad", true);
     ASSERT_TRUE(skipq_enqueue(conn, "k", "{}", &o, &id, &err) != SKIPQ_OK);
     ASSERT_TRUE(strstr(err.message, "out of range") != NULL);
@@ -219,10 +221,9 @@ TEST(quiet_inserts_skip_the_trigger_function)
 /*
  * A producer whose connection the server ended: the call fails, writes
  * nothing, and every call after it says the connection is lost (not that
- * the caller left it in pipeline mode, as a cut-off pipeline would), in
- * every form: the one statement (no worker waits), the one statement
- * that notifies (a worker waits, the only producer) and the pipeline (a
- * worker waits, another producer connected).
+ * the caller left it in pipeline mode, as a cut-off pipeline would),
+ * after the one statement (no worker waits, or the only producer) and
+ * after the pipeline (a worker waits, another producer connected).
  */
 TEST(single_enqueue_on_a_lost_connection_says_so)
 {
@@ -383,6 +384,109 @@ TEST(single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits)
     ASSERT_EQ(enqueue_while_commit_held(pg, conn), 1);
     ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
     skipq_conn_close(other);
+    skipq_conn_close(conn);
+    PQfinish(l);
+}
+
+/* This session's grants of the producers' lock in mode m. */
+#define PRODUCER_LOCKS(pid, m)                                                     \
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"                    \
+    " AND classid = 1936421120 AND objid = 4 AND objsubid = 2"                     \
+    " AND pid = %d AND mode = '" m "' AND granted", pid
+
+/*
+ * The producers' lock is only a speed-up, so skipq_enqueue takes it
+ * outside any transaction (never in the caller's, which a failure would
+ * abort), with a try, and goes on without it: a try that finds it taken
+ * is made again at the next call.
+ */
+TEST(the_producers_lock_is_tried_outside_transactions)
+{
+    PGconn *pg = tl_db();
+    PGconn *l = tl_connect();
+    skipq_conn *conn = open_conn();
+    PGconn *raw = skipq_conn_pg(conn);
+    int pid = PQbackendPID(raw);
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    skipq_error err;
+
+    o.queue = "pl";
+    tl_exec(l, "LISTEN skipq");
+    tl_idle_lock(l, "pl", true);
+    /* the first call in the caller's transaction: no lock taken */
+    tl_exec(raw, "BEGIN");
+    ASSERT_EQ(skipq_enqueue(conn, "k", NULL, &o, NULL, &err), SKIPQ_OK);
+    ASSERT_EQ(tl_int(pg, PRODUCER_LOCKS(pid, "ShareLock")), 0);
+    tl_exec(raw, "ROLLBACK");
+    ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
+    /* held exclusively elsewhere: the try fails, the call does not wait,
+     * and the worker is notified all the same (after the commit) */
+    PGconn *x = tl_connect();
+    tl_exec(x, "SELECT pg_advisory_lock(1936421120, 4)");
+    ASSERT_EQ(skipq_enqueue(conn, "k", NULL, &o, NULL, &err), SKIPQ_OK);
+    ASSERT_EQ(tl_count_notifies(l, 300, "pl"), 1);
+    ASSERT_EQ(tl_int(pg, PRODUCER_LOCKS(pid, "ShareLock")), 0);
+    tl_exec(x, "SELECT pg_advisory_unlock(1936421120, 4)"); /* now, not at its exit */
+    PQfinish(x);
+    /* the next call outside a transaction takes it */
+    ASSERT_EQ(skipq_enqueue(conn, "k", NULL, &o, NULL, &err), SKIPQ_OK);
+    ASSERT_EQ(tl_count_notifies(l, 300, "pl"), 1);
+    ASSERT_EQ(tl_int(pg, PRODUCER_LOCKS(pid, "ShareLock")), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'pl'"), 2);
+    tl_idle_lock(l, "pl", false);
+    skipq_conn_close(conn);
+    PQfinish(l);
+}
+
+/*
+ * The only producer's NOTIFY is in its insert's transaction, so a commit
+ * that fails takes both: no row and no wake-up for nothing. But a NOTIFY
+ * that cannot be queued (SQLSTATE 54000: PostgreSQL's notification queue
+ * is full) must not cost the job: the call commits it again without the
+ * NOTIFY in its transaction. A deferred trigger raises each at commit
+ * (54000 once only: a sequence is not rolled back).
+ */
+TEST(a_lone_producers_failed_commit_and_full_notify_queue)
+{
+    PGconn *pg = tl_db();
+    PGconn *l = tl_connect();
+    skipq_conn *conn = open_conn();
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    skipq_error err;
+    int64_t id = -7;
+
+    tl_exec(pg, "CREATE SEQUENCE once");
+    tl_exec(pg, "CREATE FUNCTION at_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN"
+                "  IF NEW.queue = 'boom' THEN RAISE 'no boom at commit'; END IF;"
+                "  IF NEW.queue = 'full' AND nextval('once') = 1 THEN"
+                "   RAISE 'too many notifications in the NOTIFY queue' USING ERRCODE = '54000';"
+                "  END IF;"
+                "  RETURN NULL; END $$");
+    tl_exec(pg, "CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON skipq.jobs"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION at_commit()");
+    tl_exec(l, "LISTEN skipq");
+    tl_idle_lock(l, "boom", true);
+    tl_idle_lock(l, "full", true);
+
+    o.queue = "boom";
+    ASSERT_TRUE(skipq_enqueue(conn, "k", "{}", &o, &id, &err) != SKIPQ_OK);
+    ASSERT_CONTAINS(err.message, "no boom at commit");
+    ASSERT_EQ(id, -7);
+    ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'boom'"), 0);
+
+    o.queue = "full";
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
+    ASSERT_TRUE(id > 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'full' AND id = %"
+                         PRId64, id), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT last_value FROM once"), 2); /* tried twice */
+    ASSERT_EQ(tl_count_notifies(l, 300, "full"), 1);
+    ASSERT_EQ(PQpipelineStatus(skipq_conn_pg(conn)), PQ_PIPELINE_OFF);
+    ASSERT_EQ(PQtransactionStatus(skipq_conn_pg(conn)), PQTRANS_IDLE);
+    tl_idle_lock(l, "boom", false);
+    tl_idle_lock(l, "full", false);
     skipq_conn_close(conn);
     PQfinish(l);
 }

@@ -466,8 +466,9 @@ TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
  * pipeline (when it is not), and the worker between busy (idle locks
  * given up) and idle. Each round: a burst of 1 ms jobs at concurrency 1
  * keeps the worker's claims full until it gives its lock up; the
- * producer's tries then find no worker waiting, and after 64 of them it
- * sends the one statement; then jobs come a little slower than the
+ * producer's tries then find no worker waiting, and (in the odd rounds,
+ * which took the pipeline) after 64 of them it sends the one statement;
+ * then jobs come a little slower than the
  * worker runs them, so it catches up and goes idle between them, many
  * times, while the producer's commits hold the idle lock. The poll is
  * 30 s away: a round whose last jobs lost their wake-up would wait for
