@@ -348,7 +348,8 @@ typedef struct skipq_enqueue_opts {
  * that is one autocommit statement (the insert and the idle lock's try).
  * A waiting worker found by it is notified in the same transaction when
  * conn is the only connection of the database that has called
- * skipq_enqueue (each holds a shared advisory lock for it); otherwise by
+ * skipq_enqueue outside a transaction (each holds a shared advisory lock
+ * for it); otherwise by
  * a NOTIFY in a second transaction of its own (a notifying commit holds
  * a database-wide lock through its WAL flush; this keeps producers on
  * many connections from committing one at a time), and the next calls

@@ -237,10 +237,15 @@ static const char enqueue_plain_try_sql[] = ENQ_TRY(ENQ_PLAIN_COLUMNS, ENQ_PLAIN
 
 /* Only if a worker of the queue may be waiting for it: see idle_lock()
  * in worker.c. The try takes no transaction id, and when it succeeds
- * the transaction writes nothing. */
+ * the transaction writes nothing and returns no row. When it notifies,
+ * its row says whether this is now the only producer connection (the
+ * producers' lock, as in ENQ_TRY): then the next call goes back to the
+ * one statement, which notifies in its own transaction. */
 static const char notify_sql[] =
-    "SELECT pg_notify('skipq', $1) WHERE NOT pg_try_advisory_xact_lock("
-    SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext($1))";
+    "SELECT pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", "
+    SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ") FROM (SELECT pg_notify('skipq', $1) "
+    "WHERE NOT pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE)
+    ", hashtext($1)) OFFSET 0) n";
 
 #define ENQ_NPARAMS 11
 
@@ -381,6 +386,15 @@ prepare_enqueue(skipq_conn *conn, skipq_error *err)
  */
 enum { ENQ_PIPELINED_RUN = 64 }; /* see enqueue_in_one */
 
+/* After a NOTIFY for a waiting worker (notify_sql's one row): the
+ * pipeline for the next ENQ_PIPELINED_RUN calls, unless this is the only
+ * producer connection, which notifies in its insert's transaction. */
+static int
+pipelined_after(const PGresult *notify)
+{
+    return PQgetvalue(notify, 0, 0)[0] == 't' ? 0 : ENQ_PIPELINED_RUN;
+}
+
 static skipq_rc
 enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
                     skipq_error *err)
@@ -434,7 +448,7 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
         if (id_out)
             *id_out = id;
         if (PQresultStatus(notify) == PGRES_TUPLES_OK && PQntuples(notify) == 1)
-            conn->pipelined_left = ENQ_PIPELINED_RUN; /* the lock was taken */
+            conn->pipelined_left = pipelined_after(notify); /* the lock was taken */
         else if (PQresultStatus(notify) == PGRES_TUPLES_OK)
             conn->pipelined_left -= conn->pipelined_left > 0;
         else
@@ -471,8 +485,9 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
  * pipeline, whose try holds the lock for an instant and whose NOTIFY's
  * commit holds the database's notify lock for an instant: a notifying
  * commit that flushes WAL would make the others wait for its flush. A
- * worker that waits makes every try fail, so its producers stay there;
- * producers that only met each other come back.
+ * worker that waits makes every try fail, so its producers stay there,
+ * until one finds itself the only producer as it notifies; producers
+ * that only met each other come back.
  */
 static skipq_rc
 enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_error *err)
@@ -488,8 +503,8 @@ enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_err
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (state && strcmp(state, "54000") == 0 && PQstatus(conn->pg) == CONNECTION_OK &&
         PQtransactionStatus(conn->pg) == PQTRANS_IDLE) {
-        skipq__log(SKIPQ_LOG_WARN, "enqueue: %s; trying again without the NOTIFY in the "
-                   "insert's transaction", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+        skipq__log(SKIPQ_LOG_WARN, "enqueue: %s (SQLSTATE 54000); trying again with the "
+                   "NOTIFY after the commit", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
         PQclear(res);
         conn->pipelined_left = ENQ_PIPELINED_RUN;
         return enqueue_then_notify(conn, p, id_out, err);
@@ -507,7 +522,9 @@ enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_err
         *id_out = id;
     if (!done) {
         res = PQexecPrepared(conn->pg, "skipq_notify", 1, &p->v[2], NULL, NULL, 0);
-        conn->pipelined_left = ENQ_PIPELINED_RUN;
+        conn->pipelined_left = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
+                                   ? pipelined_after(res)
+                                   : ENQ_PIPELINED_RUN;
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
             skipq__log(SKIPQ_LOG_WARN, "job %lld is enqueued, but its NOTIFY failed: "
                        "workers will find it when they poll", (long long)id);
@@ -537,8 +554,8 @@ take_producer_lock(skipq_conn *conn)
         skipq_error e;
         (void)skipq__db_fail(&e, conn->pg, res, "could not take the producers' lock");
         conn->producer_lock = -1;
-        skipq__log(SKIPQ_LOG_WARN, "enqueue: %s (a worker waiting is still notified,"
-                   " after the commit)", e.message);
+        skipq__log(SKIPQ_LOG_WARN, "enqueue: %s (a worker waiting is still notified)",
+                   e.message);
     }
     PQclear(res);
 }

@@ -114,8 +114,9 @@ TEST(json_lines_every_measurement)
             ASSERT_TRUE(!has(o, "insert_jobs_per_s"));
         json_object_put(o);
     }
-    /* 4 single, 2 bulk, drain, latency, steady, 3 deep, command */
-    ASSERT_EQ(lines, 13);
+    /* 5 single (1conn, 8conn, 8conn-waiting and the two interleaved),
+     * 2 bulk, drain, latency, steady, 3 deep, command */
+    ASSERT_EQ(lines, 14);
     ASSERT_EQ(seen, (1u << 7) - 1);
     free(out);
     free(err);

@@ -383,7 +383,25 @@ TEST(single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits)
     /* and the one after them tries in its commit again */
     ASSERT_EQ(enqueue_while_commit_held(pg, conn), 1);
     ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
+
+    /* on the pipeline again (the worker back, the other producer still
+     * there), a producer that finds itself alone as it notifies goes back
+     * to the one statement at once, which notifies in its transaction */
+    tl_idle_lock(l, "held", true);
+    o.queue = "held";
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, NULL, &err), SKIPQ_OK);
+    ASSERT_EQ(tl_count_notifies(l, 300, "held"), 1);
+    int other_pid = PQbackendPID(skipq_conn_pg(other));
     skipq_conn_close(other);
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 0, "SELECT count(*) FROM pg_locks"
+                            " WHERE locktype = 'advisory' AND classid = 1936421120"
+                            " AND objid = 4 AND pid = %d", other_pid));
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, NULL, &err), SKIPQ_OK); /* the pipeline */
+    ASSERT_EQ(tl_count_notifies(l, 300, "held"), 1);
+    tl_exec(pg, "DELETE FROM skipq.jobs WHERE queue = 'held'");
+    ASSERT_EQ(enqueue_while_commit_held(pg, conn), 2);
+    ASSERT_EQ(tl_count_notifies(l, 300, "held"), 1);
+    tl_idle_lock(l, "held", false);
     skipq_conn_close(conn);
     PQfinish(l);
 }
