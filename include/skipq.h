@@ -349,12 +349,12 @@ typedef struct skipq_enqueue_opts {
  * A waiting worker found by it is notified in the same transaction when
  * conn is the only connection of the database that has called
  * skipq_enqueue outside a transaction (each holds a shared advisory lock
- * for it); otherwise by
- * a NOTIFY in a second transaction of its own (a notifying commit holds
- * a database-wide lock through its WAL flush; this keeps producers on
- * many connections from committing one at a time), and the next calls
- * send one round trip in libpq pipeline mode (left off again) of the
- * insert's transaction and the conditional NOTIFY's.
+ * for it); otherwise by a NOTIFY in a second transaction of its own (a
+ * notifying commit holds a database-wide lock through its WAL flush;
+ * this keeps producers on many connections from committing one at a
+ * time), and the next calls send one round trip in libpq pipeline mode
+ * (left off again) of the insert's transaction and the conditional
+ * NOTIFY's.
  * SKIPQ_OK means the job is committed; an error means it is not, except
  * when the connection was lost after the server committed and before it
  * could say so (SKIPQ_ERR_CONNECT or SKIPQ_ERR_DB from a terminated

@@ -377,12 +377,12 @@ prepare_enqueue(skipq_conn *conn, skipq_error *err)
  * came back with no error (a commit that fails reports its error before
  * it); a connection lost before that point may hide a commit, as for any
  * client. A failed insert ends its own transaction at its sync point, and
- * the NOTIFY runs anyway: a spurious wake-up at worst. A NOTIFY that fails after a commit (or a connection
- * lost after it) costs only pickup time, as the workers' polling finds
- * the job, and is logged. The notify transaction notifies only while a
- * worker of the queue waits (notify_sql); when it does, it takes a
- * transaction id of its own: two per job, where the trigger's NOTIFY
- * took one.
+ * the NOTIFY runs anyway: a spurious wake-up at worst. A NOTIFY that
+ * fails after a commit (or a connection lost after it) costs only pickup
+ * time, as the workers' polling finds the job, and is logged. The
+ * notify transaction notifies only while a worker of the queue waits
+ * (notify_sql); when it does, it takes a transaction id of its own: two
+ * per job, where the trigger's NOTIFY took one.
  */
 enum { ENQ_PIPELINED_RUN = 64 }; /* see enqueue_in_one */
 
