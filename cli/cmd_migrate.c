@@ -15,7 +15,8 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: skipq migrate [--status | --roles] [--database URL] [--config F]\n"
+    "usage: skipq migrate [--status | --roles] [--lock-timeout D] [--database URL]\n"
+    "                     [--config F]\n"
     "\n"
     "Apply the schema migrations this skipq knows and the database lacks,\n"
     "each in its own transaction, then (re)create the SQL functions and\n"
@@ -26,7 +27,11 @@ static const char usage[] =
     "              (in the database but not in this skipq); changes nothing\n"
     "  --roles     then create or update the roles skipq_producer,\n"
     "              skipq_worker and skipq_admin and their grants\n"
-    "              (sql/roles.sql; needs CREATEROLE; docs/security.md)\n";
+    "              (sql/roles.sql; needs CREATEROLE; docs/security.md)\n"
+    "  --lock-timeout D  give up (exit 1, nothing changed) after waiting D\n"
+    "              for a lock another session holds, such as an open\n"
+    "              transaction on skipq.jobs (default 10s): claims queue\n"
+    "              behind a migration that waits\n";
 
 static void
 print_applied(const skipq_migration_status *m, void *userdata)
@@ -58,17 +63,26 @@ cmd_migrate(int argc, char **argv, struct cli_ctx *ctx)
     static const struct option longopts[] = {
         {"status", no_argument, NULL, 's'},
         {"roles", no_argument, NULL, 'r'},
+        {"lock-timeout", required_argument, NULL, 'L'},
         CLI_COMMON_LONGOPTS,
         {0},
     };
     skipq_error err = {0};
     skipq_conn *conn = NULL;
     int status = 0, roles = 0, c, rc;
+    int64_t lock_ms = 0;
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         if (c == 's' || c == 'r') {
             *(c == 's' ? &status : &roles) = 1;
+            continue;
+        }
+        if (c == 'L') {
+            if ((rc = cli_parse_duration("--lock-timeout", optarg, &lock_ms)) != 0)
+                return rc;
+            if (lock_ms <= 0)
+                return cli_usage_error("--lock-timeout must be more than 0");
             continue;
         }
         if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
@@ -83,6 +97,19 @@ cmd_migrate(int argc, char **argv, struct cli_ctx *ctx)
     ctx->skip_schema_check = 1;
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
+    if (lock_ms > 0) { /* skipq_migrate waits for locks up to lock_timeout */
+        char set[64];
+        snprintf(set, sizeof set, "SET lock_timeout = '%lldms'", (long long)lock_ms);
+        PGresult *res = PQexec(skipq_conn_pg(conn), set);
+        bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+        if (!ok) {
+            rc = cli_errorf(CLI_EXIT_FAIL, "could not set lock_timeout: %s",
+                            PQerrorMessage(skipq_conn_pg(conn)));
+            skipq_conn_close(conn);
+            return rc;
+        }
+    }
 
     if (status) {
         struct cli_table t;

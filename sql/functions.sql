@@ -5,7 +5,7 @@
 --   (1936421120, 0) migrate    (1936421120, 1) rescuer
 --   (1936421120, 2) retention  (1936421120, 3) vacuum
 --   (1936421120, 4) producers (skipq_enqueue's connections, shared)
---   (1936421121, worker id) "worker alive"
+--   (1936421121, worker id & 2^31-1) "worker alive"
 
 -- 'high' = 10, 'normal' = 0, 'low' = -10, or a number. Errors name the value.
 CREATE OR REPLACE FUNCTION skipq.priority_value(p text)
@@ -97,28 +97,45 @@ RETURNS bigint LANGUAGE sql AS $$
     RETURNING j.id
 $$;
 
--- Is worker w gone? Its session advisory lock is free (its connection is
--- closed), or it stopped beating for longer than lease, or it never
--- registered. Never true for the caller's own worker (self): a session can
--- always re-take its own lock.
+-- Is worker w gone? It never registered, or it stopped beating for longer
+-- than its own declared lease (the lease argument stands in only for the
+-- rows of workers too old to declare one), or it holds its liveness lock
+-- and that lock is free (its connection is closed). The caller's lease
+-- never judges a worker that declared its own: a caller with a shorter
+-- lease would take a live worker's jobs (test
+-- recover_running_keeps_a_slow_beating_workers_jobs). Never true for the
+-- caller's own worker (self): a session can always re-take its own lock.
+-- The key is the id's low 31 bits, as in src/internal.h
+-- (SKIPQ__WORKER_LOCK_KEY): ids past 2^31 must not raise here.
 CREATE OR REPLACE FUNCTION skipq.worker_gone(w bigint, lease interval, self bigint DEFAULT NULL)
-RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+RETURNS boolean LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    beat timestamptz;
+    r record;
 BEGIN
     IF w IS NULL THEN
         RETURN true;
     END IF;
-    IF w = self THEN
+    IF w OPERATOR(pg_catalog.=) self THEN
         RETURN false;
     END IF;
-    SELECT heartbeat_at INTO beat FROM skipq.workers WHERE id = w;
-    IF NOT FOUND OR (lease IS NOT NULL AND beat < now() - lease) THEN
+    SELECT k.heartbeat_at, k.lease, k.liveness_lock INTO r
+    FROM skipq.workers k WHERE k.id OPERATOR(pg_catalog.=) w;
+    IF NOT FOUND THEN
         RETURN true;
     END IF;
+    IF coalesce(r.lease, lease) IS NOT NULL
+       AND r.heartbeat_at OPERATOR(pg_catalog.<)
+           (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(r.lease, lease)) THEN
+        RETURN true;
+    END IF;
+    IF NOT r.liveness_lock THEN
+        RETURN false;
+    END IF;
     -- The xact lock is released at our commit; a worker that reconnects
-    -- meanwhile waits that long to take its lock back.
-    RETURN pg_try_advisory_xact_lock(1936421121, w::int);
+    -- meanwhile finds its key taken, and tries again at its next beat.
+    RETURN pg_catalog.pg_try_advisory_xact_lock(1936421121,
+        (w OPERATOR(pg_catalog.&) 2147483647)::int4);
 END $$;
 
 -- rescue: running jobs whose worker is gone go back to queued, runnable now.
@@ -453,17 +470,23 @@ SELECT id, queue, kind, priority, attempts, max_attempts, last_error,
 FROM skipq.jobs
 WHERE status = 'failed';
 
--- Workers: alive (their lock is held) or not, with heartbeat age and the
--- number of jobs each holds.
+-- Workers: alive or not, with heartbeat age and the number of jobs each
+-- holds. Alive: it beat within its own lease, and it holds its liveness
+-- lock (unless it declared it holds none); the same rule as
+-- skipq.worker_gone, read without taking the lock.
 CREATE OR REPLACE VIEW skipq.active_workers AS
 SELECT w.id, w.host, w.pid, w.queues, w.priorities, w.concurrency, w.version,
        w.started_at, now() - w.heartbeat_at AS heartbeat_age,
-       EXISTS (SELECT 1 FROM pg_locks l
+       (w.heartbeat_at >= now() - coalesce(w.lease, interval '30 seconds')
+        AND (NOT w.liveness_lock OR EXISTS (
+               SELECT 1 FROM pg_catalog.pg_locks l
                WHERE l.locktype = 'advisory' AND l.granted
-                 AND l.classid = 1936421121 AND l.objid = w.id::oid
-                 AND l.objsubid = 2) AS alive,
+                 AND l.classid = 1936421121
+                 AND l.objid = (w.id & 2147483647)::oid
+                 AND l.objsubid = 2))) AS alive,
        (SELECT count(*) FROM skipq.jobs j
-        WHERE j.status = 'running' AND j.locked_by = w.id) AS running_jobs
+        WHERE j.status = 'running' AND j.locked_by = w.id) AS running_jobs,
+       w.heartbeat_interval, w.lease, w.liveness_lock
 FROM skipq.workers w;
 
 -- Rows that look stuck: running under a worker that is not alive, or

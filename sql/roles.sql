@@ -98,5 +98,8 @@ GRANT UPDATE (status, attempts, claims, locked_by, started_at, finished_at,
               updated_at)
     ON skipq.jobs TO skipq_worker;
 GRANT SELECT, INSERT, UPDATE, DELETE ON skipq.workers TO skipq_worker;
+-- the rescuer's turn: a row it locks FOR UPDATE SKIP LOCKED
+GRANT SELECT, UPDATE ON skipq.maintenance TO skipq_worker;
+GRANT SELECT ON skipq.maintenance TO skipq_producer;
 GRANT EXECUTE ON FUNCTION skipq.prune(interval, skipq.job_status[], int)
     TO skipq_worker;

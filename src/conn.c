@@ -275,6 +275,20 @@ static skipq_rc
 lock_migrations(PGconn *pg, skipq_error *err)
 {
     char sql[512];
+    /*
+     * Every lock the migration waits for is waited for within a bound:
+     * the caller's lock_timeout, else 10 s. DDL on skipq.jobs queues
+     * behind any open transaction that touched the table, and every
+     * claim and insert then queues behind the DDL: a migrate stuck behind
+     * an operator's forgotten transaction stalled the whole queue (test
+     * migrate_behind_a_row_lock_gives_up).
+     */
+    skipq_rc rc0 = skipq__exec(pg,
+        "SELECT pg_catalog.set_config('lock_timeout', CASE"
+        " WHEN pg_catalog.current_setting('lock_timeout') OPERATOR(pg_catalog.=) '0'"
+        " THEN '10s' ELSE pg_catalog.current_setting('lock_timeout') END, true)", err);
+    if (rc0 != SKIPQ_OK)
+        return rc0;
     snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
              SKIPQ__LOCK_MIGRATE);
     skipq_rc rc = skipq__exec(pg, sql, err);
@@ -416,6 +430,15 @@ skipq_migrate(skipq_conn *conn, int *applied_out, skipq_migrate_fn fn,
     if (rc == SKIPQ_OK)
         rc = apply_files(conn->pg, skipq__sql_files, skipq__sql_file_count,
                          err);
+    if (rc != SKIPQ_OK && err && strcmp(err->sqlstate, "55P03") == 0) {
+        char was[sizeof err->message];
+        snprintf(was, sizeof was, "%s", err->message);
+        skipq__fail(err, rc, "%s: gave up waiting for a lock another session holds "
+                             "(an open transaction on skipq.jobs, or another migrate); "
+                             "nothing was changed: retry once it ends, or raise lock_timeout",
+                    was);
+        snprintf(err->sqlstate, sizeof err->sqlstate, "55P03");
+    }
     if (applied_out)
         *applied_out = applied;
     return rc;

@@ -116,6 +116,12 @@ struct skipq_worker {
     claim_floor *floors; /* [queue * nbands + band] */
     bool drained;  /* the last claim succeeded and came back short */
     bool idle_locked;     /* this session holds its queues' idle locks */
+    bool alive_locked;    /* this session holds the worker's liveness lock */
+    bool alive_lock_warned; /* said that it could not take it */
+    bool check_cancels;   /* read cancel_requested_at of the held jobs */
+    bool reconcile_due;   /* a claimed row could not be taken: put it back */
+    int64_t lock_wait_ms; /* lock_timeout of the job connection */
+    bool cycle_lock_timeout; /* the last failed cycle waited too long for a lock */
     int64_t full_since_ms; /* busy (full claims, or every slot taken) since;
                             * 0 after a short claim */
 
@@ -123,6 +129,24 @@ struct skipq_worker {
     double run_avg_us;
     int run_samples;
 };
+
+static int64_t
+min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* A failpoint that fires the first time only (test builds only). */
+#ifdef SKIPQ_FAILPOINTS
+static bool
+failpoint_once(const char *name)
+{
+    static atomic_int fired;
+    return skipq__failpoint(name) && atomic_exchange(&fired, 1) == 0;
+}
+#else
+#define failpoint_once(name) false
+#endif
 
 /* ---- logging ------------------------------------------------------------- */
 
@@ -716,12 +740,14 @@ band_text(const skipq_worker *w, char *out, size_t n)
     snprintf(out, n, "%s", p ? p : "all");
 }
 
+static void take_liveness_lock(skipq_worker *w);
+
 /* Register (or, after a reconnect, re-register with the same id) and take
  * the "alive" lock that recover and the rescuer test. */
 static skipq_rc
 register_worker(skipq_worker *w, skipq_error *err)
 {
-    char host[256] = "", pid[16], conc[16], id[24], bands[256], lockq[128];
+    char host[256] = "", pid[16], conc[16], id[24], bands[256], beat[40], lease[40];
     char *queues = NULL;
     size_t qlen = 2;
     PGresult *res = NULL;
@@ -753,30 +779,95 @@ register_worker(skipq_worker *w, skipq_error *err)
     *q++ = '}';
     *q = '\0';
 
+    snprintf(beat, sizeof beat, "%lld milliseconds", (long long)w->cfg->heartbeat_interval_ms);
+    snprintf(lease, sizeof lease, "%lld milliseconds", (long long)w->cfg->lease_timeout_ms);
+    /* liveness_lock stays false until take_liveness_lock() holds it: in
+     * between, others judge this worker by its heartbeat and lease, and
+     * a lock that is free only because we have not taken it yet (or our
+     * old session just died) does not make our live jobs look lost. */
     if (w->id == 0) {
-        const char *v[6] = {host, pid, queues, bands, conc, SKIPQ_VERSION};
+        const char *v[8] = {host, pid, queues, bands, conc, SKIPQ_VERSION, beat, lease};
         rc = exec_params(w, "INSERT INTO skipq.workers (host, pid, queues, "
-                            "priorities, concurrency, version) "
-                            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                         6, v, &res, err);
+                            "priorities, concurrency, version, heartbeat_interval, lease, "
+                            "liveness_lock) "
+                            "VALUES ($1, $2, $3, $4, $5, $6, $7::interval, $8::interval, false)"
+                            " RETURNING id",
+                         8, v, &res, err);
         if (rc == SKIPQ_OK)
             w->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         PQclear(res);
     } else {
         snprintf(id, sizeof id, "%lld", (long long)w->id);
-        const char *v[7] = {id, host, pid, queues, bands, conc, SKIPQ_VERSION};
+        const char *v[9] = {id, host, pid, queues, bands, conc, SKIPQ_VERSION, beat, lease};
         rc = exec_params(w, "INSERT INTO skipq.workers (id, host, pid, queues, "
-                            "priorities, concurrency, version) OVERRIDING SYSTEM VALUE "
-                            "VALUES ($1, $2, $3, $4, $5, $6, $7) "
-                            "ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
-                         7, v, NULL, err);
+                            "priorities, concurrency, version, heartbeat_interval, lease, "
+                            "liveness_lock) OVERRIDING SYSTEM VALUE "
+                            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::interval, $9::interval, false) "
+                            "ON CONFLICT (id) DO UPDATE SET heartbeat_at = pg_catalog.now(),"
+                            " liveness_lock = false",
+                         9, v, NULL, err);
     }
     free(queues);
     if (rc != SKIPQ_OK)
         return rc;
-    snprintf(lockq, sizeof lockq, "SELECT pg_advisory_lock(%d, %d)",
-             SKIPQ__LOCK_CLASS_WORKER, (int)w->id);
-    return skipq__exec(w->pg, lockq, err);
+    w->alive_locked = false;
+    take_liveness_lock(w);
+    return SKIPQ_OK;
+}
+
+/*
+ * Try to take the worker's liveness lock, and say in the worker's row
+ * whether it is held. Never waits: any role can take an advisory lock,
+ * and a stale backend of our own lost session may still hold it, so a
+ * wait could last for ever with no heartbeat meanwhile. Without the lock
+ * the worker runs on and is judged by its heartbeat and lease; heartbeat()
+ * tries again (tests liveness_lock_held_by_another_role_does_not_stall and
+ * reconnect_with_a_stale_backend_holding_the_lock).
+ */
+static void
+take_liveness_lock(skipq_worker *w)
+{
+    char id[24], key[16];
+    const char *v[2] = {id, key};
+    PGresult *res = NULL;
+    skipq_error e;
+
+    snprintf(id, sizeof id, "%lld", (long long)w->id);
+    snprintf(key, sizeof key, "%d", (int)SKIPQ__WORKER_LOCK_KEY(w->id));
+    if (exec_params(w,
+            "WITH l AS MATERIALIZED (SELECT pg_catalog.pg_try_advisory_lock("
+            SKIPQ__XSTR(SKIPQ__LOCK_CLASS_WORKER) ", $2::int4) AS got)"
+            " UPDATE skipq.workers k SET liveness_lock = l.got FROM l"
+            " WHERE k.id = $1::int8 RETURNING l.got,"
+            " (SELECT pg_catalog.string_agg(a.pid::text, ',') FROM pg_catalog.pg_locks a"
+            "   WHERE a.locktype = 'advisory' AND a.granted"
+            "     AND a.classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_WORKER) "::int4::oid"
+            "     AND a.objid = $2::int4::oid AND a.objsubid = 2"
+            "     AND a.pid <> pg_catalog.pg_backend_pid())",
+            2, v, &res, &e) != SKIPQ_OK) {
+        skipq__log(SKIPQ_LOG_WARN, "worker %lld could not take its liveness lock: %s",
+                   (long long)w->id, e.message);
+        if (conn_broken(w))
+            drop_connection(w, e.message);
+        return;
+    }
+    bool got = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+    if (!got && !w->alive_lock_warned) {
+        skipq__log(SKIPQ_LOG_WARN,
+                   "worker %lld could not take its liveness lock: held by backend %s; "
+                   "until it can, it is judged by its heartbeat and lease (%lld ms), "
+                   "and it tries again at every heartbeat",
+                   (long long)w->id,
+                   PQntuples(res) == 1 && !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 1)
+                                                                  : "(none)",
+                   (long long)w->cfg->lease_timeout_ms);
+        w->alive_lock_warned = true;
+    } else if (got && w->alive_lock_warned) {
+        skipq__log(SKIPQ_LOG_INFO, "worker %lld holds its liveness lock now", (long long)w->id);
+        w->alive_lock_warned = false;
+    }
+    w->alive_locked = got;
+    PQclear(res);
 }
 
 /*
@@ -904,8 +995,15 @@ connect_worker(skipq_worker *w, skipq_error *err)
     /* ISO dates: timestamps the worker reads back as text go back to the
      * server (the claim's now(), a claim floor's run_at), and only ISO
      * prints a numeric offset that reads back as the same instant. */
-    if ((rc = skipq__exec(w->pg, "SET application_name = 'skipq worker'; SET DateStyle = ISO",
-                          err)) ||
+    /* lock_timeout: no statement on this connection waits long for a
+     * lock that another session holds (an operator's transaction on a
+     * job's row, a migration's DDL), so heartbeats keep their pace (test
+     * a_row_lock_on_one_job_delays_only_that_job). */
+    char settings[160];
+    snprintf(settings, sizeof settings,
+             "SET application_name = 'skipq worker'; SET DateStyle = ISO; "
+             "SET lock_timeout = '%lldms'", (long long)w->lock_wait_ms);
+    if ((rc = skipq__exec(w->pg, settings, err)) ||
         (first && (rc = schema_check(w, err))) ||
         (first && (rc = delete_check(w, err))) ||
         (rc = prepare_all(w, err)) ||
@@ -923,6 +1021,7 @@ connect_worker(skipq_worker *w, skipq_error *err)
         return skipq__fail(err, SKIPQ_ERR_DB, "could not configure the connection");
     }
     w->wake = true; /* poll once for what we missed */
+    w->check_cancels = true; /* and cancels requested meanwhile */
     w->idle_locked = false; /* a new session holds no lock */
     w->reconnect_delay_ms = 100;
     if (!first)
@@ -964,13 +1063,13 @@ job_from_row(skipq_worker *w, PGresult *res, int row)
     j->backoff_max_ms = max >= 0 ? max : w->cfg->backoff_max_ms;
     j->timeout_ms = strtoll(PQgetvalue(res, row, 11), NULL, 10);
     j->cancel_requested = PQgetvalue(res, row, 12)[0] == 't';
-    j->h = find_handler(w, j->kind);
-    if (j->timeout_ms <= 0 && j->h)
-        j->timeout_ms = j->h->timeout_ms;
-    if (!j->kind || !j->queue || !j->payload_text) {
+    if (!j->kind || !j->queue || !j->payload_text || failpoint_once("claim_oom")) {
         skipq__job_free(j);
         return NULL;
     }
+    j->h = find_handler(w, j->kind);
+    if (j->timeout_ms <= 0 && j->h)
+        j->timeout_ms = j->h->timeout_ms;
     return j;
 }
 
@@ -1013,10 +1112,13 @@ take_claimed(skipq_worker *w, PGresult *res, skipq_job **ready)
     for (int r = 0; r < n; r++) {
         skipq_job *j = job_from_row(w, res, r);
         if (!j) {
-            /* Out of memory: the row stays running under our id and the
-             * reconcile after the next reconnect, or the rescuer after
-             * we exit, puts it back. */
-            skipq__log(SKIPQ_LOG_ERROR, "out of memory taking a claimed job");
+            /* Out of memory: the row stays running under our id until
+             * reconcile() puts back what we hold no job for, at the next
+             * turn of the loop; a live worker must not strand it (test
+             * claimed_job_that_cannot_be_allocated_goes_back). */
+            skipq__log(SKIPQ_LOG_ERROR, "out of memory taking claimed job %s; it goes back",
+                       PQgetvalue(res, r, 0));
+            w->reconcile_due = true;
             continue;
         }
         j->claimed_ms = skipq__now_ms();
@@ -1037,6 +1139,16 @@ take_claimed(skipq_worker *w, PGresult *res, skipq_job **ready)
 }
 
 static int cmp_i64(const void *a, const void *b);
+
+/* (PQparamExec frees a failed statement's result and returns NULL; the
+ * error's fields stay readable through PQgetErrorField) */
+static bool
+lock_timed_out(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                            : PQgetErrorField(PG_DIAG_SQLSTATE);
+    return state && strcmp(state, "55P03") == 0; /* lock_not_available */
+}
 
 /* ---- completing ----------------------------------------------------------------- */
 
@@ -1249,6 +1361,8 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
     bool failed = false, quick = false;
     claim_floor *fl = want > 0 ? &w->floors[qi * w->nbands + bi] : NULL;
     int64_t now_ms = skipq__now_ms();
+
+    w->cycle_lock_timeout = false;
     bool after = fl && fl->set && now_ms - fl->head_ms < FLOOR_MS;
 
     if (done && !build_completion(w, done, &c)) {
@@ -1326,8 +1440,11 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
         }
         if (st != PGRES_PIPELINE_ABORTED) {
             skipq_error e;
+            if (lock_timed_out(res))
+                w->cycle_lock_timeout = true;
             skipq__db_fail(&e, w->pg, res, "worker cycle failed");
-            skipq__log(SKIPQ_LOG_ERROR, "%s", e.message);
+            skipq__log(w->cycle_lock_timeout ? SKIPQ_LOG_WARN : SKIPQ_LOG_ERROR, "%s",
+                       e.message);
         }
         failed = true;
         PQclear(res);
@@ -1390,6 +1507,71 @@ cycle_at(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t bi,
         got += more;
     }
     return got;
+}
+
+/*
+ * A completion waited for a row lock for longer than the connection's
+ * lock_timeout (an operator's open transaction on one job's row): the
+ * whole batch and its claim rolled back. Write the batch one job at a
+ * time instead, so only the job whose row is locked waits, and try that
+ * one again after a growing pause, with claims and heartbeats going on
+ * meanwhile (test a_row_lock_on_one_job_delays_only_that_job).
+ */
+static void
+complete_singly(skipq_worker *w)
+{
+    skipq_job *list = w->pending;
+    w->pending = NULL;
+    for (skipq_job *j = list, *next; j; j = next) {
+        skipq_job *none = NULL;
+        next = j->next;
+        j->next = NULL;
+        if (!w->pg) {
+            keep_pending(w, j);
+            continue;
+        }
+        if (cycle_at(w, j, 0, 0, 0, NULL, &none) >= 0)
+            continue;
+        if (w->cycle_lock_timeout) { /* back on w->pending: not before long */
+            int shift = j->complete_tries < 4 ? j->complete_tries : 4;
+            j->complete_tries++;
+            j->complete_after_ms = skipq__now_ms() + min64((int64_t)500 << shift, 10000);
+            log_job(SKIPQ_LOG_WARN, "completion_waits", j,
+                    "job %lld: its row is locked by another session; its completion "
+                    "is tried again in %lld ms", (long long)j->id,
+                    (long long)(j->complete_after_ms - skipq__now_ms()));
+        }
+    }
+}
+
+/* Take the finished jobs whose completion may be written now off
+ * w->pending; those waiting out a row lock stay. */
+static skipq_job *
+take_due_pending(skipq_worker *w, int64_t now)
+{
+    skipq_job *due = NULL, **dt = &due, **pp = &w->pending;
+    while (*pp) {
+        skipq_job *j = *pp;
+        if (j->complete_after_ms > now) {
+            pp = &j->next;
+            continue;
+        }
+        *pp = j->next;
+        j->next = NULL;
+        *dt = j;
+        dt = &j->next;
+    }
+    return due;
+}
+
+/* When the next completion on w->pending may be tried (INT64_MAX: none). */
+static int64_t
+pending_due_ms(const skipq_worker *w)
+{
+    int64_t at = INT64_MAX;
+    for (const skipq_job *j = w->pending; j; j = j->next)
+        at = min64(at, j->complete_after_ms);
+    return at;
 }
 
 /* A cycle at the head of the rotation: its claim's transaction time is
@@ -1528,16 +1710,6 @@ static const char idle_undo_sql[] =
 enum { IDLE_RETRY_MS = 10 };
 typedef enum { IDLE_FAILED = -1, IDLE_TAKEN_BY_PRODUCER = 0, IDLE_DONE = 1 } idle_rc;
 
-/* (PQparamExec frees a failed statement's result and returns NULL; the
- * error's fields stay readable through PQgetErrorField) */
-static bool
-lock_timed_out(const PGresult *res)
-{
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
-                            : PQgetErrorField(PG_DIAG_SQLSTATE);
-    return state && strcmp(state, "55P03") == 0; /* lock_not_available */
-}
-
 /*
  * Take (on) or give up the idle locks of the worker's queues. A statement
  * that fails otherwise than by the wait's timeout may have taken some of
@@ -1606,15 +1778,8 @@ handle_notifies(skipq_worker *w)
                 if (strcmp(w->cfg->queues[i], n->extra) == 0)
                     w->wake = true;
         } else if (strcmp(n->relname, SKIPQ__CONTROL_CHANNEL) == 0) {
-            long long id = 0, owner = 0;
-            if (sscanf(n->extra, "cancel %lld %lld", &id, &owner) == 2 && owner == w->id) {
-                skipq_job *j = held_find(w, id);
-                if (j && !j->done) {
-                    j->cancel_requested = true;
-                    atomic_store(&j->stop, 1);
-                    log_job(SKIPQ_LOG_INFO, "cancel", j, "job %lld: cancel requested", id);
-                }
-            }
+            /* only a hint: read_cancels() acts on what the rows say */
+            w->check_cancels = true;
         }
         PQfreemem(n);
     }
@@ -1630,7 +1795,10 @@ heartbeat(skipq_worker *w)
     PGresult *res = NULL;
     snprintf(id, sizeof id, "%lld", (long long)w->id);
     skipq_error e;
-    if (exec_params(w, "UPDATE skipq.workers SET heartbeat_at = now() WHERE id = $1",
+    /* (the connection's lock_timeout bounds a wait on our row, which an
+     * operator's transaction may hold) */
+    if (exec_params(w, "UPDATE skipq.workers SET heartbeat_at = pg_catalog.now()"
+                       " WHERE id = $1::int8",
                     1, v, &res, &e) != SKIPQ_OK) {
         skipq__log(SKIPQ_LOG_WARN, "heartbeat failed: %s", e.message);
         if (conn_broken(w))
@@ -1641,6 +1809,76 @@ heartbeat(skipq_worker *w)
     PQclear(res);
     if (gone && register_worker(w, &e) != SKIPQ_OK)
         skipq__log(SKIPQ_LOG_WARN, "could not re-register worker: %s", e.message);
+    else if (!gone && !w->alive_locked && w->pg)
+        take_liveness_lock(w);
+    /* a cancel whose NOTIFY was lost (or sent while we were away) */
+    w->check_cancels = true;
+}
+
+/*
+ * Stop the held jobs whose rows ask for it. A NOTIFY on the control
+ * channel is only a hint that some row may: any role can send one, so
+ * what is stopped is what the table says, for jobs this worker holds
+ * under the claim it holds (test forged_cancel_notify_is_ignored). Also
+ * read after a reconnect and at every heartbeat, so a cancel sent while
+ * the worker was disconnected is not lost
+ * (cancel_sent_while_disconnected_is_honoured).
+ */
+static void
+read_cancels(skipq_worker *w)
+{
+    PGparam *prm = NULL, *ids = NULL;
+    PGarray a = {0};
+    PGresult *res = NULL;
+    int n = 0;
+
+    w->check_cancels = false;
+    if (!w->pg)
+        return;
+    prm = PQparamCreate(w->pg);
+    ids = PQparamCreate(w->pg);
+    bool ok = prm && ids;
+    for (skipq_job *j = w->held; ok && j; j = j->hnext) {
+        if (j->done || j->cancel_requested || j->claims < 0)
+            continue;
+        ok = PQputf(ids, "%int8", (PGint8)j->id) != 0;
+        n++;
+    }
+    a.param = ids;
+    if (ok && n > 0 && PQputf(prm, "%int8[] %int8", &a, (PGint8)w->id)) {
+        res = PQparamExec(w->pg, prm,
+            "SELECT j.id, j.claims FROM skipq.jobs j"
+            " WHERE j.id = ANY ($1::int8[]) AND j.locked_by = $2::int8"
+            "   AND j.status OPERATOR(pg_catalog.=) 'running'::skipq.job_status"
+            "   AND j.cancel_requested_at IS NOT NULL", 0);
+        if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+            for (int r = 0; r < PQntuples(res); r++) {
+                skipq_job *j = held_find(w, strtoll(PQgetvalue(res, r, 0), NULL, 10));
+                if (!j || j->done || j->cancel_requested ||
+                    j->claims != (int32_t)strtol(PQgetvalue(res, r, 1), NULL, 10))
+                    continue;
+                j->cancel_requested = true;
+                atomic_store(&j->stop, 1);
+                log_job(SKIPQ_LOG_INFO, "cancel", j, "job %lld: cancel requested",
+                        (long long)j->id);
+            }
+        } else {
+            skipq_error e;
+            skipq__db_fail(&e, w->pg, res, "could not read cancel requests");
+            skipq__log(SKIPQ_LOG_WARN, "%s", e.message);
+            if (conn_broken(w))
+                drop_connection(w, e.message);
+            else
+                w->check_cancels = true; /* again at the next turn */
+        }
+    } else if (!ok) {
+        w->check_cancels = true;
+    }
+    PQclear(res);
+    if (prm)
+        PQparamClear(prm);
+    if (ids)
+        PQparamClear(ids);
 }
 
 /* Is the maintenance thread being stopped? Its statement is then
@@ -1667,13 +1905,21 @@ maint_lost(PGconn **pgp, const char *who)
     return true;
 }
 
-/* One worker at a time rescues the jobs of workers that are gone, and
- * forgets workers that have been gone for long. */
+/*
+ * One worker at a time rescues the jobs of workers that are gone, and
+ * forgets workers that have been gone for long. The turn is the row
+ * 'rescue' of skipq.maintenance, locked with SKIP LOCKED for the
+ * transaction: only roles with UPDATE on that table can hold it, where an
+ * advisory key can be held by any role that connects, which turned rescue
+ * off for everyone (test rescue_runs_while_another_role_holds_old_key).
+ * A turn that keeps finding the row locked while its last run grows
+ * older than the lease says so.
+ */
 static void
 rescue(skipq_worker *w, PGconn **pgp)
 {
     PGconn *pg = *pgp;
-    char lease[32], self[24], maxa[16], lk[128];
+    char lease[32], self[24], maxa[16];
     const char *v[3] = {lease, self, maxa};
     skipq_error e;
     PGresult *res = NULL;
@@ -1681,18 +1927,26 @@ rescue(skipq_worker *w, PGconn **pgp)
     snprintf(lease, sizeof lease, "%lld milliseconds", (long long)w->cfg->lease_timeout_ms);
     snprintf(self, sizeof self, "%lld", (long long)w->id);
     snprintf(maxa, sizeof maxa, "%d", w->cfg->max_attempts);
-    snprintf(lk, sizeof lk, "SELECT pg_try_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
-             SKIPQ__LOCK_RESCUER);
-    if (skipq__exec(pg, "BEGIN", &e) != SKIPQ_OK)
+    /* bounded: an operator's transaction may hold a workers row */
+    if (skipq__exec(pg, "BEGIN; SET LOCAL lock_timeout = '5s'", &e) != SKIPQ_OK)
         goto fail;
-    res = PQexec(pg, lk);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        skipq__db_fail(&e, pg, res, "could not take the rescuer lock");
-        PQclear(res);
+    if (exec_params_on(pg,
+            "SELECT m.task IS NOT NULL,"
+            " (SELECT (pg_catalog.now() OPERATOR(pg_catalog.-) s.last_run_at)"
+            "     OPERATOR(pg_catalog.>) (2 OPERATOR(pg_catalog.*) $1::interval)"
+            "  FROM skipq.maintenance s WHERE s.task = 'rescue')"
+            " FROM (SELECT 1) AS one LEFT JOIN (SELECT t.task FROM skipq.maintenance t"
+            "   WHERE t.task = 'rescue' FOR UPDATE SKIP LOCKED) AS m ON true",
+            1, v, &res, &e) != SKIPQ_OK)
         goto fail;
-    }
     bool mine = PQgetvalue(res, 0, 0)[0] == 't';
+    bool late = PQgetvalue(res, 0, 1)[0] == 't';
     PQclear(res);
+    if (!mine && late)
+        skipq__log(SKIPQ_LOG_WARN,
+                   "rescuer: the turn (row 'rescue' of skipq.maintenance) is locked by "
+                   "another session and no rescue ran for over two leases; jobs of lost "
+                   "workers wait (see skipq stats)");
     if (mine) {
         if (exec_params_on(pg, "SELECT id, kind, status FROM skipq.rescue($1::interval, $2, $3)",
                         3, v, &res, &e) != SKIPQ_OK)
@@ -1701,12 +1955,19 @@ rescue(skipq_worker *w, PGconn **pgp)
             skipq__log(SKIPQ_LOG_WARN, "rescued job %s (%s) of a lost worker: now %s",
                        PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2));
         PQclear(res);
-        if (exec_params_on(pg, "DELETE FROM skipq.workers w WHERE w.id <> $2"
-                           " AND w.heartbeat_at < now() - 10 * $1::interval"
+        if (exec_params_on(pg, "DELETE FROM skipq.workers w WHERE w.id <> $2::int8"
+                           " AND w.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
+                           "   OPERATOR(pg_catalog.-) (10 OPERATOR(pg_catalog.*)"
+                           "   coalesce(w.lease, $1::interval)))"
                            " AND NOT EXISTS (SELECT 1 FROM skipq.jobs j"
-                           "   WHERE j.status = 'running' AND j.locked_by = w.id)"
-                           " AND skipq.worker_gone(w.id, NULL, $2)",
+                           "   WHERE j.status OPERATOR(pg_catalog.=) 'running'::skipq.job_status"
+                           "   AND j.locked_by = w.id)"
+                           " AND skipq.worker_gone(w.id, NULL, $2::int8)",
                         2, v, NULL, &e) != SKIPQ_OK)
+            goto fail;
+        if (exec_params_on(pg, "UPDATE skipq.maintenance SET last_run_at = pg_catalog.now(),"
+                           " last_run_by = $1::int8 WHERE task = 'rescue'",
+                           1, v + 1, NULL, &e) != SKIPQ_OK)
             goto fail;
     }
     if (skipq__exec(pg, "COMMIT", &e) != SKIPQ_OK)
@@ -1996,12 +2257,6 @@ maint_notice(void *arg, const PGresult *res)
     bool quiet = skipped || (sev && strcmp(sev, "WARNING") != 0);
     skipq__log(quiet ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "maintenance: %s",
                msg ? msg : PQresultErrorMessage(res));
-}
-
-static int64_t
-min64(int64_t a, int64_t b)
-{
-    return a < b ? a : b;
 }
 
 /* Wait on maint_cv (maint_mu held) until until_ms at most. */
@@ -2308,6 +2563,35 @@ hand_back(skipq_worker *w, bool only_pulled)
     if (tok) PQparamClear(tok);
 }
 
+/*
+ * At the end of a shutdown that could not write everything (the database
+ * is unreachable, or a row stays locked): name each job whose result was
+ * not recorded or that could not be handed back. Their rows stay running
+ * under this worker, and the rescuer puts them back once its lease runs
+ * out, so they run again; an operator must hear that rather than see a
+ * clean exit (test shutdown_during_an_outage_names_unrecorded_jobs).
+ * Returns how many.
+ */
+static int
+report_unrecorded(skipq_worker *w)
+{
+    int n = 0;
+    for (skipq_job *j = w->pending; j; j = j->next, n++)
+        log_job(SKIPQ_LOG_ERROR, "unrecorded", j,
+                "job %lld finished (%s) but its result could not be written; it will "
+                "be rescued and run again", (long long)j->id,
+                j->outcome == SKIPQ_JOB_OK ? "succeeded" : "not succeeded");
+    for (skipq_job *j = w->held; j; j = j->hnext) {
+        if (j->done || j->handed_back)
+            continue;
+        log_job(SKIPQ_LOG_ERROR, "unrecorded", j,
+                "job %lld was stopped but could not be handed back; it will be "
+                "rescued and run again", (long long)j->id);
+        n++;
+    }
+    return n;
+}
+
 static void
 unregister(skipq_worker *w)
 {
@@ -2354,6 +2638,7 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
     skipq_rc rc;
     int64_t stop_deadline = 0;
     bool stopping = false;
+    int lost = 0;
 
     if ((rc = check_handlers(w, err)) != SKIPQ_OK)
         return rc;
@@ -2363,6 +2648,12 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
     if (w->wake_fd < 0)
         return skipq__fail(err, SKIPQ_ERR_IO, "could not create an eventfd: %s", strerror(errno));
     w->reconnect_delay_ms = 100;
+    /* half a heartbeat at most, so a wait cannot make a beat late */
+    w->lock_wait_ms = w->cfg->heartbeat_interval_ms / 2;
+    if (w->lock_wait_ms > 5000)
+        w->lock_wait_ms = 5000;
+    if (w->lock_wait_ms < 50)
+        w->lock_wait_ms = 50;
     if ((rc = connect_worker(w, err)) != SKIPQ_OK)
         return rc;
     if ((rc = skipq__pool_start(&w->pool, w->cfg->concurrency, w->wake_fd, err)) != SKIPQ_OK) {
@@ -2425,6 +2716,18 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
             }
         }
         handle_notifies(w);
+        if (w->pg && w->reconcile_due) {
+            skipq_error e;
+            w->reconcile_due = false;
+            if (reconcile(w, &e) != SKIPQ_OK) {
+                skipq__log(SKIPQ_LOG_WARN, "%s", e.message);
+                w->reconcile_due = true;
+                if (conn_broken(w))
+                    drop_connection(w, e.message);
+            }
+        }
+        if (w->pg && w->check_cancels)
+            read_cancels(w);
 
         /* Finished jobs: drop those already handed back, the rest join
          * the ones waiting for a connection. */
@@ -2444,8 +2747,7 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
             *tail = j;
             tail = &j->next;
         }
-        *tail = w->pending;
-        w->pending = NULL;
+        *tail = take_due_pending(w, now);
         while (*tail)
             tail = &(*tail)->next;
         *tail = w->batch;
@@ -2502,6 +2804,8 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
             skipq_job *ready = NULL;
             int want = claim ? free_slots : 0;
             int got = cycle(w, done, want, &ready);
+            if (got < 0 && w->cycle_lock_timeout && w->pg && w->pending)
+                complete_singly(w);
             if (got >= 0 && w->pg && claim && got < want &&
                 (w->nbands > 1 || w->cfg->nqueues > 1))
                 got += claim_more(w, want - got, &ready);
@@ -2559,8 +2863,10 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
                 hand_back(w, false);
                 /* Completions we cannot write now are left for the
                  * rescuer, which finds them once our lock is gone. */
-                if (w->pending || !w->pg || now >= stop_deadline + 5000)
+                if (w->pending || !w->pg || now >= stop_deadline + 5000) {
+                    lost = report_unrecorded(w);
                     break;
+                }
             }
         }
 
@@ -2598,7 +2904,7 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
         if (w->batch)
             until = min64(until, w->batch_since_ms + AUTO_WAIT_MS);
         if (w->pg && w->pending)
-            until = now;
+            until = min64(until, pending_due_ms(w));
         now = skipq__now_ms();
         int timeout = until <= now ? 0 : (int)min64(until - now, 60000);
         struct pollfd p[2] = {{w->wake_fd, POLLIN, 0}, {-1, POLLIN, 0}};
@@ -2622,6 +2928,11 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
         PQfinish(w->pg);
         w->pg = NULL;
     }
+    if (lost > 0)
+        return skipq__fail(err, SKIPQ_ERR_DB,
+                           "worker %lld stopped with %d job(s) whose results or hand-back "
+                           "could not be written (listed above); they stay running until "
+                           "rescued, and run again", (long long)w->id, lost);
     skipq__log(SKIPQ_LOG_INFO, "worker %lld stopped", (long long)w->id);
     return SKIPQ_OK;
 }

@@ -58,6 +58,9 @@ struct skipq_job {
     bool handed_back;      /* main thread: row already put back */
     bool done;             /* main thread: result received */
     bool pulled;           /* main thread: taken back unstarted from the pool */
+    int64_t complete_after_ms; /* main thread: its completion waited for a row
+                                * lock; not tried again before this (monotonic) */
+    int complete_tries;    /* main thread: completions that waited for a lock */
 
     skipq_job *next;       /* in the ready or done queue */
     skipq_job *hnext, *hprev; /* in the held list (main thread) */
