@@ -13,10 +13,15 @@
 -- liveness_lock: whether the worker holds its session advisory lock; a
 -- worker that could not take it (another session holds the key) is judged
 -- by its heartbeat and lease alone.
+-- secret: a random token only the worker's own session knows (no role
+-- but the owner may read the column); the functions that change a worker's
+-- row check it, so a worker role cannot beat, re-register or unregister
+-- another worker.
 ALTER TABLE skipq.workers
     ADD COLUMN IF NOT EXISTS heartbeat_interval interval,
     ADD COLUMN IF NOT EXISTS lease interval,
-    ADD COLUMN IF NOT EXISTS liveness_lock boolean NOT NULL DEFAULT true;
+    ADD COLUMN IF NOT EXISTS liveness_lock boolean NOT NULL DEFAULT true,
+    ADD COLUMN IF NOT EXISTS secret uuid;
 
 -- One row per maintenance task that must run on one worker at a time.
 -- A worker takes its turn by locking the row (FOR UPDATE SKIP LOCKED),

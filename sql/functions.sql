@@ -138,6 +138,151 @@ BEGIN
         (w OPERATOR(pg_catalog.&) 2147483647)::int4);
 END $$;
 
+-- ---------------------------------------------------------------------------
+-- A worker's own row. SECURITY DEFINER, so that skipq_worker needs no
+-- INSERT, UPDATE or DELETE on skipq.workers (sql/roles.sql): each call
+-- names the worker and its secret, which only the session that
+-- registered it knows, and a call with another worker's id changes
+-- nothing (test worker_role_cannot_touch_another_workers_row).
+-- ---------------------------------------------------------------------------
+
+-- Register a worker, or (worker_id and worker_secret given, after a
+-- reconnect) register it again under the same id. liveness_lock starts
+-- false: until skipq.worker_liveness() holds the lock, others judge the
+-- worker by its heartbeat and lease.
+CREATE OR REPLACE FUNCTION skipq.worker_register(
+    host               text,
+    pid                int,
+    queues             text[],
+    priorities         text,
+    concurrency        int,
+    version            text,
+    heartbeat_interval interval,
+    lease              interval,
+    worker_id          bigint DEFAULT NULL,
+    worker_secret      uuid DEFAULT NULL,
+    OUT id bigint, OUT secret uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF worker_register.worker_id IS NULL THEN
+        INSERT INTO skipq.workers AS k (host, pid, queues, priorities, concurrency,
+                                        version, heartbeat_interval, lease,
+                                        liveness_lock, secret)
+        VALUES (worker_register.host, worker_register.pid, worker_register.queues,
+                worker_register.priorities, worker_register.concurrency,
+                worker_register.version, worker_register.heartbeat_interval,
+                worker_register.lease, false, pg_catalog.gen_random_uuid())
+        RETURNING k.id, k.secret INTO worker_register.id, worker_register.secret;
+        RETURN;
+    END IF;
+    INSERT INTO skipq.workers AS k (id, host, pid, queues, priorities, concurrency,
+                                    version, heartbeat_interval, lease,
+                                    liveness_lock, secret)
+    OVERRIDING SYSTEM VALUE
+    VALUES (worker_register.worker_id, worker_register.host, worker_register.pid,
+            worker_register.queues, worker_register.priorities,
+            worker_register.concurrency, worker_register.version,
+            worker_register.heartbeat_interval, worker_register.lease, false,
+            worker_register.worker_secret)
+    ON CONFLICT ON CONSTRAINT workers_pkey DO UPDATE
+        SET heartbeat_at = pg_catalog.now(), liveness_lock = false
+        WHERE k.secret IS NOT DISTINCT FROM worker_register.worker_secret
+    RETURNING k.id, k.secret INTO worker_register.id, worker_register.secret;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'worker % is registered by another session', worker_register.worker_id
+            USING ERRCODE = '42501';
+    END IF;
+END $$;
+
+-- Renew the worker's heartbeat. False: its row is gone (the rescuer
+-- forgot it): register again.
+CREATE OR REPLACE FUNCTION skipq.worker_beat(worker_id bigint, worker_secret uuid)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE skipq.workers k SET heartbeat_at = pg_catalog.now()
+    WHERE k.id OPERATOR(pg_catalog.=) worker_beat.worker_id
+      AND k.secret IS NOT DISTINCT FROM worker_beat.worker_secret;
+    RETURN FOUND;
+END $$;
+
+-- Try (never wait) to take the worker's liveness lock on the calling
+-- session, and record whether it is held. holders: the other backends
+-- that hold the key, for the worker's log line.
+CREATE OR REPLACE FUNCTION skipq.worker_liveness(worker_id bigint, worker_secret uuid,
+                                                 OUT got boolean, OUT holders text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    key int4 := (worker_liveness.worker_id OPERATOR(pg_catalog.&) 2147483647)::int4;
+BEGIN
+    PERFORM FROM skipq.workers k
+    WHERE k.id OPERATOR(pg_catalog.=) worker_liveness.worker_id
+      AND k.secret IS NOT DISTINCT FROM worker_liveness.worker_secret;
+    IF NOT FOUND THEN
+        got := false;
+        RETURN;
+    END IF;
+    got := pg_catalog.pg_try_advisory_lock(1936421121, key);
+    UPDATE skipq.workers k SET liveness_lock = got
+    WHERE k.id OPERATOR(pg_catalog.=) worker_liveness.worker_id;
+    SELECT pg_catalog.string_agg(l.pid::text, ',') INTO holders
+    FROM pg_catalog.pg_locks l
+    WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted
+      AND l.classid OPERATOR(pg_catalog.=) 1936421121::oid
+      AND l.objid OPERATOR(pg_catalog.=) key::oid
+      AND l.objsubid OPERATOR(pg_catalog.=) 2
+      AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid();
+END $$;
+
+-- A worker that stops removes its row.
+CREATE OR REPLACE FUNCTION skipq.worker_unregister(worker_id bigint, worker_secret uuid)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM skipq.workers k
+    WHERE k.id OPERATOR(pg_catalog.=) worker_unregister.worker_id
+      AND k.secret IS NOT DISTINCT FROM worker_unregister.worker_secret;
+    RETURN FOUND;
+END $$;
+
+-- Forget the rows of workers that are gone and hold no running job:
+-- those silent for ten of their leases (lease stands in for rows that
+-- declare none), or (at_host and at_pid given: the supervisor of a worker
+-- process that died) those of that process. A live worker's row is never
+-- removed. Returns how many.
+CREATE OR REPLACE FUNCTION skipq.forget_workers(lease interval, self bigint DEFAULT NULL,
+                                                at_host text DEFAULT NULL,
+                                                at_pid int DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM skipq.workers w
+    WHERE w.id IS DISTINCT FROM forget_workers.self
+      AND (CASE WHEN forget_workers.at_pid IS NULL
+                THEN w.heartbeat_at OPERATOR(pg_catalog.<)
+                     (pg_catalog.now() OPERATOR(pg_catalog.-)
+                      (10 OPERATOR(pg_catalog.*) coalesce(w.lease, forget_workers.lease)))
+                ELSE w.host OPERATOR(pg_catalog.=) forget_workers.at_host
+                     AND w.pid OPERATOR(pg_catalog.=) forget_workers.at_pid END)
+      AND NOT EXISTS (SELECT 1 FROM skipq.jobs j
+                      WHERE j.status OPERATOR(pg_catalog.=) 'running'::skipq.job_status
+                        AND j.locked_by OPERATOR(pg_catalog.=) w.id)
+      AND skipq.worker_gone(w.id, NULL, forget_workers.self);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+REVOKE EXECUTE ON FUNCTION skipq.worker_register(text, int, text[], text, int, text,
+    interval, interval, bigint, uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION skipq.worker_beat(bigint, uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION skipq.worker_liveness(bigint, uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION skipq.worker_unregister(bigint, uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION skipq.forget_workers(interval, bigint, text, int) FROM PUBLIC;
+
 -- rescue: running jobs whose worker is gone go back to queued, runnable now.
 -- The crashed try counts: when attempts are spent the job becomes failed
 -- ("worker N lost") instead, so a job that kills its worker cannot loop.
@@ -411,35 +556,65 @@ CREATE OR REPLACE FUNCTION skipq.prune(
     older_than interval,
     statuses   skipq.job_status[] DEFAULT '{succeeded,cancelled}',
     batch      int DEFAULT 5000)
-RETURNS bigint LANGUAGE sql SECURITY DEFINER
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
 -- By jobs_finished_idx, never a sequential scan: the planner, counting
 -- the finished rows, read the table from its start, past every row that
--- the last batches deleted and vacuum had not yet reclaimed - 570 ms a
--- batch in a 15,000 jobs/s soak, which fell behind and let the table grow.
+-- the last batches deleted and vacuum had not yet reclaimed, and fell
+-- behind a busy queue.
 -- The rows it locked are deleted by their ctid (a TID scan), which a
 -- locked row keeps until this transaction ends: joined by id, the delete
 -- was a merge join that read the primary key from its lowest id up,
--- through the entries of every row deleted since vacuum last ran. 200,000
--- finished rows in batches of 5,000: 580-730 ms by id, 480-540 ms by ctid.
+-- through the entries of every row deleted since vacuum last ran.
 -- A row that another transaction updated since this statement's snapshot,
 -- and that still matches, is locked in its new version, which the TID scan
 -- (on the snapshot) does not see: it is left for the next call, and the
 -- short batch ends the caller's turn.
+-- A worker's retention may delete succeeded and cancelled rows older than
+-- a non-negative age; failed rows (the dead letters an operator must see)
+-- only a member of the schema's owner (skipq_admin) may prune (test
+-- worker_role_cannot_prune_failed_jobs).
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<) interval '0' THEN
+        RAISE EXCEPTION 'older_than must not be negative, not %', older_than
+            USING ERRCODE = '22023';
+    END IF;
+    IF 'failed'::skipq.job_status OPERATOR(pg_catalog.=) ANY (statuses)
+       AND NOT pg_catalog.pg_has_role(session_user,
+               (SELECT s.nspowner FROM pg_catalog.pg_namespace s
+                WHERE s.nspname OPERATOR(pg_catalog.=) 'skipq'), 'MEMBER') THEN
+        RAISE EXCEPTION 'pruning failed jobs needs a member of the owner of schema skipq (skipq_admin), not "%"',
+            session_user USING ERRCODE = '42501';
+    END IF;
     WITH c AS MATERIALIZED (
         SELECT j.ctid FROM skipq.jobs j
-        WHERE j.status = ANY ($2)
-          AND j.status IN ('succeeded', 'failed', 'cancelled')
-          AND j.updated_at < now() - $1
-        LIMIT $3
+        WHERE j.status OPERATOR(pg_catalog.=) ANY (statuses)
+          AND j.status OPERATOR(pg_catalog.=) ANY
+              ('{succeeded,failed,cancelled}'::skipq.job_status[])
+          AND j.updated_at OPERATOR(pg_catalog.<)
+              (pg_catalog.now() OPERATOR(pg_catalog.-) older_than)
+        LIMIT batch
         FOR UPDATE SKIP LOCKED),
     d AS (DELETE FROM skipq.jobs j
-          WHERE j.ctid = ANY (ARRAY(SELECT c.ctid FROM c)) RETURNING 1)
-    SELECT count(*) FROM d
-$$;
+          WHERE j.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.ctid FROM c))
+          RETURNING 1)
+    SELECT pg_catalog.count(*) INTO n FROM d;
+    RETURN n;
+END $$;
 REVOKE EXECUTE ON FUNCTION skipq.prune(interval, skipq.job_status[], int)
     FROM PUBLIC;
+
+-- Operators' functions: a producer or a worker role must not re-queue,
+-- cancel or recover jobs (sql/roles.sql grants nothing on them; the
+-- schema's owner, skipq_admin, runs them). Tests
+-- worker_role_cannot_retry_cancel_or_recover.
+REVOKE EXECUTE ON FUNCTION skipq.retry(bigint[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION skipq.cancel(bigint[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION skipq.recover(text, interval, text, text, text, bigint[], int,
+    boolean, int, interval, int) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Views for psql (examples in docs/operations.md)

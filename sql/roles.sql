@@ -97,7 +97,17 @@ GRANT UPDATE (status, attempts, claims, locked_by, started_at, finished_at,
               run_at, result, last_error, errors, cancel_requested_at,
               updated_at)
     ON skipq.jobs TO skipq_worker;
-GRANT SELECT, INSERT, UPDATE, DELETE ON skipq.workers TO skipq_worker;
+-- Its own row in skipq.workers only through the functions that check the
+-- worker's secret (sql/functions.sql); the secret column is not readable.
+REVOKE ALL ON skipq.workers FROM skipq_worker;
+GRANT SELECT (id, host, pid, queues, priorities, concurrency, version, started_at,
+              heartbeat_at, heartbeat_interval, lease, liveness_lock)
+    ON skipq.workers TO skipq_worker;
+GRANT EXECUTE ON FUNCTION
+    skipq.worker_register(text, int, text[], text, int, text, interval, interval, bigint, uuid),
+    skipq.worker_beat(bigint, uuid), skipq.worker_liveness(bigint, uuid),
+    skipq.worker_unregister(bigint, uuid), skipq.forget_workers(interval, bigint, text, int)
+    TO skipq_worker;
 -- the rescuer's turn: a row it locks FOR UPDATE SKIP LOCKED
 GRANT SELECT, UPDATE ON skipq.maintenance TO skipq_worker;
 GRANT SELECT ON skipq.maintenance TO skipq_producer;

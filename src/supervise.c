@@ -82,7 +82,8 @@ record_lost(const skipq_config *cfg, const char *url, pid_t pid, int sig)
             break;
         usleep(100000);
     }
-    PQclear(PQexecParams(pg, "DELETE FROM skipq.workers WHERE host = $1 AND pid = $2::int",
+    /* (only rows of workers that are gone: skipq.forget_workers checks) */
+    PQclear(PQexecParams(pg, "SELECT skipq.forget_workers(NULL, NULL, $1, $2::int4)",
                          2, NULL, v, NULL, NULL, 0));
     PQfinish(pg);
 }

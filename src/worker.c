@@ -121,6 +121,7 @@ struct skipq_worker {
     bool check_cancels;   /* read cancel_requested_at of the held jobs */
     bool reconcile_due;   /* a claimed row could not be taken: put it back */
     int64_t lock_wait_ms; /* lock_timeout of the job connection */
+    char secret[40];      /* the worker's secret (skipq.worker_register) */
     bool cycle_lock_timeout; /* the last failed cycle waited too long for a lock */
     int64_t full_since_ms; /* busy (full claims, or every slot taken) since;
                             * 0 after a short claim */
@@ -785,28 +786,17 @@ register_worker(skipq_worker *w, skipq_error *err)
      * between, others judge this worker by its heartbeat and lease, and
      * a lock that is free only because we have not taken it yet (or our
      * old session just died) does not make our live jobs look lost. */
-    if (w->id == 0) {
-        const char *v[8] = {host, pid, queues, bands, conc, SKIPQ_VERSION, beat, lease};
-        rc = exec_params(w, "INSERT INTO skipq.workers (host, pid, queues, "
-                            "priorities, concurrency, version, heartbeat_interval, lease, "
-                            "liveness_lock) "
-                            "VALUES ($1, $2, $3, $4, $5, $6, $7::interval, $8::interval, false)"
-                            " RETURNING id",
-                         8, v, &res, err);
-        if (rc == SKIPQ_OK)
-            w->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        PQclear(res);
-    } else {
-        snprintf(id, sizeof id, "%lld", (long long)w->id);
-        const char *v[9] = {id, host, pid, queues, bands, conc, SKIPQ_VERSION, beat, lease};
-        rc = exec_params(w, "INSERT INTO skipq.workers (id, host, pid, queues, "
-                            "priorities, concurrency, version, heartbeat_interval, lease, "
-                            "liveness_lock) OVERRIDING SYSTEM VALUE "
-                            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::interval, $9::interval, false) "
-                            "ON CONFLICT (id) DO UPDATE SET heartbeat_at = pg_catalog.now(),"
-                            " liveness_lock = false",
-                         9, v, NULL, err);
+    snprintf(id, sizeof id, "%lld", (long long)w->id);
+    const char *v[10] = {host, pid, queues, bands, conc, SKIPQ_VERSION, beat, lease,
+                         w->id ? id : NULL, w->id ? w->secret : NULL};
+    rc = exec_params(w, "SELECT id, secret FROM skipq.worker_register($1, $2::int4, $3::text[],"
+                        " $4, $5::int4, $6, $7::interval, $8::interval, $9::int8, $10::uuid)",
+                     10, v, &res, err);
+    if (rc == SKIPQ_OK) {
+        w->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        snprintf(w->secret, sizeof w->secret, "%s", PQgetvalue(res, 0, 1));
     }
+    PQclear(res);
     free(queues);
     if (rc != SKIPQ_OK)
         return rc;
@@ -827,24 +817,14 @@ register_worker(skipq_worker *w, skipq_error *err)
 static void
 take_liveness_lock(skipq_worker *w)
 {
-    char id[24], key[16];
-    const char *v[2] = {id, key};
+    char id[24];
+    const char *v[2] = {id, w->secret};
     PGresult *res = NULL;
     skipq_error e;
 
     snprintf(id, sizeof id, "%lld", (long long)w->id);
-    snprintf(key, sizeof key, "%d", (int)SKIPQ__WORKER_LOCK_KEY(w->id));
-    if (exec_params(w,
-            "WITH l AS MATERIALIZED (SELECT pg_catalog.pg_try_advisory_lock("
-            SKIPQ__XSTR(SKIPQ__LOCK_CLASS_WORKER) ", $2::int4) AS got)"
-            " UPDATE skipq.workers k SET liveness_lock = l.got FROM l"
-            " WHERE k.id = $1::int8 RETURNING l.got,"
-            " (SELECT pg_catalog.string_agg(a.pid::text, ',') FROM pg_catalog.pg_locks a"
-            "   WHERE a.locktype = 'advisory' AND a.granted"
-            "     AND a.classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_WORKER) "::int4::oid"
-            "     AND a.objid = $2::int4::oid AND a.objsubid = 2"
-            "     AND a.pid <> pg_catalog.pg_backend_pid())",
-            2, v, &res, &e) != SKIPQ_OK) {
+    if (exec_params(w, "SELECT got, holders FROM skipq.worker_liveness($1::int8, $2::uuid)",
+                    2, v, &res, &e) != SKIPQ_OK) {
         skipq__log(SKIPQ_LOG_WARN, "worker %lld could not take its liveness lock: %s",
                    (long long)w->id, e.message);
         if (conn_broken(w))
@@ -1791,21 +1771,20 @@ static void
 heartbeat(skipq_worker *w)
 {
     char id[24];
-    const char *v[1] = {id};
+    const char *v[2] = {id, w->secret};
     PGresult *res = NULL;
     snprintf(id, sizeof id, "%lld", (long long)w->id);
     skipq_error e;
     /* (the connection's lock_timeout bounds a wait on our row, which an
      * operator's transaction may hold) */
-    if (exec_params(w, "UPDATE skipq.workers SET heartbeat_at = pg_catalog.now()"
-                       " WHERE id = $1::int8",
-                    1, v, &res, &e) != SKIPQ_OK) {
+    if (exec_params(w, "SELECT skipq.worker_beat($1::int8, $2::uuid)",
+                    2, v, &res, &e) != SKIPQ_OK) {
         skipq__log(SKIPQ_LOG_WARN, "heartbeat failed: %s", e.message);
         if (conn_broken(w))
             drop_connection(w, e.message);
         return;
     }
-    bool gone = strcmp(PQcmdTuples(res), "0") == 0;
+    bool gone = PQgetvalue(res, 0, 0)[0] != 't';
     PQclear(res);
     if (gone && register_worker(w, &e) != SKIPQ_OK)
         skipq__log(SKIPQ_LOG_WARN, "could not re-register worker: %s", e.message);
@@ -1955,14 +1934,7 @@ rescue(skipq_worker *w, PGconn **pgp)
             skipq__log(SKIPQ_LOG_WARN, "rescued job %s (%s) of a lost worker: now %s",
                        PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2));
         PQclear(res);
-        if (exec_params_on(pg, "DELETE FROM skipq.workers w WHERE w.id <> $2::int8"
-                           " AND w.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
-                           "   OPERATOR(pg_catalog.-) (10 OPERATOR(pg_catalog.*)"
-                           "   coalesce(w.lease, $1::interval)))"
-                           " AND NOT EXISTS (SELECT 1 FROM skipq.jobs j"
-                           "   WHERE j.status OPERATOR(pg_catalog.=) 'running'::skipq.job_status"
-                           "   AND j.locked_by = w.id)"
-                           " AND skipq.worker_gone(w.id, NULL, $2::int8)",
+        if (exec_params_on(pg, "SELECT skipq.forget_workers($1::interval, $2::int8)",
                         2, v, NULL, &e) != SKIPQ_OK)
             goto fail;
         if (exec_params_on(pg, "UPDATE skipq.maintenance SET last_run_at = pg_catalog.now(),"
@@ -2596,12 +2568,13 @@ static void
 unregister(skipq_worker *w)
 {
     char id[24];
-    const char *v[1] = {id};
+    const char *v[2] = {id, w->secret};
     skipq_error e;
     if (conn_broken(w))
         return;
     snprintf(id, sizeof id, "%lld", (long long)w->id);
-    if (exec_params(w, "DELETE FROM skipq.workers WHERE id = $1", 1, v, NULL, &e) != SKIPQ_OK)
+    if (exec_params(w, "SELECT skipq.worker_unregister($1::int8, $2::uuid)", 2, v, NULL,
+                    &e) != SKIPQ_OK)
         skipq__log(SKIPQ_LOG_WARN, "could not unregister: %s", e.message);
 }
 
