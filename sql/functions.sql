@@ -187,7 +187,7 @@ BEGIN
             worker_register.worker_secret)
     ON CONFLICT ON CONSTRAINT workers_pkey DO UPDATE
         SET heartbeat_at = pg_catalog.now(), liveness_lock = false
-        WHERE k.secret IS NOT DISTINCT FROM worker_register.worker_secret
+        WHERE k.secret OPERATOR(pg_catalog.=) worker_register.worker_secret
     RETURNING k.id, k.secret INTO worker_register.id, worker_register.secret;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'worker % is registered by another session', worker_register.worker_id
@@ -203,7 +203,7 @@ SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE skipq.workers k SET heartbeat_at = pg_catalog.now()
     WHERE k.id OPERATOR(pg_catalog.=) worker_beat.worker_id
-      AND k.secret IS NOT DISTINCT FROM worker_beat.worker_secret;
+      AND k.secret OPERATOR(pg_catalog.=) worker_beat.worker_secret;
     RETURN FOUND;
 END $$;
 
@@ -219,7 +219,7 @@ DECLARE
 BEGIN
     PERFORM FROM skipq.workers k
     WHERE k.id OPERATOR(pg_catalog.=) worker_liveness.worker_id
-      AND k.secret IS NOT DISTINCT FROM worker_liveness.worker_secret;
+      AND k.secret OPERATOR(pg_catalog.=) worker_liveness.worker_secret;
     IF NOT FOUND THEN
         got := false;
         RETURN;
@@ -243,7 +243,7 @@ SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     DELETE FROM skipq.workers k
     WHERE k.id OPERATOR(pg_catalog.=) worker_unregister.worker_id
-      AND k.secret IS NOT DISTINCT FROM worker_unregister.worker_secret;
+      AND k.secret OPERATOR(pg_catalog.=) worker_unregister.worker_secret;
     RETURN FOUND;
 END $$;
 
