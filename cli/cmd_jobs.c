@@ -409,7 +409,8 @@ show_text(const PGresult *res)
     for (int c = 0; c < SHOW_FIRST_JSON; c++) {
         const char *v = PQgetisnull(res, 0, c) ? "-" : PQgetvalue(res, 0, c);
         if (c == 11 || (c >= 14 && c <= 18))
-            v = PQgetisnull(res, 0, c) ? "-" : cli_format_ts(v, buf, sizeof buf);
+            v = PQgetisnull(res, 0, c) ? "-"
+                                       : cli_format_ts(v, buf, sizeof buf);
         if (c == 6 && PQgetisnull(res, 0, c))
             v = "- (the worker's default)";
         printf("%-20s ", show_cols[c]);

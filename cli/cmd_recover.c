@@ -113,7 +113,8 @@ print_line(const PGresult *res, const char *to, const char *what)
 static void
 print_counts(const PGresult *res, const char *status, int dry_run)
 {
-    long long queued = total_to(res, "queued"), failed = total_to(res, "failed");
+    long long queued = total_to(res, "queued");
+    long long failed = total_to(res, "failed");
     char what[160];
 
     snprintf(what, sizeof what, "%s %lld %s job%s",

@@ -185,7 +185,8 @@ show_once(PGconn *pg, int json, int watch, const char *shown)
             char when[48];
             /* home and clear: redraw in place (our own escape, the
              * only one stats writes) */
-            printf("\033[H\033[2J%s  ", cli_format_local_now(when, sizeof when));
+            printf("\033[H\033[2J%s  ",
+                   cli_format_local_now(when, sizeof when));
             cli_print_escaped(shown, 0);
             printf("  (ctrl-c to stop)\n\n");
         }
