@@ -792,7 +792,7 @@ main(int argc, char **argv)
     const struct command *cmd = NULL;
     static char help_opt[] = "--help";
     char *hargv[] = {NULL, help_opt, NULL};
-    int c, rc;
+    int c, rc = CLI_EXIT_OK;
 
     skipq_set_log(log_hook, &ctx);
     opterr = 0;
@@ -800,18 +800,20 @@ main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
         rc = cli_common_opt(&ctx, c, argv, main_usage);
         if (rc != CLI_NEXT)
-            return rc;
+            goto out;
     }
     if (optind >= argc) {
         fputs(main_usage, stderr);
-        return CLI_EXIT_USAGE;
+        rc = CLI_EXIT_USAGE;
+        goto out;
     }
     const char *name = argv[optind];
     if (strcmp(name, "help") == 0) {
         /* `skipq help` and `skipq help COMMAND` */
         if (optind + 1 >= argc) {
             fputs(main_usage, stdout);
-            return CLI_EXIT_OK;
+            rc = CLI_EXIT_OK;
+            goto out;
         }
         hargv[0] = argv[optind + 1];
         argv = hargv;
@@ -822,14 +824,17 @@ main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(commands[i].name, name) == 0)
             cmd = &commands[i];
-    if (!cmd)
-        return cli_usage_error("unknown command \"%.64s\"", name);
+    if (!cmd) {
+        rc = cli_usage_error("unknown command \"%.64s\"", name);
+        goto out;
+    }
 
     ctx.command = cmd->name;
     argc -= optind;
     argv += optind;
     optind = 0; /* glibc: full reset, so the command's getopt starts clean */
     rc = cmd->fn(argc, argv, &ctx);
+out:
     fflush(stdout);
     skipq_set_log(NULL, NULL);
     ctx_free(&ctx);
