@@ -40,6 +40,9 @@ enum {
 /* When more rows than this would change, recover asks first (--yes). */
 #define CLI_CONFIRM_THRESHOLD 100
 
+/* The longest duration any option takes: the config's limit too. */
+#define CLI_MAX_DURATION_MS (36500LL * 24 * 3600 * 1000)
+
 enum cli_log_format {
     CLI_LOG_TEXT = 0, /* "skipq: warning: ..." lines on stderr */
     CLI_LOG_JSON = 1, /* one JSON object per line on stderr */
@@ -49,6 +52,10 @@ struct cli_ctx {
     const char *command;      /* "enqueue", "jobs", ...: for messages */
     const char *config_path;  /* --config, else $SKIPQ_CONFIG; NULL: none */
     const char *database_opt; /* --database as given; NULL: not given */
+    char *database_copy;      /* owned copy behind database_opt: argv's
+                                 own is overwritten (cli_common_opt) */
+    int seen[16];             /* options with a value given so far */
+    size_t nseen;
 
     /* Filled by cli_load() (cli_connect() calls it). */
     skipq_config *cfg;    /* the loaded config, owned (defaults: no file) */
@@ -95,6 +102,13 @@ enum {
  */
 int cli_common_opt(struct cli_ctx *ctx, int c, char **argv,
                    const char *usage);
+
+/*
+ * Refuse an option with a value given a second time (exit 2, printed).
+ * Call it for each option getopt_long returns from longopts, except the
+ * repeatable ones (worker --queue, --handler; recover --id). 0: go on.
+ */
+int cli_once(struct cli_ctx *ctx, const struct option *longopts, int c);
 
 /* Load the config (--config or $SKIPQ_CONFIG) and resolve the database.
  * Idempotent. Returns 0, or the exit status after printing the error. */
@@ -168,6 +182,37 @@ int cli_ids_literal(const int64_t *ids, size_t n, char **out);
 
 /* "42s", "3m05s", "2h10m", "4d03h" (negative: "0s"). */
 const char *cli_format_age(double seconds, char *buf, size_t size);
+
+/* A timestamp from to_json() ("2024-05-01T12:00:00.123+02:00") for
+ * people: "2024-05-01 12:00:00+02:00", to the second, zone kept. */
+const char *cli_format_ts(const char *iso, char *buf, size_t size);
+/* Now on this machine, in the same form, with the local offset. */
+const char *cli_format_local_now(char *buf, size_t size);
+
+/* ---- printing what the database holds ------------------------------- */
+
+/*
+ * Text from a job, a worker row or a handler, safe for a terminal:
+ * controls and bidi characters as \u escapes (src/escape.c);
+ * flags 0 makes one line, CLI_ESC_MULTILINE keeps newlines and tabs.
+ * Malloc'd; NULL (after printing "out of memory") when out of memory.
+ */
+#define CLI_ESC_MULTILINE 1u /* SKIPQ__ESC_MULTILINE */
+char *cli_escape(const char *s, unsigned flags);
+/* The same, written to stdout ("?" when out of memory). */
+void cli_print_escaped(const char *s, unsigned flags);
+
+/* A double as a JSON number in the fewest digits that read back exactly
+ * (NULL, i.e. null, when not finite). */
+struct json_object *cli_json_double(double v);
+
+/*
+ * COMMIT, checked: a COMMIT can fail (a deferred trigger or constraint)
+ * and leave the session as idle as a good one, or report ROLLBACK. 0, or
+ * 1 after printing "could not commit <what>: ...", saying whether the
+ * change may have happened (connection lost) or certainly did not.
+ */
+int cli_commit(PGconn *pg, const char *what);
 
 /* ---- aligned text tables -------------------------------------------- */
 

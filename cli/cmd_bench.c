@@ -2034,6 +2034,8 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
     if (argc >= 2 && strcmp(argv[1], "__worker") == 0)
         return worker_child();
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if ((rc = cli_once(ctx, opts, c)) != 0)
+            return rc;
         switch (c) {
         case OPT_JOBS:
             if ((rc = cli_parse_int("--jobs", optarg, 1, 100000000, &v)) != 0)

@@ -52,7 +52,8 @@ enum {
 /*
  * --run-at: the server parses it, as PostgreSQL would for `run_at =>`
  * in SQL, in the session's time zone. A data exception (22xxx) is the
- * user's input, exit 2.
+ * user's input, exit 2; so are "infinity" and a time further out than
+ * the longest --in (36500d), which are no time a job could run at.
  */
 static int
 resolve_run_at(PGconn *pg, const char *ts, int64_t *us_out)
@@ -62,12 +63,25 @@ resolve_run_at(PGconn *pg, const char *ts, int64_t *us_out)
     int rc = 0;
 
     res = PQexecParams(pg,
-                       "SELECT (extract(epoch FROM $1::timestamptz) "
-                       "* 1000000)::int8",
+                       "SELECT CASE WHEN NOT pg_catalog.isfinite(t) THEN 'i' "
+                       "            WHEN t > pg_catalog.now() "
+                       "                     + interval '36500 days' THEN 'f' "
+                       "            ELSE (extract(epoch FROM t) "
+                       "                  * 1000000)::int8::text END "
+                       "FROM (SELECT $1::timestamptz AS t) s",
                        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
         PQgetisnull(res, 0, 0)) {
         rc = cli_db_fail(pg, res, "invalid --run-at \"%.64s\"", ts);
+    } else if (strcmp(PQgetvalue(res, 0, 0), "i") == 0) {
+        rc = cli_usage_error("invalid --run-at \"%.64s\": not a point in "
+                             "time; give a date and time "
+                             "(2030-01-01T09:00:00Z)",
+                             ts);
+    } else if (strcmp(PQgetvalue(res, 0, 0), "f") == 0) {
+        rc = cli_usage_error("invalid --run-at \"%.64s\": more than 36500 "
+                             "days from now",
+                             ts);
     } else {
         *us_out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         if (*us_out == 0) /* 0 means "now" to the library: 1970 is past */
@@ -138,7 +152,7 @@ enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
         rc = cli_fail(&err);
         goto rollback;
     }
-    if ((rc = exec_simple(pg, "COMMIT")) != 0)
+    if ((rc = cli_commit(pg, "the jobs")) != 0)
         return rc;
     printf("enqueued %lld job%s\n", (long long)count, count == 1 ? "" : "s");
     return CLI_EXIT_OK;
@@ -176,6 +190,8 @@ cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if ((rc = cli_once(ctx, longopts, c)) != 0)
+            return rc;
         switch (c) {
         case OPT_QUEUE:
             opts.queue = optarg;

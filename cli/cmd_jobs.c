@@ -65,16 +65,6 @@ static const char ls_sql[] =
 enum { LS_ID, LS_QUEUE, LS_KIND, LS_PRIO, LS_STATUS, LS_ATT, LS_MAX,
        LS_RUN_AT, LS_UPDATED, LS_CREATED, LS_ERROR };
 
-/* "2024-05-01T12:00:00.123+00:00" as "2024-05-01 12:00:00" */
-static const char *
-short_ts(const char *iso, char *buf, size_t size)
-{
-    snprintf(buf, size, "%.19s", iso);
-    if (strlen(buf) > 10 && buf[10] == 'T')
-        buf[10] = ' ';
-    return buf;
-}
-
 /* One line of text, at most max code points, "..." when cut. */
 static void
 one_line(const char *s, size_t max, char *buf, size_t size)
@@ -106,9 +96,9 @@ json_text_or_null(const PGresult *res, int r, int c)
 }
 
 static void
-print_ls_json(const PGresult *res)
+print_ls_json(const PGresult *res, int nrows)
 {
-    for (int r = 0; r < PQntuples(res); r++) {
+    for (int r = 0; r < nrows; r++) {
         json_object *o = json_object_new_object();
         if (!o)
             return;
@@ -142,7 +132,7 @@ print_ls_json(const PGresult *res)
 }
 
 static int
-print_ls_table(const PGresult *res)
+print_ls_table(const PGresult *res, int nrows)
 {
     static const char *const header[] = {"id",       "queue",  "kind",
                                          "priority", "status", "attempts",
@@ -152,8 +142,8 @@ print_ls_table(const PGresult *res)
 
     cli_table_init(&t, 8);
     rc |= cli_table_add(&t, header);
-    for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
-        char att[32], when[40], err[128], queue[64], kind[64];
+    for (int r = 0; r < nrows && rc == 0; r++) {
+        char att[32], when[64], err[128], queue[64], kind[64];
         int queued = strcmp(PQgetvalue(res, r, LS_STATUS), "queued") == 0;
         const char *cells[8];
 
@@ -162,7 +152,7 @@ print_ls_table(const PGresult *res)
         else
             snprintf(att, sizeof att, "%s/%s", PQgetvalue(res, r, LS_ATT),
                      PQgetvalue(res, r, LS_MAX));
-        short_ts(PQgetvalue(res, r, queued ? LS_RUN_AT : LS_UPDATED), when,
+        cli_format_ts(PQgetvalue(res, r, queued ? LS_RUN_AT : LS_UPDATED), when,
                  sizeof when);
         one_line(PQgetvalue(res, r, LS_ERROR), 40, err, sizeof err);
         one_line(PQgetvalue(res, r, LS_QUEUE), 24, queue, sizeof queue);
@@ -178,7 +168,7 @@ print_ls_table(const PGresult *res)
         rc |= cli_table_add(&t, cells);
     }
     if (rc == 0) {
-        if (PQntuples(res) == 0)
+        if (nrows == 0)
             printf("no jobs\n");
         else
             cli_table_print(&t, 1u << 0 | 1u << 3);
@@ -210,6 +200,8 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
     PGresult *res;
 
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if ((rc = cli_once(ctx, longopts, c)) != 0)
+            return rc;
         switch (c) {
         case OPT_STATUS:
             if ((rc = cli_parse_statuses("--status", optarg, CLI_ST_ALL,
@@ -247,13 +239,18 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
     if (params[2] && (rc = cli_check_name("kind", params[2])) != 0)
         return rc;
     if (limit > 0) {
-        snprintf(limit_s, sizeof limit_s, "%lld", limit);
+        /* one row more than shown: says whether the list was cut */
+        snprintf(limit_s, sizeof limit_s, "%lld", limit + 1);
         params[3] = limit_s;
     }
     if (since) {
         /* a duration ("10m") or else a timestamp the server parses */
         skipq_error err = {0};
         if (skipq_parse_duration(since, &since_ms, &err) == SKIPQ_OK) {
+            if (since_ms > CLI_MAX_DURATION_MS)
+                return cli_usage_error("--since: invalid duration \"%.64s\": "
+                                       "at most 36500d",
+                                       since);
             snprintf(since_ms_s, sizeof since_ms_s, "%lld",
                      (long long)since_ms);
             params[4] = since_ms_s;
@@ -268,12 +265,26 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
         return rc;
     res = PQexecParams(skipq_conn_pg(conn), ls_sql, 6, NULL, params, NULL,
                        NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = cli_db_fail(skipq_conn_pg(conn), res, "could not list jobs");
-    else if (json)
-        print_ls_json(res), rc = CLI_EXIT_OK;
-    else
-        rc = print_ls_table(res);
+    } else {
+        int nrows = PQntuples(res);
+        int cut = limit > 0 && nrows > limit;
+        if (cut)
+            nrows = (int)limit;
+        if (json)
+            print_ls_json(res, nrows), rc = CLI_EXIT_OK;
+        else
+            rc = print_ls_table(res, nrows);
+        /* on stderr, so stdout stays the rows (and JSON lines) alone */
+        if (rc == CLI_EXIT_OK && cut && !ctx->quiet) {
+            fflush(stdout);
+            fprintf(stderr,
+                    "skipq: showing the newest %lld jobs; more match "
+                    "(--limit N for more, --limit 0 for all)\n",
+                    limit);
+        }
+    }
     PQclear(res);
     skipq_conn_close(conn);
     return rc;
@@ -319,12 +330,18 @@ column_json(const PGresult *res, int c)
                                   : json_tokener_parse(PQgetvalue(res, 0, c));
 }
 
-/* Print text line by line, each line after the first (or every line,
- * unless skip_first) prefixed with indent. */
+/*
+ * Print text line by line, each line after the first (or every line,
+ * unless skip_first) prefixed with indent. The text is a job's (an
+ * error, a name, the payload): its control and bidi characters are shown
+ * escaped, never sent to the terminal.
+ */
 static void
-print_indented(const char *text, const char *indent, int skip_first)
+print_indented(const char *raw, const char *indent, int skip_first)
 {
-    const char *p = text;
+    char *text = cli_escape(raw, CLI_ESC_MULTILINE);
+    const char *p = text ? text : "?";
+
     if (!*p)
         putchar('\n');
     while (*p) {
@@ -334,6 +351,17 @@ print_indented(const char *text, const char *indent, int skip_first)
         if (*p)
             p++;
     }
+    free(text);
+}
+
+static const char *
+entry_string(json_object *e, const char *key)
+{
+    json_object *v = NULL;
+
+    return json_object_object_get_ex(e, key, &v) && v
+               ? json_object_get_string(v)
+               : "?";
 }
 
 static void
@@ -343,30 +371,34 @@ print_error_entry(size_t i, json_object *e)
     const char *at = json_object_object_get_ex(e, "at", &v)
                          ? json_object_get_string(v)
                          : "";
-    char when[40];
+    char when[64], *line = NULL;
+    int n;
 
-    short_ts(at ? at : "", when, sizeof when);
-    printf("  %zu. %s  ", i, when);
-    if (json_object_object_get_ex(e, "recovered", &v) ||
-        json_object_object_get_ex(e, "retried", &v)) {
-        json_object *from = NULL, *by = NULL;
-        json_object_object_get_ex(e, "from", &from);
-        json_object_object_get_ex(e, "by", &by);
-        printf("%s from %s by %s\n",
-               json_object_object_get_ex(e, "recovered", NULL) ? "recovered"
-                                                               : "retried",
-               from ? json_object_get_string(from) : "?",
-               by ? json_object_get_string(by) : "?");
+    cli_format_ts(at ? at : "", when, sizeof when);
+    if (json_object_object_get_ex(e, "recovered", NULL) ||
+        json_object_object_get_ex(e, "retried", NULL)) {
+        n = asprintf(&line, "%s from %s by %s",
+                     json_object_object_get_ex(e, "recovered", NULL)
+                         ? "recovered"
+                         : "retried",
+                     entry_string(e, "from"), entry_string(e, "by"));
     } else if (json_object_object_get_ex(e, "error", &v)) {
         json_object *att = NULL;
-        if (json_object_object_get_ex(e, "attempt", &att))
-            printf("attempt %s: ", json_object_get_string(att));
-        printf("%s\n", json_object_get_string(v));
+        n = json_object_object_get_ex(e, "attempt", &att)
+                ? asprintf(&line, "attempt %s: %s",
+                           json_object_get_string(att),
+                           json_object_get_string(v))
+                : asprintf(&line, "%s", json_object_get_string(v));
     } else {
-        printf("%s\n", json_object_to_json_string_ext(
-                           e, JSON_C_TO_STRING_PLAIN |
-                                  JSON_C_TO_STRING_NOSLASHESCAPE));
+        n = asprintf(&line, "%s",
+                     json_object_to_json_string_ext(
+                         e, JSON_C_TO_STRING_PLAIN |
+                                JSON_C_TO_STRING_NOSLASHESCAPE));
     }
+    printf("  %zu. %s  ", i, when);
+    print_indented(n >= 0 ? line : "?", "     ", 1);
+    if (n >= 0)
+        free(line);
 }
 
 static void
@@ -377,7 +409,8 @@ show_text(const PGresult *res)
     for (int c = 0; c < SHOW_FIRST_JSON; c++) {
         const char *v = PQgetisnull(res, 0, c) ? "-" : PQgetvalue(res, 0, c);
         if (c == 11 || (c >= 14 && c <= 18))
-            v = PQgetisnull(res, 0, c) ? "-" : short_ts(v, buf, sizeof buf);
+            v = PQgetisnull(res, 0, c) ? "-"
+                                       : cli_format_ts(v, buf, sizeof buf);
         if (c == 6 && PQgetisnull(res, 0, c))
             v = "- (the worker's default)";
         printf("%-20s ", show_cols[c]);
@@ -447,6 +480,8 @@ jobs_show(int argc, char **argv, struct cli_ctx *ctx)
     PGresult *res;
 
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if ((rc = cli_once(ctx, longopts, c)) != 0)
+            return rc;
         if (c == OPT_JSON)
             json = 1;
         else if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
@@ -573,11 +608,9 @@ retry_or_cancel(int argc, char **argv, struct cli_ctx *ctx, int cancel)
         rc = cli_db_fail(pg, res, "could not %s jobs", what);
         goto rollback;
     }
-    PQclear(PQexec(pg, "COMMIT")); /* checked below through the status */
-    if (PQtransactionStatus(pg) != PQTRANS_IDLE) {
-        rc = cli_db_fail(pg, NULL, "could not commit");
+    /* nothing is reported done before the commit says so */
+    if ((rc = cli_commit(pg, cancel ? "the cancel" : "the retry")) != 0)
         goto out;
-    }
     for (size_t i = 0; i < n; i++) {
         const char *was = status_of(before, ids[i]);
         const char *now = outcome_of(res, ids[i]);

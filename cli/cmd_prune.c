@@ -22,7 +22,7 @@ static const char usage[] =
     "  --older-than D    required\n"
     "  --status S        succeeded, cancelled, failed (comma-separated;\n"
     "                    default succeeded,cancelled)\n"
-    "  --batch N         rows per transaction (1 or more)\n";
+    "  --batch N         rows per transaction (1 to 2147483647)\n";
 
 enum { OPT_OLDER = CLI_OPT_LOCAL, OPT_STATUS, OPT_BATCH };
 
@@ -45,6 +45,8 @@ cmd_prune(int argc, char **argv, struct cli_ctx *ctx)
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if ((rc = cli_once(ctx, longopts, c)) != 0)
+            return rc;
         switch (c) {
         case OPT_OLDER:
             if ((rc = cli_parse_duration("--older-than", optarg, &older_ms)) !=

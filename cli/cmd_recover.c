@@ -32,10 +32,14 @@ static const char usage[] =
     "  --priority P         only this band (high, normal, low) or number\n"
     "  --id N               only this job (repeatable)\n"
     "  --limit N            at most N rows (default: recover.limit, 1000)\n"
-    "  --extra-attempts N   failed: keep attempts, allow N more\n"
+    "  --extra-attempts N   failed: keep attempts, allow N more (1..1000000)\n"
     "  --dry-run            print what would change, change nothing\n"
     "  --yes                do not ask before changing more than 100 jobs\n"
     "                       (without a terminal, refuse unless given)\n";
+
+/* --extra-attempts at most: far beyond any retry policy, and far from
+ * overflowing attempts + N */
+#define CLI_MAX_EXTRA_ATTEMPTS 1000000
 
 enum {
     OPT_STATUS = CLI_OPT_LOCAL,
@@ -51,7 +55,7 @@ enum {
 };
 
 static const char recover_sql[] =
-    "SELECT from_status::text, job_kind, jobs "
+    "SELECT from_status::text, job_kind, jobs, to_status::text "
     "FROM skipq.recover("
     "  status => $1,"
     "  older_than => $2::int8 * interval '1 millisecond',"
@@ -71,18 +75,59 @@ total_of(const PGresult *res)
     return n;
 }
 
-/* "requeued 300 failed jobs: a 300, b 20" */
+/* Rows of a recover() result that went to (or would go to) `to`. */
+static long long
+total_to(const PGresult *res, const char *to)
+{
+    long long n = 0;
+    for (int r = 0; r < PQntuples(res); r++)
+        if (strcmp(PQgetvalue(res, r, 3), to) == 0)
+            n += strtoll(PQgetvalue(res, r, 2), NULL, 10);
+    return n;
+}
+
+/* "requeued 300 failed jobs: a 300, b 20": the rows that went to `to`,
+ * per kind (kinds are a producer's text: printed escaped) */
+static void
+print_line(const PGresult *res, const char *to, const char *what)
+{
+    int first = 1;
+
+    printf("%s", what);
+    for (int r = 0; r < PQntuples(res); r++) {
+        if (strcmp(PQgetvalue(res, r, 3), to) != 0)
+            continue;
+        fputs(first ? ": " : ", ", stdout);
+        cli_print_escaped(PQgetvalue(res, r, 1), 0);
+        printf(" %s", PQgetvalue(res, r, 2));
+        first = 0;
+    }
+    putchar('\n');
+}
+
+/*
+ * What recover did, or would do: the rows put back to queued, then (for
+ * running jobs) those that had no attempts left and became failed, which
+ * are not "requeued" and must not be counted so.
+ */
 static void
 print_counts(const PGresult *res, const char *status, int dry_run)
 {
-    long long n = total_of(res);
+    long long queued = total_to(res, "queued");
+    long long failed = total_to(res, "failed");
+    char what[160];
 
-    printf("%s %lld %s job%s", dry_run ? "would requeue" : "requeued", n,
-           status, n == 1 ? "" : "s");
-    for (int r = 0; r < PQntuples(res); r++)
-        printf("%s%s %s", r ? ", " : ": ", PQgetvalue(res, r, 1),
-               PQgetvalue(res, r, 2));
-    putchar('\n');
+    snprintf(what, sizeof what, "%s %lld %s job%s",
+             dry_run ? "would requeue" : "requeued", queued, status,
+             queued == 1 ? "" : "s");
+    print_line(res, "queued", what);
+    if (failed > 0) {
+        snprintf(what, sizeof what,
+                 "%s %lld %s job%s failed (no attempts left)",
+                 dry_run ? "would mark" : "marked", failed, status,
+                 failed == 1 ? "" : "s");
+        print_line(res, "failed", what);
+    }
 }
 
 static PGresult *
@@ -141,6 +186,8 @@ cmd_recover(int argc, char **argv, struct cli_ctx *ctx)
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (c != OPT_ID && (rc = cli_once(ctx, longopts, c)) != 0)
+            goto out;
         switch (c) {
         case OPT_STATUS:
             status = optarg;
@@ -176,8 +223,10 @@ cmd_recover(int argc, char **argv, struct cli_ctx *ctx)
                 goto out;
             break;
         case OPT_EXTRA:
-            if ((rc = cli_parse_int("--extra-attempts", optarg, 1, INT32_MAX,
-                                    &extra)) != 0)
+            /* max_attempts becomes attempts + N, an int: a bound here
+             * refuses what only the real run would have failed on */
+            if ((rc = cli_parse_int("--extra-attempts", optarg, 1,
+                                    CLI_MAX_EXTRA_ATTEMPTS, &extra)) != 0)
                 goto out;
             break;
         case OPT_DRY_RUN:

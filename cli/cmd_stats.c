@@ -69,7 +69,7 @@ cell_json(const PGresult *res, int r, int c, char type)
     case 'i':
         return json_object_new_int64(strtoll(v, NULL, 10));
     case 'f':
-        return json_object_new_double(strtod(v, NULL));
+        return cli_json_double(strtod(v, NULL));
     case 'b':
         return json_object_new_boolean(v[0] == 't');
     default:
@@ -176,19 +176,19 @@ show_once(PGconn *pg, int json, int watch, const char *shown)
         json_object_object_add(o, "queues",
                                rows_json(q, queue_keys, "siiiiiiifi"));
         json_object_object_add(o, "workers",
-                               rows_json(w, worker_keys, "isisiiifbs"));
+                               rows_json(w, worker_keys, "isissiifbs"));
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
     } else {
         if (watch) {
-            char when[32];
-            time_t now = time(NULL);
-            struct tm tm;
-            localtime_r(&now, &tm);
-            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-            /* home and clear: redraw in place */
-            printf("\033[H\033[2J%s  %s  (ctrl-c to stop)\n\n", when, shown);
+            char when[48];
+            /* home and clear: redraw in place (our own escape, the
+             * only one stats writes) */
+            printf("\033[H\033[2J%s  ",
+                   cli_format_local_now(when, sizeof when));
+            cli_print_escaped(shown, 0);
+            printf("  (ctrl-c to stop)\n\n");
         }
         rc = print_tables(q, w);
     }
@@ -215,6 +215,8 @@ cmd_stats(int argc, char **argv, struct cli_ctx *ctx)
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if ((rc = cli_once(ctx, longopts, c)) != 0)
+            return rc;
         switch (c) {
         case OPT_WATCH:
             watch = 1;

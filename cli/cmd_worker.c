@@ -99,6 +99,8 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     skipq_worker *w = NULL;
 
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (c != OPT_QUEUE && c != OPT_HANDLER && (rc = cli_once(ctx, opts, c)) != 0)
+            return rc;
         switch (c) {
         case OPT_QUEUE:
             if ((rc = cli_check_name("queue", optarg)) != 0)

@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,13 +65,15 @@ static void
 vprint_error(const char *fmt, va_list ap, const char *suffix)
 {
     char msg[2048];
+    char *shown;
 
     vsnprintf(msg, sizeof msg, fmt, ap);
-    /* one line, whatever a server or a file put in the message */
-    for (char *p = msg; *p; p++)
-        if (*p == '\n' || *p == '\r' || *p == '\t')
-            *p = ' ';
-    fprintf(stderr, "skipq: %s%s\n", msg, suffix ? suffix : "");
+    /* one line, and no terminal controls, whatever a server, a file or
+     * a job's data put in the message */
+    shown = skipq__escape_text(msg, 0);
+    fprintf(stderr, "skipq: %s%s\n", shown ? shown : "out of memory",
+            suffix ? suffix : "");
+    free(shown);
 }
 
 int
@@ -177,7 +180,7 @@ log_hook(const skipq_log_event *ev, void *userdata)
                                    json_object_new_int(ev->attempt));
         if (ev->duration_ms >= 0)
             json_object_object_add(o, "duration_ms",
-                                   json_object_new_double(ev->duration_ms));
+                                   cli_json_double(ev->duration_ms));
         if (ev->payload) { /* only with skipq worker --log-payloads */
             json_object *p = json_tokener_parse(ev->payload);
             json_object_object_add(o, "payload",
@@ -194,17 +197,23 @@ log_hook(const skipq_log_event *ev, void *userdata)
         json_object_put(o);
         return;
     }
+    /* A message carries kinds, queues and handler stderr verbatim: no
+     * terminal controls reach the operator's screen (JSON escapes them). */
     char *line = NULL;
-    int n = ev->level >= SKIPQ_LOG_WARN
-                ? asprintf(&line, "skipq: %s: %s\n", level,
-                           ev->msg ? ev->msg : "")
-            : ev->payload ? asprintf(&line, "skipq: %s payload %s\n",
-                                     ev->msg ? ev->msg : "", ev->payload)
-                          : asprintf(&line, "skipq: %s\n", ev->msg ? ev->msg : "");
+    char *msg = skipq__escape_text(ev->msg, 0);
+    char *payload = ev->payload ? skipq__escape_text(ev->payload, 0) : NULL;
+    int n = -1;
+    if (msg && (payload || !ev->payload))
+        n = ev->level >= SKIPQ_LOG_WARN
+                ? asprintf(&line, "skipq: %s: %s\n", level, msg)
+            : payload ? asprintf(&line, "skipq: %s payload %s\n", msg, payload)
+                      : asprintf(&line, "skipq: %s\n", msg);
     if (n >= 0) {
         fputs(line, stderr);
         free(line);
     }
+    free(msg);
+    free(payload);
 }
 
 /* ---- common options, config, connection ------------------------------- */
@@ -215,21 +224,90 @@ print_version(void)
     printf("skipq %s (libskipq %s)\n", SKIPQ_VERSION, skipq_version());
 }
 
+/*
+ * An option that takes a value, given twice: refused rather than the last
+ * one silently winning (`--queue a ... --queue b` enqueued into b, and a
+ * --database before the command was replaced by one after it).
+ */
+static int
+once(struct cli_ctx *ctx, int c, const char *name)
+{
+    for (size_t i = 0; i < ctx->nseen; i++)
+        if (ctx->seen[i] == c)
+            return cli_usage_error("--%s given twice: give it once", name);
+    if (ctx->nseen < sizeof ctx->seen / sizeof ctx->seen[0])
+        ctx->seen[ctx->nseen++] = c;
+    return 0;
+}
+
+int
+cli_once(struct cli_ctx *ctx, const struct option *longopts, int c)
+{
+    if (c >= CLI_OPT_CONFIG && c < CLI_OPT_LOCAL)
+        return 0; /* cli_common_opt() counts the common ones */
+    for (const struct option *o = longopts; o->name; o++)
+        if (o->val == c && !o->flag)
+            return o->has_arg == no_argument ? 0 : once(ctx, c, o->name);
+    return 0;
+}
+
+/*
+ * Overwrite the --database value in our own argv with its masked form,
+ * so that ps and /proc/PID/cmdline stop showing the password (they read
+ * this memory). Anyone who looked before this ran, and the shell's
+ * history, saw it: docs/security.md says to keep URLs with passwords in
+ * the config or the environment instead.
+ */
+static void
+scrub_arg(char *arg)
+{
+    size_t n = strlen(arg);
+    char *masked = skipq_mask_url(arg);
+    size_t m = masked ? strlen(masked) : 0;
+
+    if (m > n)
+        m = n;
+    if (masked)
+        memcpy(arg, masked, m);
+    memset(arg + m, '\0', n - m);
+    free(masked);
+}
+
 int
 cli_common_opt(struct cli_ctx *ctx, int c, char **argv, const char *usage)
 {
+    int rc;
+
     switch (c) {
     case CLI_OPT_CONFIG:
+        if ((rc = once(ctx, c, "config")) != 0)
+            return rc;
         ctx->config_path = optarg;
         return CLI_NEXT;
     case CLI_OPT_DATABASE:
-        ctx->database_opt = optarg;
+        if ((rc = once(ctx, c, "database")) != 0)
+            return rc;
+        /* "" would fall through to $SKIPQ_DATABASE_URL, the config and
+         * then the PG* variables: another database than the one named */
+        if (!*optarg)
+            return cli_usage_error("--database needs a connection string, "
+                                   "not \"\" (leave it out to use "
+                                   "$SKIPQ_DATABASE_URL, the config or the "
+                                   "PG* variables)");
+        free(ctx->database_copy);
+        ctx->database_copy = strdup(optarg);
+        if (!ctx->database_copy)
+            return cli_errorf(CLI_EXIT_FAIL, "out of memory");
+        ctx->database_opt = ctx->database_copy;
+        scrub_arg(optarg);
         return CLI_NEXT;
     case CLI_OPT_QUIET:
         ctx->quiet = 1;
         ctx->log_level = SKIPQ_LOG_WARN;
         return CLI_NEXT;
     case CLI_OPT_LOG_FORMAT:
+        if ((rc = once(ctx, c, "log-format")) != 0)
+            return rc;
         if (strcmp(optarg, "text") == 0)
             ctx->log_format = CLI_LOG_TEXT;
         else if (strcmp(optarg, "json") == 0)
@@ -322,17 +400,17 @@ cli_parse_int(const char *opt, const char *s, long long min, long long max,
 
     errno = 0;
     v = strtoll(s, &end, 10);
-    if (!*s || *end || errno == ERANGE || s[0] == ' ' || s[0] == '+') {
+    if (!*s || *end || isspace((unsigned char)s[0]) || s[0] == '+') {
         return cli_usage_error("%s must be a whole number, not \"%.64s\"", opt,
                                s);
     }
-    if (v < min || v > max) {
-        if (max >= INT32_MAX)
-            return cli_usage_error("%s must be %lld or more, not \"%s\"", opt,
-                                   min, s);
-        return cli_usage_error("%s must be from %lld to %lld, not \"%s\"", opt,
-                               min, max, s);
-    }
+    /* out of strtoll's range too: v is then LLONG_MIN or LLONG_MAX */
+    if (v < min && max >= INT32_MAX)
+        return cli_usage_error("%s must be %lld or more, not \"%.64s\"", opt,
+                               min, s);
+    if (v < min || v > max)
+        return cli_usage_error("%s must be from %lld to %lld, not \"%.64s\"",
+                               opt, min, max, s);
     *out = v;
     return 0;
 }
@@ -375,6 +453,9 @@ cli_parse_duration(const char *opt, const char *s, int64_t *ms_out)
 
     if (skipq_parse_duration(s, ms_out, &err) != SKIPQ_OK)
         return cli_usage_error("%s: %s", opt, err.message);
+    if (*ms_out > CLI_MAX_DURATION_MS)
+        return cli_usage_error("%s: invalid duration \"%.64s\": at most 36500d",
+                               opt, s);
     return 0;
 }
 
@@ -491,6 +572,116 @@ cli_format_age(double seconds, char *buf, size_t size)
     return buf;
 }
 
+_Static_assert(CLI_ESC_MULTILINE == SKIPQ__ESC_MULTILINE,
+               "cli.h and internal.h agree");
+
+char *
+cli_escape(const char *s, unsigned flags)
+{
+    char *e = skipq__escape_text(s, flags);
+
+    if (!e)
+        cli_errorf(0, "out of memory");
+    return e;
+}
+
+void
+cli_print_escaped(const char *s, unsigned flags)
+{
+    char *e = skipq__escape_text(s, flags);
+
+    fputs(e ? e : "?", stdout);
+    free(e);
+}
+
+/*
+ * The shortest text that reads back as the same double, so JSON shows
+ * 53.009965 and not 53.009965000000001 (json-c prints 17 digits). Not
+ * finite (no JSON number): null.
+ */
+json_object *
+cli_json_double(double v)
+{
+    char buf[32];
+
+    if (!isfinite(v))
+        return NULL;
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    /* a whole number stays a JSON float ("46.0"), as json-c wrote it */
+    if (!strpbrk(buf, ".e"))
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), ".0");
+    return json_object_new_double_s(v, buf);
+}
+
+const char *
+cli_format_ts(const char *iso, char *buf, size_t size)
+{
+    const char *p = iso + strnlen(iso, 19);
+
+    /* "2024-05-01T12:00:00.123456+02:00": seconds, then the zone */
+    if (strlen(iso) < 19) {
+        snprintf(buf, size, "%s", iso);
+        return buf;
+    }
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            ;
+    snprintf(buf, size, "%.10s %.8s%s", iso, iso + 11,
+             strcmp(p, "Z") == 0 ? "+00:00" : p);
+    return buf;
+}
+
+const char *
+cli_format_local_now(char *buf, size_t size)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    long off;
+
+    localtime_r(&now, &tm);
+    off = tm.tm_gmtoff;
+    strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(buf + strlen(buf), size - strlen(buf), "%c%02ld:%02ld",
+             off < 0 ? '-' : '+', labs(off) / 3600, labs(off) % 3600 / 60);
+    return buf;
+}
+
+int
+cli_commit(PGconn *pg, const char *what)
+{
+    PGresult *res = PQexec(pg, "COMMIT");
+    int rc = 0;
+
+    /*
+     * A COMMIT that fails (a deferred constraint, a serialization failure)
+     * rolls back and leaves the session idle, as a good one does: only
+     * the result says which it was. A COMMIT of a transaction that had
+     * already failed "succeeds" with the tag ROLLBACK.
+     */
+    if (PQresultStatus(res) == PGRES_COMMAND_OK &&
+        strcmp(PQcmdStatus(res), "COMMIT") == 0) {
+        rc = 0;
+    } else if (PQstatus(pg) == CONNECTION_BAD) {
+        rc = cli_errorf(CLI_EXIT_FAIL,
+                        "could not commit %s: the connection was lost during "
+                        "COMMIT, so it may or may not have happened: check "
+                        "before running it again",
+                        what);
+    } else if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        rc = cli_errorf(CLI_EXIT_FAIL, "could not commit %s: the transaction "
+                                       "was rolled back", what);
+    } else {
+        cli_db_fail(pg, res, "could not commit %s (nothing changed)", what);
+        rc = CLI_EXIT_FAIL; /* the request was fine; the commit was not */
+    }
+    PQclear(res);
+    return rc;
+}
+
 /* ---- tables ------------------------------------------------------------ */
 
 int
@@ -514,7 +705,9 @@ cli_table_add(struct cli_table *t, const char *const *cells)
     }
     char **row = t->cells + t->nrows * t->ncols;
     for (size_t i = 0; i < t->ncols; i++) {
-        row[i] = strdup(cells[i] ? cells[i] : "");
+        /* cells hold names and errors from the table: one line each, and
+         * nothing a terminal would act on */
+        row[i] = skipq__escape_text(cells[i], 0);
         if (!row[i]) {
             while (i-- > 0)
                 free(row[i]);
@@ -585,8 +778,10 @@ ctx_free(struct cli_ctx *ctx)
 {
     skipq_config_free(ctx->cfg);
     free(ctx->database_shown);
+    free(ctx->database_copy);
     ctx->cfg = NULL;
     ctx->database_shown = NULL;
+    ctx->database_copy = NULL;
 }
 
 int
@@ -597,7 +792,7 @@ main(int argc, char **argv)
     const struct command *cmd = NULL;
     static char help_opt[] = "--help";
     char *hargv[] = {NULL, help_opt, NULL};
-    int c, rc;
+    int c, rc = CLI_EXIT_OK;
 
     skipq_set_log(log_hook, &ctx);
     opterr = 0;
@@ -605,18 +800,20 @@ main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
         rc = cli_common_opt(&ctx, c, argv, main_usage);
         if (rc != CLI_NEXT)
-            return rc;
+            goto out;
     }
     if (optind >= argc) {
         fputs(main_usage, stderr);
-        return CLI_EXIT_USAGE;
+        rc = CLI_EXIT_USAGE;
+        goto out;
     }
     const char *name = argv[optind];
     if (strcmp(name, "help") == 0) {
         /* `skipq help` and `skipq help COMMAND` */
         if (optind + 1 >= argc) {
             fputs(main_usage, stdout);
-            return CLI_EXIT_OK;
+            rc = CLI_EXIT_OK;
+            goto out;
         }
         hargv[0] = argv[optind + 1];
         argv = hargv;
@@ -627,14 +824,17 @@ main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(commands[i].name, name) == 0)
             cmd = &commands[i];
-    if (!cmd)
-        return cli_usage_error("unknown command \"%.64s\"", name);
+    if (!cmd) {
+        rc = cli_usage_error("unknown command \"%.64s\"", name);
+        goto out;
+    }
 
     ctx.command = cmd->name;
     argc -= optind;
     argv += optind;
     optind = 0; /* glibc: full reset, so the command's getopt starts clean */
     rc = cmd->fn(argc, argv, &ctx);
+out:
     fflush(stdout);
     skipq_set_log(NULL, NULL);
     ctx_free(&ctx);

@@ -285,7 +285,9 @@ PGconn *skipq_conn_pg(skipq_conn *conn);
 const char *skipq_resolve_database(const char *explicit_url,
                                    const skipq_config *cfg);
 
-/* `url` with any password replaced by "****", for logs. Caller frees. */
+/* `url` for logs: rebuilt from what libpq parses, with every secret
+ * (password, sslpassword, ...) as "****"; a string libpq cannot parse is
+ * not shown at all. Caller frees; NULL when out of memory. */
 char *skipq_mask_url(const char *url);
 
 typedef struct skipq_migration_status {

@@ -393,8 +393,28 @@ END $$;
 --   running: rows of workers that are gone (see worker_gone) are rescued.
 -- Rows are locked with SKIP LOCKED and re-checked, so two recover runs at
 -- once never re-queue a row twice, and a row a worker is completing is left.
--- Returns one row per (status it was in, kind) with how many rows changed
--- (or would change, with dry_run).
+-- Returns one row per (status it was in, kind, status it went to) with how
+-- many rows changed (or would change, with dry_run): a rescued row whose
+-- attempts are spent goes to failed, not queued.
+--
+-- to_status came later: CREATE OR REPLACE cannot change a function's
+-- result columns, so an older definition is dropped first and its owner
+-- given back to the new one (a member of skipq_admin other than the one
+-- migrating must still be able to replace it).
+DO $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure AS sig, p.proowner::regrole AS owner
+             FROM pg_catalog.pg_proc p
+             WHERE p.pronamespace = 'skipq'::regnamespace
+               AND p.proname = 'recover'
+               AND NOT ('to_status' = ANY (p.proargnames)) LOOP
+        PERFORM pg_catalog.set_config('skipq.recover_owner', f.owner::text, true);
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', f.sig);
+    END LOOP;
+END $$;
+
 CREATE OR REPLACE FUNCTION skipq.recover(
     status               text,
     older_than           interval DEFAULT '5 minutes',
@@ -407,7 +427,8 @@ CREATE OR REPLACE FUNCTION skipq.recover(
     extra_attempts       int DEFAULT NULL,
     lease                interval DEFAULT '30 seconds',
     default_max_attempts int DEFAULT 5)
-RETURNS TABLE (from_status skipq.job_status, job_kind text, jobs bigint)
+RETURNS TABLE (from_status skipq.job_status, job_kind text, jobs bigint,
+               to_status skipq.job_status)
 LANGUAGE plpgsql AS $$
 DECLARE
     st skipq.job_status;
@@ -432,10 +453,10 @@ BEGIN
 
     IF st = 'running' THEN
         RETURN QUERY
-        SELECT 'running'::skipq.job_status, r.kind, count(*)
+        SELECT 'running'::skipq.job_status, r.kind, count(*), r.status
         FROM skipq.rescue(lease, NULL, default_max_attempts, lim, dry_run,
                           ids, queue, kind, priority) r
-        GROUP BY r.kind ORDER BY r.kind;
+        GROUP BY r.kind, r.status ORDER BY r.kind, r.status;
         RETURN;
     END IF;
 
@@ -445,7 +466,7 @@ BEGIN
 
     IF dry_run THEN
         RETURN QUERY
-        SELECT st, s.kind, count(*)
+        SELECT st, s.kind, count(*), 'queued'::skipq.job_status
         FROM (SELECT j.kind FROM skipq.jobs j
               WHERE j.status = st
                 AND j.updated_at <= now() - older_than
@@ -478,7 +499,8 @@ BEGIN
             attempts = CASE WHEN st = 'failed' AND extra_attempts IS NULL
                             THEN 0 ELSE j.attempts END,
             max_attempts = CASE WHEN st = 'failed' AND extra_attempts IS NOT NULL
-                                THEN j.attempts + extra_attempts
+                                THEN LEAST(j.attempts::int8 + extra_attempts,
+                                           2147483647)::int
                                 ELSE j.max_attempts END,
             finished_at = NULL,
             errors = CASE WHEN st = 'failed' THEN j.errors || note ELSE j.errors END,
@@ -486,11 +508,26 @@ BEGIN
         FROM c
         WHERE j.id = c.id AND j.status = st
         RETURNING j.kind, j.queue)
-    SELECT st, u.kind, count(*) FROM u GROUP BY u.kind ORDER BY u.kind;
+    SELECT st, u.kind, count(*), 'queued'::skipq.job_status
+    FROM u GROUP BY u.kind ORDER BY u.kind;
 
     PERFORM pg_notify('skipq', q.queue)
     FROM (SELECT DISTINCT j.queue FROM skipq.jobs j
           WHERE j.status = 'queued' AND j.updated_at = now()) q;
+END $$;
+
+DO $$
+DECLARE
+    owner text := pg_catalog.current_setting('skipq.recover_owner', true);
+    f regprocedure;
+BEGIN
+    IF owner <> '' THEN
+        FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+                 WHERE p.pronamespace = 'skipq'::regnamespace
+                   AND p.proname = 'recover' LOOP
+            EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO %s', f, owner);
+        END LOOP;
+    END IF;
 END $$;
 
 -- retry: any job that is not running goes back to queued, runnable now.

@@ -195,6 +195,19 @@ void skipq__jsonl_free(skipq__jsonl *r); /* keeps r->in open */
 skipq_rc skipq__jsonl_next(skipq__jsonl *r, const char **line, size_t *len,
                            skipq_error *err) SKIPQ__WUR;
 
+/* ---- text for terminals (escape.c) ---------------------------------- */
+
+/* Keep '\n' and '\t' (text printed over several lines); otherwise they
+ * and '\r' become one space each. */
+#define SKIPQ__ESC_MULTILINE 1u
+/*
+ * text (NULL: "") with every control character (C0, DEL, C1), bidi
+ * control and line separator as "\u001b", and every byte that is not
+ * UTF-8 as "\xff"; backslashes are left alone. Malloc'd; NULL when out
+ * of memory. For output a human reads; never for storage or JSON.
+ */
+char *skipq__escape_text(const char *text, unsigned flags);
+
 /* ---- time ----------------------------------------------------------- */
 
 int64_t skipq__now_ms(void); /* CLOCK_MONOTONIC */

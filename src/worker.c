@@ -1024,6 +1024,7 @@ job_from_row(skipq_worker *w, PGresult *res, int row)
     if (!j)
         return NULL;
     j->w = w;
+    j->duration_ms = -1; /* not run yet: log events say -1, not 0 */
     j->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
     j->claims = (int32_t)strtol(PQgetvalue(res, row, 1), NULL, 10);
     j->kind = dupstr(PQgetvalue(res, row, 2));

@@ -1005,7 +1005,7 @@ TEST(recover_bad_input)
                  "recover --status failed --older-than 5x");
     expect_usage(pg, "unrecognized priority \"urgent\"",
                  "recover --status failed --priority urgent");
-    expect_usage(pg, "--extra-attempts must be 1 or more",
+    expect_usage(pg, "--extra-attempts must be from 1 to 1000000, not \"0\"",
                  "recover --status failed --extra-attempts 0");
     expect_usage(pg, "--extra-attempts applies to --status failed only",
                  "recover --status queued --extra-attempts 2");

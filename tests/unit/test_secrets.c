@@ -18,35 +18,89 @@ expect_mask(const char *url, const char *want)
     if (strcmp(got, want) != 0)
         HARNESS_FAIL("mask \"%s\": got \"%s\", wanted \"%s\"", url, got, want);
     ASSERT_TRUE(strstr(got, "s3cr") == NULL);
+    ASSERT_TRUE(strstr(got, "cret") == NULL);
     free(got);
 }
 
+/* The forms an earlier pattern matcher handled: rebuilt from libpq's
+ * parse, a URI as a URI, key/value in libpq's keyword order. */
 TEST(mask_every_password_form)
 {
     expect_mask("postgresql://u:s3cret@h:5432/db", "postgresql://u:****@h:5432/db");
     expect_mask("postgresql://u:s3cr%40t@h/db", "postgresql://u:****@h/db");
     expect_mask("postgres://u:s3:cr@[::1]:5/db", "postgres://u:****@[::1]:5/db");
     expect_mask("postgresql://u@h/db?password=s3cret&sslmode=require",
-                "postgresql://u@h/db?password=****&sslmode=require");
+                "postgresql://u:****@h/db?sslmode=require");
     expect_mask("postgresql://u@h/db?sslmode=require&password=s3cret",
-                "postgresql://u@h/db?sslmode=require&password=****");
-    expect_mask("host=h password=s3cret dbname=d", "host=h password=**** dbname=d");
+                "postgresql://u:****@h/db?sslmode=require");
+    expect_mask("host=h password=s3cret dbname=d", "password=**** dbname=d host=h");
     /* libpq allows spaces around '=' and quoted values with escapes */
     expect_mask("host=h password = s3cret dbname=d",
-                "host=h password = **** dbname=d");
+                "password=**** dbname=d host=h");
     expect_mask("host=h password='s3cr et' dbname=d",
-                "host=h password=**** dbname=d");
+                "password=**** dbname=d host=h");
     expect_mask("host=h password='s3cr\\' et' dbname=d",
-                "host=h password=**** dbname=d");
+                "password=**** dbname=d host=h");
     expect_mask("host=h password=s3cr\\ et dbname=d",
-                "host=h password=**** dbname=d");
+                "password=**** dbname=d host=h");
     expect_mask("password=s3cret", "password=****");
-    /* not a password key */
-    expect_mask("host=h mypassword=x dbname=d", "host=h mypassword=x dbname=d");
-    expect_mask("host=h dbname=d", "host=h dbname=d");
+    expect_mask("host=h dbname=d", "dbname=d host=h");
+    expect_mask("postgresql://127.0.0.1:1/x", "postgresql://127.0.0.1:1/x");
     char *env = skipq_mask_url(NULL);
     ASSERT_STREQ(env, "(PG* environment)");
     free(env);
+    env = skipq_mask_url("");
+    ASSERT_STREQ(env, "(PG* environment)");
+    free(env);
+}
+
+/* Every way libpq accepts to spell a secret, and the strings it does
+ * not accept, whose text must not be shown at all. */
+TEST(mask_every_conninfo_form_libpq_accepts)
+{
+    expect_mask("host=h sslpassword=s3cret", "host=h sslpassword=****");
+    expect_mask("postgresql://u@h/db?sslpassword=s3cret",
+                "postgresql://u@h/db?sslpassword=****");
+    /* a percent-encoded key is still the password */
+    expect_mask("postgresql://u@h/db?pass%77ord=s3cret", "postgresql://u:****@h/db");
+    expect_mask("postgresql://u@h/db?%70assword=s3cret&sslmode=disable",
+                "postgresql://u:****@h/db?sslmode=disable");
+    /* libpq's own separators: any isspace() character */
+    expect_mask("host=h\vpassword=s3cret\fdbname=d\rport=5",
+                "password=**** dbname=d host=h port=5");
+    expect_mask("host=h\n\tpassword\t=\ts3cret", "password=**** host=h");
+    /* a password with an unencoded '/' or '@': libpq reads part of it as
+     * a host, port or database name; all of it up to the last '@' goes */
+    expect_mask("postgresql://u:s3/cret@h/db", "postgresql://****@h/db");
+    expect_mask("postgresql://u:s3@cret@h:5/db?sslmode=require",
+                "postgresql://****@h:5/db?sslmode=require");
+    expect_mask("postgresql://u:s3/cr@t@h/db", "postgresql://****@h/db");
+    /* a database name that is itself a connection string */
+    expect_mask("dbname='postgresql://u:s3cret@h/d' host=x",
+                "dbname=postgresql://u:****@h/d host=x");
+    expect_mask("dbname='host=h password=s3cret'",
+                "dbname='password=**** host=h'");
+    /* not a keyword libpq knows, unterminated quotes, a broken URI: not
+     * parsed, so not shown, not even in part */
+    expect_mask("host=h PASSWORD=s3cret",
+                "(a connection string libpq cannot parse; not shown)");
+    expect_mask("host=h password='s3cret",
+                "(a connection string libpq cannot parse; not shown)");
+    expect_mask("postgresql://u:s3cret@[::1",
+                "(a connection string libpq cannot parse; not shown)");
+    expect_mask("postgresql://u:s3cret@h/db?bogus=1",
+                "(a connection string libpq cannot parse; not shown)");
+    expect_mask("host=h password=s3 cret",
+                "(a connection string libpq cannot parse; not shown)");
+    /* what is no secret stays readable */
+    expect_mask("postgresql://a,b:5433/db?target_session_attrs=read-write",
+                "postgresql://a,b:5433/db?target_session_attrs=read-write");
+    expect_mask("postgresql:///db?host=/var/run/postgresql",
+                "postgresql://%2Fvar%2Frun%2Fpostgresql/db");
+    expect_mask("host=h mypassword=x dbname=d",
+                "(a connection string libpq cannot parse; not shown)");
+    expect_mask("host=h application_name='a b'",
+                "host=h application_name='a b'");
 }
 
 /* ---- the JSON-lines reader --------------------------------------------- */
