@@ -42,6 +42,19 @@ static const char workers_sql[] =
     "       extract(epoch FROM heartbeat_age)::float8, alive, version "
     "FROM skipq.active_workers ORDER BY id";
 
+/* When the rescuer last ran, and whether that is late: no rescue for two
+ * leases while workers are registered (another session holds its turn,
+ * the row 'rescue' of skipq.maintenance, without rescuing). NULL age:
+ * never ran. */
+static const char rescue_sql[] =
+    "SELECT extract(epoch FROM now() - m.last_run_at)::float8,"
+    "       EXISTS (SELECT FROM skipq.workers w)"
+    "       AND coalesce(m.last_run_at < now() - 2 * (SELECT coalesce(max(w.lease),"
+    "           interval '30 seconds') FROM skipq.workers w), true)"
+    "       AND (SELECT min(w.started_at) FROM skipq.workers w) < now() - 2 *"
+    "           (SELECT coalesce(max(w.lease), interval '30 seconds') FROM skipq.workers w)"
+    " FROM skipq.maintenance m WHERE m.task = 'rescue'";
+
 static volatile sig_atomic_t interrupted;
 
 static void
@@ -101,6 +114,23 @@ rows_json(const PGresult *res, const char *const *keys, const char *types)
     return a;
 }
 
+static void
+print_rescue(const PGresult *m)
+{
+    char age[32];
+    if (PQntuples(m) != 1)
+        return;
+    printf("\nrescuer: %s%s\n",
+           PQgetisnull(m, 0, 0) ? "has not run"
+                                : cli_format_age(strtod(PQgetvalue(m, 0, 0), NULL), age,
+                                                 sizeof age),
+           PQgetvalue(m, 0, 1)[0] == 't'
+               ? " (LATE: no rescue for over two leases; another session may hold the row "
+                 "'rescue' of skipq.maintenance)"
+           : PQgetisnull(m, 0, 0) ? ""
+                                  : " ago");
+}
+
 static int
 print_tables(const PGresult *q, const PGresult *w)
 {
@@ -155,7 +185,7 @@ static int
 show_once(PGconn *pg, int json, int watch, const char *shown)
 {
     PGresult *q = PQexec(pg, queues_sql);
-    PGresult *w = NULL;
+    PGresult *w = NULL, *m = NULL;
     int rc = 0;
 
     if (PQresultStatus(q) != PGRES_TUPLES_OK) {
@@ -165,6 +195,11 @@ show_once(PGconn *pg, int json, int watch, const char *shown)
     w = PQexec(pg, workers_sql);
     if (PQresultStatus(w) != PGRES_TUPLES_OK) {
         rc = cli_db_fail(pg, w, "could not read skipq.active_workers");
+        goto out;
+    }
+    m = PQexec(pg, rescue_sql);
+    if (PQresultStatus(m) != PGRES_TUPLES_OK) {
+        rc = cli_db_fail(pg, m, "could not read skipq.maintenance");
         goto out;
     }
     if (json) {
@@ -177,6 +212,14 @@ show_once(PGconn *pg, int json, int watch, const char *shown)
                                rows_json(q, queue_keys, "siiiiiiifi"));
         json_object_object_add(o, "workers",
                                rows_json(w, worker_keys, "isissiifbs"));
+        if (PQntuples(m) == 1) {
+            json_object *r = json_object_new_object();
+            if (r) {
+                json_object_object_add(r, "last_run_age_s", cell_json(m, 0, 0, 'f'));
+                json_object_object_add(r, "late", cell_json(m, 0, 1, 'b'));
+            }
+            json_object_object_add(o, "rescue", r);
+        }
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
@@ -191,11 +234,14 @@ show_once(PGconn *pg, int json, int watch, const char *shown)
             printf("  (ctrl-c to stop)\n\n");
         }
         rc = print_tables(q, w);
+        if (rc == 0)
+            print_rescue(m);
     }
     fflush(stdout);
 out:
     PQclear(q);
     PQclear(w);
+    PQclear(m);
     return rc;
 }
 

@@ -120,6 +120,27 @@ TEST(rescue_runs_while_another_role_holds_old_key)
     stop_worker(w);
 }
 
+/* A rescue that cannot run for longer than the lease shows in stats. */
+TEST(stats_says_when_rescue_is_late)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "INSERT INTO skipq.workers (host, pid, queues, priorities, concurrency, version,"
+                " started_at, heartbeat_at, lease) VALUES ('h', 1, '{default}', 'all', 1, 'x',"
+                " now() - interval '1 hour', now(), '1 s')");
+    char *out = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "stats"), 0);
+    ASSERT_CONTAINS(out, "rescuer: has not run (LATE");
+    free(out);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "stats --json"), 0);
+    ASSERT_CONTAINS(out, "\"late\":true");
+    free(out);
+    tl_exec(pg, "UPDATE skipq.maintenance SET last_run_at = now()");
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "stats"), 0);
+    ASSERT_CONTAINS(out, "rescuer: ");
+    ASSERT_TRUE(strstr(out, "LATE") == NULL);
+    free(out);
+}
+
 /* Any role may NOTIFY skipq_control: a forged cancel is ignored, and the
  * job runs to success. A real cancel (skipq jobs cancel) still works. */
 TEST(forged_cancel_notify_is_ignored)
