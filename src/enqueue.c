@@ -79,11 +79,9 @@ skipq_rc
 skipq__check_payload(const char *json, size_t len, size_t max,
                      skipq_error *err)
 {
-    json_tokener *tok;
-    json_object *obj;
-    enum json_tokener_error jerr;
+    json_object *obj = NULL;
     skipq_rc rc = SKIPQ_OK;
-    size_t bad, end;
+    size_t bad;
     const char *nul;
 
     if (len == (size_t)-1)
@@ -103,41 +101,15 @@ skipq__check_payload(const char *json, size_t len, size_t max,
                            "invalid JSON at offset %zu: invalid UTF-8", bad);
     if (skipq__json_object_fast(json, len))
         return SKIPQ_OK; /* the common case, without a parse (jsonscan.c) */
-    tok = json_tokener_new_ex(512);
-    if (!tok)
-        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    obj = json_tokener_parse_ex(tok, json, (int)len);
-    jerr = json_tokener_get_error(tok);
-    end = json_tokener_get_parse_end(tok);
-    if (jerr == json_tokener_continue) {
-        /* a bare number may go on: a NUL tells json-c the input ended */
-        obj = json_tokener_parse_ex(tok, "", 1);
-        jerr = json_tokener_get_error(tok);
-        if (jerr == json_tokener_success)
-            end = len;
-    }
-    if (jerr == json_tokener_continue) {
+    /* the same depth limit as every later reader of the payload (json.c) */
+    if ((rc = skipq__json_parse(json, len, JSON_TOKENER_STRICT, &obj, err)) !=
+        SKIPQ_OK)
+        return rc;
+    if (!json_object_is_type(obj, json_type_object))
         rc = skipq__fail(err, SKIPQ_ERR_INVALID,
-                         "invalid JSON at offset %zu: unexpected end of input",
-                         len);
-    } else if (jerr != json_tokener_success) {
-        rc = skipq__fail(err, SKIPQ_ERR_INVALID, "invalid JSON at offset %zu: %s",
-                         end, json_tokener_error_desc(jerr));
-    } else {
-        while (end < len && strchr(" \t\r\n", json[end]))
-            end++;
-        if (end < len)
-            rc = skipq__fail(err, SKIPQ_ERR_INVALID,
-                             "invalid JSON at offset %zu: trailing characters",
-                             end);
-        else if (!json_object_is_type(obj, json_type_object))
-            rc = skipq__fail(err, SKIPQ_ERR_INVALID,
-                             "payload must be a JSON object, not %s",
-                             json_type_to_name(json_object_get_type(obj)));
-    }
+                         "payload must be a JSON object, not %s",
+                         json_type_to_name(json_object_get_type(obj)));
     json_object_put(obj);
-    json_tokener_free(tok);
     return rc;
 }
 

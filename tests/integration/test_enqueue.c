@@ -6,10 +6,12 @@
  * in SQL.
  */
 #include "harness.h"
+#include "internal.h" /* SKIPQ__JSON_MAX_DEPTH */
 #include "testlib.h"
 
 #include <skipq.h>
 
+#include <json-c/json.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -730,4 +732,182 @@ int
 main(int argc, char **argv)
 {
     return harness_main(argc, argv);
+}
+
+/* ---- JSON depth: one limit, in and out ------------------------------------ */
+
+/* A payload whose values nest `levels` deep, as json-c and the docs count
+ * them: objects {"d": ...} around a 1 ({"d": 1} is 2 levels). Malloc'd. */
+static char *
+nested_payload(int levels)
+{
+    size_t n = (size_t)levels * 7 + 2;
+    char *s = malloc(n), *p = s;
+    ASSERT_TRUE(s);
+    for (int i = 1; i < levels; i++)
+        p += sprintf(p, "{\"d\":");
+    *p++ = '1';
+    for (int i = 1; i < levels; i++)
+        *p++ = '}';
+    *p = '\0';
+    return s;
+}
+
+/* Echo the payload back as the result; fail when it did not parse. */
+static skipq_outcome
+echo_payload_handler(skipq_job *job, void *ud)
+{
+    (void)ud;
+    json_object *payload = skipq_job_payload(job);
+    if (!payload)
+        return skipq_job_fail(job, "skipq_job_payload() gave NULL");
+    skipq_job_set_result(job, json_object_get(payload));
+    return SKIPQ_JOB_OK;
+}
+
+/* Run a C worker over queue q until it is empty. */
+static void
+run_c_worker_once(const char *q, const char *kind, skipq_handler_fn fn)
+{
+    skipq_error err;
+    skipq_config *cfg = skipq_config_new();
+    skipq_worker *w = NULL;
+    ASSERT_TRUE(cfg);
+    ASSERT_OK(skipq_config_set_database(cfg, tl_url(), &err), &err);
+    ASSERT_OK(skipq_config_set_queue(cfg, q, &err), &err);
+    ASSERT_OK(skipq_config_set_poll_interval(cfg, 200, &err), &err);
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, kind, fn, NULL, &err), &err);
+    skipq_worker_set_once(w, 1);
+    ASSERT_OK(skipq_worker_run(w, &err), &err);
+    skipq_worker_free(w);
+    skipq_config_free(cfg);
+}
+
+/*
+ * Enqueue took 512 levels while everything reading a payload back used
+ * json-c's default of 32: a 41-level payload went in, then showed as "-"
+ * (null with --json) in `jobs show`, reached a C handler as NULL, and a
+ * command that printed it back had it stored as {"output": "..."}.
+ */
+TEST(deep_payload_reads_back_everywhere)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    char *payload = nested_payload(41); /* 40 objects around a number */
+    int64_t id = 0, cid = 0, sid = 0;
+
+    o.queue = "deep_c";
+    ASSERT_OK(skipq_enqueue(conn, "deep", payload, &o, &id, &err), &err);
+
+    /* jobs show, as JSON and as text */
+    char *out = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs show %" PRId64 " --json", id), 0);
+    char want[64];
+    snprintf(want, sizeof want, "\"payload\":%.20s", payload);
+    ASSERT_TRUE(strstr(out, want) != NULL);
+    ASSERT_TRUE(strstr(out, payload) != NULL);
+    free(out);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs show %" PRId64, id), 0);
+    snprintf(want, sizeof want, "%-20s -\n", "payload");
+    ASSERT_TRUE(strstr(out, want) == NULL);
+    ASSERT_TRUE(strstr(out, "\"d\": 1") != NULL);
+    free(out);
+
+    /* a C handler gets it parsed, and its result is stored whole */
+    run_c_worker_once("deep_c", "deep", echo_payload_handler);
+    char *got = tl_str(pg, "SELECT status || ' ' || coalesce(last_error, '')"
+                           " || (result = payload)::text FROM skipq.jobs WHERE id = %" PRId64,
+                       id);
+    ASSERT_STREQ(got, "succeeded true");
+    free(got);
+
+    /* a command printing it back: stored as is, not as {"output": ...} */
+    o.queue = "deep_cmd";
+    ASSERT_OK(skipq_enqueue(conn, "deep", payload, &o, &cid, &err), &err);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --queue deep_cmd --once --handler deep=cat"),
+              0);
+    got = tl_str(pg, "SELECT status || ' ' || (result = payload)::text"
+                     " FROM skipq.jobs WHERE id = %" PRId64, cid);
+    ASSERT_STREQ(got, "succeeded true");
+    free(got);
+
+    /* the JSON log shows it as JSON too (--log-payloads) */
+    o.queue = "deep_log";
+    ASSERT_OK(skipq_enqueue(conn, "deep", payload, &o, &sid, &err), &err);
+    char *log = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &log, "worker --queue deep_log --once --log-payloads "
+                                             "--log-format json --handler deep=true"),
+              0);
+    snprintf(want, sizeof want, "\"payload\":%.20s", payload);
+    ASSERT_TRUE(strstr(log, want) != NULL);
+    free(log);
+    free(payload);
+    skipq_conn_close(conn);
+}
+
+/*
+ * The limit is SKIPQ__JSON_MAX_DEPTH levels exactly, and a payload one
+ * level deeper is refused by every way in, with the same message naming
+ * the limit, and nothing is written.
+ */
+TEST(payload_deeper_than_the_limit_is_refused_everywhere)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    int64_t id = 0;
+    char *max = nested_payload(SKIPQ__JSON_MAX_DEPTH);
+    char *over = nested_payload(SKIPQ__JSON_MAX_DEPTH + 1);
+    char want[64];
+    snprintf(want, sizeof want, ": nesting deeper than %d levels", SKIPQ__JSON_MAX_DEPTH);
+
+    /* at the limit: in, and read back whole by a C handler */
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    o.queue = "at_limit";
+    ASSERT_OK(skipq_enqueue(conn, "deep", max, &o, &id, &err), &err);
+    run_c_worker_once("at_limit", "deep", echo_payload_handler);
+    char *got = tl_str(pg, "SELECT status || ' ' || (result = payload)::text"
+                           " FROM skipq.jobs WHERE id = %" PRId64, id);
+    ASSERT_STREQ(got, "succeeded true");
+    free(got);
+    tl_exec(pg, "DELETE FROM skipq.jobs");
+
+    /* one deeper: refused by each way in, with one message */
+    ASSERT_EQ(skipq_enqueue(conn, "deep", over, NULL, &id, &err), SKIPQ_ERR_INVALID);
+    printf("skipq_enqueue: %s\n", err.message);
+    ASSERT_TRUE(strstr(err.message, want) != NULL);
+    ASSERT_EQ(skipq_enqueue_tx(skipq_conn_pg(conn), "deep", over, NULL, &id, &err),
+              SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, want) != NULL);
+    skipq_job_spec jobs[2] = {{"deep", "{}"}, {"deep", over}};
+    ASSERT_EQ(skipq_enqueue_batch(conn, jobs, 2, NULL, &err), SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, "job 1: invalid JSON at offset") != NULL);
+    ASSERT_TRUE(strstr(err.message, want) != NULL);
+    skipq_copy *cp = NULL;
+    ASSERT_OK(skipq_copy_begin(conn, NULL, &cp, &err), &err);
+    ASSERT_EQ(skipq_copy_add(cp, "deep", over, strlen(over), &err), SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, want) != NULL);
+    skipq_copy_abort(cp, NULL);
+
+    /* the CLI, from an argument and from stdin: bad input, exit 2 */
+    char *cli_err = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &cli_err, "enqueue deep '%s'", over), 2);
+    printf("skipq enqueue: %s", cli_err);
+    ASSERT_TRUE(strstr(cli_err, want) != NULL);
+    free(cli_err);
+    char *lines = NULL;
+    ASSERT_TRUE(asprintf(&lines, "{}\n%s\n", over) > 0);
+    ASSERT_EQ(tl_skipq_run(lines, NULL, &cli_err, "enqueue deep -"), 2);
+    ASSERT_TRUE(strstr(cli_err, "line 2: ") != NULL);
+    ASSERT_TRUE(strstr(cli_err, want) != NULL);
+    free(cli_err);
+    free(lines);
+
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
+    free(max);
+    free(over);
+    skipq_conn_close(conn);
 }
