@@ -34,7 +34,7 @@
 /* PostgreSQL cannot store a field above 1GB; "{}" is the smallest
  * payload there is. */
 #define MIN_PAYLOAD ((size_t)2)
-#define MAX_PAYLOAD ((size_t)1 << 30)
+#define MAX_PAYLOAD SKIPQ__MAX_PAYLOAD
 
 static const char *const strategy_names[] = {
     [SKIPQ_BACKOFF_FIXED] = "fixed",

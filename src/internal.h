@@ -37,6 +37,9 @@
 #define SKIPQ__CONTROL_CHANNEL "skipq_control"
 #define SKIPQ__NAME_MAX 200 /* bytes; the CHECK on queue and kind */
 #define SKIPQ__DEFAULT_MAX_PAYLOAD ((size_t)1 << 20)
+/* max_payload's ceiling, whatever a caller sets: PostgreSQL takes no
+ * field, and no protocol message, of 1GB or more */
+#define SKIPQ__MAX_PAYLOAD ((size_t)1 << 30)
 /*
  * How deep JSON may nest, counted as json-c counts: the outermost value
  * is level 1 and each value inside an object or array one level deeper

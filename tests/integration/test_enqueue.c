@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static skipq_conn *
 open_conn(void)
@@ -909,5 +911,139 @@ TEST(payload_deeper_than_the_limit_is_refused_everywhere)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
     free(max);
     free(over);
+    skipq_conn_close(conn);
+}
+
+/* ---- COPY: rows of any size, each send within libpq's int length ---------- */
+
+/*
+ * A payload far larger than the COPY buffer, made of the bytes COPY
+ * escapes (backslashes, and newlines and tabs as whitespace), goes to the
+ * server in pieces, split inside the row, and comes back byte for byte,
+ * between two ordinary rows.
+ */
+TEST(copy_streams_a_row_larger_than_its_buffer)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    size_t n = 3u << 20; /* 3 MiB: twelve buffers once escaped */
+    char *big = malloc(n + 1);
+    ASSERT_TRUE(big);
+    /* {"s":"\\\\...\\","t":[1\n\t\n\t...\r\n]} */
+    size_t half = n / 2 & ~(size_t)1, i = 0;
+    i += (size_t)sprintf(big, "{\"s\":\"");
+    while (i < half)
+        big[i++] = '\\';
+    i += (size_t)sprintf(big + i, "\",\"t\":[1");
+    while (i + 8 < n) {
+        memcpy(big + i, "\n\t", 2);
+        i += 2;
+    }
+    i += (size_t)sprintf(big + i, "\r\n]}");
+    n = i;
+
+    o.max_payload = n;
+    o.queue = "big";
+    skipq_copy *cp = NULL;
+    int64_t count = 0;
+    ASSERT_OK(skipq_copy_begin(conn, &o, &cp, &err), &err);
+    ASSERT_OK(skipq_copy_add(cp, "k\t1", "{\"i\": 1}", (size_t)-1, &err), &err);
+    ASSERT_OK(skipq_copy_add(cp, "k\\2", big, n, &err), &err);
+    ASSERT_OK(skipq_copy_add(cp, "k\n3", "{\"i\": 3}", (size_t)-1, &err), &err);
+    ASSERT_OK(skipq_copy_end(cp, &count, &err), &err);
+    ASSERT_EQ(count, 3);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'big'"), 3);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = E'k\\t1'"
+                         " AND payload = '{\"i\": 1}'"), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = E'k\\n3'"
+                         " AND payload = '{\"i\": 3}'"), 1);
+    /* the big one, compared as JSON with what was sent */
+    PGresult *r = PQexecParams(pg,
+                               "SELECT count(*) FROM skipq.jobs WHERE kind = E'k\\\\2'"
+                               " AND payload = $1::jsonb",
+                               1, NULL, (const char *const[]){big}, NULL, NULL, 0);
+    ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK);
+    ASSERT_STREQ(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+    ASSERT_EQ(tl_int(pg, "SELECT length(payload->>'s') FROM skipq.jobs WHERE kind = E'k\\\\2'"),
+              (int64_t)(half - 6) / 2);
+    free(big);
+    skipq_conn_close(conn);
+}
+
+/*
+ * A payload of n bytes, {"s":"\\\\...\\"}, and a backslash and more after
+ * it, without writing n bytes of memory: one MiB of backslashes in a
+ * memfd, mapped over and over (privately: only the pages written to are
+ * copied). n is a multiple of 1 MiB; munmap(p, n + 1 MiB) frees it.
+ */
+static char *
+big_payload(size_t n)
+{
+    const size_t mib = (size_t)1 << 20;
+    int fd = memfd_create("payload", 0);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_EQ(ftruncate(fd, (off_t)mib), 0);
+    char *fill = mmap(NULL, mib, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ASSERT_TRUE(fill != MAP_FAILED);
+    memset(fill, '\\', mib);
+    munmap(fill, mib);
+    char *p = mmap(NULL, n + mib, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(p != MAP_FAILED);
+    for (size_t off = 0; off < n + mib; off += mib)
+        ASSERT_TRUE(mmap(p + off, mib, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
+                         0) != MAP_FAILED);
+    close(fd);
+    memcpy(p, "{\"s\":\"", 6);
+    memcpy(p + n - 2, "\"}", 2);
+    return p;
+}
+
+/*
+ * At max_payload's maximum, 1 GB, a payload of backslashes is 2 GB once
+ * escaped for COPY. The whole row used to be buffered and sent with its
+ * length cast to int: negative, so libpq sent nothing and said it had,
+ * and the COPY committed without the rows in that buffer (here all).
+ * PostgreSQL cannot read a COPY line of 1 GB, so such a row is now
+ * refused before it is read or sent, the other rows go in, and the count
+ * skipq_copy_end reports is the count in the table. So is a smaller
+ * payload that only escaping makes too long. A max_payload above the
+ * 1 GB ceiling (only the C API can set one) is taken as the ceiling.
+ */
+TEST(copy_of_a_2gb_escaped_row_loses_no_row)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    size_t gb = (size_t)1 << 30, mb540 = (size_t)540 << 20;
+    char *big = big_payload(gb);
+
+    o.max_payload = SIZE_MAX;
+    skipq_copy *cp = NULL;
+    int64_t count = -1;
+    ASSERT_OK(skipq_copy_begin(conn, &o, &cp, &err), &err);
+    ASSERT_OK(skipq_copy_add(cp, "small", "{\"i\": 1}", (size_t)-1, &err), &err);
+    skipq_rc rc = skipq_copy_add(cp, "huge", big, gb, &err);
+    printf("1 GB: rc %d: %s\n", rc, rc ? err.message : "");
+    ASSERT_EQ(rc, SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, "too long for COPY") != NULL);
+    rc = skipq_copy_add(cp, "huge", big, gb + 1, &err);
+    printf("1 GB + 1: rc %d: %s\n", rc, rc ? err.message : "");
+    ASSERT_EQ(rc, SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, "more than the limit of 1073741824") != NULL);
+    munmap(big, gb + ((size_t)1 << 20));
+    big = big_payload(mb540); /* 1080 MiB once escaped */
+    rc = skipq_copy_add(cp, "huge", big, mb540, &err);
+    printf("540 MiB: rc %d: %s\n", rc, rc ? err.message : "");
+    ASSERT_EQ(rc, SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, "too long for COPY") != NULL);
+    munmap(big, mb540 + ((size_t)1 << 20));
+    ASSERT_OK(skipq_copy_add(cp, "small", "{\"i\": 2}", (size_t)-1, &err), &err);
+    ASSERT_OK(skipq_copy_end(cp, &count, &err), &err);
+    ASSERT_EQ(count, 2);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'small'"), 2);
     skipq_conn_close(conn);
 }
