@@ -8,6 +8,7 @@
  * a second query that a worker could have raced.
  */
 #include "cli.h"
+#include "internal.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
@@ -326,8 +327,11 @@ static const unsigned show_ints = 1u << 0 | 1u << 3 | 1u << 5 | 1u << 6 |
 static json_object *
 column_json(const PGresult *res, int c)
 {
-    return PQgetisnull(res, 0, c) ? NULL
-                                  : json_tokener_parse(PQgetvalue(res, 0, c));
+    json_object *o = NULL; /* the depth limit enqueue takes */
+
+    if (!PQgetisnull(res, 0, c))
+        (void)skipq__json_parse(PQgetvalue(res, 0, c), (size_t)-1, 0, &o, NULL);
+    return o;
 }
 
 /*

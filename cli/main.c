@@ -182,7 +182,8 @@ log_hook(const skipq_log_event *ev, void *userdata)
             json_object_object_add(o, "duration_ms",
                                    cli_json_double(ev->duration_ms));
         if (ev->payload) { /* only with skipq worker --log-payloads */
-            json_object *p = json_tokener_parse(ev->payload);
+            json_object *p = NULL;
+            (void)skipq__json_parse(ev->payload, (size_t)-1, 0, &p, NULL);
             json_object_object_add(o, "payload",
                                    p ? p : json_object_new_string(ev->payload));
         }

@@ -34,7 +34,25 @@
 /* PostgreSQL cannot store a field above 1GB; "{}" is the smallest
  * payload there is. */
 #define MIN_PAYLOAD ((size_t)2)
-#define MAX_PAYLOAD ((size_t)1 << 30)
+#define MAX_PAYLOAD SKIPQ__MAX_PAYLOAD
+
+/*
+ * Reading a config takes time and memory linear in its size, whatever
+ * the file holds. At most 1 MiB of it is read (--config /dev/zero read
+ * until memory ran out). Nesting is refused as soon as it passes 64
+ * levels, while libyaml parses: its scanner takes time quadratic in the
+ * depth of flow collections (100,000 "[" took 39 s). What libyaml or the
+ * setters look up one by one is counted: anchors, aliases and directives
+ * (80,000 anchors took 15 s), queues and handlers. And an alias repeats
+ * a whole mapping or list wherever it is used, so the keys and items the
+ * loader visits are counted too. No real config comes near any of these.
+ */
+#define CONFIG_MAX_BYTES ((size_t)1 << 20)
+#define CONFIG_MAX_DEPTH 64
+#define CONFIG_MAX_ANCHORS 1000 /* and as many aliases */
+#define CONFIG_MAX_DIRECTIVES 100
+#define CONFIG_MAX_LIST 1000 /* queues of a worker; handlers */
+#define CONFIG_EXTRA_VISITS 10000 /* visits an alias may add */
 
 static const char *const strategy_names[] = {
     [SKIPQ_BACKOFF_FIXED] = "fixed",
@@ -813,6 +831,8 @@ struct loader {
     yaml_document_t *doc;
     const char *name;
     skipq_error *err;
+    size_t visits;     /* keys and list items looked at so far */
+    size_t max_visits; /* the document's nodes, plus what aliases may add */
 };
 
 /* Where a node starts, 1-based as editors count. */
@@ -1079,6 +1099,66 @@ section(struct loader *ld, const yaml_node_t *node, const char *path,
     return true;
 }
 
+/* Count n keys or items of node against the loader's budget: without
+ * aliases each node is visited once, so only aliases can exhaust it. */
+static skipq_rc
+visit(struct loader *ld, const yaml_node_t *node, size_t n)
+{
+    ld->visits += n;
+    if (ld->visits <= ld->max_visits)
+        return SKIPQ_OK;
+    return fail_at(ld, node, SKIPQ_ERR_CONFIG,
+                   "aliases repeat more keys and items than the config holds "
+                   "(%zu)",
+                   ld->max_visits);
+}
+
+struct key_ref {
+    const char *key;
+    size_t i;
+};
+
+static int
+cmp_key_ref(const void *a, const void *b)
+{
+    const struct key_ref *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/*
+ * For each pair of map, whether an earlier pair has the same (scalar)
+ * key: by sorting, so a mapping of n keys costs n log n. Comparing each
+ * key with every earlier one took 30 s for 40,000 keys. Owned by the
+ * caller; NULL when out of memory.
+ */
+static bool *
+repeated_keys(struct loader *ld, const yaml_node_t *map)
+{
+    yaml_node_pair_t *start = map->data.mapping.pairs.start;
+    size_t n = (size_t)(map->data.mapping.pairs.top - start), m = 0;
+    bool *dup = calloc(n ? n : 1, sizeof *dup);
+    struct key_ref *refs = malloc((n ? n : 1) * sizeof *refs);
+
+    if (!dup || !refs) {
+        free(dup);
+        free(refs);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *k = yaml_document_get_node(ld->doc, start[i].key);
+        if (k && k->type == YAML_SCALAR_NODE && k->data.scalar.value)
+            refs[m++] = (struct key_ref){(const char *)k->data.scalar.value, i};
+    }
+    qsort(refs, m, sizeof *refs, cmp_key_ref);
+    for (size_t j = 1; j < m; j++)
+        if (strcmp(refs[j - 1].key, refs[j].key) == 0)
+            dup[refs[j].i] = true;
+    free(refs);
+    return dup;
+}
+
 typedef skipq_rc (*key_fn)(struct loader *ld, const char *path,
                            yaml_node_t *value);
 
@@ -1099,34 +1179,33 @@ walk(struct loader *ld, yaml_node_t *map, const char *prefix,
 {
     yaml_node_pair_t *start = map->data.mapping.pairs.start;
     yaml_node_pair_t *top = map->data.mapping.pairs.top;
+    skipq_rc rc;
+    bool *dup;
 
-    for (yaml_node_pair_t *pair = start; pair < top; pair++) {
+    if ((rc = visit(ld, map, (size_t)(top - start))) != SKIPQ_OK)
+        return rc;
+    if (!(dup = repeated_keys(ld, map)))
+        return fail_at(ld, map, SKIPQ_ERR_NOMEM, "out of memory");
+    for (yaml_node_pair_t *pair = start; pair < top && rc == SKIPQ_OK; pair++) {
         yaml_node_t *k = yaml_document_get_node(ld->doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(ld->doc, pair->value);
         char path[256];
         const char *key = NULL;
-        skipq_rc rc;
         size_t i;
 
         if (!k || !v)
             continue;
-        if (k->type != YAML_SCALAR_NODE)
-            return fail_at(ld, k, SKIPQ_ERR_CONFIG,
-                           "keys must be strings%s%s", *prefix ? " in " : "",
-                           prefix);
+        if (k->type != YAML_SCALAR_NODE) {
+            rc = fail_at(ld, k, SKIPQ_ERR_CONFIG, "keys must be strings%s%s",
+                         *prefix ? " in " : "", prefix);
+            break;
+        }
         if ((rc = scalar(ld, k, "a key", "a string", &key)) != SKIPQ_OK)
-            return rc;
+            break;
         snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "",
                  key);
-        for (yaml_node_pair_t *prev = start; prev < pair; prev++) {
-            yaml_node_t *pk = yaml_document_get_node(ld->doc, prev->key);
-            if (pk && pk->type == YAML_SCALAR_NODE && pk->data.scalar.value &&
-                strcmp((const char *)pk->data.scalar.value, key) == 0) {
-                warn_at(ld, k, "duplicate key \"%s\": the last one wins",
-                        path);
-                break;
-            }
-        }
+        if (dup[pair - start])
+            warn_at(ld, k, "duplicate key \"%s\": the last one wins", path);
         for (i = 0; i < nrules; i++)
             if (strcmp(rules[i].key, key) == 0)
                 break;
@@ -1134,10 +1213,10 @@ walk(struct loader *ld, yaml_node_t *map, const char *prefix,
             warn_at(ld, k, "unknown key \"%s\" ignored", path);
             continue;
         }
-        if ((rc = rules[i].fn(ld, path, v)) != SKIPQ_OK)
-            return rc;
+        rc = rules[i].fn(ld, path, v);
     }
-    return SKIPQ_OK;
+    free(dup);
+    return rc;
 }
 
 /* ---- database ---- */
@@ -1172,6 +1251,13 @@ on_queues(struct loader *ld, const char *path, yaml_node_t *v)
         if (it == top)
             return fail_at(ld, v, SKIPQ_ERR_CONFIG,
                            "%s must name at least one queue", path);
+        /* each queue added is compared with those before it */
+        if (top - it > CONFIG_MAX_LIST)
+            return fail_at(ld, v, SKIPQ_ERR_CONFIG,
+                           "%s lists %zu queues; the limit is %d", path,
+                           (size_t)(top - it), CONFIG_MAX_LIST);
+        if ((rc = visit(ld, v, (size_t)(top - it))) != SKIPQ_OK)
+            return rc;
         for (bool first = true; it < top; it++, first = false) {
             yaml_node_t *item = yaml_document_get_node(ld->doc, *it);
             if (!item)
@@ -1213,6 +1299,10 @@ on_priorities(struct loader *ld, const char *path, yaml_node_t *v)
     if (v->data.sequence.items.start == v->data.sequence.items.top)
         return fail_at(ld, v, SKIPQ_ERR_CONFIG,
                        "%s must name at least one band", path);
+    if ((rc = visit(ld, v,
+                    (size_t)(v->data.sequence.items.top -
+                             v->data.sequence.items.start))) != SKIPQ_OK)
+        return rc;
     /* check each item where it stands, so an error points at the item,
      * then hand the setter the same comma-separated form the CLI uses */
     for (yaml_node_item_t *it = v->data.sequence.items.start;
@@ -1460,6 +1550,10 @@ load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
         return fail_at(ld, v, SKIPQ_ERR_CONFIG,
                        "%s must be a mapping with a command, not %s", path,
                        describe(v, buf, sizeof buf));
+    if ((rc = visit(ld, v,
+                    (size_t)(v->data.mapping.pairs.top -
+                             v->data.mapping.pairs.start))) != SKIPQ_OK)
+        return rc;
     /* collect first: the setter takes the command and timeout together */
     for (yaml_node_pair_t *pair = v->data.mapping.pairs.start;
          pair < v->data.mapping.pairs.top; pair++) {
@@ -1498,6 +1592,8 @@ load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
         if (n == 0)
             return fail_at(ld, command, SKIPQ_ERR_CONFIG,
                            "handler \"%s\" needs a command", kind);
+        if ((rc = visit(ld, command, n)) != SKIPQ_OK)
+            return rc;
         if (!(argv = calloc(n + 1, sizeof *argv)))
             return fail_at(ld, command, SKIPQ_ERR_NOMEM, "out of memory");
         for (; i < n; i++) {
@@ -1530,14 +1626,24 @@ out:
 static skipq_rc
 on_handlers(struct loader *ld, const char *path, yaml_node_t *v)
 {
-    yaml_node_pair_t *start;
+    yaml_node_pair_t *start, *top;
     skipq_rc rc;
+    bool *dup;
 
     if (!section(ld, v, path, &rc))
         return rc;
     start = v->data.mapping.pairs.start;
-    for (yaml_node_pair_t *pair = start; pair < v->data.mapping.pairs.top;
-         pair++) {
+    top = v->data.mapping.pairs.top;
+    /* each handler set is compared with those before it */
+    if (top - start > CONFIG_MAX_LIST)
+        return fail_at(ld, v, SKIPQ_ERR_CONFIG,
+                       "%s has %zu handlers; the limit is %d", path,
+                       (size_t)(top - start), CONFIG_MAX_LIST);
+    if ((rc = visit(ld, v, (size_t)(top - start))) != SKIPQ_OK)
+        return rc;
+    if (!(dup = repeated_keys(ld, v)))
+        return fail_at(ld, v, SKIPQ_ERR_NOMEM, "out of memory");
+    for (yaml_node_pair_t *pair = start; pair < top && rc == SKIPQ_OK; pair++) {
         yaml_node_t *k = yaml_document_get_node(ld->doc, pair->key);
         yaml_node_t *val = yaml_document_get_node(ld->doc, pair->value);
         const char *kind = NULL;
@@ -1546,20 +1652,14 @@ on_handlers(struct loader *ld, const char *path, yaml_node_t *v)
             continue;
         if ((rc = scalar(ld, k, "a handler kind", "a string", &kind)) !=
             SKIPQ_OK)
-            return rc;
-        for (yaml_node_pair_t *prev = start; prev < pair; prev++) {
-            yaml_node_t *pk = yaml_document_get_node(ld->doc, prev->key);
-            if (pk && pk->type == YAML_SCALAR_NODE && pk->data.scalar.value &&
-                strcmp((const char *)pk->data.scalar.value, kind) == 0) {
-                warn_at(ld, k, "duplicate handler \"%s\": the last one wins",
-                        kind);
-                break;
-            }
-        }
-        if ((rc = load_handler(ld, kind, k, val)) != SKIPQ_OK)
-            return rc;
+            break;
+        if (dup[pair - start])
+            warn_at(ld, k, "duplicate handler \"%s\": the last one wins",
+                    kind);
+        rc = load_handler(ld, kind, k, val);
     }
-    return SKIPQ_OK;
+    free(dup);
+    return rc;
 }
 
 /* ---- recover ---- */
@@ -1672,6 +1772,104 @@ syntax_error(const yaml_parser_t *p, const char *name, skipq_error *err)
                        (unsigned long)p->problem_mark.column + 1, problem);
 }
 
+/* The precheck's error, at the event's place. */
+static skipq_rc
+fail_at_mark(const char *name, yaml_mark_t mark, skipq_error *err,
+             const char *what)
+{
+    return skipq__fail(err, SKIPQ_ERR_CONFIG,
+                       "could not load config \"%s\": line %lu, column %lu: %s",
+                       name, (unsigned long)mark.line + 1,
+                       (unsigned long)mark.column + 1, what);
+}
+
+/*
+ * Before libyaml builds the document: libyaml takes time quadratic in the
+ * number of directives of a document (each is compared with those before
+ * it, before the document starts), which a line count bounds; then the
+ * events, in one pass that stops at the first level too deep or the
+ * anchor or alias too many, so a pathological file costs no more than
+ * its first few kilobytes. Syntax errors are found here too.
+ */
+static skipq_rc
+precheck(const char *yaml, size_t len, const char *name, skipq_error *err)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    size_t directives = 0, depth = 0, anchors = 0, aliases = 0;
+    char what[64];
+    skipq_rc rc = SKIPQ_OK;
+
+    /* libyaml takes any '%' at the start of a line for a directive */
+    for (size_t i = 0; i < len; i++) {
+        if (yaml[i] == '%' && (i == 0 || yaml[i - 1] == '\n' ||
+                               yaml[i - 1] == '\r') &&
+            ++directives > CONFIG_MAX_DIRECTIVES) {
+            unsigned long line = 1;
+            for (size_t j = 0; j < i; j++)
+                line += yaml[j] == '\n';
+            return skipq__fail(err, SKIPQ_ERR_CONFIG,
+                               "could not load config \"%s\": line %lu: more "
+                               "than %d directives (lines starting with %%)",
+                               name, line, CONFIG_MAX_DIRECTIVES);
+        }
+    }
+    if (!yaml_parser_initialize(&parser))
+        return skipq__fail(err, SKIPQ_ERR_NOMEM,
+                           "could not load config \"%s\": out of memory",
+                           name);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+    for (;;) {
+        const yaml_char_t *anchor = NULL;
+        bool done;
+
+        if (!yaml_parser_parse(&parser, &ev)) {
+            rc = syntax_error(&parser, name, err);
+            break;
+        }
+        what[0] = '\0';
+        switch (ev.type) {
+        case YAML_MAPPING_START_EVENT:
+            anchor = ev.data.mapping_start.anchor;
+            if (++depth > CONFIG_MAX_DEPTH)
+                snprintf(what, sizeof what, "nesting deeper than %d levels",
+                         CONFIG_MAX_DEPTH);
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+            anchor = ev.data.sequence_start.anchor;
+            if (++depth > CONFIG_MAX_DEPTH)
+                snprintf(what, sizeof what, "nesting deeper than %d levels",
+                         CONFIG_MAX_DEPTH);
+            break;
+        case YAML_MAPPING_END_EVENT:
+        case YAML_SEQUENCE_END_EVENT:
+            depth--;
+            break;
+        case YAML_SCALAR_EVENT:
+            anchor = ev.data.scalar.anchor;
+            break;
+        case YAML_ALIAS_EVENT:
+            if (++aliases > CONFIG_MAX_ANCHORS)
+                snprintf(what, sizeof what, "more than %d aliases",
+                         CONFIG_MAX_ANCHORS);
+            break;
+        default:
+            break;
+        }
+        if (anchor && ++anchors > CONFIG_MAX_ANCHORS)
+            snprintf(what, sizeof what, "more than %d anchors",
+                     CONFIG_MAX_ANCHORS);
+        if (what[0])
+            rc = fail_at_mark(name, ev.start_mark, err, what);
+        done = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+        if (rc != SKIPQ_OK || done)
+            break;
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
 static skipq_rc
 load_document(skipq_config *work, yaml_parser_t *parser, const char *name,
               skipq_error *err)
@@ -1690,7 +1888,9 @@ load_document(skipq_config *work, yaml_parser_t *parser, const char *name,
                          "could not load config \"%s\": file is empty", name);
         goto out;
     }
-    struct loader ld = {work, &doc, name, err};
+    struct loader ld = {work, &doc, name, err, 0,
+                        (size_t)(doc.nodes.top - doc.nodes.start) +
+                            CONFIG_EXTRA_VISITS};
     if (root->type != YAML_MAPPING_NODE) {
         rc = fail_at(&ld, root, SKIPQ_ERR_CONFIG,
                      "the top level must be a mapping of settings, not %s",
@@ -1716,6 +1916,15 @@ out:
     return rc;
 }
 
+static skipq_rc
+too_large(const char *name, skipq_error *err)
+{
+    return skipq__fail(err, SKIPQ_ERR_CONFIG,
+                       "could not load config \"%s\": more than %zu bytes, "
+                       "the limit for a config (1 MiB)",
+                       name, CONFIG_MAX_BYTES);
+}
+
 skipq_rc
 skipq_config_load_string(skipq_config *cfg, const char *yaml, size_t len,
                          const char *name, skipq_error *err)
@@ -1730,6 +1939,10 @@ skipq_config_load_string(skipq_config *cfg, const char *yaml, size_t len,
         return no_config(err);
     if (!yaml)
         len = 0;
+    if (len > CONFIG_MAX_BYTES)
+        return too_large(name, err);
+    if ((rc = precheck(yaml ? yaml : "", len, name, err)) != SKIPQ_OK)
+        return rc;
     if (!(work = skipq__config_dup(cfg)))
         return skipq__fail(err, SKIPQ_ERR_NOMEM,
                            "could not load config \"%s\": out of memory",
@@ -1773,9 +1986,13 @@ skipq_config_load(skipq_config *cfg, const char *path, skipq_error *err)
         return skipq__fail(err, SKIPQ_ERR_CONFIG,
                            "could not load config \"%s\": %s", path,
                            strerror(errno));
-    for (;;) {
+    /* one byte past the limit tells a file at the limit from a longer
+     * one, /dev/zero included, without reading on */
+    while (len <= CONFIG_MAX_BYTES) {
         if (len == cap) {
             cap = cap ? cap * 2 : 4096;
+            if (cap > CONFIG_MAX_BYTES + 1)
+                cap = CONFIG_MAX_BYTES + 1;
             if (!(grown = realloc(buf, cap))) {
                 rc = skipq__fail(err, SKIPQ_ERR_NOMEM,
                                  "could not load config \"%s\": out of memory",
@@ -1794,6 +2011,10 @@ skipq_config_load(skipq_config *cfg, const char *path, skipq_error *err)
         rc = skipq__fail(err, SKIPQ_ERR_CONFIG,
                          "could not load config \"%s\": %s", path,
                          strerror(errno ? errno : EIO));
+        goto out;
+    }
+    if (len > CONFIG_MAX_BYTES) {
+        rc = too_large(path, err);
         goto out;
     }
     rc = skipq_config_load_string(cfg, buf, len, path, err);

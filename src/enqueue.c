@@ -13,6 +13,7 @@
 #include "internal.h"
 
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,21 +76,28 @@ skipq__check_name(const char *what, const char *name, skipq_error *err)
     return SKIPQ_OK;
 }
 
+/* max_payload as set (0: the default), within the ceiling, which also
+ * keeps every length within libpq's and json-c's int */
+static size_t
+payload_limit(size_t max)
+{
+    if (max == 0)
+        return SKIPQ__DEFAULT_MAX_PAYLOAD;
+    return max > SKIPQ__MAX_PAYLOAD ? SKIPQ__MAX_PAYLOAD : max;
+}
+
 skipq_rc
 skipq__check_payload(const char *json, size_t len, size_t max,
                      skipq_error *err)
 {
-    json_tokener *tok;
-    json_object *obj;
-    enum json_tokener_error jerr;
+    json_object *obj = NULL;
     skipq_rc rc = SKIPQ_OK;
-    size_t bad, end;
+    size_t bad;
     const char *nul;
 
     if (len == (size_t)-1)
         len = strlen(json);
-    if (max == 0)
-        max = SKIPQ__DEFAULT_MAX_PAYLOAD;
+    max = payload_limit(max);
     if (len > max)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
                            "payload is %zu bytes, more than the limit of %zu",
@@ -103,41 +111,15 @@ skipq__check_payload(const char *json, size_t len, size_t max,
                            "invalid JSON at offset %zu: invalid UTF-8", bad);
     if (skipq__json_object_fast(json, len))
         return SKIPQ_OK; /* the common case, without a parse (jsonscan.c) */
-    tok = json_tokener_new_ex(512);
-    if (!tok)
-        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    obj = json_tokener_parse_ex(tok, json, (int)len);
-    jerr = json_tokener_get_error(tok);
-    end = json_tokener_get_parse_end(tok);
-    if (jerr == json_tokener_continue) {
-        /* a bare number may go on: a NUL tells json-c the input ended */
-        obj = json_tokener_parse_ex(tok, "", 1);
-        jerr = json_tokener_get_error(tok);
-        if (jerr == json_tokener_success)
-            end = len;
-    }
-    if (jerr == json_tokener_continue) {
+    /* the same depth limit as every later reader of the payload (json.c) */
+    if ((rc = skipq__json_parse(json, len, JSON_TOKENER_STRICT, &obj, err)) !=
+        SKIPQ_OK)
+        return rc;
+    if (!json_object_is_type(obj, json_type_object))
         rc = skipq__fail(err, SKIPQ_ERR_INVALID,
-                         "invalid JSON at offset %zu: unexpected end of input",
-                         len);
-    } else if (jerr != json_tokener_success) {
-        rc = skipq__fail(err, SKIPQ_ERR_INVALID, "invalid JSON at offset %zu: %s",
-                         end, json_tokener_error_desc(jerr));
-    } else {
-        while (end < len && strchr(" \t\r\n", json[end]))
-            end++;
-        if (end < len)
-            rc = skipq__fail(err, SKIPQ_ERR_INVALID,
-                             "invalid JSON at offset %zu: trailing characters",
-                             end);
-        else if (!json_object_is_type(obj, json_type_object))
-            rc = skipq__fail(err, SKIPQ_ERR_INVALID,
-                             "payload must be a JSON object, not %s",
-                             json_type_to_name(json_object_get_type(obj)));
-    }
+                         "payload must be a JSON object, not %s",
+                         json_type_to_name(json_object_get_type(obj)));
     json_object_put(obj);
-    json_tokener_free(tok);
     return rc;
 }
 
@@ -604,38 +586,59 @@ skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
 struct skipq_copy {
     PGconn *pg;
     skipq_enqueue_opts opts;
-    char *tail;       /* escaped "\tqueue\tpriority..." shared by every row */
+    char *tail;       /* escaped "\tqueue\tpriority...\n" ending every row */
     size_t tail_len;
-    char *buf;
-    size_t len, cap;
+    char *buf;        /* COPY_BUF bytes, sent whenever full */
+    size_t len;
     int64_t rows;
+    bool broken;      /* a send failed: what reached the server is unknown */
 };
 
-#define COPY_FLUSH (256 * 1024)
+/*
+ * Rows are escaped into a buffer of fixed size, which goes to the server
+ * each time it fills, in the middle of a row if need be (COPY data need
+ * not break at rows). Memory stays at COPY_BUF however large a payload
+ * (escaped, a payload of max_payload's 1 GB maximum could be 2 GB), and
+ * each send fits PQputCopyData's int length: a buffer past 2 GB, cast to
+ * int, went negative, and libpq then sends nothing and reports success,
+ * so the rows in it were silently lost while the COPY committed the rest.
+ */
+#define COPY_BUF (256 * 1024)
+_Static_assert(COPY_BUF <= INT_MAX, "a send's length is an int");
 
-static bool
-buf_reserve(skipq_copy *cp, size_t more)
+/*
+ * PostgreSQL reads each line of COPY data into one buffer, which cannot
+ * reach 1 GB (MaxAllocSize), newline included. A longer row is refused
+ * before any of it is sent: the server would read up to a gigabyte of it
+ * first, then fail the whole COPY with "out of memory".
+ */
+#define COPY_LINE_MAX (((size_t)1 << 30) - 2)
+
+static skipq_rc
+row_too_long(size_t row, skipq_error *err)
 {
-    if (cp->len + more <= cp->cap)
-        return true;
-    size_t cap = cp->cap ? cp->cap : 65536;
-    while (cap < cp->len + more)
-        cap *= 2;
-    char *nb = realloc(cp->buf, cap);
-    if (!nb)
-        return false;
-    cp->buf = nb;
-    cp->cap = cap;
-    return true;
+    return skipq__fail(err, SKIPQ_ERR_INVALID,
+                       "job is too long for COPY: its row is %zu bytes or more, "
+                       "and PostgreSQL reads at most %zu in one",
+                       row, COPY_LINE_MAX);
 }
 
-/* Append s escaped for COPY's text format. */
-static bool
-put_escaped(skipq_copy *cp, const char *s, size_t n)
+/* The length of s escaped for COPY's text format. */
+static size_t
+escaped_len(const char *s, size_t n)
 {
-    if (!buf_reserve(cp, 2 * n))
-        return false;
-    char *o = cp->buf + cp->len;
+    size_t len = n;
+    for (size_t i = 0; i < n; i++)
+        len += s[i] == '\\' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t';
+    return len;
+}
+
+/* s escaped for COPY's text format into o, which has room for 2 * n
+ * bytes; returns the bytes written. */
+static size_t
+escape_into(char *o, const char *s, size_t n)
+{
+    char *start = o;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         switch (c) {
@@ -646,18 +649,58 @@ put_escaped(skipq_copy *cp, const char *s, size_t n)
         default: *o++ = c;
         }
     }
-    cp->len = (size_t)(o - cp->buf);
-    return true;
+    return (size_t)(o - start);
+}
+
+static skipq_rc
+broken(skipq_error *err)
+{
+    return skipq__fail(err, SKIPQ_ERR_STATE,
+                       "could not send jobs: an earlier send failed");
 }
 
 static skipq_rc
 flush(skipq_copy *cp, skipq_error *err)
 {
+    if (cp->broken)
+        return broken(err);
     if (cp->len == 0)
         return SKIPQ_OK;
-    if (PQputCopyData(cp->pg, cp->buf, (int)cp->len) != 1)
+    if (PQputCopyData(cp->pg, cp->buf, (int)cp->len) != 1) {
+        /* part of a row may have gone: no later row may follow it */
+        cp->broken = true;
         return skipq__db_fail(err, cp->pg, NULL, "could not send jobs");
+    }
     cp->len = 0;
+    return SKIPQ_OK;
+}
+
+/* Append n bytes of s, escaped for COPY (or as they are), sending the
+ * buffer whenever it fills. */
+static skipq_rc
+put(skipq_copy *cp, const char *s, size_t n, bool escape, skipq_error *err)
+{
+    skipq_rc rc;
+
+    while (n > 0) {
+        size_t room = COPY_BUF - cp->len;
+        size_t k = escape ? room / 2 : room; /* an escaped byte takes 2 */
+        if (k == 0) {
+            if ((rc = flush(cp, err)) != SKIPQ_OK)
+                return rc;
+            continue;
+        }
+        if (k > n)
+            k = n;
+        if (escape) {
+            cp->len += escape_into(cp->buf + cp->len, s, k);
+        } else {
+            memcpy(cp->buf + cp->len, s, k);
+            cp->len += k;
+        }
+        s += k;
+        n -= k;
+    }
     return SKIPQ_OK;
 }
 
@@ -736,27 +779,21 @@ skipq_copy_begin(skipq_conn *conn, const skipq_enqueue_opts *opts,
         tl += snprintf(tail + tl, sizeof tail - (size_t)tl, "\t%lld milliseconds",
                        (long long)o->timeout_ms);
     }
-    /* tail = "\t<queue escaped>" + the rest; build it in cp->buf first */
+    /* tail = "\t<queue escaped>" + the rest + "\n" */
     const char *q = o->queue ? o->queue : "default";
-    bool ok = buf_reserve(cp, 1);
-    if (ok)
-        cp->buf[cp->len++] = '\t';
-    if (!ok || !put_escaped(cp, q, strlen(q)) ||
-        !buf_reserve(cp, (size_t)tl + 2)) {
+    size_t qlen = strlen(q);
+    cp->buf = malloc(COPY_BUF);
+    cp->tail = malloc(1 + 2 * qlen + (size_t)tl + 1);
+    if (!cp->buf || !cp->tail) {
+        cp->pg = NULL; /* no COPY started yet */
         skipq_copy_abort(cp, NULL);
         return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
     }
-    memcpy(cp->buf + cp->len, tail, (size_t)tl);
-    cp->len += (size_t)tl;
-    cp->buf[cp->len++] = '\n';
-    cp->tail = malloc(cp->len);
-    if (!cp->tail) {
-        skipq_copy_abort(cp, NULL);
-        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
-    }
-    memcpy(cp->tail, cp->buf, cp->len);
-    cp->tail_len = cp->len;
-    cp->len = 0;
+    cp->tail[0] = '\t';
+    cp->tail_len = 1 + escape_into(cp->tail + 1, q, qlen);
+    memcpy(cp->tail + cp->tail_len, tail, (size_t)tl);
+    cp->tail_len += (size_t)tl;
+    cp->tail[cp->tail_len++] = '\n';
 
     char sql[512];
     snprintf(sql, sizeof sql, "COPY skipq.jobs (%s) FROM STDIN", cols);
@@ -781,6 +818,8 @@ skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_json,
 
     if (!cp)
         return skipq__fail(err, SKIPQ_ERR_STATE, "no COPY in progress");
+    if (cp->broken)
+        return broken(err);
     if ((rc = skipq__check_name("kind", kind, err)) != SKIPQ_OK)
         return rc;
     if (!payload_json) {
@@ -789,19 +828,25 @@ skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_json,
     } else if (len == (size_t)-1) {
         len = strlen(payload_json);
     }
+    /* the row before escaping first: too long already, it is not read */
+    size_t klen = strlen(kind);
+    size_t row = klen + 1 + len + cp->tail_len;
+    if (len <= payload_limit(cp->opts.max_payload) && row > COPY_LINE_MAX)
+        return row_too_long(row, err);
     if ((rc = skipq__check_payload(payload_json, len, cp->opts.max_payload,
                                    err)) != SKIPQ_OK)
         return rc;
-    if (!put_escaped(cp, kind, strlen(kind)) || !buf_reserve(cp, 1))
-        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
-    cp->buf[cp->len++] = '\t';
-    if (!put_escaped(cp, payload_json, len) || !buf_reserve(cp, cp->tail_len))
-        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
-    memcpy(cp->buf + cp->len, cp->tail, cp->tail_len);
-    cp->len += cp->tail_len;
+    /* counted only when escaping could make it too long */
+    if (2 * (klen + len) + 1 + cp->tail_len > COPY_LINE_MAX &&
+        (row = escaped_len(kind, klen) + 1 + escaped_len(payload_json, len) +
+               cp->tail_len) > COPY_LINE_MAX)
+        return row_too_long(row, err);
+    if ((rc = put(cp, kind, klen, true, err)) != SKIPQ_OK ||
+        (rc = put(cp, "\t", 1, false, err)) != SKIPQ_OK ||
+        (rc = put(cp, payload_json, len, true, err)) != SKIPQ_OK ||
+        (rc = put(cp, cp->tail, cp->tail_len, false, err)) != SKIPQ_OK)
+        return rc;
     cp->rows++;
-    if (cp->len >= COPY_FLUSH)
-        return flush(cp, err);
     return SKIPQ_OK;
 }
 

@@ -69,8 +69,8 @@ const char *skipq_job_payload_text(const skipq_job *job) { return job->payload_t
 json_object *
 skipq_job_payload(skipq_job *job)
 {
-    if (!job->payload)
-        job->payload = json_tokener_parse(job->payload_text);
+    if (!job->payload) /* NULL again on failure; depth as enqueue's */
+        (void)skipq__json_parse(job->payload_text, (size_t)-1, 0, &job->payload, NULL);
     return job->payload;
 }
 
@@ -227,17 +227,10 @@ stdout_to_result(buf *out)
 {
     if (!out->p || out->len == 0)
         return NULL;
-    json_tokener *tok = json_tokener_new();
-    json_object *obj = tok ? json_tokener_parse_ex(tok, out->p, (int)out->len) : NULL;
-    bool whole = tok && json_tokener_get_error(tok) == json_tokener_success;
-    if (whole) {
-        size_t end = json_tokener_get_parse_end(tok);
-        while (end < out->len && strchr(" \t\r\n", out->p[end]))
-            end++;
-        whole = end == out->len;
-    }
+    json_object *obj = NULL; /* one whole JSON value, depth as enqueue's */
+    (void)skipq__json_parse(out->p, out->len, 0, &obj, NULL);
     char *res = NULL;
-    if (whole && obj) {
+    if (obj) {
         res = strdup(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
     } else {
         json_object *wrap = json_object_new_object();
@@ -247,8 +240,6 @@ stdout_to_result(buf *out)
         json_object_put(wrap);
     }
     json_object_put(obj);
-    if (tok)
-        json_tokener_free(tok);
     return res;
 }
 

@@ -43,6 +43,17 @@
 #define SKIPQ__CONTROL_CHANNEL "skipq_control"
 #define SKIPQ__NAME_MAX 200 /* bytes; the CHECK on queue and kind */
 #define SKIPQ__DEFAULT_MAX_PAYLOAD ((size_t)1 << 20)
+/* max_payload's ceiling, whatever a caller sets: PostgreSQL takes no
+ * field, and no protocol message, of 1GB or more */
+#define SKIPQ__MAX_PAYLOAD ((size_t)1 << 30)
+/*
+ * How deep JSON may nest, counted as json-c counts: the outermost value
+ * is level 1 and each value inside an object or array one level deeper
+ * ({} is 1 level, {"a": 1} is 2). Enqueue refuses deeper payloads, and
+ * every parse in the library and the CLI (skipq__json_parse) takes the
+ * same limit, so whatever was accepted can be read back.
+ */
+#define SKIPQ__JSON_MAX_DEPTH 512
 
 struct skipq_conn {
     PGconn *pg;
@@ -172,6 +183,17 @@ skipq_rc skipq__check_payload(const char *json, size_t len, size_t max,
  * text must be valid UTF-8 (jsonscan.c).
  */
 bool skipq__json_object_fast(const char *text, size_t n);
+
+struct json_object;
+/*
+ * Parse one JSON value, whitespace around it allowed, nested at most
+ * SKIPQ__JSON_MAX_DEPTH levels (json.c); len may be (size_t)-1 for
+ * strlen, flags are json-c's (0 or JSON_TOKENER_STRICT). On SKIPQ_OK *out
+ * is the value (NULL for JSON null), owned by the caller; otherwise *out
+ * is NULL and err says "invalid JSON at offset N: ..." (or out of memory).
+ */
+skipq_rc skipq__json_parse(const char *text, size_t len, int flags,
+                           struct json_object **out, skipq_error *err);
 
 /* ---- JSON-lines input (jsonl.c) ---------------------------------- */
 

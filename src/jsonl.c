@@ -24,9 +24,10 @@ skipq__jsonl_init(skipq__jsonl *r, FILE *in, size_t max_payload)
     memset(r, 0, sizeof *r);
     r->in = in;
     r->max = max_payload ? max_payload : SKIPQ__DEFAULT_MAX_PAYLOAD;
-    /* read_line keeps max + 2 bytes: never let that wrap around */
-    if (r->max > SIZE_MAX / 2)
-        r->max = SIZE_MAX / 2;
+    /* the ceiling skipq__check_payload applies anyway; read_line keeps
+     * max + 2 bytes, far from wrapping around */
+    if (r->max > SKIPQ__MAX_PAYLOAD)
+        r->max = SKIPQ__MAX_PAYLOAD;
 }
 
 void

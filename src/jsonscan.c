@@ -12,10 +12,10 @@
  * It is kept conservative on purpose: it accepts the strict RFC 8259
  * grammar minus anything unusual (numbers with an exponent or more than
  * 15 digits in a part, \u escapes of NUL or of surrogates, nesting deeper
- * than 64), so that everything it accepts json-c's strict mode and
- * PostgreSQL's jsonb accept too. tests/unit/test_jsonscan.c compares it
- * with json-c on a table of cases, and tests/fuzz/fuzz_jsonl.c on
- * arbitrary bytes.
+ * than 64, well within SKIPQ__JSON_MAX_DEPTH), so that everything it
+ * accepts json-c's strict mode and PostgreSQL's jsonb accept too.
+ * tests/unit/test_jsonscan.c compares it with json-c on a table of cases,
+ * and tests/fuzz/fuzz_jsonl.c on arbitrary bytes.
  */
 #include "internal.h"
 
@@ -24,6 +24,11 @@
 
 #define SCAN_DEPTH 64
 #define SCAN_DIGITS 15
+
+/* A scalar inside SCAN_DEPTH containers is a value SCAN_DEPTH + 1 levels
+ * deep: whatever the scan accepts must be within the limit. */
+_Static_assert(SCAN_DEPTH < SKIPQ__JSON_MAX_DEPTH,
+               "the scan must not accept what the parse refuses");
 
 static size_t
 skip_ws(const unsigned char *s, size_t i, size_t n)

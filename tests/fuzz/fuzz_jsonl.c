@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int
 strict_object(const char *line, size_t len)
 {
-    json_tokener *tok = json_tokener_new_ex(512);
+    json_tokener *tok = json_tokener_new_ex(SKIPQ__JSON_MAX_DEPTH);
     json_object *o;
     size_t end;
     int ok;

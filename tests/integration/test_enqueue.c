@@ -6,15 +6,19 @@
  * in SQL.
  */
 #include "harness.h"
+#include "internal.h" /* SKIPQ__JSON_MAX_DEPTH */
 #include "testlib.h"
 
 #include <skipq.h>
 
+#include <json-c/json.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static skipq_conn *
 open_conn(void)
@@ -730,4 +734,332 @@ int
 main(int argc, char **argv)
 {
     return harness_main(argc, argv);
+}
+
+/* ---- JSON depth: one limit, in and out ------------------------------------ */
+
+/* A payload whose values nest `levels` deep, as json-c and the docs count
+ * them: objects {"d": ...} around a 1 ({"d": 1} is 2 levels). Malloc'd. */
+static char *
+nested_payload(int levels)
+{
+    size_t n = (size_t)levels * 7 + 2;
+    char *s = malloc(n), *p = s;
+    ASSERT_TRUE(s);
+    for (int i = 1; i < levels; i++)
+        p += sprintf(p, "{\"d\":");
+    *p++ = '1';
+    for (int i = 1; i < levels; i++)
+        *p++ = '}';
+    *p = '\0';
+    return s;
+}
+
+/* Echo the payload back as the result; fail when it did not parse. */
+static skipq_outcome
+echo_payload_handler(skipq_job *job, void *ud)
+{
+    (void)ud;
+    json_object *payload = skipq_job_payload(job);
+    if (!payload)
+        return skipq_job_fail(job, "skipq_job_payload() gave NULL");
+    skipq_job_set_result(job, json_object_get(payload));
+    return SKIPQ_JOB_OK;
+}
+
+/* Run a C worker over queue q until it is empty. */
+static void
+run_c_worker_once(const char *q, const char *kind, skipq_handler_fn fn)
+{
+    skipq_error err;
+    skipq_config *cfg = skipq_config_new();
+    skipq_worker *w = NULL;
+    ASSERT_TRUE(cfg);
+    ASSERT_OK(skipq_config_set_database(cfg, tl_url(), &err), &err);
+    ASSERT_OK(skipq_config_set_queue(cfg, q, &err), &err);
+    ASSERT_OK(skipq_config_set_poll_interval(cfg, 200, &err), &err);
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    ASSERT_OK(skipq_worker_register(w, kind, fn, NULL, &err), &err);
+    skipq_worker_set_once(w, 1);
+    ASSERT_OK(skipq_worker_run(w, &err), &err);
+    skipq_worker_free(w);
+    skipq_config_free(cfg);
+}
+
+/*
+ * Enqueue took 512 levels while everything reading a payload back used
+ * json-c's default of 32: a 41-level payload went in, then showed as "-"
+ * (null with --json) in `jobs show`, reached a C handler as NULL, and a
+ * command that printed it back had it stored as {"output": "..."}.
+ */
+TEST(deep_payload_reads_back_everywhere)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    char *payload = nested_payload(41); /* 40 objects around a number */
+    int64_t id = 0, cid = 0, sid = 0;
+
+    o.queue = "deep_c";
+    ASSERT_OK(skipq_enqueue(conn, "deep", payload, &o, &id, &err), &err);
+
+    /* jobs show, as JSON and as text */
+    char *out = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs show %" PRId64 " --json", id), 0);
+    char want[64];
+    snprintf(want, sizeof want, "\"payload\":%.20s", payload);
+    ASSERT_TRUE(strstr(out, want) != NULL);
+    ASSERT_TRUE(strstr(out, payload) != NULL);
+    free(out);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs show %" PRId64, id), 0);
+    snprintf(want, sizeof want, "%-20s -\n", "payload");
+    ASSERT_TRUE(strstr(out, want) == NULL);
+    ASSERT_TRUE(strstr(out, "\"d\": 1") != NULL);
+    free(out);
+
+    /* a C handler gets it parsed, and its result is stored whole */
+    run_c_worker_once("deep_c", "deep", echo_payload_handler);
+    char *got = tl_str(pg, "SELECT status || ' ' || coalesce(last_error, '')"
+                           " || (result = payload)::text FROM skipq.jobs WHERE id = %" PRId64,
+                       id);
+    ASSERT_STREQ(got, "succeeded true");
+    free(got);
+
+    /* a command printing it back: stored as is, not as {"output": ...} */
+    o.queue = "deep_cmd";
+    ASSERT_OK(skipq_enqueue(conn, "deep", payload, &o, &cid, &err), &err);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --queue deep_cmd --once --handler deep=cat"),
+              0);
+    got = tl_str(pg, "SELECT status || ' ' || (result = payload)::text"
+                     " FROM skipq.jobs WHERE id = %" PRId64, cid);
+    ASSERT_STREQ(got, "succeeded true");
+    free(got);
+
+    /* the JSON log shows it as JSON too (--log-payloads) */
+    o.queue = "deep_log";
+    ASSERT_OK(skipq_enqueue(conn, "deep", payload, &o, &sid, &err), &err);
+    char *log = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &log, "worker --queue deep_log --once --log-payloads "
+                                             "--log-format json --handler deep=true"),
+              0);
+    snprintf(want, sizeof want, "\"payload\":%.20s", payload);
+    ASSERT_TRUE(strstr(log, want) != NULL);
+    free(log);
+    free(payload);
+    skipq_conn_close(conn);
+}
+
+/*
+ * The limit is SKIPQ__JSON_MAX_DEPTH levels exactly, and a payload one
+ * level deeper is refused by every way in, with the same message naming
+ * the limit, and nothing is written.
+ */
+TEST(payload_deeper_than_the_limit_is_refused_everywhere)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    int64_t id = 0;
+    char *max = nested_payload(SKIPQ__JSON_MAX_DEPTH);
+    char *over = nested_payload(SKIPQ__JSON_MAX_DEPTH + 1);
+    char want[64];
+    snprintf(want, sizeof want, ": nesting deeper than %d levels", SKIPQ__JSON_MAX_DEPTH);
+
+    /* at the limit: in, and read back whole by a C handler */
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    o.queue = "at_limit";
+    ASSERT_OK(skipq_enqueue(conn, "deep", max, &o, &id, &err), &err);
+    run_c_worker_once("at_limit", "deep", echo_payload_handler);
+    char *got = tl_str(pg, "SELECT status || ' ' || (result = payload)::text"
+                           " FROM skipq.jobs WHERE id = %" PRId64, id);
+    ASSERT_STREQ(got, "succeeded true");
+    free(got);
+    tl_exec(pg, "DELETE FROM skipq.jobs");
+
+    /* one deeper: refused by each way in, with one message */
+    ASSERT_EQ(skipq_enqueue(conn, "deep", over, NULL, &id, &err), SKIPQ_ERR_INVALID);
+    printf("skipq_enqueue: %s\n", err.message);
+    ASSERT_TRUE(strstr(err.message, want) != NULL);
+    ASSERT_EQ(skipq_enqueue_tx(skipq_conn_pg(conn), "deep", over, NULL, &id, &err),
+              SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, want) != NULL);
+    skipq_job_spec jobs[2] = {{"deep", "{}"}, {"deep", over}};
+    ASSERT_EQ(skipq_enqueue_batch(conn, jobs, 2, NULL, &err), SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, "job 1: invalid JSON at offset") != NULL);
+    ASSERT_TRUE(strstr(err.message, want) != NULL);
+    skipq_copy *cp = NULL;
+    ASSERT_OK(skipq_copy_begin(conn, NULL, &cp, &err), &err);
+    ASSERT_EQ(skipq_copy_add(cp, "deep", over, strlen(over), &err), SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, want) != NULL);
+    skipq_copy_abort(cp, NULL);
+
+    /* the CLI, from an argument and from stdin: bad input, exit 2 */
+    char *cli_err = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &cli_err, "enqueue deep '%s'", over), 2);
+    printf("skipq enqueue: %s", cli_err);
+    ASSERT_TRUE(strstr(cli_err, want) != NULL);
+    free(cli_err);
+    char *lines = NULL;
+    ASSERT_TRUE(asprintf(&lines, "{}\n%s\n", over) > 0);
+    ASSERT_EQ(tl_skipq_run(lines, NULL, &cli_err, "enqueue deep -"), 2);
+    ASSERT_TRUE(strstr(cli_err, "line 2: ") != NULL);
+    ASSERT_TRUE(strstr(cli_err, want) != NULL);
+    free(cli_err);
+    free(lines);
+
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
+    free(max);
+    free(over);
+    skipq_conn_close(conn);
+}
+
+/* ---- COPY: rows of any size, each send within libpq's int length ---------- */
+
+/*
+ * A payload far larger than the COPY buffer, made of the bytes COPY
+ * escapes (backslashes, and newlines and tabs as whitespace), goes to the
+ * server in pieces, split inside the row, and comes back byte for byte,
+ * between two ordinary rows.
+ */
+TEST(copy_streams_a_row_larger_than_its_buffer)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    size_t n = 3u << 20; /* 3 MiB: twelve buffers once escaped */
+    char *big = malloc(n + 1);
+    ASSERT_TRUE(big);
+    /* {"s":"\\\\...\\","t":[1\n\t\n\t...\r\n]} */
+    size_t half = n / 2 & ~(size_t)1, i = 0;
+    i += (size_t)sprintf(big, "{\"s\":\"");
+    while (i < half)
+        big[i++] = '\\';
+    i += (size_t)sprintf(big + i, "\",\"t\":[1");
+    while (i + 8 < n) {
+        memcpy(big + i, "\n\t", 2);
+        i += 2;
+    }
+    i += (size_t)sprintf(big + i, "\r\n]}");
+    n = i;
+
+    o.max_payload = n;
+    o.queue = "big";
+    skipq_copy *cp = NULL;
+    int64_t count = 0;
+    ASSERT_OK(skipq_copy_begin(conn, &o, &cp, &err), &err);
+    ASSERT_OK(skipq_copy_add(cp, "k\t1", "{\"i\": 1}", (size_t)-1, &err), &err);
+    ASSERT_OK(skipq_copy_add(cp, "k\\2", big, n, &err), &err);
+    ASSERT_OK(skipq_copy_add(cp, "k\n3", "{\"i\": 3}", (size_t)-1, &err), &err);
+    ASSERT_OK(skipq_copy_end(cp, &count, &err), &err);
+    ASSERT_EQ(count, 3);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'big'"), 3);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = E'k\\t1'"
+                         " AND payload = '{\"i\": 1}'"), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = E'k\\n3'"
+                         " AND payload = '{\"i\": 3}'"), 1);
+    /* the big one, compared as JSON with what was sent */
+    PGresult *r = PQexecParams(pg,
+                               "SELECT count(*) FROM skipq.jobs WHERE kind = E'k\\\\2'"
+                               " AND payload = $1::jsonb",
+                               1, NULL, (const char *const[]){big}, NULL, NULL, 0);
+    ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK);
+    ASSERT_STREQ(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+    ASSERT_EQ(tl_int(pg, "SELECT length(payload->>'s') FROM skipq.jobs WHERE kind = E'k\\\\2'"),
+              (int64_t)(half - 6) / 2);
+    free(big);
+    skipq_conn_close(conn);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+/*
+ * A payload of n bytes, {"s":"\\\\...\\"}, and a backslash and more after
+ * it, without writing n bytes of memory: one MiB of backslashes in a
+ * memfd, mapped over and over (privately: only the pages written to are
+ * copied). n is a multiple of 1 MiB; munmap(p, n + 1 MiB) frees it.
+ */
+static char *
+big_payload(size_t n)
+{
+    const size_t mib = (size_t)1 << 20;
+    int fd = memfd_create("payload", 0);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_EQ(ftruncate(fd, (off_t)mib), 0);
+    char *fill = mmap(NULL, mib, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ASSERT_TRUE(fill != MAP_FAILED);
+    memset(fill, '\\', mib);
+    munmap(fill, mib);
+    char *p = mmap(NULL, n + mib, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(p != MAP_FAILED);
+    for (size_t off = 0; off < n + mib; off += mib)
+        ASSERT_TRUE(mmap(p + off, mib, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
+                         0) != MAP_FAILED);
+    close(fd);
+    memcpy(p, "{\"s\":\"", 6);
+    memcpy(p + n - 2, "\"}", 2);
+    return p;
+}
+
+/*
+ * At max_payload's maximum, 1 GB, a payload of backslashes is 2 GB once
+ * escaped for COPY. The whole row used to be buffered and sent with its
+ * length cast to int: negative, so libpq sent nothing and said it had,
+ * and the COPY committed without the rows in that buffer (here all).
+ * PostgreSQL cannot read a COPY line of 1 GB, so such a row is now
+ * refused before it is read or sent, the other rows go in, and the count
+ * skipq_copy_end reports is the count in the table. So is a smaller
+ * payload that only escaping makes too long. A max_payload above the
+ * 1 GB ceiling (only the C API can set one) is taken as the ceiling.
+ */
+TEST(copy_of_a_2gb_escaped_row_loses_no_row)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    size_t gb = (size_t)1 << 30, mb540 = (size_t)540 << 20;
+    char *big = big_payload(gb);
+
+    o.max_payload = SIZE_MAX;
+    skipq_copy *cp = NULL;
+    int64_t count = -1;
+    ASSERT_OK(skipq_copy_begin(conn, &o, &cp, &err), &err);
+    ASSERT_OK(skipq_copy_add(cp, "small", "{\"i\": 1}", (size_t)-1, &err), &err);
+    skipq_rc rc = skipq_copy_add(cp, "huge", big, gb, &err);
+    printf("1 GB: rc %d: %s\n", rc, rc ? err.message : "");
+    ASSERT_EQ(rc, SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, "too long for COPY") != NULL);
+    rc = skipq_copy_add(cp, "huge", big, gb + 1, &err);
+    printf("1 GB + 1: rc %d: %s\n", rc, rc ? err.message : "");
+    ASSERT_EQ(rc, SKIPQ_ERR_INVALID);
+    ASSERT_TRUE(strstr(err.message, "more than the limit of 1073741824") != NULL);
+    munmap(big, gb + ((size_t)1 << 20));
+    /* read through three times (checked, then its escapes counted): a
+     * second plain, half a minute under ASan */
+    const char *long_env = getenv("SKIPQ_LONG");
+    if (!SANITIZED || (long_env && *long_env && strcmp(long_env, "0") != 0)) {
+        big = big_payload(mb540); /* 1080 MiB once escaped */
+        rc = skipq_copy_add(cp, "huge", big, mb540, &err);
+        printf("540 MiB: rc %d: %s\n", rc, rc ? err.message : "");
+        ASSERT_EQ(rc, SKIPQ_ERR_INVALID);
+        ASSERT_TRUE(strstr(err.message, "too long for COPY") != NULL);
+        munmap(big, mb540 + ((size_t)1 << 20));
+    }
+    ASSERT_OK(skipq_copy_add(cp, "small", "{\"i\": 2}", (size_t)-1, &err), &err);
+    ASSERT_OK(skipq_copy_end(cp, &count, &err), &err);
+    ASSERT_EQ(count, 2);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'small'"), 2);
+    skipq_conn_close(conn);
 }

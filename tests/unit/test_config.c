@@ -6,6 +6,9 @@
 
 #include "internal.h"
 
+#include <stdarg.h>
+#include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
@@ -907,4 +910,267 @@ int
 main(int argc, char **argv)
 {
     return harness_main(argc, argv);
+}
+
+/* ---- hostile files: time and memory linear in the size ---- */
+
+/* A growing string for the big inputs below. */
+typedef struct text {
+    char *s;
+    size_t len, cap;
+} text;
+
+static void
+text_add(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+text_add(text *t, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0,
+                      fmt, ap);
+        va_end(ap);
+        ASSERT_TRUE(n >= 0);
+        if (t->s && t->len + (size_t)n < t->cap)
+            break;
+        t->cap = t->cap ? t->cap * 2 : 4096;
+        while (t->cap <= t->len + (size_t)n)
+            t->cap *= 2;
+        t->s = realloc(t->s, t->cap);
+        ASSERT_TRUE(t->s != NULL);
+    }
+    t->len += (size_t)n;
+}
+
+/* Seconds of CPU since start: the bound asserted below is many times
+ * what each load takes, and far below what it took before. */
+static double
+cpu_seconds(clock_t start)
+{
+    return (double)(clock() - start) / CLOCKS_PER_SEC;
+}
+
+/* The key numbered i, 4 letters: "aaaa", "baaa", ... */
+static void
+add_key(text *t, unsigned i, const char *rest)
+{
+    text_add(t, "%c%c%c%c%s", 'a' + i % 26, 'a' + i / 26 % 26,
+             'a' + i / 676 % 26, 'a' + i / 17576 % 26, rest);
+}
+
+/*
+ * At most 1 MiB is read: `--config /dev/zero` grew to gigabytes. A file
+ * of exactly 1 MiB loads; one byte more is refused, naming the file and
+ * the limit, and so is a longer string.
+ */
+TEST(config_size_is_capped)
+{
+    skipq_config *cfg = new_config();
+    skipq_error err = {0};
+    size_t limit = (size_t)1 << 20;
+    text t = {0};
+
+    text_add(&t, "worker:\n  concurrency: 3\n");
+    while (t.len < limit - 100)
+        text_add(&t, "# %-70s\n", "padding");
+    while (t.len < limit - 1)
+        text_add(&t, "#");
+    text_add(&t, "\n");
+    ASSERT_EQ(t.len, limit);
+    const char *path = temp_file(t.s);
+    ASSERT_OK(skipq_config_load(cfg, path, &err), &err);
+    ASSERT_EQ(skipq_config_concurrency(cfg), 3);
+    unlink(path);
+
+    text_add(&t, "\n");
+    path = temp_file(t.s);
+    ASSERT_EQ(skipq_config_load(cfg, path, &err), SKIPQ_ERR_CONFIG);
+    char want[128];
+    snprintf(want, sizeof want, "could not load config \"%s\": more than 1048576 bytes", path);
+    ASSERT_CONTAINS(err.message, want);
+    ASSERT_CONTAINS(err.message, "1 MiB");
+    unlink(path);
+    ASSERT_EQ(skipq_config_load_string(cfg, t.s, t.len, "big.yaml", &err), SKIPQ_ERR_CONFIG);
+    ASSERT_CONTAINS(err.message, "could not load config \"big.yaml\": more than 1048576 bytes");
+
+    /* a device that never ends: refused after the limit, not read on */
+    clock_t start = clock();
+    ASSERT_EQ(skipq_config_load(cfg, "/dev/zero", &err), SKIPQ_ERR_CONFIG);
+    ASSERT_CONTAINS(err.message, "could not load config \"/dev/zero\": more than 1048576 bytes");
+    ASSERT_TRUE(cpu_seconds(start) < 5);
+    ASSERT_EQ(skipq_config_concurrency(cfg), 3); /* unchanged */
+    free(t.s);
+    skipq_config_free(cfg);
+}
+
+/*
+ * Each key was compared with every key before it, to warn about
+ * duplicates: 40,000 unknown keys took 30 s, and these 100,000 (600 kB)
+ * took minutes. Now a sort: every key warned about once, in a fraction
+ * of a second, and duplicates still found.
+ */
+TEST(many_unknown_keys_load_in_linear_time)
+{
+    enum { N = 100000 };
+    text t = {0};
+
+    for (unsigned i = 0; i < N; i++)
+        add_key(&t, i, ":\n");
+    add_key(&t, 7, ": again\n");
+    text_add(&t, "worker:\n  concurrency: 2\n  concurrency: 4\n");
+    ASSERT_TRUE(t.len < (size_t)1 << 20);
+    capture_start();
+    clock_t start = clock();
+    skipq_config *cfg = load_ok(t.s);
+    double s = cpu_seconds(start);
+    printf("%d unknown keys: %.3f s of CPU\n", N, s);
+    ASSERT_TRUE(s < 5);
+    ASSERT_EQ(skipq_config_concurrency(cfg), 4);
+    /* each unknown key, the repeated one twice, and its duplicate and
+     * concurrency's */
+    ASSERT_EQ(nwarnings, N + 3);
+    ASSERT_EQ(skipq_config_warnings(cfg), N + 3);
+    ASSERT_CONTAINS(last_warning, "line 100004, column 3: duplicate key "
+                                  "\"worker.concurrency\": the last one wins");
+    skipq_config_free(cfg);
+    skipq_set_log(NULL, NULL);
+    free(t.s);
+}
+
+/*
+ * libyaml's scanner takes time quadratic in the depth of flow
+ * collections: 150,000 "[" (300 kB) took over a minute, and then loaded.
+ * Nesting past 64 levels is refused while parsing, at the first level
+ * too deep, whatever follows; block nesting too.
+ */
+TEST(deep_nesting_is_refused_early)
+{
+    enum { DEPTH = 150000 };
+    text t = {0};
+
+    text_add(&t, "x: ");
+    for (int i = 0; i < DEPTH; i++)
+        text_add(&t, "[");
+    for (int i = 0; i < DEPTH; i++)
+        text_add(&t, "]");
+    text_add(&t, "\n");
+    clock_t start = clock();
+    const char *msg = load_bad(t.s, SKIPQ_ERR_CONFIG);
+    double s = cpu_seconds(start);
+    printf("%d levels: %.3f s of CPU: %s\n", DEPTH, s, msg);
+    ASSERT_TRUE(s < 5);
+    /* the top-level mapping is the first level: the 64th "[" the 65th */
+    ASSERT_STREQ(msg, "could not load config \"skipq.yaml\": line 1, column 67: "
+                      "nesting deeper than 64 levels");
+    free(t.s);
+
+    /* mappings in block style: 64 levels load, 65 do not */
+    for (int depth = 64; depth <= 65; depth++) {
+        text b = {0};
+        for (int i = 0; i < depth; i++)
+            text_add(&b, "%*sk:\n", i, "");
+        if (depth == 64) {
+            skipq_config_free(load_ok(b.s));
+        } else {
+            ASSERT_STREQ(load_bad(b.s, SKIPQ_ERR_CONFIG),
+                         "could not load config \"skipq.yaml\": line 65, column 65: "
+                         "nesting deeper than 64 levels");
+        }
+        free(b.s);
+    }
+}
+
+/*
+ * The other things libyaml or the setters look up one by one are
+ * counted: 80,000 anchors took 15 s and 90,000 %TAG directives 20 s
+ * (each compared with those before it), 100,000 queues 30 s. And an
+ * alias repeats a whole mapping wherever it is used: 200 uses of one of
+ * 1,000 unknown keys meant 200,000 warnings from a 12 kB file.
+ */
+TEST(anchors_aliases_directives_and_lists_are_bounded)
+{
+    text t = {0};
+
+    /* 1,000 anchors and 1,000 aliases load; one more of either does not */
+    text_add(&t, "x: [");
+    for (int i = 0; i < 1000; i++)
+        text_add(&t, "&a%d %d, ", i, i);
+    for (int i = 0; i < 1000; i++)
+        text_add(&t, "*a%d, ", i);
+    text_add(&t, "0]\n");
+    skipq_config_free(load_ok(t.s));
+    t.len = 0;
+    text_add(&t, "x: [");
+    for (int i = 0; i <= 1000; i++)
+        text_add(&t, "&a%d %d, ", i, i);
+    text_add(&t, "0]\n");
+    ASSERT_CONTAINS(load_bad(t.s, SKIPQ_ERR_CONFIG), "more than 1000 anchors");
+    t.len = 0;
+    text_add(&t, "x: [&a 0");
+    for (int i = 0; i <= 1000; i++)
+        text_add(&t, ", *a");
+    text_add(&t, "]\n");
+    ASSERT_CONTAINS(load_bad(t.s, SKIPQ_ERR_CONFIG), "more than 1000 aliases");
+
+    /* directives */
+    t.len = 0;
+    for (int i = 0; i <= 100; i++)
+        text_add(&t, "%%TAG !t%d! tag:example.com,2024:%d:\n", i, i);
+    text_add(&t, "---\nworker:\n  concurrency: 2\n");
+    ASSERT_STREQ(load_bad(t.s, SKIPQ_ERR_CONFIG),
+                 "could not load config \"skipq.yaml\": line 101: more than 100 "
+                 "directives (lines starting with %)");
+
+    /* an alias repeating a large mapping */
+    t.len = 0;
+    text_add(&t, "x: &m {");
+    for (unsigned i = 0; i < 1000; i++)
+        add_key(&t, i, ": 1, ");
+    text_add(&t, "z: 1}\n");
+    for (int i = 0; i < 200; i++)
+        text_add(&t, "worker: *m\n");
+    capture_start();
+    ASSERT_CONTAINS(load_bad(t.s, SKIPQ_ERR_CONFIG),
+                    "aliases repeat more keys and items than the config holds");
+    ASSERT_TRUE(nwarnings < 20000);
+    skipq_set_log(NULL, NULL);
+    /* used a few times, as configs do to share a handler, it loads */
+    t.len = 0;
+    text_add(&t, "handlers:\n  a: &h {command: [\"true\"], timeout: 5s}\n");
+    for (int i = 0; i < 100; i++)
+        text_add(&t, "  k%d: *h\n", i);
+    skipq_config *cfg = load_ok(t.s);
+    ASSERT_EQ(skipq_config_handler_count(cfg), 101);
+    skipq_config_free(cfg);
+
+    /* queues and handlers: 1,000 each */
+    for (int n = 1000; n <= 1001; n++) {
+        t.len = 0;
+        text_add(&t, "worker:\n  queues:\n");
+        for (int i = 0; i < n; i++)
+            text_add(&t, "    - q%d\n", i);
+        text_add(&t, "handlers:\n");
+        for (int i = 0; i < n; i++)
+            text_add(&t, "  k%d: {command: \"true\"}\n", i);
+        if (n == 1000) {
+            cfg = load_ok(t.s);
+            ASSERT_EQ(skipq_config_queue_count(cfg), 1000);
+            ASSERT_EQ(skipq_config_handler_count(cfg), 1000);
+            skipq_config_free(cfg);
+        } else {
+            ASSERT_CONTAINS(load_bad(t.s, SKIPQ_ERR_CONFIG),
+                            "worker.queues lists 1001 queues; the limit is 1000");
+        }
+    }
+    t.len = 0;
+    text_add(&t, "handlers:\n");
+    for (int i = 0; i < 1001; i++)
+        text_add(&t, "  k%d: {command: \"true\"}\n", i);
+    ASSERT_CONTAINS(load_bad(t.s, SKIPQ_ERR_CONFIG),
+                    "handlers has 1001 handlers; the limit is 1000");
+    free(t.s);
 }

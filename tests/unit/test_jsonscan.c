@@ -14,7 +14,7 @@
 static bool
 jsonc_object(const char *s, size_t n)
 {
-    json_tokener *tok = json_tokener_new_ex(512);
+    json_tokener *tok = json_tokener_new_ex(SKIPQ__JSON_MAX_DEPTH);
     json_object *o;
     size_t end;
     bool ok;
