@@ -63,7 +63,7 @@ resolve_run_at(PGconn *pg, const char *ts, int64_t *us_out)
 
     res = PQexecParams(pg,
                        "SELECT (extract(epoch FROM $1::timestamptz) "
-                       "* 1000000)::int8",
+                       "* 1000000.0)::int8",
                        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
         PQgetisnull(res, 0, 0)) {
