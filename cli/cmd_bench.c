@@ -18,6 +18,8 @@
  */
 #include "cli.h"
 
+#include "internal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -636,7 +638,8 @@ fill_series(struct bench *b, long long n)
     snprintf(num, sizeof num, "%lld", n);
     return sqlp(b->pg, NULL,
                 "INSERT INTO skipq.jobs (kind, payload) SELECT '" KIND_NOOP "',"
-                " jsonb_build_object('i', g) FROM generate_series(1, $1::int8) g",
+                " pg_catalog.jsonb_build_object('i', g)"
+                " FROM pg_catalog.generate_series(1, $1::int8) g",
                 1, v);
 }
 
@@ -839,10 +842,12 @@ static long long
 succeeded(struct bench *b)
 {
     if (b->on_success == SKIPQ_ON_SUCCESS_KEEP)
-        return sql_int(b->pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'");
+        return sql_int(b->pg, "SELECT count(*) FROM skipq.jobs"
+                              " WHERE status" SKIPQ__EQ "'succeeded'");
     return sql_int(b->pg,
                    "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
-                   " FROM skipq.jobs_id_seq) - count(*) FILTER (WHERE status <> 'succeeded')"
+                   " FROM skipq.jobs_id_seq)"
+                   " - count(*) FILTER (WHERE status" SKIPQ__NE "'succeeded')"
                    " FROM skipq.jobs");
 }
 
@@ -856,9 +861,9 @@ static int
 jobs_left(struct bench *b)
 {
     return (int)sql_int(b->pg,
-                        "SELECT ((SELECT 1 FROM skipq.jobs WHERE status = 'queued'"
+                        "SELECT ((SELECT 1 FROM skipq.jobs WHERE status" SKIPQ__EQ "'queued'"
                         "   ORDER BY queue, priority DESC, run_at, id LIMIT 1) IS NOT NULL"
-                        " OR (SELECT 1 FROM skipq.jobs WHERE status = 'running'"
+                        " OR (SELECT 1 FROM skipq.jobs WHERE status" SKIPQ__EQ "'running'"
                         "   ORDER BY locked_by LIMIT 1) IS NOT NULL)::int");
 }
 
@@ -1026,7 +1031,8 @@ hold_idle_lock(struct bench *b, PGconn **out)
         PQfinish(idle);
         return rc;
     }
-    if ((rc = sql(idle, "SELECT pg_advisory_lock_shared(1936421122, hashtext('default'))"))) {
+    if ((rc = sql(idle, "SELECT pg_advisory_lock_shared(1936421122,"
+                        " pg_catalog.hashtext('default'))"))) {
         PQfinish(idle);
         return rc;
     }
@@ -1384,8 +1390,9 @@ fill_scheduled(struct bench *b, long long n)
     snprintf(num, sizeof num, "%lld", n);
     return sqlp(b->pg, NULL,
                 "INSERT INTO skipq.jobs (kind, priority, run_at, payload)"
-                " SELECT '" KIND_NOOP "', (g % 3)::int2, now() + interval '1 day',"
-                " jsonb_build_object('i', g) FROM generate_series(1, $1::int8) g",
+                " SELECT '" KIND_NOOP "', (g % 3::int8)::int2, now() + interval '1 day',"
+                " pg_catalog.jsonb_build_object('i', g)"
+                " FROM pg_catalog.generate_series(1, $1::int8) g",
                 1, v);
 }
 
@@ -1815,8 +1822,8 @@ soak_handler(skipq_job *job, void *userdata)
 static int
 jobs_sizes(struct bench *b, long long *table_kb, long long *index_kb)
 {
-    *table_kb = sql_int(b->pg, "SELECT pg_table_size('skipq.jobs') / 1024");
-    *index_kb = sql_int(b->pg, "SELECT pg_indexes_size('skipq.jobs') / 1024");
+    *table_kb = sql_int(b->pg, "SELECT pg_table_size('skipq.jobs'::regclass) / 1024");
+    *index_kb = sql_int(b->pg, "SELECT pg_indexes_size('skipq.jobs'::regclass) / 1024");
     return *table_kb < 0 || *index_kb < 0 ? CLI_EXIT_FAIL : 0;
 }
 
@@ -1926,11 +1933,11 @@ bench_soak(struct bench *b)
             if ((rc = jobs_sizes(b, &tkb, &ikb)) != 0)
                 goto out;
             long long backlog = sql_int(b->pg, "SELECT count(*) FROM skipq.jobs"
-                                               " WHERE status = 'queued'");
+                                               " WHERE status" SKIPQ__EQ "'queued'");
             /* retention keeps up while this stays near --retention */
             long long oldest = sql_int(b->pg, "SELECT coalesce(extract(epoch FROM now() -"
                                               " min(updated_at))::int8, 0) FROM skipq.jobs"
-                                              " WHERE status = 'succeeded'");
+                                              " WHERE status" SKIPQ__EQ "'succeeded'");
             if (!b->ctx->quiet)
                 fprintf(stderr, "skipq: bench: soak: window %d: %.0f jobs/s, backlog %lld, "
                                 "table %lld kB, indexes %lld kB, oldest succeeded %llds\n",

@@ -67,7 +67,7 @@ resolve_run_at(PGconn *pg, const char *ts, int64_t *us_out)
                        "            WHEN t > pg_catalog.now() "
                        "                     + interval '36500 days' THEN 'f' "
                        "            ELSE (extract(epoch FROM t) "
-                       "                  * 1000000)::int8::text END "
+                       "                  * 1000000.0)::int8::text END "
                        "FROM (SELECT $1::timestamptz AS t) s",
                        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||

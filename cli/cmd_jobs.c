@@ -45,20 +45,25 @@ enum {
     OPT_JSON,
 };
 
+/* A timestamptz as ISO 8601 text, whatever the session's DateStyle.
+ * to_json is polymorphic: written by schema, as an operand of exactly
+ * json #>> text[], nothing planted in public is a better match
+ * (src/internal.h). */
+#define ISO(col) "pg_catalog.to_json(" col ") #>> '{}'::text[]"
+
 /* ---- ls ------------------------------------------------------------ */
 
 static const char ls_sql[] =
     "SELECT j.id, j.queue, j.kind, j.priority, j.status::text, j.attempts, "
-    "       j.max_attempts, to_json(j.run_at) #>> '{}', "
-    "       to_json(j.updated_at) #>> '{}', to_json(j.created_at) #>> '{}', "
-    "       j.last_error "
+    "       j.max_attempts, " ISO("j.run_at") ", " ISO("j.updated_at") ", "
+    "       " ISO("j.created_at") ", j.last_error "
     "FROM skipq.jobs j "
     "WHERE ($1::text IS NULL "
-    "       OR j.status::text = ANY (string_to_array($1, ','))) "
+    "       OR j.status::text = ANY (pg_catalog.string_to_array($1, ','))) "
     "  AND ($2::text IS NULL OR j.queue = $2) "
     "  AND ($3::text IS NULL OR j.kind = $3) "
     "  AND ($5::int8 IS NULL "
-    "       OR j.updated_at >= now() - $5::int8 * interval '1 millisecond') "
+    "       OR j.updated_at >= now() - $5::float8 * interval '1 millisecond') "
     "  AND ($6::timestamptz IS NULL OR j.updated_at >= $6::timestamptz) "
     "ORDER BY j.id DESC "
     "LIMIT $4::int8";
@@ -296,13 +301,13 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
 static const char show_sql[] =
     "SELECT j.id, j.queue, j.kind, j.priority, j.status::text, j.attempts, "
     "       j.max_attempts, j.backoff_strategy::text, "
-    "       (extract(epoch FROM j.backoff_base) * 1000)::int8, "
-    "       (extract(epoch FROM j.backoff_max) * 1000)::int8, "
-    "       (extract(epoch FROM j.timeout) * 1000)::int8, "
-    "       to_json(j.run_at) #>> '{}', j.claims, j.locked_by, "
-    "       to_json(j.started_at) #>> '{}', to_json(j.finished_at) #>> '{}', "
-    "       to_json(j.cancel_requested_at) #>> '{}', "
-    "       to_json(j.created_at) #>> '{}', to_json(j.updated_at) #>> '{}', "
+    "       (extract(epoch FROM j.backoff_base) * 1000.0)::int8, "
+    "       (extract(epoch FROM j.backoff_max) * 1000.0)::int8, "
+    "       (extract(epoch FROM j.timeout) * 1000.0)::int8, "
+    "       " ISO("j.run_at") ", j.claims, j.locked_by, "
+    "       " ISO("j.started_at") ", " ISO("j.finished_at") ", "
+    "       " ISO("j.cancel_requested_at") ", "
+    "       " ISO("j.created_at") ", " ISO("j.updated_at") ", "
     "       j.created_by, j.last_error, j.payload::text, j.result::text, "
     "       j.errors::text "
     "FROM skipq.jobs j WHERE j.id = $1::int8";

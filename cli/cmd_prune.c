@@ -83,8 +83,8 @@ cmd_prune(int argc, char **argv, struct cli_ctx *ctx)
         /* autocommit: each call is its own transaction */
         PGresult *res = PQexecParams(
             skipq_conn_pg(conn),
-            "SELECT skipq.prune($1::int8 * interval '1 millisecond', "
-            "string_to_array($2, ',')::skipq.job_status[], $3::int)",
+            "SELECT skipq.prune($1::float8 * interval '1 millisecond', "
+            "pg_catalog.string_to_array($2, ',')::skipq.job_status[], $3::int)",
             3, NULL, params, NULL, NULL, 0);
         long long n;
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {

@@ -58,11 +58,11 @@ static const char recover_sql[] =
     "SELECT from_status::text, job_kind, jobs, to_status::text "
     "FROM skipq.recover("
     "  status => $1,"
-    "  older_than => $2::int8 * interval '1 millisecond',"
+    "  older_than => $2::float8 * interval '1 millisecond',"
     "  queue => $3, kind => $4, priority => $5,"
     "  ids => $6::int8[], lim => $7::int, dry_run => $8::boolean,"
     "  extra_attempts => $9::int,"
-    "  lease => $10::int8 * interval '1 millisecond',"
+    "  lease => $10::float8 * interval '1 millisecond',"
     "  default_max_attempts => $11::int)";
 
 /* Total rows in a recover() result. */

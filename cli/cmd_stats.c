@@ -37,7 +37,7 @@ static const char queues_sql[] =
     "FROM skipq.queue_stats ORDER BY queue, priority DESC";
 
 static const char workers_sql[] =
-    "SELECT id, host, pid, array_to_string(queues, ','), priorities, "
+    "SELECT id, host, pid, pg_catalog.array_to_string(queues, ','), priorities, "
     "       concurrency, running_jobs, "
     "       extract(epoch FROM heartbeat_age)::float8, alive, version "
     "FROM skipq.active_workers ORDER BY id";

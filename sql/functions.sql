@@ -6,10 +6,22 @@
 --   (1936421120, 2) retention  (1936421120, 3) vacuum
 --   (1936421120, 4) producers (skipq_enqueue's connections, shared)
 --   (1936421121, worker id & 2^31-1) "worker alive"
+--
+-- Every function runs with search_path = pg_catalog, pg_temp, whoever calls
+-- it: a function or operator another role created in a schema on the
+-- caller's search_path (public, where up to PostgreSQL 14 every role may
+-- create) would otherwise be what a name in the body means whenever it
+-- matches the arguments better than pg_catalog's own (cardinality(bigint[])
+-- beats cardinality(anyarray), = on two job_status beats anyenum's), and it
+-- would run with the caller's rights: a worker's, an admin's, a superuser's.
+-- Bodies name skipq's own objects by schema. The views, defaults and the
+-- trigger's condition are bound when `skipq migrate` creates them, which it
+-- does under the same search_path (docs/security.md, "search_path").
 
 -- 'high' = 10, 'normal' = 0, 'low' = -10, or a number. Errors name the value.
 CREATE OR REPLACE FUNCTION skipq.priority_value(p text)
-RETURNS smallint LANGUAGE plpgsql IMMUTABLE AS $$
+RETURNS smallint LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     CASE lower(btrim(p))
         WHEN 'high' THEN RETURN 10;
@@ -29,7 +41,8 @@ END $$;
 -- The band a priority name stands for (a number is a band of one):
 -- high >= 10, normal -9..9, low <= -10, so no number is orphaned.
 CREATE OR REPLACE FUNCTION skipq.priority_band(p text, OUT lo smallint, OUT hi smallint)
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     CASE lower(btrim(p))
         WHEN 'high' THEN lo := 10; hi := 32767;
@@ -53,7 +66,8 @@ END $$;
 -- faster with the WHEN; docs/performance.md item 39). The function
 -- tests it too, for a trigger created without the WHEN.
 CREATE OR REPLACE FUNCTION skipq.notify_inserted()
-RETURNS trigger LANGUAGE plpgsql AS $$
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     q text;
 BEGIN
@@ -87,7 +101,8 @@ CREATE OR REPLACE FUNCTION skipq.enqueue(
     backoff_base     interval DEFAULT NULL,
     backoff_max      interval DEFAULT NULL,
     timeout          interval DEFAULT NULL)
-RETURNS bigint LANGUAGE sql AS $$
+RETURNS bigint LANGUAGE sql
+SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO skipq.jobs AS j (kind, payload, queue, priority, run_at,
                                  max_attempts, backoff_strategy, backoff_base,
                                  backoff_max, timeout)
@@ -301,7 +316,8 @@ CREATE OR REPLACE FUNCTION skipq.rescue(
     only_worker          bigint DEFAULT NULL,
     reason               text DEFAULT NULL)
 RETURNS TABLE (id bigint, kind text, status skipq.job_status)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     band record;
     gone bigint[];
@@ -429,7 +445,8 @@ CREATE OR REPLACE FUNCTION skipq.recover(
     default_max_attempts int DEFAULT 5)
 RETURNS TABLE (from_status skipq.job_status, job_kind text, jobs bigint,
                to_status skipq.job_status)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     st skipq.job_status;
     band record;
@@ -533,7 +550,8 @@ END $$;
 -- retry: any job that is not running goes back to queued, runnable now.
 -- Returns the ids it changed.
 CREATE OR REPLACE FUNCTION skipq.retry(ids bigint[])
-RETURNS SETOF bigint LANGUAGE sql AS $$
+RETURNS SETOF bigint LANGUAGE sql
+SET search_path = pg_catalog, pg_temp AS $$
     WITH u AS (
         UPDATE skipq.jobs j
         SET status = 'queued', run_at = now(), finished_at = NULL,
@@ -556,7 +574,8 @@ $$;
 -- Returns each id with what happened: cancelled, requested, or the final
 -- status it already had.
 CREATE OR REPLACE FUNCTION skipq.cancel(ids bigint[])
-RETURNS TABLE (id bigint, outcome text) LANGUAGE plpgsql AS $$
+RETURNS TABLE (id bigint, outcome text) LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
 BEGIN
@@ -587,8 +606,8 @@ END $$;
 -- prune: delete one bounded batch of finished rows older than older_than.
 -- Call it in a loop, one transaction per batch, so no lock is held for long.
 -- SECURITY DEFINER so a worker's retention can delete finished rows without
--- DELETE on skipq.jobs (sql/roles.sql); hence no EXECUTE for PUBLIC, and a
--- fixed search_path (the body names everything by schema anyway).
+-- DELETE on skipq.jobs (sql/roles.sql); hence no EXECUTE for PUBLIC (its
+-- fixed search_path, pg_temp last, is the one every function here has).
 CREATE OR REPLACE FUNCTION skipq.prune(
     older_than interval,
     statuses   skipq.job_status[] DEFAULT '{succeeded,cancelled}',

@@ -566,7 +566,7 @@ static skipq_rc
 read_applied(PGconn *pg, applied_row **rows, int *n, skipq_error *err)
 {
     PGresult *res = PQexec(pg,
-        "SELECT to_regclass('skipq.schema_migrations') IS NOT NULL");
+        "SELECT pg_catalog.to_regclass('skipq.schema_migrations') IS NOT NULL");
     skipq_rc rc = SKIPQ_OK;
 
     *rows = NULL;
@@ -693,6 +693,19 @@ lock_migrations(PGconn *pg, skipq_error *err)
     return skipq__exec(pg, sql, err);
 }
 
+/*
+ * A migration's transaction resolves names as skipq's functions do
+ * (sql/functions.sql): what it creates (views, column defaults, checks,
+ * the trigger's condition) is bound to what each name means when it is
+ * created, and that must never be a function or operator another role
+ * planted in public, which would also run at once with the rights of
+ * whoever migrates, often a superuser. Everything skipq creates is named
+ * by schema. SET LOCAL ends with the transaction: the caller's connection
+ * keeps its own search_path.
+ */
+static const char begin_migration_sql[] =
+    "BEGIN; SET LOCAL search_path = pg_catalog, pg_temp";
+
 /* Apply one migration in its own transaction, unless another migrate run
  * applied it while we waited for the lock. *did says whether we did. */
 static skipq_rc
@@ -706,7 +719,7 @@ apply_one(PGconn *pg, const skipq__sql_file *m, bool *did, skipq_error *err)
     PGresult *res = NULL;
 
     *did = false;
-    if ((rc = skipq__exec(pg, "BEGIN", err)) != SKIPQ_OK)
+    if ((rc = skipq__exec(pg, begin_migration_sql, err)) != SKIPQ_OK)
         return rc;
     if ((rc = lock_migrations(pg, err)) != SKIPQ_OK)
         goto out;
@@ -752,7 +765,7 @@ apply_files(PGconn *pg, const skipq__sql_file *files, size_t n,
 {
     skipq_rc rc;
 
-    if ((rc = skipq__exec(pg, "BEGIN", err)) != SKIPQ_OK)
+    if ((rc = skipq__exec(pg, begin_migration_sql, err)) != SKIPQ_OK)
         return rc;
     rc = lock_migrations(pg, err);
     for (size_t i = 0; rc == SKIPQ_OK && i < n; i++) {

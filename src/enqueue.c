@@ -148,16 +148,21 @@ check_opts(const skipq_enqueue_opts *o, skipq_error *err)
 static const char *const strategy_names[] = {"fixed", "linear", "exponential"};
 
 /* The statement behind skipq_enqueue and skipq_enqueue_tx. Times are
- * computed by the server: "now" is always the database's now(). */
+ * computed by the server: "now" is always the database's now(). Counts
+ * of micro- and milliseconds are float8 (exact below 2^53): float8 *
+ * interval is the operator PostgreSQL has, which an int8 reached by a
+ * cast, and with the exact types no operator planted in public matches
+ * better (internal.h). */
 #define ENQ_COLUMNS                                                        \
     "INSERT INTO skipq.jobs (kind, payload, queue, priority, run_at, "     \
     "max_attempts, backoff_strategy, backoff_base, backoff_max, timeout) "
 #define ENQ_VALUES                                                         \
     "$1::text, $2::jsonb, $3::text, $4::int2, "                            \
-    "coalesce('epoch'::timestamptz + $5::int8 * interval '1 microsecond', " \
-    "now() + $6::int8 * interval '1 millisecond'), $7::int4, "             \
-    "$8::skipq.backoff_strategy, $9::int8 * interval '1 millisecond', "    \
-    "$10::int8 * interval '1 millisecond', $11::int8 * interval '1 millisecond'"
+    "coalesce('epoch'::timestamptz + $5::float8 * interval '1 microsecond', " \
+    "now() + $6::float8 * interval '1 millisecond'), $7::int4, "           \
+    "$8::skipq.backoff_strategy, $9::float8 * interval '1 millisecond', "  \
+    "$10::float8 * interval '1 millisecond', "                             \
+    "$11::float8 * interval '1 millisecond'"
 
 static const char enqueue_sql[] =
     ENQ_COLUMNS "VALUES (" ENQ_VALUES ") RETURNING id";
@@ -188,11 +193,11 @@ static const char enqueue_plain_sql[] =
  * 1,732-2,859 tps with the trigger's NOTIFY, 6,476-7,097 without any.
  */
 static const char enqueue_then_notify_sql[] =
-    "WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)) "
+    "WITH quiet AS (SELECT pg_catalog.set_config('skipq.notify', 'after_commit', true)) "
     ENQ_COLUMNS "SELECT " ENQ_VALUES " FROM quiet RETURNING id";
 
 static const char enqueue_plain_then_notify_sql[] =
-    "WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)) "
+    "WITH quiet AS (SELECT pg_catalog.set_config('skipq.notify', 'after_commit', true)) "
     ENQ_PLAIN_COLUMNS "SELECT " ENQ_PLAIN_VALUES " FROM quiet RETURNING id";
 
 /*
@@ -206,9 +211,9 @@ static const char enqueue_plain_then_notify_sql[] =
  * (enqueue_in_one). CASE, because only it fixes the order of evaluation.
  */
 #define ENQ_TRY(columns, values)                                             \
-    "WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)), " \
+    "WITH quiet AS (SELECT pg_catalog.set_config('skipq.notify', 'after_commit', true)), " \
     "ins AS (" columns "SELECT " values " FROM quiet RETURNING id) "          \
-    "SELECT id, t, n, CASE WHEN n THEN pg_notify('skipq', $3) END FROM ("     \
+    "SELECT id, t, n, CASE WHEN n THEN pg_catalog.pg_notify('skipq', $3) END FROM (" \
     "SELECT id, t, CASE WHEN t THEN false ELSE pg_try_advisory_xact_lock("     \
     SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ") END n " \
     "FROM (SELECT id, pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) \
@@ -225,7 +230,7 @@ static const char enqueue_plain_try_sql[] = ENQ_TRY(ENQ_PLAIN_COLUMNS, ENQ_PLAIN
  * one statement, which notifies in its own transaction. */
 static const char notify_sql[] =
     "SELECT pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", "
-    SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ") FROM (SELECT pg_notify('skipq', $1) "
+    SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ") FROM (SELECT pg_catalog.pg_notify('skipq', $1) "
     "WHERE NOT pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE)
     ", hashtext($1)) OFFSET 0) n";
 
@@ -719,8 +724,8 @@ copy_run_at(PGconn *pg, const skipq_enqueue_opts *o, char *out, size_t n,
     if (!o->run_at_us)
         v[0] = NULL;
     res = PQexecParams(pg,
-        "SELECT coalesce('epoch'::timestamptz + $1::int8 * interval '1 microsecond', "
-        "now() + $2::int8 * interval '1 millisecond')::text", 2, NULL, v, NULL,
+        "SELECT coalesce('epoch'::timestamptz + $1::float8 * interval '1 microsecond', "
+        "now() + $2::float8 * interval '1 millisecond')::text", 2, NULL, v, NULL,
         NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         rc = skipq__db_fail(err, pg, res, "could not compute run_at");

@@ -39,6 +39,29 @@
  * (enqueue.c) */
 #define SKIPQ__LOCK_PRODUCER 4
 
+/*
+ * Statement texts and the caller's search_path. Statements run with the
+ * search_path of whoever runs them, and it usually lists schema public,
+ * where up to PostgreSQL 14 any role may create objects. pg_catalog is
+ * searched first, so a name means pg_catalog's object unless one planted
+ * elsewhere matches the arguments' types better: pg_catalog's polymorphic
+ * and variadic "any" functions (unnest, cardinality, jsonb_build_object,
+ * to_json, array_to_string, count(x)), its anyenum operators (= on
+ * job_status), and whatever needs a cast to reach it (integer * interval,
+ * oid = regclass, a literal for a regclass parameter). So a function
+ * called with anything but arguments of its parameters' exact types
+ * (now(), max(smallint), hashtext(text), integer constants for integer
+ * parameters) is written pg_catalog.f(...), an operator whose operands
+ * are not of one of pg_catalog's own exact signatures is written with
+ * these (or its operands cast to one: $1::float8 * interval), and skipq's
+ * own objects are named by schema. Never a session SET search_path: it
+ * would outlive the statement behind a transaction pooler and change the
+ * caller's own connection. tests/integration/test_search_path.c plants the
+ * shadows and proves that none of them runs (docs/security.md).
+ */
+#define SKIPQ__EQ " OPERATOR(pg_catalog.=) "
+#define SKIPQ__NE " OPERATOR(pg_catalog.<>) "
+
 #define SKIPQ__CHANNEL "skipq"
 #define SKIPQ__CONTROL_CHANNEL "skipq_control"
 #define SKIPQ__NAME_MAX 200 /* bytes; the CHECK on queue and kind */

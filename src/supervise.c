@@ -64,7 +64,7 @@ record_lost(const skipq_config *cfg, const char *url, pid_t pid, int sig)
             "       1000000, false, NULL, NULL, NULL, NULL, w.id, $3) r)"
             " SELECT (SELECT count(*) FROM r),"
             "        (SELECT count(*) FROM skipq.jobs j, w"
-            "         WHERE j.status = 'running' AND j.locked_by = w.id)",
+            "         WHERE j.status" SKIPQ__EQ "'running' AND j.locked_by = w.id)",
             4, NULL, v, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             skipq__db_fail(&err, pg, res, "supervisor could not rescue jobs");

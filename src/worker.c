@@ -448,10 +448,10 @@ prefetch_allowance(skipq_worker *w, int64_t now)
  */
 #define SKIPQ_BAND_PRIORITIES(queue)                                                     \
     " p(pri) AS ("                                                                      \
-    "  SELECT max(priority) FROM skipq.jobs WHERE status = 'queued'"                    \
+    "  SELECT max(priority) FROM skipq.jobs WHERE status" SKIPQ__EQ "'queued'"          \
     "     AND queue = " queue " AND priority BETWEEN $2::int2 AND $3::int2"              \
     "  UNION ALL"                                                                       \
-    "  SELECT (SELECT max(priority) FROM skipq.jobs WHERE status = 'queued'"            \
+    "  SELECT (SELECT max(priority) FROM skipq.jobs WHERE status" SKIPQ__EQ "'queued'"  \
     "     AND queue = " queue " AND priority >= $2::int2 AND priority < p.pri)"          \
     "   FROM p WHERE p.pri IS NOT NULL)"
 
@@ -464,9 +464,9 @@ prefetch_allowance(skipq_worker *w, int64_t now)
     "  RETURNING j.id, j.claims, j.kind, j.queue, j.priority, j.attempts,"            \
     "   j.payload::text, coalesce(j.max_attempts, 0),"                                \
     "   coalesce(j.backoff_strategy::text, ''),"                                      \
-    "   coalesce((extract(epoch FROM j.backoff_base) * 1000)::int8, -1),"             \
-    "   coalesce((extract(epoch FROM j.backoff_max) * 1000)::int8, -1),"              \
-    "   coalesce((extract(epoch FROM j.timeout) * 1000)::int8, 0),"                   \
+    "   coalesce((extract(epoch FROM j.backoff_base) * 1000.0)::int8, -1),"           \
+    "   coalesce((extract(epoch FROM j.backoff_max) * 1000.0)::int8, -1),"            \
+    "   coalesce((extract(epoch FROM j.timeout) * 1000.0)::int8, 0),"                 \
     "   j.cancel_requested_at IS NOT NULL, j.run_at)"                                 \
     " SELECT * FROM u ORDER BY priority DESC, run_at, id"
 
@@ -488,7 +488,7 @@ const char skipq__claim_sql[] =
     " c AS MATERIALIZED ("
     "  SELECT k.id FROM p CROSS JOIN LATERAL ("
     "   SELECT id FROM skipq.jobs"
-    "    WHERE status = 'queued' AND queue = $1::text AND priority = p.pri"
+    "    WHERE status" SKIPQ__EQ "'queued' AND queue = $1::text AND priority = p.pri"
     "      AND run_at <= now() AND kind = ANY ($4::text[])"
     "    ORDER BY run_at, id LIMIT $5::int4"
     "    FOR NO KEY UPDATE SKIP LOCKED) k"
@@ -511,11 +511,11 @@ const char skipq__claim_sql[] =
 const char skipq__claim_after_sql[] =
     "WITH c AS MATERIALIZED ("
     "  SELECT id FROM skipq.jobs"
-    "   WHERE status = 'queued' AND queue = $1::text AND priority = $7::int2"
+    "   WHERE status" SKIPQ__EQ "'queued' AND queue = $1::text AND priority = $7::int2"
     "     AND (run_at, id) > ($8::text::timestamptz, $9::int8)"
     "     AND run_at <= now() AND kind = ANY ($4::text[])"
     "     AND $7::int2 >= $2::int2"
-    "     AND NOT EXISTS (SELECT FROM skipq.jobs h WHERE h.status = 'queued'"
+    "     AND NOT EXISTS (SELECT FROM skipq.jobs h WHERE h.status" SKIPQ__EQ "'queued'"
     "       AND h.queue = $1::text AND h.priority > $7::int2 AND h.priority <= $3::int2)"
     "   ORDER BY run_at, id LIMIT $5::int4"
     "   FOR NO KEY UPDATE SKIP LOCKED)," SKIPQ_CLAIM_TAKE;
@@ -530,10 +530,10 @@ const char skipq__claim_after_sql[] =
  * it made an idle worker claim again every millisecond.
  */
 const char skipq__next_run_at_sql[] =
-    "SELECT (extract(epoch FROM min(n.at) - now()) * 1000)::int8"
-    " FROM unnest($1::text[]) AS q(name) CROSS JOIN LATERAL ("
+    "SELECT (extract(epoch FROM min(n.at) - now()) * 1000.0)::int8"
+    " FROM pg_catalog.unnest($1::text[]) AS q(name) CROSS JOIN LATERAL ("
     "  WITH RECURSIVE" SKIPQ_BAND_PRIORITIES("q.name")
-    "  SELECT (SELECT min(run_at) FROM skipq.jobs WHERE status = 'queued'"
+    "  SELECT (SELECT min(run_at) FROM skipq.jobs WHERE status" SKIPQ__EQ "'queued'"
     "     AND queue = q.name AND priority = p.pri"
     "     AND run_at > coalesce($4::timestamptz, now())) AS at"
     "  FROM p) n";
@@ -551,11 +551,17 @@ const char skipq__next_run_at_sql[] =
  * worker held and every dead entry left since the last vacuum, per
  * statement. That made completion quadratic in the batch and cost 2.6x
  * of drain throughput (docs/performance.md). The test
- * completion_goes_by_primary_key guards the plan.
+ * completion_goes_by_primary_key guards the plan. status is compared as
+ * text: IS NOT DISTINCT FROM takes no OPERATOR(), and on the enum it
+ * would use pg_catalog's anyenum =, which one planted in public for
+ * (job_status, job_status) would beat (internal.h).
+ *
+ * unnest of several arrays in FROM is safe as written: the parser makes
+ * it ROWS FROM (pg_catalog.unnest(...), ...) itself.
  */
 #define SKIPQ_OWNED_BY(worker)                                                          \
-    " (j.claims, j.locked_by, j.status) IS NOT DISTINCT FROM"                         \
-    " (r.claims, " worker "::int8, 'running'::skipq.job_status)"
+    " (j.claims, j.locked_by, j.status::text) IS NOT DISTINCT FROM"                   \
+    " (r.claims, " worker "::int8, 'running')"
 
 #define SKIPQ_COMPLETE_SET                                                              \
     "  status = r.status::skipq.job_status,"                                           \
@@ -563,10 +569,11 @@ const char skipq__next_run_at_sql[] =
     "           ELSE j.result END,"                                                    \
     "  attempts = j.attempts - r.handback,"                                            \
     "  run_at = CASE WHEN r.status = 'queued'"                                         \
-    "           THEN now() + r.delay_ms * interval '1 millisecond' ELSE j.run_at END," \
+    "           THEN now() + r.delay_ms::float8 * interval '1 millisecond'"           \
+    "           ELSE j.run_at END,"                                                    \
     "  last_error = coalesce(r.error, j.last_error),"                                  \
     "  errors = CASE WHEN r.error IS NULL THEN j.errors"                               \
-    "           ELSE j.errors || jsonb_build_object('attempt', j.attempts,"            \
+    "           ELSE j.errors || pg_catalog.jsonb_build_object('attempt', j.attempts," \
     "                'at', now(), 'worker', $2::int8, 'error', r.error) END,"          \
     "  finished_at = CASE WHEN r.status = 'queued' THEN NULL ELSE now() END,"          \
     "  cancel_requested_at = NULL, locked_by = NULL, updated_at = now()"
@@ -620,11 +627,13 @@ const char skipq__complete_delete_sql[] =
  * guards the plans.
  */
 #define SKIPQ_CYCLE_SETTINGS                                                            \
-    "SELECT now()::text, set_config('plan_cache_mode', 'force_generic_plan', true),"   \
-    " set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)"
+    "SELECT now()::text,"                                                              \
+    " pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true),"           \
+    " pg_catalog.set_config('enable_seqscan', 'off', true),"                           \
+    " pg_catalog.set_config('jit', 'off', true)"
 const char skipq__cycle_sql[] = SKIPQ_CYCLE_SETTINGS;
 const char skipq__cycle_quick_sql[] =
-    SKIPQ_CYCLE_SETTINGS ", set_config('synchronous_commit', 'off', true)";
+    SKIPQ_CYCLE_SETTINGS ", pg_catalog.set_config('synchronous_commit', 'off', true)";
 
 static skipq_rc
 prepare_all(skipq_worker *w, skipq_error *err)
@@ -894,13 +903,13 @@ reconcile(skipq_worker *w, skipq_error *err)
         " back AS (UPDATE skipq.jobs SET status = 'queued',"
         "   attempts = greatest(attempts - 1, 0), locked_by = NULL, run_at = now(),"
         "   updated_at = now()"
-        "   WHERE status = 'running' AND locked_by = $1::int8"
+        "   WHERE status" SKIPQ__EQ "'running' AND locked_by = $1::int8"
         "     AND id NOT IN (SELECT id FROM h) RETURNING id)"
         " SELECT true, id FROM back"
         " UNION ALL"
         " SELECT false, h.id FROM h WHERE NOT EXISTS (SELECT 1 FROM skipq.jobs j"
-        "   WHERE j.id = h.id AND (j.claims, j.locked_by, j.status) IS NOT DISTINCT FROM"
-        "       (h.claims, $1::int8, 'running'::skipq.job_status))", 0);
+        "   WHERE j.id = h.id AND (j.claims, j.locked_by, j.status::text) IS NOT DISTINCT FROM"
+        "       (h.claims, $1::int8, 'running'))", 0);
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = skipq__db_fail(err, w->pg, res, "could not reconcile running jobs");
         goto out;
@@ -944,7 +953,8 @@ delete_check(skipq_worker *w, skipq_error *err)
 
     if (w->cfg->on_success != SKIPQ_ON_SUCCESS_DELETE)
         return SKIPQ_OK;
-    res = PQexec(w->pg, "SELECT has_table_privilege('skipq.jobs', 'DELETE'), current_user");
+    res = PQexec(w->pg, "SELECT pg_catalog.has_table_privilege('skipq.jobs', 'DELETE'),"
+                        " current_user");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
         rc = skipq__db_fail(err, w->pg, res, "could not check the DELETE privilege");
     else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
@@ -1670,11 +1680,12 @@ schedule_next_run_at(skipq_worker *w)
  * worker_waits_for_its_idle_locks_briefly_and_all_or_none).
  */
 /* Each lock once, however many of the queues' names share its hash. */
-#define IDLE_HASHES "(SELECT DISTINCT hashtext(q) AS h FROM unnest($1::text[]) AS q) AS t"
+#define IDLE_HASHES                                                                      \
+    "(SELECT DISTINCT hashtext(q) AS h FROM pg_catalog.unnest($1::text[]) AS q) AS t"
 static const char idle_lock_sql[] =
     "WITH cfg AS MATERIALIZED ("
-    "  SELECT set_config('lock_timeout', '" SKIPQ__XSTR(IDLE_WAIT_MS) "ms', true))"
-    " SELECT count(pg_advisory_lock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h))"
+    "  SELECT pg_catalog.set_config('lock_timeout', '" SKIPQ__XSTR(IDLE_WAIT_MS) "ms', true))"
+    " SELECT pg_catalog.count(pg_advisory_lock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h))"
     " FROM cfg, " IDLE_HASHES;
 static const char idle_unlock_sql[] =
     "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h)"
@@ -2048,13 +2059,15 @@ vacuum_permitted(PGconn *pg)
 {
     const char *sql =
         PQserverVersion(pg) >= 170000
-            ? "SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE')"
-              " OR has_table_privilege(c.oid, 'MAINTAIN')"
+            ? "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE')"
+              " OR pg_catalog.pg_has_role(d.datdba, 'USAGE')"
+              " OR pg_catalog.has_table_privilege(c.oid, 'MAINTAIN')"
               " FROM pg_class c, pg_database d"
-              " WHERE c.oid = 'skipq.jobs'::regclass AND d.datname = current_database()"
-            : "SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE')"
+              " WHERE c.oid = 'skipq.jobs'::regclass::oid AND d.datname = current_database()"
+            : "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE')"
+              " OR pg_catalog.pg_has_role(d.datdba, 'USAGE')"
               " FROM pg_class c, pg_database d"
-              " WHERE c.oid = 'skipq.jobs'::regclass AND d.datname = current_database()";
+              " WHERE c.oid = 'skipq.jobs'::regclass::oid AND d.datname = current_database()";
     PGresult *res = PQexec(pg, sql);
     int ok = -1;
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
@@ -2517,7 +2530,8 @@ hand_back(skipq_worker *w, bool only_pulled)
             "   started_at = NULL, updated_at = now()"
             "  FROM unnest($1::int8[], $2::int4[]) AS r(id, claims)"
             "  WHERE j.id = r.id AND" SKIPQ_OWNED_BY("$3") " RETURNING j.id, j.queue),"
-            " n AS (SELECT pg_notify('skipq', q) FROM (SELECT DISTINCT queue q FROM u) d)"
+            " n AS (SELECT pg_catalog.pg_notify('skipq', q)"
+            "       FROM (SELECT DISTINCT queue q FROM u) d)"
             " SELECT u.id FROM u, (SELECT count(*) FROM n) c", 0);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
             for (skipq_job *j = w->held; j; j = j->hnext)
