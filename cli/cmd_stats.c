@@ -48,12 +48,13 @@ static const char workers_sql[] =
  * never ran. */
 static const char rescue_sql[] =
     "SELECT extract(epoch FROM now() - m.last_run_at)::float8,"
-    "       EXISTS (SELECT FROM skipq.workers w)"
-    "       AND coalesce(m.last_run_at < now() - 2 * (SELECT coalesce(max(w.lease),"
-    "           interval '30 seconds') FROM skipq.workers w), true)"
-    "       AND (SELECT min(w.started_at) FROM skipq.workers w) < now() - 2 *"
-    "           (SELECT coalesce(max(w.lease), interval '30 seconds') FROM skipq.workers w)"
-    " FROM skipq.maintenance m WHERE m.task = 'rescue'";
+    "       EXISTS (SELECT FROM skipq.active_workers w)"
+    "       AND coalesce(m.last_run_at < now() - 2::float8 * a.lease, true)"
+    "       AND a.since < now() - 2::float8 * a.lease"
+    " FROM skipq.maintenance m,"
+    "      (SELECT coalesce(max(w.lease), interval '30 seconds') AS lease,"
+    "              min(w.started_at) AS since FROM skipq.active_workers w) a"
+    " WHERE m.task = 'rescue'";
 
 static volatile sig_atomic_t interrupted;
 
