@@ -316,7 +316,10 @@ CREATE OR REPLACE FUNCTION skipq.rescue(
     only_worker          bigint DEFAULT NULL,
     reason               text DEFAULT NULL)
 RETURNS TABLE (id bigint, kind text, status skipq.job_status)
-LANGUAGE plpgsql
+-- SECURITY DEFINER: the workers' rescuer runs it, and skipq_worker has no
+-- UPDATE on skipq.jobs (sql/roles.sql); it only ever takes the jobs of
+-- workers that are gone, judged by their own lease.
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     band record;
@@ -668,6 +671,8 @@ REVOKE EXECUTE ON FUNCTION skipq.prune(interval, skipq.job_status[], int)
 -- schema's owner, skipq_admin, runs them). Tests
 -- worker_role_cannot_retry_cancel_or_recover.
 REVOKE EXECUTE ON FUNCTION skipq.retry(bigint[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION skipq.rescue(interval, bigint, int, int, boolean, bigint[], text,
+    text, text, bigint, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION skipq.cancel(bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION skipq.recover(text, interval, text, text, text, bigint[], int,
     boolean, int, interval, int) FROM PUBLIC;

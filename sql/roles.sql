@@ -86,17 +86,26 @@ GRANT SELECT ON skipq.jobs, skipq.queue_stats, skipq.failed_jobs,
                 skipq.stale_jobs, skipq.active_workers TO skipq_producer;
 
 -- ---- worker --------------------------------------------------------------
--- The statements of src/worker.c: claim and complete (UPDATE of the state
--- columns only, never payload, kind or queue), hand back on shutdown,
--- register/heartbeat/unregister in skipq.workers, skipq.rescue() (invoker
--- rights: the same UPDATE). No DELETE on jobs: retention goes through the
--- SECURITY DEFINER skipq.prune(), which deletes finished rows only.
+-- Read the jobs; change them only through the functions of src/worker.c
+-- (skipq.claim, claim_after, complete, complete_delete, hand_back,
+-- reconcile) and skipq.rescue(), all SECURITY DEFINER: a worker claims
+-- queued jobs and finishes only its own claims, checked by its id, its
+-- secret and the claim's token, so it cannot set the state of another
+-- worker's job, re-queue or cancel jobs. No DELETE on jobs: retention goes
+-- through skipq.prune(), which deletes succeeded and cancelled rows only.
 GRANT SELECT ON skipq.jobs, skipq.queue_stats, skipq.failed_jobs,
                 skipq.stale_jobs, skipq.active_workers TO skipq_worker;
-GRANT UPDATE (status, attempts, claims, locked_by, started_at, finished_at,
-              run_at, result, last_error, errors, cancel_requested_at,
-              updated_at)
-    ON skipq.jobs TO skipq_worker;
+-- (earlier versions granted UPDATE of the state columns)
+REVOKE UPDATE ON skipq.jobs FROM skipq_worker;
+GRANT EXECUTE ON FUNCTION
+    skipq.claim(text, int2, int2, text[], int4, int8, uuid),
+    skipq.claim_after(text, int2, int2, text[], int4, int8, int2, text, int8, uuid),
+    skipq.complete(int8[], int8, int4[], text[], text[], text[], int8[], int4[], uuid),
+    skipq.complete_delete(int8[], int8, int4[], text[], text[], text[], int8[], int4[], uuid),
+    skipq.hand_back(int8[], int4[], int8, uuid),
+    skipq.reconcile(int8, int8[], int4[], uuid),
+    skipq.rescue(interval, bigint, int, int, boolean, bigint[], text, text, text, bigint, text)
+    TO skipq_worker;
 -- Its own row in skipq.workers only through the functions that check the
 -- worker's secret (sql/functions.sql); the secret column is not readable.
 REVOKE ALL ON skipq.workers FROM skipq_worker;

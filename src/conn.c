@@ -776,6 +776,14 @@ apply_files(PGconn *pg, const skipq__sql_file *files, size_t n,
                                 files[i].name);
         PQclear(res);
     }
+    /* the worker's statements that change jobs, as checked functions
+     * (worker.c), after the functions they call */
+    if (rc == SKIPQ_OK && files == skipq__sql_files) {
+        PGresult *res = PQexec(pg, skipq__worker_functions_sql);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = skipq__db_fail(err, pg, res, "could not create the worker's functions");
+        PQclear(res);
+    }
     if (rc == SKIPQ_OK)
         return commit(pg, err);
     PQclear(PQexec(pg, "ROLLBACK"));

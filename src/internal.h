@@ -62,6 +62,11 @@
 #define SKIPQ__EQ " OPERATOR(pg_catalog.=) "
 #define SKIPQ__NE " OPERATOR(pg_catalog.<>) "
 
+/* CREATE FUNCTION statements for the worker's statements that change
+ * skipq.jobs, checked by worker and secret (worker.c); skipq migrate
+ * applies them after sql/. */
+extern const char skipq__worker_functions_sql[];
+
 #define SKIPQ__CHANNEL "skipq"
 #define SKIPQ__CONTROL_CHANNEL "skipq_control"
 #define SKIPQ__NAME_MAX 200 /* bytes; the CHECK on queue and kind */

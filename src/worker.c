@@ -483,16 +483,17 @@ prefetch_allowance(skipq_worker *w, int64_t now)
  * joined by hashing a sequential scan of it (89 ms at 100,000 rows). The
  * rows come back in claim order, the order the executors start them in.
  */
-const char skipq__claim_sql[] =
-    "WITH RECURSIVE" SKIPQ_BAND_PRIORITIES("$1::text") ","
-    " c AS MATERIALIZED ("
-    "  SELECT k.id FROM p CROSS JOIN LATERAL ("
-    "   SELECT id FROM skipq.jobs"
-    "    WHERE status" SKIPQ__EQ "'queued' AND queue = $1::text AND priority = p.pri"
-    "      AND run_at <= now() AND kind = ANY ($4::text[])"
-    "    ORDER BY run_at, id LIMIT $5::int4"
-    "    FOR NO KEY UPDATE SKIP LOCKED) k"
-    "  LIMIT $5::int4)," SKIPQ_CLAIM_TAKE;
+#define SKIPQ_CLAIM_SQL                                                                \
+    "WITH RECURSIVE" SKIPQ_BAND_PRIORITIES("$1::text") ","                              \
+    " c AS MATERIALIZED ("                                                              \
+    "  SELECT k.id FROM p CROSS JOIN LATERAL ("                                         \
+    "   SELECT id FROM skipq.jobs"                                                      \
+    "    WHERE status" SKIPQ__EQ "'queued' AND queue = $1::text AND priority = p.pri"   \
+    "      AND run_at <= now() AND kind = ANY ($4::text[])"                             \
+    "    ORDER BY run_at, id LIMIT $5::int4"                                            \
+    "    FOR NO KEY UPDATE SKIP LOCKED) k"                                              \
+    "  LIMIT $5::int4)," SKIPQ_CLAIM_TAKE
+const char skipq__claim_sql[] = SKIPQ_CLAIM_SQL;
 
 /*
  * The claim from where the last one ended. Every claimed job leaves a
@@ -508,17 +509,18 @@ const char skipq__claim_sql[] =
  * taken by the next claim from the head: the worker makes one whenever a
  * claim from the floor comes back short, and at least every FLOOR_MS.
  */
-const char skipq__claim_after_sql[] =
-    "WITH c AS MATERIALIZED ("
-    "  SELECT id FROM skipq.jobs"
-    "   WHERE status" SKIPQ__EQ "'queued' AND queue = $1::text AND priority = $7::int2"
-    "     AND (run_at, id) > ($8::text::timestamptz, $9::int8)"
-    "     AND run_at <= now() AND kind = ANY ($4::text[])"
-    "     AND $7::int2 >= $2::int2"
-    "     AND NOT EXISTS (SELECT FROM skipq.jobs h WHERE h.status" SKIPQ__EQ "'queued'"
-    "       AND h.queue = $1::text AND h.priority > $7::int2 AND h.priority <= $3::int2)"
-    "   ORDER BY run_at, id LIMIT $5::int4"
-    "   FOR NO KEY UPDATE SKIP LOCKED)," SKIPQ_CLAIM_TAKE;
+#define SKIPQ_CLAIM_AFTER_SQL                                                          \
+    "WITH c AS MATERIALIZED ("                                                          \
+    "  SELECT id FROM skipq.jobs"                                                       \
+    "   WHERE status" SKIPQ__EQ "'queued' AND queue = $1::text AND priority = $7::int2" \
+    "     AND (run_at, id) > ($8::text::timestamptz, $9::int8)"                         \
+    "     AND run_at <= now() AND kind = ANY ($4::text[])"                              \
+    "     AND $7::int2 >= $2::int2"                                                     \
+    "     AND NOT EXISTS (SELECT FROM skipq.jobs h WHERE h.status" SKIPQ__EQ "'queued'" \
+    "       AND h.queue = $1::text AND h.priority > $7::int2 AND h.priority <= $3::int2)" \
+    "   ORDER BY run_at, id LIMIT $5::int4"                                             \
+    "   FOR NO KEY UPDATE SKIP LOCKED)," SKIPQ_CLAIM_TAKE
+const char skipq__claim_after_sql[] = SKIPQ_CLAIM_AFTER_SQL;
 
 /*
  * Milliseconds until the earliest queued job of queues $1 in the band
@@ -583,23 +585,109 @@ const char skipq__next_run_at_sql[] =
     "        $7::int8[], $8::int4[])"                                                  \
     "      AS r(id, claims, status, result, error, delay_ms, handback)"
 
-const char skipq__complete_sql[] =
-    "UPDATE skipq.jobs j SET" SKIPQ_COMPLETE_SET
-    " FROM" SKIPQ_COMPLETE_ROWS
-    " WHERE j.id = r.id AND" SKIPQ_OWNED_BY("$2")
-    " RETURNING j.id";
+#define SKIPQ_COMPLETE_SQL                                                              \
+    "UPDATE skipq.jobs j SET" SKIPQ_COMPLETE_SET                                       \
+    " FROM" SKIPQ_COMPLETE_ROWS                                                        \
+    " WHERE j.id = r.id AND" SKIPQ_OWNED_BY("$2")                                      \
+    " RETURNING j.id"
+const char skipq__complete_sql[] = SKIPQ_COMPLETE_SQL;
 
 /* worker.on_success: delete. The same, except that a row that succeeded
  * is deleted (under the same ownership check) instead of kept. */
-const char skipq__complete_delete_sql[] =
-    "WITH r AS MATERIALIZED (SELECT * FROM" SKIPQ_COMPLETE_ROWS "),"
-    " d AS (DELETE FROM skipq.jobs j USING r"
-    "   WHERE r.status = 'succeeded' AND j.id = r.id AND" SKIPQ_OWNED_BY("$2")
-    "   RETURNING j.id),"
-    " u AS (UPDATE skipq.jobs j SET" SKIPQ_COMPLETE_SET
-    "   FROM r WHERE r.status <> 'succeeded' AND j.id = r.id AND" SKIPQ_OWNED_BY("$2")
-    "   RETURNING j.id)"
-    " SELECT id FROM d UNION ALL SELECT id FROM u";
+#define SKIPQ_COMPLETE_DELETE_SQL                                                       \
+    "WITH r AS MATERIALIZED (SELECT * FROM" SKIPQ_COMPLETE_ROWS "),"                   \
+    " d AS (DELETE FROM skipq.jobs j USING r"                                          \
+    "   WHERE r.status = 'succeeded' AND j.id = r.id AND" SKIPQ_OWNED_BY("$2")         \
+    "   RETURNING j.id),"                                                              \
+    " u AS (UPDATE skipq.jobs j SET" SKIPQ_COMPLETE_SET                                \
+    "   FROM r WHERE r.status <> 'succeeded' AND j.id = r.id AND" SKIPQ_OWNED_BY("$2") \
+    "   RETURNING j.id)"                                                               \
+    " SELECT id FROM d UNION ALL SELECT id FROM u"
+const char skipq__complete_delete_sql[] = SKIPQ_COMPLETE_DELETE_SQL;
+
+/*
+ * Reconcile after a reconnect (see reconcile()): $1 the worker, $2/$3 the
+ * ids and claim tokens it holds.
+ */
+#define SKIPQ_RECONCILE_SQL                                                             \
+    "WITH h AS (SELECT * FROM unnest($2::int8[], $3::int4[]) AS h(id, claims)),"       \
+    " back AS (UPDATE skipq.jobs SET status = 'queued',"                               \
+    "   attempts = greatest(attempts - 1, 0), locked_by = NULL, run_at = now(),"       \
+    "   updated_at = now()"                                                            \
+    "   WHERE status" SKIPQ__EQ "'running' AND locked_by = $1::int8"                   \
+    "     AND id NOT IN (SELECT id FROM h) RETURNING id)"                              \
+    " SELECT true, id FROM back"                                                       \
+    " UNION ALL"                                                                       \
+    " SELECT false, h.id FROM h WHERE NOT EXISTS (SELECT 1 FROM skipq.jobs j"          \
+    "   WHERE j.id = h.id AND (j.claims, j.locked_by, j.status::text) IS NOT DISTINCT FROM" \
+    "       (h.claims, $1::int8, 'running'))"
+
+/* Hand back unfinished jobs (see hand_back()): $1/$2 ids and tokens, $3
+ * the worker. */
+#define SKIPQ_HAND_BACK_SQL                                                             \
+    "WITH u AS (UPDATE skipq.jobs j SET status = 'queued',"                            \
+    "   attempts = greatest(j.attempts - 1, 0), locked_by = NULL,"                     \
+    "   started_at = NULL, updated_at = now()"                                         \
+    "  FROM unnest($1::int8[], $2::int4[]) AS r(id, claims)"                           \
+    "  WHERE j.id = r.id AND" SKIPQ_OWNED_BY("$3") " RETURNING j.id, j.queue),"        \
+    " n AS (SELECT pg_catalog.pg_notify('skipq', q)"                                   \
+    "       FROM (SELECT DISTINCT queue q FROM u) d)"                                  \
+    " SELECT u.id FROM u, (SELECT count(*) FROM n) c"
+
+/*
+ * The statements above that change skipq.jobs, as functions that run
+ * with their owner's rights and first check that the caller is the
+ * worker it names (its secret, skipq.worker_register): sql/roles.sql
+ * gives skipq_worker no UPDATE on skipq.jobs, so a worker role can claim
+ * queued jobs and finish only its own claims, never set the state of
+ * another worker's job (test worker_role_cannot_complete_another_workers_job).
+ * `skipq migrate` creates them from these same texts (apply_files in
+ * conn.c), so a plan the tests check is the plan the function runs. The
+ * session's plan settings (skipq__cycle_sql) apply inside them.
+ */
+#define SKIPQ_CHECK_WORKER(id, secret)                                                 \
+    " IF NOT EXISTS (SELECT 1 FROM skipq.workers k WHERE k.id = " id                   \
+    "     AND k.secret = " secret ") THEN"                                             \
+    "  RAISE EXCEPTION 'worker % is not registered with this secret', " id             \
+    "   USING ERRCODE = '42501';"                                                      \
+    " END IF;"
+#define SKIPQ_DEFINER(name, args, argtypes, returns, check, body)                       \
+    "CREATE OR REPLACE FUNCTION skipq." name "(" args ") RETURNS " returns             \
+    " LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp"         \
+    " AS $skipq$\n#variable_conflict use_column\nBEGIN" check                          \
+    " RETURN QUERY " body "; END $skipq$;\n"                                           \
+    "REVOKE EXECUTE ON FUNCTION skipq." name "(" argtypes ") FROM PUBLIC;\n"
+#define SKIPQ_CLAIM_RETURNS                                                             \
+    "TABLE (id int8, claims int4, kind text, queue text, priority int2, attempts int4," \
+    " payload text, max_attempts int4, backoff_strategy text, backoff_base_ms int8,"   \
+    " backoff_max_ms int8, timeout_ms int8, cancel_requested boolean, run_at timestamptz)"
+#define SKIPQ_COMPLETE_ARGS                                                             \
+    "p_ids int8[], p_worker int8, p_claims int4[], p_statuses text[], p_results text[]," \
+    " p_errors text[], p_delays int8[], p_handbacks int4[], p_secret uuid"
+#define SKIPQ_COMPLETE_TYPES                                                            \
+    "int8[], int8, int4[], text[], text[], text[], int8[], int4[], uuid"
+
+const char skipq__worker_functions_sql[] =
+    SKIPQ_DEFINER("claim",
+                  "p_queue text, p_lo int2, p_hi int2, p_kinds text[], p_n int4,"
+                  " p_worker int8, p_secret uuid",
+                  "text, int2, int2, text[], int4, int8, uuid", SKIPQ_CLAIM_RETURNS,
+                  SKIPQ_CHECK_WORKER("$6", "$7"), SKIPQ_CLAIM_SQL)
+    SKIPQ_DEFINER("claim_after",
+                  "p_queue text, p_lo int2, p_hi int2, p_kinds text[], p_n int4,"
+                  " p_worker int8, p_priority int2, p_run_at text, p_id int8, p_secret uuid",
+                  "text, int2, int2, text[], int4, int8, int2, text, int8, uuid",
+                  SKIPQ_CLAIM_RETURNS, SKIPQ_CHECK_WORKER("$6", "$10"), SKIPQ_CLAIM_AFTER_SQL)
+    SKIPQ_DEFINER("complete", SKIPQ_COMPLETE_ARGS, SKIPQ_COMPLETE_TYPES, "SETOF int8",
+                  SKIPQ_CHECK_WORKER("$2", "$9"), SKIPQ_COMPLETE_SQL)
+    SKIPQ_DEFINER("complete_delete", SKIPQ_COMPLETE_ARGS, SKIPQ_COMPLETE_TYPES, "SETOF int8",
+                  SKIPQ_CHECK_WORKER("$2", "$9"), SKIPQ_COMPLETE_DELETE_SQL)
+    SKIPQ_DEFINER("hand_back", "p_ids int8[], p_claims int4[], p_worker int8, p_secret uuid",
+                  "int8[], int4[], int8, uuid", "SETOF int8",
+                  SKIPQ_CHECK_WORKER("$3", "$4"), SKIPQ_HAND_BACK_SQL)
+    SKIPQ_DEFINER("reconcile", "p_worker int8, p_ids int8[], p_claims int4[], p_secret uuid",
+                  "int8, int8[], int4[], uuid", "TABLE (put_back boolean, id int8)",
+                  SKIPQ_CHECK_WORKER("$1", "$4"), SKIPQ_RECONCILE_SQL);
 
 /*
  * The first statement of every claim and completion transaction: the
@@ -639,11 +727,18 @@ static skipq_rc
 prepare_all(skipq_worker *w, skipq_error *err)
 {
     const struct { const char *name, *sql; } stmts[] = {
-        {"skipq_claim", skipq__claim_sql},
-        {"skipq_claim_after", skipq__claim_after_sql},
+        {"skipq_claim", "SELECT * FROM skipq.claim($1::text, $2::int2, $3::int2,"
+                        " $4::text[], $5::int4, $6::int8, $7::text::uuid)"},
+        {"skipq_claim_after", "SELECT * FROM skipq.claim_after($1::text, $2::int2, $3::int2,"
+                              " $4::text[], $5::int4, $6::int8, $7::int2, $8::text, $9::int8,"
+                              " $10::text::uuid)"},
         {"skipq_complete", w->cfg->on_success == SKIPQ_ON_SUCCESS_DELETE
-                               ? skipq__complete_delete_sql
-                               : skipq__complete_sql},
+                               ? "SELECT * FROM skipq.complete_delete($1::int8[], $2::int8,"
+                                 " $3::int4[], $4::text[], $5::text[], $6::text[], $7::int8[],"
+                                 " $8::int4[], $9::text::uuid)"
+                               : "SELECT * FROM skipq.complete($1::int8[], $2::int8,"
+                                 " $3::int4[], $4::text[], $5::text[], $6::text[], $7::int8[],"
+                                 " $8::int4[], $9::text::uuid)"},
         /* see cycle(): the settings of its transaction */
         {"skipq_cycle", skipq__cycle_sql},
         {"skipq_cycle_quick", skipq__cycle_quick_sql},
@@ -893,23 +988,15 @@ reconcile(skipq_worker *w, skipq_error *err)
         ok = PQputf(ids, "%int8", (PGint8)j->id) && PQputf(tokens, "%int4", (PGint4)j->claims);
     a_ids.param = ids;
     a_tokens.param = tokens;
-    if (!ok || !PQputf(prm, "%int8 %int8[] %int4[]", (PGint8)w->id, &a_ids, &a_tokens)) {
+    if (!ok || !PQputf(prm, "%int8 %int8[] %int4[] %text", (PGint8)w->id, &a_ids, &a_tokens,
+                       w->secret)) {
         rc = skipq__fail(err, SKIPQ_ERR_NOMEM, "could not build parameters: %s",
                          PQgeterror());
         goto out;
     }
     res = PQparamExec(w->pg, prm,
-        "WITH h AS (SELECT * FROM unnest($2::int8[], $3::int4[]) AS h(id, claims)),"
-        " back AS (UPDATE skipq.jobs SET status = 'queued',"
-        "   attempts = greatest(attempts - 1, 0), locked_by = NULL, run_at = now(),"
-        "   updated_at = now()"
-        "   WHERE status" SKIPQ__EQ "'running' AND locked_by = $1::int8"
-        "     AND id NOT IN (SELECT id FROM h) RETURNING id)"
-        " SELECT true, id FROM back"
-        " UNION ALL"
-        " SELECT false, h.id FROM h WHERE NOT EXISTS (SELECT 1 FROM skipq.jobs j"
-        "   WHERE j.id = h.id AND (j.claims, j.locked_by, j.status::text) IS NOT DISTINCT FROM"
-        "       (h.claims, $1::int8, 'running'))", 0);
+                      "SELECT * FROM skipq.reconcile($1::int8, $2::int8[], $3::int4[],"
+                      " $4::text::uuid)", 0);
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = skipq__db_fail(err, w->pg, res, "could not reconcile running jobs");
         goto out;
@@ -1083,6 +1170,7 @@ claim_param(skipq_worker *w, size_t qi, size_t bi, int n, const claim_floor *fl)
     if (fl)
         ok = ok && PQputf(prm, "%int2 %text %int8", (PGint2)fl->priority, fl->run_at,
                           (PGint8)fl->id) != 0;
+    ok = ok && PQputf(prm, "%text", w->secret) != 0;
     if (kinds)
         PQparamClear(kinds);
     if (!ok && prm) {
@@ -1205,9 +1293,10 @@ build_completion(skipq_worker *w, skipq_job *list, completion *c)
     }
     for (int i = 0; i < 7; i++)
         arr[i].param = a[i];
-    ok = ok && PQputf(c->prm, "%int8[] %int8 %int4[] %text[] %text[] %text[] %int8[] %int4[]",
+    ok = ok && PQputf(c->prm,
+                      "%int8[] %int8 %int4[] %text[] %text[] %text[] %int8[] %int4[] %text",
                       &arr[0], (PGint8)w->id, &arr[1], &arr[2], &arr[3], &arr[4],
-                      &arr[5], &arr[6]);
+                      &arr[5], &arr[6], w->secret);
     for (int i = 0; i < 7; i++)
         if (a[i])
             PQparamClear(a[i]);
@@ -2523,16 +2612,11 @@ hand_back(skipq_worker *w, bool only_pulled)
     }
     a.param = ids;
     b.param = tok;
-    if (ok && n > 0 && PQputf(prm, "%int8[] %int4[] %int8", &a, &b, (PGint8)w->id)) {
+    if (ok && n > 0 &&
+        PQputf(prm, "%int8[] %int4[] %int8 %text", &a, &b, (PGint8)w->id, w->secret)) {
         PGresult *res = PQparamExec(w->pg, prm,
-            "WITH u AS (UPDATE skipq.jobs j SET status = 'queued',"
-            "   attempts = greatest(j.attempts - 1, 0), locked_by = NULL,"
-            "   started_at = NULL, updated_at = now()"
-            "  FROM unnest($1::int8[], $2::int4[]) AS r(id, claims)"
-            "  WHERE j.id = r.id AND" SKIPQ_OWNED_BY("$3") " RETURNING j.id, j.queue),"
-            " n AS (SELECT pg_catalog.pg_notify('skipq', q)"
-            "       FROM (SELECT DISTINCT queue q FROM u) d)"
-            " SELECT u.id FROM u, (SELECT count(*) FROM n) c", 0);
+            "SELECT * FROM skipq.hand_back($1::int8[], $2::int4[], $3::int8, $4::text::uuid)",
+            0);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
             for (skipq_job *j = w->held; j; j = j->hnext)
                 if (!j->done && !j->handed_back && (!only_pulled || j->pulled))

@@ -1552,10 +1552,12 @@ TEST(idle_worker_does_not_spin_on_a_job_it_cannot_run)
     PGconn *pg = tl_db();
     skipq_error err;
     tl_exec(pg, "CREATE TABLE claim_statements (at timestamptz DEFAULT clock_timestamp())");
-    /* claims only: rescue and retention update the table too */
+    /* claims only: rescue and retention update the table too. (It runs
+     * inside skipq.claim, whose search_path is pg_catalog, pg_temp: a
+     * trigger on skipq.jobs names its objects by schema.) */
     tl_exec(pg, "CREATE FUNCTION count_claim() RETURNS trigger LANGUAGE plpgsql AS $$"
-                " BEGIN IF current_query() LIKE '%%started_at = now()%%' THEN"
-                " INSERT INTO claim_statements DEFAULT VALUES; END IF; RETURN NULL; END $$");
+                " BEGIN IF current_query() LIKE '%%skipq.claim%%' THEN"
+                " INSERT INTO public.claim_statements DEFAULT VALUES; END IF; RETURN NULL; END $$");
     tl_exec(pg, "CREATE TRIGGER count_claim AFTER UPDATE ON skipq.jobs"
                 " FOR EACH STATEMENT EXECUTE FUNCTION count_claim()");
     tl_exec(pg, "SELECT skipq.enqueue('theirs', '{}')");
@@ -1871,7 +1873,7 @@ TEST(claim_only_commit_is_async_completion_is_not)
                 " current_database()); END $$");
     tl_exec(pg, "CREATE TABLE commit_modes (job_id int8, status text, mode text, plans text)");
     tl_exec(pg, "CREATE FUNCTION record_mode() RETURNS trigger LANGUAGE plpgsql AS $$"
-                " BEGIN INSERT INTO commit_modes VALUES (NEW.id, NEW.status,"
+                " BEGIN INSERT INTO public.commit_modes VALUES (NEW.id, NEW.status,"
                 " current_setting('synchronous_commit'), current_setting('plan_cache_mode'));"
                 " RETURN NEW; END $$");
     tl_exec(pg, "CREATE TRIGGER record_mode AFTER UPDATE OF status ON skipq.jobs"

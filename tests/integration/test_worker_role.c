@@ -109,6 +109,58 @@ TEST(worker_role_cannot_touch_another_workers_row)
     drop_roles(pg);
 }
 
+/* A worker role changes jobs only through the checked functions: no
+ * direct UPDATE, no completion under another worker's id, and its own
+ * completion of a job another worker holds changes nothing. */
+TEST(worker_role_cannot_complete_another_workers_job)
+{
+    PGconn *pg = tl_db();
+    setup_roles(pg);
+    tl_exec(pg, "INSERT INTO skipq.workers (host, pid, queues, priorities, concurrency, version,"
+                " secret) VALUES ('other', 1, '{default}', 'all', 1, 'x', gen_random_uuid())");
+    int64_t other = tl_int(pg, "SELECT max(id) FROM skipq.workers");
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, attempts, claims, locked_by)"
+                " VALUES ('k', 'running', 1, 1, %lld)", (long long)other);
+    tl_exec(pg, "SELECT skipq.enqueue('k')");
+    PGconn *c = connect_as(worker_login);
+    expect_error(c, "UPDATE skipq.jobs SET status = 'succeeded' WHERE id = 1", "permission denied");
+    expect_error(c, "DELETE FROM skipq.jobs WHERE id = 1", "permission denied");
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT * FROM skipq.complete('{1}', %lld, '{1}', '{succeeded}', '{null}', '{null}',"
+             " '{0}', '{0}', gen_random_uuid())", (long long)other);
+    expect_error(c, sql, "not registered with this secret");
+    /* registered as itself: it claims a queued job, and its completion
+     * of the other worker's job matches no row */
+    PGresult *res = PQexec(c, "SELECT id, secret FROM skipq.worker_register('me', 2, '{default}',"
+                              " 'all', 1, 'x', '1s', '3s')");
+    ASSERT_TRUE(PQresultStatus(res) == PGRES_TUPLES_OK);
+    long long me = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    char secret[64];
+    snprintf(secret, sizeof secret, "%s", PQgetvalue(res, 0, 1));
+    PQclear(res);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM skipq.claim('default', (-32768)::int2, 32767::int2, '{k}', 5,"
+             " %lld, '%s')", me, secret);
+    res = PQexec(c, sql);
+    ASSERT_TRUE(PQresultStatus(res) == PGRES_TUPLES_OK);
+    ASSERT_STREQ(PQgetvalue(res, 0, 0), "1");
+    PQclear(res);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM skipq.complete('{1}', %lld, '{1}', '{succeeded}', '{null}',"
+             " '{null}', '{0}', '{0}', '%s')", me, secret);
+    res = PQexec(c, sql);
+    ASSERT_TRUE(PQresultStatus(res) == PGRES_TUPLES_OK);
+    ASSERT_STREQ(PQgetvalue(res, 0, 0), "0");
+    PQclear(res);
+    PQfinish(c);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = 1 AND status = 'running'"
+                         " AND locked_by = %lld", (long long)other), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = 2 AND status = 'running'"
+                         " AND locked_by = %lld", me), 1);
+    drop_roles(pg);
+}
+
 TEST(worker_role_cannot_retry_cancel_or_recover)
 {
     PGconn *pg = tl_db();
