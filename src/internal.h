@@ -37,6 +37,7 @@
 #define SKIPQ__CONTROL_CHANNEL "skipq_control"
 #define SKIPQ__NAME_MAX 200 /* bytes; the CHECK on queue and kind */
 #define SKIPQ__DEFAULT_MAX_PAYLOAD ((size_t)1 << 20)
+#define SKIPQ__DEFAULT_HANDLER_STACK ((size_t)8 << 20)
 
 struct skipq_conn {
     PGconn *pg;
@@ -141,6 +142,7 @@ struct skipq_config {
     int64_t recover_older_than_ms;
     int recover_limit;
     size_t max_payload;
+    size_t handler_stack_size; /* bytes of each executor thread's stack */
     int warnings;
 };
 
