@@ -24,6 +24,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -286,11 +287,22 @@ reaper_tell(exec_pool *p, int op, pid_t pgid)
 {
     int32_t msg[2] = {op, (int32_t)pgid};
 
-    if (!p || p->reaper_fd < 0)
+    if (!p || p->reaper_fd < 0 || atomic_load(&p->reaper_failed))
         return;
-    /* a reaper that is gone (EPIPE) leaves PR_SET_PDEATHSIG alone */
-    while (send(p->reaper_fd, msg, sizeof msg, MSG_NOSIGNAL) < 0 && errno == EINTR)
-        ;
+    if (send(p->reaper_fd, msg, sizeof msg, MSG_NOSIGNAL) == (ssize_t)sizeof msg)
+        return;
+    /*
+     * Gone, or not reading for SO_SNDTIMEO (stopped): a command must not
+     * wait for it, and a reaper that missed an end must never act on its
+     * list (the group's id may be reused by then). The commands' own
+     * processes still die with the worker (PR_SET_PDEATHSIG).
+     */
+    if (!atomic_exchange(&p->reaper_failed, true)) {
+        kill(p->reaper_pid, SIGKILL);
+        skipq__log(SKIPQ_LOG_WARN, "the handler reaper (pid %d) stopped answering: %s; "
+                   "children of commands may now outlive a killed worker",
+                   (int)p->reaper_pid, strerror(errno));
+    }
 }
 
 /* Every descriptor from `from` up is closed, so the reaper holds none of
@@ -386,6 +398,8 @@ reaper_start(exec_pool *p, int cap, skipq_error *err)
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return skipq__fail(err, SKIPQ_ERR_IO, "could not start the handler reaper: %s",
                            strerror(errno));
+    struct timeval tv = {0, 100 * 1000}; /* see reaper_tell */
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     pid_t *groups = calloc((size_t)cap, sizeof *groups);
     if (!groups) {
         close(sv[0]);

@@ -80,6 +80,7 @@ typedef struct exec_pool {
     int wake_fd; /* eventfd the main loop polls */
     int reaper_fd;    /* socket to the reaper (exec.c), -1 none */
     pid_t reaper_pid; /* -1 none */
+    atomic_bool reaper_failed; /* it stopped answering and was killed */
 } exec_pool;
 
 /* cfg->concurrency executors on cfg->handler_stack_size stacks, and the
