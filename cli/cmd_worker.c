@@ -2,11 +2,14 @@
  * cmd_worker.c - skipq worker: run the command handlers named in the
  * config (handlers:) or with --handler, for the queues and priorities
  * given, until SIGTERM/SIGINT (or, with --once, until nothing runnable is
- * left for it).
+ * left for it). SIGHUP is logged and ignored: there is no reload yet.
  */
 #include "cli.h"
+#include "internal.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +67,30 @@ on_signal(int sig)
     (void)sig;
     if (running_worker)
         skipq_worker_stop(running_worker); /* async-signal-safe */
+}
+
+/*
+ * SIGHUP's default action killed the worker at once (status 129), its
+ * jobs left running until a rescuer took them, and operators send it to
+ * ask for a reload. There is nothing to reload yet, so it is blocked in
+ * every thread and this one waits for it and logs it (a log hook is not
+ * async-signal-safe, so a signal handler could not).
+ */
+static atomic_int hup_quit;
+
+static void *
+hup_waiter(void *arg)
+{
+    const sigset_t *hup = arg;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(hup, &sig) != 0)
+            continue;
+        if (atomic_load(&hup_quit))
+            return NULL;
+        skipq__log(SKIPQ_LOG_WARN, "received SIGHUP: ignored (skipq worker does not "
+                                   "reload its config; restart it to apply changes)");
+    }
 }
 
 int
@@ -204,9 +231,26 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* blocked before the worker starts its threads, which inherit it;
+     * commands start with an empty mask and SIGHUP's default action */
+    static sigset_t hup; /* stays blocked to the end: ignored while exiting */
+    pthread_t hup_thread;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    atomic_store(&hup_quit, 0);
+    bool hup_started = pthread_create(&hup_thread, NULL, hup_waiter, &hup) == 0;
+    if (!hup_started)
+        skipq__log(SKIPQ_LOG_WARN, "could not start a thread for SIGHUP: it is ignored "
+                                   "unlogged");
 
     skipq_rc r = skipq_worker_run(w, &err);
 
+    if (hup_started) {
+        atomic_store(&hup_quit, 1);
+        pthread_kill(hup_thread, SIGHUP);
+        pthread_join(hup_thread, NULL);
+    }
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     running_worker = NULL;

@@ -229,6 +229,12 @@ skipq_rc skipq_config_set_recover_defaults(skipq_config *cfg,
  * and the CLI before they reach the database. */
 skipq_rc skipq_config_set_max_payload(skipq_config *cfg, size_t bytes,
                                       skipq_error *err);
+/* The stack of each executor thread, on which C handlers run: 128KB to
+ * 1GB, default 8MB (a typical main thread's). Address space, not memory:
+ * pages are used only as deep as a handler's calls go. */
+#define SKIPQ_HAS_HANDLER_STACK_SIZE 1
+skipq_rc skipq_config_set_handler_stack_size(skipq_config *cfg, size_t bytes,
+                                             skipq_error *err);
 
 /* Getters. Strings are borrowed from cfg. */
 const char *skipq_config_database(const skipq_config *cfg); /* may be NULL */
@@ -245,6 +251,7 @@ int skipq_config_max_attempts(const skipq_config *cfg);
 int64_t skipq_config_recover_older_than(const skipq_config *cfg);
 int skipq_config_recover_limit(const skipq_config *cfg);
 size_t skipq_config_max_payload(const skipq_config *cfg);
+size_t skipq_config_handler_stack_size(const skipq_config *cfg);
 size_t skipq_config_queue_count(const skipq_config *cfg);
 const char *skipq_config_queue(const skipq_config *cfg, size_t i);
 /* The priorities setting as given ("high,normal,low"). */

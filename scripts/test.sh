@@ -32,7 +32,8 @@ echo "test.sh: PostgreSQL $(psql -XAtc 'SHOW server_version') on port $PGPORT ($
 
 build() { # build DIR cmake-args...
     local dir=$1; shift
-    cmake -S "$ROOT" -B "$dir" -DSKIPQ_WERROR=ON "$@" >/dev/null
+    # failpoints are for test builds only (CMakeLists.txt: OFF by default)
+    cmake -S "$ROOT" -B "$dir" -DSKIPQ_WERROR=ON -DSKIPQ_FAILPOINTS=ON "$@" >/dev/null
     cmake --build "$dir" -j2 -- --no-print-directory >/dev/null 2>"$dir.build.log" ||
         { cat "$dir.build.log" >&2; echo "test.sh: build failed ($dir)" >&2; exit 1; }
 }

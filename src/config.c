@@ -53,6 +53,8 @@
 #define CONFIG_MAX_DIRECTIVES 100
 #define CONFIG_MAX_LIST 1000 /* queues of a worker; handlers */
 #define CONFIG_EXTRA_VISITS 10000 /* visits an alias may add */
+#define MIN_HANDLER_STACK ((size_t)128 << 10)
+#define MAX_HANDLER_STACK ((size_t)1 << 30)
 
 static const char *const strategy_names[] = {
     [SKIPQ_BACKOFF_FIXED] = "fixed",
@@ -149,6 +151,7 @@ skipq_config_new(void)
     cfg->recover_older_than_ms = 5 * 60 * 1000;
     cfg->recover_limit = 1000;
     cfg->max_payload = SKIPQ__DEFAULT_MAX_PAYLOAD;
+    cfg->handler_stack_size = SKIPQ__DEFAULT_HANDLER_STACK;
     if (skipq_config_set_queue(cfg, "default", NULL) != SKIPQ_OK ||
         skipq_config_set_priorities(cfg, "high,normal,low", NULL) !=
             SKIPQ_OK) {
@@ -698,6 +701,21 @@ skipq_config_set_max_payload(skipq_config *cfg, size_t bytes,
     return SKIPQ_OK;
 }
 
+skipq_rc
+skipq_config_set_handler_stack_size(skipq_config *cfg, size_t bytes,
+                                    skipq_error *err)
+{
+    if (!cfg)
+        return no_config(err);
+    if (bytes < MIN_HANDLER_STACK || bytes > MAX_HANDLER_STACK)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "handler_stack_size must be between 128KB and "
+                           "1GB, not %zu bytes",
+                           bytes);
+    cfg->handler_stack_size = bytes;
+    return SKIPQ_OK;
+}
+
 /* ------------------------------------------------------------------ */
 /* Getters                                                            */
 /* ------------------------------------------------------------------ */
@@ -784,6 +802,12 @@ size_t
 skipq_config_max_payload(const skipq_config *cfg)
 {
     return cfg->max_payload;
+}
+
+size_t
+skipq_config_handler_stack_size(const skipq_config *cfg)
+{
+    return cfg->handler_stack_size;
 }
 
 size_t
@@ -1422,6 +1446,21 @@ on_on_success(struct loader *ld, const char *path, yaml_node_t *v)
     return SKIPQ_OK;
 }
 
+static skipq_rc
+on_handler_stack_size(struct loader *ld, const char *path, yaml_node_t *v)
+{
+    skipq_error e;
+    size_t bytes = 0;
+    skipq_rc rc;
+
+    if ((rc = get_bytes(ld, v, path, &bytes)) != SKIPQ_OK)
+        return rc;
+    if ((rc = skipq_config_set_handler_stack_size(ld->cfg, bytes, &e)) !=
+        SKIPQ_OK)
+        return wrap(ld, v, rc, &e);
+    return SKIPQ_OK;
+}
+
 static const struct key_rule worker_rules[] = {
     {"queues", on_queues},
     {"priorities", on_priorities},
@@ -1434,6 +1473,7 @@ static const struct key_rule worker_rules[] = {
     {"retention", on_retention},
     {"vacuum_interval", on_vacuum_interval},
     {"on_success", on_on_success},
+    {"handler_stack_size", on_handler_stack_size},
 };
 
 /* ---- retry ---- */

@@ -5,6 +5,9 @@
  *
  * A command runs in its own process group, so a timeout, a cancel or a
  * shutdown kills it together with its children and no orphan remains.
+ * The command itself dies with the worker (PR_SET_PDEATHSIG), and a
+ * small reaper process kills the rest of its group then: handlers never
+ * run on unwatched beside the rescued copies of their jobs.
  */
 #include "worker_internal.h"
 
@@ -13,11 +16,15 @@
 #include <json-c/json.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +33,15 @@ extern char **environ;
 
 #define STDOUT_MAX (1 << 20) /* bytes of result kept */
 #define STDERR_TAIL 2000     /* bytes of stderr kept as the error */
+/* How long the pipes may stay open once the command's own process has
+ * exited and the rest of its group is killed. All it wrote is in them
+ * already; this only waits for a descendant that left the group (setsid,
+ * a daemon) and still holds stdout or stderr, which must not hold up the
+ * job, its deadline or the worker's shutdown. */
+#define EXIT_GRACE_MS 500
+/* Bytes read at most from each pipe once we stop waiting: what is still
+ * buffered, but not a writer that never stops. */
+#define DRAIN_MAX (4 << 20)
 
 #ifdef SKIPQ_FAILPOINTS
 bool
@@ -243,14 +259,269 @@ stdout_to_result(buf *out)
     return res;
 }
 
+/* ---- the reaper -------------------------------------------------------- */
+
+/*
+ * PR_SET_PDEATHSIG takes a command's own process down with the worker,
+ * but not the children it started in its group. The reaper is a small
+ * process forked when the pool starts, before any command runs: the
+ * executors tell it each process group they start and end, and once the
+ * worker is gone (its end of the socket closes, even after kill -9) it
+ * kills the groups still listed, and exits. A descendant that starts a
+ * session of its own (setsid, a daemon) has left its group and is out of
+ * reach: docs/reliability.md says so.
+ */
+enum { REAPER_ADD = 1, REAPER_DEL = 2 };
+
 static void
-run_command(skipq_job *job)
+reaper_tell(exec_pool *p, int op, pid_t pgid)
+{
+    int32_t msg[2] = {op, (int32_t)pgid};
+
+    if (!p || p->reaper_fd < 0 || atomic_load(&p->reaper_failed))
+        return;
+    if (send(p->reaper_fd, msg, sizeof msg, MSG_NOSIGNAL) == (ssize_t)sizeof msg)
+        return;
+    /*
+     * Gone, or not reading for SO_SNDTIMEO (stopped): a command must not
+     * wait for it, and a reaper that missed an end must never act on its
+     * list (the group's id may be reused by then). The commands' own
+     * processes still die with the worker (PR_SET_PDEATHSIG).
+     */
+    if (!atomic_exchange(&p->reaper_failed, true)) {
+        kill(p->reaper_pid, SIGKILL);
+        skipq__log(SKIPQ_LOG_WARN, "the handler reaper (pid %d) stopped answering: %s; "
+                   "children of commands may now outlive a killed worker",
+                   (int)p->reaper_pid, strerror(errno));
+    }
+}
+
+/* Every descriptor from `from` up is closed, so the reaper holds none of
+ * the worker's: no connection, and no pipe a job waits to see closed. */
+static void
+close_from(int from)
+{
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned)from, ~0U, 0) == 0)
+        return;
+#endif
+    struct rlimit rl;
+    int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
+                  ? (int)rl.rlim_cur : 65536;
+    for (int fd = from; fd < max; fd++)
+        close(fd);
+}
+
+/* The reaper's life, in the forked child: system calls only (the worker
+ * may have had other threads, whose locks the child must not touch). */
+static _Noreturn void
+reaper_main(int fd, pid_t parent, pid_t *groups, int cap)
+{
+    sigset_t usr1;
+    int sfd;
+
+    /* Signals are blocked (the parent blocked them for the fork): the
+     * reaper outlives whatever an operator or a terminal sends to the
+     * worker's process group, and follows the worker instead. */
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    prctl(PR_SET_PDEATHSIG, SIGUSR1);
+    prctl(PR_SET_NAME, "skipq-reaper");
+    if (fd != 3) {
+        dup2(fd, 3);
+        fd = 3;
+    }
+    close_from(4);
+    sfd = signalfd(-1, &usr1, SFD_CLOEXEC);
+    while (getppid() == parent) {
+        struct pollfd pf[2] = {{fd, POLLIN, 0}, {sfd, POLLIN, 0}};
+        if (poll(pf, sfd >= 0 ? 2 : 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (sfd >= 0 && pf[1].revents) {
+            /* PR_SET_PDEATHSIG, or a stray SIGUSR1: getppid() decides */
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof si) < 0 && errno != EAGAIN && errno != EINTR)
+                break;
+            continue;
+        }
+        if (!pf[0].revents)
+            continue;
+        int32_t msg[2];
+        ssize_t n = recv(fd, msg, sizeof msg, 0);
+        if (n == 0)
+            break; /* the worker is gone, or done */
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            break;
+        }
+        if (n != (ssize_t)sizeof msg || msg[1] <= 0)
+            continue;
+        for (int i = 0; i < cap; i++) {
+            if (msg[0] == REAPER_DEL && groups[i] == msg[1]) {
+                groups[i] = 0;
+                break;
+            }
+            if (msg[0] == REAPER_ADD && groups[i] == 0) {
+                groups[i] = msg[1];
+                break;
+            }
+        }
+    }
+    for (int i = 0; i < cap; i++)
+        if (groups[i] > 0)
+            kill(-groups[i], SIGKILL);
+    _exit(0);
+}
+
+static skipq_rc
+reaper_start(exec_pool *p, int cap, skipq_error *err)
+{
+    int sv[2];
+    sigset_t all, old;
+    pid_t parent = getpid();
+
+    /* SEQPACKET: each message arrives whole, and the reaper sees the
+     * worker's end close */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return skipq__fail(err, SKIPQ_ERR_IO, "could not start the handler reaper: %s",
+                           strerror(errno));
+    struct timeval tv = {0, 100 * 1000}; /* see reaper_tell */
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    pid_t *groups = calloc((size_t)cap, sizeof *groups);
+    if (!groups) {
+        close(sv[0]);
+        close(sv[1]);
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    }
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = fork();
+    if (pid == 0)
+        reaper_main(sv[1], parent, groups, cap);
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    free(groups);
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        return skipq__fail(err, SKIPQ_ERR_IO, "could not start the handler reaper: %s",
+                           strerror(fork_errno));
+    }
+    p->reaper_fd = sv[0];
+    p->reaper_pid = pid;
+    return SKIPQ_OK;
+}
+
+/* Close our end: the reaper kills what is still listed (nothing, once
+ * every executor has returned) and exits. */
+static void
+reaper_stop(exec_pool *p)
+{
+    if (p->reaper_fd >= 0) {
+        close(p->reaper_fd);
+        p->reaper_fd = -1;
+    }
+    if (p->reaper_pid > 0) {
+        while (waitpid(p->reaper_pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        p->reaper_pid = -1;
+    }
+}
+
+/* ---- command handlers: starting one ------------------------------------ */
+
+/*
+ * Start argv in a process group of its own, with fds[0..2] as its stdin,
+ * stdout and stderr, the signal mask cleared and these signals back to
+ * their defaults (a worker ignores SIGPIPE, and a host may ignore more),
+ * and PR_SET_PDEATHSIG: the kernel kills it when the thread that started
+ * it exits. That is an executor, which lives as long as the worker runs,
+ * so the command dies with the worker's process, even by kill -9.
+ * posix_spawn cannot ask for that, hence vfork: the child borrows this
+ * thread's memory until it execs, so it makes system calls only and
+ * writes nothing but child_errno. Returns 0 or an errno value.
+ */
+static int
+spawn_command(char *const argv[], char *const envp[], const int fds[3], pid_t *out)
+{
+    static const int defaults[] = {SIGPIPE, SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGQUIT};
+    volatile int child_errno = 0;
+    sigset_t all, old, none;
+    pid_t parent = getpid();
+    pid_t pid;
+
+    /* No handler of ours may run in the child: it would run on our stack. */
+    sigfillset(&all);
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = vfork();
+    if (pid == 0) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+            child_errno = errno;
+            _exit(127);
+        }
+        if (getppid() != parent)
+            _exit(127); /* the worker died already */
+        for (int i = 0; i < 3; i++) {
+            int r = fds[i] == i ? fcntl(i, F_SETFD, 0) : dup2(fds[i], i);
+            if (r < 0) {
+                child_errno = errno;
+                _exit(127);
+            }
+        }
+        for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+            sigaction(defaults[i], &dfl, NULL);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(argv[0], argv, envp);
+        child_errno = errno;
+        _exit(127);
+    }
+    int e = pid < 0 ? errno : child_errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid > 0 && e != 0) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        pid = -1;
+    }
+    *out = pid;
+    return pid < 0 ? (e ? e : EAGAIN) : 0;
+}
+
+/* Read what is buffered in a pipe without waiting: at most DRAIN_MAX. */
+static void
+drain(int *fd, buf *b, size_t max, bool keep_tail)
+{
+    char chunk[16384];
+    size_t total = 0;
+
+    if (*fd < 0)
+        return;
+    fcntl(*fd, F_SETFL, O_NONBLOCK);
+    while (total < DRAIN_MAX) {
+        ssize_t r = read(*fd, chunk, sizeof chunk);
+        if (r > 0) {
+            buf_add(b, chunk, (size_t)r, max, keep_tail);
+            total += (size_t)r;
+        } else if (r < 0 && errno == EINTR) {
+            continue;
+        } else {
+            break;
+        }
+    }
+}
+
+static void
+run_command(exec_pool *pool, skipq_job *job)
 {
     const handler *h = job->h;
     int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, defaults;
     char **envp = NULL;
     size_t nenv = 0;
     pid_t pid = -1;
@@ -258,7 +529,7 @@ run_command(skipq_job *job)
     buf obuf = {0}, ebuf = {0};
     size_t in_off = 0, in_len = strlen(job->payload_text);
     bool exited = false, killed_for_stop = false;
-    int64_t term_sent_ms = 0;
+    int64_t term_sent_ms = 0, exited_ms = 0;
 
     if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC)) {
         skipq_job_fail(job, "could not create pipes: %s", strerror(errno));
@@ -286,25 +557,8 @@ run_command(skipq_job *job)
         if (own[i])
             envp[k++] = own[i];
 
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-    posix_spawnattr_init(&attr);
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGTERM);
-    sigaddset(&defaults, SIGINT);
-    sigaddset(&defaults, SIGCHLD);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setpgroup(&attr, 0); /* its own process group */
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
-    rc = posix_spawn(&pid, h->argv[0], &fa, &attr, h->argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
+    const int fds[3] = {in[0], out[1], errp[1]};
+    rc = spawn_command(h->argv, envp, fds, &pid);
     for (int i = 0; i < JOB_ENV; i++)
         free(own[i]);
     if (rc != 0) {
@@ -312,6 +566,7 @@ run_command(skipq_job *job)
         pid = -1;
         goto out;
     }
+    reaper_tell(pool, REAPER_ADD, pid);
     atomic_store(&job->pgid, pid);
     close(in[0]), in[0] = -1;
     close(out[1]), out[1] = -1;
@@ -333,14 +588,14 @@ run_command(skipq_job *job)
         if (in[1] >= 0) p[ii = n++] = (struct pollfd){in[1], POLLOUT, 0};
         if (!exited && pidfd >= 0) p[ip = n++] = (struct pollfd){pidfd, POLLIN, 0};
         int64_t now = skipq__now_ms();
-        int timeout = 100;
-        if (pidfd < 0 && !exited)
-            timeout = 5;
-        if (job->deadline_ms != INT64_MAX && !exited) {
-            int64_t left = job->deadline_ms - now;
-            if (left < timeout)
-                timeout = left > 0 ? (int)left : 0;
-        }
+        int64_t until = now + 100;
+        if (!exited && pidfd < 0)
+            until = now + 5;
+        if (!exited && !job->timed_out && job->deadline_ms < until)
+            until = job->deadline_ms;
+        if (exited && exited_ms + EXIT_GRACE_MS < until)
+            until = exited_ms + EXIT_GRACE_MS;
+        int timeout = until > now ? (int)(until - now) : 0;
         if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR)
             break;
         char chunk[16384];
@@ -348,14 +603,14 @@ run_command(skipq_job *job)
             ssize_t r = read(out[0], chunk, sizeof chunk);
             if (r > 0)
                 buf_add(&obuf, chunk, (size_t)r, STDOUT_MAX, false);
-            else if (r == 0 || errno != EINTR)
+            else if (r == 0 || (errno != EINTR && errno != EAGAIN))
                 close(out[0]), out[0] = -1;
         }
         if (ie >= 0 && p[ie].revents) {
             ssize_t r = read(errp[0], chunk, sizeof chunk);
             if (r > 0)
                 buf_add(&ebuf, chunk, (size_t)r, STDERR_TAIL, true);
-            else if (r == 0 || errno != EINTR)
+            else if (r == 0 || (errno != EINTR && errno != EAGAIN))
                 close(errp[0]), errp[0] = -1;
         }
         if (ii >= 0 && p[ii].revents) {
@@ -365,21 +620,42 @@ run_command(skipq_job *job)
             if ((wr < 0 && errno != EAGAIN && errno != EINTR) || in_off >= in_len)
                 close(in[1]), in[1] = -1;
         }
+        now = skipq__now_ms();
         if (!exited && (ip < 0 || p[ip].revents)) {
-            pid_t r = waitpid(pid, &status, WNOHANG);
-            if (r == pid) {
-                exited = true;
+            siginfo_t si;
+            memset(&si, 0, sizeof si);
+            if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                si.si_pid == pid) {
                 /* Background children may still hold the pipes: the
-                 * group goes with its leader. */
+                 * group goes with its leader, killed while the leader
+                 * is not yet reaped, so its id cannot have been reused. */
                 kill(-pid, SIGKILL);
                 atomic_store(&job->pgid, 0);
+                reaper_tell(pool, REAPER_DEL, pid);
+                while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                    ;
+                exited = true;
+                exited_ms = now;
+                /* its outcome is settled: a stop must not hand it back */
+                atomic_store(&job->finished, true);
+                if (in[1] >= 0)
+                    close(in[1]), in[1] = -1;
             }
         }
-        now = skipq__now_ms();
-        if (!exited && job->deadline_ms != INT64_MAX && now >= job->deadline_ms) {
+        if (exited) {
+            /* Its own process is gone and its group killed: whatever still
+             * holds a pipe left the group (setsid). Take what is buffered
+             * and stop waiting at the deadline, a stop, or the grace. */
+            if (atomic_load(&job->stop) != 0 || now >= job->deadline_ms ||
+                now - exited_ms >= EXIT_GRACE_MS) {
+                drain(&out[0], &obuf, STDOUT_MAX, false);
+                drain(&errp[0], &ebuf, STDERR_TAIL, true);
+                break;
+            }
+        } else if (now >= job->deadline_ms) {
             job->timed_out = true;
             kill(-pid, SIGKILL);
-        } else if (!exited && atomic_load(&job->stop) != 0) {
+        } else if (atomic_load(&job->stop) != 0) {
             /* cancel or shutdown: ask politely, then insist */
             if (!term_sent_ms) {
                 kill(-pid, SIGTERM);
@@ -392,9 +668,11 @@ run_command(skipq_job *job)
     }
     if (!exited) {
         kill(-pid, SIGKILL);
-        waitpid(pid, &status, 0);
+        atomic_store(&job->pgid, 0);
+        reaper_tell(pool, REAPER_DEL, pid);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
     }
-    atomic_store(&job->pgid, 0);
     while (ebuf.len > 0 && strchr(" \t\r\n", ebuf.p[ebuf.len - 1]))
         ebuf.p[--ebuf.len] = '\0';
 
@@ -435,7 +713,7 @@ out:
 }
 
 void
-skipq__job_run(skipq_job *job)
+skipq__job_run(exec_pool *pool, skipq_job *job)
 {
     job->outcome = SKIPQ_JOB_ERROR;
     job->started_ms = skipq__now_ms();
@@ -457,7 +735,7 @@ skipq__job_run(skipq_job *job)
         }
     } else {
         job->outcome = SKIPQ_JOB_ERROR;
-        run_command(job);
+        run_command(pool, job);
     }
     if (job->outcome == SKIPQ_JOB_ERROR && !job->error)
         job->error = strdup("handler failed");
@@ -494,9 +772,10 @@ executor(void *arg)
         /* a job handed back at shutdown before it started does not run */
         if (atomic_load(&job->stop) != 2) {
             int64_t t0 = skipq__now_us();
-            skipq__job_run(job);
+            skipq__job_run(p, job);
             int64_t us = skipq__now_us() - t0;
             job->run_us = us > 0 ? us : 1; /* 0 means "did not run" */
+            atomic_store(&job->finished, true);
         }
 
         pthread_mutex_lock(&p->mu);
@@ -516,17 +795,29 @@ executor(void *arg)
 }
 
 skipq_rc
-skipq__pool_start(exec_pool *p, int n, int wake_fd, skipq_error *err)
+skipq__pool_start(exec_pool *p, const skipq_config *cfg, int wake_fd, skipq_error *err)
 {
     sigset_t all, old;
+    skipq_rc rc;
+    int n = cfg->concurrency;
 
     memset(p, 0, sizeof *p);
+    p->reaper_fd = -1;
+    p->reaper_pid = -1;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->wake_fd = wake_fd;
     p->threads = calloc((size_t)n, sizeof *p->threads);
-    if (!p->threads)
+    if (!p->threads) {
+        skipq__pool_stop(p);
         return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    }
+    /* Forked before any command runs, so it holds none of their pipes;
+     * only when commands may run (C handlers start no process). */
+    if (cfg->nhandlers > 0 && (rc = reaper_start(p, n, err)) != SKIPQ_OK) {
+        skipq__pool_stop(p);
+        return rc;
+    }
     /* Handlers' threads take no process signals: SIGTERM and SIGINT are
      * for the thread that runs the worker loop; SIGPIPE from a command
      * that closed its stdin early becomes EPIPE. */
@@ -534,13 +825,23 @@ skipq__pool_start(exec_pool *p, int n, int wake_fd, skipq_error *err)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
+    int e = pthread_attr_setstacksize(&attr, cfg->handler_stack_size);
+    if (e != 0) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+        skipq__pool_stop(p);
+        return skipq__fail(err, SKIPQ_ERR_CONFIG,
+                           "could not use a handler stack size of %zu bytes: %s",
+                           cfg->handler_stack_size, strerror(e));
+    }
     for (int i = 0; i < n; i++) {
-        if (pthread_create(&p->threads[i], &attr, executor, p) != 0) {
+        if ((e = pthread_create(&p->threads[i], &attr, executor, p)) != 0) {
             pthread_sigmask(SIG_SETMASK, &old, NULL);
             pthread_attr_destroy(&attr);
             skipq__pool_stop(p);
-            return skipq__fail(err, SKIPQ_ERR_NOMEM, "could not start thread %d", i);
+            return skipq__fail(err, SKIPQ_ERR_NOMEM,
+                               "could not start executor thread %d (stack %zu bytes): %s", i,
+                               cfg->handler_stack_size, strerror(e));
         }
         p->nthreads++;
     }
@@ -561,6 +862,7 @@ skipq__pool_stop(exec_pool *p)
     free(p->threads);
     p->threads = NULL;
     p->nthreads = 0;
+    reaper_stop(p);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
 }

@@ -82,6 +82,7 @@ extern const char skipq__worker_functions_sql[];
  * same limit, so whatever was accepted can be read back.
  */
 #define SKIPQ__JSON_MAX_DEPTH 512
+#define SKIPQ__DEFAULT_HANDLER_STACK ((size_t)8 << 20)
 
 struct skipq_conn {
     PGconn *pg;
@@ -186,6 +187,7 @@ struct skipq_config {
     int64_t recover_older_than_ms;
     int recover_limit;
     size_t max_payload;
+    size_t handler_stack_size; /* bytes of each executor thread's stack */
     int warnings;
 };
 

@@ -8,8 +8,13 @@
  * worker every time cannot loop), and starts a new child. The child dies
  * with the parent (PR_SET_PDEATHSIG), so kill -9 of the parent still stops
  * everything, and its jobs are rescued as usual.
+ *
+ * SIGTERM and SIGINT are forwarded to the child and end the supervision
+ * once it exits; SIGHUP is forwarded only (the child decides what it
+ * means). They are blocked from before the fork until the child's pid is
+ * recorded, so none can arrive in between and go unforwarded.
  */
-#include "internal.h"
+#include "worker_internal.h" /* skipq__failpoint */
 
 #include <errno.h>
 #include <signal.h>
@@ -29,7 +34,8 @@ static volatile sig_atomic_t stop_requested;
 static void
 forward(int sig)
 {
-    stop_requested = 1;
+    if (sig != SIGHUP)
+        stop_requested = 1;
     if (child_pid > 0)
         kill((pid_t)child_pid, sig);
 }
@@ -92,37 +98,59 @@ int
 skipq_supervise(const skipq_config *cfg, const char *database_url,
                 int (*fn)(void *userdata), void *userdata, skipq_error *err)
 {
-    struct sigaction sa = {0}, old_term, old_int;
+    struct sigaction sa = {0}, old_term, old_int, old_hup;
+    sigset_t fwd, old_mask;
     int64_t delay_ms = 500;
     int result = -1;
 
     if (!fn)
         return skipq__fail(err, SKIPQ_ERR_INVALID, "no function to supervise"), -1;
+    sigemptyset(&fwd);
+    sigaddset(&fwd, SIGTERM);
+    sigaddset(&fwd, SIGINT);
+    sigaddset(&fwd, SIGHUP);
     sa.sa_handler = forward;
-    sigemptyset(&sa.sa_mask);
+    sa.sa_mask = fwd; /* one forward at a time */
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGHUP, &sa, &old_hup);
     stop_requested = 0;
     pid_t parent = getpid();
 
     for (;;) {
         int64_t started = skipq__now_ms();
+        /* Until child_pid is set, a signal would find no one to forward
+         * to: it waits, blocked, and is delivered (and forwarded) after. */
+        sigprocmask(SIG_BLOCK, &fwd, &old_mask);
+        if (stop_requested) {
+            sigprocmask(SIG_SETMASK, &old_mask, NULL);
+            result = 0;
+            break;
+        }
         pid_t pid = fork();
         if (pid < 0) {
             skipq__fail(err, SKIPQ_ERR_IO, "could not start a worker process: %s",
                         strerror(errno));
+            sigprocmask(SIG_SETMASK, &old_mask, NULL);
             break;
         }
         if (pid == 0) {
-            /* The child: dies with its parent, and takes its own signals. */
+            /* The child: dies with its parent, and takes its own signals:
+             * SIGTERM and SIGINT by default (the worker's fn installs its
+             * own), SIGHUP as the host had it. */
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (getppid() != parent)
                 _exit(1);
             signal(SIGTERM, SIG_DFL);
             signal(SIGINT, SIG_DFL);
+            sigaction(SIGHUP, &old_hup, NULL);
+            sigprocmask(SIG_SETMASK, &old_mask, NULL);
             _exit(fn(userdata));
         }
+        if (skipq__failpoint("supervise_after_fork"))
+            usleep(500000); /* widens the window the block closes (tests) */
         child_pid = pid;
+        sigprocmask(SIG_SETMASK, &old_mask, NULL);
         int status = 0;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
@@ -153,5 +181,6 @@ skipq_supervise(const skipq_config *cfg, const char *database_url,
     }
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGHUP, &old_hup, NULL);
     return result;
 }

@@ -2605,7 +2605,8 @@ hand_back(skipq_worker *w, bool only_pulled)
     tok = PQparamCreate(w->pg);
     bool ok = prm && ids && tok;
     for (skipq_job *j = w->held; ok && j; j = j->hnext) {
-        if (j->done || j->handed_back || (only_pulled && !j->pulled))
+        if (j->done || j->handed_back || (only_pulled && !j->pulled) ||
+            atomic_load(&j->finished))
             continue;
         ok = PQputf(ids, "%int8", (PGint8)j->id) && PQputf(tok, "%int4", (PGint4)j->claims);
         n++;
@@ -2619,7 +2620,8 @@ hand_back(skipq_worker *w, bool only_pulled)
             0);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
             for (skipq_job *j = w->held; j; j = j->hnext)
-                if (!j->done && !j->handed_back && (!only_pulled || j->pulled))
+                if (!j->done && !j->handed_back && (!only_pulled || j->pulled) &&
+                    !atomic_load(&j->finished))
                     j->handed_back = true;
             skipq__log(SKIPQ_LOG_INFO, "worker %lld handed back %d unfinished jobs",
                        (long long)w->id, PQntuples(res));
@@ -2728,7 +2730,7 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
         w->lock_wait_ms = 50;
     if ((rc = connect_worker(w, err)) != SKIPQ_OK)
         return rc;
-    if ((rc = skipq__pool_start(&w->pool, w->cfg->concurrency, w->wake_fd, err)) != SKIPQ_OK) {
+    if ((rc = skipq__pool_start(&w->pool, w->cfg, w->wake_fd, err)) != SKIPQ_OK) {
         unregister(w);
         return rc;
     }

@@ -54,6 +54,8 @@ struct skipq_job {
 
     atomic_int stop;       /* 1: cancel requested, 2: shutdown, 3: timeout */
     atomic_int pgid;       /* running command's process group, 0 none */
+    atomic_bool finished;  /* executor: outcome settled (the command's own
+                            * process exited); a stop must not hand it back */
     bool cancel_requested; /* main thread only */
     bool handed_back;      /* main thread: row already put back */
     bool done;             /* main thread: result received */
@@ -79,9 +81,15 @@ typedef struct exec_pool {
     int nthreads;
     pthread_t *threads;
     int wake_fd; /* eventfd the main loop polls */
+    int reaper_fd;    /* socket to the reaper (exec.c), -1 none */
+    pid_t reaper_pid; /* -1 none */
+    atomic_bool reaper_failed; /* it stopped answering and was killed */
 } exec_pool;
 
-skipq_rc skipq__pool_start(exec_pool *p, int n, int wake_fd, skipq_error *err);
+/* cfg->concurrency executors on cfg->handler_stack_size stacks, and the
+ * reaper when cfg has command handlers. */
+skipq_rc skipq__pool_start(exec_pool *p, const skipq_config *cfg, int wake_fd,
+                           skipq_error *err);
 /* Tell threads to exit once idle, and join them. */
 void skipq__pool_stop(exec_pool *p);
 void skipq__pool_push(exec_pool *p, skipq_job *jobs); /* a list via next */
@@ -92,8 +100,9 @@ int skipq__pool_ready_count(exec_pool *p, int *idle);
 /* claimed_ms of the oldest job no executor has started, INT64_MAX none */
 int64_t skipq__pool_oldest_ready_ms(exec_pool *p);
 
-/* Run job's handler on the calling thread; fills the outcome fields. */
-void skipq__job_run(skipq_job *job);
+/* Run job's handler on the calling thread (an executor of pool); fills
+ * the outcome fields. */
+void skipq__job_run(exec_pool *pool, skipq_job *job);
 void skipq__job_free(skipq_job *job);
 
 /* The claim statement (worker.c); tests prepare it too.

@@ -7,6 +7,8 @@
  *   failpoint          the worker dies between a handler's success and the
  *                      completion's commit: the job runs once more, is
  *                      never lost
+ *   default_build_has_no_failpoints
+ *                      failpoints exist in test builds only
  *   sigstop            a worker frozen past its lease loses its job to
  *                      another worker; resumed, its late completion changes
  *                      0 rows and it carries on
@@ -97,6 +99,33 @@ TEST(failpoint)
     ASSERT_CONTAINS(le, "lost");
     free(le);
 #endif
+}
+
+/*
+ * A library must never exit its host because of an environment variable:
+ * failpoints are compiled into test builds only (scripts/test.sh turns
+ * them on). A build configured with the defaults passes no failpoint
+ * definition to any compile.
+ */
+TEST(default_build_has_no_failpoints)
+{
+    char dir[] = "/tmp/skipq-default-build-XXXXXX";
+    char *out = NULL, *err = NULL;
+    if (!mkdtemp(dir))
+        HARNESS_FAIL("could not make a directory: %s", strerror(errno));
+    int rc = tl_run(NULL, NULL, &err, "cmake -S %s -B %s -DSKIPQ_TESTS=OFF >/dev/null",
+                    SKIPQ_TEST_SOURCE_DIR, dir);
+    if (rc != 0) {
+        tl_run(NULL, NULL, NULL, "rm -rf %s", dir);
+        HARNESS_FAIL("cmake could not configure a default build: %s", err);
+    }
+    tl_run(NULL, &out, NULL, "grep -c SKIPQ_FAILPOINTS %s/compile_commands.json", dir);
+    char *cache = NULL;
+    tl_run(NULL, &cache, NULL, "grep '^SKIPQ_FAILPOINTS:' %s/CMakeCache.txt", dir);
+    tl_run(NULL, NULL, NULL, "rm -rf %s", dir);
+    ASSERT_STREQ(cache, "SKIPQ_FAILPOINTS:BOOL=OFF\n");
+    ASSERT_STREQ(out, "0\n");
+    free(out), free(err), free(cache);
 }
 
 TEST(sigstop)
