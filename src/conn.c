@@ -439,6 +439,23 @@ check_conninfo(const char *url, skipq_error *err)
     return rc;
 }
 
+/*
+ * Server messages that are not errors (a WARNING from a trigger, "the
+ * connection will be terminated" before a shutdown) go to the log hook,
+ * as one line that names them as the server's. libpq's default printed
+ * them raw on stderr, escape sequences and all (test
+ * server_warnings_go_through_the_log).
+ */
+static void
+server_notice(void *arg, const PGresult *res)
+{
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    (void)arg;
+    skipq__log(SKIPQ_LOG_WARN, "server %s: %s", sev ? sev : "notice",
+               msg ? msg : PQresultErrorMessage(res));
+}
+
 skipq_rc
 skipq__connect(const char *url, PGconn **out, skipq_error *err)
 {
@@ -465,6 +482,7 @@ skipq__connect(const char *url, PGconn **out, skipq_error *err)
         PQfinish(pg);
         return rc;
     }
+    PQsetNoticeReceiver(pg, server_notice, NULL);
     if (!skipq__types_init(pg)) {
         PQfinish(pg);
         return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");

@@ -276,6 +276,24 @@ TEST(shutdown_during_an_outage_names_unrecorded_jobs)
     free(db);
 }
 
+/* A WARNING from the server (here a site's trigger; in real life "the
+ * connection will be terminated") reaches the operator through the log,
+ * escaped, not as libpq's raw line. */
+TEST(server_warnings_go_through_the_log)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "CREATE FUNCTION public.warn() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN RAISE WARNING E'\\x1b[2Jdisk nearly full'; RETURN NULL; END $$");
+    tl_exec(pg, "CREATE TRIGGER warn AFTER INSERT ON skipq.jobs"
+                " FOR EACH STATEMENT EXECUTE FUNCTION public.warn()");
+    char *out = NULL, *err = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "enqueue k"), 0);
+    ASSERT_CONTAINS(err, "server WARNING: \\u001b[2Jdisk nearly full");
+    ASSERT_TRUE(strchr(err, 0x1b) == NULL);
+    free(out);
+    free(err);
+}
+
 /* A claimed row the worker cannot take (out of memory, by failpoint)
  * goes back at once and runs, instead of staying running under a live
  * worker for ever. */
