@@ -739,3 +739,59 @@ LEFT JOIN skipq.active_workers w ON w.id = j.locked_by
 WHERE (j.status = 'running' AND (w.id IS NULL OR NOT w.alive))
    OR (j.status = 'queued' AND j.run_at <= now() - interval '1 minute')
    OR (j.status = 'queued' AND j.run_at > now() + interval '1 hour');
+
+-- ---------------------------------------------------------------------------
+-- Objects bound to someone else's function or operator
+-- ---------------------------------------------------------------------------
+
+-- Views, functions and the trigger above are re-created by every migrate,
+-- under search_path = pg_catalog, pg_temp. What the numbered migrations
+-- created (checks, defaults, indexes) stays bound to what its names meant
+-- at the time: an installation made before skipq pinned its search_path,
+-- into a database where another role had already planted, say,
+-- public.pg_column_size(jsonb), runs that function at every insert. Say so
+-- at every migrate: name each object of schema skipq that depends on a
+-- function or operator that is neither PostgreSQL's own (those record no
+-- dependency), nor skipq's, nor an extension's (docs/security.md).
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS what,
+               pg_describe_object(d.refclassid, d.refobjid, 0) AS uses
+        FROM pg_depend d
+        WHERE d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
+          AND CASE d.refclassid
+                  WHEN 'pg_proc'::regclass THEN
+                      (SELECT p.pronamespace FROM pg_proc p WHERE p.oid = d.refobjid)
+                  ELSE (SELECT o.oprnamespace FROM pg_operator o WHERE o.oid = d.refobjid)
+              END <> 'skipq'::regnamespace
+          AND NOT EXISTS (SELECT FROM pg_depend e
+                          WHERE e.classid = d.refclassid AND e.objid = d.refobjid
+                            AND e.deptype = 'e')
+          AND CASE d.classid
+                  WHEN 'pg_class'::regclass THEN
+                      (SELECT c.relnamespace FROM pg_class c WHERE c.oid = d.objid)
+                  WHEN 'pg_constraint'::regclass THEN
+                      (SELECT c.connamespace FROM pg_constraint c WHERE c.oid = d.objid)
+                  WHEN 'pg_attrdef'::regclass THEN
+                      (SELECT c.relnamespace FROM pg_attrdef a
+                       JOIN pg_class c ON c.oid = a.adrelid WHERE a.oid = d.objid)
+                  WHEN 'pg_rewrite'::regclass THEN
+                      (SELECT c.relnamespace FROM pg_rewrite w
+                       JOIN pg_class c ON c.oid = w.ev_class WHERE w.oid = d.objid)
+                  WHEN 'pg_trigger'::regclass THEN
+                      (SELECT c.relnamespace FROM pg_trigger t
+                       JOIN pg_class c ON c.oid = t.tgrelid WHERE t.oid = d.objid)
+                  WHEN 'pg_proc'::regclass THEN
+                      (SELECT p.pronamespace FROM pg_proc p WHERE p.oid = d.objid)
+              END = 'skipq'::regnamespace
+        ORDER BY 1, 2
+    LOOP
+        RAISE WARNING '% uses %, which is neither PostgreSQL''s nor skipq''s', r.what, r.uses
+            USING HINT = 'if nobody here made it, another role planted it and it runs with '
+                         'the rights of whoever uses the object: drop it (CASCADE drops the '
+                         'object too) and re-create the object (docs/security.md)';
+    END LOOP;
+END $$;

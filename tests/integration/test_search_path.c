@@ -78,6 +78,8 @@ static const char plant_operators_sql[] =
     "  types text[] := " SHADOW_TYPES ";"
     "  o text; l text; r text; rt text; body text; fn text; n int := 0;"
     " BEGIN"
+    "  types := ARRAY(SELECT t FROM pg_catalog.unnest(types) t"
+    "                 WHERE pg_catalog.to_regtype(t) IS NOT NULL);"
     "  FOREACH o IN ARRAY ops LOOP FOREACH l IN ARRAY types LOOP"
     "  FOREACH r IN ARRAY types LOOP"
     "   CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_operator p"
@@ -142,6 +144,8 @@ static const char plant_functions_sql[] =
     "  types text[] := " SHADOW_TYPES ";"
     "  f text; a text; b text; args text; rt text; fn text; n int := 0; agg boolean;"
     " BEGIN"
+    "  types := ARRAY(SELECT t FROM pg_catalog.unnest(types) t"
+    "                 WHERE pg_catalog.to_regtype(t) IS NOT NULL);"
     "  FOREACH f IN ARRAY pg_catalog.array_cat(names, aggs) LOOP"
     "   agg := f OPERATOR(pg_catalog.=) ANY (aggs);"
     "   FOREACH a IN ARRAY types LOOP"
@@ -199,6 +203,7 @@ static const char plant_functions_sql[] =
     "   END LOOP; END LOOP;"
     "  END LOOP;"
     "  FOREACH f IN ARRAY calls LOOP"
+    "   CONTINUE WHEN f LIKE '%skipq.%' AND pg_catalog.to_regtype('skipq.job_status') IS NULL;"
     "   CONTINUE WHEN pg_catalog.to_regprocedure("
     "     pg_catalog.format('public.%s', f)) IS NOT NULL;"
     "   args := (SELECT pg_catalog.string_agg(pg_catalog.format('$%s', i), ', ')"
@@ -266,16 +271,63 @@ drop_logins(void)
     if (!l)
         return;
     cleanup_logins = NULL;
-    PGconn *c = PQconnectdb(tl_url());
-    char sql[512];
-    snprintf(sql, sizeof sql, "DROP OWNED BY %s, %s, %s; DROP ROLE %s, %s, %s", l->producer,
-             l->worker, l->admin, l->producer, l->worker, l->admin);
-    if (PQstatus(c) == CONNECTION_OK)
+    PGconn *c = tl_connect();
+    const char *names[] = {l->producer, l->worker, l->admin};
+    for (size_t i = 0; i < 3 && PQstatus(c) == CONNECTION_OK; i++) {
+        char sql[256];
+        snprintf(sql, sizeof sql, "DROP OWNED BY %s", names[i]); /* fails if none */
         PQclear(PQexec(c, sql));
+        snprintf(sql, sizeof sql, "DROP ROLE IF EXISTS %s", names[i]);
+        PQclear(PQexec(c, sql));
+    }
     PQfinish(c);
     free(l->producer_url);
     free(l->worker_url);
     free(l->admin_url);
+}
+
+/* Names unique to this process, dropped at exit. */
+static void
+name_logins(struct logins *l)
+{
+    snprintf(l->producer, sizeof l->producer, "tsp_producer_%d", (int)getpid());
+    snprintf(l->worker, sizeof l->worker, "tsp_worker_%d", (int)getpid());
+    snprintf(l->admin, sizeof l->admin, "tsp_admin_%d", (int)getpid());
+    cleanup_logins = l;
+    atexit(drop_logins);
+}
+
+/* As role: plant the recorder and the shadows. pg, the superuser's
+ * connection the test checks through, then resolves past them. */
+static void
+plant(PGconn *pg, const char *role)
+{
+    PGconn *p = connect_as(role);
+    exec_as(p, "plant the recorder", plant_recorder_sql);
+    exec_as(p, "plant operators", plant_operators_sql);
+    exec_as(p, "plant functions", plant_functions_sql);
+    PQfinish(p);
+    tl_exec(pg, "SET search_path = pg_catalog, pg_temp");
+    shadow_pg = pg;
+}
+
+/* Nothing outside public depends on a function or operator planted there:
+ * no view, default, check, index or trigger was bound to one. */
+static void
+assert_nothing_bound(PGconn *pg)
+{
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_depend d"
+                         " WHERE ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN"
+                         "         (SELECT oid FROM pg_proc WHERE pronamespace = 'public'::regnamespace))"
+                         "     OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN"
+                         "         (SELECT oid FROM pg_operator"
+                         "          WHERE oprnamespace = 'public'::regnamespace)))"
+                         "   AND NOT (d.classid = 'pg_proc'::regclass AND d.objid IN"
+                         "         (SELECT oid FROM pg_proc WHERE pronamespace = 'public'::regnamespace))"
+                         "   AND NOT (d.classid = 'pg_operator'::regclass AND d.objid IN"
+                         "         (SELECT oid FROM pg_operator"
+                         "          WHERE oprnamespace = 'public'::regnamespace))"),
+              0);
 }
 
 /*
@@ -292,26 +344,16 @@ setup(PGconn *pg, struct logins *l)
     if (st != 0)
         HARNESS_FAIL("migrate --roles: exit %d: %s", st, err);
     free(err);
-    snprintf(l->producer, sizeof l->producer, "tsp_producer_%d", (int)getpid());
-    snprintf(l->worker, sizeof l->worker, "tsp_worker_%d", (int)getpid());
-    snprintf(l->admin, sizeof l->admin, "tsp_admin_%d", (int)getpid());
+    name_logins(l);
     tl_exec(pg, "CREATE ROLE %s LOGIN IN ROLE skipq_producer", l->producer);
     tl_exec(pg, "CREATE ROLE %s LOGIN IN ROLE skipq_worker", l->worker);
     tl_exec(pg, "CREATE ROLE %s LOGIN IN ROLE skipq_admin", l->admin);
-    cleanup_logins = l;
-    atexit(drop_logins);
     l->producer_url = url_as(l->producer);
     l->worker_url = url_as(l->worker);
     l->admin_url = url_as(l->admin);
     tl_exec(pg, "GRANT CREATE ON SCHEMA public TO PUBLIC");
 
-    PGconn *p = connect_as(l->producer);
-    exec_as(p, "plant the recorder", plant_recorder_sql);
-    exec_as(p, "plant operators", plant_operators_sql);
-    exec_as(p, "plant functions", plant_functions_sql);
-    PQfinish(p);
-    tl_exec(pg, "SET search_path = pg_catalog, pg_temp");
-    shadow_pg = pg;
+    plant(pg, l->producer);
     /* the planting worked: cardinality(bigint[]) and job_status = job_status
      * are planted, and win where a name is not written by schema */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_catalog.pg_proc"
@@ -407,6 +449,7 @@ TEST(cli_commands_run_no_planted_object)
     run(tl_url(), 0, NULL, "migrate --roles");
     run(l.admin_url, 0, NULL, "migrate --status");
     assert_none_ran(pg, "migrate");
+    assert_nothing_bound(pg);
 
     /* enqueue: the four-parameter insert, the full one, --run-at, COPY */
     run(l.producer_url, 0, NULL, "enqueue k '{\"a\":1}'");
@@ -601,6 +644,45 @@ TEST(worker_start_rescue_and_upkeep_run_no_planted_object)
     ASSERT_EQ(tl_wait_pid(w, 15000), 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), 0);
     assert_none_ran(pg, "a worker's shutdown");
+}
+
+/* A first install into a database where the shadows were planted first:
+ * what the migrations create (checks, defaults, index predicates, views,
+ * the trigger's condition) is bound to the built-ins, and no shadow runs
+ * as the superuser who installs. Only the types that exist yet are
+ * planted for: skipq's enums come with the migration. */
+TEST(first_migrate_binds_and_runs_no_planted_object)
+{
+    PGconn *pg = tl_empty_db();
+    static struct logins l; /* static: drop_logins() reads it at exit */
+
+    name_logins(&l);
+    tl_exec(pg, "CREATE ROLE %s LOGIN", l.producer);
+    tl_exec(pg, "GRANT CREATE ON SCHEMA public TO PUBLIC");
+    plant(pg, l.producer);
+    ASSERT_TRUE(tl_int(pg, "SELECT count(*) FROM pg_proc WHERE pronamespace ="
+                           " 'public'::regnamespace AND proname = 'pg_column_size'") > 0);
+    run(tl_url(), 0, NULL, "migrate --roles");
+    assert_none_ran(pg, "the first migrate");
+    assert_nothing_bound(pg);
+    ASSERT_TRUE(tl_int(pg, "SELECT count(*) FROM skipq.schema_migrations") > 0);
+
+    /* an object bound to a planted function before skipq pinned its
+     * names (as a first install then did to the payload's size check):
+     * every migrate names it */
+    tl_exec(pg, "ALTER TABLE skipq.jobs ADD CONSTRAINT legacy_size"
+                " CHECK (public.pg_column_size(payload) >= 0)");
+    char *err = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "migrate"), 0);
+    ASSERT_CONTAINS(err, "constraint legacy_size on table skipq.jobs uses function"
+                         " public.pg_column_size(jsonb), which is neither PostgreSQL's"
+                         " nor skipq's");
+    free(err);
+    tl_exec(pg, "ALTER TABLE skipq.jobs DROP CONSTRAINT legacy_size");
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "migrate"), 0);
+    ASSERT_TRUE(strstr(err, "neither PostgreSQL's nor skipq's") == NULL);
+    free(err);
+    assert_none_ran(pg, "migrate");
 }
 
 /* The admin's worker: it owns the table, so it vacuums it, and it may
