@@ -98,6 +98,43 @@ TEST(liveness_lock_held_by_another_role_does_not_stall)
     stop_worker(w);
 }
 
+/* After a reconnect the worker's key is still held (here by a session
+ * that was waiting for it, as a stale backend of the worker's own lost
+ * session would hold it): the worker does not block, runs jobs, beats,
+ * and takes its lock once the key is free. */
+TEST(reconnect_with_a_stale_backend_holding_the_lock)
+{
+    PGconn *pg = tl_db();
+    PGconn *stale = tl_connect();
+    const char *log = tl_tmpfile(".log");
+    const char *cfg = write_config("worker:\n  heartbeat_interval: 300ms\n  lease_timeout: 3s\n");
+    pid_t w = tl_spawn(log, "exec %s worker --config %s --handler a=true", tl_skipq(), cfg);
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.workers WHERE liveness_lock"));
+    int64_t id = tl_int(pg, "SELECT id FROM skipq.workers");
+    /* queued behind the worker's lock: it gets the key the moment the
+     * worker's backend ends, before the worker reconnects */
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(1936421121, %lld)", (long long)id);
+    ASSERT_TRUE(PQsendQuery(stale, sql) == 1);
+    tl_exec(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'skipq worker' AND datname = current_database()");
+    PGresult *res;
+    while ((res = PQgetResult(stale)) != NULL) {
+        ASSERT_TRUE(PQresultStatus(res) == PGRES_TUPLES_OK);
+        PQclear(res);
+    }
+    ASSERT_TRUE(tl_wait_file_has(log, "reconnected", 5000));
+    tl_exec(pg, "SELECT skipq.enqueue('a') FROM generate_series(1, 3)");
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 3, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.workers WHERE NOT liveness_lock"), 1);
+    ASSERT_TRUE(tl_wait_int(pg, 3000, 1, "SELECT count(*) FROM skipq.workers"
+                                         " WHERE heartbeat_at > now() - interval '1 s'"));
+    tl_exec(stale, "SELECT pg_advisory_unlock_all()");
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.workers WHERE liveness_lock"));
+    PQfinish(stale);
+    stop_worker(w);
+}
+
 /* A worker that died holding a job, while another role holds the old
  * rescuer key: the job is rescued anyway, and the turn is recorded. */
 TEST(rescue_runs_while_another_role_holds_old_key)
