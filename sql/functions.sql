@@ -63,7 +63,7 @@ END $$;
 -- The trigger's WHEN tests it, so such an insert does not call the
 -- function at all: that call was about 3% of a single enqueue (pgbench
 -- sending skipq_enqueue's statement, 13 alternations, median 1.03x
--- faster with the WHEN; docs/performance.md item 39). The function
+-- faster with the WHEN; docs/performance.md, "Enqueue"). The function
 -- tests it too, for a trigger created without the WHEN.
 CREATE OR REPLACE FUNCTION skipq.notify_inserted()
 RETURNS trigger LANGUAGE plpgsql

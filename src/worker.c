@@ -2123,7 +2123,7 @@ prune_tick(skipq_worker *w, PGconn **pgp)
  * retention and autovacuum alone, the table grew from 265 to 762 MB,
  * past the server's buffers, and every prune batch and claim then read
  * and evicted pages; vacuumed by the worker every 10 s it stayed at
- * 180-254 MB (docs/performance.md, item 33). So the maintenance
+ * 180-254 MB (docs/performance.md, "Vacuum"). So the maintenance
  * connection vacuums the table itself, one worker at a time, at most
  * once per vacuum_interval, when at least VACUUM_MIN_DEAD dead versions
  * (and 2% of the live rows, the table's autovacuum scale factor) more
@@ -2852,10 +2852,11 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
          * passed. Each cycle is a round trip and a commit, and with short
          * jobs cycles were what the worker's backend spent its time on:
          * /bin/true at concurrency 8 went from 1,870-2,150 to 2,110-2,610
-         * jobs/s (docs/performance.md, item 34). Long jobs claim nothing
-         * ahead under `auto`, so theirs complete at once as before (with
-         * a fixed prefetch they may wait the 5 ms too); floods of no-op
-         * jobs finish many at a time anyway, so theirs do not wait.
+         * jobs/s (docs/performance.md, "Command handlers"). Long jobs
+         * claim nothing ahead under `auto`, so theirs complete at once as
+         * before (with a fixed prefetch they may wait the 5 ms too);
+         * floods of no-op jobs finish many at a time anyway, so theirs do
+         * not wait.
          */
         if (done && !stopping && w->pg && allowance > 0) {
             int idle = 0;
