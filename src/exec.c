@@ -645,8 +645,10 @@ run_command(exec_pool *pool, skipq_job *job)
                     ;
                 exited = true;
                 exited_ms = now;
-                /* its outcome is settled: a stop must not hand it back */
-                atomic_store(&job->finished, true);
+                /* Its outcome is settled, unless a stop killed it: a
+                 * later stop must not hand it back. */
+                if (atomic_load(&job->stop) == 0)
+                    atomic_store(&job->finished, true);
                 if (in[1] >= 0)
                     close(in[1]), in[1] = -1;
             }
@@ -784,7 +786,9 @@ executor(void *arg)
             skipq__job_run(p, job);
             int64_t us = skipq__now_us() - t0;
             job->run_us = us > 0 ? us : 1; /* 0 means "did not run" */
-            atomic_store(&job->finished, true);
+            /* settled, unless it ended because a stop told it to */
+            if (atomic_load(&job->stop) == 0)
+                atomic_store(&job->finished, true);
         }
 
         pthread_mutex_lock(&p->mu);

@@ -54,8 +54,9 @@ struct skipq_job {
 
     atomic_int stop;       /* 1: cancel requested, 2: shutdown, 3: timeout */
     atomic_int pgid;       /* running command's process group, 0 none */
-    atomic_bool finished;  /* executor: outcome settled (the command's own
-                            * process exited); a stop must not hand it back */
+    atomic_bool finished;  /* executor: the handler ended (a command: its
+                            * own process exited) before any stop; a stop
+                            * must not hand it back */
     bool cancel_requested; /* main thread only */
     bool handed_back;      /* main thread: row already put back */
     bool done;             /* main thread: result received */
