@@ -503,3 +503,49 @@ tl_wait_file_has(const char *path, const char *needle, int ms)
     struct file_has f = {path, needle};
     return wait_until(ms, file_contains, &f);
 }
+
+char *
+tl_shq(const char *s)
+{
+    size_t n = 2;
+    for (const char *p = s; *p; p++)
+        n += *p == '\'' ? 4 : 1;
+    char *out = malloc(n + 1), *o = out;
+    if (!out)
+        HARNESS_FAIL("out of memory");
+    *o++ = '\'';
+    for (const char *p = s; *p; p++) {
+        if (*p == '\'') {
+            memcpy(o, "'\\''", 4);
+            o += 4;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o++ = '\'';
+    *o = '\0';
+    return out;
+}
+
+char *
+tl_url_as(const char *user)
+{
+    const char *url = tl_url(), *at = strchr(url, '@');
+    char *out = NULL;
+
+    ASSERT_TRUE(at != NULL);
+    ASSERT_TRUE(asprintf(&out, "postgresql://%s%s", user, at) > 0);
+    return out;
+}
+
+PGconn *
+tl_connect_as(const char *user)
+{
+    char *url = tl_url_as(user);
+    PGconn *c = PQconnectdb(url);
+
+    if (PQstatus(c) != CONNECTION_OK)
+        HARNESS_FAIL("connect as %s: %s", user, PQerrorMessage(c));
+    free(url);
+    return c;
+}

@@ -74,6 +74,14 @@ int tl_count_notifies(PGconn *l, int ms, const char *payload);
 /* Hold (on) or release the idle lock a waiting worker holds for queue q,
  * on pg's session: skipq_enqueue notifies only while one is held. */
 void tl_idle_lock(PGconn *pg, const char *q, bool on);
+/* s single-quoted for /bin/sh (malloc'd). */
+char *tl_shq(const char *s);
+/* The test database's URL with its user replaced by user (malloc'd). */
+char *tl_url_as(const char *user);
+/* A connection to the test database as user; fails the test if it
+ * cannot connect. Caller PQfinish()es it. */
+PGconn *tl_connect_as(const char *user);
+
 /* A temp file path unique to this process (static storage per call). */
 const char *tl_tmpfile(const char *suffix);
 /* Write text to a file. */

@@ -14,28 +14,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* s single-quoted for /bin/sh (malloc'd). */
-static char *
-shq(const char *s)
-{
-    size_t n = 2;
-    for (const char *p = s; *p; p++)
-        n += *p == '\'' ? 4 : 1;
-    char *out = malloc(n + 1), *o = out;
-    *o++ = '\'';
-    for (const char *p = s; *p; p++) {
-        if (*p == '\'') {
-            memcpy(o, "'\\''", 4);
-            o += 4;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o++ = '\'';
-    *o = '\0';
-    return out;
-}
-
 static int64_t
 jobs_count(PGconn *pg)
 {
@@ -348,7 +326,7 @@ TEST(enqueue_names_verbatim)
     PGconn *pg = tl_db();
     const char *queue = "q'; DROP TABLE skipq.jobs; --";
     const char *kind = "send \"mail\"; now";
-    char *q = shq(queue), *k = shq(kind), *args = NULL;
+    char *q = tl_shq(queue), *k = tl_shq(kind), *args = NULL;
 
     ASSERT_TRUE(asprintf(&args, "%s '{\"x\":1}' --queue %s", k, q) > 0);
     int64_t id = enqueue_id(args);

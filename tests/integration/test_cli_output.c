@@ -17,28 +17,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* s single-quoted for /bin/sh (malloc'd). */
-static char *
-shq(const char *s)
-{
-    size_t n = 2;
-    for (const char *p = s; *p; p++)
-        n += *p == '\'' ? 4 : 1;
-    char *out = malloc(n + 1), *o = out;
-    *o++ = '\'';
-    for (const char *p = s; *p; p++) {
-        if (*p == '\'') {
-            memcpy(o, "'\\''", 4);
-            o += 4;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o++ = '\'';
-    *o = '\0';
-    return out;
-}
-
 static char *
 jobs_digest(PGconn *pg)
 {
@@ -196,7 +174,7 @@ TEST(worker_log_escapes_handler_stderr)
     char *out = NULL, *err = NULL;
 
     tl_exec(pg, "SELECT skipq.enqueue(" EVIL_KIND ", max_attempts => 1)");
-    char *handler = shq("k\x1b]0;pwned\x07\xe2\x80\xaeX=printf 'bad\\033[2J\\302\\233x\\342\\200\\256y' >&2; exit 3");
+    char *handler = tl_shq("k\x1b]0;pwned\x07\xe2\x80\xaeX=printf 'bad\\033[2J\\302\\233x\\342\\200\\256y' >&2; exit 3");
     int rc = tl_skipq_run(NULL, &out, &err, "worker --once --verbose --handler %s", handler);
     free(handler);
     if (rc != 0)
@@ -211,7 +189,7 @@ TEST(worker_log_escapes_handler_stderr)
     free(err);
     /* the JSON log carries the same text, escaped the JSON way */
     tl_exec(pg, "SELECT skipq.enqueue(" EVIL_KIND ", max_attempts => 1)");
-    handler = shq("k\x1b]0;pwned\x07\xe2\x80\xaeX=printf 'bad\\033[2J' >&2; exit 3");
+    handler = tl_shq("k\x1b]0;pwned\x07\xe2\x80\xaeX=printf 'bad\\033[2J' >&2; exit 3");
     ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "worker --once --log-format json --handler %s",
                            handler),
               0);
@@ -259,7 +237,7 @@ TEST(connect_errors_never_show_the_password)
 
     (void)pg;
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
-        char *q = shq(forms[i]), *err = NULL;
+        char *q = tl_shq(forms[i]), *err = NULL;
         int rc = tl_skipq_run(NULL, NULL, &err, "jobs ls --database %s", q);
         if (rc != 1 || strstr(err, "s3") || strstr(err, "cret"))
             HARNESS_FAIL("%s: exit %d, wanted 1 and no password in: %s", forms[i], rc,

@@ -35,30 +35,6 @@ drop_logins(PGconn *pg, const struct logins *l)
             l->admin);
 }
 
-/* The test database's URL with user replaced. */
-static char *
-url_as(const char *user)
-{
-    const char *url = tl_url(), *at = strchr(url, '@');
-    char *out = NULL;
-
-    ASSERT_TRUE(at != NULL);
-    ASSERT_TRUE(asprintf(&out, "postgresql://%s%s", user, at) > 0);
-    return out;
-}
-
-static PGconn *
-connect_as(const char *user)
-{
-    char *url = url_as(user);
-    PGconn *c = PQconnectdb(url);
-
-    if (PQstatus(c) != CONNECTION_OK)
-        HARNESS_FAIL("connect as %s: %s", user, PQerrorMessage(c));
-    free(url);
-    return c;
-}
-
 /* sql must fail with "permission denied". */
 static void
 expect_denied(PGconn *c, const char *sql)
@@ -120,7 +96,7 @@ TEST(plain_migrate_needs_no_createrole)
                 "EXECUTE format('ALTER TABLE skipq.%%I OWNER TO %s', o.relname); "
                 "END LOOP; END $$",
             name, name);
-    url = url_as(name);
+    url = tl_url_as(name);
     ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "migrate --database '%s'", url), 0);
     free(err);
     ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "migrate --roles --database '%s'",
@@ -145,7 +121,7 @@ TEST(producer_enqueues_and_reads_only)
     apply_roles();
     create_logins(pg, &l);
     tl_exec(pg, "SELECT skipq.enqueue('other')");
-    url = url_as(l.producer);
+    url = tl_url_as(l.producer);
 
     /* the CLI, one job and JSON lines (COPY) */
     ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
@@ -167,7 +143,7 @@ TEST(producer_enqueues_and_reads_only)
                          "'%s'", l.producer),
               3);
 
-    PGconn *c = connect_as(l.producer);
+    PGconn *c = tl_connect_as(l.producer);
     expect_ok(c, "SELECT skipq.enqueue('k', '{\"c\":1}', 'q', 'low')");
     expect_ok(c, "SELECT count(*) FROM skipq.jobs");
     expect_ok(c, "SELECT * FROM skipq.queue_stats");
@@ -231,7 +207,7 @@ TEST(worker_works_but_cannot_migrate)
     tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, finished_at, "
                 "updated_at) VALUES ('old', 'succeeded', now() - interval "
                 "'2 days', now() - interval '2 days')");
-    url = url_as(l.worker);
+    url = tl_url_as(l.worker);
 
     const char *cfg = tl_tmpfile(".yaml");
     tl_write_file(cfg, "worker:\n  retention: 1d\nretry:\n  max_attempts: 1\n");
@@ -258,7 +234,7 @@ TEST(worker_works_but_cannot_migrate)
                          "for schema skipq; migrate needs the owner of schema "
                          "skipq (a member of skipq_admin: docs/security.md)");
     free(err);
-    PGconn *c = connect_as(l.worker);
+    PGconn *c = tl_connect_as(l.worker);
     /* retention's prune works without DELETE: SECURITY DEFINER, and it
      * deletes succeeded and cancelled rows only (failed ones are the
      * admin's: test_worker_role.c) */
@@ -288,7 +264,7 @@ TEST(worker_role_leaves_the_vacuum_to_autovacuum)
     tl_exec(pg, "ALTER TABLE skipq.jobs SET (autovacuum_enabled = false)");
     tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'gone' FROM generate_series(1, 12000)");
     tl_exec(pg, "DELETE FROM skipq.jobs WHERE kind = 'gone'");
-    char *url = url_as(l.worker);
+    char *url = tl_url_as(l.worker);
     const char *cfg = tl_tmpfile(".yaml"), *log = tl_tmpfile(".log");
     tl_write_file(cfg, "worker:\n  vacuum_interval: 1s\n  poll_interval: 200ms\n");
     pid_t w = tl_spawn(log, "exec %s worker --config %s --handler ok=true --database '%s'",
@@ -318,7 +294,7 @@ TEST(on_success_delete_needs_the_delete_privilege)
     apply_roles();
     create_logins(pg, &l);
     tl_exec(pg, "SELECT skipq.enqueue('ok')");
-    url = url_as(l.worker);
+    url = tl_url_as(l.worker);
     int st = tl_skipq_run(NULL, NULL, &err,
                           "worker --once --on-success delete --handler ok=true --database '%s'",
                           url);
@@ -358,7 +334,7 @@ TEST(admin_recovers_prunes_and_migrates)
     tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, finished_at, "
                 "updated_at) SELECT 's', 'succeeded', now() - interval '2 days', "
                 "now() - interval '2 days' FROM generate_series(1, 4)");
-    url = url_as(l.admin);
+    url = tl_url_as(l.admin);
 
     ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "recover --status failed "
                                              "--older-than 1m --yes --database "

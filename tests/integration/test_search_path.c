@@ -227,30 +227,6 @@ struct logins {
     char *producer_url, *worker_url, *admin_url;
 };
 
-/* The test database's URL with user replaced. */
-static char *
-url_as(const char *user)
-{
-    const char *url = tl_url(), *at = strchr(url, '@');
-    char *out = NULL;
-
-    ASSERT_TRUE(at != NULL);
-    ASSERT_TRUE(asprintf(&out, "postgresql://%s%s", user, at) > 0);
-    return out;
-}
-
-static PGconn *
-connect_as(const char *user)
-{
-    char *url = url_as(user);
-    PGconn *c = PQconnectdb(url);
-
-    if (PQstatus(c) != CONNECTION_OK)
-        HARNESS_FAIL("connect as %s: %s", user, PQerrorMessage(c));
-    free(url);
-    return c;
-}
-
 static void
 exec_as(PGconn *c, const char *what, const char *sql)
 {
@@ -302,7 +278,7 @@ name_logins(struct logins *l)
 static void
 plant(PGconn *pg, const char *role)
 {
-    PGconn *p = connect_as(role);
+    PGconn *p = tl_connect_as(role);
     exec_as(p, "plant the recorder", plant_recorder_sql);
     exec_as(p, "plant operators", plant_operators_sql);
     exec_as(p, "plant functions", plant_functions_sql);
@@ -348,9 +324,9 @@ setup(PGconn *pg, struct logins *l)
     tl_exec(pg, "CREATE ROLE %s LOGIN IN ROLE skipq_producer", l->producer);
     tl_exec(pg, "CREATE ROLE %s LOGIN IN ROLE skipq_worker", l->worker);
     tl_exec(pg, "CREATE ROLE %s LOGIN IN ROLE skipq_admin", l->admin);
-    l->producer_url = url_as(l->producer);
-    l->worker_url = url_as(l->worker);
-    l->admin_url = url_as(l->admin);
+    l->producer_url = tl_url_as(l->producer);
+    l->worker_url = tl_url_as(l->worker);
+    l->admin_url = tl_url_as(l->admin);
     tl_exec(pg, "GRANT CREATE ON SCHEMA public TO PUBLIC");
 
     plant(pg, l->producer);
@@ -366,7 +342,7 @@ setup(PGconn *pg, struct logins *l)
                          " AND oprleft = 'skipq.job_status'::regtype"
                          " AND oprright = 'skipq.job_status'::regtype"),
               1);
-    PGconn *w = connect_as(l->worker);
+    PGconn *w = tl_connect_as(l->worker);
     exec_as(w, "a shadow that wins", "SELECT cardinality('{1}'::bigint[]),"
                                      " 'queued'::skipq.job_status = 'queued'");
     PQfinish(w);
@@ -531,7 +507,7 @@ TEST(cli_commands_run_no_planted_object)
     assert_none_ran(pg, "prune");
 
     /* the SQL API, as an application would call it */
-    PGconn *a = connect_as(l.admin);
+    PGconn *a = tl_connect_as(l.admin);
     exec_as(a, "skipq.enqueue", "SELECT skipq.enqueue('k', '{\"d\": 1}', 'q', 'high',"
                                 " now(), 3, 'linear', '1 second', '1 minute', '10 seconds')");
     exec_as(a, "skipq.enqueue", "SELECT skipq.enqueue('k', priority => 5)");

@@ -34,27 +34,6 @@ drop_roles(PGconn *pg)
     tl_exec(pg, "DROP ROLE IF EXISTS %s, %s", worker_login, admin_login);
 }
 
-static char *
-url_as(const char *user)
-{
-    const char *url = tl_url(), *at = strchr(url, '@');
-    char *out = NULL;
-    ASSERT_TRUE(at != NULL);
-    ASSERT_TRUE(asprintf(&out, "postgresql://%s%s", user, at) > 0);
-    return out;
-}
-
-static PGconn *
-connect_as(const char *user)
-{
-    char *url = url_as(user);
-    PGconn *c = PQconnectdb(url);
-    if (PQstatus(c) != CONNECTION_OK)
-        HARNESS_FAIL("connect as %s: %s", user, PQerrorMessage(c));
-    free(url);
-    return c;
-}
-
 /* sql must fail, its message containing want. */
 static void
 expect_error(PGconn *c, const char *sql, const char *want)
@@ -73,7 +52,7 @@ TEST(worker_role_cannot_touch_another_workers_row)
     tl_exec(pg, "INSERT INTO skipq.workers (host, pid, queues, priorities, concurrency, version,"
                 " secret) VALUES ('other', 1, '{default}', 'all', 1, 'x', gen_random_uuid())");
     int64_t other = tl_int(pg, "SELECT max(id) FROM skipq.workers");
-    PGconn *c = connect_as(worker_login);
+    PGconn *c = tl_connect_as(worker_login);
     expect_error(c, "INSERT INTO skipq.workers (host, pid, queues, priorities, concurrency,"
                     " version) VALUES ('x', 1, '{q}', 'all', 1, 'x')", "permission denied");
     expect_error(c, "UPDATE skipq.workers SET heartbeat_at = now()", "permission denied");
@@ -97,7 +76,7 @@ TEST(worker_role_cannot_touch_another_workers_row)
     PQfinish(c);
 
     /* its own worker runs end to end through the same functions */
-    char *url = url_as(worker_login), *err = NULL;
+    char *url = tl_url_as(worker_login), *err = NULL;
     tl_exec(pg, "SELECT skipq.enqueue('ok') FROM generate_series(1, 3)");
     int st = tl_skipq_run(NULL, NULL, &err, "worker --once --handler ok=true --database '%s'", url);
     if (st != 0)
@@ -122,7 +101,7 @@ TEST(worker_role_cannot_complete_another_workers_job)
     tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, attempts, claims, locked_by)"
                 " VALUES ('k', 'running', 1, 1, %lld)", (long long)other);
     tl_exec(pg, "SELECT skipq.enqueue('k')");
-    PGconn *c = connect_as(worker_login);
+    PGconn *c = tl_connect_as(worker_login);
     expect_error(c, "UPDATE skipq.jobs SET status = 'succeeded' WHERE id = 1", "permission denied");
     expect_error(c, "DELETE FROM skipq.jobs WHERE id = 1", "permission denied");
     char sql[512];
@@ -168,12 +147,12 @@ TEST(worker_role_cannot_retry_cancel_or_recover)
     tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, attempts, max_attempts)"
                 " VALUES ('k', 'failed', 3, 3)");
     tl_exec(pg, "SELECT skipq.enqueue('k')");
-    PGconn *c = connect_as(worker_login);
+    PGconn *c = tl_connect_as(worker_login);
     expect_error(c, "SELECT skipq.retry('{1}')", "permission denied");
     expect_error(c, "SELECT * FROM skipq.cancel('{2}')", "permission denied");
     expect_error(c, "SELECT * FROM skipq.recover('failed', '0')", "permission denied");
     PQfinish(c);
-    char *url = url_as(worker_login), *err = NULL;
+    char *url = tl_url_as(worker_login), *err = NULL;
     ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "jobs retry 1 --database '%s'", url), 1);
     ASSERT_CONTAINS(err, "permission denied");
     free(err);
@@ -181,7 +160,7 @@ TEST(worker_role_cannot_retry_cancel_or_recover)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = 1 AND status = 'failed'"
                          " AND attempts = 3"), 1);
     /* the admin may */
-    url = url_as(admin_login);
+    url = tl_url_as(admin_login);
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "jobs retry 1 --database '%s'", url), 0);
     free(url);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = 1 AND status = 'queued'"), 1);
@@ -195,7 +174,7 @@ TEST(worker_role_cannot_prune_failed_jobs)
     tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, updated_at) VALUES"
                 " ('k', 'failed', now() - interval '1 day'),"
                 " ('k', 'succeeded', now() - interval '1 day')");
-    PGconn *c = connect_as(worker_login);
+    PGconn *c = tl_connect_as(worker_login);
     expect_error(c, "SELECT skipq.prune('-1000 years')", "must not be negative");
     expect_error(c, "SELECT skipq.prune('0', '{failed}')", "owner of schema skipq");
     PGresult *res = PQexec(c, "SELECT skipq.prune('1 hour')");
@@ -204,7 +183,7 @@ TEST(worker_role_cannot_prune_failed_jobs)
     PQclear(res);
     PQfinish(c);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'failed'"), 1);
-    c = connect_as(admin_login);
+    c = tl_connect_as(admin_login);
     res = PQexec(c, "SELECT skipq.prune('1 hour', '{failed}')");
     ASSERT_TRUE(PQresultStatus(res) == PGRES_TUPLES_OK);
     ASSERT_STREQ(PQgetvalue(res, 0, 0), "1");
