@@ -42,11 +42,6 @@
 
 extern char **environ;
 
-/* The worker's claim statement, so the deep-queue test times and EXPLAINs
- * exactly what the worker runs (src/worker.c). */
-extern const char skipq__claim_sql[];
-extern const char skipq__cycle_quick_sql[];
-
 static const char usage[] =
     "usage: skipq bench [MEASUREMENT ...] [--jobs N] [--concurrency C] [--prefetch P]\n"
     "                   [--workers K] [--on-success keep|delete] [--rate R]\n"
@@ -1336,7 +1331,8 @@ claim_probe(struct bench *b, struct result *r)
                                      "16", "0"};
     enum { PROBES = 30 };
     double ms[PROBES];
-    PGresult *res = PQprepare(b->pg, "bench_claim", skipq__claim_sql, 0, NULL);
+    PGresult *res = PQprepare(b->pg, "bench_claim",
+                              /* exactly what the worker runs */ skipq_sql_text("claim"), 0, NULL);
     int rc = 0;
 
     /* what the worker runs: prepared once, in a transaction opened by
@@ -1347,7 +1343,7 @@ claim_probe(struct bench *b, struct result *r)
         return rc;
     }
     PQclear(res);
-    if ((rc = sql(b->pg, "BEGIN")) != 0 || (rc = sql(b->pg, skipq__cycle_quick_sql)) != 0 ||
+    if ((rc = sql(b->pg, "BEGIN")) != 0 || (rc = sql(b->pg, skipq_sql_text("cycle_quick"))) != 0 ||
         (rc = sqlp(b->pg, &res, "EXPLAIN EXECUTE bench_claim('default', -32768, 32767,"
                                 " '{" KIND_NOOP "}', 16, 0)", 0, NULL)) != 0)
         goto out;
@@ -1358,7 +1354,7 @@ claim_probe(struct bench *b, struct result *r)
     PQclear(res);
     PQclear(PQexec(b->pg, "ROLLBACK"));
     for (int i = 0; i < PROBES && rc == 0; i++) {
-        if ((rc = sql(b->pg, "BEGIN")) != 0 || (rc = sql(b->pg, skipq__cycle_quick_sql)) != 0)
+        if ((rc = sql(b->pg, "BEGIN")) != 0 || (rc = sql(b->pg, skipq_sql_text("cycle_quick"))) != 0)
             break;
         int64_t t0 = now_us();
         res = PQexecPrepared(b->pg, "bench_claim", 6, v, NULL, NULL, 0);

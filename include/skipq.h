@@ -529,6 +529,17 @@ int skipq_supervise(const skipq_config *cfg, const char *database_url,
                     int (*fn)(void *userdata), void *userdata,
                     skipq_error *err);
 
+/* ------------------------------------------------------------------ */
+/* Introspection                                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The text of one statement the library sends, by name ("claim",
+ * "cycle_quick", ...), exactly as sent: for benchmarks that run the same
+ * SQL by hand and for EXPLAIN. NULL for an unknown name. Static storage.
+ */
+const char *skipq_sql_text(const char *name);
+
 #ifdef __cplusplus
 }
 #endif
