@@ -1,0 +1,77 @@
+/*
+ * job.c - the skipq_job API that C handlers see: what the job is, and how
+ * the handler reports its outcome.
+ */
+#include "worker_internal.h"
+
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int64_t skipq_job_id(const skipq_job *job) { return job->id; }
+const char *skipq_job_kind(const skipq_job *job) { return job->kind; }
+const char *skipq_job_queue(const skipq_job *job) { return job->queue; }
+int16_t skipq_job_priority(const skipq_job *job) { return job->priority; }
+int skipq_job_attempt(const skipq_job *job) { return job->attempt; }
+const char *skipq_job_payload_text(const skipq_job *job) { return job->payload_text; }
+
+json_object *
+skipq_job_payload(skipq_job *job)
+{
+    if (!job->payload) /* NULL again on failure; depth as enqueue's */
+        (void)skipq__json_parse(job->payload_text, (size_t)-1, 0, &job->payload, NULL);
+    return job->payload;
+}
+
+void
+skipq_job_set_result(skipq_job *job, json_object *result)
+{
+    free(job->result);
+    job->result = NULL;
+    if (result) {
+        const char *s = json_object_to_json_string_ext(result, JSON_C_TO_STRING_PLAIN);
+        job->result = s ? strdup(s) : NULL;
+        json_object_put(result);
+    }
+}
+
+skipq_outcome
+skipq_job_fail(skipq_job *job, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    free(job->error);
+    job->error = msg;
+    return SKIPQ_JOB_ERROR;
+}
+
+skipq_outcome
+skipq_job_snooze(skipq_job *job, int64_t delay_ms)
+{
+    job->snooze_ms = delay_ms < 0 ? 0 : delay_ms;
+    return SKIPQ_JOB_SNOOZE;
+}
+
+int64_t
+skipq_job_deadline_ms(const skipq_job *job)
+{
+    if (job->deadline_ms == INT64_MAX)
+        return INT64_MAX;
+    int64_t left = job->deadline_ms - skipq__now_ms();
+    return left > 0 ? left : 0;
+}
+
+int
+skipq_job_should_stop(const skipq_job *job)
+{
+    return atomic_load(&job->stop) != 0 ||
+           (job->deadline_ms != INT64_MAX && skipq__now_ms() >= job->deadline_ms);
+}
+
