@@ -1,6 +1,7 @@
 /*
- * exec.c - running handlers: the executor threads and command handlers (a process per job, payload on
- * stdin, result on stdout, the end of stderr as the error).
+ * exec.c - running handlers: the executor threads and command handlers (a
+ * process per job, payload on stdin, result on stdout, the end of stderr
+ * as the error).
  *
  * A command runs in its own process group, so a timeout, a cancel or a
  * shutdown kills it together with its children and no orphan remains.
