@@ -298,6 +298,86 @@ REVOKE EXECUTE ON FUNCTION skipq.worker_liveness(bigint, uuid) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION skipq.worker_unregister(bigint, uuid) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION skipq.forget_workers(interval, bigint, text, int) FROM PUBLIC;
 
+-- release: the one way a job goes back to the queue. Every path that puts
+-- jobs back calls it: a worker's shutdown hand-back and its reconcile after
+-- a reconnect (skipq.hand_back, skipq.reconcile), the rescue of a lost
+-- worker's jobs (skipq.rescue), and the operator's recover and retry.
+-- The caller chooses the rows, and locks them when it must not wait; each
+-- is re-checked to be in one of from_status, then:
+--   refund: the attempt never ran (a claim handed back unstarted or
+--       stopped by its own worker): attempts - 1, started_at cleared, and
+--       the job keeps its place in line (run_at unchanged).
+--   lost: the attempt ended with its worker; it counts, its error is
+--       `reason` (else "worker N lost") in last_error and the history, and
+--       a job whose attempts are spent becomes failed instead of queued.
+--   otherwise the job is runnable now. A finished job (failed, cancelled,
+--       succeeded) gets `note` in its history with when, from what and by
+--       whom; a failed one starts its attempts over with reset_attempts, or
+--       gets extra_attempts more.
+-- A cancel requested of a job that is not running is dropped. One NOTIFY
+-- per queue that got runnable jobs. Returns each row changed and where it
+-- went. tests/integration/test_recover.c (release_*) covers every caller.
+CREATE OR REPLACE FUNCTION skipq.release(
+    ids                  bigint[],
+    from_status          skipq.job_status[],
+    refund               boolean DEFAULT false,
+    lost                 boolean DEFAULT false,
+    reason               text DEFAULT NULL,
+    default_max_attempts int DEFAULT 5,
+    reset_attempts       boolean DEFAULT false,
+    extra_attempts       int DEFAULT NULL,
+    note                 jsonb DEFAULT NULL)
+RETURNS TABLE (id bigint, kind text, queue text, status skipq.job_status,
+               was skipq.job_status)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY
+    WITH o AS (
+        SELECT j.id, j.status AS was,
+               lost AND j.attempts >= coalesce(j.max_attempts, default_max_attempts) AS spent,
+               coalesce(reason, format('worker %s lost', j.locked_by)) AS lost_error
+        FROM skipq.jobs j
+        WHERE j.id = ANY (ids) AND j.status = ANY (from_status)),
+    u AS (
+        UPDATE skipq.jobs j
+        SET status = CASE WHEN o.spent THEN 'failed' ELSE 'queued' END::skipq.job_status,
+            attempts = CASE WHEN refund THEN greatest(j.attempts - 1, 0)
+                            WHEN o.was = 'failed' AND reset_attempts
+                                 AND extra_attempts IS NULL THEN 0
+                            ELSE j.attempts END,
+            max_attempts = CASE WHEN o.was = 'failed' AND extra_attempts IS NOT NULL
+                                THEN least(j.attempts::int8 + extra_attempts,
+                                           2147483647)::int
+                                ELSE j.max_attempts END,
+            run_at = CASE WHEN refund THEN j.run_at ELSE now() END,
+            started_at = CASE WHEN refund THEN NULL ELSE j.started_at END,
+            finished_at = CASE WHEN o.spent THEN now() END,
+            locked_by = NULL,
+            cancel_requested_at = CASE WHEN o.was = 'running' THEN j.cancel_requested_at END,
+            last_error = CASE WHEN lost THEN o.lost_error ELSE j.last_error END,
+            errors = CASE
+                WHEN lost THEN j.errors || jsonb_build_object(
+                    'attempt', j.attempts, 'at', now(), 'worker', j.locked_by,
+                    'error', o.lost_error)
+                WHEN note IS NOT NULL AND o.was IN ('failed', 'cancelled', 'succeeded')
+                THEN j.errors || (note || jsonb_build_object(
+                    'at', now(), 'from', o.was, 'by', current_user))
+                ELSE j.errors END,
+            updated_at = now()
+        FROM o
+        WHERE j.id = o.id
+        RETURNING j.id, j.kind, j.queue, j.status, o.was),
+    n AS (
+        SELECT pg_notify('skipq', q.queue)
+        FROM (SELECT DISTINCT u.queue FROM u WHERE u.status = 'queued') q)
+    SELECT u.id, u.kind, u.queue, u.status, u.was
+    FROM u, (SELECT count(*) FROM n) c;
+END $$;
+
+REVOKE EXECUTE ON FUNCTION skipq.release(bigint[], skipq.job_status[], boolean, boolean,
+    text, int, boolean, int, jsonb) FROM PUBLIC;
+
 -- rescue: running jobs whose worker is gone go back to queued, runnable now.
 -- The crashed try counts: when attempts are spent the job becomes failed
 -- ("worker N lost") instead, so a job that kills its worker cannot loop.
@@ -368,40 +448,21 @@ BEGIN
     END IF;
 
     RETURN QUERY
-    WITH c AS MATERIALIZED (
-        SELECT j.id FROM skipq.jobs j
-        WHERE j.status = 'running'
-          AND (j.locked_by = ANY (gone) OR j.locked_by IS NULL)
-          AND (only_ids IS NULL OR j.id = ANY (only_ids))
-          AND (only_queue IS NULL OR j.queue = only_queue)
-          AND (only_kind IS NULL OR j.kind = only_kind)
-          AND (only_priority IS NULL OR j.priority BETWEEN band.lo AND band.hi)
-        ORDER BY j.id
-        LIMIT lim
-        FOR NO KEY UPDATE SKIP LOCKED)
-    UPDATE skipq.jobs j
-    SET status = CASE WHEN j.attempts >= coalesce(j.max_attempts, default_max_attempts)
-                      THEN 'failed'::skipq.job_status
-                      ELSE 'queued'::skipq.job_status END,
-        finished_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, default_max_attempts)
-                           THEN now() END,
-        run_at = now(),
-        locked_by = NULL,
-        last_error = coalesce(reason, format('worker %s lost', j.locked_by)),
-        errors = j.errors || jsonb_build_object(
-            'attempt', j.attempts, 'at', now(), 'worker', j.locked_by,
-            'error', coalesce(reason, format('worker %s lost', j.locked_by))),
-        updated_at = now()
-    FROM c
-    WHERE j.id = c.id AND j.status = 'running'
-    RETURNING j.id, j.kind, j.status;
-
-    IF FOUND THEN
-        PERFORM pg_notify('skipq', q.queue)
-        FROM (SELECT DISTINCT j.queue FROM skipq.jobs j
-              WHERE j.status = 'queued' AND j.run_at <= now()
-                AND j.locked_by IS NULL AND j.updated_at = now()) q;
-    END IF;
+    SELECT r.id, r.kind, r.status
+    FROM skipq.release(ARRAY(
+            SELECT j.id FROM skipq.jobs j
+            WHERE j.status = 'running'
+              AND (j.locked_by = ANY (gone) OR j.locked_by IS NULL)
+              AND (only_ids IS NULL OR j.id = ANY (only_ids))
+              AND (only_queue IS NULL OR j.queue = only_queue)
+              AND (only_kind IS NULL OR j.kind = only_kind)
+              AND (only_priority IS NULL OR j.priority BETWEEN band.lo AND band.hi)
+            ORDER BY j.id
+            LIMIT lim
+            FOR NO KEY UPDATE SKIP LOCKED),
+         '{running}', lost => true, reason => reason,
+         default_max_attempts => default_max_attempts) r
+    ORDER BY r.id;
 END $$;
 
 -- recover: the operator's way to put stale rows back (see docs/operations.md).
@@ -453,7 +514,6 @@ SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     st skipq.job_status;
     band record;
-    note jsonb;
 BEGIN
     IF status IS NULL OR status NOT IN ('failed', 'queued', 'running') THEN
         RAISE EXCEPTION 'unrecognized status "%"', status
@@ -481,8 +541,6 @@ BEGIN
     END IF;
 
     SELECT * INTO band FROM skipq.priority_band(coalesce(priority, '0'));
-    note := jsonb_build_object('at', now(), 'recovered', true,
-                               'from', st, 'by', current_user);
 
     IF dry_run THEN
         RETURN QUERY
@@ -501,39 +559,21 @@ BEGIN
     END IF;
 
     RETURN QUERY
-    WITH c AS MATERIALIZED (
-        SELECT j.id FROM skipq.jobs j
-        WHERE j.status = st
-          AND j.updated_at <= now() - older_than
-          AND (recover.queue IS NULL OR j.queue = recover.queue)
-          AND (recover.kind IS NULL OR j.kind = recover.kind)
-          AND (recover.priority IS NULL OR j.priority BETWEEN band.lo AND band.hi)
-          AND (ids IS NULL OR j.id = ANY (ids))
-        ORDER BY j.id
-        LIMIT lim
-        FOR NO KEY UPDATE SKIP LOCKED),
-    u AS (
-        UPDATE skipq.jobs j
-        SET status = 'queued',
-            run_at = now(),
-            attempts = CASE WHEN st = 'failed' AND extra_attempts IS NULL
-                            THEN 0 ELSE j.attempts END,
-            max_attempts = CASE WHEN st = 'failed' AND extra_attempts IS NOT NULL
-                                THEN LEAST(j.attempts::int8 + extra_attempts,
-                                           2147483647)::int
-                                ELSE j.max_attempts END,
-            finished_at = NULL,
-            errors = CASE WHEN st = 'failed' THEN j.errors || note ELSE j.errors END,
-            updated_at = now()
-        FROM c
-        WHERE j.id = c.id AND j.status = st
-        RETURNING j.kind, j.queue)
-    SELECT st, u.kind, count(*), 'queued'::skipq.job_status
-    FROM u GROUP BY u.kind ORDER BY u.kind;
-
-    PERFORM pg_notify('skipq', q.queue)
-    FROM (SELECT DISTINCT j.queue FROM skipq.jobs j
-          WHERE j.status = 'queued' AND j.updated_at = now()) q;
+    SELECT st, r.kind, count(*), r.status
+    FROM skipq.release(ARRAY(
+            SELECT j.id FROM skipq.jobs j
+            WHERE j.status = st
+              AND j.updated_at <= now() - older_than
+              AND (recover.queue IS NULL OR j.queue = recover.queue)
+              AND (recover.kind IS NULL OR j.kind = recover.kind)
+              AND (recover.priority IS NULL OR j.priority BETWEEN band.lo AND band.hi)
+              AND (ids IS NULL OR j.id = ANY (ids))
+            ORDER BY j.id
+            LIMIT lim
+            FOR NO KEY UPDATE SKIP LOCKED),
+         ARRAY[st], reset_attempts => true, extra_attempts => extra_attempts,
+         note => '{"recovered": true}') r
+    GROUP BY r.kind, r.status ORDER BY r.kind;
 END $$;
 
 DO $$
@@ -555,21 +595,15 @@ END $$;
 CREATE OR REPLACE FUNCTION skipq.retry(ids bigint[])
 RETURNS SETOF bigint LANGUAGE sql
 SET search_path = pg_catalog, pg_temp AS $$
-    WITH u AS (
-        UPDATE skipq.jobs j
-        SET status = 'queued', run_at = now(), finished_at = NULL,
-            cancel_requested_at = NULL,
-            attempts = CASE WHEN j.status = 'failed' THEN 0 ELSE j.attempts END,
-            errors = CASE WHEN j.status IN ('failed', 'cancelled', 'succeeded')
-                          THEN j.errors || jsonb_build_object(
-                                   'at', now(), 'retried', true, 'from', j.status,
-                                   'by', current_user)
-                          ELSE j.errors END,
-            updated_at = now()
-        WHERE j.id = ANY ($1) AND j.status <> 'running'
-        RETURNING j.id, j.queue),
-    n AS (SELECT pg_notify('skipq', q) FROM (SELECT DISTINCT queue q FROM u) d)
-    SELECT u.id FROM u, (SELECT count(*) FROM n) c ORDER BY u.id
+    SELECT r.id
+    FROM skipq.release(ARRAY(
+            SELECT j.id FROM skipq.jobs j
+            WHERE j.id = ANY ($1) AND j.status <> 'running'
+            ORDER BY j.id
+            FOR NO KEY UPDATE),
+         '{queued,succeeded,failed,cancelled}', reset_attempts => true,
+         note => '{"retried": true}') r
+    ORDER BY r.id
 $$;
 
 -- cancel: queued jobs become cancelled at once; running jobs are marked and

@@ -611,11 +611,11 @@ const char skipq__complete_delete_sql[] = SKIPQ_COMPLETE_DELETE_SQL;
  */
 #define SKIPQ_RECONCILE_SQL                                                             \
     "WITH h AS (SELECT * FROM unnest($2::int8[], $3::int4[]) AS h(id, claims)),"       \
-    " back AS (UPDATE skipq.jobs SET status = 'queued',"                               \
-    "   attempts = greatest(attempts - 1, 0), locked_by = NULL, run_at = now(),"       \
-    "   updated_at = now()"                                                            \
-    "   WHERE status" SKIPQ__EQ "'running' AND locked_by = $1::int8"                   \
-    "     AND id NOT IN (SELECT id FROM h) RETURNING id)"                              \
+    " back AS (SELECT r.id FROM skipq.release(ARRAY("                                  \
+    "     SELECT j.id FROM skipq.jobs j"                                               \
+    "     WHERE j.status" SKIPQ__EQ "'running' AND j.locked_by = $1::int8"             \
+    "       AND j.id NOT IN (SELECT id FROM h) FOR NO KEY UPDATE),"                    \
+    "   '{running}', refund => true) r)"                                               \
     " SELECT true, id FROM back"                                                       \
     " UNION ALL"                                                                       \
     " SELECT false, h.id FROM h WHERE NOT EXISTS (SELECT 1 FROM skipq.jobs j"          \
@@ -625,14 +625,10 @@ const char skipq__complete_delete_sql[] = SKIPQ_COMPLETE_DELETE_SQL;
 /* Hand back unfinished jobs (see hand_back()): $1/$2 ids and tokens, $3
  * the worker. */
 #define SKIPQ_HAND_BACK_SQL                                                             \
-    "WITH u AS (UPDATE skipq.jobs j SET status = 'queued',"                            \
-    "   attempts = greatest(j.attempts - 1, 0), locked_by = NULL,"                     \
-    "   started_at = NULL, updated_at = now()"                                         \
-    "  FROM unnest($1::int8[], $2::int4[]) AS r(id, claims)"                           \
-    "  WHERE j.id = r.id AND" SKIPQ_OWNED_BY("$3") " RETURNING j.id, j.queue),"        \
-    " n AS (SELECT pg_catalog.pg_notify('skipq', q)"                                   \
-    "       FROM (SELECT DISTINCT queue q FROM u) d)"                                  \
-    " SELECT u.id FROM u, (SELECT count(*) FROM n) c"
+    "SELECT b.id FROM skipq.release(ARRAY("                                            \
+    "   SELECT j.id FROM skipq.jobs j, unnest($1::int8[], $2::int4[]) AS r(id, claims)" \
+    "   WHERE j.id = r.id AND" SKIPQ_OWNED_BY("$3") " FOR NO KEY UPDATE OF j),"        \
+    "  '{running}', refund => true) b"
 
 /*
  * The statements above that change skipq.jobs, as functions that run
