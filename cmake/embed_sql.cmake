@@ -1,13 +1,31 @@
 # embed_sql.cmake - write OUT, a C file holding every migration and sql/ file
 # as a string, so `skipq migrate` needs no source tree.
 # Inputs: OUT, MIGRATIONS (list of NNNN_name.sql), SQLFILES (list),
-# ROLESFILES (sql/roles.sql: applied only on request, `migrate --roles`).
+# ROLESFILES (sql/roles.sql: applied only on request, `migrate --roles`),
+# LOCKKEYS (src/lock_keys.h: each @SKIPQ__LOCK_...@ in the SQL becomes the
+# number defined there, so C, SQL and tests share one definition).
+file(STRINGS ${LOCKKEYS} key_lines REGEX "^#define SKIPQ__LOCK_[A-Z_]+ [0-9]+")
+set(KEY_NAMES "")
+foreach(line ${key_lines})
+  string(REGEX REPLACE "^#define (SKIPQ__LOCK_[A-Z_]+) ([0-9]+).*" "\\1" kname "${line}")
+  string(REGEX REPLACE "^#define (SKIPQ__LOCK_[A-Z_]+) ([0-9]+).*" "\\2" kvalue "${line}")
+  set(KEY_${kname} ${kvalue})
+  list(APPEND KEY_NAMES ${kname})
+endforeach()
 function(emit_array var countvar files numbered)
   set(body "const skipq__sql_file ${var}[] = {\n")
   set(count 0)
   foreach(f ${files})
     get_filename_component(name ${f} NAME_WE)
-    file(READ ${f} hex HEX)
+    file(READ ${f} text)
+    foreach(kname ${KEY_NAMES})
+      string(REPLACE "@${kname}@" "${KEY_${kname}}" text "${text}")
+    endforeach()
+    string(REGEX MATCH "@SKIPQ__[A-Z_]+@" unknown "${text}")
+    if(unknown)
+      message(FATAL_ERROR "${f}: ${unknown} is not defined in ${LOCKKEYS}")
+    endif()
+    string(HEX "${text}" hex)
     string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
     set(ver 0)
     if(numbered)

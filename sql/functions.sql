@@ -1,11 +1,10 @@
 -- functions.sql: skipq's SQL API. Re-applied by every `skipq migrate` after
 -- the numbered migrations, so everything here is CREATE OR REPLACE.
 --
--- Advisory lock keys, (class, object), shared with src/internal.h:
---   (1936421120, 0) migrate    (1936421120, 1) rescuer
---   (1936421120, 2) retention  (1936421120, 3) vacuum
---   (1936421120, 4) producers (skipq_enqueue's connections, shared)
---   (1936421121, worker id & 2^31-1) "worker alive"
+-- Advisory lock keys, (class, object), are defined once, in
+-- src/lock_keys.h: `skipq migrate` applies this file with each @NAME@
+-- replaced by that number (cmake/embed_sql.cmake).
+--   (@SKIPQ__LOCK_CLASS_WORKER@, worker id & 2^31-1) "worker alive"
 --
 -- Every function runs with search_path = pg_catalog, pg_temp, whoever calls
 -- it: a function or operator another role created in a schema on the
@@ -149,7 +148,7 @@ BEGIN
     END IF;
     -- The xact lock is released at our commit; a worker that reconnects
     -- meanwhile finds its key taken, and tries again at its next beat.
-    RETURN pg_catalog.pg_try_advisory_xact_lock(1936421121,
+    RETURN pg_catalog.pg_try_advisory_xact_lock(@SKIPQ__LOCK_CLASS_WORKER@,
         (w OPERATOR(pg_catalog.&) 2147483647)::int4);
 END $$;
 
@@ -239,13 +238,13 @@ BEGIN
         got := false;
         RETURN;
     END IF;
-    got := pg_catalog.pg_try_advisory_lock(1936421121, key);
+    got := pg_catalog.pg_try_advisory_lock(@SKIPQ__LOCK_CLASS_WORKER@, key);
     UPDATE skipq.workers k SET liveness_lock = got
     WHERE k.id OPERATOR(pg_catalog.=) worker_liveness.worker_id;
     SELECT pg_catalog.string_agg(l.pid::text, ',') INTO holders
     FROM pg_catalog.pg_locks l
     WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted
-      AND l.classid OPERATOR(pg_catalog.=) 1936421121::oid
+      AND l.classid OPERATOR(pg_catalog.=) @SKIPQ__LOCK_CLASS_WORKER@::oid
       AND l.objid OPERATOR(pg_catalog.=) key::oid
       AND l.objsubid OPERATOR(pg_catalog.=) 2
       AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid();
@@ -751,7 +750,7 @@ SELECT w.id, w.host, w.pid, w.queues, w.priorities, w.concurrency, w.version,
         AND (NOT w.liveness_lock OR EXISTS (
                SELECT 1 FROM pg_catalog.pg_locks l
                WHERE l.locktype = 'advisory' AND l.granted
-                 AND l.classid = 1936421121
+                 AND l.classid = @SKIPQ__LOCK_CLASS_WORKER@
                  AND l.objid = (w.id & 2147483647)::oid
                  AND l.objsubid = 2))) AS alive,
        (SELECT count(*) FROM skipq.jobs j

@@ -16,28 +16,7 @@
 #define SKIPQ__WUR __attribute__((warn_unused_result))
 #define SKIPQ__PRINTF(f, a) __attribute__((format(printf, f, a)))
 
-/* Advisory lock keys, (class, object); mirrored in sql/functions.sql. */
-#define SKIPQ__LOCK_CLASS 1936421120
-#define SKIPQ__LOCK_CLASS_WORKER 1936421121
-/* The object key of worker id's liveness lock: the id's low 31 bits, so
- * that ids past 2^31 neither wrap in C nor raise in SQL, which computes
- * the same ((id & 2147483647)::int4, skipq.worker_gone). Two ids 2^31
- * apart share a key; the only harm is that one may look alive while the
- * other lives, until its heartbeat is older than its lease. */
-#define SKIPQ__WORKER_LOCK_KEY(id) ((int32_t)((uint64_t)(id) & 0x7FFFFFFFu))
-/* (class, hashtext(queue)): held shared by each worker that may be
- * waiting for a NOTIFY on that queue (see worker.c, idle_lock()) */
-#define SKIPQ__LOCK_CLASS_IDLE 1936421122
-#define SKIPQ__STR(x) #x
-#define SKIPQ__XSTR(x) SKIPQ__STR(x)
-#define SKIPQ__LOCK_MIGRATE 0
-#define SKIPQ__LOCK_RESCUER 1
-#define SKIPQ__LOCK_RETENTION 2
-#define SKIPQ__LOCK_VACUUM 3
-/* held shared by every connection that has called skipq_enqueue outside
- * a transaction: one whose exclusive try succeeds is the only producer
- * (enqueue.c) */
-#define SKIPQ__LOCK_PRODUCER 4
+#include "lock_keys.h" /* advisory lock keys: the one definition */
 
 /*
  * Statement texts and the caller's search_path. Statements run with the

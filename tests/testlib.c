@@ -3,6 +3,7 @@
  * for integration tests. See testlib.h.
  */
 #include "testlib.h"
+#include "lock_keys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,7 +52,7 @@ tl_count_notifies(PGconn *l, int ms, const char *payload)
 void
 tl_idle_lock(PGconn *pg, const char *q, bool on)
 {
-    tl_exec(pg, "SELECT pg_advisory_%slock_shared(1936421122, hashtext('%s'))",
+    tl_exec(pg, "SELECT pg_advisory_%slock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext('%s'))",
             on ? "" : "un", q);
 }
 

@@ -6,6 +6,7 @@
  * and that the jobs table did not change.
  */
 #include "testlib.h"
+#include "lock_keys.h"
 
 #include <json-c/json.h>
 #include <signal.h>
@@ -194,11 +195,11 @@ TEST(migrate_waits_for_a_workers_vacuum_outside_the_table)
     PGconn *pg = tl_db(), *vac = tl_connect();
     /* as vacuum_tick, on a connection named as a worker's maintenance one */
     tl_exec(vac, "SET application_name = 'skipq maintenance'");
-    tl_exec(vac, "SELECT pg_advisory_lock(1936421120, 3)");
+    tl_exec(vac, "SELECT pg_advisory_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_VACUUM) ")");
     const char *log = tl_tmpfile(".log");
     pid_t m = tl_spawn(log, "exec %s migrate", tl_skipq());
     ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM pg_locks WHERE"
-                                          " locktype = 'advisory' AND classid = 1936421120"
+                                          " locktype = 'advisory' AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS)
                                           " AND objid = 3 AND NOT granted"
                                           " AND database = (SELECT oid FROM pg_database"
                                           "   WHERE datname = current_database())"));
@@ -208,22 +209,22 @@ TEST(migrate_waits_for_a_workers_vacuum_outside_the_table)
                          " AND database = (SELECT oid FROM pg_database"
                          "                 WHERE datname = current_database())"
                          " AND pid <> pg_backend_pid()"), 0);
-    tl_exec(vac, "SELECT pg_advisory_unlock(1936421120, 3)");
+    tl_exec(vac, "SELECT pg_advisory_unlock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_VACUUM) ")");
     ASSERT_EQ(tl_wait_pid(m, 30000), 0);
     ASSERT_TRUE(tl_wait_file_has(log, "waiting for a worker's VACUUM of skipq.jobs to end", 0));
 
     /* held by anyone else (another migrate run committing): it waits
      * just the same, without the line */
     tl_exec(vac, "SET application_name = 'psql'");
-    tl_exec(vac, "SELECT pg_advisory_lock(1936421120, 3)");
+    tl_exec(vac, "SELECT pg_advisory_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_VACUUM) ")");
     const char *log2 = tl_tmpfile(".log");
     m = tl_spawn(log2, "exec %s migrate", tl_skipq());
     ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM pg_locks WHERE"
-                                          " locktype = 'advisory' AND classid = 1936421120"
+                                          " locktype = 'advisory' AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS)
                                           " AND objid = 3 AND NOT granted"
                                           " AND database = (SELECT oid FROM pg_database"
                                           "   WHERE datname = current_database())"));
-    tl_exec(vac, "SELECT pg_advisory_unlock(1936421120, 3)");
+    tl_exec(vac, "SELECT pg_advisory_unlock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_VACUUM) ")");
     ASSERT_EQ(tl_wait_pid(m, 30000), 0);
     ASSERT_TRUE(!tl_wait_file_has(log2, "VACUUM", 0));
     PQfinish(vac);

@@ -8,6 +8,7 @@
 #include "harness.h"
 #include "internal.h" /* SKIPQ__JSON_MAX_DEPTH */
 #include "testlib.h"
+#include "lock_keys.h"
 
 #include <skipq.h>
 
@@ -295,13 +296,13 @@ held_enqueue_thread(void *arg)
 /* The producer's idle locks on queue held, in mode m. */
 #define HELD_IDLE_LOCKS(pid, m)                                                    \
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"                    \
-    " AND classid = 1936421122 AND objid = hashtext('held')::oid AND objsubid = 2" \
+    " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) " AND objid = hashtext('held')::oid AND objsubid = 2" \
     " AND pid = %d AND mode = '" m "' AND granted", pid
 
 /* The producer's exclusive hold of the producers' lock. */
 #define HELD_PRODUCER_LOCK(pid)                                                    \
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"                    \
-    " AND classid = 1936421120 AND objid = 4 AND objsubid = 2"                     \
+    " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS) " AND objid = " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) " AND objsubid = 2"                     \
     " AND pid = %d AND mode = 'ExclusiveLock' AND granted", pid
 
 /* 1 if the commit held the idle lock, 2 if it held the producers' lock */
@@ -367,7 +368,7 @@ TEST(single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits)
     o.queue = "other";
     ASSERT_EQ(skipq_enqueue(other, "k", "{}", &o, NULL, &err), SKIPQ_OK);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                         " AND classid = 1936421120 AND objid = 4 AND mode = 'ShareLock'"
+                         " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS) " AND objid = " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) " AND mode = 'ShareLock'"
                          " AND granted AND pid IN (%d, %d)",
                      PQbackendPID(skipq_conn_pg(conn)), PQbackendPID(skipq_conn_pg(other))),
               2);
@@ -398,7 +399,7 @@ TEST(single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits)
     int other_pid = PQbackendPID(skipq_conn_pg(other));
     skipq_conn_close(other);
     ASSERT_TRUE(tl_wait_int(pg, 5000, 0, "SELECT count(*) FROM pg_locks"
-                            " WHERE locktype = 'advisory' AND classid = 1936421120"
+                            " WHERE locktype = 'advisory' AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS)
                             " AND objid = 4 AND pid = %d", other_pid));
     ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, NULL, &err), SKIPQ_OK); /* the pipeline */
     ASSERT_EQ(tl_count_notifies(l, 300, "held"), 1);
@@ -413,7 +414,7 @@ TEST(single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits)
 /* This session's grants of the producers' lock in mode m. */
 #define PRODUCER_LOCKS(pid, m)                                                     \
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"                    \
-    " AND classid = 1936421120 AND objid = 4 AND objsubid = 2"                     \
+    " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS) " AND objid = " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) " AND objsubid = 2"                     \
     " AND pid = %d AND mode = '" m "' AND granted", pid
 
 /*
@@ -444,11 +445,11 @@ TEST(the_producers_lock_is_tried_outside_transactions)
     /* held exclusively elsewhere: the try fails, the call does not wait,
      * and the worker is notified all the same (after the commit) */
     PGconn *x = tl_connect();
-    tl_exec(x, "SELECT pg_advisory_lock(1936421120, 4)");
+    tl_exec(x, "SELECT pg_advisory_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ")");
     ASSERT_EQ(skipq_enqueue(conn, "k", NULL, &o, NULL, &err), SKIPQ_OK);
     ASSERT_EQ(tl_count_notifies(l, 300, "pl"), 1);
     ASSERT_EQ(tl_int(pg, PRODUCER_LOCKS(pid, "ShareLock")), 0);
-    tl_exec(x, "SELECT pg_advisory_unlock(1936421120, 4)"); /* now, not at its exit */
+    tl_exec(x, "SELECT pg_advisory_unlock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ")"); /* now, not at its exit */
     PQfinish(x);
     /* the next call outside a transaction takes it */
     ASSERT_EQ(skipq_enqueue(conn, "k", NULL, &o, NULL, &err), SKIPQ_OK);

@@ -11,6 +11,7 @@
  */
 #include "skipq.h"
 #include "testlib.h"
+#include "lock_keys.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -83,7 +84,7 @@ TEST(liveness_lock_held_by_another_role_does_not_stall)
     PGconn *squat = tl_connect();
     const char *log = tl_tmpfile(".log");
     const char *cfg = write_config("worker:\n  heartbeat_interval: 300ms\n  lease_timeout: 3s\n");
-    tl_exec(squat, "SELECT pg_advisory_lock(1936421121, g) FROM generate_series(1, 50) g");
+    tl_exec(squat, "SELECT pg_advisory_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_WORKER) ", g) FROM generate_series(1, 50) g");
     tl_exec(pg, "SELECT skipq.enqueue('a') FROM generate_series(1, 3)");
     pid_t w = tl_spawn(log, "exec %s worker --config %s --handler a=true", tl_skipq(), cfg);
     ASSERT_TRUE(tl_wait_int(pg, 10000, 3, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
@@ -114,7 +115,7 @@ TEST(reconnect_with_a_stale_backend_holding_the_lock)
     /* queued behind the worker's lock: it gets the key the moment the
      * worker's backend ends, before the worker reconnects */
     char sql[128];
-    snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(1936421121, %lld)", (long long)id);
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_WORKER) ", %lld)", (long long)id);
     ASSERT_TRUE(PQsendQuery(stale, sql) == 1);
     tl_exec(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE application_name = 'skipq worker' AND datname = current_database()");
@@ -142,7 +143,7 @@ TEST(rescue_runs_while_another_role_holds_old_key)
     PGconn *pg = tl_db();
     PGconn *squat = tl_connect();
     const char *cfg = write_config("worker:\n  heartbeat_interval: 200ms\n  lease_timeout: 1s\n");
-    tl_exec(squat, "SELECT pg_advisory_lock(1936421120, 1)");
+    tl_exec(squat, "SELECT pg_advisory_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_RESCUER) ")");
     tl_exec(pg, "INSERT INTO skipq.workers (host, pid, queues, priorities, concurrency, version,"
                 " heartbeat_at, lease) VALUES ('gone', 1, '{default}', 'all', 1, 'x',"
                 " now() - interval '1 minute', '2 s')");
@@ -370,12 +371,12 @@ TEST(worker_ids_past_two_to_the_31)
     ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.active_workers WHERE alive"
                                          " AND liveness_lock"));
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                         " AND classid = 1936421121 AND objid = (3000000005 & 2147483647)::oid"), 1);
+                         " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_WORKER) " AND objid = (3000000005 & 2147483647)::oid"), 1);
     kill(w, SIGKILL);
     tl_wait_pid(w, 5000);
     tl_run(NULL, NULL, NULL, "pkill -f '^sleep 30$' || true");
     ASSERT_TRUE(tl_wait_int(pg, 10000, 0, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                                          " AND classid = 1936421121"));
+                                          " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_WORKER)));
     char *out = NULL, *err = NULL;
     int rc = tl_skipq_run(NULL, &out, &err, "recover --status running --config %s --yes", cfg);
     if (rc != 0)

@@ -6,6 +6,7 @@
  */
 #include "skipq.h"
 #include "testlib.h"
+#include "lock_keys.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -74,7 +75,7 @@ TEST(recover_running_takes_only_jobs_of_a_gone_worker)
     /* the server ends the killed worker's session (and frees its liveness
      * lock) a moment after the process dies, not at once */
     ASSERT_TRUE(tl_wait_int(pg, 10000, 0, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                                          " AND classid = 1936421121 AND objid = %" PRId64, dead_id));
+                                          " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_WORKER) " AND objid = %" PRId64, dead_id));
     tl_run(NULL, NULL, NULL, "pkill -f '^sleep 46.5' || true");
 
     char *out = NULL, *err = NULL;

@@ -7,6 +7,7 @@
  * which commits wait for their WAL flush (completions) and which do not.
  */
 #include "testlib.h"
+#include "lock_keys.h"
 #include "worker_internal.h"
 
 #include <json-c/json.h>
@@ -319,7 +320,7 @@ hold_handler(skipq_job *job, void *ud)
 /* The worker's idle locks on queue q (its backend's, in this database). */
 #define IDLE_LOCKS_ON(q)                                                                 \
     "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"          \
-    " WHERE l.locktype = 'advisory' AND l.classid = 1936421122"                         \
+    " WHERE l.locktype = 'advisory' AND l.classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE)                         \
     "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())" \
     "   AND l.objid = ((hashtext('" q "')::int8 + 4294967296) %% 4294967296)::oid"       \
     "   AND l.mode = 'ShareLock' AND l.granted AND a.application_name = 'skipq worker'"
@@ -411,7 +412,7 @@ TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
     PGconn *pg = tl_db();
     PGconn *holder = tl_connect();
     skipq_error err;
-    tl_exec(holder, "BEGIN; SELECT pg_advisory_xact_lock(1936421122, hashtext('b'))");
+    tl_exec(holder, "BEGIN; SELECT pg_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext('b'))");
     skipq_config *cfg = test_config(2);
     ASSERT_OK(skipq_config_set_poll_interval(cfg, 30000, &err), &err);
     ASSERT_OK(skipq_config_add_queue(cfg, "b", &err), &err); /* default and b */
@@ -431,7 +432,7 @@ TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
      * rather than dropping the connection */
     ASSERT_TRUE(tl_wait_int(pg, 1000, 1, "SELECT count(*) FROM pg_locks l"
                             " JOIN pg_stat_activity a ON a.pid = l.pid"
-                            " WHERE l.locktype = 'advisory' AND l.classid = 1936421122"
+                            " WHERE l.locktype = 'advisory' AND l.classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE)
                             " AND l.objid = hashtext('b')::oid AND l.mode = 'ShareLock'"
                             " AND NOT l.granted AND a.application_name = 'skipq worker'"
                             " AND a.datname = current_database()"));
@@ -453,7 +454,7 @@ TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
     ASSERT_TRUE(tl_wait_int(pg, 2000, 1, IDLE_LOCKS_ON("default")));
     ASSERT_TRUE(tl_wait_int(pg, 2000, 1, IDLE_LOCKS_ON("b")));
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                         " AND classid = 1936421122 AND granted AND pid = %lld",
+                         " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) " AND granted AND pid = %lld",
                      (long long)session), 2);
     stop_worker(r);
     skipq_config_free(cfg);
