@@ -125,7 +125,7 @@ extern const size_t skipq__roles_file_count;
 
 /* Create or update the skipq_producer/worker/admin roles and their grants
  * (sql/roles.sql), in one transaction under the migration lock. Needs
- * CREATEROLE and ownership of the schema (conn.c). */
+ * CREATEROLE and ownership of the schema (migrate.c). */
 skipq_rc skipq__apply_roles(skipq_conn *conn, skipq_error *err) SKIPQ__WUR;
 
 /* ---- config internals (config.c) ---------------------------------- */

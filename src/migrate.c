@@ -1,0 +1,387 @@
+/*
+ * migrate.c - the schema: applying the embedded migrations once each,
+ * under the migration lock, re-applying sql/ (functions, views, roles),
+ * and checking that the schema is one this binary can run against.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * COMMIT, and sure that it committed: a COMMIT can fail (a deferred
+ * trigger) and leave the session idle as a good one does, and a COMMIT of
+ * a transaction that had already failed reports ROLLBACK as a success.
+ */
+static skipq_rc
+commit(PGconn *pg, skipq_error *err)
+{
+    PGresult *res = PQexec(pg, "COMMIT");
+    skipq_rc rc = SKIPQ_OK;
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = skipq__db_fail(err, pg, res,
+                            PQstatus(pg) == CONNECTION_BAD
+                                ? "could not commit (the connection was lost: "
+                                  "it may or may not have committed)"
+                                : "could not commit");
+    else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
+        rc = skipq__fail(err, SKIPQ_ERR_DB,
+                         "could not commit: the transaction was rolled back");
+    PQclear(res);
+    return rc;
+}
+
+typedef struct applied_row {
+    int version;
+    bool compatible;
+    char name[64];
+} applied_row;
+
+/*
+ * The migrations recorded in the database (none when the schema does not
+ * exist yet). *rows is malloc'd; the caller frees it.
+ */
+static skipq_rc
+read_applied(PGconn *pg, applied_row **rows, int *n, skipq_error *err)
+{
+    PGresult *res = PQexec(pg,
+        "SELECT pg_catalog.to_regclass('skipq.schema_migrations') IS NOT NULL");
+    skipq_rc rc = SKIPQ_OK;
+
+    *rows = NULL;
+    *n = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = skipq__db_fail(err, pg, res, "could not look for skipq.schema_migrations");
+        goto out;
+    }
+    if (PQgetvalue(res, 0, 0)[0] != 't')
+        goto out; /* nothing applied yet */
+    PQclear(res);
+    res = PQexec(pg, "SELECT version, name, compatible FROM skipq.schema_migrations "
+                     "ORDER BY version");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = skipq__db_fail(err, pg, res, "could not read skipq.schema_migrations");
+        goto out;
+    }
+    *n = PQntuples(res);
+    *rows = calloc((size_t)*n + 1, sizeof **rows);
+    if (!*rows) {
+        rc = skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+        *n = 0;
+        goto out;
+    }
+    for (int i = 0; i < *n; i++) {
+        (*rows)[i].version = atoi(PQgetvalue(res, i, 0));
+        snprintf((*rows)[i].name, sizeof (*rows)[i].name, "%s", PQgetvalue(res, i, 1));
+        (*rows)[i].compatible = PQgetvalue(res, i, 2)[0] == 't';
+    }
+out:
+    PQclear(res);
+    return rc;
+}
+
+static const applied_row *
+find_applied(const applied_row *rows, int n, int version)
+{
+    for (int i = 0; i < n; i++)
+        if (rows[i].version == version)
+            return &rows[i];
+    return NULL;
+}
+
+static bool
+known_version(int version)
+{
+    for (size_t i = 0; i < skipq__migration_count; i++)
+        if (skipq__migrations[i].version == version)
+            return true;
+    return false;
+}
+
+/* Does the migration text mark itself compatible with older readers? */
+static bool
+migration_compatible(const char *text)
+{
+    return strstr(text, "-- skipq: compatible") != NULL;
+}
+
+/*
+ * The migration lock, then the workers' vacuum lock (worker.c,
+ * vacuum_tick): a VACUUM a worker runs does not give way to DDL as
+ * autovacuum does, so a CREATE TRIGGER on skipq.jobs would wait for it,
+ * and every claim and insert behind that. Waiting here instead, outside
+ * the table's lock queue, lets them run on; and no worker starts a vacuum
+ * until the migration commits.
+ */
+static skipq_rc
+lock_migrations(PGconn *pg, skipq_error *err)
+{
+    char sql[512];
+    /*
+     * Every lock the migration waits for is waited for within a bound:
+     * the caller's lock_timeout, else 10 s. DDL on skipq.jobs queues
+     * behind any open transaction that touched the table, and every
+     * claim and insert then queues behind the DDL: a migrate stuck behind
+     * an operator's forgotten transaction stalled the whole queue (test
+     * migrate_behind_a_row_lock_gives_up).
+     */
+    skipq_rc rc0 = skipq__exec(pg,
+        "SELECT pg_catalog.set_config('lock_timeout', CASE"
+        " WHEN pg_catalog.current_setting('lock_timeout') OPERATOR(pg_catalog.=) '0'"
+        " THEN '10s' ELSE pg_catalog.current_setting('lock_timeout') END, true)", err);
+    if (rc0 != SKIPQ_OK)
+        return rc0;
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
+             SKIPQ__LOCK_MIGRATE);
+    skipq_rc rc = skipq__exec(pg, sql, err);
+    if (rc != SKIPQ_OK)
+        return rc;
+    snprintf(sql, sizeof sql, "SELECT pg_try_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
+             SKIPQ__LOCK_VACUUM);
+    PGresult *res = PQexec(pg, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = skipq__db_fail(err, pg, res, "could not take the vacuum lock");
+        PQclear(res);
+        return rc;
+    }
+    bool got = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (got)
+        return SKIPQ_OK;
+    /* Say so when a worker holds it; another migrate run that is
+     * committing (both its locks go at once, this one a moment later)
+     * is not worth a line. */
+    snprintf(sql, sizeof sql,
+             "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+             " WHERE l.locktype = 'advisory' AND l.classid = %d AND l.objid = %d"
+             " AND l.objsubid = 2 AND l.granted AND l.database = (SELECT oid FROM pg_database"
+             " WHERE datname = current_database())"
+             " AND a.application_name = 'skipq maintenance')",
+             SKIPQ__LOCK_CLASS, SKIPQ__LOCK_VACUUM);
+    res = PQexec(pg, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = skipq__db_fail(err, pg, res, "could not read who holds the vacuum lock");
+        PQclear(res);
+        return rc;
+    }
+    if (PQgetvalue(res, 0, 0)[0] == 't')
+        skipq__log(SKIPQ_LOG_INFO, "waiting for a worker's VACUUM of skipq.jobs to end");
+    PQclear(res);
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
+             SKIPQ__LOCK_VACUUM);
+    return skipq__exec(pg, sql, err);
+}
+
+/*
+ * A migration's transaction resolves names as skipq's functions do
+ * (sql/functions.sql): what it creates (views, column defaults, checks,
+ * the trigger's condition) is bound to what each name means when it is
+ * created, and that must never be a function or operator another role
+ * planted in public, which would also run at once with the rights of
+ * whoever migrates, often a superuser. Everything skipq creates is named
+ * by schema. SET LOCAL ends with the transaction: the caller's connection
+ * keeps its own search_path.
+ */
+static const char begin_migration_sql[] =
+    "BEGIN; SET LOCAL search_path = pg_catalog, pg_temp";
+
+/* Apply one migration in its own transaction, unless another migrate run
+ * applied it while we waited for the lock. *did says whether we did. */
+static skipq_rc
+apply_one(PGconn *pg, const skipq__sql_file *m, bool *did, skipq_error *err)
+{
+    skipq_rc rc;
+    applied_row *rows = NULL;
+    int n = 0;
+    char vbuf[16];
+    const char *params[3];
+    PGresult *res = NULL;
+
+    *did = false;
+    if ((rc = skipq__exec(pg, begin_migration_sql, err)) != SKIPQ_OK)
+        return rc;
+    if ((rc = lock_migrations(pg, err)) != SKIPQ_OK)
+        goto out;
+    if ((rc = read_applied(pg, &rows, &n, err)) != SKIPQ_OK)
+        goto out;
+    if (find_applied(rows, n, m->version))
+        goto out;
+    res = PQexec(pg, m->text);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+        PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = skipq__db_fail(err, pg, res, "could not apply migration %s", m->name);
+        goto out;
+    }
+    PQclear(res);
+    snprintf(vbuf, sizeof vbuf, "%d", m->version);
+    params[0] = vbuf;
+    params[1] = m->name;
+    params[2] = migration_compatible(m->text) ? "t" : "f";
+    res = PQexecParams(pg,
+        "INSERT INTO skipq.schema_migrations (version, name, compatible) "
+        "VALUES ($1, $2, $3)", 3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = skipq__db_fail(err, pg, res, "could not record migration %s", m->name);
+        goto out;
+    }
+    *did = true;
+out:
+    PQclear(res);
+    free(rows);
+    if (rc == SKIPQ_OK)
+        rc = commit(pg, err);
+    else
+        PQclear(PQexec(pg, "ROLLBACK"));
+    if (rc != SKIPQ_OK)
+        *did = false;
+    return rc;
+}
+
+/* The functions and views: re-applied by every migrate run. */
+static skipq_rc
+apply_files(PGconn *pg, const skipq__sql_file *files, size_t n,
+            skipq_error *err)
+{
+    skipq_rc rc;
+
+    if ((rc = skipq__exec(pg, begin_migration_sql, err)) != SKIPQ_OK)
+        return rc;
+    rc = lock_migrations(pg, err);
+    for (size_t i = 0; rc == SKIPQ_OK && i < n; i++) {
+        PGresult *res = PQexec(pg, files[i].text);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+            PQresultStatus(res) != PGRES_TUPLES_OK)
+            rc = skipq__db_fail(err, pg, res, "could not apply sql/%s.sql",
+                                files[i].name);
+        PQclear(res);
+    }
+    /* the worker's statements that change jobs, as checked functions
+     * (worker.c), after the functions they call */
+    if (rc == SKIPQ_OK && files == skipq__sql_files) {
+        PGresult *res = PQexec(pg, skipq__worker_functions_sql);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = skipq__db_fail(err, pg, res, "could not create the worker's functions");
+        PQclear(res);
+    }
+    if (rc == SKIPQ_OK)
+        return commit(pg, err);
+    PQclear(PQexec(pg, "ROLLBACK"));
+    return rc;
+}
+
+skipq_rc
+skipq_migrate(skipq_conn *conn, int *applied_out, skipq_migrate_fn fn,
+              void *userdata, skipq_error *err)
+{
+    skipq_rc rc = SKIPQ_OK;
+    int applied = 0;
+
+    for (size_t i = 0; i < skipq__migration_count; i++) {
+        bool did = false;
+        rc = apply_one(conn->pg, &skipq__migrations[i], &did, err);
+        if (rc != SKIPQ_OK)
+            break;
+        if (did) {
+            applied++;
+            if (fn) {
+                skipq_migration_status st = {skipq__migrations[i].version,
+                                             skipq__migrations[i].name, 1, 1};
+                fn(&st, userdata);
+            }
+        }
+    }
+    if (rc == SKIPQ_OK)
+        rc = apply_files(conn->pg, skipq__sql_files, skipq__sql_file_count,
+                         err);
+    if (rc != SKIPQ_OK && err && strcmp(err->sqlstate, "55P03") == 0) {
+        char was[sizeof err->message];
+        snprintf(was, sizeof was, "%s", err->message);
+        skipq__fail(err, rc, "%s: gave up waiting for a lock another session holds "
+                             "(an open transaction on skipq.jobs, or another migrate); "
+                             "nothing was changed: retry once it ends, or raise lock_timeout",
+                    was);
+        snprintf(err->sqlstate, sizeof err->sqlstate, "55P03");
+    }
+    if (applied_out)
+        *applied_out = applied;
+    return rc;
+}
+
+skipq_rc
+skipq__apply_roles(skipq_conn *conn, skipq_error *err)
+{
+    return apply_files(conn->pg, skipq__roles_files, skipq__roles_file_count,
+                       err);
+}
+
+skipq_rc
+skipq_migrate_status(skipq_conn *conn, skipq_migrate_fn fn, void *userdata,
+                     skipq_error *err)
+{
+    applied_row *rows = NULL;
+    int n = 0;
+    skipq_rc rc = read_applied(conn->pg, &rows, &n, err);
+
+    if (rc != SKIPQ_OK)
+        return rc;
+    for (size_t i = 0; i < skipq__migration_count; i++) {
+        const skipq__sql_file *m = &skipq__migrations[i];
+        skipq_migration_status st = {m->version, m->name,
+                                     find_applied(rows, n, m->version) != NULL, 1};
+        fn(&st, userdata);
+    }
+    for (int i = 0; i < n; i++) {
+        if (known_version(rows[i].version))
+            continue;
+        skipq_migration_status st = {rows[i].version, rows[i].name, 1, 0};
+        fn(&st, userdata);
+    }
+    free(rows);
+    return SKIPQ_OK;
+}
+
+skipq_rc
+skipq_schema_check(skipq_conn *conn, skipq_error *err)
+{
+    applied_row *rows = NULL;
+    int n = 0;
+    skipq_rc rc = read_applied(conn->pg, &rows, &n, err);
+
+    if (rc != SKIPQ_OK)
+        return rc;
+    if (n == 0) {
+        rc = skipq__fail(err, SKIPQ_ERR_SCHEMA,
+                         "the skipq schema is not installed in this database: "
+                         "run skipq migrate");
+        goto out;
+    }
+    for (size_t i = 0; i < skipq__migration_count; i++) {
+        if (!find_applied(rows, n, skipq__migrations[i].version)) {
+            rc = skipq__fail(err, SKIPQ_ERR_SCHEMA,
+                             "migration %s is not applied: run skipq migrate",
+                             skipq__migrations[i].name);
+            goto out;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (known_version(rows[i].version))
+            continue;
+        if (rows[i].compatible) {
+            skipq__log(SKIPQ_LOG_WARN,
+                       "the schema has migration %d \"%s\" that this skipq (%s) "
+                       "does not know; it is marked compatible, continuing",
+                       rows[i].version, rows[i].name, SKIPQ_VERSION);
+            continue;
+        }
+        rc = skipq__fail(err, SKIPQ_ERR_SCHEMA,
+                         "this skipq (%s) is older than the schema: migration "
+                         "%d \"%s\" is unknown to it; upgrade skipq",
+                         SKIPQ_VERSION, rows[i].version, rows[i].name);
+        goto out;
+    }
+out:
+    free(rows);
+    return rc;
+}
