@@ -60,10 +60,9 @@ END $$;
 -- has committed: a notifying commit holds a database-wide lock through
 -- its WAL flush, so notifying producers would commit one at a time.
 -- The trigger's WHEN tests it, so such an insert does not call the
--- function at all: that call was about 3% of a single enqueue (pgbench
--- sending skipq_enqueue's statement, 13 alternations, median 1.03x
--- faster with the WHEN; docs/performance.md, "Enqueue"). The function
--- tests it too, for a trigger created without the WHEN.
+-- function at all (a measurable part of a single enqueue:
+-- docs/performance.md, "Enqueue"). The function tests it too, for a
+-- trigger created without the WHEN.
 CREATE OR REPLACE FUNCTION skipq.notify_inserted()
 RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
@@ -406,10 +405,9 @@ DECLARE
 BEGIN
     SELECT * INTO band FROM skipq.priority_band(coalesce(only_priority, '0'));
     -- The holders of running rows, one descent of jobs_running_idx each
-    -- (a loose index scan). DISTINCT over the running rows read every
-    -- entry, the dead ones of every job run since the last vacuum among
-    -- them: 128 ms a call in a 14,000 jobs/s soak, on the worker's own
-    -- connection.
+    -- (a loose index scan): DISTINCT over the running rows would read
+    -- every entry, the dead ones of every job run since the last vacuum
+    -- among them, on a busy worker's own connection.
     WITH RECURSIVE h(w) AS (
         (SELECT j.locked_by FROM skipq.jobs j WHERE j.status = 'running'
          ORDER BY j.locked_by LIMIT 1)
