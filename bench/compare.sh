@@ -161,8 +161,9 @@ SQL
 # not to notify, and the try of the queue's idle lock, in one autocommit
 # statement (src/enqueue.c)
 PGB_STMT=$OUT/pgbench_skipq_statement.sql
-cat >"$PGB_STMT" <<'SQL'
-WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)), ins AS (INSERT INTO skipq.jobs (kind, payload, queue, priority) SELECT 'bench_noop', '{"i": 1}'::jsonb, 'default', 0::int2 FROM quiet RETURNING id) SELECT id, pg_try_advisory_xact_lock(1936421122, hashtext('default')) FROM ins;
+IDLE_CLASS=$(sed -n 's/^#define SKIPQ__LOCK_CLASS_IDLE \([0-9]*\).*/\1/p' "$ROOT/src/lock_keys.h")
+cat >"$PGB_STMT" <<SQL
+WITH quiet AS (SELECT set_config('skipq.notify', 'after_commit', true)), ins AS (INSERT INTO skipq.jobs (kind, payload, queue, priority) SELECT 'bench_noop', '{"i": 1}'::jsonb, 'default', 0::int2 FROM quiet RETURNING id) SELECT id, pg_try_advisory_xact_lock($IDLE_CLASS, hashtext('default')) FROM ins;
 SQL
 raw_line() { # REP VERSION CONFIG METRIC JOBS SECONDS
     awk -v rep="$1" -v v="$2" -v c="$3" -v m="$4" -v n="$5" -v s="$6" 'BEGIN {
