@@ -25,7 +25,7 @@ T=$(mktemp -d /tmp/skipq-consume.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 P=$T/prefix
 log=$T/log
-step() { echo "consume.sh: $*"; }
+step() { echo "consume.sh: [$((SECONDS - t0)) s] $*"; }
 fail() { cat "$log" >&2; echo "consume.sh: FAILED: $*" >&2; exit 1; }
 
 step "install to a temporary prefix"
@@ -98,4 +98,4 @@ cmake --build "$T/fetch" -j2 --target consume_shared >"$log" 2>&1 ||
     fail "build tests/consume with FetchContent"
 "$T/fetch/consume_shared" >"$log" 2>&1 || fail "run tests/consume (FetchContent)"
 
-step "passed in $((SECONDS - t0)) s"
+echo "consume.sh: passed in $((SECONDS - t0)) s"
