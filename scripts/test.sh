@@ -8,20 +8,27 @@
 #   scripts/test.sh --sanitize the ASan+UBSan build only
 #   scripts/test.sh --valgrind the CLI tests under valgrind only
 #   scripts/test.sh --fuzz     the fuzz targets, 20 s each (scripts/fuzz.sh)
+#   scripts/test.sh --consume  install, then build cli/ and examples/ against
+#                              the installed library (scripts/consume.sh)
 #   TESTS=regex scripts/test.sh --quick   only the ctest cases matching regex
 #   SKIPQ_LONG=1 ...           also the long variants (100k accounting, ...)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 mode=${1:---all}
-case "$mode" in --all|--quick|--sanitize|--valgrind|--fuzz) ;; *)
-    echo "usage: scripts/test.sh [--all|--quick|--sanitize|--valgrind|--fuzz]" >&2; exit 2 ;; esac
+case "$mode" in --all|--quick|--sanitize|--valgrind|--fuzz|--consume) ;; *)
+    echo "usage: scripts/test.sh [--all|--quick|--sanitize|--valgrind|--fuzz|--consume]" >&2; exit 2 ;; esac
 
 extra=()
 [ "$mode" = --all ] || [ "$mode" = --valgrind ] && extra+=(valgrind)
 [ "$mode" = --all ] || [ "$mode" = --fuzz ] && extra+=(clang libclang-rt-14-dev) # libFuzzer
+[ "${SKIPQ_FORMAT_CHECK:-0}" = 1 ] && extra+=(clang-format)
 scripts/deps.sh "${extra[@]}"
 if [ "$mode" = --fuzz ]; then exec scripts/fuzz.sh 20; fi
+if [ "$mode" = --consume ]; then exec scripts/consume.sh "$ROOT/build"; fi
+# The layout check (scripts/format.sh) is off until the tree has been
+# formatted once; SKIPQ_FORMAT_CHECK=1 runs it now.
+if [ "${SKIPQ_FORMAT_CHECK:-0}" = 1 ]; then scripts/format.sh --check; fi
 
 PGDIR=$(mktemp -d /tmp/skipq-test-pg.XXXXXX)
 cleanup() { tests/pg.sh destroy "$PGDIR" || true; }
@@ -32,8 +39,9 @@ echo "test.sh: PostgreSQL $(psql -XAtc 'SHOW server_version') on port $PGPORT ($
 
 build() { # build DIR cmake-args...
     local dir=$1; shift
-    # failpoints are for test builds only (CMakeLists.txt: OFF by default)
-    cmake -S "$ROOT" -B "$dir" -DSKIPQ_WERROR=ON -DSKIPQ_FAILPOINTS=ON "$@" >/dev/null
+    # -Werror, the tests and the failpoints are OFF by default (a user's
+    # build needs none of them): a test build names each one
+    cmake -S "$ROOT" -B "$dir" -DSKIPQ_WERROR=ON -DSKIPQ_TESTS=ON -DSKIPQ_FAILPOINTS=ON "$@" >/dev/null
     cmake --build "$dir" -j2 -- --no-print-directory >/dev/null 2>"$dir.build.log" ||
         { cat "$dir.build.log" >&2; echo "test.sh: build failed ($dir)" >&2; exit 1; }
 }
@@ -56,6 +64,9 @@ status=0
 if [ "$mode" = --all ] || [ "$mode" = --quick ]; then
     build "$ROOT/build"
     run_suite "plain suite" "$ROOT/build" || status=1
+fi
+if [ "$mode" = --all ]; then  # the plain build, installed and used as a user would
+    scripts/consume.sh "$ROOT/build" || status=1
 fi
 if [ "$mode" = --all ] || [ "$mode" = --sanitize ]; then
     build "$ROOT/build-asan" -DSKIPQ_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
