@@ -5,7 +5,6 @@
  * left for it). SIGHUP is logged and ignored: there is no reload yet.
  */
 #include "cli.h"
-#include "internal.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -88,8 +87,8 @@ hup_waiter(void *arg)
             continue;
         if (atomic_load(&hup_quit))
             return NULL;
-        skipq__log(SKIPQ_LOG_WARN, "received SIGHUP: ignored (skipq worker does not "
-                                   "reload its config; restart it to apply changes)");
+        cli_log(SKIPQ_LOG_WARN, "received SIGHUP: ignored (skipq worker does not "
+                                "reload its config; restart it to apply changes)");
     }
 }
 
@@ -241,8 +240,8 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     atomic_store(&hup_quit, 0);
     bool hup_started = pthread_create(&hup_thread, NULL, hup_waiter, &hup) == 0;
     if (!hup_started)
-        skipq__log(SKIPQ_LOG_WARN, "could not start a thread for SIGHUP: it is ignored "
-                                   "unlogged");
+        cli_log(SKIPQ_LOG_WARN, "could not start a thread for SIGHUP: it is ignored "
+                                "unlogged");
 
     skipq_rc r = skipq_worker_run(w, &err);
 

@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,8 +40,7 @@ extern "C" {
 #define SKIPQ_HAS_LOG_PAYLOADS 1
 #define SKIPQ_HAS_VACUUM_INTERVAL 1
 
-typedef struct pg_conn PGconn;          /* libpq's connection */
-typedef struct json_object json_object; /* json-c's value */
+typedef struct pg_conn PGconn; /* libpq's connection */
 
 typedef enum skipq_rc {
     SKIPQ_OK = 0,
@@ -119,6 +119,74 @@ skipq_rc skipq_parse_priority(const char *s, int16_t *out, skipq_error *err);
  * "normal" = -9..9, "low" = -32768..-10, a number N = N..N. */
 skipq_rc skipq_parse_priority_band(const char *s, int16_t *lo, int16_t *hi,
                                    skipq_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Checking and showing job data: the rules enqueue applies, for tools */
+/* that read or print jobs themselves                                 */
+/* ------------------------------------------------------------------ */
+
+#define SKIPQ_NAME_MAX 200 /* bytes of a queue or kind name */
+/*
+ * How deep JSON may nest, counted as json-c counts: the outermost value
+ * is level 1 and each value inside an object or array one level deeper
+ * ({} is 1 level, {"a": 1} is 2). Enqueue refuses deeper payloads, and
+ * every parse in the library takes the same limit (skipq_json_parse in
+ * skipq_json.h), so whatever was accepted can be read back.
+ */
+#define SKIPQ_JSON_MAX_DEPTH 512
+
+/* A queue or kind name: 1..SKIPQ_NAME_MAX bytes of valid UTF-8 without
+ * NUL. `what` ("queue", "kind") names it in the message. */
+skipq_rc skipq_check_name(const char *what, const char *name,
+                          skipq_error *err);
+/*
+ * A payload as enqueue checks it: a JSON object of at most max bytes
+ * (0: the default of 1 MiB), valid UTF-8 without NUL, nested at most
+ * SKIPQ_JSON_MAX_DEPTH levels; the message gives the byte offset of the
+ * first error. len may be (size_t)-1 for strlen.
+ */
+skipq_rc skipq_check_payload(const char *json, size_t len, size_t max,
+                             skipq_error *err);
+
+/*
+ * Reading payloads as JSON lines (one object per line, blank lines
+ * skipped), as `skipq enqueue` reads stdin. A line is never buffered past
+ * the payload limit: a longer one is counted and refused. Any thread, one
+ * reader per thread at a time.
+ */
+typedef struct skipq_jsonl skipq_jsonl;
+/* in is borrowed (not closed); max_payload 0: the default limit. */
+skipq_rc skipq_jsonl_new(FILE *in, size_t max_payload, skipq_jsonl **out,
+                         skipq_error *err);
+void skipq_jsonl_free(skipq_jsonl *r);
+/*
+ * The next non-blank line, checked by skipq_check_payload: *line
+ * (borrowed until the next call, NUL-terminated, line end stripped) and
+ * *len; *line is NULL at the end of input.
+ */
+skipq_rc skipq_jsonl_next(skipq_jsonl *r, const char **line, size_t *len,
+                          skipq_error *err);
+/* Lines read so far, blank ones included: after an error, the bad one. */
+long long skipq_jsonl_lineno(const skipq_jsonl *r);
+
+/* Keep '\n' and '\t' (text printed over several lines); otherwise they
+ * and '\r' become one space each. */
+#define SKIPQ_ESCAPE_MULTILINE 1u
+/*
+ * Text from a job, a worker row or a handler (kinds, queues, errors are
+ * stored as any producer wrote them), made safe for a terminal: every
+ * control character (C0, DEL, C1), bidi control and line separator as
+ * "\u001b", every byte that is not UTF-8 as "\xff"; backslashes left
+ * alone. text NULL is "". For output a human reads, never for storage or
+ * JSON. Caller frees with free(); NULL when out of memory.
+ */
+char *skipq_escape_text(const char *text, unsigned flags);
+
+/* The skipq_rc for a statement that failed with this SQLSTATE (NULL:
+ * none): SKIPQ_ERR_INVALID when the server rejected the input itself
+ * (class 22 data exception, 23 integrity constraint), else
+ * SKIPQ_ERR_DB. For callers that run their own SQL on skipq_conn_pg. */
+skipq_rc skipq_rc_from_sqlstate(const char *sqlstate);
 
 /* ------------------------------------------------------------------ */
 /* Config                                                             */
@@ -248,6 +316,11 @@ int64_t skipq_config_retention(const skipq_config *cfg);
 int64_t skipq_config_vacuum_interval(const skipq_config *cfg);
 skipq_on_success skipq_config_on_success(const skipq_config *cfg);
 int skipq_config_max_attempts(const skipq_config *cfg);
+/* The retry backoff as skipq_config_set_backoff() takes it; any pointer
+ * may be NULL. */
+void skipq_config_get_backoff(const skipq_config *cfg, skipq_backoff *strategy,
+                              int64_t *base_ms, int64_t *max_ms,
+                              double *jitter);
 int64_t skipq_config_recover_older_than(const skipq_config *cfg);
 int skipq_config_recover_limit(const skipq_config *cfg);
 size_t skipq_config_max_payload(const skipq_config *cfg);
@@ -316,6 +389,13 @@ typedef void (*skipq_migrate_fn)(const skipq_migration_status *m,
 skipq_rc skipq_migrate(skipq_conn *conn, int *applied_out,
                        skipq_migrate_fn fn, void *userdata,
                        skipq_error *err);
+/*
+ * Create or update the roles skipq_producer, skipq_worker and skipq_admin
+ * and their grants (docs/security.md), in one transaction under the
+ * migration lock: `skipq migrate --roles`. Needs CREATEROLE and ownership
+ * of the schema; run it after skipq_migrate().
+ */
+skipq_rc skipq_migrate_roles(skipq_conn *conn, skipq_error *err);
 /* Call fn once per migration, applied or pending or unknown. */
 skipq_rc skipq_migrate_status(skipq_conn *conn, skipq_migrate_fn fn,
                               void *userdata, skipq_error *err);
@@ -453,12 +533,19 @@ const char *skipq_job_kind(const skipq_job *job);
 const char *skipq_job_queue(const skipq_job *job);
 int16_t skipq_job_priority(const skipq_job *job);
 int skipq_job_attempt(const skipq_job *job); /* 1 on the first run */
-/* The payload, parsed. Borrowed: valid during the call. */
-json_object *skipq_job_payload(skipq_job *job);
-/* The payload as JSON text. Borrowed. */
+/* The payload as JSON text (an object). Borrowed: valid during the call.
+ * Parsed as json-c values: skipq_job_payload() in skipq_json.h. */
 const char *skipq_job_payload_text(const skipq_job *job);
-/* Save a JSON result; takes ownership of result. */
-void skipq_job_set_result(skipq_job *job, json_object *result);
+/*
+ * Save a result, any JSON value as text (copied; NULL: no result),
+ * stored with the job when the handler returns SKIPQ_JOB_OK. Invalid
+ * JSON, or JSON nested deeper than SKIPQ_JSON_MAX_DEPTH, is
+ * SKIPQ_ERR_INVALID with the byte offset, and the result is left as it
+ * was. From json-c values: skipq_job_set_result() in skipq_json.h.
+ */
+#define SKIPQ_HAS_RESULT_TEXT 1
+skipq_rc skipq_job_set_result_text(skipq_job *job, const char *json,
+                                   skipq_error *err);
 /* Record why the attempt failed (printf-style); returns SKIPQ_JOB_ERROR. */
 skipq_outcome skipq_job_fail(skipq_job *job, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -58,17 +58,17 @@ utf8_valid_upto(const unsigned char *s, size_t n)
 }
 
 skipq_rc
-skipq__check_name(const char *what, const char *name, skipq_error *err)
+skipq_check_name(const char *what, const char *name, skipq_error *err)
 {
     size_t n;
 
     if (!name || !*name)
         return skipq__fail(err, SKIPQ_ERR_INVALID, "%s must not be empty", what);
     n = strlen(name);
-    if (n > SKIPQ__NAME_MAX)
+    if (n > SKIPQ_NAME_MAX)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
                            "%s is %zu bytes long; the limit is %d bytes",
-                           what, n, SKIPQ__NAME_MAX);
+                           what, n, SKIPQ_NAME_MAX);
     if (utf8_valid_upto((const unsigned char *)name, n) != n)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
                            "%s is not valid UTF-8 (byte %zu)", what,
@@ -87,8 +87,8 @@ payload_limit(size_t max)
 }
 
 skipq_rc
-skipq__check_payload(const char *json, size_t len, size_t max,
-                     skipq_error *err)
+skipq_check_payload(const char *json, size_t len, size_t max,
+                    skipq_error *err)
 {
     json_object *obj = NULL;
     skipq_rc rc = SKIPQ_OK;
@@ -112,7 +112,7 @@ skipq__check_payload(const char *json, size_t len, size_t max,
     if (skipq__json_object_fast(json, len))
         return SKIPQ_OK; /* the common case, without a parse (jsonscan.c) */
     /* the same depth limit as every later reader of the payload (json.c) */
-    if ((rc = skipq__json_parse(json, len, JSON_TOKENER_STRICT, &obj, err)) !=
+    if ((rc = skipq_json_parse(json, len, JSON_TOKENER_STRICT, &obj, err)) !=
         SKIPQ_OK)
         return rc;
     if (!json_object_is_type(obj, json_type_object))
@@ -128,7 +128,7 @@ check_opts(const skipq_enqueue_opts *o, skipq_error *err)
 {
     skipq_rc rc;
 
-    if (o->queue && (rc = skipq__check_name("queue", o->queue, err)) != SKIPQ_OK)
+    if (o->queue && (rc = skipq_check_name("queue", o->queue, err)) != SKIPQ_OK)
         return rc;
     if (o->max_attempts < 0)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
@@ -274,12 +274,12 @@ validate(const char *kind, const char *payload, const skipq_enqueue_opts *o,
 {
     skipq_rc rc;
 
-    if ((rc = skipq__check_name("kind", kind, err)) != SKIPQ_OK)
+    if ((rc = skipq_check_name("kind", kind, err)) != SKIPQ_OK)
         return rc;
     if ((rc = check_opts(o, err)) != SKIPQ_OK)
         return rc;
     if (payload)
-        return skipq__check_payload(payload, (size_t)-1, o->max_payload, err);
+        return skipq_check_payload(payload, (size_t)-1, o->max_payload, err);
     return SKIPQ_OK;
 }
 
@@ -825,7 +825,7 @@ skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_json,
         return skipq__fail(err, SKIPQ_ERR_STATE, "no COPY in progress");
     if (cp->broken)
         return broken(err);
-    if ((rc = skipq__check_name("kind", kind, err)) != SKIPQ_OK)
+    if ((rc = skipq_check_name("kind", kind, err)) != SKIPQ_OK)
         return rc;
     if (!payload_json) {
         payload_json = "{}";
@@ -838,7 +838,7 @@ skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_json,
     size_t row = klen + 1 + len + cp->tail_len;
     if (len <= payload_limit(cp->opts.max_payload) && row > COPY_LINE_MAX)
         return row_too_long(row, err);
-    if ((rc = skipq__check_payload(payload_json, len, cp->opts.max_payload,
+    if ((rc = skipq_check_payload(payload_json, len, cp->opts.max_payload,
                                    err)) != SKIPQ_OK)
         return rc;
     /* counted only when escaping could make it too long */

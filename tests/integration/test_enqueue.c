@@ -6,7 +6,7 @@
  * in SQL.
  */
 #include "harness.h"
-#include "internal.h" /* SKIPQ__JSON_MAX_DEPTH */
+#include "skipq_json.h"
 #include "testlib.h"
 
 #include <skipq.h>
@@ -851,7 +851,7 @@ TEST(deep_payload_reads_back_everywhere)
 }
 
 /*
- * The limit is SKIPQ__JSON_MAX_DEPTH levels exactly, and a payload one
+ * The limit is SKIPQ_JSON_MAX_DEPTH levels exactly, and a payload one
  * level deeper is refused by every way in, with the same message naming
  * the limit, and nothing is written.
  */
@@ -861,10 +861,10 @@ TEST(payload_deeper_than_the_limit_is_refused_everywhere)
     skipq_conn *conn = open_conn();
     skipq_error err;
     int64_t id = 0;
-    char *max = nested_payload(SKIPQ__JSON_MAX_DEPTH);
-    char *over = nested_payload(SKIPQ__JSON_MAX_DEPTH + 1);
+    char *max = nested_payload(SKIPQ_JSON_MAX_DEPTH);
+    char *over = nested_payload(SKIPQ_JSON_MAX_DEPTH + 1);
     char want[64];
-    snprintf(want, sizeof want, ": nesting deeper than %d levels", SKIPQ__JSON_MAX_DEPTH);
+    snprintf(want, sizeof want, ": nesting deeper than %d levels", SKIPQ_JSON_MAX_DEPTH);
 
     /* at the limit: in, and read back whole by a C handler */
     skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
