@@ -606,15 +606,17 @@ int64_t skipq_worker_id(const skipq_worker *w);
  * by a signal (a C handler's segfault): the jobs the dead child held get
  * "worker lost (SIGSEGV)" in their history and go back to queued, or to
  * failed when their attempts are spent. The child dies with the parent.
- * SIGTERM/SIGINT to the parent are passed on to the child. Returns the
- * child's exit status once it exits normally (fn's return value: a clean
- * stop), 0 when stopped by a signal between restarts, -1 on error.
- * cfg gives max_attempts for jobs without their own. Not thread-safe:
- * call from the process's main thread before starting any threads.
+ * SIGTERM/SIGINT to the parent are passed on to the child. Returns
+ * SKIPQ_OK once the child exits normally, with its exit status (fn's
+ * return value: a clean stop) in *status_out (may be NULL), or when
+ * stopped by a signal between restarts (*status_out 0); an error when no
+ * child could be started. cfg gives max_attempts for jobs without their
+ * own. Not thread-safe: call from the process's main thread before
+ * starting any threads.
  */
-int skipq_supervise(const skipq_config *cfg, const char *database_url,
-                    int (*fn)(void *userdata), void *userdata,
-                    skipq_error *err);
+skipq_rc skipq_supervise(const skipq_config *cfg, const char *database_url,
+                         int (*fn)(void *userdata), void *userdata,
+                         int *status_out, skipq_error *err);
 
 /* ------------------------------------------------------------------ */
 /* Introspection                                                      */
