@@ -411,7 +411,17 @@ skipq_rc skipq_schema_check(skipq_conn *conn, skipq_error *err);
 /* Enqueue                                                            */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Options of an enqueue. Start from SKIPQ_ENQUEUE_OPTS_INIT, which sets
+ * size to the struct's size as this header has it, and set what you
+ * need. Fields are only ever added at the end: the library reads the
+ * first `size` bytes and takes a field past them as 0, so a program
+ * built against an older header keeps working (docs/abi.md). A size of 0
+ * (a struct zeroed by hand) is SKIPQ_ERR_INVALID: nothing set in it
+ * would be read.
+ */
 typedef struct skipq_enqueue_opts {
+    size_t size;         /* sizeof(skipq_enqueue_opts): the INIT macro's */
     const char *queue;   /* NULL: "default" */
     int16_t priority;    /* higher runs first; 0 = normal */
     int64_t run_at_us;   /* Unix time in microseconds; 0: now */
@@ -425,7 +435,7 @@ typedef struct skipq_enqueue_opts {
     size_t max_payload; /* 0: 1 MiB */
 } skipq_enqueue_opts;
 
-#define SKIPQ_ENQUEUE_OPTS_INIT {0}
+#define SKIPQ_ENQUEUE_OPTS_INIT {.size = sizeof(skipq_enqueue_opts)}
 
 /*
  * Enqueue one job; *id_out (may be NULL) receives its id. payload_json
@@ -468,7 +478,11 @@ skipq_rc skipq_enqueue_tx(PGconn *pg, const char *kind,
                           const skipq_enqueue_opts *opts, int64_t *id_out,
                           skipq_error *err);
 
-/* One job of a batch. */
+/*
+ * One job of a batch. Fields are only ever added at the end, and the
+ * library steps through the caller's array by the element size the
+ * caller compiled (the stride below), taking a field past it as 0.
+ */
 typedef struct skipq_job_spec {
     const char *kind;
     const char *payload_json; /* NULL: {} */
@@ -479,10 +493,19 @@ typedef struct skipq_job_spec {
  * transaction, one NOTIFY per queue). opts applies to every job. Either
  * all jobs are written or none; a bad payload names its index and offset.
  * When conn is inside the caller's transaction, the batch joins it.
+ * stride is the distance in bytes from one element of jobs to the next,
+ * sizeof(skipq_job_spec) as the caller compiled it: call it through the
+ * skipq_enqueue_batch() macro, which passes sizeof *jobs (so jobs must
+ * be a typed pointer or array, not NULL itself).
  */
-skipq_rc skipq_enqueue_batch(skipq_conn *conn, const skipq_job_spec *jobs,
-                             size_t n, const skipq_enqueue_opts *opts,
-                             skipq_error *err);
+skipq_rc skipq_enqueue_batch_stride(skipq_conn *conn,
+                                    const skipq_job_spec *jobs, size_t n,
+                                    size_t stride,
+                                    const skipq_enqueue_opts *opts,
+                                    skipq_error *err);
+#define skipq_enqueue_batch(conn, jobs, n, opts, err)                       \
+    skipq_enqueue_batch_stride((conn), (jobs), (n), sizeof *(jobs), (opts), \
+                               (err))
 
 /*
  * Streaming form of the batch: begin a COPY, add jobs, end it. Used by the

@@ -1063,3 +1063,35 @@ TEST(copy_of_a_2gb_escaped_row_loses_no_row)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'small'"), 2);
     skipq_conn_close(conn);
 }
+
+/*
+ * Options zeroed by hand have size 0: none of them would be read
+ * (docs/abi.md), so every way in refuses them, says how to fix it, and
+ * writes nothing.
+ */
+TEST(opts_without_size_are_refused)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    skipq_enqueue_opts zeroed;
+    skipq_copy *cp = NULL;
+    skipq_job_spec jobs[1] = {{"k", "{}"}};
+    const char *want = "skipq_enqueue_opts has size 0: initialize it with "
+                       "SKIPQ_ENQUEUE_OPTS_INIT";
+
+    memset(&zeroed, 0, sizeof zeroed);
+    zeroed.queue = "mail";
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &zeroed, NULL, &err), SKIPQ_ERR_INVALID);
+    ASSERT_STREQ(err.message, want);
+    ASSERT_EQ(skipq_enqueue_tx(skipq_conn_pg(conn), "k", "{}", &zeroed, NULL, &err),
+              SKIPQ_ERR_INVALID);
+    ASSERT_STREQ(err.message, want);
+    ASSERT_EQ(skipq_copy_begin(conn, &zeroed, &cp, &err), SKIPQ_ERR_INVALID);
+    ASSERT_STREQ(err.message, want);
+    ASSERT_TRUE(cp == NULL);
+    ASSERT_EQ(skipq_enqueue_batch(conn, jobs, 1, &zeroed, &err), SKIPQ_ERR_INVALID);
+    ASSERT_STREQ(err.message, want);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
+    skipq_conn_close(conn);
+}
