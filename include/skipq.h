@@ -1,7 +1,8 @@
 /*
  * skipq.h - a background job queue that needs nothing but PostgreSQL.
  *
- * The only public header of libskipq. Link with `pkg-config --libs skipq`.
+ * The public header of libskipq (skipq_json.h adds json-c conveniences).
+ * Build with `pkg-config --cflags --libs skipq`.
  *
  * Conventions (they hold for every function below):
  *   - A fallible call returns skipq_rc (SKIPQ_OK is 0) and fills the
@@ -11,6 +12,11 @@
  *     hook installed with skipq_set_log().
  *   - Each constructor has its destructor next to it; destructors accept
  *     NULL. Strings passed in are copied unless said otherwise.
+ *   - ABI (docs/abi.md): a struct the caller passes in carries its size
+ *     (start from its INIT macro); a struct the library passes out
+ *     (skipq_log_event, skipq_migration_status) may gain fields at its
+ *     end, so never copy one by value; skipq_error never changes layout.
+ *     Enum values are added, never renumbered.
  *
  * Threads: a skipq_conn is used by one thread at a time. A skipq_worker
  * owns its threads; its handlers run on them, concurrently, up to the
@@ -55,6 +61,8 @@ typedef enum skipq_rc {
     SKIPQ_ERR_STATE = 9,     /* call not valid in this state */
 } skipq_rc;
 
+/* Filled by the library, allocated by the caller: its layout is fixed
+ * for as long as the soname stays (docs/abi.md). */
 typedef struct skipq_error {
     skipq_rc code;
     char sqlstate[6]; /* SQLSTATE when code is SKIPQ_ERR_DB, else "" */
@@ -80,7 +88,8 @@ typedef enum skipq_log_level {
 
 /*
  * A log record. Fields other than msg may be 0/NULL when not about a job.
- * Everything is borrowed for the duration of the callback.
+ * Everything is borrowed for the duration of the callback. Later releases
+ * may add fields at the end: read it through the pointer, never copy it.
  */
 typedef struct skipq_log_event {
     skipq_log_level level;
@@ -370,6 +379,8 @@ const char *skipq_resolve_database(const char *explicit_url,
  * not shown at all. Caller frees; NULL when out of memory. */
 char *skipq_mask_url(const char *url);
 
+/* Borrowed for the callback; may gain fields at the end, as
+ * skipq_log_event. */
 typedef struct skipq_migration_status {
     int version;
     const char *name;
