@@ -163,6 +163,41 @@ rollback:
     return rc;
 }
 
+/* --backoff, --backoff-base, --backoff-max (any may be NULL) into o;
+ * what is not given comes from the config's retry section. */
+static int
+backoff_opts(struct cli_ctx *ctx, const char *backoff, const char *base,
+             const char *cap, skipq_enqueue_opts *o)
+{
+    int64_t ms;
+    int rc;
+
+    o->has_backoff = 1;
+    skipq_config_get_backoff(ctx->cfg, &o->backoff, &o->backoff_base_ms,
+                             &o->backoff_max_ms, NULL);
+    if (backoff) {
+        if (strcmp(backoff, "fixed") == 0)
+            o->backoff = SKIPQ_BACKOFF_FIXED;
+        else if (strcmp(backoff, "linear") == 0)
+            o->backoff = SKIPQ_BACKOFF_LINEAR;
+        else if (strcmp(backoff, "exponential") == 0)
+            o->backoff = SKIPQ_BACKOFF_EXPONENTIAL;
+        else
+            return cli_usage_error("--backoff: unknown strategy \"%.64s\": "
+                                   "use fixed, linear or exponential",
+                                   backoff);
+    }
+    if (base && (rc = cli_parse_duration("--backoff-base", base, &ms)) != 0)
+        return rc;
+    if (base)
+        o->backoff_base_ms = ms;
+    if (cap && (rc = cli_parse_duration("--backoff-max", cap, &ms)) != 0)
+        return rc;
+    if (cap)
+        o->backoff_max_ms = ms;
+    return 0;
+}
+
 int
 cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
 {
@@ -185,7 +220,6 @@ cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
     skipq_error err = {0};
     skipq_conn *conn = NULL;
     long long n;
-    int64_t ms;
     int c, rc;
 
     opterr = 0;
@@ -254,32 +288,9 @@ cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
     if ((rc = cli_load(ctx)) != 0)
         return rc;
 
-    if (backoff || base || cap) {
-        /* what is not given comes from the config's retry section */
-        opts.has_backoff = 1;
-        skipq_config_get_backoff(ctx->cfg, &opts.backoff, &opts.backoff_base_ms,
-                                 &opts.backoff_max_ms, NULL);
-        if (backoff) {
-            if (strcmp(backoff, "fixed") == 0)
-                opts.backoff = SKIPQ_BACKOFF_FIXED;
-            else if (strcmp(backoff, "linear") == 0)
-                opts.backoff = SKIPQ_BACKOFF_LINEAR;
-            else if (strcmp(backoff, "exponential") == 0)
-                opts.backoff = SKIPQ_BACKOFF_EXPONENTIAL;
-            else
-                return cli_usage_error("--backoff: unknown strategy \"%.64s\": "
-                                       "use fixed, linear or exponential",
-                                       backoff);
-        }
-        if (base && (rc = cli_parse_duration("--backoff-base", base, &ms)) != 0)
-            return rc;
-        if (base)
-            opts.backoff_base_ms = ms;
-        if (cap && (rc = cli_parse_duration("--backoff-max", cap, &ms)) != 0)
-            return rc;
-        if (cap)
-            opts.backoff_max_ms = ms;
-    }
+    if ((backoff || base || cap) &&
+        (rc = backoff_opts(ctx, backoff, base, cap, &opts)) != 0)
+        return rc;
     opts.max_payload = skipq_config_max_payload(ctx->cfg);
     if (payload &&
         skipq_check_payload(payload, (size_t)-1, opts.max_payload, &err) !=
