@@ -122,6 +122,10 @@ int cli_load(struct cli_ctx *ctx);
  */
 int cli_connect(struct cli_ctx *ctx, skipq_conn **out);
 
+/* Log a line of the command's own through the same hook and format as
+ * the library's lines (--quiet, --log-format). Any thread. */
+void cli_log(skipq_log_level level, const char *fmt, ...) CLI_PRINTF(2, 3);
+
 /* Print "skipq: <err->message>"; returns 2 for SKIPQ_ERR_INVALID and
  * SKIPQ_ERR_CONFIG, else 1. */
 int cli_fail(const skipq_error *err);
@@ -193,11 +197,11 @@ const char *cli_format_local_now(char *buf, size_t size);
 
 /*
  * Text from a job, a worker row or a handler, safe for a terminal:
- * controls and bidi characters as \u escapes (src/escape.c);
+ * controls and bidi characters as \u escapes (skipq_escape_text);
  * flags 0 makes one line, CLI_ESC_MULTILINE keeps newlines and tabs.
  * Malloc'd; NULL (after printing "out of memory") when out of memory.
  */
-#define CLI_ESC_MULTILINE 1u /* SKIPQ__ESC_MULTILINE */
+#define CLI_ESC_MULTILINE 1u /* SKIPQ_ESCAPE_MULTILINE */
 char *cli_escape(const char *s, unsigned flags);
 /* The same, written to stdout ("?" when out of memory). */
 void cli_print_escaped(const char *s, unsigned flags);

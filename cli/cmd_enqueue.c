@@ -10,7 +10,6 @@
  */
 #include "cli.h"
 
-#include "internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,7 +105,7 @@ exec_simple(PGconn *pg, const char *sql)
 /*
  * Stream stdin through one COPY inside BEGIN ... COMMIT. A bad line aborts
  * the COPY (the server fails it: no row) and rolls back. Lines are read by
- * skipq__jsonl_next, which never buffers more than the payload limit.
+ * skipq_jsonl_next, which never buffers more than the payload limit.
  */
 static int
 enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
@@ -114,7 +113,7 @@ enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
 {
     skipq_error err = {0};
     skipq_copy *cp = NULL;
-    skipq__jsonl in;
+    skipq_jsonl *in = NULL;
     const char *line;
     size_t len;
     int64_t count = 0;
@@ -125,18 +124,18 @@ enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
                         "(end with ctrl-d)\n");
     if ((rc = exec_simple(pg, "BEGIN")) != 0)
         return rc;
-    skipq__jsonl_init(&in, stdin, opts->max_payload);
-    if (skipq_copy_begin(conn, opts, &cp, &err) != SKIPQ_OK) {
+    if (skipq_jsonl_new(stdin, opts->max_payload, &in, &err) != SKIPQ_OK ||
+        skipq_copy_begin(conn, opts, &cp, &err) != SKIPQ_OK) {
         rc = cli_fail(&err);
         goto rollback;
     }
     for (;;) {
-        if (skipq__jsonl_next(&in, &line, &len, &err) != SKIPQ_OK ||
+        if (skipq_jsonl_next(in, &line, &len, &err) != SKIPQ_OK ||
             (line && skipq_copy_add(cp, kind, line, len, &err) != SKIPQ_OK)) {
             skipq_copy_abort(cp, "invalid input line");
             cp = NULL;
             if (err.code == SKIPQ_ERR_INVALID)
-                rc = cli_errorf(CLI_EXIT_USAGE, "line %lld: %s", in.lineno,
+                rc = cli_errorf(CLI_EXIT_USAGE, "line %lld: %s", skipq_jsonl_lineno(in),
                                 err.message);
             else
                 rc = cli_fail(&err);
@@ -145,7 +144,8 @@ enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
         if (!line)
             break;
     }
-    skipq__jsonl_free(&in);
+    skipq_jsonl_free(in);
+    in = NULL;
     rc = skipq_copy_end(cp, &count, &err);
     cp = NULL;
     if (rc != SKIPQ_OK) {
@@ -158,9 +158,44 @@ enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
     return CLI_EXIT_OK;
 
 rollback:
-    skipq__jsonl_free(&in);
+    skipq_jsonl_free(in);
     PQclear(PQexec(pg, "ROLLBACK"));
     return rc;
+}
+
+/* --backoff, --backoff-base, --backoff-max (any may be NULL) into o;
+ * what is not given comes from the config's retry section. */
+static int
+backoff_opts(struct cli_ctx *ctx, const char *backoff, const char *base,
+             const char *cap, skipq_enqueue_opts *o)
+{
+    int64_t ms;
+    int rc;
+
+    o->has_backoff = 1;
+    skipq_config_get_backoff(ctx->cfg, &o->backoff, &o->backoff_base_ms,
+                             &o->backoff_max_ms, NULL);
+    if (backoff) {
+        if (strcmp(backoff, "fixed") == 0)
+            o->backoff = SKIPQ_BACKOFF_FIXED;
+        else if (strcmp(backoff, "linear") == 0)
+            o->backoff = SKIPQ_BACKOFF_LINEAR;
+        else if (strcmp(backoff, "exponential") == 0)
+            o->backoff = SKIPQ_BACKOFF_EXPONENTIAL;
+        else
+            return cli_usage_error("--backoff: unknown strategy \"%.64s\": "
+                                   "use fixed, linear or exponential",
+                                   backoff);
+    }
+    if (base && (rc = cli_parse_duration("--backoff-base", base, &ms)) != 0)
+        return rc;
+    if (base)
+        o->backoff_base_ms = ms;
+    if (cap && (rc = cli_parse_duration("--backoff-max", cap, &ms)) != 0)
+        return rc;
+    if (cap)
+        o->backoff_max_ms = ms;
+    return 0;
 }
 
 int
@@ -185,7 +220,6 @@ cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
     skipq_error err = {0};
     skipq_conn *conn = NULL;
     long long n;
-    int64_t ms;
     int c, rc;
 
     opterr = 0;
@@ -254,36 +288,12 @@ cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
     if ((rc = cli_load(ctx)) != 0)
         return rc;
 
-    if (backoff || base || cap) {
-        /* what is not given comes from the config's retry section */
-        opts.has_backoff = 1;
-        opts.backoff = ctx->cfg->backoff;
-        opts.backoff_base_ms = ctx->cfg->backoff_base_ms;
-        opts.backoff_max_ms = ctx->cfg->backoff_max_ms;
-        if (backoff) {
-            if (strcmp(backoff, "fixed") == 0)
-                opts.backoff = SKIPQ_BACKOFF_FIXED;
-            else if (strcmp(backoff, "linear") == 0)
-                opts.backoff = SKIPQ_BACKOFF_LINEAR;
-            else if (strcmp(backoff, "exponential") == 0)
-                opts.backoff = SKIPQ_BACKOFF_EXPONENTIAL;
-            else
-                return cli_usage_error("--backoff: unknown strategy \"%.64s\": "
-                                       "use fixed, linear or exponential",
-                                       backoff);
-        }
-        if (base && (rc = cli_parse_duration("--backoff-base", base, &ms)) != 0)
-            return rc;
-        if (base)
-            opts.backoff_base_ms = ms;
-        if (cap && (rc = cli_parse_duration("--backoff-max", cap, &ms)) != 0)
-            return rc;
-        if (cap)
-            opts.backoff_max_ms = ms;
-    }
+    if ((backoff || base || cap) &&
+        (rc = backoff_opts(ctx, backoff, base, cap, &opts)) != 0)
+        return rc;
     opts.max_payload = skipq_config_max_payload(ctx->cfg);
     if (payload &&
-        skipq__check_payload(payload, (size_t)-1, opts.max_payload, &err) !=
+        skipq_check_payload(payload, (size_t)-1, opts.max_payload, &err) !=
             SKIPQ_OK)
         return cli_fail(&err);
 

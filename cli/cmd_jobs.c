@@ -8,7 +8,7 @@
  * a second query that a worker could have raced.
  */
 #include "cli.h"
-#include "internal.h"
+#include "skipq_json.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
@@ -48,7 +48,7 @@ enum {
 /* A timestamptz as ISO 8601 text, whatever the session's DateStyle.
  * to_json is polymorphic: written by schema, as an operand of exactly
  * json #>> text[], nothing planted in public is a better match
- * (src/internal.h). */
+ * (docs/security.md). */
 #define ISO(col) "pg_catalog.to_json(" col ") #>> '{}'::text[]"
 
 /* ---- ls ------------------------------------------------------------ */
@@ -335,7 +335,7 @@ column_json(const PGresult *res, int c)
     json_object *o = NULL; /* the depth limit enqueue takes */
 
     if (!PQgetisnull(res, 0, c))
-        (void)skipq__json_parse(PQgetvalue(res, 0, c), (size_t)-1, 0, &o, NULL);
+        (void)skipq_json_parse(PQgetvalue(res, 0, c), (size_t)-1, 0, &o, NULL);
     return o;
 }
 

@@ -9,8 +9,8 @@
  */
 #include "cli.h"
 
-#include "internal.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -141,7 +141,7 @@ cmd_migrate(int argc, char **argv, struct cli_ctx *ctx)
             rc = CLI_EXIT_OK;
         }
         if (rc == CLI_EXIT_OK && roles) {
-            if (skipq__apply_roles(conn, &err) != SKIPQ_OK) {
+            if (skipq_migrate_roles(conn, &err) != SKIPQ_OK) {
                 cli_fail(&err);
                 rc = CLI_EXIT_FAIL;
             } else {

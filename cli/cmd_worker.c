@@ -5,7 +5,6 @@
  * left for it). SIGHUP is logged and ignored: there is no reload yet.
  */
 #include "cli.h"
-#include "internal.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -88,9 +87,104 @@ hup_waiter(void *arg)
             continue;
         if (atomic_load(&hup_quit))
             return NULL;
-        skipq__log(SKIPQ_LOG_WARN, "received SIGHUP: ignored (skipq worker does not "
-                                   "reload its config; restart it to apply changes)");
+        cli_log(SKIPQ_LOG_WARN, "received SIGHUP: ignored (skipq worker does not "
+                                "reload its config; restart it to apply changes)");
     }
+}
+
+/* The options as given, applied to the config after it is loaded. */
+struct flags {
+    const char *queues[64];
+    size_t nqueues;
+    const char *handlers[64];
+    size_t nhandlers;
+    const char *priorities;
+    long long concurrency;
+    int prefetch;
+    bool prefetch_set;
+    skipq_on_success on_success;
+    bool on_success_set;
+    int64_t timeout_ms;
+    int once, verbose, log_payloads;
+};
+
+/* Flags beat the file: each goes through the same setter. 0, or the
+ * exit status after printing the error. */
+static int
+apply_flags(struct cli_ctx *ctx, const struct flags *f)
+{
+    skipq_error err = {0};
+    int rc;
+
+    for (size_t i = 0; i < f->nqueues; i++) {
+        skipq_rc r = i == 0 ? skipq_config_set_queue(ctx->cfg, f->queues[i], &err)
+                            : skipq_config_add_queue(ctx->cfg, f->queues[i], &err);
+        if (r != SKIPQ_OK)
+            return cli_fail(&err);
+    }
+    if (f->priorities && skipq_config_set_priorities(ctx->cfg, f->priorities, &err) != SKIPQ_OK)
+        return cli_usage_error("--priority: %s", err.message);
+    if (f->concurrency > 0 &&
+        skipq_config_set_concurrency(ctx->cfg, (int)f->concurrency, &err) != SKIPQ_OK)
+        return cli_fail(&err);
+    if (f->prefetch_set && skipq_config_set_prefetch(ctx->cfg, f->prefetch, &err) != SKIPQ_OK)
+        return cli_fail(&err);
+    if (f->on_success_set &&
+        skipq_config_set_on_success(ctx->cfg, f->on_success, &err) != SKIPQ_OK)
+        return cli_fail(&err);
+    for (size_t i = 0; i < f->nhandlers; i++) {
+        const char *eq = strchr(f->handlers[i], '=');
+        char kind[256];
+        snprintf(kind, sizeof kind, "%.*s", (int)(eq - f->handlers[i]), f->handlers[i]);
+        if ((rc = cli_check_name("kind", kind)) != 0)
+            return rc;
+        if (skipq_config_set_handler_shell(ctx->cfg, kind, eq + 1, f->timeout_ms, &err) !=
+            SKIPQ_OK)
+            return cli_fail(&err);
+    }
+    if (skipq_config_handler_count(ctx->cfg) == 0)
+        return cli_usage_error("no handlers: name commands under handlers: in the "
+                               "config, or pass --handler KIND=COMMAND");
+    if (f->verbose && ctx->log_level > SKIPQ_LOG_DEBUG)
+        ctx->log_level = SKIPQ_LOG_DEBUG;
+    return 0;
+}
+
+/* Run w with SIGTERM and SIGINT stopping it and SIGHUP logged. */
+static skipq_rc
+run_until_stopped(skipq_worker *w, skipq_error *err)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    running_worker = w;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    /* blocked before the worker starts its threads, which inherit it;
+     * commands start with an empty mask and SIGHUP's default action */
+    static sigset_t hup; /* stays blocked to the end: ignored while exiting */
+    pthread_t hup_thread;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    atomic_store(&hup_quit, 0);
+    bool hup_started = pthread_create(&hup_thread, NULL, hup_waiter, &hup) == 0;
+    if (!hup_started)
+        cli_log(SKIPQ_LOG_WARN, "could not start a thread for SIGHUP: it is ignored "
+                                "unlogged");
+
+    skipq_rc r = skipq_worker_run(w, err);
+
+    if (hup_started) {
+        atomic_store(&hup_quit, 1);
+        pthread_kill(hup_thread, SIGHUP);
+        pthread_join(hup_thread, NULL);
+    }
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    running_worker = NULL;
+    return r;
 }
 
 int
@@ -110,18 +204,8 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
         CLI_COMMON_LONGOPTS,
         {0, 0, 0, 0},
     };
-    const char *queues[64];
-    size_t nqueues = 0;
-    const char *handlers[64];
-    size_t nhandlers = 0;
-    const char *priorities = NULL;
-    long long concurrency = 0;
-    int prefetch = 0;
-    bool prefetch_set = false;
-    skipq_on_success on_success = SKIPQ_ON_SUCCESS_KEEP;
-    bool on_success_set = false;
-    int64_t timeout_ms = 0;
-    int once = 0, verbose = 0, log_payloads = 0, c, rc;
+    struct flags f = {.on_success = SKIPQ_ON_SUCCESS_KEEP};
+    int c, rc;
     skipq_error err = {0};
     skipq_worker *w = NULL;
 
@@ -132,46 +216,46 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
         case OPT_QUEUE:
             if ((rc = cli_check_name("queue", optarg)) != 0)
                 return rc;
-            if (nqueues == 64)
+            if (f.nqueues == 64)
                 return cli_usage_error("too many --queue options");
-            queues[nqueues++] = optarg;
+            f.queues[f.nqueues++] = optarg;
             break;
         case OPT_PRIORITY:
-            priorities = optarg;
+            f.priorities = optarg;
             break;
         case OPT_CONCURRENCY:
-            if ((rc = cli_parse_int("--concurrency", optarg, 1, 1024, &concurrency)) != 0)
+            if ((rc = cli_parse_int("--concurrency", optarg, 1, 1024, &f.concurrency)) != 0)
                 return rc;
             break;
         case OPT_PREFETCH:
-            if ((rc = cli_parse_prefetch("--prefetch", optarg, &prefetch)) != 0)
+            if ((rc = cli_parse_prefetch("--prefetch", optarg, &f.prefetch)) != 0)
                 return rc;
-            prefetch_set = true;
+            f.prefetch_set = true;
             break;
         case OPT_ON_SUCCESS:
-            if ((rc = cli_parse_on_success("--on-success", optarg, &on_success)) != 0)
+            if ((rc = cli_parse_on_success("--on-success", optarg, &f.on_success)) != 0)
                 return rc;
-            on_success_set = true;
+            f.on_success_set = true;
             break;
         case OPT_HANDLER:
             if (!strchr(optarg, '=') || optarg[0] == '=')
                 return cli_usage_error("--handler wants KIND=COMMAND, not \"%s\"", optarg);
-            if (nhandlers == 64)
+            if (f.nhandlers == 64)
                 return cli_usage_error("too many --handler options");
-            handlers[nhandlers++] = optarg;
+            f.handlers[f.nhandlers++] = optarg;
             break;
         case OPT_TIMEOUT:
-            if ((rc = cli_parse_duration("--timeout", optarg, &timeout_ms)) != 0)
+            if ((rc = cli_parse_duration("--timeout", optarg, &f.timeout_ms)) != 0)
                 return rc;
             break;
         case OPT_ONCE:
-            once = 1;
+            f.once = 1;
             break;
         case OPT_VERBOSE:
-            verbose = 1;
+            f.verbose = 1;
             break;
         case OPT_LOG_PAYLOADS:
-            log_payloads = 1;
+            f.log_payloads = 1;
             break;
         default:
             if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
@@ -183,77 +267,18 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     if ((rc = cli_load(ctx)) != 0)
         return rc;
 
-    /* Flags beat the file: each goes through the same setter. */
-    for (size_t i = 0; i < nqueues; i++) {
-        skipq_rc r = i == 0 ? skipq_config_set_queue(ctx->cfg, queues[i], &err)
-                            : skipq_config_add_queue(ctx->cfg, queues[i], &err);
-        if (r != SKIPQ_OK)
-            return cli_fail(&err);
-    }
-    if (priorities && skipq_config_set_priorities(ctx->cfg, priorities, &err) != SKIPQ_OK)
-        return cli_usage_error("--priority: %s", err.message);
-    if (concurrency > 0 &&
-        skipq_config_set_concurrency(ctx->cfg, (int)concurrency, &err) != SKIPQ_OK)
-        return cli_fail(&err);
-    if (prefetch_set && skipq_config_set_prefetch(ctx->cfg, prefetch, &err) != SKIPQ_OK)
-        return cli_fail(&err);
-    if (on_success_set &&
-        skipq_config_set_on_success(ctx->cfg, on_success, &err) != SKIPQ_OK)
-        return cli_fail(&err);
-    for (size_t i = 0; i < nhandlers; i++) {
-        const char *eq = strchr(handlers[i], '=');
-        char kind[256];
-        snprintf(kind, sizeof kind, "%.*s", (int)(eq - handlers[i]), handlers[i]);
-        if ((rc = cli_check_name("kind", kind)) != 0)
-            return rc;
-        if (skipq_config_set_handler_shell(ctx->cfg, kind, eq + 1, timeout_ms, &err) !=
-            SKIPQ_OK)
-            return cli_fail(&err);
-    }
-    if (skipq_config_handler_count(ctx->cfg) == 0)
-        return cli_usage_error("no handlers: name commands under handlers: in the "
-                               "config, or pass --handler KIND=COMMAND");
-    if (verbose && ctx->log_level > SKIPQ_LOG_DEBUG)
-        ctx->log_level = SKIPQ_LOG_DEBUG;
+    if ((rc = apply_flags(ctx, &f)) != 0)
+        return rc;
 
     if (skipq_worker_new(ctx->cfg, &w, &err) != SKIPQ_OK ||
         skipq_worker_set_database(w, ctx->database, &err) != SKIPQ_OK) {
         skipq_worker_free(w);
         return cli_fail(&err);
     }
-    skipq_worker_set_once(w, once);
-    skipq_worker_set_log_payloads(w, log_payloads);
+    skipq_worker_set_once(w, f.once);
+    skipq_worker_set_log_payloads(w, f.log_payloads);
 
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    running_worker = w;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    /* blocked before the worker starts its threads, which inherit it;
-     * commands start with an empty mask and SIGHUP's default action */
-    static sigset_t hup; /* stays blocked to the end: ignored while exiting */
-    pthread_t hup_thread;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, NULL);
-    atomic_store(&hup_quit, 0);
-    bool hup_started = pthread_create(&hup_thread, NULL, hup_waiter, &hup) == 0;
-    if (!hup_started)
-        skipq__log(SKIPQ_LOG_WARN, "could not start a thread for SIGHUP: it is ignored "
-                                   "unlogged");
-
-    skipq_rc r = skipq_worker_run(w, &err);
-
-    if (hup_started) {
-        atomic_store(&hup_quit, 1);
-        pthread_kill(hup_thread, SIGHUP);
-        pthread_join(hup_thread, NULL);
-    }
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    running_worker = NULL;
+    skipq_rc r = run_until_stopped(w, &err);
     skipq_worker_free(w);
     if (r != SKIPQ_OK)
         return cli_errorf(err.code == SKIPQ_ERR_CONFIG ? CLI_EXIT_USAGE : CLI_EXIT_FAIL,

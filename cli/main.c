@@ -8,7 +8,7 @@
  */
 #include "cli.h"
 
-#include "internal.h"
+#include "skipq_json.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -70,7 +70,7 @@ vprint_error(const char *fmt, va_list ap, const char *suffix)
     vsnprintf(msg, sizeof msg, fmt, ap);
     /* one line, and no terminal controls, whatever a server, a file or
      * a job's data put in the message */
-    shown = skipq__escape_text(msg, 0);
+    shown = skipq_escape_text(msg, 0);
     fprintf(stderr, "skipq: %s%s\n", shown ? shown : "out of memory",
             suffix ? suffix : "");
     free(shown);
@@ -125,7 +125,7 @@ cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...)
                   : pg                              ? PQerrorMessage(pg)
                                                     : "no connection";
     cli_errorf(0, "%s: %s", what, primary);
-    return skipq__sqlstate_code(state) == SKIPQ_ERR_INVALID ? CLI_EXIT_USAGE
+    return skipq_rc_from_sqlstate(state) == SKIPQ_ERR_INVALID ? CLI_EXIT_USAGE
                                                             : CLI_EXIT_FAIL;
 }
 
@@ -183,7 +183,7 @@ log_hook(const skipq_log_event *ev, void *userdata)
                                    cli_json_double(ev->duration_ms));
         if (ev->payload) { /* only with skipq worker --log-payloads */
             json_object *p = NULL;
-            (void)skipq__json_parse(ev->payload, (size_t)-1, 0, &p, NULL);
+            (void)skipq_json_parse(ev->payload, (size_t)-1, 0, &p, NULL);
             json_object_object_add(o, "payload",
                                    p ? p : json_object_new_string(ev->payload));
         }
@@ -201,8 +201,8 @@ log_hook(const skipq_log_event *ev, void *userdata)
     /* A message carries kinds, queues and handler stderr verbatim: no
      * terminal controls reach the operator's screen (JSON escapes them). */
     char *line = NULL;
-    char *msg = skipq__escape_text(ev->msg, 0);
-    char *payload = ev->payload ? skipq__escape_text(ev->payload, 0) : NULL;
+    char *msg = skipq_escape_text(ev->msg, 0);
+    char *payload = ev->payload ? skipq_escape_text(ev->payload, 0) : NULL;
     int n = -1;
     if (msg && (payload || !ev->payload))
         n = ev->level >= SKIPQ_LOG_WARN
@@ -215,6 +215,25 @@ log_hook(const skipq_log_event *ev, void *userdata)
     }
     free(msg);
     free(payload);
+}
+
+/* The context log_hook was installed with: cli_log's lines go where the
+ * library's go, in the same format. */
+static struct cli_ctx *log_ctx;
+
+void
+cli_log(skipq_log_level level, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+
+    if (!log_ctx)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    skipq_log_event ev = {.level = level, .msg = buf, .duration_ms = -1};
+    log_hook(&ev, log_ctx);
 }
 
 /* ---- common options, config, connection ------------------------------- */
@@ -491,7 +510,7 @@ cli_check_name(const char *what, const char *name)
 {
     skipq_error err = {0};
 
-    if (skipq__check_name(what, name, &err) != SKIPQ_OK)
+    if (skipq_check_name(what, name, &err) != SKIPQ_OK)
         return cli_fail(&err);
     return 0;
 }
@@ -573,13 +592,13 @@ cli_format_age(double seconds, char *buf, size_t size)
     return buf;
 }
 
-_Static_assert(CLI_ESC_MULTILINE == SKIPQ__ESC_MULTILINE,
-               "cli.h and internal.h agree");
+_Static_assert(CLI_ESC_MULTILINE == SKIPQ_ESCAPE_MULTILINE,
+               "cli.h and skipq.h agree");
 
 char *
 cli_escape(const char *s, unsigned flags)
 {
-    char *e = skipq__escape_text(s, flags);
+    char *e = skipq_escape_text(s, flags);
 
     if (!e)
         cli_errorf(0, "out of memory");
@@ -589,7 +608,7 @@ cli_escape(const char *s, unsigned flags)
 void
 cli_print_escaped(const char *s, unsigned flags)
 {
-    char *e = skipq__escape_text(s, flags);
+    char *e = skipq_escape_text(s, flags);
 
     fputs(e ? e : "?", stdout);
     free(e);
@@ -708,7 +727,7 @@ cli_table_add(struct cli_table *t, const char *const *cells)
     for (size_t i = 0; i < t->ncols; i++) {
         /* cells hold names and errors from the table: one line each, and
          * nothing a terminal would act on */
-        row[i] = skipq__escape_text(cells[i], 0);
+        row[i] = skipq_escape_text(cells[i], 0);
         if (!row[i]) {
             while (i-- > 0)
                 free(row[i]);
@@ -795,6 +814,7 @@ main(int argc, char **argv)
     char *hargv[] = {NULL, help_opt, NULL};
     int c, rc = CLI_EXIT_OK;
 
+    log_ctx = &ctx;
     skipq_set_log(log_hook, &ctx);
     opterr = 0;
     /* '+': stop at the command; what follows belongs to it */
@@ -838,6 +858,7 @@ main(int argc, char **argv)
 out:
     fflush(stdout);
     skipq_set_log(NULL, NULL);
+    log_ctx = NULL;
     ctx_free(&ctx);
     return rc;
 }

@@ -15,6 +15,7 @@ set(SKIPQ_LIB_SOURCES
   src/config_yaml.c
   src/conn.c
   src/enqueue.c
+  src/enqueue_copy.c
   src/error.c
   src/escape.c
   src/exec.c
@@ -33,7 +34,9 @@ set(SKIPQ_LIB_SOURCES
 # Private headers: not compiled on their own; listed so IDEs show them and
 # the check below knows them.
 set(SKIPQ_LIB_PRIVATE_HEADERS
+  src/abi.h
   src/config_internal.h
+  src/enqueue_internal.h
   src/internal.h
   src/lock_keys.h
   src/worker_internal.h

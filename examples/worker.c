@@ -17,7 +17,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* sigaction, nanosleep with -std=c11 */
 
-#include <skipq.h>
+#include <skipq_json.h> /* skipq.h, and the payload as json-c values */
 
 #include <json-c/json.h>
 #include <signal.h>

@@ -1,7 +1,8 @@
 /*
  * skipq.h - a background job queue that needs nothing but PostgreSQL.
  *
- * The only public header of libskipq. Link with `pkg-config --libs skipq`.
+ * The public header of libskipq (skipq_json.h adds json-c conveniences).
+ * Build with `pkg-config --cflags --libs skipq`.
  *
  * Conventions (they hold for every function below):
  *   - A fallible call returns skipq_rc (SKIPQ_OK is 0) and fills the
@@ -11,6 +12,11 @@
  *     hook installed with skipq_set_log().
  *   - Each constructor has its destructor next to it; destructors accept
  *     NULL. Strings passed in are copied unless said otherwise.
+ *   - ABI (docs/abi.md): a struct the caller passes in carries its size
+ *     (start from its INIT macro); a struct the library passes out
+ *     (skipq_log_event, skipq_migration_status) may gain fields at its
+ *     end, so never copy one by value; skipq_error never changes layout.
+ *     Enum values are added, never renumbered.
  *
  * Threads: a skipq_conn is used by one thread at a time. A skipq_worker
  * owns its threads; its handlers run on them, concurrently, up to the
@@ -24,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,8 +46,7 @@ extern "C" {
 #define SKIPQ_HAS_LOG_PAYLOADS 1
 #define SKIPQ_HAS_VACUUM_INTERVAL 1
 
-typedef struct pg_conn PGconn;          /* libpq's connection */
-typedef struct json_object json_object; /* json-c's value */
+typedef struct pg_conn PGconn; /* libpq's connection */
 
 typedef enum skipq_rc {
     SKIPQ_OK = 0,
@@ -55,6 +61,8 @@ typedef enum skipq_rc {
     SKIPQ_ERR_STATE = 9,     /* call not valid in this state */
 } skipq_rc;
 
+/* Filled by the library, allocated by the caller: its layout is fixed
+ * for as long as the soname stays (docs/abi.md). */
 typedef struct skipq_error {
     skipq_rc code;
     char sqlstate[6]; /* SQLSTATE when code is SKIPQ_ERR_DB, else "" */
@@ -80,7 +88,8 @@ typedef enum skipq_log_level {
 
 /*
  * A log record. Fields other than msg may be 0/NULL when not about a job.
- * Everything is borrowed for the duration of the callback.
+ * Everything is borrowed for the duration of the callback. Later releases
+ * may add fields at the end: read it through the pointer, never copy it.
  */
 typedef struct skipq_log_event {
     skipq_log_level level;
@@ -119,6 +128,74 @@ skipq_rc skipq_parse_priority(const char *s, int16_t *out, skipq_error *err);
  * "normal" = -9..9, "low" = -32768..-10, a number N = N..N. */
 skipq_rc skipq_parse_priority_band(const char *s, int16_t *lo, int16_t *hi,
                                    skipq_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Checking and showing job data: the rules enqueue applies, for tools */
+/* that read or print jobs themselves                                 */
+/* ------------------------------------------------------------------ */
+
+#define SKIPQ_NAME_MAX 200 /* bytes of a queue or kind name */
+/*
+ * How deep JSON may nest, counted as json-c counts: the outermost value
+ * is level 1 and each value inside an object or array one level deeper
+ * ({} is 1 level, {"a": 1} is 2). Enqueue refuses deeper payloads, and
+ * every parse in the library takes the same limit (skipq_json_parse in
+ * skipq_json.h), so whatever was accepted can be read back.
+ */
+#define SKIPQ_JSON_MAX_DEPTH 512
+
+/* A queue or kind name: 1..SKIPQ_NAME_MAX bytes of valid UTF-8 without
+ * NUL. `what` ("queue", "kind") names it in the message. */
+skipq_rc skipq_check_name(const char *what, const char *name,
+                          skipq_error *err);
+/*
+ * A payload as enqueue checks it: a JSON object of at most max bytes
+ * (0: the default of 1 MiB), valid UTF-8 without NUL, nested at most
+ * SKIPQ_JSON_MAX_DEPTH levels; the message gives the byte offset of the
+ * first error. len may be (size_t)-1 for strlen.
+ */
+skipq_rc skipq_check_payload(const char *json, size_t len, size_t max,
+                             skipq_error *err);
+
+/*
+ * Reading payloads as JSON lines (one object per line, blank lines
+ * skipped), as `skipq enqueue` reads stdin. A line is never buffered past
+ * the payload limit: a longer one is counted and refused. Any thread, one
+ * reader per thread at a time.
+ */
+typedef struct skipq_jsonl skipq_jsonl;
+/* in is borrowed (not closed); max_payload 0: the default limit. */
+skipq_rc skipq_jsonl_new(FILE *in, size_t max_payload, skipq_jsonl **out,
+                         skipq_error *err);
+void skipq_jsonl_free(skipq_jsonl *r);
+/*
+ * The next non-blank line, checked by skipq_check_payload: *line
+ * (borrowed until the next call, NUL-terminated, line end stripped) and
+ * *len; *line is NULL at the end of input.
+ */
+skipq_rc skipq_jsonl_next(skipq_jsonl *r, const char **line, size_t *len,
+                          skipq_error *err);
+/* Lines read so far, blank ones included: after an error, the bad one. */
+long long skipq_jsonl_lineno(const skipq_jsonl *r);
+
+/* Keep '\n' and '\t' (text printed over several lines); otherwise they
+ * and '\r' become one space each. */
+#define SKIPQ_ESCAPE_MULTILINE 1u
+/*
+ * Text from a job, a worker row or a handler (kinds, queues, errors are
+ * stored as any producer wrote them), made safe for a terminal: every
+ * control character (C0, DEL, C1), bidi control and line separator as
+ * "\u001b", every byte that is not UTF-8 as "\xff"; backslashes left
+ * alone. text NULL is "". For output a human reads, never for storage or
+ * JSON. Caller frees with free(); NULL when out of memory.
+ */
+char *skipq_escape_text(const char *text, unsigned flags);
+
+/* The skipq_rc for a statement that failed with this SQLSTATE (NULL:
+ * none): SKIPQ_ERR_INVALID when the server rejected the input itself
+ * (class 22 data exception, 23 integrity constraint), else
+ * SKIPQ_ERR_DB. For callers that run their own SQL on skipq_conn_pg. */
+skipq_rc skipq_rc_from_sqlstate(const char *sqlstate);
 
 /* ------------------------------------------------------------------ */
 /* Config                                                             */
@@ -248,6 +325,11 @@ int64_t skipq_config_retention(const skipq_config *cfg);
 int64_t skipq_config_vacuum_interval(const skipq_config *cfg);
 skipq_on_success skipq_config_on_success(const skipq_config *cfg);
 int skipq_config_max_attempts(const skipq_config *cfg);
+/* The retry backoff as skipq_config_set_backoff() takes it; any pointer
+ * may be NULL. */
+void skipq_config_get_backoff(const skipq_config *cfg, skipq_backoff *strategy,
+                              int64_t *base_ms, int64_t *max_ms,
+                              double *jitter);
 int64_t skipq_config_recover_older_than(const skipq_config *cfg);
 int skipq_config_recover_limit(const skipq_config *cfg);
 size_t skipq_config_max_payload(const skipq_config *cfg);
@@ -297,6 +379,8 @@ const char *skipq_resolve_database(const char *explicit_url,
  * not shown at all. Caller frees; NULL when out of memory. */
 char *skipq_mask_url(const char *url);
 
+/* Borrowed for the callback; may gain fields at the end, as
+ * skipq_log_event. */
 typedef struct skipq_migration_status {
     int version;
     const char *name;
@@ -316,6 +400,13 @@ typedef void (*skipq_migrate_fn)(const skipq_migration_status *m,
 skipq_rc skipq_migrate(skipq_conn *conn, int *applied_out,
                        skipq_migrate_fn fn, void *userdata,
                        skipq_error *err);
+/*
+ * Create or update the roles skipq_producer, skipq_worker and skipq_admin
+ * and their grants (docs/security.md), in one transaction under the
+ * migration lock: `skipq migrate --roles`. Needs CREATEROLE and ownership
+ * of the schema; run it after skipq_migrate().
+ */
+skipq_rc skipq_migrate_roles(skipq_conn *conn, skipq_error *err);
 /* Call fn once per migration, applied or pending or unknown. */
 skipq_rc skipq_migrate_status(skipq_conn *conn, skipq_migrate_fn fn,
                               void *userdata, skipq_error *err);
@@ -331,7 +422,17 @@ skipq_rc skipq_schema_check(skipq_conn *conn, skipq_error *err);
 /* Enqueue                                                            */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Options of an enqueue. Start from SKIPQ_ENQUEUE_OPTS_INIT, which sets
+ * size to the struct's size as this header has it, and set what you
+ * need. Fields are only ever added at the end: the library reads the
+ * first `size` bytes and takes a field past them as 0, so a program
+ * built against an older header keeps working (docs/abi.md). A size of 0
+ * (a struct zeroed by hand) is SKIPQ_ERR_INVALID: nothing set in it
+ * would be read.
+ */
 typedef struct skipq_enqueue_opts {
+    size_t size;         /* sizeof(skipq_enqueue_opts): the INIT macro's */
     const char *queue;   /* NULL: "default" */
     int16_t priority;    /* higher runs first; 0 = normal */
     int64_t run_at_us;   /* Unix time in microseconds; 0: now */
@@ -345,7 +446,7 @@ typedef struct skipq_enqueue_opts {
     size_t max_payload; /* 0: 1 MiB */
 } skipq_enqueue_opts;
 
-#define SKIPQ_ENQUEUE_OPTS_INIT {0}
+#define SKIPQ_ENQUEUE_OPTS_INIT {.size = sizeof(skipq_enqueue_opts)}
 
 /*
  * Enqueue one job; *id_out (may be NULL) receives its id. payload_json
@@ -388,7 +489,11 @@ skipq_rc skipq_enqueue_tx(PGconn *pg, const char *kind,
                           const skipq_enqueue_opts *opts, int64_t *id_out,
                           skipq_error *err);
 
-/* One job of a batch. */
+/*
+ * One job of a batch. Fields are only ever added at the end, and the
+ * library steps through the caller's array by the element size the
+ * caller compiled (the stride below), taking a field past it as 0.
+ */
 typedef struct skipq_job_spec {
     const char *kind;
     const char *payload_json; /* NULL: {} */
@@ -399,10 +504,19 @@ typedef struct skipq_job_spec {
  * transaction, one NOTIFY per queue). opts applies to every job. Either
  * all jobs are written or none; a bad payload names its index and offset.
  * When conn is inside the caller's transaction, the batch joins it.
+ * stride is the distance in bytes from one element of jobs to the next,
+ * sizeof(skipq_job_spec) as the caller compiled it: call it through the
+ * skipq_enqueue_batch() macro, which passes sizeof *jobs (so jobs must
+ * be a typed pointer or array, not NULL itself).
  */
-skipq_rc skipq_enqueue_batch(skipq_conn *conn, const skipq_job_spec *jobs,
-                             size_t n, const skipq_enqueue_opts *opts,
-                             skipq_error *err);
+skipq_rc skipq_enqueue_batch_stride(skipq_conn *conn,
+                                    const skipq_job_spec *jobs, size_t n,
+                                    size_t stride,
+                                    const skipq_enqueue_opts *opts,
+                                    skipq_error *err);
+#define skipq_enqueue_batch(conn, jobs, n, opts, err)                       \
+    skipq_enqueue_batch_stride((conn), (jobs), (n), sizeof *(jobs), (opts), \
+                               (err))
 
 /*
  * Streaming form of the batch: begin a COPY, add jobs, end it. Used by the
@@ -453,12 +567,19 @@ const char *skipq_job_kind(const skipq_job *job);
 const char *skipq_job_queue(const skipq_job *job);
 int16_t skipq_job_priority(const skipq_job *job);
 int skipq_job_attempt(const skipq_job *job); /* 1 on the first run */
-/* The payload, parsed. Borrowed: valid during the call. */
-json_object *skipq_job_payload(skipq_job *job);
-/* The payload as JSON text. Borrowed. */
+/* The payload as JSON text (an object). Borrowed: valid during the call.
+ * Parsed as json-c values: skipq_job_payload() in skipq_json.h. */
 const char *skipq_job_payload_text(const skipq_job *job);
-/* Save a JSON result; takes ownership of result. */
-void skipq_job_set_result(skipq_job *job, json_object *result);
+/*
+ * Save a result, any JSON value as text (copied; NULL: no result),
+ * stored with the job when the handler returns SKIPQ_JOB_OK. Invalid
+ * JSON, or JSON nested deeper than SKIPQ_JSON_MAX_DEPTH, is
+ * SKIPQ_ERR_INVALID with the byte offset, and the result is left as it
+ * was. From json-c values: skipq_job_set_result() in skipq_json.h.
+ */
+#define SKIPQ_HAS_RESULT_TEXT 1
+skipq_rc skipq_job_set_result_text(skipq_job *job, const char *json,
+                                   skipq_error *err);
 /* Record why the attempt failed (printf-style); returns SKIPQ_JOB_ERROR. */
 skipq_outcome skipq_job_fail(skipq_job *job, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -519,15 +640,17 @@ int64_t skipq_worker_id(const skipq_worker *w);
  * by a signal (a C handler's segfault): the jobs the dead child held get
  * "worker lost (SIGSEGV)" in their history and go back to queued, or to
  * failed when their attempts are spent. The child dies with the parent.
- * SIGTERM/SIGINT to the parent are passed on to the child. Returns the
- * child's exit status once it exits normally (fn's return value: a clean
- * stop), 0 when stopped by a signal between restarts, -1 on error.
- * cfg gives max_attempts for jobs without their own. Not thread-safe:
- * call from the process's main thread before starting any threads.
+ * SIGTERM/SIGINT to the parent are passed on to the child. Returns
+ * SKIPQ_OK once the child exits normally, with its exit status (fn's
+ * return value: a clean stop) in *status_out (may be NULL), or when
+ * stopped by a signal between restarts (*status_out 0); an error when no
+ * child could be started. cfg gives max_attempts for jobs without their
+ * own. Not thread-safe: call from the process's main thread before
+ * starting any threads.
  */
-int skipq_supervise(const skipq_config *cfg, const char *database_url,
-                    int (*fn)(void *userdata), void *userdata,
-                    skipq_error *err);
+skipq_rc skipq_supervise(const skipq_config *cfg, const char *database_url,
+                         int (*fn)(void *userdata), void *userdata,
+                         int *status_out, skipq_error *err);
 
 /* ------------------------------------------------------------------ */
 /* Introspection                                                      */

@@ -34,15 +34,6 @@ libdir=$(dirname "$(find "$P" -name 'libskipq.so' | head -1)")
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 CFLAGS_STRICT="-Wall -Wextra -Werror"
 
-# The command must build from cli/ and the public headers alone. While it
-# still includes src/internal.h it cannot, and is skipped here.
-cli=yes
-if grep -q 'internal\.h' cli/*.c; then
-    cli=
-    step "the command is skipped: cli/ still includes src/internal.h," \
-         "which is not installed"
-fi
-
 # loads_prefix BINARY: the libskipq it loads is the prefix's
 loads_prefix() {
     local got
@@ -56,34 +47,31 @@ cmake -S examples -B "$T/examples" -DCMAKE_PREFIX_PATH="$P" \
     -DCMAKE_C_FLAGS="$CFLAGS_STRICT" >"$log" 2>&1 || fail "configure examples/"
 cmake --build "$T/examples" -j2 >"$log" 2>&1 || fail "build examples/"
 for x in "$T"/examples/example_*; do loads_prefix "$x"; done
-if [ -n "$cli" ]; then
-    step "find_package(skipq): cli/"
-    cmake -S cli -B "$T/cli" -DCMAKE_PREFIX_PATH="$P" \
-        -DCMAKE_C_FLAGS="$CFLAGS_STRICT" >"$log" 2>&1 || fail "configure cli/"
-    cmake --build "$T/cli" -j2 >"$log" 2>&1 || fail "build cli/"
-    loads_prefix "$T/cli/skipq"
-    "$T/cli/skipq" --version >"$log" 2>&1 || fail "skipq --version"
-fi
+step "find_package(skipq): cli/"
+cmake -S cli -B "$T/cli" -DCMAKE_PREFIX_PATH="$P" \
+    -DCMAKE_C_FLAGS="$CFLAGS_STRICT" >"$log" 2>&1 || fail "configure cli/"
+cmake --build "$T/cli" -j2 >"$log" 2>&1 || fail "build cli/"
+loads_prefix "$T/cli/skipq"
+"$T/cli/skipq" --version >"$log" 2>&1 || fail "skipq --version"
 
 step "pkg-config: examples/"
-pc=$(pkg-config --cflags --libs skipq) || fail "pkg-config skipq"
+# json-c: the command and examples/worker.c use skipq_json.h
+pc=$(pkg-config --cflags --libs skipq json-c) || fail "pkg-config skipq json-c"
 mkdir -p "$T/pc"
 for src in examples/*.c; do
     out=$T/pc/$(basename "$src" .c)
     # shellcheck disable=SC2086 # pkg-config's output is a list of words
     cc -std=c11 $CFLAGS_STRICT "$src" $pc -Wl,-rpath,"$libdir" -o "$out" >"$log" 2>&1 ||
-        fail "cc $src \$(pkg-config --cflags --libs skipq)"
+        fail "cc $src \$(pkg-config --cflags --libs skipq json-c)"
     loads_prefix "$out"
 done
-if [ -n "$cli" ]; then
-    step "pkg-config: cli/"
-    # shellcheck disable=SC2046,SC2086
-    cc -std=c11 -D_GNU_SOURCE $CFLAGS_STRICT -I cli $(find cli -name '*.c' | sort) $pc \
-        -pthread -lm -Wl,-rpath,"$libdir" -o "$T/pc/skipq" >"$log" 2>&1 ||
-        fail "cc cli/*.c \$(pkg-config --cflags --libs skipq)"
-    loads_prefix "$T/pc/skipq"
-    "$T/pc/skipq" --version >"$log" 2>&1 || fail "skipq --version"
-fi
+step "pkg-config: cli/"
+# shellcheck disable=SC2046,SC2086
+cc -std=c11 -D_GNU_SOURCE $CFLAGS_STRICT -I cli $(find cli -name '*.c' | sort) $pc \
+    -pthread -lm -Wl,-rpath,"$libdir" -o "$T/pc/skipq" >"$log" 2>&1 ||
+    fail "cc cli/*.c \$(pkg-config --cflags --libs skipq json-c)"
+loads_prefix "$T/pc/skipq"
+"$T/pc/skipq" --version >"$log" 2>&1 || fail "skipq --version"
 
 # Embedding compiles the library again, inside the user's project.
 step "add_subdirectory: tests/consume/"

@@ -80,3 +80,20 @@ skipq_backoff_ms(skipq_backoff strategy, int64_t base_ms, int64_t max_ms,
     delay = (int64_t)d;
     return delay > cap ? cap : delay;
 }
+
+/* The settings skipq_backoff_ms() is called with, as configured: here,
+ * beside the arithmetic they feed, rather than among config.c's getters
+ * of one value each. */
+void
+skipq_config_get_backoff(const skipq_config *cfg, skipq_backoff *strategy,
+                         int64_t *base_ms, int64_t *max_ms, double *jitter)
+{
+    if (strategy)
+        *strategy = cfg->backoff;
+    if (base_ms)
+        *base_ms = cfg->backoff_base_ms;
+    if (max_ms)
+        *max_ms = cfg->backoff_max_ms;
+    if (jitter)
+        *jitter = cfg->jitter;
+}

@@ -56,7 +56,7 @@ skipq__fail(skipq_error *err, skipq_rc code, const char *fmt, ...)
 }
 
 skipq_rc
-skipq__sqlstate_code(const char *sqlstate)
+skipq_rc_from_sqlstate(const char *sqlstate)
 {
     /* 22: data exception (bad JSON, bad value); 23: a CHECK or other
      * integrity constraint: the input was wrong, not the database. */
@@ -75,7 +75,7 @@ skipq__db_fail(skipq_error *err, PGconn *pg, const PGresult *res,
         res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     char what[256], msg[384];
     va_list ap;
-    skipq_rc code = skipq__sqlstate_code(state);
+    skipq_rc code = skipq_rc_from_sqlstate(state);
 
     if (!state && pg && PQstatus(pg) != CONNECTION_OK)
         code = SKIPQ_ERR_CONNECT;

@@ -69,7 +69,7 @@ needs_escape(uint32_t c)
 }
 
 char *
-skipq__escape_text(const char *text, unsigned flags)
+skipq_escape_text(const char *text, unsigned flags)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)(text ? text : "");
@@ -91,10 +91,10 @@ skipq__escape_text(const char *text, unsigned flags)
             s++;
             continue;
         }
-        if ((c == '\n' || c == '\t') && (flags & SKIPQ__ESC_MULTILINE)) {
+        if ((c == '\n' || c == '\t') && (flags & SKIPQ_ESCAPE_MULTILINE)) {
             out[o++] = (char)c;
         } else if (c == '\n' || c == '\r' || c == '\t') {
-            if (!(flags & SKIPQ__ESC_MULTILINE))
+            if (!(flags & SKIPQ_ESCAPE_MULTILINE))
                 out[o++] = ' ';
             else /* a carriage return would let a line overwrite another */
                 memcpy(out + o, "\\u000d", 6), o += 6;

@@ -7,6 +7,7 @@
 #define SKIPQ_INTERNAL_H
 
 #include "skipq.h"
+#include "skipq_json.h"
 
 #include <libpq-fe.h>
 #include <stdarg.h>
@@ -48,19 +49,13 @@ extern const char skipq__worker_functions_sql[];
 
 #define SKIPQ__CHANNEL "skipq"
 #define SKIPQ__CONTROL_CHANNEL "skipq_control"
-#define SKIPQ__NAME_MAX 200 /* bytes; the CHECK on queue and kind */
+#define SKIPQ__NAME_MAX SKIPQ_NAME_MAX /* the CHECK on queue and kind */
 #define SKIPQ__DEFAULT_MAX_PAYLOAD ((size_t)1 << 20)
 /* max_payload's ceiling, whatever a caller sets: PostgreSQL takes no
  * field, and no protocol message, of 1GB or more */
 #define SKIPQ__MAX_PAYLOAD ((size_t)1 << 30)
-/*
- * How deep JSON may nest, counted as json-c counts: the outermost value
- * is level 1 and each value inside an object or array one level deeper
- * ({} is 1 level, {"a": 1} is 2). Enqueue refuses deeper payloads, and
- * every parse in the library and the CLI (skipq__json_parse) takes the
- * same limit, so whatever was accepted can be read back.
- */
-#define SKIPQ__JSON_MAX_DEPTH 512
+/* every parse in the library takes this limit (skipq.h) */
+#define SKIPQ__JSON_MAX_DEPTH SKIPQ_JSON_MAX_DEPTH
 #define SKIPQ__DEFAULT_HANDLER_STACK ((size_t)8 << 20)
 
 struct skipq_conn {
@@ -87,9 +82,6 @@ skipq_rc skipq__vfail(skipq_error *err, skipq_rc code, const char *fmt,
  */
 skipq_rc skipq__db_fail(skipq_error *err, PGconn *pg, const PGresult *res,
                         const char *fmt, ...) SKIPQ__PRINTF(4, 5);
-/* SKIPQ_ERR_INVALID when the server rejected the input itself
- * (class 22 data exception, 23 integrity), else SKIPQ_ERR_DB. */
-skipq_rc skipq__sqlstate_code(const char *sqlstate);
 
 /* ---- logging (log.c) ---------------------------------------------- */
 
@@ -119,14 +111,10 @@ extern const skipq__sql_file skipq__migrations[];
 extern const size_t skipq__migration_count;
 extern const skipq__sql_file skipq__sql_files[];
 extern const size_t skipq__sql_file_count;
-/* sql/roles.sql: applied only by skipq__apply_roles (migrate --roles). */
+/* sql/roles.sql: applied only by skipq_migrate_roles (migrate --roles). */
 extern const skipq__sql_file skipq__roles_files[];
 extern const size_t skipq__roles_file_count;
 
-/* Create or update the skipq_producer/worker/admin roles and their grants
- * (sql/roles.sql), in one transaction under the migration lock. Needs
- * CREATEROLE and ownership of the schema (migrate.c). */
-skipq_rc skipq__apply_roles(skipq_conn *conn, skipq_error *err) SKIPQ__WUR;
 
 /* ---- config internals (config.c) ---------------------------------- */
 
@@ -177,67 +165,22 @@ const skipq__handler_cfg *skipq__config_handler(const skipq_config *cfg,
 
 /* ---- validation shared by enqueue paths (enqueue.c) --------------- */
 
-/* A queue or kind name: 1..200 bytes of valid UTF-8 without NUL. */
-skipq_rc skipq__check_name(const char *what, const char *name,
-                           skipq_error *err);
-/*
- * A JSON object of at most max bytes: json-c parse, with the byte offset
- * of the first error. len may be (size_t)-1 for strlen.
- */
-skipq_rc skipq__check_payload(const char *json, size_t len, size_t max,
-                              skipq_error *err);
+/* The public checks (skipq.h, skipq_json.h) under the names the worker
+ * and config modules use. */
+#define skipq__check_name skipq_check_name
+#define skipq__check_payload skipq_check_payload
+#define skipq__json_parse skipq_json_parse
+
+/* Bytes r holds for the current line: at most the limit + 3, however
+ * long the line (tests/unit/test_secrets.c). */
+size_t skipq__jsonl_buffered(const skipq_jsonl *r);
+
 /*
  * Certainly one JSON object (strict grammar, whitespace around it)? No
  * allocation. false means "not sure": parse with json-c for the verdict.
  * text must be valid UTF-8 (jsonscan.c).
  */
 bool skipq__json_object_fast(const char *text, size_t n);
-
-struct json_object;
-/*
- * Parse one JSON value, whitespace around it allowed, nested at most
- * SKIPQ__JSON_MAX_DEPTH levels (json.c); len may be (size_t)-1 for
- * strlen, flags are json-c's (0 or JSON_TOKENER_STRICT). On SKIPQ_OK *out
- * is the value (NULL for JSON null), owned by the caller; otherwise *out
- * is NULL and err says "invalid JSON at offset N: ..." (or out of memory).
- */
-skipq_rc skipq__json_parse(const char *text, size_t len, int flags,
-                           struct json_object **out, skipq_error *err);
-
-/* ---- JSON-lines input (jsonl.c) ---------------------------------- */
-
-typedef struct skipq__jsonl {
-    FILE *in;        /* not owned */
-    size_t max;      /* payload limit in bytes */
-    long long lineno; /* lines read so far, blank ones included */
-    char *buf;
-    size_t cap;
-} skipq__jsonl;
-
-/* max_payload 0: the default limit. */
-void skipq__jsonl_init(skipq__jsonl *r, FILE *in, size_t max_payload);
-void skipq__jsonl_free(skipq__jsonl *r); /* keeps r->in open */
-/*
- * The next non-blank line, checked as a payload: *line (borrowed until the
- * next call, NUL-terminated, line end stripped) and *len; *line is NULL at
- * the end of input. On error r->lineno is the bad line. A line longer than
- * the limit is counted, never buffered whole.
- */
-skipq_rc skipq__jsonl_next(skipq__jsonl *r, const char **line, size_t *len,
-                           skipq_error *err) SKIPQ__WUR;
-
-/* ---- text for terminals (escape.c) ---------------------------------- */
-
-/* Keep '\n' and '\t' (text printed over several lines); otherwise they
- * and '\r' become one space each. */
-#define SKIPQ__ESC_MULTILINE 1u
-/*
- * text (NULL: "") with every control character (C0, DEL, C1), bidi
- * control and line separator as "\u001b", and every byte that is not
- * UTF-8 as "\xff"; backslashes are left alone. Malloc'd; NULL when out
- * of memory. For output a human reads; never for storage or JSON.
- */
-char *skipq__escape_text(const char *text, unsigned flags);
 
 /* ---- time ----------------------------------------------------------- */
 

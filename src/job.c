@@ -1,6 +1,7 @@
 /*
  * job.c - the skipq_job API that C handlers see: what the job is, and how
- * the handler reports its outcome.
+ * the handler reports its outcome. The payload and result as json-c
+ * values (skipq_json.h) are here too, beside their text forms.
  */
 #include "worker_internal.h"
 
@@ -21,7 +22,7 @@ json_object *
 skipq_job_payload(skipq_job *job)
 {
     if (!job->payload) /* NULL again on failure; depth as enqueue's */
-        (void)skipq__json_parse(job->payload_text, (size_t)-1, 0, &job->payload, NULL);
+        (void)skipq_json_parse(job->payload_text, (size_t)-1, 0, &job->payload, NULL);
     return job->payload;
 }
 
@@ -35,6 +36,30 @@ skipq_job_set_result(skipq_job *job, json_object *result)
         job->result = s ? strdup(s) : NULL;
         json_object_put(result);
     }
+}
+
+skipq_rc
+skipq_job_set_result_text(skipq_job *job, const char *json, skipq_error *err)
+{
+    json_object *obj = NULL;
+    char *text = NULL;
+    skipq_rc rc;
+
+    if (json) {
+        /* stored as skipq_job_set_result stores it: json-c's plain text of
+         * the parsed value, so the two ways give the same result column */
+        if ((rc = skipq_json_parse(json, (size_t)-1, 0, &obj, err)) != SKIPQ_OK)
+            return rc;
+        const char *s = obj ? json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN)
+                            : "null";
+        text = s ? strdup(s) : NULL;
+        json_object_put(obj);
+        if (!text)
+            return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    }
+    free(job->result);
+    job->result = text;
+    return SKIPQ_OK;
 }
 
 skipq_outcome

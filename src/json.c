@@ -1,7 +1,7 @@
 /*
  * json.c - parsing JSON text, with one depth limit for every parse.
  *
- * Enqueue refuses a payload nested deeper than SKIPQ__JSON_MAX_DEPTH
+ * Enqueue refuses a payload nested deeper than SKIPQ_JSON_MAX_DEPTH
  * levels (enqueue.c), and everything that reads JSON back (a C handler's
  * payload, a command's stdout taken as its result, `skipq jobs show`,
  * the JSON log) parses here with the same limit. json_tokener_parse()
@@ -15,8 +15,8 @@
 #include <string.h>
 
 skipq_rc
-skipq__json_parse(const char *text, size_t len, int flags, json_object **out,
-                  skipq_error *err)
+skipq_json_parse(const char *text, size_t len, int flags, json_object **out,
+                 skipq_error *err)
 {
     enum json_tokener_error jerr = json_tokener_continue;
     json_object *obj = NULL;
@@ -27,7 +27,7 @@ skipq__json_parse(const char *text, size_t len, int flags, json_object **out,
     *out = NULL;
     if (len == (size_t)-1)
         len = strlen(text);
-    tok = json_tokener_new_ex(SKIPQ__JSON_MAX_DEPTH);
+    tok = json_tokener_new_ex(SKIPQ_JSON_MAX_DEPTH);
     if (!tok)
         return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
     json_tokener_set_flags(tok, flags);
@@ -57,7 +57,7 @@ skipq__json_parse(const char *text, size_t len, int flags, json_object **out,
         rc = skipq__fail(err, SKIPQ_ERR_INVALID,
                          "invalid JSON at offset %zu: nesting deeper than %d "
                          "levels",
-                         end, SKIPQ__JSON_MAX_DEPTH);
+                         end, SKIPQ_JSON_MAX_DEPTH);
     } else if (jerr != json_tokener_success) {
         rc = skipq__fail(err, SKIPQ_ERR_INVALID, "invalid JSON at offset %zu: %s",
                          end, json_tokener_error_desc(jerr));

@@ -2,7 +2,7 @@
  * jsonl.c - the JSON-lines reader behind `skipq enqueue` from stdin.
  *
  * One payload object per line; blank lines (whitespace only, CRLF or LF)
- * are skipped. Each line is checked by skipq__check_payload, so nothing
+ * are skipped. Each line is checked by skipq_check_payload, so nothing
  * here touches a database and tests/fuzz/fuzz_jsonl.c can drive it with
  * arbitrary bytes through fmemopen().
  *
@@ -18,26 +18,54 @@
 #include <stdlib.h>
 #include <string.h>
 
-void
-skipq__jsonl_init(skipq__jsonl *r, FILE *in, size_t max_payload)
+struct skipq_jsonl {
+    FILE *in;         /* not owned */
+    size_t max;       /* payload limit in bytes */
+    long long lineno; /* lines read so far, blank ones included */
+    char *buf;
+    size_t cap;
+};
+
+skipq_rc
+skipq_jsonl_new(FILE *in, size_t max_payload, skipq_jsonl **out,
+                skipq_error *err)
 {
-    memset(r, 0, sizeof *r);
+    skipq_jsonl *r;
+
+    *out = NULL;
+    if (!in)
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "no input to read");
+    if (!(r = calloc(1, sizeof *r)))
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
     r->in = in;
     r->max = max_payload ? max_payload : SKIPQ__DEFAULT_MAX_PAYLOAD;
-    /* the ceiling skipq__check_payload applies anyway; read_line keeps
+    /* the ceiling skipq_check_payload applies anyway; read_line keeps
      * max + 2 bytes, far from wrapping around */
     if (r->max > SKIPQ__MAX_PAYLOAD)
         r->max = SKIPQ__MAX_PAYLOAD;
+    *out = r;
+    return SKIPQ_OK;
 }
 
 void
-skipq__jsonl_free(skipq__jsonl *r)
+skipq_jsonl_free(skipq_jsonl *r)
 {
     if (!r)
         return;
     free(r->buf);
-    r->buf = NULL;
-    r->cap = 0;
+    free(r);
+}
+
+size_t
+skipq__jsonl_buffered(const skipq_jsonl *r)
+{
+    return r->cap;
+}
+
+long long
+skipq_jsonl_lineno(const skipq_jsonl *r)
+{
+    return r ? r->lineno : 0;
 }
 
 /* Strip the line end ("\n", "\r\n"); true when only whitespace is left. */
@@ -62,7 +90,7 @@ blank_line(char *line, size_t *len)
  * max + 2 bytes were kept (then *total > r->max).
  */
 static int
-read_line(skipq__jsonl *r, size_t *len, size_t *total, bool *nomem)
+read_line(skipq_jsonl *r, size_t *len, size_t *total, bool *nomem)
 {
     /* the limit, a possible '\r' and room for the NUL */
     size_t keep = r->max + 2;
@@ -111,8 +139,8 @@ read_line(skipq__jsonl *r, size_t *len, size_t *total, bool *nomem)
 }
 
 skipq_rc
-skipq__jsonl_next(skipq__jsonl *r, const char **line, size_t *len,
-                  skipq_error *err)
+skipq_jsonl_next(skipq_jsonl *r, const char **line, size_t *len,
+                 skipq_error *err)
 {
     size_t n, total;
     bool nomem;
@@ -141,7 +169,7 @@ skipq__jsonl_next(skipq__jsonl *r, const char **line, size_t *len,
                                total, r->max);
         if (blank_line(r->buf, &n))
             continue;
-        skipq_rc rc = skipq__check_payload(r->buf, n, r->max, err);
+        skipq_rc rc = skipq_check_payload(r->buf, n, r->max, err);
         if (rc != SKIPQ_OK)
             return rc;
         *line = r->buf;

@@ -6,13 +6,13 @@
  * locale switch, a tree built and freed) cost bulk enqueue more client
  * CPU than the COPY itself (docs/performance.md). This scanner walks the
  * bytes once, allocates nothing and answers only "yes, valid" or "not
- * sure". On "not sure" skipq__check_payload parses with json-c as before,
+ * sure". On "not sure" skipq_check_payload parses with json-c as before,
  * so every verdict and message on bad input is json-c's.
  *
  * It is kept conservative on purpose: it accepts the strict RFC 8259
  * grammar minus anything unusual (numbers with an exponent or more than
  * 15 digits in a part, \u escapes of NUL or of surrogates, nesting deeper
- * than 64, well within SKIPQ__JSON_MAX_DEPTH), so that everything it
+ * than 64, well within SKIPQ_JSON_MAX_DEPTH), so that everything it
  * accepts json-c's strict mode and PostgreSQL's jsonb accept too.
  * tests/unit/test_jsonscan.c compares it with json-c on a table of cases,
  * and tests/fuzz/fuzz_jsonl.c on arbitrary bytes.
@@ -27,7 +27,7 @@
 
 /* A scalar inside SCAN_DEPTH containers is a value SCAN_DEPTH + 1 levels
  * deep: whatever the scan accepts must be within the limit. */
-_Static_assert(SCAN_DEPTH < SKIPQ__JSON_MAX_DEPTH,
+_Static_assert(SCAN_DEPTH < SKIPQ_JSON_MAX_DEPTH,
                "the scan must not accept what the parse refuses");
 
 static size_t

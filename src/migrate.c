@@ -310,7 +310,7 @@ skipq_migrate(skipq_conn *conn, int *applied_out, skipq_migrate_fn fn,
 }
 
 skipq_rc
-skipq__apply_roles(skipq_conn *conn, skipq_error *err)
+skipq_migrate_roles(skipq_conn *conn, skipq_error *err)
 {
     return apply_files(conn->pg, skipq__roles_files, skipq__roles_file_count,
                        err);

@@ -94,17 +94,21 @@ record_lost(const skipq_config *cfg, const char *url, pid_t pid, int sig)
     PQfinish(pg);
 }
 
-int
+skipq_rc
 skipq_supervise(const skipq_config *cfg, const char *database_url,
-                int (*fn)(void *userdata), void *userdata, skipq_error *err)
+                int (*fn)(void *userdata), void *userdata, int *status_out,
+                skipq_error *err)
 {
     struct sigaction sa = {0}, old_term, old_int, old_hup;
     sigset_t fwd, old_mask;
     int64_t delay_ms = 500;
-    int result = -1;
+    int result = 0;
+    skipq_rc rc = SKIPQ_OK;
 
+    if (status_out)
+        *status_out = 0;
     if (!fn)
-        return skipq__fail(err, SKIPQ_ERR_INVALID, "no function to supervise"), -1;
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "no function to supervise");
     sigemptyset(&fwd);
     sigaddset(&fwd, SIGTERM);
     sigaddset(&fwd, SIGINT);
@@ -129,8 +133,8 @@ skipq_supervise(const skipq_config *cfg, const char *database_url,
         }
         pid_t pid = fork();
         if (pid < 0) {
-            skipq__fail(err, SKIPQ_ERR_IO, "could not start a worker process: %s",
-                        strerror(errno));
+            rc = skipq__fail(err, SKIPQ_ERR_IO, "could not start a worker process: %s",
+                             strerror(errno));
             sigprocmask(SIG_SETMASK, &old_mask, NULL);
             break;
         }
@@ -182,5 +186,7 @@ skipq_supervise(const skipq_config *cfg, const char *database_url,
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGHUP, &old_hup, NULL);
-    return result;
+    if (rc == SKIPQ_OK && status_out)
+        *status_out = result;
+    return rc;
 }

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int
 strict_object(const char *line, size_t len)
 {
-    json_tokener *tok = json_tokener_new_ex(SKIPQ__JSON_MAX_DEPTH);
+    json_tokener *tok = json_tokener_new_ex(SKIPQ_JSON_MAX_DEPTH);
     json_object *o;
     size_t end;
     int ok;
@@ -51,7 +51,7 @@ strict_object(const char *line, size_t len)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    skipq__jsonl in;
+    skipq_jsonl *in = NULL;
     skipq_error err = {0};
     const char *line;
     size_t len, max = 256;
@@ -72,23 +72,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fclose(f);
         return 0;
     }
-    skipq__jsonl_init(&in, f, max);
+    CHECK(skipq_jsonl_new(f, max, &in, &err) == SKIPQ_OK);
     for (;;) {
-        skipq_rc rc = skipq__jsonl_next(&in, &line, &len, &err);
-        CHECK(in.lineno >= last);
-        last = in.lineno;
+        skipq_rc rc = skipq_jsonl_next(in, &line, &len, &err);
+        CHECK(skipq_jsonl_lineno(in) >= last);
+        last = skipq_jsonl_lineno(in);
         if (rc != SKIPQ_OK) {
             CHECK(err.message[0] != '\0');
-            CHECK(in.lineno >= 1);
+            CHECK(skipq_jsonl_lineno(in) >= 1);
             break;
         }
         if (!line)
             break;
         CHECK(strlen(line) == len);
-        CHECK(len <= in.max);
+        CHECK(len <= (max ? max : SKIPQ__DEFAULT_MAX_PAYLOAD));
         CHECK(strict_object(line, len));
     }
-    skipq__jsonl_free(&in);
+    skipq_jsonl_free(in);
     fclose(f);
     return 0;
 }

@@ -6,7 +6,7 @@
  * in SQL.
  */
 #include "harness.h"
-#include "internal.h" /* SKIPQ__JSON_MAX_DEPTH */
+#include "skipq_json.h"
 #include "testlib.h"
 #include "lock_keys.h"
 
@@ -852,7 +852,7 @@ TEST(deep_payload_reads_back_everywhere)
 }
 
 /*
- * The limit is SKIPQ__JSON_MAX_DEPTH levels exactly, and a payload one
+ * The limit is SKIPQ_JSON_MAX_DEPTH levels exactly, and a payload one
  * level deeper is refused by every way in, with the same message naming
  * the limit, and nothing is written.
  */
@@ -862,10 +862,10 @@ TEST(payload_deeper_than_the_limit_is_refused_everywhere)
     skipq_conn *conn = open_conn();
     skipq_error err;
     int64_t id = 0;
-    char *max = nested_payload(SKIPQ__JSON_MAX_DEPTH);
-    char *over = nested_payload(SKIPQ__JSON_MAX_DEPTH + 1);
+    char *max = nested_payload(SKIPQ_JSON_MAX_DEPTH);
+    char *over = nested_payload(SKIPQ_JSON_MAX_DEPTH + 1);
     char want[64];
-    snprintf(want, sizeof want, ": nesting deeper than %d levels", SKIPQ__JSON_MAX_DEPTH);
+    snprintf(want, sizeof want, ": nesting deeper than %d levels", SKIPQ_JSON_MAX_DEPTH);
 
     /* at the limit: in, and read back whole by a C handler */
     skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
@@ -1062,5 +1062,37 @@ TEST(copy_of_a_2gb_escaped_row_loses_no_row)
     ASSERT_OK(skipq_copy_end(cp, &count, &err), &err);
     ASSERT_EQ(count, 2);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'small'"), 2);
+    skipq_conn_close(conn);
+}
+
+/*
+ * Options zeroed by hand have size 0: none of them would be read
+ * (docs/abi.md), so every way in refuses them, says how to fix it, and
+ * writes nothing.
+ */
+TEST(opts_without_size_are_refused)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn = open_conn();
+    skipq_error err;
+    skipq_enqueue_opts zeroed;
+    skipq_copy *cp = NULL;
+    skipq_job_spec jobs[1] = {{"k", "{}"}};
+    const char *want = "skipq_enqueue_opts has size 0: initialize it with "
+                       "SKIPQ_ENQUEUE_OPTS_INIT";
+
+    memset(&zeroed, 0, sizeof zeroed);
+    zeroed.queue = "mail";
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &zeroed, NULL, &err), SKIPQ_ERR_INVALID);
+    ASSERT_STREQ(err.message, want);
+    ASSERT_EQ(skipq_enqueue_tx(skipq_conn_pg(conn), "k", "{}", &zeroed, NULL, &err),
+              SKIPQ_ERR_INVALID);
+    ASSERT_STREQ(err.message, want);
+    ASSERT_EQ(skipq_copy_begin(conn, &zeroed, &cp, &err), SKIPQ_ERR_INVALID);
+    ASSERT_STREQ(err.message, want);
+    ASSERT_TRUE(cp == NULL);
+    ASSERT_EQ(skipq_enqueue_batch(conn, jobs, 1, &zeroed, &err), SKIPQ_ERR_INVALID);
+    ASSERT_STREQ(err.message, want);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
     skipq_conn_close(conn);
 }

@@ -349,8 +349,9 @@ TEST(kill_9_supervisor_takes_worker_and_handlers_with_it)
     pid_t sup = fork();
     if (sup == 0) {
         setpgid(0, 0);
-        int rc = skipq_supervise(cfg, tl_url(), run_command_worker, cfg, &err);
-        _exit(rc < 0 ? 100 : rc);
+        int status = 0;
+        skipq_rc rc = skipq_supervise(cfg, tl_url(), run_command_worker, cfg, &status, &err);
+        _exit(rc != SKIPQ_OK ? 100 : status);
     }
     setpgid(sup, sup);
     struct pidfile f = {pids, 4};
@@ -448,8 +449,9 @@ start_reporting_supervisor(const char *failpoint, int *rfd)
         if (failpoint)
             setenv("SKIPQ_FAILPOINT", failpoint, 1);
         skipq_config *cfg = skipq_config_new();
-        int rc = skipq_supervise(cfg, tl_url(), reporting_child, NULL, &err);
-        _exit(rc < 0 ? 100 : rc);
+        int status = 0;
+        skipq_rc rc = skipq_supervise(cfg, tl_url(), reporting_child, NULL, &status, &err);
+        _exit(rc != SKIPQ_OK ? 100 : status);
     }
     setpgid(sup, sup);
     close(fds[1]);

@@ -747,8 +747,9 @@ TEST(supervisor_rescue_runs_no_planted_object)
     pid_t sup = fork();
     if (sup == 0) {
         setpgid(0, 0);
-        int rc = skipq_supervise(cfg, l.worker_url, run_worker, cfg, &err);
-        _exit(rc < 0 ? 100 : rc);
+        int status = 0;
+        skipq_rc rc = skipq_supervise(cfg, l.worker_url, run_worker, cfg, &status, &err);
+        _exit(rc != SKIPQ_OK ? 100 : status);
     }
     setpgid(sup, sup);
     WAIT_INT(pg, 20000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %lld"

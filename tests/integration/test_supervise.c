@@ -81,8 +81,9 @@ TEST(crashing_c_handler_is_recorded_and_worker_restarts)
     pid_t sup = fork();
     if (sup == 0) {
         setpgid(0, 0);
-        int rc = skipq_supervise(cfg, tl_url(), run_worker, cfg, &err);
-        _exit(rc < 0 ? 100 : rc);
+        int status = 0;
+        skipq_rc rc = skipq_supervise(cfg, tl_url(), run_worker, cfg, &status, &err);
+        _exit(rc != SKIPQ_OK ? 100 : status);
     }
     setpgid(sup, sup);
     ASSERT_TRUE(tl_wait_int(pg, 30000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %lld"

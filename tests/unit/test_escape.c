@@ -1,6 +1,6 @@
 /*
  * test_escape.c - text from jobs and handlers made safe for a terminal
- * (skipq__escape_text): what is escaped, what is left alone.
+ * (skipq_escape_text): what is escaped, what is left alone.
  */
 #include "harness.h"
 
@@ -9,7 +9,7 @@
 static void
 expect_escape(const char *in, unsigned flags, const char *want)
 {
-    char *got = skipq__escape_text(in, flags);
+    char *got = skipq_escape_text(in, flags);
 
     ASSERT_TRUE(got != NULL);
     if (strcmp(got, want) != 0)
@@ -28,7 +28,7 @@ TEST(escape_control_characters)
     /* one line: newlines, carriage returns and tabs become spaces */
     expect_escape("l1\nl2\r\tend", 0, "l1 l2  end");
     /* several lines: newlines and tabs kept, a carriage return is not */
-    expect_escape("l1\nl2\r\tend", SKIPQ__ESC_MULTILINE, "l1\nl2\\u000d\tend");
+    expect_escape("l1\nl2\r\tend", SKIPQ_ESCAPE_MULTILINE, "l1\nl2\\u000d\tend");
 }
 
 TEST(escape_bidi_controls)
@@ -63,7 +63,7 @@ TEST(escape_leaves_text_alone)
                   0, "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80");
     expect_escape("C:\\tmp \"q\" 'x' %s", 0, "C:\\tmp \"q\" 'x' %s");
     /* JSON text stays valid JSON: only \u escapes are added */
-    expect_escape("{\"k\": \"\\u001b\xe2\x80\xae\"}", SKIPQ__ESC_MULTILINE,
+    expect_escape("{\"k\": \"\\u001b\xe2\x80\xae\"}", SKIPQ_ESCAPE_MULTILINE,
                   "{\"k\": \"\\u001b\\u202e\"}");
 }
 
@@ -73,7 +73,7 @@ TEST(escape_worst_case_growth)
 
     memset(in, 0x1b, 300);
     in[300] = '\0';
-    out = skipq__escape_text(in, 0);
+    out = skipq_escape_text(in, 0);
     ASSERT_TRUE(out != NULL);
     ASSERT_EQ(strlen(out), 300 * 6);
     free(out);

@@ -14,7 +14,7 @@
 static bool
 jsonc_object(const char *s, size_t n)
 {
-    json_tokener *tok = json_tokener_new_ex(SKIPQ__JSON_MAX_DEPTH);
+    json_tokener *tok = json_tokener_new_ex(SKIPQ_JSON_MAX_DEPTH);
     json_object *o;
     size_t end;
     bool ok;
@@ -113,10 +113,10 @@ TEST(accepts_nothing_json_c_refuses)
 TEST(check_payload_verdicts_are_unchanged)
 {
     skipq_error err = {0};
-    ASSERT_EQ(skipq__check_payload("{\"a\": 1e5}", (size_t)-1, 0, &err), SKIPQ_OK);
-    ASSERT_EQ(skipq__check_payload("{\"a\": 1", (size_t)-1, 0, &err), SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_check_payload("{\"a\": 1e5}", (size_t)-1, 0, &err), SKIPQ_OK);
+    ASSERT_EQ(skipq_check_payload("{\"a\": 1", (size_t)-1, 0, &err), SKIPQ_ERR_INVALID);
     ASSERT_CONTAINS(err.message, "invalid JSON at offset 7");
-    ASSERT_EQ(skipq__check_payload("[1]", (size_t)-1, 0, &err), SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_check_payload("[1]", (size_t)-1, 0, &err), SKIPQ_ERR_INVALID);
     ASSERT_STREQ(err.message, "payload must be a JSON object, not array");
 }
 

@@ -117,23 +117,23 @@ read_all(const char *data, size_t len, size_t max)
 {
     struct read_result r = {0};
     skipq_error err = {0};
-    skipq__jsonl in;
+    skipq_jsonl *in = NULL;
     const char *line;
     size_t n;
     FILE *f = fmemopen((void *)data, len, "r");
 
     ASSERT_TRUE(f != NULL);
-    skipq__jsonl_init(&in, f, max);
+    ASSERT_EQ(skipq_jsonl_new(f, max, &in, &err), SKIPQ_OK);
     for (;;) {
-        r.rc = skipq__jsonl_next(&in, &line, &n, &err);
+        r.rc = skipq_jsonl_next(in, &line, &n, &err);
         if (r.rc != SKIPQ_OK || !line)
             break;
         ASSERT_EQ(strlen(line), n);
         r.lines++;
     }
-    r.lineno = in.lineno;
+    r.lineno = skipq_jsonl_lineno(in);
     snprintf(r.message, sizeof r.message, "%s", err.message);
-    skipq__jsonl_free(&in);
+    skipq_jsonl_free(in);
     fclose(f);
     return r;
 }
@@ -192,16 +192,16 @@ TEST(jsonl_limit_counts_without_buffering)
     huge[n - 2] = '}';
     huge[n - 1] = '\n';
     FILE *f = fmemopen(huge, n, "r");
-    skipq__jsonl in;
+    skipq_jsonl *in = NULL;
     skipq_error err = {0};
     const char *line;
     size_t len;
-    skipq__jsonl_init(&in, f, 1024);
-    ASSERT_EQ(skipq__jsonl_next(&in, &line, &len, &err), SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_jsonl_new(f, 1024, &in, &err), SKIPQ_OK);
+    ASSERT_EQ(skipq_jsonl_next(in, &line, &len, &err), SKIPQ_ERR_INVALID);
     ASSERT_STREQ(err.message,
                  "payload is 8388607 bytes, more than the limit of 1024");
-    ASSERT_TRUE(in.cap <= 1024 + 3);
-    skipq__jsonl_free(&in);
+    ASSERT_TRUE(skipq__jsonl_buffered(in) <= 1024 + 3);
+    skipq_jsonl_free(in);
     fclose(f);
     free(huge);
 }
