@@ -18,7 +18,8 @@ set(SKIPQ_LIB_SOURCES
   src/enqueue_copy.c
   src/error.c
   src/escape.c
-  src/exec.c
+  src/exec_command.c
+  src/exec_pool.c
   src/job.c
   src/json.c
   src/jsonl.c
@@ -29,6 +30,11 @@ set(SKIPQ_LIB_SOURCES
   src/statements.c
   src/supervise.c
   src/worker.c
+  src/worker_claim.c
+  src/worker_complete.c
+  src/worker_maint.c
+  src/worker_prefetch.c
+  src/worker_session.c
 )
 
 # Private headers: not compiled on their own; listed so IDEs show them and
@@ -39,7 +45,10 @@ set(SKIPQ_LIB_PRIVATE_HEADERS
   src/enqueue_internal.h
   src/internal.h
   src/lock_keys.h
+  src/statements.h
+  src/worker.h
   src/worker_internal.h
+  src/worker_prefetch.h
 )
 
 # Migrations, applied in this order by `skipq migrate`. A released

@@ -1,6 +1,7 @@
 /*
- * worker_internal.h - what worker.c (the fetch/complete loop) and exec.c
- * (executor threads, command handlers) share.
+ * worker_internal.h - what the worker (worker*.c), its executors
+ * (exec_pool.c, exec_command.c) and the handler API (job.c) share: the
+ * handler table, the claimed job, and the executor pool.
  */
 #ifndef SKIPQ_WORKER_INTERNAL_H
 #define SKIPQ_WORKER_INTERNAL_H
@@ -27,7 +28,8 @@ struct skipq_job {
     skipq_worker *w;
     const handler *h;
     int64_t id;
-    int32_t claims; /* lock token of this claim */
+    int32_t claim_token; /* skipq.jobs.claims as this claim set it: the
+                          * lock token its completion must match */
     char *kind;
     char *queue;
     int16_t priority;
@@ -69,7 +71,7 @@ struct skipq_job {
     skipq_job *hnext, *hprev; /* in the held list (main thread) */
 };
 
-/* Executor pool (exec.c). */
+/* Executor pool (exec_pool.c). */
 typedef struct exec_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -82,7 +84,7 @@ typedef struct exec_pool {
     int nthreads;
     pthread_t *threads;
     int wake_fd; /* eventfd the main loop polls */
-    int reaper_fd;    /* socket to the reaper (exec.c), -1 none */
+    int reaper_fd;    /* socket to the reaper (exec_command.c), -1 none */
     pid_t reaper_pid; /* -1 none */
     atomic_bool reaper_failed; /* it stopped answering and was killed */
 } exec_pool;
@@ -106,21 +108,18 @@ int64_t skipq__pool_oldest_ready_ms(exec_pool *p);
 void skipq__job_run(exec_pool *pool, skipq_job *job);
 void skipq__job_free(skipq_job *job);
 
-/* The claim statement (worker.c); tests prepare it too.
- * $1 queue, $2/$3 priority band, $4 kinds, $5 limit, $6 worker id. */
-extern const char skipq__claim_sql[];
-/* The claim from where the last full one ended: the same, and $7, $8,
- * $9 the priority, run_at and id of the last row it took. */
-extern const char skipq__claim_after_sql[];
-/* Milliseconds to the next run_at: $1 queues (text[]), $2/$3 band, $4 the
- * claim transaction's now() (NULL: now). */
-extern const char skipq__next_run_at_sql[];
-/* The settings statement that opens each claim/completion transaction
- * (the quick one: a claim alone); the bench runs it before its probes. */
-extern const char skipq__cycle_sql[];
-extern const char skipq__cycle_quick_sql[];
-extern const char skipq__complete_sql[];
-extern const char skipq__complete_delete_sql[]; /* worker.on_success: delete */
+/* Command handlers (exec_command.c): run job's command, fill its
+ * outcome; the reaper that kills what commands leave behind. */
+void skipq__run_command(exec_pool *pool, skipq_job *job);
+skipq_rc skipq__reaper_start(exec_pool *p, int cap, skipq_error *err);
+void skipq__reaper_stop(exec_pool *p);
+/* "2s", or "1500ms" */
+void skipq__fmt_duration(int64_t ms, char *out, size_t n);
+/* SIGKILL's name, and so on */
+const char *skipq__signame(int sig);
+
+/* The statements' texts the tests prepare too (skipq__claim_sql, ...). */
+#include "statements.h"
 
 /* Replace invalid UTF-8 and NUL bytes so the text is storable. */
 void skipq__sanitize_utf8(char *s);

@@ -1902,6 +1902,60 @@ TEST(claim_only_commit_is_async_completion_is_not)
                          " WHERE plans = 'force_generic_plan'"), 6);
 }
 
+/* Drain n jobs of two queues and two bands with one worker, its
+ * statements unnamed or not; returns the most statements a row trigger
+ * saw prepared in the worker's session meanwhile. */
+static int64_t
+drain_counting_prepared(PGconn *pg, int n, bool unnamed)
+{
+    skipq_error err;
+    tl_exec(pg, "TRUNCATE prepared_seen");
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind, queue, priority)"
+                " SELECT 'm', CASE WHEN g %% 2 = 0 THEN 'a' ELSE 'b' END,"
+                " CASE WHEN g %% 3 = 0 THEN 10 ELSE -10 END FROM generate_series(1, %d) g", n);
+    skipq_config *cfg = test_config(4);
+    ASSERT_OK(skipq_config_set_queue(cfg, "a", &err), &err);
+    ASSERT_OK(skipq_config_add_queue(cfg, "b", &err), &err);
+    ASSERT_OK(skipq_config_set_priorities(cfg, "high,low", &err), &err);
+    ASSERT_OK(skipq_config_set_prefetch(cfg, 16, &err), &err);
+    if (unnamed)
+        setenv("SKIPQ_UNNAMED_STATEMENTS", "1", 1);
+    skipq_worker *w;
+    ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
+    unsetenv("SKIPQ_UNNAMED_STATEMENTS");
+    ASSERT_OK(skipq_worker_register(w, "m", ok_handler, NULL, &err), &err);
+    skipq_worker_set_once(w, 1);
+    ASSERT_OK(skipq_worker_run(w, &err), &err);
+    skipq_worker_free(w);
+    skipq_config_free(cfg);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status <> 'succeeded'"
+                         " OR attempts <> 1"), 0);
+    ASSERT_TRUE(tl_int(pg, "SELECT count(*) FROM prepared_seen") >= 2 * n);
+    return tl_int(pg, "SELECT coalesce(max(n), 0) FROM prepared_seen");
+}
+
+/*
+ * SKIPQ_UNNAMED_STATEMENTS=1 (what a transaction pooler needs): the
+ * worker prepares no statement by name and sends each with its text, and
+ * a drain through two queues and two bands (claim floors, the rotation,
+ * batched completions) still runs every job once. A row trigger counts,
+ * in the worker's own session, the statements prepared there: some by
+ * default, none with the variable set.
+ */
+TEST(drain_with_unnamed_statements)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "CREATE TABLE prepared_seen (n int8)");
+    tl_exec(pg, "CREATE FUNCTION record_prepared() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN INSERT INTO public.prepared_seen"
+                " SELECT count(*) FROM pg_catalog.pg_prepared_statements; RETURN NEW; END $$");
+    tl_exec(pg, "CREATE TRIGGER record_prepared AFTER UPDATE OF status ON skipq.jobs"
+                " FOR EACH ROW EXECUTE FUNCTION record_prepared()");
+    ASSERT_TRUE(drain_counting_prepared(pg, 100, false) > 0);
+    tl_exec(pg, "DELETE FROM skipq.jobs");
+    ASSERT_EQ(drain_counting_prepared(pg, 2000, true), 0);
+}
+
 int
 main(int argc, char **argv)
 {

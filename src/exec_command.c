@@ -1,7 +1,7 @@
 /*
- * exec.c - running handlers: the executor threads and command handlers (a
- * process per job, payload on stdin, result on stdout, the end of stderr
- * as the error).
+ * exec_command.c - command handlers: a process per job, the payload on
+ * its stdin, the result from its stdout, the end of its stderr as the
+ * error.
  *
  * A command runs in its own process group, so a timeout, a cancel or a
  * shutdown kills it together with its children and no orphan remains.
@@ -43,15 +43,6 @@ extern char **environ;
  * buffered, but not a writer that never stops. */
 #define DRAIN_MAX (4 << 20)
 
-#ifdef SKIPQ_FAILPOINTS
-bool
-skipq__failpoint(const char *name)
-{
-    const char *fp = getenv("SKIPQ_FAILPOINT");
-    return fp && strcmp(fp, name) == 0;
-}
-#endif
-
 void
 skipq__sanitize_utf8(char *s)
 {
@@ -71,20 +62,6 @@ skipq__sanitize_utf8(char *s)
         }
         p += len;
     }
-}
-
-void
-skipq__job_free(skipq_job *job)
-{
-    if (!job)
-        return;
-    json_object_put(job->payload);
-    free(job->kind);
-    free(job->queue);
-    free(job->payload_text);
-    free(job->error);
-    free(job->result);
-    free(job);
 }
 
 /* ---- command handlers ------------------------------------------------- */
@@ -153,15 +130,14 @@ signame(int sig)
     return "a signal";
 }
 
-const char *skipq__signame(int sig);
 const char *
 skipq__signame(int sig)
 {
     return signame(sig);
 }
 
-static void
-fmt_duration(int64_t ms, char *out, size_t n)
+void
+skipq__fmt_duration(int64_t ms, char *out, size_t n)
 {
     if (ms % 1000 == 0)
         snprintf(out, n, "%llds", (long long)(ms / 1000));
@@ -311,8 +287,8 @@ reaper_main(int fd, pid_t parent, pid_t *groups, int cap)
     _exit(0);
 }
 
-static skipq_rc
-reaper_start(exec_pool *p, int cap, skipq_error *err)
+skipq_rc
+skipq__reaper_start(exec_pool *p, int cap, skipq_error *err)
 {
     int sv[2];
     sigset_t all, old;
@@ -352,8 +328,8 @@ reaper_start(exec_pool *p, int cap, skipq_error *err)
 
 /* Close our end: the reaper kills what is still listed (nothing, once
  * every executor has returned) and exits. */
-static void
-reaper_stop(exec_pool *p)
+void
+skipq__reaper_stop(exec_pool *p)
 {
     if (p->reaper_fd >= 0) {
         close(p->reaper_fd);
@@ -451,32 +427,32 @@ drain(int *fd, buf *b, size_t max, bool keep_tail)
     }
 }
 
-static void
-run_command(exec_pool *pool, skipq_job *job)
-{
-    const handler *h = job->h;
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1};
-    char **envp = NULL;
-    size_t nenv = 0;
-    pid_t pid = -1;
-    int pidfd = -1, status = 0, rc;
-    buf obuf = {0}, ebuf = {0};
-    size_t in_off = 0, in_len = strlen(job->payload_text);
-    bool exited = false, killed_for_stop = false;
-    int64_t term_sent_ms = 0, exited_ms = 0;
 
-    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC)) {
-        skipq_job_fail(job, "could not create pipes: %s", strerror(errno));
-        goto out;
-    }
+/* One running command: its pipes, its process, and what it said. */
+typedef struct command {
+    int in[2], out[2], err[2];
+    pid_t pid;   /* -1: not started */
+    int pidfd;   /* -1: none (poll its status instead) */
+    int status;  /* waitpid's */
+    buf obuf, ebuf;
+    size_t in_off, in_len;
+    bool exited, killed_for_stop;
+    int64_t term_sent_ms, exited_ms;
+} command;
+
+/* The environment a command runs with: ours without SKIPQ_JOB_*, then
+ * the job's. NULL when out of memory; free with free_env. */
+static char **
+job_env(const skipq_job *job)
+{
+    size_t nenv = 0, k = 0;
+    char **envp;
+
     while (environ[nenv])
         nenv++;
     envp = calloc(nenv + JOB_ENV + 1, sizeof *envp);
-    if (!envp) {
-        skipq_job_fail(job, "out of memory");
-        goto out;
-    }
-    size_t k = 0;
+    if (!envp)
+        return NULL;
     for (size_t i = 0; i < nenv; i++)
         if (strncmp(environ[i], "SKIPQ_JOB_", 10) != 0)
             envp[k++] = environ[i];
@@ -490,391 +466,233 @@ run_command(exec_pool *pool, skipq_job *job)
     for (int i = 0; i < JOB_ENV; i++)
         if (own[i])
             envp[k++] = own[i];
+    return envp;
+}
 
-    const int fds[3] = {in[0], out[1], errp[1]};
-    rc = spawn_command(h->argv, envp, fds, &pid);
-    for (int i = 0; i < JOB_ENV; i++)
-        free(own[i]);
-    if (rc != 0) {
-        skipq_job_fail(job, "could not run \"%s\": %s", h->argv[0], strerror(rc));
-        pid = -1;
-        goto out;
+/* The job's own entries of envp (job_env), then envp itself. */
+static void
+free_env(char **envp)
+{
+    if (!envp)
+        return;
+    for (char **e = envp; *e; e++)
+        if (strncmp(*e, "SKIPQ_JOB_", 10) == 0)
+            free(*e);
+    free(envp);
+}
+
+/* Start job's command with its pipes; false (the job failed) if not. */
+static bool
+start_command(exec_pool *pool, skipq_job *job, command *c)
+{
+    char **envp;
+    int rc;
+
+    if (pipe2(c->in, O_CLOEXEC) || pipe2(c->out, O_CLOEXEC) || pipe2(c->err, O_CLOEXEC)) {
+        skipq_job_fail(job, "could not create pipes: %s", strerror(errno));
+        return false;
     }
-    reaper_tell(pool, REAPER_ADD, pid);
-    atomic_store(&job->pgid, pid);
-    close(in[0]), in[0] = -1;
-    close(out[1]), out[1] = -1;
-    close(errp[1]), errp[1] = -1;
-    fcntl(in[1], F_SETFL, O_NONBLOCK);
-    if (in_len == 0)
-        close(in[1]), in[1] = -1;
+    if (!(envp = job_env(job))) {
+        skipq_job_fail(job, "out of memory");
+        return false;
+    }
+    const int fds[3] = {c->in[0], c->out[1], c->err[1]};
+    rc = spawn_command(job->h->argv, envp, fds, &c->pid);
+    free_env(envp);
+    if (rc != 0) {
+        skipq_job_fail(job, "could not run \"%s\": %s", job->h->argv[0], strerror(rc));
+        c->pid = -1;
+        return false;
+    }
+    reaper_tell(pool, REAPER_ADD, c->pid);
+    atomic_store(&job->pgid, c->pid);
+    close(c->in[0]), c->in[0] = -1;
+    close(c->out[1]), c->out[1] = -1;
+    close(c->err[1]), c->err[1] = -1;
+    fcntl(c->in[1], F_SETFL, O_NONBLOCK);
+    if (c->in_len == 0)
+        close(c->in[1]), c->in[1] = -1;
 #ifdef SYS_pidfd_open
-    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
 #endif
+    return true;
+}
 
-    /* Feed stdin, collect stdout and stderr, until the process exits and
-     * the pipes close; enforce the deadline and stop requests. */
-    while (!exited || out[0] >= 0 || errp[0] >= 0) {
+/* Wait up to the next deadline for the pipes or the process, and move
+ * what is there: stdout and stderr in, the payload out. */
+static void
+pump_pipes(skipq_job *job, command *c, int *ip_out, struct pollfd *p)
+{
+    int n = 0, io = -1, ie = -1, ii = -1, ip = -1;
+    char chunk[16384];
+
+    if (c->out[0] >= 0) p[io = n++] = (struct pollfd){c->out[0], POLLIN, 0};
+    if (c->err[0] >= 0) p[ie = n++] = (struct pollfd){c->err[0], POLLIN, 0};
+    if (c->in[1] >= 0) p[ii = n++] = (struct pollfd){c->in[1], POLLOUT, 0};
+    if (!c->exited && c->pidfd >= 0) p[ip = n++] = (struct pollfd){c->pidfd, POLLIN, 0};
+    int64_t now = skipq__now_ms();
+    int64_t until = now + 100;
+    if (!c->exited && c->pidfd < 0)
+        until = now + 5;
+    if (!c->exited && !job->timed_out && job->deadline_ms < until)
+        until = job->deadline_ms;
+    if (c->exited && c->exited_ms + EXIT_GRACE_MS < until)
+        until = c->exited_ms + EXIT_GRACE_MS;
+    int timeout = until > now ? (int)(until - now) : 0;
+    *ip_out = ip;
+    if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR) {
+        *ip_out = -2; /* poll failed: stop waiting */
+        return;
+    }
+    if (io >= 0 && p[io].revents) {
+        ssize_t r = read(c->out[0], chunk, sizeof chunk);
+        if (r > 0)
+            buf_add(&c->obuf, chunk, (size_t)r, STDOUT_MAX, false);
+        else if (r == 0 || (errno != EINTR && errno != EAGAIN))
+            close(c->out[0]), c->out[0] = -1;
+    }
+    if (ie >= 0 && p[ie].revents) {
+        ssize_t r = read(c->err[0], chunk, sizeof chunk);
+        if (r > 0)
+            buf_add(&c->ebuf, chunk, (size_t)r, STDERR_TAIL, true);
+        else if (r == 0 || (errno != EINTR && errno != EAGAIN))
+            close(c->err[0]), c->err[0] = -1;
+    }
+    if (ii >= 0 && p[ii].revents) {
+        ssize_t wr = write(c->in[1], job->payload_text + c->in_off, c->in_len - c->in_off);
+        if (wr > 0)
+            c->in_off += (size_t)wr;
+        if ((wr < 0 && errno != EAGAIN && errno != EINTR) || c->in_off >= c->in_len)
+            close(c->in[1]), c->in[1] = -1;
+    }
+}
+
+/* Has the command's own process exited? Then reap it, and kill the rest
+ * of its group. */
+static void
+check_exit(exec_pool *pool, skipq_job *job, command *c, int64_t now)
+{
+    siginfo_t si;
+
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+        si.si_pid != c->pid)
+        return;
+    /* Background children may still hold the pipes: the group goes with
+     * its leader, killed while the leader is not yet reaped, so its id
+     * cannot have been reused. */
+    kill(-c->pid, SIGKILL);
+    atomic_store(&job->pgid, 0);
+    reaper_tell(pool, REAPER_DEL, c->pid);
+    while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
+        ;
+    c->exited = true;
+    c->exited_ms = now;
+    /* Its outcome is settled, unless a stop killed it: a later stop must
+     * not hand it back. */
+    if (atomic_load(&job->stop) == 0)
+        atomic_store(&job->finished, true);
+    if (c->in[1] >= 0)
+        close(c->in[1]), c->in[1] = -1;
+}
+
+/* Feed stdin, collect stdout and stderr, until the process exits and the
+ * pipes close; enforce the deadline and stop requests. */
+static void
+supervise_command(exec_pool *pool, skipq_job *job, command *c)
+{
+    while (!c->exited || c->out[0] >= 0 || c->err[0] >= 0) {
         struct pollfd p[4];
-        int n = 0, io = -1, ie = -1, ii = -1, ip = -1;
-        if (out[0] >= 0) p[io = n++] = (struct pollfd){out[0], POLLIN, 0};
-        if (errp[0] >= 0) p[ie = n++] = (struct pollfd){errp[0], POLLIN, 0};
-        if (in[1] >= 0) p[ii = n++] = (struct pollfd){in[1], POLLOUT, 0};
-        if (!exited && pidfd >= 0) p[ip = n++] = (struct pollfd){pidfd, POLLIN, 0};
-        int64_t now = skipq__now_ms();
-        int64_t until = now + 100;
-        if (!exited && pidfd < 0)
-            until = now + 5;
-        if (!exited && !job->timed_out && job->deadline_ms < until)
-            until = job->deadline_ms;
-        if (exited && exited_ms + EXIT_GRACE_MS < until)
-            until = exited_ms + EXIT_GRACE_MS;
-        int timeout = until > now ? (int)(until - now) : 0;
-        if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR)
+        int ip;
+        pump_pipes(job, c, &ip, p);
+        if (ip == -2)
             break;
-        char chunk[16384];
-        if (io >= 0 && p[io].revents) {
-            ssize_t r = read(out[0], chunk, sizeof chunk);
-            if (r > 0)
-                buf_add(&obuf, chunk, (size_t)r, STDOUT_MAX, false);
-            else if (r == 0 || (errno != EINTR && errno != EAGAIN))
-                close(out[0]), out[0] = -1;
-        }
-        if (ie >= 0 && p[ie].revents) {
-            ssize_t r = read(errp[0], chunk, sizeof chunk);
-            if (r > 0)
-                buf_add(&ebuf, chunk, (size_t)r, STDERR_TAIL, true);
-            else if (r == 0 || (errno != EINTR && errno != EAGAIN))
-                close(errp[0]), errp[0] = -1;
-        }
-        if (ii >= 0 && p[ii].revents) {
-            ssize_t wr = write(in[1], job->payload_text + in_off, in_len - in_off);
-            if (wr > 0)
-                in_off += (size_t)wr;
-            if ((wr < 0 && errno != EAGAIN && errno != EINTR) || in_off >= in_len)
-                close(in[1]), in[1] = -1;
-        }
-        now = skipq__now_ms();
-        if (!exited && (ip < 0 || p[ip].revents)) {
-            siginfo_t si;
-            memset(&si, 0, sizeof si);
-            if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-                si.si_pid == pid) {
-                /* Background children may still hold the pipes: the
-                 * group goes with its leader, killed while the leader
-                 * is not yet reaped, so its id cannot have been reused. */
-                kill(-pid, SIGKILL);
-                atomic_store(&job->pgid, 0);
-                reaper_tell(pool, REAPER_DEL, pid);
-                while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                    ;
-                exited = true;
-                exited_ms = now;
-                /* Its outcome is settled, unless a stop killed it: a
-                 * later stop must not hand it back. */
-                if (atomic_load(&job->stop) == 0)
-                    atomic_store(&job->finished, true);
-                if (in[1] >= 0)
-                    close(in[1]), in[1] = -1;
-            }
-        }
-        if (exited) {
+        int64_t now = skipq__now_ms();
+        if (!c->exited && (ip < 0 || p[ip].revents))
+            check_exit(pool, job, c, now);
+        if (c->exited) {
             /* Its own process is gone and its group killed: whatever still
              * holds a pipe left the group (setsid). Take what is buffered
              * and stop waiting at the deadline, a stop, or the grace. */
             if (atomic_load(&job->stop) != 0 || now >= job->deadline_ms ||
-                now - exited_ms >= EXIT_GRACE_MS) {
-                drain(&out[0], &obuf, STDOUT_MAX, false);
-                drain(&errp[0], &ebuf, STDERR_TAIL, true);
+                now - c->exited_ms >= EXIT_GRACE_MS) {
+                drain(&c->out[0], &c->obuf, STDOUT_MAX, false);
+                drain(&c->err[0], &c->ebuf, STDERR_TAIL, true);
                 break;
             }
         } else if (now >= job->deadline_ms) {
             job->timed_out = true;
-            kill(-pid, SIGKILL);
+            kill(-c->pid, SIGKILL);
         } else if (atomic_load(&job->stop) != 0) {
             /* cancel or shutdown: ask politely, then insist */
-            if (!term_sent_ms) {
-                kill(-pid, SIGTERM);
-                term_sent_ms = now;
-                killed_for_stop = true;
-            } else if (now - term_sent_ms > 2000) {
-                kill(-pid, SIGKILL);
+            if (!c->term_sent_ms) {
+                kill(-c->pid, SIGTERM);
+                c->term_sent_ms = now;
+                c->killed_for_stop = true;
+            } else if (now - c->term_sent_ms > 2000) {
+                kill(-c->pid, SIGKILL);
             }
         }
     }
-    if (!exited) {
-        kill(-pid, SIGKILL);
+    if (!c->exited) {
+        kill(-c->pid, SIGKILL);
         atomic_store(&job->pgid, 0);
-        reaper_tell(pool, REAPER_DEL, pid);
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        reaper_tell(pool, REAPER_DEL, c->pid);
+        while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
             ;
     }
-    while (ebuf.len > 0 && strchr(" \t\r\n", ebuf.p[ebuf.len - 1]))
-        ebuf.p[--ebuf.len] = '\0';
+}
 
+/* The job's outcome from how the command ended and what it wrote. */
+static void
+command_outcome(skipq_job *job, command *c)
+{
+    buf *e = &c->ebuf;
+
+    while (e->len > 0 && strchr(" \t\r\n", e->p[e->len - 1]))
+        e->p[--e->len] = '\0';
     if (job->timed_out) {
         char d[32];
-        fmt_duration(job->timeout_ms, d, sizeof d);
+        skipq__fmt_duration(job->timeout_ms, d, sizeof d);
         skipq_job_fail(job, "timed out after %s", d);
-    } else if (killed_for_stop && atomic_load(&job->stop) == 1) {
+    } else if (c->killed_for_stop && atomic_load(&job->stop) == 1) {
         job->outcome = SKIPQ_JOB_CANCELLED;
         skipq_job_fail(job, "cancelled");
         job->outcome = SKIPQ_JOB_CANCELLED;
-        goto out;
-    } else if (WIFSIGNALED(status)) {
-        skipq_job_fail(job, "killed by %s%s%s", signame(WTERMSIG(status)),
-                       ebuf.len ? ": " : "", ebuf.len ? ebuf.p : "");
-    } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
-        skipq_job_fail(job, "exit status %d%s%s", WEXITSTATUS(status),
-                       ebuf.len ? ": " : "", ebuf.len ? ebuf.p : "");
+        return;
+    } else if (WIFSIGNALED(c->status)) {
+        skipq_job_fail(job, "killed by %s%s%s", signame(WTERMSIG(c->status)),
+                       e->len ? ": " : "", e->len ? e->p : "");
+    } else if (WIFEXITED(c->status) && WEXITSTATUS(c->status) != 0) {
+        skipq_job_fail(job, "exit status %d%s%s", WEXITSTATUS(c->status),
+                       e->len ? ": " : "", e->len ? e->p : "");
     } else {
         job->outcome = SKIPQ_JOB_OK;
-        job->result = stdout_to_result(&obuf);
-        goto out;
+        job->result = stdout_to_result(&c->obuf);
+        return;
     }
     job->outcome = SKIPQ_JOB_ERROR;
-out:
-    if (pid < 0 && job->outcome == SKIPQ_JOB_OK)
+}
+
+void
+skipq__run_command(exec_pool *pool, skipq_job *job)
+{
+    command c = {.in = {-1, -1}, .out = {-1, -1}, .err = {-1, -1}, .pid = -1, .pidfd = -1,
+                 .in_len = strlen(job->payload_text)};
+
+    if (start_command(pool, job, &c)) {
+        supervise_command(pool, job, &c);
+        command_outcome(job, &c);
+    }
+    if (c.pid < 0 && job->outcome == SKIPQ_JOB_OK)
         job->outcome = SKIPQ_JOB_ERROR;
     for (int i = 0; i < 2; i++) {
-        if (in[i] >= 0) close(in[i]);
-        if (out[i] >= 0) close(out[i]);
-        if (errp[i] >= 0) close(errp[i]);
+        if (c.in[i] >= 0) close(c.in[i]);
+        if (c.out[i] >= 0) close(c.out[i]);
+        if (c.err[i] >= 0) close(c.err[i]);
     }
-    if (pidfd >= 0)
-        close(pidfd);
-    free(envp);
-    free(obuf.p);
-    free(ebuf.p);
-}
-
-void
-skipq__job_run(exec_pool *pool, skipq_job *job)
-{
-    job->outcome = SKIPQ_JOB_ERROR;
-    job->started_ms = skipq__now_ms();
-    job->deadline_ms = job->timeout_ms > 0 ? job->started_ms + job->timeout_ms
-                                           : INT64_MAX;
-    if (job->h->fn) {
-        job->outcome = job->h->fn(job, job->h->userdata);
-        /* A C handler cannot be killed; past its deadline the attempt
-         * counts as timed out whatever it returned. */
-        if (job->timeout_ms > 0 && skipq__now_ms() > job->deadline_ms &&
-            job->outcome != SKIPQ_JOB_CANCELLED) {
-            char d[32];
-            fmt_duration(job->timeout_ms, d, sizeof d);
-            free(job->result);
-            job->result = NULL;
-            skipq_job_fail(job, "timed out after %s", d);
-            job->outcome = SKIPQ_JOB_ERROR;
-            job->timed_out = true;
-        }
-    } else {
-        job->outcome = SKIPQ_JOB_ERROR;
-        run_command(pool, job);
-    }
-    if (job->outcome == SKIPQ_JOB_ERROR && !job->error)
-        job->error = strdup("handler failed");
-    if (job->error)
-        skipq__sanitize_utf8(job->error);
-    job->duration_ms = (double)(skipq__now_ms() - job->started_ms);
-}
-
-/* ---- the pool ------------------------------------------------------------ */
-
-static void *
-executor(void *arg)
-{
-    exec_pool *p = arg;
-    for (;;) {
-        pthread_mutex_lock(&p->mu);
-        while (!p->ready_head && !p->quit) {
-            p->idle++;
-            pthread_cond_wait(&p->cv, &p->mu);
-            p->idle--;
-        }
-        skipq_job *job = p->ready_head;
-        if (!job) {
-            pthread_mutex_unlock(&p->mu);
-            return NULL;
-        }
-        p->ready_head = job->next;
-        if (!p->ready_head)
-            p->ready_tail = NULL;
-        p->ready_count--;
-        job->next = NULL;
-        pthread_mutex_unlock(&p->mu);
-
-        /* a job handed back at shutdown before it started does not run */
-        if (atomic_load(&job->stop) != 2) {
-            int64_t t0 = skipq__now_us();
-            skipq__job_run(p, job);
-            int64_t us = skipq__now_us() - t0;
-            job->run_us = us > 0 ? us : 1; /* 0 means "did not run" */
-            /* settled, unless it ended because a stop told it to */
-            if (atomic_load(&job->stop) == 0)
-                atomic_store(&job->finished, true);
-        }
-
-        pthread_mutex_lock(&p->mu);
-        if (p->done_tail)
-            p->done_tail->next = job;
-        else
-            p->done_head = job;
-        p->done_tail = job;
-        bool first = p->done_count++ == 0;
-        pthread_mutex_unlock(&p->mu);
-        if (first) {
-            uint64_t one = 1;
-            ssize_t r = write(p->wake_fd, &one, sizeof one);
-            (void)r; /* eventfd: only fails when the counter is huge */
-        }
-    }
-}
-
-skipq_rc
-skipq__pool_start(exec_pool *p, const skipq_config *cfg, int wake_fd, skipq_error *err)
-{
-    sigset_t all, old;
-    skipq_rc rc;
-    int n = cfg->concurrency;
-
-    memset(p, 0, sizeof *p);
-    p->reaper_fd = -1;
-    p->reaper_pid = -1;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    p->wake_fd = wake_fd;
-    p->threads = calloc((size_t)n, sizeof *p->threads);
-    if (!p->threads) {
-        skipq__pool_stop(p);
-        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
-    }
-    /* Forked before any command runs, so it holds none of their pipes;
-     * only when commands may run (C handlers start no process). */
-    if (cfg->nhandlers > 0 && (rc = reaper_start(p, n, err)) != SKIPQ_OK) {
-        skipq__pool_stop(p);
-        return rc;
-    }
-    /* Handlers' threads take no process signals: SIGTERM and SIGINT are
-     * for the thread that runs the worker loop; SIGPIPE from a command
-     * that closed its stdin early becomes EPIPE. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    int e = pthread_attr_setstacksize(&attr, cfg->handler_stack_size);
-    if (e != 0) {
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        pthread_attr_destroy(&attr);
-        skipq__pool_stop(p);
-        return skipq__fail(err, SKIPQ_ERR_CONFIG,
-                           "could not use a handler stack size of %zu bytes: %s",
-                           cfg->handler_stack_size, strerror(e));
-    }
-    for (int i = 0; i < n; i++) {
-        if ((e = pthread_create(&p->threads[i], &attr, executor, p)) != 0) {
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
-            pthread_attr_destroy(&attr);
-            skipq__pool_stop(p);
-            return skipq__fail(err, SKIPQ_ERR_NOMEM,
-                               "could not start executor thread %d (stack %zu bytes): %s", i,
-                               cfg->handler_stack_size, strerror(e));
-        }
-        p->nthreads++;
-    }
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return SKIPQ_OK;
-}
-
-void
-skipq__pool_stop(exec_pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-    p->quit = true;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < p->nthreads; i++)
-        pthread_join(p->threads[i], NULL);
-    free(p->threads);
-    p->threads = NULL;
-    p->nthreads = 0;
-    reaper_stop(p);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
-}
-
-void
-skipq__pool_push(exec_pool *p, skipq_job *jobs)
-{
-    if (!jobs)
-        return;
-    skipq_job *last = jobs;
-    int n = 1;
-    while (last->next) {
-        last = last->next;
-        n++;
-    }
-    pthread_mutex_lock(&p->mu);
-    if (p->ready_tail)
-        p->ready_tail->next = jobs;
-    else
-        p->ready_head = jobs;
-    p->ready_tail = last;
-    p->ready_count += n;
-    /* Wake one idle executor per job, not all of them: a broadcast for
-     * one job woke 16 threads to fight over the mutex, and on 2 cores the
-     * one that got the job started ~0.7 ms later (strace of bench
-     * latency). Executors that finish take the next job without a wake. */
-    int wake = n < p->idle ? n : p->idle;
-    bool all = wake == p->idle;
-    pthread_mutex_unlock(&p->mu);
-    if (all)
-        pthread_cond_broadcast(&p->cv);
-    else
-        for (int i = 0; i < wake; i++)
-            pthread_cond_signal(&p->cv);
-}
-
-/* Jobs no executor has started yet (prefetched ones), taken back. */
-skipq_job *
-skipq__pool_take_ready(exec_pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-    skipq_job *list = p->ready_head;
-    p->ready_head = p->ready_tail = NULL;
-    p->ready_count = 0;
-    pthread_mutex_unlock(&p->mu);
-    return list;
-}
-
-int
-skipq__pool_ready_count(exec_pool *p, int *idle)
-{
-    pthread_mutex_lock(&p->mu);
-    int n = p->ready_count;
-    *idle = p->idle;
-    pthread_mutex_unlock(&p->mu);
-    return n;
-}
-
-int64_t
-skipq__pool_oldest_ready_ms(exec_pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-    int64_t t = p->ready_head ? p->ready_head->claimed_ms : INT64_MAX;
-    pthread_mutex_unlock(&p->mu);
-    return t;
-}
-
-skipq_job *
-skipq__pool_take_done(exec_pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-    skipq_job *list = p->done_head;
-    p->done_head = p->done_tail = NULL;
-    p->done_count = 0;
-    pthread_mutex_unlock(&p->mu);
-    return list;
+    if (c.pidfd >= 0)
+        close(c.pidfd);
+    free(c.obuf.p);
+    free(c.ebuf.p);
 }

@@ -1,0 +1,504 @@
+/*
+ * worker_session.c - the worker's job connection and its registration.
+ *
+ * Connect (settings, schema check, prepared statements, LISTEN,
+ * register), the liveness lock, heartbeats, reconnecting, cancel
+ * requests, NOTIFYs and the idle locks. The statements are in
+ * statements.c; everything goes through skipq__stmt_run, so that one
+ * flag (worker_session.unnamed) sends them all unnamed.
+ */
+#include "worker.h"
+
+#include <libpqtypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A worker gives its idle locks up after this long busy (skipq__note_busy). */
+enum { IDLE_RELEASE_MS = 100 };
+
+/* ---- connection lifecycle --------------------------------------------------- */
+
+void
+skipq__session_drop(skipq_worker *w, const char *why)
+{
+    if (!w->sess.pg)
+        return;
+    skipq__log(SKIPQ_LOG_WARN, "worker %lld lost its database connection: %s",
+               (long long)w->sess.id, why);
+    PQfinish(w->sess.pg);
+    w->sess.pg = NULL;
+    w->sess.reconnect_at_ms = skipq__now_ms() + w->sess.reconnect_delay_ms;
+    /* the next claims start from the head */
+    memset(w->claim.floors, 0, w->cfg->nqueues * w->nbands * sizeof *w->claim.floors);
+}
+
+bool
+skipq__session_broken(const worker_session *s)
+{
+    return !s->pg || PQstatus(s->pg) != CONNECTION_OK;
+}
+
+static void
+band_text(const skipq_worker *w, char *out, size_t n)
+{
+    const char *p = skipq_config_priorities(w->cfg);
+    snprintf(out, n, "%s", p ? p : "all");
+}
+
+static void take_liveness_lock(skipq_worker *w);
+
+/* Register (or, after a reconnect, re-register with the same id) and take
+ * the "alive" lock that recover and the rescuer test. */
+static skipq_rc
+register_worker(skipq_worker *w, skipq_error *err)
+{
+    char host[256] = "", pid[16], conc[16], id[24], bands[256], beat[40], lease[40];
+    char *queues = NULL;
+    size_t qlen = 2;
+    PGresult *res = NULL;
+    skipq_rc rc;
+
+    gethostname(host, sizeof host - 1);
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    snprintf(conc, sizeof conc, "%d", w->cfg->concurrency);
+    band_text(w, bands, sizeof bands);
+    /* queues as a text[] literal; names are quoted and escaped */
+    for (size_t i = 0; i < w->cfg->nqueues; i++)
+        qlen += 2 * strlen(w->cfg->queues[i]) + 4;
+    queues = malloc(qlen);
+    if (!queues)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    char *q = queues;
+    *q++ = '{';
+    for (size_t i = 0; i < w->cfg->nqueues; i++) {
+        if (i)
+            *q++ = ',';
+        *q++ = '"';
+        for (const char *s = w->cfg->queues[i]; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *q++ = '\\';
+            *q++ = *s;
+        }
+        *q++ = '"';
+    }
+    *q++ = '}';
+    *q = '\0';
+
+    snprintf(beat, sizeof beat, "%lld milliseconds", (long long)w->cfg->heartbeat_interval_ms);
+    snprintf(lease, sizeof lease, "%lld milliseconds", (long long)w->cfg->lease_timeout_ms);
+    /* liveness_lock stays false until take_liveness_lock() holds it: in
+     * between, others judge this worker by its heartbeat and lease, and
+     * a lock that is free only because we have not taken it yet (or our
+     * old session just died) does not make our live jobs look lost. */
+    snprintf(id, sizeof id, "%lld", (long long)w->sess.id);
+    const char *v[10] = {host, pid, queues, bands, conc, SKIPQ_VERSION, beat, lease,
+                         w->sess.id ? id : NULL, w->sess.id ? w->sess.secret : NULL};
+    rc = skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_REGISTER, 10, v, &res, err);
+    if (rc == SKIPQ_OK) {
+        w->sess.id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        snprintf(w->sess.secret, sizeof w->sess.secret, "%s", PQgetvalue(res, 0, 1));
+    }
+    PQclear(res);
+    free(queues);
+    if (rc != SKIPQ_OK)
+        return rc;
+    w->sess.alive_locked = false;
+    take_liveness_lock(w);
+    return SKIPQ_OK;
+}
+
+/*
+ * Try to take the worker's liveness lock, and say in the worker's row
+ * whether it is held. Never waits: any role can take an advisory lock,
+ * and a stale backend of our own lost session may still hold it, so a
+ * wait could last for ever with no heartbeat meanwhile. Without the lock
+ * the worker runs on and is judged by its heartbeat and lease; the heartbeat
+ * tries again (tests liveness_lock_held_by_another_role_does_not_stall and
+ * reconnect_with_a_stale_backend_holding_the_lock).
+ */
+static void
+take_liveness_lock(skipq_worker *w)
+{
+    char id[24];
+    const char *v[2] = {id, w->sess.secret};
+    PGresult *res = NULL;
+    skipq_error e;
+
+    snprintf(id, sizeof id, "%lld", (long long)w->sess.id);
+    if (skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_LIVENESS, 2, v, &res,
+                         &e) != SKIPQ_OK) {
+        skipq__log(SKIPQ_LOG_WARN, "worker %lld could not take its liveness lock: %s",
+                   (long long)w->sess.id, e.message);
+        if (skipq__session_broken(&w->sess))
+            skipq__session_drop(w, e.message);
+        return;
+    }
+    bool got = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+    if (!got && !w->sess.alive_lock_warned) {
+        skipq__log(SKIPQ_LOG_WARN,
+                   "worker %lld could not take its liveness lock: held by backend %s; "
+                   "until it can, it is judged by its heartbeat and lease (%lld ms), "
+                   "and it tries again at every heartbeat",
+                   (long long)w->sess.id,
+                   PQntuples(res) == 1 && !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 1)
+                                                                  : "(none)",
+                   (long long)w->cfg->lease_timeout_ms);
+        w->sess.alive_lock_warned = true;
+    } else if (got && w->sess.alive_lock_warned) {
+        skipq__log(SKIPQ_LOG_INFO, "worker %lld holds its liveness lock now", (long long)w->sess.id);
+        w->sess.alive_lock_warned = false;
+    }
+    w->sess.alive_locked = got;
+    PQclear(res);
+}
+
+/* on_success delete deletes rows; sql/roles.sql gives skipq_worker no
+ * DELETE on purpose. Refuse to start rather than fail every completion
+ * (each retried forever, its claims aborted with it). */
+static skipq_rc
+delete_check(skipq_worker *w, skipq_error *err)
+{
+    PGresult *res;
+    skipq_rc rc = SKIPQ_OK;
+
+    if (w->cfg->on_success != SKIPQ_ON_SUCCESS_DELETE)
+        return SKIPQ_OK;
+    if (!skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_DELETE_PRIVILEGE, NULL, 0,
+                         NULL, &res) ||
+        PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        rc = skipq__db_fail(err, w->sess.pg, res, "could not check the DELETE privilege");
+    else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+        rc = skipq__fail(err, SKIPQ_ERR_CONFIG,
+                         "worker.on_success: delete needs DELETE on skipq.jobs, which "
+                         "role \"%s\" does not have (GRANT DELETE ON skipq.jobs TO it, "
+                         "or keep succeeded rows: docs/security.md)",
+                         PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return rc;
+}
+
+static skipq_rc
+schema_check(skipq_worker *w, skipq_error *err)
+{
+    skipq_conn tmp = {.pg = w->sess.pg, .types_ready = true};
+    return skipq_schema_check(&tmp, err);
+}
+
+/* The hot statements, prepared once a connection (unless unnamed). */
+static skipq_rc
+prepare_all(skipq_worker *w, skipq_error *err)
+{
+    const skipq__stmt_id ids[] = {
+        SKIPQ__STMT_CLAIM,
+        SKIPQ__STMT_CLAIM_AFTER,
+        w->cfg->on_success == SKIPQ_ON_SUCCESS_DELETE ? SKIPQ__STMT_COMPLETE_DELETE
+                                                      : SKIPQ__STMT_COMPLETE,
+        /* see complete_and_claim(): the settings of its transaction */
+        SKIPQ__STMT_CYCLE,
+        SKIPQ__STMT_CYCLE_QUICK,
+    };
+    if (w->sess.unnamed)
+        return SKIPQ_OK;
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        skipq_rc rc = skipq__stmt_prepare(w->sess.pg, ids[i], err);
+        if (rc != SKIPQ_OK)
+            return rc;
+    }
+    return SKIPQ_OK;
+}
+
+skipq_rc
+skipq__session_connect(skipq_worker *w, skipq_error *err)
+{
+    skipq_rc rc = skipq__connect(w->database, &w->sess.pg, err);
+    bool first = w->sess.id == 0;
+
+    if (rc != SKIPQ_OK)
+        return rc;
+    /* ISO dates: timestamps the worker reads back as text go back to the
+     * server (the claim's now(), a claim floor's run_at), and only ISO
+     * prints a numeric offset that reads back as the same instant. */
+    /* lock_timeout: no statement on this connection waits long for a
+     * lock that another session holds (an operator's transaction on a
+     * job's row, a migration's DDL), so heartbeats keep their pace (test
+     * a_row_lock_on_one_job_delays_only_that_job). */
+    char settings[160];
+    snprintf(settings, sizeof settings, skipq__stmts[SKIPQ__STMT_SETTINGS].text,
+             (long long)w->sess.lock_wait_ms);
+    if ((rc = skipq__exec(w->sess.pg, settings, err)) ||
+        (first && (rc = schema_check(w, err))) ||
+        (first && (rc = delete_check(w, err))) ||
+        (rc = prepare_all(w, err)) ||
+        (rc = skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_LISTEN, 0, NULL, NULL,
+                               err)) ||
+        (rc = skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_LISTEN_CONTROL, 0,
+                               NULL, NULL, err)) ||
+        (rc = register_worker(w, err)) ||
+        (!first && (rc = skipq__reconcile(w, err)))) {
+        PQfinish(w->sess.pg);
+        w->sess.pg = NULL;
+        return rc;
+    }
+    if (PQsetnonblocking(w->sess.pg, 0) != 0) {
+        PQfinish(w->sess.pg);
+        w->sess.pg = NULL;
+        return skipq__fail(err, SKIPQ_ERR_DB, "could not configure the connection");
+    }
+    w->claim.wake = true; /* poll once for what we missed */
+    w->sess.check_cancels = true; /* and cancels requested meanwhile */
+    w->sess.idle_locked = false; /* a new session holds no lock */
+    w->sess.reconnect_delay_ms = 100;
+    if (!first)
+        skipq__log(SKIPQ_LOG_INFO, "worker %lld reconnected", (long long)w->sess.id);
+    return SKIPQ_OK;
+}
+
+
+/* ---- idle locks ------------------------------------------------------------- */
+
+
+/* A PGparam whose first parameter is the worker's queues as a text[];
+ * *qs holds the array's elements. The caller clears both (either may be
+ * NULL, and is when false is returned for lack of memory). */
+bool
+skipq__queues_param(skipq_worker *w, PGparam **prm, PGparam **qs)
+{
+    PGarray arr = {0};
+    bool ok;
+
+    *prm = PQparamCreate(w->sess.pg);
+    *qs = PQparamCreate(w->sess.pg);
+    ok = *prm && *qs;
+    for (size_t i = 0; ok && i < w->cfg->nqueues; i++)
+        ok = PQputf(*qs, "%text", w->cfg->queues[i]) != 0;
+    arr.param = *qs;
+    return ok && PQputf(*prm, "%text[]", &arr) != 0;
+}
+
+/* (PQparamExec frees a failed statement's result and returns NULL; the
+ * error's fields stay readable through PQgetErrorField) */
+bool
+skipq__lock_timed_out(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                            : PQgetErrorField(PG_DIAG_SQLSTATE);
+    return state && strcmp(state, "55P03") == 0; /* lock_not_available */
+}
+
+/*
+ * The idle locks: who needs a NOTIFY. skipq_enqueue sends one only if
+ * a worker of the job's queue may be waiting for it, which it learns by
+ * trying to take (class SKIPQ__LOCK_CLASS_IDLE, hashtext(queue))
+ * exclusively: it fails while any worker holds it shared, or waits for
+ * it. A worker holds it from before a claim that came back short until
+ * its claims have come back full, or its slots have all been taken, for
+ * IDLE_RELEASE_MS (note_busy: it claims again as a slot frees), so a
+ * busy fleet's producers skip the NOTIFY (and its transaction) and its
+ * workers are not woken for work they would claim anyway.
+ *
+ * No wake-up is lost. A worker whose claim came back short without the
+ * lock takes it, then claims again before it sleeps. A producer whose
+ * try came first holds the exclusive lock until its transaction ends,
+ * after its insert has committed (skipq_enqueue tries in the insert's
+ * own statement, or in a transaction after its commit), so the worker
+ * cannot take its shared lock before that, and its claim again sees the
+ * job. A producer whose try came after fails, and notifies. SQL
+ * producers and skipq_enqueue inside a caller's transaction notify as
+ * before, at their commit, whatever the locks say.
+ *
+ * The worker waits for each of its locks up to IDLE_WAIT_MS (statements.c): a producer
+ * holds the exclusive one through its commit's WAL flush, a fraction of
+ * a millisecond, and a worker that only tried would fail at every try
+ * under a steady producer, and find its jobs only at each retry. A
+ * hand-written transaction could hold the lock for as long as it runs:
+ * the wait ends there (lock_timeout), the worker gives back the locks the
+ * statement took (all or none: session locks outlive the error) on the
+ * same session, and claims again after IDLE_RETRY_MS; meanwhile every
+ * producer's try fails, and it notifies (the test
+ * worker_waits_for_its_idle_locks_briefly_and_all_or_none).
+ */
+
+/*
+ * Take (on) or give up the idle locks of the worker's queues. A statement
+ * that fails otherwise than by the wait's timeout may have taken some of
+ * them, so the connection is dropped for a clean session: locks go with
+ * it, and the reconnect reconciles as after any lost connection.
+ */
+idle_rc
+skipq__idle_lock(skipq_worker *w, bool on)
+{
+    PGparam *prm, *qs;
+    idle_rc rc = IDLE_FAILED;
+    PGresult *res = NULL;
+
+    if (skipq__queues_param(w, &prm, &qs)) {
+        skipq__stmt_run(w->sess.pg, w->sess.unnamed,
+                        on ? SKIPQ__STMT_IDLE_LOCK : SKIPQ__STMT_IDLE_UNLOCK, prm, 0, NULL, &res);
+        if (on && skipq__lock_timed_out(res)) {
+            PQclear(res);
+            skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_IDLE_UNDO, prm, 0, NULL,
+                            &res);
+            if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+                rc = IDLE_TAKEN_BY_PRODUCER;
+        } else if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+            w->sess.idle_locked = on;
+            rc = IDLE_DONE;
+        }
+    }
+    if (rc == IDLE_FAILED) {
+        skipq_error e;
+        skipq__db_fail(&e, w->sess.pg, res, on ? "could not take the idle locks"
+                                          : "could not give up the idle locks");
+        skipq__session_drop(w, e.message);
+    }
+    PQclear(res);
+    if (prm)
+        PQparamClear(prm);
+    if (qs)
+        PQparamClear(qs);
+    return rc;
+}
+
+/* A full claim, or every slot taken: once that has lasted
+ * IDLE_RELEASE_MS, the worker gives its idle locks up, and from then on
+ * claims as soon as a slot frees (wake), NOTIFY or not: slots taken
+ * after a short claim (automatic prefetch lowered them) left wake off. */
+void
+skipq__note_busy(skipq_worker *w, int64_t now)
+{
+    if (!w->claim.full_since_ms)
+        w->claim.full_since_ms = now;
+    else if (w->sess.idle_locked && w->sess.pg && now - w->claim.full_since_ms >= IDLE_RELEASE_MS &&
+             skipq__idle_lock(w, false) == IDLE_DONE)
+        w->claim.wake = true;
+}
+
+
+/* ---- notifications, heartbeats, cancels ---------------------------------- */
+
+
+void
+skipq__session_notifies(skipq_worker *w)
+{
+    PGnotify *n;
+    if (!w->sess.pg)
+        return;
+    PQconsumeInput(w->sess.pg);
+    while ((n = PQnotifies(w->sess.pg)) != NULL) {
+        if (strcmp(n->relname, SKIPQ__CHANNEL) == 0) {
+            for (size_t i = 0; i < w->cfg->nqueues; i++)
+                if (strcmp(w->cfg->queues[i], n->extra) == 0)
+                    w->claim.wake = true;
+        } else if (strcmp(n->relname, SKIPQ__CONTROL_CHANNEL) == 0) {
+            /* only a hint: skipq__session_read_cancels() acts on the rows */
+            w->sess.check_cancels = true;
+        }
+        PQfreemem(n);
+    }
+}
+
+void
+skipq__session_heartbeat(skipq_worker *w)
+{
+    char id[24];
+    const char *v[2] = {id, w->sess.secret};
+    PGresult *res = NULL;
+    snprintf(id, sizeof id, "%lld", (long long)w->sess.id);
+    skipq_error e;
+    /* (the connection's lock_timeout bounds a wait on our row, which an
+     * operator's transaction may hold) */
+    if (skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_HEARTBEAT, 2, v, &res,
+                         &e) != SKIPQ_OK) {
+        skipq__log(SKIPQ_LOG_WARN, "heartbeat failed: %s", e.message);
+        if (skipq__session_broken(&w->sess))
+            skipq__session_drop(w, e.message);
+        return;
+    }
+    bool gone = PQgetvalue(res, 0, 0)[0] != 't';
+    PQclear(res);
+    if (gone && register_worker(w, &e) != SKIPQ_OK)
+        skipq__log(SKIPQ_LOG_WARN, "could not re-register worker: %s", e.message);
+    else if (!gone && !w->sess.alive_locked && w->sess.pg)
+        take_liveness_lock(w);
+    /* a cancel whose NOTIFY was lost (or sent while we were away) */
+    w->sess.check_cancels = true;
+}
+
+/*
+ * Stop the held jobs whose rows ask for it. A NOTIFY on the control
+ * channel is only a hint that some row may: any role can send one, so
+ * what is stopped is what the table says, for jobs this worker holds
+ * under the claim it holds (test forged_cancel_notify_is_ignored). Also
+ * read after a reconnect and at every heartbeat, so a cancel sent while
+ * the worker was disconnected is not lost
+ * (cancel_sent_while_disconnected_is_honoured).
+ */
+void
+skipq__session_read_cancels(skipq_worker *w)
+{
+    PGparam *prm = NULL, *ids = NULL;
+    PGarray a = {0};
+    PGresult *res = NULL;
+    int n = 0;
+
+    w->sess.check_cancels = false;
+    if (!w->sess.pg)
+        return;
+    prm = PQparamCreate(w->sess.pg);
+    ids = PQparamCreate(w->sess.pg);
+    bool ok = prm && ids;
+    for (skipq_job *j = w->jobs.held; ok && j; j = j->hnext) {
+        if (j->done || j->cancel_requested || j->claim_token < 0)
+            continue;
+        ok = PQputf(ids, "%int8", (PGint8)j->id) != 0;
+        n++;
+    }
+    a.param = ids;
+    if (ok && n > 0 && PQputf(prm, "%int8[] %int8", &a, (PGint8)w->sess.id)) {
+        skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_READ_CANCELS, prm, 0, NULL,
+                        &res);
+        if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+            for (int r = 0; r < PQntuples(res); r++) {
+                skipq_job *j = skipq__held_find(&w->jobs, strtoll(PQgetvalue(res, r, 0), NULL, 10));
+                if (!j || j->done || j->cancel_requested ||
+                    j->claim_token != (int32_t)strtol(PQgetvalue(res, r, 1), NULL, 10))
+                    continue;
+                j->cancel_requested = true;
+                atomic_store(&j->stop, 1);
+                skipq__log_job(SKIPQ_LOG_INFO, "cancel", j, "job %lld: cancel requested",
+                        (long long)j->id);
+            }
+        } else {
+            skipq_error e;
+            skipq__db_fail(&e, w->sess.pg, res, "could not read cancel requests");
+            skipq__log(SKIPQ_LOG_WARN, "%s", e.message);
+            if (skipq__session_broken(&w->sess))
+                skipq__session_drop(w, e.message);
+            else
+                w->sess.check_cancels = true; /* again at the next turn */
+        }
+    } else if (!ok) {
+        w->sess.check_cancels = true;
+    }
+    PQclear(res);
+    if (prm)
+        PQparamClear(prm);
+    if (ids)
+        PQparamClear(ids);
+}
+
+void
+skipq__session_unregister(skipq_worker *w)
+{
+    char id[24];
+    const char *v[2] = {id, w->sess.secret};
+    skipq_error e;
+    if (skipq__session_broken(&w->sess))
+        return;
+    snprintf(id, sizeof id, "%lld", (long long)w->sess.id);
+    if (skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_UNREGISTER, 2, v, NULL,
+                         &e) != SKIPQ_OK)
+        skipq__log(SKIPQ_LOG_WARN, "could not unregister: %s", e.message);
+}
