@@ -536,7 +536,7 @@ load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
     char path[256], buf[48];
 
     snprintf(path, sizeof path, "handlers.%s", kind);
-    if ((rc = skipq__check_name("kind", kind, &e)) != SKIPQ_OK)
+    if ((rc = skipq_check_name("kind", kind, &e)) != SKIPQ_OK)
         return skipq__yaml_wrap(ld, kind_node, rc, &e);
     if (v->type != YAML_MAPPING_NODE)
         return skipq__yaml_fail_at(

@@ -78,7 +78,7 @@ skipq_config_set_queue(skipq_config *cfg, const char *queue,
 
     if (!cfg)
         return skipq__no_config(err);
-    if ((rc = skipq__check_name("queue", queue, err)) != SKIPQ_OK)
+    if ((rc = skipq_check_name("queue", queue, err)) != SKIPQ_OK)
         return rc;
     if (!(v = calloc(1, sizeof *v)))
         return nomem(err);
@@ -101,7 +101,7 @@ skipq_config_add_queue(skipq_config *cfg, const char *queue,
 
     if (!cfg)
         return skipq__no_config(err);
-    if ((rc = skipq__check_name("queue", queue, err)) != SKIPQ_OK)
+    if ((rc = skipq_check_name("queue", queue, err)) != SKIPQ_OK)
         return rc;
     /* a queue listed twice would be claimed from twice as often */
     for (size_t i = 0; i < cfg->nqueues; i++)
@@ -299,7 +299,7 @@ skipq_config_set_handler_command(skipq_config *cfg, const char *kind,
 
     if (!cfg)
         return skipq__no_config(err);
-    if ((rc = skipq__check_name("kind", kind, err)) != SKIPQ_OK)
+    if ((rc = skipq_check_name("kind", kind, err)) != SKIPQ_OK)
         return rc;
     if (!argv || !argv[0])
         return skipq__fail(err, SKIPQ_ERR_INVALID,
@@ -434,7 +434,7 @@ skipq_config_set_handler_shell(skipq_config *cfg, const char *kind,
     if (!cfg)
         return skipq__no_config(err);
     if (!command || !*command) {
-        rc = skipq__check_name("kind", kind, err);
+        rc = skipq_check_name("kind", kind, err);
         return rc != SKIPQ_OK ? rc
                               : skipq__fail(err, SKIPQ_ERR_INVALID,
                                             "handler \"%s\" needs a command",

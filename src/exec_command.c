@@ -153,7 +153,7 @@ stdout_to_result(buf *out)
     if (!out->p || out->len == 0)
         return NULL;
     json_object *obj = NULL; /* one whole JSON value, depth as enqueue's */
-    (void)skipq__json_parse(out->p, out->len, 0, &obj, NULL);
+    (void)skipq_json_parse(out->p, out->len, 0, &obj, NULL);
     char *res = NULL;
     if (obj) {
         res = strdup(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));

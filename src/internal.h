@@ -165,12 +165,6 @@ const skipq__handler_cfg *skipq__config_handler(const skipq_config *cfg,
 
 /* ---- validation shared by enqueue paths (enqueue.c) --------------- */
 
-/* The public checks (skipq.h, skipq_json.h) under the names the worker
- * and config modules use. */
-#define skipq__check_name skipq_check_name
-#define skipq__check_payload skipq_check_payload
-#define skipq__json_parse skipq_json_parse
-
 /* Bytes r holds for the current line: at most the limit + 3, however
  * long the line (tests/unit/test_secrets.c). */
 size_t skipq__jsonl_buffered(const skipq_jsonl *r);

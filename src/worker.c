@@ -168,7 +168,7 @@ skipq_rc
 skipq_worker_register(skipq_worker *w, const char *kind, skipq_handler_fn fn,
                       void *userdata, skipq_error *err)
 {
-    skipq_rc rc = skipq__check_name("kind", kind, err);
+    skipq_rc rc = skipq_check_name("kind", kind, err);
 
     if (rc != SKIPQ_OK)
         return rc;
