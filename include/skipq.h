@@ -206,10 +206,10 @@ typedef struct skipq_config skipq_config;
 /*
  * What the worker does with a job that succeeded. KEEP (the default): the
  * row stays, `succeeded`, with its result, until retention prunes it.
- * DELETE: the completion deletes the row (the result is dropped), as
- * graphile-worker does; one row version and two index entries less per
- * job, 1.4x the drain rate (docs/performance.md). Failed, cancelled and
- * retried jobs are kept either way.
+ * DELETE: the completion deletes the row (the result is dropped): one
+ * row version and two index entries less per job, a faster drain
+ * (docs/performance.md). Failed, cancelled and retried jobs are kept
+ * either way.
  */
 typedef enum skipq_on_success {
     SKIPQ_ON_SUCCESS_KEEP = 0,
