@@ -23,10 +23,9 @@
  * a NULL. The claim and the next-run-at lookup walk the band one priority
  * at a time because only with priority fixed is `run_at` a bound of the
  * index range (queue, priority DESC, run_at, id): over a whole band, the
- * rows waiting for a later run_at had to be read and skipped by every
- * claim that came back short (300,000 jobs scheduled for tomorrow: a
- * sequential scan, 58 ms per claim) and by every next-run-at lookup
- * (149 ms). The test claim_and_next_run_at_skip_scheduled_rows guards it.
+ * rows waiting for a later run_at would be read and skipped by every
+ * claim that comes back short and by every next-run-at lookup. The test
+ * claim_and_next_run_at_skip_scheduled_rows guards it.
  */
 #define SKIPQ_BAND_PRIORITIES(queue)                                                     \
     " p(pri) AS ("                                                                      \
@@ -61,9 +60,10 @@
  * are locked only as the outer LIMIT pulls them, so no more than $5 are
  * locked, and a lower priority is read only when the higher ones ran out.
  * The update finds them with `id = ANY (ARRAY(...))`, not a join: the
- * generic plan does not know $5 and guessed a tenth of the table, and
- * joined by hashing a sequential scan of it (89 ms at 100,000 rows). The
- * rows come back in claim order, the order the executors start them in.
+ * generic plan does not know $5, guesses a tenth of the table, and would
+ * join by hashing a sequential scan of it. The rows come back in claim
+ * order, the order the executors start them in. The test
+ * claim_returns_exactly_n_uses_the_index_and_never_twice guards it.
  */
 #define SKIPQ_CLAIM_SQL                                                                \
     "WITH RECURSIVE" SKIPQ_BAND_PRIORITIES("$1::text") ","                              \
@@ -280,18 +280,15 @@ const char skipq__worker_functions_sql[] =
  *
  * No sequential scans: the plans are made at the first execution, and a
  * worker usually starts on an empty queue. Planned on an empty table, the
- * claim's update found its rows by a sequential scan and the completion
- * by a nested loop over one, and the plans stayed when the jobs came (a
- * claim of 16 among 100,000 took 40 ms; `skipq bench soak`'s idle worker
- * drained 20,000 jobs at 4,100 a second instead of 15,000, and 100,000
- * at ~550) until autovacuum's next analyze replanned them.
+ * claim's update would find its rows by a sequential scan and the
+ * completion by a nested loop over one, and the plans would stay when
+ * the jobs came, until autovacuum's next analyze replanned them.
  * Every statement of these transactions has an index path; this leaves
  * the planner no other.
  *
  * No JIT: the generic claim plan, not knowing its LIMIT, is costed at a
- * tenth of the table, which on a million rows passed jit_above_cost and
- * compiled the claim at every execution (13.7 ms p50 a claim, 24 ms of it
- * JIT in EXPLAIN ANALYZE, against 0.3 ms).
+ * tenth of the table, which on a large table passes jit_above_cost and
+ * would compile the claim at every execution.
  *
  * The quick variant is for a claim alone, which commits without waiting
  * for its flush. The test plans_made_on_an_empty_queue_go_by_index

@@ -121,12 +121,9 @@ fail:
  * rows were left (behind): the next turn then comes at once, with the
  * rescuer's turn between when it is due, instead of after PRUNE_EVERY_MS.
  * A prune that falls behind lets the table grow, and a larger table makes
- * every prune (and claim) dearer: with the next turn after as long as the
- * last took (half of the connection's time), a 5-minute soak at 30,446
- * jobs/s left the oldest succeeded row 236 s old at the end with a 30 s
- * retention, and still falling behind at 1 s a second; pruning without a
- * pause kept it at 32-56 s at 23,396 jobs/s, the table level. (A fixed
- * 20,000 rows per 10 s tick fell behind for good above 2,000 jobs/s.)
+ * every prune (and claim) dearer, so a prune that is behind goes on
+ * without a pause (docs/performance.md, "Retention"). The test
+ * worker_retention_prunes_old_finished_rows guards it.
  */
 enum {
     PRUNE_BATCH = 5000,
@@ -177,11 +174,9 @@ prune_tick(skipq_worker *w, PGconn **pgp)
  * Vacuum: autovacuum visits a database at most once per
  * autovacuum_naptime (1 min by default), and a busy queue leaves three
  * dead row versions per job (insert, claim, completion) plus the rows
- * retention deletes. In a 5-minute soak at 20,000 jobs/s with a 30 s
- * retention and autovacuum alone, the table grew from 265 to 762 MB,
- * past the server's buffers, and every prune batch and claim then read
- * and evicted pages; vacuumed by the worker every 10 s it stayed at
- * 180-254 MB (docs/performance.md, "Vacuum"). So the maintenance
+ * retention deletes. With autovacuum alone, a busy table outgrows the
+ * server's buffers and every prune batch and claim then reads and evicts
+ * pages (docs/performance.md, "Vacuum"). So the maintenance
  * connection vacuums the table itself, one worker at a time, at most
  * once per vacuum_interval, when at least VACUUM_MIN_DEAD dead versions
  * (and 2% of the live rows, the table's autovacuum scale factor) more
@@ -429,10 +424,10 @@ maint_disconnect(skipq_worker *w, PGconn *pg)
 /*
  * The maintenance thread: the rescuer every min(lease / 2, heartbeat),
  * retention, and the table's vacuum, on a connection of its own. On the
- * claiming connection the rescuer's and retention's scans stopped the
- * claims: in a 60 s soak at 13,800 jobs/s, 89 retention batches of 43 ms
- * and 13 rescues of 128 ms, during which the executors ran dry. Here
- * they run beside the claims, on the server's other cores.
+ * claiming connection the rescuer's and retention's scans would stop the
+ * claims while they ran, and the executors would run dry. Here they run
+ * beside the claims, on the server's other cores. The test
+ * prune_in_batches_does_not_stall_a_worker guards it.
  * A lost connection is opened again at the next turn (after a growing
  * pause while it fails). All signals are blocked on this thread.
  */
