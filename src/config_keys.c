@@ -190,7 +190,7 @@ section(struct loader *ld, const yaml_node_t *node, const char *path,
 /* ---- database ---- */
 
 static skipq_rc
-on_database(struct loader *ld, const char *path, yaml_node_t *v)
+key_database(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     const char *s = NULL;
@@ -207,7 +207,7 @@ on_database(struct loader *ld, const char *path, yaml_node_t *v)
 /* ---- worker ---- */
 
 static skipq_rc
-on_queues(struct loader *ld, const char *path, yaml_node_t *v)
+key_queues(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     const char *s = NULL;
@@ -250,7 +250,7 @@ on_queues(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static skipq_rc
-on_priorities(struct loader *ld, const char *path, yaml_node_t *v)
+key_priorities(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     const char *s = NULL;
@@ -322,7 +322,7 @@ on_priorities(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static skipq_rc
-on_concurrency(struct loader *ld, const char *path, yaml_node_t *v)
+key_concurrency(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     skipq_rc rc;
@@ -336,7 +336,7 @@ on_concurrency(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static skipq_rc
-on_prefetch(struct loader *ld, const char *path, yaml_node_t *v)
+key_prefetch(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     skipq_rc rc;
@@ -356,7 +356,7 @@ on_prefetch(struct loader *ld, const char *path, yaml_node_t *v)
     return SKIPQ_OK;
 }
 
-#define ON_DURATION(name, setter)                                           \
+#define KEY_DURATION(name, setter)                                           \
     static skipq_rc name(struct loader *ld, const char *path,               \
                          yaml_node_t *v)                                    \
     {                                                                       \
@@ -370,15 +370,15 @@ on_prefetch(struct loader *ld, const char *path, yaml_node_t *v)
         return SKIPQ_OK;                                                    \
     }
 
-ON_DURATION(on_poll_interval, skipq_config_set_poll_interval)
-ON_DURATION(on_heartbeat_interval, skipq_config_set_heartbeat_interval)
-ON_DURATION(on_lease_timeout, skipq_config_set_lease_timeout)
-ON_DURATION(on_shutdown_timeout, skipq_config_set_shutdown_timeout)
-ON_DURATION(on_retention, skipq_config_set_retention)
-ON_DURATION(on_vacuum_interval, skipq_config_set_vacuum_interval)
+KEY_DURATION(key_poll_interval, skipq_config_set_poll_interval)
+KEY_DURATION(key_heartbeat_interval, skipq_config_set_heartbeat_interval)
+KEY_DURATION(key_lease_timeout, skipq_config_set_lease_timeout)
+KEY_DURATION(key_shutdown_timeout, skipq_config_set_shutdown_timeout)
+KEY_DURATION(key_retention, skipq_config_set_retention)
+KEY_DURATION(key_vacuum_interval, skipq_config_set_vacuum_interval)
 
 static skipq_rc
-on_on_success(struct loader *ld, const char *path, yaml_node_t *v)
+key_on_success(struct loader *ld, const char *path, yaml_node_t *v)
 {
     const char *s = NULL;
     skipq_rc rc;
@@ -398,7 +398,7 @@ on_on_success(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static skipq_rc
-on_handler_stack_size(struct loader *ld, const char *path, yaml_node_t *v)
+key_handler_stack_size(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     size_t bytes = 0;
@@ -413,24 +413,24 @@ on_handler_stack_size(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static const struct key_rule worker_rules[] = {
-    {"queues", on_queues},
-    {"priorities", on_priorities},
-    {"concurrency", on_concurrency},
-    {"prefetch", on_prefetch},
-    {"poll_interval", on_poll_interval},
-    {"heartbeat_interval", on_heartbeat_interval},
-    {"lease_timeout", on_lease_timeout},
-    {"shutdown_timeout", on_shutdown_timeout},
-    {"retention", on_retention},
-    {"vacuum_interval", on_vacuum_interval},
-    {"on_success", on_on_success},
-    {"handler_stack_size", on_handler_stack_size},
+    {"queues", key_queues},
+    {"priorities", key_priorities},
+    {"concurrency", key_concurrency},
+    {"prefetch", key_prefetch},
+    {"poll_interval", key_poll_interval},
+    {"heartbeat_interval", key_heartbeat_interval},
+    {"lease_timeout", key_lease_timeout},
+    {"shutdown_timeout", key_shutdown_timeout},
+    {"retention", key_retention},
+    {"vacuum_interval", key_vacuum_interval},
+    {"on_success", key_on_success},
+    {"handler_stack_size", key_handler_stack_size},
 };
 
 /* ---- retry ---- */
 
 static skipq_rc
-on_max_attempts(struct loader *ld, const char *path, yaml_node_t *v)
+key_max_attempts(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     skipq_rc rc;
@@ -456,7 +456,7 @@ set_backoff_field(struct loader *ld, yaml_node_t *v, int strategy,
 }
 
 static skipq_rc
-on_strategy(struct loader *ld, const char *path, yaml_node_t *v)
+key_strategy(struct loader *ld, const char *path, yaml_node_t *v)
 {
     const skipq_config *c = ld->cfg;
     const char *s = NULL;
@@ -477,7 +477,7 @@ on_strategy(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static skipq_rc
-on_base(struct loader *ld, const char *path, yaml_node_t *v)
+key_base(struct loader *ld, const char *path, yaml_node_t *v)
 {
     const skipq_config *c = ld->cfg;
     int64_t ms = 0;
@@ -489,7 +489,7 @@ on_base(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static skipq_rc
-on_max(struct loader *ld, const char *path, yaml_node_t *v)
+key_max(struct loader *ld, const char *path, yaml_node_t *v)
 {
     const skipq_config *c = ld->cfg;
     int64_t ms = 0;
@@ -502,7 +502,7 @@ on_max(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static skipq_rc
-on_jitter(struct loader *ld, const char *path, yaml_node_t *v)
+key_jitter(struct loader *ld, const char *path, yaml_node_t *v)
 {
     const skipq_config *c = ld->cfg;
     double j = 0;
@@ -515,11 +515,11 @@ on_jitter(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static const struct key_rule retry_rules[] = {
-    {"max_attempts", on_max_attempts},
-    {"strategy", on_strategy},
-    {"base", on_base},
-    {"max", on_max},
-    {"jitter", on_jitter},
+    {"max_attempts", key_max_attempts},
+    {"strategy", key_strategy},
+    {"base", key_base},
+    {"max", key_max},
+    {"jitter", key_jitter},
 };
 
 /* ---- handlers ---- */
@@ -623,7 +623,7 @@ out:
 }
 
 static skipq_rc
-on_handlers(struct loader *ld, const char *path, yaml_node_t *v)
+key_handlers(struct loader *ld, const char *path, yaml_node_t *v)
 {
     yaml_node_pair_t *start, *top;
     skipq_rc rc;
@@ -664,7 +664,7 @@ on_handlers(struct loader *ld, const char *path, yaml_node_t *v)
 /* ---- recover ---- */
 
 static skipq_rc
-on_older_than(struct loader *ld, const char *path, yaml_node_t *v)
+key_older_than(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     int64_t ms = 0;
@@ -678,7 +678,7 @@ on_older_than(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static skipq_rc
-on_limit(struct loader *ld, const char *path, yaml_node_t *v)
+key_limit(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     skipq_rc rc;
@@ -693,14 +693,14 @@ on_limit(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static const struct key_rule recover_rules[] = {
-    {"older_than", on_older_than},
-    {"limit", on_limit},
+    {"older_than", key_older_than},
+    {"limit", key_limit},
 };
 
 /* ---- limits ---- */
 
 static skipq_rc
-on_max_payload(struct loader *ld, const char *path, yaml_node_t *v)
+key_max_payload(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
     size_t bytes = 0;
@@ -714,7 +714,7 @@ on_max_payload(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static const struct key_rule limits_rules[] = {
-    {"max_payload", on_max_payload},
+    {"max_payload", key_max_payload},
 };
 
 /* ---- top level ---- */
@@ -737,8 +737,8 @@ ON_SECTION(on_recover, recover_rules)
 ON_SECTION(on_limits, limits_rules)
 
 static const struct key_rule top_rules[] = {
-    {"database", on_database}, {"worker", on_worker},
-    {"retry", on_retry},       {"handlers", on_handlers},
+    {"database", key_database}, {"worker", on_worker},
+    {"retry", on_retry},       {"handlers", key_handlers},
     {"recover", on_recover},   {"limits", on_limits},
 };
 
