@@ -19,6 +19,7 @@ set(SKIPQ_LIB_SOURCES
   src/error.c
   src/escape.c
   src/exec_command.c
+  src/exec_persistent.c
   src/exec_pool.c
   src/job.c
   src/json.c

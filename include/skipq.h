@@ -299,6 +299,18 @@ skipq_rc skipq_config_set_handler_command(skipq_config *cfg,
 skipq_rc skipq_config_set_handler_shell(skipq_config *cfg, const char *kind,
                                         const char *command,
                                         int64_t timeout_ms, skipq_error *err);
+/*
+ * Make kind's command handler (set it first) persistent: `processes`
+ * copies of the command are started once and given the jobs as JSON
+ * lines on their stdin, one job at a time each, answering one JSON line
+ * per job on their stdout (docs/worker.md, "Persistent command
+ * handlers"). processes 0: min(concurrency, the CPUs online); at most
+ * 1024. Setting the command again makes it fork-per-job again.
+ */
+#define SKIPQ_HAS_PERSISTENT_HANDLERS 1
+skipq_rc skipq_config_set_handler_persistent(skipq_config *cfg,
+                                             const char *kind, int processes,
+                                             skipq_error *err);
 skipq_rc skipq_config_set_recover_defaults(skipq_config *cfg,
                                            int64_t older_than_ms, int limit,
                                            skipq_error *err);

@@ -58,7 +58,7 @@ step "pkg-config: examples/"
 # json-c: the command and examples/worker.c use skipq_json.h
 pc=$(pkg-config --cflags --libs skipq json-c) || fail "pkg-config skipq json-c"
 mkdir -p "$T/pc"
-for src in examples/*.c; do
+for src in examples/*.c examples/handlers/*.c; do
     out=$T/pc/$(basename "$src" .c)
     # shellcheck disable=SC2086 # pkg-config's output is a list of words
     cc -std=c11 $CFLAGS_STRICT "$src" $pc -Wl,-rpath,"$libdir" -o "$out" >"$log" 2>&1 ||

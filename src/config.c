@@ -170,6 +170,8 @@ skipq__config_dup(const skipq_config *cfg)
             skipq__handler_cfg *dst = &c->handlers[c->nhandlers];
 
             dst->timeout_ms = src->timeout_ms;
+            dst->persistent = src->persistent;
+            dst->processes = src->processes;
             dst->kind = strdup(src->kind);
             dst->argv = skipq__strv_dup((const char *const *)src->argv);
             if (!dst->kind || !dst->argv) {

@@ -524,11 +524,51 @@ static const struct key_rule retry_rules[] = {
 
 /* ---- handlers ---- */
 
+/* handlers.<kind>.persistent (true or false) and .processes (N), once
+ * the command is set. */
+static skipq_rc
+load_persistent(struct loader *ld, const char *kind, const char *path,
+                yaml_node_t *persistent, yaml_node_t *processes)
+{
+    const char *s = NULL;
+    int n = 0;
+    skipq_error e;
+    skipq_rc rc;
+    char kpath[300], buf[48];
+
+    snprintf(kpath, sizeof kpath, "%s.persistent", path);
+    if (persistent &&
+        (rc = skipq__yaml_scalar(ld, persistent, kpath, "true or false",
+                                 &s)) != SKIPQ_OK)
+        return rc;
+    if (s && strcmp(s, "true") != 0 && strcmp(s, "false") != 0)
+        return skipq__yaml_fail_at(
+            ld, persistent, SKIPQ_ERR_CONFIG,
+            "%s must be true or false, not %s", kpath,
+            skipq__yaml_describe(persistent, buf, sizeof buf));
+    snprintf(kpath, sizeof kpath, "%s.processes", path);
+    if (processes && (rc = get_int(ld, processes, kpath, &n)) != SKIPQ_OK)
+        return rc;
+    if (!s || strcmp(s, "true") != 0) {
+        if (!processes)
+            return SKIPQ_OK;
+        return skipq__yaml_fail_at(ld, processes, SKIPQ_ERR_CONFIG,
+                                   "%s needs %s.persistent: true", kpath,
+                                   path);
+    }
+    if ((rc = skipq_config_set_handler_persistent(ld->cfg, kind, n, &e)) !=
+        SKIPQ_OK)
+        return skipq__yaml_wrap(ld, processes ? processes : persistent, rc,
+                                &e);
+    return SKIPQ_OK;
+}
+
 static skipq_rc
 load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
              yaml_node_t *v)
 {
     yaml_node_t *command = NULL, *timeout = NULL;
+    yaml_node_t *persistent = NULL, *processes = NULL;
     const char **argv = NULL;
     int64_t timeout_ms = 0;
     skipq_error e;
@@ -564,6 +604,10 @@ load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
             command = val;
         } else if (strcmp(key, "timeout") == 0) {
             timeout = val;
+        } else if (strcmp(key, "persistent") == 0) {
+            persistent = val;
+        } else if (strcmp(key, "processes") == 0) {
+            processes = val;
         } else {
             skipq__yaml_warn_at(ld, k, "unknown key \"%s.%s\" ignored", path,
                                 key);
@@ -617,6 +661,8 @@ load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
     }
     if (rc != SKIPQ_OK)
         rc = skipq__yaml_wrap(ld, command, rc, &e);
+    if (rc == SKIPQ_OK && (persistent || processes))
+        rc = load_persistent(ld, kind, path, persistent, processes);
 out:
     free(argv);
     return rc;

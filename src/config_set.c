@@ -453,6 +453,33 @@ skipq_config_set_handler_shell(skipq_config *cfg, const char *kind,
 }
 
 skipq_rc
+skipq_config_set_handler_persistent(skipq_config *cfg, const char *kind,
+                                    int processes, skipq_error *err)
+{
+    skipq_rc rc;
+
+    if (!cfg)
+        return skipq__no_config(err);
+    if ((rc = skipq_check_name("kind", kind, err)) != SKIPQ_OK)
+        return rc;
+    if (processes < 0 || processes > SKIPQ__MAX_PROCESSES)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "handler \"%s\": processes must be between 0 "
+                           "(the default) and %d, not %d",
+                           kind, SKIPQ__MAX_PROCESSES, processes);
+    for (size_t i = 0; i < cfg->nhandlers; i++) {
+        if (strcmp(cfg->handlers[i].kind, kind) == 0) {
+            cfg->handlers[i].persistent = true;
+            cfg->handlers[i].processes = processes;
+            return SKIPQ_OK;
+        }
+    }
+    return skipq__fail(err, SKIPQ_ERR_INVALID,
+                       "handler \"%s\" has no command: set its command first",
+                       kind);
+}
+
+skipq_rc
 skipq_config_set_recover_defaults(skipq_config *cfg, int64_t older_than_ms,
                                   int limit, skipq_error *err)
 {

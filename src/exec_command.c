@@ -180,10 +180,8 @@ stdout_to_result(buf *out)
  * session of its own (setsid, a daemon) has left its group and is out of
  * reach: docs/reliability.md says so.
  */
-enum { REAPER_ADD = 1, REAPER_DEL = 2 };
-
-static void
-reaper_tell(exec_pool *p, int op, pid_t pgid)
+void
+skipq__reaper_tell(exec_pool *p, int op, pid_t pgid)
 {
     int32_t msg[2] = {op, (int32_t)pgid};
 
@@ -270,11 +268,11 @@ reaper_main(int fd, pid_t parent, pid_t *groups, int cap)
         if (n != (ssize_t)sizeof msg || msg[1] <= 0)
             continue;
         for (int i = 0; i < cap; i++) {
-            if (msg[0] == REAPER_DEL && groups[i] == msg[1]) {
+            if (msg[0] == SKIPQ__REAPER_DEL && groups[i] == msg[1]) {
                 groups[i] = 0;
                 break;
             }
-            if (msg[0] == REAPER_ADD && groups[i] == 0) {
+            if (msg[0] == SKIPQ__REAPER_ADD && groups[i] == 0) {
                 groups[i] = msg[1];
                 break;
             }
@@ -299,7 +297,7 @@ skipq__reaper_start(exec_pool *p, int cap, skipq_error *err)
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return skipq__fail(err, SKIPQ_ERR_IO, "could not start the handler reaper: %s",
                            strerror(errno));
-    struct timeval tv = {0, 100 * 1000}; /* see reaper_tell */
+    struct timeval tv = {0, 100 * 1000}; /* see skipq__reaper_tell */
     setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     pid_t *groups = calloc((size_t)cap, sizeof *groups);
     if (!groups) {
@@ -355,8 +353,8 @@ skipq__reaper_stop(exec_pool *p)
  * thread's memory until it execs, so it makes system calls only and
  * writes nothing but child_errno. Returns 0 or an errno value.
  */
-static int
-spawn_command(char *const argv[], char *const envp[], const int fds[3], pid_t *out)
+int
+skipq__spawn_command(char *const argv[], char *const envp[], const int fds[3], pid_t *out)
 {
     static const int defaults[] = {SIGPIPE, SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGQUIT};
     volatile int child_errno = 0;
@@ -497,14 +495,14 @@ start_command(exec_pool *pool, skipq_job *job, command *c)
         return false;
     }
     const int fds[3] = {c->in[0], c->out[1], c->err[1]};
-    rc = spawn_command(job->h->argv, envp, fds, &c->pid);
+    rc = skipq__spawn_command(job->h->argv, envp, fds, &c->pid);
     free_env(envp);
     if (rc != 0) {
         skipq_job_fail(job, "could not run \"%s\": %s", job->h->argv[0], strerror(rc));
         c->pid = -1;
         return false;
     }
-    reaper_tell(pool, REAPER_ADD, c->pid);
+    skipq__reaper_tell(pool, SKIPQ__REAPER_ADD, c->pid);
     atomic_store(&job->pgid, c->pid);
     close(c->in[0]), c->in[0] = -1;
     close(c->out[1]), c->out[1] = -1;
@@ -583,7 +581,7 @@ check_exit(exec_pool *pool, skipq_job *job, command *c, int64_t now)
      * cannot have been reused. */
     kill(-c->pid, SIGKILL);
     atomic_store(&job->pgid, 0);
-    reaper_tell(pool, REAPER_DEL, c->pid);
+    skipq__reaper_tell(pool, SKIPQ__REAPER_DEL, c->pid);
     while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
         ;
     c->exited = true;
@@ -637,7 +635,7 @@ supervise_command(exec_pool *pool, skipq_job *job, command *c)
     if (!c->exited) {
         kill(-c->pid, SIGKILL);
         atomic_store(&job->pgid, 0);
-        reaper_tell(pool, REAPER_DEL, c->pid);
+        skipq__reaper_tell(pool, SKIPQ__REAPER_DEL, c->pid);
         while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
             ;
     }

@@ -1,7 +1,8 @@
 /*
  * exec_pool.c - the executor threads: the ready queue the worker loop
  * fills with claimed jobs, the done queue it empties, and running one
- * job's handler (a C function here, a command in exec_command.c).
+ * job's handler (a C function here, a command in exec_command.c, a
+ * persistent command in exec_persistent.c).
  *
  * Executors never touch the database; the worker's main thread does all
  * of it (worker.c). A finished job wakes the main loop through its
@@ -53,6 +54,9 @@ skipq__job_run(exec_pool *pool, skipq_job *job)
             job->outcome = SKIPQ_JOB_ERROR;
             job->timed_out = true;
         }
+    } else if (job->h->persist) {
+        job->outcome = SKIPQ_JOB_ERROR;
+        skipq__run_persistent(pool, job);
     } else {
         job->outcome = SKIPQ_JOB_ERROR;
         skipq__run_command(pool, job);
@@ -136,7 +140,10 @@ skipq__pool_start(exec_pool *p, const skipq_config *cfg, int wake_fd, skipq_erro
     }
     /* Forked before any command runs, so it holds none of their pipes;
      * only when commands may run (C handlers start no process). */
-    if (cfg->nhandlers > 0 && (rc = skipq__reaper_start(p, n, err)) != SKIPQ_OK) {
+    if (cfg->nhandlers > 0 &&
+        ((rc = skipq__reaper_start(p, n + skipq__persist_max_processes(cfg), err)) !=
+             SKIPQ_OK ||
+         (rc = skipq__persist_start(p, cfg, err)) != SKIPQ_OK)) {
         skipq__pool_stop(p);
         return rc;
     }
@@ -184,6 +191,8 @@ skipq__pool_stop(exec_pool *p)
     free(p->threads);
     p->threads = NULL;
     p->nthreads = 0;
+    /* after the executors: no job holds a process any more */
+    skipq__persist_stop(p);
     skipq__reaper_stop(p);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);

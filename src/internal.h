@@ -122,10 +122,15 @@ typedef struct skipq__band {
     int16_t lo, hi;
 } skipq__band;
 
+/* processes of one persistent handler, at most */
+#define SKIPQ__MAX_PROCESSES 1024
+
 typedef struct skipq__handler_cfg {
     char *kind;
     char **argv; /* NULL-terminated, owned */
     int64_t timeout_ms;
+    bool persistent; /* started once, jobs as JSON lines (exec_persistent.c) */
+    int processes;   /* persistent: how many; 0 the default */
 } skipq__handler_cfg;
 
 struct skipq_config {

@@ -120,7 +120,8 @@ skipq_worker_new(const skipq_config *cfg, skipq_worker **out, skipq_error *err)
             goto nomem;
         w->handlers = nh;
         nh[w->nhandlers] = (handler){.kind = hc->kind, .argv = hc->argv,
-                                     .timeout_ms = hc->timeout_ms};
+                                     .timeout_ms = hc->timeout_ms,
+                                     .persist = hc->persistent ? (int)i + 1 : 0};
         w->nhandlers++;
     }
     w->jobs.rand_state = (unsigned)time(NULL) ^ (unsigned)getpid();

@@ -1,6 +1,6 @@
 /*
  * worker_internal.h - what the worker (worker*.c), its executors
- * (exec_pool.c, exec_command.c) and the handler API (job.c) share: the
+ * (exec_pool.c, exec_command.c, exec_persistent.c) and the handler API (job.c) share: the
  * handler table, the claimed job, and the executor pool.
  */
 #ifndef SKIPQ_WORKER_INTERNAL_H
@@ -18,6 +18,8 @@ typedef struct handler {
     void *userdata;
     char **argv;         /* command handler (borrowed from the config) */
     int64_t timeout_ms;  /* 0: none */
+    int persist;         /* persistent command: 1 + its index in the
+                          * config's handlers (exec_pool.persist); 0 not */
 } handler;
 
 /*
@@ -87,6 +89,9 @@ typedef struct exec_pool {
     int reaper_fd;    /* socket to the reaper (exec_command.c), -1 none */
     pid_t reaper_pid; /* -1 none */
     atomic_bool reaper_failed; /* it stopped answering and was killed */
+    struct persist_set **persist; /* by the config's handler index; NULL
+                                   * entries for the other handlers */
+    size_t npersist;
 } exec_pool;
 
 /* cfg->concurrency executors on cfg->handler_stack_size stacks, and the
@@ -113,6 +118,24 @@ void skipq__job_free(skipq_job *job);
 void skipq__run_command(exec_pool *pool, skipq_job *job);
 skipq_rc skipq__reaper_start(exec_pool *p, int cap, skipq_error *err);
 void skipq__reaper_stop(exec_pool *p);
+/* What the reaper is told (exec_command.c): a process group started or
+ * ended. */
+enum { SKIPQ__REAPER_ADD = 1, SKIPQ__REAPER_DEL = 2 };
+void skipq__reaper_tell(exec_pool *p, int op, pid_t pgid);
+/* Start argv in a process group of its own with fds as its stdin, stdout
+ * and stderr, dying with the calling thread; 0 or an errno value. */
+int skipq__spawn_command(char *const argv[], char *const envp[],
+                         const int fds[3], pid_t *out);
+
+/* Persistent command handlers (exec_persistent.c): the processes of
+ * each, started on first use by the executors; stopped after them. */
+skipq_rc skipq__persist_start(exec_pool *p, const skipq_config *cfg,
+                              skipq_error *err);
+void skipq__persist_stop(exec_pool *p);
+/* Processes the reaper may have to list for persistent handlers. */
+int skipq__persist_max_processes(const skipq_config *cfg);
+void skipq__run_persistent(exec_pool *pool, skipq_job *job);
+
 /* "2s", or "1500ms" */
 void skipq__fmt_duration(int64_t ms, char *out, size_t n);
 /* SIGKILL's name, and so on */
