@@ -50,6 +50,8 @@ struct result {
     long long before_reply; /* samples whose handler started first: 0 ms */
     /* enqueue_single 1conn-vs-insert: the raw INSERT's rate, interleaved */
     double ref_jps;
+    /* command, persistent: the same handler forked per job */
+    double fork_jps;
     /* soak */
     double max_jps, first_jps, last_jps;
     long long table_kb_mid, table_kb_end, index_kb_mid, index_kb_end;
@@ -67,6 +69,7 @@ struct bench {
     int rate_set, duration_set;
     int64_t retention_ms; /* soak */
     int64_t vacuum_ms;    /* every worker's vacuum_interval; -1 the default */
+    char *handler; /* command: the C example handler, NULL not found */
 
     PGconn *admin; /* the configured database: CREATE/DROP DATABASE */
     skipq_conn *admin_conn;
@@ -109,7 +112,8 @@ int fill_series(struct bench *b, long long n);
 
 /* drain.c: worker processes */
 struct drain_spec {
-    const char *mode;   /* "noop" or "command" */
+    const char *mode;   /* "noop"; "command" (/bin/true), "fork" or
+                         * "persistent" (the C example handler) */
     long long target;   /* handled jobs that end the measurement */
     int concurrency, workers;
     int sql_check;      /* wait until the table shows them succeeded */

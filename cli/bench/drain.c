@@ -53,6 +53,26 @@ count_handler(skipq_job *job, void *userdata)
     return SKIPQ_JOB_OK;
 }
 
+/* The command handler of a worker child: /bin/true ("command"), or the
+ * C example handler forked per job ("fork") or persistent. */
+static skipq_rc
+set_command(skipq_config *cfg, const char *mode, skipq_error *err)
+{
+    static const char *const argv_true[] = {"/bin/true", NULL};
+    const char *handler = getenv("SKIPQ_BENCH_HANDLER");
+    const char *argv[] = {handler, strcmp(mode, "fork") == 0 ? "--once" : NULL, NULL};
+    skipq_rc rc;
+
+    if (strcmp(mode, "command") == 0)
+        return skipq_config_set_handler_command(cfg, KIND_CMD, argv_true, 0, err);
+    if (!handler || !*handler)
+        return skipq_config_set_handler_command(cfg, KIND_CMD, NULL, 0, err);
+    rc = skipq_config_set_handler_command(cfg, KIND_CMD, argv, 0, err);
+    if (rc == SKIPQ_OK && strcmp(mode, "persistent") == 0)
+        rc = skipq_config_set_handler_persistent(cfg, KIND_CMD, 0, err);
+    return rc;
+}
+
 /*
  * `skipq bench __worker`, started by run_drain(): one worker with the
  * settings in the environment, until SIGTERM. Not for people: it needs
@@ -100,13 +120,11 @@ worker_child(void)
         rc = skipq_config_set_vacuum_interval(cfg, atoll(vacuum), &err);
     if (rc == SKIPQ_OK && url)
         rc = skipq_config_set_database(cfg, url, &err);
-    if (rc == SKIPQ_OK && strcmp(mode, "command") == 0) {
-        static const char *const argv_true[] = {"/bin/true", NULL};
-        rc = skipq_config_set_handler_command(cfg, KIND_CMD, argv_true, 0, &err);
-    }
+    if (rc == SKIPQ_OK && strcmp(mode, "noop") != 0)
+        rc = set_command(cfg, mode, &err);
     if (rc == SKIPQ_OK)
         rc = skipq_worker_new(cfg, &child_worker, &err);
-    if (rc == SKIPQ_OK && strcmp(mode, "command") != 0)
+    if (rc == SKIPQ_OK && strcmp(mode, "noop") == 0)
         rc = skipq_worker_register(child_worker, KIND_NOOP, count_handler,
                                    child_shm, &err);
     if (rc == SKIPQ_OK) {
@@ -131,7 +149,7 @@ char **
 child_env(const struct bench *b, int fd, const char *mode, int conc,
           size_t *own)
 {
-    enum { OURS = 7 }; /* the entries added below */
+    enum { OURS = 8 }; /* the entries added below */
     size_t n = 0, k = 0;
     while (environ[n])
         n++;
@@ -149,7 +167,8 @@ child_env(const struct bench *b, int fd, const char *mode, int conc,
         asprintf(&env[k++], "SKIPQ_BENCH_CONCURRENCY=%d", conc) < 0 ||
         asprintf(&env[k++], "SKIPQ_BENCH_PREFETCH=%d", b->prefetch) < 0 ||
         asprintf(&env[k++], "SKIPQ_BENCH_ON_SUCCESS=%d", (int)b->on_success) < 0 ||
-        asprintf(&env[k++], "SKIPQ_BENCH_VACUUM_MS=%lld", (long long)b->vacuum_ms) < 0) {
+        asprintf(&env[k++], "SKIPQ_BENCH_VACUUM_MS=%lld", (long long)b->vacuum_ms) < 0 ||
+        asprintf(&env[k++], "SKIPQ_BENCH_HANDLER=%s", b->handler ? b->handler : "") < 0) {
         for (size_t i = *own; i < k; i++)
             free(env[i]);
         free(env);
@@ -286,7 +305,7 @@ run_drain(struct bench *b, const struct drain_spec *d, struct drain_out *o)
      * handlers that cannot count, the table every 20 ms, until nothing is
      * queued or running (sql_check then counts the succeeded rows). */
     for (long long n = 0, spins = 0;; spins++) {
-        if (strcmp(d->mode, "command") == 0) {
+        if (strcmp(d->mode, "noop") != 0) {
             int left = jobs_left(b);
             if (left < 0) {
                 rc = CLI_EXIT_FAIL;
@@ -300,7 +319,7 @@ run_drain(struct bench *b, const struct drain_spec *d, struct drain_out *o)
             break;
         if (interrupted || now_us() - t0 > cap_us ||
             (spins % 64 == 0 && !children_alive(pids, started))) {
-            if (strcmp(d->mode, "command") == 0)
+            if (strcmp(d->mode, "noop") != 0)
                 n = succeeded(b);
             rc = cli_errorf(CLI_EXIT_FAIL,
                             interrupted ? "bench: interrupted"
@@ -310,7 +329,7 @@ run_drain(struct bench *b, const struct drain_spec *d, struct drain_out *o)
                             n, d->target);
             goto stop;
         }
-        sleep_us(strcmp(d->mode, "command") == 0 ? 20000 : 1000);
+        sleep_us(strcmp(d->mode, "noop") != 0 ? 20000 : 1000);
     }
     if (d->sql_check) {
         for (long long n; (n = succeeded(b)) < d->target;) {
@@ -354,6 +373,85 @@ out:
 
 /* ---- drain -------------------------------------------------------------------- */
 
+/* The C example handler: $SKIPQ_BENCH_HANDLER, else example_persistent
+ * beside this binary (the build directory). NULL when there is none. */
+static char *
+find_example(void)
+{
+    const char *env = getenv("SKIPQ_BENCH_HANDLER");
+    char self[4096], *path = NULL;
+    ssize_t n;
+
+    if (env && *env)
+        return access(env, X_OK) == 0 ? strdup(env) : NULL;
+    if ((n = readlink("/proc/self/exe", self, sizeof self - 1)) <= 0)
+        return NULL;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash)
+        return NULL;
+    *slash = '\0';
+    if (asprintf(&path, "%s/example_persistent", self) < 0)
+        return NULL;
+    if (access(path, X_OK) != 0) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+/* One drain of the example handler's jobs, forked per job or persistent. */
+static int
+example_drain(struct bench *b, const char *mode, long long n, struct result *r)
+{
+    struct drain_spec d = {.mode = mode, .target = n, .concurrency = 8,
+                           .workers = 1, .sql_check = 1};
+    struct drain_out o;
+    char cfgname[48];
+    int rc;
+
+    if ((rc = reset_queue(b)) != 0 || (rc = fill_batch(b, n, KIND_CMD, NULL)) != 0 ||
+        (rc = sql(b->pg, "ANALYZE skipq.jobs")) != 0 || (rc = run_drain(b, &d, &o)) != 0)
+        return rc;
+    snprintf(cfgname, sizeof cfgname, "c8 example %s", mode);
+    result_init(r, "command_drain", cfgname);
+    r->jobs = n;
+    r->seconds = o.seconds;
+    r->jobs_per_s = (double)n / o.seconds;
+    r->cpu_s = o.cpu_s;
+    r->max_rss_kb = o.max_rss_kb;
+    return 0;
+}
+
+/*
+ * The same handler (examples/handlers/persistent.c) both ways in one run:
+ * a process per job (its --once mode), then persistent, with the ratio of
+ * their rates.
+ */
+static int
+bench_command_example(struct bench *b)
+{
+    struct result fork_r, pers_r;
+    long long nf = b->jobs < COMMAND_JOBS_MAX ? b->jobs : COMMAND_JOBS_MAX;
+    long long np = b->jobs < 5 * COMMAND_JOBS_MAX ? b->jobs : 5 * COMMAND_JOBS_MAX;
+    int rc;
+
+    if (!(b->handler = find_example())) {
+        fprintf(stderr, "bench: example_persistent not found beside skipq (set "
+                        "SKIPQ_BENCH_HANDLER): persistent handlers not measured\n");
+        return 0;
+    }
+    if ((rc = example_drain(b, "fork", nf, &fork_r)) == 0 &&
+        (rc = report(b, &fork_r)) == 0 &&
+        (rc = example_drain(b, "persistent", np, &pers_r)) == 0) {
+        pers_r.fork_jps = fork_r.jobs_per_s;
+        rc = report(b, &pers_r);
+    }
+    free(b->handler);
+    b->handler = NULL;
+    return rc;
+}
+
 int
 bench_drain(struct bench *b, int command)
 {
@@ -388,5 +486,7 @@ bench_drain(struct bench *b, int command)
     r.jobs_per_s = (double)n / o.seconds;
     r.cpu_s = o.cpu_s;
     r.max_rss_kb = o.max_rss_kb;
-    return report(b, &r);
+    if ((rc = report(b, &r)) != 0 || !command)
+        return rc;
+    return bench_command_example(b);
 }

@@ -40,6 +40,7 @@ result_init(struct result *r, const char *metric, const char *config)
     r->seconds = r->jobs_per_s = r->p50 = r->p95 = r->p99 = r->max = NAN;
     r->cpu_s = r->claim_p50 = r->claim_p99 = r->stall_ms = r->rate = NAN;
     r->max_jps = r->first_jps = r->last_jps = r->ref_jps = NAN;
+    r->fork_jps = NAN;
     r->commit_p50 = r->commit_p99 = r->enqueue_p50 = NAN;
     r->before_reply = -1;
     r->table_kb_mid = r->table_kb_end = r->index_kb_mid = r->index_kb_end = -1;
@@ -123,6 +124,7 @@ report(struct bench *b, const struct result *r)
     json_add_int(o, "from_commit_before_reply", r->before_reply);
     json_add_num(o, "rate", r->rate);
     json_add_num(o, "insert_jobs_per_s", r->ref_jps);
+    json_add_num(o, "fork_jobs_per_s", r->fork_jps);
     json_add_num(o, "max_jobs_per_s", r->max_jps);
     json_add_num(o, "first_window_jobs_per_s", r->first_jps);
     json_add_num(o, "last_window_jobs_per_s", r->last_jps);
@@ -198,6 +200,12 @@ print_table(const struct bench *b)
             k += (size_t)snprintf(notes + k, sizeof notes - k,
                                   "raw INSERT %.0f jobs/s, interleaved: %.2fx", r->ref_jps,
                                   r->jobs_per_s / r->ref_jps);
+        if (k >= sizeof notes)
+            k = sizeof notes - 1;
+        if (!isnan(r->fork_jps))
+            k += (size_t)snprintf(notes + k, sizeof notes - k,
+                                  "fork per job %.0f jobs/s: %.1fx", r->fork_jps,
+                                  r->jobs_per_s / r->fork_jps);
         if (k >= sizeof notes)
             k = sizeof notes - 1;
         if (!isnan(r->commit_p50))

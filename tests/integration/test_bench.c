@@ -112,11 +112,18 @@ TEST(json_lines_every_measurement)
             ASSERT_TRUE(num(o, "insert_jobs_per_s") > 0); /* the INSERT's side */
         else
             ASSERT_TRUE(!has(o, "insert_jobs_per_s"));
+        /* the persistent example handler against the same one forked */
+        const char *cfg = json_object_get_string(field(o, "config"));
+        if (strcmp(cfg, "c8 example persistent") == 0)
+            ASSERT_TRUE(num(o, "fork_jobs_per_s") > 0);
+        else
+            ASSERT_TRUE(!has(o, "fork_jobs_per_s"));
         json_object_put(o);
     }
     /* 5 single (1conn, 8conn, 8conn-waiting and the two interleaved),
-     * 2 bulk, drain, latency, steady, 3 deep, command */
-    ASSERT_EQ(lines, 14);
+     * 2 bulk, drain, latency, steady, 3 deep, 3 command (/bin/true, the
+     * example forked, the example persistent) */
+    ASSERT_EQ(lines, 16);
     ASSERT_EQ(seen, (1u << 7) - 1);
     free(out);
     free(err);
