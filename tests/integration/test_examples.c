@@ -163,6 +163,41 @@ TEST(worker_snoozes_and_stops_on_sigterm)
     free(result);
 }
 
+/* examples/handlers/persistent.c and .py, persistent under `skipq
+ * worker`: they echo the payload, and fail on {"fail": true}. */
+TEST(persistent_handlers_in_c_and_python)
+{
+    PGconn *pg = tl_db();
+    char *err = NULL;
+    const char *cfg = tl_tmpfile(".yaml");
+    char text[2048];
+
+    snprintf(text, sizeof text,
+             "worker:\n  concurrency: 4\n"
+             "handlers:\n"
+             "  echo_c:\n    command: [%s]\n    persistent: true\n    processes: 2\n"
+             "  echo_py:\n    command: [%s/examples/handlers/persistent.py]\n"
+             "    persistent: true\n    processes: 2\n",
+             example("persistent"), SKIPQ_TEST_SOURCE_DIR);
+    tl_write_file(cfg, text);
+    tl_exec(pg, "SELECT skipq.enqueue(k, jsonb_build_object('n', g))"
+                " FROM generate_series(1, 50) g, unnest('{echo_c,echo_py}'::text[]) k");
+    tl_exec(pg, "SELECT skipq.enqueue(k, '{\"fail\": true}', max_attempts => 1)"
+                " FROM unnest('{echo_c,echo_py}'::text[]) k");
+    int rc = tl_skipq_run(NULL, NULL, &err, "worker --once --config %s --database '%s'",
+                          cfg, tl_url());
+    if (rc != 0)
+        HARNESS_FAIL("skipq worker --once exited %d: %s", rc, err);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
+                         " AND attempts = 1 AND result = payload"),
+              100);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'failed'"
+                         " AND last_error = 'the payload asked to fail'"),
+              2);
+    unlink(cfg);
+    free(err);
+}
+
 int
 main(int argc, char **argv)
 {
