@@ -4,6 +4,7 @@
  * stdout, driven by its payload (jsonb's text, hence "key": value):
  *
  *   "fail": true        answers outcome "error"
+ *   "snooze": true      answers outcome "snooze", for a minute
  *   "garble": true      answers a line that is not JSON
  *   "wrong_id": true    answers for another job
  *   "sleep_ms": N       sleeps N ms first
@@ -102,6 +103,8 @@ answer(char *line)
         printf("this is not json\n");
     else if (strstr(payload, "\"wrong_id\": true"))
         printf("{\"id\": %lld, \"outcome\": \"ok\"}\n", id + 1000000);
+    else if (strstr(payload, "\"snooze\": true"))
+        printf("{\"id\": %lld, \"outcome\": \"snooze\", \"delay_ms\": 60000}\n", id);
     else if (strstr(payload, "\"fail\": true"))
         printf("{\"id\": %lld, \"outcome\": \"error\", \"error\": \"asked to fail\"}\n", id);
     else

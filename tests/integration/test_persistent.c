@@ -17,6 +17,9 @@
  *                                killed and started again
  *   shutdown_hands_back          a stop past shutdown_timeout hands the
  *                                running job back and the processes die
+ *   snooze_*                     "outcome": "snooze" hands the attempt back
+ *   cancel_*                     a cancel kills the process (SIGTERM), the
+ *                                job ends cancelled, a new process follows
  *   config_*                     the YAML keys and the setter
  */
 #include "../handlers/faultlib.h"
@@ -296,6 +299,45 @@ TEST(shutdown_hands_back)
     free(s);
     struct live l = {starts, 0};
     ASSERT_TRUE(wait_until(5000, live_is, &l));
+}
+
+TEST(snooze_hands_the_attempt_back)
+{
+    PGconn *pg = tl_db();
+    const char *starts, *runs;
+    fl_deadline(90);
+    const char *cfg = persist_config(1, 1, NULL, &starts, &runs);
+    int64_t id = tl_int(pg, "SELECT skipq.enqueue('p', '{\"snooze\": true}')");
+    run_once(cfg);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                         " AND status = 'queued' AND attempts = 0 AND last_error IS NULL"
+                         " AND run_at > now() + interval '30 seconds'", id),
+              1);
+}
+
+TEST(cancel_kills_the_process_and_the_next_job_gets_a_new_one)
+{
+    PGconn *pg = tl_db();
+    const char *starts, *runs;
+    fl_deadline(90);
+    const char *cfg = persist_config(1, 1, NULL, &starts, &runs);
+    int64_t id = tl_int(pg, "SELECT skipq.enqueue('p', '{\"sleep_ms\": 60000}')");
+    const char *log = fl_log();
+    pid_t w = fl_worker(log, cfg, NULL);
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %"
+                            PRId64 " AND status = 'running'", id));
+    struct lines st = {starts, 1};
+    ASSERT_TRUE(wait_until(20000, has_lines, &st));
+    tl_exec(pg, "SELECT skipq.cancel(ARRAY[%" PRId64 "])", id);
+    if (!tl_wait_int(pg, 20000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                     " AND status = 'cancelled'", id))
+        fl_dump("worker", log);
+    int64_t ok = tl_int(pg, "SELECT skipq.enqueue('p', '{\"x\": 1}')");
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %"
+                            PRId64 " AND status = 'succeeded'", ok));
+    ASSERT_EQ(file_lines(starts), 2);
+    tl_kill(w, SIGTERM);
+    ASSERT_EQ(fl_wait_exit(w, 20000), 0);
 }
 
 TEST(config_keys_and_setter)
