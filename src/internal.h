@@ -62,6 +62,8 @@ struct skipq_conn {
     PGconn *pg;
     bool types_ready;      /* PQinitTypes done */
     bool enqueue_prepared; /* "skipq_enqueue" prepared on pg */
+    bool unnamed;          /* prepare nothing: every statement unnamed
+                            * (SKIPQ_UNNAMED_STATEMENTS=1 at open) */
     int pipelined_left;    /* skipq_enqueue calls left to try the idle
                             * lock after the commit (enqueue.c) */
     int producer_lock;     /* the producers' lock: 0 not yet, 1 held,
