@@ -122,6 +122,14 @@ int cli_load(struct cli_ctx *ctx);
  */
 int cli_connect(struct cli_ctx *ctx, skipq_conn **out);
 
+/*
+ * Install the library's log hook, printing as ctx says (--quiet,
+ * --log-format); NULL removes it. ctx must outlive the hook: main installs
+ * it before any thread starts (skipq_set_log's rule) and removes it before
+ * freeing ctx.
+ */
+void cli_log_install(struct cli_ctx *ctx);
+
 /* Log a line of the command's own through the same hook and format as
  * the library's lines (--quiet, --log-format). Any thread. */
 void cli_log(skipq_log_level level, const char *fmt, ...) CLI_PRINTF(2, 3);

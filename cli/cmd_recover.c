@@ -154,8 +154,46 @@ confirm(long long n)
            strcmp(answer, "Y\n") == 0;
 }
 
-int
-cmd_recover(int argc, char **argv, struct cli_ctx *ctx)
+/* What the command line asked for, validated by parse_options() and
+ * check_options(); ids and ids_lit are owned. */
+struct recover_opts {
+    const char *status, *queue, *kind, *prio, *older;
+    int64_t older_ms;
+    int64_t *ids;
+    size_t nids;
+    char *ids_lit; /* ids as an int8[] literal; NULL: no --id */
+    long long limit, extra;
+    int dry_run, yes;
+};
+
+/* recover_sql's parameters; v points into the buffers, so fill in place */
+struct recover_params {
+    char older_s[24], limit_s[24], extra_s[24], lease_s[24], max_s[24];
+    const char *v[11];
+};
+
+/* One more --id (repeatable). 0, or the exit status after printing. */
+static int
+add_id(struct recover_opts *o, const char *arg)
+{
+    int64_t id, *more;
+    int rc;
+
+    if ((rc = cli_parse_id(arg, &id)) != 0)
+        return rc;
+    more = realloc(o->ids, (o->nids + 1) * sizeof *o->ids);
+    if (!more)
+        return cli_errorf(CLI_EXIT_FAIL, "out of memory");
+    o->ids = more;
+    o->ids[o->nids++] = id;
+    return 0;
+}
+
+/* The options, each checked on its own. CLI_NEXT: go on; otherwise the
+ * exit status to return now (0 after --help or --version). */
+static int
+parse_options(int argc, char **argv, struct cli_ctx *ctx,
+              struct recover_opts *o)
 {
     static const struct option longopts[] = {
         {"status", required_argument, NULL, OPT_STATUS},
@@ -171,166 +209,203 @@ cmd_recover(int argc, char **argv, struct cli_ctx *ctx)
         CLI_COMMON_LONGOPTS,
         {0},
     };
-    const char *status = NULL, *queue = NULL, *kind = NULL, *prio = NULL;
-    const char *older = NULL;
-    int64_t older_ms = 0, *ids = NULL;
-    size_t nids = 0;
-    long long limit = -1, extra = 0, n;
-    int dry_run = 0, yes = 0, c, rc;
-    int16_t prio_value;
-    char older_s[24], limit_s[24], extra_s[24], lease_s[24], max_s[24];
-    char *ids_lit = NULL;
-    skipq_conn *conn = NULL;
-    PGresult *res = NULL;
-    PGconn *pg;
+    int c, rc;
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         if (c != OPT_ID && (rc = cli_once(ctx, longopts, c)) != 0)
-            goto out;
+            return rc;
         switch (c) {
         case OPT_STATUS:
-            status = optarg;
+            o->status = optarg;
             break;
         case OPT_OLDER:
-            older = optarg;
+            o->older = optarg;
             break;
         case OPT_QUEUE:
-            queue = optarg;
+            o->queue = optarg;
             break;
         case OPT_KIND:
-            kind = optarg;
+            o->kind = optarg;
             break;
         case OPT_PRIORITY:
-            prio = optarg;
+            o->prio = optarg;
             break;
-        case OPT_ID: {
-            int64_t id, *more;
-            if ((rc = cli_parse_id(optarg, &id)) != 0)
-                goto out;
-            more = realloc(ids, (nids + 1) * sizeof *ids);
-            if (!more) {
-                rc = cli_errorf(CLI_EXIT_FAIL, "out of memory");
-                goto out;
-            }
-            ids = more;
-            ids[nids++] = id;
+        case OPT_ID:
+            if ((rc = add_id(o, optarg)) != 0)
+                return rc;
             break;
-        }
         case OPT_LIMIT:
-            if ((rc = cli_parse_int("--limit", optarg, 1, INT32_MAX, &limit)) !=
-                0)
-                goto out;
+            if ((rc = cli_parse_int("--limit", optarg, 1, INT32_MAX,
+                                    &o->limit)) != 0)
+                return rc;
             break;
         case OPT_EXTRA:
             /* max_attempts becomes attempts + N, an int: a bound here
              * refuses what only the real run would have failed on */
             if ((rc = cli_parse_int("--extra-attempts", optarg, 1,
-                                    CLI_MAX_EXTRA_ATTEMPTS, &extra)) != 0)
-                goto out;
+                                    CLI_MAX_EXTRA_ATTEMPTS, &o->extra)) != 0)
+                return rc;
             break;
         case OPT_DRY_RUN:
-            dry_run = 1;
+            o->dry_run = 1;
             break;
         case OPT_YES:
-            yes = 1;
+            o->yes = 1;
             break;
         default:
             if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
-                goto out;
+                return rc;
         }
     }
-    if (optind < argc) {
-        rc = cli_usage_error("recover takes no arguments, got \"%.64s\"",
-                             argv[optind]);
-        goto out;
-    }
-    if (!status) {
-        rc = cli_usage_error("recover needs --status failed, queued or "
-                             "running");
-        goto out;
-    }
-    if (strcmp(status, "failed") != 0 && strcmp(status, "queued") != 0 &&
-        strcmp(status, "running") != 0) {
-        rc = cli_usage_error("--status: unrecognized status \"%.64s\": use "
-                             "failed, queued or running",
-                             status);
-        goto out;
-    }
-    if (extra && strcmp(status, "failed") != 0) {
-        rc = cli_usage_error("--extra-attempts applies to --status failed "
-                             "only");
-        goto out;
-    }
-    if (older && (rc = cli_parse_duration("--older-than", older,
-                                          &older_ms)) != 0)
-        goto out;
-    if (prio && (rc = cli_parse_priority("--priority", prio, &prio_value)) !=
-                    0)
-        goto out;
-    if (queue && (rc = cli_check_name("queue", queue)) != 0)
-        goto out;
-    if (kind && (rc = cli_check_name("kind", kind)) != 0)
-        goto out;
+    if (optind < argc)
+        return cli_usage_error("recover takes no arguments, got \"%.64s\"",
+                               argv[optind]);
+    return CLI_NEXT;
+}
+
+/*
+ * The options together, then the config's defaults for those not given:
+ * all before the database is touched. 0, or the exit status after
+ * printing.
+ */
+static int
+check_options(struct cli_ctx *ctx, struct recover_opts *o)
+{
+    int16_t prio_value;
+    int rc;
+
+    if (!o->status)
+        return cli_usage_error("recover needs --status failed, queued or "
+                               "running");
+    if (strcmp(o->status, "failed") != 0 && strcmp(o->status, "queued") != 0 &&
+        strcmp(o->status, "running") != 0)
+        return cli_usage_error("--status: unrecognized status \"%.64s\": use "
+                               "failed, queued or running",
+                               o->status);
+    if (o->extra && strcmp(o->status, "failed") != 0)
+        return cli_usage_error("--extra-attempts applies to --status failed "
+                               "only");
+    if (o->older && (rc = cli_parse_duration("--older-than", o->older,
+                                             &o->older_ms)) != 0)
+        return rc;
+    if (o->prio &&
+        (rc = cli_parse_priority("--priority", o->prio, &prio_value)) != 0)
+        return rc;
+    if (o->queue && (rc = cli_check_name("queue", o->queue)) != 0)
+        return rc;
+    if (o->kind && (rc = cli_check_name("kind", o->kind)) != 0)
+        return rc;
     if ((rc = cli_load(ctx)) != 0)
-        goto out;
-    if (!older)
-        older_ms = skipq_config_recover_older_than(ctx->cfg);
-    if (limit < 0)
-        limit = skipq_config_recover_limit(ctx->cfg);
-    if (nids && (rc = cli_ids_literal(ids, nids, &ids_lit)) != 0)
-        goto out;
+        return rc;
+    if (!o->older)
+        o->older_ms = skipq_config_recover_older_than(ctx->cfg);
+    if (o->limit < 0)
+        o->limit = skipq_config_recover_limit(ctx->cfg);
+    if (o->nids && (rc = cli_ids_literal(o->ids, o->nids, &o->ids_lit)) != 0)
+        return rc;
+    return 0;
+}
 
-    snprintf(older_s, sizeof older_s, "%lld", (long long)older_ms);
-    snprintf(limit_s, sizeof limit_s, "%lld", limit);
-    snprintf(extra_s, sizeof extra_s, "%lld", extra);
-    snprintf(lease_s, sizeof lease_s, "%lld",
+static void
+fill_params(struct recover_params *p, const struct recover_opts *o,
+            const struct cli_ctx *ctx)
+{
+    snprintf(p->older_s, sizeof p->older_s, "%lld", (long long)o->older_ms);
+    snprintf(p->limit_s, sizeof p->limit_s, "%lld", o->limit);
+    snprintf(p->extra_s, sizeof p->extra_s, "%lld", o->extra);
+    snprintf(p->lease_s, sizeof p->lease_s, "%lld",
              (long long)skipq_config_lease_timeout(ctx->cfg));
-    snprintf(max_s, sizeof max_s, "%d", skipq_config_max_attempts(ctx->cfg));
-    const char *params[11] = {status, older_s, queue,  kind,
-                              prio,   ids_lit, limit_s, NULL,
-                              extra ? extra_s : NULL, lease_s, max_s};
+    snprintf(p->max_s, sizeof p->max_s, "%d",
+             skipq_config_max_attempts(ctx->cfg));
+    p->v[0] = o->status;
+    p->v[1] = p->older_s;
+    p->v[2] = o->queue;
+    p->v[3] = o->kind;
+    p->v[4] = o->prio;
+    p->v[5] = o->ids_lit;
+    p->v[6] = p->limit_s;
+    p->v[7] = NULL; /* dry_run: run_recover() sets it */
+    p->v[8] = o->extra ? p->extra_s : NULL;
+    p->v[9] = p->lease_s;
+    p->v[10] = p->max_s;
+}
 
-    if ((rc = cli_connect(ctx, &conn)) != 0)
-        goto out;
-    pg = skipq_conn_pg(conn);
+/*
+ * More than CLI_CONFIRM_THRESHOLD rows and no --yes: ask on a terminal,
+ * refuse without one. 0 to go on, or the exit status after printing.
+ */
+static int
+confirm_large(long long n, const struct recover_opts *o)
+{
+    if (n <= CLI_CONFIRM_THRESHOLD || o->yes)
+        return 0;
+    if (!isatty(STDIN_FILENO))
+        return cli_errorf(CLI_EXIT_FAIL,
+                          "recover would requeue %lld %s jobs, more than %d: "
+                          "pass --yes to confirm (nothing changed)",
+                          n, o->status, CLI_CONFIRM_THRESHOLD);
+    if (!confirm(n))
+        return cli_errorf(CLI_EXIT_FAIL, "not confirmed; nothing changed");
+    return 0;
+}
 
-    res = run_recover(pg, params, 1);
+/*
+ * The dry run (all of it with --dry-run or nothing to do), the
+ * confirmation, then the real run, reporting what it actually changed.
+ */
+static int
+recover_jobs(PGconn *pg, const char *const *params,
+             const struct recover_opts *o)
+{
+    PGresult *res = run_recover(pg, params, 1);
+    long long n;
+    int rc;
+
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = cli_db_fail(pg, res, "could not recover %s jobs", status);
+        rc = cli_db_fail(pg, res, "could not recover %s jobs", o->status);
         goto out;
     }
     n = total_of(res);
-    if (dry_run || n == 0) {
-        print_counts(res, status, dry_run);
+    if (o->dry_run || n == 0) {
+        print_counts(res, o->status, o->dry_run);
         rc = CLI_EXIT_OK;
         goto out;
     }
-    if (n > CLI_CONFIRM_THRESHOLD && !yes) {
-        if (!isatty(STDIN_FILENO)) {
-            rc = cli_errorf(CLI_EXIT_FAIL,
-                            "recover would requeue %lld %s jobs, more than %d: "
-                            "pass --yes to confirm (nothing changed)",
-                            n, status, CLI_CONFIRM_THRESHOLD);
-            goto out;
-        }
-        if (!confirm(n)) {
-            rc = cli_errorf(CLI_EXIT_FAIL, "not confirmed; nothing changed");
-            goto out;
-        }
-    }
+    if ((rc = confirm_large(n, o)) != 0)
+        goto out;
     PQclear(res);
     res = run_recover(pg, params, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = cli_db_fail(pg, res, "could not recover %s jobs", status);
+        rc = cli_db_fail(pg, res, "could not recover %s jobs", o->status);
         goto out;
     }
-    print_counts(res, status, 0);
+    print_counts(res, o->status, 0);
     rc = CLI_EXIT_OK;
 out:
     PQclear(res);
+    return rc;
+}
+
+int
+cmd_recover(int argc, char **argv, struct cli_ctx *ctx)
+{
+    struct recover_opts o = {.limit = -1};
+    struct recover_params p;
+    skipq_conn *conn = NULL;
+    int rc;
+
+    if ((rc = parse_options(argc, argv, ctx, &o)) != CLI_NEXT)
+        goto out;
+    if ((rc = check_options(ctx, &o)) != 0)
+        goto out;
+    fill_params(&p, &o, ctx);
+    if ((rc = cli_connect(ctx, &conn)) != 0)
+        goto out;
+    rc = recover_jobs(skipq_conn_pg(conn), p.v, &o);
+out:
     skipq_conn_close(conn);
-    free(ids_lit);
-    free(ids);
+    free(o.ids_lit);
+    free(o.ids);
     return rc;
 }

@@ -2,13 +2,12 @@
  * main.c - `skipq <command>`: dispatch, the options every command takes,
  * and the helpers the commands share (cli.h): config and connection,
  * error lines with the right exit status, option value parsing, tables.
+ * Log lines are log.c's.
  *
  * Only cli/ chooses exit statuses; the library reports a skipq_rc and a
  * message, and cli_fail() maps INVALID/CONFIG to 2 and the rest to 1.
  */
 #include "cli.h"
-
-#include "skipq_json.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -127,113 +126,6 @@ cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...)
     cli_errorf(0, "%s: %s", what, primary);
     return skipq_rc_from_sqlstate(state) == SKIPQ_ERR_INVALID ? CLI_EXIT_USAGE
                                                             : CLI_EXIT_FAIL;
-}
-
-/* ---- logging --------------------------------------------------------- */
-
-static const char *const level_names[] = {"debug", "info", "warning",
-                                          "error"};
-
-/*
- * The library's log hook. Called from worker threads too: each record is
- * built whole and written with one fputs, so lines never interleave.
- */
-static void
-log_hook(const skipq_log_event *ev, void *userdata)
-{
-    const struct cli_ctx *ctx = userdata;
-    const char *level = (unsigned)ev->level < 4 ? level_names[ev->level]
-                                                : "info";
-
-    if (ev->level < ctx->log_level)
-        return;
-    if (ctx->log_format == CLI_LOG_JSON) {
-        json_object *o = json_object_new_object();
-        struct timespec ts;
-        char when[40];
-        struct tm tm;
-
-        if (!o)
-            return;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(when + strlen(when), sizeof when - strlen(when), ".%03ldZ",
-                 ts.tv_nsec / 1000000);
-        json_object_object_add(o, "ts", json_object_new_string(when));
-        json_object_object_add(o, "level", json_object_new_string(level));
-        json_object_object_add(o, "msg",
-                               json_object_new_string(ev->msg ? ev->msg : ""));
-        if (ev->event)
-            json_object_object_add(o, "event",
-                                   json_object_new_string(ev->event));
-        if (ev->job_id)
-            json_object_object_add(o, "job_id",
-                                   json_object_new_int64(ev->job_id));
-        if (ev->kind)
-            json_object_object_add(o, "kind", json_object_new_string(ev->kind));
-        if (ev->queue)
-            json_object_object_add(o, "queue",
-                                   json_object_new_string(ev->queue));
-        if (ev->attempt)
-            json_object_object_add(o, "attempt",
-                                   json_object_new_int(ev->attempt));
-        if (ev->duration_ms >= 0)
-            json_object_object_add(o, "duration_ms",
-                                   cli_json_double(ev->duration_ms));
-        if (ev->payload) { /* only with skipq worker --log-payloads */
-            json_object *p = NULL;
-            (void)skipq_json_parse(ev->payload, (size_t)-1, 0, &p, NULL);
-            json_object_object_add(o, "payload",
-                                   p ? p : json_object_new_string(ev->payload));
-        }
-        char *line = NULL;
-        if (asprintf(&line, "%s\n",
-                     json_object_to_json_string_ext(
-                         o, JSON_C_TO_STRING_PLAIN |
-                                JSON_C_TO_STRING_NOSLASHESCAPE)) >= 0) {
-            fputs(line, stderr);
-            free(line);
-        }
-        json_object_put(o);
-        return;
-    }
-    /* A message carries kinds, queues and handler stderr verbatim: no
-     * terminal controls reach the operator's screen (JSON escapes them). */
-    char *line = NULL;
-    char *msg = skipq_escape_text(ev->msg, 0);
-    char *payload = ev->payload ? skipq_escape_text(ev->payload, 0) : NULL;
-    int n = -1;
-    if (msg && (payload || !ev->payload))
-        n = ev->level >= SKIPQ_LOG_WARN
-                ? asprintf(&line, "skipq: %s: %s\n", level, msg)
-            : payload ? asprintf(&line, "skipq: %s payload %s\n", msg, payload)
-                      : asprintf(&line, "skipq: %s\n", msg);
-    if (n >= 0) {
-        fputs(line, stderr);
-        free(line);
-    }
-    free(msg);
-    free(payload);
-}
-
-/* The context log_hook was installed with: cli_log's lines go where the
- * library's go, in the same format. */
-static struct cli_ctx *log_ctx;
-
-void
-cli_log(skipq_log_level level, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-
-    if (!log_ctx)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    skipq_log_event ev = {.level = level, .msg = buf, .duration_ms = -1};
-    log_hook(&ev, log_ctx);
 }
 
 /* ---- common options, config, connection ------------------------------- */
@@ -814,8 +706,7 @@ main(int argc, char **argv)
     char *hargv[] = {NULL, help_opt, NULL};
     int c, rc = CLI_EXIT_OK;
 
-    log_ctx = &ctx;
-    skipq_set_log(log_hook, &ctx);
+    cli_log_install(&ctx);
     opterr = 0;
     /* '+': stop at the command; what follows belongs to it */
     while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
@@ -857,8 +748,7 @@ main(int argc, char **argv)
     rc = cmd->fn(argc, argv, &ctx);
 out:
     fflush(stdout);
-    skipq_set_log(NULL, NULL);
-    log_ctx = NULL;
+    cli_log_install(NULL);
     ctx_free(&ctx);
     return rc;
 }

@@ -29,6 +29,7 @@ set(SKIPQ_LIB_SOURCES
   src/migrate.c
   src/parse.c
   src/statements.c
+  src/statements_send.c
   src/supervise.c
   src/worker.c
   src/worker_claim.c

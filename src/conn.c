@@ -4,7 +4,7 @@
  * that logs server notices through the hook. The schema (migrations,
  * the version check) is migrate.c's.
  */
-#include "internal.h"
+#include "statements.h"
 
 #include <ctype.h>
 #include <libpqtypes.h>
@@ -488,8 +488,7 @@ skipq__connect(const char *url, PGconn **out, skipq_error *err)
         PQfinish(pg);
         return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
     }
-    /* our own NOTICEs (IF NOT EXISTS ...) are noise for callers */
-    rc = skipq__exec(pg, "SET client_min_messages = warning", err);
+    rc = skipq__stmt_exec(pg, false, SKIPQ__STMT_QUIET_NOTICES, 0, NULL, NULL, err);
     if (rc != SKIPQ_OK) {
         PQfinish(pg);
         return rc;
@@ -526,6 +525,11 @@ skipq_conn_open(const char *url, skipq_conn **out, skipq_error *err)
         return rc;
     }
     c->types_ready = true;
+    /* Statements unnamed, none prepared by name, as the worker's with the
+     * same variable: what a transaction pooler needs (test
+     * enqueue_with_unnamed_statements_prepares_nothing). */
+    const char *unnamed = getenv("SKIPQ_UNNAMED_STATEMENTS");
+    c->unnamed = unnamed && strcmp(unnamed, "1") == 0;
     *out = c;
     return SKIPQ_OK;
 }

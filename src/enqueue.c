@@ -12,6 +12,7 @@
  */
 #include "abi.h"
 #include "enqueue_internal.h"
+#include "statements.h"
 
 #include <json-c/json.h>
 #include <limits.h>
@@ -171,93 +172,10 @@ skipq__enqueue_opts_read(const skipq_enqueue_opts *opts, skipq_enqueue_opts *o,
 
 const char *const skipq__backoff_names[3] = {"fixed", "linear", "exponential"};
 
-/* The statement behind skipq_enqueue and skipq_enqueue_tx. Times are
- * computed by the server: "now" is always the database's now(). Counts
- * of micro- and milliseconds are float8 (exact below 2^53): float8 *
- * interval is the operator PostgreSQL has, which an int8 reached by a
- * cast, and with the exact types no operator planted in public matches
- * better (internal.h). */
-#define ENQ_COLUMNS                                                        \
-    "INSERT INTO skipq.jobs (kind, payload, queue, priority, run_at, "     \
-    "max_attempts, backoff_strategy, backoff_base, backoff_max, timeout) "
-#define ENQ_VALUES                                                         \
-    "$1::text, $2::jsonb, $3::text, $4::int2, "                            \
-    "coalesce('epoch'::timestamptz + $5::float8 * interval '1 microsecond', " \
-    "now() + $6::float8 * interval '1 millisecond'), $7::int4, "           \
-    "$8::skipq.backoff_strategy, $9::float8 * interval '1 millisecond', "  \
-    "$10::float8 * interval '1 millisecond', "                             \
-    "$11::float8 * interval '1 millisecond'"
-
-static const char enqueue_sql[] =
-    ENQ_COLUMNS "VALUES (" ENQ_VALUES ") RETURNING id";
-
-/*
- * The usual job has no option but its queue and priority: for it, a
- * statement of four parameters, whose other columns take their defaults,
- * so the server evaluates no run_at or interval expressions. Measured
- * against a raw INSERT interleaved 100 at a time on one connection, this
- * was worth +9% to skipq_enqueue (0.85x -> 0.93x of the raw INSERT).
- */
-#define ENQ_PLAIN_COLUMNS "INSERT INTO skipq.jobs (kind, payload, queue, priority) "
-#define ENQ_PLAIN_VALUES "$1::text, $2::jsonb, $3::text, $4::int2"
+/* The parameters of the enqueue statements (statements.c): all eleven,
+ * or the first four for a job with no option but its queue and priority
+ * (the _plain ones). */
 #define ENQ_PLAIN_NPARAMS 4
-
-static const char enqueue_plain_sql[] =
-    ENQ_PLAIN_COLUMNS "VALUES (" ENQ_PLAIN_VALUES ") RETURNING id";
-
-/*
- * The same insert for skipq_enqueue's own transaction: it tells the
- * statement trigger not to NOTIFY (skipq.notify, for this transaction
- * only), and skipq_enqueue sends the NOTIFY itself in a second
- * transaction right after the commit, in the same round trip. Why: a
- * transaction that notifies takes one database-wide lock at commit and
- * holds it through its WAL flush, so notifying producers commit one at a
- * time. The notify-only transaction writes no WAL to wait for. Measured
- * with pgbench, 8 clients doing this INSERT one job per transaction:
- * 1,732-2,859 tps with the trigger's NOTIFY, 6,476-7,097 without any.
- */
-static const char enqueue_then_notify_sql[] =
-    "WITH quiet AS (SELECT pg_catalog.set_config('skipq.notify', 'after_commit', true)) "
-    ENQ_COLUMNS "SELECT " ENQ_VALUES " FROM quiet RETURNING id";
-
-static const char enqueue_plain_then_notify_sql[] =
-    "WITH quiet AS (SELECT pg_catalog.set_config('skipq.notify', 'after_commit', true)) "
-    ENQ_PLAIN_COLUMNS "SELECT " ENQ_PLAIN_VALUES " FROM quiet RETURNING id";
-
-/*
- * The insert and the idle lock's try (notify_sql's) in one autocommit
- * statement: one transaction, as a plain INSERT is. Column t is true
- * when no worker of the queue waits: then nobody needs a NOTIFY. When one
- * may wait, column n is true if this is the only producer connection
- * (the try of the producers' lock, held shared by every other), and then
- * the statement notifies in the insert's own transaction, as the
- * trigger would; otherwise the caller sends the NOTIFY after the commit
- * (enqueue_in_one). CASE, because only it fixes the order of evaluation.
- */
-#define ENQ_TRY(columns, values)                                             \
-    "WITH quiet AS (SELECT pg_catalog.set_config('skipq.notify', 'after_commit', true)), " \
-    "ins AS (" columns "SELECT " values " FROM quiet RETURNING id) "          \
-    "SELECT id, t, n, CASE WHEN n THEN pg_catalog.pg_notify('skipq', $3) END FROM (" \
-    "SELECT id, t, CASE WHEN t THEN false ELSE pg_try_advisory_xact_lock("     \
-    SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ") END n " \
-    "FROM (SELECT id, pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) \
-    ", hashtext($3)) t FROM ins OFFSET 0) a OFFSET 0) b"
-
-static const char enqueue_try_sql[] = ENQ_TRY(ENQ_COLUMNS, ENQ_VALUES);
-static const char enqueue_plain_try_sql[] = ENQ_TRY(ENQ_PLAIN_COLUMNS, ENQ_PLAIN_VALUES);
-
-/* Only if a worker of the queue may be waiting for it: see idle_lock()
- * in worker.c. The try takes no transaction id, and when it succeeds
- * the transaction writes nothing and returns no row. When it notifies,
- * its row says whether this is now the only producer connection (the
- * producers' lock, as in ENQ_TRY): then the next call goes back to the
- * one statement, which notifies in its own transaction. */
-static const char notify_sql[] =
-    "SELECT pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", "
-    SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ") FROM (SELECT pg_catalog.pg_notify('skipq', $1) "
-    "WHERE NOT pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE)
-    ", hashtext($1)) OFFSET 0) n";
-
 #define ENQ_NPARAMS 11
 
 typedef struct enq_params {
@@ -308,6 +226,16 @@ validate(const char *kind, const char *payload, const skipq_enqueue_opts *opts,
     return SKIPQ_OK;
 }
 
+/* Run (out: its result) or send (out NULL) the statement full, or plain
+ * for a job with no option but its queue and priority. */
+static bool
+run_enqueue(PGconn *pg, bool unnamed, const enq_params *p, skipq__stmt_id full,
+            skipq__stmt_id plain, PGresult **out)
+{
+    return skipq__stmt_run(pg, unnamed, p->plain ? plain : full, NULL,
+                           p->plain ? ENQ_PLAIN_NPARAMS : ENQ_NPARAMS, p->v, out);
+}
+
 static skipq_rc
 read_id(PGconn *pg, PGresult *res, int64_t *id_out, skipq_error *err)
 {
@@ -333,48 +261,30 @@ skipq_enqueue_tx(PGconn *pg, const char *kind, const char *payload_json,
     if ((rc = validate(kind, payload_json, opts, &o, err)) != SKIPQ_OK)
         return rc;
     fill_params(&p, kind, payload_json, &o);
-    res = PQexecParams(pg, p.plain ? enqueue_plain_sql : enqueue_sql,
-                       p.plain ? ENQ_PLAIN_NPARAMS : ENQ_NPARAMS, NULL, p.v, NULL, NULL, 0);
+    /* the caller's connection: nothing of ours is prepared there */
+    run_enqueue(pg, true, &p, SKIPQ__STMT_ENQUEUE, SKIPQ__STMT_ENQUEUE_PLAIN, &res);
     rc = read_id(pg, res, id_out, err);
     PQclear(res);
     return rc;
 }
 
-static const struct {
-    const char *name, *sql;
-    int nparams;
-} enqueue_stmts[] = {
-    {"skipq_enqueue", enqueue_sql, ENQ_NPARAMS},
-    {"skipq_enqueue_plain", enqueue_plain_sql, ENQ_PLAIN_NPARAMS},
-    {"skipq_enqueue_then_notify", enqueue_then_notify_sql, ENQ_NPARAMS},
-    {"skipq_enqueue_plain_then_notify", enqueue_plain_then_notify_sql, ENQ_PLAIN_NPARAMS},
-    {"skipq_enqueue_try", enqueue_try_sql, ENQ_NPARAMS},
-    {"skipq_enqueue_plain_try", enqueue_plain_try_sql, ENQ_PLAIN_NPARAMS},
-    {"skipq_notify", notify_sql, 1},
-};
-
-/* All of them or none: a statement left prepared by a half-done attempt
- * would make every later attempt fail ("already exists"). */
+/* Prepared once a connection, unless the connection sends its
+ * statements unnamed (skipq_conn_open). */
 static skipq_rc
 prepare_enqueue(skipq_conn *conn, skipq_error *err)
 {
-    size_t n = sizeof enqueue_stmts / sizeof enqueue_stmts[0], done = 0;
-    skipq_rc rc = SKIPQ_OK;
+    static const skipq__stmt_id ids[] = {
+        SKIPQ__STMT_ENQUEUE,
+        SKIPQ__STMT_ENQUEUE_PLAIN,
+        SKIPQ__STMT_ENQUEUE_THEN_NOTIFY,
+        SKIPQ__STMT_ENQUEUE_PLAIN_THEN_NOTIFY,
+        SKIPQ__STMT_ENQUEUE_TRY,
+        SKIPQ__STMT_ENQUEUE_PLAIN_TRY,
+        SKIPQ__STMT_NOTIFY,
+    };
+    skipq_rc rc = skipq__stmts_prepare(conn->pg, ids, sizeof ids / sizeof ids[0], "enqueue",
+                                       err);
 
-    for (; done < n && rc == SKIPQ_OK; done++) {
-        PGresult *res = PQprepare(conn->pg, enqueue_stmts[done].name, enqueue_stmts[done].sql,
-                                  enqueue_stmts[done].nparams, NULL);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK)
-            rc = skipq__db_fail(err, conn->pg, res, "could not prepare enqueue");
-        PQclear(res);
-    }
-    if (rc != SKIPQ_OK) {
-        for (size_t i = 0; i + 1 < done; i++) {
-            char sql[64];
-            snprintf(sql, sizeof sql, "DEALLOCATE %s", enqueue_stmts[i].name);
-            PQclear(PQexec(conn->pg, sql)); /* a failure here is a lost connection */
-        }
-    }
     conn->enqueue_prepared = rc == SKIPQ_OK;
     return rc;
 }
@@ -392,12 +302,12 @@ prepare_enqueue(skipq_conn *conn, skipq_error *err)
  * fails after a commit (or a connection lost after it) costs only pickup
  * time, as the workers' polling finds the job, and is logged. The
  * notify transaction notifies only while a worker of the queue waits
- * (notify_sql); when it does, it takes a transaction id of its own: two
- * per job, where the trigger's NOTIFY took one.
+ * (SKIPQ__STMT_NOTIFY); when it does, it takes a transaction id of its
+ * own: two per job, where the trigger's NOTIFY took one.
  */
 enum { ENQ_PIPELINED_RUN = 64 }; /* see enqueue_in_one */
 
-/* After a NOTIFY for a waiting worker (notify_sql's one row): the
+/* After a NOTIFY for a waiting worker (SKIPQ__STMT_NOTIFY's one row): the
  * pipeline for the next ENQ_PIPELINED_RUN calls, unless this is the only
  * producer connection, which notifies in its insert's transaction. */
 static int
@@ -417,16 +327,15 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
 
     if (PQenterPipelineMode(pg) != 1)
         return skipq__db_fail(err, pg, NULL, "could not enqueue job");
-    bool sent = PQsendQueryPrepared(pg, p->plain ? "skipq_enqueue_plain_then_notify"
-                                                 : "skipq_enqueue_then_notify",
-                                    p->plain ? ENQ_PLAIN_NPARAMS : ENQ_NPARAMS, p->v, NULL,
-                                    NULL, 0) == 1;
+    bool sent = run_enqueue(pg, conn->unnamed, p, SKIPQ__STMT_ENQUEUE_THEN_NOTIFY,
+                            SKIPQ__STMT_ENQUEUE_PLAIN_THEN_NOTIFY, NULL);
     /* even after a failed send, a sync point ends what went out, so the
      * connection can leave pipeline mode; the sync points sent are read
      * back (a send that fails between them means a broken connection) */
     bool sync1 = (sent || PQstatus(pg) == CONNECTION_OK) && PQpipelineSync(pg) == 1;
     bool sync2 = sent && sync1 &&
-                 PQsendQueryPrepared(pg, "skipq_notify", 1, &p->v[2], NULL, NULL, 0) == 1 &&
+                 skipq__stmt_run(pg, conn->unnamed, SKIPQ__STMT_NOTIFY, NULL, 1, &p->v[2],
+                                 NULL) &&
                  PQpipelineSync(pg) == 1;
     int want = sync1 + sync2;
     while (syncs < want) {
@@ -482,11 +391,10 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
  * While this connection's tries find the idle lock free (no worker of the
  * queue waits: a busy fleet, or none running), the insert and the try go
  * in one autocommit statement: one transaction and one round trip, as a
- * plain INSERT is. Against that INSERT on one connection, interleaved:
- * 0.92-1.08x (median 1.03x), where the pipeline above, with its second
- * transaction, gave 0.84-0.96x (median 0.91x). The try holds the lock
+ * plain INSERT is, and as fast (`skipq bench enqueue` against pgbench:
+ * docs/performance.md, "Enqueue"). The try holds the lock
  * until the commit, WAL flush included: a worker going idle meanwhile
- * waits that long for its shared lock (idle_lock in worker.c), and
+ * waits that long for its shared lock (idle_lock in worker_session.c), and
  * another producer's try fails.
  *
  * A failed try means a worker may wait. The only producer connection
@@ -503,10 +411,10 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
 static skipq_rc
 enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_error *err)
 {
-    PGresult *res = PQexecPrepared(conn->pg,
-                                   p->plain ? "skipq_enqueue_plain_try" : "skipq_enqueue_try",
-                                   p->plain ? ENQ_PLAIN_NPARAMS : ENQ_NPARAMS, p->v, NULL,
-                                   NULL, 0);
+    PGresult *res = NULL;
+
+    run_enqueue(conn->pg, conn->unnamed, p, SKIPQ__STMT_ENQUEUE_TRY,
+                SKIPQ__STMT_ENQUEUE_PLAIN_TRY, &res);
     /* A NOTIFY that cannot be queued (PostgreSQL's notification queue is
      * full: a listener has not read for a very long time) fails its
      * transaction at commit, insert and all. The server rolled it back;
@@ -532,7 +440,7 @@ enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_err
     if (id_out)
         *id_out = id;
     if (!done) {
-        res = PQexecPrepared(conn->pg, "skipq_notify", 1, &p->v[2], NULL, NULL, 0);
+        skipq__stmt_run(conn->pg, conn->unnamed, SKIPQ__STMT_NOTIFY, NULL, 1, &p->v[2], &res);
         conn->pipelined_left = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
                                    ? pipelined_after(res)
                                    : ENQ_PIPELINED_RUN;
@@ -555,9 +463,9 @@ enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_err
 static void
 take_producer_lock(skipq_conn *conn)
 {
-    PGresult *res = PQexec(conn->pg, "SELECT pg_try_advisory_lock_shared("
-                           SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", "
-                           SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ")");
+    PGresult *res = NULL;
+
+    skipq__stmt_run(conn->pg, false, SKIPQ__STMT_PRODUCER_LOCK, NULL, 0, NULL, &res);
 
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
         conn->producer_lock = PQgetvalue(res, 0, 0)[0] == 't';
@@ -592,7 +500,8 @@ skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
     if (PQpipelineStatus(conn->pg) != PQ_PIPELINE_OFF)
         return skipq__fail(err, SKIPQ_ERR_STATE, "the connection is in pipeline mode");
     /* Prepared once per connection: the hot path of a producer. */
-    if (!conn->enqueue_prepared && (rc = prepare_enqueue(conn, err)) != SKIPQ_OK)
+    if (!conn->unnamed && !conn->enqueue_prepared &&
+        (rc = prepare_enqueue(conn, err)) != SKIPQ_OK)
         return rc;
     fill_params(&p, kind, payload_json, &o);
     if (PQtransactionStatus(conn->pg) == PQTRANS_IDLE) {
@@ -602,8 +511,8 @@ skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
                                         : enqueue_in_one(conn, &p, id_out, err);
     }
     /* inside the caller's transaction: the trigger notifies at its commit */
-    res = PQexecPrepared(conn->pg, p.plain ? "skipq_enqueue_plain" : "skipq_enqueue",
-                         p.plain ? ENQ_PLAIN_NPARAMS : ENQ_NPARAMS, p.v, NULL, NULL, 0);
+    run_enqueue(conn->pg, conn->unnamed, &p, SKIPQ__STMT_ENQUEUE, SKIPQ__STMT_ENQUEUE_PLAIN,
+                &res);
     rc = read_id(conn->pg, res, id_out, err);
     PQclear(res);
     return rc;

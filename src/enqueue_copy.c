@@ -9,6 +9,7 @@
  */
 #include "abi.h"
 #include "enqueue_internal.h"
+#include "statements.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -151,10 +152,7 @@ copy_run_at(PGconn *pg, const skipq_enqueue_opts *o, char *out, size_t n,
     snprintf(b, sizeof b, "%lld", (long long)o->delay_ms);
     if (!o->run_at_us)
         v[0] = NULL;
-    res = PQexecParams(pg,
-        "SELECT coalesce('epoch'::timestamptz + $1::float8 * interval '1 microsecond', "
-        "now() + $2::float8 * interval '1 millisecond')::text", 2, NULL, v, NULL,
-        NULL, 0);
+    skipq__stmt_run(pg, false, SKIPQ__STMT_COPY_RUN_AT, NULL, 2, v, &res);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         rc = skipq__db_fail(err, pg, res, "could not compute run_at");
     else
@@ -229,7 +227,7 @@ skipq_copy_begin(skipq_conn *conn, const skipq_enqueue_opts *opts,
     cp->tail[cp->tail_len++] = '\n';
 
     char sql[512];
-    snprintf(sql, sizeof sql, "COPY skipq.jobs (%s) FROM STDIN", cols);
+    snprintf(sql, sizeof sql, skipq__stmts[SKIPQ__STMT_COPY].text, cols);
     res = PQexec(conn->pg, sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         rc = skipq__db_fail(err, conn->pg, res, "could not start COPY");

@@ -43,7 +43,7 @@
 #define SKIPQ__NE " OPERATOR(pg_catalog.<>) "
 
 /* CREATE FUNCTION statements for the worker's statements that change
- * skipq.jobs, checked by worker and secret (worker.c); skipq migrate
+ * skipq.jobs, checked by worker and secret (statements.c); skipq migrate
  * applies them after sql/. */
 extern const char skipq__worker_functions_sql[];
 
@@ -62,6 +62,8 @@ struct skipq_conn {
     PGconn *pg;
     bool types_ready;      /* PQinitTypes done */
     bool enqueue_prepared; /* "skipq_enqueue" prepared on pg */
+    bool unnamed;          /* prepare nothing: every statement unnamed
+                            * (SKIPQ_UNNAMED_STATEMENTS=1 at open) */
     int pipelined_left;    /* skipq_enqueue calls left to try the idle
                             * lock after the commit (enqueue.c) */
     int producer_lock;     /* the producers' lock: 0 not yet, 1 held,

@@ -3,7 +3,7 @@
  * under the migration lock, re-applying sql/ (functions, views, roles),
  * and checking that the schema is one this binary can run against.
  */
-#include "internal.h"
+#include "statements.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +17,10 @@
 static skipq_rc
 commit(PGconn *pg, skipq_error *err)
 {
-    PGresult *res = PQexec(pg, "COMMIT");
+    PGresult *res = NULL;
     skipq_rc rc = SKIPQ_OK;
+
+    skipq__stmt_run(pg, false, SKIPQ__STMT_COMMIT, NULL, 0, NULL, &res);
 
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         rc = skipq__db_fail(err, pg, res,
@@ -46,10 +48,10 @@ typedef struct applied_row {
 static skipq_rc
 read_applied(PGconn *pg, applied_row **rows, int *n, skipq_error *err)
 {
-    PGresult *res = PQexec(pg,
-        "SELECT pg_catalog.to_regclass('skipq.schema_migrations') IS NOT NULL");
+    PGresult *res = NULL;
     skipq_rc rc = SKIPQ_OK;
 
+    skipq__stmt_run(pg, false, SKIPQ__STMT_MIGRATIONS_EXIST, NULL, 0, NULL, &res);
     *rows = NULL;
     *n = 0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -59,8 +61,7 @@ read_applied(PGconn *pg, applied_row **rows, int *n, skipq_error *err)
     if (PQgetvalue(res, 0, 0)[0] != 't')
         goto out; /* nothing applied yet */
     PQclear(res);
-    res = PQexec(pg, "SELECT version, name, compatible FROM skipq.schema_migrations "
-                     "ORDER BY version");
+    skipq__stmt_run(pg, false, SKIPQ__STMT_MIGRATIONS_READ, NULL, 0, NULL, &res);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = skipq__db_fail(err, pg, res, "could not read skipq.schema_migrations");
         goto out;
@@ -108,7 +109,7 @@ migration_compatible(const char *text)
 }
 
 /*
- * The migration lock, then the workers' vacuum lock (worker.c,
+ * The migration lock, then the workers' vacuum lock (worker_maint.c,
  * vacuum_tick): a VACUUM a worker runs does not give way to DDL as
  * autovacuum does, so a CREATE TRIGGER on skipq.jobs would wait for it,
  * and every claim and insert behind that. Waiting here instead, outside
@@ -118,29 +119,16 @@ migration_compatible(const char *text)
 static skipq_rc
 lock_migrations(PGconn *pg, skipq_error *err)
 {
-    char sql[512];
-    /*
-     * Every lock the migration waits for is waited for within a bound:
-     * the caller's lock_timeout, else 10 s. DDL on skipq.jobs queues
-     * behind any open transaction that touched the table, and every
-     * claim and insert then queues behind the DDL: a migrate stuck behind
-     * an operator's forgotten transaction stalled the whole queue (test
-     * migrate_behind_a_row_lock_gives_up).
-     */
-    skipq_rc rc0 = skipq__exec(pg,
-        "SELECT pg_catalog.set_config('lock_timeout', CASE"
-        " WHEN pg_catalog.current_setting('lock_timeout') OPERATOR(pg_catalog.=) '0'"
-        " THEN '10s' ELSE pg_catalog.current_setting('lock_timeout') END, true)", err);
-    if (rc0 != SKIPQ_OK)
-        return rc0;
-    snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
-             SKIPQ__LOCK_MIGRATE);
-    skipq_rc rc = skipq__exec(pg, sql, err);
-    if (rc != SKIPQ_OK)
+    PGresult *res = NULL;
+    skipq_rc rc;
+
+    /* within the caller's lock_timeout, else 10 s (statements.c) */
+    if ((rc = skipq__stmt_exec(pg, false, SKIPQ__STMT_MIGRATE_LOCK_TIMEOUT, 0, NULL, NULL,
+                               err)) != SKIPQ_OK ||
+        (rc = skipq__stmt_exec(pg, false, SKIPQ__STMT_MIGRATE_LOCK, 0, NULL, NULL, err)) !=
+            SKIPQ_OK)
         return rc;
-    snprintf(sql, sizeof sql, "SELECT pg_try_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
-             SKIPQ__LOCK_VACUUM);
-    PGresult *res = PQexec(pg, sql);
+    skipq__stmt_run(pg, false, SKIPQ__STMT_MIGRATE_TRY_VACUUM_LOCK, NULL, 0, NULL, &res);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = skipq__db_fail(err, pg, res, "could not take the vacuum lock");
         PQclear(res);
@@ -153,14 +141,7 @@ lock_migrations(PGconn *pg, skipq_error *err)
     /* Say so when a worker holds it; another migrate run that is
      * committing (both its locks go at once, this one a moment later)
      * is not worth a line. */
-    snprintf(sql, sizeof sql,
-             "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-             " WHERE l.locktype = 'advisory' AND l.classid = %d AND l.objid = %d"
-             " AND l.objsubid = 2 AND l.granted AND l.database = (SELECT oid FROM pg_database"
-             " WHERE datname = current_database())"
-             " AND a.application_name = 'skipq maintenance')",
-             SKIPQ__LOCK_CLASS, SKIPQ__LOCK_VACUUM);
-    res = PQexec(pg, sql);
+    skipq__stmt_run(pg, false, SKIPQ__STMT_MIGRATE_VACUUM_HOLDER, NULL, 0, NULL, &res);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = skipq__db_fail(err, pg, res, "could not read who holds the vacuum lock");
         PQclear(res);
@@ -169,23 +150,26 @@ lock_migrations(PGconn *pg, skipq_error *err)
     if (PQgetvalue(res, 0, 0)[0] == 't')
         skipq__log(SKIPQ_LOG_INFO, "waiting for a worker's VACUUM of skipq.jobs to end");
     PQclear(res);
-    snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)", SKIPQ__LOCK_CLASS,
-             SKIPQ__LOCK_VACUUM);
-    return skipq__exec(pg, sql, err);
+    return skipq__stmt_exec(pg, false, SKIPQ__STMT_MIGRATE_VACUUM_LOCK, 0, NULL, NULL, err);
 }
 
-/*
- * A migration's transaction resolves names as skipq's functions do
- * (sql/functions.sql): what it creates (views, column defaults, checks,
- * the trigger's condition) is bound to what each name means when it is
- * created, and that must never be a function or operator another role
- * planted in public, which would also run at once with the rights of
- * whoever migrates, often a superuser. Everything skipq creates is named
- * by schema. SET LOCAL ends with the transaction: the caller's connection
- * keeps its own search_path.
- */
-static const char begin_migration_sql[] =
-    "BEGIN; SET LOCAL search_path = pg_catalog, pg_temp";
+/* A migration's transaction, which resolves names as skipq's functions
+ * do: pg_catalog first, nothing planted in public (statements.c). */
+static skipq_rc
+begin_migration(PGconn *pg, skipq_error *err)
+{
+    return skipq__stmt_exec(pg, false, SKIPQ__STMT_MIGRATE_BEGIN, 0, NULL, NULL, err);
+}
+
+/* after a failure, which the caller reports: this one's own is moot */
+static void
+rollback(PGconn *pg)
+{
+    PGresult *res = NULL;
+
+    skipq__stmt_run(pg, false, SKIPQ__STMT_ROLLBACK, NULL, 0, NULL, &res);
+    PQclear(res);
+}
 
 /* Apply one migration in its own transaction, unless another migrate run
  * applied it while we waited for the lock. *did says whether we did. */
@@ -200,7 +184,7 @@ apply_one(PGconn *pg, const skipq__sql_file *m, bool *did, skipq_error *err)
     PGresult *res = NULL;
 
     *did = false;
-    if ((rc = skipq__exec(pg, begin_migration_sql, err)) != SKIPQ_OK)
+    if ((rc = begin_migration(pg, err)) != SKIPQ_OK)
         return rc;
     if ((rc = lock_migrations(pg, err)) != SKIPQ_OK)
         goto out;
@@ -219,9 +203,7 @@ apply_one(PGconn *pg, const skipq__sql_file *m, bool *did, skipq_error *err)
     params[0] = vbuf;
     params[1] = m->name;
     params[2] = migration_compatible(m->text) ? "t" : "f";
-    res = PQexecParams(pg,
-        "INSERT INTO skipq.schema_migrations (version, name, compatible) "
-        "VALUES ($1, $2, $3)", 3, NULL, params, NULL, NULL, 0);
+    skipq__stmt_run(pg, false, SKIPQ__STMT_MIGRATION_RECORD, NULL, 3, params, &res);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         rc = skipq__db_fail(err, pg, res, "could not record migration %s", m->name);
         goto out;
@@ -233,7 +215,7 @@ out:
     if (rc == SKIPQ_OK)
         rc = commit(pg, err);
     else
-        PQclear(PQexec(pg, "ROLLBACK"));
+        rollback(pg);
     if (rc != SKIPQ_OK)
         *did = false;
     return rc;
@@ -246,7 +228,7 @@ apply_files(PGconn *pg, const skipq__sql_file *files, size_t n,
 {
     skipq_rc rc;
 
-    if ((rc = skipq__exec(pg, begin_migration_sql, err)) != SKIPQ_OK)
+    if ((rc = begin_migration(pg, err)) != SKIPQ_OK)
         return rc;
     rc = lock_migrations(pg, err);
     for (size_t i = 0; rc == SKIPQ_OK && i < n; i++) {
@@ -258,16 +240,17 @@ apply_files(PGconn *pg, const skipq__sql_file *files, size_t n,
         PQclear(res);
     }
     /* the worker's statements that change jobs, as checked functions
-     * (worker.c), after the functions they call */
+     * (statements.c), after the functions they call */
     if (rc == SKIPQ_OK && files == skipq__sql_files) {
-        PGresult *res = PQexec(pg, skipq__worker_functions_sql);
+        PGresult *res = NULL;
+        skipq__stmt_run(pg, false, SKIPQ__STMT_WORKER_FUNCTIONS, NULL, 0, NULL, &res);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
             rc = skipq__db_fail(err, pg, res, "could not create the worker's functions");
         PQclear(res);
     }
     if (rc == SKIPQ_OK)
         return commit(pg, err);
-    PQclear(PQexec(pg, "ROLLBACK"));
+    rollback(pg);
     return rc;
 }
 

@@ -1,21 +1,23 @@
 /*
- * statements.c - every statement the worker sends, in one registry.
+ * statements.c - every statement the library sends, in one registry: the
+ * worker's, the producers' (enqueue.c, enqueue_copy.c), the connection's
+ * (conn.c), the migrations' (migrate.c) and the supervisor's
+ * (supervise.c). The embedded sql/ and migrations/ files are not
+ * statements of this kind: migrate.c applies them as they are.
  *
  * Each entry names the test that guards its plan or its behaviour. The
  * statements that change skipq.jobs run inside SECURITY DEFINER
  * functions (skipq__worker_functions_sql, created by `skipq migrate`
  * from these same texts); the worker calls those. The hot ones (the
- * cycle: settings, claim, completion) are prepared once a connection,
- * or sent unnamed when the worker's session says so
- * (skipq__stmt_run). skipq_sql_text() reads the texts by name.
- *
- * The producers' statements live in enqueue.c, the connection's and the
- * migrations' in conn.c, the supervisor's in supervise.c.
+ * worker's cycle: settings, claim, completion; a producer's inserts) are
+ * prepared once a connection, or sent unnamed when the worker's session
+ * or the skipq_conn says so (skipq__stmt_run).
+ * skipq_sql_text() reads the texts by name.
  */
 #include "statements.h"
 
+#include <stdio.h>
 #include <string.h>
-
 
 /*
  * The priorities of the queued rows of queue $1 in the band $2..$3,
@@ -135,8 +137,7 @@ const char skipq__next_run_at_sql[] = SKIPQ_NEXT_RUN_AT_SQL;
  * 'running'` it matched jobs_running_idx's key and predicate, and the
  * generic plan drove the join through that index, reading every row the
  * worker held and every dead entry left since the last vacuum, per
- * statement. That made completion quadratic in the batch and cost 2.6x
- * of drain throughput (docs/performance.md). The test
+ * statement. That made completion quadratic in the batch. The test
  * completion_goes_by_primary_key guards the plan. status is compared as
  * text: IS NOT DISTINCT FROM takes no OPERATOR(), and on the enum it
  * would use pg_catalog's anyenum =, which one planted in public for
@@ -383,8 +384,128 @@ const char skipq__cycle_quick_sql[] = SKIPQ_CYCLE_QUICK_SETTINGS;
     "   pg_stat_get_live_tuples(t) AS live"                                              \
     "   FROM (SELECT 'skipq.jobs'::regclass::oid) o(t)) s"
 
-#define SKIPQ_SESSION_LOCK(fn, key)                                                      \
+/* fn of one of the locks of class SKIPQ__LOCK_CLASS (lock_keys.h) */
+#define SKIPQ_LOCK_CALL(fn, key)                                                         \
     "SELECT " fn "(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(key) ")"
+
+/* ---- the producers' statements (enqueue.c, enqueue_copy.c) --------------- */
+
+/* The statement behind skipq_enqueue and skipq_enqueue_tx. Times are
+ * computed by the server: "now" is always the database's now(). Counts
+ * of micro- and milliseconds are float8 (exact below 2^53): float8 *
+ * interval is the operator PostgreSQL has, which an int8 reached by a
+ * cast, and with the exact types no operator planted in public matches
+ * better (internal.h). */
+#define ENQ_COLUMNS                                                        \
+    "INSERT INTO skipq.jobs (kind, payload, queue, priority, run_at, "     \
+    "max_attempts, backoff_strategy, backoff_base, backoff_max, timeout) "
+#define ENQ_VALUES                                                         \
+    "$1::text, $2::jsonb, $3::text, $4::int2, "                            \
+    "coalesce('epoch'::timestamptz + $5::float8 * interval '1 microsecond', " \
+    "now() + $6::float8 * interval '1 millisecond'), $7::int4, "           \
+    "$8::skipq.backoff_strategy, $9::float8 * interval '1 millisecond', "  \
+    "$10::float8 * interval '1 millisecond', "                             \
+    "$11::float8 * interval '1 millisecond'"
+
+/* The usual job has no option but its queue and priority: for it, a
+ * statement of four parameters, whose other columns take their defaults,
+ * so the server evaluates no run_at or interval expressions. */
+#define ENQ_PLAIN_COLUMNS "INSERT INTO skipq.jobs (kind, payload, queue, priority) "
+#define ENQ_PLAIN_VALUES "$1::text, $2::jsonb, $3::text, $4::int2"
+
+/*
+ * The same insert for skipq_enqueue's own transaction: it tells the
+ * statement trigger not to NOTIFY (skipq.notify, for this transaction
+ * only), and skipq_enqueue sends the NOTIFY itself in a second
+ * transaction right after the commit, in the same round trip. Why: a
+ * transaction that notifies takes one database-wide lock at commit and
+ * holds it through its WAL flush, so notifying producers commit one at a
+ * time. The notify-only transaction writes no WAL to wait for.
+ */
+#define ENQ_QUIET                                                                  \
+    "WITH quiet AS (SELECT pg_catalog.set_config('skipq.notify', 'after_commit', true)) "
+
+/*
+ * The insert and the idle lock's try (ENQ_NOTIFY's) in one autocommit
+ * statement: one transaction, as a plain INSERT is. Column t is true
+ * when no worker of the queue waits: then nobody needs a NOTIFY. When one
+ * may wait, column n is true if this is the only producer connection
+ * (the try of the producers' lock, held shared by every other), and then
+ * the statement notifies in the insert's own transaction, as the
+ * trigger would; otherwise the caller sends the NOTIFY after the commit
+ * (enqueue_in_one, enqueue.c). CASE, because only it fixes the order of
+ * evaluation.
+ */
+#define ENQ_TRY(columns, values)                                             \
+    "WITH quiet AS (SELECT pg_catalog.set_config('skipq.notify', 'after_commit', true)), " \
+    "ins AS (" columns "SELECT " values " FROM quiet RETURNING id) "          \
+    "SELECT id, t, n, CASE WHEN n THEN pg_catalog.pg_notify('skipq', $3) END FROM (" \
+    "SELECT id, t, CASE WHEN t THEN false ELSE pg_try_advisory_xact_lock("     \
+    SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ") END n " \
+    "FROM (SELECT id, pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) \
+    ", hashtext($3)) t FROM ins OFFSET 0) a OFFSET 0) b"
+
+/* Only if a worker of the queue may be waiting for it: see idle_lock()
+ * in worker_session.c. The try takes no transaction id, and when it
+ * succeeds the transaction writes nothing and returns no row. When it
+ * notifies, its row says whether this is now the only producer
+ * connection (the producers' lock, as in ENQ_TRY): then the next call
+ * goes back to the one statement, which notifies in its own transaction. */
+#define ENQ_NOTIFY                                                                     \
+    "SELECT pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", "            \
+    SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ") FROM (SELECT pg_catalog.pg_notify('skipq', $1) " \
+    "WHERE NOT pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE)          \
+    ", hashtext($1)) OFFSET 0) n"
+
+/* ---- the schema's statements (migrate.c) ---------------------------------- */
+
+/*
+ * Every lock the migration waits for is waited for within a bound: the
+ * caller's lock_timeout, else 10 s. DDL on skipq.jobs queues behind any
+ * open transaction that touched the table, and every claim and insert
+ * then queues behind the DDL: a migrate stuck behind an operator's
+ * forgotten transaction stalled the whole queue (test
+ * migrate_behind_a_row_lock_gives_up).
+ */
+#define MIGRATE_LOCK_TIMEOUT_SQL                                                       \
+    "SELECT pg_catalog.set_config('lock_timeout', CASE"                               \
+    " WHEN pg_catalog.current_setting('lock_timeout') OPERATOR(pg_catalog.=) '0'"     \
+    " THEN '10s' ELSE pg_catalog.current_setting('lock_timeout') END, true)"
+
+/* Whether a worker's maintenance connection holds the vacuum lock (see
+ * lock_migrations in migrate.c). */
+#define MIGRATE_VACUUM_HOLDER_SQL                                                      \
+    "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"   \
+    " WHERE l.locktype = 'advisory' AND l.classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS)   \
+    " AND l.objid = " SKIPQ__XSTR(SKIPQ__LOCK_VACUUM)                                  \
+    " AND l.objsubid = 2 AND l.granted AND l.database = (SELECT oid FROM pg_database"  \
+    " WHERE datname = current_database())"                                            \
+    " AND a.application_name = 'skipq maintenance')"
+
+/*
+ * A migration's transaction resolves names as skipq's functions do
+ * (sql/functions.sql): what it creates (views, column defaults, checks,
+ * the trigger's condition) is bound to what each name means when it is
+ * created, and that must never be a function or operator another role
+ * planted in public, which would also run at once with the rights of
+ * whoever migrates, often a superuser. Everything skipq creates is named
+ * by schema. SET LOCAL ends with the transaction: the caller's connection
+ * keeps its own search_path.
+ */
+#define MIGRATE_BEGIN_SQL "BEGIN; SET LOCAL search_path = pg_catalog, pg_temp"
+
+/* ---- the supervisor's statements (supervise.c) ---------------------------- */
+
+/* The dead child's jobs put back with the signal named ($3), and how many
+ * it still holds: $1/$2 its host and pid, $4 max_attempts. */
+#define SUPERVISE_RESCUE_SQL                                                           \
+    "WITH w AS (SELECT id FROM skipq.workers WHERE host = $1 AND pid = $2::int"        \
+    "           ORDER BY id DESC LIMIT 1),"                                            \
+    " r AS (SELECT r.* FROM w, skipq.rescue(NULL::interval, NULL::int8, $4::int,"      \
+    "       1000000, false, NULL, NULL, NULL, NULL, w.id, $3) r)"                      \
+    " SELECT (SELECT count(*) FROM r),"                                                \
+    "        (SELECT count(*) FROM skipq.jobs j, w"                                    \
+    "         WHERE j.status" SKIPQ__EQ "'running' AND j.locked_by = w.id)"
 
 #define T(name) "integration.test_" name
 const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
@@ -470,10 +591,10 @@ const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
     [SKIPQ__STMT_COMMIT] = {"commit", NULL, "COMMIT", NULL},
     [SKIPQ__STMT_ROLLBACK] = {"rollback", NULL, "ROLLBACK", NULL},
     [SKIPQ__STMT_RETENTION_LOCK] = {"retention_lock", NULL,
-        SKIPQ_SESSION_LOCK("pg_try_advisory_lock", SKIPQ__LOCK_RETENTION),
+        SKIPQ_LOCK_CALL("pg_try_advisory_lock", SKIPQ__LOCK_RETENTION),
         T("recover.worker_retention_prunes_old_finished_rows")},
     [SKIPQ__STMT_RETENTION_UNLOCK] = {"retention_unlock", NULL,
-        SKIPQ_SESSION_LOCK("pg_advisory_unlock", SKIPQ__LOCK_RETENTION),
+        SKIPQ_LOCK_CALL("pg_advisory_unlock", SKIPQ__LOCK_RETENTION),
         T("recover.worker_retention_prunes_old_finished_rows")},
     [SKIPQ__STMT_PRUNE] = {"prune", NULL,
         "SELECT skipq.prune($1::interval, '{succeeded,cancelled}', $2::int4)",
@@ -487,10 +608,10 @@ const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
     [SKIPQ__STMT_VACUUM_DUE] = {"vacuum_due", NULL, SKIPQ_VACUUM_DUE_SQL,
         T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
     [SKIPQ__STMT_VACUUM_LOCK] = {"vacuum_lock", NULL,
-        SKIPQ_SESSION_LOCK("pg_try_advisory_lock", SKIPQ__LOCK_VACUUM),
+        SKIPQ_LOCK_CALL("pg_try_advisory_lock", SKIPQ__LOCK_VACUUM),
         T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
     [SKIPQ__STMT_VACUUM_UNLOCK] = {"vacuum_unlock", NULL,
-        SKIPQ_SESSION_LOCK("pg_advisory_unlock", SKIPQ__LOCK_VACUUM),
+        SKIPQ_LOCK_CALL("pg_advisory_unlock", SKIPQ__LOCK_VACUUM),
         T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
     /* no statement_timeout of the role's: a cancelled vacuum keeps
      * little of its work, and would be tried again and again */
@@ -500,95 +621,78 @@ const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
         T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
     [SKIPQ__STMT_RESET_STATEMENT_TIMEOUT] = {"reset_statement_timeout", NULL,
         "RESET statement_timeout", NULL},
+
+    [SKIPQ__STMT_ENQUEUE] = {"enqueue", "skipq_enqueue",
+        ENQ_COLUMNS "VALUES (" ENQ_VALUES ") RETURNING id",
+        T("enqueue.single_enqueue_options_land_in_the_row")},
+    [SKIPQ__STMT_ENQUEUE_PLAIN] = {"enqueue_plain", "skipq_enqueue_plain",
+        ENQ_PLAIN_COLUMNS "VALUES (" ENQ_PLAIN_VALUES ") RETURNING id",
+        T("enqueue.single_enqueue_options_land_in_the_row")},
+    [SKIPQ__STMT_ENQUEUE_THEN_NOTIFY] = {"enqueue_then_notify", "skipq_enqueue_then_notify",
+        ENQ_QUIET ENQ_COLUMNS "SELECT " ENQ_VALUES " FROM quiet RETURNING id",
+        T("enqueue.single_enqueue_notifies_once_after_its_commit")},
+    [SKIPQ__STMT_ENQUEUE_PLAIN_THEN_NOTIFY] = {"enqueue_plain_then_notify",
+        "skipq_enqueue_plain_then_notify",
+        ENQ_QUIET ENQ_PLAIN_COLUMNS "SELECT " ENQ_PLAIN_VALUES " FROM quiet RETURNING id",
+        T("enqueue.single_enqueue_notifies_once_after_its_commit")},
+    [SKIPQ__STMT_ENQUEUE_TRY] = {"enqueue_try", "skipq_enqueue_try",
+        ENQ_TRY(ENQ_COLUMNS, ENQ_VALUES),
+        T("enqueue.single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits")},
+    [SKIPQ__STMT_ENQUEUE_PLAIN_TRY] = {"enqueue_plain_try", "skipq_enqueue_plain_try",
+        ENQ_TRY(ENQ_PLAIN_COLUMNS, ENQ_PLAIN_VALUES),
+        T("enqueue.single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits")},
+    [SKIPQ__STMT_NOTIFY] = {"notify", "skipq_notify", ENQ_NOTIFY,
+        T("enqueue.single_enqueue_notifies_once_after_its_commit")},
+    [SKIPQ__STMT_PRODUCER_LOCK] = {"producer_lock", NULL,
+        SKIPQ_LOCK_CALL("pg_try_advisory_lock_shared", SKIPQ__LOCK_PRODUCER),
+        T("enqueue.the_producers_lock_is_tried_outside_transactions")},
+    /* the run_at of every row of a batch: $1 run_at_us (NULL: none), $2 delay_ms */
+    [SKIPQ__STMT_COPY_RUN_AT] = {"copy_run_at", NULL,
+        "SELECT coalesce('epoch'::timestamptz + $1::float8 * interval '1 microsecond', "
+        "now() + $2::float8 * interval '1 millisecond')::text",
+        T("search_path.cli_commands_run_no_planted_object")},
+    /* a format: the batch names the columns it sets (skipq_copy_begin) */
+    [SKIPQ__STMT_COPY] = {"copy", NULL, "COPY skipq.jobs (%s) FROM STDIN",
+        T("enqueue.batch_of_10000_is_one_copy_and_one_notify")},
+
+    /* our own NOTICEs (IF NOT EXISTS ...) are noise for callers */
+    [SKIPQ__STMT_QUIET_NOTICES] = {"quiet_notices", NULL, "SET client_min_messages = warning",
+        NULL},
+
+    [SKIPQ__STMT_MIGRATE_BEGIN] = {"migrate_begin", NULL, MIGRATE_BEGIN_SQL,
+        T("search_path.first_migrate_binds_and_runs_no_planted_object")},
+    [SKIPQ__STMT_MIGRATE_LOCK_TIMEOUT] = {"migrate_lock_timeout", NULL,
+        MIGRATE_LOCK_TIMEOUT_SQL, T("liveness.migrate_behind_a_row_lock_gives_up")},
+    [SKIPQ__STMT_MIGRATE_LOCK] = {"migrate_lock", NULL,
+        SKIPQ_LOCK_CALL("pg_advisory_xact_lock", SKIPQ__LOCK_MIGRATE),
+        T("cli.migrate_concurrent")},
+    [SKIPQ__STMT_MIGRATE_TRY_VACUUM_LOCK] = {"migrate_try_vacuum_lock", NULL,
+        SKIPQ_LOCK_CALL("pg_try_advisory_xact_lock", SKIPQ__LOCK_VACUUM),
+        T("cli.migrate_waits_for_a_workers_vacuum_outside_the_table")},
+    [SKIPQ__STMT_MIGRATE_VACUUM_HOLDER] = {"migrate_vacuum_holder", NULL,
+        MIGRATE_VACUUM_HOLDER_SQL,
+        T("cli.migrate_waits_for_a_workers_vacuum_outside_the_table")},
+    [SKIPQ__STMT_MIGRATE_VACUUM_LOCK] = {"migrate_vacuum_lock", NULL,
+        SKIPQ_LOCK_CALL("pg_advisory_xact_lock", SKIPQ__LOCK_VACUUM),
+        T("cli.migrate_waits_for_a_workers_vacuum_outside_the_table")},
+    [SKIPQ__STMT_MIGRATIONS_EXIST] = {"migrations_exist", NULL,
+        "SELECT pg_catalog.to_regclass('skipq.schema_migrations') IS NOT NULL",
+        T("fault_schema.no_schema")},
+    [SKIPQ__STMT_MIGRATIONS_READ] = {"migrations_read", NULL,
+        "SELECT version, name, compatible FROM skipq.schema_migrations ORDER BY version",
+        T("fault_schema.newer_schema_refused")},
+    [SKIPQ__STMT_MIGRATION_RECORD] = {"migration_record", NULL,
+        "INSERT INTO skipq.schema_migrations (version, name, compatible) VALUES ($1, $2, $3)",
+        T("cli.migrate_twice")},
+    /* after sql/, whose functions these call (apply_files, migrate.c) */
+    [SKIPQ__STMT_WORKER_FUNCTIONS] = {"worker_functions", NULL, skipq__worker_functions_sql,
+        T("worker_role.worker_role_cannot_complete_another_workers_job")},
+
+    [SKIPQ__STMT_SUPERVISE_RESCUE] = {"supervise_rescue", NULL, SUPERVISE_RESCUE_SQL,
+        T("supervise.crashing_c_handler_is_recorded_and_worker_restarts")},
+    /* only rows of workers that are gone: skipq.forget_workers checks */
+    [SKIPQ__STMT_SUPERVISE_FORGET] = {"supervise_forget", NULL,
+        "SELECT skipq.forget_workers(NULL, NULL, $1, $2::int4)",
+        T("search_path.supervisor_rescue_runs_no_planted_object")},
 };
 #undef T
-
-skipq_rc
-skipq__stmt_prepare(PGconn *pg, skipq__stmt_id id, skipq_error *err)
-{
-    const skipq__stmt *st = &skipq__stmts[id];
-    PGresult *res = PQprepare(pg, st->prepared, st->text, 0, NULL);
-    skipq_rc rc = SKIPQ_OK;
-
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        rc = skipq__db_fail(err, pg, res, "could not prepare %s", st->prepared);
-    PQclear(res);
-    return rc;
-}
-
-bool
-skipq__stmt_run(PGconn *pg, bool unnamed, skipq__stmt_id id, PGparam *prm, int n,
-                const char *const *v, PGresult **out)
-{
-    const skipq__stmt *st = &skipq__stmts[id];
-    bool named = st->prepared && !unnamed;
-    PGresult *res;
-
-    if (!out) {
-        if (prm)
-            return named ? PQparamSendQueryPrepared(pg, prm, st->prepared, 0) != 0
-                         : PQparamSendQuery(pg, prm, st->text, 0) != 0;
-        return named ? PQsendQueryPrepared(pg, st->prepared, n, v, NULL, NULL, 0) != 0
-                     : PQsendQueryParams(pg, st->text, n, NULL, v, NULL, NULL, 0) != 0;
-    }
-    if (prm)
-        res = named ? PQparamExecPrepared(pg, prm, st->prepared, 0)
-                    : PQparamExec(pg, prm, st->text, 0);
-    else if (named)
-        res = PQexecPrepared(pg, st->prepared, n, v, NULL, NULL, 0);
-    else if (n == 0 && !st->prepared)
-        res = PQexec(pg, st->text);
-    else
-        res = PQexecParams(pg, st->text, n, NULL, v, NULL, NULL, 0);
-    *out = res;
-    ExecStatusType s = PQresultStatus(res);
-    return res && (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK);
-}
-
-skipq_rc
-skipq__stmt_exec(PGconn *pg, bool unnamed, skipq__stmt_id id, int n, const char *const *v,
-                 PGresult **out, skipq_error *err)
-{
-    PGresult *res = NULL;
-    skipq_rc rc = SKIPQ_OK;
-
-    if (!skipq__stmt_run(pg, unnamed, id, NULL, n, v, &res)) {
-        if (n == 0 && !skipq__stmts[id].prepared)
-            rc = skipq__db_fail(err, pg, res, "could not run \"%.60s\"", skipq__stmts[id].text);
-        else
-            rc = skipq__db_fail(err, pg, res, "could not run worker statement");
-        PQclear(res);
-        res = NULL;
-    }
-    if (out)
-        *out = res;
-    else
-        PQclear(res);
-    return rc;
-}
-
-/* ---- by name ------------------------------------------------------------- */
-
-static const struct {
-    const char *name;
-    const char *text;
-} by_name[] = {
-    {"claim", skipq__claim_sql},
-    {"claim_after", skipq__claim_after_sql},
-    {"next_run_at", skipq__next_run_at_sql},
-    {"cycle", skipq__cycle_sql},
-    {"cycle_quick", skipq__cycle_quick_sql},
-    {"complete", skipq__complete_sql},
-    {"complete_delete", skipq__complete_delete_sql},
-};
-
-const char *
-skipq_sql_text(const char *name)
-{
-    if (name == NULL)
-        return NULL;
-    for (size_t i = 0; i < sizeof by_name / sizeof by_name[0]; i++)
-        if (strcmp(by_name[i].name, name) == 0)
-            return by_name[i].text;
-    return NULL;
-}

@@ -1,6 +1,12 @@
 /*
- * statements.h - the registry of every statement the worker sends
- * (statements.c), and the one helper that sends them.
+ * statements.h - the registry of every fixed statement the library sends
+ * (statements.c): the worker's, the producers', the connection's, the
+ * migrations' and the supervisor's; and the one helper that sends them.
+ *
+ * Not in it: the text of the embedded sql/ and migrations/ files, which
+ * migrate.c applies as they are, and the few statements whose text is
+ * made at run time (DEALLOCATE of a name, a job's COPY column list, the
+ * worker session's lock_timeout: the last two from formats kept here).
  */
 #ifndef SKIPQ_STATEMENTS_H
 #define SKIPQ_STATEMENTS_H
@@ -13,7 +19,7 @@
 /* Room for a timestamptz as text. */
 enum { SKIPQ__NOW_LEN = 64 };
 
-/* Every statement the worker sends, by its place in skipq__stmts. */
+/* Every statement the library sends, by its place in skipq__stmts. */
 typedef enum skipq__stmt_id {
     /* the job connection: the cycle (worker_claim.c) */
     SKIPQ__STMT_CYCLE,
@@ -59,6 +65,34 @@ typedef enum skipq__stmt_id {
     SKIPQ__STMT_NO_STATEMENT_TIMEOUT,
     SKIPQ__STMT_VACUUM,
     SKIPQ__STMT_RESET_STATEMENT_TIMEOUT,
+    /* the producers (enqueue.c): prepared on a skipq_conn unless unnamed */
+    SKIPQ__STMT_ENQUEUE,
+    SKIPQ__STMT_ENQUEUE_PLAIN,
+    SKIPQ__STMT_ENQUEUE_THEN_NOTIFY,
+    SKIPQ__STMT_ENQUEUE_PLAIN_THEN_NOTIFY,
+    SKIPQ__STMT_ENQUEUE_TRY,
+    SKIPQ__STMT_ENQUEUE_PLAIN_TRY,
+    SKIPQ__STMT_NOTIFY,
+    SKIPQ__STMT_PRODUCER_LOCK,
+    /* batches (enqueue_copy.c) */
+    SKIPQ__STMT_COPY_RUN_AT,
+    SKIPQ__STMT_COPY, /* a format: %s the columns */
+    /* every connection (conn.c) */
+    SKIPQ__STMT_QUIET_NOTICES,
+    /* the schema (migrate.c); COMMIT and ROLLBACK above */
+    SKIPQ__STMT_MIGRATE_BEGIN,
+    SKIPQ__STMT_MIGRATE_LOCK_TIMEOUT,
+    SKIPQ__STMT_MIGRATE_LOCK,
+    SKIPQ__STMT_MIGRATE_TRY_VACUUM_LOCK,
+    SKIPQ__STMT_MIGRATE_VACUUM_HOLDER,
+    SKIPQ__STMT_MIGRATE_VACUUM_LOCK,
+    SKIPQ__STMT_MIGRATIONS_EXIST,
+    SKIPQ__STMT_MIGRATIONS_READ,
+    SKIPQ__STMT_MIGRATION_RECORD,
+    SKIPQ__STMT_WORKER_FUNCTIONS,
+    /* the supervisor (supervise.c) */
+    SKIPQ__STMT_SUPERVISE_RESCUE,
+    SKIPQ__STMT_SUPERVISE_FORGET,
     SKIPQ__STMT_COUNT
 } skipq__stmt_id;
 
@@ -78,8 +112,14 @@ extern const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT];
 /* Prepare statement id on pg under its prepared name. */
 skipq_rc skipq__stmt_prepare(PGconn *pg, skipq__stmt_id id, skipq_error *err) SKIPQ__WUR;
 
+/* Prepare the n statements ids on pg, all of them or none: a statement
+ * left prepared by a half-done attempt would make every later attempt
+ * fail ("already exists"). A failure says "could not prepare <what>". */
+skipq_rc skipq__stmts_prepare(PGconn *pg, const skipq__stmt_id *ids, size_t n,
+                              const char *what, skipq_error *err) SKIPQ__WUR;
+
 /*
- * Send statement id on pg: the one way the worker sends its statements.
+ * Send statement id on pg: the one way the library sends its statements.
  * Parameters are prm (libpqtypes), or else the n text values v. A
  * statement with a prepared name goes by that name, unless `unnamed`:
  * then by its text, unnamed, as the others always go (a transaction

@@ -63,15 +63,8 @@ record_lost(const skipq_config *cfg, const char *url, pid_t pid, int sig)
     snprintf(maxa, sizeof maxa, "%d", skipq_config_max_attempts(cfg));
     const char *v[4] = {host, pidbuf, reason, maxa};
     for (int tries = 0; tries < 50; tries++) {
-        PGresult *res = PQexecParams(pg,
-            "WITH w AS (SELECT id FROM skipq.workers WHERE host = $1 AND pid = $2::int"
-            "           ORDER BY id DESC LIMIT 1),"
-            " r AS (SELECT r.* FROM w, skipq.rescue(NULL::interval, NULL::int8, $4::int,"
-            "       1000000, false, NULL, NULL, NULL, NULL, w.id, $3) r)"
-            " SELECT (SELECT count(*) FROM r),"
-            "        (SELECT count(*) FROM skipq.jobs j, w"
-            "         WHERE j.status" SKIPQ__EQ "'running' AND j.locked_by = w.id)",
-            4, NULL, v, NULL, NULL, 0);
+        PGresult *res = NULL;
+        skipq__stmt_run(pg, false, SKIPQ__STMT_SUPERVISE_RESCUE, NULL, 4, v, &res);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             skipq__db_fail(&err, pg, res, "supervisor could not rescue jobs");
             skipq__log(SKIPQ_LOG_ERROR, "%s", err.message);
@@ -89,8 +82,9 @@ record_lost(const skipq_config *cfg, const char *url, pid_t pid, int sig)
         usleep(100000);
     }
     /* (only rows of workers that are gone: skipq.forget_workers checks) */
-    PQclear(PQexecParams(pg, "SELECT skipq.forget_workers(NULL, NULL, $1, $2::int4)",
-                         2, NULL, v, NULL, NULL, 0));
+    PGresult *res = NULL;
+    skipq__stmt_run(pg, false, SKIPQ__STMT_SUPERVISE_FORGET, NULL, 2, v, &res);
+    PQclear(res);
     PQfinish(pg);
 }
 

@@ -57,7 +57,7 @@ single_thread(void *p)
 }
 
 /* A connection holding queue default's idle lock, as an idle worker
- * does (worker.c, idle_lock), so that skipq_enqueue notifies. */
+ * does (worker_session.c, idle_lock), so that skipq_enqueue notifies. */
 static int
 hold_idle_lock(struct bench *b, PGconn **out)
 {
@@ -69,11 +69,17 @@ hold_idle_lock(struct bench *b, PGconn **out)
         PQfinish(idle);
         return rc;
     }
-    if ((rc = sql(idle, "SELECT pg_advisory_lock_shared(1936421122,"
-                        " pg_catalog.hashtext('default'))"))) {
+    /* the worker's own statement: $1 the queues */
+    const char *queues = "{default}";
+    PGresult *res = PQexecParams(idle, skipq_sql_text("idle_lock"), 1, NULL, &queues, NULL,
+                                 NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = cli_db_fail(idle, res, "bench: could not take the idle lock");
+        PQclear(res);
         PQfinish(idle);
         return rc;
     }
+    PQclear(res);
     *out = idle;
     return 0;
 }

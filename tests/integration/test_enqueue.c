@@ -731,6 +731,71 @@ TEST(sql_enqueue_names_numbers_and_defaults)
     PQfinish(l);
 }
 
+/*
+ * SKIPQ_UNNAMED_STATEMENTS=1 when the connection opens (what a
+ * transaction pooler needs): skipq_enqueue prepares nothing and sends
+ * each statement with its text, by every path (the one statement, the
+ * pipeline with its NOTIFY after the commit, the full statement, the
+ * caller's transaction), and the jobs still go in and wake the waiting
+ * worker. A row trigger counts, in the producer's own session, the
+ * statements prepared there as each row is written: none with the
+ * variable set, the enqueue statements without it.
+ */
+TEST(enqueue_with_unnamed_statements_prepares_nothing)
+{
+    PGconn *pg = tl_db();
+    PGconn *l = tl_connect();
+    skipq_error err;
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    int64_t id = 0;
+
+    tl_exec(pg, "CREATE TABLE prepared_seen (kind text, n int8)");
+    tl_exec(pg, "CREATE FUNCTION record_prepared() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN INSERT INTO public.prepared_seen SELECT NEW.kind, count(*)"
+                " FROM pg_catalog.pg_prepared_statements; RETURN NEW; END $$");
+    tl_exec(pg, "CREATE TRIGGER record_prepared AFTER INSERT ON skipq.jobs"
+                " FOR EACH ROW EXECUTE FUNCTION record_prepared()");
+    tl_exec(l, "LISTEN skipq");
+    tl_idle_lock(l, "u", true); /* a worker of queue u waits */
+    setenv("SKIPQ_UNNAMED_STATEMENTS", "1", 1);
+    skipq_conn *conn = open_conn();
+    unsetenv("SKIPQ_UNNAMED_STATEMENTS");
+    PGconn *raw = skipq_conn_pg(conn);
+    /* another producer, with the default: it prepares its statements */
+    skipq_conn *other = open_conn();
+    o.queue = "u";
+    ASSERT_OK(skipq_enqueue(other, "named", "{}", &o, &id, &err), &err);
+    ASSERT_EQ(tl_count_notifies(l, 300, "u"), 1);
+    ASSERT_EQ(tl_int(skipq_conn_pg(other), "SELECT count(*) FROM pg_prepared_statements"
+                                           " WHERE name = 'skipq_enqueue'"), 1);
+
+    /* the one statement, then (another producer is connected and a
+     * worker waits) the pipeline: each job notifies once */
+    for (int i = 0; i < 4; i++) {
+        ASSERT_OK(skipq_enqueue(conn, "unnamed", "{}", &o, &id, &err), &err);
+        ASSERT_EQ(tl_count_notifies(l, 300, "u"), 1);
+        ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                             " AND kind = 'unnamed'", id), 1);
+    }
+    o.max_attempts = 3; /* the full statement */
+    ASSERT_OK(skipq_enqueue(conn, "unnamed", "{}", &o, &id, &err), &err);
+    tl_exec(raw, "BEGIN");
+    ASSERT_OK(skipq_enqueue(conn, "unnamed", "{}", &o, &id, &err), &err);
+    o.max_attempts = 0;
+    ASSERT_OK(skipq_enqueue(conn, "unnamed", "{}", &o, &id, &err), &err);
+    tl_exec(raw, "COMMIT");
+    ASSERT_EQ(PQpipelineStatus(raw), PQ_PIPELINE_OFF);
+    ASSERT_EQ(tl_int(raw, "SELECT count(*) FROM pg_prepared_statements"), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'unnamed'"), 7);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM prepared_seen WHERE kind = 'unnamed'"), 7);
+    ASSERT_EQ(tl_int(pg, "SELECT max(n) FROM prepared_seen WHERE kind = 'unnamed'"), 0);
+    ASSERT_TRUE(tl_int(pg, "SELECT min(n) FROM prepared_seen WHERE kind = 'named'") > 0);
+    tl_idle_lock(l, "u", false);
+    skipq_conn_close(other);
+    skipq_conn_close(conn);
+    PQfinish(l);
+}
+
 int
 main(int argc, char **argv)
 {
