@@ -33,6 +33,7 @@ extern char **environ;
 #define STDERR_TAIL 2000                    /* bytes of stderr kept */
 #define STOP_GRACE_MS 2000 /* SIGTERM, then SIGKILL, on a cancel or stop */
 #define EXIT_WAIT_MS 200   /* a process that closed a pipe: exiting? */
+#define QUIESCE_MS 1000    /* idle processes' time to exit at a stop */
 #define PROC_ENV 3
 
 typedef struct pbuf {
@@ -205,12 +206,50 @@ proc_end(exec_pool *pool, proc *pr, int *status)
     pr->line.len = 0;
 }
 
+static bool wait_exit(const proc *pr, int ms);
+
 static void
 proc_free(exec_pool *pool, proc *pr)
 {
     proc_end(pool, pr, NULL);
     free(pr->line.p);
     free(pr->etail.p);
+}
+
+/*
+ * The worker stops: each idle process gets the end of its stdin and up
+ * to QUIESCE_MS, in all, to exit on its own (a handler may flush what it
+ * keeps), before the executors' exit kills what is left
+ * (PR_SET_PDEATHSIG). Test: pool_runs_each_job_once.
+ */
+void
+skipq__persist_quiesce(exec_pool *p)
+{
+    int64_t until = skipq__now_ms() + QUIESCE_MS;
+
+    for (size_t i = 0; i < p->npersist; i++) {
+        struct persist_set *s = p->persist[i];
+        if (!s)
+            continue;
+        pthread_mutex_lock(&s->mu);
+        for (int k = 0; k < s->n; k++) {
+            proc *pr = &s->procs[k];
+            if (!pr->busy && pr->pid > 0) {
+                pr->busy = true; /* no job may take it now */
+                close_fd(&pr->in);
+            }
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    for (size_t i = 0; i < p->npersist; i++) {
+        struct persist_set *s = p->persist[i];
+        for (int k = 0; s && k < s->n; k++) {
+            proc *pr = &s->procs[k];
+            int64_t left = until - skipq__now_ms();
+            if (pr->pid > 0 && pr->in < 0 && left > 0)
+                (void)wait_exit(pr, (int)left);
+        }
+    }
 }
 
 void

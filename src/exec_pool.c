@@ -182,6 +182,9 @@ skipq__pool_start(exec_pool *p, const skipq_config *cfg, int wake_fd, skipq_erro
 void
 skipq__pool_stop(exec_pool *p)
 {
+    /* while the executors live: their exit kills the processes they
+     * started */
+    skipq__persist_quiesce(p);
     pthread_mutex_lock(&p->mu);
     p->quit = true;
     pthread_cond_broadcast(&p->cv);

@@ -132,6 +132,8 @@ int skipq__spawn_command(char *const argv[], char *const envp[],
 skipq_rc skipq__persist_start(exec_pool *p, const skipq_config *cfg,
                               skipq_error *err);
 void skipq__persist_stop(exec_pool *p);
+/* Before the executors exit: idle processes get EOF and a moment. */
+void skipq__persist_quiesce(exec_pool *p);
 /* Processes the reaper may have to list for persistent handlers. */
 int skipq__persist_max_processes(const skipq_config *cfg);
 void skipq__run_persistent(exec_pool *pool, skipq_job *job);

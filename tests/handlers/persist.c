@@ -13,7 +13,8 @@
  *
  * The result is {"pid": P, "attempt": A, "payload": ...}. It appends its
  * pid to $PERSIST_STARTS when it starts and "<job id> <pid>" to
- * $PERSIST_RUNS per answered job. No JSON library: the worker writes the
+ * $PERSIST_RUNS per answered job, and its pid to $PERSIST_EXITS when its
+ * stdin ends. No JSON library: the worker writes the
  * request in one fixed shape.
  */
 #ifndef _GNU_SOURCE
@@ -124,6 +125,7 @@ main(void)
     append("PERSIST_STARTS", (long long)getpid(), 0);
     while (getline(&line, &cap, stdin) > 0)
         answer(line);
+    append("PERSIST_EXITS", (long long)getpid(), 0); /* its stdin ended */
     free(line);
     return 0;
 }

@@ -100,6 +100,9 @@ persist_config(int concurrency, int processes, const char *timeout,
     unlink(*runs);
     setenv("PERSIST_STARTS", *starts, 1);
     setenv("PERSIST_RUNS", *runs, 1);
+    const char *exits = fl_file(".exits", "%s", "");
+    unlink(exits);
+    setenv("PERSIST_EXITS", exits, 1);
     char rest[1024];
     snprintf(rest, sizeof rest,
              "retry:\n  base: 100ms\n  jitter: 0\n"
@@ -142,9 +145,10 @@ TEST(pool_runs_each_job_once)
     ASSERT_EQ(file_lines(runs), 300);
     ASSERT_EQ(file_lines(starts), 2);
     ASSERT_TRUE(tl_int(pg, "SELECT count(DISTINCT result->>'pid') FROM skipq.jobs") <= 2);
-    /* the processes went with the worker */
+    /* the processes went with the worker, after the end of their stdin */
     struct live l = {starts, 0};
     ASSERT_TRUE(wait_until(5000, live_is, &l));
+    ASSERT_EQ(file_lines(getenv("PERSIST_EXITS")), 2);
 }
 
 TEST(error_outcome_is_retried_then_failed)
