@@ -71,7 +71,7 @@ struct bench {
     PGconn *admin; /* the configured database: CREATE/DROP DATABASE */
     skipq_conn *admin_conn;
     char dbname[64];
-    char *url;       /* conninfo of the bench database */
+    char *url;        /* conninfo of the bench database */
     skipq_conn *conn; /* to the bench database */
     PGconn *pg;       /* borrowed from conn */
 
@@ -109,10 +109,10 @@ int fill_series(struct bench *b, long long n);
 
 /* drain.c: worker processes */
 struct drain_spec {
-    const char *mode;   /* "noop" or "command" */
-    long long target;   /* handled jobs that end the measurement */
+    const char *mode; /* "noop" or "command" */
+    long long target; /* handled jobs that end the measurement */
     int concurrency, workers;
-    int sql_check;      /* wait until the table shows them succeeded */
+    int sql_check; /* wait until the table shows them succeeded */
 };
 
 struct drain_out {
@@ -129,8 +129,8 @@ int run_drain(struct bench *b, const struct drain_spec *d, struct drain_out *o);
 struct inproc {
     atomic_llong handled;
     long long n;
-    int64_t *start_us;   /* handler start, by payload "i" */
-    double *lat_ms;      /* handler start - payload "t", by "i" */
+    int64_t *start_us;             /* handler start, by payload "i" */
+    double *lat_ms;                /* handler start - payload "t", by "i" */
     int64_t *before_us, *after_us; /* around the enqueue call, by "i" */
 };
 
