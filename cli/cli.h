@@ -86,13 +86,15 @@ enum {
     CLI_OPT_LOCAL = 0x1100 /* commands number their own options from here */
 };
 
-#define CLI_COMMON_LONGOPTS                                                 \
-    {"config", required_argument, NULL, CLI_OPT_CONFIG},                    \
-        {"database", required_argument, NULL, CLI_OPT_DATABASE},            \
-        {"quiet", no_argument, NULL, CLI_OPT_QUIET},                        \
-        {"log-format", required_argument, NULL, CLI_OPT_LOG_FORMAT},        \
-        {"version", no_argument, NULL, CLI_OPT_VERSION},                    \
-        {"help", no_argument, NULL, 'h'}
+#define CLI_COMMON_LONGOPTS                                          \
+    {"config", required_argument, NULL, CLI_OPT_CONFIG},             \
+        {"database", required_argument, NULL, CLI_OPT_DATABASE},     \
+        {"quiet", no_argument, NULL, CLI_OPT_QUIET},                 \
+        {"log-format", required_argument, NULL, CLI_OPT_LOG_FORMAT}, \
+        {"version", no_argument, NULL, CLI_OPT_VERSION},             \
+    {                                                                \
+        "help", no_argument, NULL, 'h'                               \
+    }
 
 /*
  * Handle an option the command itself does not: a common option, -h
@@ -100,8 +102,7 @@ enum {
  * missing argument). Returns CLI_NEXT to keep parsing, otherwise the exit
  * status the command should return now (0 after --help or --version).
  */
-int cli_common_opt(struct cli_ctx *ctx, int c, char **argv,
-                   const char *usage);
+int cli_common_opt(struct cli_ctx *ctx, int c, char **argv, const char *usage);
 
 /*
  * Refuse an option with a value given a second time (exit 2, printed).
@@ -149,14 +150,13 @@ int cli_usage_error(const char *fmt, ...) CLI_PRINTF(1, 2);
  * the server rejected the input (SQLSTATE class 22 or 23), else 1. res may
  * be NULL (the connection's message is used). Does not clear res.
  */
-int cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...)
-    CLI_PRINTF(3, 4);
+int cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...) CLI_PRINTF(3, 4);
 
 /* ---- parsing option values; each prints its error and returns 2 ---- */
 
 /* A whole number in [min, max]: "--limit must be ..." style messages. */
-int cli_parse_int(const char *opt, const char *s, long long min,
-                  long long max, long long *out);
+int cli_parse_int(const char *opt, const char *s, long long min, long long max,
+                  long long *out);
 /* --prefetch: "auto" (SKIPQ_PREFETCH_AUTO) or 0..10000. */
 int cli_parse_prefetch(const char *opt, const char *s, int *out);
 /* "keep" or "delete" (worker.on_success) */
@@ -183,8 +183,8 @@ enum {
  * "succeeded,cancelled" into a normalized comma list in out (for
  * string_to_array($n, ',') in SQL). Every name must be in `allowed`.
  */
-int cli_parse_statuses(const char *opt, const char *s, unsigned allowed,
-                       char *out, size_t outsize);
+int cli_parse_statuses(const char *opt, const char *s, unsigned allowed, char *out,
+                       size_t outsize);
 
 /*
  * ids as an int8[] literal ("{1,2,3}") for a $n::int8[] parameter; built

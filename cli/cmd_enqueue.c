@@ -10,7 +10,6 @@
  */
 #include "cli.h"
 
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,15 +165,15 @@ rollback:
 /* --backoff, --backoff-base, --backoff-max (any may be NULL) into o;
  * what is not given comes from the config's retry section. */
 static int
-backoff_opts(struct cli_ctx *ctx, const char *backoff, const char *base,
-             const char *cap, skipq_enqueue_opts *o)
+backoff_opts(struct cli_ctx *ctx, const char *backoff, const char *base, const char *cap,
+             skipq_enqueue_opts *o)
 {
     int64_t ms;
     int rc;
 
     o->has_backoff = 1;
-    skipq_config_get_backoff(ctx->cfg, &o->backoff, &o->backoff_base_ms,
-                             &o->backoff_max_ms, NULL);
+    skipq_config_get_backoff(ctx->cfg, &o->backoff, &o->backoff_base_ms, &o->backoff_max_ms,
+                             NULL);
     if (backoff) {
         if (strcmp(backoff, "fixed") == 0)
             o->backoff = SKIPQ_BACKOFF_FIXED;
@@ -231,8 +230,7 @@ cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
             opts.queue = optarg;
             break;
         case OPT_PRIORITY:
-            if ((rc = cli_parse_priority("--priority", optarg,
-                                         &opts.priority)) != 0)
+            if ((rc = cli_parse_priority("--priority", optarg, &opts.priority)) != 0)
                 return rc;
             break;
         case OPT_IN:
@@ -244,14 +242,12 @@ cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
             run_at = optarg;
             break;
         case OPT_MAX_ATTEMPTS:
-            if ((rc = cli_parse_int("--max-attempts", optarg, 1, INT32_MAX,
-                                    &n)) != 0)
+            if ((rc = cli_parse_int("--max-attempts", optarg, 1, INT32_MAX, &n)) != 0)
                 return rc;
             opts.max_attempts = (int32_t)n;
             break;
         case OPT_TIMEOUT:
-            if ((rc = cli_parse_duration("--timeout", optarg,
-                                         &opts.timeout_ms)) != 0)
+            if ((rc = cli_parse_duration("--timeout", optarg, &opts.timeout_ms)) != 0)
                 return rc;
             break;
         case OPT_BACKOFF:
@@ -293,15 +289,12 @@ cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
         return rc;
     opts.max_payload = skipq_config_max_payload(ctx->cfg);
     if (payload &&
-        skipq_check_payload(payload, (size_t)-1, opts.max_payload, &err) !=
-            SKIPQ_OK)
+        skipq_check_payload(payload, (size_t)-1, opts.max_payload, &err) != SKIPQ_OK)
         return cli_fail(&err);
 
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
-    if (run_at &&
-        (rc = resolve_run_at(skipq_conn_pg(conn), run_at, &opts.run_at_us)) !=
-            0)
+    if (run_at && (rc = resolve_run_at(skipq_conn_pg(conn), run_at, &opts.run_at_us)) != 0)
         goto out;
     if (!payload) {
         rc = enqueue_stdin(skipq_conn_pg(conn), conn, kind, &opts);

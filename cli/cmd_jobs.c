@@ -53,6 +53,7 @@ enum {
 
 /* ---- ls ------------------------------------------------------------ */
 
+/* clang-format off */
 static const char ls_sql[] =
     "SELECT j.id, j.queue, j.kind, j.priority, j.status::text, j.attempts, "
     "       j.max_attempts, " ISO("j.run_at") ", " ISO("j.updated_at") ", "
@@ -67,9 +68,21 @@ static const char ls_sql[] =
     "  AND ($6::timestamptz IS NULL OR j.updated_at >= $6::timestamptz) "
     "ORDER BY j.id DESC "
     "LIMIT $4::int8";
+/* clang-format on */
 
-enum { LS_ID, LS_QUEUE, LS_KIND, LS_PRIO, LS_STATUS, LS_ATT, LS_MAX,
-       LS_RUN_AT, LS_UPDATED, LS_CREATED, LS_ERROR };
+enum {
+    LS_ID,
+    LS_QUEUE,
+    LS_KIND,
+    LS_PRIO,
+    LS_STATUS,
+    LS_ATT,
+    LS_MAX,
+    LS_RUN_AT,
+    LS_UPDATED,
+    LS_CREATED,
+    LS_ERROR
+};
 
 /* One line of text, at most max code points, "..." when cut. */
 static void
@@ -87,8 +100,8 @@ one_line(const char *s, size_t max, char *buf, size_t size)
         buf[o++] = (ch == '\n' || ch == '\r' || ch == '\t') ? ' ' : (char)ch;
     }
     /* do not leave half a UTF-8 sequence behind when the buffer ran out */
-    while (o > 0 && ((unsigned char)buf[o - 1] & 0xC0) == 0x80 &&
-           *s && ((unsigned char)*s & 0xC0) == 0x80)
+    while (o > 0 && ((unsigned char)buf[o - 1] & 0xC0) == 0x80 && *s &&
+           ((unsigned char)*s & 0xC0) == 0x80)
         o--;
     buf[o] = '\0';
 }
@@ -96,9 +109,7 @@ one_line(const char *s, size_t max, char *buf, size_t size)
 static json_object *
 json_text_or_null(const PGresult *res, int r, int c)
 {
-    return PQgetisnull(res, r, c) ? NULL
-                                  : json_object_new_string(
-                                        PQgetvalue(res, r, c));
+    return PQgetisnull(res, r, c) ? NULL : json_object_new_string(PQgetvalue(res, r, c));
 }
 
 static void
@@ -108,29 +119,24 @@ print_ls_json(const PGresult *res, int nrows)
         json_object *o = json_object_new_object();
         if (!o)
             return;
-        json_object_object_add(
-            o, "id",
-            json_object_new_int64(strtoll(PQgetvalue(res, r, LS_ID), NULL, 10)));
+        json_object_object_add(o, "id",
+                               json_object_new_int64(strtoll(PQgetvalue(res, r, LS_ID),
+                                                             NULL, 10)));
         json_object_object_add(o, "queue", json_text_or_null(res, r, LS_QUEUE));
         json_object_object_add(o, "kind", json_text_or_null(res, r, LS_KIND));
-        json_object_object_add(
-            o, "priority", json_object_new_int(atoi(PQgetvalue(res, r, LS_PRIO))));
-        json_object_object_add(o, "status",
-                               json_text_or_null(res, r, LS_STATUS));
-        json_object_object_add(
-            o, "attempts", json_object_new_int(atoi(PQgetvalue(res, r, LS_ATT))));
-        json_object_object_add(
-            o, "max_attempts",
-            PQgetisnull(res, r, LS_MAX)
-                ? NULL
-                : json_object_new_int(atoi(PQgetvalue(res, r, LS_MAX))));
+        json_object_object_add(o, "priority",
+                               json_object_new_int(atoi(PQgetvalue(res, r, LS_PRIO))));
+        json_object_object_add(o, "status", json_text_or_null(res, r, LS_STATUS));
+        json_object_object_add(o, "attempts",
+                               json_object_new_int(atoi(PQgetvalue(res, r, LS_ATT))));
+        json_object_object_add(o, "max_attempts",
+                               PQgetisnull(res, r, LS_MAX)
+                                   ? NULL
+                                   : json_object_new_int(atoi(PQgetvalue(res, r, LS_MAX))));
         json_object_object_add(o, "run_at", json_text_or_null(res, r, LS_RUN_AT));
-        json_object_object_add(o, "updated_at",
-                               json_text_or_null(res, r, LS_UPDATED));
-        json_object_object_add(o, "created_at",
-                               json_text_or_null(res, r, LS_CREATED));
-        json_object_object_add(o, "last_error",
-                               json_text_or_null(res, r, LS_ERROR));
+        json_object_object_add(o, "updated_at", json_text_or_null(res, r, LS_UPDATED));
+        json_object_object_add(o, "created_at", json_text_or_null(res, r, LS_CREATED));
+        json_object_object_add(o, "last_error", json_text_or_null(res, r, LS_ERROR));
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
@@ -140,9 +146,8 @@ print_ls_json(const PGresult *res, int nrows)
 static int
 print_ls_table(const PGresult *res, int nrows)
 {
-    static const char *const header[] = {"id",       "queue",  "kind",
-                                         "priority", "status", "attempts",
-                                         "when",     "last_error"};
+    static const char *const header[] = {"id",     "queue",    "kind", "priority",
+                                         "status", "attempts", "when", "last_error"};
     struct cli_table t;
     int rc = 0;
 
@@ -159,7 +164,7 @@ print_ls_table(const PGresult *res, int nrows)
             snprintf(att, sizeof att, "%s/%s", PQgetvalue(res, r, LS_ATT),
                      PQgetvalue(res, r, LS_MAX));
         cli_format_ts(PQgetvalue(res, r, queued ? LS_RUN_AT : LS_UPDATED), when,
-                 sizeof when);
+                      sizeof when);
         one_line(PQgetvalue(res, r, LS_ERROR), 40, err, sizeof err);
         one_line(PQgetvalue(res, r, LS_QUEUE), 24, queue, sizeof queue);
         one_line(PQgetvalue(res, r, LS_KIND), 24, kind, sizeof kind);
@@ -210,8 +215,8 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
             return rc;
         switch (c) {
         case OPT_STATUS:
-            if ((rc = cli_parse_statuses("--status", optarg, CLI_ST_ALL,
-                                         statuses, sizeof statuses)) != 0)
+            if ((rc = cli_parse_statuses("--status", optarg, CLI_ST_ALL, statuses,
+                                         sizeof statuses)) != 0)
                 return rc;
             params[0] = statuses;
             break;
@@ -222,8 +227,7 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
             params[2] = optarg;
             break;
         case OPT_LIMIT:
-            if ((rc = cli_parse_int("--limit", optarg, 0, INT32_MAX, &limit)) !=
-                0)
+            if ((rc = cli_parse_int("--limit", optarg, 0, INT32_MAX, &limit)) != 0)
                 return rc;
             break;
         case OPT_SINCE:
@@ -238,8 +242,7 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
         }
     }
     if (optind < argc)
-        return cli_usage_error("jobs ls takes no arguments, got \"%.64s\"",
-                               argv[optind]);
+        return cli_usage_error("jobs ls takes no arguments, got \"%.64s\"", argv[optind]);
     if (params[1] && (rc = cli_check_name("queue", params[1])) != 0)
         return rc;
     if (params[2] && (rc = cli_check_name("kind", params[2])) != 0)
@@ -257,11 +260,9 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
                 return cli_usage_error("--since: invalid duration \"%.64s\": "
                                        "at most 36500d",
                                        since);
-            snprintf(since_ms_s, sizeof since_ms_s, "%lld",
-                     (long long)since_ms);
+            snprintf(since_ms_s, sizeof since_ms_s, "%lld", (long long)since_ms);
             params[4] = since_ms_s;
-        } else if (since[0] >= '0' && since[0] <= '9' &&
-                   strpbrk(since, "-:/ T") != NULL) {
+        } else if (since[0] >= '0' && since[0] <= '9' && strpbrk(since, "-:/ T") != NULL) {
             params[5] = since;
         } else {
             return cli_usage_error("--since: %s (or a timestamp)", err.message);
@@ -269,8 +270,7 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
     }
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
-    res = PQexecParams(skipq_conn_pg(conn), ls_sql, 6, NULL, params, NULL,
-                       NULL, 0);
+    res = PQexecParams(skipq_conn_pg(conn), ls_sql, 6, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = cli_db_fail(skipq_conn_pg(conn), res, "could not list jobs");
     } else {
@@ -298,6 +298,7 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
 
 /* ---- show ------------------------------------------------------------ */
 
+/* clang-format off */
 static const char show_sql[] =
     "SELECT j.id, j.queue, j.kind, j.priority, j.status::text, j.attempts, "
     "       j.max_attempts, j.backoff_strategy::text, "
@@ -311,21 +312,39 @@ static const char show_sql[] =
     "       j.created_by, j.last_error, j.payload::text, j.result::text, "
     "       j.errors::text "
     "FROM skipq.jobs j WHERE j.id = $1::int8";
+/* clang-format on */
 
 /* Column names, in show_sql's order: the JSON keys and the labels. */
 static const char *const show_cols[] = {
-    "id",           "queue",       "kind",       "priority",
-    "status",       "attempts",    "max_attempts", "backoff_strategy",
-    "backoff_base_ms", "backoff_max_ms", "timeout_ms", "run_at",
-    "claims",       "locked_by",   "started_at", "finished_at",
-    "cancel_requested_at", "created_at", "updated_at", "created_by",
-    "last_error",   "payload",     "result",     "errors",
+    "id",
+    "queue",
+    "kind",
+    "priority",
+    "status",
+    "attempts",
+    "max_attempts",
+    "backoff_strategy",
+    "backoff_base_ms",
+    "backoff_max_ms",
+    "timeout_ms",
+    "run_at",
+    "claims",
+    "locked_by",
+    "started_at",
+    "finished_at",
+    "cancel_requested_at",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "last_error",
+    "payload",
+    "result",
+    "errors",
 };
 enum { SHOW_NCOLS = 24, SHOW_FIRST_JSON = 21 };
 /* integer columns (bit per column) */
-static const unsigned show_ints = 1u << 0 | 1u << 3 | 1u << 5 | 1u << 6 |
-                                  1u << 8 | 1u << 9 | 1u << 10 | 1u << 12 |
-                                  1u << 13;
+static const unsigned show_ints = 1u << 0 | 1u << 3 | 1u << 5 | 1u << 6 | 1u << 8 |
+                                  1u << 9 | 1u << 10 | 1u << 12 | 1u << 13;
 
 /* Parse a jsonb column's text; NULL for SQL NULL (or if it will not
  * parse, which the server's jsonb output never does). */
@@ -368,18 +387,15 @@ entry_string(json_object *e, const char *key)
 {
     json_object *v = NULL;
 
-    return json_object_object_get_ex(e, key, &v) && v
-               ? json_object_get_string(v)
-               : "?";
+    return json_object_object_get_ex(e, key, &v) && v ? json_object_get_string(v) : "?";
 }
 
 static void
 print_error_entry(size_t i, json_object *e)
 {
     json_object *v;
-    const char *at = json_object_object_get_ex(e, "at", &v)
-                         ? json_object_get_string(v)
-                         : "";
+    const char *at = json_object_object_get_ex(e, "at", &v) ? json_object_get_string(v)
+                                                            : "";
     char when[64], *line = NULL;
     int n;
 
@@ -387,22 +403,19 @@ print_error_entry(size_t i, json_object *e)
     if (json_object_object_get_ex(e, "recovered", NULL) ||
         json_object_object_get_ex(e, "retried", NULL)) {
         n = asprintf(&line, "%s from %s by %s",
-                     json_object_object_get_ex(e, "recovered", NULL)
-                         ? "recovered"
-                         : "retried",
+                     json_object_object_get_ex(e, "recovered", NULL) ? "recovered"
+                                                                     : "retried",
                      entry_string(e, "from"), entry_string(e, "by"));
     } else if (json_object_object_get_ex(e, "error", &v)) {
         json_object *att = NULL;
         n = json_object_object_get_ex(e, "attempt", &att)
-                ? asprintf(&line, "attempt %s: %s",
-                           json_object_get_string(att),
+                ? asprintf(&line, "attempt %s: %s", json_object_get_string(att),
                            json_object_get_string(v))
                 : asprintf(&line, "%s", json_object_get_string(v));
     } else {
         n = asprintf(&line, "%s",
-                     json_object_to_json_string_ext(
-                         e, JSON_C_TO_STRING_PLAIN |
-                                JSON_C_TO_STRING_NOSLASHESCAPE));
+                     json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN |
+                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
     }
     printf("  %zu. %s  ", i, when);
     print_indented(n >= 0 ? line : "?", "     ", 1);
@@ -418,8 +431,7 @@ show_text(const PGresult *res)
     for (int c = 0; c < SHOW_FIRST_JSON; c++) {
         const char *v = PQgetisnull(res, 0, c) ? "-" : PQgetvalue(res, 0, c);
         if (c == 11 || (c >= 14 && c <= 18))
-            v = PQgetisnull(res, 0, c) ? "-"
-                                       : cli_format_ts(v, buf, sizeof buf);
+            v = PQgetisnull(res, 0, c) ? "-" : cli_format_ts(v, buf, sizeof buf);
         if (c == 6 && PQgetisnull(res, 0, c))
             v = "- (the worker's default)";
         printf("%-20s ", show_cols[c]);
@@ -432,10 +444,10 @@ show_text(const PGresult *res)
             continue;
         }
         printf("%s\n", show_cols[c]);
-        print_indented(json_object_to_json_string_ext(
-                           o, JSON_C_TO_STRING_PRETTY |
-                                  JSON_C_TO_STRING_SPACED |
-                                  JSON_C_TO_STRING_NOSLASHESCAPE),
+        print_indented(json_object_to_json_string_ext(o,
+                                                      JSON_C_TO_STRING_PRETTY |
+                                                          JSON_C_TO_STRING_SPACED |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE),
                        "  ", 0);
         json_object_put(o);
     }
@@ -503,14 +515,12 @@ jobs_show(int argc, char **argv, struct cli_ctx *ctx)
     snprintf(id_s, sizeof id_s, "%lld", (long long)id);
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
-    res = PQexecParams(skipq_conn_pg(conn), show_sql, 1, NULL, params, NULL,
-                       NULL, 0);
+    res = PQexecParams(skipq_conn_pg(conn), show_sql, 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = cli_db_fail(skipq_conn_pg(conn), res, "could not read job %lld",
                          (long long)id);
     } else if (PQntuples(res) == 0) {
-        rc = cli_errorf(CLI_EXIT_FAIL, "job %lld does not exist",
-                        (long long)id);
+        rc = cli_errorf(CLI_EXIT_FAIL, "job %lld does not exist", (long long)id);
     } else {
         if (json)
             show_json(res);
@@ -527,8 +537,7 @@ jobs_show(int argc, char **argv, struct cli_ctx *ctx)
 
 /* Parse ID... into a malloc'd array. */
 static int
-parse_ids(int argc, char **argv, const char *what, int64_t **ids_out,
-          size_t *n_out)
+parse_ids(int argc, char **argv, const char *what, int64_t **ids_out, size_t *n_out)
 {
     int64_t *ids;
     int rc;
@@ -568,9 +577,8 @@ outcome_of(const PGresult *res, int64_t id)
     return status_of(res, id);
 }
 
-static const char lock_sql[] =
-    "SELECT j.id, j.status::text FROM skipq.jobs j "
-    "WHERE j.id = ANY ($1::int8[]) ORDER BY j.id FOR UPDATE";
+static const char lock_sql[] = "SELECT j.id, j.status::text FROM skipq.jobs j "
+                               "WHERE j.id = ANY ($1::int8[]) ORDER BY j.id FOR UPDATE";
 
 static int
 retry_or_cancel(int argc, char **argv, struct cli_ctx *ctx, int cancel)
@@ -634,8 +642,7 @@ retry_or_cancel(int argc, char **argv, struct cli_ctx *ctx, int cancel)
         } else if (now && strcmp(was, "running") == 0) {
             /* skipq.cancel() marked it: its worker stops the handler */
             printf("job %lld: cancel requested (running)\n", id);
-        } else if (now && strcmp(was, "queued") == 0 &&
-                   strcmp(now, "cancelled") == 0) {
+        } else if (now && strcmp(was, "queued") == 0 && strcmp(now, "cancelled") == 0) {
             printf("job %lld: cancelled\n", id);
         } else {
             printf("job %lld: already %s\n", id, now ? now : was);

@@ -9,7 +9,6 @@
  */
 #include "cli.h"
 
-
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,9 +50,7 @@ add_status(const skipq_migration_status *m, void *userdata)
     snprintf(version, sizeof version, "%04d", m->version);
     row[0] = version;
     row[1] = m->name;
-    row[2] = !m->known    ? "unknown (not in this skipq)"
-             : m->applied ? "applied"
-                          : "pending";
+    row[2] = !m->known ? "unknown (not in this skipq)" : m->applied ? "applied" : "pending";
     (void)cli_table_add(t, row);
 }
 
@@ -89,8 +86,7 @@ cmd_migrate(int argc, char **argv, struct cli_ctx *ctx)
             return rc;
     }
     if (optind < argc)
-        return cli_usage_error("migrate takes no arguments, got \"%.64s\"",
-                               argv[optind]);
+        return cli_usage_error("migrate takes no arguments, got \"%.64s\"", argv[optind]);
     if (status && roles)
         return cli_usage_error("give --status or --roles, not both");
 
@@ -126,11 +122,11 @@ cmd_migrate(int argc, char **argv, struct cli_ctx *ctx)
         cli_table_free(&t);
     } else {
         int applied = 0;
-        if (skipq_migrate(conn, &applied, print_applied, NULL, &err) !=
-            SKIPQ_OK) {
+        if (skipq_migrate(conn, &applied, print_applied, NULL, &err) != SKIPQ_OK) {
             if (strcmp(err.sqlstate, "42501") == 0) /* insufficient_privilege */
-                cli_errorf(0, "%s; migrate needs the owner of schema skipq "
-                              "(a member of skipq_admin: docs/security.md)",
+                cli_errorf(0,
+                           "%s; migrate needs the owner of schema skipq "
+                           "(a member of skipq_admin: docs/security.md)",
                            err.message);
             else
                 cli_fail(&err);

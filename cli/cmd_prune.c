@@ -49,20 +49,18 @@ cmd_prune(int argc, char **argv, struct cli_ctx *ctx)
             return rc;
         switch (c) {
         case OPT_OLDER:
-            if ((rc = cli_parse_duration("--older-than", optarg, &older_ms)) !=
-                0)
+            if ((rc = cli_parse_duration("--older-than", optarg, &older_ms)) != 0)
                 return rc;
             break;
         case OPT_STATUS:
-            if ((rc = cli_parse_statuses(
-                     "--status", optarg,
-                     CLI_ST_SUCCEEDED | CLI_ST_CANCELLED | CLI_ST_FAILED,
-                     statuses, sizeof statuses)) != 0)
+            if ((rc = cli_parse_statuses("--status", optarg,
+                                         CLI_ST_SUCCEEDED | CLI_ST_CANCELLED |
+                                             CLI_ST_FAILED,
+                                         statuses, sizeof statuses)) != 0)
                 return rc;
             break;
         case OPT_BATCH:
-            if ((rc = cli_parse_int("--batch", optarg, 1, INT32_MAX, &batch)) !=
-                0)
+            if ((rc = cli_parse_int("--batch", optarg, 1, INT32_MAX, &batch)) != 0)
                 return rc;
             break;
         default:
@@ -71,8 +69,7 @@ cmd_prune(int argc, char **argv, struct cli_ctx *ctx)
         }
     }
     if (optind < argc)
-        return cli_usage_error("prune takes no arguments, got \"%.64s\"",
-                               argv[optind]);
+        return cli_usage_error("prune takes no arguments, got \"%.64s\"", argv[optind]);
     if (older_ms < 0)
         return cli_usage_error("prune needs --older-than (e.g. 7d)");
     snprintf(older_s, sizeof older_s, "%lld", (long long)older_ms);
@@ -89,8 +86,7 @@ cmd_prune(int argc, char **argv, struct cli_ctx *ctx)
         long long n;
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
             rc = cli_db_fail(skipq_conn_pg(conn), res,
-                             "could not prune (after deleting %lld jobs)",
-                             total);
+                             "could not prune (after deleting %lld jobs)", total);
             PQclear(res);
             goto out;
         }
@@ -101,8 +97,8 @@ cmd_prune(int argc, char **argv, struct cli_ctx *ctx)
         total += n;
         batches++;
     }
-    printf("deleted %lld job%s in %lld batch%s\n", total, total == 1 ? "" : "s",
-           batches, batches == 1 ? "" : "es");
+    printf("deleted %lld job%s in %lld batch%s\n", total, total == 1 ? "" : "s", batches,
+           batches == 1 ? "" : "es");
     rc = CLI_EXIT_OK;
 out:
     skipq_conn_close(conn);

@@ -117,15 +117,12 @@ print_counts(const PGresult *res, const char *status, int dry_run)
     long long failed = total_to(res, "failed");
     char what[160];
 
-    snprintf(what, sizeof what, "%s %lld %s job%s",
-             dry_run ? "would requeue" : "requeued", queued, status,
-             queued == 1 ? "" : "s");
+    snprintf(what, sizeof what, "%s %lld %s job%s", dry_run ? "would requeue" : "requeued",
+             queued, status, queued == 1 ? "" : "s");
     print_line(res, "queued", what);
     if (failed > 0) {
-        snprintf(what, sizeof what,
-                 "%s %lld %s job%s failed (no attempts left)",
-                 dry_run ? "would mark" : "marked", failed, status,
-                 failed == 1 ? "" : "s");
+        snprintf(what, sizeof what, "%s %lld %s job%s failed (no attempts left)",
+                 dry_run ? "would mark" : "marked", failed, status, failed == 1 ? "" : "s");
         print_line(res, "failed", what);
     }
 }
@@ -192,8 +189,7 @@ add_id(struct recover_opts *o, const char *arg)
 /* The options, each checked on its own. CLI_NEXT: go on; otherwise the
  * exit status to return now (0 after --help or --version). */
 static int
-parse_options(int argc, char **argv, struct cli_ctx *ctx,
-              struct recover_opts *o)
+parse_options(int argc, char **argv, struct cli_ctx *ctx, struct recover_opts *o)
 {
     static const struct option longopts[] = {
         {"status", required_argument, NULL, OPT_STATUS},
@@ -236,15 +232,14 @@ parse_options(int argc, char **argv, struct cli_ctx *ctx,
                 return rc;
             break;
         case OPT_LIMIT:
-            if ((rc = cli_parse_int("--limit", optarg, 1, INT32_MAX,
-                                    &o->limit)) != 0)
+            if ((rc = cli_parse_int("--limit", optarg, 1, INT32_MAX, &o->limit)) != 0)
                 return rc;
             break;
         case OPT_EXTRA:
             /* max_attempts becomes attempts + N, an int: a bound here
              * refuses what only the real run would have failed on */
-            if ((rc = cli_parse_int("--extra-attempts", optarg, 1,
-                                    CLI_MAX_EXTRA_ATTEMPTS, &o->extra)) != 0)
+            if ((rc = cli_parse_int("--extra-attempts", optarg, 1, CLI_MAX_EXTRA_ATTEMPTS,
+                                    &o->extra)) != 0)
                 return rc;
             break;
         case OPT_DRY_RUN:
@@ -259,8 +254,7 @@ parse_options(int argc, char **argv, struct cli_ctx *ctx,
         }
     }
     if (optind < argc)
-        return cli_usage_error("recover takes no arguments, got \"%.64s\"",
-                               argv[optind]);
+        return cli_usage_error("recover takes no arguments, got \"%.64s\"", argv[optind]);
     return CLI_NEXT;
 }
 
@@ -286,11 +280,9 @@ check_options(struct cli_ctx *ctx, struct recover_opts *o)
     if (o->extra && strcmp(o->status, "failed") != 0)
         return cli_usage_error("--extra-attempts applies to --status failed "
                                "only");
-    if (o->older && (rc = cli_parse_duration("--older-than", o->older,
-                                             &o->older_ms)) != 0)
+    if (o->older && (rc = cli_parse_duration("--older-than", o->older, &o->older_ms)) != 0)
         return rc;
-    if (o->prio &&
-        (rc = cli_parse_priority("--priority", o->prio, &prio_value)) != 0)
+    if (o->prio && (rc = cli_parse_priority("--priority", o->prio, &prio_value)) != 0)
         return rc;
     if (o->queue && (rc = cli_check_name("queue", o->queue)) != 0)
         return rc;
@@ -316,8 +308,7 @@ fill_params(struct recover_params *p, const struct recover_opts *o,
     snprintf(p->extra_s, sizeof p->extra_s, "%lld", o->extra);
     snprintf(p->lease_s, sizeof p->lease_s, "%lld",
              (long long)skipq_config_lease_timeout(ctx->cfg));
-    snprintf(p->max_s, sizeof p->max_s, "%d",
-             skipq_config_max_attempts(ctx->cfg));
+    snprintf(p->max_s, sizeof p->max_s, "%d", skipq_config_max_attempts(ctx->cfg));
     p->v[0] = o->status;
     p->v[1] = p->older_s;
     p->v[2] = o->queue;
@@ -355,8 +346,7 @@ confirm_large(long long n, const struct recover_opts *o)
  * confirmation, then the real run, reporting what it actually changed.
  */
 static int
-recover_jobs(PGconn *pg, const char *const *params,
-             const struct recover_opts *o)
+recover_jobs(PGconn *pg, const char *const *params, const struct recover_opts *o)
 {
     PGresult *res = run_recover(pg, params, 1);
     long long n;

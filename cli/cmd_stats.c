@@ -65,12 +65,12 @@ on_signal(int sig)
     interrupted = 1;
 }
 
-static const char *const queue_cols[] = {
-    "queue",  "priority", "runnable",  "scheduled", "running",
-    "succeeded", "failed", "cancelled", "oldest",   "done_1m"};
+static const char *const queue_cols[] = {"queue",   "priority",  "runnable", "scheduled",
+                                         "running", "succeeded", "failed",   "cancelled",
+                                         "oldest",  "done_1m"};
 static const char *const worker_cols[] = {
-    "id", "host", "pid", "queues", "priorities", "concurrency",
-    "running", "heartbeat", "alive", "version"};
+    "id",          "host",    "pid",       "queues", "priorities",
+    "concurrency", "running", "heartbeat", "alive",  "version"};
 
 static json_object *
 cell_json(const PGresult *res, int r, int c, char type)
@@ -96,8 +96,9 @@ static const char *const queue_keys[] = {
     "queue",     "priority", "runnable",  "scheduled",         "running",
     "succeeded", "failed",   "cancelled", "oldest_runnable_s", "finished_last_minute"};
 static const char *const worker_keys[] = {
-    "id",          "host",         "pid",             "queues", "priorities",
-    "concurrency", "running_jobs", "heartbeat_age_s", "alive",  "version"};
+    "id",         "host",        "pid",          "queues",
+    "priorities", "concurrency", "running_jobs", "heartbeat_age_s",
+    "alive",      "version"};
 
 static json_object *
 rows_json(const PGresult *res, const char *const *keys, const char *types)
@@ -122,9 +123,9 @@ print_rescue(const PGresult *m)
     if (PQntuples(m) != 1)
         return;
     printf("\nrescuer: %s%s\n",
-           PQgetisnull(m, 0, 0) ? "has not run"
-                                : cli_format_age(strtod(PQgetvalue(m, 0, 0), NULL), age,
-                                                 sizeof age),
+           PQgetisnull(m, 0, 0)
+               ? "has not run"
+               : cli_format_age(strtod(PQgetvalue(m, 0, 0), NULL), age, sizeof age),
            PQgetvalue(m, 0, 1)[0] == 't'
                ? " (LATE: no rescue for over two leases; another session may hold the row "
                  "'rescue' of skipq.maintenance)"
@@ -147,8 +148,7 @@ print_tables(const PGresult *q, const PGresult *w)
             cells[c] = PQgetvalue(q, r, c);
         cells[8] = PQgetisnull(q, r, 8)
                        ? "-"
-                       : cli_format_age(strtod(PQgetvalue(q, r, 8), NULL), age,
-                                        sizeof age);
+                       : cli_format_age(strtod(PQgetvalue(q, r, 8), NULL), age, sizeof age);
         rc |= cli_table_add(&t, cells);
     }
     if (rc == 0) {
@@ -166,8 +166,7 @@ print_tables(const PGresult *q, const PGresult *w)
         const char *cells[10];
         for (int c = 0; c < 10; c++)
             cells[c] = PQgetvalue(w, r, c);
-        cells[7] = cli_format_age(strtod(PQgetvalue(w, r, 7), NULL), age,
-                                  sizeof age);
+        cells[7] = cli_format_age(strtod(PQgetvalue(w, r, 7), NULL), age, sizeof age);
         cells[8] = PQgetvalue(w, r, 8)[0] == 't' ? "yes" : "no";
         rc |= cli_table_add(&t, cells);
     }
@@ -175,8 +174,7 @@ print_tables(const PGresult *q, const PGresult *w)
         if (PQntuples(w) == 0)
             printf("no workers\n");
         else
-            cli_table_print(&t, 1u << 0 | 1u << 2 | 1u << 5 | 1u << 6 |
-                                    1u << 7);
+            cli_table_print(&t, 1u << 0 | 1u << 2 | 1u << 5 | 1u << 6 | 1u << 7);
     }
     cli_table_free(&t);
     return rc ? cli_errorf(CLI_EXIT_FAIL, "out of memory") : 0;
@@ -209,10 +207,8 @@ show_once(PGconn *pg, int json, int watch, const char *shown)
             rc = cli_errorf(CLI_EXIT_FAIL, "out of memory");
             goto out;
         }
-        json_object_object_add(o, "queues",
-                               rows_json(q, queue_keys, "siiiiiiifi"));
-        json_object_object_add(o, "workers",
-                               rows_json(w, worker_keys, "isissiifbs"));
+        json_object_object_add(o, "queues", rows_json(q, queue_keys, "siiiiiiifi"));
+        json_object_object_add(o, "workers", rows_json(w, worker_keys, "isissiifbs"));
         if (PQntuples(m) == 1) {
             json_object *r = json_object_new_object();
             if (r) {
@@ -229,8 +225,7 @@ show_once(PGconn *pg, int json, int watch, const char *shown)
             char when[48];
             /* home and clear: redraw in place (our own escape, the
              * only one stats writes) */
-            printf("\033[H\033[2J%s  ",
-                   cli_format_local_now(when, sizeof when));
+            printf("\033[H\033[2J%s  ", cli_format_local_now(when, sizeof when));
             cli_print_escaped(shown, 0);
             printf("  (ctrl-c to stop)\n\n");
         }
@@ -281,8 +276,7 @@ cmd_stats(int argc, char **argv, struct cli_ctx *ctx)
     if (watch && !every && optind < argc)
         every = argv[optind++];
     if (optind < argc)
-        return cli_usage_error("stats takes no arguments, got \"%.64s\"",
-                               argv[optind]);
+        return cli_usage_error("stats takes no arguments, got \"%.64s\"", argv[optind]);
     if (every && (rc = cli_parse_duration("--watch", every, &every_ms)) != 0)
         return rc;
     if (watch && every_ms < 100)

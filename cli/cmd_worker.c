@@ -122,12 +122,14 @@ apply_flags(struct cli_ctx *ctx, const struct flags *f)
         if (r != SKIPQ_OK)
             return cli_fail(&err);
     }
-    if (f->priorities && skipq_config_set_priorities(ctx->cfg, f->priorities, &err) != SKIPQ_OK)
+    if (f->priorities &&
+        skipq_config_set_priorities(ctx->cfg, f->priorities, &err) != SKIPQ_OK)
         return cli_usage_error("--priority: %s", err.message);
     if (f->concurrency > 0 &&
         skipq_config_set_concurrency(ctx->cfg, (int)f->concurrency, &err) != SKIPQ_OK)
         return cli_fail(&err);
-    if (f->prefetch_set && skipq_config_set_prefetch(ctx->cfg, f->prefetch, &err) != SKIPQ_OK)
+    if (f->prefetch_set &&
+        skipq_config_set_prefetch(ctx->cfg, f->prefetch, &err) != SKIPQ_OK)
         return cli_fail(&err);
     if (f->on_success_set &&
         skipq_config_set_on_success(ctx->cfg, f->on_success, &err) != SKIPQ_OK)

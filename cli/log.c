@@ -14,8 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-static const char *const level_names[] = {"debug", "info", "warning",
-                                          "error"};
+static const char *const level_names[] = {"debug", "info", "warning", "error"};
 
 /*
  * The library's log hook. Called from worker threads too: each record is
@@ -25,8 +24,7 @@ static void
 log_hook(const skipq_log_event *ev, void *userdata)
 {
     const struct cli_ctx *ctx = userdata;
-    const char *level = (unsigned)ev->level < 4 ? level_names[ev->level]
-                                                : "info";
+    const char *level = (unsigned)ev->level < 4 ? level_names[ev->level] : "info";
 
     if (ev->level < ctx->log_level)
         return;
@@ -45,25 +43,19 @@ log_hook(const skipq_log_event *ev, void *userdata)
                  ts.tv_nsec / 1000000);
         json_object_object_add(o, "ts", json_object_new_string(when));
         json_object_object_add(o, "level", json_object_new_string(level));
-        json_object_object_add(o, "msg",
-                               json_object_new_string(ev->msg ? ev->msg : ""));
+        json_object_object_add(o, "msg", json_object_new_string(ev->msg ? ev->msg : ""));
         if (ev->event)
-            json_object_object_add(o, "event",
-                                   json_object_new_string(ev->event));
+            json_object_object_add(o, "event", json_object_new_string(ev->event));
         if (ev->job_id)
-            json_object_object_add(o, "job_id",
-                                   json_object_new_int64(ev->job_id));
+            json_object_object_add(o, "job_id", json_object_new_int64(ev->job_id));
         if (ev->kind)
             json_object_object_add(o, "kind", json_object_new_string(ev->kind));
         if (ev->queue)
-            json_object_object_add(o, "queue",
-                                   json_object_new_string(ev->queue));
+            json_object_object_add(o, "queue", json_object_new_string(ev->queue));
         if (ev->attempt)
-            json_object_object_add(o, "attempt",
-                                   json_object_new_int(ev->attempt));
+            json_object_object_add(o, "attempt", json_object_new_int(ev->attempt));
         if (ev->duration_ms >= 0)
-            json_object_object_add(o, "duration_ms",
-                                   cli_json_double(ev->duration_ms));
+            json_object_object_add(o, "duration_ms", cli_json_double(ev->duration_ms));
         if (ev->payload) { /* only with skipq worker --log-payloads */
             json_object *p = NULL;
             (void)skipq_json_parse(ev->payload, (size_t)-1, 0, &p, NULL);
@@ -73,8 +65,8 @@ log_hook(const skipq_log_event *ev, void *userdata)
         char *line = NULL;
         if (asprintf(&line, "%s\n",
                      json_object_to_json_string_ext(
-                         o, JSON_C_TO_STRING_PLAIN |
-                                JSON_C_TO_STRING_NOSLASHESCAPE)) >= 0) {
+                         o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)) >=
+            0) {
             fputs(line, stderr);
             free(line);
         }
@@ -88,8 +80,7 @@ log_hook(const skipq_log_event *ev, void *userdata)
     char *payload = ev->payload ? skipq_escape_text(ev->payload, 0) : NULL;
     int n = -1;
     if (msg && (payload || !ev->payload))
-        n = ev->level >= SKIPQ_LOG_WARN
-                ? asprintf(&line, "skipq: %s: %s\n", level, msg)
+        n = ev->level >= SKIPQ_LOG_WARN ? asprintf(&line, "skipq: %s: %s\n", level, msg)
             : payload ? asprintf(&line, "skipq: %s payload %s\n", msg, payload)
                       : asprintf(&line, "skipq: %s\n", msg);
     if (n >= 0) {

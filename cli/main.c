@@ -52,9 +52,8 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"migrate", cmd_migrate}, {"enqueue", cmd_enqueue},
-    {"worker", cmd_worker},   {"jobs", cmd_jobs},
-    {"stats", cmd_stats},     {"recover", cmd_recover},
+    {"migrate", cmd_migrate}, {"enqueue", cmd_enqueue}, {"worker", cmd_worker},
+    {"jobs", cmd_jobs},       {"stats", cmd_stats},     {"recover", cmd_recover},
     {"prune", cmd_prune},     {"bench", cmd_bench},
 };
 
@@ -70,8 +69,7 @@ vprint_error(const char *fmt, va_list ap, const char *suffix)
     /* one line, and no terminal controls, whatever a server, a file or
      * a job's data put in the message */
     shown = skipq_escape_text(msg, 0);
-    fprintf(stderr, "skipq: %s%s\n", shown ? shown : "out of memory",
-            suffix ? suffix : "");
+    fprintf(stderr, "skipq: %s%s\n", shown ? shown : "out of memory", suffix ? suffix : "");
     free(shown);
 }
 
@@ -100,8 +98,7 @@ cli_usage_error(const char *fmt, ...)
 int
 cli_fail(const skipq_error *err)
 {
-    cli_errorf(0, "%s", err->message[0] ? err->message
-                                          : skipq_rc_name(err->code));
+    cli_errorf(0, "%s", err->message[0] ? err->message : skipq_rc_name(err->code));
     return (err->code == SKIPQ_ERR_INVALID || err->code == SKIPQ_ERR_CONFIG)
                ? CLI_EXIT_USAGE
                : CLI_EXIT_FAIL;
@@ -111,8 +108,7 @@ int
 cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *primary =
-        res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     char what[512];
     va_list ap;
 
@@ -125,7 +121,7 @@ cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...)
                                                     : "no connection";
     cli_errorf(0, "%s: %s", what, primary);
     return skipq_rc_from_sqlstate(state) == SKIPQ_ERR_INVALID ? CLI_EXIT_USAGE
-                                                            : CLI_EXIT_FAIL;
+                                                              : CLI_EXIT_FAIL;
 }
 
 /* ---- common options, config, connection ------------------------------- */
@@ -239,10 +235,9 @@ cli_common_opt(struct cli_ctx *ctx, int c, char **argv, const char *usage)
         return cli_usage_error("option \"%s\" needs a value", argv[optind - 1]);
     case '?':
         if (optopt && optopt < 0x100)
-            return cli_usage_error("unknown option \"-%c\" for %s", optopt,
-                                   ctx->command);
-        return cli_usage_error("unknown option \"%s\" for %s",
-                               argv[optind - 1], ctx->command);
+            return cli_usage_error("unknown option \"-%c\" for %s", optopt, ctx->command);
+        return cli_usage_error("unknown option \"%s\" for %s", argv[optind - 1],
+                               ctx->command);
     default:
         return cli_usage_error("unexpected option for %s", ctx->command);
     }
@@ -304,8 +299,7 @@ cli_connect(struct cli_ctx *ctx, skipq_conn **out)
 /* ---- option values ----------------------------------------------------- */
 
 int
-cli_parse_int(const char *opt, const char *s, long long min, long long max,
-              long long *out)
+cli_parse_int(const char *opt, const char *s, long long min, long long max, long long *out)
 {
     char *end = NULL;
     long long v;
@@ -313,16 +307,14 @@ cli_parse_int(const char *opt, const char *s, long long min, long long max,
     errno = 0;
     v = strtoll(s, &end, 10);
     if (!*s || *end || isspace((unsigned char)s[0]) || s[0] == '+') {
-        return cli_usage_error("%s must be a whole number, not \"%.64s\"", opt,
-                               s);
+        return cli_usage_error("%s must be a whole number, not \"%.64s\"", opt, s);
     }
     /* out of strtoll's range too: v is then LLONG_MIN or LLONG_MAX */
     if (v < min && max >= INT32_MAX)
-        return cli_usage_error("%s must be %lld or more, not \"%.64s\"", opt,
-                               min, s);
+        return cli_usage_error("%s must be %lld or more, not \"%.64s\"", opt, min, s);
     if (v < min || v > max)
-        return cli_usage_error("%s must be from %lld to %lld, not \"%.64s\"",
-                               opt, min, max, s);
+        return cli_usage_error("%s must be from %lld to %lld, not \"%.64s\"", opt, min, max,
+                               s);
     *out = v;
     return 0;
 }
@@ -341,7 +333,8 @@ cli_parse_prefetch(const char *opt, const char *s, int *out)
     v = strtoll(s, &end, 10);
     if (!*s || *end || errno == ERANGE || !isdigit((unsigned char)s[0]) || v > 10000)
         return cli_usage_error("%s must be \"auto\" or a whole number from 0 to 10000,"
-                               " not \"%.64s\"", opt, s);
+                               " not \"%.64s\"",
+                               opt, s);
     *out = (int)v;
     return 0;
 }
@@ -366,8 +359,7 @@ cli_parse_duration(const char *opt, const char *s, int64_t *ms_out)
     if (skipq_parse_duration(s, ms_out, &err) != SKIPQ_OK)
         return cli_usage_error("%s: %s", opt, err.message);
     if (*ms_out > CLI_MAX_DURATION_MS)
-        return cli_usage_error("%s: invalid duration \"%.64s\": at most 36500d",
-                               opt, s);
+        return cli_usage_error("%s: invalid duration \"%.64s\": at most 36500d", opt, s);
     return 0;
 }
 
@@ -407,12 +399,12 @@ cli_check_name(const char *what, const char *name)
     return 0;
 }
 
-static const char *const status_names[] = {"queued", "running", "succeeded",
-                                           "failed", "cancelled"};
+static const char *const status_names[] = {"queued", "running", "succeeded", "failed",
+                                           "cancelled"};
 
 int
-cli_parse_statuses(const char *opt, const char *s, unsigned allowed,
-                   char *out, size_t outsize)
+cli_parse_statuses(const char *opt, const char *s, unsigned allowed, char *out,
+                   size_t outsize)
 {
     unsigned seen = 0;
     const char *p = s;
@@ -424,21 +416,19 @@ cli_parse_statuses(const char *opt, const char *s, unsigned allowed,
         size_t n = strcspn(p, ",");
         int found = -1;
         for (int i = 0; i < 5; i++)
-            if (strlen(status_names[i]) == n &&
-                strncmp(p, status_names[i], n) == 0)
+            if (strlen(status_names[i]) == n && strncmp(p, status_names[i], n) == 0)
                 found = i;
         if (found < 0)
-            return cli_usage_error(
-                "%s: unrecognized status \"%.*s\": use queued, running, "
-                "succeeded, failed or cancelled",
-                opt, (int)(n > 64 ? 64 : n), p);
+            return cli_usage_error("%s: unrecognized status \"%.*s\": use queued, running, "
+                                   "succeeded, failed or cancelled",
+                                   opt, (int)(n > 64 ? 64 : n), p);
         if (!(allowed & (1u << found)))
-            return cli_usage_error("%s: status \"%s\" is not allowed here",
-                                   opt, status_names[found]);
+            return cli_usage_error("%s: status \"%s\" is not allowed here", opt,
+                                   status_names[found]);
         if (!(seen & (1u << found))) {
             seen |= 1u << found;
-            used += (size_t)snprintf(out + used, outsize - used, "%s%s",
-                                     used ? "," : "", status_names[found]);
+            used += (size_t)snprintf(out + used, outsize - used, "%s%s", used ? "," : "",
+                                     status_names[found]);
         }
         p += n;
         if (*p == ',') {
@@ -484,8 +474,7 @@ cli_format_age(double seconds, char *buf, size_t size)
     return buf;
 }
 
-_Static_assert(CLI_ESC_MULTILINE == SKIPQ_ESCAPE_MULTILINE,
-               "cli.h and skipq.h agree");
+_Static_assert(CLI_ESC_MULTILINE == SKIPQ_ESCAPE_MULTILINE, "cli.h and skipq.h agree");
 
 char *
 cli_escape(const char *s, unsigned flags)
@@ -542,8 +531,7 @@ cli_format_ts(const char *iso, char *buf, size_t size)
     if (*p == '.')
         for (p++; *p >= '0' && *p <= '9'; p++)
             ;
-    snprintf(buf, size, "%.10s %.8s%s", iso, iso + 11,
-             strcmp(p, "Z") == 0 ? "+00:00" : p);
+    snprintf(buf, size, "%.10s %.8s%s", iso, iso + 11, strcmp(p, "Z") == 0 ? "+00:00" : p);
     return buf;
 }
 
@@ -557,8 +545,8 @@ cli_format_local_now(char *buf, size_t size)
     localtime_r(&now, &tm);
     off = tm.tm_gmtoff;
     strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(buf + strlen(buf), size - strlen(buf), "%c%02ld:%02ld",
-             off < 0 ? '-' : '+', labs(off) / 3600, labs(off) % 3600 / 60);
+    snprintf(buf + strlen(buf), size - strlen(buf), "%c%02ld:%02ld", off < 0 ? '-' : '+',
+             labs(off) / 3600, labs(off) % 3600 / 60);
     return buf;
 }
 
@@ -584,8 +572,10 @@ cli_commit(PGconn *pg, const char *what)
                         "before running it again",
                         what);
     } else if (PQresultStatus(res) == PGRES_COMMAND_OK) {
-        rc = cli_errorf(CLI_EXIT_FAIL, "could not commit %s: the transaction "
-                                       "was rolled back", what);
+        rc = cli_errorf(CLI_EXIT_FAIL,
+                        "could not commit %s: the transaction "
+                        "was rolled back",
+                        what);
     } else {
         cli_db_fail(pg, res, "could not commit %s (nothing changed)", what);
         rc = CLI_EXIT_FAIL; /* the request was fine; the commit was not */

@@ -34,8 +34,8 @@ main(int argc, char **argv)
     skipq_enqueue_opts opts = SKIPQ_ENQUEUE_OPTS_INIT;
     opts.queue = "images";
     opts.priority = 10; /* high */
-    if (skipq_enqueue(conn, "resize", "{\"path\": \"/img/cat.png\", \"width\": 640}",
-                      &opts, &id, &err) != SKIPQ_OK) {
+    if (skipq_enqueue(conn, "resize", "{\"path\": \"/img/cat.png\", \"width\": 640}", &opts,
+                      &id, &err) != SKIPQ_OK) {
         fprintf(stderr, "enqueue: %s\n", err.message);
         goto out;
     }

@@ -52,8 +52,8 @@ order_with_job(PGconn *pg, const char *end)
     if (!exec_ok(pg, "BEGIN"))
         return 0;
     /* ... the application's own INSERTs would go here ... */
-    if (skipq_enqueue_tx(pg, "send_receipt", "{\"order\": 1042}", NULL, &id,
-                         &err) != SKIPQ_OK) {
+    if (skipq_enqueue_tx(pg, "send_receipt", "{\"order\": 1042}", NULL, &id, &err) !=
+        SKIPQ_OK) {
         fprintf(stderr, "enqueue_tx: %s\n", err.message);
         exec_ok(pg, "ROLLBACK");
         return 0;
@@ -75,8 +75,8 @@ main(int argc, char **argv)
         goto out;
     }
     if ((before = count_jobs(pg)) < 0 || !order_with_job(pg, "ROLLBACK") ||
-        (after_rollback = count_jobs(pg)) < 0 ||
-        !order_with_job(pg, "COMMIT") || (after_commit = count_jobs(pg)) < 0)
+        (after_rollback = count_jobs(pg)) < 0 || !order_with_job(pg, "COMMIT") ||
+        (after_commit = count_jobs(pg)) < 0)
         goto out;
     printf("after ROLLBACK: %ld new job(s)\n", after_rollback - before);
     printf("after COMMIT: %ld new job(s)\n", after_commit - before);

@@ -55,9 +55,8 @@ resize(skipq_job *job, void *userdata)
     if (!payload || !json_object_object_get_ex(payload, "path", &path) ||
         !json_object_is_type(path, json_type_string))
         return skipq_job_fail(job, "payload has no \"path\" string");
-    int w = json_object_object_get_ex(payload, "width", &width)
-                ? json_object_get_int(width)
-                : 320;
+    int w = json_object_object_get_ex(payload, "width", &width) ? json_object_get_int(width)
+                                                                : 320;
 
     /*
      * Long work checks in regularly: the job may be cancelled, the worker
@@ -72,8 +71,7 @@ resize(skipq_job *job, void *userdata)
     }
 
     char thumb[512];
-    snprintf(thumb, sizeof thumb, "%s.%dw.png", json_object_get_string(path),
-             w);
+    snprintf(thumb, sizeof thumb, "%s.%dw.png", json_object_get_string(path), w);
     json_object *result = json_object_new_object();
     json_object_object_add(result, "path",
                            json_object_new_string(json_object_get_string(path)));
@@ -131,10 +129,9 @@ main(int argc, char **argv)
         skipq_config_set_concurrency(cfg, 4, &err) != SKIPQ_OK ||
         skipq_worker_new(cfg, &the_worker, &err) != SKIPQ_OK ||
         skipq_worker_set_database(the_worker, url, &err) != SKIPQ_OK ||
-        skipq_worker_register(the_worker, "resize", resize, NULL, &err) !=
-            SKIPQ_OK ||
-        skipq_worker_register(the_worker, "wait_until", wait_until, NULL,
-                              &err) != SKIPQ_OK) {
+        skipq_worker_register(the_worker, "resize", resize, NULL, &err) != SKIPQ_OK ||
+        skipq_worker_register(the_worker, "wait_until", wait_until, NULL, &err) !=
+            SKIPQ_OK) {
         fprintf(stderr, "worker: %s\n", err.message);
         goto out;
     }

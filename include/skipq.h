@@ -65,7 +65,7 @@ typedef enum skipq_rc {
  * for as long as the soname stays (docs/abi.md). */
 typedef struct skipq_error {
     skipq_rc code;
-    char sqlstate[6]; /* SQLSTATE when code is SKIPQ_ERR_DB, else "" */
+    char sqlstate[6];  /* SQLSTATE when code is SKIPQ_ERR_DB, else "" */
     char message[512]; /* one line, lower case, no final period */
 } skipq_error;
 
@@ -118,8 +118,7 @@ void skipq_set_log(skipq_log_fn fn, void *userdata);
 /* ------------------------------------------------------------------ */
 
 /* "500ms", "30s", "5m", "1h", "7d", or a bare "0". Into milliseconds. */
-skipq_rc skipq_parse_duration(const char *s, int64_t *ms_out,
-                              skipq_error *err);
+skipq_rc skipq_parse_duration(const char *s, int64_t *ms_out, skipq_error *err);
 
 /* "high" = 10, "normal" = 0, "low" = -10, or a number -32768..32767. */
 skipq_rc skipq_parse_priority(const char *s, int16_t *out, skipq_error *err);
@@ -146,16 +145,14 @@ skipq_rc skipq_parse_priority_band(const char *s, int16_t *lo, int16_t *hi,
 
 /* A queue or kind name: 1..SKIPQ_NAME_MAX bytes of valid UTF-8 without
  * NUL. `what` ("queue", "kind") names it in the message. */
-skipq_rc skipq_check_name(const char *what, const char *name,
-                          skipq_error *err);
+skipq_rc skipq_check_name(const char *what, const char *name, skipq_error *err);
 /*
  * A payload as enqueue checks it: a JSON object of at most max bytes
  * (0: the default of 1 MiB), valid UTF-8 without NUL, nested at most
  * SKIPQ_JSON_MAX_DEPTH levels; the message gives the byte offset of the
  * first error. len may be (size_t)-1 for strlen.
  */
-skipq_rc skipq_check_payload(const char *json, size_t len, size_t max,
-                             skipq_error *err);
+skipq_rc skipq_check_payload(const char *json, size_t len, size_t max, skipq_error *err);
 
 /*
  * Reading payloads as JSON lines (one object per line, blank lines
@@ -165,16 +162,14 @@ skipq_rc skipq_check_payload(const char *json, size_t len, size_t max,
  */
 typedef struct skipq_jsonl skipq_jsonl;
 /* in is borrowed (not closed); max_payload 0: the default limit. */
-skipq_rc skipq_jsonl_new(FILE *in, size_t max_payload, skipq_jsonl **out,
-                         skipq_error *err);
+skipq_rc skipq_jsonl_new(FILE *in, size_t max_payload, skipq_jsonl **out, skipq_error *err);
 void skipq_jsonl_free(skipq_jsonl *r);
 /*
  * The next non-blank line, checked by skipq_check_payload: *line
  * (borrowed until the next call, NUL-terminated, line end stripped) and
  * *len; *line is NULL at the end of input.
  */
-skipq_rc skipq_jsonl_next(skipq_jsonl *r, const char **line, size_t *len,
-                          skipq_error *err);
+skipq_rc skipq_jsonl_next(skipq_jsonl *r, const char **line, size_t *len, skipq_error *err);
 /* Lines read so far, blank ones included: after an error, the bad one. */
 long long skipq_jsonl_lineno(const skipq_jsonl *r);
 
@@ -231,27 +226,21 @@ void skipq_config_free(skipq_config *cfg);
  * and column. Unknown keys are warnings, logged through skipq_set_log()
  * with line and column, and also counted (skipq_config_warnings).
  */
-skipq_rc skipq_config_load(skipq_config *cfg, const char *path,
-                           skipq_error *err);
+skipq_rc skipq_config_load(skipq_config *cfg, const char *path, skipq_error *err);
 /* The same from a string; name is used in messages. */
-skipq_rc skipq_config_load_string(skipq_config *cfg, const char *yaml,
-                                  size_t len, const char *name,
-                                  skipq_error *err);
+skipq_rc skipq_config_load_string(skipq_config *cfg, const char *yaml, size_t len,
+                                  const char *name, skipq_error *err);
 int skipq_config_warnings(const skipq_config *cfg);
 
 /* Typed setters: each validates and is what the YAML loader calls. */
-skipq_rc skipq_config_set_database(skipq_config *cfg, const char *url,
-                                   skipq_error *err);
+skipq_rc skipq_config_set_database(skipq_config *cfg, const char *url, skipq_error *err);
 /* Replace the queue list with one queue (add more with _add_queue). */
-skipq_rc skipq_config_set_queue(skipq_config *cfg, const char *queue,
-                                skipq_error *err);
-skipq_rc skipq_config_add_queue(skipq_config *cfg, const char *queue,
-                                skipq_error *err);
+skipq_rc skipq_config_set_queue(skipq_config *cfg, const char *queue, skipq_error *err);
+skipq_rc skipq_config_add_queue(skipq_config *cfg, const char *queue, skipq_error *err);
 /* Comma-separated bands: "high", "high,normal", "3", "high,-5". Replaces. */
 skipq_rc skipq_config_set_priorities(skipq_config *cfg, const char *bands,
                                      skipq_error *err);
-skipq_rc skipq_config_set_concurrency(skipq_config *cfg, int n,
-                                      skipq_error *err);
+skipq_rc skipq_config_set_concurrency(skipq_config *cfg, int n, skipq_error *err);
 /*
  * Jobs a worker claims beyond its concurrency: they wait in the worker,
  * already `running`, for a free executor, so one claim round trip (one
@@ -264,41 +253,32 @@ skipq_rc skipq_config_set_concurrency(skipq_config *cfg, int n,
  * with them (5 ms at most) so that one round trip completes several.
  */
 #define SKIPQ_PREFETCH_AUTO (-1)
-skipq_rc skipq_config_set_prefetch(skipq_config *cfg, int n,
-                                   skipq_error *err);
-skipq_rc skipq_config_set_poll_interval(skipq_config *cfg, int64_t ms,
-                                        skipq_error *err);
+skipq_rc skipq_config_set_prefetch(skipq_config *cfg, int n, skipq_error *err);
+skipq_rc skipq_config_set_poll_interval(skipq_config *cfg, int64_t ms, skipq_error *err);
 skipq_rc skipq_config_set_heartbeat_interval(skipq_config *cfg, int64_t ms,
                                              skipq_error *err);
-skipq_rc skipq_config_set_lease_timeout(skipq_config *cfg, int64_t ms,
-                                        skipq_error *err);
-skipq_rc skipq_config_set_shutdown_timeout(skipq_config *cfg, int64_t ms,
-                                           skipq_error *err);
+skipq_rc skipq_config_set_lease_timeout(skipq_config *cfg, int64_t ms, skipq_error *err);
+skipq_rc skipq_config_set_shutdown_timeout(skipq_config *cfg, int64_t ms, skipq_error *err);
 /* 0 disables retention pruning. */
-skipq_rc skipq_config_set_retention(skipq_config *cfg, int64_t ms,
-                                    skipq_error *err);
+skipq_rc skipq_config_set_retention(skipq_config *cfg, int64_t ms, skipq_error *err);
 /* The worker vacuums skipq.jobs itself, at most once per this interval,
  * when dead row versions pile up and its role may (default 10 s; 0
  * leaves the table to autovacuum alone). */
-skipq_rc skipq_config_set_vacuum_interval(skipq_config *cfg, int64_t ms,
-                                          skipq_error *err);
+skipq_rc skipq_config_set_vacuum_interval(skipq_config *cfg, int64_t ms, skipq_error *err);
 skipq_rc skipq_config_set_on_success(skipq_config *cfg, skipq_on_success what,
                                      skipq_error *err);
-skipq_rc skipq_config_set_max_attempts(skipq_config *cfg, int n,
-                                       skipq_error *err);
+skipq_rc skipq_config_set_max_attempts(skipq_config *cfg, int n, skipq_error *err);
 skipq_rc skipq_config_set_backoff(skipq_config *cfg, skipq_backoff strategy,
-                                  int64_t base_ms, int64_t max_ms,
-                                  double jitter, skipq_error *err);
+                                  int64_t base_ms, int64_t max_ms, double jitter,
+                                  skipq_error *err);
 /* argv is copied; NULL-terminated. timeout_ms 0: no timeout. */
-skipq_rc skipq_config_set_handler_command(skipq_config *cfg,
-                                          const char *kind,
-                                          const char *const *argv,
-                                          int64_t timeout_ms,
+skipq_rc skipq_config_set_handler_command(skipq_config *cfg, const char *kind,
+                                          const char *const *argv, int64_t timeout_ms,
                                           skipq_error *err);
 /* A shell one-liner: runs as /bin/sh -c COMMAND. */
 skipq_rc skipq_config_set_handler_shell(skipq_config *cfg, const char *kind,
-                                        const char *command,
-                                        int64_t timeout_ms, skipq_error *err);
+                                        const char *command, int64_t timeout_ms,
+                                        skipq_error *err);
 /*
  * Make kind's command handler (set it first) persistent: `processes`
  * copies of the command are started once and given the jobs as JSON
@@ -308,16 +288,13 @@ skipq_rc skipq_config_set_handler_shell(skipq_config *cfg, const char *kind,
  * 1024. Setting the command again makes it fork-per-job again.
  */
 #define SKIPQ_HAS_PERSISTENT_HANDLERS 1
-skipq_rc skipq_config_set_handler_persistent(skipq_config *cfg,
-                                             const char *kind, int processes,
-                                             skipq_error *err);
-skipq_rc skipq_config_set_recover_defaults(skipq_config *cfg,
-                                           int64_t older_than_ms, int limit,
-                                           skipq_error *err);
+skipq_rc skipq_config_set_handler_persistent(skipq_config *cfg, const char *kind,
+                                             int processes, skipq_error *err);
+skipq_rc skipq_config_set_recover_defaults(skipq_config *cfg, int64_t older_than_ms,
+                                           int limit, skipq_error *err);
 /* Payloads larger than this (bytes of JSON text) are refused by the C API
  * and the CLI before they reach the database. */
-skipq_rc skipq_config_set_max_payload(skipq_config *cfg, size_t bytes,
-                                      skipq_error *err);
+skipq_rc skipq_config_set_max_payload(skipq_config *cfg, size_t bytes, skipq_error *err);
 /* The stack of each executor thread, on which C handlers run: 128KB to
  * 1GB, default 8MB (a typical main thread's). Address space, not memory:
  * pages are used only as deep as a handler's calls go. */
@@ -340,8 +317,7 @@ int skipq_config_max_attempts(const skipq_config *cfg);
 /* The retry backoff as skipq_config_set_backoff() takes it; any pointer
  * may be NULL. */
 void skipq_config_get_backoff(const skipq_config *cfg, skipq_backoff *strategy,
-                              int64_t *base_ms, int64_t *max_ms,
-                              double *jitter);
+                              int64_t *base_ms, int64_t *max_ms, double *jitter);
 int64_t skipq_config_recover_older_than(const skipq_config *cfg);
 int skipq_config_recover_limit(const skipq_config *cfg);
 size_t skipq_config_max_payload(const skipq_config *cfg);
@@ -359,9 +335,8 @@ const char *skipq_config_handler_kind(const skipq_config *cfg, size_t i);
  * capped at max_ms, then spread by +-jitter (0..1) using `random01`
  * (a number in [0, 1)). Pure: no clock, no I/O.
  */
-int64_t skipq_backoff_ms(skipq_backoff strategy, int64_t base_ms,
-                         int64_t max_ms, double jitter, int attempt,
-                         double random01);
+int64_t skipq_backoff_ms(skipq_backoff strategy, int64_t base_ms, int64_t max_ms,
+                         double jitter, int attempt, double random01);
 
 /* ------------------------------------------------------------------ */
 /* Connections and schema                                             */
@@ -383,8 +358,7 @@ PGconn *skipq_conn_pg(skipq_conn *conn);
  * $SKIPQ_DATABASE_URL, the config file's `database`, else NULL (libpq's
  * PG* variables). Borrowed from its arguments or the environment.
  */
-const char *skipq_resolve_database(const char *explicit_url,
-                                   const skipq_config *cfg);
+const char *skipq_resolve_database(const char *explicit_url, const skipq_config *cfg);
 
 /* `url` for logs: rebuilt from what libpq parses, with every secret
  * (password, sslpassword, ...) as "****"; a string libpq cannot parse is
@@ -400,8 +374,7 @@ typedef struct skipq_migration_status {
     int known;   /* 0: in the database but unknown to this binary */
 } skipq_migration_status;
 
-typedef void (*skipq_migrate_fn)(const skipq_migration_status *m,
-                                 void *userdata);
+typedef void (*skipq_migrate_fn)(const skipq_migration_status *m, void *userdata);
 
 /*
  * Apply the missing migrations, each in its own transaction, then the
@@ -409,9 +382,8 @@ typedef void (*skipq_migrate_fn)(const skipq_migration_status *m,
  * migrate runs at once apply each migration once. `fn` (may be NULL) is
  * called once per migration applied. *applied_out counts them.
  */
-skipq_rc skipq_migrate(skipq_conn *conn, int *applied_out,
-                       skipq_migrate_fn fn, void *userdata,
-                       skipq_error *err);
+skipq_rc skipq_migrate(skipq_conn *conn, int *applied_out, skipq_migrate_fn fn,
+                       void *userdata, skipq_error *err);
 /*
  * Create or update the roles skipq_producer, skipq_worker and skipq_admin
  * and their grants (docs/security.md), in one transaction under the
@@ -420,8 +392,8 @@ skipq_rc skipq_migrate(skipq_conn *conn, int *applied_out,
  */
 skipq_rc skipq_migrate_roles(skipq_conn *conn, skipq_error *err);
 /* Call fn once per migration, applied or pending or unknown. */
-skipq_rc skipq_migrate_status(skipq_conn *conn, skipq_migrate_fn fn,
-                              void *userdata, skipq_error *err);
+skipq_rc skipq_migrate_status(skipq_conn *conn, skipq_migrate_fn fn, void *userdata,
+                              skipq_error *err);
 /*
  * Is the schema usable by this binary? SKIPQ_ERR_SCHEMA with "run skipq
  * migrate" when a known migration is missing, or "this skipq is older
@@ -444,13 +416,13 @@ skipq_rc skipq_schema_check(skipq_conn *conn, skipq_error *err);
  * would be read.
  */
 typedef struct skipq_enqueue_opts {
-    size_t size;         /* sizeof(skipq_enqueue_opts): the INIT macro's */
-    const char *queue;   /* NULL: "default" */
-    int16_t priority;    /* higher runs first; 0 = normal */
-    int64_t run_at_us;   /* Unix time in microseconds; 0: now */
-    int64_t delay_ms;    /* used when run_at_us is 0: now() + delay */
+    size_t size;          /* sizeof(skipq_enqueue_opts): the INIT macro's */
+    const char *queue;    /* NULL: "default" */
+    int16_t priority;     /* higher runs first; 0 = normal */
+    int64_t run_at_us;    /* Unix time in microseconds; 0: now */
+    int64_t delay_ms;     /* used when run_at_us is 0: now() + delay */
     int32_t max_attempts; /* 0: the worker's default */
-    int has_backoff;     /* 1: use the three fields below */
+    int has_backoff;      /* 1: use the three fields below */
     skipq_backoff backoff;
     int64_t backoff_base_ms;
     int64_t backoff_max_ms;
@@ -458,7 +430,10 @@ typedef struct skipq_enqueue_opts {
     size_t max_payload; /* 0: 1 MiB */
 } skipq_enqueue_opts;
 
-#define SKIPQ_ENQUEUE_OPTS_INIT {.size = sizeof(skipq_enqueue_opts)}
+#define SKIPQ_ENQUEUE_OPTS_INIT            \
+    {                                      \
+        .size = sizeof(skipq_enqueue_opts) \
+    }
 
 /*
  * Enqueue one job; *id_out (may be NULL) receives its id. payload_json
@@ -486,18 +461,15 @@ typedef struct skipq_enqueue_opts {
  * connection every later call returns SKIPQ_ERR_CONNECT. SKIPQ_ERR_STATE
  * if the caller left conn in pipeline mode.
  */
-skipq_rc skipq_enqueue(skipq_conn *conn, const char *kind,
-                       const char *payload_json,
-                       const skipq_enqueue_opts *opts, int64_t *id_out,
-                       skipq_error *err);
+skipq_rc skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
+                       const skipq_enqueue_opts *opts, int64_t *id_out, skipq_error *err);
 
 /*
  * The same on the caller's own libpq connection, inside whatever
  * transaction the caller has open: the job exists only if that
  * transaction commits. Does not begin or end a transaction.
  */
-skipq_rc skipq_enqueue_tx(PGconn *pg, const char *kind,
-                          const char *payload_json,
+skipq_rc skipq_enqueue_tx(PGconn *pg, const char *kind, const char *payload_json,
                           const skipq_enqueue_opts *opts, int64_t *id_out,
                           skipq_error *err);
 
@@ -521,14 +493,11 @@ typedef struct skipq_job_spec {
  * skipq_enqueue_batch() macro, which passes sizeof *jobs (so jobs must
  * be a typed pointer or array, not NULL itself).
  */
-skipq_rc skipq_enqueue_batch_stride(skipq_conn *conn,
-                                    const skipq_job_spec *jobs, size_t n,
-                                    size_t stride,
-                                    const skipq_enqueue_opts *opts,
+skipq_rc skipq_enqueue_batch_stride(skipq_conn *conn, const skipq_job_spec *jobs, size_t n,
+                                    size_t stride, const skipq_enqueue_opts *opts,
                                     skipq_error *err);
-#define skipq_enqueue_batch(conn, jobs, n, opts, err)                       \
-    skipq_enqueue_batch_stride((conn), (jobs), (n), sizeof *(jobs), (opts), \
-                               (err))
+#define skipq_enqueue_batch(conn, jobs, n, opts, err) \
+    skipq_enqueue_batch_stride((conn), (jobs), (n), sizeof *(jobs), (opts), (err))
 
 /*
  * Streaming form of the batch: begin a COPY, add jobs, end it. Used by the
@@ -538,12 +507,10 @@ skipq_rc skipq_enqueue_batch_stride(skipq_conn *conn,
 typedef struct skipq_copy skipq_copy;
 skipq_rc skipq_copy_begin(skipq_conn *conn, const skipq_enqueue_opts *opts,
                           skipq_copy **out, skipq_error *err);
-skipq_rc skipq_copy_add(skipq_copy *cp, const char *kind,
-                        const char *payload_json, size_t len,
-                        skipq_error *err);
+skipq_rc skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_json,
+                        size_t len, skipq_error *err);
 /* Flush and finish the COPY; *count_out gets the rows written. Frees cp. */
-skipq_rc skipq_copy_end(skipq_copy *cp, int64_t *count_out,
-                        skipq_error *err);
+skipq_rc skipq_copy_end(skipq_copy *cp, int64_t *count_out, skipq_error *err);
 /* Abandon the COPY: no row is written. Frees cp. NULL: no-op. */
 void skipq_copy_abort(skipq_copy *cp, const char *why);
 
@@ -555,9 +522,9 @@ typedef struct skipq_worker skipq_worker;
 typedef struct skipq_job skipq_job;
 
 typedef enum skipq_outcome {
-    SKIPQ_JOB_OK = 0,     /* succeeded; the result (if set) is saved */
-    SKIPQ_JOB_ERROR = 1,  /* failed; retried with backoff while attempts last */
-    SKIPQ_JOB_SNOOZE = 2, /* run again after skipq_job_snooze()'s delay,
+    SKIPQ_JOB_OK = 0,        /* succeeded; the result (if set) is saved */
+    SKIPQ_JOB_ERROR = 1,     /* failed; retried with backoff while attempts last */
+    SKIPQ_JOB_SNOOZE = 2,    /* run again after skipq_job_snooze()'s delay,
                              not counted as an attempt */
     SKIPQ_JOB_CANCELLED = 3, /* stopped on request; ends cancelled */
 } skipq_outcome;
@@ -590,8 +557,7 @@ const char *skipq_job_payload_text(const skipq_job *job);
  * was. From json-c values: skipq_job_set_result() in skipq_json.h.
  */
 #define SKIPQ_HAS_RESULT_TEXT 1
-skipq_rc skipq_job_set_result_text(skipq_job *job, const char *json,
-                                   skipq_error *err);
+skipq_rc skipq_job_set_result_text(skipq_job *job, const char *json, skipq_error *err);
 /* Record why the attempt failed (printf-style); returns SKIPQ_JOB_ERROR. */
 skipq_outcome skipq_job_fail(skipq_job *job, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -607,14 +573,12 @@ int skipq_job_should_stop(const skipq_job *job);
  * serves cfg's queues and priority bands, and the command handlers named
  * in cfg. Nothing connects until skipq_worker_run().
  */
-skipq_rc skipq_worker_new(const skipq_config *cfg, skipq_worker **out,
-                          skipq_error *err);
+skipq_rc skipq_worker_new(const skipq_config *cfg, skipq_worker **out, skipq_error *err);
 void skipq_worker_free(skipq_worker *w);
 
 /* Register a C handler for kind. Before run only. */
-skipq_rc skipq_worker_register(skipq_worker *w, const char *kind,
-                               skipq_handler_fn fn, void *userdata,
-                               skipq_error *err);
+skipq_rc skipq_worker_register(skipq_worker *w, const char *kind, skipq_handler_fn fn,
+                               void *userdata, skipq_error *err);
 
 /* Stop after the queue is empty of runnable jobs it can run (--once). */
 void skipq_worker_set_once(skipq_worker *w, int once);
@@ -622,8 +586,7 @@ void skipq_worker_set_once(skipq_worker *w, int once);
  * payload field is set). Off by default. Call before skipq_worker_run. */
 void skipq_worker_set_log_payloads(skipq_worker *w, int on);
 /* Database URL override (else cfg's, then PG*). Copied. */
-skipq_rc skipq_worker_set_database(skipq_worker *w, const char *url,
-                                   skipq_error *err);
+skipq_rc skipq_worker_set_database(skipq_worker *w, const char *url, skipq_error *err);
 
 /*
  * Run until stopped (or, with once, until nothing runnable is left):
@@ -661,8 +624,8 @@ int64_t skipq_worker_id(const skipq_worker *w);
  * starting any threads.
  */
 skipq_rc skipq_supervise(const skipq_config *cfg, const char *database_url,
-                         int (*fn)(void *userdata), void *userdata,
-                         int *status_out, skipq_error *err);
+                         int (*fn)(void *userdata), void *userdata, int *status_out,
+                         skipq_error *err);
 
 /* ------------------------------------------------------------------ */
 /* Introspection                                                      */

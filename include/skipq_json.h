@@ -27,8 +27,8 @@ extern "C" {
  * is the value (NULL for JSON null), the caller's to json_object_put();
  * otherwise *out is NULL and err says "invalid JSON at offset N: ...".
  */
-skipq_rc skipq_json_parse(const char *text, size_t len, int flags,
-                          json_object **out, skipq_error *err);
+skipq_rc skipq_json_parse(const char *text, size_t len, int flags, json_object **out,
+                          skipq_error *err);
 
 /* The payload, parsed. Borrowed: valid during the handler's call. NULL
  * only when out of memory. */

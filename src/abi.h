@@ -35,10 +35,8 @@ typedef enum skipq__in_rc {
 
 /* The sizes of the first release's structs: every caller's is at least
  * this (fields are only added after these). */
-#define SKIPQ__ENQUEUE_OPTS_MIN                                             \
-    (offsetof(skipq_enqueue_opts, max_payload) + sizeof(size_t))
-#define SKIPQ__JOB_SPEC_MIN                                                 \
-    (offsetof(skipq_job_spec, payload_json) + sizeof(const char *))
+#define SKIPQ__ENQUEUE_OPTS_MIN (offsetof(skipq_enqueue_opts, max_payload) + sizeof(size_t))
+#define SKIPQ__JOB_SPEC_MIN (offsetof(skipq_job_spec, payload_json) + sizeof(const char *))
 
 /* dst (dst_size bytes, the library's struct) from src (src_size bytes,
  * the caller's): the common bytes copied, the rest of dst zeroed. */
@@ -71,12 +69,10 @@ skipq__enqueue_opts_in(const skipq_enqueue_opts *in, skipq_enqueue_opts *out)
 
 /* Element i of the caller's array of specs, stride bytes apart. */
 static inline skipq__in_rc
-skipq__job_spec_in(const skipq_job_spec *jobs, size_t stride, size_t i,
-                   skipq_job_spec *out)
+skipq__job_spec_in(const skipq_job_spec *jobs, size_t stride, size_t i, skipq_job_spec *out)
 {
-    return skipq__struct_in(out, sizeof *out,
-                            (const unsigned char *)jobs + i * stride, stride,
-                            SKIPQ__JOB_SPEC_MIN);
+    return skipq__struct_in(out, sizeof *out, (const unsigned char *)jobs + i * stride,
+                            stride, SKIPQ__JOB_SPEC_MIN);
 }
 
 #endif /* SKIPQ_ABI_H */

@@ -31,8 +31,8 @@ mul_sat(int64_t a, int64_t b, int64_t limit)
 }
 
 int64_t
-skipq_backoff_ms(skipq_backoff strategy, int64_t base_ms, int64_t max_ms,
-                 double jitter, int attempt, double random01)
+skipq_backoff_ms(skipq_backoff strategy, int64_t base_ms, int64_t max_ms, double jitter,
+                 int attempt, double random01)
 {
     int64_t cap = max_ms > 0 ? max_ms : INT64_MAX;
     int64_t base = base_ms > 0 ? base_ms : 0;
@@ -85,8 +85,8 @@ skipq_backoff_ms(skipq_backoff strategy, int64_t base_ms, int64_t max_ms,
  * beside the arithmetic they feed, rather than among config.c's getters
  * of one value each. */
 void
-skipq_config_get_backoff(const skipq_config *cfg, skipq_backoff *strategy,
-                         int64_t *base_ms, int64_t *max_ms, double *jitter)
+skipq_config_get_backoff(const skipq_config *cfg, skipq_backoff *strategy, int64_t *base_ms,
+                         int64_t *max_ms, double *jitter)
 {
     if (strategy)
         *strategy = cfg->backoff;

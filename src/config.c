@@ -100,8 +100,7 @@ skipq_config_new(void)
     cfg->max_payload = SKIPQ__DEFAULT_MAX_PAYLOAD;
     cfg->handler_stack_size = SKIPQ__DEFAULT_HANDLER_STACK;
     if (skipq_config_set_queue(cfg, "default", NULL) != SKIPQ_OK ||
-        skipq_config_set_priorities(cfg, "high,normal,low", NULL) !=
-            SKIPQ_OK) {
+        skipq_config_set_priorities(cfg, "high,normal,low", NULL) != SKIPQ_OK) {
         skipq_config_free(cfg);
         return NULL;
     }

@@ -29,7 +29,7 @@
 #define CONFIG_MAX_DEPTH 64
 #define CONFIG_MAX_ANCHORS 1000 /* and as many aliases */
 #define CONFIG_MAX_DIRECTIVES 100
-#define CONFIG_MAX_LIST 1000 /* queues of a worker; handlers */
+#define CONFIG_MAX_LIST 1000      /* queues of a worker; handlers */
 #define CONFIG_EXTRA_VISITS 10000 /* visits an alias may add */
 
 /* ---- the struct's parts (config.c) -------------------------------- */
@@ -53,8 +53,7 @@ struct loader {
     size_t max_visits; /* the document's nodes, plus what aliases may add */
 };
 
-typedef skipq_rc (*key_fn)(struct loader *ld, const char *path,
-                           yaml_node_t *value);
+typedef skipq_rc (*key_fn)(struct loader *ld, const char *path, yaml_node_t *value);
 
 struct key_rule {
     const char *key;
@@ -63,32 +62,27 @@ struct key_rule {
 
 /* The loader's error: SKIPQ_ERR_CONFIG (or NOMEM) with the place; never
  * SKIPQ_OK. */
-skipq_rc skipq__yaml_fail_at(struct loader *ld, const yaml_node_t *node,
-                             skipq_rc code, const char *fmt, ...)
-    SKIPQ__PRINTF(4, 5);
+skipq_rc skipq__yaml_fail_at(struct loader *ld, const yaml_node_t *node, skipq_rc code,
+                             const char *fmt, ...) SKIPQ__PRINTF(4, 5);
 /* A setter's or parser's error, placed at node. */
-skipq_rc skipq__yaml_wrap(struct loader *ld, const yaml_node_t *node,
-                          skipq_rc rc, const skipq_error *inner);
+skipq_rc skipq__yaml_wrap(struct loader *ld, const yaml_node_t *node, skipq_rc rc,
+                          const skipq_error *inner);
 /* A warning through the log hook, placed at node; counted in warnings. */
-void skipq__yaml_warn_at(struct loader *ld, const yaml_node_t *node,
-                         const char *fmt, ...) SKIPQ__PRINTF(3, 4);
+void skipq__yaml_warn_at(struct loader *ld, const yaml_node_t *node, const char *fmt, ...)
+    SKIPQ__PRINTF(3, 4);
 /* "a list", "a mapping" or the scalar quoted, for type errors. */
-const char *skipq__yaml_describe(const yaml_node_t *node, char *buf,
-                                 size_t size);
+const char *skipq__yaml_describe(const yaml_node_t *node, char *buf, size_t size);
 /* node as a C string (never NULL), or an error naming what was expected. */
-skipq_rc skipq__yaml_scalar(struct loader *ld, const yaml_node_t *node,
-                            const char *path, const char *expected,
-                            const char **out);
+skipq_rc skipq__yaml_scalar(struct loader *ld, const yaml_node_t *node, const char *path,
+                            const char *expected, const char **out);
 /* Count n keys or items of node against the budget aliases may exhaust. */
-skipq_rc skipq__yaml_visit(struct loader *ld, const yaml_node_t *node,
-                           size_t n);
+skipq_rc skipq__yaml_visit(struct loader *ld, const yaml_node_t *node, size_t n);
 /* For each pair of map, whether an earlier pair has the same key. Owned
  * by the caller; NULL when out of memory. */
 bool *skipq__yaml_repeated_keys(struct loader *ld, const yaml_node_t *map);
 /* Call the rule for each key of map, in file order; unknown keys warn. */
-skipq_rc skipq__yaml_walk(struct loader *ld, yaml_node_t *map,
-                          const char *prefix, const struct key_rule *rules,
-                          size_t nrules);
+skipq_rc skipq__yaml_walk(struct loader *ld, yaml_node_t *map, const char *prefix,
+                          const struct key_rule *rules, size_t nrules);
 
 /* ---- the key rules (config_keys.c) --------------------------------- */
 

@@ -29,14 +29,13 @@ is_null(const yaml_node_t *node)
         node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
     v = (const char *)node->data.scalar.value;
-    return !*v || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
-           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+    return !*v || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
+           strcmp(v, "NULL") == 0;
 }
 
 /* A decimal integer that fits int: no hex, octal, "1e3" or "1_000". */
 static skipq_rc
-get_int(struct loader *ld, const yaml_node_t *node, const char *path,
-        int *out)
+get_int(struct loader *ld, const yaml_node_t *node, const char *path, int *out)
 {
     const char *s = NULL, *p;
     skipq_rc rc;
@@ -56,27 +55,23 @@ get_int(struct loader *ld, const yaml_node_t *node, const char *path,
             goto bad;
         v = v * 10 + (*p - '0');
         if (v > (long long)INT_MAX + 1)
-            return skipq__yaml_fail_at(
-                ld, node, SKIPQ_ERR_CONFIG, "%s is out of range: %s", path,
-                skipq__yaml_describe(node, buf, sizeof buf));
+            return skipq__yaml_fail_at(ld, node, SKIPQ_ERR_CONFIG, "%s is out of range: %s",
+                                       path, skipq__yaml_describe(node, buf, sizeof buf));
     }
     if (neg)
         v = -v;
     if (v > INT_MAX)
-        return skipq__yaml_fail_at(ld, node, SKIPQ_ERR_CONFIG,
-                                   "%s is out of range: %s", path,
-                                   skipq__yaml_describe(node, buf, sizeof buf));
+        return skipq__yaml_fail_at(ld, node, SKIPQ_ERR_CONFIG, "%s is out of range: %s",
+                                   path, skipq__yaml_describe(node, buf, sizeof buf));
     *out = (int)v;
     return SKIPQ_OK;
 bad:
-    return skipq__yaml_fail_at(ld, node, SKIPQ_ERR_CONFIG,
-                               "%s must be an integer, not %s", path,
-                               skipq__yaml_describe(node, buf, sizeof buf));
+    return skipq__yaml_fail_at(ld, node, SKIPQ_ERR_CONFIG, "%s must be an integer, not %s",
+                               path, skipq__yaml_describe(node, buf, sizeof buf));
 }
 
 static skipq_rc
-get_duration(struct loader *ld, const yaml_node_t *node, const char *path,
-             int64_t *out)
+get_duration(struct loader *ld, const yaml_node_t *node, const char *path, int64_t *out)
 {
     skipq_error e;
     const char *s = NULL;
@@ -95,8 +90,7 @@ get_duration(struct loader *ld, const yaml_node_t *node, const char *path,
  * with a decimal comma would make "0.1" unreadable.
  */
 static skipq_rc
-get_fraction(struct loader *ld, const yaml_node_t *node, const char *path,
-             double *out)
+get_fraction(struct loader *ld, const yaml_node_t *node, const char *path, double *out)
 {
     const char *s = NULL, *p;
     skipq_rc rc;
@@ -127,16 +121,14 @@ get_fraction(struct loader *ld, const yaml_node_t *node, const char *path,
  * in postgresql.conf, whichever spelling (K, KB, KiB) is used.
  */
 static skipq_rc
-get_bytes(struct loader *ld, const yaml_node_t *node, const char *path,
-          size_t *out)
+get_bytes(struct loader *ld, const yaml_node_t *node, const char *path, size_t *out)
 {
     static const struct {
         const char *suffix;
         unsigned shift;
     } units[] = {
-        {"", 0},    {"b", 0},    {"k", 10},   {"kb", 10}, {"kib", 10},
-        {"m", 20},  {"mb", 20},  {"mib", 20}, {"g", 30},  {"gb", 30},
-        {"gib", 30},
+        {"", 0},    {"b", 0},    {"k", 10}, {"kb", 10}, {"kib", 10}, {"m", 20},
+        {"mb", 20}, {"mib", 20}, {"g", 30}, {"gb", 30}, {"gib", 30},
     };
     const char *s = NULL, *p;
     skipq_rc rc;
@@ -161,17 +153,15 @@ get_bytes(struct loader *ld, const yaml_node_t *node, const char *path,
         }
     }
 bad:
-    return skipq__yaml_fail_at(
-        ld, node, SKIPQ_ERR_CONFIG,
-        "invalid size \"%s\": expected a number of bytes, "
-        "optionally followed by KB, MB or GB",
-        s);
+    return skipq__yaml_fail_at(ld, node, SKIPQ_ERR_CONFIG,
+                               "invalid size \"%s\": expected a number of bytes, "
+                               "optionally followed by KB, MB or GB",
+                               s);
 }
 
 /* A section whose value may be left empty ("worker:" alone). */
 static bool
-section(struct loader *ld, const yaml_node_t *node, const char *path,
-        skipq_rc *rc)
+section(struct loader *ld, const yaml_node_t *node, const char *path, skipq_rc *rc)
 {
     char buf[48];
 
@@ -196,8 +186,7 @@ key_database(struct loader *ld, const char *path, yaml_node_t *v)
     const char *s = NULL;
     skipq_rc rc;
 
-    if (!is_null(v) &&
-        (rc = skipq__yaml_scalar(ld, v, path, "a string", &s)) != SKIPQ_OK)
+    if (!is_null(v) && (rc = skipq__yaml_scalar(ld, v, path, "a string", &s)) != SKIPQ_OK)
         return rc;
     if ((rc = skipq_config_set_database(ld->cfg, s, &e)) != SKIPQ_OK)
         return skipq__yaml_wrap(ld, v, rc, &e);
@@ -222,17 +211,17 @@ key_queues(struct loader *ld, const char *path, yaml_node_t *v)
                                        "%s must name at least one queue", path);
         /* each queue added is compared with those before it */
         if (top - it > CONFIG_MAX_LIST)
-            return skipq__yaml_fail_at(
-                ld, v, SKIPQ_ERR_CONFIG, "%s lists %zu queues; the limit is %d",
-                path, (size_t)(top - it), CONFIG_MAX_LIST);
+            return skipq__yaml_fail_at(ld, v, SKIPQ_ERR_CONFIG,
+                                       "%s lists %zu queues; the limit is %d", path,
+                                       (size_t)(top - it), CONFIG_MAX_LIST);
         if ((rc = skipq__yaml_visit(ld, v, (size_t)(top - it))) != SKIPQ_OK)
             return rc;
         for (bool first = true; it < top; it++, first = false) {
             yaml_node_t *item = yaml_document_get_node(ld->doc, *it);
             if (!item)
                 continue;
-            if ((rc = skipq__yaml_scalar(
-                     ld, item, path, "a list of queue names", &s)) != SKIPQ_OK)
+            if ((rc = skipq__yaml_scalar(ld, item, path, "a list of queue names", &s)) !=
+                SKIPQ_OK)
                 return rc;
             rc = first ? skipq_config_set_queue(ld->cfg, s, &e)
                        : skipq_config_add_queue(ld->cfg, s, &e);
@@ -241,8 +230,8 @@ key_queues(struct loader *ld, const char *path, yaml_node_t *v)
         }
         return SKIPQ_OK;
     }
-    if ((rc = skipq__yaml_scalar(ld, v, path, "a queue name or a list of them",
-                                 &s)) != SKIPQ_OK)
+    if ((rc = skipq__yaml_scalar(ld, v, path, "a queue name or a list of them", &s)) !=
+        SKIPQ_OK)
         return rc;
     if ((rc = skipq_config_set_queue(ld->cfg, s, &e)) != SKIPQ_OK)
         return skipq__yaml_wrap(ld, v, rc, &e);
@@ -259,8 +248,7 @@ key_priorities(struct loader *ld, const char *path, yaml_node_t *v)
     size_t len = 0;
 
     if (v->type != YAML_SEQUENCE_NODE) {
-        if ((rc = skipq__yaml_scalar(ld, v, path, "a list of priorities",
-                                     &s)) != SKIPQ_OK)
+        if ((rc = skipq__yaml_scalar(ld, v, path, "a list of priorities", &s)) != SKIPQ_OK)
             return rc;
         if ((rc = skipq_config_set_priorities(ld->cfg, s, &e)) != SKIPQ_OK)
             return skipq__yaml_wrap(ld, v, rc, &e);
@@ -271,8 +259,7 @@ key_priorities(struct loader *ld, const char *path, yaml_node_t *v)
                                    "%s must name at least one band", path);
     if ((rc = skipq__yaml_visit(ld, v,
                                 (size_t)(v->data.sequence.items.top -
-                                         v->data.sequence.items.start))) !=
-        SKIPQ_OK)
+                                         v->data.sequence.items.start))) != SKIPQ_OK)
         return rc;
     /* check each item where it stands, so an error points at the item,
      * then hand the setter the same comma-separated form the CLI uses */
@@ -283,15 +270,14 @@ key_priorities(struct loader *ld, const char *path, yaml_node_t *v)
 
         if (!item)
             continue;
-        if ((rc = skipq__yaml_scalar(ld, item, path, "a list of priorities",
-                                     &s)) != SKIPQ_OK)
+        if ((rc = skipq__yaml_scalar(ld, item, path, "a list of priorities", &s)) !=
+            SKIPQ_OK)
             return rc;
         if (strchr(s, ',') || !*s)
-            return skipq__yaml_fail_at(
-                ld, item, SKIPQ_ERR_CONFIG,
-                "unrecognized priority \"%s\": use high, normal, "
-                "low or a number",
-                s);
+            return skipq__yaml_fail_at(ld, item, SKIPQ_ERR_CONFIG,
+                                       "unrecognized priority \"%s\": use high, normal, "
+                                       "low or a number",
+                                       s);
         if ((rc = skipq_parse_priority_band(s, &lo, &hi, &e)) != SKIPQ_OK)
             return skipq__yaml_wrap(ld, item, rc, &e);
         len += strlen(s) + 1;
@@ -342,32 +328,31 @@ key_prefetch(struct loader *ld, const char *path, yaml_node_t *v)
     skipq_rc rc;
     int n = 0;
 
-    if (v->type == YAML_SCALAR_NODE && strcmp((const char *)v->data.scalar.value, "auto") == 0)
+    if (v->type == YAML_SCALAR_NODE &&
+        strcmp((const char *)v->data.scalar.value, "auto") == 0)
         n = SKIPQ_PREFETCH_AUTO;
     else if ((rc = get_int(ld, v, path, &n)) != SKIPQ_OK)
         return rc;
     else if (n < 0) /* -1 is the C API's "auto", not a YAML spelling */
-        return skipq__yaml_fail_at(
-            ld, v, SKIPQ_ERR_CONFIG,
-            "%s must be \"auto\" or between 0 and %d, not %d", path,
-            MAX_PREFETCH, n);
+        return skipq__yaml_fail_at(ld, v, SKIPQ_ERR_CONFIG,
+                                   "%s must be \"auto\" or between 0 and %d, not %d", path,
+                                   MAX_PREFETCH, n);
     if ((rc = skipq_config_set_prefetch(ld->cfg, n, &e)) != SKIPQ_OK)
         return skipq__yaml_wrap(ld, v, rc, &e);
     return SKIPQ_OK;
 }
 
-#define KEY_DURATION(name, setter)                                           \
-    static skipq_rc name(struct loader *ld, const char *path,               \
-                         yaml_node_t *v)                                    \
-    {                                                                       \
-        skipq_error e;                                                      \
-        skipq_rc rc;                                                        \
-        int64_t ms = 0;                                                     \
-        if ((rc = get_duration(ld, v, path, &ms)) != SKIPQ_OK)              \
-            return rc;                                                      \
-        if ((rc = setter(ld->cfg, ms, &e)) != SKIPQ_OK)                     \
-            return skipq__yaml_wrap(ld, v, rc, &e);                         \
-        return SKIPQ_OK;                                                    \
+#define KEY_DURATION(name, setter)                                            \
+    static skipq_rc name(struct loader *ld, const char *path, yaml_node_t *v) \
+    {                                                                         \
+        skipq_error e;                                                        \
+        skipq_rc rc;                                                          \
+        int64_t ms = 0;                                                       \
+        if ((rc = get_duration(ld, v, path, &ms)) != SKIPQ_OK)                \
+            return rc;                                                        \
+        if ((rc = setter(ld->cfg, ms, &e)) != SKIPQ_OK)                       \
+            return skipq__yaml_wrap(ld, v, rc, &e);                           \
+        return SKIPQ_OK;                                                      \
     }
 
 KEY_DURATION(key_poll_interval, skipq_config_set_poll_interval)
@@ -383,8 +368,7 @@ key_on_success(struct loader *ld, const char *path, yaml_node_t *v)
     const char *s = NULL;
     skipq_rc rc;
 
-    if ((rc = skipq__yaml_scalar(ld, v, path, "keep or delete", &s)) !=
-        SKIPQ_OK)
+    if ((rc = skipq__yaml_scalar(ld, v, path, "keep or delete", &s)) != SKIPQ_OK)
         return rc;
     if (strcmp(s, "keep") == 0)
         ld->cfg->on_success = SKIPQ_ON_SUCCESS_KEEP;
@@ -392,8 +376,7 @@ key_on_success(struct loader *ld, const char *path, yaml_node_t *v)
         ld->cfg->on_success = SKIPQ_ON_SUCCESS_DELETE;
     else
         return skipq__yaml_fail_at(ld, v, SKIPQ_ERR_CONFIG,
-                                   "unknown %s \"%s\": use keep or delete",
-                                   path, s);
+                                   "unknown %s \"%s\": use keep or delete", path, s);
     return SKIPQ_OK;
 }
 
@@ -406,8 +389,7 @@ key_handler_stack_size(struct loader *ld, const char *path, yaml_node_t *v)
 
     if ((rc = get_bytes(ld, v, path, &bytes)) != SKIPQ_OK)
         return rc;
-    if ((rc = skipq_config_set_handler_stack_size(ld->cfg, bytes, &e)) !=
-        SKIPQ_OK)
+    if ((rc = skipq_config_set_handler_stack_size(ld->cfg, bytes, &e)) != SKIPQ_OK)
         return skipq__yaml_wrap(ld, v, rc, &e);
     return SKIPQ_OK;
 }
@@ -446,12 +428,12 @@ key_max_attempts(struct loader *ld, const char *path, yaml_node_t *v)
 /* The backoff keys each change one field and go through the one setter,
  * with the other fields as they stand. */
 static skipq_rc
-set_backoff_field(struct loader *ld, yaml_node_t *v, int strategy,
-                  int64_t base, int64_t max, double jitter)
+set_backoff_field(struct loader *ld, yaml_node_t *v, int strategy, int64_t base,
+                  int64_t max, double jitter)
 {
     skipq_error e;
-    skipq_rc rc = skipq_config_set_backoff(ld->cfg, (skipq_backoff)strategy,
-                                           base, max, jitter, &e);
+    skipq_rc rc = skipq_config_set_backoff(ld->cfg, (skipq_backoff)strategy, base, max,
+                                           jitter, &e);
     return rc != SKIPQ_OK ? skipq__yaml_wrap(ld, v, rc, &e) : SKIPQ_OK;
 }
 
@@ -464,16 +446,14 @@ key_strategy(struct loader *ld, const char *path, yaml_node_t *v)
 
     if ((rc = skipq__yaml_scalar(ld, v, path, "a strategy", &s)) != SKIPQ_OK)
         return rc;
-    for (int i = 0; i < (int)(sizeof strategy_names / sizeof *strategy_names);
-         i++)
+    for (int i = 0; i < (int)(sizeof strategy_names / sizeof *strategy_names); i++)
         if (strcasecmp(s, strategy_names[i]) == 0)
-            return set_backoff_field(ld, v, i, c->backoff_base_ms,
-                                     c->backoff_max_ms, c->jitter);
-    return skipq__yaml_fail_at(
-        ld, v, SKIPQ_ERR_CONFIG,
-        "unknown backoff strategy \"%s\": use fixed, linear or "
-        "exponential",
-        s);
+            return set_backoff_field(ld, v, i, c->backoff_base_ms, c->backoff_max_ms,
+                                     c->jitter);
+    return skipq__yaml_fail_at(ld, v, SKIPQ_ERR_CONFIG,
+                               "unknown backoff strategy \"%s\": use fixed, linear or "
+                               "exponential",
+                               s);
 }
 
 static skipq_rc
@@ -484,8 +464,8 @@ key_base(struct loader *ld, const char *path, yaml_node_t *v)
     skipq_rc rc = get_duration(ld, v, path, &ms);
 
     return rc != SKIPQ_OK ? rc
-                          : set_backoff_field(ld, v, (int)c->backoff, ms,
-                                              c->backoff_max_ms, c->jitter);
+                          : set_backoff_field(ld, v, (int)c->backoff, ms, c->backoff_max_ms,
+                                              c->jitter);
 }
 
 static skipq_rc
@@ -496,9 +476,8 @@ key_max(struct loader *ld, const char *path, yaml_node_t *v)
     skipq_rc rc = get_duration(ld, v, path, &ms);
 
     return rc != SKIPQ_OK ? rc
-                          : set_backoff_field(ld, v, (int)c->backoff,
-                                              c->backoff_base_ms, ms,
-                                              c->jitter);
+                          : set_backoff_field(ld, v, (int)c->backoff, c->backoff_base_ms,
+                                              ms, c->jitter);
 }
 
 static skipq_rc
@@ -509,8 +488,7 @@ key_jitter(struct loader *ld, const char *path, yaml_node_t *v)
     skipq_rc rc = get_fraction(ld, v, path, &j);
 
     return rc != SKIPQ_OK ? rc
-                          : set_backoff_field(ld, v, (int)c->backoff,
-                                              c->backoff_base_ms,
+                          : set_backoff_field(ld, v, (int)c->backoff, c->backoff_base_ms,
                                               c->backoff_max_ms, j);
 }
 
@@ -538,14 +516,12 @@ load_persistent(struct loader *ld, const char *kind, const char *path,
 
     snprintf(kpath, sizeof kpath, "%s.persistent", path);
     if (persistent &&
-        (rc = skipq__yaml_scalar(ld, persistent, kpath, "true or false",
-                                 &s)) != SKIPQ_OK)
+        (rc = skipq__yaml_scalar(ld, persistent, kpath, "true or false", &s)) != SKIPQ_OK)
         return rc;
     if (s && strcmp(s, "true") != 0 && strcmp(s, "false") != 0)
-        return skipq__yaml_fail_at(
-            ld, persistent, SKIPQ_ERR_CONFIG,
-            "%s must be true or false, not %s", kpath,
-            skipq__yaml_describe(persistent, buf, sizeof buf));
+        return skipq__yaml_fail_at(ld, persistent, SKIPQ_ERR_CONFIG,
+                                   "%s must be true or false, not %s", kpath,
+                                   skipq__yaml_describe(persistent, buf, sizeof buf));
     snprintf(kpath, sizeof kpath, "%s.processes", path);
     if (processes && (rc = get_int(ld, processes, kpath, &n)) != SKIPQ_OK)
         return rc;
@@ -553,19 +529,15 @@ load_persistent(struct loader *ld, const char *kind, const char *path,
         if (!processes)
             return SKIPQ_OK;
         return skipq__yaml_fail_at(ld, processes, SKIPQ_ERR_CONFIG,
-                                   "%s needs %s.persistent: true", kpath,
-                                   path);
+                                   "%s needs %s.persistent: true", kpath, path);
     }
-    if ((rc = skipq_config_set_handler_persistent(ld->cfg, kind, n, &e)) !=
-        SKIPQ_OK)
-        return skipq__yaml_wrap(ld, processes ? processes : persistent, rc,
-                                &e);
+    if ((rc = skipq_config_set_handler_persistent(ld->cfg, kind, n, &e)) != SKIPQ_OK)
+        return skipq__yaml_wrap(ld, processes ? processes : persistent, rc, &e);
     return SKIPQ_OK;
 }
 
 static skipq_rc
-load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
-             yaml_node_t *v)
+load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node, yaml_node_t *v)
 {
     yaml_node_t *command = NULL, *timeout = NULL;
     yaml_node_t *persistent = NULL, *processes = NULL;
@@ -579,14 +551,12 @@ load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
     if ((rc = skipq_check_name("kind", kind, &e)) != SKIPQ_OK)
         return skipq__yaml_wrap(ld, kind_node, rc, &e);
     if (v->type != YAML_MAPPING_NODE)
-        return skipq__yaml_fail_at(
-            ld, v, SKIPQ_ERR_CONFIG,
-            "%s must be a mapping with a command, not %s", path,
-            skipq__yaml_describe(v, buf, sizeof buf));
+        return skipq__yaml_fail_at(ld, v, SKIPQ_ERR_CONFIG,
+                                   "%s must be a mapping with a command, not %s", path,
+                                   skipq__yaml_describe(v, buf, sizeof buf));
     if ((rc = skipq__yaml_visit(ld, v,
                                 (size_t)(v->data.mapping.pairs.top -
-                                         v->data.mapping.pairs.start))) !=
-        SKIPQ_OK)
+                                         v->data.mapping.pairs.start))) != SKIPQ_OK)
         return rc;
     /* collect first: the setter takes the command and timeout together */
     for (yaml_node_pair_t *pair = v->data.mapping.pairs.start;
@@ -597,8 +567,7 @@ load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
 
         if (!k || !val)
             continue;
-        if ((rc = skipq__yaml_scalar(ld, k, "a key", "a string", &key)) !=
-            SKIPQ_OK)
+        if ((rc = skipq__yaml_scalar(ld, k, "a key", "a string", &key)) != SKIPQ_OK)
             return rc;
         if (strcmp(key, "command") == 0) {
             command = val;
@@ -609,8 +578,7 @@ load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
         } else if (strcmp(key, "processes") == 0) {
             processes = val;
         } else {
-            skipq__yaml_warn_at(ld, k, "unknown key \"%s.%s\" ignored", path,
-                                key);
+            skipq__yaml_warn_at(ld, k, "unknown key \"%s.%s\" ignored", path, key);
         }
     }
     if (timeout) {
@@ -635,27 +603,23 @@ load_handler(struct loader *ld, const char *kind, yaml_node_t *kind_node,
         if ((rc = skipq__yaml_visit(ld, command, n)) != SKIPQ_OK)
             return rc;
         if (!(argv = calloc(n + 1, sizeof *argv)))
-            return skipq__yaml_fail_at(ld, command, SKIPQ_ERR_NOMEM,
-                                       "out of memory");
+            return skipq__yaml_fail_at(ld, command, SKIPQ_ERR_NOMEM, "out of memory");
         for (; i < n; i++) {
             yaml_node_t *item = yaml_document_get_node(ld->doc, start[i]);
             if (!item) {
                 rc = skipq__yaml_fail_at(ld, command, SKIPQ_ERR_CONFIG,
-                                         "handler \"%s\" has a broken command",
-                                         kind);
+                                         "handler \"%s\" has a broken command", kind);
                 goto out;
             }
-            if ((rc = skipq__yaml_scalar(ld, item, path, "a list of strings",
-                                         &argv[i])) != SKIPQ_OK)
+            if ((rc = skipq__yaml_scalar(ld, item, path, "a list of strings", &argv[i])) !=
+                SKIPQ_OK)
                 goto out;
         }
-        rc = skipq_config_set_handler_command(ld->cfg, kind, argv, timeout_ms,
-                                              &e);
+        rc = skipq_config_set_handler_command(ld->cfg, kind, argv, timeout_ms, &e);
     } else {
         const char *s = NULL;
 
-        if ((rc = skipq__yaml_scalar(ld, command, path, "a command", &s)) !=
-            SKIPQ_OK)
+        if ((rc = skipq__yaml_scalar(ld, command, path, "a command", &s)) != SKIPQ_OK)
             return rc;
         rc = skipq_config_set_handler_shell(ld->cfg, kind, s, timeout_ms, &e);
     }
@@ -695,12 +659,11 @@ key_handlers(struct loader *ld, const char *path, yaml_node_t *v)
 
         if (!k || !val)
             continue;
-        if ((rc = skipq__yaml_scalar(ld, k, "a handler kind", "a string",
-                                     &kind)) != SKIPQ_OK)
+        if ((rc = skipq__yaml_scalar(ld, k, "a handler kind", "a string", &kind)) !=
+            SKIPQ_OK)
             break;
         if (dup[pair - start])
-            skipq__yaml_warn_at(
-                ld, k, "duplicate handler \"%s\": the last one wins", kind);
+            skipq__yaml_warn_at(ld, k, "duplicate handler \"%s\": the last one wins", kind);
         rc = load_handler(ld, kind, k, val);
     }
     free(dup);
@@ -718,8 +681,7 @@ key_older_than(struct loader *ld, const char *path, yaml_node_t *v)
 
     if ((rc = get_duration(ld, v, path, &ms)) != SKIPQ_OK)
         return rc;
-    rc = skipq_config_set_recover_defaults(ld->cfg, ms, ld->cfg->recover_limit,
-                                           &e);
+    rc = skipq_config_set_recover_defaults(ld->cfg, ms, ld->cfg->recover_limit, &e);
     return rc != SKIPQ_OK ? skipq__yaml_wrap(ld, v, rc, &e) : SKIPQ_OK;
 }
 
@@ -732,9 +694,7 @@ key_limit(struct loader *ld, const char *path, yaml_node_t *v)
 
     if ((rc = get_int(ld, v, path, &n)) != SKIPQ_OK)
         return rc;
-    rc = skipq_config_set_recover_defaults(ld->cfg,
-                                           ld->cfg->recover_older_than_ms, n,
-                                           &e);
+    rc = skipq_config_set_recover_defaults(ld->cfg, ld->cfg->recover_older_than_ms, n, &e);
     return rc != SKIPQ_OK ? skipq__yaml_wrap(ld, v, rc, &e) : SKIPQ_OK;
 }
 
@@ -767,14 +727,13 @@ static const struct key_rule limits_rules[] = {
 
 #define NRULES(r) (sizeof(r) / sizeof((r)[0]))
 
-#define ON_SECTION(name, rules)                                             \
-    static skipq_rc name(struct loader *ld, const char *path,               \
-                         yaml_node_t *v)                                    \
-    {                                                                       \
-        skipq_rc rc;                                                        \
-        if (!section(ld, v, path, &rc))                                     \
-            return rc;                                                      \
-        return skipq__yaml_walk(ld, v, path, rules, NRULES(rules));         \
+#define ON_SECTION(name, rules)                                               \
+    static skipq_rc name(struct loader *ld, const char *path, yaml_node_t *v) \
+    {                                                                         \
+        skipq_rc rc;                                                          \
+        if (!section(ld, v, path, &rc))                                       \
+            return rc;                                                        \
+        return skipq__yaml_walk(ld, v, path, rules, NRULES(rules));           \
     }
 
 ON_SECTION(on_worker, worker_rules)
@@ -783,9 +742,8 @@ ON_SECTION(on_recover, recover_rules)
 ON_SECTION(on_limits, limits_rules)
 
 static const struct key_rule top_rules[] = {
-    {"database", key_database}, {"worker", on_worker},
-    {"retry", on_retry},       {"handlers", key_handlers},
-    {"recover", on_recover},   {"limits", on_limits},
+    {"database", key_database}, {"worker", on_worker},   {"retry", on_retry},
+    {"handlers", key_handlers}, {"recover", on_recover}, {"limits", on_limits},
 };
 
 skipq_rc

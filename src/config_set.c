@@ -43,19 +43,16 @@ check_duration(const char *what, int64_t ms, int64_t min, skipq_error *err)
     if (ms < min)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
                            min > 0 ? "%s must be positive, not %" PRId64 "ms"
-                                   : "%s must not be negative, not %" PRId64
-                                     "ms",
+                                   : "%s must not be negative, not %" PRId64 "ms",
                            what, ms);
     if (ms > MAX_DURATION_MS)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "%s must be at most 36500d, not %" PRId64 "ms",
-                           what, ms);
+                           "%s must be at most 36500d, not %" PRId64 "ms", what, ms);
     return SKIPQ_OK;
 }
 
 skipq_rc
-skipq_config_set_database(skipq_config *cfg, const char *url,
-                          skipq_error *err)
+skipq_config_set_database(skipq_config *cfg, const char *url, skipq_error *err)
 {
     char *copy = NULL;
 
@@ -70,8 +67,7 @@ skipq_config_set_database(skipq_config *cfg, const char *url,
 }
 
 skipq_rc
-skipq_config_set_queue(skipq_config *cfg, const char *queue,
-                       skipq_error *err)
+skipq_config_set_queue(skipq_config *cfg, const char *queue, skipq_error *err)
 {
     skipq_rc rc;
     char **v;
@@ -93,8 +89,7 @@ skipq_config_set_queue(skipq_config *cfg, const char *queue,
 }
 
 skipq_rc
-skipq_config_add_queue(skipq_config *cfg, const char *queue,
-                       skipq_error *err)
+skipq_config_add_queue(skipq_config *cfg, const char *queue, skipq_error *err)
 {
     skipq_rc rc;
     char **v, *copy;
@@ -120,8 +115,7 @@ skipq_config_add_queue(skipq_config *cfg, const char *queue,
 }
 
 skipq_rc
-skipq_config_set_priorities(skipq_config *cfg, const char *bands,
-                            skipq_error *err)
+skipq_config_set_priorities(skipq_config *cfg, const char *bands, skipq_error *err)
 {
     skipq_rc rc = SKIPQ_OK;
     char *given = NULL, *work = NULL, *item;
@@ -190,8 +184,8 @@ skipq_config_set_concurrency(skipq_config *cfg, int n, skipq_error *err)
         return skipq__no_config(err);
     if (n < 1 || n > MAX_CONCURRENCY)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "concurrency must be between 1 and %d, not %d",
-                           MAX_CONCURRENCY, n);
+                           "concurrency must be between 1 and %d, not %d", MAX_CONCURRENCY,
+                           n);
     cfg->concurrency = n;
     return SKIPQ_OK;
 }
@@ -211,26 +205,24 @@ skipq_config_set_prefetch(skipq_config *cfg, int n, skipq_error *err)
 
 /* The duration setters differ only in name, field and whether 0 is
  * meaningful ("off") or a mistake (a busy loop, an instant lease). */
-#define DURATION_SETTER(fn, field, name, min)                               \
-    skipq_rc fn(skipq_config *cfg, int64_t ms, skipq_error *err)            \
-    {                                                                       \
-        skipq_rc rc;                                                        \
-        if (!cfg)                                                           \
-            return skipq__no_config(err);                                   \
-        if ((rc = check_duration(name, ms, min, err)) != SKIPQ_OK)          \
-            return rc;                                                      \
-        cfg->field = ms;                                                    \
-        return SKIPQ_OK;                                                    \
+#define DURATION_SETTER(fn, field, name, min)                      \
+    skipq_rc fn(skipq_config *cfg, int64_t ms, skipq_error *err)   \
+    {                                                              \
+        skipq_rc rc;                                               \
+        if (!cfg)                                                  \
+            return skipq__no_config(err);                          \
+        if ((rc = check_duration(name, ms, min, err)) != SKIPQ_OK) \
+            return rc;                                             \
+        cfg->field = ms;                                           \
+        return SKIPQ_OK;                                           \
     }
 
-DURATION_SETTER(skipq_config_set_poll_interval, poll_interval_ms,
-                "poll_interval", 1)
+DURATION_SETTER(skipq_config_set_poll_interval, poll_interval_ms, "poll_interval", 1)
 DURATION_SETTER(skipq_config_set_heartbeat_interval, heartbeat_interval_ms,
                 "heartbeat_interval", 1)
-DURATION_SETTER(skipq_config_set_lease_timeout, lease_timeout_ms,
-                "lease_timeout", 1)
-DURATION_SETTER(skipq_config_set_shutdown_timeout, shutdown_timeout_ms,
-                "shutdown_timeout", 0)
+DURATION_SETTER(skipq_config_set_lease_timeout, lease_timeout_ms, "lease_timeout", 1)
+DURATION_SETTER(skipq_config_set_shutdown_timeout, shutdown_timeout_ms, "shutdown_timeout",
+                0)
 DURATION_SETTER(skipq_config_set_retention, retention_ms, "retention", 0)
 DURATION_SETTER(skipq_config_set_vacuum_interval, vacuum_interval_ms, "vacuum_interval", 0)
 
@@ -252,8 +244,8 @@ skipq_config_set_max_attempts(skipq_config *cfg, int n, skipq_error *err)
     if (!cfg)
         return skipq__no_config(err);
     if (n < 1)
-        return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "max_attempts must be 1 or more, not %d", n);
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "max_attempts must be 1 or more, not %d",
+                           n);
     cfg->max_attempts = n;
     return SKIPQ_OK;
 }
@@ -264,24 +256,22 @@ skipq_config_set_max_attempts(skipq_config *cfg, int n, skipq_error *err)
  * a time.
  */
 skipq_rc
-skipq_config_set_backoff(skipq_config *cfg, skipq_backoff strategy,
-                         int64_t base_ms, int64_t max_ms, double jitter,
-                         skipq_error *err)
+skipq_config_set_backoff(skipq_config *cfg, skipq_backoff strategy, int64_t base_ms,
+                         int64_t max_ms, double jitter, skipq_error *err)
 {
     skipq_rc rc;
 
     if (!cfg)
         return skipq__no_config(err);
-    if ((int)strategy < SKIPQ_BACKOFF_FIXED ||
-        (int)strategy > SKIPQ_BACKOFF_EXPONENTIAL)
-        return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "unknown backoff strategy %d", (int)strategy);
+    if ((int)strategy < SKIPQ_BACKOFF_FIXED || (int)strategy > SKIPQ_BACKOFF_EXPONENTIAL)
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "unknown backoff strategy %d",
+                           (int)strategy);
     if ((rc = check_duration("backoff base", base_ms, 0, err)) != SKIPQ_OK ||
         (rc = check_duration("backoff max", max_ms, 0, err)) != SKIPQ_OK)
         return rc;
     if (!(jitter >= 0 && jitter <= 1)) /* NaN fails both */
-        return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "jitter must be between 0 and 1, not %g", jitter);
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "jitter must be between 0 and 1, not %g",
+                           jitter);
     cfg->backoff = strategy;
     cfg->backoff_base_ms = base_ms;
     cfg->backoff_max_ms = max_ms;
@@ -302,13 +292,11 @@ skipq_config_set_handler_command(skipq_config *cfg, const char *kind,
     if ((rc = skipq_check_name("kind", kind, err)) != SKIPQ_OK)
         return rc;
     if (!argv || !argv[0])
-        return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "handler \"%s\" needs a command", kind);
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "handler \"%s\" needs a command", kind);
     if (!argv[0][0])
         return skipq__fail(err, SKIPQ_ERR_INVALID,
                            "handler \"%s\": the program name is empty", kind);
-    if ((rc = check_duration("handler timeout", timeout_ms, 0, err)) !=
-        SKIPQ_OK)
+    if ((rc = check_duration("handler timeout", timeout_ms, 0, err)) != SKIPQ_OK)
         return rc;
 
     h.timeout_ms = timeout_ms;
@@ -326,8 +314,7 @@ skipq_config_set_handler_command(skipq_config *cfg, const char *kind,
             return SKIPQ_OK;
         }
     }
-    skipq__handler_cfg *v =
-        realloc(cfg->handlers, (cfg->nhandlers + 1) * sizeof *v);
+    skipq__handler_cfg *v = realloc(cfg->handlers, (cfg->nhandlers + 1) * sizeof *v);
     if (!v) {
         skipq__handler_cfg_free(&h);
         return nomem(err);
@@ -341,8 +328,8 @@ skipq_config_set_handler_command(skipq_config *cfg, const char *kind,
 static bool
 plain_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || strchr("-_./:,+@%^", c) != NULL;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr("-_./:,+@%^", c) != NULL;
 }
 
 /* Starts like something execve() runs itself: an ELF image or a "#!"
@@ -422,9 +409,8 @@ direct_argv(const char *command, bool *oom)
 }
 
 skipq_rc
-skipq_config_set_handler_shell(skipq_config *cfg, const char *kind,
-                               const char *command, int64_t timeout_ms,
-                               skipq_error *err)
+skipq_config_set_handler_shell(skipq_config *cfg, const char *kind, const char *command,
+                               int64_t timeout_ms, skipq_error *err)
 {
     const char *argv[] = {"/bin/sh", "-c", command, NULL};
     char **direct;
@@ -437,8 +423,7 @@ skipq_config_set_handler_shell(skipq_config *cfg, const char *kind,
         rc = skipq_check_name("kind", kind, err);
         return rc != SKIPQ_OK ? rc
                               : skipq__fail(err, SKIPQ_ERR_INVALID,
-                                            "handler \"%s\" needs a command",
-                                            kind);
+                                            "handler \"%s\" needs a command", kind);
     }
     direct = direct_argv(command, &oom);
     if (oom)
@@ -453,8 +438,8 @@ skipq_config_set_handler_shell(skipq_config *cfg, const char *kind,
 }
 
 skipq_rc
-skipq_config_set_handler_persistent(skipq_config *cfg, const char *kind,
-                                    int processes, skipq_error *err)
+skipq_config_set_handler_persistent(skipq_config *cfg, const char *kind, int processes,
+                                    skipq_error *err)
 {
     skipq_rc rc;
 
@@ -475,20 +460,18 @@ skipq_config_set_handler_persistent(skipq_config *cfg, const char *kind,
         }
     }
     return skipq__fail(err, SKIPQ_ERR_INVALID,
-                       "handler \"%s\" has no command: set its command first",
-                       kind);
+                       "handler \"%s\" has no command: set its command first", kind);
 }
 
 skipq_rc
-skipq_config_set_recover_defaults(skipq_config *cfg, int64_t older_than_ms,
-                                  int limit, skipq_error *err)
+skipq_config_set_recover_defaults(skipq_config *cfg, int64_t older_than_ms, int limit,
+                                  skipq_error *err)
 {
     skipq_rc rc;
 
     if (!cfg)
         return skipq__no_config(err);
-    if ((rc = check_duration("recover older_than", older_than_ms, 0, err)) !=
-        SKIPQ_OK)
+    if ((rc = check_duration("recover older_than", older_than_ms, 0, err)) != SKIPQ_OK)
         return rc;
     if (limit < 1)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
@@ -499,8 +482,7 @@ skipq_config_set_recover_defaults(skipq_config *cfg, int64_t older_than_ms,
 }
 
 skipq_rc
-skipq_config_set_max_payload(skipq_config *cfg, size_t bytes,
-                             skipq_error *err)
+skipq_config_set_max_payload(skipq_config *cfg, size_t bytes, skipq_error *err)
 {
     if (!cfg)
         return skipq__no_config(err);
@@ -514,8 +496,7 @@ skipq_config_set_max_payload(skipq_config *cfg, size_t bytes,
 }
 
 skipq_rc
-skipq_config_set_handler_stack_size(skipq_config *cfg, size_t bytes,
-                                    skipq_error *err)
+skipq_config_set_handler_stack_size(skipq_config *cfg, size_t bytes, skipq_error *err)
 {
     if (!cfg)
         return skipq__no_config(err);

@@ -58,8 +58,7 @@ skipq__yaml_wrap(struct loader *ld, const yaml_node_t *node, skipq_rc rc,
 }
 
 void
-skipq__yaml_warn_at(struct loader *ld, const yaml_node_t *node, const char *fmt,
-                    ...)
+skipq__yaml_warn_at(struct loader *ld, const yaml_node_t *node, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -68,8 +67,8 @@ skipq__yaml_warn_at(struct loader *ld, const yaml_node_t *node, const char *fmt,
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     ld->cfg->warnings++;
-    skipq__log(SKIPQ_LOG_WARN, "config \"%s\": line %lu, column %lu: %s",
-               ld->name, line_of(node), column_of(node), msg);
+    skipq__log(SKIPQ_LOG_WARN, "config \"%s\": line %lu, column %lu: %s", ld->name,
+               line_of(node), column_of(node), msg);
 }
 
 /* "a list", "a mapping" or the scalar quoted, for type errors. */
@@ -83,8 +82,7 @@ skipq__yaml_describe(const yaml_node_t *node, char *buf, size_t size)
     if (node->type != YAML_SCALAR_NODE)
         return "nothing";
     if (node->data.scalar.length > 40)
-        snprintf(buf, size, "\"%.36s...\"",
-                 (const char *)node->data.scalar.value);
+        snprintf(buf, size, "\"%.36s...\"", (const char *)node->data.scalar.value);
     else
         snprintf(buf, size, "\"%s\"", (const char *)node->data.scalar.value);
     return buf;
@@ -99,12 +97,11 @@ skipq__yaml_scalar(struct loader *ld, const yaml_node_t *node, const char *path,
 
     *out = ""; /* never NULL, also on the error paths */
     if (node->type != YAML_SCALAR_NODE)
-        return skipq__yaml_fail_at(ld, node, SKIPQ_ERR_CONFIG,
-                                   "%s must be %s, not %s", path, expected,
+        return skipq__yaml_fail_at(ld, node, SKIPQ_ERR_CONFIG, "%s must be %s, not %s",
+                                   path, expected,
                                    skipq__yaml_describe(node, buf, sizeof buf));
     /* "\0" is valid YAML; C strings would silently cut it short */
-    if (strlen((const char *)node->data.scalar.value) !=
-        node->data.scalar.length)
+    if (strlen((const char *)node->data.scalar.value) != node->data.scalar.length)
         return skipq__yaml_fail_at(ld, node, SKIPQ_ERR_CONFIG,
                                    "%s must not contain a NUL character", path);
     *out = (const char *)node->data.scalar.value;
@@ -119,11 +116,10 @@ skipq__yaml_visit(struct loader *ld, const yaml_node_t *node, size_t n)
     ld->visits += n;
     if (ld->visits <= ld->max_visits)
         return SKIPQ_OK;
-    return skipq__yaml_fail_at(
-        ld, node, SKIPQ_ERR_CONFIG,
-        "aliases repeat more keys and items than the config holds "
-        "(%zu)",
-        ld->max_visits);
+    return skipq__yaml_fail_at(ld, node, SKIPQ_ERR_CONFIG,
+                               "aliases repeat more keys and items than the config holds "
+                               "(%zu)",
+                               ld->max_visits);
 }
 
 struct key_ref {
@@ -201,19 +197,15 @@ skipq__yaml_walk(struct loader *ld, yaml_node_t *map, const char *prefix,
         if (!k || !v)
             continue;
         if (k->type != YAML_SCALAR_NODE) {
-            rc = skipq__yaml_fail_at(ld, k, SKIPQ_ERR_CONFIG,
-                                     "keys must be strings%s%s",
+            rc = skipq__yaml_fail_at(ld, k, SKIPQ_ERR_CONFIG, "keys must be strings%s%s",
                                      *prefix ? " in " : "", prefix);
             break;
         }
-        if ((rc = skipq__yaml_scalar(ld, k, "a key", "a string", &key)) !=
-            SKIPQ_OK)
+        if ((rc = skipq__yaml_scalar(ld, k, "a key", "a string", &key)) != SKIPQ_OK)
             break;
-        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "",
-                 key);
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", key);
         if (dup[pair - start])
-            skipq__yaml_warn_at(
-                ld, k, "duplicate key \"%s\": the last one wins", path);
+            skipq__yaml_warn_at(ld, k, "duplicate key \"%s\": the last one wins", path);
         for (i = 0; i < nrules; i++)
             if (strcmp(rules[i].key, key) == 0)
                 break;
@@ -235,36 +227,32 @@ syntax_error(const yaml_parser_t *p, const char *name, skipq_error *err)
 
     if (p->error == YAML_MEMORY_ERROR)
         return skipq__fail(err, SKIPQ_ERR_NOMEM,
-                           "could not load config \"%s\": out of memory",
-                           name);
+                           "could not load config \"%s\": out of memory", name);
     if (p->error == YAML_READER_ERROR)
         return skipq__fail(err, SKIPQ_ERR_CONFIG,
-                           "could not load config \"%s\": byte %zu: %s",
-                           name, p->problem_offset, problem);
+                           "could not load config \"%s\": byte %zu: %s", name,
+                           p->problem_offset, problem);
     if (p->context)
-        return skipq__fail(
-            err, SKIPQ_ERR_CONFIG,
-            "could not load config \"%s\": line %lu, column %lu: %s %s "
-            "started at line %lu, column %lu",
-            name, (unsigned long)p->problem_mark.line + 1,
-            (unsigned long)p->problem_mark.column + 1, problem, p->context,
-            (unsigned long)p->context_mark.line + 1,
-            (unsigned long)p->context_mark.column + 1);
+        return skipq__fail(err, SKIPQ_ERR_CONFIG,
+                           "could not load config \"%s\": line %lu, column %lu: %s %s "
+                           "started at line %lu, column %lu",
+                           name, (unsigned long)p->problem_mark.line + 1,
+                           (unsigned long)p->problem_mark.column + 1, problem, p->context,
+                           (unsigned long)p->context_mark.line + 1,
+                           (unsigned long)p->context_mark.column + 1);
     return skipq__fail(err, SKIPQ_ERR_CONFIG,
-                       "could not load config \"%s\": line %lu, column %lu: %s",
-                       name, (unsigned long)p->problem_mark.line + 1,
+                       "could not load config \"%s\": line %lu, column %lu: %s", name,
+                       (unsigned long)p->problem_mark.line + 1,
                        (unsigned long)p->problem_mark.column + 1, problem);
 }
 
 /* The precheck's error, at the event's place. */
 static skipq_rc
-fail_at_mark(const char *name, yaml_mark_t mark, skipq_error *err,
-             const char *what)
+fail_at_mark(const char *name, yaml_mark_t mark, skipq_error *err, const char *what)
 {
     return skipq__fail(err, SKIPQ_ERR_CONFIG,
-                       "could not load config \"%s\": line %lu, column %lu: %s",
-                       name, (unsigned long)mark.line + 1,
-                       (unsigned long)mark.column + 1, what);
+                       "could not load config \"%s\": line %lu, column %lu: %s", name,
+                       (unsigned long)mark.line + 1, (unsigned long)mark.column + 1, what);
 }
 
 /*
@@ -286,8 +274,7 @@ precheck(const char *yaml, size_t len, const char *name, skipq_error *err)
 
     /* libyaml takes any '%' at the start of a line for a directive */
     for (size_t i = 0; i < len; i++) {
-        if (yaml[i] == '%' && (i == 0 || yaml[i - 1] == '\n' ||
-                               yaml[i - 1] == '\r') &&
+        if (yaml[i] == '%' && (i == 0 || yaml[i - 1] == '\n' || yaml[i - 1] == '\r') &&
             ++directives > CONFIG_MAX_DIRECTIVES) {
             unsigned long line = 1;
             for (size_t j = 0; j < i; j++)
@@ -300,8 +287,7 @@ precheck(const char *yaml, size_t len, const char *name, skipq_error *err)
     }
     if (!yaml_parser_initialize(&parser))
         return skipq__fail(err, SKIPQ_ERR_NOMEM,
-                           "could not load config \"%s\": out of memory",
-                           name);
+                           "could not load config \"%s\": out of memory", name);
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
     for (;;) {
         const yaml_char_t *anchor = NULL;
@@ -334,15 +320,13 @@ precheck(const char *yaml, size_t len, const char *name, skipq_error *err)
             break;
         case YAML_ALIAS_EVENT:
             if (++aliases > CONFIG_MAX_ANCHORS)
-                snprintf(what, sizeof what, "more than %d aliases",
-                         CONFIG_MAX_ANCHORS);
+                snprintf(what, sizeof what, "more than %d aliases", CONFIG_MAX_ANCHORS);
             break;
         default:
             break;
         }
         if (anchor && ++anchors > CONFIG_MAX_ANCHORS)
-            snprintf(what, sizeof what, "more than %d anchors",
-                     CONFIG_MAX_ANCHORS);
+            snprintf(what, sizeof what, "more than %d anchors", CONFIG_MAX_ANCHORS);
         if (what[0])
             rc = fail_at_mark(name, ev.start_mark, err, what);
         done = ev.type == YAML_STREAM_END_EVENT;
@@ -355,8 +339,7 @@ precheck(const char *yaml, size_t len, const char *name, skipq_error *err)
 }
 
 static skipq_rc
-load_document(skipq_config *work, yaml_parser_t *parser, const char *name,
-              skipq_error *err)
+load_document(skipq_config *work, yaml_parser_t *parser, const char *name, skipq_error *err)
 {
     yaml_document_t doc, extra;
     yaml_node_t *root;
@@ -372,14 +355,13 @@ load_document(skipq_config *work, yaml_parser_t *parser, const char *name,
                          "could not load config \"%s\": file is empty", name);
         goto out;
     }
-    struct loader ld = {work, &doc, name, err, 0,
-                        (size_t)(doc.nodes.top - doc.nodes.start) +
-                            CONFIG_EXTRA_VISITS};
+    struct loader ld = {
+        work, &doc, name,
+        err,  0,    (size_t)(doc.nodes.top - doc.nodes.start) + CONFIG_EXTRA_VISITS};
     if (root->type != YAML_MAPPING_NODE) {
-        rc = skipq__yaml_fail_at(
-            &ld, root, SKIPQ_ERR_CONFIG,
-            "the top level must be a mapping of settings, not %s",
-            skipq__yaml_describe(root, buf, sizeof buf));
+        rc = skipq__yaml_fail_at(&ld, root, SKIPQ_ERR_CONFIG,
+                                 "the top level must be a mapping of settings, not %s",
+                                 skipq__yaml_describe(root, buf, sizeof buf));
         goto out;
     }
     if ((rc = skipq__config_apply(&ld, root)) != SKIPQ_OK)
@@ -411,8 +393,8 @@ too_large(const char *name, skipq_error *err)
 }
 
 skipq_rc
-skipq_config_load_string(skipq_config *cfg, const char *yaml, size_t len,
-                         const char *name, skipq_error *err)
+skipq_config_load_string(skipq_config *cfg, const char *yaml, size_t len, const char *name,
+                         skipq_error *err)
 {
     yaml_parser_t parser;
     skipq_config *work;
@@ -430,17 +412,13 @@ skipq_config_load_string(skipq_config *cfg, const char *yaml, size_t len,
         return rc;
     if (!(work = skipq__config_dup(cfg)))
         return skipq__fail(err, SKIPQ_ERR_NOMEM,
-                           "could not load config \"%s\": out of memory",
-                           name);
+                           "could not load config \"%s\": out of memory", name);
     if (!yaml_parser_initialize(&parser)) {
         skipq_config_free(work);
         return skipq__fail(err, SKIPQ_ERR_NOMEM,
-                           "could not load config \"%s\": out of memory",
-                           name);
+                           "could not load config \"%s\": out of memory", name);
     }
-    yaml_parser_set_input_string(&parser,
-                                 (const unsigned char *)(yaml ? yaml : ""),
-                                 len);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(yaml ? yaml : ""), len);
     rc = load_document(work, &parser, name, err);
     yaml_parser_delete(&parser);
     if (rc == SKIPQ_OK) {
@@ -465,11 +443,9 @@ skipq_config_load(skipq_config *cfg, const char *path, skipq_error *err)
     skipq_rc rc;
 
     if (!path)
-        return skipq__fail(err, SKIPQ_ERR_CONFIG,
-                           "could not load config: no file name");
+        return skipq__fail(err, SKIPQ_ERR_CONFIG, "could not load config: no file name");
     if (!(f = fopen(path, "rb")))
-        return skipq__fail(err, SKIPQ_ERR_CONFIG,
-                           "could not load config \"%s\": %s", path,
+        return skipq__fail(err, SKIPQ_ERR_CONFIG, "could not load config \"%s\": %s", path,
                            strerror(errno));
     /* one byte past the limit tells a file at the limit from a longer
      * one, /dev/zero included, without reading on */
@@ -480,8 +456,7 @@ skipq_config_load(skipq_config *cfg, const char *path, skipq_error *err)
                 cap = CONFIG_MAX_BYTES + 1;
             if (!(grown = realloc(buf, cap))) {
                 rc = skipq__fail(err, SKIPQ_ERR_NOMEM,
-                                 "could not load config \"%s\": out of memory",
-                                 path);
+                                 "could not load config \"%s\": out of memory", path);
                 goto out;
             }
             buf = grown;
@@ -493,8 +468,7 @@ skipq_config_load(skipq_config *cfg, const char *path, skipq_error *err)
     }
     if (ferror(f)) {
         /* e.g. EISDIR: fopen succeeds on a directory, reading fails */
-        rc = skipq__fail(err, SKIPQ_ERR_CONFIG,
-                         "could not load config \"%s\": %s", path,
+        rc = skipq__fail(err, SKIPQ_ERR_CONFIG, "could not load config \"%s\": %s", path,
                          strerror(errno ? errno : EIO));
         goto out;
     }

@@ -59,9 +59,8 @@ sb_put_encoded(strbuf *b, const char *p, const char *keep)
 
     for (; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-            (c >= '0' && c <= '9') || strchr("-._~", c) ||
-            (keep && strchr(keep, c))) {
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-._~", c) || (keep && strchr(keep, c))) {
             sb_putn(b, p, 1);
         } else {
             char e[3] = {'%', hex[c >> 4], hex[c & 0xF]};
@@ -101,8 +100,7 @@ static bool
 secret_option(const PQconninfoOption *o)
 {
     return (o->dispchar && o->dispchar[0] == '*') ||
-           strstr(o->keyword, "password") != NULL ||
-           strstr(o->keyword, "secret") != NULL;
+           strstr(o->keyword, "password") != NULL || strstr(o->keyword, "secret") != NULL;
 }
 
 /* dbname may itself be a connection string (libpq expands it in some
@@ -266,9 +264,8 @@ rebuild(const char *url, const char *scheme, bool hide_userinfo, int depth)
                 secret_set = true;
         /* one port for several hosts, or as many ports as hosts, fit
          * host:port items; anything else goes as parameters as given */
-        in_authority =
-            !ports || !hosts || count_items(ports) == 1 ||
-            count_items(ports) == count_items(hosts);
+        in_authority = !ports || !hosts || count_items(ports) == 1 ||
+                       count_items(ports) == count_items(hosts);
         if (hosts && hosts[0] == '\0')
             in_authority = false;
         sb_puts(&b, scheme);
@@ -295,10 +292,9 @@ rebuild(const char *url, const char *scheme, bool hide_userinfo, int depth)
         }
         for (const PQconninfoOption *o = opts; o->keyword; o++) {
             if (!o->val || strcmp(o->keyword, "user") == 0 ||
-                strcmp(o->keyword, "password") == 0 ||
-                strcmp(o->keyword, "dbname") == 0 ||
-                (in_authority && (strcmp(o->keyword, "host") == 0 ||
-                                  strcmp(o->keyword, "port") == 0)))
+                strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "dbname") == 0 ||
+                (in_authority &&
+                 (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "port") == 0)))
                 continue;
             sb_putn(&b, first ? "?" : "&", 1);
             sb_puts(&b, o->keyword);
@@ -413,11 +409,10 @@ check_conninfo(const char *url, skipq_error *err)
         if (!errmsg)
             return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
         /* libpq's words up to the first quote: what follows it is ours */
-        snprintf(what, sizeof what, "%.*s", (int)strcspn(errmsg, "\"\n"),
-                 errmsg);
+        snprintf(what, sizeof what, "%.*s", (int)strcspn(errmsg, "\"\n"), errmsg);
         PQfreemem(errmsg);
-        for (size_t n = strlen(what);
-             n > 0 && (what[n - 1] == ' ' || what[n - 1] == ':'); n--)
+        for (size_t n = strlen(what); n > 0 && (what[n - 1] == ' ' || what[n - 1] == ':');
+             n--)
             what[n - 1] = '\0';
         return skipq__fail(err, SKIPQ_ERR_CONNECT,
                            "could not connect: libpq cannot parse the "
@@ -476,8 +471,7 @@ skipq__connect(const char *url, PGconn **out, skipq_error *err)
         for (char *p = msg; *p; p++)
             if (*p == '\n')
                 *p = p[1] ? ' ' : '\0';
-        rc = skipq__fail(err, SKIPQ_ERR_CONNECT,
-                         "could not connect to %s: %s",
+        rc = skipq__fail(err, SKIPQ_ERR_CONNECT, "could not connect to %s: %s",
                          masked ? masked : "the database", msg);
         free(masked);
         PQfinish(pg);

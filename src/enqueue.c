@@ -69,11 +69,10 @@ skipq_check_name(const char *what, const char *name, skipq_error *err)
     n = strlen(name);
     if (n > SKIPQ_NAME_MAX)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "%s is %zu bytes long; the limit is %d bytes",
-                           what, n, SKIPQ_NAME_MAX);
+                           "%s is %zu bytes long; the limit is %d bytes", what, n,
+                           SKIPQ_NAME_MAX);
     if (utf8_valid_upto((const unsigned char *)name, n) != n)
-        return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "%s is not valid UTF-8 (byte %zu)", what,
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "%s is not valid UTF-8 (byte %zu)", what,
                            utf8_valid_upto((const unsigned char *)name, n));
     return SKIPQ_OK;
 }
@@ -89,8 +88,7 @@ skipq__payload_limit(size_t max)
 }
 
 skipq_rc
-skipq_check_payload(const char *json, size_t len, size_t max,
-                    skipq_error *err)
+skipq_check_payload(const char *json, size_t len, size_t max, skipq_error *err)
 {
     json_object *obj = NULL;
     skipq_rc rc = SKIPQ_OK;
@@ -102,11 +100,9 @@ skipq_check_payload(const char *json, size_t len, size_t max,
     max = skipq__payload_limit(max);
     if (len > max)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "payload is %zu bytes, more than the limit of %zu",
-                           len, max);
+                           "payload is %zu bytes, more than the limit of %zu", len, max);
     if ((nul = memchr(json, '\0', len)) != NULL)
-        return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "invalid JSON at offset %zu: NUL byte",
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "invalid JSON at offset %zu: NUL byte",
                            (size_t)(nul - json));
     if ((bad = utf8_valid_upto((const unsigned char *)json, len)) != len)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
@@ -114,12 +110,10 @@ skipq_check_payload(const char *json, size_t len, size_t max,
     if (skipq__json_object_fast(json, len))
         return SKIPQ_OK; /* the common case, without a parse (jsonscan.c) */
     /* the same depth limit as every later reader of the payload (json.c) */
-    if ((rc = skipq_json_parse(json, len, JSON_TOKENER_STRICT, &obj, err)) !=
-        SKIPQ_OK)
+    if ((rc = skipq_json_parse(json, len, JSON_TOKENER_STRICT, &obj, err)) != SKIPQ_OK)
         return rc;
     if (!json_object_is_type(obj, json_type_object))
-        rc = skipq__fail(err, SKIPQ_ERR_INVALID,
-                         "payload must be a JSON object, not %s",
+        rc = skipq__fail(err, SKIPQ_ERR_INVALID, "payload must be a JSON object, not %s",
                          json_type_to_name(json_object_get_type(obj)));
     json_object_put(obj);
     return rc;
@@ -133,15 +127,14 @@ check_opts(const skipq_enqueue_opts *o, skipq_error *err)
     if (o->queue && (rc = skipq_check_name("queue", o->queue, err)) != SKIPQ_OK)
         return rc;
     if (o->max_attempts < 0)
-        return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "max_attempts must be 1 or more, not %d",
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "max_attempts must be 1 or more, not %d",
                            (int)o->max_attempts);
     if (o->delay_ms < 0 || o->timeout_ms < 0 ||
         (o->has_backoff && (o->backoff_base_ms < 0 || o->backoff_max_ms < 0)))
         return skipq__fail(err, SKIPQ_ERR_INVALID,
                            "delays and timeouts must not be negative");
-    if (o->has_backoff && (o->backoff < SKIPQ_BACKOFF_FIXED ||
-                           o->backoff > SKIPQ_BACKOFF_EXPONENTIAL))
+    if (o->has_backoff &&
+        (o->backoff < SKIPQ_BACKOFF_FIXED || o->backoff > SKIPQ_BACKOFF_EXPONENTIAL))
         return skipq__fail(err, SKIPQ_ERR_INVALID, "unknown backoff strategy %d",
                            (int)o->backoff);
     return SKIPQ_OK;
@@ -248,8 +241,7 @@ read_id(PGconn *pg, PGresult *res, int64_t *id_out, skipq_error *err)
 
 skipq_rc
 skipq_enqueue_tx(PGconn *pg, const char *kind, const char *payload_json,
-                 const skipq_enqueue_opts *opts, int64_t *id_out,
-                 skipq_error *err)
+                 const skipq_enqueue_opts *opts, int64_t *id_out, skipq_error *err)
 {
     skipq_enqueue_opts o;
     enq_params p;
@@ -372,8 +364,10 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
         else if (PQresultStatus(notify) == PGRES_TUPLES_OK)
             conn->pipelined_left -= conn->pipelined_left > 0;
         else
-            skipq__log(SKIPQ_LOG_WARN, "job %lld is enqueued, but its NOTIFY failed: "
-                       "workers will find it when they poll", (long long)id);
+            skipq__log(SKIPQ_LOG_WARN,
+                       "job %lld is enqueued, but its NOTIFY failed: "
+                       "workers will find it when they poll",
+                       (long long)id);
     } else {
         rc = skipq__db_fail(err, pg, why, "could not enqueue job");
     }
@@ -422,8 +416,10 @@ enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_err
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (state && strcmp(state, "54000") == 0 && PQstatus(conn->pg) == CONNECTION_OK &&
         PQtransactionStatus(conn->pg) == PQTRANS_IDLE) {
-        skipq__log(SKIPQ_LOG_WARN, "enqueue: %s (SQLSTATE 54000); trying again with the "
-                   "NOTIFY after the commit", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+        skipq__log(SKIPQ_LOG_WARN,
+                   "enqueue: %s (SQLSTATE 54000); trying again with the "
+                   "NOTIFY after the commit",
+                   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
         PQclear(res);
         conn->pipelined_left = ENQ_PIPELINED_RUN;
         return enqueue_then_notify(conn, p, id_out, err);
@@ -440,13 +436,16 @@ enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_err
     if (id_out)
         *id_out = id;
     if (!done) {
-        skipq__stmt_run(conn->pg, conn->unnamed, SKIPQ__STMT_NOTIFY, NULL, 1, &p->v[2], &res);
+        skipq__stmt_run(conn->pg, conn->unnamed, SKIPQ__STMT_NOTIFY, NULL, 1, &p->v[2],
+                        &res);
         conn->pipelined_left = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
                                    ? pipelined_after(res)
                                    : ENQ_PIPELINED_RUN;
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
-            skipq__log(SKIPQ_LOG_WARN, "job %lld is enqueued, but its NOTIFY failed: "
-                       "workers will find it when they poll", (long long)id);
+            skipq__log(SKIPQ_LOG_WARN,
+                       "job %lld is enqueued, but its NOTIFY failed: "
+                       "workers will find it when they poll",
+                       (long long)id);
         PQclear(res);
     }
     return SKIPQ_OK;
@@ -481,8 +480,7 @@ take_producer_lock(skipq_conn *conn)
 
 skipq_rc
 skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
-              const skipq_enqueue_opts *opts, int64_t *id_out,
-              skipq_error *err)
+              const skipq_enqueue_opts *opts, int64_t *id_out, skipq_error *err)
 {
     skipq_enqueue_opts o;
     enq_params p;

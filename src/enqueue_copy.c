@@ -16,16 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 struct skipq_copy {
     PGconn *pg;
     skipq_enqueue_opts opts;
-    char *tail;       /* escaped "\tqueue\tpriority...\n" ending every row */
+    char *tail; /* escaped "\tqueue\tpriority...\n" ending every row */
     size_t tail_len;
-    char *buf;        /* COPY_BUF bytes, sent whenever full */
+    char *buf; /* COPY_BUF bytes, sent whenever full */
     size_t len;
     int64_t rows;
-    bool broken;      /* a send failed: what reached the server is unknown */
+    bool broken; /* a send failed: what reached the server is unknown */
 };
 
 /*
@@ -76,11 +75,24 @@ escape_into(char *o, const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         switch (c) {
-        case '\\': *o++ = '\\'; *o++ = '\\'; break;
-        case '\n': *o++ = '\\'; *o++ = 'n'; break;
-        case '\r': *o++ = '\\'; *o++ = 'r'; break;
-        case '\t': *o++ = '\\'; *o++ = 't'; break;
-        default: *o++ = c;
+        case '\\':
+            *o++ = '\\';
+            *o++ = '\\';
+            break;
+        case '\n':
+            *o++ = '\\';
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = '\\';
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = '\\';
+            *o++ = 't';
+            break;
+        default:
+            *o++ = c;
         }
     }
     return (size_t)(o - start);
@@ -89,8 +101,7 @@ escape_into(char *o, const char *s, size_t n)
 static skipq_rc
 broken(skipq_error *err)
 {
-    return skipq__fail(err, SKIPQ_ERR_STATE,
-                       "could not send jobs: an earlier send failed");
+    return skipq__fail(err, SKIPQ_ERR_STATE, "could not send jobs: an earlier send failed");
 }
 
 static skipq_rc
@@ -140,8 +151,7 @@ put(skipq_copy *cp, const char *s, size_t n, bool escape, skipq_error *err)
 
 /* The run_at every row of this COPY gets, as text; the server's clock. */
 static skipq_rc
-copy_run_at(PGconn *pg, const skipq_enqueue_opts *o, char *out, size_t n,
-            skipq_error *err)
+copy_run_at(PGconn *pg, const skipq_enqueue_opts *o, char *out, size_t n, skipq_error *err)
 {
     char a[24], b[24];
     const char *v[2] = {a, b};
@@ -162,8 +172,8 @@ copy_run_at(PGconn *pg, const skipq_enqueue_opts *o, char *out, size_t n,
 }
 
 skipq_rc
-skipq_copy_begin(skipq_conn *conn, const skipq_enqueue_opts *opts,
-                 skipq_copy **out, skipq_error *err)
+skipq_copy_begin(skipq_conn *conn, const skipq_enqueue_opts *opts, skipq_copy **out,
+                 skipq_error *err)
 {
     skipq_enqueue_opts opts_in;
     const skipq_enqueue_opts *o = &opts_in;
@@ -242,8 +252,8 @@ skipq_copy_begin(skipq_conn *conn, const skipq_enqueue_opts *opts,
 }
 
 skipq_rc
-skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_json,
-               size_t len, skipq_error *err)
+skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_json, size_t len,
+               skipq_error *err)
 {
     skipq_rc rc;
 
@@ -264,8 +274,8 @@ skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_json,
     size_t row = klen + 1 + len + cp->tail_len;
     if (len <= skipq__payload_limit(cp->opts.max_payload) && row > COPY_LINE_MAX)
         return row_too_long(row, err);
-    if ((rc = skipq_check_payload(payload_json, len, cp->opts.max_payload,
-                                   err)) != SKIPQ_OK)
+    if ((rc = skipq_check_payload(payload_json, len, cp->opts.max_payload, err)) !=
+        SKIPQ_OK)
         return rc;
     /* counted only when escaping could make it too long */
     if (2 * (klen + len) + 1 + cp->tail_len > COPY_LINE_MAX &&
@@ -349,9 +359,8 @@ bad_spec(skipq__in_rc why, size_t stride, skipq_error *err)
 }
 
 skipq_rc
-skipq_enqueue_batch_stride(skipq_conn *conn, const skipq_job_spec *jobs,
-                           size_t n, size_t stride,
-                           const skipq_enqueue_opts *opts, skipq_error *err)
+skipq_enqueue_batch_stride(skipq_conn *conn, const skipq_job_spec *jobs, size_t n,
+                           size_t stride, const skipq_enqueue_opts *opts, skipq_error *err)
 {
     skipq_copy *cp = NULL;
     skipq_job_spec spec;

@@ -10,8 +10,7 @@
 /* The caller's options (NULL: the defaults) read by the caller's size
  * into *out (abi.h), then checked: queue name, attempts, delays,
  * backoff. */
-skipq_rc skipq__enqueue_opts_read(const skipq_enqueue_opts *opts,
-                                  skipq_enqueue_opts *out,
+skipq_rc skipq__enqueue_opts_read(const skipq_enqueue_opts *opts, skipq_enqueue_opts *out,
                                   skipq_error *err) SKIPQ__WUR;
 
 /* max_payload as set (0: the default), within the ceiling, which also

@@ -60,19 +60,16 @@ skipq_rc_from_sqlstate(const char *sqlstate)
 {
     /* 22: data exception (bad JSON, bad value); 23: a CHECK or other
      * integrity constraint: the input was wrong, not the database. */
-    if (sqlstate && (strncmp(sqlstate, "22", 2) == 0 ||
-                     strncmp(sqlstate, "23", 2) == 0))
+    if (sqlstate && (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0))
         return SKIPQ_ERR_INVALID;
     return SKIPQ_ERR_DB;
 }
 
 skipq_rc
-skipq__db_fail(skipq_error *err, PGconn *pg, const PGresult *res,
-               const char *fmt, ...)
+skipq__db_fail(skipq_error *err, PGconn *pg, const PGresult *res, const char *fmt, ...)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *primary =
-        res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     char what[256], msg[384];
     va_list ap;
     skipq_rc code = skipq_rc_from_sqlstate(state);
@@ -87,8 +84,8 @@ skipq__db_fail(skipq_error *err, PGconn *pg, const PGresult *res,
     else
         snprintf(msg, sizeof msg, "%s",
                  res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
-                 : pg ? PQerrorMessage(pg)
-                      : "no connection");
+                 : pg                              ? PQerrorMessage(pg)
+                                                   : "no connection");
     /* libpq ends messages with a newline; ours are one line */
     for (char *p = msg; *p; p++)
         if (*p == '\n')

@@ -60,8 +60,7 @@ utf8_decode(const unsigned char *s, uint32_t *cp)
 static bool
 needs_escape(uint32_t c)
 {
-    return c < 0x20 || (c >= 0x7F && c <= 0x9F) ||
-           c == 0x061C ||                  /* arabic letter mark */
+    return c < 0x20 || (c >= 0x7F && c <= 0x9F) || c == 0x061C || /* arabic letter mark */
            c == 0x200E || c == 0x200F ||   /* left/right-to-left mark */
            (c >= 0x202A && c <= 0x202E) || /* embeddings and overrides */
            (c >= 0x2066 && c <= 0x2069) || /* isolates */

@@ -49,8 +49,11 @@ skipq__sanitize_utf8(char *s)
     unsigned char *p = (unsigned char *)s;
     while (*p) {
         unsigned char c = *p;
-        size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2
-                   : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        size_t len = c < 0x80             ? 1
+                     : (c & 0xE0) == 0xC0 ? 2
+                     : (c & 0xF0) == 0xE0 ? 3
+                     : (c & 0xF8) == 0xF0 ? 4
+                                          : 0;
         bool ok = len > 0;
         for (size_t k = 1; ok && k < len; k++)
             ok = (p[k] & 0xC0) == 0x80;
@@ -99,8 +102,7 @@ buf_add(buf *b, const char *d, size_t n, size_t max, bool keep_tail)
     b->p[b->len] = '\0';
 }
 
-static char *
-env_entry(const char *name, const char *fmt, ...) SKIPQ__PRINTF(2, 3);
+static char *env_entry(const char *name, const char *fmt, ...) SKIPQ__PRINTF(2, 3);
 static char *
 env_entry(const char *name, const char *fmt, ...)
 {
@@ -120,9 +122,9 @@ static const char *
 signame(int sig)
 {
     static const char *const names[] = {
-        [SIGHUP] = "SIGHUP", [SIGINT] = "SIGINT", [SIGQUIT] = "SIGQUIT",
-        [SIGILL] = "SIGILL", [SIGABRT] = "SIGABRT", [SIGBUS] = "SIGBUS",
-        [SIGFPE] = "SIGFPE", [SIGKILL] = "SIGKILL", [SIGSEGV] = "SIGSEGV",
+        [SIGHUP] = "SIGHUP",   [SIGINT] = "SIGINT",   [SIGQUIT] = "SIGQUIT",
+        [SIGILL] = "SIGILL",   [SIGABRT] = "SIGABRT", [SIGBUS] = "SIGBUS",
+        [SIGFPE] = "SIGFPE",   [SIGKILL] = "SIGKILL", [SIGSEGV] = "SIGSEGV",
         [SIGPIPE] = "SIGPIPE", [SIGALRM] = "SIGALRM", [SIGTERM] = "SIGTERM",
     };
     if (sig > 0 && sig < (int)(sizeof names / sizeof names[0]) && names[sig])
@@ -197,7 +199,8 @@ skipq__reaper_tell(exec_pool *p, int op, pid_t pgid)
      */
     if (!atomic_exchange(&p->reaper_failed, true)) {
         kill(p->reaper_pid, SIGKILL);
-        skipq__log(SKIPQ_LOG_WARN, "the handler reaper (pid %d) stopped answering: %s; "
+        skipq__log(SKIPQ_LOG_WARN,
+                   "the handler reaper (pid %d) stopped answering: %s; "
                    "children of commands may now outlive a killed worker",
                    (int)p->reaper_pid, strerror(errno));
     }
@@ -213,8 +216,8 @@ close_from(int from)
         return;
 #endif
     struct rlimit rl;
-    int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
-                  ? (int)rl.rlim_cur : 65536;
+    int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur
+                                                                        : 65536;
     for (int fd = from; fd < max; fd++)
         close(fd);
 }
@@ -425,13 +428,12 @@ drain(int *fd, buf *b, size_t max, bool keep_tail)
     }
 }
 
-
 /* One running command: its pipes, its process, and what it said. */
 typedef struct command {
     int in[2], out[2], err[2];
-    pid_t pid;   /* -1: not started */
-    int pidfd;   /* -1: none (poll its status instead) */
-    int status;  /* waitpid's */
+    pid_t pid;  /* -1: not started */
+    int pidfd;  /* -1: none (poll its status instead) */
+    int status; /* waitpid's */
     buf obuf, ebuf;
     size_t in_off, in_len;
     bool exited, killed_for_stop;
@@ -524,10 +526,14 @@ pump_pipes(skipq_job *job, command *c, int *ip_out, struct pollfd *p)
     int n = 0, io = -1, ie = -1, ii = -1, ip = -1;
     char chunk[16384];
 
-    if (c->out[0] >= 0) p[io = n++] = (struct pollfd){c->out[0], POLLIN, 0};
-    if (c->err[0] >= 0) p[ie = n++] = (struct pollfd){c->err[0], POLLIN, 0};
-    if (c->in[1] >= 0) p[ii = n++] = (struct pollfd){c->in[1], POLLOUT, 0};
-    if (!c->exited && c->pidfd >= 0) p[ip = n++] = (struct pollfd){c->pidfd, POLLIN, 0};
+    if (c->out[0] >= 0)
+        p[io = n++] = (struct pollfd){c->out[0], POLLIN, 0};
+    if (c->err[0] >= 0)
+        p[ie = n++] = (struct pollfd){c->err[0], POLLIN, 0};
+    if (c->in[1] >= 0)
+        p[ii = n++] = (struct pollfd){c->in[1], POLLOUT, 0};
+    if (!c->exited && c->pidfd >= 0)
+        p[ip = n++] = (struct pollfd){c->pidfd, POLLIN, 0};
     int64_t now = skipq__now_ms();
     int64_t until = now + 100;
     if (!c->exited && c->pidfd < 0)
@@ -675,7 +681,11 @@ command_outcome(skipq_job *job, command *c)
 void
 skipq__run_command(exec_pool *pool, skipq_job *job)
 {
-    command c = {.in = {-1, -1}, .out = {-1, -1}, .err = {-1, -1}, .pid = -1, .pidfd = -1,
+    command c = {.in = {-1, -1},
+                 .out = {-1, -1},
+                 .err = {-1, -1},
+                 .pid = -1,
+                 .pidfd = -1,
                  .in_len = strlen(job->payload_text)};
 
     if (start_command(pool, job, &c)) {
@@ -685,9 +695,12 @@ skipq__run_command(exec_pool *pool, skipq_job *job)
     if (c.pid < 0 && job->outcome == SKIPQ_JOB_OK)
         job->outcome = SKIPQ_JOB_ERROR;
     for (int i = 0; i < 2; i++) {
-        if (c.in[i] >= 0) close(c.in[i]);
-        if (c.out[i] >= 0) close(c.out[i]);
-        if (c.err[i] >= 0) close(c.err[i]);
+        if (c.in[i] >= 0)
+            close(c.in[i]);
+        if (c.out[i] >= 0)
+            close(c.out[i]);
+        if (c.err[i] >= 0)
+            close(c.err[i]);
     }
     if (c.pidfd >= 0)
         close(c.pidfd);

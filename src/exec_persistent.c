@@ -31,9 +31,9 @@ extern char **environ;
 #define RESULT_MAX (1 << 20)                /* bytes of result, as commands */
 #define LINE_MAX_BYTES (RESULT_MAX + 65536) /* an answer line, at most */
 #define STDERR_TAIL 2000                    /* bytes of stderr kept */
-#define STOP_GRACE_MS 2000 /* SIGTERM, then SIGKILL, on a cancel or stop */
-#define EXIT_WAIT_MS 200   /* a process that closed a pipe: exiting? */
-#define QUIESCE_MS 1000    /* idle processes' time to exit at a stop */
+#define STOP_GRACE_MS 2000                  /* SIGTERM, then SIGKILL, on a cancel or stop */
+#define EXIT_WAIT_MS 200                    /* a process that closed a pipe: exiting? */
+#define QUIESCE_MS 1000                     /* idle processes' time to exit at a stop */
 #define PROC_ENV 3
 
 typedef struct pbuf {
@@ -292,8 +292,7 @@ proc_env(const struct persist_set *s, const skipq_job *job)
     char *own[PROC_ENV] = {NULL, NULL, NULL};
     if (asprintf(&own[0], "SKIPQ_JOB_KIND=%s", s->kind) < 0)
         own[0] = NULL;
-    if (asprintf(&own[1], "SKIPQ_JOB_WORKER=%lld",
-                 (long long)skipq_worker_id(job->w)) < 0)
+    if (asprintf(&own[1], "SKIPQ_JOB_WORKER=%lld", (long long)skipq_worker_id(job->w)) < 0)
         own[1] = NULL;
     own[2] = strdup("SKIPQ_PERSISTENT=1");
     for (int i = 0; i < PROC_ENV; i++) {
@@ -321,8 +320,7 @@ free_env(char **envp)
 
 /* Start pr; 0, or an errno value. */
 static int
-proc_start(exec_pool *pool, const struct persist_set *s, proc *pr,
-           const skipq_job *job)
+proc_start(exec_pool *pool, const struct persist_set *s, proc *pr, const skipq_job *job)
 {
     int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
     char **envp = NULL;
@@ -453,7 +451,7 @@ request_line(const skipq_job *job, size_t *len)
     json_object *queue = json_object_new_string(job->queue);
     json_object *payload = NULL;
     const char *ptext = job->payload_text && *job->payload_text ? job->payload_text
-                                                                 : "null";
+                                                                : "null";
     char *line = NULL;
 
     /* A payload stored as json (not jsonb) may keep its newlines: the
@@ -462,7 +460,8 @@ request_line(const skipq_job *job, size_t *len)
         skipq_json_parse(ptext, (size_t)-1, 0, &payload, NULL) == SKIPQ_OK)
         ptext = json_object_to_json_string_ext(payload, fl);
     if (kind && queue &&
-        asprintf(&line, "{\"id\":%lld,\"kind\":%s,\"queue\":%s,\"attempt\":%d,\"payload\":%s}\n",
+        asprintf(&line,
+                 "{\"id\":%lld,\"kind\":%s,\"queue\":%s,\"attempt\":%d,\"payload\":%s}\n",
                  (long long)job->id, json_object_to_json_string_ext(kind, fl),
                  json_object_to_json_string_ext(queue, fl), job->attempt, ptext) < 0)
         line = NULL;
@@ -487,8 +486,8 @@ broken(const char *what, const char *line, size_t len)
 
 /* The outcome an "ok", "error" or "snooze" answer asks for. */
 static enum wait_end
-apply_answer(skipq_job *job, json_object *obj, const char *outcome,
-             const char *line, size_t len, char **why)
+apply_answer(skipq_job *job, json_object *obj, const char *outcome, const char *line,
+             size_t len, char **why)
 {
     const int fl = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
     json_object *v = NULL;
@@ -542,10 +541,11 @@ take_line(skipq_job *job, const char *line, size_t len, char **why)
         *why = broken("an answer that is not a JSON object", line, len);
         goto out;
     }
-    if (!json_object_object_get_ex(obj, "id", &v) || !json_object_is_type(v, json_type_int) ||
-        json_object_get_int64(v) != job->id) {
+    if (!json_object_object_get_ex(obj, "id", &v) ||
+        !json_object_is_type(v, json_type_int) || json_object_get_int64(v) != job->id) {
         char what[96];
-        snprintf(what, sizeof what, "an answer that is not for job %lld", (long long)job->id);
+        snprintf(what, sizeof what, "an answer that is not for job %lld",
+                 (long long)job->id);
         *why = broken(what, line, len);
         goto out;
     }
@@ -734,8 +734,10 @@ job_not_started(skipq_job *job, const struct persist_set *s)
     char d[32];
     skipq__fmt_duration(job->timeout_ms, d, sizeof d);
     job->timed_out = true;
-    job->outcome = skipq_job_fail(job, "timed out after %s waiting for a process of "
-                                  "handler \"%s\"", d, s->kind);
+    job->outcome = skipq_job_fail(job,
+                                  "timed out after %s waiting for a process of "
+                                  "handler \"%s\"",
+                                  d, s->kind);
 }
 
 void

@@ -17,7 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
 void
 skipq__job_free(skipq_job *job)
 {
@@ -32,14 +31,12 @@ skipq__job_free(skipq_job *job)
     free(job);
 }
 
-
 void
 skipq__job_run(exec_pool *pool, skipq_job *job)
 {
     job->outcome = SKIPQ_JOB_ERROR;
     job->started_ms = skipq__now_ms();
-    job->deadline_ms = job->timeout_ms > 0 ? job->started_ms + job->timeout_ms
-                                           : INT64_MAX;
+    job->deadline_ms = job->timeout_ms > 0 ? job->started_ms + job->timeout_ms : INT64_MAX;
     if (job->h->fn) {
         job->outcome = job->h->fn(job, job->h->userdata);
         /* A C handler cannot be killed; past its deadline the attempt
@@ -169,8 +166,8 @@ skipq__pool_start(exec_pool *p, const skipq_config *cfg, int wake_fd, skipq_erro
             pthread_attr_destroy(&attr);
             skipq__pool_stop(p);
             return skipq__fail(err, SKIPQ_ERR_NOMEM,
-                               "could not start executor thread %d (stack %zu bytes): %s", i,
-                               cfg->handler_stack_size, strerror(e));
+                               "could not start executor thread %d (stack %zu bytes): %s",
+                               i, cfg->handler_stack_size, strerror(e));
         }
         p->nthreads++;
     }
@@ -274,4 +271,3 @@ skipq__pool_take_done(exec_pool *p)
     pthread_mutex_unlock(&p->mu);
     return list;
 }
-

@@ -75,20 +75,19 @@ struct skipq_conn {
 /* Fill err (may be NULL) and return code. */
 skipq_rc skipq__fail(skipq_error *err, skipq_rc code, const char *fmt, ...)
     SKIPQ__PRINTF(3, 4);
-skipq_rc skipq__vfail(skipq_error *err, skipq_rc code, const char *fmt,
-                      va_list ap) SKIPQ__PRINTF(3, 0);
+skipq_rc skipq__vfail(skipq_error *err, skipq_rc code, const char *fmt, va_list ap)
+    SKIPQ__PRINTF(3, 0);
 /*
  * A failed statement: "<what>: <server message>" with libpq's trailing
  * newline stripped and the SQLSTATE kept. res may be NULL (then the
  * connection's message is used). Does not clear res.
  */
-skipq_rc skipq__db_fail(skipq_error *err, PGconn *pg, const PGresult *res,
-                        const char *fmt, ...) SKIPQ__PRINTF(4, 5);
+skipq_rc skipq__db_fail(skipq_error *err, PGconn *pg, const PGresult *res, const char *fmt,
+                        ...) SKIPQ__PRINTF(4, 5);
 
 /* ---- logging (log.c) ---------------------------------------------- */
 
-void skipq__log(skipq_log_level level, const char *fmt, ...)
-    SKIPQ__PRINTF(2, 3);
+void skipq__log(skipq_log_level level, const char *fmt, ...) SKIPQ__PRINTF(2, 3);
 void skipq__log_event(const skipq_log_event *ev);
 bool skipq__log_enabled(void);
 
@@ -116,7 +115,6 @@ extern const size_t skipq__sql_file_count;
 /* sql/roles.sql: applied only by skipq_migrate_roles (migrate --roles). */
 extern const skipq__sql_file skipq__roles_files[];
 extern const size_t skipq__roles_file_count;
-
 
 /* ---- config internals (config.c) ---------------------------------- */
 
@@ -167,8 +165,7 @@ struct skipq_config {
 
 /* Deep copy; NULL when out of memory. */
 skipq_config *skipq__config_dup(const skipq_config *cfg);
-const skipq__handler_cfg *skipq__config_handler(const skipq_config *cfg,
-                                                const char *kind);
+const skipq__handler_cfg *skipq__config_handler(const skipq_config *cfg, const char *kind);
 
 /* ---- validation shared by enqueue paths (enqueue.c) --------------- */
 

@@ -11,12 +11,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-int64_t skipq_job_id(const skipq_job *job) { return job->id; }
-const char *skipq_job_kind(const skipq_job *job) { return job->kind; }
-const char *skipq_job_queue(const skipq_job *job) { return job->queue; }
-int16_t skipq_job_priority(const skipq_job *job) { return job->priority; }
-int skipq_job_attempt(const skipq_job *job) { return job->attempt; }
-const char *skipq_job_payload_text(const skipq_job *job) { return job->payload_text; }
+int64_t
+skipq_job_id(const skipq_job *job)
+{
+    return job->id;
+}
+const char *
+skipq_job_kind(const skipq_job *job)
+{
+    return job->kind;
+}
+const char *
+skipq_job_queue(const skipq_job *job)
+{
+    return job->queue;
+}
+int16_t
+skipq_job_priority(const skipq_job *job)
+{
+    return job->priority;
+}
+int
+skipq_job_attempt(const skipq_job *job)
+{
+    return job->attempt;
+}
+const char *
+skipq_job_payload_text(const skipq_job *job)
+{
+    return job->payload_text;
+}
 
 json_object *
 skipq_job_payload(skipq_job *job)
@@ -99,4 +123,3 @@ skipq_job_should_stop(const skipq_job *job)
     return atomic_load(&job->stop) != 0 ||
            (job->deadline_ms != INT64_MAX && skipq__now_ms() >= job->deadline_ms);
 }
-

@@ -51,23 +51,21 @@ skipq_json_parse(const char *text, size_t len, int flags, json_object **out,
     }
     if (jerr == json_tokener_continue) {
         rc = skipq__fail(err, SKIPQ_ERR_INVALID,
-                         "invalid JSON at offset %zu: unexpected end of input",
-                         len);
+                         "invalid JSON at offset %zu: unexpected end of input", len);
     } else if (jerr == json_tokener_error_depth) {
         rc = skipq__fail(err, SKIPQ_ERR_INVALID,
                          "invalid JSON at offset %zu: nesting deeper than %d "
                          "levels",
                          end, SKIPQ_JSON_MAX_DEPTH);
     } else if (jerr != json_tokener_success) {
-        rc = skipq__fail(err, SKIPQ_ERR_INVALID, "invalid JSON at offset %zu: %s",
-                         end, json_tokener_error_desc(jerr));
+        rc = skipq__fail(err, SKIPQ_ERR_INVALID, "invalid JSON at offset %zu: %s", end,
+                         json_tokener_error_desc(jerr));
     } else {
         while (end < len && text[end] && strchr(" \t\r\n", text[end]))
             end++;
         if (end < len)
             rc = skipq__fail(err, SKIPQ_ERR_INVALID,
-                             "invalid JSON at offset %zu: trailing characters",
-                             end);
+                             "invalid JSON at offset %zu: trailing characters", end);
     }
     json_tokener_free(tok);
     if (rc == SKIPQ_OK)

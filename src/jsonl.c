@@ -27,8 +27,7 @@ struct skipq_jsonl {
 };
 
 skipq_rc
-skipq_jsonl_new(FILE *in, size_t max_payload, skipq_jsonl **out,
-                skipq_error *err)
+skipq_jsonl_new(FILE *in, size_t max_payload, skipq_jsonl **out, skipq_error *err)
 {
     skipq_jsonl *r;
 
@@ -76,8 +75,7 @@ blank_line(char *line, size_t *len)
         line[--*len] = '\0';
     for (size_t i = 0; i < *len; i++) {
         char c = line[i]; /* may be NUL: not whitespace */
-        if (c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != '\f' &&
-            c != '\v')
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != '\f' && c != '\v')
             return false;
     }
     return true;
@@ -139,8 +137,7 @@ read_line(skipq_jsonl *r, size_t *len, size_t *total, bool *nomem)
 }
 
 skipq_rc
-skipq_jsonl_next(skipq_jsonl *r, const char **line, size_t *len,
-                 skipq_error *err)
+skipq_jsonl_next(skipq_jsonl *r, const char **line, size_t *len, skipq_error *err)
 {
     size_t n, total;
     bool nomem;
@@ -155,8 +152,7 @@ skipq_jsonl_next(skipq_jsonl *r, const char **line, size_t *len,
         if (got < 0)
             return nomem ? skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory")
                          : skipq__fail(err, SKIPQ_ERR_IO,
-                                       "could not read input after line %lld",
-                                       r->lineno);
+                                       "could not read input after line %lld", r->lineno);
         r->lineno++;
         /* a CRLF line of exactly max bytes is still within the limit */
         size_t content = total;

@@ -65,7 +65,14 @@ scan_string(const unsigned char *s, size_t i, size_t n)
         if (++i >= n)
             return 0;
         switch (s[i]) {
-        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+        case '"':
+        case '\\':
+        case '/':
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
             break;
         case 'u': {
             unsigned v = 0;

@@ -26,7 +26,7 @@
  * that one may look alive while the other lives, until its heartbeat is
  * older than its lease. */
 #define SKIPQ__LOCK_CLASS_WORKER 1936421121
-#define SKIPQ__WORKER_LOCK_KEY(id) ((int32_t)((uint64_t)(id) & 0x7FFFFFFFu))
+#define SKIPQ__WORKER_LOCK_KEY(id) ((int32_t)((uint64_t)(id)&0x7FFFFFFFu))
 
 /* (class, hashtext(queue)): held shared by each worker that may be
  * waiting for a NOTIFY on that queue (the worker's idle lock) */
@@ -34,5 +34,16 @@
 
 #define SKIPQ__STR(x) #x
 #define SKIPQ__XSTR(x) SKIPQ__STR(x)
+
+/* The same as text, for statements: "SELECT pg_try_advisory_lock("
+ * SKIPQ__LOCK_CLASS_S ", " SKIPQ__LOCK_VACUUM_S ")". */
+#define SKIPQ__LOCK_CLASS_S SKIPQ__XSTR(SKIPQ__LOCK_CLASS)
+#define SKIPQ__LOCK_MIGRATE_S SKIPQ__XSTR(SKIPQ__LOCK_MIGRATE)
+#define SKIPQ__LOCK_RESCUER_S SKIPQ__XSTR(SKIPQ__LOCK_RESCUER)
+#define SKIPQ__LOCK_RETENTION_S SKIPQ__XSTR(SKIPQ__LOCK_RETENTION)
+#define SKIPQ__LOCK_VACUUM_S SKIPQ__XSTR(SKIPQ__LOCK_VACUUM)
+#define SKIPQ__LOCK_PRODUCER_S SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER)
+#define SKIPQ__LOCK_CLASS_WORKER_S SKIPQ__XSTR(SKIPQ__LOCK_CLASS_WORKER)
+#define SKIPQ__LOCK_CLASS_IDLE_S SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE)
 
 #endif

@@ -75,7 +75,7 @@ read_applied(PGconn *pg, applied_row **rows, int *n, skipq_error *err)
     }
     for (int i = 0; i < *n; i++) {
         (*rows)[i].version = atoi(PQgetvalue(res, i, 0));
-        snprintf((*rows)[i].name, sizeof (*rows)[i].name, "%s", PQgetvalue(res, i, 1));
+        snprintf((*rows)[i].name, sizeof(*rows)[i].name, "%s", PQgetvalue(res, i, 1));
         (*rows)[i].compatible = PQgetvalue(res, i, 2)[0] == 't';
     }
 out:
@@ -193,8 +193,7 @@ apply_one(PGconn *pg, const skipq__sql_file *m, bool *did, skipq_error *err)
     if (find_applied(rows, n, m->version))
         goto out;
     res = PQexec(pg, m->text);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK &&
-        PQresultStatus(res) != PGRES_TUPLES_OK) {
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = skipq__db_fail(err, pg, res, "could not apply migration %s", m->name);
         goto out;
     }
@@ -223,8 +222,7 @@ out:
 
 /* The functions and views: re-applied by every migrate run. */
 static skipq_rc
-apply_files(PGconn *pg, const skipq__sql_file *files, size_t n,
-            skipq_error *err)
+apply_files(PGconn *pg, const skipq__sql_file *files, size_t n, skipq_error *err)
 {
     skipq_rc rc;
 
@@ -235,8 +233,7 @@ apply_files(PGconn *pg, const skipq__sql_file *files, size_t n,
         PGresult *res = PQexec(pg, files[i].text);
         if (PQresultStatus(res) != PGRES_COMMAND_OK &&
             PQresultStatus(res) != PGRES_TUPLES_OK)
-            rc = skipq__db_fail(err, pg, res, "could not apply sql/%s.sql",
-                                files[i].name);
+            rc = skipq__db_fail(err, pg, res, "could not apply sql/%s.sql", files[i].name);
         PQclear(res);
     }
     /* the worker's statements that change jobs, as checked functions
@@ -255,8 +252,8 @@ apply_files(PGconn *pg, const skipq__sql_file *files, size_t n,
 }
 
 skipq_rc
-skipq_migrate(skipq_conn *conn, int *applied_out, skipq_migrate_fn fn,
-              void *userdata, skipq_error *err)
+skipq_migrate(skipq_conn *conn, int *applied_out, skipq_migrate_fn fn, void *userdata,
+              skipq_error *err)
 {
     skipq_rc rc = SKIPQ_OK;
     int applied = 0;
@@ -276,14 +273,14 @@ skipq_migrate(skipq_conn *conn, int *applied_out, skipq_migrate_fn fn,
         }
     }
     if (rc == SKIPQ_OK)
-        rc = apply_files(conn->pg, skipq__sql_files, skipq__sql_file_count,
-                         err);
+        rc = apply_files(conn->pg, skipq__sql_files, skipq__sql_file_count, err);
     if (rc != SKIPQ_OK && err && strcmp(err->sqlstate, "55P03") == 0) {
         char was[sizeof err->message];
         snprintf(was, sizeof was, "%s", err->message);
-        skipq__fail(err, rc, "%s: gave up waiting for a lock another session holds "
-                             "(an open transaction on skipq.jobs, or another migrate); "
-                             "nothing was changed: retry once it ends, or raise lock_timeout",
+        skipq__fail(err, rc,
+                    "%s: gave up waiting for a lock another session holds "
+                    "(an open transaction on skipq.jobs, or another migrate); "
+                    "nothing was changed: retry once it ends, or raise lock_timeout",
                     was);
         snprintf(err->sqlstate, sizeof err->sqlstate, "55P03");
     }
@@ -295,8 +292,7 @@ skipq_migrate(skipq_conn *conn, int *applied_out, skipq_migrate_fn fn,
 skipq_rc
 skipq_migrate_roles(skipq_conn *conn, skipq_error *err)
 {
-    return apply_files(conn->pg, skipq__roles_files, skipq__roles_file_count,
-                       err);
+    return apply_files(conn->pg, skipq__roles_files, skipq__roles_file_count, err);
 }
 
 skipq_rc

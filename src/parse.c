@@ -61,8 +61,7 @@ skipq_parse_duration(const char *s, int64_t *ms_out, skipq_error *err)
         const char *suffix;
         int64_t ms;
     } units[] = {
-        {"ms", 1},       {"s", 1000},          {"m", 60 * 1000},
-        {"h", 3600000}, {"d", 24 * 3600000LL},
+        {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600000}, {"d", 24 * 3600000LL},
     };
     char buf[SHOWN_MAX + 4];
     const char *end;
@@ -93,8 +92,7 @@ skipq_parse_duration(const char *s, int64_t *ms_out, skipq_error *err)
         if (strcmp(end, units[i].suffix) != 0)
             continue;
         if (n > INT64_MAX / units[i].ms)
-            return skipq__fail(err, SKIPQ_ERR_INVALID,
-                               "invalid duration \"%s\": too large",
+            return skipq__fail(err, SKIPQ_ERR_INVALID, "invalid duration \"%s\": too large",
                                shown(s, buf, sizeof buf));
         *ms_out = n * units[i].ms;
         return SKIPQ_OK;
@@ -158,16 +156,14 @@ static const struct {
 
 /* Shared by both priority parsers: the name's index, or a number. */
 static skipq_rc
-parse_priority_word(const char *s, int *name_out, int16_t *num_out,
-                    skipq_error *err)
+parse_priority_word(const char *s, int *name_out, int16_t *num_out, skipq_error *err)
 {
     char buf[SHOWN_MAX + 4];
     int r;
 
     if (!s)
         s = "";
-    for (size_t i = 0; i < sizeof priority_names / sizeof priority_names[0];
-         i++) {
+    for (size_t i = 0; i < sizeof priority_names / sizeof priority_names[0]; i++) {
         if (strcasecmp(s, priority_names[i].name) == 0) {
             *name_out = (int)i;
             return SKIPQ_OK;
@@ -200,8 +196,7 @@ skipq_parse_priority(const char *s, int16_t *out, skipq_error *err)
 }
 
 skipq_rc
-skipq_parse_priority_band(const char *s, int16_t *lo, int16_t *hi,
-                          skipq_error *err)
+skipq_parse_priority_band(const char *s, int16_t *lo, int16_t *hi, skipq_error *err)
 {
     int name;
     int16_t num = 0;

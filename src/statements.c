@@ -19,6 +19,9 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The statements are laid out by hand, one clause a line. */
+/* clang-format off */
+
 /*
  * The priorities of the queued rows of queue $1 in the band $2..$3,
  * highest first, one index descent each (a loose index scan), ending in
@@ -328,18 +331,18 @@ const char skipq__cycle_quick_sql[] = SKIPQ_CYCLE_QUICK_SETTINGS;
 #define SKIPQ_IDLE_LOCK_SQL                                                              \
     "WITH cfg AS MATERIALIZED ("                                                         \
     "  SELECT pg_catalog.set_config('lock_timeout', '" SKIPQ__XSTR(IDLE_WAIT_MS) "ms', true))" \
-    " SELECT pg_catalog.count(pg_advisory_lock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h))" \
+    " SELECT pg_catalog.count(pg_advisory_lock_shared(" SKIPQ__LOCK_CLASS_IDLE_S ", h))" \
     " FROM cfg, " IDLE_HASHES
 #define SKIPQ_IDLE_UNLOCK_SQL                                                            \
-    "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h)"      \
+    "SELECT pg_advisory_unlock_shared(" SKIPQ__LOCK_CLASS_IDLE_S ", h)"      \
     " FROM " IDLE_HASHES
 /* after a wait that timed out: only those the statement took */
 #define SKIPQ_IDLE_UNDO_SQL                                                              \
-    "SELECT pg_advisory_unlock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", h)"      \
+    "SELECT pg_advisory_unlock_shared(" SKIPQ__LOCK_CLASS_IDLE_S ", h)"      \
     " FROM " IDLE_HASHES " WHERE EXISTS (SELECT FROM pg_locks AS l"                     \
     "  WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted"        \
     "  AND l.mode = 'ShareLock' AND l.objsubid = 2"                                     \
-    "  AND l.classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) "::int4::oid"              \
+    "  AND l.classid = " SKIPQ__LOCK_CLASS_IDLE_S "::int4::oid"              \
     "  AND l.objid = h::oid)"
 
 /* The held jobs whose rows ask for a cancel (read_cancels). */
@@ -386,7 +389,7 @@ const char skipq__cycle_quick_sql[] = SKIPQ_CYCLE_QUICK_SETTINGS;
 
 /* fn of one of the locks of class SKIPQ__LOCK_CLASS (lock_keys.h) */
 #define SKIPQ_LOCK_CALL(fn, key)                                                         \
-    "SELECT " fn "(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(key) ")"
+    "SELECT " fn "(" SKIPQ__LOCK_CLASS_S ", " SKIPQ__XSTR(key) ")"
 
 /* ---- the producers' statements (enqueue.c, enqueue_copy.c) --------------- */
 
@@ -441,8 +444,8 @@ const char skipq__cycle_quick_sql[] = SKIPQ_CYCLE_QUICK_SETTINGS;
     "ins AS (" columns "SELECT " values " FROM quiet RETURNING id) "          \
     "SELECT id, t, n, CASE WHEN n THEN pg_catalog.pg_notify('skipq', $3) END FROM (" \
     "SELECT id, t, CASE WHEN t THEN false ELSE pg_try_advisory_xact_lock("     \
-    SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ") END n " \
-    "FROM (SELECT id, pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) \
+    SKIPQ__LOCK_CLASS_S ", " SKIPQ__LOCK_PRODUCER_S ") END n " \
+    "FROM (SELECT id, pg_try_advisory_xact_lock(" SKIPQ__LOCK_CLASS_IDLE_S \
     ", hashtext($3)) t FROM ins OFFSET 0) a OFFSET 0) b"
 
 /* Only if a worker of the queue may be waiting for it: see idle_lock()
@@ -452,9 +455,9 @@ const char skipq__cycle_quick_sql[] = SKIPQ_CYCLE_QUICK_SETTINGS;
  * connection (the producers' lock, as in ENQ_TRY): then the next call
  * goes back to the one statement, which notifies in its own transaction. */
 #define ENQ_NOTIFY                                                                     \
-    "SELECT pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", "            \
-    SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ") FROM (SELECT pg_catalog.pg_notify('skipq', $1) " \
-    "WHERE NOT pg_try_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE)          \
+    "SELECT pg_try_advisory_xact_lock(" SKIPQ__LOCK_CLASS_S ", "            \
+    SKIPQ__LOCK_PRODUCER_S ") FROM (SELECT pg_catalog.pg_notify('skipq', $1) " \
+    "WHERE NOT pg_try_advisory_xact_lock(" SKIPQ__LOCK_CLASS_IDLE_S          \
     ", hashtext($1)) OFFSET 0) n"
 
 /* ---- the schema's statements (migrate.c) ---------------------------------- */
@@ -476,8 +479,8 @@ const char skipq__cycle_quick_sql[] = SKIPQ_CYCLE_QUICK_SETTINGS;
  * lock_migrations in migrate.c). */
 #define MIGRATE_VACUUM_HOLDER_SQL                                                      \
     "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"   \
-    " WHERE l.locktype = 'advisory' AND l.classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS)   \
-    " AND l.objid = " SKIPQ__XSTR(SKIPQ__LOCK_VACUUM)                                  \
+    " WHERE l.locktype = 'advisory' AND l.classid = " SKIPQ__LOCK_CLASS_S   \
+    " AND l.objid = " SKIPQ__LOCK_VACUUM_S                                  \
     " AND l.objsubid = 2 AND l.granted AND l.database = (SELECT oid FROM pg_database"  \
     " WHERE datname = current_database())"                                            \
     " AND a.application_name = 'skipq maintenance')"
@@ -507,192 +510,231 @@ const char skipq__cycle_quick_sql[] = SKIPQ_CYCLE_QUICK_SETTINGS;
     "        (SELECT count(*) FROM skipq.jobs j, w"                                    \
     "         WHERE j.status" SKIPQ__EQ "'running' AND j.locked_by = w.id)"
 
+/* clang-format on */
+
 #define T(name) "integration.test_" name
 const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
     [SKIPQ__STMT_CYCLE] = {"cycle", "skipq_cycle", SKIPQ_CYCLE_SETTINGS,
-        T("worker.plans_made_on_an_empty_queue_go_by_index")},
+                           T("worker.plans_made_on_an_empty_queue_go_by_index")},
     [SKIPQ__STMT_CYCLE_QUICK] = {"cycle_quick", "skipq_cycle_quick",
-        SKIPQ_CYCLE_QUICK_SETTINGS,
-        T("worker.plans_made_on_an_empty_queue_go_by_index")},
+                                 SKIPQ_CYCLE_QUICK_SETTINGS,
+                                 T("worker.plans_made_on_an_empty_queue_go_by_index")},
     [SKIPQ__STMT_CLAIM] = {"claim_call", "skipq_claim",
-        "SELECT * FROM skipq.claim($1::text, $2::int2, $3::int2,"
-        " $4::text[], $5::int4, $6::int8, $7::text::uuid)",
-        T("worker.claim_and_next_run_at_skip_scheduled_rows")},
-    [SKIPQ__STMT_CLAIM_AFTER] = {"claim_after_call", "skipq_claim_after",
-        "SELECT * FROM skipq.claim_after($1::text, $2::int2, $3::int2,"
-        " $4::text[], $5::int4, $6::int8, $7::int2, $8::text, $9::int8,"
-        " $10::text::uuid)",
-        T("worker.plans_made_on_an_empty_queue_go_by_index")},
+                           "SELECT * FROM skipq.claim($1::text, $2::int2, $3::int2,"
+                           " $4::text[], $5::int4, $6::int8, $7::text::uuid)",
+                           T("worker.claim_and_next_run_at_skip_scheduled_rows")},
+    [SKIPQ__STMT_CLAIM_AFTER] =
+        {"claim_after_call", "skipq_claim_after",
+         "SELECT * FROM skipq.claim_after($1::text, $2::int2, $3::int2,"
+         " $4::text[], $5::int4, $6::int8, $7::int2, $8::text, $9::int8,"
+         " $10::text::uuid)",
+         T("worker.plans_made_on_an_empty_queue_go_by_index")},
     [SKIPQ__STMT_COMPLETE] = {"complete_call", "skipq_complete",
-        "SELECT * FROM skipq.complete" SKIPQ_COMPLETE_CALL_ARGS,
-        T("worker.completion_goes_by_primary_key")},
-    [SKIPQ__STMT_COMPLETE_DELETE] = {"complete_delete_call", "skipq_complete_delete",
-        "SELECT * FROM skipq.complete_delete" SKIPQ_COMPLETE_CALL_ARGS,
-        T("worker.completion_that_deletes_goes_by_primary_key")},
+                              "SELECT * FROM skipq.complete" SKIPQ_COMPLETE_CALL_ARGS,
+                              T("worker.completion_goes_by_primary_key")},
+    [SKIPQ__STMT_COMPLETE_DELETE] =
+        {"complete_delete_call", "skipq_complete_delete",
+         "SELECT * FROM skipq.complete_delete" SKIPQ_COMPLETE_CALL_ARGS,
+         T("worker.completion_that_deletes_goes_by_primary_key")},
     [SKIPQ__STMT_NEXT_RUN_AT] = {"next_run_at", NULL, SKIPQ_NEXT_RUN_AT_SQL,
-        T("worker.claim_and_next_run_at_skip_scheduled_rows")},
+                                 T("worker.claim_and_next_run_at_skip_scheduled_rows")},
 
     [SKIPQ__STMT_SETTINGS] = {"settings", NULL, SKIPQ_SETTINGS_FORMAT,
-        T("liveness.a_row_lock_on_one_job_delays_only_that_job")},
-    [SKIPQ__STMT_DELETE_PRIVILEGE] = {"delete_privilege", NULL,
-        "SELECT pg_catalog.has_table_privilege('skipq.jobs', 'DELETE'), current_user",
-        T("privileges.on_success_delete_needs_the_delete_privilege")},
-    [SKIPQ__STMT_LISTEN] = {"listen", NULL, "LISTEN " SKIPQ__CHANNEL,
-        T("worker.skipq_enqueue_wakes_an_idle_worker_and_spares_a_busy_one")},
-    [SKIPQ__STMT_LISTEN_CONTROL] = {"listen_control", NULL, "LISTEN " SKIPQ__CONTROL_CHANNEL,
-        T("liveness.forged_cancel_notify_is_ignored")},
-    [SKIPQ__STMT_REGISTER] = {"register", NULL,
-        "SELECT id, secret FROM skipq.worker_register($1, $2::int4, $3::text[],"
-        " $4, $5::int4, $6, $7::interval, $8::interval, $9::int8, $10::uuid)",
-        T("liveness.reconnect_with_a_stale_backend_holding_the_lock")},
-    [SKIPQ__STMT_LIVENESS] = {"liveness", NULL,
-        "SELECT got, holders FROM skipq.worker_liveness($1::int8, $2::uuid)",
-        T("liveness.liveness_lock_held_by_another_role_does_not_stall")},
-    [SKIPQ__STMT_HEARTBEAT] = {"heartbeat", NULL, "SELECT skipq.worker_beat($1::int8, $2::uuid)",
-        T("liveness.a_row_lock_on_one_job_delays_only_that_job")},
+                              T("liveness.a_row_lock_on_one_job_delays_only_that_job")},
+    [SKIPQ__STMT_DELETE_PRIVILEGE] =
+        {"delete_privilege", NULL,
+         "SELECT pg_catalog.has_table_privilege('skipq.jobs', 'DELETE'), current_user",
+         T("privileges.on_success_delete_needs_the_delete_privilege")},
+    [SKIPQ__STMT_LISTEN] =
+        {"listen", NULL, "LISTEN " SKIPQ__CHANNEL,
+         T("worker.skipq_enqueue_wakes_an_idle_worker_and_spares_a_busy_one")},
+    [SKIPQ__STMT_LISTEN_CONTROL] = {"listen_control", NULL,
+                                    "LISTEN " SKIPQ__CONTROL_CHANNEL,
+                                    T("liveness.forged_cancel_notify_is_ignored")},
+    [SKIPQ__STMT_REGISTER] =
+        {"register", NULL,
+         "SELECT id, secret FROM skipq.worker_register($1, $2::int4, $3::text[],"
+         " $4, $5::int4, $6, $7::interval, $8::interval, $9::int8, $10::uuid)",
+         T("liveness.reconnect_with_a_stale_backend_holding_the_lock")},
+    [SKIPQ__STMT_LIVENESS] =
+        {"liveness", NULL,
+         "SELECT got, holders FROM skipq.worker_liveness($1::int8, $2::uuid)",
+         T("liveness.liveness_lock_held_by_another_role_does_not_stall")},
+    [SKIPQ__STMT_HEARTBEAT] = {"heartbeat", NULL,
+                               "SELECT skipq.worker_beat($1::int8, $2::uuid)",
+                               T("liveness.a_row_lock_on_one_job_delays_only_that_job")},
     [SKIPQ__STMT_UNREGISTER] = {"unregister", NULL,
-        "SELECT skipq.worker_unregister($1::int8, $2::uuid)",
-        NULL},
+                                "SELECT skipq.worker_unregister($1::int8, $2::uuid)", NULL},
     [SKIPQ__STMT_READ_CANCELS] = {"read_cancels", NULL, SKIPQ_READ_CANCELS_SQL,
-        T("liveness.forged_cancel_notify_is_ignored")},
-    [SKIPQ__STMT_IDLE_LOCK] = {"idle_lock", NULL, SKIPQ_IDLE_LOCK_SQL,
-        T("worker.worker_waits_for_its_idle_locks_briefly_and_all_or_none")},
-    [SKIPQ__STMT_IDLE_UNLOCK] = {"idle_unlock", NULL, SKIPQ_IDLE_UNLOCK_SQL,
-        T("worker.worker_waits_for_its_idle_locks_briefly_and_all_or_none")},
-    [SKIPQ__STMT_IDLE_UNDO] = {"idle_undo", NULL, SKIPQ_IDLE_UNDO_SQL,
-        T("worker.worker_waits_for_its_idle_locks_briefly_and_all_or_none")},
+                                  T("liveness.forged_cancel_notify_is_ignored")},
+    [SKIPQ__STMT_IDLE_LOCK] =
+        {"idle_lock", NULL, SKIPQ_IDLE_LOCK_SQL,
+         T("worker.worker_waits_for_its_idle_locks_briefly_and_all_or_none")},
+    [SKIPQ__STMT_IDLE_UNLOCK] =
+        {"idle_unlock", NULL, SKIPQ_IDLE_UNLOCK_SQL,
+         T("worker.worker_waits_for_its_idle_locks_briefly_and_all_or_none")},
+    [SKIPQ__STMT_IDLE_UNDO] =
+        {"idle_undo", NULL, SKIPQ_IDLE_UNDO_SQL,
+         T("worker.worker_waits_for_its_idle_locks_briefly_and_all_or_none")},
 
-    [SKIPQ__STMT_RECONCILE] = {"reconcile_call", NULL,
-        "SELECT * FROM skipq.reconcile($1::int8, $2::int8[], $3::int4[],"
-        " $4::text::uuid)",
-        T("worker.claim_lost_with_the_server_is_not_completed_by_the_old_run")},
-    [SKIPQ__STMT_HAND_BACK] = {"hand_back_call", NULL,
-        "SELECT * FROM skipq.hand_back($1::int8[], $2::int4[], $3::int8, $4::text::uuid)",
-        T("worker.sigterm_finishes_short_jobs_and_hands_back_long_ones")},
+    [SKIPQ__STMT_RECONCILE] =
+        {"reconcile_call", NULL,
+         "SELECT * FROM skipq.reconcile($1::int8, $2::int8[], $3::int4[],"
+         " $4::text::uuid)",
+         T("worker.claim_lost_with_the_server_is_not_completed_by_the_old_run")},
+    [SKIPQ__STMT_HAND_BACK] =
+        {"hand_back_call", NULL,
+         "SELECT * FROM skipq.hand_back($1::int8[], $2::int4[], $3::int8, $4::text::uuid)",
+         T("worker.sigterm_finishes_short_jobs_and_hands_back_long_ones")},
 
-    [SKIPQ__STMT_MAINT_SETTINGS] = {"maintenance_settings", NULL,
-        "SET application_name = 'skipq maintenance'",
-        T("recover.retention_and_rescue_have_their_own_connection")},
+    [SKIPQ__STMT_MAINT_SETTINGS] =
+        {"maintenance_settings", NULL, "SET application_name = 'skipq maintenance'",
+         T("recover.retention_and_rescue_have_their_own_connection")},
     /* bounded: an operator's transaction may hold a workers row */
-    [SKIPQ__STMT_RESCUE_BEGIN] = {"rescue_begin", NULL, "BEGIN; SET LOCAL lock_timeout = '5s'",
-        T("liveness.rescue_runs_while_another_role_holds_old_key")},
-    [SKIPQ__STMT_RESCUE_TURN] = {"rescue_turn", NULL, SKIPQ_RESCUE_TURN_SQL,
-        T("liveness.rescue_runs_while_another_role_holds_old_key")},
-    [SKIPQ__STMT_RESCUE] = {"rescue", NULL,
-        "SELECT id, kind, status FROM skipq.rescue($1::interval, $2, $3)",
-        T("fault_kill.kill_workers")},
-    [SKIPQ__STMT_FORGET_WORKERS] = {"forget_workers", NULL,
-        "SELECT skipq.forget_workers($1::interval, $2::int8)",
-        T("recover.rescue_sql_takes_holderless_rows_and_only_the_named_worker")},
-    [SKIPQ__STMT_RESCUE_DONE] = {"rescue_done", NULL,
-        "UPDATE skipq.maintenance SET last_run_at = pg_catalog.now(),"
-        " last_run_by = $1::int8 WHERE task = 'rescue'",
-        T("liveness.rescue_runs_while_another_role_holds_old_key")},
+    [SKIPQ__STMT_RESCUE_BEGIN] =
+        {"rescue_begin", NULL, "BEGIN; SET LOCAL lock_timeout = '5s'",
+         T("liveness.rescue_runs_while_another_role_holds_old_key")},
+    [SKIPQ__STMT_RESCUE_TURN] =
+        {"rescue_turn", NULL, SKIPQ_RESCUE_TURN_SQL,
+         T("liveness.rescue_runs_while_another_role_holds_old_key")},
+    [SKIPQ__STMT_RESCUE] =
+        {"rescue", NULL, "SELECT id, kind, status FROM skipq.rescue($1::interval, $2, $3)",
+         T("fault_kill.kill_workers")},
+    [SKIPQ__STMT_FORGET_WORKERS] =
+        {"forget_workers", NULL, "SELECT skipq.forget_workers($1::interval, $2::int8)",
+         T("recover.rescue_sql_takes_holderless_rows_and_only_the_named_worker")},
+    [SKIPQ__STMT_RESCUE_DONE] =
+        {"rescue_done", NULL,
+         "UPDATE skipq.maintenance SET last_run_at = pg_catalog.now(),"
+         " last_run_by = $1::int8 WHERE task = 'rescue'",
+         T("liveness.rescue_runs_while_another_role_holds_old_key")},
     [SKIPQ__STMT_COMMIT] = {"commit", NULL, "COMMIT", NULL},
     [SKIPQ__STMT_ROLLBACK] = {"rollback", NULL, "ROLLBACK", NULL},
     [SKIPQ__STMT_RETENTION_LOCK] = {"retention_lock", NULL,
-        SKIPQ_LOCK_CALL("pg_try_advisory_lock", SKIPQ__LOCK_RETENTION),
-        T("recover.worker_retention_prunes_old_finished_rows")},
-    [SKIPQ__STMT_RETENTION_UNLOCK] = {"retention_unlock", NULL,
-        SKIPQ_LOCK_CALL("pg_advisory_unlock", SKIPQ__LOCK_RETENTION),
-        T("recover.worker_retention_prunes_old_finished_rows")},
-    [SKIPQ__STMT_PRUNE] = {"prune", NULL,
-        "SELECT skipq.prune($1::interval, '{succeeded,cancelled}', $2::int4)",
-        T("recover.worker_retention_prunes_old_finished_rows")},
-    [SKIPQ__STMT_VACUUM_PERMITTED] = {"vacuum_permitted", NULL,
-        SKIPQ_VACUUM_PERMITTED_SQL(" OR pg_catalog.has_table_privilege(c.oid, 'MAINTAIN')"),
-        T("privileges.worker_role_leaves_the_vacuum_to_autovacuum")},
-    [SKIPQ__STMT_VACUUM_PERMITTED_16] = {"vacuum_permitted_16", NULL,
-        SKIPQ_VACUUM_PERMITTED_SQL(""),
-        T("privileges.worker_role_leaves_the_vacuum_to_autovacuum")},
-    [SKIPQ__STMT_VACUUM_DUE] = {"vacuum_due", NULL, SKIPQ_VACUUM_DUE_SQL,
-        T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
-    [SKIPQ__STMT_VACUUM_LOCK] = {"vacuum_lock", NULL,
-        SKIPQ_LOCK_CALL("pg_try_advisory_lock", SKIPQ__LOCK_VACUUM),
-        T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
-    [SKIPQ__STMT_VACUUM_UNLOCK] = {"vacuum_unlock", NULL,
-        SKIPQ_LOCK_CALL("pg_advisory_unlock", SKIPQ__LOCK_VACUUM),
-        T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
+                                    SKIPQ_LOCK_CALL("pg_try_advisory_lock",
+                                                    SKIPQ__LOCK_RETENTION),
+                                    T("recover.worker_retention_prunes_old_finished_rows")},
+    [SKIPQ__STMT_RETENTION_UNLOCK] =
+        {"retention_unlock", NULL,
+         SKIPQ_LOCK_CALL("pg_advisory_unlock", SKIPQ__LOCK_RETENTION),
+         T("recover.worker_retention_prunes_old_finished_rows")},
+    [SKIPQ__STMT_PRUNE] =
+        {"prune", NULL,
+         "SELECT skipq.prune($1::interval, '{succeeded,cancelled}', $2::int4)",
+         T("recover.worker_retention_prunes_old_finished_rows")},
+    [SKIPQ__STMT_VACUUM_PERMITTED] =
+        {"vacuum_permitted", NULL,
+         SKIPQ_VACUUM_PERMITTED_SQL(
+             " OR pg_catalog.has_table_privilege(c.oid, 'MAINTAIN')"),
+         T("privileges.worker_role_leaves_the_vacuum_to_autovacuum")},
+    [SKIPQ__STMT_VACUUM_PERMITTED_16] =
+        {"vacuum_permitted_16", NULL, SKIPQ_VACUUM_PERMITTED_SQL(""),
+         T("privileges.worker_role_leaves_the_vacuum_to_autovacuum")},
+    [SKIPQ__STMT_VACUUM_DUE] =
+        {"vacuum_due", NULL, SKIPQ_VACUUM_DUE_SQL,
+         T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
+    [SKIPQ__STMT_VACUUM_LOCK] =
+        {"vacuum_lock", NULL, SKIPQ_LOCK_CALL("pg_try_advisory_lock", SKIPQ__LOCK_VACUUM),
+         T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
+    [SKIPQ__STMT_VACUUM_UNLOCK] =
+        {"vacuum_unlock", NULL, SKIPQ_LOCK_CALL("pg_advisory_unlock", SKIPQ__LOCK_VACUUM),
+         T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
     /* no statement_timeout of the role's: a cancelled vacuum keeps
      * little of its work, and would be tried again and again */
     [SKIPQ__STMT_NO_STATEMENT_TIMEOUT] = {"no_statement_timeout", NULL,
-        "SET statement_timeout = 0", NULL},
-    [SKIPQ__STMT_VACUUM] = {"vacuum", NULL, "VACUUM (SKIP_LOCKED, TRUNCATE false) skipq.jobs",
-        T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
+                                          "SET statement_timeout = 0", NULL},
+    [SKIPQ__STMT_VACUUM] = {"vacuum", NULL,
+                            "VACUUM (SKIP_LOCKED, TRUNCATE false) skipq.jobs",
+                            T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
     [SKIPQ__STMT_RESET_STATEMENT_TIMEOUT] = {"reset_statement_timeout", NULL,
-        "RESET statement_timeout", NULL},
+                                             "RESET statement_timeout", NULL},
 
     [SKIPQ__STMT_ENQUEUE] = {"enqueue", "skipq_enqueue",
-        ENQ_COLUMNS "VALUES (" ENQ_VALUES ") RETURNING id",
-        T("enqueue.single_enqueue_options_land_in_the_row")},
+                             ENQ_COLUMNS "VALUES (" ENQ_VALUES ") RETURNING id",
+                             T("enqueue.single_enqueue_options_land_in_the_row")},
     [SKIPQ__STMT_ENQUEUE_PLAIN] = {"enqueue_plain", "skipq_enqueue_plain",
-        ENQ_PLAIN_COLUMNS "VALUES (" ENQ_PLAIN_VALUES ") RETURNING id",
-        T("enqueue.single_enqueue_options_land_in_the_row")},
-    [SKIPQ__STMT_ENQUEUE_THEN_NOTIFY] = {"enqueue_then_notify", "skipq_enqueue_then_notify",
-        ENQ_QUIET ENQ_COLUMNS "SELECT " ENQ_VALUES " FROM quiet RETURNING id",
-        T("enqueue.single_enqueue_notifies_once_after_its_commit")},
-    [SKIPQ__STMT_ENQUEUE_PLAIN_THEN_NOTIFY] = {"enqueue_plain_then_notify",
-        "skipq_enqueue_plain_then_notify",
-        ENQ_QUIET ENQ_PLAIN_COLUMNS "SELECT " ENQ_PLAIN_VALUES " FROM quiet RETURNING id",
-        T("enqueue.single_enqueue_notifies_once_after_its_commit")},
-    [SKIPQ__STMT_ENQUEUE_TRY] = {"enqueue_try", "skipq_enqueue_try",
-        ENQ_TRY(ENQ_COLUMNS, ENQ_VALUES),
-        T("enqueue.single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits")},
-    [SKIPQ__STMT_ENQUEUE_PLAIN_TRY] = {"enqueue_plain_try", "skipq_enqueue_plain_try",
-        ENQ_TRY(ENQ_PLAIN_COLUMNS, ENQ_PLAIN_VALUES),
-        T("enqueue.single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits")},
+                                   ENQ_PLAIN_COLUMNS "VALUES (" ENQ_PLAIN_VALUES
+                                                     ") RETURNING id",
+                                   T("enqueue.single_enqueue_options_land_in_the_row")},
+    [SKIPQ__STMT_ENQUEUE_THEN_NOTIFY] =
+        {"enqueue_then_notify", "skipq_enqueue_then_notify",
+         ENQ_QUIET ENQ_COLUMNS "SELECT " ENQ_VALUES " FROM quiet RETURNING id",
+         T("enqueue.single_enqueue_notifies_once_after_its_commit")},
+    [SKIPQ__STMT_ENQUEUE_PLAIN_THEN_NOTIFY] =
+        {"enqueue_plain_then_notify", "skipq_enqueue_plain_then_notify",
+         ENQ_QUIET ENQ_PLAIN_COLUMNS "SELECT " ENQ_PLAIN_VALUES " FROM quiet RETURNING id",
+         T("enqueue.single_enqueue_notifies_once_after_its_commit")},
+    [SKIPQ__STMT_ENQUEUE_TRY] =
+        {"enqueue_try", "skipq_enqueue_try", ENQ_TRY(ENQ_COLUMNS, ENQ_VALUES),
+         T("enqueue.single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits")},
+    [SKIPQ__STMT_ENQUEUE_PLAIN_TRY] =
+        {"enqueue_plain_try", "skipq_enqueue_plain_try",
+         ENQ_TRY(ENQ_PLAIN_COLUMNS, ENQ_PLAIN_VALUES),
+         T("enqueue.single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits")},
     [SKIPQ__STMT_NOTIFY] = {"notify", "skipq_notify", ENQ_NOTIFY,
-        T("enqueue.single_enqueue_notifies_once_after_its_commit")},
-    [SKIPQ__STMT_PRODUCER_LOCK] = {"producer_lock", NULL,
-        SKIPQ_LOCK_CALL("pg_try_advisory_lock_shared", SKIPQ__LOCK_PRODUCER),
-        T("enqueue.the_producers_lock_is_tried_outside_transactions")},
+                            T("enqueue.single_enqueue_notifies_once_after_its_commit")},
+    [SKIPQ__STMT_PRODUCER_LOCK] =
+        {"producer_lock", NULL,
+         SKIPQ_LOCK_CALL("pg_try_advisory_lock_shared", SKIPQ__LOCK_PRODUCER),
+         T("enqueue.the_producers_lock_is_tried_outside_transactions")},
     /* the run_at of every row of a batch: $1 run_at_us (NULL: none), $2 delay_ms */
-    [SKIPQ__STMT_COPY_RUN_AT] = {"copy_run_at", NULL,
-        "SELECT coalesce('epoch'::timestamptz + $1::float8 * interval '1 microsecond', "
-        "now() + $2::float8 * interval '1 millisecond')::text",
-        T("search_path.cli_commands_run_no_planted_object")},
+    [SKIPQ__STMT_COPY_RUN_AT] =
+        {"copy_run_at", NULL,
+         "SELECT coalesce('epoch'::timestamptz + $1::float8 * interval '1 microsecond', "
+         "now() + $2::float8 * interval '1 millisecond')::text",
+         T("search_path.cli_commands_run_no_planted_object")},
     /* a format: the batch names the columns it sets (skipq_copy_begin) */
     [SKIPQ__STMT_COPY] = {"copy", NULL, "COPY skipq.jobs (%s) FROM STDIN",
-        T("enqueue.batch_of_10000_is_one_copy_and_one_notify")},
+                          T("enqueue.batch_of_10000_is_one_copy_and_one_notify")},
 
     /* our own NOTICEs (IF NOT EXISTS ...) are noise for callers */
-    [SKIPQ__STMT_QUIET_NOTICES] = {"quiet_notices", NULL, "SET client_min_messages = warning",
-        NULL},
+    [SKIPQ__STMT_QUIET_NOTICES] = {"quiet_notices", NULL,
+                                   "SET client_min_messages = warning", NULL},
 
-    [SKIPQ__STMT_MIGRATE_BEGIN] = {"migrate_begin", NULL, MIGRATE_BEGIN_SQL,
-        T("search_path.first_migrate_binds_and_runs_no_planted_object")},
+    [SKIPQ__STMT_MIGRATE_BEGIN] =
+        {"migrate_begin", NULL, MIGRATE_BEGIN_SQL,
+         T("search_path.first_migrate_binds_and_runs_no_planted_object")},
     [SKIPQ__STMT_MIGRATE_LOCK_TIMEOUT] = {"migrate_lock_timeout", NULL,
-        MIGRATE_LOCK_TIMEOUT_SQL, T("liveness.migrate_behind_a_row_lock_gives_up")},
+                                          MIGRATE_LOCK_TIMEOUT_SQL,
+                                          T("liveness.migrate_behind_a_row_lock_gives_up")},
     [SKIPQ__STMT_MIGRATE_LOCK] = {"migrate_lock", NULL,
-        SKIPQ_LOCK_CALL("pg_advisory_xact_lock", SKIPQ__LOCK_MIGRATE),
-        T("cli.migrate_concurrent")},
-    [SKIPQ__STMT_MIGRATE_TRY_VACUUM_LOCK] = {"migrate_try_vacuum_lock", NULL,
-        SKIPQ_LOCK_CALL("pg_try_advisory_xact_lock", SKIPQ__LOCK_VACUUM),
-        T("cli.migrate_waits_for_a_workers_vacuum_outside_the_table")},
-    [SKIPQ__STMT_MIGRATE_VACUUM_HOLDER] = {"migrate_vacuum_holder", NULL,
-        MIGRATE_VACUUM_HOLDER_SQL,
-        T("cli.migrate_waits_for_a_workers_vacuum_outside_the_table")},
-    [SKIPQ__STMT_MIGRATE_VACUUM_LOCK] = {"migrate_vacuum_lock", NULL,
-        SKIPQ_LOCK_CALL("pg_advisory_xact_lock", SKIPQ__LOCK_VACUUM),
-        T("cli.migrate_waits_for_a_workers_vacuum_outside_the_table")},
-    [SKIPQ__STMT_MIGRATIONS_EXIST] = {"migrations_exist", NULL,
-        "SELECT pg_catalog.to_regclass('skipq.schema_migrations') IS NOT NULL",
-        T("fault_schema.no_schema")},
-    [SKIPQ__STMT_MIGRATIONS_READ] = {"migrations_read", NULL,
-        "SELECT version, name, compatible FROM skipq.schema_migrations ORDER BY version",
-        T("fault_schema.newer_schema_refused")},
-    [SKIPQ__STMT_MIGRATION_RECORD] = {"migration_record", NULL,
-        "INSERT INTO skipq.schema_migrations (version, name, compatible) VALUES ($1, $2, $3)",
-        T("cli.migrate_twice")},
+                                  SKIPQ_LOCK_CALL("pg_advisory_xact_lock",
+                                                  SKIPQ__LOCK_MIGRATE),
+                                  T("cli.migrate_concurrent")},
+    [SKIPQ__STMT_MIGRATE_TRY_VACUUM_LOCK] =
+        {"migrate_try_vacuum_lock", NULL,
+         SKIPQ_LOCK_CALL("pg_try_advisory_xact_lock", SKIPQ__LOCK_VACUUM),
+         T("cli.migrate_waits_for_a_workers_vacuum_outside_the_table")},
+    [SKIPQ__STMT_MIGRATE_VACUUM_HOLDER] =
+        {"migrate_vacuum_holder", NULL, MIGRATE_VACUUM_HOLDER_SQL,
+         T("cli.migrate_waits_for_a_workers_vacuum_outside_the_table")},
+    [SKIPQ__STMT_MIGRATE_VACUUM_LOCK] =
+        {"migrate_vacuum_lock", NULL,
+         SKIPQ_LOCK_CALL("pg_advisory_xact_lock", SKIPQ__LOCK_VACUUM),
+         T("cli.migrate_waits_for_a_workers_vacuum_outside_the_table")},
+    [SKIPQ__STMT_MIGRATIONS_EXIST] =
+        {"migrations_exist", NULL,
+         "SELECT pg_catalog.to_regclass('skipq.schema_migrations') IS NOT NULL",
+         T("fault_schema.no_schema")},
+    [SKIPQ__STMT_MIGRATIONS_READ] =
+        {"migrations_read", NULL,
+         "SELECT version, name, compatible FROM skipq.schema_migrations ORDER BY version",
+         T("fault_schema.newer_schema_refused")},
+    [SKIPQ__STMT_MIGRATION_RECORD] =
+        {"migration_record", NULL,
+         "INSERT INTO skipq.schema_migrations (version, name, compatible) VALUES ($1, $2, $3)",
+         T("cli.migrate_twice")},
     /* after sql/, whose functions these call (apply_files, migrate.c) */
-    [SKIPQ__STMT_WORKER_FUNCTIONS] = {"worker_functions", NULL, skipq__worker_functions_sql,
-        T("worker_role.worker_role_cannot_complete_another_workers_job")},
+    [SKIPQ__STMT_WORKER_FUNCTIONS] =
+        {"worker_functions", NULL, skipq__worker_functions_sql,
+         T("worker_role.worker_role_cannot_complete_another_workers_job")},
 
-    [SKIPQ__STMT_SUPERVISE_RESCUE] = {"supervise_rescue", NULL, SUPERVISE_RESCUE_SQL,
-        T("supervise.crashing_c_handler_is_recorded_and_worker_restarts")},
+    [SKIPQ__STMT_SUPERVISE_RESCUE] =
+        {"supervise_rescue", NULL, SUPERVISE_RESCUE_SQL,
+         T("supervise.crashing_c_handler_is_recorded_and_worker_restarts")},
     /* only rows of workers that are gone: skipq.forget_workers checks */
-    [SKIPQ__STMT_SUPERVISE_FORGET] = {"supervise_forget", NULL,
-        "SELECT skipq.forget_workers(NULL, NULL, $1, $2::int4)",
-        T("search_path.supervisor_rescue_runs_no_planted_object")},
+    [SKIPQ__STMT_SUPERVISE_FORGET] =
+        {"supervise_forget", NULL, "SELECT skipq.forget_workers(NULL, NULL, $1, $2::int4)",
+         T("search_path.supervisor_rescue_runs_no_planted_object")},
 };
 #undef T

@@ -97,7 +97,7 @@ typedef enum skipq__stmt_id {
 } skipq__stmt_id;
 
 typedef struct skipq__stmt {
-    const char *name;     /* for logs and the registry's readers */
+    const char *name; /* for logs and the registry's readers */
     /* The name it is prepared under when the connection opens
      * (skipq__stmt_prepare); NULL: sent with its text every time. */
     const char *prepared;
@@ -139,7 +139,8 @@ bool skipq__stmt_run(PGconn *pg, bool unnamed, skipq__stmt_id id, PGparam *prm, 
 /* skipq__stmt_run with text values, and its failure as a message. out
  * NULL: the result is cleared. */
 skipq_rc skipq__stmt_exec(PGconn *pg, bool unnamed, skipq__stmt_id id, int n,
-                          const char *const *v, PGresult **out, skipq_error *err) SKIPQ__WUR;
+                          const char *const *v, PGresult **out,
+                          skipq_error *err) SKIPQ__WUR;
 
 /* The texts of the statements above that are function bodies or that the
  * tests and the bench run by hand. */

@@ -77,7 +77,8 @@ skipq__stmt_exec(PGconn *pg, bool unnamed, skipq__stmt_id id, int n, const char 
 
     if (!skipq__stmt_run(pg, unnamed, id, NULL, n, v, &res)) {
         if (n == 0 && !skipq__stmts[id].prepared)
-            rc = skipq__db_fail(err, pg, res, "could not run \"%.60s\"", skipq__stmts[id].text);
+            rc = skipq__db_fail(err, pg, res, "could not run \"%.60s\"",
+                                skipq__stmts[id].text);
         else
             rc = skipq__db_fail(err, pg, res, "could not run worker statement");
         PQclear(res);

@@ -169,7 +169,8 @@ skipq_supervise(const skipq_config *cfg, const char *database_url,
         delay_ms = skipq__now_ms() - started < 10000 ? delay_ms * 2 : 500;
         if (delay_ms > 30000)
             delay_ms = 30000;
-        for (int64_t end = skipq__now_ms() + delay_ms; !stop_requested && skipq__now_ms() < end;)
+        for (int64_t end = skipq__now_ms() + delay_ms;
+             !stop_requested && skipq__now_ms() < end;)
             usleep(20000);
         if (stop_requested) {
             result = 0;

@@ -47,9 +47,13 @@ skipq__log_job(skipq_log_level lvl, const char *event, const skipq_job *job,
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     skipq_log_event ev = {
-        .level = lvl, .msg = msg, .event = event,
-        .job_id = job ? job->id : 0, .kind = job ? job->kind : NULL,
-        .queue = job ? job->queue : NULL, .attempt = job ? job->attempt : 0,
+        .level = lvl,
+        .msg = msg,
+        .event = event,
+        .job_id = job ? job->id : 0,
+        .kind = job ? job->kind : NULL,
+        .queue = job ? job->queue : NULL,
+        .attempt = job ? job->attempt : 0,
         .duration_ms = job ? job->duration_ms : -1,
     };
     skipq__log_event(&ev);
@@ -109,8 +113,9 @@ skipq_worker_new(const skipq_config *cfg, skipq_worker **out, skipq_error *err)
     memcpy(w->bands, w->cfg->bands, w->cfg->nbands * sizeof *w->bands);
     w->nbands = w->cfg->nbands;
     merge_bands(w);
-    w->claim.floors = calloc((w->cfg->nqueues ? w->cfg->nqueues : 1) * (w->nbands ? w->nbands : 1),
-                       sizeof *w->claim.floors);
+    w->claim.floors = calloc((w->cfg->nqueues ? w->cfg->nqueues : 1) *
+                                 (w->nbands ? w->nbands : 1),
+                             sizeof *w->claim.floors);
     if (!w->claim.floors)
         goto nomem;
     for (size_t i = 0; i < w->cfg->nhandlers; i++) {
@@ -119,7 +124,8 @@ skipq_worker_new(const skipq_config *cfg, skipq_worker **out, skipq_error *err)
         if (!nh)
             goto nomem;
         w->handlers = nh;
-        nh[w->nhandlers] = (handler){.kind = hc->kind, .argv = hc->argv,
+        nh[w->nhandlers] = (handler){.kind = hc->kind,
+                                     .argv = hc->argv,
                                      .timeout_ms = hc->timeout_ms,
                                      .persist = hc->persistent ? (int)i + 1 : 0};
         w->nhandlers++;
@@ -240,9 +246,7 @@ skipq_worker_stop(skipq_worker *w)
     }
 }
 
-
 /* ---- the loop ------------------------------------------------------------------------ */
-
 
 static void
 drain_wake_fd(skipq_worker *w)
@@ -279,10 +283,12 @@ run_start(skipq_worker *w, skipq_error *err)
     if ((rc = check_handlers(w, err)) != SKIPQ_OK)
         return rc;
     if (!w->database)
-        w->database = skipq_config_database(w->cfg) ? strdup(skipq_config_database(w->cfg)) : NULL;
+        w->database = skipq_config_database(w->cfg) ? strdup(skipq_config_database(w->cfg))
+                                                    : NULL;
     w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (w->wake_fd < 0)
-        return skipq__fail(err, SKIPQ_ERR_IO, "could not create an eventfd: %s", strerror(errno));
+        return skipq__fail(err, SKIPQ_ERR_IO, "could not create an eventfd: %s",
+                           strerror(errno));
     w->sess.reconnect_delay_ms = 100;
     /* half a heartbeat at most, so a wait cannot make a beat late */
     w->sess.lock_wait_ms = w->cfg->heartbeat_interval_ms / 2;
@@ -303,7 +309,8 @@ run_start(skipq_worker *w, skipq_error *err)
         skipq__session_unregister(w);
         return rc;
     }
-    skipq__log(SKIPQ_LOG_INFO, "worker %lld started: %zu queue(s), priorities %s, concurrency %d",
+    skipq__log(SKIPQ_LOG_INFO,
+               "worker %lld started: %zu queue(s), priorities %s, concurrency %d",
                (long long)w->sess.id, w->cfg->nqueues,
                skipq_config_priorities(w->cfg) ? skipq_config_priorities(w->cfg) : "all",
                w->cfg->concurrency);
@@ -324,9 +331,10 @@ give_back_parked(skipq_worker *w, int64_t now)
         return;
     int n = skipq__pull_unstarted(w, false);
     skipq__prefetch_note_stale(&w->prefetch, now - oldest, w->cfg->concurrency);
-    skipq__log(SKIPQ_LOG_INFO, "worker %lld handed back %d prefetched job(s) "
-               "that waited %lld ms for an executor", (long long)w->sess.id, n,
-               (long long)(now - oldest));
+    skipq__log(SKIPQ_LOG_INFO,
+               "worker %lld handed back %d prefetched job(s) "
+               "that waited %lld ms for an executor",
+               (long long)w->sess.id, n, (long long)(now - oldest));
 }
 
 /* The connection's upkeep at the top of a turn: reconnect when due, take
@@ -402,8 +410,8 @@ prefetch_allowance(skipq_worker *w, int64_t now)
 
     if (skipq__prefetch_needs_oldest(&w->prefetch, w->cfg->prefetch))
         oldest = skipq__pool_oldest_ready_ms(&w->pool);
-    return skipq__prefetch_allowance(&w->prefetch, w->cfg->prefetch, w->cfg->concurrency, now,
-                                     oldest);
+    return skipq__prefetch_allowance(&w->prefetch, w->cfg->prefetch, w->cfg->concurrency,
+                                     now, oldest);
 }
 
 /* Should the completions of done (ndone jobs) wait for company? Then
@@ -454,7 +462,8 @@ run_cycle(skipq_worker *w, skipq_job *done, int want, int64_t now)
 
     if (got < 0 && w->claim.lock_timed_out && w->sess.pg && w->jobs.pending)
         skipq__complete_singly(w);
-    if (got >= 0 && w->sess.pg && claim && got < want && (w->nbands > 1 || w->cfg->nqueues > 1))
+    if (got >= 0 && w->sess.pg && claim && got < want &&
+        (w->nbands > 1 || w->cfg->nqueues > 1))
         got += skipq__claim_more(w, want - got, &ready);
     skipq__pool_push(&w->pool, ready);
     if (got >= 0 && claim) {
@@ -564,8 +573,8 @@ sleep_turn(skipq_worker *w, int64_t now, bool stopping, int slots)
     if (stopping)
         until = skipq__min64(until, now + 50);
     if (pg && w->cfg->prefetch == SKIPQ_PREFETCH_AUTO) /* check parked jobs in time */
-        until = skipq__min64(until,
-                             skipq__prefetch_check_at(skipq__pool_oldest_ready_ms(&w->pool)));
+        until = skipq__min64(
+            until, skipq__prefetch_check_at(skipq__pool_oldest_ready_ms(&w->pool)));
     if (pg && w->claim.wake && !stopping && w->jobs.nheld < slots && !w->jobs.batch)
         until = now;
     if (w->jobs.batch)
@@ -643,7 +652,8 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
         return skipq__fail(err, SKIPQ_ERR_DB,
                            "worker %lld stopped with %d job(s) whose results or hand-back "
                            "could not be written (listed above); they stay running until "
-                           "rescued, and run again", (long long)w->sess.id, lost);
+                           "rescued, and run again",
+                           (long long)w->sess.id, lost);
     skipq__log(SKIPQ_LOG_INFO, "worker %lld stopped", (long long)w->sess.id);
     return SKIPQ_OK;
 }

@@ -19,9 +19,9 @@
 
 /* The job connection and the worker's registration (worker_session.c). */
 typedef struct worker_session {
-    PGconn *pg;           /* NULL while disconnected */
-    int64_t id;           /* skipq.workers.id, 0 before registering */
-    char secret[40];      /* the worker's secret (skipq.worker_register) */
+    PGconn *pg;      /* NULL while disconnected */
+    int64_t id;      /* skipq.workers.id, 0 before registering */
+    char secret[40]; /* the worker's secret (skipq.worker_register) */
     /* Send every statement unnamed, none prepared by name: set from
      * SKIPQ_UNNAMED_STATEMENTS=1 at skipq_worker_new (transaction poolers). */
     bool unnamed;
@@ -67,17 +67,17 @@ typedef struct claim_state {
     /* now() of the last claim's transaction at the head of the rotation,
      * as the server printed it; "" before the first */
     char claim_now[SKIPQ__NOW_LEN];
-    size_t qstart;          /* queue rotation, for fairness */
-    claim_floor *floors;    /* [queue * nbands + band] */
-    bool drained;           /* the last claim succeeded and came back short */
-    bool lock_timed_out;    /* the last failed cycle waited too long for a lock */
-    int64_t full_since_ms;  /* busy (full claims, or every slot taken) since;
+    size_t qstart;         /* queue rotation, for fairness */
+    claim_floor *floors;   /* [queue * nbands + band] */
+    bool drained;          /* the last claim succeeded and came back short */
+    bool lock_timed_out;   /* the last failed cycle waited too long for a lock */
+    int64_t full_since_ms; /* busy (full claims, or every slot taken) since;
                              * 0 after a short claim */
 } claim_state;
 
 /* The jobs this worker holds, from claim to completion (worker_complete.c). */
 typedef struct worker_jobs {
-    skipq_job *held;        /* claimed and not yet completed (hnext) */
+    skipq_job *held; /* claimed and not yet completed (hnext) */
     int nheld;
     skipq_job *pending;     /* finished, completion not yet committed */
     skipq_job *batch;       /* finished, completion deferred (main loop) */
@@ -89,10 +89,10 @@ typedef struct worker_jobs {
 typedef struct worker_maint {
     pthread_t thread;
     bool started;
-    bool skipped;      /* maintenance thread: VACUUM (SKIP_LOCKED) skipped */
-    bool quit;         /* under mu */
-    bool done;         /* under mu: the thread is about to end */
-    PGcancel *cancel;  /* under mu: its statement, at stop */
+    bool skipped;     /* maintenance thread: VACUUM (SKIP_LOCKED) skipped */
+    bool quit;        /* under mu */
+    bool done;        /* under mu: the thread is about to end */
+    PGcancel *cancel; /* under mu: its statement, at stop */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } worker_maint;
@@ -106,7 +106,7 @@ struct skipq_worker {
     skipq__band *bands; /* merged, highest first */
     size_t nbands;
     bool once;
-    bool log_payloads;  /* --log-payloads: payloads are private by default */
+    bool log_payloads; /* --log-payloads: payloads are private by default */
     int wake_fd;
     atomic_int stop_requested;
     exec_pool pool;

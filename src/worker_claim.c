@@ -93,9 +93,9 @@ claim_param(skipq_worker *w, size_t qi, size_t bi, int n, const claim_floor *fl)
     for (size_t i = 0; ok && i < w->nhandlers; i++)
         ok = PQputf(kinds, "%text", w->handlers[i].kind) != 0;
     arr.param = kinds;
-    ok = ok && PQputf(prm, "%text %int2 %int2 %text[] %int4 %int8",
-                      w->cfg->queues[qi], (PGint2)w->bands[bi].lo,
-                      (PGint2)w->bands[bi].hi, &arr, (PGint4)n, (PGint8)w->sess.id) != 0;
+    ok = ok && PQputf(prm, "%text %int2 %int2 %text[] %int4 %int8", w->cfg->queues[qi],
+                      (PGint2)w->bands[bi].lo, (PGint2)w->bands[bi].hi, &arr, (PGint4)n,
+                      (PGint8)w->sess.id) != 0;
     if (fl)
         ok = ok && PQputf(prm, "%int2 %text %int8", (PGint2)fl->priority, fl->run_at,
                           (PGint8)fl->id) != 0;
@@ -120,12 +120,17 @@ log_claim_payload(const skipq_job *job)
 
     if (!skipq__log_enabled())
         return;
-    snprintf(msg, sizeof msg, "job %lld claimed (%s, attempt %d)",
-             (long long)job->id, job->kind, job->attempt);
+    snprintf(msg, sizeof msg, "job %lld claimed (%s, attempt %d)", (long long)job->id,
+             job->kind, job->attempt);
     skipq_log_event ev = {
-        .level = SKIPQ_LOG_INFO, .msg = msg, .event = "claimed",
-        .job_id = job->id, .kind = job->kind, .queue = job->queue,
-        .attempt = job->attempt, .duration_ms = -1,
+        .level = SKIPQ_LOG_INFO,
+        .msg = msg,
+        .event = "claimed",
+        .job_id = job->id,
+        .kind = job->kind,
+        .queue = job->queue,
+        .attempt = job->attempt,
+        .duration_ms = -1,
         .payload = job->payload_text,
     };
     skipq__log_event(&ev);
@@ -159,8 +164,8 @@ take_claimed(skipq_worker *w, PGresult *res, skipq_job **ready)
             log_claim_payload(j);
         else
             skipq__log_job(SKIPQ_LOG_DEBUG, "claimed", j,
-                    "job %lld claimed (%s, attempt %d)", (long long)j->id,
-                    j->kind, j->attempt);
+                           "job %lld claimed (%s, attempt %d)", (long long)j->id, j->kind,
+                           j->attempt);
         j->next = NULL;
         *tail = j;
         tail = &j->next;
@@ -345,8 +350,11 @@ take_cycle(skipq_worker *w, cycle_call *c, skipq_job *done, int want, size_t qi,
         char msg[128];
         snprintf(msg, sizeof msg, "claimed %d of %d after job %lld", got, want,
                  (long long)fl->id);
-        skipq_log_event ev = {.level = SKIPQ_LOG_DEBUG, .msg = msg, .event = "claim_floor",
-                              .queue = w->cfg->queues[qi], .duration_ms = -1};
+        skipq_log_event ev = {.level = SKIPQ_LOG_DEBUG,
+                              .msg = msg,
+                              .event = "claim_floor",
+                              .queue = w->cfg->queues[qi],
+                              .duration_ms = -1};
         skipq__log_event(&ev);
     }
     set_floor(fl, c->results[k], got == want, c->after ? fl->head_ms : now_ms, now_ms);
@@ -456,7 +464,8 @@ skipq__complete_only(skipq_worker *w, skipq_job *done)
 int
 skipq__cycle(skipq_worker *w, skipq_job *done, int want, skipq_job **ready)
 {
-    int got = complete_and_claim(w, done, want, queue_at(w, 0), 0, w->claim.claim_now, ready);
+    int got = complete_and_claim(w, done, want, queue_at(w, 0), 0, w->claim.claim_now,
+                                 ready);
     w->claim.qstart++;
     return got;
 }
@@ -496,10 +505,12 @@ skipq__schedule_next_run_at(skipq_worker *w)
     bool ok = skipq__queues_param(w, &prm, &qs);
 
     w->claim.next_run_at_ms = INT64_MAX;
-    ok = ok && PQputf(prm, "%int2 %int2 %text", (PGint2)w->bands[w->nbands - 1].lo,
-                      (PGint2)w->bands[0].hi, w->claim.claim_now[0] ? w->claim.claim_now : NULL);
+    ok = ok &&
+         PQputf(prm, "%int2 %int2 %text", (PGint2)w->bands[w->nbands - 1].lo,
+                (PGint2)w->bands[0].hi, w->claim.claim_now[0] ? w->claim.claim_now : NULL);
     if (ok) {
-        skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_NEXT_RUN_AT, prm, 0, NULL, &res);
+        skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_NEXT_RUN_AT, prm, 0, NULL,
+                        &res);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK && !PQgetisnull(res, 0, 0)) {
             int64_t in = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
             w->claim.next_run_at_ms = skipq__now_ms() + (in > 0 ? in : 0) + 1;

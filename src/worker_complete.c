@@ -109,16 +109,19 @@ skipq__completion_param(skipq_worker *w, skipq_job *list)
         ok = PQputf(a[0], "%int8", (PGint8)j->id) &&
              PQputf(a[1], "%int4", (PGint4)j->claim_token) && PQputf(a[2], "%text", st) &&
              PQputf(a[3], "%text", strcmp(st, "succeeded") == 0 ? j->result : NULL) &&
-             PQputf(a[4], "%text", j->outcome == SKIPQ_JOB_OK ||
-                                        j->outcome == SKIPQ_JOB_SNOOZE ? NULL : j->error) &&
-             PQputf(a[5], "%int8", (PGint8)delay) && PQputf(a[6], "%int4", (PGint4)handback);
+             PQputf(a[4], "%text",
+                    j->outcome == SKIPQ_JOB_OK || j->outcome == SKIPQ_JOB_SNOOZE
+                        ? NULL
+                        : j->error) &&
+             PQputf(a[5], "%int8", (PGint8)delay) &&
+             PQputf(a[6], "%int4", (PGint4)handback);
     }
     for (int i = 0; i < 7; i++)
         arr[i].param = a[i];
-    ok = ok && PQputf(prm,
-                      "%int8[] %int8 %int4[] %text[] %text[] %text[] %int8[] %int4[] %text",
-                      &arr[0], (PGint8)w->sess.id, &arr[1], &arr[2], &arr[3], &arr[4],
-                      &arr[5], &arr[6], w->sess.secret);
+    ok = ok &&
+         PQputf(prm, "%int8[] %int8 %int4[] %text[] %text[] %text[] %int8[] %int4[] %text",
+                &arr[0], (PGint8)w->sess.id, &arr[1], &arr[2], &arr[3], &arr[4], &arr[5],
+                &arr[6], w->sess.secret);
     for (int i = 0; i < 7; i++)
         if (a[i])
             PQparamClear(a[i]);
@@ -152,25 +155,28 @@ skipq__finish_jobs(skipq_worker *w, skipq_job *list, PGresult *res)
         bool matched = !ids || bsearch(&j->id, ids, (size_t)n, sizeof *ids, cmp_i64);
         if (!matched) {
             skipq__log_job(SKIPQ_LOG_WARN, "lost", j,
-                    "job %lld was no longer held by worker %lld (rescued or "
-                    "recovered meanwhile); its result is dropped",
-                    (long long)j->id, (long long)w->sess.id);
+                           "job %lld was no longer held by worker %lld (rescued or "
+                           "recovered meanwhile); its result is dropped",
+                           (long long)j->id, (long long)w->sess.id);
         } else {
             switch (j->outcome) {
             case SKIPQ_JOB_OK:
-                skipq__log_job(SKIPQ_LOG_INFO, "succeeded", j, "job %lld succeeded (%s, %.0f ms)",
-                        (long long)j->id, j->kind, j->duration_ms);
+                skipq__log_job(SKIPQ_LOG_INFO, "succeeded", j,
+                               "job %lld succeeded (%s, %.0f ms)", (long long)j->id,
+                               j->kind, j->duration_ms);
                 break;
             case SKIPQ_JOB_SNOOZE:
                 skipq__log_job(SKIPQ_LOG_INFO, "snoozed", j, "job %lld snoozed for %lld ms",
-                        (long long)j->id, (long long)j->snooze_ms);
+                               (long long)j->id, (long long)j->snooze_ms);
                 break;
             case SKIPQ_JOB_CANCELLED:
-                skipq__log_job(SKIPQ_LOG_INFO, "cancelled", j, "job %lld cancelled", (long long)j->id);
+                skipq__log_job(SKIPQ_LOG_INFO, "cancelled", j, "job %lld cancelled",
+                               (long long)j->id);
                 break;
             default:
-                skipq__log_job(SKIPQ_LOG_INFO, "failed", j, "job %lld attempt %d failed: %s",
-                        (long long)j->id, j->attempt, j->error ? j->error : "");
+                skipq__log_job(SKIPQ_LOG_INFO, "failed", j,
+                               "job %lld attempt %d failed: %s", (long long)j->id,
+                               j->attempt, j->error ? j->error : "");
             }
         }
         skipq__held_remove(&w->jobs, j);
@@ -247,18 +253,18 @@ skipq__complete_singly(skipq_worker *w)
         if (w->claim.lock_timed_out) { /* back on w->jobs.pending: not before long */
             int shift = j->complete_tries < 4 ? j->complete_tries : 4;
             j->complete_tries++;
-            j->complete_after_ms = skipq__now_ms() + skipq__min64((int64_t)500 << shift, 10000);
+            j->complete_after_ms = skipq__now_ms() +
+                                   skipq__min64((int64_t)500 << shift, 10000);
             skipq__log_job(SKIPQ_LOG_WARN, "completion_waits", j,
-                    "job %lld: its row is locked by another session; its completion "
-                    "is tried again in %lld ms", (long long)j->id,
-                    (long long)(j->complete_after_ms - skipq__now_ms()));
+                           "job %lld: its row is locked by another session; its completion "
+                           "is tried again in %lld ms",
+                           (long long)j->id,
+                           (long long)(j->complete_after_ms - skipq__now_ms()));
         }
     }
 }
 
-
 /* ---- putting rows back ---------------------------------------------------- */
-
 
 /*
  * After a reconnect, in one statement, against the jobs we hold (id and
@@ -291,11 +297,12 @@ skipq__reconcile(skipq_worker *w, skipq_error *err)
     int back = 0;
 
     for (skipq_job *j = w->jobs.held; ok && j; j = j->hnext)
-        ok = PQputf(ids, "%int8", (PGint8)j->id) && PQputf(tokens, "%int4", (PGint4)j->claim_token);
+        ok = PQputf(ids, "%int8", (PGint8)j->id) &&
+             PQputf(tokens, "%int4", (PGint4)j->claim_token);
     a_ids.param = ids;
     a_tokens.param = tokens;
-    if (!ok || !PQputf(prm, "%int8 %int8[] %int4[] %text", (PGint8)w->sess.id, &a_ids, &a_tokens,
-                       w->sess.secret)) {
+    if (!ok || !PQputf(prm, "%int8 %int8[] %int4[] %text", (PGint8)w->sess.id, &a_ids,
+                       &a_tokens, w->sess.secret)) {
         rc = skipq__fail(err, SKIPQ_ERR_NOMEM, "could not build parameters: %s",
                          PQgeterror());
         goto out;
@@ -317,12 +324,14 @@ skipq__reconcile(skipq_worker *w, skipq_error *err)
         j->claim_token = -1; /* claims is never negative in the table */
         skipq__log(SKIPQ_LOG_WARN,
                    "job %lld is no longer held by worker %lld after the reconnect; "
-                   "its result will be dropped", (long long)j->id, (long long)w->sess.id);
+                   "its result will be dropped",
+                   (long long)j->id, (long long)w->sess.id);
     }
     if (back > 0)
         skipq__log(SKIPQ_LOG_WARN,
                    "worker %lld put back %d jobs claimed while its connection "
-                   "was failing", (long long)w->sess.id, back);
+                   "was failing",
+                   (long long)w->sess.id, back);
 out:
     PQclear(res);
     if (prm)
@@ -394,15 +403,18 @@ skipq__hand_back_rows(skipq_worker *w, bool only_pulled)
         if (j->done || j->handed_back || (only_pulled && !j->pulled) ||
             atomic_load(&j->finished))
             continue;
-        ok = PQputf(ids, "%int8", (PGint8)j->id) && PQputf(tok, "%int4", (PGint4)j->claim_token);
+        ok = PQputf(ids, "%int8", (PGint8)j->id) &&
+             PQputf(tok, "%int4", (PGint4)j->claim_token);
         n++;
     }
     a.param = ids;
     b.param = tok;
     if (ok && n > 0 &&
-        PQputf(prm, "%int8[] %int4[] %int8 %text", &a, &b, (PGint8)w->sess.id, w->sess.secret)) {
+        PQputf(prm, "%int8[] %int4[] %int8 %text", &a, &b, (PGint8)w->sess.id,
+               w->sess.secret)) {
         PGresult *res = NULL;
-        skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_HAND_BACK, prm, 0, NULL, &res);
+        skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_HAND_BACK, prm, 0, NULL,
+                        &res);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
             for (skipq_job *j = w->jobs.held; j; j = j->hnext)
                 if (!j->done && !j->handed_back && (!only_pulled || j->pulled) &&
@@ -416,9 +428,12 @@ skipq__hand_back_rows(skipq_worker *w, bool only_pulled)
         }
         PQclear(res);
     }
-    if (prm) PQparamClear(prm);
-    if (ids) PQparamClear(ids);
-    if (tok) PQparamClear(tok);
+    if (prm)
+        PQparamClear(prm);
+    if (ids)
+        PQparamClear(ids);
+    if (tok)
+        PQparamClear(tok);
 }
 
 /*
@@ -435,16 +450,18 @@ skipq__report_unrecorded(skipq_worker *w)
 {
     int n = 0;
     for (skipq_job *j = w->jobs.pending; j; j = j->next, n++)
-        skipq__log_job(SKIPQ_LOG_ERROR, "unrecorded", j,
-                "job %lld finished (%s) but its result could not be written; it will "
-                "be rescued and run again", (long long)j->id,
-                j->outcome == SKIPQ_JOB_OK ? "succeeded" : "not succeeded");
+        skipq__log_job(
+            SKIPQ_LOG_ERROR, "unrecorded", j,
+            "job %lld finished (%s) but its result could not be written; it will "
+            "be rescued and run again",
+            (long long)j->id, j->outcome == SKIPQ_JOB_OK ? "succeeded" : "not succeeded");
     for (skipq_job *j = w->jobs.held; j; j = j->hnext) {
         if (j->done || j->handed_back)
             continue;
         skipq__log_job(SKIPQ_LOG_ERROR, "unrecorded", j,
-                "job %lld was stopped but could not be handed back; it will be "
-                "rescued and run again", (long long)j->id);
+                       "job %lld was stopped but could not be handed back; it will be "
+                       "rescued and run again",
+                       (long long)j->id);
         n++;
     }
     return n;

@@ -16,10 +16,10 @@ typedef struct handler {
     char *kind;
     skipq_handler_fn fn; /* C handler, or NULL for a command */
     void *userdata;
-    char **argv;         /* command handler (borrowed from the config) */
-    int64_t timeout_ms;  /* 0: none */
-    int persist;         /* persistent command: 1 + its index in the
-                          * config's handlers (exec_pool.persist); 0 not */
+    char **argv;        /* command handler (borrowed from the config) */
+    int64_t timeout_ms; /* 0: none */
+    int persist;        /* persistent command: 1 + its index in the
+                         * config's handlers (exec_pool.persist); 0 not */
 } handler;
 
 /*
@@ -53,23 +53,23 @@ struct skipq_job {
     char *result; /* JSON text */
     int64_t snooze_ms;
     double duration_ms;
-    int64_t run_us;      /* the executor's wall time for it, 0 not run */
+    int64_t run_us; /* the executor's wall time for it, 0 not run */
     bool timed_out;
 
-    atomic_int stop;       /* 1: cancel requested, 2: shutdown, 3: timeout */
-    atomic_int pgid;       /* running command's process group, 0 none */
-    atomic_bool finished;  /* executor: the handler ended (a command: its
+    atomic_int stop;           /* 1: cancel requested, 2: shutdown, 3: timeout */
+    atomic_int pgid;           /* running command's process group, 0 none */
+    atomic_bool finished;      /* executor: the handler ended (a command: its
                             * own process exited) before any stop; a stop
                             * must not hand it back */
-    bool cancel_requested; /* main thread only */
-    bool handed_back;      /* main thread: row already put back */
-    bool done;             /* main thread: result received */
-    bool pulled;           /* main thread: taken back unstarted from the pool */
+    bool cancel_requested;     /* main thread only */
+    bool handed_back;          /* main thread: row already put back */
+    bool done;                 /* main thread: result received */
+    bool pulled;               /* main thread: taken back unstarted from the pool */
     int64_t complete_after_ms; /* main thread: its completion waited for a row
                                 * lock; not tried again before this (monotonic) */
-    int complete_tries;    /* main thread: completions that waited for a lock */
+    int complete_tries;        /* main thread: completions that waited for a lock */
 
-    skipq_job *next;       /* in the ready or done queue */
+    skipq_job *next;          /* in the ready or done queue */
     skipq_job *hnext, *hprev; /* in the held list (main thread) */
 };
 
@@ -81,14 +81,14 @@ typedef struct exec_pool {
     skipq_job *done_head, *done_tail;
     int done_count;
     int ready_count; /* jobs in the ready list */
-    int idle; /* executors waiting for a job */
+    int idle;        /* executors waiting for a job */
     bool quit;
     int nthreads;
     pthread_t *threads;
-    int wake_fd; /* eventfd the main loop polls */
-    int reaper_fd;    /* socket to the reaper (exec_command.c), -1 none */
-    pid_t reaper_pid; /* -1 none */
-    atomic_bool reaper_failed; /* it stopped answering and was killed */
+    int wake_fd;                  /* eventfd the main loop polls */
+    int reaper_fd;                /* socket to the reaper (exec_command.c), -1 none */
+    pid_t reaper_pid;             /* -1 none */
+    atomic_bool reaper_failed;    /* it stopped answering and was killed */
     struct persist_set **persist; /* by the config's handler index; NULL
                                    * entries for the other handlers */
     size_t npersist;
@@ -124,13 +124,12 @@ enum { SKIPQ__REAPER_ADD = 1, SKIPQ__REAPER_DEL = 2 };
 void skipq__reaper_tell(exec_pool *p, int op, pid_t pgid);
 /* Start argv in a process group of its own with fds as its stdin, stdout
  * and stderr, dying with the calling thread; 0 or an errno value. */
-int skipq__spawn_command(char *const argv[], char *const envp[],
-                         const int fds[3], pid_t *out);
+int skipq__spawn_command(char *const argv[], char *const envp[], const int fds[3],
+                         pid_t *out);
 
 /* Persistent command handlers (exec_persistent.c): the processes of
  * each, started on first use by the executors; stopped after them. */
-skipq_rc skipq__persist_start(exec_pool *p, const skipq_config *cfg,
-                              skipq_error *err);
+skipq_rc skipq__persist_start(exec_pool *p, const skipq_config *cfg, skipq_error *err);
 void skipq__persist_stop(exec_pool *p);
 /* Before the executors exit: idle processes get EOF and a moment. */
 void skipq__persist_quiesce(exec_pool *p);

@@ -110,7 +110,8 @@ rescue(skipq_worker *w, PGconn **pgp)
         goto fail;
     return;
 fail:
-    skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "rescuer: %s", e.message);
+    skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "rescuer: %s",
+               e.message);
     if (!maint_lost(pgp, "rescuer"))
         (void)maint_yes(pg, SKIPQ__STMT_ROLLBACK); /* a failure: a lost connection */
 }
@@ -131,7 +132,6 @@ enum {
     PRUNE_EVERY_MS = 10000,
 };
 
-
 static bool
 prune_tick(skipq_worker *w, PGconn **pgp)
 {
@@ -151,8 +151,8 @@ prune_tick(skipq_worker *w, PGconn **pgp)
     }
     for (int64_t t0 = skipq__now_ms();;) {
         if (maint_exec(pg, SKIPQ__STMT_PRUNE, 2, v, &res, &e) != SKIPQ_OK) {
-            skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "retention: %s",
-                       e.message);
+            skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN,
+                       "retention: %s", e.message);
             break;
         }
         long deleted = strtol(PQgetvalue(res, 0, 0), NULL, 10);
@@ -194,7 +194,6 @@ prune_tick(skipq_worker *w, PGconn **pgp)
  */
 enum { VACUUM_CHECK_MS = 2000, VACUUM_MIN_DEAD = 10000 };
 
-
 /* 1 when this connection's role may vacuum skipq.jobs, 0 when not, -1
  * when it could not tell (logged). */
 static int
@@ -225,7 +224,6 @@ typedef struct vacuum_state {
 } vacuum_state;
 
 enum { VACUUM_BACKOFF_MAX_MS = 600000 };
-
 
 /* The dead row versions of skipq.jobs, -1 on error (logged). *due:
  * whether to vacuum now, given what the last vacuum left (vs->left). */
@@ -320,17 +318,20 @@ vacuum_tick(skipq_worker *w, PGconn **pgp, vacuum_state *vs)
                     if (vs->backoff_ms > VACUUM_BACKOFF_MAX_MS)
                         vs->backoff_ms = VACUUM_BACKOFF_MAX_MS;
                     wait = vs->backoff_ms;
-                    skipq__log(SKIPQ_LOG_INFO, "vacuum removed %lld of %lld dead row versions"
-                               " of skipq.jobs: an old snapshot still needs them (a long"
-                               " transaction, pg_dump, a replication slot); next try in %lld s",
-                               before - dead, before, (long long)(wait / 1000));
+                    skipq__log(
+                        SKIPQ_LOG_INFO,
+                        "vacuum removed %lld of %lld dead row versions"
+                        " of skipq.jobs: an old snapshot still needs them (a long"
+                        " transaction, pg_dump, a replication slot); next try in %lld s",
+                        before - dead, before, (long long)(wait / 1000));
                 } else {
                     vs->backoff_ms = 0;
                 }
             }
-            skipq__log(SKIPQ_LOG_DEBUG, "vacuumed skipq.jobs in %lld ms: %lld dead row"
-                       " versions before, %lld left", (long long)(skipq__now_ms() - t0),
-                       before, dead);
+            skipq__log(SKIPQ_LOG_DEBUG,
+                       "vacuumed skipq.jobs in %lld ms: %lld dead row"
+                       " versions before, %lld left",
+                       (long long)(skipq__now_ms() - t0), before, dead);
         }
         /* a failure here is a lost connection, seen below */
         (void)maint_yes(pg, SKIPQ__STMT_RESET_STATEMENT_TIMEOUT);
@@ -446,7 +447,8 @@ maintenance(void *arg)
     int may_vacuum = -1; /* per connection: vacuum_permitted() */
     vacuum_state vacuum = {0};
     bool said_vacuum = false;
-    int64_t rescue_every = skipq__min64(w->cfg->lease_timeout_ms / 2, w->cfg->heartbeat_interval_ms);
+    int64_t rescue_every = skipq__min64(w->cfg->lease_timeout_ms / 2,
+                                        w->cfg->heartbeat_interval_ms);
 
     pthread_mutex_lock(&w->maint.mu);
     while (!w->maint.quit) {
@@ -477,14 +479,18 @@ maintenance(void *arg)
                 next_prune = prune_tick(w, &pg) ? skipq__now_ms()
                                                 : skipq__now_ms() + PRUNE_EVERY_MS;
             }
-            if (pg && w->cfg->vacuum_interval_ms > 0 && may_vacuum != 0 && now >= next_vacuum) {
-                if (may_vacuum < 0 && (may_vacuum = vacuum_permitted(pg)) == 0 && !said_vacuum) {
-                    skipq__log(SKIPQ_LOG_INFO, "vacuum: this role may not vacuum skipq.jobs,"
+            if (pg && w->cfg->vacuum_interval_ms > 0 && may_vacuum != 0 &&
+                now >= next_vacuum) {
+                if (may_vacuum < 0 && (may_vacuum = vacuum_permitted(pg)) == 0 &&
+                    !said_vacuum) {
+                    skipq__log(SKIPQ_LOG_INFO,
+                               "vacuum: this role may not vacuum skipq.jobs,"
                                " so autovacuum alone keeps it (docs/operations.md)");
                     said_vacuum = true;
                 }
                 /* -1, could not tell: a failure, tried again after an interval */
-                int64_t wait = may_vacuum == 0 ? VACUUM_CHECK_MS : w->cfg->vacuum_interval_ms;
+                int64_t wait = may_vacuum == 0 ? VACUUM_CHECK_MS
+                                               : w->cfg->vacuum_interval_ms;
                 if (may_vacuum > 0)
                     wait = vacuum_tick(w, &pg, &vacuum);
                 else

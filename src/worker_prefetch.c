@@ -29,8 +29,8 @@ skipq__prefetch_note_run(skipq__prefetch_stats *st, int64_t run_us)
     if (run_us <= 0)
         return;
     double us = (double)run_us;
-    st->run_avg_us =
-        st->run_samples == 0 ? us : st->run_avg_us + (us - st->run_avg_us) / 32.0;
+    st->run_avg_us = st->run_samples == 0 ? us
+                                          : st->run_avg_us + (us - st->run_avg_us) / 32.0;
     if (st->run_samples < INT_MAX)
         st->run_samples++;
 }

@@ -54,7 +54,8 @@ void skipq__prefetch_note_stale(skipq__prefetch_stats *st, int64_t waited_ms,
  * wait there, idle executors wait for one, and allowance is the current
  * prefetch allowance.
  */
-bool skipq__prefetch_may_hold(int64_t now, int64_t batch_since_ms, int ndone, int concurrency);
+bool skipq__prefetch_may_hold(int64_t now, int64_t batch_since_ms, int ndone,
+                              int concurrency);
 bool skipq__prefetch_hold(int ready, int idle, int allowance);
 
 #endif

@@ -86,16 +86,26 @@ register_worker(skipq_worker *w, skipq_error *err)
     *q++ = '}';
     *q = '\0';
 
-    snprintf(beat, sizeof beat, "%lld milliseconds", (long long)w->cfg->heartbeat_interval_ms);
+    snprintf(beat, sizeof beat, "%lld milliseconds",
+             (long long)w->cfg->heartbeat_interval_ms);
     snprintf(lease, sizeof lease, "%lld milliseconds", (long long)w->cfg->lease_timeout_ms);
     /* liveness_lock stays false until take_liveness_lock() holds it: in
      * between, others judge this worker by its heartbeat and lease, and
      * a lock that is free only because we have not taken it yet (or our
      * old session just died) does not make our live jobs look lost. */
     snprintf(id, sizeof id, "%lld", (long long)w->sess.id);
-    const char *v[10] = {host, pid, queues, bands, conc, SKIPQ_VERSION, beat, lease,
-                         w->sess.id ? id : NULL, w->sess.id ? w->sess.secret : NULL};
-    rc = skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_REGISTER, 10, v, &res, err);
+    const char *v[10] = {host,
+                         pid,
+                         queues,
+                         bands,
+                         conc,
+                         SKIPQ_VERSION,
+                         beat,
+                         lease,
+                         w->sess.id ? id : NULL,
+                         w->sess.id ? w->sess.secret : NULL};
+    rc = skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_REGISTER, 10, v, &res,
+                          err);
     if (rc == SKIPQ_OK) {
         w->sess.id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         snprintf(w->sess.secret, sizeof w->sess.secret, "%s", PQgetvalue(res, 0, 1));
@@ -147,7 +157,8 @@ take_liveness_lock(skipq_worker *w)
                    (long long)w->cfg->lease_timeout_ms);
         w->sess.alive_lock_warned = true;
     } else if (got && w->sess.alive_lock_warned) {
-        skipq__log(SKIPQ_LOG_INFO, "worker %lld holds its liveness lock now", (long long)w->sess.id);
+        skipq__log(SKIPQ_LOG_INFO, "worker %lld holds its liveness lock now",
+                   (long long)w->sess.id);
         w->sess.alive_lock_warned = false;
     }
     w->sess.alive_locked = got;
@@ -228,15 +239,13 @@ skipq__session_connect(skipq_worker *w, skipq_error *err)
     snprintf(settings, sizeof settings, skipq__stmts[SKIPQ__STMT_SETTINGS].text,
              (long long)w->sess.lock_wait_ms);
     if ((rc = skipq__exec(w->sess.pg, settings, err)) ||
-        (first && (rc = schema_check(w, err))) ||
-        (first && (rc = delete_check(w, err))) ||
+        (first && (rc = schema_check(w, err))) || (first && (rc = delete_check(w, err))) ||
         (rc = prepare_all(w, err)) ||
-        (rc = skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_LISTEN, 0, NULL, NULL,
-                               err)) ||
+        (rc = skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_LISTEN, 0, NULL,
+                               NULL, err)) ||
         (rc = skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_LISTEN_CONTROL, 0,
                                NULL, NULL, err)) ||
-        (rc = register_worker(w, err)) ||
-        (!first && (rc = skipq__reconcile(w, err)))) {
+        (rc = register_worker(w, err)) || (!first && (rc = skipq__reconcile(w, err)))) {
         PQfinish(w->sess.pg);
         w->sess.pg = NULL;
         return rc;
@@ -246,18 +255,16 @@ skipq__session_connect(skipq_worker *w, skipq_error *err)
         w->sess.pg = NULL;
         return skipq__fail(err, SKIPQ_ERR_DB, "could not configure the connection");
     }
-    w->claim.wake = true; /* poll once for what we missed */
+    w->claim.wake = true;         /* poll once for what we missed */
     w->sess.check_cancels = true; /* and cancels requested meanwhile */
-    w->sess.idle_locked = false; /* a new session holds no lock */
+    w->sess.idle_locked = false;  /* a new session holds no lock */
     w->sess.reconnect_delay_ms = 100;
     if (!first)
         skipq__log(SKIPQ_LOG_INFO, "worker %lld reconnected", (long long)w->sess.id);
     return SKIPQ_OK;
 }
 
-
 /* ---- idle locks ------------------------------------------------------------- */
-
 
 /* A PGparam whose first parameter is the worker's queues as a text[];
  * *qs holds the array's elements. The caller clears both (either may be
@@ -335,11 +342,12 @@ skipq__idle_lock(skipq_worker *w, bool on)
 
     if (skipq__queues_param(w, &prm, &qs)) {
         skipq__stmt_run(w->sess.pg, w->sess.unnamed,
-                        on ? SKIPQ__STMT_IDLE_LOCK : SKIPQ__STMT_IDLE_UNLOCK, prm, 0, NULL, &res);
+                        on ? SKIPQ__STMT_IDLE_LOCK : SKIPQ__STMT_IDLE_UNLOCK, prm, 0, NULL,
+                        &res);
         if (on && skipq__lock_timed_out(res)) {
             PQclear(res);
-            skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_IDLE_UNDO, prm, 0, NULL,
-                            &res);
+            skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_IDLE_UNDO, prm, 0,
+                            NULL, &res);
             if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
                 rc = IDLE_TAKEN_BY_PRODUCER;
         } else if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
@@ -349,8 +357,9 @@ skipq__idle_lock(skipq_worker *w, bool on)
     }
     if (rc == IDLE_FAILED) {
         skipq_error e;
-        skipq__db_fail(&e, w->sess.pg, res, on ? "could not take the idle locks"
-                                          : "could not give up the idle locks");
+        skipq__db_fail(&e, w->sess.pg, res,
+                       on ? "could not take the idle locks"
+                          : "could not give up the idle locks");
         skipq__session_drop(w, e.message);
     }
     PQclear(res);
@@ -370,14 +379,13 @@ skipq__note_busy(skipq_worker *w, int64_t now)
 {
     if (!w->claim.full_since_ms)
         w->claim.full_since_ms = now;
-    else if (w->sess.idle_locked && w->sess.pg && now - w->claim.full_since_ms >= IDLE_RELEASE_MS &&
+    else if (w->sess.idle_locked && w->sess.pg &&
+             now - w->claim.full_since_ms >= IDLE_RELEASE_MS &&
              skipq__idle_lock(w, false) == IDLE_DONE)
         w->claim.wake = true;
 }
 
-
 /* ---- notifications, heartbeats, cancels ---------------------------------- */
-
 
 void
 skipq__session_notifies(skipq_worker *w)
@@ -461,14 +469,15 @@ skipq__session_read_cancels(skipq_worker *w)
                         &res);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
             for (int r = 0; r < PQntuples(res); r++) {
-                skipq_job *j = skipq__held_find(&w->jobs, strtoll(PQgetvalue(res, r, 0), NULL, 10));
+                skipq_job *j = skipq__held_find(&w->jobs,
+                                                strtoll(PQgetvalue(res, r, 0), NULL, 10));
                 if (!j || j->done || j->cancel_requested ||
                     j->claim_token != (int32_t)strtol(PQgetvalue(res, r, 1), NULL, 10))
                     continue;
                 j->cancel_requested = true;
                 atomic_store(&j->stop, 1);
                 skipq__log_job(SKIPQ_LOG_INFO, "cancel", j, "job %lld: cancel requested",
-                        (long long)j->id);
+                               (long long)j->id);
             }
         } else {
             skipq_error e;

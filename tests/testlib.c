@@ -52,7 +52,9 @@ tl_count_notifies(PGconn *l, int ms, const char *payload)
 void
 tl_idle_lock(PGconn *pg, const char *q, bool on)
 {
-    tl_exec(pg, "SELECT pg_advisory_%slock_shared(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext('%s'))",
+    tl_exec(pg,
+            "SELECT pg_advisory_%slock_shared(" SKIPQ__LOCK_CLASS_IDLE_S
+            ", hashtext('%s'))",
             on ? "" : "un", q);
 }
 
@@ -88,8 +90,7 @@ drop_db(void)
     PGconn *admin = PQconnectdb(admin_url);
     if (PQstatus(admin) == CONNECTION_OK) {
         char sql[160];
-        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)",
-                 db_name);
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db_name);
         PQclear(PQexec(admin, sql));
     }
     PQfinish(admin);
@@ -101,8 +102,7 @@ make_db(const char *template_db)
     url_for("postgres", admin_url, sizeof admin_url);
     PGconn *admin = PQconnectdb(admin_url);
     if (PQstatus(admin) != CONNECTION_OK)
-        HARNESS_FAIL("could not connect to the test server: %s",
-                     PQerrorMessage(admin));
+        HARNESS_FAIL("could not connect to the test server: %s", PQerrorMessage(admin));
     snprintf(db_name, sizeof db_name, "t_%d_%ld", (int)getpid(),
              (long)(tl_now_ms() % 100000000));
     char sql[256];
@@ -113,8 +113,7 @@ make_db(const char *template_db)
         PGresult *res = PQexec(admin, sql);
         bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         if (!ok && tries >= 100)
-            HARNESS_FAIL("could not create %s: %s", db_name,
-                         PQresultErrorMessage(res));
+            HARNESS_FAIL("could not create %s: %s", db_name, PQresultErrorMessage(res));
         PQclear(res);
         if (ok)
             break;
@@ -238,8 +237,8 @@ tl_wait_int(PGconn *pg, int ms, int64_t want, const char *fmt, ...)
         usleep(10000);
     }
     if (got != want)
-        fprintf(stderr, "tl_wait_int: %s gave %" PRId64 ", wanted %" PRId64 "\n",
-                sql, got, want);
+        fprintf(stderr, "tl_wait_int: %s gave %" PRId64 ", wanted %" PRId64 "\n", sql, got,
+                want);
     free(sql);
     return got == want;
 }
@@ -270,9 +269,18 @@ drain_fds(int ofd, int efd, const char *in, char **out, char **err, int infd)
     while (oopen || eopen || infd >= 0) {
         int n = 0;
         int oi = -1, ei = -1, ii = -1;
-        if (oopen) { p[n] = (struct pollfd){ofd, POLLIN, 0}; oi = n++; }
-        if (eopen) { p[n] = (struct pollfd){efd, POLLIN, 0}; ei = n++; }
-        if (infd >= 0) { p[n] = (struct pollfd){infd, POLLOUT, 0}; ii = n++; }
+        if (oopen) {
+            p[n] = (struct pollfd){ofd, POLLIN, 0};
+            oi = n++;
+        }
+        if (eopen) {
+            p[n] = (struct pollfd){efd, POLLIN, 0};
+            ei = n++;
+        }
+        if (infd >= 0) {
+            p[n] = (struct pollfd){infd, POLLOUT, 0};
+            ii = n++;
+        }
         if (poll(p, (nfds_t)n, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -281,13 +289,25 @@ drain_fds(int ofd, int efd, const char *in, char **out, char **err, int infd)
         char buf[65536];
         if (oi >= 0 && p[oi].revents) {
             ssize_t r = read(ofd, buf, sizeof buf);
-            if (r <= 0) oopen = false;
-            else { ob = realloc(ob, olen + (size_t)r + 1); memcpy(ob + olen, buf, (size_t)r); olen += (size_t)r; ob[olen] = 0; }
+            if (r <= 0)
+                oopen = false;
+            else {
+                ob = realloc(ob, olen + (size_t)r + 1);
+                memcpy(ob + olen, buf, (size_t)r);
+                olen += (size_t)r;
+                ob[olen] = 0;
+            }
         }
         if (ei >= 0 && p[ei].revents) {
             ssize_t r = read(efd, buf, sizeof buf);
-            if (r <= 0) eopen = false;
-            else { eb = realloc(eb, elen + (size_t)r + 1); memcpy(eb + elen, buf, (size_t)r); elen += (size_t)r; eb[elen] = 0; }
+            if (r <= 0)
+                eopen = false;
+            else {
+                eb = realloc(eb, elen + (size_t)r + 1);
+                memcpy(eb + elen, buf, (size_t)r);
+                elen += (size_t)r;
+                eb[elen] = 0;
+            }
         }
         if (ii >= 0 && p[ii].revents) {
             ssize_t w = write(infd, in + inoff, inlen - inoff);
@@ -297,17 +317,22 @@ drain_fds(int ofd, int efd, const char *in, char **out, char **err, int infd)
             }
         }
     }
-    if (out) *out = ob; else free(ob);
-    if (err) *err = eb; else free(eb);
+    if (out)
+        *out = ob;
+    else
+        free(ob);
+    if (err)
+        *err = eb;
+    else
+        free(eb);
 }
 
 static int
-vrun(const char *in, char **out, char **err, const char *prefix,
-     const char *fmt, va_list ap)
+vrun(const char *in, char **out, char **err, const char *prefix, const char *fmt,
+     va_list ap)
 {
     char *args = NULL, *cmd = NULL;
-    if (vasprintf(&args, fmt, ap) < 0 ||
-        asprintf(&cmd, "%s%s", prefix, args) < 0)
+    if (vasprintf(&args, fmt, ap) < 0 || asprintf(&cmd, "%s%s", prefix, args) < 0)
         HARNESS_FAIL("out of memory");
     free(args);
     int pin[2], pout[2], perr[2];
@@ -322,14 +347,21 @@ vrun(const char *in, char **out, char **err, const char *prefix,
         /* close every pipe end but 0, 1 and 2: a daemon the command
          * starts (pg_ctl's postmaster) would otherwise keep a write end
          * open, and the drain below would wait for its EOF forever */
-        close(pin[0]); close(pin[1]); close(pout[0]); close(pout[1]);
-        close(perr[0]); close(perr[1]);
+        close(pin[0]);
+        close(pin[1]);
+        close(pout[0]);
+        close(pout[1]);
+        close(perr[0]);
+        close(perr[1]);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
-    close(pin[0]); close(pout[1]); close(perr[1]);
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
     drain_fds(pout[0], perr[0], in, out, err, pin[1]);
-    close(pout[0]); close(perr[0]);
+    close(pout[0]);
+    close(perr[0]);
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
@@ -446,8 +478,7 @@ tl_tmpfile(const char *suffix)
     static int i;
     char *p = buf[i++ % 8];
     static int n;
-    snprintf(p, 256, "/tmp/skipq-test-%d-%d%s", (int)getpid(), n++,
-             suffix ? suffix : "");
+    snprintf(p, 256, "/tmp/skipq-test-%d-%d%s", (int)getpid(), n++, suffix ? suffix : "");
     char **more = realloc(tmpfiles, (size_t)(ntmpfiles + 1) * sizeof *tmpfiles);
     if (!more || !(more[ntmpfiles] = strdup(p)))
         HARNESS_FAIL("out of memory");

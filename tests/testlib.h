@@ -40,8 +40,7 @@ char *tl_str(PGconn *pg, const char *fmt, ...) TL_PRINTF(2, 3);
 /* Poll cond every few ms until it returns true or ms pass. */
 bool wait_until(int ms, bool (*cond)(void *arg), void *arg);
 /* Wait until SQL (an integer query) returns want. */
-bool tl_wait_int(PGconn *pg, int ms, int64_t want, const char *fmt, ...)
-    TL_PRINTF(4, 5);
+bool tl_wait_int(PGconn *pg, int ms, int64_t want, const char *fmt, ...) TL_PRINTF(4, 5);
 
 /* The skipq binary under test (with $SKIPQ_CLI_WRAPPER prefix, e.g.
  * valgrind). */
@@ -52,11 +51,11 @@ const char *tl_skipq(void);
  * stdin. *out and *err (may be NULL) get its output (malloc'd). Returns
  * the exit status, or 128+signal.
  */
-int tl_run(const char *stdin_data, char **out, char **err, const char *fmt,
-           ...) TL_PRINTF(4, 5);
+int tl_run(const char *stdin_data, char **out, char **err, const char *fmt, ...)
+    TL_PRINTF(4, 5);
 /* Run `skipq ARGS` the same way (ARGS is shell text). */
-int tl_skipq_run(const char *stdin_data, char **out, char **err,
-                 const char *fmt, ...) TL_PRINTF(4, 5);
+int tl_skipq_run(const char *stdin_data, char **out, char **err, const char *fmt, ...)
+    TL_PRINTF(4, 5);
 
 /* Start a shell command in the background in its own process group,
  * stdout/stderr appended to log (may be NULL: /dev/null). */

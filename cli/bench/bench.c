@@ -136,7 +136,10 @@ sleep_us(int64_t us)
 static int
 parse_measurement(const char *s, unsigned *m)
 {
-    static const struct { const char *name; unsigned bit; } names[] = {
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {
         {"enqueue", M_ENQUEUE}, {"drain", M_DRAIN}, {"latency", M_LATENCY},
         {"steady", M_STEADY},   {"deep", M_DEEP},   {"command", M_COMMAND},
         {"all", M_ALL},         {"soak", M_SOAK},
@@ -147,7 +150,8 @@ parse_measurement(const char *s, unsigned *m)
             return 0;
         }
     return cli_usage_error("bench: unknown measurement \"%.64s\" (enqueue, drain, "
-                           "latency, steady, deep, command, all or soak)", s);
+                           "latency, steady, deep, command, all or soak)",
+                           s);
 }
 
 static const struct option opts[] = {
@@ -297,9 +301,15 @@ int
 cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
 {
     struct bench b = {
-        .ctx = ctx, .jobs = 100000, .concurrency = 16, .workers = 1,
+        .ctx = ctx,
+        .jobs = 100000,
+        .concurrency = 16,
+        .workers = 1,
         .prefetch = SKIPQ_PREFETCH_AUTO,
-        .rate = 200, .duration_ms = 10000, .latency_jobs = 1000, .retention_ms = 30000,
+        .rate = 200,
+        .duration_ms = 10000,
+        .latency_jobs = 1000,
+        .retention_ms = 30000,
         .vacuum_ms = -1,
     };
     const char *lng = getenv("SKIPQ_LONG");

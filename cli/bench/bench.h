@@ -69,12 +69,12 @@ struct bench {
     int rate_set, duration_set;
     int64_t retention_ms; /* soak */
     int64_t vacuum_ms;    /* every worker's vacuum_interval; -1 the default */
-    char *handler; /* command: the C example handler, NULL not found */
+    char *handler;        /* command: the C example handler, NULL not found */
 
     PGconn *admin; /* the configured database: CREATE/DROP DATABASE */
     skipq_conn *admin_conn;
     char dbname[64];
-    char *url;       /* conninfo of the bench database */
+    char *url;        /* conninfo of the bench database */
     skipq_conn *conn; /* to the bench database */
     PGconn *pg;       /* borrowed from conn */
 
@@ -112,11 +112,11 @@ int fill_series(struct bench *b, long long n);
 
 /* drain.c: worker processes */
 struct drain_spec {
-    const char *mode;   /* "noop"; "command" (/bin/true), "fork" or
-                         * "persistent" (the C example handler) */
-    long long target;   /* handled jobs that end the measurement */
+    const char *mode; /* "noop"; "command" (/bin/true), "fork" or
+                       * "persistent" (the C example handler) */
+    long long target; /* handled jobs that end the measurement */
     int concurrency, workers;
-    int sql_check;      /* wait until the table shows them succeeded */
+    int sql_check; /* wait until the table shows them succeeded */
 };
 
 struct drain_out {
@@ -133,8 +133,8 @@ int run_drain(struct bench *b, const struct drain_spec *d, struct drain_out *o);
 struct inproc {
     atomic_llong handled;
     long long n;
-    int64_t *start_us;   /* handler start, by payload "i" */
-    double *lat_ms;      /* handler start - payload "t", by "i" */
+    int64_t *start_us;             /* handler start, by payload "i" */
+    double *lat_ms;                /* handler start - payload "t", by "i" */
     int64_t *before_us, *after_us; /* around the enqueue call, by "i" */
 };
 

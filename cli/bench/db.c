@@ -17,8 +17,7 @@
 /* Run sql with text parameters; fails the bench (prints, returns 1) on
  * any error. *out (may be NULL) receives a result with rows. */
 int
-sqlp(PGconn *pg, PGresult **out, const char *sql, int n,
-     const char *const *v)
+sqlp(PGconn *pg, PGresult **out, const char *sql, int n, const char *const *v)
 {
     PGresult *res = PQexecParams(pg, sql, n, NULL, v, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);
@@ -141,7 +140,8 @@ create_db(struct bench *b)
     /* b->url is freed by cmd_bench on every path; the analyzer loses it
      * in the struct (a false "potential leak") */
     if (skipq_conn_open(b->url, &b->conn, &err) != SKIPQ_OK ||
-        skipq_migrate(b->conn, &applied, NULL, NULL, &err) != SKIPQ_OK) { // NOLINT(clang-analyzer-unix.Malloc)
+        skipq_migrate(b->conn, &applied, NULL, NULL, &err) !=
+            SKIPQ_OK) { // NOLINT(clang-analyzer-unix.Malloc)
         cli_fail(&err);
         return CLI_EXIT_FAIL;
     }
@@ -166,8 +166,7 @@ drop_db(struct bench *b)
         snprintf(q, sizeof q, "DROP DATABASE IF EXISTS %s WITH (FORCE)", b->dbname);
         PGresult *res = PQexec(b->admin, q);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
-            cli_db_fail(b->admin, res, "bench: could not drop database \"%s\"",
-                        b->dbname);
+            cli_db_fail(b->admin, res, "bench: could not drop database \"%s\"", b->dbname);
         PQclear(res);
     }
     skipq_conn_close(b->admin_conn);

@@ -17,13 +17,14 @@
 static int
 claim_probe(struct bench *b, struct result *r)
 {
-    static const char *const v[6] = {"default", "-32768", "32767",
-                                     "{" KIND_NOOP "}", /* NOLINT: one literal */
-                                     "16", "0"};
+    static const char *const v[6] = {"default", "-32768",
+                                     "32767",   "{" KIND_NOOP "}", /* NOLINT: one literal */
+                                     "16",      "0"};
     enum { PROBES = 30 };
     double ms[PROBES];
     PGresult *res = PQprepare(b->pg, "bench_claim",
-                              /* exactly what the worker runs */ skipq_sql_text("claim"), 0, NULL);
+                              /* exactly what the worker runs */ skipq_sql_text("claim"), 0,
+                              NULL);
     int rc = 0;
 
     /* what the worker runs: prepared once, in a transaction opened by
@@ -34,9 +35,12 @@ claim_probe(struct bench *b, struct result *r)
         return rc;
     }
     PQclear(res);
-    if ((rc = sql(b->pg, "BEGIN")) != 0 || (rc = sql(b->pg, skipq_sql_text("cycle_quick"))) != 0 ||
-        (rc = sqlp(b->pg, &res, "EXPLAIN EXECUTE bench_claim('default', -32768, 32767,"
-                                " '{" KIND_NOOP "}', 16, 0)", 0, NULL)) != 0)
+    if ((rc = sql(b->pg, "BEGIN")) != 0 ||
+        (rc = sql(b->pg, skipq_sql_text("cycle_quick"))) != 0 ||
+        (rc = sqlp(b->pg, &res,
+                   "EXPLAIN EXECUTE bench_claim('default', -32768, 32767,"
+                   " '{" KIND_NOOP "}', 16, 0)",
+                   0, NULL)) != 0)
         goto out;
     r->claim_uses_index = 0;
     for (int i = 0; i < PQntuples(res); i++)
@@ -45,7 +49,8 @@ claim_probe(struct bench *b, struct result *r)
     PQclear(res);
     PQclear(PQexec(b->pg, "ROLLBACK"));
     for (int i = 0; i < PROBES && rc == 0; i++) {
-        if ((rc = sql(b->pg, "BEGIN")) != 0 || (rc = sql(b->pg, skipq_sql_text("cycle_quick"))) != 0)
+        if ((rc = sql(b->pg, "BEGIN")) != 0 ||
+            (rc = sql(b->pg, skipq_sql_text("cycle_quick"))) != 0)
             break;
         int64_t t0 = now_us();
         res = PQexecPrepared(b->pg, "bench_claim", 6, v, NULL, NULL, 0);
@@ -107,15 +112,17 @@ bench_deep(struct bench *b)
      * the interleaved draws is reported. */
     for (int rep = 0; rep < DEEP_REPS; rep++) {
         for (int i = 0; i < 3; i++) {
-            struct drain_spec d = {.mode = "noop", .target = sample,
-                                   .concurrency = b->concurrency, .workers = 1};
+            struct drain_spec d = {.mode = "noop",
+                                   .target = sample,
+                                   .concurrency = b->concurrency,
+                                   .workers = 1};
             struct drain_out o;
             int scheduled = i == 2;
 
             if (rep == 0) {
                 char cfgname[48];
-                snprintf(cfgname, sizeof cfgname, "%s%lld", scheduled ? "scheduled" : "backlog",
-                         sizes[i]);
+                snprintf(cfgname, sizeof cfgname, "%s%lld",
+                         scheduled ? "scheduled" : "backlog", sizes[i]);
                 result_init(&r[i], "deep", cfgname);
             }
             if (!b->ctx->quiet && !b->json)

@@ -48,8 +48,7 @@ static skipq_outcome
 count_handler(skipq_job *job, void *userdata)
 {
     (void)job;
-    atomic_fetch_add_explicit(&((struct shm *)userdata)->handled, 1,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&((struct shm *)userdata)->handled, 1, memory_order_relaxed);
     return SKIPQ_JOB_OK;
 }
 
@@ -94,8 +93,7 @@ worker_child(void)
         return cli_usage_error("bench: \"__worker\" is internal");
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the benchmark */
     int fd = atoi(fd_s);
-    child_shm = mmap(NULL, sizeof *child_shm, PROT_READ | PROT_WRITE,
-                     MAP_SHARED, fd, 0);
+    child_shm = mmap(NULL, sizeof *child_shm, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (child_shm == MAP_FAILED)
         return cli_errorf(CLI_EXIT_FAIL, "bench worker: could not map: %s",
@@ -125,8 +123,7 @@ worker_child(void)
     if (rc == SKIPQ_OK)
         rc = skipq_worker_new(cfg, &child_worker, &err);
     if (rc == SKIPQ_OK && strcmp(mode, "noop") == 0)
-        rc = skipq_worker_register(child_worker, KIND_NOOP, count_handler,
-                                   child_shm, &err);
+        rc = skipq_worker_register(child_worker, KIND_NOOP, count_handler, child_shm, &err);
     if (rc == SKIPQ_OK) {
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = child_on_signal;
@@ -146,8 +143,7 @@ out:
 /* environ without our own variables, plus ours. Caller frees the array
  * and the strings from index `own` on. */
 char **
-child_env(const struct bench *b, int fd, const char *mode, int conc,
-          size_t *own)
+child_env(const struct bench *b, int fd, const char *mode, int conc, size_t *own)
 {
     enum { OURS = 8 }; /* the entries added below */
     size_t n = 0, k = 0;
@@ -234,11 +230,10 @@ succeeded(struct bench *b)
     if (b->on_success == SKIPQ_ON_SUCCESS_KEEP)
         return sql_int(b->pg, "SELECT count(*) FROM skipq.jobs"
                               " WHERE status" SQL_EQ "'succeeded'");
-    return sql_int(b->pg,
-                   "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
-                   " FROM skipq.jobs_id_seq)"
-                   " - count(*) FILTER (WHERE status" SQL_NE "'succeeded')"
-                   " FROM skipq.jobs");
+    return sql_int(b->pg, "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
+                          " FROM skipq.jobs_id_seq)"
+                          " - count(*) FILTER (WHERE status" SQL_NE "'succeeded')"
+                          " FROM skipq.jobs");
 }
 
 /* Are jobs still queued or running? 1 yes, 0 no, -1 error. Each scalar
@@ -277,8 +272,8 @@ run_drain(struct bench *b, const struct drain_spec *d, struct drain_out *o)
     memset(o, 0, sizeof *o);
     fd = memfd_create("skipq-bench", 0);
     if (fd < 0 || ftruncate(fd, sizeof *shm) != 0 ||
-        (shm = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-                    0)) == MAP_FAILED) {
+        (shm = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
+            MAP_FAILED) {
         rc = cli_errorf(CLI_EXIT_FAIL, "bench: could not share memory: %s",
                         strerror(errno));
         goto out;
@@ -404,8 +399,11 @@ find_example(void)
 static int
 example_drain(struct bench *b, const char *mode, long long n, struct result *r)
 {
-    struct drain_spec d = {.mode = mode, .target = n, .concurrency = 8,
-                           .workers = 1, .sql_check = 1};
+    struct drain_spec d = {.mode = mode,
+                           .target = n,
+                           .concurrency = 8,
+                           .workers = 1,
+                           .sql_check = 1};
     struct drain_out o;
     char cfgname[48];
     int rc;
@@ -458,9 +456,11 @@ bench_drain(struct bench *b, int command)
     long long n = command ? (b->jobs < COMMAND_JOBS_MAX ? b->jobs : COMMAND_JOBS_MAX)
                           : b->jobs;
     struct drain_spec d = {
-        .mode = command ? "command" : "noop", .target = n,
+        .mode = command ? "command" : "noop",
+        .target = n,
         .concurrency = command ? 8 : b->concurrency,
-        .workers = command ? 1 : b->workers, .sql_check = 1,
+        .workers = command ? 1 : b->workers,
+        .sql_check = 1,
     };
     struct drain_out o;
     struct result r;

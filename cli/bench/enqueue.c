@@ -202,7 +202,8 @@ bench_single_vs_insert(struct bench *b, long long n, bool waiting)
                     rc = cli_errorf(CLI_EXIT_FAIL, "bench: interrupted");
                 } else if (who == 0) {
                     snprintf(payload, sizeof payload, "{\"i\":%lld}", done[0] + i);
-                    if (skipq_enqueue(conn, KIND_NOOP, payload, NULL, NULL, &err) != SKIPQ_OK)
+                    if (skipq_enqueue(conn, KIND_NOOP, payload, NULL, NULL, &err) !=
+                        SKIPQ_OK)
                         rc = fail1(&err);
                 } else {
                     res = PQexecPrepared(raw, "vs_insert", 0, NULL, NULL, NULL, 0);
@@ -216,7 +217,8 @@ bench_single_vs_insert(struct bench *b, long long n, bool waiting)
         }
     }
     if (rc == 0) {
-        result_init(&r, "enqueue_single", waiting ? "1conn-vs-insert-waiting" : "1conn-vs-insert");
+        result_init(&r, "enqueue_single",
+                    waiting ? "1conn-vs-insert-waiting" : "1conn-vs-insert");
         r.jobs = n;
         r.seconds = (double)took[0] / 1e6;
         r.jobs_per_s = (double)n / r.seconds;
@@ -320,8 +322,8 @@ bench_enqueue(struct bench *b)
         (rc = bench_single(b, SINGLE_THREADS, single, false)) != 0 ||
         (rc = bench_single(b, SINGLE_THREADS, single, true)) != 0 ||
         (rc = bench_single_vs_insert(b, single, false)) != 0 ||
-        (rc = bench_single_vs_insert(b, single, true)) != 0 ||
-        (rc = reset_queue(b)) != 0 || (rc = fill_batch(b, b->jobs, KIND_NOOP, &secs)) != 0)
+        (rc = bench_single_vs_insert(b, single, true)) != 0 || (rc = reset_queue(b)) != 0 ||
+        (rc = fill_batch(b, b->jobs, KIND_NOOP, &secs)) != 0)
         return rc;
     result_init(&r, "enqueue_bulk", "c-batch");
     r.jobs = b->jobs;

@@ -152,9 +152,9 @@ void
 print_table(const struct bench *b)
 {
     struct cli_table t;
-    static const char *const head[] = {"metric", "config", "jobs", "seconds",
+    static const char *const head[] = {"metric", "config", "jobs",   "seconds",
                                        "jobs/s", "p50 ms", "p95 ms", "p99 ms",
-                                       "max ms", "cpu s", "rss kB", "notes"};
+                                       "max ms", "cpu s",  "rss kB", "notes"};
     if (cli_table_init(&t, 12) != 0 || cli_table_add(&t, head) != 0)
         goto out;
     for (size_t i = 0; i < b->nres; i++) {
@@ -180,11 +180,10 @@ print_table(const struct bench *b)
             snprintf(c[8], sizeof c[8], "-");
         if (r->backlog >= 0 && r->claim_uses_index >= 0) /* deep */
             k += (size_t)snprintf(notes + k, sizeof notes - k,
-                                  "backlog %lld, claim p50/p99 %.2f/%.2f ms%s",
-                                  r->backlog, r->claim_p50, r->claim_p99,
-                                  r->claim_uses_index == 1
-                                      ? ", index scan"
-                                      : ", NO claim index");
+                                  "backlog %lld, claim p50/p99 %.2f/%.2f ms%s", r->backlog,
+                                  r->claim_p50, r->claim_p99,
+                                  r->claim_uses_index == 1 ? ", index scan"
+                                                           : ", NO claim index");
         else if (r->backlog >= 0) /* soak */
             k += (size_t)snprintf(notes + k, sizeof notes - k,
                                   "backlog %lld, first/last window %.0f/%.0f jobs/s",

@@ -110,8 +110,8 @@ bench_soak(struct bench *b)
     int64_t t0 = now_us();
     while (atomic_load(&count.handled) < fill && !interrupted) {
         if (now_us() - t0 > 120000000) {
-            rc = cli_errorf(CLI_EXIT_FAIL, "bench: soak: %lld jobs did not drain in 2 minutes",
-                            fill);
+            rc = cli_errorf(CLI_EXIT_FAIL,
+                            "bench: soak: %lld jobs did not drain in 2 minutes", fill);
             goto out;
         }
         sleep_us(1000);
@@ -120,10 +120,11 @@ bench_soak(struct bench *b)
     if (!b->rate_set)
         rate = 0.8 * max_jps;
     if (!b->ctx->quiet)
-        fprintf(stderr, "skipq: bench: soak: max %.0f jobs/s; producing %.0f jobs/s for %llds, "
-                        "retention %llds, vacuum_interval %lldms\n", max_jps, rate,
-                        (long long)(duration_ms / 1000), (long long)(b->retention_ms / 1000),
-                        (long long)effective_vacuum_ms(b));
+        fprintf(stderr,
+                "skipq: bench: soak: max %.0f jobs/s; producing %.0f jobs/s for %llds, "
+                "retention %llds, vacuum_interval %lldms\n",
+                max_jps, rate, (long long)(duration_ms / 1000),
+                (long long)(b->retention_ms / 1000), (long long)effective_vacuum_ms(b));
 
     int64_t start = now_us(), window_us = duration_ms * 1000 / SOAK_WINDOWS;
     long long sent = 0, base = fill, win_h = atomic_load(&count.handled);
@@ -149,8 +150,9 @@ bench_soak(struct bench *b)
                                               " min(updated_at))::int8, 0) FROM skipq.jobs"
                                               " WHERE status" SQL_EQ "'succeeded'");
             if (!b->ctx->quiet)
-                fprintf(stderr, "skipq: bench: soak: window %d: %.0f jobs/s, backlog %lld, "
-                                "table %lld kB, indexes %lld kB, oldest succeeded %llds\n",
+                fprintf(stderr,
+                        "skipq: bench: soak: window %d: %.0f jobs/s, backlog %lld, "
+                        "table %lld kB, indexes %lld kB, oldest succeeded %llds\n",
                         win + 1, jps, backlog, tkb, ikb, oldest);
             if (win == 0)
                 r.first_jps = jps;

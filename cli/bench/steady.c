@@ -28,7 +28,8 @@ worst_stall_ms(const int64_t *commit, const int64_t *start, long long n)
     /* insertion sort is too slow for big n: sort indexes by start */
     for (long long gap = n / 2; gap > 0; gap /= 2)
         for (long long i = gap; i < n; i++)
-            for (long long j = i; j >= gap && start[ord[j - gap]] > start[ord[j]]; j -= gap) {
+            for (long long j = i; j >= gap && start[ord[j - gap]] > start[ord[j]];
+                 j -= gap) {
                 long long t = ord[j];
                 ord[j] = ord[j - gap];
                 ord[j - gap] = t;

@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(c)                                                            \
-    do {                                                                    \
-        if (!(c)) {                                                         \
-            fprintf(stderr, "invariant failed: %s\n", #c);                  \
-            abort();                                                        \
-        }                                                                   \
+#define CHECK(c)                                           \
+    do {                                                   \
+        if (!(c)) {                                        \
+            fprintf(stderr, "invariant failed: %s\n", #c); \
+            abort();                                       \
+        }                                                  \
     } while (0)
 
 static void
@@ -57,13 +57,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!cfg)
         return 0;
     memset(&err, 0, sizeof err);
-    rc = skipq_config_load_string(cfg, (const char *)data, size, "fuzz.yaml",
-                                  &err);
+    rc = skipq_config_load_string(cfg, (const char *)data, size, "fuzz.yaml", &err);
     if (rc != SKIPQ_OK) {
         CHECK(rc == SKIPQ_ERR_CONFIG || rc == SKIPQ_ERR_NOMEM);
         CHECK(err.code == rc);
-        CHECK(strncmp(err.message, "could not load config \"fuzz.yaml\"",
-                      33) == 0);
+        CHECK(strncmp(err.message, "could not load config \"fuzz.yaml\"", 33) == 0);
     }
     /* success or not, cfg must be whole and valid */
     check_config(cfg);

@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(c)                                                            \
-    do {                                                                    \
-        if (!(c)) {                                                         \
-            fprintf(stderr, "invariant failed: %s\n", #c);                  \
-            abort();                                                        \
-        }                                                                   \
+#define CHECK(c)                                           \
+    do {                                                   \
+        if (!(c)) {                                        \
+            fprintf(stderr, "invariant failed: %s\n", #c); \
+            abort();                                       \
+        }                                                  \
     } while (0)
 
 static void
@@ -37,15 +37,14 @@ fuzz_backoff(const uint8_t *data, size_t size)
     jitter = (double)s / 2147483648.0 - 0.5; /* also outside 0..1 */
     memcpy(&s, data + 24, 4);
     r = (double)s / 2147483648.0 - 0.5;
-    got = skipq_backoff_ms((skipq_backoff)(data[28] % 4), base, max, jitter,
-                           attempt, r);
+    got = skipq_backoff_ms((skipq_backoff)(data[28] % 4), base, max, jitter, attempt, r);
     CHECK(got >= 0);
     if (max > 0)
         CHECK(got <= max);
     /* fixed (and an unknown strategy, treated as fixed) without jitter
      * is exactly base when base is within the cap */
-    if (!(jitter > 0) && (data[28] % 4 == 0 || data[28] % 4 == 3) &&
-        base >= 0 && (max <= 0 || base <= max))
+    if (!(jitter > 0) && (data[28] % 4 == 0 || data[28] % 4 == 3) && base >= 0 &&
+        (max <= 0 || base <= max))
         CHECK(got == base);
 }
 

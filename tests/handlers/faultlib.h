@@ -146,8 +146,7 @@ fl_wait_exit(pid_t pid, int ms)
 }
 
 /* A temporary file with this text; removed at exit. Returns its path. */
-static const char *fl_file(const char *suffix, const char *fmt, ...)
-    TL_PRINTF(2, 3);
+static const char *fl_file(const char *suffix, const char *fmt, ...) TL_PRINTF(2, 3);
 static const char *
 fl_file(const char *suffix, const char *fmt, ...)
 {
@@ -201,8 +200,7 @@ fl_worker_config(int concurrency, const char *poll, const char *worker_extra,
                    "  shutdown_timeout: 3s\n"
                    "%s"
                    "%s",
-                   concurrency, poll, worker_extra ? worker_extra : "",
-                   rest ? rest : "");
+                   concurrency, poll, worker_extra ? worker_extra : "", rest ? rest : "");
 }
 
 /* `skipq worker --config CFG ARGS`, exec'd so the pid is the worker's. */
@@ -228,8 +226,7 @@ fl_runs_table(PGconn *pg)
 static int64_t
 fl_worker_id(PGconn *pg, pid_t pid)
 {
-    if (!tl_wait_int(pg, 20000, 1,
-                     "SELECT count(*) FROM skipq.workers WHERE pid = %d",
+    if (!tl_wait_int(pg, 20000, 1, "SELECT count(*) FROM skipq.workers WHERE pid = %d",
                      (int)pid))
         HARNESS_FAIL("worker %d did not register", (int)pid);
     return tl_int(pg, "SELECT id FROM skipq.workers WHERE pid = %d", (int)pid);
@@ -262,8 +259,8 @@ static void
 fl_destroy_cluster(void)
 {
     if (fl_pgdir[0])
-        tl_run(NULL, NULL, NULL, "%s/tests/pg.sh destroy %s",
-               SKIPQ_TEST_SOURCE_DIR, fl_pgdir);
+        tl_run(NULL, NULL, NULL, "%s/tests/pg.sh destroy %s", SKIPQ_TEST_SOURCE_DIR,
+               fl_pgdir);
 }
 
 /*
@@ -277,8 +274,8 @@ fl_private_cluster(void)
     char *out = NULL, *err = NULL;
     snprintf(fl_pgdir, sizeof fl_pgdir, "/tmp/skipq-fault-pg-%d", (int)getpid());
     atexit(fl_destroy_cluster);
-    int rc = tl_run(NULL, &out, &err, "%s/tests/pg.sh start %s",
-                    SKIPQ_TEST_SOURCE_DIR, fl_pgdir);
+    int rc = tl_run(NULL, &out, &err, "%s/tests/pg.sh start %s", SKIPQ_TEST_SOURCE_DIR,
+                    fl_pgdir);
     if (rc != 0)
         HARNESS_FAIL("could not start a private cluster: %s", err);
     char *p = strstr(out, "SKIPQ_TEST_PG=");
@@ -308,8 +305,8 @@ fl_private_cluster(void)
 static pid_t
 fl_restart_async(const char *mode)
 {
-    return fl_spawn(NULL, "%s/tests/pg.sh restart %s %s", SKIPQ_TEST_SOURCE_DIR,
-                    fl_pgdir, mode);
+    return fl_spawn(NULL, "%s/tests/pg.sh restart %s %s", SKIPQ_TEST_SOURCE_DIR, fl_pgdir,
+                    mode);
 }
 
 static bool

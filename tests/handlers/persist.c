@@ -107,7 +107,8 @@ answer(char *line)
     else if (strstr(payload, "\"snooze\": true"))
         printf("{\"id\": %lld, \"outcome\": \"snooze\", \"delay_ms\": 60000}\n", id);
     else if (strstr(payload, "\"fail\": true"))
-        printf("{\"id\": %lld, \"outcome\": \"error\", \"error\": \"asked to fail\"}\n", id);
+        printf("{\"id\": %lld, \"outcome\": \"error\", \"error\": \"asked to fail\"}\n",
+               id);
     else
         printf("{\"id\": %lld, \"outcome\": \"ok\", \"result\": {\"pid\": %d, "
                "\"attempt\": %lld, \"payload\": %s}}\n",

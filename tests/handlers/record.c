@@ -55,12 +55,24 @@ main(int argc, char **argv)
 
     while ((c = getopt(argc, argv, "s:S:r:f:ke")) != -1) {
         switch (c) {
-        case 's': sleep_all = atol(optarg); break;
-        case 'S': sleep_first = atol(optarg); break;
-        case 'r': sleep_rand = atol(optarg); break;
-        case 'f': fail_pct = atol(optarg); break;
-        case 'k': kill_parent = 1; break;
-        case 'e': record_end = 1; break;
+        case 's':
+            sleep_all = atol(optarg);
+            break;
+        case 'S':
+            sleep_first = atol(optarg);
+            break;
+        case 'r':
+            sleep_rand = atol(optarg);
+            break;
+        case 'f':
+            fail_pct = atol(optarg);
+            break;
+        case 'k':
+            kill_parent = 1;
+            break;
+        case 'e':
+            record_end = 1;
+            break;
         default:
             fprintf(stderr, "record: bad usage\n");
             return 2;
@@ -86,7 +98,8 @@ main(int argc, char **argv)
     char pid_s[16];
     snprintf(pid_s, sizeof pid_s, "%d", (int)parent);
     const char *v[5] = {id_s, att_s, pid_s, fail ? "f" : "t", worker};
-    PGresult *res = PQexecParams(pg,
+    PGresult *res = PQexecParams(
+        pg,
         "INSERT INTO runs (job_id, attempt, pid, ok, worker) VALUES ($1, $2, $3, $4, $5)",
         5, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -115,7 +128,8 @@ main(int argc, char **argv)
     if (pg) {
         /* on the connection kept open: no second connect per run */
         const char *e[2] = {id_s, att_s};
-        res = PQexecParams(pg,
+        res = PQexecParams(
+            pg,
             "UPDATE runs SET done_at = clock_timestamp() WHERE job_id = $1 AND attempt = $2",
             2, NULL, e, NULL, NULL, 0);
         int ok = PQresultStatus(res) == PGRES_COMMAND_OK;

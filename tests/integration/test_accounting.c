@@ -34,7 +34,10 @@
 TEST(eight_workers_exact_counts)
 {
     const char *size = getenv("SKIPQ_ACCOUNTING_JOBS");
-    const int n = size && atoi(size) >= 100 ? atoi(size) : fl_long() ? 100000 : fl_sanitized() ? 600 : 2000;
+    const int n = size && atoi(size) >= 100 ? atoi(size)
+                  : fl_long()               ? 100000
+                  : fl_sanitized()          ? 600
+                                            : 2000;
     const bool big = n > 10000;
     const int batches = 10;
     fl_deadline(big ? 7200 : 280); /* under CTest's 300 s */
@@ -46,21 +49,24 @@ TEST(eight_workers_exact_counts)
                 " ADD CONSTRAINT runs_one_at_a_time EXCLUDE USING gist"
                 " (job_id WITH =, tstzrange(at, done_at) WITH &&)");
     /* what we enqueue, computed from the series, not read back */
-    tl_exec(pg, "CREATE TABLE expected AS SELECT 'q' || (g %% 4) AS queue,"
-                " ((ARRAY[10, 0, -10])[1 + (g / 4) %% 3])::smallint AS priority,"
-                " count(*) AS n FROM generate_series(1, %d) g GROUP BY 1, 2", n);
+    tl_exec(pg,
+            "CREATE TABLE expected AS SELECT 'q' || (g %% 4) AS queue,"
+            " ((ARRAY[10, 0, -10])[1 + (g / 4) %% 3])::smallint AS priority,"
+            " count(*) AS n FROM generate_series(1, %d) g GROUP BY 1, 2",
+            n);
 
-    const char *cfg = fl_file(".yaml",
-        "worker:\n"
-        "  queues: [q0, q1, q2, q3]\n"
-        "  concurrency: 8\n"
-        "  poll_interval: 500ms\n"
-        "  heartbeat_interval: 1s\n"
-        "  lease_timeout: 60s\n"
-        "  shutdown_timeout: 10s\n"
-        "retry:\n  max_attempts: 5\n  strategy: fixed\n  base: 50ms\n  max: 1s\n"
-        "handlers:\n  rec:\n    command: [%s, -f, 10, -e]\n",
-        fl_handler("record"));
+    const char *cfg =
+        fl_file(".yaml",
+                "worker:\n"
+                "  queues: [q0, q1, q2, q3]\n"
+                "  concurrency: 8\n"
+                "  poll_interval: 500ms\n"
+                "  heartbeat_interval: 1s\n"
+                "  lease_timeout: 60s\n"
+                "  shutdown_timeout: 10s\n"
+                "retry:\n  max_attempts: 5\n  strategy: fixed\n  base: 50ms\n  max: 1s\n"
+                "handlers:\n  rec:\n    command: [%s, -f, 10, -e]\n",
+                fl_handler("record"));
 
     /* a first batch waiting, the rest arrives while the workers run */
     const char *enq = "SELECT count(skipq.enqueue('rec', jsonb_build_object('i', g),"
@@ -82,7 +88,8 @@ TEST(eight_workers_exact_counts)
         for (int i = 0; i < NWORKERS; i++)
             fl_dump("worker", logs[i]);
         HARNESS_FAIL("not every job succeeded: %" PRId64 " of %d",
-                     tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"),
+                     tl_int(pg,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"),
                      n);
     }
     int64_t ms = tl_now_ms() - t0;
@@ -99,11 +106,14 @@ TEST(eight_workers_exact_counts)
     /* every job, exactly the counts enqueued per queue and priority */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), n);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status <> 'succeeded'"
-                         " OR locked_by IS NOT NULL OR finished_at IS NULL"), 0);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM expected e FULL JOIN"
-                         " (SELECT queue, priority, count(*) AS n FROM skipq.jobs"
-                         "  WHERE status = 'succeeded' GROUP BY 1, 2) a USING (queue, priority)"
-                         " WHERE e.n IS DISTINCT FROM a.n"), 0);
+                         " OR locked_by IS NOT NULL OR finished_at IS NULL"),
+              0);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM expected e FULL JOIN"
+                     " (SELECT queue, priority, count(*) AS n FROM skipq.jobs"
+                     "  WHERE status = 'succeeded' GROUP BY 1, 2) a USING (queue, priority)"
+                     " WHERE e.n IS DISTINCT FROM a.n"),
+              0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM expected"), 12);
 
     /* attempts: 2 for the hashed 10%, 1 for the others */
@@ -111,10 +121,12 @@ TEST(eight_workers_exact_counts)
                                " WHERE (id * 2654435761) %% 100 < 10");
     ASSERT_TRUE(nfail > n / 20 && nfail < n / 5);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE attempts <>"
-                         " CASE WHEN (id * 2654435761) %% 100 < 10 THEN 2 ELSE 1 END"), 0);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE jsonb_array_length(errors)"
-                         " <> attempts - 1 OR (attempts = 2 AND"
-                         " errors->0->>'error' NOT LIKE '%%planned failure of attempt 1%%')"),
+                         " CASE WHEN (id * 2654435761) %% 100 < 10 THEN 2 ELSE 1 END"),
+              0);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE jsonb_array_length(errors)"
+                     " <> attempts - 1 OR (attempts = 2 AND"
+                     " errors->0->>'error' NOT LIKE '%%planned failure of attempt 1%%')"),
               0);
 
     /* runs: one per attempt, the failing ones exactly the planned ones */
@@ -123,37 +135,46 @@ TEST(eight_workers_exact_counts)
                          " (SELECT job_id, count(*) AS c, max(attempt) AS m FROM runs"
                          "  GROUP BY job_id) r ON r.job_id = j.id"
                          " WHERE r.c IS DISTINCT FROM j.attempts::bigint"
-                         "  OR r.m IS DISTINCT FROM j.attempts"), 0);
+                         "  OR r.m IS DISTINCT FROM j.attempts"),
+              0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs WHERE ok <>"
-                         " NOT (attempt = 1 AND (job_id * 2654435761) %% 100 < 10)"), 0);
+                         " NOT (attempt = 1 AND (job_id * 2654435761) %% 100 < 10)"),
+              0);
 
     /* never two runs of a job at once (the constraint held them off;
      * this says so again, and that every run recorded its end) */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs WHERE done_at IS NULL OR done_at < at"), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs WHERE done_at IS NULL OR done_at < at"),
+              0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs a JOIN runs b ON a.job_id = b.job_id"
-                         " AND a.attempt < b.attempt WHERE b.at < a.done_at"), 0);
+                         " AND a.attempt < b.attempt WHERE b.at < a.done_at"),
+              0);
     /* the high-band workers ran high jobs only */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs r JOIN skipq.jobs j ON j.id = r.job_id"
-                         " WHERE r.worker = ANY ('{%s}'::bigint[]) AND j.priority <> 10",
-                     high_ids), 0);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM runs r JOIN skipq.jobs j ON j.id = r.job_id"
+                     " WHERE r.worker = ANY ('{%s}'::bigint[]) AND j.priority <> 10",
+                     high_ids),
+              0);
 
     /* no deadlock, seen by the server or by a worker */
     tl_exec(pg, "SELECT pg_stat_clear_snapshot()");
     ASSERT_EQ(tl_int(pg, "SELECT deadlocks FROM pg_stat_database"
-                         " WHERE datname = current_database()"), 0);
+                         " WHERE datname = current_database()"),
+              0);
     for (int i = 0; i < NWORKERS; i++) {
         char *out = NULL;
         tl_run(NULL, &out, NULL, "grep -ci deadlock %s || true", logs[i]);
         ASSERT_EQ(atoi(out ? out : "0"), 0);
         free(out);
     }
-    int64_t high_by_high = tl_int(pg, "SELECT count(*) FROM runs"
-                                      " WHERE worker = ANY ('{%s}'::bigint[])", high_ids);
+    int64_t high_by_high = tl_int(pg,
+                                  "SELECT count(*) FROM runs"
+                                  " WHERE worker = ANY ('{%s}'::bigint[])",
+                                  high_ids);
     printf("accounting: %d jobs (%" PRId64 " failing once) by %d workers x 8 in %.1f s"
            " (%.0f jobs/s), %" PRId64 " runs (%" PRId64 " by the high-only workers),"
            " 0 deadlocks, 0 overlapping runs\n",
-           n, nfail, NWORKERS, (double)ms / 1000, (double)n * 1000 / (double)ms,
-           n + nfail, high_by_high);
+           n, nfail, NWORKERS, (double)ms / 1000, (double)n * 1000 / (double)ms, n + nfail,
+           high_by_high);
 }
 
 int

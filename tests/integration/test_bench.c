@@ -17,8 +17,10 @@
 static int64_t
 bench_dbs(PGconn *pg, long pid)
 {
-    return tl_int(pg, "SELECT count(*) FROM pg_database WHERE datname = "
-                      "'skipq_bench_%ld'", pid);
+    return tl_int(pg,
+                  "SELECT count(*) FROM pg_database WHERE datname = "
+                  "'skipq_bench_%ld'",
+                  pid);
 }
 
 static json_object *
@@ -66,7 +68,7 @@ TEST(json_lines_every_measurement)
     unsigned seen = 0;
     int lines = 0;
     static const char *const metrics[] = {"enqueue_single", "enqueue_bulk", "drain",
-                                          "latency", "steady", "deep",
+                                          "latency",        "steady",       "deep",
                                           "command_drain"};
     while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
         json_object *o = json_tokener_parse(line);
@@ -163,7 +165,8 @@ TEST(soak_smoke)
 {
     char *err = NULL;
     json_object *o = bench_one("soak --jobs 500 --duration 2s --rate 300"
-                               " --retention 1s --concurrency 4", &err);
+                               " --retention 1s --concurrency 4",
+                               &err);
     ASSERT_STREQ(json_object_get_string(field(o, "metric")), "soak");
     ASSERT_STREQ(json_object_get_string(field(o, "config")), "r300c4");
     /* the producer keeps its rate (it catches up after a slow batch), so
@@ -205,7 +208,8 @@ TEST(human_table)
  * (it would wait forever for `succeeded` rows otherwise) */
 TEST(drain_with_on_success_delete)
 {
-    json_object *o = bench_one("drain --jobs 300 --concurrency 4 --on-success delete", NULL);
+    json_object *o = bench_one("drain --jobs 300 --concurrency 4 --on-success delete",
+                               NULL);
     ASSERT_STREQ(json_object_get_string(field(o, "config")), "c4del");
     ASSERT_EQ((long long)num(o, "jobs"), 300);
     ASSERT_TRUE(num(o, "jobs_per_s") > 0);

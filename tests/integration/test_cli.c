@@ -52,8 +52,7 @@ expect_bad(PGconn *pg, const char *want, const char *args)
     int st = tl_skipq_run(NULL, &out, &err, "%s", args);
 
     if (st != 2 || !strstr(err, want))
-        HARNESS_FAIL("skipq %s: exit %d, wanted 2 and \"%s\" in: %s", args, st,
-                     want, err);
+        HARNESS_FAIL("skipq %s: exit %d, wanted 2 and \"%s\" in: %s", args, st, want, err);
     ASSERT_TRUE(strncmp(err, "skipq: ", 7) == 0);
     /* one line */
     ASSERT_TRUE(strchr(err, '\n') == err + strlen(err) - 1);
@@ -153,9 +152,11 @@ TEST(migrate_twice)
               1);
     /* 0002: vacuum of the jobs table is not throttled; marked compatible */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_class WHERE oid = 'skipq.jobs'::regclass"
-                         " AND 'autovacuum_vacuum_cost_delay=0' = ANY (reloptions)"), 1);
+                         " AND 'autovacuum_vacuum_cost_delay=0' = ANY (reloptions)"),
+              1);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.schema_migrations"
-                         " WHERE version = 2 AND compatible"), 1);
+                         " WHERE version = 2 AND compatible"),
+              1);
     /* and the schema works */
     ASSERT_TRUE(enqueue_id("a '{}'") > 0);
 }
@@ -195,36 +196,45 @@ TEST(migrate_waits_for_a_workers_vacuum_outside_the_table)
     PGconn *pg = tl_db(), *vac = tl_connect();
     /* as vacuum_tick, on a connection named as a worker's maintenance one */
     tl_exec(vac, "SET application_name = 'skipq maintenance'");
-    tl_exec(vac, "SELECT pg_advisory_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_VACUUM) ")");
+    tl_exec(vac,
+            "SELECT pg_advisory_lock(" SKIPQ__LOCK_CLASS_S ", " SKIPQ__LOCK_VACUUM_S ")");
     const char *log = tl_tmpfile(".log");
     pid_t m = tl_spawn(log, "exec %s migrate", tl_skipq());
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM pg_locks WHERE"
-                                          " locktype = 'advisory' AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS)
-                                          " AND objid = 3 AND NOT granted"
-                                          " AND database = (SELECT oid FROM pg_database"
-                                          "   WHERE datname = current_database())"));
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
+                            "SELECT count(*) FROM pg_locks WHERE"
+                            " locktype = 'advisory' AND classid = " SKIPQ__LOCK_CLASS_S
+                            " AND objid = 3 AND NOT granted"
+                            " AND database = (SELECT oid FROM pg_database"
+                            "   WHERE datname = current_database())"));
     /* meanwhile the table takes writes, and nothing of it holds a lock on it */
     ASSERT_TRUE(enqueue_id("waiting '{}'") > 0);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_locks WHERE relation = 'skipq.jobs'::regclass"
-                         " AND database = (SELECT oid FROM pg_database"
-                         "                 WHERE datname = current_database())"
-                         " AND pid <> pg_backend_pid()"), 0);
-    tl_exec(vac, "SELECT pg_advisory_unlock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_VACUUM) ")");
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM pg_locks WHERE relation = 'skipq.jobs'::regclass"
+                     " AND database = (SELECT oid FROM pg_database"
+                     "                 WHERE datname = current_database())"
+                     " AND pid <> pg_backend_pid()"),
+              0);
+    tl_exec(vac,
+            "SELECT pg_advisory_unlock(" SKIPQ__LOCK_CLASS_S ", " SKIPQ__LOCK_VACUUM_S ")");
     ASSERT_EQ(tl_wait_pid(m, 30000), 0);
-    ASSERT_TRUE(tl_wait_file_has(log, "waiting for a worker's VACUUM of skipq.jobs to end", 0));
+    ASSERT_TRUE(tl_wait_file_has(log, "waiting for a worker's VACUUM of skipq.jobs to end",
+                                 0));
 
     /* held by anyone else (another migrate run committing): it waits
      * just the same, without the line */
     tl_exec(vac, "SET application_name = 'psql'");
-    tl_exec(vac, "SELECT pg_advisory_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_VACUUM) ")");
+    tl_exec(vac,
+            "SELECT pg_advisory_lock(" SKIPQ__LOCK_CLASS_S ", " SKIPQ__LOCK_VACUUM_S ")");
     const char *log2 = tl_tmpfile(".log");
     m = tl_spawn(log2, "exec %s migrate", tl_skipq());
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM pg_locks WHERE"
-                                          " locktype = 'advisory' AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS)
-                                          " AND objid = 3 AND NOT granted"
-                                          " AND database = (SELECT oid FROM pg_database"
-                                          "   WHERE datname = current_database())"));
-    tl_exec(vac, "SELECT pg_advisory_unlock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_VACUUM) ")");
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
+                            "SELECT count(*) FROM pg_locks WHERE"
+                            " locktype = 'advisory' AND classid = " SKIPQ__LOCK_CLASS_S
+                            " AND objid = 3 AND NOT granted"
+                            " AND database = (SELECT oid FROM pg_database"
+                            "   WHERE datname = current_database())"));
+    tl_exec(vac,
+            "SELECT pg_advisory_unlock(" SKIPQ__LOCK_CLASS_S ", " SKIPQ__LOCK_VACUUM_S ")");
     ASSERT_EQ(tl_wait_pid(m, 30000), 0);
     ASSERT_TRUE(!tl_wait_file_has(log2, "VACUUM", 0));
     PQfinish(vac);
@@ -275,24 +285,26 @@ TEST(enqueue_single_options)
     int64_t id;
 
     id = enqueue_id("send_email '{\"to\":\"a@example.com\"}'");
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
-                         "AND kind = 'send_email' AND queue = 'default' "
-                         "AND priority = 0 AND status = 'queued' "
-                         "AND payload = '{\"to\":\"a@example.com\"}' "
-                         "AND max_attempts IS NULL AND run_at <= now()",
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
+                     "AND kind = 'send_email' AND queue = 'default' "
+                     "AND priority = 0 AND status = 'queued' "
+                     "AND payload = '{\"to\":\"a@example.com\"}' "
+                     "AND max_attempts IS NULL AND run_at <= now()",
                      (long long)id),
               1);
 
     id = enqueue_id("k '{}' --queue mail --priority low --max-attempts 7 "
                     "--timeout 30s --backoff linear --backoff-base 2s "
                     "--backoff-max 1m --in 10m");
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
-                         "AND queue = 'mail' AND priority = -10 "
-                         "AND max_attempts = 7 AND timeout = '30s' "
-                         "AND backoff_strategy = 'linear' "
-                         "AND backoff_base = '2s' AND backoff_max = '1m' "
-                         "AND run_at BETWEEN now() + interval '9 minutes' "
-                         "AND now() + interval '11 minutes'",
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
+                     "AND queue = 'mail' AND priority = -10 "
+                     "AND max_attempts = 7 AND timeout = '30s' "
+                     "AND backoff_strategy = 'linear' "
+                     "AND backoff_base = '2s' AND backoff_max = '1m' "
+                     "AND run_at BETWEEN now() + interval '9 minutes' "
+                     "AND now() + interval '11 minutes'",
                      (long long)id),
               1);
 
@@ -301,23 +313,25 @@ TEST(enqueue_single_options)
     int64_t ten = enqueue_id("k '{}' --priority 10");
     int64_t neg = enqueue_id("k '{}' --priority -5");
     int64_t nrm = enqueue_id("k '{}' --priority normal");
-    ASSERT_EQ(tl_int(pg, "SELECT priority FROM skipq.jobs WHERE id = %lld",
-                     (long long)h), 10);
-    ASSERT_EQ(tl_int(pg, "SELECT priority FROM skipq.jobs WHERE id = %lld",
-                     (long long)ten), 10);
-    ASSERT_EQ(tl_int(pg, "SELECT priority FROM skipq.jobs WHERE id = %lld",
-                     (long long)neg), -5);
-    ASSERT_EQ(tl_int(pg, "SELECT priority FROM skipq.jobs WHERE id = %lld",
-                     (long long)nrm), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT priority FROM skipq.jobs WHERE id = %lld", (long long)h),
+              10);
+    ASSERT_EQ(tl_int(pg, "SELECT priority FROM skipq.jobs WHERE id = %lld", (long long)ten),
+              10);
+    ASSERT_EQ(tl_int(pg, "SELECT priority FROM skipq.jobs WHERE id = %lld", (long long)neg),
+              -5);
+    ASSERT_EQ(tl_int(pg, "SELECT priority FROM skipq.jobs WHERE id = %lld", (long long)nrm),
+              0);
 
     id = enqueue_id("k '{}' --run-at '2031-02-03T04:05:06.5Z'");
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
-                         "AND run_at = '2031-02-03 04:05:06.5+00'",
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
+                     "AND run_at = '2031-02-03 04:05:06.5+00'",
                      (long long)id),
               1);
     id = enqueue_id("k '{}' --run-at '2031-02-03 04:05:06+02'");
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
-                         "AND run_at = '2031-02-03 02:05:06+00'",
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
+                     "AND run_at = '2031-02-03 02:05:06+00'",
                      (long long)id),
               1);
 }
@@ -331,10 +345,8 @@ TEST(enqueue_names_verbatim)
 
     ASSERT_TRUE(asprintf(&args, "%s '{\"x\":1}' --queue %s", k, q) > 0);
     int64_t id = enqueue_id(args);
-    char *got_q = tl_str(pg, "SELECT queue FROM skipq.jobs WHERE id = %lld",
-                         (long long)id);
-    char *got_k = tl_str(pg, "SELECT kind FROM skipq.jobs WHERE id = %lld",
-                         (long long)id);
+    char *got_q = tl_str(pg, "SELECT queue FROM skipq.jobs WHERE id = %lld", (long long)id);
+    char *got_k = tl_str(pg, "SELECT kind FROM skipq.jobs WHERE id = %lld", (long long)id);
     ASSERT_STREQ(got_q, queue);
     ASSERT_STREQ(got_k, kind);
     free(args);
@@ -368,18 +380,15 @@ TEST(enqueue_bad_input)
                  "enqueue a '{}' --max-attempts 0");
     expect_usage(pg, "invalid duration \"5x\"", "enqueue a '{}' --in 5x");
     expect_usage(pg, "invalid duration \"-1s\"", "enqueue a '{}' --timeout -1s");
-    expect_usage(pg, "unknown strategy \"random\"",
-                 "enqueue a '{}' --backoff random");
+    expect_usage(pg, "unknown strategy \"random\"", "enqueue a '{}' --backoff random");
     expect_usage(pg, "not both", "enqueue a '{}' --in 1m --run-at 2030-01-01");
     expect_usage(pg, "needs a job kind", "enqueue");
-    expect_usage(pg, "unknown option \"--frobnicate\"",
-                 "enqueue a '{}' --frobnicate");
+    expect_usage(pg, "unknown option \"--frobnicate\"", "enqueue a '{}' --frobnicate");
     expect_usage(pg, "option \"--queue\" needs a value", "enqueue a --queue");
     expect_bad(pg, "invalid --run-at \"yesterday-ish\"",
                "enqueue a '{}' --run-at yesterday-ish");
     expect_bad(pg, "invalid JSON at offset 7", "enqueue a '{\"a\": 1'");
-    expect_bad(pg, "payload must be a JSON object, not array",
-               "enqueue a '[1,2]'");
+    expect_bad(pg, "payload must be a JSON object, not array", "enqueue a '[1,2]'");
     expect_bad(pg, "queue must not be empty", "enqueue a '{}' --queue ''");
     memset(longkind, 'k', 10000);
     longkind[10000] = '\0';
@@ -410,8 +419,8 @@ TEST(enqueue_max_payload)
               2);
     ASSERT_CONTAINS(err, "more than the limit of 20");
     free(err);
-    ASSERT_EQ(tl_skipq_run("{\"a\":1}\n{\"text\":\"far more than twenty\"}\n",
-                           NULL, &err, "enqueue --config %s a", cfg),
+    ASSERT_EQ(tl_skipq_run("{\"a\":1}\n{\"text\":\"far more than twenty\"}\n", NULL, &err,
+                           "enqueue --config %s a", cfg),
               2);
     ASSERT_CONTAINS(err, "line 2: payload is");
     free(err);
@@ -424,8 +433,7 @@ TEST(enqueue_max_payload)
               2);
     ASSERT_CONTAINS(err, "more than the limit of 20");
     free(err);
-    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "enqueue --config %s a '{}'", cfg),
-              0);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "enqueue --config %s a '{}'", cfg), 0);
     ASSERT_EQ(jobs_count(pg), 1);
 }
 
@@ -460,16 +468,13 @@ TEST(enqueue_stdin_10000_slow)
     if (st != 0)
         HARNESS_FAIL("exit %d: %s", st, err);
     ASSERT_STREQ(out, "enqueued 10000 jobs\n");
-    fprintf(stderr, "enqueue of 10,000 JSON lines from stdin: %lld ms\n",
-            (long long)ms);
+    fprintf(stderr, "enqueue of 10,000 JSON lines from stdin: %lld ms\n", (long long)ms);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = "
                          "'bulk_kind' AND queue = 'bulkq' AND priority = 10 "
                          "AND status = 'queued'"),
               10000);
-    ASSERT_EQ(tl_int(pg, "SELECT sum((payload->>'n')::int) FROM skipq.jobs"),
-              50005000);
-    ASSERT_EQ(tl_int(pg, "SELECT count(DISTINCT payload->>'n') FROM skipq.jobs"),
-              10000);
+    ASSERT_EQ(tl_int(pg, "SELECT sum((payload->>'n')::int) FROM skipq.jobs"), 50005000);
+    ASSERT_EQ(tl_int(pg, "SELECT count(DISTINCT payload->>'n') FROM skipq.jobs"), 10000);
     free(in);
     free(out);
     free(err);
@@ -481,8 +486,8 @@ TEST(enqueue_stdin_small)
     char *out = NULL;
 
     /* blank lines skipped, CRLF accepted, "-" means stdin */
-    ASSERT_EQ(tl_skipq_run("{\"a\":1}\n\n   \n{\"a\":2}\r\n{\"a\":3}", &out,
-                           NULL, "enqueue k - --queue s"),
+    ASSERT_EQ(tl_skipq_run("{\"a\":1}\n\n   \n{\"a\":2}\r\n{\"a\":3}", &out, NULL,
+                           "enqueue k - --queue s"),
               0);
     ASSERT_STREQ(out, "enqueued 3 jobs\n");
     free(out);
@@ -504,8 +509,7 @@ TEST(enqueue_stdin_bad_line)
     } bad[] = {
 #define LINE(s) s, sizeof(s) - 1
         {LINE("{\"a\": 1"), "line 500: invalid JSON at offset 7"},
-        {LINE("{\"a\": \"\xff\"}"),
-         "line 500: invalid JSON at offset 7: invalid UTF-8"},
+        {LINE("{\"a\": \"\xff\"}"), "line 500: invalid JSON at offset 7: invalid UTF-8"},
         {LINE("{\"a\": \0}"), "line 500: invalid JSON at offset 6: NUL byte"},
         {LINE("[1, 2]"), "line 500: payload must be a JSON object"},
         /* a bare number: json-c waits for more digits at the end */
@@ -531,8 +535,8 @@ TEST(enqueue_stdin_bad_line)
         char *err = NULL;
         int st = tl_skipq_run(NULL, NULL, &err, "enqueue k < %s", path);
         if (st != 2 || !strstr(err, bad[b].want))
-            HARNESS_FAIL("case %zu: exit %d, wanted 2 and \"%s\": %s", b, st,
-                         bad[b].want, err);
+            HARNESS_FAIL("case %zu: exit %d, wanted 2 and \"%s\": %s", b, st, bad[b].want,
+                         err);
         ASSERT_EQ(jobs_count(pg), 1);
         free(err);
         free(in);
@@ -544,8 +548,9 @@ TEST(unreachable_database)
     PGconn *pg = tl_db();
     char *err = NULL;
 
-    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "enqueue a '{}' --database "
-                                             "postgresql://127.0.0.1:1/x"),
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err,
+                           "enqueue a '{}' --database "
+                           "postgresql://127.0.0.1:1/x"),
               1);
     ASSERT_CONTAINS(err, "skipq: could not connect to postgresql://127.0.0.1:1/x");
     ASSERT_TRUE(strchr(err, '\n') == err + strlen(err) - 1);
@@ -570,10 +575,11 @@ TEST(jobs_ls_show)
     int64_t a = enqueue_id("alpha '{\"n\":1,\"deep\":{\"x\":[1,2]}}' --queue q1");
     int64_t b = enqueue_id("beta '{\"n\":2}' --queue q2 --priority high");
 
-    tl_exec(pg, "UPDATE skipq.jobs SET status = 'failed', attempts = 3, "
-                "last_error = 'it broke', errors = '[{\"attempt\": 1, \"at\": "
-                "\"2024-01-01T00:00:00Z\", \"error\": \"it broke\"}]' "
-                "WHERE id = %lld",
+    tl_exec(pg,
+            "UPDATE skipq.jobs SET status = 'failed', attempts = 3, "
+            "last_error = 'it broke', errors = '[{\"attempt\": 1, \"at\": "
+            "\"2024-01-01T00:00:00Z\", \"error\": \"it broke\"}]' "
+            "WHERE id = %lld",
             (long long)b);
     ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "jobs ls"), 0);
     ASSERT_CONTAINS(out, "id");
@@ -583,8 +589,7 @@ TEST(jobs_ls_show)
     free(out);
     free(err);
 
-    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs ls --status failed --json"),
-              0);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs ls --status failed --json"), 0);
     json_object *o = json_tokener_parse(out);
     ASSERT_TRUE(o != NULL);
     json_object *v;
@@ -619,9 +624,7 @@ TEST(jobs_ls_show)
     ASSERT_CONTAINS(out, "errors (1)");
     ASSERT_CONTAINS(out, "attempt 1: it broke");
     free(out);
-    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs show --json %lld",
-                           (long long)a),
-              0);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs show --json %lld", (long long)a), 0);
     o = json_tokener_parse(out);
     ASSERT_TRUE(o != NULL);
     ASSERT_TRUE(json_object_object_get_ex(o, "payload", &v));
@@ -639,45 +642,53 @@ TEST(jobs_retry_cancel)
     char *out = NULL, *err = NULL;
     int64_t q = enqueue_id("k '{}'"), f = enqueue_id("k '{}'"), r = enqueue_id("k '{}'");
 
-    tl_exec(pg, "UPDATE skipq.jobs SET status = 'failed', attempts = 5 "
-                "WHERE id = %lld", (long long)f);
-    tl_exec(pg, "UPDATE skipq.jobs SET status = 'running', attempts = 1, "
-                "locked_by = 12345 WHERE id = %lld", (long long)r);
+    tl_exec(pg,
+            "UPDATE skipq.jobs SET status = 'failed', attempts = 5 "
+            "WHERE id = %lld",
+            (long long)f);
+    tl_exec(pg,
+            "UPDATE skipq.jobs SET status = 'running', attempts = 1, "
+            "locked_by = 12345 WHERE id = %lld",
+            (long long)r);
 
-    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "jobs cancel %lld", (long long)q),
-              0);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "jobs cancel %lld", (long long)q), 0);
     ASSERT_CONTAINS(out, "cancelled");
     free(out);
     free(err);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
-                         "AND status = 'cancelled'", (long long)q), 1);
-    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs cancel %lld", (long long)q),
-              0);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
+                     "AND status = 'cancelled'",
+                     (long long)q),
+              1);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs cancel %lld", (long long)q), 0);
     ASSERT_CONTAINS(out, "already cancelled");
     free(out);
-    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs cancel %lld", (long long)r),
-              0);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs cancel %lld", (long long)r), 0);
     ASSERT_CONTAINS(out, "cancel requested (running)");
     free(out);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
-                         "AND status = 'running' AND cancel_requested_at IS "
-                         "NOT NULL", (long long)r), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
+                     "AND status = 'running' AND cancel_requested_at IS "
+                     "NOT NULL",
+                     (long long)r),
+              1);
 
-    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "jobs retry %lld %lld %lld",
-                           (long long)q, (long long)f, (long long)r),
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "jobs retry %lld %lld %lld", (long long)q,
+                           (long long)f, (long long)r),
               0);
     ASSERT_CONTAINS(out, "cancelled -> queued");
     ASSERT_CONTAINS(out, "failed -> queued");
     ASSERT_CONTAINS(out, "running; not retried");
     free(out);
     free(err);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = "
-                         "'queued' AND attempts = 0 AND id IN (%lld, %lld)",
-                     (long long)q, (long long)f), 2);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE status = "
+                     "'queued' AND attempts = 0 AND id IN (%lld, %lld)",
+                     (long long)q, (long long)f),
+              2);
 
     /* a missing id: the others still happen, exit 1 */
-    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "jobs cancel %lld 999999",
-                           (long long)q), 1);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "jobs cancel %lld 999999", (long long)q), 1);
     ASSERT_CONTAINS(err, "job 999999 does not exist");
     ASSERT_CONTAINS(out, "cancelled");
     free(out);
@@ -756,15 +767,14 @@ TEST(prune_batches)
     tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, updated_at) "
                 "SELECT 'oldq', s::skipq.job_status, now() - interval '8 days' "
                 "FROM unnest('{queued,running}'::text[]) s");
-    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "prune --older-than 7d --batch 7"),
-              0);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "prune --older-than 7d --batch 7"), 0);
     ASSERT_STREQ(out, "deleted 34 jobs in 5 batches\n");
     free(out);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind IN "
-                         "('old', 'oldc')"), 0);
+                         "('old', 'oldc')"),
+              0);
     ASSERT_EQ(jobs_count(pg), 5 + 6 + 2);
-    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL,
-                           "prune --older-than 7d --status failed"), 0);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "prune --older-than 7d --status failed"), 0);
     ASSERT_STREQ(out, "deleted 6 jobs in 1 batch\n");
     free(out);
     ASSERT_EQ(jobs_count(pg), 5 + 2);
@@ -792,7 +802,8 @@ TEST(prune_skips_rows_another_transaction_holds)
     tl_exec(pg, "SET statement_timeout = '5s'");
     ASSERT_EQ(tl_int(pg, "SELECT skipq.prune('7 days', '{succeeded}', 5)"), 5);
     ASSERT_EQ(tl_int(pg, "SELECT skipq.prune('7 days', '{succeeded}', 100)"), 13);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind IN ('old3', 'old17')"), 2);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind IN ('old3', 'old17')"),
+              2);
     ASSERT_EQ(jobs_count(pg), 2);
     tl_exec(other, "UPDATE skipq.jobs SET status = 'queued' WHERE kind = 'old3'");
     tl_exec(other, "COMMIT");
@@ -818,7 +829,8 @@ TEST(recover_kind_limit)
     free(out);
     free(err);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = "
-                         "'failed'"), 1000);
+                         "'failed'"),
+              1000);
 
     ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
                            "recover --status failed --kind a --limit 300 --yes"),
@@ -828,13 +840,17 @@ TEST(recover_kind_limit)
     free(err);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = "
                          "'queued' AND kind = 'a' AND attempts = 0 AND "
-                         "run_at <= now()"), 300);
+                         "run_at <= now()"),
+              300);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = "
-                         "'failed' AND kind = 'a'"), 200);
+                         "'failed' AND kind = 'a'"),
+              200);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = "
-                         "'failed' AND kind = 'b'"), 500);
+                         "'failed' AND kind = 'b'"),
+              500);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE errors @> "
-                         "'[{\"recovered\": true}]'"), 300);
+                         "'[{\"recovered\": true}]'"),
+              300);
 
     /* --extra-attempts keeps attempts and raises the limit */
     ASSERT_EQ(tl_skipq_run(NULL, &out, NULL,
@@ -845,7 +861,8 @@ TEST(recover_kind_limit)
     free(out);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'b' "
                          "AND status = 'queued' AND attempts = 3 AND "
-                         "max_attempts = 5"), 10);
+                         "max_attempts = 5"),
+              10);
     /* --older-than keeps fresh rows */
     ASSERT_EQ(tl_skipq_run(NULL, &out, NULL,
                            "recover --status failed --older-than 2h --yes"),
@@ -856,8 +873,8 @@ TEST(recover_kind_limit)
     int64_t id = tl_int(pg, "SELECT min(id) FROM skipq.jobs WHERE status = "
                             "'failed'");
     ASSERT_EQ(tl_skipq_run(NULL, &out, NULL,
-                           "recover --status failed --id %lld --id 999999",
-                           (long long)id), 0);
+                           "recover --status failed --id %lld --id 999999", (long long)id),
+              0);
     ASSERT_CONTAINS(out, "requeued 1 failed job:");
     free(out);
 }
@@ -883,7 +900,8 @@ TEST(recover_dry_run_matches)
     ASSERT_STREQ(dry + 14, real + 9); /* the same counts per kind */
     ASSERT_CONTAINS(real, "requeued 200 failed jobs: a ");
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = "
-                         "'failed'"), 50);
+                         "'failed'"),
+              50);
     free(before);
     free(after);
     free(dry);
@@ -908,7 +926,8 @@ TEST(recover_concurrent)
     ASSERT_EQ(sscanf(o2, "requeued %lld", &n2), 1);
     ASSERT_EQ(n1 + n2, 1000);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = "
-                         "'queued'"), 1000);
+                         "'queued'"),
+              1000);
     /* one recovery note per row: nothing was re-queued twice */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs j WHERE (SELECT "
                          "count(*) FROM jsonb_array_elements(j.errors) e "
@@ -936,8 +955,7 @@ TEST(recover_needs_yes)
     free(before);
     free(after);
     /* under the threshold no confirmation is needed */
-    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL,
-                           "recover --status failed --limit 100"), 0);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "recover --status failed --limit 100"), 0);
     ASSERT_STREQ(out, "requeued 100 failed jobs: a 50, b 50\n");
     free(out);
 }
@@ -949,22 +967,30 @@ TEST(recover_running_and_queued)
     int64_t r = enqueue_id("k '{}'"), q = enqueue_id("k '{}'");
 
     /* held by a worker that never registered: gone */
-    tl_exec(pg, "UPDATE skipq.jobs SET status = 'running', attempts = 1, "
-                "locked_by = 424242 WHERE id = %lld", (long long)r);
-    tl_exec(pg, "UPDATE skipq.jobs SET run_at = now() + interval '2 hours', "
-                "updated_at = now() - interval '1 hour' WHERE id = %lld",
+    tl_exec(pg,
+            "UPDATE skipq.jobs SET status = 'running', attempts = 1, "
+            "locked_by = 424242 WHERE id = %lld",
+            (long long)r);
+    tl_exec(pg,
+            "UPDATE skipq.jobs SET run_at = now() + interval '2 hours', "
+            "updated_at = now() - interval '1 hour' WHERE id = %lld",
             (long long)q);
     ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "recover --status running"), 0);
     ASSERT_STREQ(out, "requeued 1 running job: k 1\n");
     free(out);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
-                         "AND status = 'queued' AND locked_by IS NULL",
-                     (long long)r), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
+                     "AND status = 'queued' AND locked_by IS NULL",
+                     (long long)r),
+              1);
     ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "recover --status queued"), 0);
     ASSERT_STREQ(out, "requeued 1 queued job: k 1\n");
     free(out);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
-                         "AND run_at <= now()", (long long)q), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %lld "
+                     "AND run_at <= now()",
+                     (long long)q),
+              1);
 }
 
 TEST(recover_bad_input)
@@ -973,15 +999,13 @@ TEST(recover_bad_input)
 
     make_failed(pg, 20);
     expect_usage(pg, "recover needs --status", "recover");
-    expect_usage(pg, "unrecognized status \"finished\"",
-                 "recover --status finished");
+    expect_usage(pg, "unrecognized status \"finished\"", "recover --status finished");
     expect_usage(pg, "--limit must be 1 or more, not \"-1\"",
                  "recover --status failed --limit -1");
     /* 0 would change nothing; recover.limit in the config is 1 or more too */
     expect_usage(pg, "--limit must be 1 or more, not \"0\"",
                  "recover --status failed --limit 0");
-    expect_usage(pg, "invalid duration \"5x\"",
-                 "recover --status failed --older-than 5x");
+    expect_usage(pg, "invalid duration \"5x\"", "recover --status failed --older-than 5x");
     expect_usage(pg, "unrecognized priority \"urgent\"",
                  "recover --status failed --priority urgent");
     expect_usage(pg, "--extra-attempts must be from 1 to 1000000, not \"0\"",
@@ -989,8 +1013,7 @@ TEST(recover_bad_input)
     expect_usage(pg, "--extra-attempts applies to --status failed only",
                  "recover --status queued --extra-attempts 2");
     expect_usage(pg, "invalid job id \"x\"", "recover --status failed --id x");
-    expect_usage(pg, "unknown option \"--force\"",
-                 "recover --status failed --force");
+    expect_usage(pg, "unknown option \"--force\"", "recover --status failed --force");
 }
 
 /* ---- every command's bad input ------------------------------------------ */
@@ -1001,8 +1024,7 @@ TEST(bad_input_everywhere)
 
     enqueue_id("k '{}'");
     expect_usage(pg, "unrecognized status \"bogus\"", "jobs ls --status bogus");
-    expect_usage(pg, "unrecognized status \"bogus\"",
-                 "jobs ls --status queued,bogus");
+    expect_usage(pg, "unrecognized status \"bogus\"", "jobs ls --status queued,bogus");
     expect_usage(pg, "--limit must be 0 or more, not \"-1\"", "jobs ls --limit -1");
     expect_usage(pg, "invalid duration \"5x\"", "jobs ls --since 5x");
     expect_usage(pg, "takes one job id", "jobs show");

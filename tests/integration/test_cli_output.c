@@ -37,9 +37,11 @@ assert_terminal_safe(const char *what, const char *text)
     ASSERT_TRUE(text != NULL);
     while (*s) {
         uint32_t c = *s;
-        int n = *s < 0x80 ? 1 : *s >= 0xC2 && *s <= 0xDF ? 2
-                            : *s >= 0xE0 && *s <= 0xEF ? 3
-                            : *s >= 0xF0 && *s <= 0xF4 ? 4 : 0;
+        int n = *s < 0x80                  ? 1
+                : *s >= 0xC2 && *s <= 0xDF ? 2
+                : *s >= 0xE0 && *s <= 0xEF ? 3
+                : *s >= 0xF0 && *s <= 0xF4 ? 4
+                                           : 0;
         if (n == 0)
             HARNESS_FAIL("%s: not UTF-8 at offset %d: %s", what,
                          (int)(s - (const unsigned char *)text), text);
@@ -52,8 +54,8 @@ assert_terminal_safe(const char *what, const char *text)
             c = c << 6 | (s[i] & 0x3F);
         }
         if ((c < 0x20 && c != '\n' && c != '\t') || (c >= 0x7F && c <= 0x9F) ||
-            c == 0x061C || c == 0x200E || c == 0x200F ||
-            (c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069))
+            c == 0x061C || c == 0x200E || c == 0x200F || (c >= 0x202A && c <= 0x202E) ||
+            (c >= 0x2066 && c <= 0x2069))
             HARNESS_FAIL("%s: raw U+%04X at offset %d: %s", what, (unsigned)c,
                          (int)(s - (const unsigned char *)text), text);
         s += n;
@@ -69,13 +71,12 @@ assert_terminal_safe(const char *what, const char *text)
 static int64_t
 evil_failed_job(PGconn *pg)
 {
-    return tl_int(pg,
-                  "INSERT INTO skipq.jobs (kind, queue, status, attempts, "
-                  "last_error, payload, errors) VALUES (" EVIL_KIND ", " EVIL_QUEUE
-                  ", 'failed', 1, " EVIL_ERROR ", jsonb_build_object('t', "
-                  "E'\\x1b[2J\\u202e\\u0085'), jsonb_build_array("
-                  "jsonb_build_object('attempt', 1, 'at', now(), 'error', "
-                  EVIL_ERROR "))) RETURNING id");
+    return tl_int(pg, "INSERT INTO skipq.jobs (kind, queue, status, attempts, "
+                      "last_error, payload, errors) VALUES (" EVIL_KIND ", " EVIL_QUEUE
+                      ", 'failed', 1, " EVIL_ERROR ", jsonb_build_object('t', "
+                      "E'\\x1b[2J\\u202e\\u0085'), jsonb_build_array("
+                      "jsonb_build_object('attempt', 1, 'at', now(), 'error', " EVIL_ERROR
+                      "))) RETURNING id");
 }
 
 /* ---- terminal escapes: printed escaped, stored verbatim ------------------ */
@@ -174,8 +175,10 @@ TEST(worker_log_escapes_handler_stderr)
     char *out = NULL, *err = NULL;
 
     tl_exec(pg, "SELECT skipq.enqueue(" EVIL_KIND ", max_attempts => 1)");
-    char *handler = tl_shq("k\x1b]0;pwned\x07\xe2\x80\xaeX=printf 'bad\\033[2J\\302\\233x\\342\\200\\256y' >&2; exit 3");
-    int rc = tl_skipq_run(NULL, &out, &err, "worker --once --verbose --handler %s", handler);
+    char *handler = tl_shq(
+        "k\x1b]0;pwned\x07\xe2\x80\xaeX=printf 'bad\\033[2J\\302\\233x\\342\\200\\256y' >&2; exit 3");
+    int rc = tl_skipq_run(NULL, &out, &err, "worker --once --verbose --handler %s",
+                          handler);
     free(handler);
     if (rc != 0)
         HARNESS_FAIL("worker exited %d: %s", rc, err);
@@ -205,12 +208,14 @@ TEST(error_messages_escape_control_characters)
     char *err = NULL;
 
     (void)pg;
-    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "jobs ls --status \"$(printf 'x\\033[2J')\""), 2);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "jobs ls --status \"$(printf 'x\\033[2J')\""),
+              2);
     assert_terminal_safe("error", err);
     ASSERT_CONTAINS(err, "unrecognized status \"x\\u001b[2J\"");
     free(err);
     /* a server message that quotes the input */
-    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "enqueue k '{}' --run-at \"$(printf '\\033]0;t\\007')\""),
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err,
+                           "enqueue k '{}' --run-at \"$(printf '\\033]0;t\\007')\""),
               2);
     assert_terminal_safe("error", err);
     free(err);
@@ -240,8 +245,7 @@ TEST(connect_errors_never_show_the_password)
         char *q = tl_shq(forms[i]), *err = NULL;
         int rc = tl_skipq_run(NULL, NULL, &err, "jobs ls --database %s", q);
         if (rc != 1 || strstr(err, "s3") || strstr(err, "cret"))
-            HARNESS_FAIL("%s: exit %d, wanted 1 and no password in: %s", forms[i], rc,
-                         err);
+            HARNESS_FAIL("%s: exit %d, wanted 1 and no password in: %s", forms[i], rc, err);
         ASSERT_CONTAINS(err, "could not connect");
         free(err);
         free(q);
@@ -267,7 +271,8 @@ TEST(database_flag_is_scrubbed_from_argv)
     ASSERT_TRUE(at != NULL);
     /* the test cluster trusts 127.0.0.1: the password is carried, unused */
     snprintf(with_pw, sizeof with_pw, "%.*s:s3cret%s", (int)(at - url), url, at);
-    pid_t pid = tl_spawn(NULL, "PGAPPNAME=argv-test exec %s stats --watch 1s --database '%s'",
+    pid_t pid = tl_spawn(NULL,
+                         "PGAPPNAME=argv-test exec %s stats --watch 1s --database '%s'",
                          tl_skipq(), with_pw);
     ASSERT_TRUE(wait_until(10000, watching, pg));
     if (getenv("SKIPQ_CLI_WRAPPER")) {
@@ -302,9 +307,10 @@ refuse_at_commit(PGconn *pg, const char *event)
     tl_exec(pg, "CREATE FUNCTION public.refuse_at_commit() RETURNS trigger "
                 "LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'refused at commit'; "
                 "END$$");
-    tl_exec(pg, "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER %s ON skipq.jobs "
-                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-                "EXECUTE FUNCTION public.refuse_at_commit()",
+    tl_exec(pg,
+            "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER %s ON skipq.jobs "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            "EXECUTE FUNCTION public.refuse_at_commit()",
             event);
 }
 
@@ -320,8 +326,10 @@ TEST(retry_reports_failed_commit)
     ASSERT_TRUE(strstr(out, "->") == NULL);
     ASSERT_CONTAINS(err, "could not commit the retry");
     ASSERT_CONTAINS(err, "refused at commit");
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld AND "
-                         "status = 'failed' AND attempts = 3", (long long)id),
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %lld AND "
+                     "status = 'failed' AND attempts = 3",
+                     (long long)id),
               1);
     free(out);
     free(err);
@@ -337,8 +345,10 @@ TEST(cancel_reports_failed_commit)
     ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "jobs cancel %lld", (long long)id), 1);
     ASSERT_TRUE(strstr(out, "cancelled") == NULL);
     ASSERT_CONTAINS(err, "could not commit the cancel");
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld AND "
-                         "status = 'queued'", (long long)id),
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %lld AND "
+                     "status = 'queued'",
+                     (long long)id),
               1);
     free(out);
     free(err);
@@ -367,8 +377,7 @@ expect_usage(PGconn *pg, const char *want, const char *args)
     int st = tl_skipq_run(NULL, &out, &err, "%s", args);
 
     if (st != 2 || !strstr(err, want))
-        HARNESS_FAIL("skipq %s: exit %d, wanted 2 and \"%s\" in: %s", args, st,
-                     want, err);
+        HARNESS_FAIL("skipq %s: exit %d, wanted 2 and \"%s\" in: %s", args, st, want, err);
     ASSERT_TRUE(strchr(err, '\n') == err + strlen(err) - 1);
     after = jobs_digest(pg);
     ASSERT_STREQ(before, after);
@@ -388,7 +397,9 @@ TEST(run_at_infinity_is_a_usage_error)
                  "enqueue k '{}' --run-at -infinity");
     expect_usage(pg, "invalid --run-at \"3000-01-01\": more than 36500 days from now",
                  "enqueue k '{}' --run-at 3000-01-01");
-    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "enqueue k '{}' --run-at 2030-01-01T00:00:00Z"), 0);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL,
+                           "enqueue k '{}' --run-at 2030-01-01T00:00:00Z"),
+              0);
 }
 
 TEST(durations_cap_at_36500d)
@@ -414,8 +425,9 @@ TEST(too_large_numbers_say_the_range)
 
     expect_usage(pg, "--max-attempts must be from 1 to 2147483647, not \"2147483648\"",
                  "enqueue k '{}' --max-attempts 2147483648");
-    expect_usage(pg, "--max-attempts must be from 1 to 2147483647, not "
-                     "\"99999999999999999999\"",
+    expect_usage(pg,
+                 "--max-attempts must be from 1 to 2147483647, not "
+                 "\"99999999999999999999\"",
                  "enqueue k '{}' --max-attempts 99999999999999999999");
     expect_usage(pg, "--limit must be from 0 to 2147483647, not \"3000000000\"",
                  "jobs ls --limit 3000000000");
@@ -439,7 +451,8 @@ TEST(recover_extra_attempts_overflow_refused_up_front)
                  "recover --status failed --extra-attempts 2147483647");
     /* and a row whose attempts are near the top cannot make it overflow */
     tl_exec(pg, "UPDATE skipq.jobs SET attempts = 2147483000, max_attempts = 2147483000");
-    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "recover --status failed --extra-attempts 1000000"),
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "recover --status failed --extra-attempts 1000000"),
               0);
     ASSERT_STREQ(out, "requeued 1 failed job: k 1\n");
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued' AND "
@@ -460,12 +473,10 @@ TEST(repeated_flag_is_refused)
                  "--database postgresql://127.0.0.1:1/a jobs ls --database "
                  "postgresql://127.0.0.1:1/b");
     expect_usage(pg, "--config given twice", "stats --config /dev/null --config /dev/null");
-    expect_usage(pg, "--older-than given twice",
-                 "prune --older-than 1d --older-than 2d");
+    expect_usage(pg, "--older-than given twice", "prune --older-than 1d --older-than 2d");
     expect_usage(pg, "--concurrency given twice",
                  "worker --once --handler k=true --concurrency 1 --concurrency 2");
-    expect_usage(pg, "--status given twice",
-                 "recover --status failed --status queued");
+    expect_usage(pg, "--status given twice", "recover --status failed --status queued");
     /* the repeatable ones stay repeatable; a flag twice is the flag */
     ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "recover --status failed --id 1 --id 2"), 0);
     free(err);

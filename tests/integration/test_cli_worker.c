@@ -12,7 +12,9 @@
 TEST(worker_once_runs_a_handful)
 {
     PGconn *pg = tl_db();
-    tl_exec(pg, "SELECT skipq.enqueue('ok', jsonb_build_object('i', g)) FROM generate_series(1, 4) g");
+    tl_exec(
+        pg,
+        "SELECT skipq.enqueue('ok', jsonb_build_object('i', g)) FROM generate_series(1, 4) g");
     tl_exec(pg, "SELECT skipq.enqueue('bad', max_attempts => 2)");
     tl_exec(pg, "SELECT skipq.enqueue('res', '{\"x\": 41}')");
     tl_exec(pg, "SELECT skipq.enqueue('nobody')");
@@ -24,20 +26,28 @@ TEST(worker_once_runs_a_handful)
     int rc = tl_skipq_run(NULL, &out, &err,
                           "worker --config %s --once --handler ok=true"
                           " --handler 'bad=echo oops >&2; exit 3'"
-                          " --handler 'res=printf \"{\\\"y\\\": 42}\"'", cfg);
+                          " --handler 'res=printf \"{\\\"y\\\": 42}\"'",
+                          cfg);
     if (rc != 0)
         fprintf(stderr, "worker stderr:\n%s\n", err);
     ASSERT_EQ(rc, 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'ok'"
-                         " AND status = 'succeeded' AND attempts = 1"), 4);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'bad'"
-                         " AND status = 'failed' AND attempts = 2 AND last_error = 'exit status 3: oops'"
-                         " AND jsonb_array_length(errors) = 2"), 1);
+                         " AND status = 'succeeded' AND attempts = 1"),
+              4);
+    ASSERT_EQ(
+        tl_int(
+            pg,
+            "SELECT count(*) FROM skipq.jobs WHERE kind = 'bad'"
+            " AND status = 'failed' AND attempts = 2 AND last_error = 'exit status 3: oops'"
+            " AND jsonb_array_length(errors) = 2"),
+        1);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'res'"
-                         " AND status = 'succeeded' AND result = '{\"y\": 42}'"), 1);
+                         " AND status = 'succeeded' AND result = '{\"y\": 42}'"),
+              1);
     /* a kind without a handler is left alone */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'nobody'"
-                         " AND status = 'queued' AND attempts = 0"), 1);
+                         " AND status = 'queued' AND attempts = 0"),
+              1);
     /* the worker unregistered on its way out */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.active_workers WHERE alive"), 0);
     free(out);
@@ -64,18 +74,23 @@ TEST(worker_prefetch_flag_is_checked)
     static const char *const bad[] = {"x", "-1", "10001", "", "1.5"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *out = NULL, *err = NULL;
-        int rc = tl_skipq_run(NULL, &out, &err, "worker --once --handler ok=true --prefetch '%s'",
-                              bad[i]);
+        int rc = tl_skipq_run(NULL, &out, &err,
+                              "worker --once --handler ok=true --prefetch '%s'", bad[i]);
         ASSERT_EQ(rc, 2);
-        ASSERT_CONTAINS(err, "--prefetch must be \"auto\" or a whole number from 0 to 10000");
+        ASSERT_CONTAINS(err,
+                        "--prefetch must be \"auto\" or a whole number from 0 to 10000");
         free(out);
         free(err);
     }
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 1);
     /* auto and a number both run the job */
-    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --once --handler ok=true --prefetch auto"), 0);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL,
+                           "worker --once --handler ok=true --prefetch auto"),
+              0);
     tl_exec(pg, "SELECT skipq.enqueue('ok')");
-    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --once --handler ok=true --prefetch 3"), 0);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL,
+                           "worker --once --handler ok=true --prefetch 3"),
+              0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"), 2);
 }
 
@@ -87,13 +102,15 @@ TEST(worker_on_success_flag)
     tl_exec(pg, "SELECT skipq.enqueue('ok')");
     char *out = NULL, *err = NULL;
     ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
-                           "worker --once --handler ok=true --on-success drop"), 2);
+                           "worker --once --handler ok=true --on-success drop"),
+              2);
     ASSERT_CONTAINS(err, "--on-success must be keep or delete, not \"drop\"");
     free(out);
     free(err);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 1);
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL,
-                           "worker --once --handler ok=true --on-success delete"), 0);
+                           "worker --once --handler ok=true --on-success delete"),
+              0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
     tl_exec(pg, "SELECT skipq.enqueue('ok')");
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --once --handler ok=true"), 0);

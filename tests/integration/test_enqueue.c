@@ -63,16 +63,22 @@ TEST(single_enqueue_notifies_once_after_its_commit)
     for (int i = 0; i < 3; i++) {
         ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
         ASSERT_EQ(tl_count_notifies(l, 300, "mail"), 1);
-        ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                             " AND queue = 'mail'", id), 1);
+        ASSERT_EQ(tl_int(pg,
+                         "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                         " AND queue = 'mail'",
+                         id),
+                  1);
     }
     /* no worker of the queue waits (no idle lock, or given up): the job
      * is in, and no notification goes out */
     o.queue = "busy";
     ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
     ASSERT_EQ(tl_count_notifies(l, 200, NULL), 0);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                         " AND queue = 'busy'", id), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                     " AND queue = 'busy'",
+                     id),
+              1);
     tl_idle_lock(l, "busy", true);
     ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
     ASSERT_EQ(tl_count_notifies(l, 300, "busy"), 1);
@@ -217,7 +223,8 @@ TEST(quiet_inserts_skip_the_trigger_function)
      * statistics before this statement's reply comes back */
     tl_exec(raw, "SELECT pg_stat_force_next_flush()");
     ASSERT_EQ(tl_int(pg, "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions"
-                         " WHERE funcname = 'notify_inserted'"), 1);
+                         " WHERE funcname = 'notify_inserted'"),
+              1);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'quiet'"), 7);
     skipq_conn_close(conn);
     PQfinish(l);
@@ -251,8 +258,10 @@ TEST(single_enqueue_on_a_lost_connection_says_so)
         ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
         int pid = PQbackendPID(skipq_conn_pg(conn));
         ASSERT_EQ(tl_int(pg, "SELECT pg_terminate_backend(%d)::int", pid), 1);
-        ASSERT_TRUE(tl_wait_int(pg, 5000, 0, "SELECT count(*) FROM pg_stat_activity"
-                                             " WHERE pid = %d", pid));
+        ASSERT_TRUE(tl_wait_int(pg, 5000, 0,
+                                "SELECT count(*) FROM pg_stat_activity"
+                                " WHERE pid = %d",
+                                pid));
         int64_t before = tl_int(pg, "SELECT count(*) FROM skipq.jobs");
         ASSERT_TRUE(skipq_enqueue(conn, "k", "{}", &o, &id, &err) != SKIPQ_OK);
         ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_ERR_CONNECT);
@@ -294,16 +303,20 @@ held_enqueue_thread(void *arg)
 }
 
 /* The producer's idle locks on queue held, in mode m. */
-#define HELD_IDLE_LOCKS(pid, m)                                                    \
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"                    \
-    " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) " AND objid = hashtext('held')::oid AND objsubid = 2" \
-    " AND pid = %d AND mode = '" m "' AND granted", pid
+#define HELD_IDLE_LOCKS(pid, m)                                 \
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'" \
+    " AND classid = " SKIPQ__LOCK_CLASS_IDLE_S                  \
+    " AND objid = hashtext('held')::oid AND objsubid = 2"       \
+    " AND pid = %d AND mode = '" m "' AND granted",             \
+        pid
 
 /* The producer's exclusive hold of the producers' lock. */
-#define HELD_PRODUCER_LOCK(pid)                                                    \
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"                    \
-    " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS) " AND objid = " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) " AND objsubid = 2"                     \
-    " AND pid = %d AND mode = 'ExclusiveLock' AND granted", pid
+#define HELD_PRODUCER_LOCK(pid)                                                  \
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"                  \
+    " AND classid = " SKIPQ__LOCK_CLASS_S " AND objid = " SKIPQ__LOCK_PRODUCER_S \
+    " AND objsubid = 2"                                                          \
+    " AND pid = %d AND mode = 'ExclusiveLock' AND granted",                      \
+        pid
 
 /* 1 if the commit held the idle lock, 2 if it held the producers' lock */
 static int
@@ -317,9 +330,11 @@ enqueue_while_commit_held(PGconn *pg, skipq_conn *conn)
     tl_exec(gate, "BEGIN; SELECT pg_advisory_xact_lock(4242)");
     ASSERT_EQ(pthread_create(&t, NULL, held_enqueue_thread, &h), 0);
     /* the commit has begun: the deferred trigger waits for the gate */
-    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM pg_locks"
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1,
+                            "SELECT count(*) FROM pg_locks"
                             " WHERE locktype = 'advisory' AND objid = 4242"
-                            " AND pid = %d AND NOT granted", pid));
+                            " AND pid = %d AND NOT granted",
+                            pid));
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'held'"), 0);
     held_then = (int)tl_int(pg, HELD_IDLE_LOCKS(pid, "ExclusiveLock")) +
                 2 * (int)tl_int(pg, HELD_PRODUCER_LOCK(pid));
@@ -367,9 +382,11 @@ TEST(single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits)
     skipq_conn *other = open_conn();
     o.queue = "other";
     ASSERT_EQ(skipq_enqueue(other, "k", "{}", &o, NULL, &err), SKIPQ_OK);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                         " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS) " AND objid = " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) " AND mode = 'ShareLock'"
-                         " AND granted AND pid IN (%d, %d)",
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                     " AND classid = " SKIPQ__LOCK_CLASS_S
+                     " AND objid = " SKIPQ__LOCK_PRODUCER_S " AND mode = 'ShareLock'"
+                     " AND granted AND pid IN (%d, %d)",
                      PQbackendPID(skipq_conn_pg(conn)), PQbackendPID(skipq_conn_pg(other))),
               2);
     ASSERT_EQ(enqueue_while_commit_held(pg, conn), 0);
@@ -398,9 +415,12 @@ TEST(single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits)
     ASSERT_EQ(tl_count_notifies(l, 300, "held"), 1);
     int other_pid = PQbackendPID(skipq_conn_pg(other));
     skipq_conn_close(other);
-    ASSERT_TRUE(tl_wait_int(pg, 5000, 0, "SELECT count(*) FROM pg_locks"
-                            " WHERE locktype = 'advisory' AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS)
-                            " AND objid = 4 AND pid = %d", other_pid));
+    ASSERT_TRUE(
+        tl_wait_int(pg, 5000, 0,
+                    "SELECT count(*) FROM pg_locks"
+                    " WHERE locktype = 'advisory' AND classid = " SKIPQ__LOCK_CLASS_S
+                    " AND objid = 4 AND pid = %d",
+                    other_pid));
     ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, NULL, &err), SKIPQ_OK); /* the pipeline */
     ASSERT_EQ(tl_count_notifies(l, 300, "held"), 1);
     tl_exec(pg, "DELETE FROM skipq.jobs WHERE queue = 'held'");
@@ -412,10 +432,12 @@ TEST(single_enqueue_tries_the_idle_lock_in_its_commit_until_a_worker_waits)
 }
 
 /* This session's grants of the producers' lock in mode m. */
-#define PRODUCER_LOCKS(pid, m)                                                     \
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"                    \
-    " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS) " AND objid = " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) " AND objsubid = 2"                     \
-    " AND pid = %d AND mode = '" m "' AND granted", pid
+#define PRODUCER_LOCKS(pid, m)                                                   \
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"                  \
+    " AND classid = " SKIPQ__LOCK_CLASS_S " AND objid = " SKIPQ__LOCK_PRODUCER_S \
+    " AND objsubid = 2"                                                          \
+    " AND pid = %d AND mode = '" m "' AND granted",                              \
+        pid
 
 /*
  * The producers' lock is only a speed-up, so skipq_enqueue takes it
@@ -445,11 +467,13 @@ TEST(the_producers_lock_is_tried_outside_transactions)
     /* held exclusively elsewhere: the try fails, the call does not wait,
      * and the worker is notified all the same (after the commit) */
     PGconn *x = tl_connect();
-    tl_exec(x, "SELECT pg_advisory_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ")");
+    tl_exec(x,
+            "SELECT pg_advisory_lock(" SKIPQ__LOCK_CLASS_S ", " SKIPQ__LOCK_PRODUCER_S ")");
     ASSERT_EQ(skipq_enqueue(conn, "k", NULL, &o, NULL, &err), SKIPQ_OK);
     ASSERT_EQ(tl_count_notifies(l, 300, "pl"), 1);
     ASSERT_EQ(tl_int(pg, PRODUCER_LOCKS(pid, "ShareLock")), 0);
-    tl_exec(x, "SELECT pg_advisory_unlock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS) ", " SKIPQ__XSTR(SKIPQ__LOCK_PRODUCER) ")"); /* now, not at its exit */
+    tl_exec(x, "SELECT pg_advisory_unlock(" SKIPQ__LOCK_CLASS_S ", " SKIPQ__LOCK_PRODUCER_S
+               ")"); /* now, not at its exit */
     PQfinish(x);
     /* the next call outside a transaction takes it */
     ASSERT_EQ(skipq_enqueue(conn, "k", NULL, &o, NULL, &err), SKIPQ_OK);
@@ -479,13 +503,14 @@ TEST(a_lone_producers_failed_commit_and_full_notify_queue)
     int64_t id = -7;
 
     tl_exec(pg, "CREATE SEQUENCE once");
-    tl_exec(pg, "CREATE FUNCTION at_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
-                " BEGIN"
-                "  IF NEW.queue = 'boom' THEN RAISE 'no boom at commit'; END IF;"
-                "  IF NEW.queue = 'full' AND nextval('once') = 1 THEN"
-                "   RAISE 'too many notifications in the NOTIFY queue' USING ERRCODE = '54000';"
-                "  END IF;"
-                "  RETURN NULL; END $$");
+    tl_exec(pg,
+            "CREATE FUNCTION at_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN"
+            "  IF NEW.queue = 'boom' THEN RAISE 'no boom at commit'; END IF;"
+            "  IF NEW.queue = 'full' AND nextval('once') = 1 THEN"
+            "   RAISE 'too many notifications in the NOTIFY queue' USING ERRCODE = '54000';"
+            "  END IF;"
+            "  RETURN NULL; END $$");
     tl_exec(pg, "CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON skipq.jobs"
                 " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION at_commit()");
     tl_exec(l, "LISTEN skipq");
@@ -502,8 +527,10 @@ TEST(a_lone_producers_failed_commit_and_full_notify_queue)
     o.queue = "full";
     ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_OK);
     ASSERT_TRUE(id > 0);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'full' AND id = %"
-                         PRId64, id), 1);
+    ASSERT_EQ(
+        tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'full' AND id = %" PRId64,
+               id),
+        1);
     ASSERT_EQ(tl_int(pg, "SELECT last_value FROM once"), 2); /* tried twice */
     ASSERT_EQ(tl_count_notifies(l, 300, "full"), 1);
     ASSERT_EQ(PQpipelineStatus(skipq_conn_pg(conn)), PQ_PIPELINE_OFF);
@@ -530,25 +557,32 @@ TEST(single_enqueue_options_land_in_the_row)
     o.backoff_max_ms = 60000;
     o.timeout_ms = 5000;
     int64_t id = 0;
-    ASSERT_EQ(skipq_enqueue(conn, "send_email", "{\"to\": \"ada@example.com\", \"n\": [1, 2]}",
-                            &o, &id, &err), SKIPQ_OK);
+    ASSERT_EQ(skipq_enqueue(conn, "send_email",
+                            "{\"to\": \"ada@example.com\", \"n\": [1, 2]}", &o, &id, &err),
+              SKIPQ_OK);
     ASSERT_TRUE(id > 0);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                         " AND kind = 'send_email' AND queue = 'mail' AND priority = 10"
-                         " AND status = 'queued' AND attempts = 0 AND max_attempts = 7"
-                         " AND backoff_strategy = 'linear' AND backoff_base = '2 s'"
-                         " AND backoff_max = '1 min' AND timeout = '5 s'"
-                         " AND payload = '{\"to\": \"ada@example.com\", \"n\": [1, 2]}'"
-                         " AND run_at BETWEEN now() + interval '55 s' AND now() + interval '61 s'",
-                     id), 1);
+    ASSERT_EQ(
+        tl_int(pg,
+               "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+               " AND kind = 'send_email' AND queue = 'mail' AND priority = 10"
+               " AND status = 'queued' AND attempts = 0 AND max_attempts = 7"
+               " AND backoff_strategy = 'linear' AND backoff_base = '2 s'"
+               " AND backoff_max = '1 min' AND timeout = '5 s'"
+               " AND payload = '{\"to\": \"ada@example.com\", \"n\": [1, 2]}'"
+               " AND run_at BETWEEN now() + interval '55 s' AND now() + interval '61 s'",
+               id),
+        1);
     /* defaults: queue default, priority 0, payload {}, runnable now (the
      * four-parameter statement of a job with no other option) */
     ASSERT_EQ(skipq_enqueue(conn, "plain", NULL, NULL, &id, &err), SKIPQ_OK);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                         " AND queue = 'default' AND priority = 0 AND payload = '{}'"
-                         " AND max_attempts IS NULL AND backoff_strategy IS NULL"
-                         " AND backoff_base IS NULL AND backoff_max IS NULL"
-                         " AND timeout IS NULL AND run_at <= now()", id), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                     " AND queue = 'default' AND priority = 0 AND payload = '{}'"
+                     " AND max_attempts IS NULL AND backoff_strategy IS NULL"
+                     " AND backoff_base IS NULL AND backoff_max IS NULL"
+                     " AND timeout IS NULL AND run_at <= now()",
+                     id),
+              1);
     /* queue and priority alone keep to that statement, in and out of the
      * caller's transaction and through skipq_enqueue_tx */
     skipq_enqueue_opts qp = SKIPQ_ENQUEUE_OPTS_INIT;
@@ -560,14 +594,15 @@ TEST(single_enqueue_options_land_in_the_row)
     ASSERT_EQ(skipq_enqueue_tx(skipq_conn_pg(conn), "plain", "{\"a\": 1}", &qp, &id, &err),
               SKIPQ_OK);
     tl_exec(skipq_conn_pg(conn), "COMMIT");
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'qp' AND priority = -3"
-                         " AND payload = '{\"a\": 1}' AND max_attempts IS NULL"
-                         " AND timeout IS NULL AND run_at <= now()"), 3);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE queue = 'qp' AND priority = -3"
+                     " AND payload = '{\"a\": 1}' AND max_attempts IS NULL"
+                     " AND timeout IS NULL AND run_at <= now()"),
+              3);
     /* any one option alone takes the full statement, and lands */
-    const char *const checks[] = {
-        "run_at > now() + interval '50 s'",    "run_at = '2030-01-01 00:00:00+00'",
-        "max_attempts = 3",                    "backoff_strategy = 'exponential'",
-        "timeout = '7 s'"};
+    const char *const checks[] = {"run_at > now() + interval '50 s'",
+                                  "run_at = '2030-01-01 00:00:00+00'", "max_attempts = 3",
+                                  "backoff_strategy = 'exponential'", "timeout = '7 s'"};
     for (int i = 0; i < 5; i++) {
         skipq_enqueue_opts one = SKIPQ_ENQUEUE_OPTS_INIT;
         one.queue = "one";
@@ -582,8 +617,10 @@ TEST(single_enqueue_options_land_in_the_row)
         else
             one.timeout_ms = 7000;
         ASSERT_EQ(skipq_enqueue(conn, "plain", NULL, &one, &id, &err), SKIPQ_OK);
-        ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64 " AND %s",
-                         id, checks[i]), 1);
+        ASSERT_EQ(tl_int(pg,
+                         "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64 " AND %s",
+                         id, checks[i]),
+                  1);
     }
     skipq_conn_close(conn);
 }
@@ -599,7 +636,8 @@ TEST(batch_of_10000_is_one_copy_and_one_notify)
     skipq_job_spec *jobs = calloc(N, sizeof *jobs);
     char **texts = calloc(N, sizeof *texts);
     for (int i = 0; i < N; i++) {
-        ASSERT_TRUE(asprintf(&texts[i], "{\"i\": %d, \"s\": \"tab\\tquote\\\"back\\\\\"}", i) > 0);
+        ASSERT_TRUE(asprintf(&texts[i], "{\"i\": %d, \"s\": \"tab\\tquote\\\"back\\\\\"}",
+                             i) > 0);
         jobs[i].kind = i % 2 ? "odd" : "even";
         jobs[i].payload_json = texts[i];
     }
@@ -611,12 +649,15 @@ TEST(batch_of_10000_is_one_copy_and_one_notify)
     int64_t ms = tl_now_ms() - t0;
     printf("C batch: %d jobs in %" PRId64 " ms\n", N, ms);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'bulk'"
-                         " AND priority = -10 AND status = 'queued'"), N);
+                         " AND priority = -10 AND status = 'queued'"),
+              N);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'odd'"
-                         " AND (payload->>'i')::int %% 2 = 1"), N / 2);
+                         " AND (payload->>'i')::int %% 2 = 1"),
+              N / 2);
     /* the payload survived COPY's escaping byte for byte */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"
-                         " WHERE payload->>'s' = E'tab\\tquote\"back\\\\'"), N);
+                         " WHERE payload->>'s' = E'tab\\tquote\"back\\\\'"),
+              N);
     ASSERT_EQ(tl_count_notifies(l, 500, NULL), 1);
 
     /* the streaming form, and an SQL INSERT ... SELECT: one each */
@@ -664,16 +705,19 @@ TEST(bad_single_input_is_invalid_and_writes_nothing)
     ASSERT_TRUE(strstr(err.message, "offset") != NULL);
     ASSERT_EQ(skipq_enqueue(conn, "k", "[1, 2]", NULL, &id, &err), SKIPQ_ERR_INVALID);
     ASSERT_TRUE(strstr(err.message, "object") != NULL);
-    ASSERT_EQ(skipq_enqueue(conn, "k", "{\"a\": \"\xff\"}", NULL, &id, &err), SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_enqueue(conn, "k", "{\"a\": \"\xff\"}", NULL, &id, &err),
+              SKIPQ_ERR_INVALID);
     ASSERT_EQ(skipq_enqueue(conn, "", "{}", NULL, &id, &err), SKIPQ_ERR_INVALID);
     o.max_attempts = -1;
     ASSERT_EQ(skipq_enqueue(conn, "k", "{}", &o, &id, &err), SKIPQ_ERR_INVALID);
     ASSERT_TRUE(strstr(err.message, "max_attempts") != NULL);
     o.max_attempts = 0;
     o.max_payload = 64;
-    ASSERT_EQ(skipq_enqueue(conn, "k", "{\"a\": \"0123456789012345678901234567890123456789"
-                                       "0123456789012345678901234567890123456789\"}",
-                            &o, &id, &err), SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_enqueue(conn, "k",
+                            "{\"a\": \"0123456789012345678901234567890123456789"
+                            "0123456789012345678901234567890123456789\"}",
+                            &o, &id, &err),
+              SKIPQ_ERR_INVALID);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
     skipq_conn_close(conn);
 }
@@ -685,16 +729,21 @@ TEST(enqueue_tx_follows_the_callers_transaction)
     skipq_error err;
     int64_t id = 0;
     tl_exec(mine, "BEGIN");
-    ASSERT_EQ(skipq_enqueue_tx(mine, "receipt", "{\"order\": 1}", NULL, &id, &err), SKIPQ_OK);
+    ASSERT_EQ(skipq_enqueue_tx(mine, "receipt", "{\"order\": 1}", NULL, &id, &err),
+              SKIPQ_OK);
     /* not visible before the commit */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
     tl_exec(mine, "ROLLBACK");
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
     tl_exec(mine, "BEGIN");
-    ASSERT_EQ(skipq_enqueue_tx(mine, "receipt", "{\"order\": 2}", NULL, &id, &err), SKIPQ_OK);
+    ASSERT_EQ(skipq_enqueue_tx(mine, "receipt", "{\"order\": 2}", NULL, &id, &err),
+              SKIPQ_OK);
     tl_exec(mine, "COMMIT");
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                         " AND payload->>'order' = '2'", id), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                     " AND payload->>'order' = '2'",
+                     id),
+              1);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 1);
     PQfinish(mine);
 }
@@ -706,17 +755,27 @@ TEST(sql_enqueue_names_numbers_and_defaults)
     tl_exec(l, "LISTEN skipq");
     int64_t a = tl_int(pg, "SELECT skipq.enqueue('k', priority => 'high')");
     int64_t b = tl_int(pg, "SELECT skipq.enqueue('k', priority => 10)");
-    int64_t c = tl_int(pg, "SELECT skipq.enqueue(kind => 'k', payload => '{\"x\": 1}',"
-                           " queue => 'q', priority => 'low', run_at => now() + interval '1 h',"
-                           " max_attempts => 3)");
+    int64_t c = tl_int(pg,
+                       "SELECT skipq.enqueue(kind => 'k', payload => '{\"x\": 1}',"
+                       " queue => 'q', priority => 'low', run_at => now() + interval '1 h',"
+                       " max_attempts => 3)");
     int64_t d = tl_int(pg, "SELECT skipq.enqueue('k')");
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id IN (%" PRId64 ", %" PRId64
-                         ") AND priority = 10", a, b), 2);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                         " AND queue = 'q' AND priority = -10 AND max_attempts = 3"
-                         " AND payload = '{\"x\": 1}' AND run_at > now() + interval '59 min'", c), 1);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                         " AND payload = '{}' AND priority = 0 AND queue = 'default'", d), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id IN (%" PRId64 ", %" PRId64
+                     ") AND priority = 10",
+                     a, b),
+              2);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                     " AND queue = 'q' AND priority = -10 AND max_attempts = 3"
+                     " AND payload = '{\"x\": 1}' AND run_at > now() + interval '59 min'",
+                     c),
+              1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                     " AND payload = '{}' AND priority = 0 AND queue = 'default'",
+                     d),
+              1);
     ASSERT_TRUE(tl_count_notifies(l, 300, NULL) >= 1);
 
     /* an unknown name is an error naming it, and writes nothing */
@@ -767,15 +826,19 @@ TEST(enqueue_with_unnamed_statements_prepares_nothing)
     ASSERT_OK(skipq_enqueue(other, "named", "{}", &o, &id, &err), &err);
     ASSERT_EQ(tl_count_notifies(l, 300, "u"), 1);
     ASSERT_EQ(tl_int(skipq_conn_pg(other), "SELECT count(*) FROM pg_prepared_statements"
-                                           " WHERE name = 'skipq_enqueue'"), 1);
+                                           " WHERE name = 'skipq_enqueue'"),
+              1);
 
     /* the one statement, then (another producer is connected and a
      * worker waits) the pipeline: each job notifies once */
     for (int i = 0; i < 4; i++) {
         ASSERT_OK(skipq_enqueue(conn, "unnamed", "{}", &o, &id, &err), &err);
         ASSERT_EQ(tl_count_notifies(l, 300, "u"), 1);
-        ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                             " AND kind = 'unnamed'", id), 1);
+        ASSERT_EQ(tl_int(pg,
+                         "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                         " AND kind = 'unnamed'",
+                         id),
+                  1);
     }
     o.max_attempts = 3; /* the full statement */
     ASSERT_OK(skipq_enqueue(conn, "unnamed", "{}", &o, &id, &err), &err);
@@ -886,8 +949,9 @@ TEST(deep_payload_reads_back_everywhere)
 
     /* a C handler gets it parsed, and its result is stored whole */
     run_c_worker_once("deep_c", "deep", echo_payload_handler);
-    char *got = tl_str(pg, "SELECT status || ' ' || coalesce(last_error, '')"
-                           " || (result = payload)::text FROM skipq.jobs WHERE id = %" PRId64,
+    char *got = tl_str(pg,
+                       "SELECT status || ' ' || coalesce(last_error, '')"
+                       " || (result = payload)::text FROM skipq.jobs WHERE id = %" PRId64,
                        id);
     ASSERT_STREQ(got, "succeeded true");
     free(got);
@@ -895,10 +959,13 @@ TEST(deep_payload_reads_back_everywhere)
     /* a command printing it back: stored as is, not as {"output": ...} */
     o.queue = "deep_cmd";
     ASSERT_OK(skipq_enqueue(conn, "deep", payload, &o, &cid, &err), &err);
-    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --queue deep_cmd --once --handler deep=cat"),
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL,
+                           "worker --queue deep_cmd --once --handler deep=cat"),
               0);
-    got = tl_str(pg, "SELECT status || ' ' || (result = payload)::text"
-                     " FROM skipq.jobs WHERE id = %" PRId64, cid);
+    got = tl_str(pg,
+                 "SELECT status || ' ' || (result = payload)::text"
+                 " FROM skipq.jobs WHERE id = %" PRId64,
+                 cid);
     ASSERT_STREQ(got, "succeeded true");
     free(got);
 
@@ -906,8 +973,9 @@ TEST(deep_payload_reads_back_everywhere)
     o.queue = "deep_log";
     ASSERT_OK(skipq_enqueue(conn, "deep", payload, &o, &sid, &err), &err);
     char *log = NULL;
-    ASSERT_EQ(tl_skipq_run(NULL, NULL, &log, "worker --queue deep_log --once --log-payloads "
-                                             "--log-format json --handler deep=true"),
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &log,
+                           "worker --queue deep_log --once --log-payloads "
+                           "--log-format json --handler deep=true"),
               0);
     snprintf(want, sizeof want, "\"payload\":%.20s", payload);
     ASSERT_TRUE(strstr(log, want) != NULL);
@@ -937,8 +1005,10 @@ TEST(payload_deeper_than_the_limit_is_refused_everywhere)
     o.queue = "at_limit";
     ASSERT_OK(skipq_enqueue(conn, "deep", max, &o, &id, &err), &err);
     run_c_worker_once("at_limit", "deep", echo_payload_handler);
-    char *got = tl_str(pg, "SELECT status || ' ' || (result = payload)::text"
-                           " FROM skipq.jobs WHERE id = %" PRId64, id);
+    char *got = tl_str(pg,
+                       "SELECT status || ' ' || (result = payload)::text"
+                       " FROM skipq.jobs WHERE id = %" PRId64,
+                       id);
     ASSERT_STREQ(got, "succeeded true");
     free(got);
     tl_exec(pg, "DELETE FROM skipq.jobs");
@@ -1022,9 +1092,11 @@ TEST(copy_streams_a_row_larger_than_its_buffer)
     ASSERT_EQ(count, 3);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'big'"), 3);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = E'k\\t1'"
-                         " AND payload = '{\"i\": 1}'"), 1);
+                         " AND payload = '{\"i\": 1}'"),
+              1);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = E'k\\n3'"
-                         " AND payload = '{\"i\": 3}'"), 1);
+                         " AND payload = '{\"i\": 3}'"),
+              1);
     /* the big one, compared as JSON with what was sent */
     PGresult *r = PQexecParams(pg,
                                "SELECT count(*) FROM skipq.jobs WHERE kind = E'k\\\\2'"
@@ -1033,7 +1105,8 @@ TEST(copy_streams_a_row_larger_than_its_buffer)
     ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK);
     ASSERT_STREQ(PQgetvalue(r, 0, 0), "1");
     PQclear(r);
-    ASSERT_EQ(tl_int(pg, "SELECT length(payload->>'s') FROM skipq.jobs WHERE kind = E'k\\\\2'"),
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT length(payload->>'s') FROM skipq.jobs WHERE kind = E'k\\\\2'"),
               (int64_t)(half - 6) / 2);
     free(big);
     skipq_conn_close(conn);

@@ -24,12 +24,11 @@ example(const char *name)
 
     ASSERT_TRUE(n > 0);
     self[n] = '\0';
-    char *tests_dir = dirname(self);         /* <build>/tests */
-    char *build_dir = dirname(tests_dir);    /* <build> */
+    char *tests_dir = dirname(self);      /* <build>/tests */
+    char *build_dir = dirname(tests_dir); /* <build> */
     snprintf(path, sizeof path, "%s/example_%s", build_dir, name);
     if (access(path, X_OK) != 0)
-        HARNESS_FAIL("%s is not built (cmake --build builds examples/*.c)",
-                     path);
+        HARNESS_FAIL("%s is not built (cmake --build builds examples/*.c)", path);
     return path;
 }
 
@@ -69,8 +68,7 @@ TEST(enqueue_tx_rollback_and_commit)
     PGconn *pg = tl_db();
     char *out = NULL, *err = NULL;
 
-    int rc = tl_run(NULL, &out, &err, "%s '%s'", example("enqueue_tx"),
-                    tl_url());
+    int rc = tl_run(NULL, &out, &err, "%s '%s'", example("enqueue_tx"), tl_url());
     if (rc != 0)
         HARNESS_FAIL("example_enqueue_tx exited %d: %s%s", rc, out, err);
     ASSERT_CONTAINS(out, "after ROLLBACK: 0 new job(s)");
@@ -101,27 +99,33 @@ TEST(worker_once_runs_its_kinds_only)
                                      "'{\"path\": \"/c.png\"}', queue => "
                                      "'elsewhere')");
 
-    int rc = tl_run(NULL, &out, &err, "%s --once '%s'", example("worker"),
-                    tl_url());
+    int rc = tl_run(NULL, &out, &err, "%s --once '%s'", example("worker"), tl_url());
     if (rc != 0)
         HARNESS_FAIL("example_worker --once exited %d: %s", rc, err);
 
-    char *thumb = tl_str(pg, "SELECT result->>'thumbnail' FROM skipq.jobs "
-                             "WHERE id = %lld AND status = 'succeeded' AND "
-                             "attempts = 1", (long long)ok);
+    char *thumb = tl_str(pg,
+                         "SELECT result->>'thumbnail' FROM skipq.jobs "
+                         "WHERE id = %lld AND status = 'succeeded' AND "
+                         "attempts = 1",
+                         (long long)ok);
     ASSERT_STREQ(thumb, "/a.png.100w.png");
-    ASSERT_EQ(tl_int(pg, "SELECT (result->>'width')::int FROM skipq.jobs "
-                         "WHERE id = %lld", (long long)high),
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT (result->>'width')::int FROM skipq.jobs "
+                     "WHERE id = %lld",
+                     (long long)high),
               320);
     /* a failed attempt with no attempts left is the dead letter */
-    char *why = tl_str(pg, "SELECT last_error FROM skipq.jobs WHERE id = %lld"
-                           " AND status = 'failed' AND attempts = 1 AND "
-                           "jsonb_array_length(errors) = 1", (long long)bad);
+    char *why = tl_str(pg,
+                       "SELECT last_error FROM skipq.jobs WHERE id = %lld"
+                       " AND status = 'failed' AND attempts = 1 AND "
+                       "jsonb_array_length(errors) = 1",
+                       (long long)bad);
     ASSERT_STREQ(why, "payload has no \"path\" string");
     /* no handler for the kind, or a queue it does not serve: untouched */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id IN "
-                         "(%lld, %lld) AND status = 'queued' AND attempts = 0"
-                         " AND locked_by IS NULL",
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id IN "
+                     "(%lld, %lld) AND status = 'queued' AND attempts = 0"
+                     " AND locked_by IS NULL",
                      (long long)other_kind, (long long)other_queue),
               2);
     /* it unregistered on the way out */
@@ -149,11 +153,12 @@ TEST(worker_snoozes_and_stops_on_sigterm)
                             " AND status = 'succeeded'",
                             (long long)id));
     /* snoozes hand the attempt back: only the run that finished counts */
-    ASSERT_EQ(tl_int(pg, "SELECT attempts FROM skipq.jobs WHERE id = %lld",
-                     (long long)id),
+    ASSERT_EQ(tl_int(pg, "SELECT attempts FROM skipq.jobs WHERE id = %lld", (long long)id),
               1);
-    char *result = tl_str(pg, "SELECT result::text FROM skipq.jobs WHERE id "
-                              "= %lld", (long long)id);
+    char *result = tl_str(pg,
+                          "SELECT result::text FROM skipq.jobs WHERE id "
+                          "= %lld",
+                          (long long)id);
     ASSERT_STREQ(result, "\"waited\"");
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.workers"), 1);
 

@@ -49,9 +49,11 @@ TEST(handler_signal)
     char *le = tl_str(pg, "SELECT last_error FROM skipq.jobs WHERE id = %" PRId64, id);
     ASSERT_CONTAINS(le, "killed by SIGSEGV");
     ASSERT_EQ(tl_int(pg, "SELECT attempts FROM skipq.jobs WHERE id = %" PRId64, id), 1);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs j, jsonb_array_elements(j.errors) e"
-                         " WHERE j.id = %" PRId64
-                         " AND e->>'error' LIKE 'killed by SIGSEGV%%'", id), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs j, jsonb_array_elements(j.errors) e"
+                     " WHERE j.id = %" PRId64 " AND e->>'error' LIKE 'killed by SIGSEGV%%'",
+                     id),
+              1);
     /* the worker itself was not hurt: the other job ran */
     char *st2 = tl_str(pg, "SELECT status FROM skipq.jobs WHERE id = %" PRId64, ok);
     ASSERT_STREQ(st2, "succeeded");
@@ -78,7 +80,8 @@ TEST(failpoint)
         fl_dump("worker 1", log1);
     ASSERT_EQ(st, 99);
     /* the handler ran and succeeded; the completion never committed */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs WHERE job_id = %" PRId64 " AND ok", id), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs WHERE job_id = %" PRId64 " AND ok", id),
+              1);
     char *s = tl_str(pg, "SELECT status FROM skipq.jobs WHERE id = %" PRId64, id);
     ASSERT_STREQ(s, "running");
     free(s);
@@ -86,16 +89,19 @@ TEST(failpoint)
     pid_t w2 = fl_worker(log2, cfg, NULL);
     if (!tl_wait_int(pg, 30000, 1,
                      "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                     " AND status = 'succeeded'", id)) {
+                     " AND status = 'succeeded'",
+                     id)) {
         fl_dump("worker 2", log2);
         HARNESS_FAIL("job %" PRId64 " did not succeed after the crash", id);
     }
     /* run exactly once more, by the other worker, recorded as a lost try */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs WHERE job_id = %" PRId64, id), 2);
-    ASSERT_EQ(tl_int(pg, "SELECT pid FROM runs WHERE job_id = %" PRId64 " AND attempt = 2", id),
+    ASSERT_EQ(tl_int(pg, "SELECT pid FROM runs WHERE job_id = %" PRId64 " AND attempt = 2",
+                     id),
               w2);
     ASSERT_EQ(tl_int(pg, "SELECT attempts FROM skipq.jobs WHERE id = %" PRId64, id), 2);
-    char *le = tl_str(pg, "SELECT errors->0->>'error' FROM skipq.jobs WHERE id = %" PRId64, id);
+    char *le = tl_str(pg, "SELECT errors->0->>'error' FROM skipq.jobs WHERE id = %" PRId64,
+                      id);
     ASSERT_CONTAINS(le, "lost");
     free(le);
 #endif
@@ -146,20 +152,25 @@ TEST(sigstop)
     pid_t w2 = fl_worker(log2, cfg, NULL);
     if (!tl_wait_int(pg, 30000, 1,
                      "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                     " AND status = 'succeeded'", id)) {
+                     " AND status = 'succeeded'",
+                     id)) {
         fl_dump("worker 2", log2);
         HARNESS_FAIL("the frozen worker's job was not rescued");
     }
     ASSERT_EQ(tl_int(pg, "SELECT attempts FROM skipq.jobs WHERE id = %" PRId64, id), 2);
-    ASSERT_EQ(tl_int(pg, "SELECT pid FROM runs WHERE job_id = %" PRId64 " AND attempt = 2", id),
+    ASSERT_EQ(tl_int(pg, "SELECT pid FROM runs WHERE job_id = %" PRId64 " AND attempt = 2",
+                     id),
               w2);
     char *want = NULL;
     if (asprintf(&want, "worker %" PRId64 " lost", wid1) < 0)
         HARNESS_FAIL("out of memory");
-    char *le = tl_str(pg, "SELECT errors->0->>'error' FROM skipq.jobs WHERE id = %" PRId64, id);
+    char *le = tl_str(pg, "SELECT errors->0->>'error' FROM skipq.jobs WHERE id = %" PRId64,
+                      id);
     ASSERT_STREQ(le, want);
-    char *before = tl_str(pg, "SELECT updated_at::text || status || attempts || claims"
-                              " FROM skipq.jobs WHERE id = %" PRId64, id);
+    char *before = tl_str(pg,
+                          "SELECT updated_at::text || status || attempts || claims"
+                          " FROM skipq.jobs WHERE id = %" PRId64,
+                          id);
 
     /* stop the rescuer's worker so later jobs can only go to w1 */
     tl_kill(w2, SIGTERM);
@@ -170,8 +181,10 @@ TEST(sigstop)
         fl_dump("worker 1", log1);
         HARNESS_FAIL("the resumed worker did not report its dropped completion");
     }
-    char *after = tl_str(pg, "SELECT updated_at::text || status || attempts || claims"
-                             " FROM skipq.jobs WHERE id = %" PRId64, id);
+    char *after = tl_str(pg,
+                         "SELECT updated_at::text || status || attempts || claims"
+                         " FROM skipq.jobs WHERE id = %" PRId64,
+                         id);
     ASSERT_STREQ(after, before); /* the late completion changed 0 rows */
     ASSERT_TRUE(fl_alive(w1));
 
@@ -179,7 +192,8 @@ TEST(sigstop)
     int64_t id2 = tl_int(pg, "SELECT skipq.enqueue('rec')");
     if (!tl_wait_int(pg, 30000, 1,
                      "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                     " AND status = 'succeeded'", id2)) {
+                     " AND status = 'succeeded'",
+                     id2)) {
         fl_dump("worker 1", log1);
         HARNESS_FAIL("the resumed worker did not carry on");
     }
@@ -200,8 +214,10 @@ worker_died_or_failed(void *arg)
     struct poison_state *p = arg;
     if (!fl_alive(p->w))
         return true;
-    return tl_int(p->pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                         " AND status = 'failed'", p->id) == 1;
+    return tl_int(p->pg,
+                  "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                  " AND status = 'failed'",
+                  p->id) == 1;
 }
 
 TEST(poison)
@@ -231,9 +247,11 @@ TEST(poison)
     ASSERT_STREQ(s, "failed");
     ASSERT_EQ(tl_int(pg, "SELECT attempts FROM skipq.jobs WHERE id = %" PRId64, p.id), 3);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs WHERE job_id = %" PRId64, p.id), 3);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs j, jsonb_array_elements(j.errors) e"
-                         " WHERE j.id = %" PRId64 " AND e->>'error' ~ '^worker [0-9]+ lost$'",
-                     p.id), 3);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs j, jsonb_array_elements(j.errors) e"
+                     " WHERE j.id = %" PRId64 " AND e->>'error' ~ '^worker [0-9]+ lost$'",
+                     p.id),
+              3);
     /* the surviving worker is not stuck on it */
     ASSERT_TRUE(fl_alive(p.w));
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), 0);
@@ -252,7 +270,8 @@ clock_case(const char *skew)
 {
     if (!have_faketime()) {
         printf("SKIPPED clock test (%s): faketime is not installed "
-               "(apt-get install faketime)\n", skew);
+               "(apt-get install faketime)\n",
+               skew);
         return;
     }
     PGconn *pg = tl_db();
@@ -267,35 +286,43 @@ clock_case(const char *skew)
      * it exits; one killed, as this test's are, leaves them behind, and
      * a later wrapper given the same pid fails ("sem_open: File
      * exists"): remove any left under this pid first. */
-    pid_t w = fl_spawn(log,
-                       "rm -f /dev/shm/sem.faketime_sem_$$ /dev/shm/faketime_shm_$$;"
-                       " ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
-                       " exec faketime -f '%s' %s worker --config %s",
-                       skew, tl_skipq(), cfg);
+    pid_t w =
+        fl_spawn(log,
+                 "rm -f /dev/shm/sem.faketime_sem_$$ /dev/shm/faketime_shm_$$;"
+                 " ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+                 " exec faketime -f '%s' %s worker --config %s",
+                 skew, tl_skipq(), cfg);
     int64_t now_id = tl_int(pg, "SELECT skipq.enqueue('rec')");
     /* the skewed worker works at all */
     if (!tl_wait_int(pg, 30000, 1,
                      "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                     " AND status = 'succeeded'", now_id)) {
+                     " AND status = 'succeeded'",
+                     now_id)) {
         fl_dump("worker under faketime", log);
         HARNESS_FAIL("the worker under faketime did not run a due job");
     }
-    int64_t id = tl_int(pg, "SELECT skipq.enqueue('rec', run_at => now() + interval '4 s')");
+    int64_t id = tl_int(pg,
+                        "SELECT skipq.enqueue('rec', run_at => now() + interval '4 s')");
     /* not early: until the database's now() reaches run_at it stays queued */
-    while (tl_int(pg, "SELECT (now() < run_at)::int FROM skipq.jobs WHERE id = %" PRId64, id)) {
+    while (tl_int(pg, "SELECT (now() < run_at)::int FROM skipq.jobs WHERE id = %" PRId64,
+                  id)) {
         ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs WHERE job_id = %" PRId64, id), 0);
         usleep(20000);
     }
     /* not late: it starts within a couple of seconds of run_at */
     if (!tl_wait_int(pg, 15000, 1,
                      "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                     " AND status = 'succeeded'", id)) {
+                     " AND status = 'succeeded'",
+                     id)) {
         fl_dump("worker under faketime", log);
         HARNESS_FAIL("the delayed job did not run");
     }
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs r JOIN skipq.jobs j ON j.id = r.job_id"
-                         " WHERE j.id = %" PRId64 " AND r.at >= j.run_at"
-                         " AND r.at < j.run_at + interval '3 s'", id), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM runs r JOIN skipq.jobs j ON j.id = r.job_id"
+                     " WHERE j.id = %" PRId64 " AND r.at >= j.run_at"
+                     " AND r.at < j.run_at + interval '3 s'",
+                     id),
+              1);
     ASSERT_TRUE(fl_alive(w));
     /* stopped here rather than killed at exit, and what its wrapper
      * leaves when killed removed, so no later run can meet it */

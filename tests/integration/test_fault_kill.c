@@ -51,8 +51,10 @@ TEST(kill_workers)
              "handlers:\n  rec:\n    command: [%s, -r, 40]\n",
              fl_handler("record"));
     const char *cfg = fl_worker_config(4, "200ms", NULL, rest);
-    tl_exec(pg, "SELECT count(skipq.enqueue('rec', jsonb_build_object('i', g)))"
-                " FROM generate_series(1, %d) g", n);
+    tl_exec(pg,
+            "SELECT count(skipq.enqueue('rec', jsonb_build_object('i', g)))"
+            " FROM generate_series(1, %d) g",
+            n);
 
     pid_t w[NWORKERS];
     const char *logs[NWORKERS];
@@ -75,10 +77,13 @@ TEST(kill_workers)
         snprintf(killed_ids + strlen(killed_ids), sizeof killed_ids - strlen(killed_ids),
                  "%s%" PRId64, k ? "," : "", wid);
         printf("  kill %d: worker %" PRId64 " (pid %d) at %" PRId64 " succeeded, %" PRId64
-               " running\n", k + 1, wid, (int)w[victim],
+               " running\n",
+               k + 1, wid, (int)w[victim],
                tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"),
-               tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"
-                          " AND locked_by = %" PRId64, wid));
+               tl_int(pg,
+                      "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"
+                      " AND locked_by = %" PRId64,
+                      wid));
         w[victim] = fl_worker(logs[victim], cfg, NULL);
     }
     if (!tl_wait_int(pg, fl_long() ? 600000 : 120000, n,
@@ -95,31 +100,42 @@ TEST(kill_workers)
      * once; an earlier attempt ran only on a worker that was then killed
      * (a killed worker may also have completed a job before dying) */
     ASSERT_EQ(tl_int(pg, "SELECT count(DISTINCT job_id) FROM runs"), n);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs j WHERE (SELECT count(*) FROM runs r"
-                         " WHERE r.job_id = j.id AND r.attempt = j.attempts AND r.ok) <> 1"), 0);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs r JOIN skipq.jobs j ON j.id = r.job_id"
-                         " WHERE r.attempt < j.attempts AND r.worker <> ALL ('{%s}'::bigint[])",
-                     killed_ids), 0);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs j WHERE (SELECT count(*) FROM runs r"
+                     " WHERE r.job_id = j.id AND r.attempt = j.attempts AND r.ok) <> 1"),
+              0);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM runs r JOIN skipq.jobs j ON j.id = r.job_id"
+                     " WHERE r.attempt < j.attempts AND r.worker <> ALL ('{%s}'::bigint[])",
+                     killed_ids),
+              0);
     /* untouched jobs: one attempt, one run */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs j WHERE j.attempts = 1 AND"
-                         " (SELECT count(*) FROM runs r WHERE r.job_id = j.id) <> 1"), 0);
+                         " (SELECT count(*) FROM runs r WHERE r.job_id = j.id) <> 1"),
+              0);
     /* no run beyond the attempts counted, and no handler failure */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs r JOIN skipq.jobs j ON j.id = r.job_id"
-                         " WHERE r.attempt > j.attempts OR NOT r.ok"), 0);
+                         " WHERE r.attempt > j.attempts OR NOT r.ok"),
+              0);
     /* every extra attempt is a "worker N lost" by a killed worker */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs j WHERE j.attempts > 1 AND"
-                         " (jsonb_array_length(j.errors) <> j.attempts - 1 OR EXISTS ("
-                         "  SELECT 1 FROM jsonb_array_elements(j.errors) e"
-                         "  WHERE NOT ((e->>'worker')::bigint = ANY ('{%s}'::bigint[])"
-                         "   AND e->>'error' = 'worker ' || (e->>'worker') || ' lost')))",
-                     killed_ids), 0);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs j WHERE j.attempts > 1 AND"
+                     " (jsonb_array_length(j.errors) <> j.attempts - 1 OR EXISTS ("
+                     "  SELECT 1 FROM jsonb_array_elements(j.errors) e"
+                     "  WHERE NOT ((e->>'worker')::bigint = ANY ('{%s}'::bigint[])"
+                     "   AND e->>'error' = 'worker ' || (e->>'worker') || ' lost')))",
+                     killed_ids),
+              0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs j WHERE j.attempts = 1"
-                         " AND j.errors <> '[]'"), 0);
+                         " AND j.errors <> '[]'"),
+              0);
     int64_t rerun = tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE attempts > 1");
     int64_t runs = tl_int(pg, "SELECT count(*) FROM runs");
     ASSERT_TRUE(rerun >= 1); /* the kills did hit jobs in flight */
-    printf("kill_workers: %d jobs in %.1f s, %d kills, %" PRId64 " jobs retried after a kill,"
-           " %" PRId64 " handler runs\n", n, (double)ms / 1000, kills, rerun, runs);
+    printf("kill_workers: %d jobs in %.1f s, %d kills, %" PRId64
+           " jobs retried after a kill,"
+           " %" PRId64 " handler runs\n",
+           n, (double)ms / 1000, kills, rerun, runs);
 }
 
 int

@@ -110,19 +110,26 @@ static void
 assert_every_job_once(PGconn *pg)
 {
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status <> 'succeeded'"
-                         " OR locked_by IS NOT NULL OR finished_at IS NULL"), 0);
+                         " OR locked_by IS NOT NULL OR finished_at IS NULL"),
+              0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs j WHERE NOT EXISTS"
-                         " (SELECT 1 FROM runs r WHERE r.job_id = j.id)"), 0);
+                         " (SELECT 1 FROM runs r WHERE r.job_id = j.id)"),
+              0);
     /* the claim that completed a job ran its handler exactly once */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs j WHERE (SELECT count(*) FROM runs r"
-                         " WHERE r.job_id = j.id AND r.attempt = j.attempts AND r.ok) <> 1"), 0);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs j WHERE (SELECT count(*) FROM runs r"
+                     " WHERE r.job_id = j.id AND r.attempt = j.attempts AND r.ok) <> 1"),
+              0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs r JOIN skipq.jobs j ON j.id = r.job_id"
-                         " WHERE r.attempt > j.attempts OR NOT r.ok"), 0);
+                         " WHERE r.attempt > j.attempts OR NOT r.ok"),
+              0);
     /* no claim ran twice: the second run would have failed on the
      * unique (job_id, attempt) and left this in the job's history */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE errors::text LIKE"
-                         " '%%duplicate key%%' OR coalesce(last_error, '') LIKE '%%duplicate key%%'"),
-              0);
+    ASSERT_EQ(
+        tl_int(pg,
+               "SELECT count(*) FROM skipq.jobs WHERE errors::text LIKE"
+               " '%%duplicate key%%' OR coalesce(last_error, '') LIKE '%%duplicate key%%'"),
+        0);
 }
 
 /* ---- restart under load ------------------------------------------------------ */
@@ -146,7 +153,8 @@ restart_under_load(const char *mode)
      */
     tl_run(NULL, NULL, NULL,
            "psql -Xq '%s' -c 'ALTER SYSTEM SET synchronous_commit = on'"
-           " -c 'SELECT pg_reload_conf()'", getenv("SKIPQ_TEST_PG"));
+           " -c 'SELECT pg_reload_conf()'",
+           getenv("SKIPQ_TEST_PG"));
     PGconn *pg = tl_db();
     char *sc = tl_str(pg, "SHOW synchronous_commit");
     ASSERT_STREQ(sc, "on");
@@ -159,8 +167,10 @@ restart_under_load(const char *mode)
              "handlers:\n  rec:\n    command: [%s, -r, 20]\n",
              fl_handler("record"));
     const char *cfg = fl_worker_config(4, "200ms", NULL, rest);
-    tl_exec(pg, "SELECT count(skipq.enqueue('rec', jsonb_build_object('i', g)))"
-                " FROM generate_series(1, %d) g", preload);
+    tl_exec(pg,
+            "SELECT count(skipq.enqueue('rec', jsonb_build_object('i', g)))"
+            " FROM generate_series(1, %d) g",
+            preload);
 
     pid_t w[RWORKERS];
     const char *logs[RWORKERS];
@@ -176,12 +186,14 @@ restart_under_load(const char *mode)
     bool joined = false;
 
     /* under load: jobs done, more arriving */
-    if (!tl_wait_int(pg, 60000, 1, "SELECT (count(*) >= 60)::int FROM skipq.jobs"
-                                   " WHERE status = 'succeeded'"))
+    if (!tl_wait_int(pg, 60000, 1,
+                     "SELECT (count(*) >= 60)::int FROM skipq.jobs"
+                     " WHERE status = 'succeeded'"))
         HARNESS_FAIL("no progress before the restart");
     long at_restart = atomic_load(&prod.committed);
     ASSERT_TRUE(at_restart > 0);
-    int64_t done_before = tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'");
+    int64_t done_before =
+        tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'");
     printf("restart_%s: restarting at %" PRId64 " jobs done, %ld produced\n", mode,
            done_before, at_restart);
     fflush(stdout);
@@ -198,9 +210,12 @@ restart_under_load(const char *mode)
     atomic_store(&prod.limit, want);
     void *arg[2] = {&prod, &want};
     if (!wait_until(60000, produced_at_least, arg))
-        HARNESS_FAIL("the producer did not recover: %ld committed", atomic_load(&prod.committed));
-    if (!tl_wait_int(pg, 60000, 1, "SELECT (count(*) > %" PRId64 " + 100)::int FROM skipq.jobs"
-                                   " WHERE status = 'succeeded'", done_before))
+        HARNESS_FAIL("the producer did not recover: %ld committed",
+                     atomic_load(&prod.committed));
+    if (!tl_wait_int(pg, 60000, 1,
+                     "SELECT (count(*) > %" PRId64 " + 100)::int FROM skipq.jobs"
+                     " WHERE status = 'succeeded'",
+                     done_before))
         HARNESS_FAIL("the workers did not recover");
     atomic_store(&prod.stop, 1);
     pthread_join(prod.th, NULL);
@@ -213,15 +228,17 @@ restart_under_load(const char *mode)
         for (int i = 0; i < RWORKERS; i++)
             fl_dump("worker", logs[i]);
         /* what the missing ones look like, and who holds them */
-        char *left = tl_str(pg, "SELECT coalesce(string_agg(format('%%s x%%s (ids %%s..%%s,"
-                                " attempts <= %%s, holders %%s, run_at - now() <= %%s, %%s)',"
-                                " status, n, lo, hi, att, holders, due, err), '; '), '-')"
-                                " FROM (SELECT status, count(*) n, min(id) lo, max(id) hi,"
-                                " max(attempts) att, array_agg(DISTINCT locked_by) holders,"
-                                " max(run_at - now()) due, max(last_error) err"
-                                " FROM skipq.jobs WHERE status <> 'succeeded' GROUP BY 1) s");
-        char *wk = tl_str(pg, "SELECT coalesce(string_agg(format('%%s alive=%%s running=%%s',"
-                              " id, alive, running_jobs), '; '), '-') FROM skipq.active_workers");
+        char *left = tl_str(pg,
+                            "SELECT coalesce(string_agg(format('%%s x%%s (ids %%s..%%s,"
+                            " attempts <= %%s, holders %%s, run_at - now() <= %%s, %%s)',"
+                            " status, n, lo, hi, att, holders, due, err), '; '), '-')"
+                            " FROM (SELECT status, count(*) n, min(id) lo, max(id) hi,"
+                            " max(attempts) att, array_agg(DISTINCT locked_by) holders,"
+                            " max(run_at - now()) due, max(last_error) err"
+                            " FROM skipq.jobs WHERE status <> 'succeeded' GROUP BY 1) s");
+        char *wk =
+            tl_str(pg, "SELECT coalesce(string_agg(format('%%s alive=%%s running=%%s',"
+                       " id, alive, running_jobs), '; '), '-') FROM skipq.active_workers");
         fprintf(stderr, "not succeeded: %s\nworkers: %s\n", left, wk);
         free(left);
         free(wk);
@@ -239,10 +256,13 @@ restart_under_load(const char *mode)
         len += (size_t)sprintf(list + len, "%s%" PRId64, i ? "," : "", prod.ids[i]);
     list[len++] = '}';
     list[len] = '\0';
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM unnest('%s'::bigint[]) a(id)"
-                         " WHERE NOT EXISTS (SELECT 1 FROM skipq.jobs j WHERE j.id = a.id)", list),
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM unnest('%s'::bigint[]) a(id)"
+                     " WHERE NOT EXISTS (SELECT 1 FROM skipq.jobs j WHERE j.id = a.id)",
+                     list),
               0);
-    ASSERT_EQ(tl_int(pg, "SELECT count(DISTINCT id) FROM unnest('%s'::bigint[]) a(id)", list),
+    ASSERT_EQ(tl_int(pg, "SELECT count(DISTINCT id) FROM unnest('%s'::bigint[]) a(id)",
+                     list),
               committed);
     free(list);
     ASSERT_TRUE(total >= preload + committed);
@@ -260,7 +280,8 @@ restart_under_load(const char *mode)
     int64_t retried = tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE attempts > 1");
     printf("restart_%s: restart took %.1f s; %" PRId64 " jobs (%d preloaded, %ld from the"
            " producer, %ld producer calls failed) all succeeded in %.1f s; %" PRId64
-           " retried (rescued or failed while the server was down), %" PRId64 " handler runs\n",
+           " retried (rescued or failed while the server was down), %" PRId64
+           " handler runs\n",
            mode, (double)restart_ms / 1000, total, preload, committed, prod.errors,
            (double)ms / 1000, retried, tl_int(pg, "SELECT count(*) FROM runs"));
     for (int i = 0; i < RWORKERS; i++)
@@ -290,10 +311,13 @@ TEST(terminate_mid_completion)
     PGconn *pg = tl_db();
     fl_runs_table(pg);
     char rest[512];
-    snprintf(rest, sizeof rest, "handlers:\n  rec:\n    command: [%s]\n", fl_handler("record"));
+    snprintf(rest, sizeof rest, "handlers:\n  rec:\n    command: [%s]\n",
+             fl_handler("record"));
     const char *cfg = fl_worker_config(8, "200ms", NULL, rest);
-    tl_exec(pg, "SELECT count(skipq.enqueue('rec', jsonb_build_object('i', g)))"
-                " FROM generate_series(1, %d) g", n);
+    tl_exec(pg,
+            "SELECT count(skipq.enqueue('rec', jsonb_build_object('i', g)))"
+            " FROM generate_series(1, %d) g",
+            n);
 
     const char *log = fl_log();
     pid_t w = fl_worker(log, cfg, NULL);
@@ -340,15 +364,18 @@ TEST(terminate_mid_completion)
     /* one worker, so nothing was rescued: exactly one claim and one run
      * per job; claims whose reply was cut were put back uncounted */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE attempts <> 1"
-                         " OR errors <> '[]'"), 0);
+                         " OR errors <> '[]'"),
+              0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM runs"), n);
     int lost = grep_count("lost its database connection", log);
     ASSERT_TRUE(kills >= 5 && lost >= 5); /* the cuts did land */
-    printf("terminate_mid_completion: %d jobs in %.1f s, %" PRId64 " backends terminated"
-           " (%" PRId64 " during a completion), %d connection losses seen, %d claims put back after a reconnect,"
-           " %d completions found already applied\n",
-           n, (double)ms / 1000, kills, mid, lost, grep_count("put back", log),
-           grep_count("no longer held", log));
+    printf(
+        "terminate_mid_completion: %d jobs in %.1f s, %" PRId64 " backends terminated"
+        " (%" PRId64
+        " during a completion), %d connection losses seen, %d claims put back after a reconnect,"
+        " %d completions found already applied\n",
+        n, (double)ms / 1000, kills, mid, lost, grep_count("put back", log),
+        grep_count("no longer held", log));
     tl_kill(w, SIGTERM);
     ASSERT_EQ(fl_wait_exit(w, 20000), 0);
 }
@@ -360,8 +387,8 @@ pickup_ms(PGconn *pg, int timeout_ms)
 {
     int64_t t0 = tl_now_ms();
     int64_t id = tl_int(pg, "SELECT skipq.enqueue('rec')");
-    if (!tl_wait_int(pg, timeout_ms, 1,
-                     "SELECT count(*) FROM runs WHERE job_id = %" PRId64, id))
+    if (!tl_wait_int(pg, timeout_ms, 1, "SELECT count(*) FROM runs WHERE job_id = %" PRId64,
+                     id))
         return -1;
     return tl_now_ms() - t0;
 }
@@ -369,9 +396,10 @@ pickup_ms(PGconn *pg, int timeout_ms)
 static int64_t
 backend_pid(PGconn *pg)
 {
-    if (!tl_wait_int(pg, 20000, 1, "SELECT count(*) FROM pg_stat_activity WHERE"
-                                   " datname = current_database() AND"
-                                   " application_name = 'skipq worker'"))
+    if (!tl_wait_int(pg, 20000, 1,
+                     "SELECT count(*) FROM pg_stat_activity WHERE"
+                     " datname = current_database() AND"
+                     " application_name = 'skipq worker'"))
         HARNESS_FAIL("the worker has no session");
     return tl_int(pg, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                       " AND application_name = 'skipq worker'");
@@ -383,7 +411,8 @@ TEST(listen_killed)
     PGconn *pg = tl_db();
     fl_runs_table(pg);
     char rest[512];
-    snprintf(rest, sizeof rest, "handlers:\n  rec:\n    command: [%s]\n", fl_handler("record"));
+    snprintf(rest, sizeof rest, "handlers:\n  rec:\n    command: [%s]\n",
+             fl_handler("record"));
     const char *cfg = fl_worker_config(2, "60s", NULL, rest);
     const char *log = fl_log();
     pid_t w = fl_worker(log, cfg, NULL);
@@ -401,7 +430,8 @@ TEST(listen_killed)
         int64_t gap = pickup_ms(pg, 15000);
         if (gap < 0) {
             fl_dump("worker", log);
-            HARNESS_FAIL("round %d: a job enqueued while the worker was away was not run", round);
+            HARNESS_FAIL("round %d: a job enqueued while the worker was away was not run",
+                         round);
         }
         ASSERT_TRUE(backend_pid(pg) != old);
         /* listening again: woken at once, not at the next poll (60 s) */
@@ -419,8 +449,9 @@ TEST(listen_killed)
     ASSERT_TRUE(fl_alive(w));
     ASSERT_EQ(grep_count("reconnected", log), 2);
     /* pickup_ms saw the handlers start; their completions follow */
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 0, "SELECT count(*) FROM skipq.jobs"
-                                          " WHERE status <> 'succeeded'"));
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 0,
+                            "SELECT count(*) FROM skipq.jobs"
+                            " WHERE status <> 'succeeded'"));
     tl_kill(w, SIGTERM);
     ASSERT_EQ(fl_wait_exit(w, 20000), 0);
 }

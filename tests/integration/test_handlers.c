@@ -208,12 +208,16 @@ TEST(setsid_grandchild_does_not_hold_the_job_or_its_deadline)
     ASSERT_EQ(rc, 0);
     /* the 2 s timeout and startup, not the 30 s of the stray sleep */
     ASSERT_TRUE(took < 4000 + (fl_sanitized() ? 3000 : 0));
-    char *s = tl_str(pg, "SELECT status || ' ' || result::text FROM skipq.jobs"
-                         " WHERE id = %" PRId64, fin);
+    char *s = tl_str(pg,
+                     "SELECT status || ' ' || result::text FROM skipq.jobs"
+                     " WHERE id = %" PRId64,
+                     fin);
     ASSERT_STREQ(s, "succeeded {\"output\": \"done\\n\"}");
     free(s);
-    s = tl_str(pg, "SELECT status || ': ' || last_error FROM skipq.jobs"
-                   " WHERE id = %" PRId64, run);
+    s = tl_str(pg,
+               "SELECT status || ': ' || last_error FROM skipq.jobs"
+               " WHERE id = %" PRId64,
+               run);
     ASSERT_STREQ(s, "failed: timed out after 1s");
     free(s);
     /* the strays were really there all along: out of the group's reach */
@@ -264,8 +268,10 @@ TEST(setsid_grandchild_does_not_hold_the_shutdown)
     ASSERT_TRUE(took < 2500 + (fl_sanitized() ? 2000 : 0));
     /* what finished is recorded as finished, never handed back to run
      * again; what still ran at the timeout is handed back */
-    char *s = tl_str(pg, "SELECT status || ' ' || attempts FROM skipq.jobs"
-                         " WHERE id = %" PRId64, fin);
+    char *s = tl_str(pg,
+                     "SELECT status || ' ' || attempts FROM skipq.jobs"
+                     " WHERE id = %" PRId64,
+                     fin);
     ASSERT_STREQ(s, "succeeded 1");
     free(s);
     s = tl_str(pg, "SELECT status || ' ' || attempts FROM skipq.jobs WHERE id = %" PRId64,
@@ -342,7 +348,8 @@ TEST(kill_9_supervisor_takes_worker_and_handlers_with_it)
     ASSERT_OK(skipq_config_set_concurrency(cfg, 2, &err), &err);
     ASSERT_OK(skipq_config_set_poll_interval(cfg, 200, &err), &err);
     ASSERT_OK(skipq_config_set_database(cfg, tl_url(), &err), &err);
-    ASSERT_OK(skipq_config_set_handler_shell(cfg, "grp", group_command(pids, "31.2"), 0, &err),
+    ASSERT_OK(skipq_config_set_handler_shell(cfg, "grp", group_command(pids, "31.2"), 0,
+                                             &err),
               &err);
     tl_exec(pg, "SELECT skipq.enqueue('grp') FROM generate_series(1, 2)");
 
@@ -350,7 +357,8 @@ TEST(kill_9_supervisor_takes_worker_and_handlers_with_it)
     if (sup == 0) {
         setpgid(0, 0);
         int status = 0;
-        skipq_rc rc = skipq_supervise(cfg, tl_url(), run_command_worker, cfg, &status, &err);
+        skipq_rc rc = skipq_supervise(cfg, tl_url(), run_command_worker, cfg, &status,
+                                      &err);
         _exit(rc != SKIPQ_OK ? 100 : status);
     }
     setpgid(sup, sup);
@@ -380,7 +388,8 @@ TEST(sighup_is_logged_and_ignored_by_skipq_worker)
 {
     PGconn *pg = tl_db();
     fl_deadline(90);
-    const char *cfg = fl_worker_config(2, "200ms", NULL, "handlers:\n  ok:\n    command: true\n");
+    const char *cfg = fl_worker_config(2, "200ms", NULL,
+                                       "handlers:\n  ok:\n    command: true\n");
     const char *log = fl_log();
     pid_t w = fl_worker(log, cfg, NULL);
     (void)fl_worker_id(pg, w);
@@ -394,7 +403,8 @@ TEST(sighup_is_logged_and_ignored_by_skipq_worker)
     int64_t id = tl_int(pg, "SELECT skipq.enqueue('ok')");
     ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
                             "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                            " AND status = 'succeeded'", id));
+                            " AND status = 'succeeded'",
+                            id));
     kill(w, SIGHUP);
     kill(w, SIGTERM);
     ASSERT_EQ(fl_wait_exit(w, 10000), 0);

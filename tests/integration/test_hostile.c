@@ -21,15 +21,14 @@ jobs_digest(PGconn *pg)
 /* `skipq ARGS` (stdin from stdin_data or a redirect in ARGS) must exit 2,
  * say want on stderr and leave the table alone. */
 static void
-expect_bad_in(PGconn *pg, const char *stdin_data, const char *want,
-              const char *args)
+expect_bad_in(PGconn *pg, const char *stdin_data, const char *want, const char *args)
 {
     char *before = jobs_digest(pg), *after, *err = NULL;
     int st = tl_skipq_run(stdin_data, NULL, &err, "%s", args);
 
     if (st != 2 || !strstr(err, want))
-        HARNESS_FAIL("skipq %.200s: exit %d, wanted 2 and \"%s\" in: %s", args,
-                     st, want, err);
+        HARNESS_FAIL("skipq %.200s: exit %d, wanted 2 and \"%s\" in: %s", args, st, want,
+                     err);
     after = jobs_digest(pg);
     ASSERT_STREQ(before, after);
     free(before);
@@ -86,14 +85,15 @@ TEST(payload_100mb_beyond_limit)
     tl_exec(pg, "SELECT skipq.enqueue('existing')");
     /* the default limit (1 MB) */
     ASSERT_TRUE(asprintf(&args, "enqueue k < %s", path) > 0);
-    expect_bad(pg, "line 1: payload is 104857600 bytes, more than the limit "
-                   "of 1048576", args);
+    expect_bad(pg,
+               "line 1: payload is 104857600 bytes, more than the limit "
+               "of 1048576",
+               args);
     free(args);
     /* a configured limit, the 100 MB line after two good ones */
     tl_write_file(cfg, "limits:\n  max_payload: 64KB\n");
     ASSERT_TRUE(asprintf(&args, "enqueue k --config %s < %s", cfg, path) > 0);
-    expect_bad(pg, "payload is 104857600 bytes, more than the limit of 65536",
-               args);
+    expect_bad(pg, "payload is 104857600 bytes, more than the limit of 65536", args);
     free(args);
     ASSERT_TRUE(asprintf(&args, "enqueue k --config %s", cfg) > 0);
     char *in = NULL;
@@ -128,8 +128,10 @@ TEST(payload_argument_malformed)
     expect_bad(pg, "payload must be a JSON object, not boolean", "enqueue k true");
     expect_bad(pg, "payload must be a JSON object, not array", "enqueue k '[{}]'");
     expect_bad(pg, "payload must be a JSON object, not double", "enqueue k 1.5");
-    expect_bad_in(pg, "{}\n\"s\"\n", "line 2: payload must be a JSON object, "
-                                     "not string", "enqueue k");
+    expect_bad_in(pg, "{}\n\"s\"\n",
+                  "line 2: payload must be a JSON object, "
+                  "not string",
+                  "enqueue k");
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 1);
 }
 
@@ -156,8 +158,7 @@ TEST(names_rule_at_200_bytes)
     ASSERT_TRUE(asprintf(&args, "enqueue k --queue %s", q10k) > 0);
     expect_bad_in(pg, "{}\n", "queue is 10000 bytes long", args);
     free(args);
-    ASSERT_TRUE(asprintf(&args, "worker --handler k=true --once --queue %s",
-                         q10k) > 0);
+    ASSERT_TRUE(asprintf(&args, "worker --handler k=true --once --queue %s", q10k) > 0);
     expect_bad(pg, "queue is 10000 bytes long", args);
     free(args);
     expect_bad(pg, "queue is not valid UTF-8 (byte 1)",
@@ -173,10 +174,16 @@ TEST(names_rule_at_200_bytes)
     ASSERT_TRUE(asprintf(&args, "enqueue %s --queue %s", e200, q200) > 0);
     ASSERT_EQ(tl_skipq_run("{}\n", NULL, NULL, "%s", args), 0);
     free(args);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = '%s' "
-                         "AND queue = '%s'", q200, e200), 1);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = '%s' "
-                         "AND queue = '%s'", e200, q200), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE kind = '%s' "
+                     "AND queue = '%s'",
+                     q200, e200),
+              1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE kind = '%s' "
+                     "AND queue = '%s'",
+                     e200, q200),
+              1);
     free(q200);
     free(q201);
     free(q10k);
@@ -192,8 +199,12 @@ TEST(names_stored_verbatim)
 {
     PGconn *pg = tl_db();
     static const char *const names[] = {
-        "a b", "x'); DELETE FROM skipq.jobs; --", "\"quoted\"", "semi;colon",
-        " ", "tab\there", "new\nline", "back\\slash", "\\.", "$(id)", "%s%n",
+        "a b",        "x'); DELETE FROM skipq.jobs; --",
+        "\"quoted\"", "semi;colon",
+        " ",          "tab\there",
+        "new\nline",  "back\\slash",
+        "\\.",        "$(id)",
+        "%s%n",
     };
 
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -201,13 +212,14 @@ TEST(names_stored_verbatim)
         char *args = NULL;
 
         tl_write_file(path, names[i]);
-        ASSERT_TRUE(asprintf(&args, "enqueue \"$(cat %s)\" '{\"i\":%zu}' "
-                                    "--queue \"$(cat %s)\"",
+        ASSERT_TRUE(asprintf(&args,
+                             "enqueue \"$(cat %s)\" '{\"i\":%zu}' "
+                             "--queue \"$(cat %s)\"",
                              path, i, path) > 0);
         ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "%s", args), 0);
         free(args);
-        ASSERT_TRUE(asprintf(&args, "enqueue \"$(cat %s)\" --queue \"$(cat %s)\"",
-                             path, path) > 0);
+        ASSERT_TRUE(asprintf(&args, "enqueue \"$(cat %s)\" --queue \"$(cat %s)\"", path,
+                             path) > 0);
         char in[32];
         snprintf(in, sizeof in, "{\"i\":%zu}\n", i);
         ASSERT_EQ(tl_skipq_run(in, NULL, NULL, "%s", args), 0);
@@ -216,12 +228,14 @@ TEST(names_stored_verbatim)
         /* compare in C: the name never goes into our SQL either */
         PGresult *res;
         const char *v[1] = {names[i]};
-        res = PQexecParams(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = $1 "
-                               "AND queue = $1", 1, NULL, v, NULL, NULL, 0);
+        res = PQexecParams(pg,
+                           "SELECT count(*) FROM skipq.jobs WHERE kind = $1 "
+                           "AND queue = $1",
+                           1, NULL, v, NULL, NULL, 0);
         ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
         if (strcmp(PQgetvalue(res, 0, 0), "2") != 0)
-            HARNESS_FAIL("name %zu (\"%s\"): %s rows stored verbatim, wanted 2",
-                         i, names[i], PQgetvalue(res, 0, 0));
+            HARNESS_FAIL("name %zu (\"%s\"): %s rows stored verbatim, wanted 2", i,
+                         names[i], PQgetvalue(res, 0, 0));
         PQclear(res);
     }
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"),
@@ -248,8 +262,7 @@ TEST(unknown_priority_everywhere)
     expect_bad(pg, "unrecognized priority \"\"", "enqueue k '{}' --priority ''");
     expect_bad(pg, "unrecognized priority \"URGENT\"",
                "recover --status failed --priority URGENT --yes");
-    expect_bad_in(pg, "{}\n", "unrecognized priority \"1e3\"",
-                  "enqueue k --priority 1e3");
+    expect_bad_in(pg, "{}\n", "unrecognized priority \"1e3\"", "enqueue k --priority 1e3");
     /* the SQL API refuses the name too, and says which */
     PGresult *res = PQexec(pg, "SELECT skipq.enqueue('k', '{}', 'default', "
                                "'urgent'::text)");
@@ -276,11 +289,14 @@ TEST(config_files_hostile)
     expect_bad(pg, "file is empty", args);
     tl_write_file(cfg, "worker:\n  queues: [a, b\n");
     expect_bad(pg, "line 3, column 1: did not find expected ',' or ']'", args);
-    tl_write_file(cfg, "\x7f" "ELF\x02\x01\x01");
+    tl_write_file(cfg, "\x7f"
+                       "ELF\x02\x01\x01");
     expect_bad(pg, "could not load config", args);
     tl_write_file(cfg, "limits:\n  max_payload: [1]\n");
-    expect_bad(pg, "line 2, column 16: limits.max_payload must be a size, not "
-                   "a list", args);
+    expect_bad(pg,
+               "line 2, column 16: limits.max_payload must be a size, not "
+               "a list",
+               args);
     tl_write_file(cfg, "worker:\n  concurrency: {a: 1}\n");
     expect_bad(pg, "line 2, column 16:", args);
     tl_write_file(cfg, "worker:\n  poll_interval: 5x\n");
@@ -310,8 +326,7 @@ TEST(worker_logs_payloads_only_when_asked)
     char *out = NULL, *err = NULL;
 
     tl_exec(pg, "SELECT skipq.enqueue('k', '{\"card\":\"4111-secret\"}')");
-    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
-                           "worker --once --verbose --handler k=true"),
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "worker --once --verbose --handler k=true"),
               0);
     ASSERT_CONTAINS(err, "claimed");
     ASSERT_TRUE(strstr(err, "4111-secret") == NULL);

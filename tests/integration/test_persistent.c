@@ -91,8 +91,8 @@ live_is(void *arg)
 /* A worker config with one persistent handler `p` of n processes, its
  * starts and runs recorded in the files returned. */
 static const char *
-persist_config(int concurrency, int processes, const char *timeout,
-               const char **starts, const char **runs)
+persist_config(int concurrency, int processes, const char *timeout, const char **starts,
+               const char **runs)
 {
     *starts = fl_file(".starts", "%s", "");
     *runs = fl_file(".runs", "%s", "");
@@ -164,15 +164,20 @@ TEST(error_outcome_is_retried_then_failed)
     pid_t w = fl_worker(log, cfg, NULL);
     if (!tl_wait_int(pg, 20000, 1,
                      "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                     " AND status = 'failed'", id))
+                     " AND status = 'failed'",
+                     id))
         fl_dump("worker", log);
-    char *s = tl_str(pg, "SELECT attempts || ' ' || last_error || ' '"
-                         " || jsonb_array_length(errors) FROM skipq.jobs"
-                         " WHERE id = %" PRId64, id);
+    char *s = tl_str(pg,
+                     "SELECT attempts || ' ' || last_error || ' '"
+                     " || jsonb_array_length(errors) FROM skipq.jobs"
+                     " WHERE id = %" PRId64,
+                     id);
     ASSERT_STREQ(s, "2 asked to fail 2");
     free(s);
-    ASSERT_TRUE(tl_wait_int(pg, 20000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %"
-                            PRId64 " AND status = 'succeeded'", ok));
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                            " AND status = 'succeeded'",
+                            ok));
     /* an error answer is not a broken process */
     ASSERT_EQ(file_lines(starts), 1);
     tl_kill(w, SIGTERM);
@@ -188,12 +193,16 @@ broken_answer(const char *payload, const char *want_error)
     const char *starts, *runs;
     fl_deadline(90);
     const char *cfg = persist_config(1, 1, NULL, &starts, &runs);
-    int64_t bad = tl_int(pg, "SELECT skipq.enqueue('p', '%s', max_attempts => 1,"
-                             " priority => 5)", payload);
+    int64_t bad = tl_int(pg,
+                         "SELECT skipq.enqueue('p', '%s', max_attempts => 1,"
+                         " priority => 5)",
+                         payload);
     int64_t ok = tl_int(pg, "SELECT skipq.enqueue('p', '{\"x\": 1}')");
     run_once(cfg);
-    char *s = tl_str(pg, "SELECT status || ': ' || last_error FROM skipq.jobs"
-                         " WHERE id = %" PRId64, bad);
+    char *s = tl_str(pg,
+                     "SELECT status || ': ' || last_error FROM skipq.jobs"
+                     " WHERE id = %" PRId64,
+                     bad);
     printf("%s\n", s);
     ASSERT_TRUE(strncmp(s, want_error, strlen(want_error)) == 0);
     free(s);
@@ -225,7 +234,8 @@ TEST(kill_9_mid_job_retries_and_refills_the_pool)
     const char *cfg = persist_config(2, 2, NULL, &starts, &runs);
     const char *pidfile = tl_tmpfile(".hang");
     unlink(pidfile);
-    int64_t id = tl_int(pg, "SELECT skipq.enqueue('p', jsonb_build_object('hang_once', '%s'))",
+    int64_t id = tl_int(pg,
+                        "SELECT skipq.enqueue('p', jsonb_build_object('hang_once', '%s'))",
                         pidfile);
     const char *log = fl_log();
     pid_t w = fl_worker(log, cfg, NULL);
@@ -235,17 +245,22 @@ TEST(kill_9_mid_job_retries_and_refills_the_pool)
     ASSERT_TRUE(f && fscanf(f, "%d", &victim) == 1);
     fclose(f);
     ASSERT_EQ(kill(victim, SIGKILL), 0);
-    if (!tl_wait_int(pg, 20000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                     " AND status = 'succeeded'", id))
+    if (!tl_wait_int(pg, 20000, 1,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                     " AND status = 'succeeded'",
+                     id))
         fl_dump("worker", log);
-    char *s = tl_str(pg, "SELECT attempts || ' ' || (errors->0->>'error') FROM skipq.jobs"
-                         " WHERE id = %" PRId64, id);
+    char *s = tl_str(pg,
+                     "SELECT attempts || ' ' || (errors->0->>'error') FROM skipq.jobs"
+                     " WHERE id = %" PRId64,
+                     id);
     ASSERT_STREQ(s, "2 handler process killed by SIGKILL");
     free(s);
     /* more jobs: all done, by the refilled pool of two */
     tl_exec(pg, "SELECT skipq.enqueue('p', jsonb_build_object('n', g))"
                 " FROM generate_series(1, 50) g");
-    ASSERT_TRUE(tl_wait_int(pg, 20000, 51, "SELECT count(*) FROM skipq.jobs"
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 51,
+                            "SELECT count(*) FROM skipq.jobs"
                             " WHERE status = 'succeeded'"));
     ASSERT_EQ(file_lines(starts), 3);
     struct live l = {starts, 2};
@@ -269,8 +284,10 @@ TEST(timeout_restarts_the_process)
     int64_t t0 = tl_now_ms();
     run_once(cfg);
     ASSERT_TRUE(tl_now_ms() - t0 < 10000);
-    char *s = tl_str(pg, "SELECT status || ': ' || last_error FROM skipq.jobs"
-                         " WHERE id = %" PRId64, slow);
+    char *s = tl_str(pg,
+                     "SELECT status || ': ' || last_error FROM skipq.jobs"
+                     " WHERE id = %" PRId64,
+                     slow);
     ASSERT_STREQ(s, "failed: timed out after 1s");
     free(s);
     s = tl_str(pg, "SELECT status FROM skipq.jobs WHERE id = %" PRId64, ok);
@@ -288,8 +305,10 @@ TEST(shutdown_hands_back)
     int64_t id = tl_int(pg, "SELECT skipq.enqueue('p', '{\"sleep_ms\": 60000}')");
     const char *log = fl_log();
     pid_t w = fl_worker(log, cfg, NULL);
-    ASSERT_TRUE(tl_wait_int(pg, 20000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %"
-                            PRId64 " AND status = 'running'", id));
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                            " AND status = 'running'",
+                            id));
     struct lines st = {starts, 1};
     ASSERT_TRUE(wait_until(20000, has_lines, &st));
     int64_t t0 = tl_now_ms();
@@ -297,8 +316,10 @@ TEST(shutdown_hands_back)
     /* shutdown_timeout is 3s: then the process is killed, the row put back */
     ASSERT_EQ(fl_wait_exit(w, 20000), 0);
     ASSERT_TRUE(tl_now_ms() - t0 < 10000);
-    char *s = tl_str(pg, "SELECT status || ' ' || attempts FROM skipq.jobs"
-                         " WHERE id = %" PRId64, id);
+    char *s = tl_str(pg,
+                     "SELECT status || ' ' || attempts FROM skipq.jobs"
+                     " WHERE id = %" PRId64,
+                     id);
     ASSERT_STREQ(s, "queued 0");
     free(s);
     struct live l = {starts, 0};
@@ -313,9 +334,11 @@ TEST(snooze_hands_the_attempt_back)
     const char *cfg = persist_config(1, 1, NULL, &starts, &runs);
     int64_t id = tl_int(pg, "SELECT skipq.enqueue('p', '{\"snooze\": true}')");
     run_once(cfg);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                         " AND status = 'queued' AND attempts = 0 AND last_error IS NULL"
-                         " AND run_at > now() + interval '30 seconds'", id),
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                     " AND status = 'queued' AND attempts = 0 AND last_error IS NULL"
+                     " AND run_at > now() + interval '30 seconds'",
+                     id),
               1);
 }
 
@@ -328,17 +351,23 @@ TEST(cancel_kills_the_process_and_the_next_job_gets_a_new_one)
     int64_t id = tl_int(pg, "SELECT skipq.enqueue('p', '{\"sleep_ms\": 60000}')");
     const char *log = fl_log();
     pid_t w = fl_worker(log, cfg, NULL);
-    ASSERT_TRUE(tl_wait_int(pg, 20000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %"
-                            PRId64 " AND status = 'running'", id));
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                            " AND status = 'running'",
+                            id));
     struct lines st = {starts, 1};
     ASSERT_TRUE(wait_until(20000, has_lines, &st));
     tl_exec(pg, "SELECT skipq.cancel(ARRAY[%" PRId64 "])", id);
-    if (!tl_wait_int(pg, 20000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
-                     " AND status = 'cancelled'", id))
+    if (!tl_wait_int(pg, 20000, 1,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                     " AND status = 'cancelled'",
+                     id))
         fl_dump("worker", log);
     int64_t ok = tl_int(pg, "SELECT skipq.enqueue('p', '{\"x\": 1}')");
-    ASSERT_TRUE(tl_wait_int(pg, 20000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %"
-                            PRId64 " AND status = 'succeeded'", ok));
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                            " AND status = 'succeeded'",
+                            ok));
     ASSERT_EQ(file_lines(starts), 2);
     tl_kill(w, SIGTERM);
     ASSERT_EQ(fl_wait_exit(w, 20000), 0);
@@ -350,8 +379,7 @@ TEST(config_keys_and_setter)
     skipq_error err = {0};
     static const char *const argv[] = {"/bin/cat", NULL};
     ASSERT_TRUE(cfg != NULL);
-    ASSERT_EQ(skipq_config_set_handler_persistent(cfg, "nope", 2, &err),
-              SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_config_set_handler_persistent(cfg, "nope", 2, &err), SKIPQ_ERR_INVALID);
     ASSERT_STREQ(err.message, "handler \"nope\" has no command: set its command first");
     ASSERT_EQ(skipq_config_set_handler_command(cfg, "k", argv, 0, &err), SKIPQ_OK);
     ASSERT_EQ(skipq_config_set_handler_persistent(cfg, "k", -1, &err), SKIPQ_ERR_INVALID);

@@ -31,8 +31,7 @@ create_logins(PGconn *pg, struct logins *l)
 static void
 drop_logins(PGconn *pg, const struct logins *l)
 {
-    tl_exec(pg, "DROP ROLE IF EXISTS %s, %s, %s", l->producer, l->worker,
-            l->admin);
+    tl_exec(pg, "DROP ROLE IF EXISTS %s, %s, %s", l->producer, l->worker, l->admin);
 }
 
 /* sql must fail with "permission denied". */
@@ -44,8 +43,7 @@ expect_denied(PGconn *c, const char *sql)
     if (PQresultStatus(res) != PGRES_FATAL_ERROR ||
         !strstr(PQresultErrorMessage(res), "permission denied"))
         HARNESS_FAIL("%s: wanted permission denied, got %s %s", sql,
-                     PQresStatus(PQresultStatus(res)),
-                     PQresultErrorMessage(res));
+                     PQresStatus(PQresultStatus(res)), PQresultErrorMessage(res));
     PQclear(res);
 }
 
@@ -54,8 +52,7 @@ expect_ok(PGconn *c, const char *sql)
 {
     PGresult *res = PQexec(c, sql);
 
-    if (PQresultStatus(res) != PGRES_TUPLES_OK &&
-        PQresultStatus(res) != PGRES_COMMAND_OK)
+    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
         HARNESS_FAIL("%s: %s", sql, PQresultErrorMessage(res));
     PQclear(res);
 }
@@ -87,21 +84,20 @@ TEST(plain_migrate_needs_no_createrole)
     snprintf(name, sizeof name, "tp_owner_%d", (int)getpid());
     tl_exec(pg, "CREATE ROLE %s LOGIN", name);
     tl_exec(pg, "ALTER SCHEMA skipq OWNER TO %s", name);
-    tl_exec(pg, "DO $$ DECLARE o record; BEGIN "
-                "FOR o IN SELECT oid::regprocedure AS s FROM pg_proc "
-                "WHERE pronamespace = 'skipq'::regnamespace LOOP "
-                "EXECUTE format('ALTER ROUTINE %%s OWNER TO %s', o.s); END LOOP; "
-                "FOR o IN SELECT relname FROM pg_class WHERE relnamespace = "
-                "'skipq'::regnamespace AND relkind IN ('r','v') LOOP "
-                "EXECUTE format('ALTER TABLE skipq.%%I OWNER TO %s', o.relname); "
-                "END LOOP; END $$",
+    tl_exec(pg,
+            "DO $$ DECLARE o record; BEGIN "
+            "FOR o IN SELECT oid::regprocedure AS s FROM pg_proc "
+            "WHERE pronamespace = 'skipq'::regnamespace LOOP "
+            "EXECUTE format('ALTER ROUTINE %%s OWNER TO %s', o.s); END LOOP; "
+            "FOR o IN SELECT relname FROM pg_class WHERE relnamespace = "
+            "'skipq'::regnamespace AND relkind IN ('r','v') LOOP "
+            "EXECUTE format('ALTER TABLE skipq.%%I OWNER TO %s', o.relname); "
+            "END LOOP; END $$",
             name, name);
     url = tl_url_as(name);
     ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "migrate --database '%s'", url), 0);
     free(err);
-    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "migrate --roles --database '%s'",
-                           url),
-              1);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "migrate --roles --database '%s'", url), 1);
     /* "permission denied to create role", or when another test made the
      * roles already, "must have admin option on role" */
     ASSERT_CONTAINS(err, "could not apply sql/roles.sql: ");
@@ -125,22 +121,24 @@ TEST(producer_enqueues_and_reads_only)
 
     /* the CLI, one job and JSON lines (COPY) */
     ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
-                           "enqueue k '{\"a\":1}' --priority high --database '%s'",
-                           url),
+                           "enqueue k '{\"a\":1}' --priority high --database '%s'", url),
               0);
     free(out);
     free(err);
     ASSERT_EQ(tl_skipq_run("{\"b\":1}\n{\"b\":2}\n", NULL, &err,
                            "enqueue k --queue q --in 1m --max-attempts 2 "
-                           "--database '%s'", url),
+                           "--database '%s'",
+                           url),
               0);
     free(err);
     ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs ls --database '%s'", url), 0);
     ASSERT_CONTAINS(out, "other");
     free(out);
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "stats --database '%s'", url), 0);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE created_by = "
-                         "'%s'", l.producer),
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE created_by = "
+                     "'%s'",
+                     l.producer),
               3);
 
     PGconn *c = tl_connect_as(l.producer);
@@ -184,8 +182,10 @@ TEST(producer_enqueues_and_reads_only)
               7);
 
     /* prune as the producer: refused, exit 1, nothing deleted */
-    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "prune --older-than 0 --database "
-                                             "'%s'", url),
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err,
+                           "prune --older-than 0 --database "
+                           "'%s'",
+                           url),
               1);
     ASSERT_CONTAINS(err, "permission denied");
     free(err);
@@ -262,22 +262,26 @@ TEST(worker_role_leaves_the_vacuum_to_autovacuum)
     create_logins(pg, &l);
     /* enough dead rows that a worker that may would vacuum at its first look */
     tl_exec(pg, "ALTER TABLE skipq.jobs SET (autovacuum_enabled = false)");
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'gone' FROM generate_series(1, 12000)");
+    tl_exec(pg,
+            "INSERT INTO skipq.jobs (kind) SELECT 'gone' FROM generate_series(1, 12000)");
     tl_exec(pg, "DELETE FROM skipq.jobs WHERE kind = 'gone'");
     char *url = tl_url_as(l.worker);
     const char *cfg = tl_tmpfile(".yaml"), *log = tl_tmpfile(".log");
     tl_write_file(cfg, "worker:\n  vacuum_interval: 1s\n  poll_interval: 200ms\n");
     pid_t w = tl_spawn(log, "exec %s worker --config %s --handler ok=true --database '%s'",
                        tl_skipq(), cfg, url);
-    ASSERT_TRUE(tl_wait_file_has(log, "vacuum: this role may not vacuum skipq.jobs", 10000));
+    ASSERT_TRUE(tl_wait_file_has(log, "vacuum: this role may not vacuum skipq.jobs",
+                                 10000));
     tl_exec(pg, "SELECT skipq.enqueue('ok')");
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
     tl_kill(w, SIGTERM);
     ASSERT_EQ(tl_wait_pid(w, 10000), 0);
     /* it tried no VACUUM (the server would have refused with a warning) */
     ASSERT_TRUE(!tl_wait_file_has(log, "skipq: warning:", 0));
     ASSERT_EQ(tl_int(pg, "SELECT vacuum_count FROM pg_stat_user_tables"
-                         " WHERE relid = 'skipq.jobs'::regclass"), 0);
+                         " WHERE relid = 'skipq.jobs'::regclass"),
+              0);
     free(url);
     drop_logins(pg, &l);
 }
@@ -295,14 +299,15 @@ TEST(on_success_delete_needs_the_delete_privilege)
     create_logins(pg, &l);
     tl_exec(pg, "SELECT skipq.enqueue('ok')");
     url = tl_url_as(l.worker);
-    int st = tl_skipq_run(NULL, NULL, &err,
-                          "worker --once --on-success delete --handler ok=true --database '%s'",
-                          url);
+    int st = tl_skipq_run(
+        NULL, NULL, &err,
+        "worker --once --on-success delete --handler ok=true --database '%s'", url);
     ASSERT_EQ(st, 2); /* a setting this role cannot honour: bad configuration */
     char want[256];
     snprintf(want, sizeof want,
              "worker.on_success: delete needs DELETE on skipq.jobs, which role \"%s\""
-             " does not have", l.worker);
+             " does not have",
+             l.worker);
     ASSERT_CONTAINS(err, want);
     free(err);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 1);
@@ -336,17 +341,21 @@ TEST(admin_recovers_prunes_and_migrates)
                 "now() - interval '2 days' FROM generate_series(1, 4)");
     url = tl_url_as(l.admin);
 
-    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "recover --status failed "
-                                             "--older-than 1m --yes --database "
-                                             "'%s'", url),
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "recover --status failed "
+                           "--older-than 1m --yes --database "
+                           "'%s'",
+                           url),
               0);
     free(out);
     free(err);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'f' "
                          "AND status = 'queued' AND attempts = 0"),
               3);
-    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "prune --older-than 1d --database "
-                                             "'%s'", url),
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "prune --older-than 1d --database "
+                           "'%s'",
+                           url),
               0);
     free(out);
     free(err);

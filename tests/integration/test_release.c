@@ -23,27 +23,34 @@ TEST(every_put_back_goes_through_release)
 {
     PGconn *pg = tl_db();
     /* each caller's body calls it */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_proc"
-                         " WHERE pronamespace = 'skipq'::regnamespace"
-                         " AND proname IN ('hand_back', 'reconcile', 'rescue', 'recover', 'retry')"
-                         " AND prosrc LIKE '%%skipq.release(%%'"),
-              5);
+    ASSERT_EQ(
+        tl_int(pg,
+               "SELECT count(*) FROM pg_proc"
+               " WHERE pronamespace = 'skipq'::regnamespace"
+               " AND proname IN ('hand_back', 'reconcile', 'rescue', 'recover', 'retry')"
+               " AND prosrc LIKE '%%skipq.release(%%'"),
+        5);
     /* and no other function sets a job queued on its own (the completion
      * writes the status its handler's outcome chose, as a parameter) */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_proc"
-                         " WHERE pronamespace = 'skipq'::regnamespace AND proname <> 'release'"
-                         " AND prosrc ~* 'status\\s*=\\s*''queued''\\s*(,|::skipq\\.job_status\\s*,)'"),
-              0);
+    ASSERT_EQ(
+        tl_int(
+            pg,
+            "SELECT count(*) FROM pg_proc"
+            " WHERE pronamespace = 'skipq'::regnamespace AND proname <> 'release'"
+            " AND prosrc ~* 'status\\s*=\\s*''queued''\\s*(,|::skipq\\.job_status\\s*,)'"),
+        0);
 }
 
 static void
 insert_running(PGconn *pg, const char *queue, int attempts, int max_attempts)
 {
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind, queue, status, attempts, max_attempts, locked_by,"
-                " started_at, run_at, cancel_requested_at)"
-                " VALUES ('k', '%s', 'running', %d, %d, 7, now() - interval '1 minute',"
-                " '2000-01-01', now())",
-            queue, attempts, max_attempts);
+    tl_exec(
+        pg,
+        "INSERT INTO skipq.jobs (kind, queue, status, attempts, max_attempts, locked_by,"
+        " started_at, run_at, cancel_requested_at)"
+        " VALUES ('k', '%s', 'running', %d, %d, 7, now() - interval '1 minute',"
+        " '2000-01-01', now())",
+        queue, attempts, max_attempts);
 }
 
 TEST(refund_keeps_the_place_in_line_and_wakes_the_queue_once)
@@ -52,16 +59,19 @@ TEST(refund_keeps_the_place_in_line_and_wakes_the_queue_once)
     PGconn *l = tl_connect();
     insert_running(pg, "q1", 2, 5);
     insert_running(pg, "q1", 1, 5);
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind, queue, status) VALUES ('k', 'q1', 'succeeded')");
+    tl_exec(pg,
+            "INSERT INTO skipq.jobs (kind, queue, status) VALUES ('k', 'q1', 'succeeded')");
     tl_exec(l, "LISTEN skipq"); /* after the inserts' own notifications */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.release("
-                         "(SELECT array_agg(id) FROM skipq.jobs), '{running}', refund => true)"),
-              2);
+    ASSERT_EQ(
+        tl_int(pg, "SELECT count(*) FROM skipq.release("
+                   "(SELECT array_agg(id) FROM skipq.jobs), '{running}', refund => true)"),
+        2);
     /* the attempt never ran: not counted, not started; run_at as it was */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
-                         " AND locked_by IS NULL AND started_at IS NULL AND finished_at IS NULL"
-                         " AND run_at = '2000-01-01' AND attempts IN (0, 1)"
-                         " AND cancel_requested_at IS NOT NULL AND errors = '[]'"),
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
+                     " AND locked_by IS NULL AND started_at IS NULL AND finished_at IS NULL"
+                     " AND run_at = '2000-01-01' AND attempts IN (0, 1)"
+                     " AND cancel_requested_at IS NOT NULL AND errors = '[]'"),
               2);
     /* a row in no status it was asked for is left alone */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"), 1);
@@ -73,19 +83,24 @@ TEST(lost_counts_the_attempt_and_fails_a_spent_job)
     PGconn *pg = tl_db();
     insert_running(pg, "q", 3, 3); /* spent */
     insert_running(pg, "q", 1, 3);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.release("
-                         "(SELECT array_agg(id) FROM skipq.jobs), '{running}', lost => true)"),
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.release("
+                     "(SELECT array_agg(id) FROM skipq.jobs), '{running}', lost => true)"),
               2);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'failed'"
-                         " AND attempts = 3 AND finished_at IS NOT NULL"
-                         " AND last_error = 'worker 7 lost'"
-                         " AND errors->-1->>'error' = 'worker 7 lost'"
-                         " AND (errors->-1->>'worker')::int8 = 7 AND (errors->-1->>'attempt')::int = 3"),
-              1);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
-                         " AND attempts = 1 AND finished_at IS NULL AND locked_by IS NULL"
-                         " AND run_at > now() - interval '1 minute' AND started_at IS NOT NULL"
-                         " AND jsonb_array_length(errors) = 1"),
+    ASSERT_EQ(
+        tl_int(
+            pg,
+            "SELECT count(*) FROM skipq.jobs WHERE status = 'failed'"
+            " AND attempts = 3 AND finished_at IS NOT NULL"
+            " AND last_error = 'worker 7 lost'"
+            " AND errors->-1->>'error' = 'worker 7 lost'"
+            " AND (errors->-1->>'worker')::int8 = 7 AND (errors->-1->>'attempt')::int = 3"),
+        1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
+                     " AND attempts = 1 AND finished_at IS NULL AND locked_by IS NULL"
+                     " AND run_at > now() - interval '1 minute' AND started_at IS NOT NULL"
+                     " AND jsonb_array_length(errors) = 1"),
               1);
     /* a reason given replaces the default one */
     insert_running(pg, "q", 1, 3);
@@ -93,8 +108,11 @@ TEST(lost_counts_the_attempt_and_fails_a_spent_job)
                          "(SELECT array_agg(id) FROM skipq.jobs WHERE status = 'running'),"
                          " '{running}', lost => true, reason => 'worker lost (SIGSEGV)')"),
               1);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE last_error = 'worker lost (SIGSEGV)'"),
-              1);
+    ASSERT_EQ(
+        tl_int(
+            pg,
+            "SELECT count(*) FROM skipq.jobs WHERE last_error = 'worker lost (SIGSEGV)'"),
+        1);
 }
 
 TEST(finished_jobs_get_a_note_and_start_over)
@@ -105,28 +123,36 @@ TEST(finished_jobs_get_a_note_and_start_over)
                 " VALUES ('f', 'failed', 3, 3, now(), now(), '[{\"error\": \"x\"}]'),"
                 "        ('c', 'cancelled', 1, 3, now(), now(), '[]'),"
                 "        ('e', 'failed', 3, 3, now(), NULL, '[]')");
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.release("
-                         "(SELECT array_agg(id) FROM skipq.jobs WHERE kind IN ('f', 'c')),"
-                         " '{failed,cancelled}', reset_attempts => true, note => '{\"retried\": true}')"
-                         " WHERE status = 'queued'"),
-              2);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'f' AND status = 'queued'"
-                         " AND attempts = 0 AND finished_at IS NULL AND cancel_requested_at IS NULL"
-                         " AND jsonb_array_length(errors) = 2 AND errors->1->>'from' = 'failed'"
-                         " AND errors->1->>'retried' = 'true' AND errors->1->>'by' = current_user"),
-              1);
+    ASSERT_EQ(
+        tl_int(
+            pg,
+            "SELECT count(*) FROM skipq.release("
+            "(SELECT array_agg(id) FROM skipq.jobs WHERE kind IN ('f', 'c')),"
+            " '{failed,cancelled}', reset_attempts => true, note => '{\"retried\": true}')"
+            " WHERE status = 'queued'"),
+        2);
+    ASSERT_EQ(
+        tl_int(pg,
+               "SELECT count(*) FROM skipq.jobs WHERE kind = 'f' AND status = 'queued'"
+               " AND attempts = 0 AND finished_at IS NULL AND cancel_requested_at IS NULL"
+               " AND jsonb_array_length(errors) = 2 AND errors->1->>'from' = 'failed'"
+               " AND errors->1->>'retried' = 'true' AND errors->1->>'by' = current_user"),
+        1);
     /* only a failed job starts its attempts over */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'c' AND status = 'queued'"
-                         " AND attempts = 1 AND errors->0->>'from' = 'cancelled'"),
-              1);
+    ASSERT_EQ(
+        tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'c' AND status = 'queued'"
+                   " AND attempts = 1 AND errors->0->>'from' = 'cancelled'"),
+        1);
     /* extra attempts instead of a fresh start */
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.release("
-                         "(SELECT array_agg(id) FROM skipq.jobs WHERE kind = 'e'), '{failed}',"
-                         " reset_attempts => true, extra_attempts => 2)"),
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.release("
+                     "(SELECT array_agg(id) FROM skipq.jobs WHERE kind = 'e'), '{failed}',"
+                     " reset_attempts => true, extra_attempts => 2)"),
               1);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'e' AND status = 'queued'"
-                         " AND attempts = 3 AND max_attempts = 5"),
-              1);
+    ASSERT_EQ(
+        tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'e' AND status = 'queued'"
+                   " AND attempts = 3 AND max_attempts = 5"),
+        1);
 }
 
 TEST(release_is_not_for_everyone)

@@ -55,7 +55,7 @@ static const char plant_recorder_sql[] =
  * schema: the producer's own session would otherwise resolve its names to
  * what it has just planted.
  */
-#define SHADOW_TYPES                                                          \
+#define SHADOW_TYPES                                                            \
     "ARRAY['skipq.job_status', 'skipq.backoff_strategy', 'skipq.job_status[]'," \
     " 'bigint', 'integer', 'smallint', 'numeric', 'double precision', 'text',"  \
     " 'name', '\"char\"', 'oid', 'regclass', 'jsonb', 'json', 'timestamptz',"   \
@@ -292,18 +292,21 @@ plant(PGconn *pg, const char *role)
 static void
 assert_nothing_bound(PGconn *pg)
 {
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_depend d"
-                         " WHERE ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN"
-                         "         (SELECT oid FROM pg_proc WHERE pronamespace = 'public'::regnamespace))"
-                         "     OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN"
-                         "         (SELECT oid FROM pg_operator"
-                         "          WHERE oprnamespace = 'public'::regnamespace)))"
-                         "   AND NOT (d.classid = 'pg_proc'::regclass AND d.objid IN"
-                         "         (SELECT oid FROM pg_proc WHERE pronamespace = 'public'::regnamespace))"
-                         "   AND NOT (d.classid = 'pg_operator'::regclass AND d.objid IN"
-                         "         (SELECT oid FROM pg_operator"
-                         "          WHERE oprnamespace = 'public'::regnamespace))"),
-              0);
+    ASSERT_EQ(
+        tl_int(
+            pg,
+            "SELECT count(*) FROM pg_depend d"
+            " WHERE ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN"
+            "         (SELECT oid FROM pg_proc WHERE pronamespace = 'public'::regnamespace))"
+            "     OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN"
+            "         (SELECT oid FROM pg_operator"
+            "          WHERE oprnamespace = 'public'::regnamespace)))"
+            "   AND NOT (d.classid = 'pg_proc'::regclass AND d.objid IN"
+            "         (SELECT oid FROM pg_proc WHERE pronamespace = 'public'::regnamespace))"
+            "   AND NOT (d.classid = 'pg_operator'::regclass AND d.objid IN"
+            "         (SELECT oid FROM pg_operator"
+            "          WHERE oprnamespace = 'public'::regnamespace))"),
+        0);
 }
 
 /*
@@ -343,8 +346,9 @@ setup(PGconn *pg, struct logins *l)
                          " AND oprright = 'skipq.job_status'::regtype"),
               1);
     PGconn *w = tl_connect_as(l->worker);
-    exec_as(w, "a shadow that wins", "SELECT cardinality('{1}'::bigint[]),"
-                                     " 'queued'::skipq.job_status = 'queued'");
+    exec_as(w, "a shadow that wins",
+            "SELECT cardinality('{1}'::bigint[]),"
+            " 'queued'::skipq.job_status = 'queued'");
     PQfinish(w);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM public.shadow_log"), 2);
     tl_exec(pg, "TRUNCATE public.shadow_log");
@@ -366,18 +370,19 @@ assert_none_ran(PGconn *pg, const char *after)
                 PQgetvalue(res, r, 1), PQgetvalue(res, r, 2));
     PQclear(res);
     HARNESS_FAIL("planted objects ran after %s (the log above; a statement that"
-                 " failed rolls its entries back, not the count)", after);
+                 " failed rolls its entries back, not the count)",
+                 after);
 }
 
 /* Wait for an integer query to give want; when it does not, planted
  * objects that ran may be why (one planted for an untyped literal returns
  * NULL), so they are named first. */
-#define WAIT_INT(pg, ms, want, ...)                                           \
-    do {                                                                      \
-        if (!tl_wait_int(pg, ms, want, __VA_ARGS__)) {                        \
-            assert_none_ran(pg, "a wait that timed out");                     \
-            HARNESS_FAIL("timed out waiting for %s", #__VA_ARGS__);           \
-        }                                                                     \
+#define WAIT_INT(pg, ms, want, ...)                                 \
+    do {                                                            \
+        if (!tl_wait_int(pg, ms, want, __VA_ARGS__)) {              \
+            assert_none_ran(pg, "a wait that timed out");           \
+            HARNESS_FAIL("timed out waiting for %s", #__VA_ARGS__); \
+        }                                                           \
     } while (0)
 
 /* skipq ARGS --database URL, exit status want; stdin from in (may be NULL). */
@@ -389,8 +394,8 @@ run(const char *url, int want, const char *in, const char *args)
     if (st != want) {
         fprintf(stderr, "skipq %s: exit %d\n", args, st);
         assert_none_ran(shadow_pg, args);
-        HARNESS_FAIL("skipq %s: exit %d, wanted %d\nstdout: %s\nstderr: %s", args, st,
-                     want, out, err);
+        HARNESS_FAIL("skipq %s: exit %d, wanted %d\nstdout: %s\nstderr: %s", args, st, want,
+                     out, err);
     }
     free(out);
     free(err);
@@ -401,12 +406,16 @@ run(const char *url, int want, const char *in, const char *args)
 static int64_t
 plant_dead_worker(PGconn *pg, const char *kind, const char *queue)
 {
-    int64_t w = tl_int(pg, "INSERT INTO skipq.workers (host, pid, queues, priorities,"
-                           " concurrency, version) VALUES ('gone', 1, '{%s}', 'all', 1, 'x')"
-                           " RETURNING id", queue);
-    return tl_int(pg, "INSERT INTO skipq.jobs (kind, queue, status, attempts, claims,"
-                      " locked_by, started_at) VALUES ('%s', '%s', 'running', 1, 1, %lld,"
-                      " now()) RETURNING id", kind, queue, (long long)w);
+    int64_t w = tl_int(pg,
+                       "INSERT INTO skipq.workers (host, pid, queues, priorities,"
+                       " concurrency, version) VALUES ('gone', 1, '{%s}', 'all', 1, 'x')"
+                       " RETURNING id",
+                       queue);
+    return tl_int(pg,
+                  "INSERT INTO skipq.jobs (kind, queue, status, attempts, claims,"
+                  " locked_by, started_at) VALUES ('%s', '%s', 'running', 1, 1, %lld,"
+                  " now()) RETURNING id",
+                  kind, queue, (long long)w);
 }
 
 /* ---- the tests ------------------------------------------------------------ */
@@ -455,8 +464,9 @@ TEST(cli_commands_run_no_planted_object)
     const char *urls[] = {l.producer_url, l.worker_url, l.admin_url, tl_url()};
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         run(urls[i], 0, NULL, "jobs ls");
-        run(urls[i], 0, NULL, "jobs ls --status failed,succeeded --queue q --kind bad"
-                              " --since 10m --limit 5 --json");
+        run(urls[i], 0, NULL,
+            "jobs ls --status failed,succeeded --queue q --kind bad"
+            " --since 10m --limit 5 --json");
         run(urls[i], 0, NULL, "jobs ls --since '2001-01-01 00:00:00+00'");
         snprintf(args, sizeof args, "jobs show %lld", (long long)failed);
         run(urls[i], 0, NULL, args);
@@ -501,15 +511,17 @@ TEST(cli_commands_run_no_planted_object)
     /* prune, as the admin */
     tl_exec(pg, "UPDATE skipq.jobs SET status = 'succeeded', finished_at = now()"
                 " WHERE status = 'queued'");
-    run(l.admin_url, 0, NULL, "prune --older-than 0s --status succeeded,cancelled,failed"
-                              " --batch 2");
+    run(l.admin_url, 0, NULL,
+        "prune --older-than 0s --status succeeded,cancelled,failed"
+        " --batch 2");
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 0);
     assert_none_ran(pg, "prune");
 
     /* the SQL API, as an application would call it */
     PGconn *a = tl_connect_as(l.admin);
-    exec_as(a, "skipq.enqueue", "SELECT skipq.enqueue('k', '{\"d\": 1}', 'q', 'high',"
-                                " now(), 3, 'linear', '1 second', '1 minute', '10 seconds')");
+    exec_as(a, "skipq.enqueue",
+            "SELECT skipq.enqueue('k', '{\"d\": 1}', 'q', 'high',"
+            " now(), 3, 'linear', '1 second', '1 minute', '10 seconds')");
     exec_as(a, "skipq.enqueue", "SELECT skipq.enqueue('k', priority => 5)");
     exec_as(a, "queue_stats", "SELECT * FROM skipq.queue_stats");
     exec_as(a, "failed_jobs", "SELECT * FROM skipq.failed_jobs");
@@ -564,55 +576,70 @@ TEST(worker_start_rescue_and_upkeep_run_no_planted_object)
                        "  lease_timeout: 2s\n  shutdown_timeout: 200ms\n  retention: 1m\n"
                        "  vacuum_interval: 1s\n  concurrency: 2\n"
                        "retry:\n  max_attempts: 2\n  strategy: fixed\n  base: 100ms\n");
-    pid_t w = tl_spawn(log, "exec %s worker --config %s --handler k=true --handler 'bad=exit 3'"
-                            " --handler 'slow=exec sleep 30' --database '%s'",
+    pid_t w = tl_spawn(log,
+                       "exec %s worker --config %s --handler k=true --handler 'bad=exit 3'"
+                       " --handler 'slow=exec sleep 30' --database '%s'",
                        tl_skipq(), cfg, l.worker_url);
 
     /* its rescuer puts the lost job back, and it runs */
-    WAIT_INT(pg, 15000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
-                                          " AND status = 'succeeded'", (long long)lost);
+    WAIT_INT(pg, 15000, 1,
+             "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
+             " AND status = 'succeeded'",
+             (long long)lost);
     /* retention (its first turn a few seconds after the start) */
     WAIT_INT(pg, 15000, 0, "SELECT count(*) FROM skipq.jobs WHERE kind = 'old'");
     /* its vacuum turn looks whether it may */
-    ASSERT_TRUE(tl_wait_file_has(log, "vacuum: this role may not vacuum skipq.jobs", 10000));
+    ASSERT_TRUE(tl_wait_file_has(log, "vacuum: this role may not vacuum skipq.jobs",
+                                 10000));
     assert_none_ran(pg, "a worker's start, rescue and retention");
 
     /* an idle worker waits: the enqueue that wakes it, a failure retried */
     run(l.producer_url, 0, NULL, "enqueue k '{}'");
     run(l.producer_url, 0, NULL, "enqueue bad '{}'");
-    WAIT_INT(pg, 10000, 2, "SELECT count(*) FROM skipq.jobs"
-                                          " WHERE kind = 'k' AND status = 'succeeded'");
-    WAIT_INT(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs"
-                                          " WHERE kind = 'bad' AND status = 'failed'"
-                                          " AND attempts = 2");
+    WAIT_INT(pg, 10000, 2,
+             "SELECT count(*) FROM skipq.jobs"
+             " WHERE kind = 'k' AND status = 'succeeded'");
+    WAIT_INT(pg, 10000, 1,
+             "SELECT count(*) FROM skipq.jobs"
+             " WHERE kind = 'bad' AND status = 'failed'"
+             " AND attempts = 2");
     assert_none_ran(pg, "claims and completions");
 
     /* a cancel of a running job */
     int64_t slow = tl_int(pg, "SELECT skipq.enqueue('slow')");
-    WAIT_INT(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
-                                          " AND status = 'running'", (long long)slow);
+    WAIT_INT(pg, 10000, 1,
+             "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
+             " AND status = 'running'",
+             (long long)slow);
     snprintf(args, sizeof args, "jobs cancel %lld", (long long)slow);
     run(l.admin_url, 0, NULL, args);
-    WAIT_INT(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
-                                          " AND status = 'cancelled'", (long long)slow);
+    WAIT_INT(pg, 10000, 1,
+             "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
+             " AND status = 'cancelled'",
+             (long long)slow);
     assert_none_ran(pg, "cancel");
 
     /* its connection cut while it runs a job: it reconnects and reconciles */
     slow = tl_int(pg, "SELECT skipq.enqueue('slow')");
-    WAIT_INT(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
-                                          " AND status = 'running'", (long long)slow);
-    int64_t before = tl_int(pg, "SELECT pid FROM pg_stat_activity"
-                                " WHERE application_name = 'skipq worker' AND usename = '%s'",
+    WAIT_INT(pg, 10000, 1,
+             "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
+             " AND status = 'running'",
+             (long long)slow);
+    int64_t before = tl_int(pg,
+                            "SELECT pid FROM pg_stat_activity"
+                            " WHERE application_name = 'skipq worker' AND usename = '%s'",
                             l.worker);
     tl_exec(pg, "SELECT pg_terminate_backend(%lld)", (long long)before);
-    WAIT_INT(pg, 15000, 1, "SELECT count(*) FROM pg_stat_activity"
-                                          " WHERE application_name = 'skipq worker'"
-                                          " AND usename = '%s' AND pid <> %lld",
-                            l.worker, (long long)before);
+    WAIT_INT(pg, 15000, 1,
+             "SELECT count(*) FROM pg_stat_activity"
+             " WHERE application_name = 'skipq worker'"
+             " AND usename = '%s' AND pid <> %lld",
+             l.worker, (long long)before);
     /* it works on after the reconnect */
     run(l.producer_url, 0, NULL, "enqueue k '{}'");
-    WAIT_INT(pg, 10000, 3, "SELECT count(*) FROM skipq.jobs"
-                                          " WHERE kind = 'k' AND status = 'succeeded'");
+    WAIT_INT(pg, 10000, 3,
+             "SELECT count(*) FROM skipq.jobs"
+             " WHERE kind = 'k' AND status = 'succeeded'");
     assert_none_ran(pg, "a reconnect");
 
     /* stopped with the slow job running: it hands it back */
@@ -671,7 +698,8 @@ TEST(admin_worker_vacuum_and_delete_run_no_planted_object)
     setup(pg, &l);
     /* enough dead rows that the worker vacuums at its first look */
     tl_exec(pg, "ALTER TABLE skipq.jobs SET (autovacuum_enabled = false)");
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'gone' FROM generate_series(1, 12000)");
+    tl_exec(pg,
+            "INSERT INTO skipq.jobs (kind) SELECT 'gone' FROM generate_series(1, 12000)");
     tl_exec(pg, "DELETE FROM skipq.jobs WHERE kind = 'gone'");
     tl_exec(pg, "SELECT skipq.enqueue('k') FROM generate_series(1, 5)");
     const char *cfg = tl_tmpfile(".yaml");
@@ -680,9 +708,10 @@ TEST(admin_worker_vacuum_and_delete_run_no_planted_object)
     pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler k=true --database '%s'",
                        tl_skipq(), cfg, l.admin_url);
     WAIT_INT(pg, 10000, 0, "SELECT count(*) FROM skipq.jobs");
-    WAIT_INT(pg, 15000, 1, "SELECT least(vacuum_count, 1)"
-                                          " FROM pg_stat_user_tables"
-                                          " WHERE relid = 'skipq.jobs'::regclass");
+    WAIT_INT(pg, 15000, 1,
+             "SELECT least(vacuum_count, 1)"
+             " FROM pg_stat_user_tables"
+             " WHERE relid = 'skipq.jobs'::regclass");
     tl_kill(w, SIGTERM);
     ASSERT_EQ(tl_wait_pid(w, 15000), 0);
     assert_none_ran(pg, "the admin's worker");
@@ -752,8 +781,10 @@ TEST(supervisor_rescue_runs_no_planted_object)
         _exit(rc != SKIPQ_OK ? 100 : status);
     }
     setpgid(sup, sup);
-    WAIT_INT(pg, 20000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
-                                          " AND status = 'failed'", (long long)bad);
+    WAIT_INT(pg, 20000, 1,
+             "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
+             " AND status = 'failed'",
+             (long long)bad);
     kill(sup, SIGTERM);
     int st = tl_wait_pid(sup, 15000);
     if (st < 0)

@@ -86,18 +86,23 @@ TEST(crashing_c_handler_is_recorded_and_worker_restarts)
         _exit(rc != SKIPQ_OK ? 100 : status);
     }
     setpgid(sup, sup);
-    ASSERT_TRUE(tl_wait_int(pg, 30000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
-                                          " AND status = 'failed'", (long long)bad));
-    ASSERT_TRUE(tl_wait_int(pg, 30000, 20, "SELECT count(*) FROM skipq.jobs WHERE kind = 'ok'"
-                                           " AND status = 'succeeded'"));
+    ASSERT_TRUE(tl_wait_int(pg, 30000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
+                            " AND status = 'failed'",
+                            (long long)bad));
+    ASSERT_TRUE(tl_wait_int(pg, 30000, 20,
+                            "SELECT count(*) FROM skipq.jobs WHERE kind = 'ok'"
+                            " AND status = 'succeeded'"));
     kill(sup, SIGTERM);
     int st = tl_wait_pid(sup, 15000);
     if (st < 0)
         kill(-sup, SIGKILL);
     ASSERT_EQ(st, 0);
 
-    char *res = tl_str(pg, "SELECT attempts || ' ' || jsonb_array_length(errors) || ' ' ||"
-                           " last_error FROM skipq.jobs WHERE id = %lld", (long long)bad);
+    char *res = tl_str(pg,
+                       "SELECT attempts || ' ' || jsonb_array_length(errors) || ' ' ||"
+                       " last_error FROM skipq.jobs WHERE id = %lld",
+                       (long long)bad);
     ASSERT_STREQ(res, "3 3 worker lost (SIGSEGV)");
     free(res);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), 0);

@@ -100,8 +100,10 @@ TEST(four_processes_drain_each_job_once)
 {
     PGconn *pg = tl_db();
     int n = long_mode() ? 50000 : 5000;
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind, payload) "
-                "SELECT 'count', jsonb_build_object('i', g) FROM generate_series(1, %d) g", n);
+    tl_exec(pg,
+            "INSERT INTO skipq.jobs (kind, payload) "
+            "SELECT 'count', jsonb_build_object('i', g) FROM generate_series(1, %d) g",
+            n);
     counts_max = tl_int(pg, "SELECT max(id) FROM skipq.jobs");
     counts = mmap(NULL, (size_t)(counts_max + 1) * sizeof *counts, PROT_READ | PROT_WRITE,
                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -130,7 +132,8 @@ TEST(four_processes_drain_each_job_once)
     for (int k = 0; k < 4; k++)
         ASSERT_EQ(tl_wait_pid(kids[k], 120000), 0);
     double secs = (double)(tl_now_ms() - t0) / 1000.0;
-    printf("drained %d jobs with 4 processes x 8 in %.2f s (%.0f jobs/s)\n", n, secs, n / secs);
+    printf("drained %d jobs with 4 processes x 8 in %.2f s (%.0f jobs/s)\n", n, secs,
+           n / secs);
 
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"), n);
     ASSERT_TRUE(tl_wait_int(pg, 5000, 0,
@@ -161,7 +164,8 @@ TEST(retries_then_dead_letter_with_backoff)
     skipq_error err;
     skipq_config *cfg = test_config(2);
     /* exponential 300 ms: the second retry waits 600 ms */
-    ASSERT_OK(skipq_config_set_backoff(cfg, SKIPQ_BACKOFF_EXPONENTIAL, 300, 10000, 0, &err), &err);
+    ASSERT_OK(skipq_config_set_backoff(cfg, SKIPQ_BACKOFF_EXPONENTIAL, 300, 10000, 0, &err),
+              &err);
     ASSERT_OK(skipq_config_set_max_attempts(cfg, 5, &err), &err);
     int64_t a = tl_int(pg, "SELECT skipq.enqueue('flaky')");
     int64_t b = tl_int(pg, "SELECT skipq.enqueue('always', max_attempts => 3)");
@@ -170,27 +174,38 @@ TEST(retries_then_dead_letter_with_backoff)
     ASSERT_OK(skipq_worker_register(w, "flaky", flaky_handler, NULL, &err), &err);
     ASSERT_OK(skipq_worker_register(w, "always", flaky_handler, NULL, &err), &err);
     struct running *r = start_worker(w);
-    ASSERT_TRUE(tl_wait_int(pg, 15000, 2,
-                            "SELECT count(*) FROM skipq.jobs WHERE status IN ('succeeded', 'failed')"));
+    ASSERT_TRUE(tl_wait_int(
+        pg, 15000, 2,
+        "SELECT count(*) FROM skipq.jobs WHERE status IN ('succeeded', 'failed')"));
     stop_worker(r);
     skipq_config_free(cfg);
 
-    char *st = tl_str(pg, "SELECT status || ' ' || attempts || ' ' || jsonb_array_length(errors)"
-                          " || ' ' || result::text FROM skipq.jobs WHERE id = %lld", (long long)a);
+    char *st =
+        tl_str(pg,
+               "SELECT status || ' ' || attempts || ' ' || jsonb_array_length(errors)"
+               " || ' ' || result::text FROM skipq.jobs WHERE id = %lld",
+               (long long)a);
     ASSERT_STREQ(st, "succeeded 3 2 \"third time\"");
     free(st);
-    st = tl_str(pg, "SELECT status || ' ' || attempts || ' ' || jsonb_array_length(errors)"
-                    " || ' ' || last_error FROM skipq.jobs WHERE id = %lld", (long long)b);
+    st = tl_str(pg,
+                "SELECT status || ' ' || attempts || ' ' || jsonb_array_length(errors)"
+                " || ' ' || last_error FROM skipq.jobs WHERE id = %lld",
+                (long long)b);
     ASSERT_STREQ(st, "failed 3 3 boom 3");
     free(st);
     /* backoff: the gaps between tries follow 300 ms, 600 ms (exponential) */
-    int64_t gap1 = tl_int(pg, "SELECT (extract(epoch FROM (errors->1->>'at')::timestamptz"
-                              " - (errors->0->>'at')::timestamptz) * 1000)::int8"
-                              " FROM skipq.jobs WHERE id = %lld", (long long)b);
-    int64_t gap2 = tl_int(pg, "SELECT (extract(epoch FROM (errors->2->>'at')::timestamptz"
-                              " - (errors->1->>'at')::timestamptz) * 1000)::int8"
-                              " FROM skipq.jobs WHERE id = %lld", (long long)b);
-    printf("backoff gaps: %lld ms, %lld ms (want 300, 600)\n", (long long)gap1, (long long)gap2);
+    int64_t gap1 = tl_int(pg,
+                          "SELECT (extract(epoch FROM (errors->1->>'at')::timestamptz"
+                          " - (errors->0->>'at')::timestamptz) * 1000)::int8"
+                          " FROM skipq.jobs WHERE id = %lld",
+                          (long long)b);
+    int64_t gap2 = tl_int(pg,
+                          "SELECT (extract(epoch FROM (errors->2->>'at')::timestamptz"
+                          " - (errors->1->>'at')::timestamptz) * 1000)::int8"
+                          " FROM skipq.jobs WHERE id = %lld",
+                          (long long)b);
+    printf("backoff gaps: %lld ms, %lld ms (want 300, 600)\n", (long long)gap1,
+           (long long)gap2);
     ASSERT_TRUE(gap1 >= 300 && gap1 < 300 + 400);
     ASSERT_TRUE(gap2 >= 600 && gap2 < 600 + 400);
 }
@@ -217,13 +232,17 @@ TEST(snooze_does_not_count_an_attempt)
     ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
     ASSERT_OK(skipq_worker_register(w, "nap", snooze_handler, &calls, &err), &err);
     struct running *r = start_worker(w);
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
     stop_worker(r);
     skipq_config_free(cfg);
     ASSERT_EQ(atomic_load(&calls), 2);
-    ASSERT_EQ(tl_int(pg, "SELECT attempts FROM skipq.jobs WHERE id = %lld", (long long)id), 1);
-    ASSERT_EQ(tl_int(pg, "SELECT jsonb_array_length(errors) FROM skipq.jobs WHERE id = %lld",
-                     (long long)id), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT attempts FROM skipq.jobs WHERE id = %lld", (long long)id),
+              1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT jsonb_array_length(errors) FROM skipq.jobs WHERE id = %lld",
+                     (long long)id),
+              0);
 }
 
 /* ---- pickup latency with an idle worker -------------------------------------- */
@@ -290,7 +309,8 @@ TEST(pickup_latency_far_below_poll_interval)
     qsort(v, (size_t)n, sizeof v[0], cmp_i64);
     double p50 = (double)v[n / 2] / 1000.0, p99 = (double)v[n * 99 / 100] / 1000.0;
     printf("pickup latency over %d jobs: p50 %.2f ms, p99 %.2f ms, max %.2f ms "
-           "(poll interval 5000 ms)\n", n, p50, p99, (double)v[n - 1] / 1000.0);
+           "(poll interval 5000 ms)\n",
+           n, p50, p99, (double)v[n - 1] / 1000.0);
     ASSERT_TRUE(p50 < 100.0);
     ASSERT_TRUE(p99 < 1000.0);
 }
@@ -318,11 +338,11 @@ hold_handler(skipq_job *job, void *ud)
 }
 
 /* The worker's idle locks on queue q (its backend's, in this database). */
-#define IDLE_LOCKS_ON(q)                                                                 \
-    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"          \
-    " WHERE l.locktype = 'advisory' AND l.classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE)                         \
+#define IDLE_LOCKS_ON(q)                                                                   \
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"             \
+    " WHERE l.locktype = 'advisory' AND l.classid = " SKIPQ__LOCK_CLASS_IDLE_S             \
     "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())" \
-    "   AND l.objid = ((hashtext('" q "')::int8 + 4294967296) %% 4294967296)::oid"       \
+    "   AND l.objid = ((hashtext('" q "')::int8 + 4294967296) %% 4294967296)::oid"         \
     "   AND l.mode = 'ShareLock' AND l.granted AND a.application_name = 'skipq worker'"
 #define IDLE_LOCK_HELD IDLE_LOCKS_ON("default")
 
@@ -412,7 +432,8 @@ TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
     PGconn *pg = tl_db();
     PGconn *holder = tl_connect();
     skipq_error err;
-    tl_exec(holder, "BEGIN; SELECT pg_advisory_xact_lock(" SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) ", hashtext('b'))");
+    tl_exec(holder, "BEGIN; SELECT pg_advisory_xact_lock(" SKIPQ__LOCK_CLASS_IDLE_S
+                    ", hashtext('b'))");
     skipq_config *cfg = test_config(2);
     ASSERT_OK(skipq_config_set_poll_interval(cfg, 30000, &err), &err);
     ASSERT_OK(skipq_config_add_queue(cfg, "b", &err), &err); /* default and b */
@@ -430,16 +451,19 @@ TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
     /* it does wait for b's, a while at a time (its heartbeat goes on),
      * on one session: a wait that times out gives back what it took
      * rather than dropping the connection */
-    ASSERT_TRUE(tl_wait_int(pg, 1000, 1, "SELECT count(*) FROM pg_locks l"
-                            " JOIN pg_stat_activity a ON a.pid = l.pid"
-                            " WHERE l.locktype = 'advisory' AND l.classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE)
-                            " AND l.objid = hashtext('b')::oid AND l.mode = 'ShareLock'"
-                            " AND NOT l.granted AND a.application_name = 'skipq worker'"
-                            " AND a.datname = current_database()"));
+    ASSERT_TRUE(tl_wait_int(
+        pg, 1000, 1,
+        "SELECT count(*) FROM pg_locks l"
+        " JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.classid = " SKIPQ__LOCK_CLASS_IDLE_S
+        " AND l.objid = hashtext('b')::oid AND l.mode = 'ShareLock'"
+        " AND NOT l.granted AND a.application_name = 'skipq worker'"
+        " AND a.datname = current_database()"));
     /* (the suite's other tests run their workers in other databases) */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_stat_activity"
                          " WHERE application_name = 'skipq worker'"
-                         " AND datname = current_database()"), 1);
+                         " AND datname = current_database()"),
+              1);
     int64_t session = tl_int(pg, "SELECT pid FROM pg_stat_activity"
                                  " WHERE application_name = 'skipq worker'"
                                  " AND datname = current_database()");
@@ -447,15 +471,20 @@ TEST(worker_waits_for_its_idle_locks_briefly_and_all_or_none)
     tl_exec(pg, "BEGIN; SET LOCAL skipq.notify = 'after_commit';"
                 " SELECT skipq.enqueue('ping'); COMMIT");
     ASSERT_TRUE(pinged(1, 2000));
-    ASSERT_TRUE(tl_wait_int(pg, 2000, 1, "SELECT count(*) FROM skipq.workers"
-                                         " WHERE heartbeat_at > '%s'", beat));
+    ASSERT_TRUE(tl_wait_int(pg, 2000, 1,
+                            "SELECT count(*) FROM skipq.workers"
+                            " WHERE heartbeat_at > '%s'",
+                            beat));
     free(beat);
     tl_exec(holder, "COMMIT");
     ASSERT_TRUE(tl_wait_int(pg, 2000, 1, IDLE_LOCKS_ON("default")));
     ASSERT_TRUE(tl_wait_int(pg, 2000, 1, IDLE_LOCKS_ON("b")));
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                         " AND classid = " SKIPQ__XSTR(SKIPQ__LOCK_CLASS_IDLE) " AND granted AND pid = %lld",
-                     (long long)session), 2);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                     " AND classid = " SKIPQ__LOCK_CLASS_IDLE_S
+                     " AND granted AND pid = %lld",
+                     (long long)session),
+              2);
     stop_worker(r);
     skipq_config_free(cfg);
     PQfinish(holder);
@@ -508,11 +537,13 @@ TEST(no_wake_up_lost_while_producer_and_worker_change_modes)
         }
         total += 250 + (other != NULL);
         skipq_conn_close(other);
-        if (!tl_wait_int(pg, 5000, total, "SELECT count(*) FROM skipq.jobs"
-                                          " WHERE status = 'succeeded'"))
+        if (!tl_wait_int(pg, 5000, total,
+                         "SELECT count(*) FROM skipq.jobs"
+                         " WHERE status = 'succeeded'"))
             HARNESS_FAIL("round %d: %lld of %lld done after 5 s", round,
                          (long long)tl_int(pg, "SELECT count(*) FROM skipq.jobs"
-                                               " WHERE status = 'succeeded'"), total);
+                                               " WHERE status = 'succeeded'"),
+                         total);
     }
     skipq_conn_close(conn);
     stop_worker(r);
@@ -545,8 +576,11 @@ TEST(delayed_job_starts_at_run_at)
     ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.workers"));
     usleep(200000);
     int64_t t0 = realtime_us();
-    tl_exec(pg, "SELECT skipq.enqueue('later', run_at => now() + interval '1500 milliseconds')");
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    tl_exec(
+        pg,
+        "SELECT skipq.enqueue('later', run_at => now() + interval '1500 milliseconds')");
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
     stop_worker(r);
     skipq_config_free(cfg);
     double waited = (double)(atomic_load(&ran_at_us) - t0) / 1000.0;
@@ -576,8 +610,9 @@ runs_in_priority_order(int prefetch)
 {
     PGconn *pg = tl_db();
     skipq_error err;
-    tl_exec(pg, "SELECT skipq.enqueue('p', priority => p) FROM "
-                "unnest(ARRAY['low','normal','high','low','high','normal','5','-20','20']) p");
+    tl_exec(pg,
+            "SELECT skipq.enqueue('p', priority => p) FROM "
+            "unnest(ARRAY['low','normal','high','low','high','normal','5','-20','20']) p");
     skipq_config *cfg = test_config(1);
     if (prefetch >= 0)
         ASSERT_OK(skipq_config_set_prefetch(cfg, prefetch, &err), &err);
@@ -585,7 +620,8 @@ runs_in_priority_order(int prefetch)
     ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
     ASSERT_OK(skipq_worker_register(w, "p", order_handler, NULL, &err), &err);
     struct running *r = start_worker(w);
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 9, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 9,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
     stop_worker(r);
     skipq_config_free(cfg);
     ASSERT_EQ(atomic_load(&norder), 9);
@@ -613,16 +649,19 @@ TEST(high_band_worker_touches_only_high_jobs)
     tl_exec(pg, "SELECT skipq.enqueue('p', priority => p) FROM "
                 "unnest(ARRAY['low','normal','high','-10','9','10','11']) p");
     char *out = NULL, *err = NULL;
-    int rc = tl_skipq_run(NULL, &out, &err, "worker --priority high --once --handler p=true");
+    int rc = tl_skipq_run(NULL, &out, &err,
+                          "worker --priority high --once --handler p=true");
     if (rc != 0)
         HARNESS_FAIL("worker exited %d: %s", rc, err);
     free(out);
     free(err);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"), 3);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
-                         " AND priority < 10"), 0);
+                         " AND priority < 10"),
+              0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
-                         " AND attempts = 0 AND priority < 10"), 4);
+                         " AND attempts = 0 AND priority < 10"),
+              4);
     /* a number serves exactly that priority */
     rc = tl_skipq_run(NULL, NULL, NULL, "worker --priority 9 --once --handler p=true");
     ASSERT_EQ(rc, 0);
@@ -637,9 +676,11 @@ TEST(unhandled_kind_is_left_for_another_worker)
     tl_exec(pg, "SELECT skipq.enqueue('mine'), skipq.enqueue('theirs')");
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --once --handler mine=true"), 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'mine'"
-                         " AND status = 'succeeded'"), 1);
+                         " AND status = 'succeeded'"),
+              1);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'theirs'"
-                         " AND status = 'queued' AND attempts = 0"), 1);
+                         " AND status = 'queued' AND attempts = 0"),
+              1);
 }
 
 /* ---- the CLI worker's command contract --------------------------------------------- */
@@ -648,27 +689,32 @@ TEST(command_handler_gets_payload_and_env)
 {
     PGconn *pg = tl_db();
     int64_t id = tl_int(pg, "SELECT skipq.enqueue('env', '{\"x\": 41}', queue => 'q1')");
-    int rc = tl_skipq_run(NULL, NULL, NULL,
+    int rc = tl_skipq_run(
+        NULL, NULL, NULL,
         "worker --queue q1 --once --handler 'env=printf \"{\\\"id\\\":%%s,\\\"kind\\\":\\\"%%s\\\","
         "\\\"attempt\\\":%%s,\\\"in\\\":%%s}\" \"$SKIPQ_JOB_ID\" \"$SKIPQ_JOB_KIND\" "
         "\"$SKIPQ_JOB_ATTEMPT\" \"$(cat)\"'");
     ASSERT_EQ(rc, 0);
-    char *res = tl_str(pg, "SELECT result::text FROM skipq.jobs WHERE id = %lld", (long long)id);
+    char *res = tl_str(pg, "SELECT result::text FROM skipq.jobs WHERE id = %lld",
+                       (long long)id);
     char want[256];
-    snprintf(want, sizeof want, "{\"id\": %lld, \"in\": {\"x\": 41}, \"kind\": \"env\", \"attempt\": 1}",
+    snprintf(want, sizeof want,
+             "{\"id\": %lld, \"in\": {\"x\": 41}, \"kind\": \"env\", \"attempt\": 1}",
              (long long)id);
     ASSERT_STREQ(res, want);
     free(res);
     /* non-JSON stdout is kept as {"output": ...}; a failure keeps stderr's end */
     tl_exec(pg, "SELECT skipq.enqueue('txt', queue => 'q1'), "
                 "skipq.enqueue('bad', queue => 'q1', max_attempts => 1)");
-    rc = tl_skipq_run(NULL, NULL, NULL, "worker --queue q1 --once --handler 'txt=echo hi' "
-                                        "--handler 'bad=echo nope >&2; exit 7'");
+    rc = tl_skipq_run(NULL, NULL, NULL,
+                      "worker --queue q1 --once --handler 'txt=echo hi' "
+                      "--handler 'bad=echo nope >&2; exit 7'");
     ASSERT_EQ(rc, 0); /* failures are in the table, not the exit status */
     res = tl_str(pg, "SELECT result::text FROM skipq.jobs WHERE kind = 'txt'");
     ASSERT_STREQ(res, "{\"output\": \"hi\\n\"}");
     free(res);
-    res = tl_str(pg, "SELECT status || ': ' || last_error FROM skipq.jobs WHERE kind = 'bad'");
+    res = tl_str(pg,
+                 "SELECT status || ': ' || last_error FROM skipq.jobs WHERE kind = 'bad'");
     ASSERT_STREQ(res, "failed: exit status 7: nope");
     free(res);
 }
@@ -723,7 +769,8 @@ TEST(per_job_timeout_overrides_the_kind)
     PGconn *pg = tl_db();
     tl_exec(pg, "SELECT skipq.enqueue('nap', max_attempts => 1, timeout => '300 ms')");
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL,
-                           "worker --once --timeout 20s --handler 'nap=sleep 5'"), 0);
+                           "worker --once --timeout 20s --handler 'nap=sleep 5'"),
+              0);
     char *res = tl_str(pg, "SELECT status || ': ' || last_error FROM skipq.jobs");
     ASSERT_STREQ(res, "failed: timed out after 300ms");
     free(res);
@@ -734,7 +781,8 @@ TEST(command_killed_by_signal_is_named)
     PGconn *pg = tl_db();
     tl_exec(pg, "SELECT skipq.enqueue('crash', max_attempts => 1)");
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL,
-                           "worker --once --handler 'crash=kill -SEGV $$'"), 0);
+                           "worker --once --handler 'crash=kill -SEGV $$'"),
+              0);
     char *res = tl_str(pg, "SELECT status || ': ' || last_error FROM skipq.jobs");
     ASSERT_STREQ(res, "failed: killed by SIGSEGV");
     free(res);
@@ -769,9 +817,12 @@ TEST(sigterm_finishes_short_jobs_and_hands_back_long_ones)
     tl_exec(pg, "SELECT skipq.enqueue('long'), skipq.enqueue('short'), "
                 "skipq.enqueue('short'), skipq.enqueue('short')");
     const char *log = tl_tmpfile(".log");
-    pid_t pid = tl_spawn(log, "exec %s worker --config %s --handler 'long=sleep 43.5' "
-                              "--handler 'short=sleep 0.71'", tl_skipq(), cfg);
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 4, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
+    pid_t pid = tl_spawn(log,
+                         "exec %s worker --config %s --handler 'long=sleep 43.5' "
+                         "--handler 'short=sleep 0.71'",
+                         tl_skipq(), cfg);
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 4,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
     /* claimed is not started: a job no executor has started yet is handed
      * back at once on SIGTERM; wait until all four handlers run */
     ASSERT_TRUE(wait_until(10000, four_handlers_run, NULL));
@@ -779,7 +830,8 @@ TEST(sigterm_finishes_short_jobs_and_hands_back_long_ones)
     int st = tl_wait_pid(pid, 10000);
     ASSERT_EQ(st, 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'short'"
-                         " AND status = 'succeeded'"), 3);
+                         " AND status = 'succeeded'"),
+              3);
     char *res = tl_str(pg, "SELECT status || ' ' || attempts || ' ' || (locked_by IS NULL)"
                            " FROM skipq.jobs WHERE kind = 'long'");
     ASSERT_STREQ(res, "queued 0 true");
@@ -799,7 +851,8 @@ TEST(prefetch_claims_ahead_and_hands_back_unstarted)
     pid_t pid = tl_spawn(NULL, "exec %s worker --config %s --handler 'slow=sleep 6.5'",
                          tl_skipq(), cfg);
     /* 1 running on the executor + 2 prefetched, and no more */
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 3, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 3,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 3);
     /* claimed is not started: wait for the executor's handler process, or
      * a stop hands all three back (seen under ASan on a loaded machine) */
@@ -807,14 +860,17 @@ TEST(prefetch_claims_ahead_and_hands_back_unstarted)
     kill(pid, SIGTERM);
     /* the two unstarted ones are back long before the running one ends
      * (within 4 s of the 6.5 s it runs: room for a loaded CI machine) */
-    ASSERT_TRUE(tl_wait_int(pg, 4000, 5, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
-                                         " AND attempts = 0 AND locked_by IS NULL"));
+    ASSERT_TRUE(tl_wait_int(pg, 4000, 5,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
+                            " AND attempts = 0 AND locked_by IS NULL"));
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), 1);
     ASSERT_EQ(tl_wait_pid(pid, 20000), 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
-                         " AND attempts = 1"), 1);
+                         " AND attempts = 1"),
+              1);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
-                         " AND attempts = 0"), 5);
+                         " AND attempts = 0"),
+              5);
 }
 
 /* ---- automatic prefetch ------------------------------------------------------------ */
@@ -845,7 +901,8 @@ TEST(auto_prefetch_claims_ahead_for_short_jobs_and_gives_back_parked_ones)
     skipq_config *cfg = test_config(2);
     ASSERT_EQ(skipq_config_prefetch(cfg), SKIPQ_PREFETCH_AUTO);
     const int n = 20000;
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'short' FROM generate_series(1, %d)", n);
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'short' FROM generate_series(1, %d)",
+            n);
     skipq_worker *w;
     ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
     ASSERT_OK(skipq_worker_register(w, "short", short_or_slow_handler, NULL, &err), &err);
@@ -854,32 +911,39 @@ TEST(auto_prefetch_claims_ahead_for_short_jobs_and_gives_back_parked_ones)
     struct running *r = start_worker(w);
 
     /* more rows running than executors: claimed ahead */
-    ASSERT_TRUE(tl_wait_int(pg, 30000, 1, "SELECT (count(*) > 2)::int FROM skipq.jobs"
-                                          " WHERE status = 'running'"));
-    ASSERT_TRUE(tl_wait_int(pg, 60000, n, "SELECT count(*) FROM skipq.jobs"
-                                          " WHERE status = 'succeeded'"));
+    ASSERT_TRUE(tl_wait_int(pg, 30000, 1,
+                            "SELECT (count(*) > 2)::int FROM skipq.jobs"
+                            " WHERE status = 'running'"));
+    ASSERT_TRUE(tl_wait_int(pg, 60000, n,
+                            "SELECT count(*) FROM skipq.jobs"
+                            " WHERE status = 'succeeded'"));
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE attempts <> 1"), 0);
 
     /* long jobs now: all six are claimed at once (the average says short),
      * two start, and the four parked ones go back */
     tl_exec(pg, "SELECT skipq.enqueue('slow') FROM generate_series(1, 6)");
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 4, "SELECT count(*) FROM skipq.jobs WHERE kind = 'slow'"
-                                          " AND status = 'queued' AND attempts = 0"
-                                          " AND locked_by IS NULL"));
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 4,
+                            "SELECT count(*) FROM skipq.jobs WHERE kind = 'slow'"
+                            " AND status = 'queued' AND attempts = 0"
+                            " AND locked_by IS NULL"));
     /* in their old place: run_at as enqueued */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'slow'"
-                         " AND status = 'queued' AND run_at = created_at"), 4);
+                         " AND status = 'queued' AND run_at = created_at"),
+              4);
     /* and are not claimed ahead again while the two run */
-    ASSERT_TRUE(tl_wait_int(pg, 5000, 2, "SELECT count(*) FROM skipq.jobs WHERE kind = 'slow'"
-                                         " AND status = 'running'"));
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 2,
+                            "SELECT count(*) FROM skipq.jobs WHERE kind = 'slow'"
+                            " AND status = 'running'"));
     int64_t until = tl_now_ms() + 500;
     while (tl_now_ms() < until) {
-        ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), 2);
+        ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"),
+                  2);
         usleep(20000);
     }
     atomic_store(&slow_release, 1);
-    ASSERT_TRUE(tl_wait_int(pg, 20000, 6, "SELECT count(*) FROM skipq.jobs WHERE kind = 'slow'"
-                                          " AND status = 'succeeded' AND attempts = 1"));
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 6,
+                            "SELECT count(*) FROM skipq.jobs WHERE kind = 'slow'"
+                            " AND status = 'succeeded' AND attempts = 1"));
     stop_worker(r);
     skipq_config_free(cfg);
 }
@@ -905,7 +969,8 @@ start_two_ms_flood(PGconn *pg, int n)
     skipq_error err;
     skipq_config *cfg = test_config(8);
     ASSERT_OK(skipq_config_set_prefetch(cfg, 32, &err), &err);
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'two_ms' FROM generate_series(1, %d)", n);
+    tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'two_ms' FROM generate_series(1, %d)",
+            n);
     skipq_worker *w;
     ASSERT_OK(skipq_worker_new(cfg, &w, &err), &err);
     skipq_config_free(cfg); /* the worker keeps its own copy */
@@ -927,14 +992,16 @@ TEST(short_jobs_complete_in_batches)
     PGconn *pg = tl_db();
     const int n = 1200;
     struct running *r = start_two_ms_flood(pg, n);
-    ASSERT_TRUE(tl_wait_int(pg, 60000, n, "SELECT count(*) FROM skipq.jobs"
-                                          " WHERE status = 'succeeded'"));
+    ASSERT_TRUE(tl_wait_int(pg, 60000, n,
+                            "SELECT count(*) FROM skipq.jobs"
+                            " WHERE status = 'succeeded'"));
     stop_worker(r);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE attempts <> 1"), 0);
     /* the last 1000, past the start */
-    int64_t per100 = tl_int(pg, "SELECT (100 * count(*) / count(DISTINCT finished_at))::int8"
-                                " FROM (SELECT finished_at FROM skipq.jobs"
-                                "       ORDER BY finished_at DESC LIMIT 1000) t");
+    int64_t per100 = tl_int(pg,
+                            "SELECT (100 * count(*) / count(DISTINCT finished_at))::int8"
+                            " FROM (SELECT finished_at FROM skipq.jobs"
+                            "       ORDER BY finished_at DESC LIMIT 1000) t");
     fprintf(stderr, "jobs per completion: %.2f\n", (double)per100 / 100.0);
     ASSERT_TRUE(per100 >= 250);
 }
@@ -947,37 +1014,46 @@ TEST(stop_writes_the_completions_it_held_back)
     PGconn *pg = tl_db();
     const int n = 5000;
     struct running *r = start_two_ms_flood(pg, n);
-    ASSERT_TRUE(tl_wait_int(pg, 30000, 1, "SELECT (count(*) >= 300)::int FROM skipq.jobs"
-                                          " WHERE status = 'succeeded'"));
+    ASSERT_TRUE(tl_wait_int(pg, 30000, 1,
+                            "SELECT (count(*) >= 300)::int FROM skipq.jobs"
+                            " WHERE status = 'succeeded'"));
     stop_worker(r);
     int64_t ok = tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
                             " AND attempts = 1");
     ASSERT_TRUE(ok < n); /* stopped in the middle */
     ASSERT_EQ(ok, atomic_load(&two_ms_runs));
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
-                         " AND attempts = 0 AND locked_by IS NULL"), n - ok);
+                         " AND attempts = 0 AND locked_by IS NULL"),
+              n - ok);
 }
 
 TEST(kill_9_worker_job_runs_again_elsewhere)
 {
     PGconn *pg = tl_db();
-    const char *cfg = write_config("worker:\n  lease_timeout: 2s\n  heartbeat_interval: 300ms\n"
-                                   "  poll_interval: 200ms\n");
+    const char *cfg =
+        write_config("worker:\n  lease_timeout: 2s\n  heartbeat_interval: 300ms\n"
+                     "  poll_interval: 200ms\n");
     int64_t id = tl_int(pg, "SELECT skipq.enqueue('once', max_attempts => 5)");
     /* first attempt hangs; a later one succeeds */
     const char *hcmd = "'once=[ \"$SKIPQ_JOB_ATTEMPT\" = 1 ] && exec sleep 44.5; echo ok'";
-    pid_t a = tl_spawn(NULL, "exec %s worker --config %s --handler %s", tl_skipq(), cfg, hcmd);
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
+    pid_t a = tl_spawn(NULL, "exec %s worker --config %s --handler %s", tl_skipq(), cfg,
+                       hcmd);
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
     kill(a, SIGKILL);
     tl_wait_pid(a, 5000);
     tl_run(NULL, NULL, NULL, "pkill -f 'sleep 44.5' || true");
-    pid_t b = tl_spawn(NULL, "exec %s worker --config %s --handler %s", tl_skipq(), cfg, hcmd);
-    ASSERT_TRUE(tl_wait_int(pg, 15000, 1, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+    pid_t b = tl_spawn(NULL, "exec %s worker --config %s --handler %s", tl_skipq(), cfg,
+                       hcmd);
+    ASSERT_TRUE(tl_wait_int(pg, 15000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
     kill(b, SIGTERM);
     ASSERT_EQ(tl_wait_pid(b, 10000), 0);
-    char *res = tl_str(pg, "SELECT attempts || ' ' || jsonb_array_length(errors) || ' ' ||"
-                           " (last_error LIKE 'worker %% lost') FROM skipq.jobs WHERE id = %lld",
-                       (long long)id);
+    char *res =
+        tl_str(pg,
+               "SELECT attempts || ' ' || jsonb_array_length(errors) || ' ' ||"
+               " (last_error LIKE 'worker %% lost') FROM skipq.jobs WHERE id = %lld",
+               (long long)id);
     ASSERT_STREQ(res, "2 1 true");
     free(res);
 }
@@ -986,17 +1062,29 @@ TEST(cancel_stops_a_running_command)
 {
     PGconn *pg = tl_db();
     int64_t id = tl_int(pg, "SELECT skipq.enqueue('long')");
-    int64_t q = tl_int(pg, "SELECT skipq.enqueue('never', run_at => now() + interval '1 hour')");
-    pid_t pid = tl_spawn(NULL, "exec %s worker --handler 'long=exec sleep 45.5' "
-                               "--handler 'never=true'", tl_skipq());
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
+    int64_t q =
+        tl_int(pg, "SELECT skipq.enqueue('never', run_at => now() + interval '1 hour')");
+    pid_t pid = tl_spawn(NULL,
+                         "exec %s worker --handler 'long=exec sleep 45.5' "
+                         "--handler 'never=true'",
+                         tl_skipq());
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"));
     char *out = NULL;
-    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs cancel %lld %lld", (long long)id, (long long)q), 0);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs cancel %lld %lld", (long long)id,
+                           (long long)q),
+              0);
     free(out);
-    ASSERT_TRUE(tl_wait_int(pg, 10000, 1, "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
-                                          " AND status = 'cancelled'", (long long)id));
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld AND status = 'cancelled'"
-                         " AND attempts = 0", (long long)q), 1);
+    ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE id = %lld"
+                            " AND status = 'cancelled'",
+                            (long long)id));
+    ASSERT_EQ(
+        tl_int(pg,
+               "SELECT count(*) FROM skipq.jobs WHERE id = %lld AND status = 'cancelled'"
+               " AND attempts = 0",
+               (long long)q),
+        1);
     ASSERT_TRUE(wait_until(3000, marker_gone, "sleep 45.5"));
     kill(pid, SIGTERM);
     ASSERT_EQ(tl_wait_pid(pid, 10000), 0);
@@ -1085,7 +1173,8 @@ claimer_thread(void *arg)
 static void
 claim_plan_uses_the_index(PGconn *c)
 {
-    char *plan = plan_of(c, "EXPLAIN EXECUTE claim('default', -32768, 32767, '{c}', 10, 1)");
+    char *plan = plan_of(c,
+                         "EXPLAIN EXECUTE claim('default', -32768, 32767, '{c}', 10, 1)");
     ASSERT_CONTAINS(plan, "Index Scan using jobs_runnable_idx");
     if (strstr(plan, "Seq Scan on jobs"))
         HARNESS_FAIL("the claim reads the whole table:\n%s", plan);
@@ -1187,8 +1276,10 @@ TEST(claim_returns_exactly_n_uses_the_index_and_never_twice)
 {
     PGconn *pg = tl_db();
     const int rows = 100000;
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind, priority, payload) SELECT 'c', (g %% 3) - 1,"
-                " '{}' FROM generate_series(1, %d) g", rows);
+    tl_exec(pg,
+            "INSERT INTO skipq.jobs (kind, priority, payload) SELECT 'c', (g %% 3) - 1,"
+            " '{}' FROM generate_series(1, %d) g",
+            rows);
     tl_exec(pg, "ANALYZE skipq.jobs");
 
     /* the plan of the statement the worker prepares, custom and generic:
@@ -1210,12 +1301,14 @@ TEST(claim_returns_exactly_n_uses_the_index_and_never_twice)
         PQclear(res);
     }
     PQfinish(c);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"), total);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"),
+              total);
 
     /* 16 concurrent claimers: every row to exactly one */
     struct claimer cl[16];
     for (int i = 0; i < 16; i++) {
-        cl[i] = (struct claimer){.worker = 100 + i, .ids = calloc((size_t)rows, sizeof(int64_t))};
+        cl[i] = (struct claimer){.worker = 100 + i,
+                                 .ids = calloc((size_t)rows, sizeof(int64_t))};
         ASSERT_EQ(pthread_create(&cl[i].t, NULL, claimer_thread, &cl[i]), 0);
     }
     int64_t *all = calloc((size_t)rows, sizeof *all);
@@ -1233,7 +1326,8 @@ TEST(claim_returns_exactly_n_uses_the_index_and_never_twice)
             HARNESS_FAIL("row %lld claimed twice", (long long)all[i]);
     free(all);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"
-                         " AND attempts = 1 AND claims = 1"), rows);
+                         " AND attempts = 1 AND claims = 1"),
+              rows);
 }
 
 /*
@@ -1288,7 +1382,8 @@ TEST(claim_and_next_run_at_skip_scheduled_rows)
         ASSERT_STREQ(PQgetvalue(res, i, 0), want[i]);
     PQclear(res);
     /* a band is a range: only its priorities */
-    tl_exec(pg, "UPDATE skipq.jobs SET status = 'queued' WHERE id BETWEEN 100001 AND 100005");
+    tl_exec(pg,
+            "UPDATE skipq.jobs SET status = 'queued' WHERE id BETWEEN 100001 AND 100005");
     const char *band[6] = {"default", "-1", "0", "{c}", "10", "1"};
     res = PQexecPrepared(c, "claim", 6, band, NULL, NULL, 0);
     ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
@@ -1324,7 +1419,8 @@ TEST(claim_and_next_run_at_skip_scheduled_rows)
     /* but a row that became due after the claim's transaction began
      * ($4) and before the lookup: due now, claim again at once */
     char *t0 = tl_str(pg, "SELECT (now() - interval '2 s')::text");
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind, run_at) VALUES ('c', now() - interval '1 s')");
+    tl_exec(pg,
+            "INSERT INTO skipq.jobs (kind, run_at) VALUES ('c', now() - interval '1 s')");
     const char *since[4] = {"{default}", "-32768", "32767", t0};
     res = PQexecPrepared(c, "next", 4, since, NULL, NULL, 0);
     ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
@@ -1397,7 +1493,8 @@ TEST(claim_after_the_floor_skips_the_dead_head_and_nothing_else)
     char explain[512];
     snprintf(explain, sizeof explain,
              "EXPLAIN (ANALYZE, BUFFERS) EXECUTE after('default', -32768, 32767, '{c}', 1,"
-             " 1, 0, '%s', 50000)", run_at);
+             " 1, 0, '%s', 50000)",
+             run_at);
     int64_t from_head = 0, from_floor = 0;
     for (int i = 0; i < 2; i++) { /* the second time, with the entries marked dead */
         tl_exec(c, "BEGIN");
@@ -1410,12 +1507,13 @@ TEST(claim_after_the_floor_skips_the_dead_head_and_nothing_else)
     }
     if (from_floor > 60 || from_head < 5 * from_floor)
         HARNESS_FAIL("a claim of 1 after 50,000 claimed rows read %lld buffers from the"
-                     " floor, %lld from the head", (long long)from_floor,
-                     (long long)from_head);
+                     " floor, %lld from the head",
+                     (long long)from_floor, (long long)from_head);
 
     /* in claim order after the floor */
     res = claim_after(c, "0", run_at, "50000", 10);
-    ASSERT_STREQ(ids_of(res), "50001,50002,50003,50004,50005,50006,50007,50008,50009,50010");
+    ASSERT_STREQ(ids_of(res),
+                 "50001,50002,50003,50004,50005,50006,50007,50008,50009,50010");
     free(run_at);
     run_at = strdup(PQgetvalue(res, 9, 13));
     PQclear(res);
@@ -1445,7 +1543,8 @@ TEST(claim_after_the_floor_skips_the_dead_head_and_nothing_else)
     PQclear(res);
     free(run_at);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"
-                         " AND claims = 1"), 50000 + 10 + 3 + 1 + 1 + 3);
+                         " AND claims = 1"),
+              50000 + 10 + 3 + 1 + 1 + 3);
     PQfinish(c);
 }
 
@@ -1494,17 +1593,24 @@ TEST(job_behind_the_claim_floor_waits_at_most_about_a_second)
     skipq_config *cfg;
     tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'b' FROM generate_series(1, 12000)");
     struct running *r = start_floor_worker(&cfg);
-    ASSERT_TRUE(tl_wait_int(pg, 30000, 1, "SELECT (count(*) >= 500)::int FROM skipq.jobs"
-                                          " WHERE status = 'succeeded'"));
-    int64_t past = tl_int(pg, "SELECT skipq.enqueue('b', run_at => now() - interval '1 hour')");
-    ASSERT_TRUE(tl_wait_int(pg, 30000, 1, "SELECT (status <> 'queued')::int FROM skipq.jobs"
-                                          " WHERE id = %lld", (long long)past));
-    ASSERT_TRUE(tl_wait_int(pg, 60000, 12001, "SELECT count(*) FROM skipq.jobs"
-                                              " WHERE status = 'succeeded' AND claims = 1"));
+    ASSERT_TRUE(tl_wait_int(pg, 30000, 1,
+                            "SELECT (count(*) >= 500)::int FROM skipq.jobs"
+                            " WHERE status = 'succeeded'"));
+    int64_t past = tl_int(pg,
+                          "SELECT skipq.enqueue('b', run_at => now() - interval '1 hour')");
+    ASSERT_TRUE(tl_wait_int(pg, 30000, 1,
+                            "SELECT (status <> 'queued')::int FROM skipq.jobs"
+                            " WHERE id = %lld",
+                            (long long)past));
+    ASSERT_TRUE(tl_wait_int(pg, 60000, 12001,
+                            "SELECT count(*) FROM skipq.jobs"
+                            " WHERE status = 'succeeded' AND claims = 1"));
     /* claimed after it: the backlog it did not wait for */
-    int64_t left = tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'b'"
-                              " AND started_at > (SELECT started_at FROM skipq.jobs"
-                              " WHERE id = %lld)", (long long)past);
+    int64_t left = tl_int(pg,
+                          "SELECT count(*) FROM skipq.jobs WHERE kind = 'b'"
+                          " AND started_at > (SELECT started_at FROM skipq.jobs"
+                          " WHERE id = %lld)",
+                          (long long)past);
     stop_worker(r);
     skipq_config_free(cfg);
     skipq_set_log(NULL, NULL);
@@ -1529,8 +1635,9 @@ TEST(claims_from_the_floor_pause_when_they_come_back_short)
     tl_exec(pg, "INSERT INTO skipq.jobs (kind) SELECT 'b' FROM generate_series(1, 6000)");
     int64_t t0 = skipq__now_ms();
     struct running *r = start_floor_worker(&cfg);
-    ASSERT_TRUE(tl_wait_int(pg, 60000, 6000, "SELECT count(*) FROM skipq.jobs"
-                                             " WHERE status = 'succeeded' AND claims = 1"));
+    ASSERT_TRUE(tl_wait_int(pg, 60000, 6000,
+                            "SELECT count(*) FROM skipq.jobs"
+                            " WHERE status = 'succeeded' AND claims = 1"));
     int64_t secs = (skipq__now_ms() - t0) / 1000;
     stop_worker(r);
     skipq_config_free(cfg);
@@ -1556,9 +1663,11 @@ TEST(idle_worker_does_not_spin_on_a_job_it_cannot_run)
     /* claims only: rescue and retention update the table too. (It runs
      * inside skipq.claim, whose search_path is pg_catalog, pg_temp: a
      * trigger on skipq.jobs names its objects by schema.) */
-    tl_exec(pg, "CREATE FUNCTION count_claim() RETURNS trigger LANGUAGE plpgsql AS $$"
-                " BEGIN IF current_query() LIKE '%%skipq.claim%%' THEN"
-                " INSERT INTO public.claim_statements DEFAULT VALUES; END IF; RETURN NULL; END $$");
+    tl_exec(
+        pg,
+        "CREATE FUNCTION count_claim() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN IF current_query() LIKE '%%skipq.claim%%' THEN"
+        " INSERT INTO public.claim_statements DEFAULT VALUES; END IF; RETURN NULL; END $$");
     tl_exec(pg, "CREATE TRIGGER count_claim AFTER UPDATE ON skipq.jobs"
                 " FOR EACH STATEMENT EXECUTE FUNCTION count_claim()");
     tl_exec(pg, "SELECT skipq.enqueue('theirs', '{}')");
@@ -1568,7 +1677,8 @@ TEST(idle_worker_does_not_spin_on_a_job_it_cannot_run)
     ASSERT_OK(skipq_worker_register(w, "mine", ok_handler, NULL, &err), &err);
     struct running *r = start_worker(w);
     ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.workers"));
-    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT least(count(*), 1) FROM claim_statements"));
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1,
+                            "SELECT least(count(*), 1) FROM claim_statements"));
     /* two seconds of an idle worker: about ten polls (200 ms), not
      * thousands */
     int64_t t0 = tl_int(pg, "SELECT count(*) FROM claim_statements");
@@ -1579,12 +1689,14 @@ TEST(idle_worker_does_not_spin_on_a_job_it_cannot_run)
         HARNESS_FAIL("an idle worker sent %lld claims in 2 s", (long long)claims);
     /* and it is awake for its own kind */
     tl_exec(pg, "SELECT skipq.enqueue('mine', '{}')");
-    ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.jobs"
-                                         " WHERE kind = 'mine' AND status = 'succeeded'"));
+    ASSERT_TRUE(tl_wait_int(pg, 5000, 1,
+                            "SELECT count(*) FROM skipq.jobs"
+                            " WHERE kind = 'mine' AND status = 'succeeded'"));
     stop_worker(r);
     skipq_config_free(cfg);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'theirs'"
-                         " AND status = 'queued' AND attempts = 0"), 1);
+                         " AND status = 'queued' AND attempts = 0"),
+              1);
 }
 
 /* `verb` complete(...) for the 100 rows from `first`, by worker 1 with
@@ -1719,7 +1831,8 @@ TEST(plans_made_on_an_empty_queue_go_by_index)
 
     /* planned on the empty table */
     PGconn *c = claim_conn();
-    free(planned_in_cycle(c, "EXPLAIN EXECUTE claim('default', -32768, 32767, '{c}', 10, 1)"));
+    free(planned_in_cycle(c,
+                          "EXPLAIN EXECUTE claim('default', -32768, 32767, '{c}', 10, 1)"));
     complete_call(sql, sizeof sql, "EXPLAIN EXECUTE", 1);
     for (int i = 0; i < 2; i++) {
         cc[i] = tl_connect();
@@ -1766,7 +1879,9 @@ TEST(on_success_delete_removes_only_succeeded_rows)
     ASSERT_OK(skipq_config_set_max_attempts(cfg, 5, &err), &err);
     ASSERT_OK(skipq_config_set_on_success(cfg, SKIPQ_ON_SUCCESS_DELETE, &err), &err);
     ASSERT_EQ(skipq_config_on_success(cfg), SKIPQ_ON_SUCCESS_DELETE);
-    tl_exec(pg, "SELECT skipq.enqueue('ok', jsonb_build_object('i', g)) FROM generate_series(1, 200) g");
+    tl_exec(
+        pg,
+        "SELECT skipq.enqueue('ok', jsonb_build_object('i', g)) FROM generate_series(1, 200) g");
     int64_t flaky = tl_int(pg, "SELECT skipq.enqueue('flaky')");
     int64_t dead = tl_int(pg, "SELECT skipq.enqueue('always', max_attempts => 2)");
     skipq_worker *w;
@@ -1784,7 +1899,9 @@ TEST(on_success_delete_removes_only_succeeded_rows)
     snprintf(want, sizeof want, "%lld failed 2 2", (long long)dead);
     ASSERT_STREQ(st, want);
     free(st);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld", (long long)flaky), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld",
+                     (long long)flaky),
+              0);
 }
 
 /* ---- a claim lost with the server: the token is not handed out twice ------ */
@@ -1830,12 +1947,15 @@ TEST(claim_lost_with_the_server_is_not_completed_by_the_old_run)
         usleep(1000);
     ASSERT_EQ(atomic_load(&token_runs), 1);
     tl_exec(pg, "BEGIN");
-    tl_exec(pg, "UPDATE skipq.jobs SET status = 'queued', claims = claims - 1,"
-                " attempts = attempts - 1, locked_by = NULL, started_at = NULL"
-                " WHERE id = %lld", (long long)id);
+    tl_exec(pg,
+            "UPDATE skipq.jobs SET status = 'queued', claims = claims - 1,"
+            " attempts = attempts - 1, locked_by = NULL, started_at = NULL"
+            " WHERE id = %lld",
+            (long long)id);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
                          " FROM pg_stat_activity WHERE application_name = 'skipq worker'"
-                         " AND datname = current_database()"), 1);
+                         " AND datname = current_database()"),
+              1);
     tl_exec(pg, "COMMIT");
     ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
                             "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
@@ -1870,13 +1990,16 @@ TEST(claim_only_commit_is_async_completion_is_not)
     PGconn *pg = tl_db();
     skipq_error err;
     /* the test cluster runs with it off; the worker's sessions get on */
-    tl_exec(pg, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I SET synchronous_commit = on',"
-                " current_database()); END $$");
-    tl_exec(pg, "CREATE TABLE commit_modes (job_id int8, status text, mode text, plans text)");
-    tl_exec(pg, "CREATE FUNCTION record_mode() RETURNS trigger LANGUAGE plpgsql AS $$"
-                " BEGIN INSERT INTO public.commit_modes VALUES (NEW.id, NEW.status,"
-                " current_setting('synchronous_commit'), current_setting('plan_cache_mode'));"
-                " RETURN NEW; END $$");
+    tl_exec(pg,
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I SET synchronous_commit = on',"
+            " current_database()); END $$");
+    tl_exec(pg,
+            "CREATE TABLE commit_modes (job_id int8, status text, mode text, plans text)");
+    tl_exec(pg,
+            "CREATE FUNCTION record_mode() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN INSERT INTO public.commit_modes VALUES (NEW.id, NEW.status,"
+            " current_setting('synchronous_commit'), current_setting('plan_cache_mode'));"
+            " RETURN NEW; END $$");
     tl_exec(pg, "CREATE TRIGGER record_mode AFTER UPDATE OF status ON skipq.jobs"
                 " FOR EACH ROW EXECUTE FUNCTION record_mode()");
     skipq_config *cfg = test_config(2);
@@ -1887,19 +2010,22 @@ TEST(claim_only_commit_is_async_completion_is_not)
     ASSERT_TRUE(tl_wait_int(pg, 5000, 1, "SELECT count(*) FROM skipq.workers"));
     for (int i = 1; i <= 3; i++) {
         tl_exec(pg, "SELECT skipq.enqueue('m', '{}')");
-        ASSERT_TRUE(tl_wait_int(pg, 10000, i,
-                                "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
+        ASSERT_TRUE(tl_wait_int(
+            pg, 10000, i, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
     }
     stop_worker(r);
     skipq_config_free(cfg);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM commit_modes WHERE status = 'running'"
-                         " AND mode = 'off'"), 3);
+                         " AND mode = 'off'"),
+              3);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM commit_modes WHERE status = 'succeeded'"
-                         " AND mode = 'on'"), 3);
+                         " AND mode = 'on'"),
+              3);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM commit_modes"), 6);
     /* claim and completion on their generic plans (see cycle()) */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM commit_modes"
-                         " WHERE plans = 'force_generic_plan'"), 6);
+                         " WHERE plans = 'force_generic_plan'"),
+              6);
 }
 
 /* Drain n jobs of two queues and two bands with one worker, its
@@ -1910,9 +2036,11 @@ drain_counting_prepared(PGconn *pg, int n, bool unnamed)
 {
     skipq_error err;
     tl_exec(pg, "TRUNCATE prepared_seen");
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind, queue, priority)"
-                " SELECT 'm', CASE WHEN g %% 2 = 0 THEN 'a' ELSE 'b' END,"
-                " CASE WHEN g %% 3 = 0 THEN 10 ELSE -10 END FROM generate_series(1, %d) g", n);
+    tl_exec(pg,
+            "INSERT INTO skipq.jobs (kind, queue, priority)"
+            " SELECT 'm', CASE WHEN g %% 2 = 0 THEN 'a' ELSE 'b' END,"
+            " CASE WHEN g %% 3 = 0 THEN 10 ELSE -10 END FROM generate_series(1, %d) g",
+            n);
     skipq_config *cfg = test_config(4);
     ASSERT_OK(skipq_config_set_queue(cfg, "a", &err), &err);
     ASSERT_OK(skipq_config_add_queue(cfg, "b", &err), &err);
@@ -1929,7 +2057,8 @@ drain_counting_prepared(PGconn *pg, int n, bool unnamed)
     skipq_worker_free(w);
     skipq_config_free(cfg);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status <> 'succeeded'"
-                         " OR attempts <> 1"), 0);
+                         " OR attempts <> 1"),
+              0);
     ASSERT_TRUE(tl_int(pg, "SELECT count(*) FROM prepared_seen") >= 2 * n);
     return tl_int(pg, "SELECT coalesce(max(n), 0) FROM prepared_seen");
 }
@@ -1946,9 +2075,10 @@ TEST(drain_with_unnamed_statements)
 {
     PGconn *pg = tl_db();
     tl_exec(pg, "CREATE TABLE prepared_seen (n int8)");
-    tl_exec(pg, "CREATE FUNCTION record_prepared() RETURNS trigger LANGUAGE plpgsql AS $$"
-                " BEGIN INSERT INTO public.prepared_seen"
-                " SELECT count(*) FROM pg_catalog.pg_prepared_statements; RETURN NEW; END $$");
+    tl_exec(pg,
+            "CREATE FUNCTION record_prepared() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN INSERT INTO public.prepared_seen"
+            " SELECT count(*) FROM pg_catalog.pg_prepared_statements; RETURN NEW; END $$");
     tl_exec(pg, "CREATE TRIGGER record_prepared AFTER UPDATE OF status ON skipq.jobs"
                 " FOR EACH ROW EXECUTE FUNCTION record_prepared()");
     ASSERT_TRUE(drain_counting_prepared(pg, 100, false) > 0);

@@ -39,7 +39,8 @@ static void
 expect_error(PGconn *c, const char *sql, const char *want)
 {
     PGresult *res = PQexec(c, sql);
-    if (PQresultStatus(res) != PGRES_FATAL_ERROR || !strstr(PQresultErrorMessage(res), want))
+    if (PQresultStatus(res) != PGRES_FATAL_ERROR ||
+        !strstr(PQresultErrorMessage(res), want))
         HARNESS_FAIL("%s: wanted an error with \"%s\", got %s %s", sql, want,
                      PQresStatus(PQresultStatus(res)), PQresultErrorMessage(res));
     PQclear(res);
@@ -49,36 +50,47 @@ TEST(worker_role_cannot_touch_another_workers_row)
 {
     PGconn *pg = tl_db();
     setup_roles(pg);
-    tl_exec(pg, "INSERT INTO skipq.workers (host, pid, queues, priorities, concurrency, version,"
-                " secret) VALUES ('other', 1, '{default}', 'all', 1, 'x', gen_random_uuid())");
+    tl_exec(
+        pg,
+        "INSERT INTO skipq.workers (host, pid, queues, priorities, concurrency, version,"
+        " secret) VALUES ('other', 1, '{default}', 'all', 1, 'x', gen_random_uuid())");
     int64_t other = tl_int(pg, "SELECT max(id) FROM skipq.workers");
     PGconn *c = tl_connect_as(worker_login);
-    expect_error(c, "INSERT INTO skipq.workers (host, pid, queues, priorities, concurrency,"
-                    " version) VALUES ('x', 1, '{q}', 'all', 1, 'x')", "permission denied");
+    expect_error(c,
+                 "INSERT INTO skipq.workers (host, pid, queues, priorities, concurrency,"
+                 " version) VALUES ('x', 1, '{q}', 'all', 1, 'x')",
+                 "permission denied");
     expect_error(c, "UPDATE skipq.workers SET heartbeat_at = now()", "permission denied");
     expect_error(c, "DELETE FROM skipq.workers", "permission denied");
     expect_error(c, "SELECT secret FROM skipq.workers", "permission denied");
     /* the functions want the worker's secret: a guess changes nothing */
     char sql[256];
-    snprintf(sql, sizeof sql, "SELECT skipq.worker_beat(%lld, gen_random_uuid())"
-                              " OR skipq.worker_unregister(%lld, gen_random_uuid())"
-                              " OR (skipq.worker_liveness(%lld, gen_random_uuid())).got",
+    snprintf(sql, sizeof sql,
+             "SELECT skipq.worker_beat(%lld, gen_random_uuid())"
+             " OR skipq.worker_unregister(%lld, gen_random_uuid())"
+             " OR (skipq.worker_liveness(%lld, gen_random_uuid())).got",
              (long long)other, (long long)other, (long long)other);
     PGresult *res = PQexec(c, sql);
     ASSERT_TRUE(PQresultStatus(res) == PGRES_TUPLES_OK);
     ASSERT_STREQ(PQgetvalue(res, 0, 0), "f");
     PQclear(res);
-    snprintf(sql, sizeof sql, "SELECT skipq.worker_register('x', 1, '{q}', 'all', 1, 'x',"
-                              " '1s', '3s', %lld, gen_random_uuid())", (long long)other);
+    snprintf(sql, sizeof sql,
+             "SELECT skipq.worker_register('x', 1, '{q}', 'all', 1, 'x',"
+             " '1s', '3s', %lld, gen_random_uuid())",
+             (long long)other);
     expect_error(c, sql, "registered by another session");
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.workers WHERE id = %lld AND host = 'other'"
-                         " AND heartbeat_at = started_at", (long long)other), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.workers WHERE id = %lld AND host = 'other'"
+                     " AND heartbeat_at = started_at",
+                     (long long)other),
+              1);
     PQfinish(c);
 
     /* its own worker runs end to end through the same functions */
     char *url = tl_url_as(worker_login), *err = NULL;
     tl_exec(pg, "SELECT skipq.enqueue('ok') FROM generate_series(1, 3)");
-    int st = tl_skipq_run(NULL, NULL, &err, "worker --once --handler ok=true --database '%s'", url);
+    int st = tl_skipq_run(NULL, NULL, &err,
+                          "worker --once --handler ok=true --database '%s'", url);
     if (st != 0)
         HARNESS_FAIL("worker as skipq_worker: exit %d: %s", st, err);
     free(err);
@@ -95,48 +107,66 @@ TEST(worker_role_cannot_complete_another_workers_job)
 {
     PGconn *pg = tl_db();
     setup_roles(pg);
-    tl_exec(pg, "INSERT INTO skipq.workers (host, pid, queues, priorities, concurrency, version,"
-                " secret) VALUES ('other', 1, '{default}', 'all', 1, 'x', gen_random_uuid())");
+    tl_exec(
+        pg,
+        "INSERT INTO skipq.workers (host, pid, queues, priorities, concurrency, version,"
+        " secret) VALUES ('other', 1, '{default}', 'all', 1, 'x', gen_random_uuid())");
     int64_t other = tl_int(pg, "SELECT max(id) FROM skipq.workers");
-    tl_exec(pg, "INSERT INTO skipq.jobs (kind, status, attempts, claims, locked_by)"
-                " VALUES ('k', 'running', 1, 1, %lld)", (long long)other);
+    tl_exec(pg,
+            "INSERT INTO skipq.jobs (kind, status, attempts, claims, locked_by)"
+            " VALUES ('k', 'running', 1, 1, %lld)",
+            (long long)other);
     tl_exec(pg, "SELECT skipq.enqueue('k')");
     PGconn *c = tl_connect_as(worker_login);
-    expect_error(c, "UPDATE skipq.jobs SET status = 'succeeded' WHERE id = 1", "permission denied");
+    expect_error(c, "UPDATE skipq.jobs SET status = 'succeeded' WHERE id = 1",
+                 "permission denied");
     expect_error(c, "DELETE FROM skipq.jobs WHERE id = 1", "permission denied");
     char sql[512];
-    snprintf(sql, sizeof sql,
-             "SELECT * FROM skipq.complete('{1}', %lld, '{1}', '{succeeded}', '{null}', '{null}',"
-             " '{0}', '{0}', gen_random_uuid())", (long long)other);
+    snprintf(
+        sql, sizeof sql,
+        "SELECT * FROM skipq.complete('{1}', %lld, '{1}', '{succeeded}', '{null}', '{null}',"
+        " '{0}', '{0}', gen_random_uuid())",
+        (long long)other);
     expect_error(c, sql, "not registered with this secret");
     /* registered as itself: it claims a queued job, and its completion
      * of the other worker's job matches no row */
-    PGresult *res = PQexec(c, "SELECT id, secret FROM skipq.worker_register('me', 2, '{default}',"
-                              " 'all', 1, 'x', '1s', '3s')");
+    PGresult *res =
+        PQexec(c, "SELECT id, secret FROM skipq.worker_register('me', 2, '{default}',"
+                  " 'all', 1, 'x', '1s', '3s')");
     ASSERT_TRUE(PQresultStatus(res) == PGRES_TUPLES_OK);
     long long me = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     char secret[64];
     snprintf(secret, sizeof secret, "%s", PQgetvalue(res, 0, 1));
     PQclear(res);
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM skipq.claim('default', (-32768)::int2, 32767::int2, '{k}', 5,"
-             " %lld, '%s')", me, secret);
+    snprintf(
+        sql, sizeof sql,
+        "SELECT count(*) FROM skipq.claim('default', (-32768)::int2, 32767::int2, '{k}', 5,"
+        " %lld, '%s')",
+        me, secret);
     res = PQexec(c, sql);
     ASSERT_TRUE(PQresultStatus(res) == PGRES_TUPLES_OK);
     ASSERT_STREQ(PQgetvalue(res, 0, 0), "1");
     PQclear(res);
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM skipq.complete('{1}', %lld, '{1}', '{succeeded}', '{null}',"
-             " '{null}', '{0}', '{0}', '%s')", me, secret);
+    snprintf(
+        sql, sizeof sql,
+        "SELECT count(*) FROM skipq.complete('{1}', %lld, '{1}', '{succeeded}', '{null}',"
+        " '{null}', '{0}', '{0}', '%s')",
+        me, secret);
     res = PQexec(c, sql);
     ASSERT_TRUE(PQresultStatus(res) == PGRES_TUPLES_OK);
     ASSERT_STREQ(PQgetvalue(res, 0, 0), "0");
     PQclear(res);
     PQfinish(c);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = 1 AND status = 'running'"
-                         " AND locked_by = %lld", (long long)other), 1);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = 2 AND status = 'running'"
-                         " AND locked_by = %lld", me), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = 1 AND status = 'running'"
+                     " AND locked_by = %lld",
+                     (long long)other),
+              1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = 2 AND status = 'running'"
+                     " AND locked_by = %lld",
+                     me),
+              1);
     drop_roles(pg);
 }
 
@@ -157,13 +187,17 @@ TEST(worker_role_cannot_retry_cancel_or_recover)
     ASSERT_CONTAINS(err, "permission denied");
     free(err);
     free(url);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = 1 AND status = 'failed'"
-                         " AND attempts = 3"), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = 1 AND status = 'failed'"
+                     " AND attempts = 3"),
+              1);
     /* the admin may */
     url = tl_url_as(admin_login);
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "jobs retry 1 --database '%s'", url), 0);
     free(url);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = 1 AND status = 'queued'"), 1);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE id = 1 AND status = 'queued'"),
+              1);
     drop_roles(pg);
 }
 

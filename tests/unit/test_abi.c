@@ -203,8 +203,8 @@ build_and_run(const char *lib_hdr, const char *caller_hdr, const char *arg)
              "cd %s && %s %s %s -I%s -I%s/src lib_side.c -o lib_side.o && "
              "%s %s %s -I%s caller_side.c -o caller_side.o && "
              "%s lib_side.o caller_side.o -o prog",
-             workdir, cc(), flags, strcmp(lib_hdr, "new") == 0 ? "-DADDED" : "",
-             lib_hdr, SKIPQ_TEST_SOURCE_DIR, cc(), flags,
+             workdir, cc(), flags, strcmp(lib_hdr, "new") == 0 ? "-DADDED" : "", lib_hdr,
+             SKIPQ_TEST_SOURCE_DIR, cc(), flags,
              strcmp(caller_hdr, "new") == 0 ? "-DADDED" : "", caller_hdr, cc());
     run(cmd);
     snprintf(out, sizeof out, "%s/out.txt", workdir);
@@ -267,8 +267,7 @@ TEST(opts_without_size_are_refused)
     ASSERT_EQ(skipq__enqueue_opts_in(&zeroed, &o), SKIPQ__IN_BAD_SIZE);
     /* a stride no skipq_job_spec ever had, before any connection */
     skipq_job_spec jobs[1] = {{"k", "{}"}};
-    ASSERT_EQ(skipq_enqueue_batch_stride(NULL, jobs, 1, 4, NULL, &err),
-              SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_enqueue_batch_stride(NULL, jobs, 1, 4, NULL, &err), SKIPQ_ERR_INVALID);
     ASSERT_STREQ(err.message, "skipq_job_spec stride 4 is not the size of a "
                               "skipq_job_spec: call skipq_enqueue_batch()");
     skipq_enqueue_opts init = SKIPQ_ENQUEUE_OPTS_INIT;

@@ -53,20 +53,14 @@ TEST(large_attempts_saturate)
     int attempts[] = {63, 64, 65, 100, 1000, 1 << 20, 2147483647};
 
     for (size_t i = 0; i < sizeof attempts / sizeof *attempts; i++) {
-        ASSERT_EQ(skipq_backoff_ms(EXPO, 1000, HOUR, 0, attempts[i], 0.5),
-                  HOUR);
+        ASSERT_EQ(skipq_backoff_ms(EXPO, 1000, HOUR, 0, attempts[i], 0.5), HOUR);
         if (attempts[i] >= 3600)
-            ASSERT_EQ(
-                skipq_backoff_ms(LINEAR, 1000, HOUR, 0, attempts[i], 0.5),
-                HOUR);
+            ASSERT_EQ(skipq_backoff_ms(LINEAR, 1000, HOUR, 0, attempts[i], 0.5), HOUR);
         /* no cap at all: saturate at INT64_MAX rather than wrap negative */
-        ASSERT_EQ(skipq_backoff_ms(EXPO, 1000, 0, 0, attempts[i], 0.5),
-                  INT64_MAX);
+        ASSERT_EQ(skipq_backoff_ms(EXPO, 1000, 0, 0, attempts[i], 0.5), INT64_MAX);
     }
-    ASSERT_EQ(skipq_backoff_ms(LINEAR, INT64_MAX, 0, 0, 2147483647, 0.5),
-              INT64_MAX);
-    ASSERT_EQ(skipq_backoff_ms(EXPO, INT64_MAX, INT64_MAX, 1, 70, 0.999999),
-              INT64_MAX);
+    ASSERT_EQ(skipq_backoff_ms(LINEAR, INT64_MAX, 0, 0, 2147483647, 0.5), INT64_MAX);
+    ASSERT_EQ(skipq_backoff_ms(EXPO, INT64_MAX, INT64_MAX, 1, 70, 0.999999), INT64_MAX);
     ASSERT_TRUE(skipq_backoff_ms(EXPO, INT64_MAX, 0, 1, 70, 0.0) >= 0);
 }
 
@@ -74,8 +68,7 @@ TEST(attempt_below_one_is_one)
 {
     ASSERT_EQ(skipq_backoff_ms(EXPO, 1000, HOUR, 0, 0, 0.5), 1000);
     ASSERT_EQ(skipq_backoff_ms(EXPO, 1000, HOUR, 0, -5, 0.5), 1000);
-    ASSERT_EQ(skipq_backoff_ms(LINEAR, 1000, HOUR, 0, -2147483647 - 1, 0.5),
-              1000);
+    ASSERT_EQ(skipq_backoff_ms(LINEAR, 1000, HOUR, 0, -2147483647 - 1, 0.5), 1000);
 }
 
 TEST(jitter_bounds)
@@ -83,10 +76,8 @@ TEST(jitter_bounds)
     /* +-10% around 10s, before the cap */
     ASSERT_EQ(skipq_backoff_ms(FIXED, 10000, HOUR, 0.1, 1, 0.0), 9000);
     ASSERT_EQ(skipq_backoff_ms(FIXED, 10000, HOUR, 0.1, 1, 0.5), 10000);
-    ASSERT_TRUE(skipq_backoff_ms(FIXED, 10000, HOUR, 0.1, 1, 0.999999) <=
-                11000);
-    ASSERT_TRUE(skipq_backoff_ms(FIXED, 10000, HOUR, 0.1, 1, 0.999999) >=
-                10999);
+    ASSERT_TRUE(skipq_backoff_ms(FIXED, 10000, HOUR, 0.1, 1, 0.999999) <= 11000);
+    ASSERT_TRUE(skipq_backoff_ms(FIXED, 10000, HOUR, 0.1, 1, 0.999999) >= 10999);
     for (int i = 0; i <= 1000; i++) {
         double r = i / 1000.0;
         int64_t d = skipq_backoff_ms(EXPO, 1000, HOUR, 0.25, 3, r);

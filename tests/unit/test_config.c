@@ -50,9 +50,7 @@ load_ok(const char *yaml)
     skipq_config *cfg = new_config();
     skipq_error err = {0};
 
-    ASSERT_OK(skipq_config_load_string(cfg, yaml, strlen(yaml), "skipq.yaml",
-                                       &err),
-              &err);
+    ASSERT_OK(skipq_config_load_string(cfg, yaml, strlen(yaml), "skipq.yaml", &err), &err);
     return cfg;
 }
 
@@ -95,8 +93,7 @@ example_path(char *buf, size_t size)
     const char *me = __FILE__;
     const char *cut = strstr(me, "tests/unit/test_config.c");
 
-    snprintf(buf, size, "%.*sconfig.example.yaml",
-             cut ? (int)(cut - me) : 0, me);
+    snprintf(buf, size, "%.*sconfig.example.yaml", cut ? (int)(cut - me) : 0, me);
 }
 
 /* ---- defaults and setters ---- */
@@ -161,13 +158,10 @@ TEST(setters_validate)
 
     ASSERT_EQ(skipq_config_set_poll_interval(cfg, 0, &err), SKIPQ_ERR_INVALID);
     ASSERT_CONTAINS(err.message, "poll_interval must be positive");
-    ASSERT_EQ(skipq_config_set_heartbeat_interval(cfg, -1, &err),
-              SKIPQ_ERR_INVALID);
-    ASSERT_EQ(skipq_config_set_lease_timeout(cfg, INT64_MAX, &err),
-              SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_config_set_heartbeat_interval(cfg, -1, &err), SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_config_set_lease_timeout(cfg, INT64_MAX, &err), SKIPQ_ERR_INVALID);
     ASSERT_CONTAINS(err.message, "at most");
-    ASSERT_EQ(skipq_config_set_shutdown_timeout(cfg, -5, &err),
-              SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_config_set_shutdown_timeout(cfg, -5, &err), SKIPQ_ERR_INVALID);
     ASSERT_OK(skipq_config_set_shutdown_timeout(cfg, 0, &err), &err);
     ASSERT_OK(skipq_config_set_retention(cfg, 0, &err), &err);
     ASSERT_EQ(skipq_config_set_retention(cfg, -1, &err), SKIPQ_ERR_INVALID);
@@ -181,30 +175,24 @@ TEST(setters_validate)
     ASSERT_EQ(skipq_config_set_max_attempts(cfg, 0, &err), SKIPQ_ERR_INVALID);
     ASSERT_STREQ(err.message, "max_attempts must be 1 or more, not 0");
 
-    ASSERT_EQ(skipq_config_set_backoff(cfg, SKIPQ_BACKOFF_FIXED, 1000, 2000,
-                                       1.5, &err),
+    ASSERT_EQ(skipq_config_set_backoff(cfg, SKIPQ_BACKOFF_FIXED, 1000, 2000, 1.5, &err),
               SKIPQ_ERR_INVALID);
     ASSERT_CONTAINS(err.message, "jitter must be between 0 and 1");
-    ASSERT_EQ(skipq_config_set_backoff(cfg, (skipq_backoff)7, 1000, 2000, 0,
-                                       &err),
+    ASSERT_EQ(skipq_config_set_backoff(cfg, (skipq_backoff)7, 1000, 2000, 0, &err),
               SKIPQ_ERR_INVALID);
-    ASSERT_EQ(skipq_config_set_backoff(cfg, SKIPQ_BACKOFF_FIXED, -1, 2000, 0,
-                                       &err),
+    ASSERT_EQ(skipq_config_set_backoff(cfg, SKIPQ_BACKOFF_FIXED, -1, 2000, 0, &err),
               SKIPQ_ERR_INVALID);
     ASSERT_EQ(cfg->backoff, SKIPQ_BACKOFF_EXPONENTIAL); /* unchanged */
-    ASSERT_OK(skipq_config_set_backoff(cfg, SKIPQ_BACKOFF_LINEAR, 500, 60000,
-                                       0, &err),
+    ASSERT_OK(skipq_config_set_backoff(cfg, SKIPQ_BACKOFF_LINEAR, 500, 60000, 0, &err),
               &err);
     ASSERT_EQ(cfg->backoff, SKIPQ_BACKOFF_LINEAR);
 
-    ASSERT_EQ(skipq_config_set_recover_defaults(cfg, 1000, 0, &err),
-              SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_config_set_recover_defaults(cfg, 1000, 0, &err), SKIPQ_ERR_INVALID);
     ASSERT_OK(skipq_config_set_recover_defaults(cfg, 1000, 5, &err), &err);
     ASSERT_EQ(skipq_config_recover_limit(cfg), 5);
 
     ASSERT_EQ(skipq_config_set_max_payload(cfg, 0, &err), SKIPQ_ERR_INVALID);
-    ASSERT_EQ(skipq_config_set_max_payload(cfg, (size_t)2 << 30, &err),
-              SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_config_set_max_payload(cfg, (size_t)2 << 30, &err), SKIPQ_ERR_INVALID);
     ASSERT_OK(skipq_config_set_max_payload(cfg, 4096, &err), &err);
 
     /* err may be NULL; NULL cfg is refused, not a crash */
@@ -261,12 +249,10 @@ TEST(priorities_setter)
     ASSERT_OK(skipq_config_set_priorities(cfg, "3", &err), &err);
     ASSERT_EQ(cfg->nbands, 1);
 
-    ASSERT_EQ(skipq_config_set_priorities(cfg, "high,urgent", &err),
-              SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_config_set_priorities(cfg, "high,urgent", &err), SKIPQ_ERR_INVALID);
     ASSERT_STREQ(err.message, "unrecognized priority \"urgent\": use high, "
                               "normal, low or a number");
-    ASSERT_EQ(skipq_config_set_priorities(cfg, "high,,low", &err),
-              SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_config_set_priorities(cfg, "high,,low", &err), SKIPQ_ERR_INVALID);
     ASSERT_CONTAINS(err.message, "empty band");
     ASSERT_EQ(skipq_config_set_priorities(cfg, "", &err), SKIPQ_ERR_INVALID);
     ASSERT_EQ(skipq_config_set_priorities(cfg, ",", &err), SKIPQ_ERR_INVALID);
@@ -282,11 +268,8 @@ TEST(handler_setters)
     const char *empty[] = {NULL};
     const skipq__handler_cfg *h;
 
-    ASSERT_OK(skipq_config_set_handler_command(cfg, "a", argv, 1000, &err),
-              &err);
-    ASSERT_OK(skipq_config_set_handler_shell(cfg, "b", "echo $X | wc", 0,
-                                             &err),
-              &err);
+    ASSERT_OK(skipq_config_set_handler_command(cfg, "a", argv, 1000, &err), &err);
+    ASSERT_OK(skipq_config_set_handler_shell(cfg, "b", "echo $X | wc", 0, &err), &err);
     ASSERT_EQ(skipq_config_handler_count(cfg), 2);
     ASSERT_STREQ(skipq_config_handler_kind(cfg, 0), "a");
     ASSERT_STREQ(skipq_config_handler_kind(cfg, 1), "b");
@@ -313,12 +296,9 @@ TEST(handler_setters)
     ASSERT_EQ(skipq_config_set_handler_command(cfg, "x", empty, 0, &err),
               SKIPQ_ERR_INVALID);
     ASSERT_STREQ(err.message, "handler \"x\" needs a command");
-    ASSERT_EQ(skipq_config_set_handler_command(cfg, "x", NULL, 0, &err),
-              SKIPQ_ERR_INVALID);
-    ASSERT_EQ(skipq_config_set_handler_shell(cfg, "x", "", 0, &err),
-              SKIPQ_ERR_INVALID);
-    ASSERT_EQ(skipq_config_set_handler_shell(cfg, "", "true", 0, &err),
-              SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_config_set_handler_command(cfg, "x", NULL, 0, &err), SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_config_set_handler_shell(cfg, "x", "", 0, &err), SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_config_set_handler_shell(cfg, "", "true", 0, &err), SKIPQ_ERR_INVALID);
     ASSERT_EQ(skipq_config_set_handler_command(cfg, "x", argv, -1, &err),
               SKIPQ_ERR_INVALID);
     ASSERT_EQ(skipq_config_handler_count(cfg), 2);
@@ -333,16 +313,16 @@ TEST(handler_shell_runs_plain_commands_directly)
     skipq_error err = {0};
     const skipq__handler_cfg *h;
     static const char *const via_shell[] = {
-        "true",                  /* a builtin, or a PATH lookup */
-        "/bin/echo $HOME",       /* a variable */
-        "/bin/echo 'a b'",       /* quotes */
+        "true",                    /* a builtin, or a PATH lookup */
+        "/bin/echo $HOME",         /* a variable */
+        "/bin/echo 'a b'",         /* quotes */
         "/bin/echo a > /dev/null", /* a redirection */
-        "/bin/ls *",             /* a glob */
-        "X=1 /bin/true",         /* an assignment */
-        "/bin/true; /bin/false", /* a list */
-        "/no/such/program",      /* sh reports "not found", exit 127 */
-        "/etc/passwd",           /* not executable */
-        "/bin/echo ~",           /* tilde */
+        "/bin/ls *",               /* a glob */
+        "X=1 /bin/true",           /* an assignment */
+        "/bin/true; /bin/false",   /* a list */
+        "/no/such/program",        /* sh reports "not found", exit 127 */
+        "/etc/passwd",             /* not executable */
+        "/bin/echo ~",             /* tilde */
     };
 
     ASSERT_OK(skipq_config_set_handler_shell(cfg, "d", "  /bin/echo  hi\tthere ", 0, &err),
@@ -397,8 +377,7 @@ TEST(example_file_loads)
     ASSERT_OK(skipq_config_load(cfg, path, &err), &err);
     ASSERT_EQ(nwarnings, 0);
     ASSERT_EQ(skipq_config_warnings(cfg), 0);
-    ASSERT_STREQ(skipq_config_database(cfg),
-                 "postgresql://skipq@localhost:5432/app");
+    ASSERT_STREQ(skipq_config_database(cfg), "postgresql://skipq@localhost:5432/app");
     ASSERT_EQ(skipq_config_queue_count(cfg), 1);
     ASSERT_STREQ(skipq_config_queue(cfg, 0), "default");
     ASSERT_STREQ(skipq_config_priorities(cfg), "high,normal,low");
@@ -507,15 +486,13 @@ TEST(max_payload_forms)
         const char *text;
         size_t bytes;
     } cases[] = {
-        {"4096", 4096},   {"1MB", 1 << 20},  {"1 MB", 1 << 20},
-        {"512KB", 524288}, {"2k", 2048},     {"1MiB", 1 << 20},
-        {"1gb", 1 << 30},  {"100b", 100},
+        {"4096", 4096}, {"1MB", 1 << 20},  {"1 MB", 1 << 20}, {"512KB", 524288},
+        {"2k", 2048},   {"1MiB", 1 << 20}, {"1gb", 1 << 30},  {"100b", 100},
     };
     char yaml[128];
 
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        snprintf(yaml, sizeof yaml, "limits:\n  max_payload: %s\n",
-                 cases[i].text);
+        snprintf(yaml, sizeof yaml, "limits:\n  max_payload: %s\n", cases[i].text);
         skipq_config *cfg = load_ok(yaml);
         ASSERT_EQ(skipq_config_max_payload(cfg), cases[i].bytes);
         skipq_config_free(cfg);
@@ -525,8 +502,7 @@ TEST(max_payload_forms)
     ASSERT_CONTAINS(load_bad("limits:\n  max_payload: 2GB\n", SKIPQ_ERR_CONFIG),
                     "max_payload must be between");
     load_bad("limits:\n  max_payload: -1\n", SKIPQ_ERR_CONFIG);
-    load_bad("limits:\n  max_payload: 99999999999999999999999\n",
-             SKIPQ_ERR_CONFIG);
+    load_bad("limits:\n  max_payload: 99999999999999999999999\n", SKIPQ_ERR_CONFIG);
 }
 
 TEST(handler_command_list_vs_string)
@@ -557,19 +533,15 @@ TEST(handler_command_list_vs_string)
 
 TEST(handler_errors)
 {
-    ASSERT_STREQ(load_bad("handlers:\n  k:\n    timeout: 5s\n",
-                          SKIPQ_ERR_CONFIG),
+    ASSERT_STREQ(load_bad("handlers:\n  k:\n    timeout: 5s\n", SKIPQ_ERR_CONFIG),
                  "could not load config \"skipq.yaml\": line 3, column 5: "
                  "handler \"k\" needs a command");
-    ASSERT_CONTAINS(load_bad("handlers:\n  k:\n    command: []\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("handlers:\n  k:\n    command: []\n", SKIPQ_ERR_CONFIG),
                     "line 3, column 14: handler \"k\" needs a command");
-    ASSERT_CONTAINS(load_bad("handlers:\n  k:\n    command: [a, [b]]\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("handlers:\n  k:\n    command: [a, [b]]\n", SKIPQ_ERR_CONFIG),
                     "line 3, column 18: handlers.k must be a list of strings, "
                     "not a list");
-    ASSERT_CONTAINS(load_bad("handlers:\n  k:\n    command: {a: b}\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("handlers:\n  k:\n    command: {a: b}\n", SKIPQ_ERR_CONFIG),
                     "line 3, column 14: handlers.k must be a command, "
                     "not a mapping");
     ASSERT_CONTAINS(load_bad("handlers:\n  k: ./run.sh\n", SKIPQ_ERR_CONFIG),
@@ -578,11 +550,9 @@ TEST(handler_errors)
                              "    timeout: 5x\n",
                              SKIPQ_ERR_CONFIG),
                     "line 4, column 14: invalid duration \"5x\"");
-    ASSERT_CONTAINS(load_bad("handlers:\n  \"\":\n    command: x\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("handlers:\n  \"\":\n    command: x\n", SKIPQ_ERR_CONFIG),
                     "line 2, column 3: kind must not be empty");
-    ASSERT_CONTAINS(load_bad("handlers:\n  k:\n    command: ['', x]\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("handlers:\n  k:\n    command: ['', x]\n", SKIPQ_ERR_CONFIG),
                     "program name is empty");
 }
 
@@ -639,11 +609,9 @@ TEST(wrong_types_name_line_and_column)
     ASSERT_CONTAINS(load_bad("worker:\n  concurrency: [1]\n", SKIPQ_ERR_CONFIG),
                     "line 2, column 16: worker.concurrency must be an "
                     "integer, not a list");
-    ASSERT_CONTAINS(load_bad("worker:\n  concurrency: 0x10\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("worker:\n  concurrency: 0x10\n", SKIPQ_ERR_CONFIG),
                     "must be an integer");
-    ASSERT_CONTAINS(load_bad("worker:\n  concurrency: 99999999999\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("worker:\n  concurrency: 99999999999\n", SKIPQ_ERR_CONFIG),
                     "out of range");
     ASSERT_CONTAINS(load_bad("worker: 5\n", SKIPQ_ERR_CONFIG),
                     "line 1, column 9: worker must be a mapping, not \"5\"");
@@ -667,8 +635,7 @@ TEST(wrong_types_name_line_and_column)
                     "line 2, column 17: max_attempts must be 1 or more");
     ASSERT_CONTAINS(load_bad("recover:\n  limit: 0\n", SKIPQ_ERR_CONFIG),
                     "line 2, column 10: recover limit must be 1 or more");
-    ASSERT_CONTAINS(load_bad("worker:\n  concurrency: 2000\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("worker:\n  concurrency: 2000\n", SKIPQ_ERR_CONFIG),
                     "line 2, column 16: concurrency must be between 1 and "
                     "1024, not 2000");
     ASSERT_CONTAINS(load_bad("? [a]\n: b\n", SKIPQ_ERR_CONFIG),
@@ -703,15 +670,17 @@ TEST(on_success_in_file_and_api)
     ASSERT_EQ(skipq_config_on_success(cfg), SKIPQ_ON_SUCCESS_DELETE);
     ASSERT_OK(skipq_config_set_on_success(cfg, SKIPQ_ON_SUCCESS_KEEP, &err), &err);
     ASSERT_EQ(skipq_config_on_success(cfg), SKIPQ_ON_SUCCESS_KEEP);
-    ASSERT_EQ(skipq_config_set_on_success(cfg, (skipq_on_success)7, &err), SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_config_set_on_success(cfg, (skipq_on_success)7, &err),
+              SKIPQ_ERR_INVALID);
     ASSERT_STREQ(err.message, "on_success must be keep or delete, not 7");
     ASSERT_EQ(skipq_config_on_success(cfg), SKIPQ_ON_SUCCESS_KEEP);
     skipq_config_free(cfg);
     ASSERT_STREQ(load_bad("worker:\n  on_success: drop\n", SKIPQ_ERR_CONFIG),
                  "could not load config \"skipq.yaml\": line 2, column 15: "
                  "unknown worker.on_success \"drop\": use keep or delete");
-    ASSERT_CONTAINS(load_bad("worker:\n  on_success: [keep]\n", SKIPQ_ERR_CONFIG),
-                    "line 2, column 15: worker.on_success must be keep or delete, not a list");
+    ASSERT_CONTAINS(
+        load_bad("worker:\n  on_success: [keep]\n", SKIPQ_ERR_CONFIG),
+        "line 2, column 15: worker.on_success must be keep or delete, not a list");
 }
 
 TEST(bad_duration_in_file)
@@ -723,14 +692,11 @@ TEST(bad_duration_in_file)
                  "could not load config \"skipq.yaml\": line 3, column 18: "
                  "invalid duration \"5x\": expected a number followed by ms, "
                  "s, m, h or d");
-    ASSERT_CONTAINS(load_bad("worker:\n  lease_timeout: 30\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("worker:\n  lease_timeout: 30\n", SKIPQ_ERR_CONFIG),
                     "line 2, column 18: invalid duration \"30\": missing unit");
-    ASSERT_CONTAINS(load_bad("worker:\n  heartbeat_interval: 0\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("worker:\n  heartbeat_interval: 0\n", SKIPQ_ERR_CONFIG),
                     "heartbeat_interval must be positive");
-    ASSERT_CONTAINS(load_bad("recover:\n  older_than: -1s\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("recover:\n  older_than: -1s\n", SKIPQ_ERR_CONFIG),
                     "line 2, column 15: invalid duration \"-1s\"");
 }
 
@@ -751,16 +717,14 @@ TEST(unknown_priority_in_file)
                           "    - urgent\n",
                           SKIPQ_ERR_CONFIG),
                  "could not load config \"skipq.yaml\": line 12, column 7: "
-                 "unrecognized priority \"urgent\"" ": use high, normal, low "
+                 "unrecognized priority \"urgent\""
+                 ": use high, normal, low "
                  "or a number");
-    ASSERT_CONTAINS(load_bad("worker:\n  priorities: high,urgent\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("worker:\n  priorities: high,urgent\n", SKIPQ_ERR_CONFIG),
                     "line 2, column 15: unrecognized priority \"urgent\"");
-    ASSERT_CONTAINS(load_bad("worker:\n  priorities: [high, 'a,b']\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("worker:\n  priorities: [high, 'a,b']\n", SKIPQ_ERR_CONFIG),
                     "line 2, column 22: unrecognized priority \"a,b\"");
-    ASSERT_CONTAINS(load_bad("worker:\n  priorities: [high, 40000]\n",
-                             SKIPQ_ERR_CONFIG),
+    ASSERT_CONTAINS(load_bad("worker:\n  priorities: [high, 40000]\n", SKIPQ_ERR_CONFIG),
                     "line 2, column 22: priority \"40000\" is out of range");
 }
 
@@ -778,8 +742,7 @@ TEST(empty_file)
 
     ASSERT_STREQ(load_bad("", SKIPQ_ERR_CONFIG),
                  "could not load config \"skipq.yaml\": file is empty");
-    ASSERT_CONTAINS(load_bad("# only a comment\n\n", SKIPQ_ERR_CONFIG),
-                    "is empty");
+    ASSERT_CONTAINS(load_bad("# only a comment\n\n", SKIPQ_ERR_CONFIG), "is empty");
 }
 
 TEST(empty_sections_are_fine)
@@ -798,8 +761,7 @@ TEST(not_yaml)
                  "did not find expected ',' or ']' while parsing a flow "
                  "sequence started at line 2, column 11");
     ASSERT_CONTAINS(load_bad("a: b: c\n", SKIPQ_ERR_CONFIG), "line 1, column");
-    ASSERT_CONTAINS(load_bad("\tworker: {}\n", SKIPQ_ERR_CONFIG),
-                    "line 1, column 1");
+    ASSERT_CONTAINS(load_bad("\tworker: {}\n", SKIPQ_ERR_CONFIG), "line 1, column 1");
     ASSERT_CONTAINS(load_bad("x: \"\xff\"\n", SKIPQ_ERR_CONFIG), "byte 4");
 }
 
@@ -808,8 +770,7 @@ TEST(top_level_not_a_mapping)
     ASSERT_STREQ(load_bad("- worker\n- retry\n", SKIPQ_ERR_CONFIG),
                  "could not load config \"skipq.yaml\": line 1, column 1: "
                  "the top level must be a mapping of settings, not a list");
-    ASSERT_CONTAINS(load_bad("just text\n", SKIPQ_ERR_CONFIG),
-                    "not \"just text\"");
+    ASSERT_CONTAINS(load_bad("just text\n", SKIPQ_ERR_CONFIG), "not \"just text\"");
 }
 
 TEST(more_than_one_document)
@@ -823,8 +784,7 @@ TEST(missing_file)
     skipq_config *cfg = new_config();
     skipq_error err = {0};
 
-    ASSERT_EQ(skipq_config_load(cfg, "/nonexistent/skipq.yaml", &err),
-              SKIPQ_ERR_CONFIG);
+    ASSERT_EQ(skipq_config_load(cfg, "/nonexistent/skipq.yaml", &err), SKIPQ_ERR_CONFIG);
     ASSERT_STREQ(err.message, "could not load config "
                               "\"/nonexistent/skipq.yaml\": No such file or "
                               "directory");
@@ -841,8 +801,7 @@ TEST(file_errors_name_the_file)
     char want[128];
 
     ASSERT_EQ(skipq_config_load(cfg, path, &err), SKIPQ_ERR_CONFIG);
-    snprintf(want, sizeof want,
-             "could not load config \"%s\": line 2, column 16", path);
+    snprintf(want, sizeof want, "could not load config \"%s\": line 2, column 16", path);
     ASSERT_CONTAINS(err.message, want);
     unlink(path);
     skipq_config_free(cfg);
@@ -872,8 +831,7 @@ TEST(load_applies_over_current_settings)
     const char *yaml = "worker:\n  concurrency: 3\n";
 
     ASSERT_OK(skipq_config_set_max_attempts(cfg, 9, &err), &err);
-    ASSERT_OK(skipq_config_load_string(cfg, yaml, strlen(yaml), NULL, NULL),
-              &err);
+    ASSERT_OK(skipq_config_load_string(cfg, yaml, strlen(yaml), NULL, NULL), &err);
     ASSERT_EQ(skipq_config_concurrency(cfg), 3);
     ASSERT_EQ(skipq_config_max_attempts(cfg), 9);
     /* the flag beats the file: a setter after the load wins */
@@ -920,8 +878,7 @@ typedef struct text {
     size_t len, cap;
 } text;
 
-static void
-text_add(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_add(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 text_add(text *t, const char *fmt, ...)
@@ -931,8 +888,7 @@ text_add(text *t, const char *fmt, ...)
 
     for (;;) {
         va_start(ap, fmt);
-        n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0,
-                      fmt, ap);
+        n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
         va_end(ap);
         ASSERT_TRUE(n >= 0);
         if (t->s && t->len + (size_t)n < t->cap)
@@ -958,8 +914,8 @@ cpu_seconds(clock_t start)
 static void
 add_key(text *t, unsigned i, const char *rest)
 {
-    text_add(t, "%c%c%c%c%s", 'a' + i % 26, 'a' + i / 26 % 26,
-             'a' + i / 676 % 26, 'a' + i / 17576 % 26, rest);
+    text_add(t, "%c%c%c%c%s", 'a' + i % 26, 'a' + i / 26 % 26, 'a' + i / 676 % 26,
+             'a' + i / 17576 % 26, rest);
 }
 
 /*
@@ -990,17 +946,21 @@ TEST(config_size_is_capped)
     path = temp_file(t.s);
     ASSERT_EQ(skipq_config_load(cfg, path, &err), SKIPQ_ERR_CONFIG);
     char want[128];
-    snprintf(want, sizeof want, "could not load config \"%s\": more than 1048576 bytes", path);
+    snprintf(want, sizeof want, "could not load config \"%s\": more than 1048576 bytes",
+             path);
     ASSERT_CONTAINS(err.message, want);
     ASSERT_CONTAINS(err.message, "1 MiB");
     unlink(path);
-    ASSERT_EQ(skipq_config_load_string(cfg, t.s, t.len, "big.yaml", &err), SKIPQ_ERR_CONFIG);
-    ASSERT_CONTAINS(err.message, "could not load config \"big.yaml\": more than 1048576 bytes");
+    ASSERT_EQ(skipq_config_load_string(cfg, t.s, t.len, "big.yaml", &err),
+              SKIPQ_ERR_CONFIG);
+    ASSERT_CONTAINS(err.message,
+                    "could not load config \"big.yaml\": more than 1048576 bytes");
 
     /* a device that never ends: refused after the limit, not read on */
     clock_t start = clock();
     ASSERT_EQ(skipq_config_load(cfg, "/dev/zero", &err), SKIPQ_ERR_CONFIG);
-    ASSERT_CONTAINS(err.message, "could not load config \"/dev/zero\": more than 1048576 bytes");
+    ASSERT_CONTAINS(err.message,
+                    "could not load config \"/dev/zero\": more than 1048576 bytes");
     ASSERT_TRUE(cpu_seconds(start) < 5);
     ASSERT_EQ(skipq_config_concurrency(cfg), 3); /* unchanged */
     free(t.s);

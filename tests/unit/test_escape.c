@@ -24,7 +24,9 @@ TEST(escape_control_characters)
     expect_escape("\x1b]0;pwned\x07", 0, "\\u001b]0;pwned\\u0007");
     expect_escape("x\by\x7f", 0, "x\\u0008y\\u007f");
     /* C1: CSI (U+009B) and OSC (U+009D) as UTF-8 */
-    expect_escape("a\xc2\x9b" "2Jb\xc2\x9d", 0, "a\\u009b2Jb\\u009d");
+    expect_escape("a\xc2\x9b"
+                  "2Jb\xc2\x9d",
+                  0, "a\\u009b2Jb\\u009d");
     /* one line: newlines, carriage returns and tabs become spaces */
     expect_escape("l1\nl2\r\tend", 0, "l1 l2  end");
     /* several lines: newlines and tabs kept, a carriage return is not */
@@ -34,18 +36,23 @@ TEST(escape_control_characters)
 TEST(escape_bidi_controls)
 {
     /* RLO, PDF, LRI, PDI, RLM, ALM, line separator */
-    expect_escape("job \xe2\x80\xae" "deliaf\xe2\x80\xac", 0,
-                  "job \\u202edeliaf\\u202c");
+    expect_escape("job \xe2\x80\xae"
+                  "deliaf\xe2\x80\xac",
+                  0, "job \\u202edeliaf\\u202c");
     expect_escape("\xe2\x81\xa6x\xe2\x81\xa9", 0, "\\u2066x\\u2069");
     expect_escape("\xe2\x80\x8f\xd8\x9c", 0, "\\u200f\\u061c");
-    expect_escape("a\xe2\x80\xa8" "b", 0, "a\\u2028b");
+    expect_escape("a\xe2\x80\xa8"
+                  "b",
+                  0, "a\\u2028b");
 }
 
 TEST(escape_invalid_utf8_bytes)
 {
     /* a bare C1 byte, a stray continuation, an overlong '/', a surrogate,
      * a sequence cut short by the end */
-    expect_escape("a\x9b" "b", 0, "a\\x9bb");
+    expect_escape("a\x9b"
+                  "b",
+                  0, "a\\x9bb");
     expect_escape("\x80", 0, "\\x80");
     expect_escape("\xc0\xaf", 0, "\\xc0\\xaf");
     expect_escape("\xed\xa0\x80", 0, "\\xed\\xa0\\x80");
@@ -59,8 +66,8 @@ TEST(escape_leaves_text_alone)
     expect_escape(NULL, 0, "");
     expect_escape("send_email", 0, "send_email");
     /* accents, CJK, emoji, backslashes and quotes are text */
-    expect_escape("caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80",
-                  0, "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80");
+    expect_escape("caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80", 0,
+                  "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80");
     expect_escape("C:\\tmp \"q\" 'x' %s", 0, "C:\\tmp \"q\" 'x' %s");
     /* JSON text stays valid JSON: only \u escapes are added */
     expect_escape("{\"k\": \"\\u001b\xe2\x80\xae\"}", SKIPQ_ESCAPE_MULTILINE,

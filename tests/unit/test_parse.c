@@ -26,8 +26,7 @@ dur_bad(const char *s)
 
     memset(&err, 0, sizeof err);
     if (skipq_parse_duration(s, &ms, &err) != SKIPQ_ERR_INVALID)
-        HARNESS_FAIL("duration \"%s\" accepted as %" PRId64, s ? s : "(null)",
-                     ms);
+        HARNESS_FAIL("duration \"%s\" accepted as %" PRId64, s ? s : "(null)", ms);
     ASSERT_EQ(err.code, SKIPQ_ERR_INVALID);
     ASSERT_EQ(ms, -12345);
     return err.message;
@@ -188,8 +187,7 @@ TEST(priority_unrecognized)
 
 TEST(priority_out_of_range)
 {
-    ASSERT_STREQ(prio_bad("32768"),
-                 "priority \"32768\" is out of range -32768..32767");
+    ASSERT_STREQ(prio_bad("32768"), "priority \"32768\" is out of range -32768..32767");
     ASSERT_CONTAINS(prio_bad("-32769"), "out of range");
     ASSERT_CONTAINS(prio_bad("99999999999999999999999"), "out of range");
 }
@@ -224,16 +222,13 @@ TEST(priority_band_errors)
     skipq_error err = {0};
     int16_t lo = 1, hi = 2;
 
-    ASSERT_EQ(skipq_parse_priority_band("urgent", &lo, &hi, &err),
-              SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_parse_priority_band("urgent", &lo, &hi, &err), SKIPQ_ERR_INVALID);
     ASSERT_CONTAINS(err.message, "unrecognized priority \"urgent\"");
     ASSERT_EQ(lo, 1);
     ASSERT_EQ(hi, 2);
-    ASSERT_EQ(skipq_parse_priority_band("40000", &lo, &hi, &err),
-              SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_parse_priority_band("40000", &lo, &hi, &err), SKIPQ_ERR_INVALID);
     ASSERT_CONTAINS(err.message, "out of range");
-    ASSERT_EQ(skipq_parse_priority_band("high,low", &lo, &hi, NULL),
-              SKIPQ_ERR_INVALID);
+    ASSERT_EQ(skipq_parse_priority_band("high,low", &lo, &hi, NULL), SKIPQ_ERR_INVALID);
 }
 
 TEST(now_ms_is_monotonic)

@@ -35,14 +35,10 @@ TEST(mask_every_password_form)
                 "postgresql://u:****@h/db?sslmode=require");
     expect_mask("host=h password=s3cret dbname=d", "password=**** dbname=d host=h");
     /* libpq allows spaces around '=' and quoted values with escapes */
-    expect_mask("host=h password = s3cret dbname=d",
-                "password=**** dbname=d host=h");
-    expect_mask("host=h password='s3cr et' dbname=d",
-                "password=**** dbname=d host=h");
-    expect_mask("host=h password='s3cr\\' et' dbname=d",
-                "password=**** dbname=d host=h");
-    expect_mask("host=h password=s3cr\\ et dbname=d",
-                "password=**** dbname=d host=h");
+    expect_mask("host=h password = s3cret dbname=d", "password=**** dbname=d host=h");
+    expect_mask("host=h password='s3cr et' dbname=d", "password=**** dbname=d host=h");
+    expect_mask("host=h password='s3cr\\' et' dbname=d", "password=**** dbname=d host=h");
+    expect_mask("host=h password=s3cr\\ et dbname=d", "password=**** dbname=d host=h");
     expect_mask("password=s3cret", "password=****");
     expect_mask("host=h dbname=d", "dbname=d host=h");
     expect_mask("postgresql://127.0.0.1:1/x", "postgresql://127.0.0.1:1/x");
@@ -78,8 +74,7 @@ TEST(mask_every_conninfo_form_libpq_accepts)
     /* a database name that is itself a connection string */
     expect_mask("dbname='postgresql://u:s3cret@h/d' host=x",
                 "dbname=postgresql://u:****@h/d host=x");
-    expect_mask("dbname='host=h password=s3cret'",
-                "dbname='password=**** host=h'");
+    expect_mask("dbname='host=h password=s3cret'", "dbname='password=**** host=h'");
     /* not a keyword libpq knows, unterminated quotes, a broken URI: not
      * parsed, so not shown, not even in part */
     expect_mask("host=h PASSWORD=s3cret",
@@ -99,16 +94,15 @@ TEST(mask_every_conninfo_form_libpq_accepts)
                 "postgresql://%2Fvar%2Frun%2Fpostgresql/db");
     expect_mask("host=h mypassword=x dbname=d",
                 "(a connection string libpq cannot parse; not shown)");
-    expect_mask("host=h application_name='a b'",
-                "host=h application_name='a b'");
+    expect_mask("host=h application_name='a b'", "host=h application_name='a b'");
 }
 
 /* ---- the JSON-lines reader --------------------------------------------- */
 
 struct read_result {
-    int lines;          /* payload lines returned */
-    skipq_rc rc;        /* of the last call */
-    long long lineno;   /* at the end */
+    int lines;        /* payload lines returned */
+    skipq_rc rc;      /* of the last call */
+    long long lineno; /* at the end */
     char message[512];
 };
 
@@ -198,8 +192,7 @@ TEST(jsonl_limit_counts_without_buffering)
     size_t len;
     ASSERT_EQ(skipq_jsonl_new(f, 1024, &in, &err), SKIPQ_OK);
     ASSERT_EQ(skipq_jsonl_next(in, &line, &len, &err), SKIPQ_ERR_INVALID);
-    ASSERT_STREQ(err.message,
-                 "payload is 8388607 bytes, more than the limit of 1024");
+    ASSERT_STREQ(err.message, "payload is 8388607 bytes, more than the limit of 1024");
     ASSERT_TRUE(skipq__jsonl_buffered(in) <= 1024 + 3);
     skipq_jsonl_free(in);
     fclose(f);
