@@ -9,7 +9,8 @@
  * failed command's and is retried by the normal backoff, so no job is
  * lost with it. Processes are started by the executors, in groups of
  * their own, dying with the worker (PR_SET_PDEATHSIG) and listed with
- * the reaper, exactly as commands are (exec_command.c).
+ * the reaper, exactly as commands are (exec_command.c). Each of these
+ * rules has its case in tests/integration/test_persistent.c.
  */
 #include "worker_internal.h"
 

@@ -396,7 +396,7 @@ TEST(example_file_loads)
     ASSERT_EQ(skipq_config_recover_older_than(cfg), 300000);
     ASSERT_EQ(skipq_config_recover_limit(cfg), 1000);
     ASSERT_EQ(skipq_config_max_payload(cfg), 1 << 20);
-    ASSERT_EQ(skipq_config_handler_count(cfg), 2);
+    ASSERT_EQ(skipq_config_handler_count(cfg), 3);
     h = skipq__config_handler(cfg, "send_email");
     ASSERT_TRUE(h != NULL);
     ASSERT_STREQ(h->argv[0], "/usr/local/bin/send-email");
@@ -408,6 +408,12 @@ TEST(example_file_loads)
     ASSERT_STREQ(h->argv[1], "-c");
     ASSERT_CONTAINS(h->argv[2], "| upload-thumbnail");
     ASSERT_EQ(h->timeout_ms, 300000);
+    ASSERT_TRUE(!h->persistent);
+    h = skipq__config_handler(cfg, "thumbnail");
+    ASSERT_TRUE(h != NULL);
+    ASSERT_TRUE(h->persistent);
+    ASSERT_EQ(h->processes, 4);
+    ASSERT_EQ(h->timeout_ms, 10000);
     skipq_config_free(cfg);
     skipq_set_log(NULL, NULL);
 }
