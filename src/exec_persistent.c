@@ -674,6 +674,36 @@ wait_answer(proc *pr, skipq_job *job, const char *req, size_t reqlen, char **why
     }
 }
 
+/*
+ * Did pr write to stdout (or close it) since its last answer? Nothing
+ * may come between an answer and the next request but empty lines: such
+ * a line would be read as the next job's answer. The process is logged
+ * and replaced, and no job is charged for it. Its stderr is read too, so
+ * that a handler logging while idle does not fill the pipe. Test:
+ * stray_output_between_jobs_replaces_the_process_and_charges_no_job.
+ */
+static bool
+idle_output(proc *pr, const struct persist_set *s)
+{
+    struct pollfd p = {pr->out, POLLIN, 0};
+    bool open = true;
+    size_t k = 0;
+
+    drain_stderr(pr);
+    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP)))
+        open = read_stdout(pr);
+    while (k < pr->line.len && (pr->line.p[k] == '\n' || pr->line.p[k] == '\r'))
+        k++; /* empty lines are allowed anywhere */
+    if (open && k == pr->line.len) {
+        pr->line.len = 0;
+        return false;
+    }
+    skipq__log(SKIPQ_LOG_WARN,
+               "handler \"%s\": process %d %s between jobs; starting a new one", s->kind,
+               (int)pr->pid, open ? "wrote to stdout" : "closed its stdout");
+    return true;
+}
+
 /* The stderr tail, trimmed, after ": "; "" when there is none. */
 static const char *
 tail_text(proc *pr, const char **sep)
@@ -754,8 +784,9 @@ skipq__run_persistent(exec_pool *pool, skipq_job *job)
         job_not_started(job, s);
         return;
     }
-    /* One that died while idle is no fault of this job's. */
-    if (pr->pid > 0 && proc_exited(pr))
+    /* One that died, or wrote to stdout, while idle is no fault of this
+     * job's: it is replaced before the job goes to it. */
+    if (pr->pid > 0 && (proc_exited(pr) || idle_output(pr, s)))
         proc_end(pool, pr, NULL);
     if (pr->pid <= 0 && (e = proc_start(pool, s, pr, job)) != 0) {
         job->outcome = skipq_job_fail(job, "could not run \"%s\": %s", s->argv[0],

@@ -7,6 +7,7 @@
  *   "snooze": true      answers outcome "snooze", for a minute
  *   "garble": true      answers a line that is not JSON
  *   "wrong_id": true    answers for another job
+ *   "stray": true       answers, then writes one more line to stdout
  *   "sleep_ms": N       sleeps N ms first
  *   "hang_once": "F"    when file F does not exist: writes its pid to F
  *                       and waits forever (to be killed); else answers
@@ -113,6 +114,8 @@ answer(char *line)
         printf("{\"id\": %lld, \"outcome\": \"ok\", \"result\": {\"pid\": %d, "
                "\"attempt\": %lld, \"payload\": %s}}\n",
                id, (int)getpid(), attempt, payload);
+    if (strstr(payload, "\"stray\": true"))
+        printf("a line nobody asked for\n");
     fflush(stdout);
     append("PERSIST_RUNS", id, (long long)getpid());
 }

@@ -226,6 +226,23 @@ TEST(malformed_answer_for_another_job_kills_the_process)
                   " not for job ");
 }
 
+/* Output after an answer is not charged to the next job: the process is
+ * replaced before the job goes to it. */
+TEST(stray_output_between_jobs_replaces_the_process_and_charges_no_job)
+{
+    PGconn *pg = tl_db();
+    const char *starts, *runs;
+    fl_deadline(90);
+    const char *cfg = persist_config(1, 1, NULL, &starts, &runs);
+    tl_exec(pg, "SELECT skipq.enqueue('p', '{\"stray\": true}', priority => 5)");
+    tl_exec(pg, "SELECT skipq.enqueue('p', '{\"x\": 1}')");
+    run_once(cfg);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
+                         " AND attempts = 1 AND errors = '[]'"),
+              2);
+    ASSERT_EQ(file_lines(starts), 2);
+}
+
 TEST(kill_9_mid_job_retries_and_refills_the_pool)
 {
     PGconn *pg = tl_db();

@@ -76,6 +76,7 @@ TEST(refund_keeps_the_place_in_line_and_wakes_the_queue_once)
     /* a row in no status it was asked for is left alone */
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"), 1);
     ASSERT_EQ(tl_count_notifies(l, 300, "q1"), 1);
+    PQfinish(l);
 }
 
 TEST(lost_counts_the_attempt_and_fails_a_spent_job)
