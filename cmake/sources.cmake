@@ -9,6 +9,7 @@
 
 set(SKIPQ_LIB_SOURCES
   src/backoff.c
+  src/check.c
   src/config.c
   src/config_keys.c
   src/config_set.c
