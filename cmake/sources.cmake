@@ -21,6 +21,7 @@ set(SKIPQ_LIB_SOURCES
   src/escape.c
   src/exec_command.c
   src/exec_persistent.c
+  src/exec_persistent_proto.c
   src/exec_pool.c
   src/job.c
   src/json.c

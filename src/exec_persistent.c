@@ -9,7 +9,8 @@
  * failed command's and is retried by the normal backoff, so no job is
  * lost with it. Processes are started by the executors, in groups of
  * their own, dying with the worker (PR_SET_PDEATHSIG) and listed with
- * the reaper, exactly as commands are (exec_command.c). Each of these
+ * the reaper, exactly as commands are (exec_command.c). The lines
+ * themselves, request and answer: exec_persistent_proto.c. Each of these
  * rules has its case in tests/integration/test_persistent.c.
  */
 #include "worker_internal.h"
@@ -62,8 +63,15 @@ struct persist_set {
     proc *procs;
 };
 
-/* How waiting for an answer ended. */
-enum wait_end { W_ANSWER, W_BROKEN, W_EXITED, W_TIMEOUT, W_STOP };
+/* How waiting for an answer ended; the first two are what
+ * skipq__persist_take_line says of a line (exec_persistent_proto.c). */
+enum wait_end {
+    W_ANSWER = SKIPQ__PERSIST_ANSWER,
+    W_BROKEN = SKIPQ__PERSIST_BROKEN,
+    W_EXITED,
+    W_TIMEOUT,
+    W_STOP
+};
 
 static bool
 pbuf_add(pbuf *b, const char *d, size_t n)
@@ -442,135 +450,6 @@ release(struct persist_set *s, proc *pr)
 
 /* ---- one job ------------------------------------------------------------- */
 
-/* What a process is given for job: one line of JSON. NULL when out of
- * memory. */
-static char *
-request_line(const skipq_job *job, size_t *len)
-{
-    const int fl = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
-    json_object *kind = json_object_new_string(job->kind);
-    json_object *queue = json_object_new_string(job->queue);
-    json_object *payload = NULL;
-    const char *ptext = job->payload_text && *job->payload_text ? job->payload_text
-                                                                : "null";
-    char *line = NULL;
-
-    /* A payload stored as json (not jsonb) may keep its newlines: the
-     * line must stay one line. */
-    if (strpbrk(ptext, "\r\n") &&
-        skipq_json_parse(ptext, (size_t)-1, 0, &payload, NULL) == SKIPQ_OK)
-        ptext = json_object_to_json_string_ext(payload, fl);
-    if (kind && queue &&
-        asprintf(&line,
-                 "{\"id\":%lld,\"kind\":%s,\"queue\":%s,\"attempt\":%d,\"payload\":%s}\n",
-                 (long long)job->id, json_object_to_json_string_ext(kind, fl),
-                 json_object_to_json_string_ext(queue, fl), job->attempt, ptext) < 0)
-        line = NULL;
-    json_object_put(kind);
-    json_object_put(queue);
-    json_object_put(payload);
-    *len = line ? strlen(line) : 0;
-    return line;
-}
-
-/* "...: <the start of the line>" for a broken answer; NULL when out of
- * memory. */
-static char *
-broken(const char *what, const char *line, size_t len)
-{
-    char *s = NULL;
-    int n = len > 200 ? 200 : (int)len;
-    if (asprintf(&s, "%s: %.*s%s", what, n, line, len > 200 ? "..." : "") < 0)
-        return NULL;
-    return s;
-}
-
-/* The outcome an "ok", "error" or "snooze" answer asks for. */
-static enum wait_end
-apply_answer(skipq_job *job, json_object *obj, const char *outcome, const char *line,
-             size_t len, char **why)
-{
-    const int fl = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
-    json_object *v = NULL;
-
-    if (strcmp(outcome, "ok") == 0) {
-        job->outcome = SKIPQ_JOB_OK;
-        if (json_object_object_get_ex(obj, "result", &v) && v) {
-            if (!(job->result = strdup(json_object_to_json_string_ext(v, fl))))
-                job->outcome = skipq_job_fail(job, "out of memory");
-        }
-    } else if (strcmp(outcome, "error") == 0) {
-        const char *msg = "handler reported an error";
-        if (json_object_object_get_ex(obj, "error", &v) && v)
-            msg = json_object_is_type(v, json_type_string)
-                      ? json_object_get_string(v)
-                      : json_object_to_json_string_ext(v, fl);
-        job->outcome = skipq_job_fail(job, "%s", msg);
-    } else if (strcmp(outcome, "snooze") == 0) {
-        int64_t ms = 0;
-        if (json_object_object_get_ex(obj, "delay_ms", &v) && v) {
-            if (!json_object_is_type(v, json_type_int) ||
-                (ms = json_object_get_int64(v)) < 0) {
-                *why = broken("\"delay_ms\" must be a number of milliseconds", line, len);
-                return W_BROKEN;
-            }
-        }
-        job->outcome = skipq_job_snooze(job, ms);
-    } else {
-        *why = broken("unknown outcome", line, len);
-        return W_BROKEN;
-    }
-    return W_ANSWER;
-}
-
-/*
- * One line the process wrote during job: its answer (W_ANSWER, the
- * outcome set), a progress line or an empty one (-1, keep waiting), or
- * anything else (W_BROKEN, *why says what).
- */
-static int
-take_line(skipq_job *job, const char *line, size_t len, char **why)
-{
-    json_object *obj = NULL, *v = NULL;
-    const char *outcome = NULL;
-    int r = W_BROKEN;
-
-    if (len == 0 || (len == 1 && line[0] == '\r'))
-        return -1;
-    if (skipq_json_parse(line, len, 0, &obj, NULL) != SKIPQ_OK ||
-        !json_object_is_type(obj, json_type_object)) {
-        *why = broken("an answer that is not a JSON object", line, len);
-        goto out;
-    }
-    if (!json_object_object_get_ex(obj, "id", &v) ||
-        !json_object_is_type(v, json_type_int) || json_object_get_int64(v) != job->id) {
-        char what[96];
-        snprintf(what, sizeof what, "an answer that is not for job %lld",
-                 (long long)job->id);
-        *why = broken(what, line, len);
-        goto out;
-    }
-    if (json_object_object_get_ex(obj, "outcome", &v) &&
-        json_object_is_type(v, json_type_string))
-        outcome = json_object_get_string(v);
-    if (!outcome && json_object_object_get_ex(obj, "progress", &v)) {
-        skipq__log(SKIPQ_LOG_DEBUG, "job %lld progress: %.*s", (long long)job->id,
-                   len > 500 ? 500 : (int)len, line);
-        r = -1;
-        goto out;
-    }
-    if (!outcome) {
-        *why = broken("an answer without an \"outcome\"", line, len);
-        goto out;
-    }
-    r = apply_answer(job, obj, outcome, line, len, why);
-out:
-    json_object_put(obj);
-    if (r == W_BROKEN && !*why)
-        *why = strdup("out of memory");
-    return r;
-}
-
 /* Take the complete lines pr has written: W_ANSWER, W_BROKEN, or -1 when
  * the answer has not come yet. */
 static int
@@ -580,14 +459,15 @@ take_lines(proc *pr, skipq_job *job, char **why)
 
     while (pr->line.len > 0 && (nl = memchr(pr->line.p, '\n', pr->line.len))) {
         size_t n = (size_t)(nl - pr->line.p);
-        int r = take_line(job, pr->line.p, n, why);
+        int r = skipq__persist_take_line(job, pr->line.p, n, why);
         pr->line.len -= n + 1;
         memmove(pr->line.p, nl + 1, pr->line.len + 1);
         if (r >= 0)
             return r;
     }
     if (pr->line.len > LINE_MAX_BYTES) {
-        *why = broken("an answer longer than 1 MiB", pr->line.p, pr->line.len);
+        *why = skipq__persist_broken("an answer longer than 1 MiB", pr->line.p,
+                                     pr->line.len);
         return W_BROKEN;
     }
     return -1;
@@ -794,7 +674,7 @@ skipq__run_persistent(exec_pool *pool, skipq_job *job)
         release(s, pr);
         return;
     }
-    if (!(req = request_line(job, &reqlen))) {
+    if (!(req = skipq__persist_request(job, &reqlen))) {
         job->outcome = skipq_job_fail(job, "out of memory");
         release(s, pr);
         return;

@@ -133,6 +133,16 @@ skipq_rc skipq__persist_start(exec_pool *p, const skipq_config *cfg, skipq_error
 void skipq__persist_stop(exec_pool *p);
 /* Before the executors exit: idle processes get EOF and a moment. */
 void skipq__persist_quiesce(exec_pool *p);
+/* The protocol's lines (exec_persistent_proto.c). The request for job,
+ * one line with its newline; NULL when out of memory. */
+char *skipq__persist_request(const skipq_job *job, size_t *len);
+/* What one answer line of a process says of job: its answer (the
+ * outcome set), nothing yet (progress, an empty line), or a broken
+ * protocol (*why says what; malloc'd). */
+enum { SKIPQ__PERSIST_WAIT = -1, SKIPQ__PERSIST_ANSWER = 0, SKIPQ__PERSIST_BROKEN = 1 };
+int skipq__persist_take_line(skipq_job *job, const char *line, size_t len, char **why);
+/* "what: <the start of line>"; NULL when out of memory. */
+char *skipq__persist_broken(const char *what, const char *line, size_t len);
 /* Processes the reaper may have to list for persistent handlers. */
 int skipq__persist_max_processes(const skipq_config *cfg);
 void skipq__run_persistent(exec_pool *pool, skipq_job *job);
