@@ -61,11 +61,14 @@ set(SKIPQ_MIGRATIONS
   migrations/0001_init.sql
   migrations/0002_vacuum_at_full_speed.sql
   migrations/0003_worker_liveness.sql
+  migrations/0004_job_control.sql
+  migrations/0005_unique_jobs.sql
 )
 
 # SQL applied after the migrations on every `skipq migrate`.
 set(SKIPQ_SQL
   sql/functions.sql
+  sql/enqueue.sql
 )
 
 # Embedded but applied only by `skipq migrate --roles`: it needs

@@ -415,6 +415,13 @@ skipq_rc skipq_schema_check(skipq_conn *conn, skipq_error *err);
  * (a struct zeroed by hand) is SKIPQ_ERR_INVALID: nothing set in it
  * would be read.
  */
+/* What enqueueing a unique key that is taken does to the job holding it. */
+typedef enum skipq_unique_mode {
+    SKIPQ_UNIQUE_KEEP = 0,     /* nothing: return its id */
+    SKIPQ_UNIQUE_REPLACE = 1,  /* a waiting job takes the new payload, run_at, priority */
+    SKIPQ_UNIQUE_DEBOUNCE = 2, /* a waiting job's run_at moves out to the new one */
+} skipq_unique_mode;
+
 typedef struct skipq_enqueue_opts {
     size_t size;          /* sizeof(skipq_enqueue_opts): the INIT macro's */
     const char *queue;    /* NULL: "default" */
@@ -428,6 +435,21 @@ typedef struct skipq_enqueue_opts {
     int64_t backoff_max_ms;
     int64_t timeout_ms; /* 0: the kind's configured timeout */
     size_t max_payload; /* 0: 1 MiB */
+    /* Unique jobs (docs/sql-api.md, "Unique jobs"): while a job with this
+     * key is unfinished, or within unique_window_ms after it succeeded,
+     * no second job is created; the call returns the existing job's id. */
+    const char *unique_key;        /* NULL: not unique */
+    skipq_unique_mode unique_mode; /* 0: SKIPQ_UNIQUE_KEEP */
+    int64_t unique_window_ms;      /* 0: the key is free once the job finished */
+    /* Dependencies: the job waits until every parent succeeded. */
+    const int64_t *depends_on; /* parent ids (NULL: none) */
+    size_t n_depends_on;
+    int run_if_parent_fails;     /* 1: run anyway when a parent fails for good */
+    int64_t batch;               /* the batch the job belongs to (0: none) */
+    const char *concurrency_key; /* what a queue's per-key limit counts */
+    const char *meta_json;       /* a JSON object of the caller's own (NULL: none) */
+    const char *const *tags;     /* tags to filter jobs by (NULL: none) */
+    size_t n_tags;
 } skipq_enqueue_opts;
 
 #define SKIPQ_ENQUEUE_OPTS_INIT            \

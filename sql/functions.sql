@@ -85,31 +85,6 @@ CREATE OR REPLACE TRIGGER jobs_notify
     WHEN (current_setting('skipq.notify', true) IS DISTINCT FROM 'after_commit')
     EXECUTE FUNCTION skipq.notify_inserted();
 
--- enqueue: the SQL way in, usable from psql, triggers and any language.
--- priority takes names and numbers alike ('high', 10, '10').
--- NULL retry settings mean "the worker's configured default".
-CREATE OR REPLACE FUNCTION skipq.enqueue(
-    kind             text,
-    payload          jsonb DEFAULT '{}',
-    queue            text DEFAULT 'default',
-    priority         anycompatible DEFAULT 0,
-    run_at           timestamptz DEFAULT now(),
-    max_attempts     int DEFAULT NULL,
-    backoff_strategy skipq.backoff_strategy DEFAULT NULL,
-    backoff_base     interval DEFAULT NULL,
-    backoff_max      interval DEFAULT NULL,
-    timeout          interval DEFAULT NULL)
-RETURNS bigint LANGUAGE sql
-SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO skipq.jobs AS j (kind, payload, queue, priority, run_at,
-                                 max_attempts, backoff_strategy, backoff_base,
-                                 backoff_max, timeout)
-    VALUES ($1, coalesce($2, '{}'), coalesce($3, 'default'),
-            skipq.priority_value(coalesce($4::text, '0')),
-            coalesce($5, now()), $6, $7, $8, $9, $10)
-    RETURNING j.id
-$$;
-
 -- Is worker w gone? It never registered, or it stopped beating for longer
 -- than its own declared lease (the lease argument stands in only for the
 -- rows of workers too old to declare one), or it holds its liveness lock

@@ -80,8 +80,12 @@ GRANT SELECT ON skipq.schema_migrations TO skipq_producer, skipq_worker;
 -- skipq.enqueue() and the CLI's COPY both run with these rights; the
 -- statement-level NOTIFY trigger needs no grant.
 GRANT INSERT (kind, payload, queue, priority, run_at, max_attempts,
-              backoff_strategy, backoff_base, backoff_max, timeout)
+              backoff_strategy, backoff_base, backoff_max, timeout,
+              unique_key, unique_window, concurrency_key, meta, tags)
     ON skipq.jobs TO skipq_producer;
+GRANT EXECUTE ON FUNCTION skipq.unique_update(text, text, jsonb, timestamptz, smallint),
+                          skipq.unique_holder(text)
+    TO skipq_producer;
 GRANT SELECT ON skipq.jobs, skipq.queue_stats, skipq.failed_jobs,
                 skipq.stale_jobs, skipq.active_workers TO skipq_producer;
 
