@@ -33,7 +33,25 @@ static const char usage[] =
     "  --timeout D              handler timeout (default: the kind's)\n"
     "  --backoff S              fixed, linear or exponential\n"
     "  --backoff-base D         first retry delay\n"
-    "  --backoff-max D          retry delay cap\n";
+    "  --backoff-max D          retry delay cap\n"
+    "\n"
+    "Job control:\n"
+    "  --unique-key K           no second job while one with key K is\n"
+    "                           unfinished: prints the existing job's id\n"
+    "  --unique-mode M          keep (default), replace (the waiting job\n"
+    "                           takes this payload, run time and priority)\n"
+    "                           or debounce (its run time moves out)\n"
+    "  --unique-window D        the key stays taken for D after the job\n"
+    "                           succeeded\n"
+    "  --unique-key-from FIELD  stdin mode: each job's key is FIELD of its\n"
+    "                           payload\n"
+    "  --depends-on ID          wait until job ID succeeded (repeatable)\n"
+    "  --run-if-parent-fails    run even if a parent fails or is cancelled\n"
+    "                           (default: this job is cancelled)\n"
+    "  --batch ID               a member of batch ID\n"
+    "  --concurrency-key K      the key a queue's per-key limit counts\n"
+    "  --meta JSON              an object of your own, stored with the job\n"
+    "  --tag T                  a tag to filter jobs by (repeatable)\n";
 
 enum {
     OPT_QUEUE = CLI_OPT_LOCAL,
@@ -45,7 +63,85 @@ enum {
     OPT_BACKOFF,
     OPT_BACKOFF_BASE,
     OPT_BACKOFF_MAX,
+    OPT_UNIQUE_KEY,
+    OPT_UNIQUE_MODE,
+    OPT_UNIQUE_WINDOW,
+    OPT_UNIQUE_KEY_FROM,
+    OPT_DEPENDS_ON,
+    OPT_RUN_IF_PARENT_FAILS,
+    OPT_BATCH,
+    OPT_CONCURRENCY_KEY,
+    OPT_META,
+    OPT_TAG,
 };
+
+/* the repeatable options, as the C options point at them */
+#define CTL_MAX 256
+struct control_args {
+    int64_t depends_on[CTL_MAX];
+    const char *tags[CTL_MAX];
+};
+
+/* One option of job control into o (and c, which o points into). */
+static int
+control_opt(int opt, const char *arg, skipq_enqueue_opts *o, struct control_args *c)
+{
+    long long n;
+    int rc;
+
+    switch (opt) {
+    case OPT_UNIQUE_KEY:
+        o->unique_key = arg;
+        return 0;
+    case OPT_UNIQUE_MODE:
+        if (strcmp(arg, "keep") == 0)
+            o->unique_mode = SKIPQ_UNIQUE_KEEP;
+        else if (strcmp(arg, "replace") == 0)
+            o->unique_mode = SKIPQ_UNIQUE_REPLACE;
+        else if (strcmp(arg, "debounce") == 0)
+            o->unique_mode = SKIPQ_UNIQUE_DEBOUNCE;
+        else
+            return cli_usage_error("--unique-mode: unknown mode \"%.64s\": "
+                                   "use keep, replace or debounce",
+                                   arg);
+        return 0;
+    case OPT_UNIQUE_WINDOW:
+        return cli_parse_duration("--unique-window", arg, &o->unique_window_ms);
+    case OPT_UNIQUE_KEY_FROM:
+        o->unique_key_field = arg;
+        return 0;
+    case OPT_DEPENDS_ON:
+        if (o->n_depends_on == CTL_MAX)
+            return cli_usage_error("--depends-on: at most %d parents", CTL_MAX);
+        if ((rc = cli_parse_int("--depends-on", arg, 1, INT64_MAX, &n)) != 0)
+            return rc;
+        c->depends_on[o->n_depends_on++] = n;
+        o->depends_on = c->depends_on;
+        return 0;
+    case OPT_RUN_IF_PARENT_FAILS:
+        o->run_if_parent_fails = 1;
+        return 0;
+    case OPT_BATCH:
+        if ((rc = cli_parse_int("--batch", arg, 1, INT64_MAX, &n)) != 0)
+            return rc;
+        o->batch = n;
+        return 0;
+    case OPT_CONCURRENCY_KEY:
+        o->concurrency_key = arg;
+        return 0;
+    case OPT_META:
+        o->meta_json = arg;
+        return 0;
+    case OPT_TAG:
+        if (o->n_tags == CTL_MAX)
+            return cli_usage_error("--tag: at most %d tags", CTL_MAX);
+        c->tags[o->n_tags++] = arg;
+        o->tags = c->tags;
+        return 0;
+    default:
+        return CLI_NEXT;
+    }
+}
 
 /*
  * --run-at: the server parses it, as PostgreSQL would for `run_at =>`
@@ -115,7 +211,7 @@ enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
     skipq_jsonl *in = NULL;
     const char *line;
     size_t len;
-    int64_t count = 0;
+    int64_t count = 0, existing = 0;
     int rc;
 
     if (isatty(STDIN_FILENO))
@@ -145,7 +241,7 @@ enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
     }
     skipq_jsonl_free(in);
     in = NULL;
-    rc = skipq_copy_end(cp, &count, &err);
+    rc = skipq_copy_end_counts(cp, &count, &existing, &err);
     cp = NULL;
     if (rc != SKIPQ_OK) {
         rc = cli_fail(&err);
@@ -153,7 +249,11 @@ enqueue_stdin(PGconn *pg, skipq_conn *conn, const char *kind,
     }
     if ((rc = cli_commit(pg, "the jobs")) != 0)
         return rc;
-    printf("enqueued %lld job%s\n", (long long)count, count == 1 ? "" : "s");
+    printf("enqueued %lld job%s", (long long)count, count == 1 ? "" : "s");
+    if (opts->unique_key_field)
+        printf("; %lld unique key%s taken already", (long long)existing,
+               existing == 1 ? " was" : "s were");
+    printf("\n");
     return CLI_EXIT_OK;
 
 rollback:
@@ -210,10 +310,21 @@ cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
         {"backoff", required_argument, NULL, OPT_BACKOFF},
         {"backoff-base", required_argument, NULL, OPT_BACKOFF_BASE},
         {"backoff-max", required_argument, NULL, OPT_BACKOFF_MAX},
+        {"unique-key", required_argument, NULL, OPT_UNIQUE_KEY},
+        {"unique-mode", required_argument, NULL, OPT_UNIQUE_MODE},
+        {"unique-window", required_argument, NULL, OPT_UNIQUE_WINDOW},
+        {"unique-key-from", required_argument, NULL, OPT_UNIQUE_KEY_FROM},
+        {"depends-on", required_argument, NULL, OPT_DEPENDS_ON},
+        {"run-if-parent-fails", no_argument, NULL, OPT_RUN_IF_PARENT_FAILS},
+        {"batch", required_argument, NULL, OPT_BATCH},
+        {"concurrency-key", required_argument, NULL, OPT_CONCURRENCY_KEY},
+        {"meta", required_argument, NULL, OPT_META},
+        {"tag", required_argument, NULL, OPT_TAG},
         CLI_COMMON_LONGOPTS,
         {0},
     };
     skipq_enqueue_opts opts = SKIPQ_ENQUEUE_OPTS_INIT;
+    struct control_args ctl;
     const char *run_at = NULL, *in = NULL, *backoff = NULL;
     const char *base = NULL, *cap = NULL, *kind, *payload = NULL;
     skipq_error err = {0};
@@ -223,8 +334,13 @@ cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        if ((rc = cli_once(ctx, longopts, c)) != 0)
+        if (c != OPT_DEPENDS_ON && c != OPT_TAG && (rc = cli_once(ctx, longopts, c)) != 0)
             return rc;
+        if ((rc = control_opt(c, optarg, &opts, &ctl)) != CLI_NEXT) {
+            if (rc != 0)
+                return rc;
+            continue;
+        }
         switch (c) {
         case OPT_QUEUE:
             opts.queue = optarg;
@@ -300,12 +416,27 @@ cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
         rc = enqueue_stdin(skipq_conn_pg(conn), conn, kind, &opts);
         goto out;
     }
+    if (opts.unique_key_field) {
+        rc = cli_usage_error("--unique-key-from is for stdin mode; give --unique-key");
+        goto out;
+    }
     int64_t id = 0;
-    if (skipq_enqueue(conn, kind, payload, &opts, &id, &err) != SKIPQ_OK) {
+    int inserted = 1;
+    if (skipq_enqueue_unique(conn, kind, payload, &opts, &id, &inserted, &err) !=
+        SKIPQ_OK) {
         rc = cli_fail(&err);
         goto out;
     }
     printf("%lld\n", (long long)id);
+    if (!inserted) {
+        char *key = skipq_escape_text(opts.unique_key, 0);
+        fprintf(stderr, "skipq: job %lld holds unique key \"%.200s\": no new job (%s)\n",
+                (long long)id, key ? key : "?",
+                opts.unique_mode == SKIPQ_UNIQUE_REPLACE    ? "replaced it if waiting"
+                : opts.unique_mode == SKIPQ_UNIQUE_DEBOUNCE ? "debounced it if waiting"
+                                                            : "kept it");
+        free(key);
+    }
     rc = CLI_EXIT_OK;
 out:
     skipq_conn_close(conn);

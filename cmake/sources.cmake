@@ -16,6 +16,7 @@ set(SKIPQ_LIB_SOURCES
   src/config_yaml.c
   src/conn.c
   src/enqueue.c
+  src/enqueue_control.c
   src/enqueue_copy.c
   src/error.c
   src/escape.c

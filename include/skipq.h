@@ -450,6 +450,9 @@ typedef struct skipq_enqueue_opts {
     const char *meta_json;       /* a JSON object of the caller's own (NULL: none) */
     const char *const *tags;     /* tags to filter jobs by (NULL: none) */
     size_t n_tags;
+    /* Bulk enqueue only: each job's unique key is this top-level field of
+     * its payload (a string or a number); a job without it is refused. */
+    const char *unique_key_field;
 } skipq_enqueue_opts;
 
 #define SKIPQ_ENQUEUE_OPTS_INIT            \
@@ -496,6 +499,19 @@ skipq_rc skipq_enqueue_tx(PGconn *pg, const char *kind, const char *payload_json
                           skipq_error *err);
 
 /*
+ * skipq_enqueue and skipq_enqueue_tx, saying whether a row was inserted:
+ * *inserted_out (may be NULL) is 1 for a new job, 0 when opts->unique_key
+ * was taken and *id_out is the id of the job that holds it (kept, replaced
+ * or debounced as opts->unique_mode says).
+ */
+skipq_rc skipq_enqueue_unique(skipq_conn *conn, const char *kind, const char *payload_json,
+                              const skipq_enqueue_opts *opts, int64_t *id_out,
+                              int *inserted_out, skipq_error *err);
+skipq_rc skipq_enqueue_unique_tx(PGconn *pg, const char *kind, const char *payload_json,
+                                 const skipq_enqueue_opts *opts, int64_t *id_out,
+                                 int *inserted_out, skipq_error *err);
+
+/*
  * One job of a batch. Fields are only ever added at the end, and the
  * library steps through the caller's array by the element size the
  * caller compiled (the stride below), taking a field past it as 0.
@@ -533,6 +549,10 @@ skipq_rc skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_js
                         size_t len, skipq_error *err);
 /* Flush and finish the COPY; *count_out gets the rows written. Frees cp. */
 skipq_rc skipq_copy_end(skipq_copy *cp, int64_t *count_out, skipq_error *err);
+/* The same, also counting the jobs not written because their unique key
+ * was taken (*existing_out; each pointer may be NULL). */
+skipq_rc skipq_copy_end_counts(skipq_copy *cp, int64_t *inserted_out, int64_t *existing_out,
+                               skipq_error *err);
 /* Abandon the COPY: no row is written. Frees cp. NULL: no-op. */
 void skipq_copy_abort(skipq_copy *cp, const char *why);
 

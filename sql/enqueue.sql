@@ -202,7 +202,8 @@ DECLARE
     r bigint;
 BEGIN
     -- the plain job: one insert, as before there were options
-    IF unique_key IS NULL AND depends_on IS NULL AND batch IS NULL THEN
+    IF unique_key IS NULL AND unique_window IS NULL AND depends_on IS NULL
+       AND batch IS NULL AND coalesce(unique_mode, 'keep') = 'keep' THEN
         INSERT INTO skipq.jobs AS j (kind, payload, queue, priority, run_at, max_attempts,
                                      backoff_strategy, backoff_base, backoff_max, timeout,
                                      concurrency_key, meta, tags)

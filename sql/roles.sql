@@ -83,6 +83,7 @@ GRANT INSERT (kind, payload, queue, priority, run_at, max_attempts,
               backoff_strategy, backoff_base, backoff_max, timeout,
               unique_key, unique_window, concurrency_key, meta, tags)
     ON skipq.jobs TO skipq_producer;
+GRANT SELECT ON skipq.unique_windows TO skipq_producer, skipq_worker;
 GRANT EXECUTE ON FUNCTION skipq.unique_update(text, text, jsonb, timestamptz, smallint),
                           skipq.unique_holder(text)
     TO skipq_producer;

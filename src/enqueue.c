@@ -67,21 +67,9 @@ skipq__enqueue_opts_read(const skipq_enqueue_opts *opts, skipq_enqueue_opts *o,
 
 const char *const skipq__backoff_names[3] = {"fixed", "linear", "exponential"};
 
-/* The parameters of the enqueue statements (statements.c): all eleven,
- * or the first four for a job with no option but its queue and priority
- * (the _plain ones). */
-#define ENQ_PLAIN_NPARAMS 4
-#define ENQ_NPARAMS 11
-
-typedef struct enq_params {
-    char buf[8][24];
-    const char *v[ENQ_NPARAMS];
-    bool plain; /* only v[0..3] matter: the enqueue_plain statements */
-} enq_params;
-
-static void
-fill_params(enq_params *p, const char *kind, const char *payload,
-            const skipq_enqueue_opts *o)
+void
+skipq__enq_fill(skipq__enq_params *p, const char *kind, const char *payload,
+                const skipq_enqueue_opts *o)
 {
     snprintf(p->buf[0], 24, "%d", (int)o->priority);
     snprintf(p->buf[1], 24, "%lld", (long long)o->run_at_us);
@@ -116,19 +104,24 @@ validate(const char *kind, const char *payload, const skipq_enqueue_opts *opts,
         return rc;
     if ((rc = skipq__enqueue_opts_read(opts, o, err)) != SKIPQ_OK)
         return rc;
-    if (payload)
-        return skipq_check_payload(payload, (size_t)-1, o->max_payload, err);
-    return SKIPQ_OK;
+    if (payload &&
+        (rc = skipq_check_payload(payload, (size_t)-1, o->max_payload, err)) != SKIPQ_OK)
+        return rc;
+    if (o->unique_key_field)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "unique_key_field is for bulk enqueue; give unique_key");
+    return skipq__enq_control_check(o, err);
 }
 
 /* Run (out: its result) or send (out NULL) the statement full, or plain
  * for a job with no option but its queue and priority. */
 static bool
-run_enqueue(PGconn *pg, bool unnamed, const enq_params *p, skipq__stmt_id full,
+run_enqueue(PGconn *pg, bool unnamed, const skipq__enq_params *p, skipq__stmt_id full,
             skipq__stmt_id plain, PGresult **out)
 {
     return skipq__stmt_run(pg, unnamed, p->plain ? plain : full, NULL,
-                           p->plain ? ENQ_PLAIN_NPARAMS : ENQ_NPARAMS, p->v, out);
+                           p->plain ? SKIPQ__ENQ_PLAIN_NPARAMS : SKIPQ__ENQ_NPARAMS, p->v,
+                           out);
 }
 
 static skipq_rc
@@ -142,11 +135,12 @@ read_id(PGconn *pg, PGresult *res, int64_t *id_out, skipq_error *err)
 }
 
 skipq_rc
-skipq_enqueue_tx(PGconn *pg, const char *kind, const char *payload_json,
-                 const skipq_enqueue_opts *opts, int64_t *id_out, skipq_error *err)
+skipq_enqueue_unique_tx(PGconn *pg, const char *kind, const char *payload_json,
+                        const skipq_enqueue_opts *opts, int64_t *id_out, int *inserted_out,
+                        skipq_error *err)
 {
     skipq_enqueue_opts o;
-    enq_params p;
+    skipq__enq_params p;
     PGresult *res;
     skipq_rc rc;
 
@@ -154,12 +148,23 @@ skipq_enqueue_tx(PGconn *pg, const char *kind, const char *payload_json,
         return skipq__fail(err, SKIPQ_ERR_STATE, "no connection");
     if ((rc = validate(kind, payload_json, opts, &o, err)) != SKIPQ_OK)
         return rc;
-    fill_params(&p, kind, payload_json, &o);
+    skipq__enq_fill(&p, kind, payload_json, &o);
+    if (skipq__enq_has_control(&o))
+        return skipq__enq_control_run(pg, &p, &o, id_out, inserted_out, err);
+    if (inserted_out)
+        *inserted_out = 1;
     /* the caller's connection: nothing of ours is prepared there */
     run_enqueue(pg, true, &p, SKIPQ__STMT_ENQUEUE, SKIPQ__STMT_ENQUEUE_PLAIN, &res);
     rc = read_id(pg, res, id_out, err);
     PQclear(res);
     return rc;
+}
+
+skipq_rc
+skipq_enqueue_tx(PGconn *pg, const char *kind, const char *payload_json,
+                 const skipq_enqueue_opts *opts, int64_t *id_out, skipq_error *err)
+{
+    return skipq_enqueue_unique_tx(pg, kind, payload_json, opts, id_out, NULL, err);
 }
 
 /* Prepared once a connection, unless the connection sends its
@@ -211,7 +216,7 @@ pipelined_after(const PGresult *notify)
 }
 
 static skipq_rc
-enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
+enqueue_then_notify(skipq_conn *conn, const skipq__enq_params *p, int64_t *id_out,
                     skipq_error *err)
 {
     PGconn *pg = conn->pg;
@@ -305,7 +310,8 @@ enqueue_then_notify(skipq_conn *conn, const enq_params *p, int64_t *id_out,
  * that only met each other come back.
  */
 static skipq_rc
-enqueue_in_one(skipq_conn *conn, const enq_params *p, int64_t *id_out, skipq_error *err)
+enqueue_in_one(skipq_conn *conn, const skipq__enq_params *p, int64_t *id_out,
+               skipq_error *err)
 {
     PGresult *res = NULL;
 
@@ -381,11 +387,12 @@ take_producer_lock(skipq_conn *conn)
 }
 
 skipq_rc
-skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
-              const skipq_enqueue_opts *opts, int64_t *id_out, skipq_error *err)
+skipq_enqueue_unique(skipq_conn *conn, const char *kind, const char *payload_json,
+                     const skipq_enqueue_opts *opts, int64_t *id_out, int *inserted_out,
+                     skipq_error *err)
 {
     skipq_enqueue_opts o;
-    enq_params p;
+    skipq__enq_params p;
     PGresult *res;
     skipq_rc rc;
 
@@ -400,10 +407,16 @@ skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
     if (PQpipelineStatus(conn->pg) != PQ_PIPELINE_OFF)
         return skipq__fail(err, SKIPQ_ERR_STATE, "the connection is in pipeline mode");
     /* Prepared once per connection: the hot path of a producer. */
+    skipq__enq_fill(&p, kind, payload_json, &o);
+    /* any option of job control: skipq.enqueue_unique, whose insert the
+     * trigger notifies for */
+    if (skipq__enq_has_control(&o))
+        return skipq__enq_control_run(conn->pg, &p, &o, id_out, inserted_out, err);
+    if (inserted_out)
+        *inserted_out = 1;
     if (!conn->unnamed && !conn->enqueue_prepared &&
         (rc = prepare_enqueue(conn, err)) != SKIPQ_OK)
         return rc;
-    fill_params(&p, kind, payload_json, &o);
     if (PQtransactionStatus(conn->pg) == PQTRANS_IDLE) {
         if (conn->producer_lock == 0)
             take_producer_lock(conn);
@@ -416,4 +429,11 @@ skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
     rc = read_id(conn->pg, res, id_out, err);
     PQclear(res);
     return rc;
+}
+
+skipq_rc
+skipq_enqueue(skipq_conn *conn, const char *kind, const char *payload_json,
+              const skipq_enqueue_opts *opts, int64_t *id_out, skipq_error *err)
+{
+    return skipq_enqueue_unique(conn, kind, payload_json, opts, id_out, NULL, err);
 }

@@ -11,6 +11,8 @@
 #include "enqueue_internal.h"
 #include "statements.h"
 
+#include <json-c/json.h>
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,10 @@ struct skipq_copy {
     size_t len;
     int64_t rows;
     bool broken; /* a send failed: what reached the server is unknown */
+    /* job control: rows go to a staging table, then into skipq.jobs
+     * (enqueue_control.c's options and each row's unique key) */
+    bool staged;
+    char *key_field; /* owned: opts.unique_key_field */
 };
 
 /*
@@ -171,6 +177,48 @@ copy_run_at(PGconn *pg, const skipq_enqueue_opts *o, char *out, size_t n, skipq_
     return rc;
 }
 
+/* The session's staging table, created once and emptied for this batch. */
+static skipq_rc
+stage_create(PGconn *pg, skipq_error *err)
+{
+    PGresult *res = PQexec(pg, skipq__stmts[SKIPQ__STMT_COPY_STAGE].text);
+    skipq_rc rc = SKIPQ_OK;
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = skipq__db_fail(err, pg, res, "could not create the staging table");
+    PQclear(res);
+    return rc;
+}
+
+/* The unique key of a staged row: its payload's key field (a string or
+ * a number), into *key (owned by *obj, which the caller puts); none
+ * without opts.unique_key_field. */
+static skipq_rc
+row_key(const skipq_copy *cp, const char *payload, size_t len, const char **key,
+        json_object **obj, skipq_error *err)
+{
+    json_tokener *tok;
+    json_object *v;
+
+    *obj = NULL;
+    if (!cp->key_field)
+        return SKIPQ_OK;
+    if (!(tok = json_tokener_new()))
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    *obj = json_tokener_parse_ex(tok, payload, (int)len);
+    json_tokener_free(tok);
+    if (*obj && json_object_object_get_ex(*obj, cp->key_field, &v) &&
+        (json_object_is_type(v, json_type_string) ||
+         json_object_is_type(v, json_type_int) ||
+         json_object_is_type(v, json_type_double)) &&
+        (*key = json_object_get_string(v))[0])
+        return SKIPQ_OK;
+    return skipq__fail(err, SKIPQ_ERR_INVALID,
+                       "payload has no field \"%.64s\" (a string or a number) to be its "
+                       "unique key",
+                       cp->key_field);
+}
+
 skipq_rc
 skipq_copy_begin(skipq_conn *conn, const skipq_enqueue_opts *opts, skipq_copy **out,
                  skipq_error *err)
@@ -186,8 +234,13 @@ skipq_copy_begin(skipq_conn *conn, const skipq_enqueue_opts *opts, skipq_copy **
     *out = NULL;
     if (!conn)
         return skipq__fail(err, SKIPQ_ERR_STATE, "no connection");
-    if ((rc = skipq__enqueue_opts_read(opts, &opts_in, err)) != SKIPQ_OK)
+    if ((rc = skipq__enqueue_opts_read(opts, &opts_in, err)) != SKIPQ_OK ||
+        (rc = skipq__enq_control_check(o, err)) != SKIPQ_OK)
         return rc;
+    if (o->unique_key)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "unique_key is one job's; a batch takes each job's from its "
+                           "payload: set unique_key_field");
     if ((o->run_at_us || o->delay_ms) &&
         (rc = copy_run_at(conn->pg, o, run_at, sizeof run_at, err)) != SKIPQ_OK)
         return rc;
@@ -197,6 +250,15 @@ skipq_copy_begin(skipq_conn *conn, const skipq_enqueue_opts *opts, skipq_copy **
     cp->pg = conn->pg;
     cp->opts = *o;
     cp->opts.queue = NULL; /* not owned; the tail keeps the name */
+    cp->staged = skipq__enq_has_control(o) || o->unique_key_field;
+    cp->opts.unique_key_field = NULL;
+    if (o->unique_key_field && !(cp->key_field = strdup(o->unique_key_field))) {
+        free(cp);
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    }
+    /* each row's key comes after its kind: "kind\tkey\tpayload..." */
+    if (cp->staged)
+        snprintf(cols, sizeof cols, "kind, unique_key, payload, queue, priority");
 
     /* Columns not set are left to their defaults. */
     int tl = snprintf(tail, sizeof tail, "\t%d", (int)o->priority);
@@ -237,7 +299,14 @@ skipq_copy_begin(skipq_conn *conn, const skipq_enqueue_opts *opts, skipq_copy **
     cp->tail[cp->tail_len++] = '\n';
 
     char sql[512];
-    snprintf(sql, sizeof sql, skipq__stmts[SKIPQ__STMT_COPY].text, cols);
+    if (cp->staged && (rc = stage_create(conn->pg, err)) != SKIPQ_OK) {
+        cp->pg = NULL;
+        skipq_copy_abort(cp, NULL);
+        return rc;
+    }
+    snprintf(sql, sizeof sql,
+             skipq__stmts[cp->staged ? SKIPQ__STMT_COPY_STAGE_IN : SKIPQ__STMT_COPY].text,
+             cols);
     res = PQexec(conn->pg, sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         rc = skipq__db_fail(err, conn->pg, res, "could not start COPY");
@@ -255,6 +324,8 @@ skipq_rc
 skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_json, size_t len,
                skipq_error *err)
 {
+    const char *key = NULL;
+    json_object *obj = NULL;
     skipq_rc rc;
 
     if (!cp)
@@ -282,26 +353,78 @@ skipq_copy_add(skipq_copy *cp, const char *kind, const char *payload_json, size_
         (row = escaped_len(kind, klen) + 1 + escaped_len(payload_json, len) +
                cp->tail_len) > COPY_LINE_MAX)
         return row_too_long(row, err);
+    if (cp->staged) {
+        if ((rc = row_key(cp, payload_json, len, &key, &obj, err)) != SKIPQ_OK)
+            goto out;
+        if (key && (rc = skipq__enq_key_check("unique_key", key, err)) != SKIPQ_OK)
+            goto out;
+    }
     if ((rc = put(cp, kind, klen, true, err)) != SKIPQ_OK ||
+        (cp->staged && (rc = put(cp, "\t", 1, false, err)) != SKIPQ_OK) ||
+        (cp->staged && (rc = key ? put(cp, key, strlen(key), true, err)
+                                 : put(cp, "\\N", 2, false, err)) != SKIPQ_OK) ||
         (rc = put(cp, "\t", 1, false, err)) != SKIPQ_OK ||
         (rc = put(cp, payload_json, len, true, err)) != SKIPQ_OK ||
         (rc = put(cp, cp->tail, cp->tail_len, false, err)) != SKIPQ_OK)
-        return rc;
+        goto out;
     cp->rows++;
-    return SKIPQ_OK;
+out:
+    json_object_put(obj);
+    return rc;
 }
 
 static void
 copy_free(skipq_copy *cp)
 {
+    free(cp->key_field);
     free(cp->buf);
     free(cp->tail);
     free(cp);
 }
 
+/* The staged rows into skipq.jobs, in input order: *inserted of *total
+ * (statements.c, COPY_STAGE_KEEP and COPY_STAGE_EACH). */
+static skipq_rc
+stage_move(skipq_copy *cp, int64_t *inserted, int64_t *total, skipq_error *err)
+{
+    const skipq_enqueue_opts *o = &cp->opts;
+    bool keep = !o->unique_mode && !o->n_depends_on && !o->batch;
+    skipq__enq_control c;
+    PGresult *res = NULL;
+    skipq_rc rc;
+
+    if ((rc = skipq__enq_control_fill(&c, o, err)) != SKIPQ_OK)
+        return rc;
+    /* keep: unique_window, concurrency_key, meta, tags (c.v[1], [5..7]) */
+    const char *kv[4] = {c.v[1], c.v[5], c.v[6], c.v[7]};
+    if (keep)
+        skipq__stmt_run(cp->pg, true, SKIPQ__STMT_COPY_STAGE_KEEP, NULL, 4, kv, &res);
+    else
+        skipq__stmt_run(cp->pg, true, SKIPQ__STMT_COPY_STAGE_EACH, NULL,
+                        SKIPQ__ENQ_CONTROL_NPARAMS, c.v, &res);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        rc = skipq__db_fail(err, cp->pg, res, "could not enqueue %lld jobs",
+                            (long long)cp->rows);
+    } else {
+        *inserted = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        *total = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    }
+    PQclear(res);
+    skipq__enq_control_free(&c);
+    return rc;
+}
+
 skipq_rc
 skipq_copy_end(skipq_copy *cp, int64_t *count_out, skipq_error *err)
 {
+    return skipq_copy_end_counts(cp, count_out, NULL, err);
+}
+
+skipq_rc
+skipq_copy_end_counts(skipq_copy *cp, int64_t *count_out, int64_t *existing_out,
+                      skipq_error *err)
+{
+    int64_t inserted = 0, total = 0;
     skipq_rc rc;
     PGresult *res;
 
@@ -321,8 +444,13 @@ skipq_copy_end(skipq_copy *cp, int64_t *count_out, skipq_error *err)
                                 (long long)cp->rows);
         PQclear(res);
     }
+    inserted = total = cp->rows;
+    if (rc == SKIPQ_OK && cp->staged)
+        rc = stage_move(cp, &inserted, &total, err);
     if (rc == SKIPQ_OK && count_out)
-        *count_out = cp->rows;
+        *count_out = inserted;
+    if (rc == SKIPQ_OK && existing_out)
+        *existing_out = total - inserted;
     copy_free(cp);
     return rc;
 }

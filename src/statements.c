@@ -410,6 +410,32 @@ const char skipq__cycle_quick_sql[] = SKIPQ_CYCLE_QUICK_SETTINGS;
     "$10::float8 * interval '1 millisecond', "                             \
     "$11::float8 * interval '1 millisecond'"
 
+/* A job with any option of job control (unique key, dependencies, batch,
+ * concurrency key, meta, tags) goes in through skipq.enqueue_unique,
+ * which says whether it inserted a row: ENQ_VALUES, then those options. */
+#define ENQ_UNIQUE                                                                  \
+    "SELECT u.id, u.inserted FROM skipq.enqueue_unique(" ENQ_VALUES ", "            \
+    "$12::text, $13::text, $14::float8 * interval '1 millisecond', $15::int8[], "   \
+    "$16::text, $17::int8, $18::text, $19::jsonb, $20::text[]) u"
+
+/*
+ * Bulk enqueue with job control: the rows are copied into a private
+ * staging table, then moved into skipq.jobs by one statement, in input
+ * order. Keep mode (the default) is one INSERT ... ON CONFLICT DO NOTHING
+ * against jobs_unique_idx, leaving out keys a window still holds; any
+ * other option goes row by row through skipq.enqueue_unique. The
+ * parameters are the batch's options, as in ENQ_UNIQUE (test
+ * enqueue.batch_with_unique_keys_inserts_each_key_once).
+ */
+#define COPY_STAGE_COLUMNS                                                          \
+    "kind text NOT NULL, payload jsonb NOT NULL, queue text NOT NULL, "             \
+    "priority int2 NOT NULL, run_at timestamptz, max_attempts int, "                \
+    "backoff_strategy skipq.backoff_strategy, backoff_base interval, "              \
+    "backoff_max interval, timeout interval, unique_key text"
+#define COPY_STAGE_SELECT                                                           \
+    "s.kind, s.payload, s.queue, s.priority, coalesce(s.run_at, now()), "           \
+    "s.max_attempts, s.backoff_strategy, s.backoff_base, s.backoff_max, s.timeout"
+
 /* The usual job has no option but its queue and priority: for it, a
  * statement of four parameters, whose other columns take their defaults,
  * so the server evaluates no run_at or interval expressions. */
@@ -686,6 +712,40 @@ const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
     /* a format: the batch names the columns it sets (skipq_copy_begin) */
     [SKIPQ__STMT_COPY] = {"copy", NULL, "COPY skipq.jobs (%s) FROM STDIN",
                           T("enqueue.batch_of_10000_is_one_copy_and_one_notify")},
+    [SKIPQ__STMT_ENQUEUE_UNIQUE] = {"enqueue_unique", NULL, ENQ_UNIQUE,
+                                    T("enqueue.c_api_unique_key_keeps_one_row")},
+    [SKIPQ__STMT_COPY_STAGE] =
+        {"copy_stage", NULL,
+         "SELECT pg_catalog.set_config('client_min_messages', 'warning', true); "
+         "CREATE TEMP TABLE IF NOT EXISTS skipq_stage (ord bigint GENERATED ALWAYS AS "
+         "IDENTITY, " COPY_STAGE_COLUMNS "); TRUNCATE pg_temp.skipq_stage",
+         T("enqueue.batch_with_unique_keys_inserts_each_key_once")},
+    [SKIPQ__STMT_COPY_STAGE_IN] =
+        {"copy_stage_in", NULL, "COPY pg_temp.skipq_stage (%s) FROM STDIN",
+         T("enqueue.batch_with_unique_keys_inserts_each_key_once")},
+    [SKIPQ__STMT_COPY_STAGE_KEEP] =
+        {"copy_stage_keep", NULL,
+         "WITH i AS (INSERT INTO skipq.jobs AS j (kind, payload, queue, priority, run_at, "
+         "max_attempts, backoff_strategy, backoff_base, backoff_max, timeout, unique_key, "
+         "unique_window, concurrency_key, meta, tags) "
+         "SELECT " COPY_STAGE_SELECT ", s.unique_key, "
+         "$1::float8 * interval '1 millisecond', $2::text, $3::jsonb, $4::text[] "
+         "FROM pg_temp.skipq_stage s "
+         "WHERE s.unique_key IS NULL OR NOT EXISTS (SELECT 1 FROM skipq.unique_windows w "
+         "  WHERE w.unique_key = s.unique_key AND w.until > now()) "
+         "ORDER BY s.ord "
+         "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL "
+         "  AND status IN ('waiting', 'queued', 'running') DO NOTHING RETURNING 1) "
+         "SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM pg_temp.skipq_stage)",
+         T("enqueue.batch_with_unique_keys_inserts_each_key_once")},
+    [SKIPQ__STMT_COPY_STAGE_EACH] =
+        {"copy_stage_each", NULL,
+         "SELECT count(*) FILTER (WHERE u.inserted), count(*) "
+         "FROM (SELECT * FROM pg_temp.skipq_stage ORDER BY ord) s "
+         "CROSS JOIN LATERAL skipq.enqueue_unique(" COPY_STAGE_SELECT ", s.unique_key, "
+         "$1::text, $2::float8 * interval '1 millisecond', $3::int8[], $4::text, $5::int8, "
+         "$6::text, $7::jsonb, $8::text[]) u",
+         T("enqueue.batch_with_unique_keys_inserts_each_key_once")},
 
     /* our own NOTICEs (IF NOT EXISTS ...) are noise for callers */
     [SKIPQ__STMT_QUIET_NOTICES] = {"quiet_notices", NULL,

@@ -131,6 +131,12 @@ TEST(producer_enqueues_and_reads_only)
                            url),
               0);
     free(err);
+    ASSERT_EQ(tl_skipq_run("{\"key\":1}\n{\"key\":1}\n", &out, &err,
+                           "enqueue k --unique-key-from key --tag t --database '%s'", url),
+              0);
+    ASSERT_CONTAINS(out, "enqueued 1 job; 1 unique key was taken already");
+    free(out);
+    free(err);
     ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs ls --database '%s'", url), 0);
     ASSERT_CONTAINS(out, "other");
     free(out);
@@ -139,10 +145,20 @@ TEST(producer_enqueues_and_reads_only)
                      "SELECT count(*) FROM skipq.jobs WHERE created_by = "
                      "'%s'",
                      l.producer),
-              3);
+              4);
 
     PGconn *c = tl_connect_as(l.producer);
     expect_ok(c, "SELECT skipq.enqueue('k', '{\"c\":1}', 'q', 'low')");
+    /* unique keys in every mode, though the producer may not UPDATE */
+    expect_ok(c, "SELECT skipq.enqueue('u', unique_key => 'u1', meta => '{\"m\":1}', "
+                 "tags => '{t}', concurrency_key => 'c')");
+    expect_ok(c, "SELECT skipq.enqueue('u', '{\"v\":2}', unique_key => 'u1', "
+                 "unique_mode => 'replace')");
+    expect_ok(c,
+              "SELECT skipq.enqueue('u', unique_key => 'u1', unique_mode => 'debounce')");
+    expect_ok(c, "SELECT skipq.enqueue_unique('u', unique_key => 'u2', "
+                 "unique_window => '1h')");
+    expect_denied(c, "SELECT skipq.unique_window_open()");
     expect_ok(c, "SELECT count(*) FROM skipq.jobs");
     expect_ok(c, "SELECT * FROM skipq.queue_stats");
     expect_denied(c, "UPDATE skipq.jobs SET status = 'succeeded'");
@@ -176,10 +192,10 @@ TEST(producer_enqueues_and_reads_only)
     tl_idle_lock(pg, "default", false);
     PQfinish(ln);
 
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 7);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 10);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = "
                          "'queued'"),
-              7);
+              10);
 
     /* prune as the producer: refused, exit 1, nothing deleted */
     ASSERT_EQ(tl_skipq_run(NULL, NULL, &err,
