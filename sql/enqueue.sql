@@ -44,7 +44,9 @@ REVOKE EXECUTE ON FUNCTION skipq.unique_holder(text) FROM PUBLIC;
 -- A job with a unique window that succeeds keeps its key taken until
 -- finished_at + window, in a row of its own (test
 -- unique_window_outlives_a_deleted_job). A failed or cancelled job frees
--- its key at once: enqueueing it again is how it is retried.
+-- its key at once: enqueueing it again is how it is retried. Each window
+-- opened deletes up to ten that have passed, so the table holds about as
+-- many rows as there are windows open (test expired_windows_are_swept).
 CREATE OR REPLACE FUNCTION skipq.unique_window_open()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
@@ -60,6 +62,11 @@ BEGIN
     VALUES (r.unique_key, r.id, coalesce(r.finished_at, now()) + r.unique_window)
     ON CONFLICT (unique_key) DO UPDATE
         SET job_id = excluded.job_id, until = excluded.until;
+    DELETE FROM skipq.unique_windows w
+    WHERE w.ctid = ANY (ARRAY(
+        SELECT x.ctid FROM skipq.unique_windows x
+        WHERE x.until < now() ORDER BY x.until LIMIT 10
+        FOR UPDATE SKIP LOCKED));
     RETURN NULL;
 END $$;
 REVOKE EXECUTE ON FUNCTION skipq.unique_window_open() FROM PUBLIC;

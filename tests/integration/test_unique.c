@@ -198,6 +198,29 @@ TEST(unique_window_outlives_a_deleted_job)
     ASSERT_EQ(tl_int(pg, "SELECT skipq.enqueue('w', unique_key => 'y')"), b);
 }
 
+TEST(expired_windows_are_swept)
+{
+    PGconn *pg = tl_db();
+
+    tl_exec(pg, "INSERT INTO skipq.unique_windows (unique_key, job_id, until)"
+                " SELECT 'old' || i, i, now() - interval '1 day'"
+                " FROM generate_series(1, 25) i");
+    for (int i = 0; i < 3; i++) {
+        int64_t id = tl_int(pg,
+                            "SELECT skipq.enqueue('k', unique_key => 'new%d', "
+                            "unique_window => '1 hour')",
+                            i);
+        tl_exec(pg,
+                "UPDATE skipq.jobs SET status = 'succeeded', finished_at = now()"
+                " WHERE id = %lld",
+                (long long)id);
+    }
+    /* three opened, ten swept by each: none of the passed ones is left */
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.unique_windows WHERE until < now()"),
+              0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.unique_windows"), 3);
+}
+
 TEST(enqueue_has_one_signature)
 {
     PGconn *pg = tl_db();
