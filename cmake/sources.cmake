@@ -12,6 +12,7 @@ set(SKIPQ_LIB_SOURCES
   src/check.c
   src/config.c
   src/config_keys.c
+  src/config_schedules.c
   src/config_set.c
   src/config_yaml.c
   src/conn.c
@@ -38,6 +39,7 @@ set(SKIPQ_LIB_SOURCES
   src/worker_complete.c
   src/worker_maint.c
   src/worker_prefetch.c
+  src/worker_schedule.c
   src/worker_session.c
 )
 

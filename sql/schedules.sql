@@ -535,3 +535,10 @@ SET search_path = pg_catalog, pg_temp AS $$
     SELECT t.enqueued, t.next_in_ms FROM skipq.schedule_tick_at(now()) AS t
 $$;
 REVOKE EXECUTE ON FUNCTION skipq.schedule_tick() FROM PUBLIC;
+
+-- Defining schedules is skipq_admin's (sql/roles.sql); reading the
+-- expressions (cron_next, cron_times and their parts) is everybody's.
+REVOKE EXECUTE ON FUNCTION
+    skipq.schedule(text, text, text, jsonb, text, anycompatible, text, text, boolean),
+    skipq.unschedule(text), skipq.schedule_pause(text, boolean)
+    FROM PUBLIC;
