@@ -436,8 +436,12 @@ DECLARE
 BEGIN
     PERFORM FROM skipq.maintenance m WHERE m.task = 'schedule' FOR UPDATE;
     FOR i IN 1 .. coalesce(cardinality(names), 0) LOOP
-        PERFORM skipq.schedule_check(names[i], crons[i], time_zones[i], kinds[i],
-                                     queues[i], misseds[i]);
+        BEGIN
+            PERFORM skipq.schedule_check(names[i], crons[i], time_zones[i], kinds[i],
+                                         queues[i], misseds[i]);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RAISE EXCEPTION 'schedule "%": %', names[i], SQLERRM USING ERRCODE = '22023';
+        END;
         SELECT * INTO old FROM skipq.schedules s WHERE s.name = names[i] FOR UPDATE;
         IF FOUND AND (old.cron, old.time_zone, old.kind, old.payload, old.queue,
                       old.priority, old.missed, old.source)

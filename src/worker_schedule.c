@@ -107,9 +107,10 @@ skipq__schedule_sync(skipq_worker *w, PGconn *pg, skipq_error *err)
             rc = skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
             goto out;
         }
-    rc = skipq__stmt_exec(pg, true, SKIPQ__STMT_SCHEDULE_SYNC, 8, (const char *const *)v,
-                          &res, err);
-    if (rc != SKIPQ_OK) {
+    if (!skipq__stmt_run(pg, true, SKIPQ__STMT_SCHEDULE_SYNC, NULL, 8,
+                         (const char *const *)v, &res) ||
+        PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = skipq__db_fail(err, pg, res, "could not apply the config's schedules");
         /* a definition the server refused is the config's fault */
         if (strcmp(err->sqlstate, "22023") == 0 || strcmp(err->sqlstate, "55000") == 0)
             err->code = rc = SKIPQ_ERR_CONFIG;
