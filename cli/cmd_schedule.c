@@ -354,9 +354,12 @@ schedule_one(int argc, char **argv, struct cli_ctx *ctx, const char *sql, const 
     skipq_conn *conn = NULL;
     int c, rc;
 
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1)
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if ((rc = cli_once(ctx, longopts, c)) != 0)
+            return rc;
         if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
             return rc;
+    }
     if (argc - optind != 1)
         return cli_usage_error("schedule %s takes one NAME", argv[0]);
     const char *name = argv[optind];
