@@ -45,39 +45,59 @@ RETURNS int[] LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     part text;
-    m text[];
+    rng text;
+    st text;
     a int;
     b int;
     step int;
+    x int;
+    seen boolean[] := array_fill(false, ARRAY[hi - lo + 1], ARRAY[lo]);
     vals int[] := '{}';
 BEGIN
+    -- loops and arrays only, no subquery: a subquery in PL/pgSQL is an
+    -- executor run of its own, and made parsing ten times dearer
     FOREACH part IN ARRAY string_to_array(lower(field), ',') LOOP
-        m := regexp_match(part, '^(\*|([0-9a-z]+)(-([0-9a-z]+))?)(/([0-9]+))?$');
-        IF m IS NULL THEN
+        -- split by hand: regexp_match with groups cost a millisecond a call
+        rng := split_part(part, '/', 1);
+        st := CASE WHEN strpos(part, '/') > 0 THEN split_part(part, '/', 2) END;
+        IF rng = '' OR st = '' OR part LIKE '%/%/%' OR rng LIKE '%-%-%'
+           OR rng LIKE '-%' OR rng LIKE '%-' OR (rng LIKE '%*%' AND rng <> '*') THEN
             RAISE EXCEPTION 'invalid cron expression "%": % "%" is not a value, range or step',
                 expr, what, part USING ERRCODE = '22023';
         END IF;
-        IF m[1] = '*' THEN
+        IF st !~ '^[0-9]+$' THEN
+            RAISE EXCEPTION 'invalid cron expression "%": % step "%" is not a number',
+                expr, what, st USING ERRCODE = '22023';
+        END IF;
+        step := CASE WHEN st IS NULL THEN 1 WHEN length(st) <= 4 THEN st::int END;
+        IF step IS NULL OR step < 1 OR step > hi THEN
+            RAISE EXCEPTION 'invalid cron expression "%": % step "%" is out of range 1-%',
+                expr, what, st, hi USING ERRCODE = '22023';
+        END IF;
+        IF rng = '*' THEN
             a := lo;
             b := hi;
+        ELSIF strpos(rng, '-') > 0 THEN
+            a := skipq.cron_value(expr, what, split_part(rng, '-', 1), lo, hi, names);
+            b := skipq.cron_value(expr, what, split_part(rng, '-', 2), lo, hi, names);
         ELSE
-            a := skipq.cron_value(expr, what, m[2], lo, hi, names);
-            b := CASE WHEN m[4] IS NOT NULL THEN skipq.cron_value(expr, what, m[4], lo, hi, names)
-                      WHEN m[6] IS NOT NULL THEN hi
-                      ELSE a END;
+            a := skipq.cron_value(expr, what, rng, lo, hi, names);
+            b := CASE WHEN st IS NOT NULL THEN hi ELSE a END;
         END IF;
-        IF m[6] IS NOT NULL AND (length(m[6]) > 4 OR m[6]::int < 1 OR m[6]::int > hi) THEN
-            RAISE EXCEPTION 'invalid cron expression "%": % step "%" is out of range 1-%',
-                expr, what, m[6], hi USING ERRCODE = '22023';
-        END IF;
-        step := coalesce(m[6]::int, 1);
         IF a > b THEN
             RAISE EXCEPTION 'invalid cron expression "%": % range "%" runs backwards',
                 expr, what, part USING ERRCODE = '22023';
         END IF;
-        vals := vals || ARRAY(SELECT generate_series(a, b, step));
+        FOR x IN a .. b BY step LOOP
+            seen[x] := true;
+        END LOOP;
     END LOOP;
-    RETURN ARRAY(SELECT DISTINCT v FROM unnest(vals) AS v ORDER BY v);
+    FOR x IN lo .. hi LOOP
+        IF seen[x] THEN
+            vals := vals || x;
+        END IF;
+    END LOOP;
+    RETURN vals;
 END $$;
 
 -- An expression taken apart. every_s is set for "@every 90s" (and the
@@ -133,7 +153,12 @@ BEGIN
     dows := skipq.cron_field(expr, 'day of week', f[5], 0, 7,
         '{sun,mon,tue,wed,thu,fri,sat}');
     -- 7 is Sunday too
-    dows := ARRAY(SELECT DISTINCT v % 7 FROM unnest(dows) AS v ORDER BY 1);
+    IF dows[cardinality(dows)] = 7 THEN
+        dows := dows[1:cardinality(dows) - 1];
+        IF NOT 0 = ANY (dows) THEN
+            dows := 0 || dows;
+        END IF;
+    END IF;
     dom_any := f[3] LIKE '*%';
     dow_any := f[5] LIKE '*%';
 END $$;
@@ -176,6 +201,8 @@ DECLARE
     r timestamptz;
     stop_year int;
     v int;
+    x int;
+    nv int;
     day_ok boolean;
 BEGIN
     p := skipq.cron_parse(expr);
@@ -190,7 +217,11 @@ BEGIN
         END IF;
         v := extract(month FROM t);
         IF NOT v = ANY (p.months) THEN
-            v := (SELECT min(x) FROM unnest(p.months) AS x WHERE x > v);
+            nv := NULL; -- the next allowed value (the arrays are sorted)
+            FOREACH x IN ARRAY p.months LOOP
+                IF x > v THEN nv := x; EXIT; END IF;
+            END LOOP;
+            v := nv;
             t := CASE WHEN v IS NULL
                       THEN make_timestamp(extract(year FROM t)::int + 1, p.months[1], 1, 0, 0, 0)
                       ELSE make_timestamp(extract(year FROM t)::int, v, 1, 0, 0, 0) END;
@@ -207,14 +238,22 @@ BEGIN
         END IF;
         v := extract(hour FROM t);
         IF NOT v = ANY (p.hours) THEN
-            v := (SELECT min(x) FROM unnest(p.hours) AS x WHERE x > v);
+            nv := NULL;
+            FOREACH x IN ARRAY p.hours LOOP
+                IF x > v THEN nv := x; EXIT; END IF;
+            END LOOP;
+            v := nv;
             t := CASE WHEN v IS NULL THEN date_trunc('day', t) + interval '1 day'
                       ELSE date_trunc('day', t) + make_interval(hours => v) END;
             CONTINUE;
         END IF;
         v := extract(minute FROM t);
         IF NOT v = ANY (p.minutes) THEN
-            v := (SELECT min(x) FROM unnest(p.minutes) AS x WHERE x > v);
+            nv := NULL;
+            FOREACH x IN ARRAY p.minutes LOOP
+                IF x > v THEN nv := x; EXIT; END IF;
+            END LOOP;
+            v := nv;
             t := CASE WHEN v IS NULL THEN date_trunc('hour', t) + interval '1 hour'
                       ELSE date_trunc('hour', t) + make_interval(mins => v) END;
             CONTINUE;

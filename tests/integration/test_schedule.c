@@ -143,6 +143,8 @@ TEST(bad_expressions_are_refused_naming_the_field)
     expect_refused(pg, "5-1 * * * *", "minute range \"5-1\" runs backwards");
     expect_refused(pg, "*/0 * * * *", "minute step \"0\" is out of range 1-59");
     expect_refused(pg, "1,,2 * * * *", "minute \"\" is not a value, range or step");
+    expect_refused(pg, "1-2-3 * * * *", "minute \"1-2-3\" is not a value, range or step");
+    expect_refused(pg, "*/ab * * * *", "minute step \"ab\" is not a number");
     expect_refused(pg, "x * * * *", "minute \"x\" is not a number");
     expect_refused(pg, "* * * *", "expected 5 fields");
     expect_refused(pg, "* * * * * *", "got 6");
