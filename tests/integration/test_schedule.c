@@ -221,6 +221,34 @@ TEST(missed_runs_follow_the_policy)
               1);
 }
 
+/* While one tick holds the turn (its transaction open), another returns
+ * at once having enqueued nothing, and enqueues nothing after the first
+ * commits: the slot is taken. */
+TEST(a_second_tick_neither_waits_nor_enqueues_twice)
+{
+    PGconn *pg = tl_db();
+    PGconn *other = tl_connect();
+    tl_exec(pg, "SELECT skipq.schedule('t', '@hourly', 'k')");
+    tl_exec(pg, "UPDATE skipq.schedules SET next_slot = '2026-01-01 10:00+00'");
+    tl_exec(pg, "BEGIN");
+    ASSERT_EQ(
+        tl_int(pg, "SELECT enqueued FROM skipq.schedule_tick_at('2026-01-01 10:00:05+00')"),
+        1);
+    int64_t t0 = tl_now_ms();
+    ASSERT_EQ(
+        tl_int(other,
+               "SELECT enqueued FROM skipq.schedule_tick_at('2026-01-01 10:00:05+00')"),
+        0);
+    ASSERT_TRUE(tl_now_ms() - t0 < 2000);
+    tl_exec(pg, "COMMIT");
+    ASSERT_EQ(
+        tl_int(other,
+               "SELECT enqueued FROM skipq.schedule_tick_at('2026-01-01 10:00:05+00')"),
+        0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 1);
+    PQfinish(other);
+}
+
 static const char *
 write_config(const char *body)
 {
