@@ -167,6 +167,12 @@ get_payload(struct loader *ld, yaml_node_t *v, const char *path, char **out)
         }
         const char *s = o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN)
                           : NULL;
+        /* the same limits as any payload (size, depth) */
+        if (s && (rc = skipq_check_payload(s, strlen(s), ld->cfg->max_payload, &e)) !=
+                     SKIPQ_OK) {
+            json_object_put(o);
+            return skipq__yaml_wrap(ld, v, rc, &e);
+        }
         *out = s ? strdup(s) : NULL;
         json_object_put(o);
     } else {
@@ -341,9 +347,9 @@ skipq__yaml_schedules(struct loader *ld, const char *path, yaml_node_t *v)
         if ((rc = skipq__yaml_scalar(ld, k, "a schedule name", "a string", &name)) !=
             SKIPQ_OK)
             break;
-        if (dup[pair - start]) {
-            skipq__yaml_fail_at(ld, k, SKIPQ_ERR_CONFIG, "duplicate schedule \"%s\"", name);
-            rc = SKIPQ_ERR_CONFIG;
+        if (dup[pair - start]) { /* two definitions: neither is surely meant */
+            rc = skipq__yaml_fail_at(ld, k, SKIPQ_ERR_CONFIG, "duplicate schedule \"%s\"",
+                                     name);
             break;
         }
         rc = load_schedule(ld, name, k, val, &list[n++]);

@@ -499,6 +499,13 @@ TEST(config_schedules_win_and_leave_with_the_config)
               2);
     ASSERT_CONTAINS(err, "line 5, column 15");
     free(err);
+    const char *dup = write_config("schedules:\n  z: {cron: '@daily', kind: ok}\n"
+                                   "  z: {cron: '@hourly', kind: ok}\n");
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "worker --once --handler ok=true --config %s",
+                           dup),
+              2);
+    ASSERT_CONTAINS(err, "line 3, column 3: duplicate schedule \"z\"");
+    free(err);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.schedules"), 1);
 }
 
