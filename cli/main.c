@@ -33,6 +33,7 @@ static const char main_usage[] =
     "  stats      counts per queue and priority, workers alive\n"
     "  recover    put failed, stale queued or orphaned running jobs back\n"
     "  prune      delete old finished jobs in batches\n"
+    "  schedule   ls | add | rm | pause | resume periodic jobs\n"
     "  bench      measure throughput and pickup latency\n"
     "\n"
     "options (every command takes them):\n"
@@ -54,7 +55,7 @@ struct command {
 static const struct command commands[] = {
     {"migrate", cmd_migrate}, {"enqueue", cmd_enqueue}, {"worker", cmd_worker},
     {"jobs", cmd_jobs},       {"stats", cmd_stats},     {"recover", cmd_recover},
-    {"prune", cmd_prune},     {"bench", cmd_bench},
+    {"prune", cmd_prune},     {"bench", cmd_bench},     {"schedule", cmd_schedule},
 };
 
 /* ---- errors ---------------------------------------------------------- */

@@ -12,6 +12,7 @@ set(SKIPQ_LIB_SOURCES
   src/check.c
   src/config.c
   src/config_keys.c
+  src/config_schedules.c
   src/config_set.c
   src/config_yaml.c
   src/conn.c
@@ -39,6 +40,7 @@ set(SKIPQ_LIB_SOURCES
   src/worker_complete.c
   src/worker_maint.c
   src/worker_prefetch.c
+  src/worker_schedule.c
   src/worker_session.c
 )
 
@@ -64,12 +66,14 @@ set(SKIPQ_MIGRATIONS
   migrations/0003_worker_liveness.sql
   migrations/0004_job_control.sql
   migrations/0005_unique_jobs.sql
+  migrations/0007_schedules.sql
 )
 
 # SQL applied after the migrations on every `skipq migrate`.
 set(SKIPQ_SQL
   sql/functions.sql
   sql/enqueue.sql
+  sql/schedules.sql
 )
 
 # Embedded but applied only by `skipq migrate --roles`: it needs

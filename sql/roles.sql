@@ -127,3 +127,14 @@ GRANT SELECT, UPDATE ON skipq.maintenance TO skipq_worker;
 GRANT SELECT ON skipq.maintenance TO skipq_producer;
 GRANT EXECUTE ON FUNCTION skipq.prune(interval, skipq.job_status[], int)
     TO skipq_worker;
+
+-- ---- schedules -----------------------------------------------------------
+-- Only skipq_admin (the owner) defines, pauses and removes schedules;
+-- producers and workers read them. A worker enqueues due slots through
+-- skipq.schedule_tick() and writes its config's schedules through
+-- skipq.schedule_sync(), both SECURITY DEFINER; the tick's turn is the row
+-- 'schedule' of skipq.maintenance (UPDATE granted above).
+GRANT SELECT ON skipq.schedules TO skipq_producer, skipq_worker;
+GRANT EXECUTE ON FUNCTION skipq.schedule_tick(),
+    skipq.schedule_sync(text[], text[], text[], text[], jsonb[], text[], smallint[], text[])
+    TO skipq_worker;

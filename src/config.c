@@ -119,6 +119,7 @@ skipq_config_free(skipq_config *cfg)
     for (size_t i = 0; i < cfg->nhandlers; i++)
         skipq__handler_cfg_free(&cfg->handlers[i]);
     free(cfg->handlers);
+    skipq__schedules_free(cfg->schedules, cfg->nschedules);
     free(cfg);
 }
 
@@ -143,6 +144,8 @@ skipq__config_dup(const skipq_config *cfg)
     c->nbands = 0;
     c->handlers = NULL;
     c->nhandlers = 0;
+    c->schedules = NULL;
+    c->nschedules = 0;
 
     if (cfg->database && !(c->database = strdup(cfg->database)))
         goto fail;
@@ -178,6 +181,11 @@ skipq__config_dup(const skipq_config *cfg)
                 goto fail;
             }
         }
+    }
+    if (cfg->schedules) {
+        if (!(c->schedules = skipq__schedules_dup(cfg->schedules, cfg->nschedules)))
+            goto fail;
+        c->nschedules = cfg->nschedules;
     }
     return c;
 fail:

@@ -86,6 +86,9 @@ skipq_rc skipq__yaml_walk(struct loader *ld, yaml_node_t *map, const char *prefi
 
 /* ---- the key rules (config_keys.c) --------------------------------- */
 
+/* schedules: (config_schedules.c) */
+skipq_rc skipq__yaml_schedules(struct loader *ld, const char *path, yaml_node_t *v);
+
 /* Apply the document's top-level mapping root to ld->cfg. */
 skipq_rc skipq__config_apply(struct loader *ld, yaml_node_t *root);
 

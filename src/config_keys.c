@@ -742,8 +742,9 @@ ON_SECTION(on_recover, recover_rules)
 ON_SECTION(on_limits, limits_rules)
 
 static const struct key_rule top_rules[] = {
-    {"database", key_database}, {"worker", on_worker},   {"retry", on_retry},
-    {"handlers", key_handlers}, {"recover", on_recover}, {"limits", on_limits},
+    {"database", key_database},           {"worker", on_worker},   {"retry", on_retry},
+    {"handlers", key_handlers},           {"recover", on_recover}, {"limits", on_limits},
+    {"schedules", skipq__yaml_schedules},
 };
 
 skipq_rc

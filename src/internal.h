@@ -133,6 +133,12 @@ typedef struct skipq__handler_cfg {
     int processes;   /* persistent: how many; 0 the default */
 } skipq__handler_cfg;
 
+/* One of the config's schedules: (config_schedules.c); strings owned. */
+typedef struct skipq__schedule_cfg {
+    char *name, *cron, *time_zone, *kind, *payload, *queue, *missed;
+    int16_t priority;
+} skipq__schedule_cfg;
+
 struct skipq_config {
     char *database;
     char **queues;
@@ -160,11 +166,16 @@ struct skipq_config {
     int recover_limit;
     size_t max_payload;
     size_t handler_stack_size; /* bytes of each executor thread's stack */
+    skipq__schedule_cfg *schedules;
+    size_t nschedules;
+    bool schedules_set; /* a schedules: section was read: the worker syncs */
     int warnings;
 };
 
 /* Deep copy; NULL when out of memory. */
 skipq_config *skipq__config_dup(const skipq_config *cfg);
+void skipq__schedules_free(skipq__schedule_cfg *s, size_t n); /* NULL: no-op */
+skipq__schedule_cfg *skipq__schedules_dup(const skipq__schedule_cfg *s, size_t n);
 const skipq__handler_cfg *skipq__config_handler(const skipq_config *cfg, const char *kind);
 
 /* ---- validation shared by enqueue paths (enqueue.c) --------------- */

@@ -674,6 +674,14 @@ const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
                             T("recover.worker_vacuums_its_table_when_dead_rows_pile_up")},
     [SKIPQ__STMT_RESET_STATEMENT_TIMEOUT] = {"reset_statement_timeout", NULL,
                                              "RESET statement_timeout", NULL},
+    [SKIPQ__STMT_SCHEDULE_TICK] = {"schedule_tick", NULL,
+                                   "SELECT enqueued, next_in_ms FROM skipq.schedule_tick()",
+                                   T("schedule.four_workers_enqueue_each_slot_once")},
+    [SKIPQ__STMT_SCHEDULE_SYNC] =
+        {"schedule_sync", NULL,
+         "SELECT name, action FROM skipq.schedule_sync($1::text[], $2::text[], $3::text[],"
+         " $4::text[], $5::jsonb[], $6::text[], $7::int2[], $8::text[])",
+         T("schedule.config_schedules_win_and_leave_with_the_config")},
 
     [SKIPQ__STMT_ENQUEUE] = {"enqueue", "skipq_enqueue",
                              ENQ_COLUMNS "VALUES (" ENQ_VALUES ") RETURNING id",

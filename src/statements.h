@@ -65,6 +65,10 @@ typedef enum skipq__stmt_id {
     SKIPQ__STMT_NO_STATEMENT_TIMEOUT,
     SKIPQ__STMT_VACUUM,
     SKIPQ__STMT_RESET_STATEMENT_TIMEOUT,
+    /* schedules (worker_schedule.c): the tick on the maintenance
+     * connection, the config's schedules on the job connection at start */
+    SKIPQ__STMT_SCHEDULE_TICK,
+    SKIPQ__STMT_SCHEDULE_SYNC,
     /* the producers (enqueue.c): prepared on a skipq_conn unless unnamed */
     SKIPQ__STMT_ENQUEUE,
     SKIPQ__STMT_ENQUEUE_PLAIN,

@@ -298,6 +298,10 @@ run_start(skipq_worker *w, skipq_error *err)
         w->sess.lock_wait_ms = 50;
     if ((rc = skipq__session_connect(w, err)) != SKIPQ_OK)
         return rc;
+    if ((rc = skipq__schedule_sync(w, w->sess.pg, err)) != SKIPQ_OK) {
+        skipq__session_unregister(w);
+        return rc;
+    }
     if ((rc = skipq__pool_start(&w->pool, w->cfg, w->wake_fd, err)) != SKIPQ_OK) {
         skipq__session_unregister(w);
         return rc;

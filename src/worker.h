@@ -177,5 +177,9 @@ int skipq__report_unrecorded(skipq_worker *w);
 /* ---- worker_maint.c ---- */
 skipq_rc skipq__maint_start(skipq_worker *w, skipq_error *err);
 void skipq__maint_stop(skipq_worker *w);
+/* worker_schedule.c: the config's schedules at start; the tick, which
+ * returns the milliseconds until the next one */
+skipq_rc skipq__schedule_sync(skipq_worker *w, PGconn *pg, skipq_error *err) SKIPQ__WUR;
+int64_t skipq__schedule_tick(PGconn *pg, bool quiet);
 
 #endif

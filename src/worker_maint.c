@@ -423,8 +423,9 @@ maint_disconnect(skipq_worker *w, PGconn *pg)
 }
 
 /*
- * The maintenance thread: the rescuer every min(lease / 2, heartbeat),
- * retention, and the table's vacuum, on a connection of its own. On the
+ * The maintenance thread: the schedules' tick (worker_schedule.c), the
+ * rescuer every min(lease / 2, heartbeat), retention, and the table's
+ * vacuum, on a connection of its own. On the
  * claiming connection the rescuer's and retention's scans would stop the
  * claims while they ran, and the executors would run dry. Here they run
  * beside the claims, on the server's other cores. The test
@@ -439,6 +440,7 @@ maintenance(void *arg)
     PGconn *pg = NULL;
     int64_t now = skipq__now_ms();
     int64_t next_rescue = now + 1000, next_prune = now + 5000, next_connect = now;
+    int64_t next_tick = now; /* schedules: skipq__schedule_tick says when */
     /* not at once: a worker started for a burst leaves its vacuum to
      * the time after it, as autovacuum's naptime would, and workers
      * restarted together do not all look at once */
@@ -452,7 +454,7 @@ maintenance(void *arg)
 
     pthread_mutex_lock(&w->maint.mu);
     while (!w->maint.quit) {
-        int64_t due = next_rescue;
+        int64_t due = skipq__min64(next_rescue, next_tick);
         if (w->cfg->retention_ms > 0 && next_prune < due)
             due = next_prune;
         if (w->cfg->vacuum_interval_ms > 0 && may_vacuum != 0 && next_vacuum < due)
@@ -470,7 +472,11 @@ maintenance(void *arg)
             connect_delay = skipq__min64(connect_delay * 2, 5000);
         } else {
             connect_delay = 100;
-            if (now >= next_rescue) {
+            if (now >= next_tick) {
+                next_tick = skipq__now_ms() + skipq__schedule_tick(pg, maint_stopping(w));
+                maint_lost(&pg, "schedules");
+            }
+            if (pg && now >= next_rescue) {
                 rescue(w, &pg);
                 next_rescue = now + rescue_every;
             }
@@ -502,6 +508,7 @@ maintenance(void *arg)
                 next_connect = skipq__now_ms() + connect_delay;
                 next_rescue = skipq__min64(next_rescue, next_connect);
                 next_prune = skipq__min64(next_prune, next_connect);
+                next_tick = skipq__min64(next_tick, next_connect);
                 may_vacuum = -1;
             }
         }
