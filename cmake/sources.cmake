@@ -24,6 +24,7 @@ set(SKIPQ_LIB_SOURCES
   src/exec_persistent_proto.c
   src/exec_pool.c
   src/job.c
+  src/outcome.c
   src/json.c
   src/jsonl.c
   src/jsonscan.c
@@ -38,6 +39,7 @@ set(SKIPQ_LIB_SOURCES
   src/worker_complete.c
   src/worker_maint.c
   src/worker_prefetch.c
+  src/worker_progress.c
   src/worker_session.c
 )
 
@@ -69,6 +71,7 @@ set(SKIPQ_MIGRATIONS
 set(SKIPQ_SQL
   sql/functions.sql
   sql/enqueue.sql
+  sql/outcomes.sql
 )
 
 # Embedded but applied only by `skipq migrate --roles`: it needs

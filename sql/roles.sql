@@ -126,3 +126,7 @@ GRANT SELECT, UPDATE ON skipq.maintenance TO skipq_worker;
 GRANT SELECT ON skipq.maintenance TO skipq_producer;
 GRANT EXECUTE ON FUNCTION skipq.prune(interval, skipq.job_status[], int)
     TO skipq_worker;
+-- handlers' progress, on the worker's own claims only (sql/outcomes.sql)
+GRANT EXECUTE ON FUNCTION skipq.job_progress(int8[], int4[], int4[], text[], int8, uuid)
+    TO skipq_worker;
+GRANT SELECT ON skipq.running_jobs TO skipq_producer, skipq_worker;
