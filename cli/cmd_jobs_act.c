@@ -227,7 +227,7 @@ print_done(const struct act_opts *o, int64_t id, const char *was, const char *no
         return 1;
     }
     if (o->act == ACT_DELETE) {
-        if (now && strcmp(now, "t") == 0) {
+        if (now && strcmp(now, "true") == 0) {
             printf("job %lld: deleted (was %s)\n", i, was);
             return 0;
         }

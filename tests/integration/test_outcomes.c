@@ -414,6 +414,227 @@ TEST(worker_role_writes_progress_of_its_own_claims_only)
     free(secret);
 }
 
+/* ---- tags, meta, delete, bulk by filter (the CLI) ---------------------------- */
+
+/* Four jobs: 1 tags {a,b} meta {"customer": 42, "plan": "pro"}; 2 tags
+ * {a} meta {"customer": 42}; 3 tags {b} meta {"customer": "42"}; 4 none.
+ * Their ids in ids[0..3]. */
+static void
+tagged_jobs(PGconn *pg, int64_t ids[4])
+{
+    ids[0] = tl_int(pg, "SELECT skipq.enqueue('t', tags => '{a,b}',"
+                        " meta => '{\"customer\": 42, \"plan\": \"pro\"}')");
+    ids[1] = tl_int(pg, "SELECT skipq.enqueue('t', tags => '{a}',"
+                        " meta => '{\"customer\": 42}')");
+    ids[2] = tl_int(pg, "SELECT skipq.enqueue('t', tags => '{b}',"
+                        " meta => '{\"customer\": \"42\"}')");
+    ids[3] = tl_int(pg, "SELECT skipq.enqueue('u')");
+}
+
+/* `skipq ARGS`: its exit status, stdout in *out (caller frees). */
+static int
+cli(char **out, const char *args)
+{
+    char *err = NULL;
+    int rc = tl_skipq_run(NULL, out, &err, "%s", args);
+    if (rc != 0 && rc != 1)
+        fprintf(stderr, "skipq %s: %s", args, err ? err : "");
+    free(err);
+    return rc;
+}
+
+/* The ids `jobs ls --json ARGS` lists, as "1 2 3" (ascending). */
+static char *
+ls_ids(const char *args)
+{
+    char cmd[512], *out = NULL, *list = calloc(1, 4096);
+    long long ids[64];
+    int n = 0;
+    snprintf(cmd, sizeof cmd, "jobs ls --json %s", args);
+    ASSERT_EQ(cli(&out, cmd), 0);
+    for (char *p = out; p && (p = strstr(p, "{\"id\":")) && n < 64; p++)
+        ids[n++] = strtoll(p + 6, NULL, 10);
+    for (int i = n - 1; i >= 0; i--) /* ls is newest first */
+        snprintf(list + strlen(list), 4096 - strlen(list), "%s%lld",
+                 i == n - 1 ? "" : " ", ids[i]);
+    free(out);
+    return list;
+}
+
+static void
+assert_ls(const char *args, const char *want)
+{
+    char *got = ls_ids(args);
+    ASSERT_STREQ(got, want);
+    free(got);
+}
+
+TEST(ls_filters_by_tags_and_meta_and_shows_them)
+{
+    PGconn *pg = tl_db();
+    int64_t id[4];
+    char want[128], *out = NULL;
+    tagged_jobs(pg, id);
+
+    snprintf(want, sizeof want, "%lld %lld", (long long)id[0], (long long)id[1]);
+    assert_ls("--tag a", want);
+    snprintf(want, sizeof want, "%lld", (long long)id[0]);
+    assert_ls("--tag a --tag b", want);
+    snprintf(want, sizeof want, "%lld %lld", (long long)id[0], (long long)id[1]);
+    assert_ls("--meta customer=42", want); /* the number, not the string */
+    snprintf(want, sizeof want, "%lld", (long long)id[2]);
+    assert_ls("--meta 'customer=\"42\"'", want);
+    snprintf(want, sizeof want, "%lld", (long long)id[0]);
+    assert_ls("--meta customer=42 --meta plan=pro --tag b", want);
+    assert_ls("--tag nope", "");
+
+    /* jobs show prints them; --json carries them */
+    snprintf(want, sizeof want, "jobs show %lld", (long long)id[0]);
+    ASSERT_EQ(cli(&out, want), 0);
+    ASSERT_CONTAINS(out, "a, b");
+    ASSERT_CONTAINS(out, "\"customer\": 42");
+    free(out);
+    snprintf(want, sizeof want, "jobs show --json %lld", (long long)id[0]);
+    ASSERT_EQ(cli(&out, want), 0);
+    ASSERT_CONTAINS(out, "\"tags\":[\"a\",\"b\"]");
+    ASSERT_CONTAINS(out, "\"customer\":42");
+    ASSERT_CONTAINS(out, "\"plan\":\"pro\"");
+    free(out);
+
+    /* bad filters are usage errors */
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "jobs ls --meta customer"), 2);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "jobs ls --tag ''"), 2);
+}
+
+/* The ids a bulk run printed ("job N: ..." lines), as "1 2 3". */
+static char *
+printed_ids(const char *out)
+{
+    char *list = calloc(1, 4096);
+    for (const char *p = out; (p = strstr(p, "job ")); p += 4) {
+        if (p != out && p[-1] != '\n')
+            continue;
+        snprintf(list + strlen(list), 4096 - strlen(list), "%s%lld", *list ? " " : "",
+                 strtoll(p + 4, NULL, 10));
+    }
+    return list;
+}
+
+TEST(bulk_dry_run_changes_nothing_and_the_run_changes_its_set)
+{
+    PGconn *pg = tl_db();
+    int64_t id[4];
+    char *out = NULL;
+    tagged_jobs(pg, id);
+    tl_exec(pg, "UPDATE skipq.jobs SET status = 'failed', finished_at = now()"
+                " WHERE id IN (%lld, %lld)",
+            (long long)id[1], (long long)id[3]);
+    char *before = tl_str(pg, "SELECT string_agg(id || status::text || updated_at, ',')"
+                              " FROM skipq.jobs");
+
+    /* cancel by tag: queued jobs only, the failed one is left */
+    ASSERT_EQ(cli(&out, "jobs cancel --tag a --queue default --dry-run"), 0);
+    ASSERT_CONTAINS(out, "would change 1 job; nothing changed");
+    char *dry = printed_ids(out);
+    free(out);
+    char *after = tl_str(pg, "SELECT string_agg(id || status::text || updated_at, ',')"
+                             " FROM skipq.jobs");
+    ASSERT_STREQ(after, before);
+    free(after);
+    ASSERT_EQ(cli(&out, "jobs cancel --tag a --queue default"), 0);
+    char *real = printed_ids(out);
+    free(out);
+    ASSERT_STREQ(real, dry);
+    char want[64];
+    snprintf(want, sizeof want, "%lld", (long long)id[0]);
+    ASSERT_STREQ(real, want);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'cancelled'"), 1);
+    free(dry);
+    free(real);
+
+    /* retry by filter needs --status; the failed ones with customer 42 */
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "jobs retry --meta customer=42"), 2);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "jobs retry --status running --kind t"), 2);
+    ASSERT_EQ(cli(&out, "jobs retry --status failed,cancelled --meta customer=42 --dry-run"),
+              0);
+    dry = printed_ids(out);
+    free(out);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 1);
+    ASSERT_EQ(cli(&out, "jobs retry --status failed,cancelled --meta customer=42"), 0);
+    real = printed_ids(out);
+    free(out);
+    ASSERT_STREQ(real, dry);
+    snprintf(want, sizeof want, "%lld %lld", (long long)id[0], (long long)id[1]);
+    ASSERT_STREQ(real, want);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"), 3);
+    free(dry);
+    free(real);
+    free(before);
+
+    /* ids and filters do not mix; nothing at all is a usage error */
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "jobs cancel 1 --tag a"), 2);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "jobs cancel"), 2);
+}
+
+TEST(recover_takes_tag_and_meta_filters)
+{
+    PGconn *pg = tl_db();
+    int64_t id[4];
+    char *out = NULL;
+    tagged_jobs(pg, id);
+    tl_exec(pg, "UPDATE skipq.jobs SET status = 'failed', finished_at = now(),"
+                " updated_at = now() - interval '1 hour'");
+    ASSERT_EQ(cli(&out, "recover --status failed --tag b --meta plan=pro --dry-run"), 0);
+    ASSERT_CONTAINS(out, "would requeue 1 failed job");
+    free(out);
+    ASSERT_EQ(cli(&out, "recover --status failed --tag b"), 0);
+    ASSERT_CONTAINS(out, "requeued 2 failed jobs");
+    free(out);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE status = 'queued'"
+                     " AND id IN (%lld, %lld)",
+                     (long long)id[0], (long long)id[2]),
+              2);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'failed'"), 2);
+}
+
+TEST(delete_removes_jobs_but_not_running_ones)
+{
+    PGconn *pg = tl_db();
+    char cmd[128], *out = NULL;
+    int64_t a = tl_int(pg, "SELECT skipq.enqueue('d')");
+    int64_t b = tl_int(pg, "SELECT skipq.enqueue('d')");
+    tl_exec(pg, "UPDATE skipq.jobs SET status = 'running', started_at = now()"
+                " WHERE id = %lld",
+            (long long)b);
+
+    snprintf(cmd, sizeof cmd, "jobs delete %lld", (long long)a);
+    ASSERT_EQ(cli(&out, cmd), 0);
+    ASSERT_CONTAINS(out, "deleted (was queued)");
+    free(out);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld", (long long)a), 0);
+
+    /* running: refused, exit 1; a missing id: exit 1 */
+    snprintf(cmd, sizeof cmd, "jobs delete %lld", (long long)b);
+    ASSERT_EQ(cli(&out, cmd), 1);
+    ASSERT_CONTAINS(out, "running; not deleted (cancel it first)");
+    free(out);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld", (long long)b), 1);
+    snprintf(cmd, sizeof cmd, "jobs delete %lld", (long long)a);
+    ASSERT_EQ(cli(NULL, cmd), 1);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "jobs delete --tag a"), 2);
+
+    /* admin only: no producer or worker may delete */
+    PGresult *res;
+    tl_exec(pg, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles"
+                " WHERE rolname = 'skipq_worker') THEN CREATE ROLE skipq_worker; END IF; END $$");
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_roles WHERE rolname = 'skipq_worker'"), 1);
+    res = PQexec(pg, "SELECT has_function_privilege('skipq_worker',"
+                     " 'skipq.delete_jobs(bigint[])', 'EXECUTE')");
+    ASSERT_STREQ(PQgetvalue(res, 0, 0), "f");
+    PQclear(res);
+}
+
 int
 main(int argc, char **argv)
 {
