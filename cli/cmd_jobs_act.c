@@ -125,8 +125,8 @@ check_options(struct act_opts *o)
     if (o->nids && (filter || o->limit))
         return cli_usage_error("jobs %s takes job ids or filters, not both", o->what);
     if (!o->nids && !filter)
-        return cli_usage_error("jobs %s needs job ids or a filter (--status, --queue, "
-                               "--kind, --tag, --meta)",
+        return cli_usage_error("jobs %s needs at least one job id (or a filter: "
+                               "--status, --queue, --kind, --tag, --meta)",
                                o->what);
     if (o->act == ACT_RETRY && !o->nids && !o->status_arg)
         return cli_usage_error("jobs retry with a filter needs --status (failed, "
@@ -344,7 +344,9 @@ act(PGconn *pg, const struct act_opts *o, const char *ids_lit)
         goto rollback;
     }
     /* nothing is reported done before the commit says so */
-    if ((rc = cli_commit(pg, o->what)) != 0)
+    char commit_what[16];
+    snprintf(commit_what, sizeof commit_what, "the %s", o->what);
+    if ((rc = cli_commit(pg, commit_what)) != 0)
         goto out;
     if (o->nids) {
         for (size_t i = 0; i < o->nids; i++)

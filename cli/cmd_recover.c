@@ -66,13 +66,13 @@ static const char recover_sql[] =
     "  older_than => $2::float8 * interval '1 millisecond',"
     "  queue => $3, kind => $4, priority => $5,"
     "  ids => CASE WHEN $12::jsonb IS NULL AND $13::jsonb IS NULL THEN $6::int8[]"
-    "   ELSE ARRAY(SELECT j.id FROM skipq.jobs j WHERE j.status::text = $1"
-    "    AND ($6::int8[] IS NULL OR j.id = ANY ($6::int8[])) AND"
-    CLI_FILTER_SQL("$12", "$13") ") END,"
-    "  lim => $7::int, dry_run => $8::boolean,"
-    "  extra_attempts => $9::int,"
-    "  lease => $10::float8 * interval '1 millisecond',"
-    "  default_max_attempts => $11::int)";
+    "   ELSE ARRAY(SELECT j.id FROM skipq.jobs j WHERE j.status::text = $1::text"
+    "    AND ($6::int8[] IS NULL OR j.id = ANY ($6::int8[])) AND" CLI_FILTER_SQL(
+        "$12", "$13") ") END,"
+                      "  lim => $7::int, dry_run => $8::boolean,"
+                      "  extra_attempts => $9::int,"
+                      "  lease => $10::float8 * interval '1 millisecond',"
+                      "  default_max_attempts => $11::int)";
 
 /* Total rows in a recover() result. */
 static long long

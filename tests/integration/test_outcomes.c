@@ -455,8 +455,8 @@ ls_ids(const char *args)
     for (char *p = out; p && (p = strstr(p, "{\"id\":")) && n < 64; p++)
         ids[n++] = strtoll(p + 6, NULL, 10);
     for (int i = n - 1; i >= 0; i--) /* ls is newest first */
-        snprintf(list + strlen(list), 4096 - strlen(list), "%s%lld",
-                 i == n - 1 ? "" : " ", ids[i]);
+        snprintf(list + strlen(list), 4096 - strlen(list), "%s%lld", i == n - 1 ? "" : " ",
+                 ids[i]);
     free(out);
     return list;
 }
@@ -526,8 +526,9 @@ TEST(bulk_dry_run_changes_nothing_and_the_run_changes_its_set)
     int64_t id[4];
     char *out = NULL;
     tagged_jobs(pg, id);
-    tl_exec(pg, "UPDATE skipq.jobs SET status = 'failed', finished_at = now()"
-                " WHERE id IN (%lld, %lld)",
+    tl_exec(pg,
+            "UPDATE skipq.jobs SET status = 'failed', finished_at = now()"
+            " WHERE id IN (%lld, %lld)",
             (long long)id[1], (long long)id[3]);
     char *before = tl_str(pg, "SELECT string_agg(id || status::text || updated_at, ',')"
                               " FROM skipq.jobs");
@@ -555,7 +556,8 @@ TEST(bulk_dry_run_changes_nothing_and_the_run_changes_its_set)
     /* retry by filter needs --status; the failed ones with customer 42 */
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "jobs retry --meta customer=42"), 2);
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "jobs retry --status running --kind t"), 2);
-    ASSERT_EQ(cli(&out, "jobs retry --status failed,cancelled --meta customer=42 --dry-run"),
+    ASSERT_EQ(cli(&out,
+                  "jobs retry --status failed,cancelled --meta customer=42 --dry-run"),
               0);
     dry = printed_ids(out);
     free(out);
@@ -604,31 +606,37 @@ TEST(delete_removes_jobs_but_not_running_ones)
     char cmd[128], *out = NULL;
     int64_t a = tl_int(pg, "SELECT skipq.enqueue('d')");
     int64_t b = tl_int(pg, "SELECT skipq.enqueue('d')");
-    tl_exec(pg, "UPDATE skipq.jobs SET status = 'running', started_at = now()"
-                " WHERE id = %lld",
+    tl_exec(pg,
+            "UPDATE skipq.jobs SET status = 'running', started_at = now()"
+            " WHERE id = %lld",
             (long long)b);
 
     snprintf(cmd, sizeof cmd, "jobs delete %lld", (long long)a);
     ASSERT_EQ(cli(&out, cmd), 0);
     ASSERT_CONTAINS(out, "deleted (was queued)");
     free(out);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld", (long long)a), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld", (long long)a),
+              0);
 
     /* running: refused, exit 1; a missing id: exit 1 */
     snprintf(cmd, sizeof cmd, "jobs delete %lld", (long long)b);
     ASSERT_EQ(cli(&out, cmd), 1);
     ASSERT_CONTAINS(out, "running; not deleted (cancel it first)");
     free(out);
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld", (long long)b), 1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld", (long long)b),
+              1);
     snprintf(cmd, sizeof cmd, "jobs delete %lld", (long long)a);
     ASSERT_EQ(cli(NULL, cmd), 1);
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "jobs delete --tag a"), 2);
 
     /* admin only: no producer or worker may delete */
     PGresult *res;
-    tl_exec(pg, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles"
-                " WHERE rolname = 'skipq_worker') THEN CREATE ROLE skipq_worker; END IF; END $$");
-    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_roles WHERE rolname = 'skipq_worker'"), 1);
+    tl_exec(
+        pg,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles"
+        " WHERE rolname = 'skipq_worker') THEN CREATE ROLE skipq_worker; END IF; END $$");
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM pg_roles WHERE rolname = 'skipq_worker'"),
+              1);
     res = PQexec(pg, "SELECT has_function_privilege('skipq_worker',"
                      " 'skipq.delete_jobs(bigint[])', 'EXECUTE')");
     ASSERT_STREQ(PQgetvalue(res, 0, 0), "f");
