@@ -414,6 +414,32 @@ TEST(worker_role_writes_progress_of_its_own_claims_only)
     free(secret);
 }
 
+/* examples/handlers/outcomes.sh, as docs/worker.md shows it. */
+TEST(example_outcomes_sh_runs_under_the_worker)
+{
+    PGconn *pg = tl_db();
+    fl_deadline(60);
+    char rest[1024];
+    snprintf(
+        rest, sizeof rest,
+        "handlers:\n  demo:\n    command: [/bin/sh, %s/examples/handlers/outcomes.sh]\n",
+        SKIPQ_TEST_SOURCE_DIR);
+    const char *cfg = fl_worker_config(4, "200ms", NULL, rest);
+    int64_t ok = tl_int(pg, "SELECT skipq.enqueue('demo', '{\"steps\": 1}')");
+    int64_t bad = tl_int(pg, "SELECT skipq.enqueue('demo', '{\"mode\": \"bad\"}')");
+    int64_t later = tl_int(pg, "SELECT skipq.enqueue('demo', '{\"mode\": \"later\"}')");
+    int64_t drop = tl_int(pg, "SELECT skipq.enqueue('demo', '{\"mode\": \"drop\"}')");
+    run_once(cfg, NULL);
+    char *s = tl_str(pg,
+                     "SELECT string_agg(status || ':' || attempts || ':'"
+                     " || coalesce(progress->>'percent', '-'), ' ' ORDER BY id)"
+                     " FROM skipq.jobs WHERE id IN (%" PRId64 ", %" PRId64 ", %" PRId64
+                     ", %" PRId64 ")",
+                     ok, bad, later, drop);
+    ASSERT_STREQ(s, "succeeded:1:100 failed:1:- queued:0:- cancelled:1:-");
+    free(s);
+}
+
 /* ---- tags, meta, delete, bulk by filter (the CLI) ---------------------------- */
 
 /* Four jobs: 1 tags {a,b} meta {"customer": 42, "plan": "pro"}; 2 tags
