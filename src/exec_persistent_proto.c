@@ -73,7 +73,19 @@ apply_report(skipq_job *job, json_object *obj, const char *line, size_t len, cha
     if (skipq__report_read(obj, SKIPQ__REPORT_ALLOW_OK,
                            (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, &r,
                            &what) != 0) {
-        *why = what ? skipq__persist_broken(what, line, len) : NULL;
+        if (json_object_object_get_ex(obj, "outcome", NULL)) {
+            *why = what ? skipq__persist_broken(what, line, len) : NULL;
+        } else {
+            /* a progress line it cannot store is no reason to fail the
+             * job: such lines were only logged before they were stored */
+            char *shown = skipq__persist_broken(what ? what : "out of memory", line, len);
+            char *esc = shown ? skipq_escape_text(shown, 0) : NULL;
+            skipq__log(SKIPQ_LOG_WARN, "job %lld: ignored a progress line (%s)",
+                       (long long)job->id, esc ? esc : "?");
+            free(esc);
+            free(shown);
+            rc = SKIPQ__PERSIST_WAIT;
+        }
     } else {
         rc = r.kind == SKIPQ__REPORT_OUTCOME ? SKIPQ__PERSIST_ANSWER : SKIPQ__PERSIST_WAIT;
         skipq__report_apply(job, &r);

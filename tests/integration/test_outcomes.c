@@ -63,6 +63,7 @@ static const char persistent_script[] =
     "    echo \"{\\\"id\\\": $id, \\\"outcome\\\": \\\"cancel\\\","
     " \\\"reason\\\": \\\"not needed\\\"}\";;\n"
     "  *'\"mode\": \"progress\"'*)\n"
+    "    echo \"{\\\"id\\\": $id, \\\"progress\\\": 400}\"\n" /* logged, ignored */
     "    echo \"{\\\"id\\\": $id, \\\"progress\\\": 30, \\\"message\\\": \\\"a third\\\"}\"\n"
     "    while [ ! -e \"$OUTCOME_GO\" ]; do sleep 0.02; done\n"
     "    echo \"{\\\"id\\\": $id, \\\"progress\\\": 90, \\\"message\\\": \\\"nearly\\\"}\"\n"
