@@ -201,6 +201,38 @@ const char *cli_format_ts(const char *iso, char *buf, size_t size);
 /* Now on this machine, in the same form, with the local offset. */
 const char *cli_format_local_now(char *buf, size_t size);
 
+/*
+ * Tag and meta filters (jobs_filter.c), for jobs ls|cancel|retry and
+ * recover: --tag T (repeatable, every tag must be there) and --meta
+ * KEY=VALUE (repeatable, the meta must contain each; VALUE is JSON when
+ * it parses as JSON, else a string). Both options are repeatable: do not
+ * pass them to cli_once().
+ */
+enum { CLI_OPT_TAG = 0x1080, CLI_OPT_META };
+#define CLI_FILTER_LONGOPTS                           \
+    {"tag", required_argument, NULL, CLI_OPT_TAG},    \
+    {                                                 \
+        "meta", required_argument, NULL, CLI_OPT_META \
+    }
+struct cli_job_filter {
+    struct json_object *tags; /* array; NULL: no --tag */
+    struct json_object *meta; /* object; NULL: no --meta */
+};
+/* CLI_NEXT when c is neither option; else 0 or the exit status. */
+int cli_filter_opt(struct cli_job_filter *f, int c, const char *arg);
+/* The parameters: a JSON array of tags, a JSON object; NULL when not
+ * given. Borrowed from f. */
+const char *cli_filter_tags(const struct cli_job_filter *f);
+const char *cli_filter_meta(const struct cli_job_filter *f);
+int cli_filter_any(const struct cli_job_filter *f);
+void cli_filter_free(struct cli_job_filter *f);
+/* The condition on skipq.jobs j for the parameters $t (tags) and $m
+ * (meta), by number. */
+#define CLI_FILTER_SQL(t, m)                                                 \
+    " (" t "::jsonb IS NULL OR j.tags OPERATOR(pg_catalog.@>) ARRAY(SELECT " \
+    "pg_catalog.jsonb_array_elements_text(" t "::jsonb)))"                   \
+    " AND (" m "::jsonb IS NULL OR j.meta OPERATOR(pg_catalog.@>) " m "::jsonb) "
+
 /* ---- printing what the database holds ------------------------------- */
 
 /*
@@ -249,6 +281,8 @@ int cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_worker(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_recover(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_jobs(int argc, char **argv, struct cli_ctx *ctx);
+/* jobs retry|cancel|delete (cmd_jobs_act.c); argv[0] is the action */
+int cmd_jobs_act(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_stats(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_prune(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_bench(int argc, char **argv, struct cli_ctx *ctx);

@@ -1,11 +1,7 @@
 /*
- * cmd_jobs.c - `skipq jobs ls|show|retry|cancel`: looking at jobs and
- * acting on a few of them by id.
- *
- * retry and cancel read each job's status under a row lock in the same
- * transaction as skipq.retry()/skipq.cancel(), so what they print ("was
- * failed", "already succeeded") is what the change saw, not a guess from
- * a second query that a worker could have raced.
+ * cmd_jobs.c - `skipq jobs ls|show`: looking at jobs, their tags, meta
+ * and the handler's progress. `jobs retry|cancel|delete` are
+ * cmd_jobs_act.c's.
  */
 #include "cli.h"
 #include "skipq_json.h"
@@ -16,23 +12,29 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: skipq jobs ls [--status S[,S]] [--queue Q] [--kind K]\n"
-    "                     [--limit N] [--since D|TS] [--json]\n"
+    "usage: skipq jobs ls [--status S[,S]] [--queue Q] [--kind K] [--tag T]\n"
+    "                     [--meta KEY=VALUE] [--limit N] [--since D|TS] [--json]\n"
     "       skipq jobs show ID [--json]\n"
-    "       skipq jobs retry ID...\n"
-    "       skipq jobs cancel ID...\n"
+    "       skipq jobs retry|cancel ID... | FILTERS [--dry-run]\n"
+    "       skipq jobs delete ID...\n"
     "\n"
     "  ls       newest first: id, queue, kind, priority, status, attempts,\n"
-    "           run_at (queued) or updated_at, last error\n"
+    "           run_at (queued) or updated_at, progress, last error\n"
     "    --status S       queued, running, succeeded, failed, cancelled\n"
     "                     (comma-separated)\n"
+    "    --tag T          has tag T (repeatable: every one)\n"
+    "    --meta KEY=VALUE meta contains it (repeatable; VALUE is JSON when\n"
+    "                     it parses as JSON, else a string)\n"
     "    --limit N        at most N rows (default 50; 0: no limit)\n"
     "    --since D|TS     updated within D (10m) or since timestamp TS\n"
     "    --json           one JSON object per line\n"
-    "  show     every field, payload and result, the error history\n"
+    "  show     every field, progress, tags, meta, payload and result, the\n"
+    "           error history\n"
     "  retry    jobs that are not running go back to queued, runnable now\n"
     "  cancel   queued jobs become cancelled; running jobs are asked to\n"
     "           stop (their worker ends them cancelled)\n"
+    "  delete   jobs that are not running are removed for good\n"
+    "  (skipq jobs retry --help: the filters and --dry-run)\n"
     "\n"
     "exit status 1 when an id does not exist\n";
 
@@ -57,7 +59,10 @@ enum {
 static const char ls_sql[] =
     "SELECT j.id, j.queue, j.kind, j.priority, j.status::text, j.attempts, "
     "       j.max_attempts, " ISO("j.run_at") ", " ISO("j.updated_at") ", "
-    "       " ISO("j.created_at") ", j.last_error "
+    "       " ISO("j.created_at") ", j.last_error, "
+    "       j.progress OPERATOR(pg_catalog.->>) 'percent', "
+    "       j.progress OPERATOR(pg_catalog.->>) 'message', "
+    "       pg_catalog.to_json(j.tags)::text, j.meta::text "
     "FROM skipq.jobs j "
     "WHERE ($1::text IS NULL "
     "       OR j.status::text = ANY (pg_catalog.string_to_array($1, ','))) "
@@ -66,6 +71,7 @@ static const char ls_sql[] =
     "  AND ($5::int8 IS NULL "
     "       OR j.updated_at >= now() - $5::float8 * interval '1 millisecond') "
     "  AND ($6::timestamptz IS NULL OR j.updated_at >= $6::timestamptz) "
+    "  AND" CLI_FILTER_SQL("$7", "$8")
     "ORDER BY j.id DESC "
     "LIMIT $4::int8";
 /* clang-format on */
@@ -81,7 +87,11 @@ enum {
     LS_RUN_AT,
     LS_UPDATED,
     LS_CREATED,
-    LS_ERROR
+    LS_ERROR,
+    LS_PERCENT,
+    LS_MESSAGE,
+    LS_TAGS,
+    LS_META
 };
 
 /* One line of text, at most max code points, "..." when cut. */
@@ -112,6 +122,46 @@ json_text_or_null(const PGresult *res, int r, int c)
     return PQgetisnull(res, r, c) ? NULL : json_object_new_string(PQgetvalue(res, r, c));
 }
 
+/* A JSON column's text parsed; NULL for SQL NULL. */
+static json_object *
+json_column(const PGresult *res, int r, int c)
+{
+    json_object *o = NULL; /* the depth limit enqueue takes */
+
+    if (!PQgetisnull(res, r, c))
+        (void)skipq_json_parse(PQgetvalue(res, r, c), (size_t)-1, 0, &o, NULL);
+    return o;
+}
+
+/* {"percent": n, "message": text}, either may be missing; NULL: none */
+static json_object *
+progress_json(const PGresult *res, int r)
+{
+    if (PQgetisnull(res, r, LS_PERCENT) && PQgetisnull(res, r, LS_MESSAGE))
+        return NULL;
+    json_object *p = json_object_new_object();
+    if (p && !PQgetisnull(res, r, LS_PERCENT))
+        json_object_object_add(p, "percent",
+                               json_object_new_int(atoi(PQgetvalue(res, r, LS_PERCENT))));
+    if (p && !PQgetisnull(res, r, LS_MESSAGE))
+        json_object_object_add(p, "message", json_text_or_null(res, r, LS_MESSAGE));
+    return p;
+}
+
+/* "40% copying files", cut to one short line; "" when none */
+static void
+progress_cell(const PGresult *res, int r, char *buf, size_t size)
+{
+    char msg[96];
+
+    one_line(PQgetvalue(res, r, LS_MESSAGE), 24, msg, sizeof msg);
+    if (PQgetisnull(res, r, LS_PERCENT))
+        snprintf(buf, size, "%s", msg);
+    else
+        snprintf(buf, size, "%s%%%s%s", PQgetvalue(res, r, LS_PERCENT), *msg ? " " : "",
+                 msg);
+}
+
 static void
 print_ls_json(const PGresult *res, int nrows)
 {
@@ -137,6 +187,9 @@ print_ls_json(const PGresult *res, int nrows)
         json_object_object_add(o, "updated_at", json_text_or_null(res, r, LS_UPDATED));
         json_object_object_add(o, "created_at", json_text_or_null(res, r, LS_CREATED));
         json_object_object_add(o, "last_error", json_text_or_null(res, r, LS_ERROR));
+        json_object_object_add(o, "progress", progress_json(res, r));
+        json_object_object_add(o, "tags", json_column(res, r, LS_TAGS));
+        json_object_object_add(o, "meta", json_column(res, r, LS_META));
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
@@ -146,17 +199,18 @@ print_ls_json(const PGresult *res, int nrows)
 static int
 print_ls_table(const PGresult *res, int nrows)
 {
-    static const char *const header[] = {"id",     "queue",    "kind", "priority",
-                                         "status", "attempts", "when", "last_error"};
+    static const char *const header[] = {"id",       "queue",    "kind",
+                                         "priority", "status",   "attempts",
+                                         "when",     "progress", "last_error"};
     struct cli_table t;
     int rc = 0;
 
-    cli_table_init(&t, 8);
+    cli_table_init(&t, 9);
     rc |= cli_table_add(&t, header);
     for (int r = 0; r < nrows && rc == 0; r++) {
-        char att[32], when[64], err[128], queue[64], kind[64];
+        char att[32], when[64], err[128], queue[64], kind[64], prog[128];
         int queued = strcmp(PQgetvalue(res, r, LS_STATUS), "queued") == 0;
-        const char *cells[8];
+        const char *cells[9];
 
         if (PQgetisnull(res, r, LS_MAX))
             snprintf(att, sizeof att, "%s", PQgetvalue(res, r, LS_ATT));
@@ -168,6 +222,7 @@ print_ls_table(const PGresult *res, int nrows)
         one_line(PQgetvalue(res, r, LS_ERROR), 40, err, sizeof err);
         one_line(PQgetvalue(res, r, LS_QUEUE), 24, queue, sizeof queue);
         one_line(PQgetvalue(res, r, LS_KIND), 24, kind, sizeof kind);
+        progress_cell(res, r, prog, sizeof prog);
         cells[0] = PQgetvalue(res, r, LS_ID);
         cells[1] = queue;
         cells[2] = kind;
@@ -175,7 +230,8 @@ print_ls_table(const PGresult *res, int nrows)
         cells[4] = PQgetvalue(res, r, LS_STATUS);
         cells[5] = att;
         cells[6] = when;
-        cells[7] = err;
+        cells[7] = prog;
+        cells[8] = err;
         rc |= cli_table_add(&t, cells);
     }
     if (rc == 0) {
@@ -189,7 +245,7 @@ print_ls_table(const PGresult *res, int nrows)
 }
 
 static int
-jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
+ls_run(int argc, char **argv, struct cli_ctx *ctx, struct cli_job_filter *fp)
 {
     static const struct option longopts[] = {
         {"status", required_argument, NULL, OPT_STATUS},
@@ -198,11 +254,12 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"since", required_argument, NULL, OPT_SINCE},
         {"json", no_argument, NULL, OPT_JSON},
+        CLI_FILTER_LONGOPTS,
         CLI_COMMON_LONGOPTS,
         {0},
     };
     char statuses[64], limit_s[24], since_ms_s[24];
-    const char *params[6] = {NULL};
+    const char *params[8] = {NULL};
     const char *since = NULL;
     long long limit = 50;
     int64_t since_ms = 0;
@@ -211,8 +268,13 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
     PGresult *res;
 
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        if ((rc = cli_once(ctx, longopts, c)) != 0)
+        if (c != CLI_OPT_TAG && c != CLI_OPT_META && (rc = cli_once(ctx, longopts, c)) != 0)
             return rc;
+        if ((rc = cli_filter_opt(fp, c, optarg)) != CLI_NEXT) {
+            if (rc != 0)
+                return rc;
+            continue;
+        }
         switch (c) {
         case OPT_STATUS:
             if ((rc = cli_parse_statuses("--status", optarg, CLI_ST_ALL, statuses,
@@ -268,9 +330,11 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
             return cli_usage_error("--since: %s (or a timestamp)", err.message);
         }
     }
+    params[6] = cli_filter_tags(fp);
+    params[7] = cli_filter_meta(fp);
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
-    res = PQexecParams(skipq_conn_pg(conn), ls_sql, 6, NULL, params, NULL, NULL, 0);
+    res = PQexecParams(skipq_conn_pg(conn), ls_sql, 8, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = cli_db_fail(skipq_conn_pg(conn), res, "could not list jobs");
     } else {
@@ -296,6 +360,15 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
     return rc;
 }
 
+static int
+jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
+{
+    struct cli_job_filter f = {0};
+    int rc = ls_run(argc, argv, ctx, &f);
+    cli_filter_free(&f);
+    return rc;
+}
+
 /* ---- show ------------------------------------------------------------ */
 
 /* clang-format off */
@@ -310,7 +383,8 @@ static const char show_sql[] =
     "       " ISO("j.cancel_requested_at") ", "
     "       " ISO("j.created_at") ", " ISO("j.updated_at") ", "
     "       j.created_by, j.last_error, j.payload::text, j.result::text, "
-    "       j.errors::text "
+    "       j.errors::text, j.progress::text, pg_catalog.to_json(j.tags)::text, "
+    "       j.meta::text "
     "FROM skipq.jobs j WHERE j.id = $1::int8";
 /* clang-format on */
 
@@ -340,8 +414,11 @@ static const char *const show_cols[] = {
     "payload",
     "result",
     "errors",
+    "progress",
+    "tags",
+    "meta",
 };
-enum { SHOW_NCOLS = 24, SHOW_FIRST_JSON = 21 };
+enum { SHOW_NCOLS = 27, SHOW_FIRST_JSON = 21, SHOW_PROGRESS = 24, SHOW_TAGS, SHOW_META };
 /* integer columns (bit per column) */
 static const unsigned show_ints = 1u << 0 | 1u << 3 | 1u << 5 | 1u << 6 | 1u << 8 |
                                   1u << 9 | 1u << 10 | 1u << 12 | 1u << 13;
@@ -423,6 +500,45 @@ print_error_entry(size_t i, json_object *e)
         free(line);
 }
 
+/* "40% copying files (at 2024-05-01 12:00:00+02:00)"; "-" when none */
+static void
+show_progress(const PGresult *res)
+{
+    json_object *p = column_json(res, SHOW_PROGRESS), *v;
+    char line[512] = "-", when[64] = "";
+    size_t n = 0;
+
+    if (p && json_object_object_get_ex(p, "percent", &v))
+        n += (size_t)snprintf(line, sizeof line, "%d%% ", json_object_get_int(v));
+    if (p && json_object_object_get_ex(p, "message", &v) && n < sizeof line)
+        n += (size_t)snprintf(line + n, sizeof line - n, "%s ", json_object_get_string(v));
+    if (p && json_object_object_get_ex(p, "at", &v) && n < sizeof line)
+        snprintf(line + n, sizeof line - n, "(at %s)",
+                 cli_format_ts(json_object_get_string(v), when, sizeof when));
+    printf("%-20s ", "progress");
+    print_indented(line, "                     ", 1);
+    json_object_put(p);
+}
+
+/* "a, b", or "-" */
+static void
+show_tags(const PGresult *res)
+{
+    json_object *t = column_json(res, SHOW_TAGS);
+    size_t n = t && json_object_is_type(t, json_type_array) ? json_object_array_length(t)
+                                                            : 0;
+
+    printf("%-20s ", "tags");
+    if (n == 0)
+        fputs("-", stdout);
+    for (size_t i = 0; i < n; i++) {
+        fputs(i ? ", " : "", stdout);
+        cli_print_escaped(json_object_get_string(json_object_array_get_idx(t, i)), 0);
+    }
+    putchar('\n');
+    json_object_put(t);
+}
+
 static void
 show_text(const PGresult *res)
 {
@@ -437,7 +553,11 @@ show_text(const PGresult *res)
         printf("%-20s ", show_cols[c]);
         print_indented(v, "                     ", 1);
     }
-    for (int c = SHOW_FIRST_JSON; c < SHOW_FIRST_JSON + 2; c++) {
+    show_progress(res);
+    show_tags(res);
+    static const int blocks[] = {SHOW_META, SHOW_FIRST_JSON, SHOW_FIRST_JSON + 1};
+    for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++) {
+        int c = blocks[b];
         json_object *o = column_json(res, c);
         if (!o) {
             printf("%-20s -\n", show_cols[c]);
@@ -473,7 +593,7 @@ show_json(const PGresult *res)
         if (PQgetisnull(res, 0, c))
             v = NULL;
         else if (c >= SHOW_FIRST_JSON)
-            v = column_json(res, c);
+            v = column_json(res, c); /* and progress, tags, meta */
         else if ((show_ints >> c) & 1u)
             v = json_object_new_int64(strtoll(PQgetvalue(res, 0, c), NULL, 10));
         else
@@ -533,135 +653,6 @@ jobs_show(int argc, char **argv, struct cli_ctx *ctx)
     return rc;
 }
 
-/* ---- retry and cancel --------------------------------------------------- */
-
-/* Parse ID... into a malloc'd array. */
-static int
-parse_ids(int argc, char **argv, const char *what, int64_t **ids_out, size_t *n_out)
-{
-    int64_t *ids;
-    int rc;
-
-    *ids_out = NULL;
-    *n_out = 0;
-    if (argc < 1)
-        return cli_usage_error("jobs %s needs at least one job id", what);
-    ids = calloc((size_t)argc, sizeof *ids);
-    if (!ids)
-        return cli_errorf(CLI_EXIT_FAIL, "out of memory");
-    for (int i = 0; i < argc; i++) {
-        if ((rc = cli_parse_id(argv[i], &ids[i])) != 0) {
-            free(ids);
-            return rc;
-        }
-    }
-    *ids_out = ids;
-    *n_out = (size_t)argc;
-    return 0;
-}
-
-/* The status a locked row had, from `SELECT id, status`; NULL: missing. */
-static const char *
-status_of(const PGresult *res, int64_t id)
-{
-    for (int r = 0; r < PQntuples(res); r++)
-        if (strtoll(PQgetvalue(res, r, 0), NULL, 10) == id)
-            return PQgetvalue(res, r, 1);
-    return NULL;
-}
-
-/* The outcome skipq.cancel() gave id; NULL when it gave none. */
-static const char *
-outcome_of(const PGresult *res, int64_t id)
-{
-    return status_of(res, id);
-}
-
-static const char lock_sql[] = "SELECT j.id, j.status::text FROM skipq.jobs j "
-                               "WHERE j.id = ANY ($1::int8[]) ORDER BY j.id FOR UPDATE";
-
-static int
-retry_or_cancel(int argc, char **argv, struct cli_ctx *ctx, int cancel)
-{
-    static const struct option longopts[] = {CLI_COMMON_LONGOPTS, {0}};
-    const char *what = cancel ? "cancel" : "retry";
-    int64_t *ids = NULL;
-    size_t n = 0;
-    char *lit = NULL;
-    skipq_conn *conn = NULL;
-    PGresult *before = NULL, *res = NULL;
-    PGconn *pg = NULL;
-    int c, rc, missing = 0;
-
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1)
-        if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
-            return rc;
-    if ((rc = parse_ids(argc - optind, argv + optind, what, &ids, &n)) != 0)
-        return rc;
-    if ((rc = cli_ids_literal(ids, n, &lit)) != 0)
-        goto out;
-    if ((rc = cli_connect(ctx, &conn)) != 0)
-        goto out;
-    pg = skipq_conn_pg(conn);
-    const char *params[1] = {lit};
-
-    res = PQexec(pg, "BEGIN");
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        rc = cli_db_fail(pg, res, "could not begin");
-        goto out;
-    }
-    PQclear(res);
-    before = PQexecParams(pg, lock_sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(before) != PGRES_TUPLES_OK) {
-        rc = cli_db_fail(pg, before, "could not read jobs");
-        res = NULL;
-        goto rollback;
-    }
-    res = PQexecParams(pg,
-                       cancel ? "SELECT id, outcome FROM skipq.cancel($1::int8[])"
-                              : "SELECT r, 'queued' FROM skipq.retry($1::int8[]) r",
-                       1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = cli_db_fail(pg, res, "could not %s jobs", what);
-        goto rollback;
-    }
-    /* nothing is reported done before the commit says so */
-    if ((rc = cli_commit(pg, cancel ? "the cancel" : "the retry")) != 0)
-        goto out;
-    for (size_t i = 0; i < n; i++) {
-        const char *was = status_of(before, ids[i]);
-        const char *now = outcome_of(res, ids[i]);
-        long long id = (long long)ids[i];
-        if (!was) {
-            cli_errorf(0, "job %lld does not exist", id);
-            missing++;
-        } else if (!cancel && now) {
-            printf("job %lld: %s -> queued\n", id, was);
-        } else if (!cancel) {
-            printf("job %lld: running; not retried\n", id);
-        } else if (now && strcmp(was, "running") == 0) {
-            /* skipq.cancel() marked it: its worker stops the handler */
-            printf("job %lld: cancel requested (running)\n", id);
-        } else if (now && strcmp(was, "queued") == 0 && strcmp(now, "cancelled") == 0) {
-            printf("job %lld: cancelled\n", id);
-        } else {
-            printf("job %lld: already %s\n", id, now ? now : was);
-        }
-    }
-    rc = missing ? CLI_EXIT_FAIL : CLI_EXIT_OK;
-    goto out;
-
-rollback:
-    PQclear(PQexec(pg, "ROLLBACK"));
-out:
-    PQclear(before);
-    PQclear(res);
-    skipq_conn_close(conn);
-    free(lit);
-    free(ids);
-    return rc;
-}
-
 int
 cmd_jobs(int argc, char **argv, struct cli_ctx *ctx)
 {
@@ -682,11 +673,10 @@ cmd_jobs(int argc, char **argv, struct cli_ctx *ctx)
         return jobs_ls(argc - 1, argv + 1, ctx);
     if (strcmp(sub, "show") == 0)
         return jobs_show(argc - 1, argv + 1, ctx);
-    if (strcmp(sub, "retry") == 0)
-        return retry_or_cancel(argc - 1, argv + 1, ctx, 0);
-    if (strcmp(sub, "cancel") == 0)
-        return retry_or_cancel(argc - 1, argv + 1, ctx, 1);
+    if (strcmp(sub, "retry") == 0 || strcmp(sub, "cancel") == 0 ||
+        strcmp(sub, "delete") == 0)
+        return cmd_jobs_act(argc - 1, argv + 1, ctx);
     return cli_usage_error("unknown jobs command \"%.64s\": use ls, show, "
-                           "retry or cancel",
+                           "retry, cancel or delete",
                            sub);
 }

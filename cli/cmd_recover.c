@@ -31,6 +31,8 @@ static const char usage[] =
     "  --queue Q, --kind K  only these\n"
     "  --priority P         only this band (high, normal, low) or number\n"
     "  --id N               only this job (repeatable)\n"
+    "  --tag T              only jobs with tag T (repeatable: every one)\n"
+    "  --meta KEY=VALUE     only jobs whose meta contains it (repeatable)\n"
     "  --limit N            at most N rows (default: recover.limit, 1000)\n"
     "  --extra-attempts N   failed: keep attempts, allow N more (1..1000000)\n"
     "  --dry-run            print what would change, change nothing\n"
@@ -54,16 +56,23 @@ enum {
     OPT_YES,
 };
 
+/* With --tag or --meta ($12, $13), the ids are those of the jobs in the
+ * status that match them (and --id's, if given): skipq.recover() takes
+ * the rest of its filters as always. */
 static const char recover_sql[] =
     "SELECT from_status::text, job_kind, jobs, to_status::text "
     "FROM skipq.recover("
     "  status => $1,"
     "  older_than => $2::float8 * interval '1 millisecond',"
     "  queue => $3, kind => $4, priority => $5,"
-    "  ids => $6::int8[], lim => $7::int, dry_run => $8::boolean,"
-    "  extra_attempts => $9::int,"
-    "  lease => $10::float8 * interval '1 millisecond',"
-    "  default_max_attempts => $11::int)";
+    "  ids => CASE WHEN $12::jsonb IS NULL AND $13::jsonb IS NULL THEN $6::int8[]"
+    "   ELSE ARRAY(SELECT j.id FROM skipq.jobs j WHERE j.status::text = $1::text"
+    "    AND ($6::int8[] IS NULL OR j.id = ANY ($6::int8[])) AND" CLI_FILTER_SQL(
+        "$12", "$13") ") END,"
+                      "  lim => $7::int, dry_run => $8::boolean,"
+                      "  extra_attempts => $9::int,"
+                      "  lease => $10::float8 * interval '1 millisecond',"
+                      "  default_max_attempts => $11::int)";
 
 /* Total rows in a recover() result. */
 static long long
@@ -130,11 +139,11 @@ print_counts(const PGresult *res, const char *status, int dry_run)
 static PGresult *
 run_recover(PGconn *pg, const char *const *params, int dry_run)
 {
-    const char *p[11];
+    const char *p[13];
 
     memcpy(p, params, sizeof p);
     p[7] = dry_run ? "true" : "false";
-    return PQexecParams(pg, recover_sql, 11, NULL, p, NULL, NULL, 0);
+    return PQexecParams(pg, recover_sql, 13, NULL, p, NULL, NULL, 0);
 }
 
 /* Ask on the terminal; true for y/yes. */
@@ -159,6 +168,7 @@ struct recover_opts {
     int64_t *ids;
     size_t nids;
     char *ids_lit; /* ids as an int8[] literal; NULL: no --id */
+    struct cli_job_filter f;
     long long limit, extra;
     int dry_run, yes;
 };
@@ -166,7 +176,7 @@ struct recover_opts {
 /* recover_sql's parameters; v points into the buffers, so fill in place */
 struct recover_params {
     char older_s[24], limit_s[24], extra_s[24], lease_s[24], max_s[24];
-    const char *v[11];
+    const char *v[13];
 };
 
 /* One more --id (repeatable). 0, or the exit status after printing. */
@@ -202,6 +212,7 @@ parse_options(int argc, char **argv, struct cli_ctx *ctx, struct recover_opts *o
         {"extra-attempts", required_argument, NULL, OPT_EXTRA},
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {"yes", no_argument, NULL, OPT_YES},
+        CLI_FILTER_LONGOPTS,
         CLI_COMMON_LONGOPTS,
         {0},
     };
@@ -209,8 +220,14 @@ parse_options(int argc, char **argv, struct cli_ctx *ctx, struct recover_opts *o
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        if (c != OPT_ID && (rc = cli_once(ctx, longopts, c)) != 0)
+        if (c != OPT_ID && c != CLI_OPT_TAG && c != CLI_OPT_META &&
+            (rc = cli_once(ctx, longopts, c)) != 0)
             return rc;
+        if ((rc = cli_filter_opt(&o->f, c, optarg)) != CLI_NEXT) {
+            if (rc != 0)
+                return rc;
+            continue;
+        }
         switch (c) {
         case OPT_STATUS:
             o->status = optarg;
@@ -320,6 +337,8 @@ fill_params(struct recover_params *p, const struct recover_opts *o,
     p->v[8] = o->extra ? p->extra_s : NULL;
     p->v[9] = p->lease_s;
     p->v[10] = p->max_s;
+    p->v[11] = cli_filter_tags(&o->f);
+    p->v[12] = cli_filter_meta(&o->f);
 }
 
 /*
@@ -397,5 +416,6 @@ out:
     skipq_conn_close(conn);
     free(o.ids_lit);
     free(o.ids);
+    cli_filter_free(&o.f);
     return rc;
 }

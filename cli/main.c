@@ -29,7 +29,7 @@ static const char main_usage[] =
     "  migrate    apply missing schema migrations (--status: list them)\n"
     "  enqueue    add a job, or JSON lines from stdin in one transaction\n"
     "  worker     run jobs\n"
-    "  jobs       ls | show | retry | cancel\n"
+    "  jobs       ls | show | retry | cancel | delete\n"
     "  stats      counts per queue and priority, workers alive\n"
     "  recover    put failed, stale queued or orphaned running jobs back\n"
     "  prune      delete old finished jobs in batches\n"

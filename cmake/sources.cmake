@@ -26,6 +26,7 @@ set(SKIPQ_LIB_SOURCES
   src/exec_persistent_proto.c
   src/exec_pool.c
   src/job.c
+  src/outcome.c
   src/json.c
   src/jsonl.c
   src/jsonscan.c
@@ -41,6 +42,7 @@ set(SKIPQ_LIB_SOURCES
   src/worker_maint.c
   src/worker_prefetch.c
   src/worker_schedule.c
+  src/worker_progress.c
   src/worker_session.c
 )
 
@@ -74,6 +76,7 @@ set(SKIPQ_SQL
   sql/functions.sql
   sql/enqueue.sql
   sql/schedules.sql
+  sql/outcomes.sql
 )
 
 # Embedded but applied only by `skipq migrate --roles`: it needs

@@ -569,6 +569,8 @@ typedef enum skipq_outcome {
     SKIPQ_JOB_SNOOZE = 2,    /* run again after skipq_job_snooze()'s delay,
                              not counted as an attempt */
     SKIPQ_JOB_CANCELLED = 3, /* stopped on request; ends cancelled */
+    /* failed for good, whatever attempts are left: skipq_job_fail_permanent() */
+    SKIPQ_JOB_FAIL_PERMANENT = 4,
 } skipq_outcome;
 
 /*
@@ -605,6 +607,39 @@ skipq_outcome skipq_job_fail(skipq_job *job, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Ask to run again after delay_ms; returns SKIPQ_JOB_SNOOZE. */
 skipq_outcome skipq_job_snooze(skipq_job *job, int64_t delay_ms);
+
+/* Handler outcomes and progress (docs/c-api.md, "Outcomes and progress"). */
+#define SKIPQ_HAS_JOB_PROGRESS 1
+/*
+ * Record why the job can never succeed (printf-style) and return
+ * SKIPQ_JOB_FAIL_PERMANENT: the job ends failed at once, with the error
+ * in its history, however many attempts it has left.
+ */
+skipq_outcome skipq_job_fail_permanent(skipq_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/*
+ * Ask to run again at unix_us (microseconds since the epoch, as read by
+ * the worker's clock; a past time: at once), not counted as an attempt;
+ * returns SKIPQ_JOB_SNOOZE.
+ */
+skipq_outcome skipq_job_snooze_until(skipq_job *job, int64_t unix_us);
+/*
+ * End the job cancelled, with the reason (printf-style; "": "cancelled
+ * by the handler") as its last error; returns SKIPQ_JOB_CANCELLED.
+ */
+skipq_outcome skipq_job_cancel(skipq_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/*
+ * Report progress while the job runs: percent 0..100 (-1: none) and a
+ * short message (copied, at most 200 bytes kept; NULL: none). Stored
+ * in the job's `progress` column as {"percent", "message", "at"} at most
+ * about once a second per job (the last report wins; the last one is
+ * written before the job's completion). Cheap: call it as often as you
+ * like, from the handler's thread. SKIPQ_ERR_INVALID for a percent
+ * outside -1..100.
+ */
+skipq_rc skipq_job_progress(skipq_job *job, int percent, const char *message,
+                            skipq_error *err);
 /* Milliseconds left before the timeout (INT64_MAX: none). */
 int64_t skipq_job_deadline_ms(const skipq_job *job);
 /* 1 when the handler should stop: cancelled, timed out or shutting down. */

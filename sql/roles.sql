@@ -138,3 +138,7 @@ GRANT SELECT ON skipq.schedules TO skipq_producer, skipq_worker;
 GRANT EXECUTE ON FUNCTION skipq.schedule_tick(),
     skipq.schedule_sync(text[], text[], text[], text[], jsonb[], text[], smallint[], text[])
     TO skipq_worker;
+-- handlers' progress, on the worker's own claims only (sql/outcomes.sql)
+GRANT EXECUTE ON FUNCTION skipq.job_progress(int8[], int4[], int4[], text[], int8, uuid)
+    TO skipq_worker;
+GRANT SELECT ON skipq.running_jobs TO skipq_producer, skipq_worker;

@@ -3,6 +3,10 @@
  * its stdin, the result from its stdout, the end of its stderr as the
  * error.
  *
+ * A fourth descriptor, SKIPQ_CONTROL_FD (3), is the write end of a pipe
+ * on which the command may report progress and an outcome other than its
+ * exit status says (outcome.c reads the lines; docs/worker.md).
+ *
  * A command runs in its own process group, so a timeout, a cancel or a
  * shutdown kills it together with its children and no orphan remains.
  * The command itself dies with the worker (PR_SET_PDEATHSIG), and a
@@ -116,7 +120,8 @@ env_entry(const char *name, const char *fmt, ...)
     return out;
 }
 
-#define JOB_ENV 5
+#define JOB_ENV 6
+#define CONTROL_FD 3
 
 static const char *
 signame(int sig)
@@ -357,7 +362,8 @@ skipq__reaper_stop(exec_pool *p)
  * writes nothing but child_errno. Returns 0 or an errno value.
  */
 int
-skipq__spawn_command(char *const argv[], char *const envp[], const int fds[3], pid_t *out)
+skipq__spawn_command(char *const argv[], char *const envp[], const int *fds, int nfds,
+                     pid_t *out)
 {
     static const int defaults[] = {SIGPIPE, SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGQUIT};
     volatile int child_errno = 0;
@@ -380,7 +386,7 @@ skipq__spawn_command(char *const argv[], char *const envp[], const int fds[3], p
         }
         if (getppid() != parent)
             _exit(127); /* the worker died already */
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < nfds; i++) {
             int r = fds[i] == i ? fcntl(i, F_SETFD, 0) : dup2(fds[i], i);
             if (r < 0) {
                 child_errno = errno;
@@ -430,15 +436,29 @@ drain(int *fd, buf *b, size_t max, bool keep_tail)
 
 /* One running command: its pipes, its process, and what it said. */
 typedef struct command {
-    int in[2], out[2], err[2];
+    int in[2], out[2], err[2], ctl[2];
     pid_t pid;  /* -1: not started */
     int pidfd;  /* -1: none (poll its status instead) */
     int status; /* waitpid's */
     buf obuf, ebuf;
+    skipq__control control; /* what it said on its control descriptor */
     size_t in_off, in_len;
     bool exited, killed_for_stop;
     int64_t term_sent_ms, exited_ms;
 } command;
+
+/* What is buffered on the control pipe, without waiting: at most
+ * DRAIN_MAX. */
+static void
+drain_control(command *c, skipq_job *job)
+{
+    buf b = {0};
+
+    drain(&c->ctl[0], &b, DRAIN_MAX, false);
+    if (b.len)
+        skipq__control_feed(&c->control, job, b.p, b.len);
+    free(b.p);
+}
 
 /* The environment a command runs with: ours without SKIPQ_JOB_*, then
  * the job's. NULL when out of memory; free with free_env. */
@@ -454,7 +474,8 @@ job_env(const skipq_job *job)
     if (!envp)
         return NULL;
     for (size_t i = 0; i < nenv; i++)
-        if (strncmp(environ[i], "SKIPQ_JOB_", 10) != 0)
+        if (strncmp(environ[i], "SKIPQ_JOB_", 10) != 0 &&
+            strncmp(environ[i], "SKIPQ_CONTROL_FD=", 17) != 0)
             envp[k++] = environ[i];
     char *own[JOB_ENV] = {
         env_entry("SKIPQ_JOB_ID", "%lld", (long long)job->id),
@@ -462,6 +483,7 @@ job_env(const skipq_job *job)
         env_entry("SKIPQ_JOB_ATTEMPT", "%d", job->attempt),
         env_entry("SKIPQ_JOB_QUEUE", "%s", job->queue),
         env_entry("SKIPQ_JOB_WORKER", "%lld", (long long)skipq_worker_id(job->w)),
+        env_entry("SKIPQ_CONTROL_FD", "%d", CONTROL_FD),
     };
     for (int i = 0; i < JOB_ENV; i++)
         if (own[i])
@@ -476,7 +498,7 @@ free_env(char **envp)
     if (!envp)
         return;
     for (char **e = envp; *e; e++)
-        if (strncmp(*e, "SKIPQ_JOB_", 10) == 0)
+        if (strncmp(*e, "SKIPQ_JOB_", 10) == 0 || strncmp(*e, "SKIPQ_CONTROL_FD=", 17) == 0)
             free(*e);
     free(envp);
 }
@@ -488,7 +510,8 @@ start_command(exec_pool *pool, skipq_job *job, command *c)
     char **envp;
     int rc;
 
-    if (pipe2(c->in, O_CLOEXEC) || pipe2(c->out, O_CLOEXEC) || pipe2(c->err, O_CLOEXEC)) {
+    if (pipe2(c->in, O_CLOEXEC) || pipe2(c->out, O_CLOEXEC) || pipe2(c->err, O_CLOEXEC) ||
+        pipe2(c->ctl, O_CLOEXEC)) {
         skipq_job_fail(job, "could not create pipes: %s", strerror(errno));
         return false;
     }
@@ -496,8 +519,8 @@ start_command(exec_pool *pool, skipq_job *job, command *c)
         skipq_job_fail(job, "out of memory");
         return false;
     }
-    const int fds[3] = {c->in[0], c->out[1], c->err[1]};
-    rc = skipq__spawn_command(job->h->argv, envp, fds, &c->pid);
+    const int fds[4] = {c->in[0], c->out[1], c->err[1], c->ctl[1]};
+    rc = skipq__spawn_command(job->h->argv, envp, fds, 4, &c->pid);
     free_env(envp);
     if (rc != 0) {
         skipq_job_fail(job, "could not run \"%s\": %s", job->h->argv[0], strerror(rc));
@@ -509,6 +532,7 @@ start_command(exec_pool *pool, skipq_job *job, command *c)
     close(c->in[0]), c->in[0] = -1;
     close(c->out[1]), c->out[1] = -1;
     close(c->err[1]), c->err[1] = -1;
+    close(c->ctl[1]), c->ctl[1] = -1;
     fcntl(c->in[1], F_SETFL, O_NONBLOCK);
     if (c->in_len == 0)
         close(c->in[1]), c->in[1] = -1;
@@ -523,7 +547,7 @@ start_command(exec_pool *pool, skipq_job *job, command *c)
 static void
 pump_pipes(skipq_job *job, command *c, int *ip_out, struct pollfd *p)
 {
-    int n = 0, io = -1, ie = -1, ii = -1, ip = -1;
+    int n = 0, io = -1, ie = -1, ii = -1, ip = -1, ic = -1;
     char chunk[16384];
 
     if (c->out[0] >= 0)
@@ -532,6 +556,8 @@ pump_pipes(skipq_job *job, command *c, int *ip_out, struct pollfd *p)
         p[ie = n++] = (struct pollfd){c->err[0], POLLIN, 0};
     if (c->in[1] >= 0)
         p[ii = n++] = (struct pollfd){c->in[1], POLLOUT, 0};
+    if (c->ctl[0] >= 0)
+        p[ic = n++] = (struct pollfd){c->ctl[0], POLLIN, 0};
     if (!c->exited && c->pidfd >= 0)
         p[ip = n++] = (struct pollfd){c->pidfd, POLLIN, 0};
     int64_t now = skipq__now_ms();
@@ -561,6 +587,13 @@ pump_pipes(skipq_job *job, command *c, int *ip_out, struct pollfd *p)
             buf_add(&c->ebuf, chunk, (size_t)r, STDERR_TAIL, true);
         else if (r == 0 || (errno != EINTR && errno != EAGAIN))
             close(c->err[0]), c->err[0] = -1;
+    }
+    if (ic >= 0 && p[ic].revents) {
+        ssize_t r = read(c->ctl[0], chunk, sizeof chunk);
+        if (r > 0)
+            skipq__control_feed(&c->control, job, chunk, (size_t)r);
+        else if (r == 0 || (errno != EINTR && errno != EAGAIN))
+            close(c->ctl[0]), c->ctl[0] = -1;
     }
     if (ii >= 0 && p[ii].revents) {
         ssize_t wr = write(c->in[1], job->payload_text + c->in_off, c->in_len - c->in_off);
@@ -605,8 +638,8 @@ check_exit(exec_pool *pool, skipq_job *job, command *c, int64_t now)
 static void
 supervise_command(exec_pool *pool, skipq_job *job, command *c)
 {
-    while (!c->exited || c->out[0] >= 0 || c->err[0] >= 0) {
-        struct pollfd p[4];
+    while (!c->exited || c->out[0] >= 0 || c->err[0] >= 0 || c->ctl[0] >= 0) {
+        struct pollfd p[5];
         int ip;
         pump_pipes(job, c, &ip, p);
         if (ip == -2)
@@ -622,6 +655,7 @@ supervise_command(exec_pool *pool, skipq_job *job, command *c)
                 now - c->exited_ms >= EXIT_GRACE_MS) {
                 drain(&c->out[0], &c->obuf, STDOUT_MAX, false);
                 drain(&c->err[0], &c->ebuf, STDERR_TAIL, true);
+                drain_control(c, job);
                 break;
             }
         } else if (now >= job->deadline_ms) {
@@ -664,6 +698,11 @@ command_outcome(skipq_job *job, command *c)
         skipq_job_fail(job, "cancelled");
         job->outcome = SKIPQ_JOB_CANCELLED;
         return;
+    } else if (c->control.said.kind == SKIPQ__REPORT_OUTCOME && !c->killed_for_stop) {
+        /* what it said on its control descriptor, whatever its exit
+         * status (docs/worker.md) */
+        skipq__report_apply(job, &c->control.said);
+        return;
     } else if (WIFSIGNALED(c->status)) {
         skipq_job_fail(job, "killed by %s%s%s", signame(WTERMSIG(c->status)),
                        e->len ? ": " : "", e->len ? e->p : "");
@@ -684,12 +723,14 @@ skipq__run_command(exec_pool *pool, skipq_job *job)
     command c = {.in = {-1, -1},
                  .out = {-1, -1},
                  .err = {-1, -1},
+                 .ctl = {-1, -1},
                  .pid = -1,
                  .pidfd = -1,
                  .in_len = strlen(job->payload_text)};
 
     if (start_command(pool, job, &c)) {
         supervise_command(pool, job, &c);
+        skipq__control_end(&c.control, job);
         command_outcome(job, &c);
     }
     if (c.pid < 0 && job->outcome == SKIPQ_JOB_OK)
@@ -701,9 +742,12 @@ skipq__run_command(exec_pool *pool, skipq_job *job)
             close(c.out[i]);
         if (c.err[i] >= 0)
             close(c.err[i]);
+        if (c.ctl[i] >= 0)
+            close(c.ctl[i]);
     }
     if (c.pidfd >= 0)
         close(c.pidfd);
     free(c.obuf.p);
     free(c.ebuf.p);
+    skipq__control_free(&c.control);
 }

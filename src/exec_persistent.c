@@ -296,7 +296,8 @@ proc_env(const struct persist_set *s, const skipq_job *job)
         return NULL;
     for (size_t i = 0; i < nenv; i++)
         if (strncmp(environ[i], "SKIPQ_JOB_", 10) != 0 &&
-            strncmp(environ[i], "SKIPQ_PERSISTENT=", 17) != 0)
+            strncmp(environ[i], "SKIPQ_PERSISTENT=", 17) != 0 &&
+            strncmp(environ[i], "SKIPQ_CONTROL_FD=", 17) != 0)
             envp[k++] = environ[i];
     char *own[PROC_ENV] = {NULL, NULL, NULL};
     if (asprintf(&own[0], "SKIPQ_JOB_KIND=%s", s->kind) < 0)
@@ -340,7 +341,7 @@ proc_start(exec_pool *pool, const struct persist_set *s, proc *pr, const skipq_j
     else if (!(envp = proc_env(s, job)))
         e = ENOMEM;
     else
-        e = skipq__spawn_command(s->argv, envp, (const int[3]){in[0], out[1], err[1]},
+        e = skipq__spawn_command(s->argv, envp, (const int[3]){in[0], out[1], err[1]}, 3,
                                  &pr->pid);
     if (envp)
         free_env(envp);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* What a process is given for job: one line of JSON. NULL when out of
  * memory. */
@@ -54,43 +55,44 @@ skipq__persist_broken(const char *what, const char *line, size_t len)
     return s;
 }
 
-/* The outcome an "ok", "error" or "snooze" answer asks for. */
+/*
+ * An answer or a progress line (outcome.c reads both, in the words every
+ * handler kind shares): the outcome set, or the progress noted for the
+ * worker to write (SKIPQ__PERSIST_WAIT), or a line that breaks the
+ * protocol.
+ */
 static int
-apply_answer(skipq_job *job, json_object *obj, const char *outcome, const char *line,
-             size_t len, char **why)
+apply_report(skipq_job *job, json_object *obj, const char *line, size_t len, char **why)
 {
-    const int fl = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
-    json_object *v = NULL;
+    skipq__report r = {.percent = -1};
+    char *what = NULL;
+    struct timespec ts;
+    int rc = SKIPQ__PERSIST_BROKEN;
 
-    if (strcmp(outcome, "ok") == 0) {
-        job->outcome = SKIPQ_JOB_OK;
-        if (json_object_object_get_ex(obj, "result", &v) && v) {
-            if (!(job->result = strdup(json_object_to_json_string_ext(v, fl))))
-                job->outcome = skipq_job_fail(job, "out of memory");
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (skipq__report_read(obj, SKIPQ__REPORT_ALLOW_OK,
+                           (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, &r,
+                           &what) != 0) {
+        if (json_object_object_get_ex(obj, "outcome", NULL)) {
+            *why = what ? skipq__persist_broken(what, line, len) : NULL;
+        } else {
+            /* a progress line it cannot store is no reason to fail the
+             * job: such lines were only logged before they were stored */
+            char *shown = skipq__persist_broken(what ? what : "out of memory", line, len);
+            char *esc = shown ? skipq_escape_text(shown, 0) : NULL;
+            skipq__log(SKIPQ_LOG_WARN, "job %lld: ignored a progress line (%s)",
+                       (long long)job->id, esc ? esc : "?");
+            free(esc);
+            free(shown);
+            rc = SKIPQ__PERSIST_WAIT;
         }
-    } else if (strcmp(outcome, "error") == 0) {
-        const char *msg = "handler reported an error";
-        if (json_object_object_get_ex(obj, "error", &v) && v)
-            msg = json_object_is_type(v, json_type_string)
-                      ? json_object_get_string(v)
-                      : json_object_to_json_string_ext(v, fl);
-        job->outcome = skipq_job_fail(job, "%s", msg);
-    } else if (strcmp(outcome, "snooze") == 0) {
-        int64_t ms = 0;
-        if (json_object_object_get_ex(obj, "delay_ms", &v) && v) {
-            if (!json_object_is_type(v, json_type_int) ||
-                (ms = json_object_get_int64(v)) < 0) {
-                *why = skipq__persist_broken(
-                    "\"delay_ms\" must be a number of milliseconds", line, len);
-                return SKIPQ__PERSIST_BROKEN;
-            }
-        }
-        job->outcome = skipq_job_snooze(job, ms);
     } else {
-        *why = skipq__persist_broken("unknown outcome", line, len);
-        return SKIPQ__PERSIST_BROKEN;
+        rc = r.kind == SKIPQ__REPORT_OUTCOME ? SKIPQ__PERSIST_ANSWER : SKIPQ__PERSIST_WAIT;
+        skipq__report_apply(job, &r);
     }
-    return SKIPQ__PERSIST_ANSWER;
+    skipq__report_clear(&r);
+    free(what);
+    return rc;
 }
 
 /*
@@ -102,7 +104,6 @@ int
 skipq__persist_take_line(skipq_job *job, const char *line, size_t len, char **why)
 {
     json_object *obj = NULL, *v = NULL;
-    const char *outcome = NULL;
     int r = SKIPQ__PERSIST_BROKEN;
 
     if (len == 0 || (len == 1 && line[0] == '\r'))
@@ -120,20 +121,13 @@ skipq__persist_take_line(skipq_job *job, const char *line, size_t len, char **wh
         *why = skipq__persist_broken(what, line, len);
         goto out;
     }
-    if (json_object_object_get_ex(obj, "outcome", &v) &&
-        json_object_is_type(v, json_type_string))
-        outcome = json_object_get_string(v);
-    if (!outcome && json_object_object_get_ex(obj, "progress", &v)) {
-        skipq__log(SKIPQ_LOG_DEBUG, "job %lld progress: %.*s", (long long)job->id,
-                   len > 500 ? 500 : (int)len, line);
-        r = SKIPQ__PERSIST_WAIT;
-        goto out;
-    }
-    if (!outcome) {
+    if (!json_object_object_get_ex(obj, "outcome", NULL) &&
+        !json_object_object_get_ex(obj, "progress", NULL) &&
+        !json_object_object_get_ex(obj, "message", NULL)) {
         *why = skipq__persist_broken("an answer without an \"outcome\"", line, len);
         goto out;
     }
-    r = apply_answer(job, obj, outcome, line, len, why);
+    r = apply_report(job, obj, line, len, why);
 out:
     json_object_put(obj);
     if (r == SKIPQ__PERSIST_BROKEN && !*why)

@@ -28,6 +28,7 @@ skipq__job_free(skipq_job *job)
     free(job->payload_text);
     free(job->error);
     free(job->result);
+    free(job->progress_message);
     free(job);
 }
 
@@ -58,7 +59,8 @@ skipq__job_run(exec_pool *pool, skipq_job *job)
         job->outcome = SKIPQ_JOB_ERROR;
         skipq__run_command(pool, job);
     }
-    if (job->outcome == SKIPQ_JOB_ERROR && !job->error)
+    if ((job->outcome == SKIPQ_JOB_ERROR || job->outcome == SKIPQ_JOB_FAIL_PERMANENT) &&
+        !job->error)
         job->error = strdup("handler failed");
     if (job->error)
         skipq__sanitize_utf8(job->error);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int64_t
 skipq_job_id(const skipq_job *job)
@@ -106,6 +107,65 @@ skipq_job_snooze(skipq_job *job, int64_t delay_ms)
 {
     job->snooze_ms = delay_ms < 0 ? 0 : delay_ms;
     return SKIPQ_JOB_SNOOZE;
+}
+
+/* The message of fmt, or NULL (out of memory, or an empty message). */
+static char *
+vmessage(const char *fmt, va_list ap)
+{
+    char *msg = NULL;
+    if (!fmt || vasprintf(&msg, fmt, ap) < 0)
+        return NULL;
+    if (!*msg) {
+        free(msg);
+        return NULL;
+    }
+    return msg;
+}
+
+skipq_outcome
+skipq_job_fail_permanent(skipq_job *job, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = vmessage(fmt, ap);
+    va_end(ap);
+    free(job->error);
+    job->error = msg ? msg : strdup("handler failed permanently");
+    return SKIPQ_JOB_FAIL_PERMANENT;
+}
+
+skipq_outcome
+skipq_job_cancel(skipq_job *job, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = vmessage(fmt, ap);
+    va_end(ap);
+    free(job->error);
+    job->error = msg ? msg : strdup("cancelled by the handler");
+    return SKIPQ_JOB_CANCELLED;
+}
+
+skipq_outcome
+skipq_job_snooze_until(skipq_job *job, int64_t unix_us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    /* rounded up: never before the time asked for */
+    return skipq_job_snooze(job, unix_us > now_us ? (unix_us - now_us + 999) / 1000 : 0);
+}
+
+skipq_rc
+skipq_job_progress(skipq_job *job, int percent, const char *message, skipq_error *err)
+{
+    if (percent < -1 || percent > 100)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "progress must be from 0 to 100 (or -1), not %d", percent);
+    if (skipq__progress_note(job, percent, message) != SKIPQ_OK)
+        return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    return SKIPQ_OK;
 }
 
 int64_t

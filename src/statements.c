@@ -612,6 +612,11 @@ const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
         {"hand_back_call", NULL,
          "SELECT * FROM skipq.hand_back($1::int8[], $2::int4[], $3::int8, $4::text::uuid)",
          T("worker.sigterm_finishes_short_jobs_and_hands_back_long_ones")},
+    [SKIPQ__STMT_PROGRESS] =
+        {"progress_call", NULL,
+         "SELECT * FROM skipq.job_progress($1::int8[], $2::int4[], $3::int4[],"
+         " $4::text[], $5::int8, $6::text::uuid)",
+         T("outcomes.command_handler_reports_progress_while_running")},
 
     [SKIPQ__STMT_MAINT_SETTINGS] =
         {"maintenance_settings", NULL, "SET application_name = 'skipq maintenance'",

@@ -45,6 +45,8 @@ typedef enum skipq__stmt_id {
     /* the job connection: putting rows back (worker_complete.c) */
     SKIPQ__STMT_RECONCILE,
     SKIPQ__STMT_HAND_BACK,
+    /* the job connection: handlers' progress (worker_progress.c) */
+    SKIPQ__STMT_PROGRESS,
     /* the maintenance connection (worker_maint.c) */
     SKIPQ__STMT_MAINT_SETTINGS,
     SKIPQ__STMT_RESCUE_BEGIN,

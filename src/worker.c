@@ -103,6 +103,7 @@ skipq_worker_new(const skipq_config *cfg, skipq_worker **out, skipq_error *err)
     w = calloc(1, sizeof *w);
     if (!w)
         return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&w->progress_mu, NULL);
     w->wake_fd = -1;
     w->cfg = skipq__config_dup(cfg);
     if (!w->cfg)
@@ -168,6 +169,7 @@ skipq_worker_free(skipq_worker *w)
     if (w->wake_fd >= 0)
         close(w->wake_fd);
     skipq_config_free(w->cfg);
+    pthread_mutex_destroy(&w->progress_mu);
     free(w);
 }
 
@@ -498,6 +500,9 @@ turn(skipq_worker *w, int64_t now, bool stopping)
     int ndone;
     skipq_job *done = collect_done(w, now, &ndone);
 
+    if (atomic_load(&w->progress_dirty)) /* a plain job never gets here */
+        skipq__progress_flush(w, now, done);
+
     if (now >= w->claim.next_poll_ms) {
         w->claim.wake = true;
         w->claim.next_poll_ms = now + w->cfg->poll_interval_ms;
@@ -585,6 +590,8 @@ sleep_turn(skipq_worker *w, int64_t now, bool stopping, int slots)
         until = skipq__min64(until, w->jobs.batch_since_ms + SKIPQ__AUTO_WAIT_MS);
     if (pg && w->jobs.pending)
         until = skipq__min64(until, skipq__pending_due_ms(&w->jobs));
+    if (pg)
+        until = skipq__min64(until, skipq__progress_due_ms(w));
     now = skipq__now_ms();
     int timeout = until <= now ? 0 : (int)skipq__min64(until - now, 60000);
     struct pollfd p[2] = {{w->wake_fd, POLLIN, 0}, {-1, POLLIN, 0}};

@@ -117,6 +117,11 @@ struct skipq_worker {
     worker_jobs jobs;
     worker_maint maint;
     skipq__prefetch_stats prefetch;
+
+    /* handlers' progress reports (worker_progress.c) */
+    pthread_mutex_t progress_mu; /* the held jobs' progress fields */
+    atomic_bool progress_dirty;  /* a held job has a report to write */
+    int64_t progress_next_ms;    /* main thread: no routine write before */
 };
 
 static inline int64_t
@@ -173,6 +178,13 @@ skipq_rc skipq__reconcile(skipq_worker *w, skipq_error *err);
 void skipq__hand_back_rows(skipq_worker *w, bool only_pulled);
 int skipq__pull_unstarted(skipq_worker *w, bool stopping);
 int skipq__report_unrecorded(skipq_worker *w);
+
+/* ---- worker_progress.c ---- */
+/* Write the held jobs' progress reports when due, or at once when a job
+ * of done (about to be completed) has one. */
+void skipq__progress_flush(skipq_worker *w, int64_t now, const skipq_job *done);
+/* When the next write is due (INT64_MAX: nothing to write). */
+int64_t skipq__progress_due_ms(skipq_worker *w);
 
 /* ---- worker_maint.c ---- */
 skipq_rc skipq__maint_start(skipq_worker *w, skipq_error *err);

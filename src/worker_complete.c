@@ -73,6 +73,8 @@ next_status(skipq_worker *w, skipq_job *j, int64_t *delay_ms, int *handback)
         return "queued";
     case SKIPQ_JOB_CANCELLED:
         return "cancelled";
+    case SKIPQ_JOB_FAIL_PERMANENT: /* attempts left or not */
+        return "failed";
     case SKIPQ_JOB_ERROR:
     default:
         break;
@@ -172,6 +174,11 @@ skipq__finish_jobs(skipq_worker *w, skipq_job *list, PGresult *res)
             case SKIPQ_JOB_CANCELLED:
                 skipq__log_job(SKIPQ_LOG_INFO, "cancelled", j, "job %lld cancelled",
                                (long long)j->id);
+                break;
+            case SKIPQ_JOB_FAIL_PERMANENT:
+                skipq__log_job(SKIPQ_LOG_INFO, "failed", j,
+                               "job %lld failed permanently: %s", (long long)j->id,
+                               j->error ? j->error : "");
                 break;
             default:
                 skipq__log_job(SKIPQ_LOG_INFO, "failed", j,

@@ -56,6 +56,13 @@ struct skipq_job {
     int64_t run_us; /* the executor's wall time for it, 0 not run */
     bool timed_out;
 
+    /* the handler's last progress report (worker_progress.c), under the
+     * worker's progress lock: written by the executor, taken by the main
+     * thread */
+    char *progress_message;
+    int progress_percent; /* -1: none */
+    bool progress_dirty;  /* reported since it was last written */
+
     atomic_int stop;           /* 1: cancel requested, 2: shutdown, 3: timeout */
     atomic_int pgid;           /* running command's process group, 0 none */
     atomic_bool finished;      /* executor: the handler ended (a command: its
@@ -122,9 +129,11 @@ void skipq__reaper_stop(exec_pool *p);
  * ended. */
 enum { SKIPQ__REAPER_ADD = 1, SKIPQ__REAPER_DEL = 2 };
 void skipq__reaper_tell(exec_pool *p, int op, pid_t pgid);
-/* Start argv in a process group of its own with fds as its stdin, stdout
- * and stderr, dying with the calling thread; 0 or an errno value. */
-int skipq__spawn_command(char *const argv[], char *const envp[], const int fds[3],
+/* Start argv in a process group of its own with fds[0..nfds-1] as its
+ * descriptors 0..nfds-1 (stdin, stdout, stderr, and for a command its
+ * control descriptor), dying with the calling thread; 0 or an errno
+ * value. */
+int skipq__spawn_command(char *const argv[], char *const envp[], const int *fds, int nfds,
                          pid_t *out);
 
 /* Persistent command handlers (exec_persistent.c): the processes of
@@ -146,6 +155,50 @@ char *skipq__persist_broken(const char *what, const char *line, size_t len);
 /* Processes the reaper may have to list for persistent handlers. */
 int skipq__persist_max_processes(const skipq_config *cfg);
 void skipq__run_persistent(exec_pool *pool, skipq_job *job);
+
+/* What a handler says besides its result (outcome.c): an outcome, or a
+ * progress report, as read from one JSON object. */
+enum { SKIPQ__REPORT_PROGRESS = 1, SKIPQ__REPORT_OUTCOME = 2 };
+#define SKIPQ__REPORT_ALLOW_OK 1u /* "ok" and "error" too (persistent answers) */
+typedef struct skipq__report {
+    int kind;              /* SKIPQ__REPORT_* */
+    skipq_outcome outcome; /* OUTCOME */
+    int percent;           /* PROGRESS: 0..100, -1 none */
+    char *text;            /* progress message, error, or cancel reason */
+    char *result;          /* "ok": the result's JSON text */
+    int64_t delay_ms;      /* snooze: from "delay_ms", or "until" - now */
+} skipq__report;
+/* Read obj (now_us: the wall clock, for "until"); 0, or -1 with *why
+ * (malloc'd; NULL when out of memory). r is cleared first. */
+int skipq__report_read(json_object *obj, unsigned allow, int64_t now_us, skipq__report *r,
+                       char **why);
+void skipq__report_clear(skipq__report *r);
+/* Set job's outcome from r, or note r's progress; moves r's strings. */
+void skipq__report_apply(skipq_job *job, skipq__report *r);
+/* "2030-01-01T14:00:00Z", "...T14:00:00.5+02:00": microseconds since the
+ * epoch; false for anything else (a time without a zone among it). */
+bool skipq__parse_iso_time(const char *s, int64_t *us_out);
+
+/* A command's control descriptor (outcome.c): its lines as they come
+ * (fed in any pieces); progress is noted at once, the last outcome kept
+ * in `said` for when the process has ended. */
+#define SKIPQ__CONTROL_LINE_MAX 65536
+typedef struct skipq__control {
+    char *p;
+    size_t len;
+    bool skipping;      /* the rest of a line too long to keep */
+    skipq__report said; /* kind 0: no outcome said */
+} skipq__control;
+void skipq__control_feed(skipq__control *c, skipq_job *job, const char *d, size_t n);
+/* The process ended: a last line without its newline counts too. */
+void skipq__control_end(skipq__control *c, skipq_job *job);
+void skipq__control_free(skipq__control *c);
+
+/* Progress (worker_progress.c): keep job's report (any thread; message
+ * copied, cut to SKIPQ__PROGRESS_MESSAGE_MAX bytes) for the main thread
+ * to write. */
+#define SKIPQ__PROGRESS_MESSAGE_MAX 200
+skipq_rc skipq__progress_note(skipq_job *job, int percent, const char *message);
 
 /* "2s", or "1500ms" */
 void skipq__fmt_duration(int64_t ms, char *out, size_t n);

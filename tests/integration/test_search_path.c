@@ -487,6 +487,17 @@ TEST(cli_commands_run_no_planted_object)
     run(l.admin_url, 0, NULL, args);
     assert_none_ran(pg, "jobs retry, jobs cancel");
 
+    /* the tag and meta filters, bulk runs and delete */
+    tl_exec(pg, "SELECT skipq.enqueue('k', tags => '{t}', meta => '{\"m\": 1}')");
+    run(l.producer_url, 0, NULL, "jobs ls --tag t --meta m=1 --json");
+    run(l.admin_url, 0, NULL, "jobs cancel --tag t --meta m=1 --dry-run");
+    run(l.admin_url, 0, NULL, "jobs cancel --tag t --meta m=1");
+    run(l.admin_url, 0, NULL, "jobs retry --status cancelled --tag t");
+    run(l.admin_url, 0, NULL, "recover --status failed --tag t --meta m=1 --dry-run");
+    snprintf(args, sizeof args, "jobs delete %lld", (long long)queued);
+    run(l.admin_url, 0, NULL, args);
+    assert_none_ran(pg, "jobs filters, jobs delete");
+
     /* recover, each status, dry and for real, as the admin and a superuser */
     tl_exec(pg, "UPDATE skipq.jobs SET status = 'failed', finished_at = now()"
                 " WHERE kind = 'bad'");
