@@ -382,7 +382,9 @@ static const char show_sql[] =
     "       " ISO("j.started_at") ", " ISO("j.finished_at") ", "
     "       " ISO("j.cancel_requested_at") ", "
     "       " ISO("j.created_at") ", " ISO("j.updated_at") ", "
-    "       j.created_by, j.last_error, j.payload::text, j.result::text, "
+    "       j.created_by, j.last_error, j.unique_key, "
+    "       (extract(epoch FROM j.unique_window) * 1000.0)::int8, j.concurrency_key, "
+    "       j.payload::text, j.result::text, "
     "       j.errors::text, j.progress::text, pg_catalog.to_json(j.tags)::text, "
     "       j.meta::text "
     "FROM skipq.jobs j WHERE j.id = $1::int8";
@@ -411,6 +413,9 @@ static const char *const show_cols[] = {
     "updated_at",
     "created_by",
     "last_error",
+    "unique_key",
+    "unique_window_ms",
+    "concurrency_key",
     "payload",
     "result",
     "errors",
@@ -418,10 +423,10 @@ static const char *const show_cols[] = {
     "tags",
     "meta",
 };
-enum { SHOW_NCOLS = 27, SHOW_FIRST_JSON = 21, SHOW_PROGRESS = 24, SHOW_TAGS, SHOW_META };
+enum { SHOW_NCOLS = 30, SHOW_FIRST_JSON = 24, SHOW_PROGRESS = 27, SHOW_TAGS, SHOW_META };
 /* integer columns (bit per column) */
 static const unsigned show_ints = 1u << 0 | 1u << 3 | 1u << 5 | 1u << 6 | 1u << 8 |
-                                  1u << 9 | 1u << 10 | 1u << 12 | 1u << 13;
+                                  1u << 9 | 1u << 10 | 1u << 12 | 1u << 13 | 1u << 22;
 
 /* Parse a jsonb column's text; NULL for SQL NULL (or if it will not
  * parse, which the server's jsonb output never does). */

@@ -117,9 +117,14 @@ TEST(jobs_show_escapes_control_characters)
     char *out = NULL;
     int64_t id = evil_failed_job(pg);
 
+    tl_exec(pg,
+            "UPDATE skipq.jobs SET unique_key = " EVIL_KIND
+            ", concurrency_key = " EVIL_QUEUE " WHERE id = %lld",
+            (long long)id);
     ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "jobs show %lld", (long long)id), 0);
     assert_terminal_safe("jobs show", out);
     ASSERT_CONTAINS(out, "k\\u001b]0;pwned\\u0007\\u202eX");
+    ASSERT_CONTAINS(out, "unique_key           k\\u001b]0;pwned");
     /* the error keeps its lines; the carriage return does not get to
      * overwrite one */
     ASSERT_CONTAINS(out, "boom\\u001b[31m red\\u2066hidden\\u2069\n");

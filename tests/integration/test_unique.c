@@ -221,6 +221,40 @@ TEST(expired_windows_are_swept)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.unique_windows"), 3);
 }
 
+TEST(cli_says_which_happened)
+{
+    PGconn *pg = tl_db();
+    char *out = NULL, *err = NULL, *out2 = NULL;
+
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "enqueue k '{\"v\": 1}' --unique-key x --tag a --tag b"
+                           " --meta '{\"m\": 1}' --concurrency-key c"),
+              0);
+    ASSERT_STREQ(err, "");
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, &out2, &err,
+                           "enqueue k '{\"v\": 2}' --unique-key x --unique-mode replace"),
+              0);
+    ASSERT_STREQ(out, out2);
+    ASSERT_CONTAINS(err, "holds unique key \"x\": no new job (replaced it if waiting)");
+    free(err);
+    free(out2);
+    ASSERT_EQ(
+        tl_int(pg,
+               "SELECT ((payload->>'v')::int = 2 AND tags = '{a,b}' AND meta = '{\"m\": 1}'"
+               " AND concurrency_key = 'c')::int FROM skipq.jobs"),
+        1);
+    out[strcspn(out, "\n")] = '\0';
+    ASSERT_EQ(tl_skipq_run(NULL, &out2, NULL, "jobs show %s", out), 0);
+    ASSERT_CONTAINS(out2, "unique_key           x\n");
+    ASSERT_CONTAINS(out2, "concurrency_key      c\n");
+    free(out2);
+    free(out);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "enqueue k --unique-mode replace '{}'"), 2);
+    ASSERT_CONTAINS(err, "need a unique_key");
+    free(err);
+}
+
 TEST(enqueue_has_one_signature)
 {
     PGconn *pg = tl_db();
