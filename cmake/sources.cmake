@@ -63,12 +63,14 @@ set(SKIPQ_MIGRATIONS
   migrations/0003_worker_liveness.sql
   migrations/0004_job_control.sql
   migrations/0005_unique_jobs.sql
+  migrations/0006_dependencies.sql
 )
 
 # SQL applied after the migrations on every `skipq migrate`.
 set(SKIPQ_SQL
   sql/functions.sql
   sql/enqueue.sql
+  sql/deps.sql
 )
 
 # Embedded but applied only by `skipq migrate --roles`: it needs
