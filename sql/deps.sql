@@ -331,9 +331,10 @@ BEGIN
             ORDER BY j.id FOR NO KEY UPDATE OF j),
         u AS (UPDATE skipq.jobs j
               SET status = 'waiting', finished_at = NULL, updated_at = now(),
+                  last_error = NULL,
                   errors = j.errors || jsonb_build_object(
                       'revived', true, 'at', now(), 'from', 'cancelled', 'by', current_user,
-                      'after', p)
+                      'after', p, 'error', j.last_error)
               FROM c WHERE j.id = c.id
               RETURNING j.id),
         unmarked AS (UPDATE skipq.job_waits w SET cancelled_by = NULL
@@ -543,6 +544,10 @@ BEGIN
     SELECT w.pending INTO n FROM skipq.job_waits w WHERE w.child = NEW.id FOR UPDATE;
     IF n > 0 THEN
         NEW.status := 'waiting';
+        -- the parent's failure that cancelled it is in its history
+        IF OLD.status = 'cancelled' THEN
+            NEW.last_error := NULL;
+        END IF;
         UPDATE skipq.job_waits w SET cancelled_by = NULL WHERE w.child = NEW.id;
     END IF;
     RETURN NEW;
