@@ -24,8 +24,8 @@ static const char usage[] =
     "\n"
     "  ls       newest first: id, queue, kind, priority, status, attempts,\n"
     "           run_at (queued) or updated_at, last error\n"
-    "    --status S       queued, running, succeeded, failed, cancelled\n"
-    "                     (comma-separated)\n"
+    "    --status S       waiting, queued, running, succeeded, failed,\n"
+    "                     cancelled (comma-separated)\n"
     "    --limit N        at most N rows (default 50; 0: no limit)\n"
     "    --since D|TS     updated within D (10m) or since timestamp TS\n"
     "    --json           one JSON object per line\n"
@@ -619,7 +619,9 @@ retry_or_cancel(int argc, char **argv, struct cli_ctx *ctx, int cancel)
     }
     res = PQexecParams(pg,
                        cancel ? "SELECT id, outcome FROM skipq.cancel($1::int8[])"
-                              : "SELECT r, 'queued' FROM skipq.retry($1::int8[]) r",
+                              : "SELECT r, CASE WHEN EXISTS (SELECT FROM skipq.job_waits w"
+                                " WHERE w.child = r AND w.pending > 0) THEN 'waiting'"
+                                " ELSE 'queued' END FROM skipq.retry($1::int8[]) r",
                        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = cli_db_fail(pg, res, "could not %s jobs", what);
@@ -636,13 +638,14 @@ retry_or_cancel(int argc, char **argv, struct cli_ctx *ctx, int cancel)
             cli_errorf(0, "job %lld does not exist", id);
             missing++;
         } else if (!cancel && now) {
-            printf("job %lld: %s -> queued\n", id, was);
+            printf("job %lld: %s -> %s\n", id, was, now); /* waiting: for its parents */
         } else if (!cancel) {
             printf("job %lld: running; not retried\n", id);
         } else if (now && strcmp(was, "running") == 0) {
             /* skipq.cancel() marked it: its worker stops the handler */
             printf("job %lld: cancel requested (running)\n", id);
-        } else if (now && strcmp(was, "queued") == 0 && strcmp(now, "cancelled") == 0) {
+        } else if (now && (!strcmp(was, "queued") || !strcmp(was, "waiting")) &&
+                   strcmp(now, "cancelled") == 0) {
             printf("job %lld: cancelled\n", id);
         } else {
             printf("job %lld: already %s\n", id, now ? now : was);

@@ -651,6 +651,57 @@ TEST(producer_and_worker_roles_use_dependencies)
     tl_exec(pg, "DROP ROLE %s, %s", prod, work);
 }
 
+/* ---- the command ------------------------------------------------------------ */
+
+TEST(cli_batch_chain_and_waiting_status)
+{
+    PGconn *pg = tl_db();
+    char *out = NULL, *err = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "batch new --on-complete done --payload '{\"a\": 1}' --queue r"),
+              0);
+    int64_t bt = strtoll(out, NULL, 10);
+    ASSERT_TRUE(bt > 0);
+    free(out);
+    free(err);
+    ASSERT_EQ(
+        tl_skipq_run("{\"kind\": \"m\", \"payload\": {\"i\": 1}}\n\n{\"kind\": \"m\"}\n",
+                     &out, &err, "batch add %lld --seal", (long long)bt),
+        0);
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "batch show %lld", (long long)bt), 0);
+    ASSERT_CONTAINS(out, "total            2");
+    free(out);
+    free(err);
+    /* a bad line enqueues nothing */
+    ASSERT_EQ(tl_skipq_run("{\"kind\": \"s\"}\n[1]\n", &out, &err, "chain"), 2);
+    ASSERT_CONTAINS(err, "stdin line 2");
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_skipq_run("{\"kind\": \"s1\"}\n{\"kind\": \"s2\"}\n", &out, &err, "chain"),
+              0);
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "jobs ls --status waiting --json"), 0);
+    ASSERT_CONTAINS(out, "\"kind\":\"s2\"");
+    free(out);
+    free(err);
+    int64_t s2 = tl_int(pg, "SELECT id FROM skipq.jobs WHERE kind = 's2'");
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "jobs cancel %lld", (long long)s2), 0);
+    ASSERT_CONTAINS(out, "cancelled");
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "jobs retry %lld", (long long)s2), 0);
+    ASSERT_CONTAINS(out, "cancelled -> waiting");
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "stats --json"), 0);
+    ASSERT_CONTAINS(out, "\"waiting\":1");
+    free(out);
+    free(err);
+}
+
 int
 main(int argc, char **argv)
 {
