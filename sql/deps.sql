@@ -534,28 +534,29 @@ CREATE OR REPLACE TRIGGER jobs_deps_deleted
 -- A finished job with parents put back in the queue (retry, recover)
 -- waits again while a parent has not let it go: retrying a job cancelled
 -- because its parent failed must not run it before that parent succeeds
--- (test retry_of_cancelled_child_waits_again).
+-- (test retry_of_cancelled_child_waits_again). It is set back to waiting
+-- in the same transaction, before anyone can claim it. An AFTER trigger:
+-- a BEFORE UPDATE row trigger, whatever its WHEN, would make every claim
+-- and completion lock each row once more before updating it.
 CREATE OR REPLACE FUNCTION skipq.deps_requeue()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    n int;
 BEGIN
-    SELECT w.pending INTO n FROM skipq.job_waits w WHERE w.child = NEW.id FOR UPDATE;
-    IF n > 0 THEN
-        NEW.status := 'waiting';
-        -- the parent's failure that cancelled it is in its history
-        IF OLD.status = 'cancelled' THEN
-            NEW.last_error := NULL;
-        END IF;
+    PERFORM FROM skipq.job_waits w WHERE w.child = NEW.id AND w.pending > 0 FOR UPDATE;
+    IF FOUND THEN
         UPDATE skipq.job_waits w SET cancelled_by = NULL WHERE w.child = NEW.id;
+        -- the parent's failure that cancelled it stays in its history
+        UPDATE skipq.jobs j
+        SET status = 'waiting',
+            last_error = CASE WHEN OLD.status = 'cancelled' THEN NULL ELSE j.last_error END
+        WHERE j.id = NEW.id AND j.status = 'queued';
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END $$;
 REVOKE EXECUTE ON FUNCTION skipq.deps_requeue() FROM PUBLIC;
 
 CREATE OR REPLACE TRIGGER jobs_deps_requeue
-    BEFORE UPDATE OF status ON skipq.jobs
+    AFTER UPDATE OF status ON skipq.jobs
     FOR EACH ROW
     WHEN (NEW.has_parents AND NEW.status = 'queued'
           AND OLD.status IN ('succeeded', 'failed', 'cancelled'))
