@@ -458,10 +458,6 @@ REVOKE EXECUTE ON FUNCTION skipq.batch_seal(bigint) FROM PUBLIC;
 -- ---------------------------------------------------------------------------
 
 -- A job with dependants or a batch reached a final status, or left one.
--- Under worker.on_success: delete, skipq.complete_delete keeps such a job
--- when it succeeds (its DELETE would hide the result) and sets
--- skipq.on_success: the row is deleted here, once its result is in its
--- children's links (test diamond_with_on_success_delete).
 CREATE OR REPLACE FUNCTION skipq.deps_status_changed()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
@@ -485,10 +481,6 @@ BEGIN
             PERFORM skipq.deps_revive(NEW.id);
         END IF;
     END IF;
-    IF NEW.status = 'succeeded' AND OLD.status = 'running'
-       AND current_setting('skipq.on_success', true) = 'delete' THEN
-        DELETE FROM skipq.jobs j WHERE j.id = NEW.id;
-    END IF;
     RETURN NULL;
 END $$;
 REVOKE EXECUTE ON FUNCTION skipq.deps_status_changed() FROM PUBLIC;
@@ -502,14 +494,38 @@ CREATE OR REPLACE TRIGGER jobs_deps_status
                OR NEW.status IN ('succeeded', 'failed', 'cancelled')))
     EXECUTE FUNCTION skipq.deps_status_changed();
 
+-- worker.on_success: delete. skipq.complete_delete deletes a running job
+-- that succeeded, and calls this for each one with dependants or a batch,
+-- with the result only it has (the row is gone, and its delete trigger
+-- sees a running row): the job succeeded, for its batch and its children
+-- (test diamond_with_on_success_delete). It sets skipq.on_success for its
+-- transaction, so that the delete trigger leaves these rows to this.
+CREATE OR REPLACE FUNCTION skipq.deps_deleted_on_success(
+    id bigint, dependants boolean, batch_id bigint, result jsonb)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF batch_id IS NOT NULL THEN
+        PERFORM skipq.batch_count(batch_id, 'succeeded', 1);
+    END IF;
+    IF dependants THEN
+        PERFORM skipq.deps_settle(id, 'succeeded', result, 'succeeded');
+    END IF;
+END $$;
+REVOKE EXECUTE ON FUNCTION skipq.deps_deleted_on_success(bigint, boolean, bigint, jsonb)
+    FROM PUBLIC;
+
 -- A row with dependants, a batch or parents was deleted. Unfinished (an
 -- operator's delete), it counts as cancelled for its batch and its
--- dependants. A child's links and counter go with it.
+-- dependants; a running one deleted by skipq.complete_delete succeeded,
+-- and was passed on already. A child's links and counter go with it.
 CREATE OR REPLACE FUNCTION skipq.deps_row_deleted()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF OLD.status NOT IN ('succeeded', 'failed', 'cancelled') THEN
+    IF OLD.status NOT IN ('succeeded', 'failed', 'cancelled')
+       AND NOT (OLD.status = 'running'
+                AND current_setting('skipq.on_success', true) = 'delete') THEN
         IF OLD.batch_id IS NOT NULL THEN
             PERFORM skipq.batch_count(OLD.batch_id, 'cancelled', 1);
         END IF;
