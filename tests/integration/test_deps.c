@@ -526,12 +526,16 @@ TEST(batch_of_1000_completes_once)
     run_batch(1);
 }
 
-/* Two workers finish the last members; and, forced: two transactions
- * finish the last two at once, the second waiting on the batch's row. */
+/* Two workers finish the last members at once. */
 TEST(batch_of_1000_with_two_workers_completes_once)
 {
     run_batch(2);
+}
 
+/* The same, forced: two transactions finish the last two members at
+ * once, the second waiting on the batch's row. */
+TEST(batch_last_two_members_finishing_at_once_complete_once)
+{
     PGconn *pg = tl_db();
     PGconn *other = tl_connect();
     int64_t bt = tl_int(pg, "SELECT skipq.batch_create('done')");
