@@ -640,7 +640,7 @@ retry_or_cancel(int argc, char **argv, struct cli_ctx *ctx, int cancel)
         } else if (!cancel && now) {
             printf("job %lld: %s -> %s\n", id, was, now); /* waiting: for its parents */
         } else if (!cancel) {
-            printf("job %lld: running; not retried\n", id);
+            printf("job %lld: %s; not retried\n", id, was); /* running, waiting */
         } else if (now && strcmp(was, "running") == 0) {
             /* skipq.cancel() marked it: its worker stops the handler */
             printf("job %lld: cancel requested (running)\n", id);

@@ -700,6 +700,10 @@ TEST(cli_batch_chain_and_waiting_status)
     ASSERT_CONTAINS(out, "cancelled -> waiting");
     free(out);
     free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "jobs retry %lld", (long long)s2), 0);
+    ASSERT_CONTAINS(out, "waiting; not retried");
+    free(out);
+    free(err);
     ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "stats --json"), 0);
     ASSERT_CONTAINS(out, "\"waiting\":1");
     free(out);
