@@ -177,7 +177,8 @@ enum {
     CLI_ST_SUCCEEDED = 1 << 2,
     CLI_ST_FAILED = 1 << 3,
     CLI_ST_CANCELLED = 1 << 4,
-    CLI_ST_ALL = 0x1f,
+    CLI_ST_WAITING = 1 << 5, /* for its parents (depends_on) */
+    CLI_ST_ALL = 0x3f,
 };
 /*
  * "succeeded,cancelled" into a normalized comma list in out (for
@@ -287,5 +288,7 @@ int cmd_stats(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_prune(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_bench(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_schedule(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_batch(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_chain(int argc, char **argv, struct cli_ctx *ctx);
 
 #endif /* SKIPQ_CLI_H */

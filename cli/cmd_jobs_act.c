@@ -134,7 +134,8 @@ check_options(struct act_opts *o)
     if (o->status_arg &&
         (rc = cli_parse_statuses("--status", o->status_arg,
                                  o->act == ACT_RETRY ? CLI_ST_ALL & ~CLI_ST_RUNNING
-                                                     : CLI_ST_QUEUED | CLI_ST_RUNNING,
+                                                     : CLI_ST_WAITING | CLI_ST_QUEUED |
+                                                           CLI_ST_RUNNING,
                                  o->statuses, sizeof o->statuses)) != 0)
         return rc;
     if (o->queue && (rc = cli_check_name("queue", o->queue)) != 0)
@@ -235,7 +236,7 @@ print_done(const struct act_opts *o, int64_t id, const char *was, const char *no
         return 1;
     }
     if (o->act == ACT_RETRY && now)
-        printf("job %lld: %s -> queued\n", i, was);
+        printf("job %lld: %s -> %s\n", i, was, now); /* waiting: for its parents */
     else if (o->act == ACT_RETRY)
         printf("job %lld: %s; not retried\n", i, was);
     else if (now && strcmp(was, "running") == 0)
@@ -255,7 +256,11 @@ outcome_of(const PGresult *res, int64_t id)
 }
 
 static const char *const act_sql[] = {
-    [ACT_RETRY] = "SELECT r, 'queued' FROM skipq.retry($1::int8[]) r",
+    /* a retried child whose parents have not all succeeded waits again */
+    [ACT_RETRY] = "SELECT r, CASE WHEN EXISTS (SELECT FROM skipq.job_waits w"
+                  " WHERE w.child OPERATOR(pg_catalog.=) r"
+                  " AND w.pending OPERATOR(pg_catalog.>) 0) THEN 'waiting'"
+                  " ELSE 'queued' END FROM skipq.retry($1::int8[]) r",
     [ACT_CANCEL] = "SELECT id, outcome FROM skipq.cancel($1::int8[])",
     [ACT_DELETE] = "SELECT id, deleted::text FROM skipq.delete_jobs($1::int8[])",
 };
@@ -379,7 +384,7 @@ cmd_jobs_act(int argc, char **argv, struct cli_ctx *ctx)
         "\n"
         "  FILTERS (all must match):\n"
         "    --status S[,S]   retry: failed, cancelled, succeeded, queued\n"
-        "                     (required); cancel: queued, running\n"
+        "                     (required); cancel: waiting, queued, running\n"
         "    --queue Q, --kind K\n"
         "    --tag T          has tag T (repeatable: every one)\n"
         "    --meta KEY=VALUE meta contains it (repeatable; VALUE is JSON\n"

@@ -18,8 +18,8 @@
 static const char usage[] =
     "usage: skipq stats [--watch [D]] [--json]\n"
     "\n"
-    "Per queue and priority: runnable, scheduled (future run_at), running,\n"
-    "succeeded, failed and cancelled jobs, the oldest runnable job's age,\n"
+    "Per queue and priority: waiting (for their parents), runnable, scheduled\n"
+    "(future run_at), running, succeeded, failed and cancelled jobs, the oldest runnable job's age,\n"
     "and jobs finished in the last minute; then the registered workers,\n"
     "whether each is alive, and its heartbeat age.\n"
     "\n"
@@ -30,7 +30,7 @@ static const char usage[] =
 enum { OPT_WATCH = CLI_OPT_LOCAL, OPT_JSON };
 
 static const char queues_sql[] =
-    "SELECT queue, priority, runnable, scheduled, running, succeeded, "
+    "SELECT queue, priority, waiting, runnable, scheduled, running, succeeded, "
     "       failed, cancelled, "
     "       extract(epoch FROM oldest_runnable_age)::float8, "
     "       finished_last_minute "
@@ -65,9 +65,9 @@ on_signal(int sig)
     interrupted = 1;
 }
 
-static const char *const queue_cols[] = {"queue",   "priority",  "runnable", "scheduled",
-                                         "running", "succeeded", "failed",   "cancelled",
-                                         "oldest",  "done_1m"};
+static const char *const queue_cols[] = {"queue",     "priority", "waiting",   "runnable",
+                                         "scheduled", "running",  "succeeded", "failed",
+                                         "cancelled", "oldest",   "done_1m"};
 static const char *const worker_cols[] = {
     "id",          "host",    "pid",       "queues", "priorities",
     "concurrency", "running", "heartbeat", "alive",  "version"};
@@ -92,9 +92,17 @@ cell_json(const PGresult *res, int r, int c, char type)
 }
 
 /* JSON keys, in the queries' column order */
-static const char *const queue_keys[] = {
-    "queue",     "priority", "runnable",  "scheduled",         "running",
-    "succeeded", "failed",   "cancelled", "oldest_runnable_s", "finished_last_minute"};
+static const char *const queue_keys[] = {"queue",
+                                         "priority",
+                                         "waiting",
+                                         "runnable",
+                                         "scheduled",
+                                         "running",
+                                         "succeeded",
+                                         "failed",
+                                         "cancelled",
+                                         "oldest_runnable_s",
+                                         "finished_last_minute"};
 static const char *const worker_keys[] = {
     "id",         "host",        "pid",          "queues",
     "priorities", "concurrency", "running_jobs", "heartbeat_age_s",
@@ -140,22 +148,22 @@ print_tables(const PGresult *q, const PGresult *w)
     char age[32];
     int rc = 0;
 
-    cli_table_init(&t, 10);
+    cli_table_init(&t, 11);
     rc |= cli_table_add(&t, queue_cols);
     for (int r = 0; r < PQntuples(q) && rc == 0; r++) {
-        const char *cells[10];
-        for (int c = 0; c < 10; c++)
+        const char *cells[11];
+        for (int c = 0; c < 11; c++)
             cells[c] = PQgetvalue(q, r, c);
-        cells[8] = PQgetisnull(q, r, 8)
+        cells[9] = PQgetisnull(q, r, 9)
                        ? "-"
-                       : cli_format_age(strtod(PQgetvalue(q, r, 8), NULL), age, sizeof age);
+                       : cli_format_age(strtod(PQgetvalue(q, r, 9), NULL), age, sizeof age);
         rc |= cli_table_add(&t, cells);
     }
     if (rc == 0) {
         if (PQntuples(q) == 0)
             printf("no jobs\n");
         else
-            cli_table_print(&t, 0x3feu);
+            cli_table_print(&t, 0x7feu);
     }
     cli_table_free(&t);
     putchar('\n');
@@ -207,7 +215,7 @@ show_once(PGconn *pg, int json, int watch, const char *shown)
             rc = cli_errorf(CLI_EXIT_FAIL, "out of memory");
             goto out;
         }
-        json_object_object_add(o, "queues", rows_json(q, queue_keys, "siiiiiiifi"));
+        json_object_object_add(o, "queues", rows_json(q, queue_keys, "siiiiiiiifi"));
         json_object_object_add(o, "workers", rows_json(w, worker_keys, "isissiifbs"));
         if (PQntuples(m) == 1) {
             json_object *r = json_object_new_object();

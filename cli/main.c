@@ -30,6 +30,8 @@ static const char main_usage[] =
     "  enqueue    add a job, or JSON lines from stdin in one transaction\n"
     "  worker     run jobs\n"
     "  jobs       ls | show | retry | cancel | delete\n"
+    "  batch      new | add | seal | show: jobs with a completion job\n"
+    "  chain      enqueue JSON lines, each waiting for the one before\n"
     "  stats      counts per queue and priority, workers alive\n"
     "  recover    put failed, stale queued or orphaned running jobs back\n"
     "  prune      delete old finished jobs in batches\n"
@@ -56,6 +58,7 @@ static const struct command commands[] = {
     {"migrate", cmd_migrate}, {"enqueue", cmd_enqueue}, {"worker", cmd_worker},
     {"jobs", cmd_jobs},       {"stats", cmd_stats},     {"recover", cmd_recover},
     {"prune", cmd_prune},     {"bench", cmd_bench},     {"schedule", cmd_schedule},
+    {"batch", cmd_batch},     {"chain", cmd_chain},
 };
 
 /* ---- errors ---------------------------------------------------------- */
@@ -400,8 +403,8 @@ cli_check_name(const char *what, const char *name)
     return 0;
 }
 
-static const char *const status_names[] = {"queued", "running", "succeeded", "failed",
-                                           "cancelled"};
+static const char *const status_names[] = {"queued", "running",   "succeeded",
+                                           "failed", "cancelled", "waiting"};
 
 int
 cli_parse_statuses(const char *opt, const char *s, unsigned allowed, char *out,
@@ -416,12 +419,12 @@ cli_parse_statuses(const char *opt, const char *s, unsigned allowed, char *out,
     while (*p) {
         size_t n = strcspn(p, ",");
         int found = -1;
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 6; i++)
             if (strlen(status_names[i]) == n && strncmp(p, status_names[i], n) == 0)
                 found = i;
         if (found < 0)
-            return cli_usage_error("%s: unrecognized status \"%.*s\": use queued, running, "
-                                   "succeeded, failed or cancelled",
+            return cli_usage_error("%s: unrecognized status \"%.*s\": use waiting, queued, "
+                                   "running, succeeded, failed or cancelled",
                                    opt, (int)(n > 64 ? 64 : n), p);
         if (!(allowed & (1u << found)))
             return cli_usage_error("%s: status \"%s\" is not allowed here", opt,

@@ -68,6 +68,7 @@ set(SKIPQ_MIGRATIONS
   migrations/0003_worker_liveness.sql
   migrations/0004_job_control.sql
   migrations/0005_unique_jobs.sql
+  migrations/0006_dependencies.sql
   migrations/0007_schedules.sql
 )
 
@@ -75,6 +76,7 @@ set(SKIPQ_MIGRATIONS
 set(SKIPQ_SQL
   sql/functions.sql
   sql/enqueue.sql
+  sql/deps.sql
   sql/schedules.sql
   sql/outcomes.sql
 )

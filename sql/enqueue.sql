@@ -137,9 +137,9 @@ BEGIN
     IF unique_window IS NOT NULL AND unique_key IS NULL THEN
         RAISE EXCEPTION 'unique_window needs a unique_key' USING ERRCODE = '22023';
     END IF;
-    IF cardinality(depends_on) > 0 OR batch IS NOT NULL THEN
-        RAISE EXCEPTION 'depends_on and batch are not available in this schema'
-            USING ERRCODE = '0A000';
+    IF coalesce(on_parent_failure, 'cancel') NOT IN ('cancel', 'run') THEN
+        RAISE EXCEPTION 'unknown on_parent_failure "%": use cancel or run', on_parent_failure
+            USING ERRCODE = '22023';
     END IF;
     LOOP
         IF unique_key IS NOT NULL THEN
@@ -170,6 +170,10 @@ BEGIN
         RETURNING j.id INTO id;
         IF id IS NOT NULL THEN
             inserted := true;
+            -- parents and batch (sql/deps.sql): the new job waits, or not
+            IF cardinality(depends_on) > 0 OR batch IS NOT NULL THEN
+                PERFORM skipq.deps_attach(id, depends_on, on_parent_failure, batch);
+            END IF;
             RETURN;
         END IF;
         -- the key is held: by whom, unless that job finished meanwhile

@@ -578,8 +578,8 @@ SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY r.id
 $$;
 
--- cancel: queued jobs become cancelled at once; running jobs are marked and
--- their worker is told on the control channel to stop the handler.
+-- cancel: queued and waiting jobs become cancelled at once; running jobs are
+-- marked and their worker is told on the control channel to stop the handler.
 -- Returns each id with what happened: cancelled, requested, or the final
 -- status it already had.
 CREATE OR REPLACE FUNCTION skipq.cancel(ids bigint[])
@@ -593,7 +593,7 @@ BEGIN
         WHERE j.id = ANY (ids) ORDER BY j.id FOR NO KEY UPDATE
     LOOP
         id := r.id;
-        IF r.status = 'queued' THEN
+        IF r.status IN ('queued', 'waiting') THEN
             UPDATE skipq.jobs j
             SET status = 'cancelled', finished_at = now(), updated_at = now(),
                 last_error = 'cancelled by ' || current_user
@@ -661,6 +661,12 @@ BEGIN
               ('{succeeded,failed,cancelled}'::skipq.job_status[])
           AND j.updated_at OPERATOR(pg_catalog.<)
               (pg_catalog.now() OPERATOR(pg_catalog.-) older_than)
+          -- never a parent whose child still waits (sql/deps.sql)
+          AND (j.dependants IS NULL OR NOT EXISTS (
+                  SELECT FROM skipq.job_dependencies d, skipq.jobs c
+                  WHERE d.parent OPERATOR(pg_catalog.=) j.id
+                    AND c.id OPERATOR(pg_catalog.=) d.child
+                    AND c.status OPERATOR(pg_catalog.=) 'waiting'::skipq.job_status))
         LIMIT batch
         FOR UPDATE SKIP LOCKED),
     d AS (DELETE FROM skipq.jobs j
@@ -700,7 +706,8 @@ SELECT queue, priority,
        now() - min(run_at) FILTER (WHERE status = 'queued' AND run_at <= now())
            AS oldest_runnable_age,
        count(*) FILTER (WHERE finished_at > now() - interval '1 minute')
-           AS finished_last_minute
+           AS finished_last_minute,
+       count(*) FILTER (WHERE status = 'waiting') AS waiting
 FROM skipq.jobs
 GROUP BY queue, priority;
 

@@ -89,6 +89,14 @@ GRANT EXECUTE ON FUNCTION skipq.unique_update(text, text, jsonb, timestamptz, sm
     TO skipq_producer;
 GRANT SELECT ON skipq.jobs, skipq.queue_stats, skipq.failed_jobs,
                 skipq.stale_jobs, skipq.active_workers TO skipq_producer;
+-- depends_on and batch (sql/deps.sql): the child is linked, and made to
+-- wait, by functions that run as the schema's owner
+GRANT EXECUTE ON FUNCTION skipq.deps_attach(bigint, bigint[], text, bigint),
+                          skipq.batch_create(text, jsonb, text, anycompatible),
+                          skipq.batch_seal(bigint)
+    TO skipq_producer;
+GRANT SELECT ON skipq.batches, skipq.job_dependencies, skipq.job_waits
+    TO skipq_producer, skipq_worker;
 
 -- ---- worker --------------------------------------------------------------
 -- Read the jobs; change them only through the functions of src/worker.c

@@ -181,16 +181,25 @@ const char skipq__next_run_at_sql[] = SKIPQ_NEXT_RUN_AT_SQL;
 const char skipq__complete_sql[] = SKIPQ_COMPLETE_SQL;
 
 /* worker.on_success: delete. The same, except that a row that succeeded
- * is deleted (under the same ownership check) instead of kept. */
+ * is deleted (under the same ownership check) instead of kept. A deleted
+ * job with dependants or a batch passes its result on (f): its row is
+ * gone before its triggers run, and only this statement still has the
+ * result (sql/deps.sql, skipq.deps_deleted_on_success). f reads only
+ * what the delete returned, no page of the table (test
+ * plans_made_on_an_empty_queue_go_by_index). */
 #define SKIPQ_COMPLETE_DELETE_SQL                                                       \
     "WITH r AS MATERIALIZED (SELECT * FROM" SKIPQ_COMPLETE_ROWS "),"                   \
     " d AS (DELETE FROM skipq.jobs j USING r"                                          \
     "   WHERE r.status = 'succeeded' AND j.id = r.id AND" SKIPQ_OWNED_BY("$2")         \
-    "   RETURNING j.id),"                                                              \
+    "   RETURNING j.id, j.dependants, j.batch_id),"                                    \
     " u AS (UPDATE skipq.jobs j SET" SKIPQ_COMPLETE_SET                                \
     "   FROM r WHERE r.status <> 'succeeded' AND j.id = r.id AND" SKIPQ_OWNED_BY("$2") \
-    "   RETURNING j.id)"                                                               \
-    " SELECT id FROM d UNION ALL SELECT id FROM u"
+    "   RETURNING j.id),"                                                              \
+    " f AS (SELECT skipq.deps_deleted_on_success(d.id, d.dependants, d.batch_id,"      \
+    "   r.result::jsonb) FROM d JOIN r ON r.id = d.id"                                 \
+    "   WHERE d.dependants OR d.batch_id IS NOT NULL)"                                 \
+    " SELECT x.id FROM (SELECT id FROM d UNION ALL SELECT id FROM u) x,"               \
+    "  (SELECT count(*) FROM f) c"
 const char skipq__complete_delete_sql[] = SKIPQ_COMPLETE_DELETE_SQL;
 
 /*
@@ -267,7 +276,9 @@ const char skipq__worker_functions_sql[] =
     SKIPQ_DEFINER("complete", SKIPQ_COMPLETE_ARGS, SKIPQ_COMPLETE_TYPES, "SETOF int8",
                   SKIPQ_CHECK_WORKER("$2", "$9"), SKIPQ_COMPLETE_SQL)
     SKIPQ_DEFINER("complete_delete", SKIPQ_COMPLETE_ARGS, SKIPQ_COMPLETE_TYPES, "SETOF int8",
-                  SKIPQ_CHECK_WORKER("$2", "$9"), SKIPQ_COMPLETE_DELETE_SQL)
+                  SKIPQ_CHECK_WORKER("$2", "$9")
+                  " PERFORM pg_catalog.set_config('skipq.on_success', 'delete', true);",
+                  SKIPQ_COMPLETE_DELETE_SQL)
     SKIPQ_DEFINER("hand_back", "p_ids int8[], p_claims int4[], p_worker int8, p_secret uuid",
                   "int8[], int4[], int8, uuid", "SETOF int8",
                   SKIPQ_CHECK_WORKER("$3", "$4"), SKIPQ_HAND_BACK_SQL)
