@@ -133,9 +133,9 @@ check_options(struct act_opts *o)
                                "cancelled, succeeded or queued)");
     if (o->status_arg &&
         (rc = cli_parse_statuses("--status", o->status_arg,
-                                 o->act == ACT_RETRY ? CLI_ST_ALL & ~CLI_ST_RUNNING
-                                                     : CLI_ST_WAITING | CLI_ST_QUEUED |
-                                                           CLI_ST_RUNNING,
+                                 o->act == ACT_RETRY
+                                     ? CLI_ST_ALL & ~CLI_ST_RUNNING
+                                     : CLI_ST_WAITING | CLI_ST_QUEUED | CLI_ST_RUNNING,
                                  o->statuses, sizeof o->statuses)) != 0)
         return rc;
     if (o->queue && (rc = cli_check_name("queue", o->queue)) != 0)

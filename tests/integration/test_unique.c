@@ -255,6 +255,52 @@ TEST(cli_says_which_happened)
     free(err);
 }
 
+TEST(a_waiting_job_holds_its_key)
+{
+    PGconn *pg = tl_db();
+    skipq_conn *conn;
+    skipq_error err = {0};
+    skipq_enqueue_opts o = SKIPQ_ENQUEUE_OPTS_INIT;
+    char *out = NULL;
+    int64_t parent = tl_int(pg, "SELECT skipq.enqueue('p')"), child = 0, again = 0;
+    int inserted = -1;
+
+    /* the C API's parents and key, in one call */
+    ASSERT_OK(skipq_conn_open(tl_url(), &conn, &err), &err);
+    o.unique_key = "x";
+    o.depends_on = &parent;
+    o.n_depends_on = 1;
+    ASSERT_OK(skipq_enqueue_unique(conn, "c", "{\"v\": 1}", &o, &child, &inserted, &err),
+              &err);
+    ASSERT_EQ(inserted, 1);
+    ASSERT_EQ(
+        tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE id = %lld AND status = 'waiting'",
+               (long long)child),
+        1);
+    /* waiting is unfinished: the key is taken, and replace reaches it */
+    o.depends_on = NULL;
+    o.n_depends_on = 0;
+    o.unique_mode = SKIPQ_UNIQUE_REPLACE;
+    ASSERT_OK(skipq_enqueue_unique(conn, "c", "{\"v\": 2}", &o, &again, &inserted, &err),
+              &err);
+    ASSERT_EQ(again, child);
+    ASSERT_EQ(inserted, 0);
+    ASSERT_EQ(tl_int(pg, "SELECT (payload->>'v')::int FROM skipq.jobs WHERE id = %lld",
+                     (long long)child),
+              2);
+    skipq_conn_close(conn);
+    /* the CLI's --depends-on */
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL,
+                           "enqueue c2 '{}' --depends-on %lld --depends-on %lld",
+                           (long long)parent, (long long)child),
+              0);
+    ASSERT_EQ(
+        tl_int(pg,
+               "SELECT count(*) FROM skipq.jobs WHERE kind = 'c2' AND status = 'waiting'"),
+        1);
+    free(out);
+}
+
 TEST(enqueue_has_one_signature)
 {
     PGconn *pg = tl_db();
