@@ -297,32 +297,60 @@ backoff_opts(struct cli_ctx *ctx, const char *backoff, const char *base, const c
     return 0;
 }
 
+static const struct option longopts[] = {
+    {"queue", required_argument, NULL, OPT_QUEUE},
+    {"priority", required_argument, NULL, OPT_PRIORITY},
+    {"in", required_argument, NULL, OPT_IN},
+    {"run-at", required_argument, NULL, OPT_RUN_AT},
+    {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"backoff", required_argument, NULL, OPT_BACKOFF},
+    {"backoff-base", required_argument, NULL, OPT_BACKOFF_BASE},
+    {"backoff-max", required_argument, NULL, OPT_BACKOFF_MAX},
+    {"unique-key", required_argument, NULL, OPT_UNIQUE_KEY},
+    {"unique-mode", required_argument, NULL, OPT_UNIQUE_MODE},
+    {"unique-window", required_argument, NULL, OPT_UNIQUE_WINDOW},
+    {"unique-key-from", required_argument, NULL, OPT_UNIQUE_KEY_FROM},
+    {"depends-on", required_argument, NULL, OPT_DEPENDS_ON},
+    {"run-if-parent-fails", no_argument, NULL, OPT_RUN_IF_PARENT_FAILS},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"concurrency-key", required_argument, NULL, OPT_CONCURRENCY_KEY},
+    {"meta", required_argument, NULL, OPT_META},
+    {"tag", required_argument, NULL, OPT_TAG},
+    CLI_COMMON_LONGOPTS,
+    {0},
+};
+
+/* One job: its id on stdout, and on stderr whether a unique key was
+ * taken (test_unique.cli_says_which_happened). */
+static int
+enqueue_one(skipq_conn *conn, const char *kind, const char *payload,
+            const skipq_enqueue_opts *opts)
+{
+    skipq_error err = {0};
+    int64_t id = 0;
+    int inserted = 1;
+
+    if (opts->unique_key_field)
+        return cli_usage_error("--unique-key-from is for stdin mode; give --unique-key");
+    if (skipq_enqueue_unique(conn, kind, payload, opts, &id, &inserted, &err) != SKIPQ_OK)
+        return cli_fail(&err);
+    printf("%lld\n", (long long)id);
+    if (!inserted) {
+        char *key = skipq_escape_text(opts->unique_key, 0);
+        fprintf(stderr, "skipq: job %lld holds unique key \"%.200s\": no new job (%s)\n",
+                (long long)id, key ? key : "?",
+                opts->unique_mode == SKIPQ_UNIQUE_REPLACE    ? "replaced it if waiting"
+                : opts->unique_mode == SKIPQ_UNIQUE_DEBOUNCE ? "debounced it if waiting"
+                                                             : "kept it");
+        free(key);
+    }
+    return CLI_EXIT_OK;
+}
+
 int
 cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
 {
-    static const struct option longopts[] = {
-        {"queue", required_argument, NULL, OPT_QUEUE},
-        {"priority", required_argument, NULL, OPT_PRIORITY},
-        {"in", required_argument, NULL, OPT_IN},
-        {"run-at", required_argument, NULL, OPT_RUN_AT},
-        {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"backoff", required_argument, NULL, OPT_BACKOFF},
-        {"backoff-base", required_argument, NULL, OPT_BACKOFF_BASE},
-        {"backoff-max", required_argument, NULL, OPT_BACKOFF_MAX},
-        {"unique-key", required_argument, NULL, OPT_UNIQUE_KEY},
-        {"unique-mode", required_argument, NULL, OPT_UNIQUE_MODE},
-        {"unique-window", required_argument, NULL, OPT_UNIQUE_WINDOW},
-        {"unique-key-from", required_argument, NULL, OPT_UNIQUE_KEY_FROM},
-        {"depends-on", required_argument, NULL, OPT_DEPENDS_ON},
-        {"run-if-parent-fails", no_argument, NULL, OPT_RUN_IF_PARENT_FAILS},
-        {"batch", required_argument, NULL, OPT_BATCH},
-        {"concurrency-key", required_argument, NULL, OPT_CONCURRENCY_KEY},
-        {"meta", required_argument, NULL, OPT_META},
-        {"tag", required_argument, NULL, OPT_TAG},
-        CLI_COMMON_LONGOPTS,
-        {0},
-    };
     skipq_enqueue_opts opts = SKIPQ_ENQUEUE_OPTS_INIT;
     struct control_args ctl;
     const char *run_at = NULL, *in = NULL, *backoff = NULL;
@@ -416,28 +444,7 @@ cmd_enqueue(int argc, char **argv, struct cli_ctx *ctx)
         rc = enqueue_stdin(skipq_conn_pg(conn), conn, kind, &opts);
         goto out;
     }
-    if (opts.unique_key_field) {
-        rc = cli_usage_error("--unique-key-from is for stdin mode; give --unique-key");
-        goto out;
-    }
-    int64_t id = 0;
-    int inserted = 1;
-    if (skipq_enqueue_unique(conn, kind, payload, &opts, &id, &inserted, &err) !=
-        SKIPQ_OK) {
-        rc = cli_fail(&err);
-        goto out;
-    }
-    printf("%lld\n", (long long)id);
-    if (!inserted) {
-        char *key = skipq_escape_text(opts.unique_key, 0);
-        fprintf(stderr, "skipq: job %lld holds unique key \"%.200s\": no new job (%s)\n",
-                (long long)id, key ? key : "?",
-                opts.unique_mode == SKIPQ_UNIQUE_REPLACE    ? "replaced it if waiting"
-                : opts.unique_mode == SKIPQ_UNIQUE_DEBOUNCE ? "debounced it if waiting"
-                                                            : "kept it");
-        free(key);
-    }
-    rc = CLI_EXIT_OK;
+    rc = enqueue_one(conn, kind, payload, &opts);
 out:
     skipq_conn_close(conn);
     return rc;
