@@ -287,5 +287,6 @@ int cmd_stats(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_prune(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_bench(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_schedule(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_queue(int argc, char **argv, struct cli_ctx *ctx);
 
 #endif /* SKIPQ_CLI_H */

@@ -40,6 +40,7 @@ set(SKIPQ_LIB_SOURCES
   src/worker_claim.c
   src/worker_complete.c
   src/worker_maint.c
+  src/worker_pause.c
   src/worker_prefetch.c
   src/worker_schedule.c
   src/worker_progress.c
@@ -69,6 +70,7 @@ set(SKIPQ_MIGRATIONS
   migrations/0004_job_control.sql
   migrations/0005_unique_jobs.sql
   migrations/0007_schedules.sql
+  migrations/0008_queues.sql
 )
 
 # SQL applied after the migrations on every `skipq migrate`.
@@ -77,6 +79,7 @@ set(SKIPQ_SQL
   sql/enqueue.sql
   sql/schedules.sql
   sql/outcomes.sql
+  sql/queues.sql
 )
 
 # Embedded but applied only by `skipq migrate --roles`: it needs
