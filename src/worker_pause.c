@@ -76,11 +76,10 @@ add_kind(char ***kinds, const char *kind)
     return grown[n] != NULL;
 }
 
-/* Every kind this worker handles is paused in queue qi. */
+/* Every kind this worker handles is among kinds. */
 static bool
-all_kinds_paused(const skipq_worker *w, char **kinds, size_t qi)
+all_kinds_paused(const skipq_worker *w, char **kinds)
 {
-    (void)qi;
     for (size_t h = 0; h < w->nhandlers; h++) {
         bool found = false;
         for (char **k = kinds; k && *k && !found; k++)
@@ -105,7 +104,7 @@ parse_pauses(skipq_worker *w, PGresult *res, bool *blocked, char ***kinds)
             return false;
     }
     for (size_t qi = 0; qi < w->cfg->nqueues; qi++)
-        if (!blocked[qi] && all_kinds_paused(w, kinds[qi], qi))
+        if (!blocked[qi] && all_kinds_paused(w, kinds[qi]))
             blocked[qi] = true;
     return true;
 }

@@ -81,7 +81,7 @@ TEST(pause_with_four_busy_workers_stops_claims_and_loses_nothing)
     const char *cfg = write_config("worker:\n  concurrency: 4\n");
     pid_t w[4];
 
-    tl_exec(pg, "SELECT skipq.enqueue('s', queue => 'q') FROM generate_series(1, 400)");
+    tl_exec(pg, "SELECT skipq.enqueue('s', queue => 'q') FROM generate_series(1, 240)");
     for (int i = 0; i < 4; i++)
         w[i] = tl_spawn(NULL,
                         "exec %s worker --config %s --queue q --handler 's=sleep 0.1'",
@@ -120,7 +120,7 @@ TEST(pause_with_four_busy_workers_stops_claims_and_loses_nothing)
               1);
 
     ASSERT_EQ(tl_int(pg, "SELECT skipq.queue_resume('q')::int"), 1);
-    ASSERT_TRUE(tl_wait_int(pg, 30000, 440,
+    ASSERT_TRUE(tl_wait_int(pg, 30000, 280,
                             "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"));
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE attempts <> 1"), 0);
     for (int i = 0; i < 4; i++)
