@@ -290,5 +290,6 @@ int cmd_bench(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_schedule(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_batch(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_chain(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_queue(int argc, char **argv, struct cli_ctx *ctx);
 
 #endif /* SKIPQ_CLI_H */

@@ -33,8 +33,10 @@ static const char queues_sql[] =
     "SELECT queue, priority, waiting, runnable, scheduled, running, succeeded, "
     "       failed, cancelled, "
     "       extract(epoch FROM oldest_runnable_age)::float8, "
-    "       finished_last_minute "
-    "FROM skipq.queue_stats ORDER BY queue, priority DESC";
+    "       finished_last_minute, coalesce(p.paused, false), "
+    "       pg_catalog.array_to_json(coalesce(p.paused_kinds, '{}'))::text "
+    "FROM skipq.queue_stats s LEFT JOIN skipq.queues p USING (queue) "
+    "ORDER BY queue, priority DESC";
 
 static const char workers_sql[] =
     "SELECT id, host, pid, pg_catalog.array_to_string(queues, ','), priorities, "
@@ -86,6 +88,8 @@ cell_json(const PGresult *res, int r, int c, char type)
         return cli_json_double(strtod(v, NULL));
     case 'b':
         return json_object_new_boolean(v[0] == 't');
+    case 'j':
+        return json_tokener_parse(v);
     default:
         return json_object_new_string(v);
     }
@@ -102,7 +106,9 @@ static const char *const queue_keys[] = {"queue",
                                          "failed",
                                          "cancelled",
                                          "oldest_runnable_s",
-                                         "finished_last_minute"};
+                                         "finished_last_minute",
+                                         "paused",
+                                         "paused_kinds"};
 static const char *const worker_keys[] = {
     "id",         "host",        "pid",          "queues",
     "priorities", "concurrency", "running_jobs", "heartbeat_age_s",
@@ -152,8 +158,15 @@ print_tables(const PGresult *q, const PGresult *w)
     rc |= cli_table_add(&t, queue_cols);
     for (int r = 0; r < PQntuples(q) && rc == 0; r++) {
         const char *cells[11];
+        char queue[256];
         for (int c = 0; c < 11; c++)
             cells[c] = PQgetvalue(q, r, c);
+        /* a paused queue, or one with paused kinds, says so by its name */
+        if (PQgetvalue(q, r, 11)[0] == 't' || strcmp(PQgetvalue(q, r, 12), "[]") != 0) {
+            snprintf(queue, sizeof queue, "%s (%s)", cells[0],
+                     PQgetvalue(q, r, 11)[0] == 't' ? "paused" : "kinds paused");
+            cells[0] = queue;
+        }
         cells[9] = PQgetisnull(q, r, 9)
                        ? "-"
                        : cli_format_age(strtod(PQgetvalue(q, r, 9), NULL), age, sizeof age);
@@ -215,7 +228,7 @@ show_once(PGconn *pg, int json, int watch, const char *shown)
             rc = cli_errorf(CLI_EXIT_FAIL, "out of memory");
             goto out;
         }
-        json_object_object_add(o, "queues", rows_json(q, queue_keys, "siiiiiiiifi"));
+        json_object_object_add(o, "queues", rows_json(q, queue_keys, "siiiiiiiifibj"));
         json_object_object_add(o, "workers", rows_json(w, worker_keys, "isissiifbs"));
         if (PQntuples(m) == 1) {
             json_object *r = json_object_new_object();

@@ -36,6 +36,7 @@ static const char main_usage[] =
     "  recover    put failed, stale queued or orphaned running jobs back\n"
     "  prune      delete old finished jobs in batches\n"
     "  schedule   ls | add | rm | pause | resume periodic jobs\n"
+    "  queue      ls | pause | resume queues\n"
     "  bench      measure throughput and pickup latency\n"
     "\n"
     "options (every command takes them):\n"
@@ -58,7 +59,7 @@ static const struct command commands[] = {
     {"migrate", cmd_migrate}, {"enqueue", cmd_enqueue}, {"worker", cmd_worker},
     {"jobs", cmd_jobs},       {"stats", cmd_stats},     {"recover", cmd_recover},
     {"prune", cmd_prune},     {"bench", cmd_bench},     {"schedule", cmd_schedule},
-    {"batch", cmd_batch},     {"chain", cmd_chain},
+    {"batch", cmd_batch},     {"chain", cmd_chain},     {"queue", cmd_queue},
 };
 
 /* ---- errors ---------------------------------------------------------- */

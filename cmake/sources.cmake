@@ -40,6 +40,7 @@ set(SKIPQ_LIB_SOURCES
   src/worker_claim.c
   src/worker_complete.c
   src/worker_maint.c
+  src/worker_pause.c
   src/worker_prefetch.c
   src/worker_schedule.c
   src/worker_progress.c
@@ -70,6 +71,7 @@ set(SKIPQ_MIGRATIONS
   migrations/0005_unique_jobs.sql
   migrations/0006_dependencies.sql
   migrations/0007_schedules.sql
+  migrations/0008_queues.sql
 )
 
 # SQL applied after the migrations on every `skipq migrate`.
@@ -79,6 +81,7 @@ set(SKIPQ_SQL
   sql/deps.sql
   sql/schedules.sql
   sql/outcomes.sql
+  sql/queues.sql
 )
 
 # Embedded but applied only by `skipq migrate --roles`: it needs

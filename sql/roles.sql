@@ -150,3 +150,8 @@ GRANT EXECUTE ON FUNCTION skipq.schedule_tick(),
 GRANT EXECUTE ON FUNCTION skipq.job_progress(int8[], int4[], int4[], text[], int8, uuid)
     TO skipq_worker;
 GRANT SELECT ON skipq.running_jobs TO skipq_producer, skipq_worker;
+
+-- ---- queues --------------------------------------------------------------
+-- Only skipq_admin pauses and resumes (skipq.queue_pause/queue_resume);
+-- workers read the table to obey it, producers to see it.
+GRANT SELECT ON skipq.queues, skipq.queue_states TO skipq_producer, skipq_worker;

@@ -363,6 +363,16 @@ const char skipq__cycle_quick_sql[] = SKIPQ_CYCLE_QUICK_SETTINGS;
     "   AND j.status OPERATOR(pg_catalog.=) 'running'::skipq.job_status"                 \
     "   AND j.cancel_requested_at IS NOT NULL"
 
+/* The worker's queues that are paused, or have paused kinds
+ * (worker_pause.c): one row per paused kind, one with a NULL kind for a
+ * queue paused whole. */
+#define SKIPQ_READ_PAUSES_SQL                                                            \
+    "SELECT q.queue, k.kind FROM skipq.queues q"                                         \
+    " LEFT JOIN LATERAL pg_catalog.unnest(CASE WHEN q.paused THEN NULL"                  \
+    "   ELSE q.paused_kinds END) AS k(kind) ON true"                                     \
+    " WHERE q.queue OPERATOR(pg_catalog.=) ANY ($1::text[])"                             \
+    "   AND (q.paused OR pg_catalog.cardinality(q.paused_kinds) OPERATOR(pg_catalog.>) 0)"
+
 /* Whose turn it is to rescue, and whether the last rescue is late (see
  * rescue in worker_maint.c). $1 the lease. */
 #define SKIPQ_RESCUE_TURN_SQL                                                            \
@@ -604,6 +614,8 @@ const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
                                 "SELECT skipq.worker_unregister($1::int8, $2::uuid)", NULL},
     [SKIPQ__STMT_READ_CANCELS] = {"read_cancels", NULL, SKIPQ_READ_CANCELS_SQL,
                                   T("liveness.forged_cancel_notify_is_ignored")},
+    [SKIPQ__STMT_READ_PAUSES] = {"read_pauses", NULL, SKIPQ_READ_PAUSES_SQL,
+                                 T("queue_pause.forged_notify_pauses_nothing")},
     [SKIPQ__STMT_IDLE_LOCK] =
         {"idle_lock", NULL, SKIPQ_IDLE_LOCK_SQL,
          T("worker.worker_waits_for_its_idle_locks_briefly_and_all_or_none")},

@@ -163,6 +163,7 @@ skipq_worker_free(skipq_worker *w)
     free(w->kinds);
     free(w->bands);
     free(w->claim.floors);
+    skipq__pauses_free(w);
     free(w->database);
     if (w->sess.pg)
         PQfinish(w->sess.pg);
@@ -372,6 +373,8 @@ tend_session(skipq_worker *w, int64_t now)
     }
     if (s->pg && s->check_cancels)
         skipq__session_read_cancels(w);
+    if (s->pg && w->pauses.check)
+        skipq__pauses_read(w);
 }
 
 /* Finished jobs: drop those already handed back; the rest, with the

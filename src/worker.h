@@ -9,6 +9,7 @@
  *   worker_complete.c held jobs, outcomes to rows, hand-back, reconcile
  *   worker_prefetch.c how many jobs to claim ahead (pure)
  *   worker_maint.c    the maintenance thread: rescue, retention, vacuum
+ *   worker_pause.c    paused queues and kinds, as skipq.queues says
  */
 #ifndef SKIPQ_WORKER_H
 #define SKIPQ_WORKER_H
@@ -85,6 +86,16 @@ typedef struct worker_jobs {
     unsigned rand_state;    /* the retry delays' jitter */
 } worker_jobs;
 
+/* Paused queues and kinds (worker_pause.c), as the worker last read
+ * skipq.queues. Read only when told (a control NOTIFY, a reconnect, a
+ * heartbeat): a queue never paused costs the claims one test of `any`. */
+typedef struct worker_pauses {
+    bool check;    /* read the table at the next turn */
+    bool any;      /* some queue of ours, or a kind in one, is paused */
+    bool *blocked; /* [queue]: paused, or every kind we handle is */
+    char ***kinds; /* [queue]: NULL-terminated paused kinds, or NULL */
+} worker_pauses;
+
 /* The maintenance thread and its connection (worker_maint.c). */
 typedef struct worker_maint {
     pthread_t thread;
@@ -117,6 +128,7 @@ struct skipq_worker {
     worker_jobs jobs;
     worker_maint maint;
     skipq__prefetch_stats prefetch;
+    worker_pauses pauses;
 
     /* handlers' progress reports (worker_progress.c) */
     pthread_mutex_t progress_mu; /* the held jobs' progress fields */
@@ -178,6 +190,18 @@ skipq_rc skipq__reconcile(skipq_worker *w, skipq_error *err);
 void skipq__hand_back_rows(skipq_worker *w, bool only_pulled);
 int skipq__pull_unstarted(skipq_worker *w, bool stopping);
 int skipq__report_unrecorded(skipq_worker *w);
+
+/* ---- worker_pause.c ---- */
+/* Read skipq.queues; hand back prefetched jobs that became paused. */
+void skipq__pauses_read(skipq_worker *w);
+void skipq__pauses_free(skipq_worker *w);
+/* Is kind paused in queue qi? (only when w->pauses.any) */
+bool skipq__kind_paused(const skipq_worker *w, size_t qi, const char *kind);
+static inline bool
+skipq__queue_blocked(const skipq_worker *w, size_t qi)
+{
+    return w->pauses.any && w->pauses.blocked[qi];
+}
 
 /* ---- worker_progress.c ---- */
 /* Write the held jobs' progress reports when due, or at once when a job

@@ -91,7 +91,8 @@ claim_param(skipq_worker *w, size_t qi, size_t bi, int n, const claim_floor *fl)
     bool ok = prm && kinds;
 
     for (size_t i = 0; ok && i < w->nhandlers; i++)
-        ok = PQputf(kinds, "%text", w->handlers[i].kind) != 0;
+        if (!w->pauses.any || !skipq__kind_paused(w, qi, w->handlers[i].kind))
+            ok = PQputf(kinds, "%text", w->handlers[i].kind) != 0;
     arr.param = kinds;
     ok = ok && PQputf(prm, "%text %int2 %int2 %text[] %int4 %int8", w->cfg->queues[qi],
                       (PGint2)w->bands[bi].lo, (PGint2)w->bands[bi].hi, &arr, (PGint4)n,
@@ -464,8 +465,13 @@ skipq__complete_only(skipq_worker *w, skipq_job *done)
 int
 skipq__cycle(skipq_worker *w, skipq_job *done, int want, skipq_job **ready)
 {
-    int got = complete_and_claim(w, done, want, queue_at(w, 0), 0, w->claim.claim_now,
-                                 ready);
+    size_t qi = queue_at(w, 0);
+    bool paused = skipq__queue_blocked(w, qi);
+    /* a paused queue: complete, claim nothing (skipq__claim_more() tries
+     * the others) */
+    int got = paused && !done ? 0
+                              : complete_and_claim(w, done, paused ? 0 : want, qi, 0,
+                                                   w->claim.claim_now, ready);
     w->claim.qstart++;
     return got;
 }
@@ -480,8 +486,8 @@ skipq__claim_more(skipq_worker *w, int want, skipq_job **ready)
     for (size_t bi = 0; bi < w->nbands && want - got > 0; bi++) {
         for (size_t k = 0; k < w->cfg->nqueues && want - got > 0; k++) {
             size_t qi = (first_q + k) % w->cfg->nqueues;
-            if (bi == 0 && k == 0)
-                continue; /* the claim skipq__cycle() made */
+            if ((bi == 0 && k == 0) || skipq__queue_blocked(w, qi))
+                continue; /* the claim skipq__cycle() made, or paused */
             /* the same transaction as skipq__cycle()'s claim: generic plan,
              * asynchronous commit */
             int n = complete_and_claim(w, NULL, want - got, qi, bi, NULL, ready);

@@ -257,6 +257,7 @@ skipq__session_connect(skipq_worker *w, skipq_error *err)
     }
     w->claim.wake = true;         /* poll once for what we missed */
     w->sess.check_cancels = true; /* and cancels requested meanwhile */
+    w->pauses.check = true;       /* and the queues paused */
     w->sess.idle_locked = false;  /* a new session holds no lock */
     w->sess.reconnect_delay_ms = 100;
     if (!first)
@@ -400,8 +401,10 @@ skipq__session_notifies(skipq_worker *w)
                 if (strcmp(w->cfg->queues[i], n->extra) == 0)
                     w->claim.wake = true;
         } else if (strcmp(n->relname, SKIPQ__CONTROL_CHANNEL) == 0) {
-            /* only a hint: skipq__session_read_cancels() acts on the rows */
+            /* only a hint: skipq__session_read_cancels() and
+             * skipq__pauses_read() act on the rows */
             w->sess.check_cancels = true;
+            w->pauses.check = true;
         }
         PQfreemem(n);
     }
@@ -430,8 +433,10 @@ skipq__session_heartbeat(skipq_worker *w)
         skipq__log(SKIPQ_LOG_WARN, "could not re-register worker: %s", e.message);
     else if (!gone && !w->sess.alive_locked && w->sess.pg)
         take_liveness_lock(w);
-    /* a cancel whose NOTIFY was lost (or sent while we were away) */
+    /* a cancel or a pause whose NOTIFY was lost (or sent while we were
+     * away) */
     w->sess.check_cancels = true;
+    w->pauses.check = true;
 }
 
 /*

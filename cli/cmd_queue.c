@@ -1,0 +1,251 @@
+/*
+ * cmd_queue.c - `skipq queue ls|pause|resume`: the queues' state
+ * (sql/queues.sql). pause and resume are one call each of
+ * skipq.queue_pause / skipq.queue_resume, which only skipq_admin may
+ * run; ls reads the view skipq.queue_states.
+ */
+#include "cli.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: skipq queue ls [--json]\n"
+    "       skipq queue pause NAME [--kind K]\n"
+    "       skipq queue resume NAME [--kind K]\n"
+    "\n"
+    "A paused queue (or kind in a queue) is claimed from by no worker: running\n"
+    "jobs finish, new jobs are accepted and wait until it is resumed.\n"
+    "\n"
+    "ls:\n"
+    "    --json           one JSON object per line\n"
+    "pause, resume:\n"
+    "    --kind K         only the jobs of kind K in the queue (resume without\n"
+    "                     --kind resumes the queue and all of its kinds)\n"
+    "\n"
+    "exit status: 0 done, 1 runtime failure, 2 usage or bad input\n";
+
+enum {
+    OPT_JSON = CLI_OPT_LOCAL,
+    OPT_KIND,
+};
+
+/* ---- ls ------------------------------------------------------------ */
+
+static const char ls_sql[] =
+    "SELECT s.queue, s.paused, pg_catalog.array_to_json(s.paused_kinds)::text,"
+    "       s.runnable, s.scheduled, s.waiting, s.running, s.succeeded, s.failed,"
+    "       s.cancelled "
+    "FROM skipq.queue_states s ORDER BY s.queue";
+
+enum { LS_QUEUE, LS_PAUSED, LS_KINDS, LS_COUNTS, LS_NCOLS = LS_COUNTS + 7 };
+
+static const char *const count_names[] = {"runnable",  "scheduled", "waiting",  "running",
+                                          "succeeded", "failed",    "cancelled"};
+
+/* "paused", "paused kinds: a, b" or "running", for people (buf). */
+static const char *
+state_text(const PGresult *res, int r, char *buf, size_t size)
+{
+    json_object *a = json_tokener_parse(PQgetvalue(res, r, LS_KINDS));
+    size_t n = a && json_object_is_type(a, json_type_array) ? json_object_array_length(a)
+                                                            : 0;
+    size_t o = 0;
+
+    if (PQgetvalue(res, r, LS_PAUSED)[0] == 't')
+        snprintf(buf, size, "paused");
+    else if (n == 0)
+        snprintf(buf, size, "active");
+    else
+        o = (size_t)snprintf(buf, size, "paused kinds:");
+    for (size_t i = 0; n > 0 && PQgetvalue(res, r, LS_PAUSED)[0] != 't' && i < n; i++) {
+        const char *k = json_object_get_string(json_object_array_get_idx(a, i));
+        if (o + strlen(k) + 3 >= size)
+            break;
+        o += (size_t)snprintf(buf + o, size - o, "%s %s", i ? "," : "", k);
+    }
+    json_object_put(a);
+    return buf;
+}
+
+static void
+print_ls_json(const PGresult *res)
+{
+    for (int r = 0; r < PQntuples(res); r++) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "queue", json_object_new_string(PQgetvalue(res, r, 0)));
+        json_object_object_add(o, "paused",
+                               json_object_new_boolean(PQgetvalue(res, r, LS_PAUSED)[0] ==
+                                                       't'));
+        json_object_object_add(o, "paused_kinds",
+                               json_tokener_parse(PQgetvalue(res, r, LS_KINDS)));
+        for (int c = 0; c < LS_NCOLS - LS_COUNTS; c++)
+            json_object_object_add(o, count_names[c],
+                                   json_object_new_int64(strtoll(
+                                       PQgetvalue(res, r, LS_COUNTS + c), NULL, 10)));
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+    }
+}
+
+static int
+print_ls_table(const PGresult *res)
+{
+    static const char *const header[] = {"queue",     "state",   "runnable",
+                                         "scheduled", "waiting", "running",
+                                         "succeeded", "failed",  "cancelled"};
+    struct cli_table t;
+    int rc = cli_table_init(&t, 9);
+
+    rc |= cli_table_add(&t, header);
+    for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
+        char state[1024];
+        const char *cells[9];
+        cells[0] = PQgetvalue(res, r, LS_QUEUE);
+        cells[1] = state_text(res, r, state, sizeof state);
+        for (int c = 0; c < 7; c++)
+            cells[2 + c] = PQgetvalue(res, r, LS_COUNTS + c);
+        rc |= cli_table_add(&t, cells);
+    }
+    if (rc == 0) {
+        if (PQntuples(res) == 0)
+            printf("no queues\n");
+        else
+            cli_table_print(&t, 0x1fcu); /* the counts right-aligned */
+    }
+    cli_table_free(&t);
+    return rc ? cli_errorf(CLI_EXIT_FAIL, "out of memory") : CLI_EXIT_OK;
+}
+
+static int
+queue_ls(int argc, char **argv, struct cli_ctx *ctx)
+{
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_COMMON_LONGOPTS,
+        {0},
+    };
+    int json = 0, c, rc;
+    skipq_conn *conn = NULL;
+
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if ((rc = cli_once(ctx, longopts, c)) != 0)
+            return rc;
+        if (c == OPT_JSON)
+            json = 1;
+        else if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
+            return rc;
+    }
+    if (optind < argc)
+        return cli_usage_error("queue ls takes no arguments, got \"%.64s\"", argv[optind]);
+    if ((rc = cli_connect(ctx, &conn)) != 0)
+        return rc;
+    PGresult *res = PQexec(skipq_conn_pg(conn), ls_sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = cli_db_fail(skipq_conn_pg(conn), res, "could not list queues");
+    else if (json)
+        print_ls_json(res), rc = CLI_EXIT_OK;
+    else
+        rc = print_ls_table(res);
+    PQclear(res);
+    skipq_conn_close(conn);
+    return rc;
+}
+
+/* ---- pause, resume ------------------------------------------------------ */
+
+/* What was done, for people: `queue "q" paused`, `kind "k" in queue "q"
+ * resumed`, or `... was not paused` when nothing changed. */
+static void
+print_done(const char *queue, const char *kind, bool pause, bool changed)
+{
+    char *q = cli_escape(queue, 0), *k = kind ? cli_escape(kind, 0) : NULL;
+    if (kind)
+        printf("kind %s in ", k ? k : "?");
+    printf("queue %s ", q ? q : "?");
+    if (changed)
+        printf("%s\n", pause ? "paused" : "resumed");
+    else
+        printf("%s\n", pause ? "was paused already" : "was not paused");
+    free(q);
+    free(k);
+}
+
+static int
+queue_change(int argc, char **argv, struct cli_ctx *ctx, bool pause)
+{
+    static const struct option longopts[] = {
+        {"kind", required_argument, NULL, OPT_KIND},
+        CLI_COMMON_LONGOPTS,
+        {0},
+    };
+    const char *v[2] = {NULL, NULL};
+    skipq_conn *conn = NULL;
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if ((rc = cli_once(ctx, longopts, c)) != 0)
+            return rc;
+        if (c == OPT_KIND) {
+            if ((rc = cli_check_name("kind", optarg)) != 0)
+                return rc;
+            v[1] = optarg;
+        } else if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT) {
+            return rc;
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error("queue %s takes one NAME", argv[0]);
+    v[0] = argv[optind];
+    if ((rc = cli_check_name("queue", v[0])) != 0)
+        return rc;
+    if ((rc = cli_connect(ctx, &conn)) != 0)
+        return rc;
+    PGresult *res = PQexecParams(skipq_conn_pg(conn),
+                                 pause ? "SELECT skipq.queue_pause($1, $2)"
+                                       : "SELECT skipq.queue_resume($1, $2)",
+                                 2, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char *shown = cli_escape(v[0], 0);
+        rc = cli_db_fail(skipq_conn_pg(conn), res, "could not %s queue \"%s\"", argv[0],
+                         shown ? shown : "?");
+        free(shown);
+    } else {
+        print_done(v[0], v[1], pause, PQgetvalue(res, 0, 0)[0] == 't');
+        rc = CLI_EXIT_OK;
+    }
+    PQclear(res);
+    skipq_conn_close(conn);
+    return rc;
+}
+
+int
+cmd_queue(int argc, char **argv, struct cli_ctx *ctx)
+{
+    const char *sub;
+
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    sub = argv[1];
+    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
+        fputs(usage, stdout);
+        return CLI_EXIT_OK;
+    }
+    opterr = 0;
+    optind = 0; /* the subcommand's argv[0] is its name */
+    argc--;
+    argv++;
+    if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
+        return queue_ls(argc, argv, ctx);
+    if (strcmp(sub, "pause") == 0)
+        return queue_change(argc, argv, ctx, true);
+    if (strcmp(sub, "resume") == 0)
+        return queue_change(argc, argv, ctx, false);
+    return cli_usage_error("unknown queue command \"%.64s\": use ls, pause or resume", sub);
+}
