@@ -219,6 +219,13 @@ struct cli_job_filter {
     struct json_object *tags; /* array; NULL: no --tag */
     struct json_object *meta; /* object; NULL: no --meta */
 };
+/* A command with subcommands (`skipq jobs ls`): *sub is argv[1], and
+ * argv/argc are moved past the command's name so that the subcommand's
+ * argv[0] is its own, getopt reset. CLI_NEXT to run the subcommand;
+ * otherwise the exit status (no subcommand: usage on stderr, 2; -h:
+ * usage on stdout, 0). */
+int cli_subcommand(int *argc, char ***argv, const char *usage, const char **sub);
+
 /* CLI_NEXT when c is neither option; else 0 or the exit status. */
 int cli_filter_opt(struct cli_job_filter *f, int c, const char *arg);
 /* The parameters: a JSON array of tags, a JSON object; NULL when not

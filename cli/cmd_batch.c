@@ -311,26 +311,18 @@ int
 cmd_batch(int argc, char **argv, struct cli_ctx *ctx)
 {
     const char *sub;
+    int rc = cli_subcommand(&argc, &argv, usage, &sub);
 
-    if (argc < 2) {
-        fputs(usage, stderr);
-        return CLI_EXIT_USAGE;
-    }
-    sub = argv[1];
-    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
-        fputs(usage, stdout);
-        return CLI_EXIT_OK;
-    }
-    opterr = 0;
-    optind = 0; /* the subcommand's argv[0] is its name */
+    if (rc != CLI_NEXT)
+        return rc;
     if (strcmp(sub, "new") == 0)
-        return batch_new(argc - 1, argv + 1, ctx);
+        return batch_new(argc, argv, ctx);
     if (strcmp(sub, "add") == 0)
-        return batch_add(argc - 1, argv + 1, ctx);
+        return batch_add(argc, argv, ctx);
     if (strcmp(sub, "seal") == 0)
-        return batch_show(argc - 1, argv + 1, ctx, 1);
+        return batch_show(argc, argv, ctx, 1);
     if (strcmp(sub, "show") == 0)
-        return batch_show(argc - 1, argv + 1, ctx, 0);
+        return batch_show(argc, argv, ctx, 0);
     return cli_usage_error("unknown batch command \"%.64s\": use new, add, seal or show",
                            sub);
 }

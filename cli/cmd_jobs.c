@@ -662,25 +662,17 @@ int
 cmd_jobs(int argc, char **argv, struct cli_ctx *ctx)
 {
     const char *sub;
+    int rc = cli_subcommand(&argc, &argv, usage, &sub);
 
-    if (argc < 2) {
-        fputs(usage, stderr);
-        return CLI_EXIT_USAGE;
-    }
-    sub = argv[1];
-    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
-        fputs(usage, stdout);
-        return CLI_EXIT_OK;
-    }
-    opterr = 0;
-    optind = 0; /* the subcommand's argv[0] is its name */
+    if (rc != CLI_NEXT)
+        return rc;
     if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
-        return jobs_ls(argc - 1, argv + 1, ctx);
+        return jobs_ls(argc, argv, ctx);
     if (strcmp(sub, "show") == 0)
-        return jobs_show(argc - 1, argv + 1, ctx);
+        return jobs_show(argc, argv, ctx);
     if (strcmp(sub, "retry") == 0 || strcmp(sub, "cancel") == 0 ||
         strcmp(sub, "delete") == 0)
-        return cmd_jobs_act(argc - 1, argv + 1, ctx);
+        return cmd_jobs_act(argc, argv, ctx);
     return cli_usage_error("unknown jobs command \"%.64s\": use ls, show, "
                            "retry, cancel or delete",
                            sub);

@@ -387,20 +387,10 @@ int
 cmd_schedule(int argc, char **argv, struct cli_ctx *ctx)
 {
     const char *sub;
+    int rc = cli_subcommand(&argc, &argv, usage, &sub);
 
-    if (argc < 2) {
-        fputs(usage, stderr);
-        return CLI_EXIT_USAGE;
-    }
-    sub = argv[1];
-    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
-        fputs(usage, stdout);
-        return CLI_EXIT_OK;
-    }
-    opterr = 0;
-    optind = 0; /* the subcommand's argv[0] is its name */
-    argc--;
-    argv++;
+    if (rc != CLI_NEXT)
+        return rc;
     if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
         return schedule_ls(argc, argv, ctx);
     if (strcmp(sub, "add") == 0)

@@ -747,3 +747,22 @@ out:
     ctx_free(&ctx);
     return rc;
 }
+
+int
+cli_subcommand(int *argc, char ***argv, const char *usage, const char **sub)
+{
+    if (*argc < 2) {
+        fputs(usage, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    *sub = (*argv)[1];
+    if (strcmp(*sub, "-h") == 0 || strcmp(*sub, "--help") == 0) {
+        fputs(usage, stdout);
+        return CLI_EXIT_OK;
+    }
+    opterr = 0;
+    optind = 0; /* the subcommand's argv[0] is its name */
+    (*argc)--;
+    (*argv)++;
+    return CLI_NEXT;
+}
