@@ -1,6 +1,6 @@
 /*
  * test_hostile.c - hostile and malformed input through the skipq binary
- * (issue 7, item 3), filling the gaps test_cli.c and tests/unit/ leave:
+ * filling the gaps test_cli.c and tests/unit/ leave:
  * 100 MB payloads, invalid UTF-8 and non-objects as the JSON argument,
  * names at and past the 200-byte rule (stored verbatim or refused by it),
  * names that COPY must escape, priorities on every command, and config

@@ -1,5 +1,5 @@
 /*
- * test_privileges.c - sql/roles.sql (issue 7, item 7): a producer can
+ * test_privileges.c - sql/roles.sql: a producer can
  * enqueue and read but not UPDATE or DELETE, a worker can run `skipq
  * worker` to completion but not migrate, an admin can recover and prune.
  *
