@@ -581,3 +581,26 @@ tl_connect_as(const char *user)
     free(url);
     return c;
 }
+
+void
+tl_apply_roles(void)
+{
+    char *err = NULL;
+    int st = tl_skipq_run(NULL, NULL, &err, "migrate --roles");
+
+    if (st != 0)
+        HARNESS_FAIL("migrate --roles: exit %d: %s", st, err);
+    free(err);
+}
+
+void
+tl_expect_denied(PGconn *c, const char *sql)
+{
+    PGresult *res = PQexec(c, sql);
+
+    if (PQresultStatus(res) != PGRES_FATAL_ERROR ||
+        !strstr(PQresultErrorMessage(res), "permission denied"))
+        HARNESS_FAIL("%s: wanted permission denied, got %s %s", sql,
+                     PQresStatus(PQresultStatus(res)), PQresultErrorMessage(res));
+    PQclear(res);
+}

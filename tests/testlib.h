@@ -88,4 +88,10 @@ void tl_write_file(const char *path, const char *text);
 /* Wait up to ms for the file at path to contain needle. */
 bool tl_wait_file_has(const char *path, const char *needle, int ms);
 
+/* `skipq migrate --roles` on the test database; fails the test if it
+ * fails. */
+void tl_apply_roles(void);
+/* sql on c must fail with "permission denied"; fails the test if not. */
+void tl_expect_denied(PGconn *c, const char *sql);
+
 #endif

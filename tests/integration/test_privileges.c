@@ -36,18 +36,6 @@ drop_logins(PGconn *pg, const struct logins *l)
 
 /* sql must fail with "permission denied". */
 static void
-expect_denied(PGconn *c, const char *sql)
-{
-    PGresult *res = PQexec(c, sql);
-
-    if (PQresultStatus(res) != PGRES_FATAL_ERROR ||
-        !strstr(PQresultErrorMessage(res), "permission denied"))
-        HARNESS_FAIL("%s: wanted permission denied, got %s %s", sql,
-                     PQresStatus(PQresultStatus(res)), PQresultErrorMessage(res));
-    PQclear(res);
-}
-
-static void
 expect_ok(PGconn *c, const char *sql)
 {
     PGresult *res = PQexec(c, sql);
@@ -158,20 +146,20 @@ TEST(producer_enqueues_and_reads_only)
               "SELECT skipq.enqueue('u', unique_key => 'u1', unique_mode => 'debounce')");
     expect_ok(c, "SELECT skipq.enqueue_unique('u', unique_key => 'u2', "
                  "unique_window => '1h')");
-    expect_denied(c, "SELECT skipq.unique_window_open()");
+    tl_expect_denied(c, "SELECT skipq.unique_window_open()");
     expect_ok(c, "SELECT count(*) FROM skipq.jobs");
     expect_ok(c, "SELECT * FROM skipq.queue_stats");
-    expect_denied(c, "UPDATE skipq.jobs SET status = 'succeeded'");
-    expect_denied(c, "UPDATE skipq.jobs SET payload = '{}'");
-    expect_denied(c, "DELETE FROM skipq.jobs");
-    expect_denied(c, "TRUNCATE skipq.jobs");
+    tl_expect_denied(c, "UPDATE skipq.jobs SET status = 'succeeded'");
+    tl_expect_denied(c, "UPDATE skipq.jobs SET payload = '{}'");
+    tl_expect_denied(c, "DELETE FROM skipq.jobs");
+    tl_expect_denied(c, "TRUNCATE skipq.jobs");
     /* no forged rows: state columns are not the producer's */
-    expect_denied(c, "INSERT INTO skipq.jobs (kind, status) VALUES ('k', 'running')");
-    expect_denied(c, "INSERT INTO skipq.jobs (kind, created_by) VALUES ('k', 'x')");
-    expect_denied(c, "SELECT skipq.prune('0')");
-    expect_denied(c, "SELECT * FROM skipq.recover('failed', '0')");
-    expect_denied(c, "SELECT skipq.retry('{1}')");
-    expect_denied(c, "DELETE FROM skipq.workers");
+    tl_expect_denied(c, "INSERT INTO skipq.jobs (kind, status) VALUES ('k', 'running')");
+    tl_expect_denied(c, "INSERT INTO skipq.jobs (kind, created_by) VALUES ('k', 'x')");
+    tl_expect_denied(c, "SELECT skipq.prune('0')");
+    tl_expect_denied(c, "SELECT * FROM skipq.recover('failed', '0')");
+    tl_expect_denied(c, "SELECT skipq.retry('{1}')");
+    tl_expect_denied(c, "DELETE FROM skipq.workers");
     PQfinish(c);
 
     /* the C API: the four-parameter insert, the full one, and the NOTIFY
@@ -256,11 +244,11 @@ TEST(worker_works_but_cannot_migrate)
      * admin's: test_worker_role.c) */
     expect_ok(c, "SELECT skipq.prune('1 day')");
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE kind = 'old'"), 0);
-    expect_denied(c, "DELETE FROM skipq.jobs");
-    expect_denied(c, "UPDATE skipq.jobs SET payload = '{}'");
-    expect_denied(c, "INSERT INTO skipq.jobs (kind) VALUES ('k')");
-    expect_denied(c, "SELECT * FROM skipq.recover('failed', '0')");
-    expect_denied(c, "CREATE TABLE skipq.x (a int)");
+    tl_expect_denied(c, "DELETE FROM skipq.jobs");
+    tl_expect_denied(c, "UPDATE skipq.jobs SET payload = '{}'");
+    tl_expect_denied(c, "INSERT INTO skipq.jobs (kind) VALUES ('k')");
+    tl_expect_denied(c, "SELECT * FROM skipq.recover('failed', '0')");
+    tl_expect_denied(c, "CREATE TABLE skipq.x (a int)");
     PQfinish(c);
     free(url);
     drop_logins(pg, &l);

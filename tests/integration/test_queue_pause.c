@@ -30,27 +30,6 @@ stop_worker(pid_t w)
     tl_wait_pid(w, 15000);
 }
 
-static void
-apply_roles(void)
-{
-    char *err = NULL;
-    int st = tl_skipq_run(NULL, NULL, &err, "migrate --roles");
-    if (st != 0)
-        HARNESS_FAIL("migrate --roles: exit %d: %s", st, err);
-    free(err);
-}
-
-static void
-expect_denied(PGconn *c, const char *sql)
-{
-    PGresult *res = PQexec(c, sql);
-    if (PQresultStatus(res) != PGRES_FATAL_ERROR ||
-        !strstr(PQresultErrorMessage(res), "permission denied"))
-        HARNESS_FAIL("%s: wanted permission denied, got %s", sql,
-                     PQresultErrorMessage(res));
-    PQclear(res);
-}
-
 struct claim_after {
     PGconn *pg;
     const char *since; /* a timestamptz literal */
@@ -161,13 +140,13 @@ TEST(forged_notify_pauses_nothing)
 {
     PGconn *pg = tl_db();
     char role[64];
-    apply_roles();
+    tl_apply_roles();
     snprintf(role, sizeof role, "qp_worker_%d", (int)getpid());
     tl_exec(pg, "CREATE ROLE %s LOGIN IN ROLE skipq_worker", role);
     PGconn *cw = tl_connect_as(role);
-    expect_denied(cw, "SELECT skipq.queue_pause('q')");
-    expect_denied(cw, "INSERT INTO skipq.queues (queue, paused) VALUES ('q', true)");
-    expect_denied(cw, "UPDATE skipq.queues SET paused = true");
+    tl_expect_denied(cw, "SELECT skipq.queue_pause('q')");
+    tl_expect_denied(cw, "INSERT INTO skipq.queues (queue, paused) VALUES ('q', true)");
+    tl_expect_denied(cw, "UPDATE skipq.queues SET paused = true");
     ASSERT_EQ(tl_int(cw, "SELECT count(*) FROM skipq.queues"), 0);
 
     pid_t w = tl_spawn(NULL, "exec %s worker --queue q --handler s=true", tl_skipq());
@@ -305,7 +284,7 @@ TEST(cli_queue_pause_needs_the_admin)
 {
     PGconn *pg = tl_db();
     char role[64], *err = NULL, *out = NULL;
-    apply_roles();
+    tl_apply_roles();
     snprintf(role, sizeof role, "qp_producer_%d", (int)getpid());
     tl_exec(pg, "CREATE ROLE %s LOGIN IN ROLE skipq_producer", role);
     char *url = tl_url_as(role);

@@ -509,34 +509,13 @@ TEST(config_schedules_win_and_leave_with_the_config)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.schedules"), 1);
 }
 
-static void
-apply_roles(void)
-{
-    char *err = NULL;
-    int st = tl_skipq_run(NULL, NULL, &err, "migrate --roles");
-    if (st != 0)
-        HARNESS_FAIL("migrate --roles: exit %d: %s", st, err);
-    free(err);
-}
-
-static void
-expect_denied(PGconn *c, const char *sql)
-{
-    PGresult *res = PQexec(c, sql);
-    if (PQresultStatus(res) != PGRES_FATAL_ERROR ||
-        !strstr(PQresultErrorMessage(res), "permission denied"))
-        HARNESS_FAIL("%s: wanted permission denied, got %s", sql,
-                     PQresultErrorMessage(res));
-    PQclear(res);
-}
-
 /* Only skipq_admin defines schedules; producers and workers read them; a
  * worker ticks (at the server's time only) and syncs its config. */
 TEST(only_the_admin_defines_schedules)
 {
     PGconn *pg = tl_db();
     char p[64], w[64], a[64];
-    apply_roles();
+    tl_apply_roles();
     snprintf(p, sizeof p, "ts_producer_%d", (int)getpid());
     snprintf(w, sizeof w, "ts_worker_%d", (int)getpid());
     snprintf(a, sizeof a, "ts_admin_%d", (int)getpid());
@@ -547,13 +526,13 @@ TEST(only_the_admin_defines_schedules)
     tl_exec(ca, "SELECT skipq.schedule('t', '@every 1s', 'k')");
     ASSERT_EQ(tl_int(cp, "SELECT count(*) FROM skipq.schedules"), 1);
     ASSERT_EQ(tl_int(cw, "SELECT count(*) FROM skipq.schedules"), 1);
-    expect_denied(cp, "SELECT skipq.schedule('u', '@daily', 'k')");
-    expect_denied(cw, "SELECT skipq.schedule('u', '@daily', 'k')");
-    expect_denied(cp, "SELECT skipq.unschedule('t')");
-    expect_denied(cw, "SELECT skipq.schedule_pause('t')");
-    expect_denied(cp, "SELECT * FROM skipq.schedule_tick()");
-    expect_denied(cw, "SELECT * FROM skipq.schedule_tick_at(now() + interval '1 year')");
-    expect_denied(cw, "UPDATE skipq.schedules SET paused = true");
+    tl_expect_denied(cp, "SELECT skipq.schedule('u', '@daily', 'k')");
+    tl_expect_denied(cw, "SELECT skipq.schedule('u', '@daily', 'k')");
+    tl_expect_denied(cp, "SELECT skipq.unschedule('t')");
+    tl_expect_denied(cw, "SELECT skipq.schedule_pause('t')");
+    tl_expect_denied(cp, "SELECT * FROM skipq.schedule_tick()");
+    tl_expect_denied(cw, "SELECT * FROM skipq.schedule_tick_at(now() + interval '1 year')");
+    tl_expect_denied(cw, "UPDATE skipq.schedules SET paused = true");
     ASSERT_TRUE(tl_wait_int(cw, 5000, 1,
                             "SELECT least(enqueued, 1) FROM skipq.schedule_tick()"));
     ASSERT_EQ(tl_int(cw, "SELECT count(*) FROM skipq.schedule_sync('{}', '{}', '{}', '{}',"
