@@ -273,8 +273,11 @@ TEST(kill_9_mid_job_retries_and_refills_the_pool)
                      id);
     ASSERT_STREQ(s, "2 handler process killed by SIGKILL");
     free(s);
-    /* more jobs: all done, by the refilled pool of two */
-    tl_exec(pg, "SELECT skipq.enqueue('p', jsonb_build_object('n', g))"
+    /* the killed process was replaced at once, and the replacement ran the retry */
+    ASSERT_EQ(file_lines(starts), 2);
+    /* more jobs, each long enough that both executors hold one at a time: the
+     * pool starts its second process (processes start when first needed) */
+    tl_exec(pg, "SELECT skipq.enqueue('p', jsonb_build_object('n', g, 'sleep_ms', 20))"
                 " FROM generate_series(1, 50) g");
     ASSERT_TRUE(tl_wait_int(pg, 20000, 51,
                             "SELECT count(*) FROM skipq.jobs"
