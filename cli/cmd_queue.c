@@ -1,8 +1,9 @@
 /*
- * cmd_queue.c - `skipq queue ls|pause|resume`: the queues' state
- * (sql/queues.sql). pause and resume are one call each of
- * skipq.queue_pause / skipq.queue_resume, which only skipq_admin may
- * run; ls reads the view skipq.queue_states.
+ * cmd_queue.c - `skipq queue ls|pause|resume|set`: the queues' state
+ * and flow control (sql/queues.sql, sql/limits.sql). pause, resume and
+ * set are one call each of skipq.queue_pause / queue_resume / queue_set,
+ * which only skipq_admin may run; set passes its values as given, so the
+ * server's check words the errors; ls reads the view skipq.queue_states.
  */
 #include "cli.h"
 
@@ -16,21 +17,36 @@ static const char usage[] =
     "usage: skipq queue ls [--json]\n"
     "       skipq queue pause NAME [--kind K]\n"
     "       skipq queue resume NAME [--kind K]\n"
+    "       skipq queue set NAME [--max-running N|none] [--rate N/INTERVAL|none]\n"
+    "                            [--max-running-per-key N|none] [--age-after D|none]\n"
     "\n"
     "A paused queue (or kind in a queue) is claimed from by no worker: running\n"
     "jobs finish, new jobs are accepted and wait until it is resumed.\n"
+    "Limits hold for all workers together; jobs over a limit wait.\n"
     "\n"
     "ls:\n"
     "    --json           one JSON object per line\n"
     "pause, resume:\n"
     "    --kind K         only the jobs of kind K in the queue (resume without\n"
     "                     --kind resumes the queue and all of its kinds)\n"
+    "set (none clears a setting; those not given stay as they are):\n"
+    "    --max-running N  at most N of the queue's jobs run at once\n"
+    "    --rate N/INTERVAL\n"
+    "                     at most N jobs start per INTERVAL (20/1s, 100/1m)\n"
+    "    --max-running-per-key N\n"
+    "                     at most N run at once per concurrency key\n"
+    "    --age-after D    a job runnable for longer than D (30s, 5m) is claimed\n"
+    "                     ahead of newer jobs of higher priority\n"
     "\n"
     "exit status: 0 done, 1 runtime failure, 2 usage or bad input\n";
 
 enum {
     OPT_JSON = CLI_OPT_LOCAL,
     OPT_KIND,
+    OPT_MAX_RUNNING,
+    OPT_RATE,
+    OPT_KEY_MAX,
+    OPT_AGE_AFTER,
 };
 
 /* ---- ls ------------------------------------------------------------ */
@@ -38,10 +54,28 @@ enum {
 static const char ls_sql[] =
     "SELECT s.queue, s.paused, pg_catalog.array_to_json(s.paused_kinds)::text,"
     "       s.runnable, s.scheduled, s.waiting, s.running, s.succeeded, s.failed,"
-    "       s.cancelled "
+    "       s.cancelled,"
+    "       pg_catalog.concat_ws(', ', 'max ' || s.max_running,"
+    "         s.max_running_per_key || '/key',"
+    "         s.rate_limit || '/' || skipq.duration_text(s.rate_interval),"
+    "         'aging ' || skipq.duration_text(s.age_after)),"
+    "       s.max_running, s.max_running_per_key,"
+    "       s.rate_limit || '/' || skipq.duration_text(s.rate_interval),"
+    "       skipq.duration_text(s.age_after) "
     "FROM skipq.queue_states s ORDER BY s.queue";
 
-enum { LS_QUEUE, LS_PAUSED, LS_KINDS, LS_COUNTS, LS_NCOLS = LS_COUNTS + 7 };
+enum {
+    LS_QUEUE,
+    LS_PAUSED,
+    LS_KINDS,
+    LS_COUNTS,
+    LS_NCOLS = LS_COUNTS + 7,
+    LS_LIMITS = LS_NCOLS, /* for people */
+    LS_SETTINGS,          /* for --json: max_running, per key, rate, age */
+};
+
+static const char *const setting_names[] = {"max_running", "max_running_per_key", "rate",
+                                            "age_after"};
 
 static const char *const count_names[] = {"runnable",  "scheduled", "waiting",  "running",
                                           "succeeded", "failed",    "cancelled"};
@@ -86,6 +120,13 @@ print_ls_json(const PGresult *res)
             json_object_object_add(o, count_names[c],
                                    json_object_new_int64(strtoll(
                                        PQgetvalue(res, r, LS_COUNTS + c), NULL, 10)));
+        for (int c = 0; c < 4; c++) {
+            const char *v = PQgetvalue(res, r, LS_SETTINGS + c);
+            json_object_object_add(o, setting_names[c],
+                                   PQgetisnull(res, r, LS_SETTINGS + c) ? NULL
+                                   : c < 2 ? json_object_new_int64(strtoll(v, NULL, 10))
+                                           : json_object_new_string(v));
+        }
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
@@ -95,20 +136,22 @@ print_ls_json(const PGresult *res)
 static int
 print_ls_table(const PGresult *res)
 {
-    static const char *const header[] = {"queue",     "state",   "runnable",
-                                         "scheduled", "waiting", "running",
-                                         "succeeded", "failed",  "cancelled"};
+    static const char *const header[] = {"queue",     "state",   "runnable",  "scheduled",
+                                         "waiting",   "running", "succeeded", "failed",
+                                         "cancelled", "limits"};
     struct cli_table t;
-    int rc = cli_table_init(&t, 9);
+    int rc = cli_table_init(&t, 10);
 
     rc |= cli_table_add(&t, header);
     for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
         char state[1024];
-        const char *cells[9];
+        const char *cells[10];
+        const char *limits = PQgetvalue(res, r, LS_LIMITS);
         cells[0] = PQgetvalue(res, r, LS_QUEUE);
         cells[1] = state_text(res, r, state, sizeof state);
         for (int c = 0; c < 7; c++)
             cells[2 + c] = PQgetvalue(res, r, LS_COUNTS + c);
+        cells[9] = limits[0] ? limits : "-";
         rc |= cli_table_add(&t, cells);
     }
     if (rc == 0) {
@@ -223,6 +266,76 @@ queue_change(int argc, char **argv, struct cli_ctx *ctx, bool pause)
     return rc;
 }
 
+/* ---- set ----------------------------------------------------------------- */
+
+/* The queue's settings as they now are, from skipq.queue_set's row. */
+static void
+print_settings(const char *queue, PGresult *res)
+{
+    char *q = cli_escape(queue, 0);
+    printf("queue %s: max_running %s, max_running_per_key %s, rate %s, age_after %s\n",
+           q ? q : "?", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
+           PQgetvalue(res, 0, 3));
+    free(q);
+}
+
+static int
+queue_set(int argc, char **argv, struct cli_ctx *ctx)
+{
+    static const struct option longopts[] = {
+        {"max-running", required_argument, NULL, OPT_MAX_RUNNING},
+        {"rate", required_argument, NULL, OPT_RATE},
+        {"max-running-per-key", required_argument, NULL, OPT_KEY_MAX},
+        {"age-after", required_argument, NULL, OPT_AGE_AFTER},
+        CLI_COMMON_LONGOPTS,
+        {0},
+    };
+    /* queue, max_running, rate, max_running_per_key, age_after: as given */
+    const char *v[5] = {NULL};
+    skipq_conn *conn = NULL;
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if ((rc = cli_once(ctx, longopts, c)) != 0)
+            return rc;
+        if (c >= OPT_MAX_RUNNING && c <= OPT_AGE_AFTER)
+            v[1 + c - OPT_MAX_RUNNING] = optarg;
+        else if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
+            return rc;
+    }
+    if (argc - optind != 1)
+        return cli_usage_error("queue set takes one NAME");
+    if (!v[1] && !v[2] && !v[3] && !v[4])
+        return cli_usage_error("queue set needs a setting: --max-running, --rate,"
+                               " --max-running-per-key or --age-after");
+    v[0] = argv[optind];
+    if ((rc = cli_check_name("queue", v[0])) != 0)
+        return rc;
+    if ((rc = cli_connect(ctx, &conn)) != 0)
+        return rc;
+    PGresult *res = PQexecParams(
+        skipq_conn_pg(conn),
+        "SELECT coalesce(s.max_running::text, 'none'),"
+        " coalesce(s.key_max_running::text, 'none'),"
+        " coalesce(s.rate_limit || '/' || skipq.duration_text(s.rate_interval), 'none'),"
+        " coalesce(skipq.duration_text(s.age_after), 'none')"
+        " FROM skipq.queue_set($1, max_running => $2, rate => $3,"
+        "  max_running_per_key => $4, age_after => $5) AS s",
+        5, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char *shown = cli_escape(v[0], 0);
+        rc = cli_db_fail(skipq_conn_pg(conn), res, "could not set queue \"%s\"",
+                         shown ? shown : "?");
+        free(shown);
+    } else {
+        print_settings(v[0], res);
+        rc = CLI_EXIT_OK;
+    }
+    PQclear(res);
+    skipq_conn_close(conn);
+    return rc;
+}
+
 int
 cmd_queue(int argc, char **argv, struct cli_ctx *ctx)
 {
@@ -237,5 +350,8 @@ cmd_queue(int argc, char **argv, struct cli_ctx *ctx)
         return queue_change(argc, argv, ctx, true);
     if (strcmp(sub, "resume") == 0)
         return queue_change(argc, argv, ctx, false);
-    return cli_usage_error("unknown queue command \"%.64s\": use ls, pause or resume", sub);
+    if (strcmp(sub, "set") == 0)
+        return queue_set(argc, argv, ctx);
+    return cli_usage_error("unknown queue command \"%.64s\": use ls, pause, resume or set",
+                           sub);
 }

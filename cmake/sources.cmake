@@ -72,6 +72,7 @@ set(SKIPQ_MIGRATIONS
   migrations/0006_dependencies.sql
   migrations/0007_schedules.sql
   migrations/0008_queues.sql
+  migrations/0009_flow_control.sql
 )
 
 # SQL applied after the migrations on every `skipq migrate`.
@@ -82,6 +83,7 @@ set(SKIPQ_SQL
   sql/schedules.sql
   sql/outcomes.sql
   sql/queues.sql
+  sql/limits.sql
 )
 
 # Embedded but applied only by `skipq migrate --roles`: it needs

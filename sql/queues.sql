@@ -73,7 +73,7 @@ REVOKE EXECUTE ON FUNCTION skipq.queue_pause(text, text), skipq.queue_resume(tex
     FROM PUBLIC;
 
 -- Every queue that has jobs or a row in skipq.queues: whether it is paused,
--- its paused kinds, and its jobs by status (`skipq queue ls`). Columns are
+-- its paused kinds, its jobs by status and its limits (`skipq queue ls`). Columns are
 -- only ever added at the end.
 CREATE OR REPLACE VIEW skipq.queue_states AS
 WITH counts AS (
@@ -96,5 +96,10 @@ SELECT coalesce(q.queue, c.queue) AS queue,
        coalesce(c.running, 0) AS running,
        coalesce(c.succeeded, 0) AS succeeded,
        coalesce(c.failed, 0) AS failed,
-       coalesce(c.cancelled, 0) AS cancelled
+       coalesce(c.cancelled, 0) AS cancelled,
+       q.max_running,
+       q.key_max_running AS max_running_per_key,
+       q.rate_limit,
+       q.rate_interval,
+       q.age_after
   FROM skipq.queues q FULL JOIN counts c ON c.queue = q.queue;

@@ -155,3 +155,10 @@ GRANT SELECT ON skipq.running_jobs TO skipq_producer, skipq_worker;
 -- Only skipq_admin pauses and resumes (skipq.queue_pause/queue_resume);
 -- workers read the table to obey it, producers to see it.
 GRANT SELECT ON skipq.queues, skipq.queue_states TO skipq_producer, skipq_worker;
+-- Only skipq_admin sets limits (skipq.queue_set); a worker claims from a
+-- limited queue through skipq.claim_controlled (sql/limits.sql), SECURITY
+-- DEFINER, and asks when its rate window ends.
+GRANT EXECUTE ON FUNCTION
+    skipq.claim_controlled(text, int2, int2, text[], int4, int8, uuid),
+    skipq.rate_wait_ms(text[])
+    TO skipq_worker;

@@ -363,15 +363,23 @@ const char skipq__cycle_quick_sql[] = SKIPQ_CYCLE_QUICK_SETTINGS;
     "   AND j.status OPERATOR(pg_catalog.=) 'running'::skipq.job_status"                 \
     "   AND j.cancel_requested_at IS NOT NULL"
 
-/* The worker's queues that are paused, or have paused kinds
- * (worker_pause.c): one row per paused kind, one with a NULL kind for a
- * queue paused whole. */
+/* The worker's queues that are paused, have paused kinds, or have flow
+ * control settings (worker_pause.c): one row per paused kind; one with a
+ * NULL kind for a queue paused whole, or with settings and no paused
+ * kind. The third column: the queue has settings (its claims go through
+ * skipq.claim_controlled), the fourth: a rate limit. */
 #define SKIPQ_READ_PAUSES_SQL                                                            \
-    "SELECT q.queue, k.kind FROM skipq.queues q"                                         \
+    "SELECT q.queue, k.kind, q.paused,"                                                  \
+    "  q.max_running IS NOT NULL OR q.key_max_running IS NOT NULL"                       \
+    "  OR q.rate_limit IS NOT NULL OR q.age_after IS NOT NULL,"                          \
+    "  q.rate_limit IS NOT NULL"                                                         \
+    " FROM skipq.queues q"                                                               \
     " LEFT JOIN LATERAL pg_catalog.unnest(CASE WHEN q.paused THEN NULL"                  \
     "   ELSE q.paused_kinds END) AS k(kind) ON true"                                     \
     " WHERE q.queue OPERATOR(pg_catalog.=) ANY ($1::text[])"                             \
-    "   AND (q.paused OR pg_catalog.cardinality(q.paused_kinds) OPERATOR(pg_catalog.>) 0)"
+    "   AND (q.paused OR pg_catalog.cardinality(q.paused_kinds) OPERATOR(pg_catalog.>) 0"  \
+    "     OR q.max_running IS NOT NULL OR q.key_max_running IS NOT NULL"                 \
+    "     OR q.rate_limit IS NOT NULL OR q.age_after IS NOT NULL)"
 
 /* Whose turn it is to rescue, and whether the last rescue is late (see
  * rescue in worker_maint.c). $1 the lease. */
@@ -576,6 +584,13 @@ const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
          " $4::text[], $5::int4, $6::int8, $7::int2, $8::text, $9::int8,"
          " $10::text::uuid)",
          T("worker.plans_made_on_an_empty_queue_go_by_index")},
+    [SKIPQ__STMT_CLAIM_CONTROLLED] =
+        {"claim_controlled_call", NULL,
+         "SELECT * FROM skipq.claim_controlled($1::text, $2::int2, $3::int2,"
+         " $4::text[], $5::int4, $6::int8, $7::text::uuid)",
+         T("flow_control.max_running_holds_across_four_workers")},
+    [SKIPQ__STMT_RATE_WAIT] = {"rate_wait", NULL, "SELECT skipq.rate_wait_ms($1::text[])",
+                               T("flow_control.rate_limit_holds_in_every_window")},
     [SKIPQ__STMT_COMPLETE] = {"complete_call", "skipq_complete",
                               "SELECT * FROM skipq.complete" SKIPQ_COMPLETE_CALL_ARGS,
                               T("worker.completion_goes_by_primary_key")},

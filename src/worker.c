@@ -526,7 +526,9 @@ turn(skipq_worker *w, int64_t now, bool stopping)
     }
     if (!w->jobs.batch)
         w->jobs.batch_since_ms = 0;
-    bool claim = !stopping && free_slots > 0 && (w->claim.wake || done);
+    /* a queue with flow control gets no prefetch: executors only */
+    w->claim.exec_free = w->cfg->concurrency - (w->jobs.nheld - ndone);
+    bool claim = !stopping && free_slots > 0 && (w->claim.wake || done) && !w->pauses.check;
 
     if (w->sess.pg && (done || claim))
         run_cycle(w, done, claim ? free_slots : 0, now);

@@ -74,6 +74,8 @@ typedef struct claim_state {
     bool lock_timed_out;   /* the last failed cycle waited too long for a lock */
     int64_t full_since_ms; /* busy (full claims, or every slot taken) since;
                              * 0 after a short claim */
+    int exec_free;         /* executors free for this turn's claims: what a
+                            * queue with flow control may claim (no prefetch) */
 } claim_state;
 
 /* The jobs this worker holds, from claim to completion (worker_complete.c). */
@@ -94,6 +96,12 @@ typedef struct worker_pauses {
     bool any;      /* some queue of ours, or a kind in one, is paused */
     bool *blocked; /* [queue]: paused, or every kind we handle is */
     char ***kinds; /* [queue]: NULL-terminated paused kinds, or NULL */
+    /* Flow control: a queue with settings is claimed from through
+     * skipq.claim_controlled, without prefetch; one without costs the
+     * claims one test of `limited`. */
+    bool limited;     /* some queue of ours has settings */
+    bool rated;       /* some queue of ours has a rate limit */
+    bool *controlled; /* [queue]: has settings (when limited) */
 } worker_pauses;
 
 /* The maintenance thread and its connection (worker_maint.c). */
@@ -192,7 +200,8 @@ int skipq__pull_unstarted(skipq_worker *w, bool stopping);
 int skipq__report_unrecorded(skipq_worker *w);
 
 /* ---- worker_pause.c ---- */
-/* Read skipq.queues; hand back prefetched jobs that became paused. */
+/* Read skipq.queues: pauses and which queues have flow control; hand
+ * back prefetched jobs that became paused or limited. */
 void skipq__pauses_read(skipq_worker *w);
 void skipq__pauses_free(skipq_worker *w);
 /* Is kind paused in queue qi? (only when w->pauses.any) */
@@ -201,6 +210,11 @@ static inline bool
 skipq__queue_blocked(const skipq_worker *w, size_t qi)
 {
     return w->pauses.any && w->pauses.blocked[qi];
+}
+static inline bool
+skipq__queue_controlled(const skipq_worker *w, size_t qi)
+{
+    return w->pauses.limited && w->pauses.controlled[qi];
 }
 
 /* ---- worker_progress.c ---- */

@@ -231,6 +231,7 @@ typedef struct cycle_call {
     PGparam *complete;    /* the completion's parameters, NULL: none */
     PGparam *claim;       /* the claim's, NULL: none */
     bool after;           /* the claim starts from the floor */
+    bool controlled;      /* the queue has flow control: claim_controlled */
     PGresult *results[3]; /* settings, completion, claim: those sent */
     int nres;
 } cycle_call;
@@ -282,9 +283,10 @@ send_cycle(skipq_worker *w, const cycle_call *c)
         return false;
     if (c->complete && !skipq__stmt_run(pg, unnamed, complete, c->complete, 0, NULL, NULL))
         return false;
-    if (c->claim && !skipq__stmt_run(pg, unnamed,
-                                     c->after ? SKIPQ__STMT_CLAIM_AFTER : SKIPQ__STMT_CLAIM,
-                                     c->claim, 0, NULL, NULL))
+    skipq__stmt_id claim = c->controlled ? SKIPQ__STMT_CLAIM_CONTROLLED
+                           : c->after    ? SKIPQ__STMT_CLAIM_AFTER
+                                         : SKIPQ__STMT_CLAIM;
+    if (c->claim && !skipq__stmt_run(pg, unnamed, claim, c->claim, 0, NULL, NULL))
         return false;
     return PQpipelineSync(pg) == 1;
 }
@@ -358,7 +360,11 @@ take_cycle(skipq_worker *w, cycle_call *c, skipq_job *done, int want, size_t qi,
                               .duration_ms = -1};
         skipq__log_event(&ev);
     }
-    set_floor(fl, c->results[k], got == want, c->after ? fl->head_ms : now_ms, now_ms);
+    w->claim.exec_free -= got;
+    if (c->controlled) /* claimed in its own order: no floor */
+        fl->set = false;
+    else
+        set_floor(fl, c->results[k], got == want, c->after ? fl->head_ms : now_ms, now_ms);
     return got;
 }
 
@@ -407,7 +413,18 @@ complete_and_claim(skipq_worker *w, skipq_job *done, int want, size_t qi, size_t
     int got = 0;
 
     w->claim.lock_timed_out = false;
-    c.after = fl && fl->set && now_ms - fl->head_ms < FLOOR_MS;
+    /* A queue with flow control: as many as executors are free, through
+     * skipq.claim_controlled (sql/limits.sql), which counts them against
+     * the limits under the queue's row lock. */
+    if (want > 0 && (c.controlled = skipq__queue_controlled(w, qi))) {
+        if (want > w->claim.exec_free)
+            want = w->claim.exec_free > 0 ? w->claim.exec_free : 0;
+        if (want == 0 && !done)
+            return 0;
+        if (want == 0)
+            fl = NULL;
+    }
+    c.after = !c.controlled && fl && fl->set && now_ms - fl->head_ms < FLOOR_MS;
     if (done && !(c.complete = skipq__completion_param(w, done))) {
         skipq__log(SKIPQ_LOG_ERROR, "out of memory building a completion");
         skipq__keep_pending(&w->jobs, done);
@@ -501,6 +518,33 @@ skipq__claim_more(skipq_worker *w, int want, skipq_job **ready)
     return got;
 }
 
+/* When does the first used-up rate window of our queues end? A worker
+ * that found its rate-limited queues' windows full claims again then,
+ * not at its next poll (test flow_control.rate_limit_holds_in_every_window). */
+static void
+schedule_rate_window(skipq_worker *w)
+{
+    PGresult *res = NULL;
+    PGparam *prm, *qs;
+
+    if (skipq__queues_param(w, &prm, &qs))
+        skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_RATE_WAIT, prm, 0, NULL,
+                        &res);
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && !PQgetisnull(res, 0, 0)) {
+        int64_t in = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        w->claim.next_run_at_ms = skipq__min64(w->claim.next_run_at_ms,
+                                               skipq__now_ms() + (in > 0 ? in : 0) + 1);
+    } else if ((!res || PQresultStatus(res) != PGRES_TUPLES_OK) &&
+               skipq__session_broken(&w->sess)) {
+        skipq__session_drop(w, "could not read the rate windows");
+    }
+    PQclear(res);
+    if (prm)
+        PQparamClear(prm);
+    if (qs)
+        PQparamClear(qs);
+}
+
 /* When is the next job we could run due? So a delayed job starts on time,
  * not at the next poll. */
 void
@@ -530,4 +574,6 @@ skipq__schedule_next_run_at(skipq_worker *w)
         PQparamClear(prm);
     if (qs)
         PQparamClear(qs);
+    if (w->pauses.rated && w->sess.pg)
+        schedule_rate_window(w);
 }

@@ -1,5 +1,6 @@
 /*
- * worker_pause.c - paused queues and kinds, on the worker's side.
+ * worker_pause.c - paused queues and kinds, and queues with flow control,
+ * on the worker's side.
  *
  * An operator pauses a queue, or one kind in it, with skipq.queue_pause
  * (sql/queues.sql): a row in skipq.queues and a NOTIFY on the control
@@ -13,6 +14,12 @@
  * Jobs claimed ahead and not started when their queue or kind becomes
  * paused are handed back (test
  * queue_pause.pause_with_four_busy_workers_stops_claims_and_loses_nothing).
+ *
+ * The same read says which queues have flow-control settings (limits on
+ * running jobs, a rate, aging; sql/limits.sql): those are claimed from
+ * through skipq.claim_controlled, and only as many as there are free
+ * executors (worker_claim.c). Until the table has been read, the worker
+ * claims nothing, so a limit it has not seen yet is never exceeded.
  */
 #include "worker.h"
 
@@ -36,9 +43,13 @@ skipq__pauses_free(skipq_worker *w)
         free_kinds(p->kinds[qi]);
     free(p->kinds);
     free(p->blocked);
+    free(p->controlled);
     p->kinds = NULL;
     p->blocked = NULL;
+    p->controlled = NULL;
     p->any = false;
+    p->limited = false;
+    p->rated = false;
 }
 
 bool
@@ -90,22 +101,35 @@ all_kinds_paused(const skipq_worker *w, char **kinds)
     return kinds != NULL;
 }
 
-/* The table's rows as new blocked/kinds arrays. False: out of memory. */
+/* What skipq.queues says for this worker's queues (parse_states). */
+typedef struct queue_states {
+    bool *blocked;
+    char ***kinds;
+    bool *controlled;
+    bool rated;
+} queue_states;
+
+/* The table's rows as new arrays in st. False: out of memory. */
 static bool
-parse_pauses(skipq_worker *w, PGresult *res, bool *blocked, char ***kinds)
+parse_states(skipq_worker *w, PGresult *res, queue_states *st)
 {
     for (int r = 0; r < PQntuples(res); r++) {
         ssize_t qi = queue_index(w, PQgetvalue(res, r, 0));
         if (qi < 0)
             continue;
-        if (PQgetisnull(res, r, 1))
-            blocked[qi] = true;
-        else if (!add_kind(&kinds[qi], PQgetvalue(res, r, 1)))
+        if (PQgetvalue(res, r, 3)[0] == 't')
+            st->controlled[qi] = true;
+        if (PQgetvalue(res, r, 4)[0] == 't')
+            st->rated = true;
+        if (PQgetvalue(res, r, 2)[0] == 't')
+            st->blocked[qi] = true;
+        else if (!PQgetisnull(res, r, 1) &&
+                 !add_kind(&st->kinds[qi], PQgetvalue(res, r, 1)))
             return false;
     }
     for (size_t qi = 0; qi < w->cfg->nqueues; qi++)
-        if (!blocked[qi] && all_kinds_paused(w, kinds[qi]))
-            blocked[qi] = true;
+        if (!st->blocked[qi] && all_kinds_paused(w, st->kinds[qi]))
+            st->blocked[qi] = true;
     return true;
 }
 
@@ -186,17 +210,25 @@ log_changes(const skipq_worker *w, const bool *blocked, char ***kinds)
     return changed;
 }
 
-void
-skipq__pauses_read(skipq_worker *w)
+static void
+states_free(queue_states *st, size_t nq)
 {
-    size_t nq = w->cfg->nqueues;
+    for (size_t qi = 0; st->kinds && qi < nq; qi++)
+        free_kinds(st->kinds[qi]);
+    free(st->kinds);
+    free(st->blocked);
+    free(st->controlled);
+}
+
+/* Read the rows into st. False: they could not be read (the old state
+ * stays until the next heartbeat). */
+static bool
+read_states(skipq_worker *w, queue_states *st)
+{
     PGparam *prm = NULL, *qs = NULL;
     PGresult *res = NULL;
-    bool *blocked = calloc(nq ? nq : 1, sizeof *blocked);
-    char ***kinds = calloc(nq ? nq : 1, sizeof *kinds);
-    bool ok = blocked && kinds && skipq__queues_param(w, &prm, &qs);
+    bool ok = skipq__queues_param(w, &prm, &qs);
 
-    w->pauses.check = false;
     if (ok) {
         skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_READ_PAUSES, prm, 0, NULL,
                         &res);
@@ -206,8 +238,8 @@ skipq__pauses_read(skipq_worker *w)
             skipq__log(SKIPQ_LOG_WARN, "%s", e.message);
             if (skipq__session_broken(&w->sess))
                 skipq__session_drop(w, e.message);
-            ok = false; /* the old state stays until the next heartbeat */
-        } else if (!parse_pauses(w, res, blocked, kinds)) {
+            ok = false;
+        } else if (!parse_states(w, res, st)) {
             skipq__log(SKIPQ_LOG_ERROR, "out of memory reading paused queues");
             ok = false;
         }
@@ -217,16 +249,60 @@ skipq__pauses_read(skipq_worker *w)
     if (qs)
         PQparamClear(qs);
     PQclear(res);
+    return ok;
+}
+
+/* Take st's flow-control flags, saying what changed. */
+static void
+take_controls(skipq_worker *w, queue_states *st)
+{
+    bool limited = false;
+    for (size_t qi = 0; qi < w->cfg->nqueues; qi++) {
+        limited = limited || st->controlled[qi];
+        if (skipq__queue_controlled(w, qi) != st->controlled[qi])
+            skipq__log(SKIPQ_LOG_INFO, "worker %lld: queue \"%s\" %s",
+                       (long long)w->sess.id, w->cfg->queues[qi],
+                       st->controlled[qi] ? "has limits: claims are counted against them"
+                                          : "has no limits");
+    }
+    for (size_t qi = 0; qi < w->cfg->nqueues; qi++)
+        if (skipq__queue_controlled(w, qi) != st->controlled[qi])
+            w->claim.wake = true; /* claim under the new rule now */
+    free(w->pauses.controlled);
+    w->pauses.controlled = st->controlled;
+    st->controlled = NULL;
+    w->pauses.limited = limited;
+    w->pauses.rated = st->rated;
+}
+
+void
+skipq__pauses_read(skipq_worker *w)
+{
+    size_t nq = w->cfg->nqueues;
+    size_t n = nq ? nq : 1;
+    queue_states st = {calloc(n, sizeof(bool)), calloc(n, sizeof(char **)),
+                       calloc(n, sizeof(bool)), false};
+    bool ok = st.blocked && st.kinds && st.controlled;
+
+    ok = ok && read_states(w, &st);
+    /* unread, the turn claims nothing: a limit not yet known could be
+     * exceeded */
+    w->pauses.check = !ok;
+    if (ok)
+        take_controls(w, &st);
     bool any = false;
     for (size_t qi = 0; ok && qi < nq; qi++)
-        any = any || blocked[qi] || kinds[qi];
-    if (ok && (any || w->pauses.any) && log_changes(w, blocked, kinds)) {
-        skipq__pauses_free(w);
-        w->pauses.blocked = blocked;
-        w->pauses.kinds = kinds;
+        any = any || st.blocked[qi] || st.kinds[qi];
+    if (ok && (any || w->pauses.any) && log_changes(w, st.blocked, st.kinds)) {
+        for (size_t qi = 0; w->pauses.kinds && qi < nq; qi++)
+            free_kinds(w->pauses.kinds[qi]);
+        free(w->pauses.kinds);
+        free(w->pauses.blocked);
+        w->pauses.blocked = st.blocked;
+        w->pauses.kinds = st.kinds;
         w->pauses.any = any;
-        blocked = NULL;
-        kinds = NULL;
+        st.blocked = NULL;
+        st.kinds = NULL;
         /* a resumed kind may wait behind a claim floor: claim from the
          * head, and now */
         memset(w->claim.floors, 0, nq * w->nbands * sizeof *w->claim.floors);
@@ -234,8 +310,5 @@ skipq__pauses_read(skipq_worker *w)
         if (any)
             hand_back_paused(w);
     }
-    for (size_t qi = 0; kinds && qi < nq; qi++)
-        free_kinds(kinds[qi]);
-    free(kinds);
-    free(blocked);
+    states_free(&st, nq);
 }

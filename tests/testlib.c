@@ -498,6 +498,14 @@ tl_write_file(const char *path, const char *text)
     fclose(f);
 }
 
+const char *
+tl_write_config(const char *body)
+{
+    const char *path = tl_tmpfile(".yaml");
+    tl_write_file(path, body);
+    return path;
+}
+
 struct file_has {
     const char *path, *needle;
 };

@@ -85,6 +85,8 @@ PGconn *tl_connect_as(const char *user);
 const char *tl_tmpfile(const char *suffix);
 /* Write text to a file. */
 void tl_write_file(const char *path, const char *text);
+/* A config file holding body, in a temp file (static storage). */
+const char *tl_write_config(const char *body);
 /* Wait up to ms for the file at path to contain needle. */
 bool tl_wait_file_has(const char *path, const char *needle, int ms);
 

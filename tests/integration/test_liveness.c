@@ -16,14 +16,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-static const char *
-write_config(const char *body)
-{
-    const char *path = tl_tmpfile(".yaml");
-    tl_write_file(path, body);
-    return path;
-}
-
 static void
 stop_worker(pid_t w)
 {
@@ -42,11 +34,11 @@ TEST(recover_running_keeps_a_slow_beating_workers_jobs)
 {
     PGconn *pg = tl_db();
     const char *slow =
-        write_config("worker:\n  heartbeat_interval: 2s\n  lease_timeout: 6s\n"
-                     "  concurrency: 2\n  shutdown_timeout: 1s\n");
+        tl_write_config("worker:\n  heartbeat_interval: 2s\n  lease_timeout: 6s\n"
+                        "  concurrency: 2\n  shutdown_timeout: 1s\n");
     const char *fast =
-        write_config("worker:\n  heartbeat_interval: 200ms\n  lease_timeout: 1s\n"
-                     "  shutdown_timeout: 1s\nrecover:\n  older_than: 0s\n");
+        tl_write_config("worker:\n  heartbeat_interval: 200ms\n  lease_timeout: 1s\n"
+                        "  shutdown_timeout: 1s\nrecover:\n  older_than: 0s\n");
     tl_exec(pg, "SELECT skipq.enqueue('slow', queue => 'qs') FROM generate_series(1, 2)");
     pid_t ws = tl_spawn(NULL,
                         "exec %s worker --config %s --queue qs --handler 'slow=sleep 7'",
@@ -91,7 +83,7 @@ TEST(liveness_lock_held_by_another_role_does_not_stall)
     PGconn *squat = tl_connect();
     const char *log = tl_tmpfile(".log");
     const char *cfg =
-        write_config("worker:\n  heartbeat_interval: 300ms\n  lease_timeout: 3s\n");
+        tl_write_config("worker:\n  heartbeat_interval: 300ms\n  lease_timeout: 3s\n");
     tl_exec(squat, "SELECT pg_advisory_lock(" SKIPQ__LOCK_CLASS_WORKER_S
                    ", g) FROM generate_series(1, 50) g");
     tl_exec(pg, "SELECT skipq.enqueue('a') FROM generate_series(1, 3)");
@@ -120,7 +112,7 @@ TEST(reconnect_with_a_stale_backend_holding_the_lock)
     PGconn *stale = tl_connect();
     const char *log = tl_tmpfile(".log");
     const char *cfg =
-        write_config("worker:\n  heartbeat_interval: 300ms\n  lease_timeout: 3s\n");
+        tl_write_config("worker:\n  heartbeat_interval: 300ms\n  lease_timeout: 3s\n");
     pid_t w = tl_spawn(log, "exec %s worker --config %s --handler a=true", tl_skipq(), cfg);
     ASSERT_TRUE(tl_wait_int(pg, 10000, 1,
                             "SELECT count(*) FROM skipq.workers WHERE liveness_lock"));
@@ -162,7 +154,7 @@ TEST(rescue_runs_while_another_role_holds_old_key)
     PGconn *pg = tl_db();
     PGconn *squat = tl_connect();
     const char *cfg =
-        write_config("worker:\n  heartbeat_interval: 200ms\n  lease_timeout: 1s\n");
+        tl_write_config("worker:\n  heartbeat_interval: 200ms\n  lease_timeout: 1s\n");
     tl_exec(squat,
             "SELECT pg_advisory_lock(" SKIPQ__LOCK_CLASS_S ", " SKIPQ__LOCK_RESCUER_S ")");
     tl_exec(
@@ -213,7 +205,7 @@ TEST(stats_says_when_rescue_is_late)
 TEST(forged_cancel_notify_is_ignored)
 {
     PGconn *pg = tl_db();
-    const char *cfg = write_config("worker:\n  concurrency: 2\n");
+    const char *cfg = tl_write_config("worker:\n  concurrency: 2\n");
     tl_exec(pg, "SELECT skipq.enqueue('s') FROM generate_series(1, 2)");
     pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler 's=sleep 2'", tl_skipq(),
                        cfg);
@@ -245,7 +237,7 @@ TEST(cancel_sent_while_disconnected_is_honoured)
 {
     PGconn *pg = tl_db();
     const char *cfg =
-        write_config("worker:\n  heartbeat_interval: 10s\n  lease_timeout: 60s\n");
+        tl_write_config("worker:\n  heartbeat_interval: 10s\n  lease_timeout: 60s\n");
     tl_exec(pg, "SELECT skipq.enqueue('s')");
     pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler 's=sleep 8'", tl_skipq(),
                        cfg);
@@ -273,10 +265,10 @@ TEST(a_row_lock_on_one_job_delays_only_that_job)
     PGconn *pg = tl_db();
     PGconn *op = tl_connect();
     const char *cfg =
-        write_config("worker:\n  heartbeat_interval: 500ms\n  lease_timeout: 2s\n"
-                     "  concurrency: 4\n  shutdown_timeout: 2s\n");
+        tl_write_config("worker:\n  heartbeat_interval: 500ms\n  lease_timeout: 2s\n"
+                        "  concurrency: 4\n  shutdown_timeout: 2s\n");
     const char *rescuer =
-        write_config("worker:\n  heartbeat_interval: 200ms\n  lease_timeout: 2s\n");
+        tl_write_config("worker:\n  heartbeat_interval: 200ms\n  lease_timeout: 2s\n");
     tl_exec(pg, "SELECT skipq.enqueue('short', queue => 'q')");
     tl_exec(pg, "SELECT skipq.enqueue('long', queue => 'q') FROM generate_series(1, 3)");
     pid_t other = tl_spawn(NULL,
@@ -345,7 +337,7 @@ TEST(shutdown_during_an_outage_names_unrecorded_jobs)
 {
     PGconn *pg = tl_db();
     const char *log = tl_tmpfile(".log");
-    const char *cfg = write_config("worker:\n  shutdown_timeout: 2s\n");
+    const char *cfg = tl_write_config("worker:\n  shutdown_timeout: 2s\n");
     char *db = tl_str(pg, "SELECT current_database()");
     PGconn *admin = PQconnectdb(getenv("SKIPQ_TEST_PG")); /* the postgres database */
     ASSERT_TRUE(PQstatus(admin) == CONNECTION_OK);
@@ -420,8 +412,8 @@ TEST(worker_ids_past_two_to_the_31)
 {
     PGconn *pg = tl_db();
     const char *cfg =
-        write_config("worker:\n  heartbeat_interval: 1s\n  lease_timeout: 1h\n"
-                     "recover:\n  older_than: 0s\n");
+        tl_write_config("worker:\n  heartbeat_interval: 1s\n  lease_timeout: 1h\n"
+                        "recover:\n  older_than: 0s\n");
     tl_exec(pg, "ALTER TABLE skipq.workers ALTER COLUMN id RESTART WITH 3000000005");
     tl_exec(pg, "SELECT skipq.enqueue('s')");
     pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler 's=exec sleep 30'",

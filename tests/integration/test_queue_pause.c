@@ -15,14 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *
-write_config(const char *body)
-{
-    const char *path = tl_tmpfile(".yaml");
-    tl_write_file(path, body);
-    return path;
-}
-
 static void
 stop_worker(pid_t w)
 {
@@ -57,7 +49,7 @@ claimed_after(void *arg)
 TEST(pause_with_four_busy_workers_stops_claims_and_loses_nothing)
 {
     PGconn *pg = tl_db();
-    const char *cfg = write_config("worker:\n  concurrency: 4\n");
+    const char *cfg = tl_write_config("worker:\n  concurrency: 4\n");
     pid_t w[4];
 
     tl_exec(pg, "SELECT skipq.enqueue('s', queue => 'q') FROM generate_series(1, 240)");
@@ -189,8 +181,8 @@ TEST(pause_survives_a_worker_restart)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'r'"
                          " AND status = 'succeeded'"),
               3);
-    const char *cfg = write_config("worker:\n  heartbeat_interval: 1s\n"
-                                   "  lease_timeout: 5s\n");
+    const char *cfg = tl_write_config("worker:\n  heartbeat_interval: 1s\n"
+                                      "  lease_timeout: 5s\n");
     const char *log = tl_tmpfile(".log");
     pid_t w = tl_spawn(log,
                        "exec %s worker --config %s --queue q --queue r --handler s=true",
@@ -240,7 +232,9 @@ TEST(cli_queue_ls_pause_resume)
     ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "queue ls --json"), 0);
     ASSERT_CONTAINS(out, "{\"queue\":\"q\",\"paused\":true,\"paused_kinds\":[],"
                          "\"runnable\":2,\"scheduled\":0,\"waiting\":0,\"running\":0,"
-                         "\"succeeded\":0,\"failed\":0,\"cancelled\":0}");
+                         "\"succeeded\":0,\"failed\":0,\"cancelled\":0,"
+                         "\"max_running\":null,\"max_running_per_key\":null,\"rate\":null,"
+                         "\"age_after\":null}");
     ASSERT_CONTAINS(out, "{\"queue\":\"other\",\"paused\":false,\"paused_kinds\":[\"k\"],");
     free(out);
     ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "stats"), 0);

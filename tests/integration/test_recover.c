@@ -18,14 +18,6 @@ long_mode(void)
     return v && *v && strcmp(v, "0") != 0;
 }
 
-static const char *
-write_config(const char *body)
-{
-    const char *path = tl_tmpfile(".yaml");
-    tl_write_file(path, body);
-    return path;
-}
-
 TEST(recovered_failed_jobs_run_to_success)
 {
     PGconn *pg = tl_db();
@@ -65,7 +57,7 @@ TEST(recover_running_takes_only_jobs_of_a_gone_worker)
 {
     PGconn *pg = tl_db();
     /* a long lease: recover must not wait for it */
-    const char *cfg = write_config(
+    const char *cfg = tl_write_config(
         "worker:\n  lease_timeout: 1h\n  heartbeat_interval: 1s\n  shutdown_timeout: 500ms\n"
         "  concurrency: 2\n");
     tl_exec(pg, "SELECT skipq.enqueue('dead', queue => 'qd') FROM generate_series(1, 2)");
@@ -120,7 +112,7 @@ TEST(recover_running_takes_only_jobs_of_a_gone_worker)
 TEST(worker_retention_prunes_old_finished_rows)
 {
     PGconn *pg = tl_db();
-    const char *cfg = write_config("worker:\n  retention: 1h\n  poll_interval: 200ms\n");
+    const char *cfg = tl_write_config("worker:\n  retention: 1h\n  poll_interval: 200ms\n");
     tl_exec(pg,
             "INSERT INTO skipq.jobs (kind, status, updated_at, finished_at) SELECT 'old',"
             " 'succeeded', now() - interval '2 hours', now() - interval '2 hours'"
@@ -176,7 +168,7 @@ TEST(worker_vacuums_its_table_when_dead_rows_pile_up)
 {
     PGconn *pg = tl_db();
     const char *cfg =
-        write_config("worker:\n  vacuum_interval: 1s\n  poll_interval: 200ms\n");
+        tl_write_config("worker:\n  vacuum_interval: 1s\n  poll_interval: 200ms\n");
     make_dead_rows(pg);
     pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler new=true", tl_skipq(),
                        cfg);
@@ -203,7 +195,7 @@ TEST(worker_backs_off_when_an_old_snapshot_keeps_the_dead_rows)
 {
     PGconn *pg = tl_db(), *old = tl_connect();
     const char *cfg =
-        write_config("worker:\n  vacuum_interval: 1s\n  poll_interval: 200ms\n");
+        tl_write_config("worker:\n  vacuum_interval: 1s\n  poll_interval: 200ms\n");
     const char *log = tl_tmpfile(".log");
     tl_exec(old, "BEGIN ISOLATION LEVEL REPEATABLE READ");
     tl_exec(old, "SELECT count(*) FROM skipq.jobs"); /* its snapshot, from now on */
@@ -232,7 +224,7 @@ TEST(worker_backs_off_when_an_old_snapshot_keeps_the_dead_rows)
 TEST(retention_and_rescue_have_their_own_connection)
 {
     PGconn *pg = tl_db();
-    const char *cfg = write_config("worker:\n  retention: 1h\n  poll_interval: 200ms\n");
+    const char *cfg = tl_write_config("worker:\n  retention: 1h\n  poll_interval: 200ms\n");
     pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler new=true", tl_skipq(),
                        cfg);
     /* the rescuer's first turn, 1 s after the start, opens it */
@@ -325,7 +317,8 @@ TEST(prune_in_batches_does_not_stall_a_worker)
     tl_exec(pg, "ANALYZE skipq.jobs");
     /* a steady trickle of jobs; the worker's started_at - created_at is
      * the claim latency each saw */
-    const char *cfg = write_config("worker:\n  poll_interval: 100ms\n  concurrency: 2\n");
+    const char *cfg =
+        tl_write_config("worker:\n  poll_interval: 100ms\n  concurrency: 2\n");
     pid_t w = tl_spawn(NULL, "exec %s worker --config %s --handler tick=true", tl_skipq(),
                        cfg);
     PGconn *prod = tl_connect();

@@ -249,14 +249,6 @@ TEST(a_second_tick_neither_waits_nor_enqueues_twice)
     PQfinish(other);
 }
 
-static const char *
-write_config(const char *body)
-{
-    const char *path = tl_tmpfile(".yaml");
-    tl_write_file(path, body);
-    return path;
-}
-
 static pid_t
 start_worker(const char *log)
 {
@@ -435,18 +427,18 @@ TEST(config_schedules_win_and_leave_with_the_config)
     PGconn *pg = tl_db();
     char *err = NULL;
     tl_exec(pg, "SELECT skipq.schedule('x', '@hourly', 'sqlkind')");
-    const char *c1 = write_config("schedules:\n"
-                                  "  x:\n"
-                                  "    cron: '*/5 * * * *'\n"
-                                  "    kind: ok\n"
-                                  "    payload: {a: 1, b: [two, '3'], c: true}\n"
-                                  "    time_zone: Europe/Berlin\n"
-                                  "    priority: high\n"
-                                  "    missed: catch-up\n"
-                                  "  y:\n"
-                                  "    cron: '@every 1m'\n"
-                                  "    kind: ok\n"
-                                  "    payload: '{\"n\": 1}'\n");
+    const char *c1 = tl_write_config("schedules:\n"
+                                     "  x:\n"
+                                     "    cron: '*/5 * * * *'\n"
+                                     "    kind: ok\n"
+                                     "    payload: {a: 1, b: [two, '3'], c: true}\n"
+                                     "    time_zone: Europe/Berlin\n"
+                                     "    priority: high\n"
+                                     "    missed: catch-up\n"
+                                     "  y:\n"
+                                     "    cron: '@every 1m'\n"
+                                     "    kind: ok\n"
+                                     "    payload: '{\"n\": 1}'\n");
     ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "worker --once --handler ok=true --config %s",
                            c1),
               0);
@@ -465,42 +457,43 @@ TEST(config_schedules_win_and_leave_with_the_config)
     PQclear(res);
     /* pausing is operations, not definition: a restart keeps it */
     tl_exec(pg, "SELECT skipq.schedule_pause('y')");
-    const char *c2 = write_config("schedules:\n  y:\n    cron: '@every 1m'\n    kind: ok\n"
-                                  "    payload: '{\"n\": 1}'\n");
+    const char *c2 =
+        tl_write_config("schedules:\n  y:\n    cron: '@every 1m'\n    kind: ok\n"
+                        "    payload: '{\"n\": 1}'\n");
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --once --handler ok=true --config %s",
                            c2),
               0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.schedules"), 1);
     ASSERT_EQ(tl_int(pg, "SELECT paused::int FROM skipq.schedules WHERE name = 'y'"), 1);
-    const char *c3 = write_config("worker:\n  concurrency: 1\n");
+    const char *c3 = tl_write_config("worker:\n  concurrency: 1\n");
     ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "worker --once --handler ok=true --config %s",
                            c3),
               0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.schedules"), 1);
     const char *bad =
-        write_config("schedules:\n  z:\n    cron: '0 25 * * *'\n    kind: ok\n");
+        tl_write_config("schedules:\n  z:\n    cron: '0 25 * * *'\n    kind: ok\n");
     ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "worker --once --handler ok=true --config %s",
                            bad),
               2);
     ASSERT_CONTAINS(err, "hour \"25\" is out of range 0-23");
     ASSERT_CONTAINS(err, "\"z\"");
     free(err);
-    const char *nokind = write_config("schedules:\n  z:\n    cron: '0 5 * * *'\n");
+    const char *nokind = tl_write_config("schedules:\n  z:\n    cron: '0 5 * * *'\n");
     ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "worker --once --handler ok=true --config %s",
                            nokind),
               2);
     ASSERT_CONTAINS(err, "line 3, column 5: schedule \"z\" needs a kind (kind:)");
     free(err);
     const char *badprio =
-        write_config("schedules:\n  z:\n    cron: '0 5 * * *'\n    kind: ok\n"
-                     "    priority: urgent\n");
+        tl_write_config("schedules:\n  z:\n    cron: '0 5 * * *'\n    kind: ok\n"
+                        "    priority: urgent\n");
     ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "worker --once --handler ok=true --config %s",
                            badprio),
               2);
     ASSERT_CONTAINS(err, "line 5, column 15");
     free(err);
-    const char *dup = write_config("schedules:\n  z: {cron: '@daily', kind: ok}\n"
-                                   "  z: {cron: '@hourly', kind: ok}\n");
+    const char *dup = tl_write_config("schedules:\n  z: {cron: '@daily', kind: ok}\n"
+                                      "  z: {cron: '@hourly', kind: ok}\n");
     ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "worker --once --handler ok=true --config %s",
                            dup),
               2);

@@ -790,14 +790,6 @@ TEST(command_killed_by_signal_is_named)
 
 /* ---- shutdown, kill -9, cancel --------------------------------------------------- */
 
-static const char *
-write_config(const char *body)
-{
-    const char *path = tl_tmpfile(".yaml");
-    tl_write_file(path, body);
-    return path;
-}
-
 static bool
 four_handlers_run(void *arg)
 {
@@ -812,8 +804,9 @@ four_handlers_run(void *arg)
 TEST(sigterm_finishes_short_jobs_and_hands_back_long_ones)
 {
     PGconn *pg = tl_db();
-    const char *cfg = write_config("worker:\n  concurrency: 4\n  shutdown_timeout: 1500ms\n"
-                                   "  poll_interval: 200ms\n");
+    const char *cfg =
+        tl_write_config("worker:\n  concurrency: 4\n  shutdown_timeout: 1500ms\n"
+                        "  poll_interval: 200ms\n");
     tl_exec(pg, "SELECT skipq.enqueue('long'), skipq.enqueue('short'), "
                 "skipq.enqueue('short'), skipq.enqueue('short')");
     const char *log = tl_tmpfile(".log");
@@ -845,8 +838,8 @@ TEST(sigterm_finishes_short_jobs_and_hands_back_long_ones)
 TEST(prefetch_claims_ahead_and_hands_back_unstarted)
 {
     PGconn *pg = tl_db();
-    const char *cfg = write_config("worker:\n  concurrency: 1\n  prefetch: 2\n"
-                                   "  shutdown_timeout: 20s\n  poll_interval: 100ms\n");
+    const char *cfg = tl_write_config("worker:\n  concurrency: 1\n  prefetch: 2\n"
+                                      "  shutdown_timeout: 20s\n  poll_interval: 100ms\n");
     tl_exec(pg, "SELECT skipq.enqueue('slow') FROM generate_series(1, 6)");
     pid_t pid = tl_spawn(NULL, "exec %s worker --config %s --handler 'slow=sleep 6.5'",
                          tl_skipq(), cfg);
@@ -1031,8 +1024,8 @@ TEST(kill_9_worker_job_runs_again_elsewhere)
 {
     PGconn *pg = tl_db();
     const char *cfg =
-        write_config("worker:\n  lease_timeout: 2s\n  heartbeat_interval: 300ms\n"
-                     "  poll_interval: 200ms\n");
+        tl_write_config("worker:\n  lease_timeout: 2s\n  heartbeat_interval: 300ms\n"
+                        "  poll_interval: 200ms\n");
     int64_t id = tl_int(pg, "SELECT skipq.enqueue('once', max_attempts => 5)");
     /* first attempt hangs; a later one succeeds */
     const char *hcmd = "'once=[ \"$SKIPQ_JOB_ATTEMPT\" = 1 ] && exec sleep 44.5; echo ok'";

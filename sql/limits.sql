@@ -1,0 +1,345 @@
+-- limits.sql: flow control held in skipq.queues (the columns are
+-- migrations/0009_flow_control.sql): how many of a queue's jobs run at
+-- once, in all and per concurrency_key; how many start per interval; and
+-- priority aging. Re-applied by every `skipq migrate`.
+--
+-- A worker claims from a queue that has any of these settings through
+-- skipq.claim_controlled(), never through skipq.claim(): it locks the
+-- queue's row, so claims from that queue happen one at a time, each
+-- counting what the ones before it committed. Counting running rows under
+-- SKIP LOCKED alone would let two claims each see room for the same slot.
+-- No other role can hold that row lock (locking needs UPDATE on
+-- skipq.queues, which only skipq_admin has), and the worker's lock_timeout
+-- bounds the wait anyway. Queues without settings never take the lock.
+
+-- The start of the rate window that holds t: windows of length i,
+-- aligned to the epoch. Months are refused by skipq.queue_set, so every
+-- window has the same length.
+CREATE OR REPLACE FUNCTION skipq.rate_window(t timestamptz, i interval)
+RETURNS timestamptz LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.to_timestamp(
+        pg_catalog.floor(pg_catalog.date_part('epoch', t) / pg_catalog.date_part('epoch', i))
+        * pg_catalog.date_part('epoch', i))
+$$;
+
+-- The jobs a claim from queue q may take, in the order it takes them, at
+-- most n, none of them locked yet: with aging, the jobs runnable since
+-- before t - age_after, oldest first; then claim order (priority DESC,
+-- run_at, id). With a per-key limit, a key gets no more than its room
+-- (key_max_running less its running jobs), and the first jobs of every
+-- key with room are found by key (jobs_keyed_idx), so a key with a
+-- thousand waiting jobs does not hide the next key's first one.
+CREATE OR REPLACE FUNCTION skipq.claim_candidates(
+    q       skipq.queues,
+    p_lo    int2,
+    p_hi    int2,
+    p_kinds text[],
+    p_n     int4,
+    t       timestamptz)
+RETURNS int8[] LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    taken int8[] := '{}';
+    held  jsonb := '{}';
+    r     record;
+    k     text;
+BEGIN
+    IF q.key_max_running IS NOT NULL THEN
+        SELECT coalesce(jsonb_object_agg(c.key, c.n), '{}') INTO held
+          FROM (SELECT j.concurrency_key AS key, count(*) AS n FROM skipq.jobs j
+                 WHERE j.status = 'running' AND j.queue = q.queue
+                   AND j.concurrency_key IS NOT NULL
+                 GROUP BY j.concurrency_key) c;
+    END IF;
+    FOR r IN
+        WITH RECURSIVE
+        pri(p) AS (
+            SELECT max(j.priority) FROM skipq.jobs j
+             WHERE q.age_after IS NOT NULL AND j.status = 'queued'
+               AND j.queue = q.queue AND j.priority BETWEEN p_lo AND p_hi
+            UNION ALL
+            SELECT (SELECT max(j.priority) FROM skipq.jobs j
+                     WHERE j.status = 'queued' AND j.queue = q.queue
+                       AND j.priority >= p_lo AND j.priority < pri.p)
+              FROM pri WHERE pri.p IS NOT NULL),
+        aged AS (
+            SELECT a.id, a.key, 0 AS grp, 0::int2 AS priority, a.run_at
+              FROM pri CROSS JOIN LATERAL (
+                SELECT j.id, j.concurrency_key AS key, j.run_at FROM skipq.jobs j
+                 WHERE j.status = 'queued' AND j.queue = q.queue
+                   AND j.priority = pri.p AND j.run_at <= t - q.age_after
+                   AND j.kind = ANY (p_kinds)
+                 ORDER BY j.run_at, j.id LIMIT 4 * p_n) a
+             WHERE pri.p IS NOT NULL
+             ORDER BY a.run_at, a.id LIMIT 4 * p_n),
+        keys(key) AS (
+            SELECT min(j.concurrency_key) FROM skipq.jobs j
+             WHERE q.key_max_running IS NOT NULL AND j.status = 'queued'
+               AND j.queue = q.queue AND j.concurrency_key IS NOT NULL
+            UNION ALL
+            SELECT (SELECT min(j.concurrency_key) FROM skipq.jobs j
+                     WHERE j.status = 'queued' AND j.queue = q.queue
+                       AND j.concurrency_key IS NOT NULL
+                       AND j.concurrency_key > keys.key)
+              FROM keys WHERE keys.key IS NOT NULL),
+        keyed AS (
+            SELECT h.id, keys.key, 1 AS grp, h.priority, h.run_at
+              FROM keys CROSS JOIN LATERAL (
+                SELECT j.id, j.priority, j.run_at FROM skipq.jobs j
+                 WHERE j.status = 'queued' AND j.queue = q.queue
+                   AND j.concurrency_key = keys.key
+                   AND j.priority BETWEEN p_lo AND p_hi AND j.run_at <= t
+                   AND j.kind = ANY (p_kinds)
+                 ORDER BY j.priority DESC, j.run_at, j.id
+                 LIMIT greatest(0, least(p_n, q.key_max_running
+                                - coalesce((held ->> keys.key)::int, 0)))) h
+             WHERE keys.key IS NOT NULL),
+        head AS (
+            SELECT j.id, j.concurrency_key AS key, 1 AS grp, j.priority, j.run_at
+              FROM skipq.jobs j
+             WHERE j.status = 'queued' AND j.queue = q.queue
+               AND j.priority BETWEEN p_lo AND p_hi AND j.run_at <= t
+               AND j.kind = ANY (p_kinds)
+               AND (q.key_max_running IS NULL OR j.concurrency_key IS NULL)
+             ORDER BY j.priority DESC, j.run_at, j.id LIMIT p_n)
+        SELECT c.id, c.key FROM (
+            SELECT * FROM aged UNION ALL SELECT * FROM keyed UNION ALL SELECT * FROM head) c
+         ORDER BY c.grp, CASE WHEN c.grp = 1 THEN c.priority END DESC, c.run_at, c.id
+    LOOP
+        EXIT WHEN cardinality(taken) >= p_n;
+        CONTINUE WHEN r.id = ANY (taken);
+        IF q.key_max_running IS NOT NULL AND r.key IS NOT NULL THEN
+            k := r.key;
+            CONTINUE WHEN coalesce((held ->> k)::int, 0) >= q.key_max_running;
+            held := held || jsonb_build_object(k, coalesce((held ->> k)::int, 0) + 1);
+        END IF;
+        taken := taken || r.id;
+    END LOOP;
+    RETURN taken;
+END
+$$;
+
+-- The claim of a worker from a queue with flow-control settings: the
+-- same rows and columns as skipq.claim(), within the queue's limits. The
+-- row lock on the queue's settings is held to the end of the claim's
+-- transaction. started_at is the time the claim took the lock, so the
+-- claims that count against one rate window are the ones stamped in it
+-- (test flow_control.rate_limit_holds_in_every_window).
+CREATE OR REPLACE FUNCTION skipq.claim_controlled(
+    p_queue  text,
+    p_lo     int2,
+    p_hi     int2,
+    p_kinds  text[],
+    p_n      int4,
+    p_worker int8,
+    p_secret uuid)
+RETURNS TABLE (id int8, claims int4, kind text, queue text, priority int2, attempts int4,
+               payload text, max_attempts int4, backoff_strategy text,
+               backoff_base_ms int8, backoff_max_ms int8, timeout_ms int8,
+               cancel_requested boolean, run_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q    skipq.queues;
+    t    timestamptz;
+    room int := p_n;
+    win  timestamptz;
+    used int := 0;
+    ids  int8[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM skipq.workers k
+                   WHERE k.id = p_worker AND k.secret = p_secret) THEN
+        RAISE EXCEPTION 'worker % is not registered with this secret', p_worker
+            USING ERRCODE = '42501';
+    END IF;
+    SELECT * INTO q FROM skipq.queues s WHERE s.queue = p_queue FOR NO KEY UPDATE;
+    IF NOT FOUND THEN /* the settings went: an ordinary claim */
+        RETURN QUERY SELECT * FROM skipq.claim(p_queue, p_lo, p_hi, p_kinds, p_n,
+                                                 p_worker, p_secret);
+        RETURN;
+    END IF;
+    t := clock_timestamp();
+    IF q.max_running IS NOT NULL THEN
+        room := least(room, q.max_running - (SELECT count(*)::int FROM skipq.jobs j
+                                              WHERE j.status = 'running'
+                                                AND j.queue = p_queue));
+    END IF;
+    IF q.rate_limit IS NOT NULL THEN
+        win := skipq.rate_window(t, q.rate_interval);
+        IF q.rate_window = win THEN
+            used := q.rate_used;
+        END IF;
+        room := least(room, q.rate_limit - used);
+    END IF;
+    IF room <= 0 THEN
+        RETURN;
+    END IF;
+    ids := ARRAY(
+        SELECT j.id FROM pg_catalog.unnest(skipq.claim_candidates(q, p_lo, p_hi, p_kinds,
+                                                                   room, t))
+                         WITH ORDINALITY AS c(id, ord)
+          JOIN skipq.jobs j ON j.id = c.id
+         WHERE j.status = 'queued'
+         ORDER BY c.ord LIMIT room
+           FOR NO KEY UPDATE OF j SKIP LOCKED);
+    IF q.rate_limit IS NOT NULL AND cardinality(ids) > 0 THEN
+        UPDATE skipq.queues s SET rate_window = win, rate_used = used + cardinality(ids)
+         WHERE s.queue = p_queue;
+    END IF;
+    RETURN QUERY
+    WITH u AS (
+        UPDATE skipq.jobs j SET status = 'running', attempts = j.attempts + 1,
+               claims = j.claims + 1, locked_by = p_worker, started_at = t,
+               updated_at = t
+         WHERE j.id = ANY (ids)
+        RETURNING j.id, j.claims, j.kind, j.queue, j.priority, j.attempts,
+                  j.payload::text, coalesce(j.max_attempts, 0),
+                  coalesce(j.backoff_strategy::text, ''),
+                  coalesce((extract(epoch FROM j.backoff_base) * 1000.0)::int8, -1),
+                  coalesce((extract(epoch FROM j.backoff_max) * 1000.0)::int8, -1),
+                  coalesce((extract(epoch FROM j.timeout) * 1000.0)::int8, 0),
+                  j.cancel_requested_at IS NOT NULL, j.run_at)
+    SELECT u.* FROM u JOIN pg_catalog.unnest(ids) WITH ORDINALITY AS o(id, ord)
+        ON o.id = u.id
+     ORDER BY o.ord;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION
+    skipq.claim_candidates(skipq.queues, int2, int2, text[], int4, timestamptz),
+    skipq.claim_controlled(text, int2, int2, text[], int4, int8, uuid)
+    FROM PUBLIC;
+
+-- Milliseconds until the next rate window of those of queues qs whose
+-- current window is used up, or NULL: an idle worker claims again then,
+-- not at its next poll.
+CREATE OR REPLACE FUNCTION skipq.rate_wait_ms(qs text[])
+RETURNS int8 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (extract(epoch FROM min(s.rate_window + s.rate_interval) - clock_timestamp())
+            * 1000.0)::int8
+      FROM skipq.queues s
+     WHERE s.queue = ANY (qs) AND s.rate_limit IS NOT NULL
+       AND s.rate_used >= s.rate_limit
+       AND s.rate_window + s.rate_interval > clock_timestamp()
+$$;
+
+-- A setting as skipq.queue_set takes it: NULL leaves it, 'none' clears it.
+CREATE OR REPLACE FUNCTION skipq.queue_setting_int(what text, v text)
+RETURNS int LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF v ~ '^\s*[0-9]{1,9}\s*$' THEN
+        IF v::int >= 1 THEN
+            RETURN v::int;
+        END IF;
+    END IF;
+    RAISE EXCEPTION 'invalid %: "%" (a whole number from 1, or none)', what, v
+        USING ERRCODE = '22023';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION skipq.queue_setting_interval(what text, v text)
+RETURNS interval LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    i interval;
+BEGIN
+    BEGIN
+        i := v::interval;
+    EXCEPTION WHEN OTHERS THEN
+        i := NULL;
+    END;
+    IF i IS NULL OR date_part('month', i) <> 0 OR date_part('year', i) <> 0
+       OR i < interval '1 millisecond' THEN
+        RAISE EXCEPTION 'invalid %: "%" (a duration such as 500ms, 1s, 5m or 1h, of at least 1ms)',
+            what, v USING ERRCODE = '22023';
+    END IF;
+    RETURN i;
+END
+$$;
+
+-- Change queue `queue`'s flow control. Each setting is text, as the CLI
+-- takes it: NULL leaves it as it is, 'none' clears it.
+--   max_running          '3': at most 3 of its jobs run at once
+--   max_running_per_key  '1': at most 1 per concurrency_key
+--   rate                 '20/1s': at most 20 start per second ('20/s' too)
+--   age_after            '5m': a job runnable for 5 minutes goes first
+-- Workers hear of it at once (a NOTIFY on skipq_control that only makes
+-- them read the table). Returns the queue's settings as they now are.
+CREATE OR REPLACE FUNCTION skipq.queue_set(
+    queue               text,
+    max_running         text DEFAULT NULL,
+    rate                text DEFAULT NULL,
+    max_running_per_key text DEFAULT NULL,
+    age_after           text DEFAULT NULL)
+RETURNS skipq.queues LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    m       text[];
+    run_n   int;
+    key_n   int;
+    limit_n int;
+    every   interval;
+    age     interval;
+    q       skipq.queues;
+BEGIN
+    IF queue IS NULL OR octet_length(queue) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'invalid queue name "%": 1 to 200 bytes', queue
+            USING ERRCODE = '22023';
+    END IF;
+    IF max_running <> 'none' THEN
+        run_n := skipq.queue_setting_int('max_running', max_running);
+    END IF;
+    IF max_running_per_key <> 'none' THEN
+        key_n := skipq.queue_setting_int('max_running_per_key', max_running_per_key);
+    END IF;
+    IF age_after <> 'none' THEN
+        age := skipq.queue_setting_interval('age_after', age_after);
+    END IF;
+    IF rate <> 'none' THEN
+        m := regexp_match(rate, '^\s*([0-9]{1,9})\s*/\s*([0-9.]*)\s*([a-z]+)\s*$');
+        IF m IS NULL OR m[1]::int < 1 THEN
+            RAISE EXCEPTION 'invalid rate: "%" (jobs/interval, such as 20/1s or 100/1m, or none)',
+                rate USING ERRCODE = '22023';
+        END IF;
+        limit_n := m[1]::int;
+        every := skipq.queue_setting_interval('rate interval',
+                                              CASE WHEN m[2] = '' THEN '1' ELSE m[2] END
+                                              || m[3]);
+    END IF;
+    INSERT INTO skipq.queues AS s (queue) VALUES (queue_set.queue)
+        ON CONFLICT ON CONSTRAINT queues_pkey DO NOTHING;
+    UPDATE skipq.queues s SET
+        max_running = CASE WHEN queue_set.max_running IS NULL THEN s.max_running
+                           ELSE run_n END,
+        key_max_running = CASE WHEN max_running_per_key IS NULL THEN s.key_max_running
+                               ELSE key_n END,
+        rate_limit = CASE WHEN rate IS NULL THEN s.rate_limit ELSE limit_n END,
+        rate_interval = CASE WHEN rate IS NULL THEN s.rate_interval ELSE every END,
+        rate_window = CASE WHEN rate IS NULL THEN s.rate_window END,
+        rate_used = CASE WHEN rate IS NULL THEN s.rate_used ELSE 0 END,
+        age_after = CASE WHEN queue_set.age_after IS NULL THEN s.age_after ELSE age END,
+        updated_at = now()
+     WHERE s.queue = queue_set.queue
+    RETURNING * INTO q;
+    PERFORM pg_notify('skipq_control', format('set %s', queue_set.queue));
+    RETURN q;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION skipq.queue_set(text, text, text, text, text) FROM PUBLIC;
+
+-- A duration as `skipq queue set` takes it: 250ms, 1s, 5m, 2h, 1d.
+CREATE OR REPLACE FUNCTION skipq.duration_text(i interval)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN ms % 86400000 = 0 THEN (ms / 86400000) || 'd'
+                WHEN ms % 3600000 = 0 THEN (ms / 3600000) || 'h'
+                WHEN ms % 60000 = 0 THEN (ms / 60000) || 'm'
+                WHEN ms % 1000 = 0 THEN (ms / 1000) || 's'
+                ELSE ms || 'ms' END
+      FROM (SELECT round(date_part('epoch', i) * 1000)::int8 AS ms) AS d
+$$;
