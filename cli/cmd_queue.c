@@ -18,7 +18,8 @@ static const char usage[] =
     "       skipq queue pause NAME [--kind K]\n"
     "       skipq queue resume NAME [--kind K]\n"
     "       skipq queue set NAME [--max-running N|none] [--rate N/INTERVAL|none]\n"
-    "                            [--max-running-per-key N|none] [--age-after D|none]\n"
+    "                            [--rate-by queue|key] [--max-running-per-key N|none]\n"
+    "                            [--age-after D|none]\n"
     "\n"
     "A paused queue (or kind in a queue) is claimed from by no worker: running\n"
     "jobs finish, new jobs are accepted and wait until it is resumed.\n"
@@ -33,6 +34,9 @@ static const char usage[] =
     "    --max-running N  at most N of the queue's jobs run at once\n"
     "    --rate N/INTERVAL\n"
     "                     at most N jobs start per INTERVAL (20/1s, 100/1m)\n"
+    "    --rate-by queue|key\n"
+    "                     the rate is the queue's (default), or each\n"
+    "                     concurrency key's\n"
     "    --max-running-per-key N\n"
     "                     at most N run at once per concurrency key\n"
     "    --age-after D    a job runnable for longer than D (30s, 5m) is claimed\n"
@@ -47,6 +51,7 @@ enum {
     OPT_RATE,
     OPT_KEY_MAX,
     OPT_AGE_AFTER,
+    OPT_RATE_BY,
 };
 
 /* ---- ls ------------------------------------------------------------ */
@@ -57,11 +62,12 @@ static const char ls_sql[] =
     "       s.cancelled,"
     "       pg_catalog.concat_ws(', ', 'max ' || s.max_running,"
     "         s.max_running_per_key || '/key',"
-    "         s.rate_limit || '/' || skipq.duration_text(s.rate_interval),"
+    "         s.rate_limit || '/' || skipq.duration_text(s.rate_interval)"
+    "           || CASE WHEN s.rate_by = 'key' THEN ' per key' ELSE '' END,"
     "         'aging ' || skipq.duration_text(s.age_after)),"
     "       s.max_running, s.max_running_per_key,"
     "       s.rate_limit || '/' || skipq.duration_text(s.rate_interval),"
-    "       skipq.duration_text(s.age_after) "
+    "       skipq.duration_text(s.age_after), s.rate_by "
     "FROM skipq.queue_states s ORDER BY s.queue";
 
 enum {
@@ -75,7 +81,7 @@ enum {
 };
 
 static const char *const setting_names[] = {"max_running", "max_running_per_key", "rate",
-                                            "age_after"};
+                                            "age_after", "rate_by"};
 
 static const char *const count_names[] = {"runnable",  "scheduled", "waiting",  "running",
                                           "succeeded", "failed",    "cancelled"};
@@ -120,7 +126,7 @@ print_ls_json(const PGresult *res)
             json_object_object_add(o, count_names[c],
                                    json_object_new_int64(strtoll(
                                        PQgetvalue(res, r, LS_COUNTS + c), NULL, 10)));
-        for (int c = 0; c < 4; c++) {
+        for (int c = 0; c < 5; c++) {
             const char *v = PQgetvalue(res, r, LS_SETTINGS + c);
             json_object_object_add(o, setting_names[c],
                                    PQgetisnull(res, r, LS_SETTINGS + c) ? NULL
@@ -273,8 +279,9 @@ static void
 print_settings(const char *queue, PGresult *res)
 {
     char *q = cli_escape(queue, 0);
-    printf("queue %s: max_running %s, max_running_per_key %s, rate %s, age_after %s\n",
+    printf("queue %s: max_running %s, max_running_per_key %s, rate %s%s, age_after %s\n",
            q ? q : "?", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
+           strcmp(PQgetvalue(res, 0, 4), "key") == 0 ? " per key" : "",
            PQgetvalue(res, 0, 3));
     free(q);
 }
@@ -287,27 +294,29 @@ queue_set(int argc, char **argv, struct cli_ctx *ctx)
         {"rate", required_argument, NULL, OPT_RATE},
         {"max-running-per-key", required_argument, NULL, OPT_KEY_MAX},
         {"age-after", required_argument, NULL, OPT_AGE_AFTER},
+        {"rate-by", required_argument, NULL, OPT_RATE_BY},
         CLI_COMMON_LONGOPTS,
         {0},
     };
-    /* queue, max_running, rate, max_running_per_key, age_after: as given */
-    const char *v[5] = {NULL};
+    /* queue, max_running, rate, max_running_per_key, age_after, rate_by: as
+     * given */
+    const char *v[6] = {NULL};
     skipq_conn *conn = NULL;
     int c, rc;
 
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         if ((rc = cli_once(ctx, longopts, c)) != 0)
             return rc;
-        if (c >= OPT_MAX_RUNNING && c <= OPT_AGE_AFTER)
+        if (c >= OPT_MAX_RUNNING && c <= OPT_RATE_BY)
             v[1 + c - OPT_MAX_RUNNING] = optarg;
         else if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
             return rc;
     }
     if (argc - optind != 1)
         return cli_usage_error("queue set takes one NAME");
-    if (!v[1] && !v[2] && !v[3] && !v[4])
+    if (!v[1] && !v[2] && !v[3] && !v[4] && !v[5])
         return cli_usage_error("queue set needs a setting: --max-running, --rate,"
-                               " --max-running-per-key or --age-after");
+                               " --rate-by, --max-running-per-key or --age-after");
     v[0] = argv[optind];
     if ((rc = cli_check_name("queue", v[0])) != 0)
         return rc;
@@ -318,10 +327,10 @@ queue_set(int argc, char **argv, struct cli_ctx *ctx)
         "SELECT coalesce(s.max_running::text, 'none'),"
         " coalesce(s.key_max_running::text, 'none'),"
         " coalesce(s.rate_limit || '/' || skipq.duration_text(s.rate_interval), 'none'),"
-        " coalesce(skipq.duration_text(s.age_after), 'none')"
+        " coalesce(skipq.duration_text(s.age_after), 'none'), s.rate_by"
         " FROM skipq.queue_set($1, max_running => $2, rate => $3,"
-        "  max_running_per_key => $4, age_after => $5) AS s",
-        5, NULL, v, NULL, NULL, 0);
+        "  max_running_per_key => $4, age_after => $5, rate_by => $6) AS s",
+        6, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char *shown = cli_escape(v[0], 0);
         rc = cli_db_fail(skipq_conn_pg(conn), res, "could not set queue \"%s\"",

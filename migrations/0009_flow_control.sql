@@ -11,6 +11,9 @@
 -- rate_limit       at most this many of the queue's jobs start per
 --                  rate_interval: windows of that length, aligned to the
 --                  epoch on the database clock
+-- rate_by          'queue': the rate is the queue's; 'key': each
+--                  concurrency_key has that rate (jobs without a key
+--                  share one), counted in skipq.rate_windows
 -- rate_window      the start of the current window, and rate_used the
 --                  jobs started in it (written by skipq.claim_controlled)
 -- age_after        a job runnable for longer than this is claimed ahead
@@ -21,11 +24,25 @@ ALTER TABLE skipq.queues
     ADD COLUMN IF NOT EXISTS rate_limit int CHECK (rate_limit >= 1),
     ADD COLUMN IF NOT EXISTS rate_interval interval
         CHECK (rate_interval >= interval '1 millisecond'),
+    ADD COLUMN IF NOT EXISTS rate_by text NOT NULL DEFAULT 'queue'
+        CHECK (rate_by IN ('queue', 'key')),
     ADD COLUMN IF NOT EXISTS rate_window timestamptz,
     ADD COLUMN IF NOT EXISTS rate_used int NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS age_after interval CHECK (age_after >= interval '0'),
     ADD CONSTRAINT queues_rate_check
         CHECK ((rate_limit IS NULL) = (rate_interval IS NULL));
+
+-- A rate per key: the jobs of each key claimed in its current window
+-- ('' for the jobs without a key). A row is reused at the key's next
+-- window; the first claim of each window deletes those left from earlier
+-- ones.
+CREATE TABLE IF NOT EXISTS skipq.rate_windows (
+    queue  text NOT NULL,
+    key    text NOT NULL,
+    window_start timestamptz NOT NULL,
+    used   int NOT NULL,
+    PRIMARY KEY (queue, key)
+);
 
 -- The queued jobs of one key in claim order: a claim in a queue with a
 -- per-key limit finds the first jobs of each key that has room without

@@ -36,14 +36,17 @@ CREATE OR REPLACE FUNCTION skipq.claim_candidates(
     p_hi    int2,
     p_kinds text[],
     p_n     int4,
-    t       timestamptz)
+    t       timestamptz,
+    rated   jsonb)
 RETURNS int8[] LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    taken int8[] := '{}';
-    held  jsonb := '{}';
-    r     record;
-    k     text;
+    taken  int8[] := '{}';
+    held   jsonb := '{}';
+    r      record;
+    k      text;
+    -- the first jobs of each key are looked up by key
+    by_key boolean := q.key_max_running IS NOT NULL OR rated IS NOT NULL;
 BEGIN
     IF q.key_max_running IS NOT NULL THEN
         SELECT coalesce(jsonb_object_agg(c.key, c.n), '{}') INTO held
@@ -75,7 +78,7 @@ BEGIN
              ORDER BY a.run_at, a.id LIMIT 4 * p_n),
         keys(key) AS (
             SELECT min(j.concurrency_key) FROM skipq.jobs j
-             WHERE q.key_max_running IS NOT NULL AND j.status = 'queued'
+             WHERE by_key AND j.status = 'queued'
                AND j.queue = q.queue AND j.concurrency_key IS NOT NULL
             UNION ALL
             SELECT (SELECT min(j.concurrency_key) FROM skipq.jobs j
@@ -92,8 +95,10 @@ BEGIN
                    AND j.priority BETWEEN p_lo AND p_hi AND j.run_at <= t
                    AND j.kind = ANY (p_kinds)
                  ORDER BY j.priority DESC, j.run_at, j.id
-                 LIMIT greatest(0, least(p_n, q.key_max_running
-                                - coalesce((held ->> keys.key)::int, 0)))) h
+                 LIMIT greatest(0, least(p_n,
+                     q.key_max_running - coalesce((held ->> keys.key)::int, 0),
+                     CASE WHEN rated IS NOT NULL
+                          THEN q.rate_limit - coalesce((rated ->> keys.key)::int, 0) END))) h
              WHERE keys.key IS NOT NULL),
         head AS (
             SELECT j.id, j.concurrency_key AS key, 1 AS grp, j.priority, j.run_at
@@ -101,7 +106,7 @@ BEGIN
              WHERE j.status = 'queued' AND j.queue = q.queue
                AND j.priority BETWEEN p_lo AND p_hi AND j.run_at <= t
                AND j.kind = ANY (p_kinds)
-               AND (q.key_max_running IS NULL OR j.concurrency_key IS NULL)
+               AND (NOT by_key OR j.concurrency_key IS NULL)
              ORDER BY j.priority DESC, j.run_at, j.id LIMIT p_n)
         SELECT c.id, c.key FROM (
             SELECT * FROM aged UNION ALL SELECT * FROM keyed UNION ALL SELECT * FROM head) c
@@ -109,6 +114,11 @@ BEGIN
     LOOP
         EXIT WHEN cardinality(taken) >= p_n;
         CONTINUE WHEN r.id = ANY (taken);
+        IF rated IS NOT NULL THEN /* a rate per key: '' for no key */
+            k := coalesce(r.key, '');
+            CONTINUE WHEN coalesce((rated ->> k)::int, 0) >= q.rate_limit;
+            rated := rated || jsonb_build_object(k, coalesce((rated ->> k)::int, 0) + 1);
+        END IF;
         IF q.key_max_running IS NOT NULL AND r.key IS NOT NULL THEN
             k := r.key;
             CONTINUE WHEN coalesce((held ->> k)::int, 0) >= q.key_max_running;
@@ -147,6 +157,7 @@ DECLARE
     room int := p_n;
     win  timestamptz;
     used int := 0;
+    rated jsonb; /* a rate per key: the jobs each key claimed in this window */
     ids  int8[];
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM skipq.workers k
@@ -171,22 +182,43 @@ BEGIN
         IF q.rate_window = win THEN
             used := q.rate_used;
         END IF;
-        room := least(room, q.rate_limit - used);
+        IF q.rate_by = 'queue' THEN
+            room := least(room, q.rate_limit - used);
+        ELSE
+            IF q.rate_window IS DISTINCT FROM win THEN /* first claim of a window */
+                DELETE FROM skipq.rate_windows w
+                 WHERE w.queue = p_queue AND w.window_start < win;
+            END IF;
+            SELECT coalesce(jsonb_object_agg(w.key, w.used), '{}') INTO rated
+              FROM skipq.rate_windows w
+             WHERE w.queue = p_queue AND w.window_start = win;
+        END IF;
     END IF;
     IF room <= 0 THEN
         RETURN;
     END IF;
     ids := ARRAY(
         SELECT j.id FROM pg_catalog.unnest(skipq.claim_candidates(q, p_lo, p_hi, p_kinds,
-                                                                   room, t))
+                                                                   room, t, rated))
                          WITH ORDINALITY AS c(id, ord)
           JOIN skipq.jobs j ON j.id = c.id
          WHERE j.status = 'queued'
          ORDER BY c.ord LIMIT room
            FOR NO KEY UPDATE OF j SKIP LOCKED);
-    IF q.rate_limit IS NOT NULL AND cardinality(ids) > 0 THEN
+    IF q.rate_limit IS NOT NULL AND (cardinality(ids) > 0 OR q.rate_window IS DISTINCT FROM win)
+    THEN
         UPDATE skipq.queues s SET rate_window = win, rate_used = used + cardinality(ids)
          WHERE s.queue = p_queue;
+    END IF;
+    IF rated IS NOT NULL AND cardinality(ids) > 0 THEN
+        INSERT INTO skipq.rate_windows AS w (queue, key, window_start, used)
+        SELECT p_queue, coalesce(j.concurrency_key, ''), win, count(*)
+          FROM skipq.jobs j WHERE j.id = ANY (ids)
+         GROUP BY coalesce(j.concurrency_key, '')
+            ON CONFLICT ON CONSTRAINT rate_windows_pkey DO UPDATE
+           SET used = CASE WHEN w.window_start = excluded.window_start
+                           THEN w.used + excluded.used ELSE excluded.used END,
+               window_start = excluded.window_start;
     END IF;
     RETURN QUERY
     WITH u AS (
@@ -208,7 +240,7 @@ END
 $$;
 
 REVOKE EXECUTE ON FUNCTION
-    skipq.claim_candidates(skipq.queues, int2, int2, text[], int4, timestamptz),
+    skipq.claim_candidates(skipq.queues, int2, int2, text[], int4, timestamptz, jsonb),
     skipq.claim_controlled(text, int2, int2, text[], int4, int8, uuid)
     FROM PUBLIC;
 
@@ -222,8 +254,11 @@ SET search_path = pg_catalog, pg_temp AS $$
             * 1000.0)::int8
       FROM skipq.queues s
      WHERE s.queue = ANY (qs) AND s.rate_limit IS NOT NULL
-       AND s.rate_used >= s.rate_limit
        AND s.rate_window + s.rate_interval > clock_timestamp()
+       AND CASE WHEN s.rate_by = 'queue' THEN s.rate_used >= s.rate_limit
+                ELSE EXISTS (SELECT FROM skipq.rate_windows w
+                              WHERE w.queue = s.queue AND w.window_start = s.rate_window
+                                AND w.used >= s.rate_limit) END
 $$;
 
 -- A setting as skipq.queue_set takes it: NULL leaves it, 'none' clears it.
@@ -266,6 +301,8 @@ $$;
 --   max_running          '3': at most 3 of its jobs run at once
 --   max_running_per_key  '1': at most 1 per concurrency_key
 --   rate                 '20/1s': at most 20 start per second ('20/s' too)
+--   rate_by              'queue' (the default): the queue's rate; 'key':
+--                        each concurrency_key's (jobs without one share one)
 --   age_after            '5m': a job runnable for 5 minutes goes first
 -- Workers hear of it at once (a NOTIFY on skipq_control that only makes
 -- them read the table). Returns the queue's settings as they now are.
@@ -274,7 +311,8 @@ CREATE OR REPLACE FUNCTION skipq.queue_set(
     max_running         text DEFAULT NULL,
     rate                text DEFAULT NULL,
     max_running_per_key text DEFAULT NULL,
-    age_after           text DEFAULT NULL)
+    age_after           text DEFAULT NULL,
+    rate_by             text DEFAULT NULL)
 RETURNS skipq.queues LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -295,6 +333,9 @@ BEGIN
     END IF;
     IF max_running_per_key <> 'none' THEN
         key_n := skipq.queue_setting_int('max_running_per_key', max_running_per_key);
+    END IF;
+    IF rate_by NOT IN ('queue', 'key') THEN
+        RAISE EXCEPTION 'invalid rate_by: "%" (queue or key)', rate_by USING ERRCODE = '22023';
     END IF;
     IF age_after <> 'none' THEN
         age := skipq.queue_setting_interval('age_after', age_after);
@@ -319,8 +360,11 @@ BEGIN
                                ELSE key_n END,
         rate_limit = CASE WHEN rate IS NULL THEN s.rate_limit ELSE limit_n END,
         rate_interval = CASE WHEN rate IS NULL THEN s.rate_interval ELSE every END,
-        rate_window = CASE WHEN rate IS NULL THEN s.rate_window END,
-        rate_used = CASE WHEN rate IS NULL THEN s.rate_used ELSE 0 END,
+        rate_by = coalesce(queue_set.rate_by, s.rate_by),
+        rate_window = CASE WHEN rate IS NULL AND queue_set.rate_by IS NULL
+                           THEN s.rate_window END,
+        rate_used = CASE WHEN rate IS NULL AND queue_set.rate_by IS NULL
+                         THEN s.rate_used ELSE 0 END,
         age_after = CASE WHEN queue_set.age_after IS NULL THEN s.age_after ELSE age END,
         updated_at = now()
      WHERE s.queue = queue_set.queue
@@ -330,7 +374,7 @@ BEGIN
 END
 $$;
 
-REVOKE EXECUTE ON FUNCTION skipq.queue_set(text, text, text, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION skipq.queue_set(text, text, text, text, text, text) FROM PUBLIC;
 
 -- A duration as `skipq queue set` takes it: 250ms, 1s, 5m, 2h, 1d.
 CREATE OR REPLACE FUNCTION skipq.duration_text(i interval)

@@ -101,5 +101,6 @@ SELECT coalesce(q.queue, c.queue) AS queue,
        q.key_max_running AS max_running_per_key,
        q.rate_limit,
        q.rate_interval,
-       q.age_after
+       q.age_after,
+       CASE WHEN q.rate_limit IS NOT NULL THEN q.rate_by END AS rate_by
   FROM skipq.queues q FULL JOIN counts c ON c.queue = q.queue;

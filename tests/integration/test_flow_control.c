@@ -207,6 +207,52 @@ TEST(rate_limit_holds_in_every_window)
 }
 
 /*
+ * A rate of 5 a second per key: key a floods the queue with 100 jobs
+ * enqueued first, keys b and c have 15 each. In no window does a key
+ * start more than 5, and b and c are not held back by a's backlog: each
+ * starts 5 in every full window until it runs out.
+ */
+TEST(rate_per_key_holds_and_a_flooding_key_holds_back_no_other)
+{
+    PGconn *pg = tl_db();
+    const char *log = tl_tmpfile(".log");
+    pid_t w[4];
+    tl_exec(pg, "SELECT skipq.queue_set('q', rate => '5/1s', rate_by => 'key')");
+    tl_exec(pg, "SELECT skipq.enqueue('t', queue => 'q', concurrency_key => 'a')"
+                " FROM generate_series(1, 100)");
+    tl_exec(pg, "SELECT skipq.enqueue('t', queue => 'q', concurrency_key => k)"
+                " FROM generate_series(1, 15), unnest(ARRAY['b', 'c']) AS k");
+    const char *cfg = tl_write_config("worker:\n  concurrency: 8\n  poll_interval: 5s\n");
+    for (int i = 0; i < 4; i++)
+        w[i] = tl_spawn(log, "exec %s worker --config %s --queue q --handler 't=true'",
+                        tl_skipq(), cfg);
+    bool ran = tl_wait_int(pg, 15000, 30,
+                           "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
+                           " AND concurrency_key IN ('b', 'c')");
+    for (int i = 0; i < 4; i++)
+        stop_worker(w[i]);
+    if (!ran)
+        fl_dump("workers", log);
+    ASSERT_TRUE(ran);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM (SELECT FROM skipq.jobs"
+                         " WHERE started_at IS NOT NULL"
+                         " GROUP BY concurrency_key, skipq.rate_window(started_at, '1s')"
+                         " HAVING count(*) > 5) over"),
+              0);
+    /* b and c: 15 jobs in at most four windows (three full ones, and
+     * the one the workers started in) */
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT max(n) FROM (SELECT count(DISTINCT"
+                     " skipq.rate_window(started_at, '1s')) AS n FROM skipq.jobs"
+                     " WHERE concurrency_key IN ('b', 'c') GROUP BY concurrency_key) k") <=
+                  4,
+              1);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.rate_windows WHERE queue = 'q'"
+                         " AND used > 5"),
+              0);
+}
+
+/*
  * Aging after 1 minute: with 200 high-priority jobs runnable for 30 s, a
  * low job runnable for 2 minutes is the next one claimed; without aging
  * (the default) strict order puts it last.
@@ -254,13 +300,18 @@ TEST(queue_set_validates_and_clears)
                    " rate_interval) FROM skipq.queue_states WHERE queue = 'q'");
     ASSERT_STREQ(s, "- 5 00:00:00.25");
     free(s);
+    tl_exec(pg, "SELECT skipq.queue_set('q', rate_by => 'key')");
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.queue_states WHERE queue = 'q'"
+                         " AND rate_by = 'key' AND rate_limit = 5"),
+              1);
     const char *bad[] = {"max_running => '0'",
                          "max_running => 'x'",
                          "rate => '20'",
                          "rate => '0/1s'",
                          "rate => '20/1mon'",
                          "age_after => 'soon'",
-                         "max_running_per_key => '-1'"};
+                         "max_running_per_key => '-1'",
+                         "rate_by => 'kind'"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char sql[128];
         snprintf(sql, sizeof sql, "SELECT skipq.queue_set('q', %s)", bad[i]);

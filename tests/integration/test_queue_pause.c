@@ -234,7 +234,7 @@ TEST(cli_queue_ls_pause_resume)
                          "\"runnable\":2,\"scheduled\":0,\"waiting\":0,\"running\":0,"
                          "\"succeeded\":0,\"failed\":0,\"cancelled\":0,"
                          "\"max_running\":null,\"max_running_per_key\":null,\"rate\":null,"
-                         "\"age_after\":null}");
+                         "\"age_after\":null,\"rate_by\":null}");
     ASSERT_CONTAINS(out, "{\"queue\":\"other\",\"paused\":false,\"paused_kinds\":[\"k\"],");
     free(out);
     ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "stats"), 0);
