@@ -154,7 +154,8 @@ GRANT SELECT ON skipq.running_jobs TO skipq_producer, skipq_worker;
 -- ---- queues --------------------------------------------------------------
 -- Only skipq_admin pauses and resumes (skipq.queue_pause/queue_resume);
 -- workers read the table to obey it, producers to see it.
-GRANT SELECT ON skipq.queues, skipq.queue_states TO skipq_producer, skipq_worker;
+GRANT SELECT ON skipq.queues, skipq.queue_states, skipq.rate_windows
+    TO skipq_producer, skipq_worker;
 -- Only skipq_admin sets limits (skipq.queue_set); a worker claims from a
 -- limited queue through skipq.claim_controlled (sql/limits.sql), SECURITY
 -- DEFINER, and asks when its rate window ends.
