@@ -18,6 +18,9 @@
 --                  jobs started in it (written by skipq.claim_controlled)
 -- age_after        a job runnable for longer than this is claimed ahead
 --                  of newer jobs of higher priority (NULL: strict order)
+-- key_cursor       where the next claim's walk over the queue's keys
+--                  starts (claims look at a bounded number of keys each,
+--                  in turn)
 ALTER TABLE skipq.queues
     ADD COLUMN IF NOT EXISTS max_running int CHECK (max_running >= 1),
     ADD COLUMN IF NOT EXISTS key_max_running int CHECK (key_max_running >= 1),
@@ -29,6 +32,7 @@ ALTER TABLE skipq.queues
     ADD COLUMN IF NOT EXISTS rate_window timestamptz,
     ADD COLUMN IF NOT EXISTS rate_used int NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS age_after interval CHECK (age_after >= interval '0'),
+    ADD COLUMN IF NOT EXISTS key_cursor text,
     ADD CONSTRAINT queues_rate_check
         CHECK ((rate_limit IS NULL) = (rate_interval IS NULL));
 

@@ -8,9 +8,9 @@
 -- queue's row, so claims from that queue happen one at a time, each
 -- counting what the ones before it committed. Counting running rows under
 -- SKIP LOCKED alone would let two claims each see room for the same slot.
--- No other role can hold that row lock (locking needs UPDATE on
--- skipq.queues, which only skipq_admin has), and the worker's lock_timeout
--- bounds the wait anyway. Queues without settings never take the lock.
+-- Locking the row takes UPDATE on skipq.queues (skipq_admin) or a call of
+-- claim_controlled (skipq_worker); a claim waits for it half a second at
+-- most and then claims nothing. Queues without settings never take it.
 
 -- The start of the rate window that holds t: windows of length i,
 -- aligned to the epoch. Months are refused by skipq.queue_set, so every
@@ -26,34 +26,73 @@ $$;
 -- The jobs a claim from queue q may take, in the order it takes them, at
 -- most n, none of them locked yet: with aging, the jobs runnable since
 -- before t - age_after, oldest first; then claim order (priority DESC,
--- run_at, id). With a per-key limit, a key gets no more than its room
--- (key_max_running less its running jobs), and the first jobs of every
--- key with room are found by key (jobs_keyed_idx), so a key with a
--- thousand waiting jobs does not hide the next key's first one.
+-- run_at, id). With a per-key limit or rate (`rated`: what each key
+-- claimed in this window), a key gets no more than its room, and the
+-- first jobs of each key with room are found by key (jobs_keyed_idx), so
+-- one key's backlog does not hide the next key's jobs. The keys are
+-- walked from q.key_cursor, a bounded number per claim, and next_key says
+-- where the next claim goes on (NULL: from the first key); jobs without a
+-- key in such a queue are found among its first few hundred in claim
+-- order.
 CREATE OR REPLACE FUNCTION skipq.claim_candidates(
-    q       skipq.queues,
-    p_lo    int2,
-    p_hi    int2,
-    p_kinds text[],
-    p_n     int4,
-    t       timestamptz,
-    rated   jsonb)
-RETURNS int8[] LANGUAGE plpgsql
+    q        skipq.queues,
+    p_lo     int2,
+    p_hi     int2,
+    p_kinds  text[],
+    p_n      int4,
+    t        timestamptz,
+    rated    jsonb,
+    OUT taken    int8[],
+    OUT next_key text)
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    taken  int8[] := '{}';
+    n      int := least(greatest(p_n, 0), 1000);
+    walk   int := greatest(64, 4 * least(greatest(p_n, 0), 1000)); /* keys per claim */
     held   jsonb := '{}';
+    walked text[] := '{}';
     r      record;
     k      text;
     -- the first jobs of each key are looked up by key
     by_key boolean := q.key_max_running IS NOT NULL OR rated IS NOT NULL;
 BEGIN
+    taken := '{}';
     IF q.key_max_running IS NOT NULL THEN
         SELECT coalesce(jsonb_object_agg(c.key, c.n), '{}') INTO held
           FROM (SELECT j.concurrency_key AS key, count(*) AS n FROM skipq.jobs j
                  WHERE j.status = 'running' AND j.queue = q.queue
                    AND j.concurrency_key IS NOT NULL
                  GROUP BY j.concurrency_key) c;
+    END IF;
+    IF by_key THEN
+        WITH RECURSIVE
+        ahead(key, i) AS (
+            SELECT min(j.concurrency_key), 1 FROM skipq.jobs j
+             WHERE j.status = 'queued' AND j.queue = q.queue
+               AND j.concurrency_key > coalesce(q.key_cursor, '')
+            UNION ALL
+            SELECT (SELECT min(j.concurrency_key) FROM skipq.jobs j
+                     WHERE j.status = 'queued' AND j.queue = q.queue
+                       AND j.concurrency_key > a.key), a.i + 1
+              FROM ahead a WHERE a.key IS NOT NULL AND a.i < walk),
+        behind(key, i) AS (
+            SELECT min(j.concurrency_key),
+                   (SELECT count(*)::int FROM ahead WHERE ahead.key IS NOT NULL) + 1
+              FROM skipq.jobs j
+             WHERE q.key_cursor IS NOT NULL AND j.status = 'queued' AND j.queue = q.queue
+               AND j.concurrency_key IS NOT NULL AND j.concurrency_key <= q.key_cursor
+            UNION ALL
+            SELECT (SELECT min(j.concurrency_key) FROM skipq.jobs j
+                     WHERE j.status = 'queued' AND j.queue = q.queue
+                       AND j.concurrency_key > b.key
+                       AND j.concurrency_key <= q.key_cursor), b.i + 1
+              FROM behind b WHERE b.key IS NOT NULL AND b.i < walk)
+        SELECT coalesce(array_agg(w.key ORDER BY w.i), '{}') INTO walked
+          FROM (SELECT * FROM ahead UNION ALL SELECT * FROM behind) w
+         WHERE w.key IS NOT NULL AND w.i <= walk;
+        IF cardinality(walked) >= walk THEN
+            next_key := walked[cardinality(walked)];
+        END IF;
     END IF;
     FOR r IN
         WITH RECURSIVE
@@ -73,46 +112,37 @@ BEGIN
                  WHERE j.status = 'queued' AND j.queue = q.queue
                    AND j.priority = pri.p AND j.run_at <= t - q.age_after
                    AND j.kind = ANY (p_kinds)
-                 ORDER BY j.run_at, j.id LIMIT 4 * p_n) a
+                 ORDER BY j.run_at, j.id LIMIT 4 * n) a
              WHERE pri.p IS NOT NULL
-             ORDER BY a.run_at, a.id LIMIT 4 * p_n),
-        keys(key) AS (
-            SELECT min(j.concurrency_key) FROM skipq.jobs j
-             WHERE by_key AND j.status = 'queued'
-               AND j.queue = q.queue AND j.concurrency_key IS NOT NULL
-            UNION ALL
-            SELECT (SELECT min(j.concurrency_key) FROM skipq.jobs j
-                     WHERE j.status = 'queued' AND j.queue = q.queue
-                       AND j.concurrency_key IS NOT NULL
-                       AND j.concurrency_key > keys.key)
-              FROM keys WHERE keys.key IS NOT NULL),
+             ORDER BY a.run_at, a.id LIMIT 4 * n),
         keyed AS (
             SELECT h.id, keys.key, 1 AS grp, h.priority, h.run_at
-              FROM keys CROSS JOIN LATERAL (
+              FROM pg_catalog.unnest(walked) AS keys(key) CROSS JOIN LATERAL (
                 SELECT j.id, j.priority, j.run_at FROM skipq.jobs j
                  WHERE j.status = 'queued' AND j.queue = q.queue
                    AND j.concurrency_key = keys.key
                    AND j.priority BETWEEN p_lo AND p_hi AND j.run_at <= t
                    AND j.kind = ANY (p_kinds)
                  ORDER BY j.priority DESC, j.run_at, j.id
-                 LIMIT greatest(0, least(p_n,
+                 LIMIT greatest(0, least(n,
                      q.key_max_running - coalesce((held ->> keys.key)::int, 0),
                      CASE WHEN rated IS NOT NULL
-                          THEN q.rate_limit - coalesce((rated ->> keys.key)::int, 0) END))) h
-             WHERE keys.key IS NOT NULL),
+                          THEN q.rate_limit - coalesce((rated ->> keys.key)::int, 0) END))) h),
         head AS (
-            SELECT j.id, j.concurrency_key AS key, 1 AS grp, j.priority, j.run_at
-              FROM skipq.jobs j
-             WHERE j.status = 'queued' AND j.queue = q.queue
-               AND j.priority BETWEEN p_lo AND p_hi AND j.run_at <= t
-               AND j.kind = ANY (p_kinds)
-               AND (NOT by_key OR j.concurrency_key IS NULL)
-             ORDER BY j.priority DESC, j.run_at, j.id LIMIT p_n)
+            SELECT h.id, h.key, 1 AS grp, h.priority, h.run_at FROM (
+                SELECT j.id, j.concurrency_key AS key, j.priority, j.run_at, j.kind
+                  FROM skipq.jobs j
+                 WHERE j.status = 'queued' AND j.queue = q.queue
+                   AND j.priority BETWEEN p_lo AND p_hi AND j.run_at <= t
+                   AND (by_key OR j.kind = ANY (p_kinds))
+                 ORDER BY j.priority DESC, j.run_at, j.id
+                 LIMIT CASE WHEN by_key THEN 4 * n + 100 ELSE n END) h
+             WHERE NOT by_key OR (h.key IS NULL AND h.kind = ANY (p_kinds)))
         SELECT c.id, c.key FROM (
             SELECT * FROM aged UNION ALL SELECT * FROM keyed UNION ALL SELECT * FROM head) c
          ORDER BY c.grp, CASE WHEN c.grp = 1 THEN c.priority END DESC, c.run_at, c.id
     LOOP
-        EXIT WHEN cardinality(taken) >= p_n;
+        EXIT WHEN cardinality(taken) >= n;
         CONTINUE WHEN r.id = ANY (taken);
         IF rated IS NOT NULL THEN /* a rate per key: '' for no key */
             k := coalesce(r.key, '');
@@ -126,7 +156,6 @@ BEGIN
         END IF;
         taken := taken || r.id;
     END LOOP;
-    RETURN taken;
 END
 $$;
 
@@ -158,6 +187,9 @@ DECLARE
     win  timestamptz;
     used int := 0;
     rated jsonb; /* a rate per key: the jobs each key claimed in this window */
+    cands int8[];
+    cursor_key text;
+    was  text;
     ids  int8[];
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM skipq.workers k
@@ -165,8 +197,19 @@ BEGIN
         RAISE EXCEPTION 'worker % is not registered with this secret', p_worker
             USING ERRCODE = '42501';
     END IF;
-    SELECT * INTO q FROM skipq.queues s WHERE s.queue = p_queue FOR NO KEY UPDATE;
-    IF NOT FOUND THEN /* the settings went: an ordinary claim */
+    /* Claims from the queue take turns on its row. A session that keeps
+     * it locked (an open transaction of an operator's, or a worker role's
+     * own call) costs a claim half a second and no more: it then claims
+     * nothing, and the completions that share its transaction stand. */
+    was := current_setting('lock_timeout');
+    BEGIN
+        PERFORM set_config('lock_timeout', '500ms', true);
+        SELECT * INTO q FROM skipq.queues s WHERE s.queue = p_queue FOR NO KEY UPDATE;
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN;
+    END;
+    PERFORM set_config('lock_timeout', was, true);
+    IF q.queue IS NULL THEN /* the settings went: an ordinary claim */
         RETURN QUERY SELECT * FROM skipq.claim(p_queue, p_lo, p_hi, p_kinds, p_n,
                                                  p_worker, p_secret);
         RETURN;
@@ -197,14 +240,20 @@ BEGIN
     IF room <= 0 THEN
         RETURN;
     END IF;
+    SELECT c.taken, c.next_key INTO cands, cursor_key
+      FROM skipq.claim_candidates(q, p_lo, p_hi, p_kinds, room, t, rated) c;
+    /* a row that changed since it was chosen (cancelled, moved, made
+     * later) is passed over */
     ids := ARRAY(
-        SELECT j.id FROM pg_catalog.unnest(skipq.claim_candidates(q, p_lo, p_hi, p_kinds,
-                                                                   room, t, rated))
-                         WITH ORDINALITY AS c(id, ord)
+        SELECT j.id FROM pg_catalog.unnest(cands) WITH ORDINALITY AS c(id, ord)
           JOIN skipq.jobs j ON j.id = c.id
-         WHERE j.status = 'queued'
+         WHERE j.status = 'queued' AND j.queue = p_queue AND j.run_at <= t
+           AND j.priority BETWEEN p_lo AND p_hi AND j.kind = ANY (p_kinds)
          ORDER BY c.ord LIMIT room
            FOR NO KEY UPDATE OF j SKIP LOCKED);
+    IF cursor_key IS DISTINCT FROM q.key_cursor THEN
+        UPDATE skipq.queues s SET key_cursor = cursor_key WHERE s.queue = p_queue;
+    END IF;
     IF q.rate_limit IS NOT NULL AND (cardinality(ids) > 0 OR q.rate_window IS DISTINCT FROM win)
     THEN
         UPDATE skipq.queues s SET rate_window = win, rate_used = used + cardinality(ids)
@@ -260,6 +309,8 @@ SET search_path = pg_catalog, pg_temp AS $$
                               WHERE w.queue = s.queue AND w.window_start = s.rate_window
                                 AND w.used >= s.rate_limit) END
 $$;
+
+REVOKE EXECUTE ON FUNCTION skipq.rate_wait_ms(text[]) FROM PUBLIC;
 
 -- A setting as skipq.queue_set takes it: NULL leaves it, 'none' clears it.
 CREATE OR REPLACE FUNCTION skipq.queue_setting_int(what text, v text)
@@ -361,9 +412,14 @@ BEGIN
         rate_limit = CASE WHEN rate IS NULL THEN s.rate_limit ELSE limit_n END,
         rate_interval = CASE WHEN rate IS NULL THEN s.rate_interval ELSE every END,
         rate_by = coalesce(queue_set.rate_by, s.rate_by),
-        rate_window = CASE WHEN rate IS NULL AND queue_set.rate_by IS NULL
+        /* a window's count starts over only when the rate changes */
+        rate_window = CASE WHEN (rate IS NULL OR (limit_n, every) IS NOT DISTINCT FROM
+                                                 (s.rate_limit, s.rate_interval))
+                                AND coalesce(queue_set.rate_by, s.rate_by) = s.rate_by
                            THEN s.rate_window END,
-        rate_used = CASE WHEN rate IS NULL AND queue_set.rate_by IS NULL
+        rate_used = CASE WHEN (rate IS NULL OR (limit_n, every) IS NOT DISTINCT FROM
+                                               (s.rate_limit, s.rate_interval))
+                              AND coalesce(queue_set.rate_by, s.rate_by) = s.rate_by
                          THEN s.rate_used ELSE 0 END,
         age_after = CASE WHEN queue_set.age_after IS NULL THEN s.age_after ELSE age END,
         updated_at = now()

@@ -373,6 +373,8 @@ tend_session(skipq_worker *w, int64_t now)
     }
     if (s->pg && s->check_cancels)
         skipq__session_read_cancels(w);
+    if (w->pauses.unread && now >= w->pauses.retry_ms)
+        w->pauses.check = true;
     if (s->pg && w->pauses.check)
         skipq__pauses_read(w);
 }
@@ -517,7 +519,11 @@ turn(skipq_worker *w, int64_t now, bool stopping)
     /* After completions, claim too: slots are free, and a retry with
      * no delay is runnable at once. Slots: executors plus the prefetch
      * allowance (jobs that wait here for an executor, already claimed). */
-    int allowance = prefetch_allowance(w, now);
+    /* a worker serving a limited queue claims for its executors only:
+     * a job claimed ahead would hold a slot without running, and jobs of
+     * other queues claimed ahead would leave it no idle executor to claim
+     * the limited queue's jobs for */
+    int allowance = w->pauses.limited ? 0 : prefetch_allowance(w, now);
     int slots = w->cfg->concurrency + allowance;
     int free_slots = slots - (w->jobs.nheld - ndone);
     if (!stopping && defer_completions(w, done, ndone, allowance, now)) {
@@ -528,7 +534,8 @@ turn(skipq_worker *w, int64_t now, bool stopping)
         w->jobs.batch_since_ms = 0;
     /* a queue with flow control gets no prefetch: executors only */
     w->claim.exec_free = w->cfg->concurrency - (w->jobs.nheld - ndone);
-    bool claim = !stopping && free_slots > 0 && (w->claim.wake || done) && !w->pauses.check;
+    bool claim = !stopping && free_slots > 0 && (w->claim.wake || done) &&
+                 !w->pauses.check && !w->pauses.unread;
 
     if (w->sess.pg && (done || claim))
         run_cycle(w, done, claim ? free_slots : 0, now);
@@ -589,8 +596,11 @@ sleep_turn(skipq_worker *w, int64_t now, bool stopping, int slots)
     if (pg && w->cfg->prefetch == SKIPQ_PREFETCH_AUTO) /* check parked jobs in time */
         until = skipq__min64(
             until, skipq__prefetch_check_at(skipq__pool_oldest_ready_ms(&w->pool)));
-    if (pg && w->claim.wake && !stopping && w->jobs.nheld < slots && !w->jobs.batch)
+    if (pg && w->claim.wake && !stopping && w->jobs.nheld < slots && !w->jobs.batch &&
+        !w->pauses.unread)
         until = now;
+    if (pg && w->pauses.unread)
+        until = skipq__min64(until, w->pauses.retry_ms);
     if (w->jobs.batch)
         until = skipq__min64(until, w->jobs.batch_since_ms + SKIPQ__AUTO_WAIT_MS);
     if (pg && w->jobs.pending)

@@ -99,9 +99,11 @@ typedef struct worker_pauses {
     /* Flow control: a queue with settings is claimed from through
      * skipq.claim_controlled, without prefetch; one without costs the
      * claims one test of `limited`. */
-    bool limited;     /* some queue of ours has settings */
+    bool limited;     /* some queue of ours has settings: no prefetch */
     bool rated;       /* some queue of ours has a rate limit */
     bool *controlled; /* [queue]: has settings (when limited) */
+    bool unread;      /* the last read failed: claim nothing until one works */
+    int64_t retry_ms; /* then: when to read again */
 } worker_pauses;
 
 /* The maintenance thread and its connection (worker_maint.c). */

@@ -133,13 +133,16 @@ parse_states(skipq_worker *w, PGresult *res, queue_states *st)
     return true;
 }
 
-/* Is job j (claimed, not started) of a paused queue or kind? */
+/* Is job j (claimed, not started) of a paused queue or kind, or of a
+ * queue with limits (where a job claimed ahead would hold a slot it was
+ * not counted for when it was claimed)? */
 static bool
 job_paused(const skipq_worker *w, const skipq_job *j)
 {
     ssize_t qi = queue_index(w, j->queue);
     return qi >= 0 && (skipq__queue_blocked(w, (size_t)qi) ||
-                       skipq__kind_paused(w, (size_t)qi, j->kind));
+                       skipq__kind_paused(w, (size_t)qi, j->kind) ||
+                       skipq__queue_controlled(w, (size_t)qi));
 }
 
 /*
@@ -174,9 +177,10 @@ hand_back_paused(skipq_worker *w)
     }
     skipq__pool_push(&w->pool, keep);
     if (back > 0)
-        skipq__log(SKIPQ_LOG_INFO,
-                   "worker %lld handed back %d prefetched job(s) of paused queues",
-                   (long long)w->sess.id, back);
+        skipq__log(
+            SKIPQ_LOG_INFO,
+            "worker %lld handed back %d prefetched job(s) of paused or limited queues",
+            (long long)w->sess.id, back);
 }
 
 static bool
@@ -252,11 +256,12 @@ read_states(skipq_worker *w, queue_states *st)
     return ok;
 }
 
-/* Take st's flow-control flags, saying what changed. */
-static void
+/* Take st's flow-control flags, saying what changed. Returns whether a
+ * queue became limited. */
+static bool
 take_controls(skipq_worker *w, queue_states *st)
 {
-    bool limited = false;
+    bool limited = false, newly = false;
     for (size_t qi = 0; qi < w->cfg->nqueues; qi++) {
         limited = limited || st->controlled[qi];
         if (skipq__queue_controlled(w, qi) != st->controlled[qi])
@@ -265,14 +270,17 @@ take_controls(skipq_worker *w, queue_states *st)
                        st->controlled[qi] ? "has limits: claims are counted against them"
                                           : "has no limits");
     }
-    for (size_t qi = 0; qi < w->cfg->nqueues; qi++)
+    for (size_t qi = 0; qi < w->cfg->nqueues; qi++) {
         if (skipq__queue_controlled(w, qi) != st->controlled[qi])
             w->claim.wake = true; /* claim under the new rule now */
+        newly = newly || (st->controlled[qi] && !skipq__queue_controlled(w, qi));
+    }
     free(w->pauses.controlled);
     w->pauses.controlled = st->controlled;
     st->controlled = NULL;
     w->pauses.limited = limited;
     w->pauses.rated = st->rated;
+    return newly;
 }
 
 void
@@ -285,11 +293,15 @@ skipq__pauses_read(skipq_worker *w)
     bool ok = st.blocked && st.kinds && st.controlled;
 
     ok = ok && read_states(w, &st);
-    /* unread, the turn claims nothing: a limit not yet known could be
-     * exceeded */
-    w->pauses.check = !ok;
-    if (ok)
-        take_controls(w, &st);
+    /* Unread, the turns claim nothing (a limit not yet known could be
+     * exceeded) and the table is read again in a second, not at once. */
+    w->pauses.check = false;
+    w->pauses.unread = !ok;
+    if (!ok) {
+        w->pauses.retry_ms = skipq__now_ms() + 1000;
+        w->claim.next_poll_ms = skipq__min64(w->claim.next_poll_ms, w->pauses.retry_ms);
+    }
+    bool newly = ok && take_controls(w, &st);
     bool any = false;
     for (size_t qi = 0; ok && qi < nq; qi++)
         any = any || st.blocked[qi] || st.kinds[qi];
@@ -309,6 +321,8 @@ skipq__pauses_read(skipq_worker *w)
         w->claim.wake = true;
         if (any)
             hand_back_paused(w);
+    } else if (newly) {
+        hand_back_paused(w);
     }
     states_free(&st, nq);
 }

@@ -161,6 +161,105 @@ TEST(killed_workers_slots_come_back_with_the_rescue)
 }
 
 /*
+ * One worker serves a busy unlimited queue u and a limited queue q
+ * (max_running 2): q's jobs are claimed while u still has a backlog, not
+ * after it (jobs of u claimed ahead must not leave q no executor).
+ */
+TEST(limited_queue_is_served_beside_a_busy_unlimited_one)
+{
+    PGconn *pg = tl_db();
+    const char *log = tl_tmpfile(".log");
+    tl_exec(pg, "SELECT skipq.queue_set('q', max_running => '2')");
+    tl_exec(pg, "SELECT skipq.enqueue('t', queue => 'u') FROM generate_series(1, 400)");
+    tl_exec(pg, "SELECT skipq.enqueue('t', queue => 'q') FROM generate_series(1, 6)");
+    const char *cfg = tl_write_config("worker:\n  concurrency: 4\n");
+    pid_t w = tl_spawn(log,
+                       "exec %s worker --config %s --queue u --queue q"
+                       " --handler 't=sleep 0.02'",
+                       tl_skipq(), cfg);
+    bool done = tl_wait_int(pg, 60000, 406,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'");
+    stop_worker(w);
+    if (!done)
+        fl_dump("worker", log);
+    ASSERT_TRUE(done);
+    /* q's last job started before u's last third did */
+    ASSERT_EQ(tl_int(pg, "SELECT (max(started_at) FILTER (WHERE queue = 'q')"
+                         " < percentile_disc(0.67) WITHIN GROUP (ORDER BY started_at)"
+                         " FILTER (WHERE queue = 'u'))::int FROM skipq.jobs"),
+              1);
+}
+
+/*
+ * A per-key limit with 300 keys and a flood: key a has 2,000 jobs,
+ * enqueued first, and 299 other keys one job each. A worker at
+ * concurrency 4 runs every other key's job while most of a's wait: a's
+ * backlog hides no key, and a claim's bounded walk over the keys goes
+ * round all of them.
+ */
+TEST(a_flooding_key_hides_no_other_key)
+{
+    PGconn *pg = tl_db();
+    const char *log = tl_tmpfile(".log");
+    tl_exec(pg, "SELECT skipq.queue_set('q', max_running_per_key => '1')");
+    tl_exec(pg, "SELECT skipq.enqueue('t', queue => 'q', concurrency_key => 'a')"
+                " FROM generate_series(1, 2000)");
+    tl_exec(pg, "SELECT skipq.enqueue('t', queue => 'q', concurrency_key => 'k' || g)"
+                " FROM generate_series(1, 299) g");
+    const char *cfg = tl_write_config("worker:\n  concurrency: 4\n");
+    pid_t w = tl_spawn(log, "exec %s worker --config %s --queue q --handler 't=sleep 0.01'",
+                       tl_skipq(), cfg);
+    bool done = tl_wait_int(pg, 60000, 299,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
+                            " AND concurrency_key <> 'a'");
+    stop_worker(w);
+    if (!done)
+        fl_dump("worker", log);
+    ASSERT_TRUE(done);
+    /* a ran one at a time meanwhile: far fewer than the others */
+    ASSERT_TRUE(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE concurrency_key = 'a'"
+                           " AND status = 'succeeded'") < 299);
+}
+
+/*
+ * A session holds the limited queue's row (an operator's open
+ * transaction): the worker's claims from it give up after half a second
+ * and claim nothing, its other queue's jobs run and complete meanwhile,
+ * and once the session ends the limited queue's jobs run too.
+ */
+TEST(a_held_queue_row_stalls_only_that_queue)
+{
+    PGconn *pg = tl_db();
+    PGconn *holder = tl_connect();
+    const char *log = tl_tmpfile(".log");
+    tl_exec(pg, "SELECT skipq.queue_set('q', max_running => '2')");
+    tl_exec(pg, "SELECT skipq.enqueue('t', queue => 'q') FROM generate_series(1, 5)");
+    tl_exec(holder, "BEGIN");
+    tl_exec(holder, "SELECT 1 FROM skipq.queues WHERE queue = 'q' FOR UPDATE");
+    tl_exec(pg, "SELECT skipq.enqueue('t', queue => 'u') FROM generate_series(1, 50)");
+    const char *cfg =
+        tl_write_config("worker:\n  concurrency: 2\n  poll_interval: 200ms\n");
+    pid_t w = tl_spawn(log,
+                       "exec %s worker --config %s --queue q --queue u --handler 't=true'",
+                       tl_skipq(), cfg);
+    bool others = tl_wait_int(pg, 30000, 50,
+                              "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"
+                              " AND queue = 'u'");
+    int64_t held_back = tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE queue = 'q'"
+                                   " AND status = 'queued'");
+    tl_exec(holder, "COMMIT");
+    bool all = tl_wait_int(pg, 30000, 55,
+                           "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'");
+    stop_worker(w);
+    PQfinish(holder);
+    if (!others || !all)
+        fl_dump("worker", log);
+    ASSERT_TRUE(others);
+    ASSERT_EQ(held_back, 5);
+    ASSERT_TRUE(all);
+}
+
+/*
  * A rate of 20 jobs a second, four workers: in no one-second window (the
  * limiter's own, aligned to the epoch on the database clock) do more
  * than 20 jobs start, and over the full windows at least 0.9 of the rate
