@@ -470,7 +470,9 @@ TEST(cli_queue_set_and_ls)
 }
 
 /* The migration that adds limits is not marked compatible: a worker
- * that predates it refuses to run rather than ignore the limits. */
+ * that predates it refuses to run rather than ignore the limits. (That a
+ * binary refuses a schema with an incompatible migration it does not
+ * know is test_fault_schema.newer_schema_refused.) */
 TEST(older_workers_refuse_the_limits)
 {
     PGconn *pg = tl_db();
