@@ -412,6 +412,29 @@ TEST(recover_parent_brings_back_cancelled_chain)
     assert_status(pg, g.e, "queued");
 }
 
+/* recover says what it did: a failed child whose parent has not
+ * succeeded goes back to waiting, and is reported as waiting. */
+TEST(recover_reports_a_child_that_waits_again)
+{
+    PGconn *pg = tl_db();
+    int64_t p = tl_int(pg, "SELECT skipq.enqueue('p')");
+    int64_t ch = tl_int(pg, "SELECT skipq.enqueue('ch', depends_on => ARRAY[%lld])",
+                        (long long)p);
+    int64_t lone = tl_int(pg, "SELECT skipq.enqueue('ch')");
+    tl_exec(
+        pg,
+        "UPDATE skipq.jobs SET status = 'failed', updated_at = now() - interval '1 hour'"
+        " WHERE id IN (%lld, %lld)",
+        (long long)ch, (long long)lone);
+    char *s = tl_str(pg, "SELECT string_agg(from_status || '>' || to_status || ':' || jobs,"
+                         " ' ' ORDER BY to_status)"
+                         " FROM skipq.recover('failed', older_than => '1 minute')");
+    ASSERT_STREQ(s, "failed>waiting:1 failed>queued:1");
+    free(s);
+    assert_status(pg, ch, "waiting");
+    assert_status(pg, lone, "queued");
+}
+
 TEST(prune_keeps_a_parent_whose_child_waits)
 {
     PGconn *pg = tl_db();
