@@ -372,8 +372,18 @@ load_again(const struct reload *rl)
         return NULL;
     }
     if ((rl->path && skipq_config_load(cfg, rl->path, &err) != SKIPQ_OK) ||
-        apply_flags(cfg, rl->f, &err, &misuse) != SKIPQ_OK ||
-        skipq_config_set_database(cfg, rl->database, &err) != SKIPQ_OK) {
+        apply_flags(cfg, rl->f, &err, &misuse) != SKIPQ_OK) {
+        cli_log(SKIPQ_LOG_ERROR, "reload refused, the old config stays: %s", err.message);
+        skipq_config_free(cfg);
+        return NULL;
+    }
+    const char *db = skipq_resolve_database(rl->database_opt, cfg);
+    if ((db || rl->database) && (!db || !rl->database || strcmp(db, rl->database) != 0))
+        cli_log(SKIPQ_LOG_WARN,
+                "the database in \"%s\" changed: a reload keeps the "
+                "current one, a restart applies it",
+                rl->path ? rl->path : "(command line only)");
+    if (skipq_config_set_database(cfg, rl->database, &err) != SKIPQ_OK) {
         cli_log(SKIPQ_LOG_ERROR, "reload refused, the old config stays: %s", err.message);
         skipq_config_free(cfg);
         return NULL;
@@ -401,13 +411,6 @@ reload(struct reload *rl)
         return;
     }
     r->owned = cfg;
-    const char *now_db = skipq_resolve_database(rl->database_opt, cfg);
-    if (rl->path && !rl->database_opt && now_db && rl->database &&
-        strcmp(now_db, rl->database) != 0)
-        cli_log(SKIPQ_LOG_WARN,
-                "the database in \"%s\" changed: a reload keeps the "
-                "current one, a restart applies it",
-                rl->path);
     pthread_mutex_lock(&ctl.mu);
     bool stopping = ctl.term || !ctl.current;
     if (!stopping) /* first, so it comes before the workers' own lines */

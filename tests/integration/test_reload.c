@@ -17,7 +17,11 @@
  *                          refuses when the new worker starts (a schedule's
  *                          time zone): the old worker was not retired yet
  *                          and carries on
- *   reload_adds_a_handler  a kind added by a reload is run afterwards
+ *   reload_adds_a_handler  a kind added by a reload is run afterwards, and
+ *                          a --handler given at the start still is
+ *   two_retirements_drain_at_once   a reload while an old worker still
+ *                          drains: two old ones finish their jobs side by
+ *                          side, claiming nothing, while the new one works
  *   sigterm_while_retiring_stops_with_the_deadline   a SIGTERM during a
  *                          retirement stops old and new workers as usual
  */
@@ -377,7 +381,8 @@ TEST(reload_adds_a_handler)
     const char *cfg = fl_file(".yaml", "%s", "");
     write_config(cfg, 2, "  ok:\n    command: 'true'\n");
     const char *log = fl_log();
-    pid_t w = start_worker(pg, log, cfg);
+    /* a flag given at the start is applied over every reloaded file */
+    pid_t w = fl_worker(log, cfg, "--handler flagged=true");
     int64_t id = wait_worker(pg, log, 2, 0);
 
     /* no handler for `late` yet: it waits */
@@ -400,6 +405,66 @@ TEST(reload_adds_a_handler)
         fl_dump("worker", log);
         HARNESS_FAIL("the kind added by the reload did not run");
     }
+    expect_job_runs(pg, log, "flagged");
+    kill(w, SIGTERM);
+    ASSERT_EQ(fl_wait_exit(w, 20000), 0);
+}
+
+TEST(two_retirements_drain_at_once)
+{
+    PGconn *pg = tl_db();
+    fl_deadline(90);
+    const char *runs = fl_file(".runs", "%s", "");
+    unlink(runs);
+    setenv("PERSIST_RUNS", runs, 1);
+    const char *cfg = fl_file(".yaml", "%s", "");
+    write_config(cfg, 2, NULL);
+    const char *log = fl_log();
+    pid_t w = start_worker(pg, log, cfg);
+    int64_t id2 = wait_worker(pg, log, 2, 0);
+
+    /* each worker in turn holds a job of 3 s when the next reload comes */
+    const char *slow = "SELECT skipq.enqueue('p', '{\"sleep_ms\": 3000}')";
+    const char *running = "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"
+                          " AND locked_by = %" PRId64;
+    (void)tl_int(pg, "%s", slow);
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 1, running, id2));
+    write_config(cfg, 3, NULL);
+    kill(w, SIGHUP);
+    int64_t id3 = wait_worker(pg, log, 3, id2);
+    wait_log(log, "took over", 1); /* until then the old one claims too */
+    (void)tl_int(pg, "%s", slow);
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 1, running, id3));
+    write_config(cfg, 4, NULL);
+    kill(w, SIGHUP);
+    int64_t id4 = wait_worker(pg, log, 4, id3);
+    wait_log(log, "took over", 2);
+
+    /* both old ones still run their jobs, and claim nothing more */
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.workers"), 3);
+    int64_t quick = tl_int(pg, "SELECT skipq.enqueue('p', '{}')");
+    ASSERT_TRUE(tl_wait_int(pg, 20000, 1,
+                            "SELECT count(*) FROM skipq.jobs WHERE id = %" PRId64
+                            " AND status = 'succeeded'",
+                            quick));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.workers"), 3);
+    ASSERT_EQ(tl_int(pg,
+                     "SELECT count(*) FROM skipq.jobs WHERE status = 'running'"
+                     " AND locked_by NOT IN (%" PRId64 ", %" PRId64 ")",
+                     id2, id3),
+              0);
+    /* then they finish, each job once, and the old workers go */
+    if (!tl_wait_int(pg, 20000, 1, "SELECT count(*) FROM skipq.workers")) {
+        fl_dump("worker", log);
+        HARNESS_FAIL("the retired workers did not go");
+    }
+    ASSERT_EQ(tl_int(pg, "SELECT id FROM skipq.workers"), id4);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"
+                         " WHERE status = 'succeeded' AND attempts = 1"),
+              3);
+    int lines = 0;
+    ASSERT_EQ(ids_not_run_once(pg, runs, &lines), 0);
+    ASSERT_EQ(lines, 3);
     kill(w, SIGTERM);
     ASSERT_EQ(fl_wait_exit(w, 20000), 0);
 }
