@@ -2,7 +2,16 @@
  * cmd_worker.c - skipq worker: run the command handlers named in the
  * config (handlers:) or with --handler, for the queues and priorities
  * given, until SIGTERM/SIGINT (or, with --once, until nothing runnable is
- * left for it). SIGHUP is logged and ignored: there is no reload yet.
+ * left for it).
+ *
+ * SIGHUP reloads: the config file is read again with the command line's
+ * flags over it, and checked in full; a broken one is refused with the
+ * loader's message (its line and column) and nothing changes. A good one
+ * starts a new worker in this process; once it has started, the old one
+ * retires (skipq_worker_retire: no claims, unstarted jobs handed back,
+ * running ones finish with no deadline), so no job is dropped or run
+ * twice (tests/integration/test_reload.c). Each worker runs on a thread
+ * of its own; this thread starts them, reloads, and joins what ends.
  */
 #include "cli.h"
 
@@ -13,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char usage[] =
     "usage: skipq worker [--queue Q ...] [--priority high|high,normal|N]\n"
@@ -27,6 +37,11 @@ static const char usage[] =
     "and SKIPQ_JOB_QUEUE in its environment. Exit 0 is success (stdout, if\n"
     "JSON, is the result); anything else is a failure (the end of stderr\n"
     "is the error), retried with backoff while attempts last.\n"
+    "\n"
+    "SIGTERM or SIGINT stops it. SIGHUP reloads the config file (the\n"
+    "options given here still win): running jobs finish under the old\n"
+    "config while a new worker takes over; a broken file is refused, with\n"
+    "its line, and the old config stays.\n"
     "\n"
     "  --queue Q            serve queue Q (repeatable; default: config, else\n"
     "                       \"default\")\n"
@@ -58,40 +73,6 @@ enum {
     OPT_LOG_PAYLOADS,
 };
 
-static skipq_worker *running_worker;
-
-static void
-on_signal(int sig)
-{
-    (void)sig;
-    if (running_worker)
-        skipq_worker_stop(running_worker); /* async-signal-safe */
-}
-
-/*
- * SIGHUP's default action killed the worker at once (status 129), its
- * jobs left running until a rescuer took them, and operators send it to
- * ask for a reload. There is nothing to reload yet, so it is blocked in
- * every thread and this one waits for it and logs it (a log hook is not
- * async-signal-safe, so a signal handler could not).
- */
-static atomic_int hup_quit;
-
-static void *
-hup_waiter(void *arg)
-{
-    const sigset_t *hup = arg;
-    for (;;) {
-        int sig = 0;
-        if (sigwait(hup, &sig) != 0)
-            continue;
-        if (atomic_load(&hup_quit))
-            return NULL;
-        cli_log(SKIPQ_LOG_WARN, "received SIGHUP: ignored (skipq worker does not "
-                                "reload its config; restart it to apply changes)");
-    }
-}
-
 /* The options as given, applied to the config after it is loaded. */
 struct flags {
     const char *queues[64];
@@ -108,85 +89,488 @@ struct flags {
     int once, verbose, log_payloads;
 };
 
-/* Flags beat the file: each goes through the same setter. 0, or the
- * exit status after printing the error. */
-static int
-apply_flags(struct cli_ctx *ctx, const struct flags *f)
+/* Flags beat the file: each goes through the same setter, at the start
+ * and again over each reloaded file. SKIPQ_OK, or the error in err;
+ * *misuse: the error is a misuse of the command line (the start adds
+ * "try 'skipq --help'"). */
+static skipq_rc
+apply_flags(skipq_config *cfg, const struct flags *f, skipq_error *err, bool *misuse)
 {
-    skipq_error err = {0};
-    int rc;
+    skipq_rc r;
 
+    *misuse = false;
     for (size_t i = 0; i < f->nqueues; i++) {
-        skipq_rc r = i == 0 ? skipq_config_set_queue(ctx->cfg, f->queues[i], &err)
-                            : skipq_config_add_queue(ctx->cfg, f->queues[i], &err);
+        r = i == 0 ? skipq_config_set_queue(cfg, f->queues[i], err)
+                   : skipq_config_add_queue(cfg, f->queues[i], err);
         if (r != SKIPQ_OK)
-            return cli_fail(&err);
+            return r;
     }
     if (f->priorities &&
-        skipq_config_set_priorities(ctx->cfg, f->priorities, &err) != SKIPQ_OK)
-        return cli_usage_error("--priority: %s", err.message);
+        (r = skipq_config_set_priorities(cfg, f->priorities, err)) != SKIPQ_OK) {
+        char why[sizeof err->message];
+        snprintf(why, sizeof why, "%s", err->message);
+        snprintf(err->message, sizeof err->message, "--priority: %s", why);
+        *misuse = true;
+        return r;
+    }
     if (f->concurrency > 0 &&
-        skipq_config_set_concurrency(ctx->cfg, (int)f->concurrency, &err) != SKIPQ_OK)
-        return cli_fail(&err);
+        (r = skipq_config_set_concurrency(cfg, (int)f->concurrency, err)) != SKIPQ_OK)
+        return r;
     if (f->prefetch_set &&
-        skipq_config_set_prefetch(ctx->cfg, f->prefetch, &err) != SKIPQ_OK)
-        return cli_fail(&err);
+        (r = skipq_config_set_prefetch(cfg, f->prefetch, err)) != SKIPQ_OK)
+        return r;
     if (f->on_success_set &&
-        skipq_config_set_on_success(ctx->cfg, f->on_success, &err) != SKIPQ_OK)
-        return cli_fail(&err);
+        (r = skipq_config_set_on_success(cfg, f->on_success, err)) != SKIPQ_OK)
+        return r;
     for (size_t i = 0; i < f->nhandlers; i++) {
         const char *eq = strchr(f->handlers[i], '=');
         char kind[256];
         snprintf(kind, sizeof kind, "%.*s", (int)(eq - f->handlers[i]), f->handlers[i]);
-        if ((rc = cli_check_name("kind", kind)) != 0)
-            return rc;
-        if (skipq_config_set_handler_shell(ctx->cfg, kind, eq + 1, f->timeout_ms, &err) !=
-            SKIPQ_OK)
-            return cli_fail(&err);
+        if ((r = skipq_check_name("kind", kind, err)) != SKIPQ_OK ||
+            (r = skipq_config_set_handler_shell(cfg, kind, eq + 1, f->timeout_ms, err)) !=
+                SKIPQ_OK)
+            return r;
     }
-    if (skipq_config_handler_count(ctx->cfg) == 0)
-        return cli_usage_error("no handlers: name commands under handlers: in the "
-                               "config, or pass --handler KIND=COMMAND");
-    if (f->verbose && ctx->log_level > SKIPQ_LOG_DEBUG)
-        ctx->log_level = SKIPQ_LOG_DEBUG;
-    return 0;
+    if (skipq_config_handler_count(cfg) == 0) {
+        *misuse = true;
+        snprintf(err->message, sizeof err->message,
+                 "no handlers: name commands under handlers: in the config, or pass "
+                 "--handler KIND=COMMAND");
+        return err->code = SKIPQ_ERR_CONFIG;
+    }
+    return SKIPQ_OK;
 }
 
-/* Run w with SIGTERM and SIGINT stopping it and SIGHUP logged. */
-static skipq_rc
-run_until_stopped(skipq_worker *w, skipq_error *err)
+/* ---- running workers, and replacing them on SIGHUP ----------------------- */
+
+/* One worker of this process and the thread that runs it. */
+struct running {
+    skipq_worker *w;
+    const skipq_config *cfg; /* its config, for the log of what a reload changed */
+    skipq_config *owned;     /* cfg, when a reload made it */
+    pthread_t thread;
+    skipq_rc rc;     /* under ctl.mu, once ended */
+    skipq_error err; /* under ctl.mu, once ended */
+    bool ended;      /* under ctl.mu: skipq_worker_run returned */
+    struct running *next;
+};
+
+/*
+ * The process's workers: the current one, and those a reload retired
+ * whose running jobs are still finishing. SIGHUP, SIGTERM and SIGINT are
+ * blocked in every thread (the executors and the maintenance thread
+ * inherit the mask) and taken by one thread with sigwait, since a
+ * reload loads files and logs, which a signal handler may not.
+ */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct running *list;     /* every worker not yet joined */
+    struct running *current;  /* the one in charge; NULL once it ended */
+    struct running *incoming; /* a reload's worker, until it has started */
+    int hups;                 /* SIGHUPs not acted on yet */
+    bool term;                /* SIGTERM or SIGINT came: everything stops */
+    bool quit;                /* the signal thread is to end */
+} ctl = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+/* What a reload starts from. */
+struct reload {
+    const struct flags *f;
+    const char *path;         /* the config file; NULL: none */
+    char *database;           /* resolved at the start; a reload keeps it */
+    const char *database_opt; /* --database, to tell a changed file */
+};
+
+static void *
+signal_waiter(void *arg)
 {
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    running_worker = w;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    /* blocked before the worker starts its threads, which inherit it;
-     * commands start with an empty mask and SIGHUP's default action */
-    static sigset_t hup; /* stays blocked to the end: ignored while exiting */
-    pthread_t hup_thread;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, NULL);
-    atomic_store(&hup_quit, 0);
-    bool hup_started = pthread_create(&hup_thread, NULL, hup_waiter, &hup) == 0;
-    if (!hup_started)
-        cli_log(SKIPQ_LOG_WARN, "could not start a thread for SIGHUP: it is ignored "
-                                "unlogged");
-
-    skipq_rc r = skipq_worker_run(w, err);
-
-    if (hup_started) {
-        atomic_store(&hup_quit, 1);
-        pthread_kill(hup_thread, SIGHUP);
-        pthread_join(hup_thread, NULL);
+    const sigset_t *set = arg;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(set, &sig) != 0)
+            continue;
+        pthread_mutex_lock(&ctl.mu);
+        bool quit = ctl.quit;
+        if (sig == SIGHUP) {
+            ctl.hups++;
+        } else if (!quit) {
+            ctl.term = true;
+            for (struct running *r = ctl.list; r; r = r->next)
+                skipq_worker_stop(r->w); /* retiring ones get their deadline now */
+        }
+        pthread_cond_signal(&ctl.cv);
+        pthread_mutex_unlock(&ctl.mu);
+        if (quit)
+            return NULL;
     }
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    running_worker = NULL;
-    return r;
+}
+
+static void *
+run_one(void *arg)
+{
+    struct running *r = arg;
+    skipq_error err = {0};
+    skipq_rc rc = skipq_worker_run(r->w, &err);
+
+    pthread_mutex_lock(&ctl.mu);
+    r->rc = rc;
+    r->err = err;
+    r->ended = true;
+    pthread_cond_signal(&ctl.cv);
+    pthread_mutex_unlock(&ctl.mu);
+    return NULL;
+}
+
+static void
+free_running(struct running *r)
+{
+    skipq_worker_free(r->w);
+    skipq_config_free(r->owned);
+    free(r);
+}
+
+/* A worker for cfg with the start's database and flags. */
+static skipq_rc
+make_worker(const struct reload *rl, const skipq_config *cfg, struct running **out,
+            skipq_error *err)
+{
+    struct running *r = calloc(1, sizeof *r);
+    skipq_rc rc;
+
+    *out = NULL;
+    if (!r) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        err->code = SKIPQ_ERR_NOMEM;
+        return SKIPQ_ERR_NOMEM;
+    }
+    if ((rc = skipq_worker_new(cfg, &r->w, err)) != SKIPQ_OK ||
+        (rc = skipq_worker_set_database(r->w, rl->database, err)) != SKIPQ_OK) {
+        skipq_worker_free(r->w);
+        free(r);
+        return rc;
+    }
+    skipq_worker_set_once(r->w, rl->f->once);
+    skipq_worker_set_log_payloads(r->w, rl->f->log_payloads);
+    r->cfg = cfg;
+    *out = r;
+    return SKIPQ_OK;
+}
+
+/* Start r's thread: the first worker is in charge at once, a reload's
+ * once it has started (handover). Under ctl.mu. */
+static bool
+start_worker(struct running *r)
+{
+    if (pthread_create(&r->thread, NULL, run_one, r) != 0)
+        return false;
+    r->next = ctl.list;
+    ctl.list = r;
+    if (ctl.current)
+        ctl.incoming = r;
+    else
+        ctl.current = r;
+    return true;
+}
+
+/*
+ * The incoming worker has started (registered, executors up): it takes
+ * charge and the old one retires. Not before: a new worker that cannot
+ * start (the server refuses the config's schedules, the database is
+ * away) leaves the old one at work (test
+ * reload_that_cannot_start_keeps_the_old_worker). Under ctl.mu.
+ */
+static void
+handover(void)
+{
+    struct running *old = ctl.current;
+
+    ctl.current = ctl.incoming;
+    ctl.incoming = NULL;
+    if (!old)
+        return;
+    cli_log(SKIPQ_LOG_INFO, "worker %lld took over from worker %lld, which retires",
+            (long long)skipq_worker_id(ctl.current->w), (long long)skipq_worker_id(old->w));
+    skipq_worker_retire(old->w);
+}
+
+/* "a, b" for the log. */
+static void
+join_list(char *out, size_t n, size_t count,
+          const char *(*get)(const skipq_config *, size_t), const skipq_config *cfg)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < count && used < n; i++)
+        used += (size_t)snprintf(out + used, n - used, "%s%s", i ? ", " : "", get(cfg, i));
+}
+
+static bool
+has_kind(const skipq_config *cfg, const char *kind)
+{
+    for (size_t i = 0; i < skipq_config_handler_count(cfg); i++)
+        if (strcmp(skipq_config_handler_kind(cfg, i), kind) == 0)
+            return true;
+    return false;
+}
+
+/* Kinds of a that b lacks, "x, y" in out ("" none). */
+static void
+kinds_missing(char *out, size_t n, const skipq_config *a, const skipq_config *b)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < skipq_config_handler_count(a) && used < n; i++) {
+        const char *k = skipq_config_handler_kind(a, i);
+        if (!has_kind(b, k))
+            used += (size_t)snprintf(out + used, n - used, "%s%s", used ? ", " : "", k);
+    }
+}
+
+/* What a reload changed, at info level: concurrency, queues, kinds. */
+static void
+log_changes(const char *path, const skipq_config *a, const skipq_config *b)
+{
+    char qa[256], qb[256], added[256], removed[256], msg[1200];
+    size_t used = 0;
+
+    join_list(qa, sizeof qa, skipq_config_queue_count(a), skipq_config_queue, a);
+    join_list(qb, sizeof qb, skipq_config_queue_count(b), skipq_config_queue, b);
+    kinds_missing(added, sizeof added, b, a);
+    kinds_missing(removed, sizeof removed, a, b);
+    msg[0] = '\0';
+    if (skipq_config_concurrency(a) != skipq_config_concurrency(b))
+        used += (size_t)snprintf(msg + used, sizeof msg - used, "; concurrency %d -> %d",
+                                 skipq_config_concurrency(a), skipq_config_concurrency(b));
+    if (strcmp(qa, qb) != 0 && used < sizeof msg)
+        used += (size_t)snprintf(msg + used, sizeof msg - used, "; queues [%s] -> [%s]", qa,
+                                 qb);
+    if (added[0] && used < sizeof msg)
+        used += (size_t)snprintf(msg + used, sizeof msg - used, "; kinds added: %s", added);
+    if (removed[0] && used < sizeof msg)
+        used += (size_t)snprintf(msg + used, sizeof msg - used, "; kinds removed: %s",
+                                 removed);
+    cli_log(SKIPQ_LOG_INFO,
+            "reloaded \"%s\"%s; a new worker starts, then the old one stops claiming "
+            "and retires once its running jobs finish",
+            path ? path : "(command line only)",
+            msg[0] ? msg
+                   : ": concurrency, queues and kinds unchanged (other settings "
+                     "as the file says)");
+}
+
+/* The file again, with the command line's flags over it; refused (and
+ * logged) when anything in it is wrong: the old config stays. */
+static skipq_config *
+load_again(const struct reload *rl)
+{
+    skipq_error err = {0};
+    skipq_config *cfg = skipq_config_new();
+    bool misuse;
+
+    if (!cfg) {
+        cli_log(SKIPQ_LOG_ERROR, "reload refused, the old config stays: out of memory");
+        return NULL;
+    }
+    if ((rl->path && skipq_config_load(cfg, rl->path, &err) != SKIPQ_OK) ||
+        apply_flags(cfg, rl->f, &err, &misuse) != SKIPQ_OK) {
+        cli_log(SKIPQ_LOG_ERROR, "reload refused, the old config stays: %s", err.message);
+        skipq_config_free(cfg);
+        return NULL;
+    }
+    const char *db = skipq_resolve_database(rl->database_opt, cfg);
+    if ((db || rl->database) && (!db || !rl->database || strcmp(db, rl->database) != 0))
+        cli_log(SKIPQ_LOG_WARN,
+                "the database in \"%s\" changed: a reload keeps the "
+                "current one, a restart applies it",
+                rl->path ? rl->path : "(command line only)");
+    if (skipq_config_set_database(cfg, rl->database, &err) != SKIPQ_OK) {
+        cli_log(SKIPQ_LOG_ERROR, "reload refused, the old config stays: %s", err.message);
+        skipq_config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* SIGHUP: a new worker with the file as it is now takes over; the
+ * current one retires (skipq_worker_retire: no job dropped or run
+ * twice). Called without ctl.mu. */
+static void
+reload(struct reload *rl)
+{
+    skipq_error err = {0};
+    struct running *r = NULL;
+
+    cli_log(SKIPQ_LOG_INFO, "received SIGHUP: reloading \"%s\"",
+            rl->path ? rl->path : "(command line only)");
+    skipq_config *cfg = load_again(rl);
+    if (!cfg)
+        return;
+    if (make_worker(rl, cfg, &r, &err) != SKIPQ_OK) {
+        cli_log(SKIPQ_LOG_ERROR, "reload refused, the old config stays: %s", err.message);
+        skipq_config_free(cfg);
+        return;
+    }
+    r->owned = cfg;
+    pthread_mutex_lock(&ctl.mu);
+    bool stopping = ctl.term || !ctl.current;
+    if (!stopping) /* first, so it comes before the workers' own lines */
+        log_changes(rl->path, ctl.current->cfg, cfg);
+    bool started = !stopping && start_worker(r);
+    pthread_mutex_unlock(&ctl.mu);
+    if (!started) {
+        cli_log(SKIPQ_LOG_ERROR, "reload refused, the old config stays: %s",
+                stopping ? "the worker is stopping" : "could not start a thread");
+        free_running(r);
+        return;
+    }
+}
+
+/* r's run ended: its error, if any, is logged (a retired worker's, or a
+ * reload's that could not start) or becomes the exit status (the
+ * current one's). Under ctl.mu. */
+static int
+ended(struct running *r, bool current)
+{
+    int st = CLI_EXIT_OK;
+
+    if (r == ctl.incoming) {
+        ctl.incoming = NULL;
+        if (r->rc != SKIPQ_OK) {
+            cli_log(SKIPQ_LOG_ERROR,
+                    "reload failed, the old config stays: the new worker could not "
+                    "start: %s",
+                    r->err.message);
+            return CLI_EXIT_OK;
+        }
+        /* it started and ended (--once, or stopped) before we saw it:
+         * the old one has nothing left to do that it would not do */
+        ctl.incoming = r;
+        handover();
+        ctl.current = NULL;
+        return CLI_EXIT_OK;
+    }
+    if (r->rc != SKIPQ_OK && current)
+        st = cli_errorf(r->err.code == SKIPQ_ERR_CONFIG ? CLI_EXIT_USAGE : CLI_EXIT_FAIL,
+                        "worker: %s", r->err.message);
+    else if (r->rc != SKIPQ_OK)
+        cli_log(SKIPQ_LOG_ERROR, "retired worker: %s", r->err.message);
+    if (r->rc != SKIPQ_OK && current)
+        for (struct running *o = ctl.list; o; o = o->next)
+            skipq_worker_stop(o->w); /* the process is ending: no deadline-less wait */
+    return r->rc != SKIPQ_OK && st == CLI_EXIT_OK ? CLI_EXIT_FAIL : st;
+}
+
+/* Unlink and return a worker whose run ended, or NULL. Under ctl.mu. */
+static struct running *
+take_ended(void)
+{
+    for (struct running **p = &ctl.list; *p; p = &(*p)->next) {
+        if ((*p)->ended) {
+            struct running *r = *p;
+            *p = r->next;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* Wait for ctl.cv at most ms. Under ctl.mu. */
+static void
+timed_wait(int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&ctl.cv, &ctl.mu, &ts);
+}
+
+/* Until every worker has ended: reload on SIGHUP, join what ends. The
+ * exit status: the current worker's, else 1 if a retired one failed. */
+static int
+serve(struct reload *rl)
+{
+    int status = CLI_EXIT_OK;
+
+    pthread_mutex_lock(&ctl.mu);
+    while (ctl.list) {
+        struct running *r = take_ended();
+        if (!r && ctl.incoming && skipq_worker_id(ctl.incoming->w) != 0) {
+            handover();
+            continue;
+        }
+        if (!r && (ctl.hups == 0 || ctl.incoming)) {
+            /* a start is not signalled: look again shortly (a reload
+             * waits for the one before it to be over) */
+            if (ctl.incoming)
+                timed_wait(20);
+            else
+                pthread_cond_wait(&ctl.cv, &ctl.mu);
+            continue;
+        }
+        if (r) {
+            bool current = r == ctl.current;
+            if (current)
+                ctl.current = NULL;
+            int st = ended(r, current);
+            if (st != CLI_EXIT_OK && (current || status == CLI_EXIT_OK))
+                status = st;
+            pthread_mutex_unlock(&ctl.mu);
+            pthread_join(r->thread, NULL);
+            free_running(r);
+            pthread_mutex_lock(&ctl.mu);
+            continue;
+        }
+        ctl.hups = 0;
+        if (ctl.term || !ctl.current) {
+            cli_log(SKIPQ_LOG_INFO, "received SIGHUP while stopping: ignored");
+            continue;
+        }
+        pthread_mutex_unlock(&ctl.mu);
+        reload(rl);
+        pthread_mutex_lock(&ctl.mu);
+    }
+    pthread_mutex_unlock(&ctl.mu);
+    return status;
+}
+
+/* Run first, and whatever reloads replace it, until SIGTERM or SIGINT
+ * (or --once) ends them. */
+static int
+run_workers(struct reload *rl, struct running *first)
+{
+    static sigset_t set; /* stays blocked to the end: ignored while exiting */
+    pthread_t sig_thread;
+
+    signal(SIGPIPE, SIG_IGN);
+    /* blocked before any thread starts, so every thread inherits it;
+     * commands start with an empty mask and the default actions */
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (pthread_create(&sig_thread, NULL, signal_waiter, &set) != 0) {
+        free_running(first);
+        return cli_errorf(CLI_EXIT_FAIL, "worker: could not start a thread for signals");
+    }
+    pthread_mutex_lock(&ctl.mu);
+    bool started = start_worker(first);
+    pthread_mutex_unlock(&ctl.mu);
+    int status;
+    if (started) {
+        status = serve(rl);
+    } else {
+        free_running(first);
+        status = cli_errorf(CLI_EXIT_FAIL, "worker: could not start a thread");
+    }
+    pthread_mutex_lock(&ctl.mu);
+    ctl.quit = true;
+    pthread_mutex_unlock(&ctl.mu);
+    pthread_kill(sig_thread, SIGHUP);
+    pthread_join(sig_thread, NULL);
+    return status;
 }
 
 int
@@ -209,7 +593,6 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     struct flags f = {.on_success = SKIPQ_ON_SUCCESS_KEEP};
     int c, rc;
     skipq_error err = {0};
-    skipq_worker *w = NULL;
 
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c != OPT_QUEUE && c != OPT_HANDLER && (rc = cli_once(ctx, opts, c)) != 0)
@@ -269,21 +652,24 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     if ((rc = cli_load(ctx)) != 0)
         return rc;
 
-    if ((rc = apply_flags(ctx, &f)) != 0)
-        return rc;
+    bool misuse;
+    if (apply_flags(ctx->cfg, &f, &err, &misuse) != SKIPQ_OK)
+        return misuse ? cli_usage_error("%s", err.message) : cli_fail(&err);
+    if (f.verbose && ctx->log_level > SKIPQ_LOG_DEBUG)
+        ctx->log_level = SKIPQ_LOG_DEBUG;
 
-    if (skipq_worker_new(ctx->cfg, &w, &err) != SKIPQ_OK ||
-        skipq_worker_set_database(w, ctx->database, &err) != SKIPQ_OK) {
-        skipq_worker_free(w);
+    const char *path = ctx->config_path;
+    if (!path && getenv("SKIPQ_CONFIG") && *getenv("SKIPQ_CONFIG"))
+        path = getenv("SKIPQ_CONFIG");
+    struct reload rl = {.f = &f, .path = path, .database_opt = ctx->database_opt};
+    struct running *first = NULL;
+    if (ctx->database && !(rl.database = strdup(ctx->database)))
+        return cli_errorf(CLI_EXIT_FAIL, "out of memory");
+    if (make_worker(&rl, ctx->cfg, &first, &err) != SKIPQ_OK) {
+        free(rl.database);
         return cli_fail(&err);
     }
-    skipq_worker_set_once(w, f.once);
-    skipq_worker_set_log_payloads(w, f.log_payloads);
-
-    skipq_rc r = run_until_stopped(w, &err);
-    skipq_worker_free(w);
-    if (r != SKIPQ_OK)
-        return cli_errorf(err.code == SKIPQ_ERR_CONFIG ? CLI_EXIT_USAGE : CLI_EXIT_FAIL,
-                          "worker: %s", err.message);
-    return CLI_EXIT_OK;
+    rc = run_workers(&rl, first);
+    free(rl.database);
+    return rc;
 }

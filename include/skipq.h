@@ -21,8 +21,8 @@
  * Threads: a skipq_conn is used by one thread at a time. A skipq_worker
  * owns its threads; its handlers run on them, concurrently, up to the
  * configured concurrency. A handler's skipq_job is valid only during the
- * call. skipq_worker_stop() may be called from any thread or from a
- * signal handler. skipq_set_log() must be called before any other thread
+ * call. skipq_worker_stop() and skipq_worker_retire() may be called from
+ * any thread or from a signal handler. skipq_set_log() must be called before any other thread
  * uses the library.
  */
 #ifndef SKIPQ_H
@@ -684,7 +684,22 @@ skipq_rc skipq_worker_run(skipq_worker *w, skipq_error *err);
  */
 void skipq_worker_stop(skipq_worker *w);
 
-/* The worker's id in skipq.workers (0 before it registered). */
+/*
+ * Ask the worker to retire, as when a new worker with another config
+ * takes over its work: it stops claiming at once, hands back the jobs it
+ * claimed ahead that no handler has started (attempt not counted), and
+ * lets every running job finish with no deadline (only the job's own
+ * timeout), so none is handed back while it runs and none runs twice.
+ * Their results are recorded, it unregisters and skipq_worker_run()
+ * returns SKIPQ_OK. skipq_worker_stop() afterwards still applies
+ * shutdown_timeout from then on. Async-signal-safe; callable from any
+ * thread, before or during skipq_worker_run().
+ */
+void skipq_worker_retire(skipq_worker *w);
+
+/* The worker's id in skipq.workers: 0 until skipq_worker_run() has
+ * started it (registered, executors running), so another thread can
+ * tell a started worker from one still starting. Any thread. */
 int64_t skipq_worker_id(const skipq_worker *w);
 
 /*

@@ -235,18 +235,32 @@ skipq_worker_set_database(skipq_worker *w, const char *url, skipq_error *err)
 int64_t
 skipq_worker_id(const skipq_worker *w)
 {
-    return w->sess.id;
+    return atomic_load(&((skipq_worker *)w)->started_id);
+}
+
+/* Wake the loop (async-signal-safe: an eventfd write). */
+static void
+wake_loop(skipq_worker *w)
+{
+    uint64_t one = 1;
+    if (w->wake_fd >= 0) {
+        ssize_t r = write(w->wake_fd, &one, sizeof one);
+        (void)r;
+    }
 }
 
 void
 skipq_worker_stop(skipq_worker *w)
 {
-    uint64_t one = 1;
     atomic_store(&w->stop_requested, 1);
-    if (w->wake_fd >= 0) {
-        ssize_t r = write(w->wake_fd, &one, sizeof one);
-        (void)r;
-    }
+    wake_loop(w);
+}
+
+void
+skipq_worker_retire(skipq_worker *w)
+{
+    atomic_store(&w->retire_requested, 1);
+    wake_loop(w);
 }
 
 /* ---- the loop ------------------------------------------------------------------------ */
@@ -316,6 +330,8 @@ run_start(skipq_worker *w, skipq_error *err)
         skipq__session_unregister(w);
         return rc;
     }
+    /* what tells another thread the start is over (skipq_worker_id) */
+    atomic_store(&w->started_id, w->sess.id);
     skipq__log(SKIPQ_LOG_INFO,
                "worker %lld started: %zu queue(s), priorities %s, concurrency %d",
                (long long)w->sess.id, w->cfg->nqueues,
@@ -549,16 +565,77 @@ turn(skipq_worker *w, int64_t now, bool stopping)
     return slots;
 }
 
+/*
+ * How the loop ends. A stop has a deadline (shutdown_timeout); a
+ * retirement has none, so no running job is handed back and run again
+ * elsewhere (test reload_under_load_runs_every_job_once), until a stop
+ * comes too and starts the deadline then.
+ */
+typedef struct run_end {
+    bool stopping; /* no more claims */
+    bool retiring; /* stopping with no deadline */
+    int64_t deadline;
+    int lost;
+} run_end;
+
+/* A stop or a retirement asked for: stop claiming, and hand back the
+ * prefetched jobs no executor has started rather than start them now. */
+static void
+note_stop(skipq_worker *w, int64_t now, run_end *e)
+{
+    bool stop = atomic_load(&w->stop_requested);
+
+    if (e->stopping) {
+        if (e->retiring && stop) {
+            e->retiring = false;
+            e->deadline = now + w->cfg->shutdown_timeout_ms;
+            skipq__log(SKIPQ_LOG_INFO,
+                       "worker %lld stopping while retiring: %d job(s) held",
+                       (long long)w->sess.id, w->jobs.nheld);
+        }
+        return;
+    }
+    if (!stop && !atomic_load(&w->retire_requested))
+        return;
+    e->stopping = true;
+    e->retiring = !stop;
+    e->deadline = stop ? now + w->cfg->shutdown_timeout_ms : INT64_MAX;
+    if (stop)
+        skipq__log(SKIPQ_LOG_INFO, "worker %lld stopping: %d job(s) held",
+                   (long long)w->sess.id, w->jobs.nheld);
+    else
+        skipq__log(SKIPQ_LOG_INFO,
+                   "worker %lld retiring: %d job(s) held; running ones finish here",
+                   (long long)w->sess.id, w->jobs.nheld);
+    skipq__pull_unstarted(w, true);
+}
+
+/* Does a held job still run (or wait for its result to be written)? */
+static bool
+any_running(const skipq_worker *w)
+{
+    if (w->jobs.pending)
+        return true;
+    for (const skipq_job *j = w->jobs.held; j; j = j->hnext)
+        if (!j->done && !j->handed_back)
+            return true;
+    return false;
+}
+
 /* While stopping: true when the loop is over. Past the deadline, what
  * still runs is stopped and its rows put back with the attempt handed
  * back; completions that cannot be written now are left for the
- * rescuer, which finds them once our lock is gone (*lost: how many). */
+ * rescuer, which finds them once our lock is gone (e->lost: how many).
+ * A retirement whose jobs all finished but some unstarted ones could not
+ * be handed back ends as a stop past its deadline would. */
 static bool
-stop_turn(skipq_worker *w, int64_t now, int64_t stop_deadline, int *lost)
+stop_turn(skipq_worker *w, int64_t now, run_end *e)
 {
     if (w->jobs.nheld == 0 && !w->jobs.pending)
         return true;
-    if (now < stop_deadline)
+    if (e->retiring && !any_running(w))
+        e->deadline = now;
+    if (now < e->deadline)
         return false;
     for (skipq_job *j = w->jobs.held; j; j = j->hnext) {
         if (j->done)
@@ -569,8 +646,8 @@ stop_turn(skipq_worker *w, int64_t now, int64_t stop_deadline, int *lost)
             kill(-pgid, SIGKILL);
     }
     skipq__hand_back_rows(w, false);
-    if (w->jobs.pending || !w->sess.pg || now >= stop_deadline + 5000) {
-        *lost = skipq__report_unrecorded(w);
+    if (w->jobs.pending || !w->sess.pg || now >= e->deadline + 5000) {
+        e->lost = skipq__report_unrecorded(w);
         return true;
     }
     return false;
@@ -624,9 +701,7 @@ skipq_rc
 skipq_worker_run(skipq_worker *w, skipq_error *err)
 {
     skipq_rc rc;
-    int64_t stop_deadline = 0;
-    bool stopping = false;
-    int lost = 0;
+    run_end end = {0};
 
     if ((rc = run_start(w, err)) != SKIPQ_OK)
         return rc;
@@ -637,21 +712,13 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
 
     for (;;) {
         now = skipq__now_ms();
-        if (!stopping && atomic_load(&w->stop_requested)) {
-            stopping = true;
-            stop_deadline = now + w->cfg->shutdown_timeout_ms;
-            skipq__log(SKIPQ_LOG_INFO, "worker %lld stopping: %d job(s) held",
-                       (long long)w->sess.id, w->jobs.nheld);
-            /* Prefetched jobs no executor has started go back now, rather
-             * than being started during the shutdown. */
-            skipq__pull_unstarted(w, true);
-        } else if (!stopping && !skipq__session_broken(&w->sess) &&
-                   w->cfg->prefetch == SKIPQ_PREFETCH_AUTO) {
+        note_stop(w, now, &end);
+        if (!end.stopping && !skipq__session_broken(&w->sess) &&
+            w->cfg->prefetch == SKIPQ_PREFETCH_AUTO)
             give_back_parked(w, now);
-        }
         tend_session(w, now);
-        int slots = turn(w, now, stopping);
-        if (stopping && stop_turn(w, now, stop_deadline, &lost))
+        int slots = turn(w, now, end.stopping);
+        if (end.stopping && stop_turn(w, now, &end))
             break;
         if (w->sess.pg && now >= w->sess.next_beat_ms) {
             skipq__session_heartbeat(w);
@@ -661,7 +728,7 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
          * read off the socket: take them now, or poll() would not see
          * them until the next timer. */
         skipq__session_notifies(w);
-        sleep_turn(w, now, stopping, slots);
+        sleep_turn(w, now, end.stopping, slots);
     }
 
     /* Join the executors so no thread outlives the run; jobs they return
@@ -674,12 +741,12 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
         PQfinish(w->sess.pg);
         w->sess.pg = NULL;
     }
-    if (lost > 0)
+    if (end.lost > 0)
         return skipq__fail(err, SKIPQ_ERR_DB,
                            "worker %lld stopped with %d job(s) whose results or hand-back "
                            "could not be written (listed above); they stay running until "
                            "rescued, and run again",
-                           (long long)w->sess.id, lost);
+                           (long long)w->sess.id, end.lost);
     skipq__log(SKIPQ_LOG_INFO, "worker %lld stopped", (long long)w->sess.id);
     return SKIPQ_OK;
 }

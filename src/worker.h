@@ -130,6 +130,8 @@ struct skipq_worker {
     bool log_payloads; /* --log-payloads: payloads are private by default */
     int wake_fd;
     atomic_int stop_requested;
+    atomic_int retire_requested; /* skipq_worker_retire: stop without a deadline */
+    _Atomic int64_t started_id;  /* sess.id once run_start is done (any thread) */
     exec_pool pool;
     bool pool_started;
 

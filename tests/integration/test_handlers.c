@@ -8,8 +8,8 @@
  *                          the worker's shutdown keeps its timeout
  *   kill_9_*               handlers (and their children) die with their
  *                          worker, and with a supervisor killed above it
- *   sighup_*               `skipq worker` logs SIGHUP and carries on; a
- *                          supervisor forwards it to its child
+ *   sighup_*               `skipq worker` logs SIGHUP, reloads and carries
+ *                          on; a supervisor forwards it to its child
  *   sigterm_right_after_fork_*  a SIGTERM between the supervisor's fork
  *                          and its recording the child is still forwarded
  *   c_handler_stack_*      C handlers get a main-thread-sized stack, and
@@ -384,7 +384,7 @@ TEST(kill_9_supervisor_takes_worker_and_handlers_with_it)
 
 /* ---- SIGHUP -------------------------------------------------------------------- */
 
-TEST(sighup_is_logged_and_ignored_by_skipq_worker)
+TEST(sighup_is_logged_and_skipq_worker_carries_on)
 {
     PGconn *pg = tl_db();
     fl_deadline(90);
