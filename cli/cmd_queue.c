@@ -205,7 +205,25 @@ queue_ls(int argc, char **argv, struct cli_ctx *ctx)
     return rc;
 }
 
-/* ---- pause, resume ------------------------------------------------------ */
+/* ---- pause, resume, set -------------------------------------------------- */
+
+/* Run one call of sql with n parameters v (v[0]: the queue's name) and
+ * its one row: NULL and the failure reported (rc in *rc) when it failed.
+ * The caller PQclear()s the result. */
+static PGresult *
+queue_call(skipq_conn *conn, const char *verb, const char *sql, int n, const char *const *v,
+           int *rc)
+{
+    PGresult *res = PQexecParams(skipq_conn_pg(conn), sql, n, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        return res;
+    char *shown = cli_escape(v[0], 0);
+    *rc = cli_db_fail(skipq_conn_pg(conn), res, "could not %s queue \"%s\"", verb,
+                      shown ? shown : "?");
+    free(shown);
+    PQclear(res);
+    return NULL;
+}
 
 /* What was done, for people: `queue "q" paused`, `kind "k" in queue "q"
  * resumed`, or `... was not paused` when nothing changed. */
@@ -254,16 +272,11 @@ queue_change(int argc, char **argv, struct cli_ctx *ctx, bool pause)
         return rc;
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
-    PGresult *res = PQexecParams(skipq_conn_pg(conn),
-                                 pause ? "SELECT skipq.queue_pause($1, $2)"
-                                       : "SELECT skipq.queue_resume($1, $2)",
-                                 2, NULL, v, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        char *shown = cli_escape(v[0], 0);
-        rc = cli_db_fail(skipq_conn_pg(conn), res, "could not %s queue \"%s\"", argv[0],
-                         shown ? shown : "?");
-        free(shown);
-    } else {
+    PGresult *res = queue_call(conn, argv[0],
+                               pause ? "SELECT skipq.queue_pause($1, $2)"
+                                     : "SELECT skipq.queue_resume($1, $2)",
+                               2, v, &rc);
+    if (res) {
         print_done(v[0], v[1], pause, PQgetvalue(res, 0, 0)[0] == 't');
         rc = CLI_EXIT_OK;
     }
@@ -271,8 +284,6 @@ queue_change(int argc, char **argv, struct cli_ctx *ctx, bool pause)
     skipq_conn_close(conn);
     return rc;
 }
-
-/* ---- set ----------------------------------------------------------------- */
 
 /* The queue's settings as they now are, from skipq.queue_set's row. */
 static void
@@ -322,21 +333,16 @@ queue_set(int argc, char **argv, struct cli_ctx *ctx)
         return rc;
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
-    PGresult *res = PQexecParams(
-        skipq_conn_pg(conn),
+    PGresult *res = queue_call(
+        conn, "set",
         "SELECT coalesce(s.max_running::text, 'none'),"
         " coalesce(s.key_max_running::text, 'none'),"
         " coalesce(s.rate_limit || '/' || skipq.duration_text(s.rate_interval), 'none'),"
         " coalesce(skipq.duration_text(s.age_after), 'none'), s.rate_by"
         " FROM skipq.queue_set($1, max_running => $2, rate => $3,"
         "  max_running_per_key => $4, age_after => $5, rate_by => $6) AS s",
-        6, NULL, v, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        char *shown = cli_escape(v[0], 0);
-        rc = cli_db_fail(skipq_conn_pg(conn), res, "could not set queue \"%s\"",
-                         shown ? shown : "?");
-        free(shown);
-    } else {
+        6, v, &rc);
+    if (res) {
         print_settings(v[0], res);
         rc = CLI_EXIT_OK;
     }
