@@ -292,6 +292,7 @@ int cmd_jobs(int argc, char **argv, struct cli_ctx *ctx);
 /* jobs retry|cancel|delete (cmd_jobs_act.c); argv[0] is the action */
 int cmd_jobs_act(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_stats(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_metrics(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_prune(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_bench(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_schedule(int argc, char **argv, struct cli_ctx *ctx);

@@ -33,10 +33,11 @@ static const char main_usage[] =
     "  batch      new | add | seal | show: jobs with a completion job\n"
     "  chain      enqueue JSON lines, each waiting for the one before\n"
     "  stats      counts per queue and priority, workers alive\n"
+    "  metrics    the same once, in the Prometheus text format\n"
     "  recover    put failed, stale queued or orphaned running jobs back\n"
     "  prune      delete old finished jobs in batches\n"
     "  schedule   ls | add | rm | pause | resume periodic jobs\n"
-    "  queue      ls | pause | resume queues\n"
+    "  queue      ls | pause | resume | set (limits) queues\n"
     "  bench      measure throughput and pickup latency\n"
     "\n"
     "options (every command takes them):\n"
@@ -60,6 +61,7 @@ static const struct command commands[] = {
     {"jobs", cmd_jobs},       {"stats", cmd_stats},     {"recover", cmd_recover},
     {"prune", cmd_prune},     {"bench", cmd_bench},     {"schedule", cmd_schedule},
     {"batch", cmd_batch},     {"chain", cmd_chain},     {"queue", cmd_queue},
+    {"metrics", cmd_metrics},
 };
 
 /* ---- errors ---------------------------------------------------------- */
