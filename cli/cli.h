@@ -23,6 +23,7 @@
 
 #include <getopt.h>
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,6 +66,7 @@ struct cli_ctx {
 
     /* Logging through the library's hook (installed by main). */
     int quiet;                      /* --quiet: warnings and errors only */
+    int level_set;                  /* --log-level or --quiet was given */
     enum cli_log_format log_format; /* --log-format text|json */
     skipq_log_level log_level;      /* least level printed; worker may lower */
 
@@ -82,6 +84,7 @@ enum {
     CLI_OPT_DATABASE,
     CLI_OPT_QUIET,
     CLI_OPT_LOG_FORMAT,
+    CLI_OPT_LOG_LEVEL,
     CLI_OPT_VERSION,
     CLI_OPT_LOCAL = 0x1100 /* commands number their own options from here */
 };
@@ -91,6 +94,7 @@ enum {
         {"database", required_argument, NULL, CLI_OPT_DATABASE},     \
         {"quiet", no_argument, NULL, CLI_OPT_QUIET},                 \
         {"log-format", required_argument, NULL, CLI_OPT_LOG_FORMAT}, \
+        {"log-level", required_argument, NULL, CLI_OPT_LOG_LEVEL},   \
         {"version", no_argument, NULL, CLI_OPT_VERSION},             \
     {                                                                \
         "help", no_argument, NULL, 'h'                               \
@@ -134,6 +138,9 @@ void cli_log_install(struct cli_ctx *ctx);
 /* Log a line of the command's own through the same hook and format as
  * the library's lines (--quiet, --log-format). Any thread. */
 void cli_log(skipq_log_level level, const char *fmt, ...) CLI_PRINTF(2, 3);
+/* With --log-format json: write msg as an error line of the log and
+ * return true; otherwise false (the caller prints it as text). */
+bool cli_log_error_json(const char *msg);
 
 /* Print "skipq: <err->message>"; returns 2 for SKIPQ_ERR_INVALID and
  * SKIPQ_ERR_CONFIG, else 1. */

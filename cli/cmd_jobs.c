@@ -347,7 +347,7 @@ ls_run(int argc, char **argv, struct cli_ctx *ctx, struct cli_job_filter *fp)
         else
             rc = print_ls_table(res, nrows);
         /* on stderr, so stdout stays the rows (and JSON lines) alone */
-        if (rc == CLI_EXIT_OK && cut && !ctx->quiet) {
+        if (rc == CLI_EXIT_OK && cut && ctx->log_level <= SKIPQ_LOG_INFO) {
             fflush(stdout);
             fprintf(stderr,
                     "skipq: showing the newest %lld jobs; more match "

@@ -30,7 +30,7 @@ static const char usage[] =
     "                    [--handler KIND=COMMAND ...]\n"
     "                    [--timeout D] [--once] [--verbose] [--log-payloads]\n"
     "                    [--config F] [--database URL] [--quiet]\n"
-    "                    [--log-format text|json]\n"
+    "                    [--log-format text|json] [--log-level L]\n"
     "\n"
     "Runs jobs: for each job, the command for its kind gets the payload\n"
     "as JSON on stdin and SKIPQ_JOB_ID, SKIPQ_JOB_KIND, SKIPQ_JOB_ATTEMPT\n"

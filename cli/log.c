@@ -1,7 +1,8 @@
 /*
  * log.c - the CLI's log lines: the hook the library logs through, and
  * cli_log() for the commands' own lines, in one format (--log-format text
- * or json) and at one level (--quiet), all on stderr.
+ * or json) and at one level (--log-level, --quiet), all on stderr. With
+ * json, the commands' errors are log lines too (cli_log_error_json).
  */
 #include "cli.h"
 
@@ -108,6 +109,16 @@ cli_log(skipq_log_level level, const char *fmt, ...)
     va_end(ap);
     skipq_log_event ev = {.level = level, .msg = buf, .duration_ms = -1};
     log_hook(&ev, log_ctx);
+}
+
+bool
+cli_log_error_json(const char *msg)
+{
+    if (!log_ctx || log_ctx->log_format != CLI_LOG_JSON)
+        return false;
+    skipq_log_event ev = {.level = SKIPQ_LOG_ERROR, .msg = msg, .duration_ms = -1};
+    log_hook(&ev, log_ctx);
+    return true;
 }
 
 void

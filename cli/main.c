@@ -44,7 +44,9 @@ static const char main_usage[] =
     "  --config F          config file (else $SKIPQ_CONFIG)\n"
     "  --database URL      database (else $SKIPQ_DATABASE_URL, the config's\n"
     "                      database, then libpq's PG* variables)\n"
-    "  --quiet             print only warnings and errors\n"
+    "  --log-level L       debug, info (default), warn or error: the least\n"
+    "                      level of log line printed\n"
+    "  --quiet             print only warnings and errors (--log-level warn)\n"
     "  --log-format F      text (default) or json\n"
     "  -h, --help          help (skipq COMMAND --help for a command)\n"
     "  --version           print the version\n"
@@ -73,10 +75,16 @@ vprint_error(const char *fmt, va_list ap, const char *suffix)
     char *shown;
 
     vsnprintf(msg, sizeof msg, fmt, ap);
+    if (suffix)
+        snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s", suffix);
+    /* --log-format json: every line on stderr is JSON, errors too (test
+     * cli_output.json_log_carries_errors_and_levels) */
+    if (cli_log_error_json(msg))
+        return;
     /* one line, and no terminal controls, whatever a server, a file or
      * a job's data put in the message */
     shown = skipq_escape_text(msg, 0);
-    fprintf(stderr, "skipq: %s%s\n", shown ? shown : "out of memory", suffix ? suffix : "");
+    fprintf(stderr, "skipq: %s\n", shown ? shown : "out of memory");
     free(shown);
 }
 
@@ -217,8 +225,30 @@ cli_common_opt(struct cli_ctx *ctx, int c, char **argv, const char *usage)
         scrub_arg(optarg);
         return CLI_NEXT;
     case CLI_OPT_QUIET:
-        ctx->quiet = 1;
+        if (ctx->level_set && !ctx->quiet)
+            return cli_usage_error("--quiet and --log-level both set the level: give one");
+        ctx->quiet = ctx->level_set = 1;
         ctx->log_level = SKIPQ_LOG_WARN;
+        return CLI_NEXT;
+    case CLI_OPT_LOG_LEVEL:
+        if ((rc = once(ctx, c, "log-level")) != 0)
+            return rc;
+        if (ctx->quiet)
+            return cli_usage_error("--quiet and --log-level both set the level: give one");
+        ctx->level_set = 1;
+        if (strcmp(optarg, "debug") == 0)
+            ctx->log_level = SKIPQ_LOG_DEBUG;
+        else if (strcmp(optarg, "info") == 0)
+            ctx->log_level = SKIPQ_LOG_INFO;
+        else if (strcmp(optarg, "warn") == 0 || strcmp(optarg, "warning") == 0)
+            ctx->log_level = SKIPQ_LOG_WARN;
+        else if (strcmp(optarg, "error") == 0)
+            ctx->log_level = SKIPQ_LOG_ERROR;
+        else
+            return cli_usage_error(
+                "unknown --log-level \"%.64s\": use debug, info, warn or "
+                "error",
+                optarg);
         return CLI_NEXT;
     case CLI_OPT_LOG_FORMAT:
         if ((rc = once(ctx, c, "log-format")) != 0)

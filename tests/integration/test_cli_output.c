@@ -558,6 +558,67 @@ TEST(recover_running_reports_failed_separately)
 
 /* The "claimed" event has no run time yet: -1 in the C event, so no
  * duration_ms in the JSON log (0 said it ran in no time). */
+/* Every stderr line of a line read as JSON: true when each parses and
+ * at least one has level `level` and a msg containing `needle`. */
+static bool
+json_lines_have(char *err, const char *level, const char *needle)
+{
+    bool found = false;
+    for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "--", 2) == 0) /* valgrind's own notes */
+            continue;
+        json_object *o = json_tokener_parse(line), *l, *m;
+        ASSERT_TRUE(o != NULL);
+        if (json_object_object_get_ex(o, "level", &l) &&
+            json_object_object_get_ex(o, "msg", &m) &&
+            strcmp(json_object_get_string(l), level) == 0 &&
+            strstr(json_object_get_string(m), needle))
+            found = true;
+        json_object_put(o);
+    }
+    return found;
+}
+
+/* --log-format json makes the commands' errors JSON lines too, and
+ * --log-level sets the least level printed (--quiet is warn). */
+TEST(json_log_carries_errors_and_levels)
+{
+    PGconn *pg = tl_db();
+    char *out = NULL, *err = NULL;
+
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "--log-format json jobs show 999999"), 1);
+    ASSERT_TRUE(json_lines_have(err, "error", "999999"));
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "--log-format json queue set q"), 2);
+    ASSERT_TRUE(json_lines_have(err, "error", "needs a setting"));
+    free(out);
+    free(err);
+    tl_exec(pg, "SELECT skipq.enqueue('k') FROM generate_series(1, 2)");
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "worker --once --log-level error --handler k=true"),
+              0);
+    ASSERT_STREQ(err, "");
+    free(out);
+    free(err);
+    tl_exec(pg, "SELECT skipq.enqueue('k')");
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "worker --once --log-level debug --log-format json"
+                           " --handler k=true"),
+              0);
+    ASSERT_TRUE(json_lines_have(err, "debug", "claimed"));
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "stats --log-level loud"), 2);
+    ASSERT_CONTAINS(err, "unknown --log-level \"loud\"");
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "stats --quiet --log-level info"), 2);
+    ASSERT_CONTAINS(err, "--quiet and --log-level");
+    free(out);
+    free(err);
+}
+
 TEST(json_log_claimed_has_no_duration)
 {
     PGconn *pg = tl_db();
