@@ -108,8 +108,9 @@ apply_flags(skipq_config *cfg, const struct flags *f, skipq_error *err, bool *mi
     if (f->priorities &&
         (r = skipq_config_set_priorities(cfg, f->priorities, err)) != SKIPQ_OK) {
         char why[sizeof err->message];
-        snprintf(why, sizeof why, "%s", err->message);
-        snprintf(err->message, sizeof err->message, "--priority: %s", why);
+        memcpy(why, err->message, sizeof why);
+        snprintf(err->message, sizeof err->message, "--priority: %.*s",
+                 (int)(sizeof err->message - sizeof "--priority: "), why);
         *misuse = true;
         return r;
     }
