@@ -17,6 +17,19 @@
 
 static const char *const level_names[] = {"debug", "info", "warning", "error"};
 
+/* The wall clock in UTC to the millisecond: "2026-12-07T10:00:00.123Z". */
+static void
+now_utc(char *out, size_t n)
+{
+    struct timespec ts;
+    struct tm tm;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(out, n, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + strlen(out), n - strlen(out), ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
 /*
  * The library's log hook. Called from worker threads too: each record is
  * built whole and written with one fputs, so lines never interleave.
@@ -26,22 +39,16 @@ log_hook(const skipq_log_event *ev, void *userdata)
 {
     const struct cli_ctx *ctx = userdata;
     const char *level = (unsigned)ev->level < 4 ? level_names[ev->level] : "info";
+    char when[40];
 
     if (ev->level < ctx->log_level)
         return;
+    now_utc(when, sizeof when);
     if (ctx->log_format == CLI_LOG_JSON) {
         json_object *o = json_object_new_object();
-        struct timespec ts;
-        char when[40];
-        struct tm tm;
 
         if (!o)
             return;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(when + strlen(when), sizeof when - strlen(when), ".%03ldZ",
-                 ts.tv_nsec / 1000000);
         json_object_object_add(o, "ts", json_object_new_string(when));
         json_object_object_add(o, "level", json_object_new_string(level));
         json_object_object_add(o, "msg", json_object_new_string(ev->msg ? ev->msg : ""));
@@ -74,16 +81,17 @@ log_hook(const skipq_log_event *ev, void *userdata)
         json_object_put(o);
         return;
     }
-    /* A message carries kinds, queues and handler stderr verbatim: no
-     * terminal controls reach the operator's screen (JSON escapes them). */
+    /* "2026-12-07T10:00:00.123Z warning skipq: <message>": when, how
+     * bad, and whose, even where no journal adds a timestamp. A message
+     * carries kinds, queues and handler stderr verbatim: no terminal
+     * controls reach the operator's screen (JSON escapes them). */
     char *line = NULL;
     char *msg = skipq_escape_text(ev->msg, 0);
     char *payload = ev->payload ? skipq_escape_text(ev->payload, 0) : NULL;
     int n = -1;
     if (msg && (payload || !ev->payload))
-        n = ev->level >= SKIPQ_LOG_WARN ? asprintf(&line, "skipq: %s: %s\n", level, msg)
-            : payload ? asprintf(&line, "skipq: %s payload %s\n", msg, payload)
-                      : asprintf(&line, "skipq: %s\n", msg);
+        n = asprintf(&line, "%s %-7s skipq: %s%s%s\n", when, level, msg,
+                     payload ? " payload " : "", payload ? payload : "");
     if (n >= 0) {
         fputs(line, stderr);
         free(line);
