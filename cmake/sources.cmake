@@ -32,6 +32,7 @@ set(SKIPQ_LIB_SOURCES
   src/jsonscan.c
   src/log.c
   src/migrate.c
+  src/migrate_sql.c
   src/parse.c
   src/statements.c
   src/statements_send.c

@@ -395,6 +395,20 @@ skipq_rc skipq_migrate_roles(skipq_conn *conn, skipq_error *err);
 skipq_rc skipq_migrate_status(skipq_conn *conn, skipq_migrate_fn fn, void *userdata,
                               skipq_error *err);
 /*
+ * The SQL skipq_migrate() runs, as one script for psql or a team's own
+ * migration tool: each migration after after_version (0: all) in its own
+ * transaction, recorded in skipq.schema_migrations, then the functions
+ * and views; with_roles adds sql/roles.sql (skipq_migrate_roles). Needs
+ * no database. *out is malloc'd; the caller frees it.
+ */
+skipq_rc skipq_migrate_sql(int after_version, int with_roles, char **out, skipq_error *err);
+/*
+ * Is the schema exactly this binary's: every migration applied, none
+ * unknown, and the functions and views the ones it creates (a digest
+ * of their texts)? SKIPQ_ERR_SCHEMA naming what differs.
+ */
+skipq_rc skipq_schema_current(skipq_conn *conn, skipq_error *err);
+/*
  * Is the schema usable by this binary? SKIPQ_ERR_SCHEMA with "run skipq
  * migrate" when a known migration is missing, or "this skipq is older
  * than the schema" when the database has one this binary does not know

@@ -112,6 +112,12 @@ extern const skipq__sql_file skipq__migrations[];
 extern const size_t skipq__migration_count;
 extern const skipq__sql_file skipq__sql_files[];
 extern const size_t skipq__sql_file_count;
+/* Does a migration's text mark it compatible with older binaries? */
+bool skipq__migration_compatible(const char *text);
+/* The digest of this binary's schema texts (16 hex digits), and the SQL
+ * that creates skipq.schema_digest() returning it (migrate_sql.c). */
+void skipq__schema_digest(char *out, size_t n);
+void skipq__schema_digest_sql(char *out, size_t n);
 /* sql/roles.sql: applied only by skipq_migrate_roles (migrate --roles). */
 extern const skipq__sql_file skipq__roles_files[];
 extern const size_t skipq__roles_file_count;

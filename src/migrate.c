@@ -102,8 +102,8 @@ known_version(int version)
 }
 
 /* Does the migration text mark itself compatible with older readers? */
-static bool
-migration_compatible(const char *text)
+bool
+skipq__migration_compatible(const char *text)
 {
     return strstr(text, "-- skipq: compatible") != NULL;
 }
@@ -201,7 +201,7 @@ apply_one(PGconn *pg, const skipq__sql_file *m, bool *did, skipq_error *err)
     snprintf(vbuf, sizeof vbuf, "%d", m->version);
     params[0] = vbuf;
     params[1] = m->name;
-    params[2] = migration_compatible(m->text) ? "t" : "f";
+    params[2] = skipq__migration_compatible(m->text) ? "t" : "f";
     skipq__stmt_run(pg, false, SKIPQ__STMT_MIGRATION_RECORD, NULL, 3, params, &res);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         rc = skipq__db_fail(err, pg, res, "could not record migration %s", m->name);
@@ -244,6 +244,12 @@ apply_files(PGconn *pg, const skipq__sql_file *files, size_t n, skipq_error *err
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
             rc = skipq__db_fail(err, pg, res, "could not create the worker's functions");
         PQclear(res);
+    }
+    /* last: it says the functions above are this binary's (migrate --check) */
+    if (rc == SKIPQ_OK && files == skipq__sql_files) {
+        char sql[512];
+        skipq__schema_digest_sql(sql, sizeof sql);
+        rc = skipq__exec(pg, sql, err);
     }
     if (rc == SKIPQ_OK)
         return commit(pg, err);
@@ -362,5 +368,29 @@ skipq_schema_check(skipq_conn *conn, skipq_error *err)
     }
 out:
     free(rows);
+    return rc;
+}
+
+skipq_rc
+skipq_schema_current(skipq_conn *conn, skipq_error *err)
+{
+    PGresult *res = NULL;
+    char want[20];
+    skipq_rc rc = skipq_schema_check(conn, err);
+
+    if (rc != SKIPQ_OK)
+        return rc;
+    skipq__schema_digest(want, sizeof want);
+    skipq__stmt_run(conn->pg, false, SKIPQ__STMT_SCHEMA_DIGEST, NULL, 0, NULL, &res);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = skipq__db_fail(err, conn->pg, res, "could not read skipq.schema_digest()");
+    else if (PQntuples(res) == 0 || !strstr(PQgetvalue(res, 0, 0), want))
+        rc = skipq__fail(err, SKIPQ_ERR_SCHEMA,
+                         "the schema's functions are not this skipq's (%s): %s; run "
+                         "skipq migrate, or apply skipq migrate --print-sql",
+                         SKIPQ_VERSION,
+                         PQntuples(res) == 0 ? "they carry no digest"
+                                             : "they were created by another version");
+    PQclear(res);
     return rc;
 }

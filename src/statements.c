@@ -839,6 +839,14 @@ const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
     [SKIPQ__STMT_WORKER_FUNCTIONS] =
         {"worker_functions", NULL, skipq__worker_functions_sql,
          T("worker_role.worker_role_cannot_complete_another_workers_job")},
+    /* from the catalog: readable by any role, whatever EXECUTE grants */
+    [SKIPQ__STMT_SCHEMA_DIGEST] =
+        {"schema_digest", NULL,
+         "SELECT p.prosrc FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n"
+         " ON n.oid OPERATOR(pg_catalog.=) p.pronamespace"
+         " WHERE n.nspname OPERATOR(pg_catalog.=) 'skipq'"
+         " AND p.proname OPERATOR(pg_catalog.=) 'schema_digest'",
+         T("cli.migrate_print_sql_applied_by_psql_is_current")},
 
     [SKIPQ__STMT_SUPERVISE_RESCUE] =
         {"supervise_rescue", NULL, SUPERVISE_RESCUE_SQL,

@@ -104,6 +104,7 @@ typedef enum skipq__stmt_id {
     SKIPQ__STMT_MIGRATIONS_READ,
     SKIPQ__STMT_MIGRATION_RECORD,
     SKIPQ__STMT_WORKER_FUNCTIONS,
+    SKIPQ__STMT_SCHEMA_DIGEST,
     /* the supervisor (supervise.c) */
     SKIPQ__STMT_SUPERVISE_RESCUE,
     SKIPQ__STMT_SUPERVISE_FORGET,

@@ -161,6 +161,64 @@ TEST(migrate_twice)
     ASSERT_TRUE(enqueue_id("a '{}'") > 0);
 }
 
+/* A team's own migration tool applies what --print-sql prints: psql
+ * gives the schema skipq migrate makes, which --check accepts and migrate
+ * finds current; functions from another version fail --check. */
+TEST(migrate_print_sql_applied_by_psql_is_current)
+{
+    PGconn *pg = tl_empty_db();
+    const char *sql = tl_tmpfile(".sql");
+    char *out = NULL, *err = NULL, *url = tl_shq(tl_url());
+
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "migrate --print-sql --roles"), 0);
+    ASSERT_CONTAINS(out, "-- migration 0001_init");
+    ASSERT_CONTAINS(out, "CREATE OR REPLACE FUNCTION skipq.schema_digest()");
+    ASSERT_CONTAINS(out, "-- roles (skipq migrate --roles)");
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "migrate --print-sql"), 0);
+    tl_write_file(sql, out);
+    free(out);
+    /* nothing is applied before psql runs it: --check says what is missing */
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "migrate --check"), 1);
+    ASSERT_CONTAINS(err, "run skipq migrate");
+    free(err);
+    ASSERT_EQ(tl_run(NULL, NULL, &err, "psql -X -q -v ON_ERROR_STOP=1 -d %s -f %s", url,
+                     sql),
+              0);
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "migrate --check"), 0);
+    ASSERT_CONTAINS(out, "schema is current");
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "migrate"), 0);
+    ASSERT_STREQ(out, "schema is up to date\n");
+    free(out);
+    free(err);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.schema_migrations"),
+              tl_int(pg, "SELECT max(version) FROM skipq.schema_migrations"));
+    ASSERT_TRUE(enqueue_id("a '{}'") > 0);
+
+    /* --from: only the functions when every migration is in */
+    ASSERT_EQ(tl_skipq_run(NULL, &out, NULL, "migrate --print-sql --from 9999"), 0);
+    ASSERT_TRUE(strstr(out, "-- migration ") == NULL);
+    ASSERT_CONTAINS(out, "-- functions and views");
+    free(out);
+
+    /* functions another version created are not current */
+    tl_exec(pg, "CREATE OR REPLACE FUNCTION skipq.schema_digest() RETURNS text"
+                " LANGUAGE sql AS $$SELECT 'other'::text$$");
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err, "migrate --check"), 1);
+    ASSERT_CONTAINS(err, "the schema's functions are not this skipq's");
+    free(err);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "migrate"), 0);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "migrate --check"), 0);
+
+    expect_usage(pg, "--from goes with --print-sql", "migrate --from 3");
+    expect_usage(pg, "each go alone", "migrate --check --status");
+    free(url);
+}
+
 TEST(migrate_concurrent)
 {
     PGconn *pg = tl_empty_db();
