@@ -259,7 +259,7 @@ skipq_rc skipq_config_set_heartbeat_interval(skipq_config *cfg, int64_t ms,
                                              skipq_error *err);
 skipq_rc skipq_config_set_lease_timeout(skipq_config *cfg, int64_t ms, skipq_error *err);
 skipq_rc skipq_config_set_shutdown_timeout(skipq_config *cfg, int64_t ms, skipq_error *err);
-/* 0 disables retention pruning. */
+/* Default 7 days; 0 disables retention pruning. */
 skipq_rc skipq_config_set_retention(skipq_config *cfg, int64_t ms, skipq_error *err);
 /* The worker vacuums skipq.jobs itself, at most once per this interval,
  * when dead row versions pile up and its role may (default 10 s; 0

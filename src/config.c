@@ -88,7 +88,10 @@ skipq_config_new(void)
     cfg->heartbeat_interval_ms = 5000;
     cfg->lease_timeout_ms = 30000;
     cfg->shutdown_timeout_ms = 30000;
-    cfg->retention_ms = 0;
+    /* A week of finished jobs to look back on (an incident found on
+     * Monday), and a table bounded by a week of traffic rather than
+     * growing for ever; failed jobs are kept whatever the age. */
+    cfg->retention_ms = 7LL * 24 * 3600 * 1000;
     cfg->vacuum_interval_ms = 10000;
     cfg->max_attempts = 5;
     cfg->backoff = SKIPQ_BACKOFF_EXPONENTIAL;

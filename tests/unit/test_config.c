@@ -117,7 +117,7 @@ TEST(defaults)
     ASSERT_EQ(skipq_config_heartbeat_interval(cfg), 5000);
     ASSERT_EQ(skipq_config_lease_timeout(cfg), 30000);
     ASSERT_EQ(skipq_config_shutdown_timeout(cfg), 30000);
-    ASSERT_EQ(skipq_config_retention(cfg), 0);
+    ASSERT_EQ(skipq_config_retention(cfg), 7LL * 24 * 3600 * 1000);
     ASSERT_EQ(skipq_config_vacuum_interval(cfg), 10000);
     ASSERT_EQ(skipq_config_max_attempts(cfg), 5);
     ASSERT_EQ(cfg->backoff, SKIPQ_BACKOFF_EXPONENTIAL);
@@ -386,7 +386,7 @@ TEST(example_file_loads)
     ASSERT_EQ(skipq_config_heartbeat_interval(cfg), 5000);
     ASSERT_EQ(skipq_config_lease_timeout(cfg), 30000);
     ASSERT_EQ(skipq_config_shutdown_timeout(cfg), 30000);
-    ASSERT_EQ(skipq_config_retention(cfg), 0);
+    ASSERT_EQ(skipq_config_retention(cfg), 7LL * 24 * 3600 * 1000);
     ASSERT_EQ(skipq_config_vacuum_interval(cfg), 10000);
     ASSERT_EQ(skipq_config_max_attempts(cfg), 5);
     ASSERT_EQ(cfg->backoff, SKIPQ_BACKOFF_EXPONENTIAL);
