@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- connection strings, shown without their secrets -------------------- */
 
@@ -541,4 +542,17 @@ PGconn *
 skipq_conn_pg(skipq_conn *conn)
 {
     return conn ? conn->pg : NULL;
+}
+
+void
+skipq__hostname(char *out, size_t n)
+{
+    const char *env = getenv("SKIPQ_HOSTNAME");
+
+    out[0] = '\0';
+    if (env && *env)
+        snprintf(out, n, "%s", env);
+    else if (gethostname(out, n - 1) != 0)
+        snprintf(out, n, "unknown");
+    out[n - 1] = '\0';
 }

@@ -99,6 +99,10 @@ bool skipq__types_init(PGconn *pg);
 skipq_rc skipq__exec(PGconn *pg, const char *sql, skipq_error *err) SKIPQ__WUR;
 /* Connect with libpq; on failure the message names the masked URL. */
 skipq_rc skipq__connect(const char *url, PGconn **out, skipq_error *err) SKIPQ__WUR;
+/* The host name a worker registers under: $SKIPQ_HOSTNAME when set (a
+ * container's own name, or tests that stand in for many hosts), else
+ * gethostname(). */
+void skipq__hostname(char *out, size_t n);
 
 /* ---- embedded SQL (generated: sql_embed.c) ------------------------ */
 

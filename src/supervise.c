@@ -57,7 +57,7 @@ record_lost(const skipq_config *cfg, const char *url, pid_t pid, int sig)
                    err.message);
         return;
     }
-    gethostname(host, sizeof host - 1);
+    skipq__hostname(host, sizeof host);
     snprintf(pidbuf, sizeof pidbuf, "%d", (int)pid);
     snprintf(reason, sizeof reason, "worker lost (%s)", skipq__signame(sig));
     snprintf(maxa, sizeof maxa, "%d", skipq_config_max_attempts(cfg));

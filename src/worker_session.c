@@ -60,7 +60,7 @@ register_worker(skipq_worker *w, skipq_error *err)
     PGresult *res = NULL;
     skipq_rc rc;
 
-    gethostname(host, sizeof host - 1);
+    skipq__hostname(host, sizeof host);
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     snprintf(conc, sizeof conc, "%d", w->cfg->concurrency);
     band_text(w, bands, sizeof bands);

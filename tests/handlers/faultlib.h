@@ -232,6 +232,35 @@ fl_worker_id(PGconn *pg, pid_t pid)
     return tl_int(pg, "SELECT id FROM skipq.workers WHERE pid = %d", (int)pid);
 }
 
+/* For wait_until: at least `want` jobs succeeded. */
+struct fl_progress {
+    PGconn *pg;
+    int64_t want;
+};
+
+static bool
+fl_done_at_least(void *arg)
+{
+    struct fl_progress *p = arg;
+    return tl_int(p->pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'") >=
+           p->want;
+}
+
+/* Jobs run more than once whose extra attempts are not all "worker N
+ * lost" by one of the killed workers (ids "1,2,3"): 0 when every re-run
+ * is explained by a kill. */
+static int64_t
+fl_lost_not_by(PGconn *pg, const char *killed_ids)
+{
+    return tl_int(pg,
+                  "SELECT count(*) FROM skipq.jobs j WHERE j.attempts > 1 AND"
+                  " (jsonb_array_length(j.errors) <> j.attempts - 1 OR EXISTS ("
+                  "  SELECT 1 FROM jsonb_array_elements(j.errors) e"
+                  "  WHERE NOT ((e->>'worker')::bigint = ANY ('{%s}'::bigint[])"
+                  "   AND e->>'error' = 'worker ' || (e->>'worker') || ' lost')))",
+                  killed_ids);
+}
+
 /* Still running? (Does not reap it: tl_wait_pid still gets its status.) */
 static bool
 fl_alive(pid_t pid)

@@ -13,8 +13,9 @@
  *                       and waits forever (to be killed); else answers
  *
  * The result is {"pid": P, "attempt": A, "payload": ...}. It appends its
- * pid to $PERSIST_STARTS when it starts and "<job id> <pid>" to
- * $PERSIST_RUNS per answered job, and its pid to $PERSIST_EXITS when its
+ * pid to $PERSIST_STARTS when it starts, "<job id> <pid>" to
+ * $PERSIST_RUNS and "<job id> <attempt> <pid>" to $PERSIST_CLAIMS per job
+ * it is given (before it answers), and its pid to $PERSIST_EXITS when its
  * stdin ends. No JSON library: the worker writes the
  * request in one fixed shape.
  */
@@ -43,6 +44,24 @@ append(const char *env, long long a, long long b)
               : snprintf(line, sizeof line, "%lld\n", a);
     if (write(fd, line, (size_t)n) < 0)
         perror("persist: append");
+    close(fd);
+}
+
+/* "<job id> <attempt> <pid>" to $PERSIST_CLAIMS, if it is set: one
+ * write(2) of one short line, so lines of many processes never mix. */
+static void
+append_claim(long long id, long long attempt)
+{
+    const char *path = getenv("PERSIST_CLAIMS");
+    char line[80];
+    if (!path)
+        return;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    if (fd < 0)
+        return;
+    int n = snprintf(line, sizeof line, "%lld %lld %d\n", id, attempt, (int)getpid());
+    if (write(fd, line, (size_t)n) < 0)
+        perror("persist: append_claim");
     close(fd);
 }
 
@@ -95,6 +114,7 @@ answer(char *line)
     }
     payload += strlen(",\"payload\":");
     line[len - 1] = '\0'; /* the request's closing brace */
+    append_claim(id, attempt);
     long long ms = number_after(payload, "\"sleep_ms\": ");
     if (ms > 0) {
         struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};

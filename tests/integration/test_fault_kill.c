@@ -19,19 +19,6 @@
 
 #define NWORKERS 4
 
-struct progress {
-    PGconn *pg;
-    int64_t want;
-};
-
-static bool
-done_at_least(void *arg)
-{
-    struct progress *p = arg;
-    return tl_int(p->pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'") >=
-           p->want;
-}
-
 TEST(kill_workers)
 {
     const int n = fl_long() ? 20000 : fl_sanitized() ? 600 : 1500;
@@ -66,8 +53,8 @@ TEST(kill_workers)
     int64_t t0 = tl_now_ms();
     for (int k = 0; k < kills; k++) {
         /* at spread-out points of progress, plus a random moment */
-        struct progress p = {pg, (int64_t)n * (k + 1) / (kills + 2)};
-        if (!wait_until(120000, done_at_least, &p))
+        struct fl_progress p = {pg, (int64_t)n * (k + 1) / (kills + 2)};
+        if (!wait_until(120000, fl_done_at_least, &p))
             HARNESS_FAIL("no progress to %" PRId64 " jobs", p.want);
         usleep((useconds_t)(rand() % 300) * 1000);
         int victim = rand() % NWORKERS;
@@ -118,14 +105,7 @@ TEST(kill_workers)
                          " WHERE r.attempt > j.attempts OR NOT r.ok"),
               0);
     /* every extra attempt is a "worker N lost" by a killed worker */
-    ASSERT_EQ(tl_int(pg,
-                     "SELECT count(*) FROM skipq.jobs j WHERE j.attempts > 1 AND"
-                     " (jsonb_array_length(j.errors) <> j.attempts - 1 OR EXISTS ("
-                     "  SELECT 1 FROM jsonb_array_elements(j.errors) e"
-                     "  WHERE NOT ((e->>'worker')::bigint = ANY ('{%s}'::bigint[])"
-                     "   AND e->>'error' = 'worker ' || (e->>'worker') || ' lost')))",
-                     killed_ids),
-              0);
+    ASSERT_EQ(fl_lost_not_by(pg, killed_ids), 0);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs j WHERE j.attempts = 1"
                          " AND j.errors <> '[]'"),
               0);
