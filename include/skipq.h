@@ -304,6 +304,17 @@ skipq_rc skipq_config_set_handler_stack_size(skipq_config *cfg, size_t bytes,
 
 /* Getters. Strings are borrowed from cfg. */
 const char *skipq_config_database(const skipq_config *cfg); /* may be NULL */
+/* worker.listen_database: behind a transaction pooler, the direct
+ * connection that carries LISTEN, the liveness lock and the idle locks
+ * while claims and completions go through the pooler. NULL: none. */
+skipq_rc skipq_config_set_listen_database(skipq_config *cfg, const char *url,
+                                          skipq_error *err);
+const char *skipq_config_listen_database(const skipq_config *cfg);
+/* worker.listen (default 1): 0 polls only, holding no session state at
+ * all, for a worker with no direct connection behind a pooler; its
+ * liveness is then judged by its heartbeat and lease alone. */
+skipq_rc skipq_config_set_listen(skipq_config *cfg, int on, skipq_error *err);
+int skipq_config_listen(const skipq_config *cfg);
 int skipq_config_concurrency(const skipq_config *cfg);
 int skipq_config_prefetch(const skipq_config *cfg); /* or SKIPQ_PREFETCH_AUTO */
 int64_t skipq_config_poll_interval(const skipq_config *cfg);

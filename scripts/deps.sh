@@ -4,7 +4,7 @@
 # Runs apt-get only when something is missing (as root, or through sudo).
 set -euo pipefail
 want=(build-essential cmake pkg-config libpq-dev libpqtypes-dev libjson-c-dev
-      libyaml-dev libmicrohttpd-dev postgresql postgresql-client faketime "$@")
+      libyaml-dev libmicrohttpd-dev postgresql pgbouncer postgresql-client faketime "$@")
 missing=()
 for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -83,6 +83,7 @@ skipq_config_new(void)
     if (!cfg)
         return NULL;
     cfg->concurrency = 8;
+    cfg->listen = true;
     cfg->prefetch = SKIPQ_PREFETCH_AUTO;
     cfg->poll_interval_ms = 1000;
     cfg->heartbeat_interval_ms = 5000;
@@ -116,6 +117,7 @@ skipq_config_free(skipq_config *cfg)
     if (!cfg)
         return;
     free(cfg->database);
+    free(cfg->listen_database);
     skipq__queues_free(cfg->queues, cfg->nqueues);
     free(cfg->priorities);
     free(cfg->bands);
@@ -140,6 +142,7 @@ skipq__config_dup(const skipq_config *cfg)
      * and cleared before copying so a failure frees only what we own */
     *c = *cfg;
     c->database = NULL;
+    c->listen_database = NULL;
     c->queues = NULL;
     c->nqueues = 0;
     c->priorities = NULL;
@@ -151,6 +154,8 @@ skipq__config_dup(const skipq_config *cfg)
     c->nschedules = 0;
 
     if (cfg->database && !(c->database = strdup(cfg->database)))
+        goto fail;
+    if (cfg->listen_database && !(c->listen_database = strdup(cfg->listen_database)))
         goto fail;
     if (cfg->nqueues) {
         if (!(c->queues = calloc(cfg->nqueues, sizeof *c->queues)))
@@ -215,6 +220,18 @@ const char *
 skipq_config_database(const skipq_config *cfg)
 {
     return cfg ? cfg->database : NULL;
+}
+
+const char *
+skipq_config_listen_database(const skipq_config *cfg)
+{
+    return cfg ? cfg->listen_database : NULL;
+}
+
+int
+skipq_config_listen(const skipq_config *cfg)
+{
+    return cfg ? cfg->listen : 1;
 }
 
 int

@@ -394,7 +394,40 @@ key_handler_stack_size(struct loader *ld, const char *path, yaml_node_t *v)
     return SKIPQ_OK;
 }
 
+static skipq_rc
+key_listen_database(struct loader *ld, const char *path, yaml_node_t *v)
+{
+    skipq_error e;
+    const char *s = NULL;
+    skipq_rc rc;
+
+    if (!is_null(v) && (rc = skipq__yaml_scalar(ld, v, path, "a string", &s)) != SKIPQ_OK)
+        return rc;
+    if ((rc = skipq_config_set_listen_database(ld->cfg, s, &e)) != SKIPQ_OK)
+        return skipq__yaml_wrap(ld, v, rc, &e);
+    return SKIPQ_OK;
+}
+
+static skipq_rc
+key_listen(struct loader *ld, const char *path, yaml_node_t *v)
+{
+    const char *s = NULL;
+    char buf[48];
+    skipq_rc rc;
+
+    if ((rc = skipq__yaml_scalar(ld, v, path, "true or false", &s)) != SKIPQ_OK)
+        return rc;
+    if (strcmp(s, "true") != 0 && strcmp(s, "false") != 0)
+        return skipq__yaml_fail_at(ld, v, SKIPQ_ERR_CONFIG,
+                                   "%s must be true or false, not %s", path,
+                                   skipq__yaml_describe(v, buf, sizeof buf));
+    ld->cfg->listen = strcmp(s, "true") == 0;
+    return SKIPQ_OK;
+}
+
 static const struct key_rule worker_rules[] = {
+    {"listen", key_listen},
+    {"listen_database", key_listen_database},
     {"queues", key_queues},
     {"priorities", key_priorities},
     {"concurrency", key_concurrency},

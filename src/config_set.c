@@ -67,6 +67,29 @@ skipq_config_set_database(skipq_config *cfg, const char *url, skipq_error *err)
 }
 
 skipq_rc
+skipq_config_set_listen_database(skipq_config *cfg, const char *url, skipq_error *err)
+{
+    char *copy = NULL;
+
+    if (!cfg)
+        return skipq__no_config(err);
+    if (url && *url && !(copy = strdup(url)))
+        return nomem(err);
+    free(cfg->listen_database);
+    cfg->listen_database = copy;
+    return SKIPQ_OK;
+}
+
+skipq_rc
+skipq_config_set_listen(skipq_config *cfg, int on, skipq_error *err)
+{
+    if (!cfg)
+        return skipq__no_config(err);
+    cfg->listen = on != 0;
+    return SKIPQ_OK;
+}
+
+skipq_rc
 skipq_config_set_queue(skipq_config *cfg, const char *queue, skipq_error *err)
 {
     skipq_rc rc;

@@ -386,6 +386,43 @@ take_producer_lock(skipq_conn *conn)
     PQclear(res);
 }
 
+/*
+ * A transaction pooler (PgBouncer in transaction or statement mode) runs
+ * each transaction on whichever server session is free: a name this
+ * connection prepared is missing there (26000), or another client's is
+ * there already (42P05). Nothing ran, so the connection goes on unnamed,
+ * without the producers' session lock (it would stay on a server session
+ * others use), and the call is made again (test
+ * pooler.producers_through_pgbouncer_lose_nothing). True when it switched.
+ */
+static bool
+pooler_fallback(skipq_conn *conn, const skipq_error *err)
+{
+    if (conn->unnamed ||
+        (strcmp(err->sqlstate, "26000") != 0 && strcmp(err->sqlstate, "42P05") != 0))
+        return false;
+    skipq__log(SKIPQ_LOG_WARN,
+               "enqueue: this connection goes through a transaction pooler (%s): its "
+               "statements go unnamed from now on (SKIPQ_UNNAMED_STATEMENTS=1 says so "
+               "from the start)",
+               err->message);
+    conn->unnamed = true;
+    conn->enqueue_prepared = false;
+    conn->producer_lock = -1;
+    return true;
+}
+
+/* Outside a transaction: the insert, and its NOTIFY where a worker waits. */
+static skipq_rc
+enqueue_alone(skipq_conn *conn, const skipq__enq_params *p, int64_t *id_out,
+              skipq_error *err)
+{
+    if (conn->producer_lock == 0 && !conn->unnamed)
+        take_producer_lock(conn);
+    return conn->pipelined_left > 0 ? enqueue_then_notify(conn, p, id_out, err)
+                                    : enqueue_in_one(conn, p, id_out, err);
+}
+
 skipq_rc
 skipq_enqueue_unique(skipq_conn *conn, const char *kind, const char *payload_json,
                      const skipq_enqueue_opts *opts, int64_t *id_out, int *inserted_out,
@@ -415,13 +452,14 @@ skipq_enqueue_unique(skipq_conn *conn, const char *kind, const char *payload_jso
     if (inserted_out)
         *inserted_out = 1;
     if (!conn->unnamed && !conn->enqueue_prepared &&
-        (rc = prepare_enqueue(conn, err)) != SKIPQ_OK)
+        (rc = prepare_enqueue(conn, err)) != SKIPQ_OK && !pooler_fallback(conn, err))
         return rc;
     if (PQtransactionStatus(conn->pg) == PQTRANS_IDLE) {
-        if (conn->producer_lock == 0)
-            take_producer_lock(conn);
-        return conn->pipelined_left > 0 ? enqueue_then_notify(conn, &p, id_out, err)
-                                        : enqueue_in_one(conn, &p, id_out, err);
+        rc = enqueue_alone(conn, &p, id_out, err);
+        if (rc != SKIPQ_OK && PQtransactionStatus(conn->pg) == PQTRANS_IDLE &&
+            pooler_fallback(conn, err))
+            rc = enqueue_alone(conn, &p, id_out, err);
+        return rc;
     }
     /* inside the caller's transaction: the trigger notifies at its commit */
     run_enqueue(conn->pg, conn->unnamed, &p, SKIPQ__STMT_ENQUEUE, SKIPQ__STMT_ENQUEUE_PLAIN,

@@ -151,6 +151,9 @@ typedef struct skipq__schedule_cfg {
 
 struct skipq_config {
     char *database;
+    char *listen_database; /* a direct connection for LISTEN and the locks;
+                              NULL: the job connection (worker.listen_database) */
+    bool listen;           /* false: poll only (worker.listen), for poolers */
     char **queues;
     size_t nqueues;
     char *priorities; /* as given, e.g. "high,normal,low" */

@@ -318,6 +318,10 @@ const char skipq__cycle_sql[] = SKIPQ_CYCLE_SETTINGS;
 #define SKIPQ_CYCLE_QUICK_SETTINGS                                                      \
     SKIPQ_CYCLE_SETTINGS ", pg_catalog.set_config('synchronous_commit', 'off', true)"
 const char skipq__cycle_quick_sql[] = SKIPQ_CYCLE_QUICK_SETTINGS;
+/* Behind a transaction pooler the session's lock_timeout is not there:
+ * the cycle's transaction sets its own, $1. */
+#define SKIPQ_CYCLE_POOLED_LOCK ", pg_catalog.set_config('lock_timeout', $1, true)"
+
 
 /* ---- the calls the worker makes ----------------------------------------- */
 
@@ -574,6 +578,12 @@ const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
     [SKIPQ__STMT_CYCLE_QUICK] = {"cycle_quick", "skipq_cycle_quick",
                                  SKIPQ_CYCLE_QUICK_SETTINGS,
                                  T("worker.plans_made_on_an_empty_queue_go_by_index")},
+    [SKIPQ__STMT_CYCLE_POOLED] = {"cycle_pooled", NULL,
+                                  SKIPQ_CYCLE_SETTINGS SKIPQ_CYCLE_POOLED_LOCK,
+                                  T("pooler.two_pooled_workers_drain_through_pgbouncer")},
+    [SKIPQ__STMT_CYCLE_QUICK_POOLED] =
+        {"cycle_quick_pooled", NULL, SKIPQ_CYCLE_QUICK_SETTINGS SKIPQ_CYCLE_POOLED_LOCK,
+         T("pooler.two_pooled_workers_drain_through_pgbouncer")},
     [SKIPQ__STMT_CLAIM] = {"claim_call", "skipq_claim",
                            "SELECT * FROM skipq.claim($1::text, $2::int2, $3::int2,"
                            " $4::text[], $5::int4, $6::int8, $7::text::uuid)",

@@ -104,6 +104,8 @@ typedef enum skipq__stmt_id {
     SKIPQ__STMT_MIGRATIONS_READ,
     SKIPQ__STMT_MIGRATION_RECORD,
     SKIPQ__STMT_WORKER_FUNCTIONS,
+    SKIPQ__STMT_CYCLE_POOLED,
+    SKIPQ__STMT_CYCLE_QUICK_POOLED,
     SKIPQ__STMT_SCHEMA_DIGEST,
     /* the supervisor (supervise.c) */
     SKIPQ__STMT_SUPERVISE_RESCUE,
@@ -136,24 +138,37 @@ skipq_rc skipq__stmts_prepare(PGconn *pg, const skipq__stmt_id *ids, size_t n,
 /*
  * Send statement id on pg: the one way the library sends its statements.
  * Parameters are prm (libpqtypes), or else the n text values v. A
- * statement with a prepared name goes by that name, unless `unnamed`:
- * then by its text, unnamed, as the others always go (a transaction
- * pooler may run each statement on another server session, where a
- * prepared name means nothing). A statement without parameters that is
- * never prepared goes by the simple protocol (it may hold several
- * commands).
+ * statement with a prepared name goes by that name, unless `send` is
+ * not SKIPQ__SEND_NAMED: then by its text, unnamed, as the others always
+ * go (a transaction pooler may run each statement on another server
+ * session, where a prepared name means nothing). A statement without
+ * parameters that is never prepared goes by the simple protocol (it may
+ * hold several commands).
+ *
+ * send >= SKIPQ__SEND_POOLED_MIN: unnamed, behind a transaction pooler,
+ * where no session setting lasts: a statement run here (out not NULL)
+ * with parameters first sets lock_timeout to `send` milliseconds in its
+ * own transaction (a pipeline: still one round trip), so no wait for a
+ * lock another role holds is unbounded there either; a caller's own
+ * pipeline (out NULL) starts with a statement that does (the worker's
+ * cycle: SKIPQ__STMT_CYCLE_POOLED).
  *
  * out NULL: sent into the connection's pipeline; true when it was.
  * Otherwise run: *out gets its result (NULL when libpqtypes failed the
  * statement: PQgetErrorField then reads its error) and true means
  * PGRES_TUPLES_OK or PGRES_COMMAND_OK. The caller clears *out.
  */
-bool skipq__stmt_run(PGconn *pg, bool unnamed, skipq__stmt_id id, PGparam *prm, int n,
+enum {
+    SKIPQ__SEND_NAMED = 0,
+    SKIPQ__SEND_UNNAMED = 1,
+    SKIPQ__SEND_POOLED_MIN = 2, /* and up: pooled, with that lock_timeout in ms */
+};
+bool skipq__stmt_run(PGconn *pg, int send, skipq__stmt_id id, PGparam *prm, int n,
                      const char *const *v, PGresult **out);
 
 /* skipq__stmt_run with text values, and its failure as a message. out
  * NULL: the result is cleared. */
-skipq_rc skipq__stmt_exec(PGconn *pg, bool unnamed, skipq__stmt_id id, int n,
+skipq_rc skipq__stmt_exec(PGconn *pg, int send, skipq__stmt_id id, int n,
                           const char *const *v, PGresult **out,
                           skipq_error *err) SKIPQ__WUR;
 

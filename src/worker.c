@@ -133,9 +133,12 @@ skipq_worker_new(const skipq_config *cfg, skipq_worker **out, skipq_error *err)
     }
     w->jobs.rand_state = (unsigned)time(NULL) ^ (unsigned)getpid();
     /* Statements unnamed, none prepared by name: what a transaction
-     * pooler needs (test drain_with_unnamed_statements). */
+     * pooler needs (test drain_with_unnamed_statements); pooled, each
+     * transaction with its own lock_timeout too (run_start). */
     const char *unnamed = getenv("SKIPQ_UNNAMED_STATEMENTS");
-    w->sess.unnamed = unnamed && strcmp(unnamed, "1") == 0;
+    w->sess.send = unnamed && strcmp(unnamed, "1") == 0 ? SKIPQ__SEND_UNNAMED
+                                                        : SKIPQ__SEND_NAMED;
+    w->sess.pooled = w->cfg->listen_database || !w->cfg->listen;
     *out = w;
     return SKIPQ_OK;
 nomem:
@@ -167,6 +170,8 @@ skipq_worker_free(skipq_worker *w)
     free(w->database);
     if (w->sess.pg)
         PQfinish(w->sess.pg);
+    if (w->sess.lpg)
+        PQfinish(w->sess.lpg);
     if (w->wake_fd >= 0)
         close(w->wake_fd);
     skipq_config_free(w->cfg);
@@ -313,6 +318,8 @@ run_start(skipq_worker *w, skipq_error *err)
         w->sess.lock_wait_ms = 5000;
     if (w->sess.lock_wait_ms < 50)
         w->sess.lock_wait_ms = 50;
+    if (w->sess.pooled)
+        w->sess.send = (int)w->sess.lock_wait_ms; /* >= SKIPQ__SEND_POOLED_MIN */
     if ((rc = skipq__session_connect(w, err)) != SKIPQ_OK)
         return rc;
     if ((rc = skipq__schedule_sync(w, w->sess.pg, err)) != SKIPQ_OK) {
@@ -595,6 +602,11 @@ note_stop(skipq_worker *w, int64_t now, run_end *e)
         }
         return;
     }
+    if (w->fatal && !stop) {
+        stop = true;
+        skipq__log(SKIPQ_LOG_ERROR, "worker %lld: %s", (long long)w->sess.id,
+                   w->fatal_err.message);
+    }
     if (!stop && !atomic_load(&w->retire_requested))
         return;
     e->stopping = true;
@@ -686,14 +698,20 @@ sleep_turn(skipq_worker *w, int64_t now, bool stopping, int slots)
         until = skipq__min64(until, skipq__progress_due_ms(w));
     now = skipq__now_ms();
     int timeout = until <= now ? 0 : (int)skipq__min64(until - now, 60000);
-    struct pollfd p[2] = {{w->wake_fd, POLLIN, 0}, {-1, POLLIN, 0}};
+    /* behind a pooler, NOTIFYs come on the direct connection (lpg) */
+    PGconn *lpg = w->sess.lpg;
+    struct pollfd p[3] = {{w->wake_fd, POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
     if (pg)
         p[1].fd = PQsocket(pg);
-    if (poll(p, pg ? 2 : 1, timeout) > 0) {
+    if (pg && lpg)
+        p[2].fd = PQsocket(lpg);
+    if (poll(p, pg ? 3 : 1, timeout) > 0) {
         if (p[0].revents)
             drain_wake_fd(w);
         if (pg && p[1].revents && PQconsumeInput(pg) != 1)
             skipq__session_drop(w, PQerrorMessage(pg));
+        else if (pg && lpg && p[2].revents && PQconsumeInput(lpg) != 1)
+            skipq__session_drop(w, PQerrorMessage(lpg));
     }
 }
 
@@ -740,6 +758,15 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
     if (w->sess.pg) {
         PQfinish(w->sess.pg);
         w->sess.pg = NULL;
+    }
+    if (w->sess.lpg) {
+        PQfinish(w->sess.lpg);
+        w->sess.lpg = NULL;
+    }
+    if (w->fatal) {
+        if (err)
+            *err = w->fatal_err;
+        return w->fatal_err.code;
     }
     if (end.lost > 0)
         return skipq__fail(err, SKIPQ_ERR_DB,

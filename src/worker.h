@@ -23,9 +23,16 @@ typedef struct worker_session {
     PGconn *pg;      /* NULL while disconnected */
     int64_t id;      /* skipq.workers.id, 0 before registering */
     char secret[40]; /* the worker's secret (skipq.worker_register) */
-    /* Send every statement unnamed, none prepared by name: set from
-     * SKIPQ_UNNAMED_STATEMENTS=1 at skipq_worker_new (transaction poolers). */
-    bool unnamed;
+    /* How statements go (SKIPQ__SEND_*, statements.h): by name; unnamed
+     * (SKIPQ_UNNAMED_STATEMENTS=1); or, pooled, unnamed with their own
+     * lock_timeout (lock_wait_ms) in each transaction. */
+    int send;
+    /* Behind a transaction pooler (worker.listen_database, or
+     * worker.listen: false): pg holds no session state; LISTEN, the
+     * liveness lock and the idle locks go on lpg, the direct connection
+     * to listen_database, or nowhere (listen: false, poll only). */
+    bool pooled;
+    PGconn *lpg;
     int64_t lock_wait_ms; /* lock_timeout of the job connection */
     int64_t reconnect_at_ms;
     int64_t reconnect_delay_ms;
@@ -131,7 +138,12 @@ struct skipq_worker {
     int wake_fd;
     atomic_int stop_requested;
     atomic_int retire_requested; /* skipq_worker_retire: stop without a deadline */
-    _Atomic int64_t started_id;  /* sess.id once run_start is done (any thread) */
+    /* An error the worker cannot work past (a pooler it was not told
+     * of): it stops as if asked to, and skipq_worker_run returns it.
+     * Main thread only. */
+    bool fatal;
+    skipq_error fatal_err;
+    _Atomic int64_t started_id; /* sess.id once run_start is done (any thread) */
     exec_pool pool;
     bool pool_started;
 
@@ -162,12 +174,23 @@ void skipq__log_job(skipq_log_level lvl, const char *event, const skipq_job *job
 skipq_rc skipq__session_connect(skipq_worker *w, skipq_error *err);
 void skipq__session_drop(skipq_worker *w, const char *why);
 bool skipq__session_broken(const worker_session *s);
+/* The connection that holds LISTEN, the liveness lock and the idle
+ * locks: the job connection, or behind a pooler the direct one (NULL
+ * with worker.listen: false and no listen_database). */
+PGconn *skipq__session_locks_pg(const skipq_worker *w);
+/* Is this SQLSTATE a prepared statement that a transaction pooler lost
+ * or mixed up? (42P05, 26000) */
+bool skipq__pooler_sqlstate(const char *state);
+/* rc and err from a failed statement on the job connection: when it is
+ * that, and the worker is not configured for a pooler, SKIPQ_ERR_CONFIG
+ * saying what to set; else rc unchanged. */
+skipq_rc skipq__pooler_check(skipq_worker *w, skipq_rc rc, skipq_error *err);
 void skipq__session_heartbeat(skipq_worker *w);
 void skipq__session_unregister(skipq_worker *w);
 void skipq__session_notifies(skipq_worker *w);
 void skipq__session_read_cancels(skipq_worker *w);
 /* A PGparam whose first parameter is the worker's queues as a text[]. */
-bool skipq__queues_param(skipq_worker *w, PGparam **prm, PGparam **qs);
+bool skipq__queues_param(skipq_worker *w, PGconn *pg, PGparam **prm, PGparam **qs);
 /* (PQparamExec frees a failed statement's result and returns NULL; the
  * error's fields stay readable through PQgetErrorField) */
 bool skipq__lock_timed_out(const PGresult *res);

@@ -270,7 +270,7 @@ static bool
 send_cycle(skipq_worker *w, const cycle_call *c)
 {
     PGconn *pg = w->sess.pg;
-    bool unnamed = w->sess.unnamed;
+    int unnamed = w->sess.send;
     bool quick = c->claim && !c->complete;
     skipq__stmt_id complete = w->cfg->on_success == SKIPQ_ON_SUCCESS_DELETE
                                   ? SKIPQ__STMT_COMPLETE_DELETE
@@ -278,9 +278,20 @@ send_cycle(skipq_worker *w, const cycle_call *c)
 
     if (PQenterPipelineMode(pg) != 1)
         return false;
-    if (!skipq__stmt_run(pg, unnamed, quick ? SKIPQ__STMT_CYCLE_QUICK : SKIPQ__STMT_CYCLE,
-                         NULL, 0, NULL, NULL))
+    if (w->sess.pooled) { /* the transaction's own lock_timeout (statements.h) */
+        char lock[24];
+        const char *v[1] = {lock};
+        snprintf(lock, sizeof lock, "%lldms", (long long)w->sess.lock_wait_ms);
+        if (!skipq__stmt_run(pg, unnamed,
+                             quick ? SKIPQ__STMT_CYCLE_QUICK_POOLED
+                                   : SKIPQ__STMT_CYCLE_POOLED,
+                             NULL, 1, v, NULL))
+            return false;
+    } else if (!skipq__stmt_run(pg, unnamed,
+                                quick ? SKIPQ__STMT_CYCLE_QUICK : SKIPQ__STMT_CYCLE, NULL,
+                                0, NULL, NULL)) {
         return false;
+    }
     if (c->complete && !skipq__stmt_run(pg, unnamed, complete, c->complete, 0, NULL, NULL))
         return false;
     skipq__stmt_id claim = c->controlled ? SKIPQ__STMT_CLAIM_CONTROLLED
@@ -323,6 +334,10 @@ read_cycle(skipq_worker *w, cycle_call *c)
             skipq__db_fail(&e, pg, res, "worker cycle failed");
             skipq__log(w->claim.lock_timed_out ? SKIPQ_LOG_WARN : SKIPQ_LOG_ERROR, "%s",
                        e.message);
+            if (!w->fatal && skipq__pooler_check(w, SKIPQ_ERR_DB, &e) == SKIPQ_ERR_CONFIG) {
+                w->fatal_err = e;
+                w->fatal = true;
+            }
         }
         ok = false;
         PQclear(res);
@@ -527,8 +542,8 @@ schedule_rate_window(skipq_worker *w)
     PGresult *res = NULL;
     PGparam *prm, *qs;
 
-    if (skipq__queues_param(w, &prm, &qs))
-        skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_RATE_WAIT, prm, 0, NULL,
+    if (skipq__queues_param(w, w->sess.pg, &prm, &qs))
+        skipq__stmt_run(w->sess.pg, w->sess.send, SKIPQ__STMT_RATE_WAIT, prm, 0, NULL,
                         &res);
     if (res && PQresultStatus(res) == PGRES_TUPLES_OK && !PQgetisnull(res, 0, 0)) {
         int64_t in = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -552,14 +567,14 @@ skipq__schedule_next_run_at(skipq_worker *w)
 {
     PGresult *res;
     PGparam *prm, *qs;
-    bool ok = skipq__queues_param(w, &prm, &qs);
+    bool ok = skipq__queues_param(w, w->sess.pg, &prm, &qs);
 
     w->claim.next_run_at_ms = INT64_MAX;
     ok = ok &&
          PQputf(prm, "%int2 %int2 %text", (PGint2)w->bands[w->nbands - 1].lo,
                 (PGint2)w->bands[0].hi, w->claim.claim_now[0] ? w->claim.claim_now : NULL);
     if (ok) {
-        skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_NEXT_RUN_AT, prm, 0, NULL,
+        skipq__stmt_run(w->sess.pg, w->sess.send, SKIPQ__STMT_NEXT_RUN_AT, prm, 0, NULL,
                         &res);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK && !PQgetisnull(res, 0, 0)) {
             int64_t in = strtoll(PQgetvalue(res, 0, 0), NULL, 10);

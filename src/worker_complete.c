@@ -314,7 +314,7 @@ skipq__reconcile(skipq_worker *w, skipq_error *err)
                          PQgeterror());
         goto out;
     }
-    if (!skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_RECONCILE, prm, 0, NULL,
+    if (!skipq__stmt_run(w->sess.pg, w->sess.send, SKIPQ__STMT_RECONCILE, prm, 0, NULL,
                          &res) ||
         PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = skipq__db_fail(err, w->sess.pg, res, "could not reconcile running jobs");
@@ -420,7 +420,7 @@ skipq__hand_back_rows(skipq_worker *w, bool only_pulled)
         PQputf(prm, "%int8[] %int4[] %int8 %text", &a, &b, (PGint8)w->sess.id,
                w->sess.secret)) {
         PGresult *res = NULL;
-        skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_HAND_BACK, prm, 0, NULL,
+        skipq__stmt_run(w->sess.pg, w->sess.send, SKIPQ__STMT_HAND_BACK, prm, 0, NULL,
                         &res);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
             for (skipq_job *j = w->jobs.held; j; j = j->hnext)

@@ -132,6 +132,13 @@ enum {
     PRUNE_EVERY_MS = 10000,
 };
 
+/* Maintenance through a transaction pooler: no session lock lasts. */
+static bool
+maint_pooled(const skipq_worker *w)
+{
+    return w->sess.pooled && !w->cfg->listen_database;
+}
+
 static bool
 prune_tick(skipq_worker *w, PGconn **pgp)
 {
@@ -144,7 +151,11 @@ prune_tick(skipq_worker *w, PGconn **pgp)
 
     snprintf(older, sizeof older, "%lld milliseconds", (long long)w->cfg->retention_ms);
     snprintf(batch, sizeof batch, "%d", PRUNE_BATCH);
-    bool mine = maint_yes(pg, SKIPQ__STMT_RETENTION_LOCK);
+    /* Through a pooler with no direct connection a session lock would stay
+     * on a server session others use: every such worker prunes, which
+     * SKIP LOCKED makes safe, only less economical. */
+    bool locked = !maint_pooled(w);
+    bool mine = !locked || maint_yes(pg, SKIPQ__STMT_RETENTION_LOCK);
     if (!mine) {
         maint_lost(pgp, "retention");
         return false;
@@ -165,7 +176,8 @@ prune_tick(skipq_worker *w, PGconn **pgp)
         }
     }
     /* a failure here is a lost connection, seen below */
-    (void)maint_yes(pg, SKIPQ__STMT_RETENTION_UNLOCK);
+    if (locked)
+        (void)maint_yes(pg, SKIPQ__STMT_RETENTION_UNLOCK);
     maint_lost(pgp, "retention");
     return behind;
 }
@@ -388,7 +400,11 @@ maint_connect(skipq_worker *w)
     PGconn *pg = NULL;
     PGcancel *cancel = NULL;
     skipq_error e;
-    skipq_rc rc = skipq__connect(w->database, &pg, &e);
+    /* behind a pooler, the direct connection where there is one: the
+     * turns below take session locks */
+    skipq_rc rc = skipq__connect(w->cfg->listen_database ? w->cfg->listen_database
+                                                         : w->database,
+                                 &pg, &e);
     if (rc == SKIPQ_OK) {
         PQsetNoticeReceiver(pg, maint_notice, w);
         rc = maint_exec(pg, SKIPQ__STMT_MAINT_SETTINGS, 0, NULL, NULL, &e);
@@ -446,7 +462,9 @@ maintenance(void *arg)
      * restarted together do not all look at once */
     int64_t next_vacuum = now + w->cfg->vacuum_interval_ms;
     int64_t connect_delay = 100;
-    int may_vacuum = -1; /* per connection: vacuum_permitted() */
+    /* per connection: vacuum_permitted(); never through a pooler with no
+     * direct connection (its lock is a session's): autovacuum alone */
+    int may_vacuum = maint_pooled(w) ? 0 : -1;
     vacuum_state vacuum = {0};
     bool said_vacuum = false;
     int64_t rescue_every = skipq__min64(w->cfg->lease_timeout_ms / 2,
@@ -509,7 +527,7 @@ maintenance(void *arg)
                 next_rescue = skipq__min64(next_rescue, next_connect);
                 next_prune = skipq__min64(next_prune, next_connect);
                 next_tick = skipq__min64(next_tick, next_connect);
-                may_vacuum = -1;
+                may_vacuum = maint_pooled(w) ? 0 : -1;
             }
         }
         pthread_mutex_lock(&w->maint.mu);

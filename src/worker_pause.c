@@ -231,10 +231,10 @@ read_states(skipq_worker *w, queue_states *st)
 {
     PGparam *prm = NULL, *qs = NULL;
     PGresult *res = NULL;
-    bool ok = skipq__queues_param(w, &prm, &qs);
+    bool ok = skipq__queues_param(w, w->sess.pg, &prm, &qs);
 
     if (ok) {
-        skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_READ_PAUSES, prm, 0, NULL,
+        skipq__stmt_run(w->sess.pg, w->sess.send, SKIPQ__STMT_READ_PAUSES, prm, 0, NULL,
                         &res);
         if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
             skipq_error e;

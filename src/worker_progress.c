@@ -142,7 +142,7 @@ skipq__progress_flush(skipq_worker *w, int64_t now, const skipq_job *done)
     w->progress_next_ms = now + PROGRESS_INTERVAL_MS;
     if (!(prm = take_reports(w, &n)))
         return;
-    if (!skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_PROGRESS, prm, 0, NULL,
+    if (!skipq__stmt_run(w->sess.pg, w->sess.send, SKIPQ__STMT_PROGRESS, prm, 0, NULL,
                          &res)) {
         skipq_error e;
         skipq__db_fail(&e, w->sess.pg, res, "could not write the progress of %d job(s)", n);

@@ -29,6 +29,10 @@ skipq__session_drop(skipq_worker *w, const char *why)
                (long long)w->sess.id, why);
     PQfinish(w->sess.pg);
     w->sess.pg = NULL;
+    if (w->sess.lpg) { /* one session: the locks and LISTEN go with it */
+        PQfinish(w->sess.lpg);
+        w->sess.lpg = NULL;
+    }
     w->sess.reconnect_at_ms = skipq__now_ms() + w->sess.reconnect_delay_ms;
     /* the next claims start from the head */
     memset(w->claim.floors, 0, w->cfg->nqueues * w->nbands * sizeof *w->claim.floors);
@@ -37,7 +41,14 @@ skipq__session_drop(skipq_worker *w, const char *why)
 bool
 skipq__session_broken(const worker_session *s)
 {
-    return !s->pg || PQstatus(s->pg) != CONNECTION_OK;
+    return !s->pg || PQstatus(s->pg) != CONNECTION_OK ||
+           (s->lpg && PQstatus(s->lpg) != CONNECTION_OK);
+}
+
+PGconn *
+skipq__session_locks_pg(const skipq_worker *w)
+{
+    return w->sess.pooled ? w->sess.lpg : w->sess.pg;
 }
 
 static void
@@ -104,8 +115,7 @@ register_worker(skipq_worker *w, skipq_error *err)
                          lease,
                          w->sess.id ? id : NULL,
                          w->sess.id ? w->sess.secret : NULL};
-    rc = skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_REGISTER, 10, v, &res,
-                          err);
+    rc = skipq__stmt_exec(w->sess.pg, w->sess.send, SKIPQ__STMT_REGISTER, 10, v, &res, err);
     if (rc == SKIPQ_OK) {
         w->sess.id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         snprintf(w->sess.secret, sizeof w->sess.secret, "%s", PQgetvalue(res, 0, 1));
@@ -136,9 +146,12 @@ take_liveness_lock(skipq_worker *w)
     PGresult *res = NULL;
     skipq_error e;
 
+    PGconn *lpg = skipq__session_locks_pg(w);
+    if (!lpg) /* polling only: the row says no lock; judged by the lease */
+        return;
     snprintf(id, sizeof id, "%lld", (long long)w->sess.id);
-    if (skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_LIVENESS, 2, v, &res,
-                         &e) != SKIPQ_OK) {
+    if (skipq__stmt_exec(lpg, lpg == w->sess.pg ? w->sess.send : SKIPQ__SEND_UNNAMED,
+                         SKIPQ__STMT_LIVENESS, 2, v, &res, &e) != SKIPQ_OK) {
         skipq__log(SKIPQ_LOG_WARN, "worker %lld could not take its liveness lock: %s",
                    (long long)w->sess.id, e.message);
         if (skipq__session_broken(&w->sess))
@@ -176,7 +189,7 @@ delete_check(skipq_worker *w, skipq_error *err)
 
     if (w->cfg->on_success != SKIPQ_ON_SUCCESS_DELETE)
         return SKIPQ_OK;
-    if (!skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_DELETE_PRIVILEGE, NULL, 0,
+    if (!skipq__stmt_run(w->sess.pg, w->sess.send, SKIPQ__STMT_DELETE_PRIVILEGE, NULL, 0,
                          NULL, &res) ||
         PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
         rc = skipq__db_fail(err, w->sess.pg, res, "could not check the DELETE privilege");
@@ -210,14 +223,88 @@ prepare_all(skipq_worker *w, skipq_error *err)
         SKIPQ__STMT_CYCLE,
         SKIPQ__STMT_CYCLE_QUICK,
     };
-    if (w->sess.unnamed)
+    if (w->sess.send != SKIPQ__SEND_NAMED)
         return SKIPQ_OK;
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         skipq_rc rc = skipq__stmt_prepare(w->sess.pg, ids[i], err);
         if (rc != SKIPQ_OK)
-            return rc;
+            return skipq__pooler_check(w, rc, err);
     }
     return SKIPQ_OK;
+}
+
+bool
+skipq__pooler_sqlstate(const char *state)
+{
+    /* 42P05 duplicate_prepared_statement: the server session we were
+     * given has another client's; 26000 invalid_sql_statement_name: the
+     * one a later statement got lacks ours */
+    return state && (strcmp(state, "42P05") == 0 || strcmp(state, "26000") == 0);
+}
+
+/*
+ * A transaction pooler the config does not know of shows itself by our
+ * prepared statements: they exist already on the server session a
+ * connect was given, or are missing from the one a later statement got.
+ * Reconnecting would only meet it again: refuse, saying what to set
+ * (test pooler.worker_behind_a_pooler_without_settings_says_so).
+ */
+skipq_rc
+skipq__pooler_check(skipq_worker *w, skipq_rc rc, skipq_error *err)
+{
+    if (w->sess.pooled || !skipq__pooler_sqlstate(err->sqlstate))
+        return rc;
+    char was[sizeof err->message];
+    snprintf(was, sizeof was, "%s", err->message);
+    return skipq__fail(err, SKIPQ_ERR_CONFIG,
+                       "the worker's connection goes through a transaction pooler "
+                       "(PgBouncer?), which keeps no session for it (%.300s): give it a "
+                       "direct connection for LISTEN and its locks with "
+                       "worker.listen_database, or poll only with worker.listen: false "
+                       "(docs/operations.md, \"Behind PgBouncer\")",
+                       was);
+}
+
+/* worker.listen_database: the direct connection for LISTEN, the liveness
+ * lock and the idle locks, beside a job connection through a pooler. */
+static skipq_rc
+connect_locks(skipq_worker *w, skipq_error *err)
+{
+    char settings[160];
+    skipq_rc rc;
+
+    if (!w->cfg->listen_database)
+        return SKIPQ_OK;
+    if ((rc = skipq__connect(w->cfg->listen_database, &w->sess.lpg, err)) != SKIPQ_OK)
+        return rc;
+    snprintf(settings, sizeof settings, skipq__stmts[SKIPQ__STMT_SETTINGS].text,
+             (long long)w->sess.lock_wait_ms);
+    if ((rc = skipq__exec(w->sess.lpg, settings, err)) != SKIPQ_OK ||
+        (w->cfg->listen &&
+         ((rc = skipq__stmt_exec(w->sess.lpg, SKIPQ__SEND_UNNAMED, SKIPQ__STMT_LISTEN, 0,
+                                 NULL, NULL, err)) != SKIPQ_OK ||
+          (rc = skipq__stmt_exec(w->sess.lpg, SKIPQ__SEND_UNNAMED,
+                                 SKIPQ__STMT_LISTEN_CONTROL, 0, NULL, NULL, err)) !=
+              SKIPQ_OK))) {
+        PQfinish(w->sess.lpg);
+        w->sess.lpg = NULL;
+    }
+    return rc;
+}
+
+/* LISTEN on the job connection, unless pooled (connect_locks). */
+static skipq_rc
+listen_here(skipq_worker *w, skipq_error *err)
+{
+    skipq_rc rc;
+
+    if (w->sess.pooled)
+        return SKIPQ_OK;
+    if ((rc = skipq__stmt_exec(w->sess.pg, w->sess.send, SKIPQ__STMT_LISTEN, 0, NULL, NULL,
+                               err)) != SKIPQ_OK)
+        return rc;
+    return skipq__stmt_exec(w->sess.pg, w->sess.send, SKIPQ__STMT_LISTEN_CONTROL, 0, NULL,
+                            NULL, err);
 }
 
 skipq_rc
@@ -240,19 +327,19 @@ skipq__session_connect(skipq_worker *w, skipq_error *err)
              (long long)w->sess.lock_wait_ms);
     if ((rc = skipq__exec(w->sess.pg, settings, err)) ||
         (first && (rc = schema_check(w, err))) || (first && (rc = delete_check(w, err))) ||
-        (rc = prepare_all(w, err)) ||
-        (rc = skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_LISTEN, 0, NULL,
-                               NULL, err)) ||
-        (rc = skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_LISTEN_CONTROL, 0,
-                               NULL, NULL, err)) ||
-        (rc = register_worker(w, err)) || (!first && (rc = skipq__reconcile(w, err)))) {
+        (rc = prepare_all(w, err)) || (rc = connect_locks(w, err)) ||
+        (rc = listen_here(w, err)) || (rc = register_worker(w, err)) ||
+        (!first && (rc = skipq__reconcile(w, err)))) {
         PQfinish(w->sess.pg);
         w->sess.pg = NULL;
+        if (w->sess.lpg) {
+            PQfinish(w->sess.lpg);
+            w->sess.lpg = NULL;
+        }
         return rc;
     }
     if (PQsetnonblocking(w->sess.pg, 0) != 0) {
-        PQfinish(w->sess.pg);
-        w->sess.pg = NULL;
+        skipq__session_drop(w, "could not configure the connection");
         return skipq__fail(err, SKIPQ_ERR_DB, "could not configure the connection");
     }
     w->claim.wake = true;         /* poll once for what we missed */
@@ -271,13 +358,13 @@ skipq__session_connect(skipq_worker *w, skipq_error *err)
  * *qs holds the array's elements. The caller clears both (either may be
  * NULL, and is when false is returned for lack of memory). */
 bool
-skipq__queues_param(skipq_worker *w, PGparam **prm, PGparam **qs)
+skipq__queues_param(skipq_worker *w, PGconn *pg, PGparam **prm, PGparam **qs)
 {
     PGarray arr = {0};
     bool ok;
 
-    *prm = PQparamCreate(w->sess.pg);
-    *qs = PQparamCreate(w->sess.pg);
+    *prm = PQparamCreate(pg);
+    *qs = PQparamCreate(pg);
     ok = *prm && *qs;
     for (size_t i = 0; ok && i < w->cfg->nqueues; i++)
         ok = PQputf(*qs, "%text", w->cfg->queues[i]) != 0;
@@ -341,14 +428,20 @@ skipq__idle_lock(skipq_worker *w, bool on)
     idle_rc rc = IDLE_FAILED;
     PGresult *res = NULL;
 
-    if (skipq__queues_param(w, &prm, &qs)) {
-        skipq__stmt_run(w->sess.pg, w->sess.unnamed,
-                        on ? SKIPQ__STMT_IDLE_LOCK : SKIPQ__STMT_IDLE_UNLOCK, prm, 0, NULL,
-                        &res);
+    PGconn *lpg = skipq__session_locks_pg(w);
+    int send = lpg == w->sess.pg ? w->sess.send : SKIPQ__SEND_UNNAMED;
+
+    if (!lpg || !w->cfg->listen) {
+        /* polling only: nobody would hear a NOTIFY, so none is asked for */
+        w->sess.idle_locked = on;
+        return IDLE_DONE;
+    }
+    if (skipq__queues_param(w, lpg, &prm, &qs)) {
+        skipq__stmt_run(lpg, send, on ? SKIPQ__STMT_IDLE_LOCK : SKIPQ__STMT_IDLE_UNLOCK,
+                        prm, 0, NULL, &res);
         if (on && skipq__lock_timed_out(res)) {
             PQclear(res);
-            skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_IDLE_UNDO, prm, 0,
-                            NULL, &res);
+            skipq__stmt_run(lpg, send, SKIPQ__STMT_IDLE_UNDO, prm, 0, NULL, &res);
             if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
                 rc = IDLE_TAKEN_BY_PRODUCER;
         } else if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
@@ -358,7 +451,7 @@ skipq__idle_lock(skipq_worker *w, bool on)
     }
     if (rc == IDLE_FAILED) {
         skipq_error e;
-        skipq__db_fail(&e, w->sess.pg, res,
+        skipq__db_fail(&e, lpg, res,
                        on ? "could not take the idle locks"
                           : "could not give up the idle locks");
         skipq__session_drop(w, e.message);
@@ -392,10 +485,11 @@ void
 skipq__session_notifies(skipq_worker *w)
 {
     PGnotify *n;
-    if (!w->sess.pg)
+    PGconn *lpg = skipq__session_locks_pg(w);
+    if (!w->sess.pg || !lpg)
         return;
-    PQconsumeInput(w->sess.pg);
-    while ((n = PQnotifies(w->sess.pg)) != NULL) {
+    PQconsumeInput(lpg);
+    while ((n = PQnotifies(lpg)) != NULL) {
         if (strcmp(n->relname, SKIPQ__CHANNEL) == 0) {
             for (size_t i = 0; i < w->cfg->nqueues; i++)
                 if (strcmp(w->cfg->queues[i], n->extra) == 0)
@@ -420,8 +514,8 @@ skipq__session_heartbeat(skipq_worker *w)
     skipq_error e;
     /* (the connection's lock_timeout bounds a wait on our row, which an
      * operator's transaction may hold) */
-    if (skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_HEARTBEAT, 2, v, &res,
-                         &e) != SKIPQ_OK) {
+    if (skipq__stmt_exec(w->sess.pg, w->sess.send, SKIPQ__STMT_HEARTBEAT, 2, v, &res, &e) !=
+        SKIPQ_OK) {
         skipq__log(SKIPQ_LOG_WARN, "heartbeat failed: %s", e.message);
         if (skipq__session_broken(&w->sess))
             skipq__session_drop(w, e.message);
@@ -470,7 +564,7 @@ skipq__session_read_cancels(skipq_worker *w)
     }
     a.param = ids;
     if (ok && n > 0 && PQputf(prm, "%int8[] %int8", &a, (PGint8)w->sess.id)) {
-        skipq__stmt_run(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_READ_CANCELS, prm, 0, NULL,
+        skipq__stmt_run(w->sess.pg, w->sess.send, SKIPQ__STMT_READ_CANCELS, prm, 0, NULL,
                         &res);
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
             for (int r = 0; r < PQntuples(res); r++) {
@@ -512,7 +606,7 @@ skipq__session_unregister(skipq_worker *w)
     if (skipq__session_broken(&w->sess))
         return;
     snprintf(id, sizeof id, "%lld", (long long)w->sess.id);
-    if (skipq__stmt_exec(w->sess.pg, w->sess.unnamed, SKIPQ__STMT_UNREGISTER, 2, v, NULL,
+    if (skipq__stmt_exec(w->sess.pg, w->sess.send, SKIPQ__STMT_UNREGISTER, 2, v, NULL,
                          &e) != SKIPQ_OK)
         skipq__log(SKIPQ_LOG_WARN, "could not unregister: %s", e.message);
 }

@@ -8,6 +8,7 @@
 #   tests/pg.sh url DIR [DB] the libpq URL of the running cluster
 #   tests/pg.sh log DIR      print the server log
 #   tests/pg.sh destroy DIR  stop and delete DIR
+#   tests/pg.sh free-port    print a TCP port no one listens on
 #
 # The server refuses to run as root, so as root every server-side command
 # runs as the unprivileged 'postgres' user (created by Debian's
@@ -103,6 +104,7 @@ cmd_restart() {
 }
 
 cmd=${1:-}; dir=${2:-}
+if [ "$cmd" = free-port ]; then free_port; exit 0; fi  # for tests/pgbouncer.sh
 [ -n "$cmd" ] && [ -n "$dir" ] || die "usage: pg.sh start|stop|restart|url|log|destroy DIR"
 case "$cmd" in
     start) cmd_start "$dir" ;;
