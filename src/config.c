@@ -116,6 +116,7 @@ skipq_config_free(skipq_config *cfg)
     if (!cfg)
         return;
     free(cfg->database);
+    free(cfg->http);
     skipq__queues_free(cfg->queues, cfg->nqueues);
     free(cfg->priorities);
     free(cfg->bands);
@@ -140,6 +141,7 @@ skipq__config_dup(const skipq_config *cfg)
      * and cleared before copying so a failure frees only what we own */
     *c = *cfg;
     c->database = NULL;
+    c->http = NULL;
     c->queues = NULL;
     c->nqueues = 0;
     c->priorities = NULL;
@@ -151,6 +153,8 @@ skipq__config_dup(const skipq_config *cfg)
     c->nschedules = 0;
 
     if (cfg->database && !(c->database = strdup(cfg->database)))
+        goto fail;
+    if (cfg->http && !(c->http = strdup(cfg->http)))
         goto fail;
     if (cfg->nqueues) {
         if (!(c->queues = calloc(cfg->nqueues, sizeof *c->queues)))
@@ -215,6 +219,12 @@ const char *
 skipq_config_database(const skipq_config *cfg)
 {
     return cfg ? cfg->database : NULL;
+}
+
+const char *
+skipq_config_http(const skipq_config *cfg)
+{
+    return cfg ? cfg->http : NULL;
 }
 
 int

@@ -151,6 +151,7 @@ typedef struct skipq__schedule_cfg {
 
 struct skipq_config {
     char *database;
+    char *http; /* worker.http: the CLI's probe and metrics address; NULL none */
     char **queues;
     size_t nqueues;
     char *priorities; /* as given, e.g. "high,normal,low" */
