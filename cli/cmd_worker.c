@@ -653,17 +653,23 @@ notifier(void *arg)
     pthread_mutex_lock(&ctl.mu);
     while (!ctl.notify_quit) {
         int64_t now = mono_ms();
+        const char *say = NULL;
         if (!ready && ctl.current && skipq_worker_id(ctl.current->w) != 0) {
             ready = true;
-            sdnotify("READY=1\nSTATUS=processing jobs");
-        }
-        if (ready && wd_ms && now >= next_wd) {
+            say = "READY=1\nSTATUS=processing jobs";
+        } else if (ready && wd_ms && now >= next_wd) {
             struct probe_state st;
             char why[256];
             probe_locked(&st);
             if (probe_live(&st, why, sizeof why))
-                sdnotify("WATCHDOG=1");
+                say = "WATCHDOG=1";
             next_wd = now + wd_ms;
+        }
+        if (say) { /* not under the lock the probes take */
+            pthread_mutex_unlock(&ctl.mu);
+            sdnotify(say);
+            pthread_mutex_lock(&ctl.mu);
+            continue;
         }
         if (ready && !wd_ms)
             break;
@@ -675,22 +681,32 @@ notifier(void *arg)
 
 /* Run first, and whatever reloads replace it, until SIGTERM or SIGINT
  * (or --once) ends them. */
+static sigset_t signals; /* stays blocked to the end: ignored while exiting */
+
+/* Block SIGHUP, SIGTERM and SIGINT before any thread starts (the HTTP
+ * server's too), so every thread inherits the mask and only the signal
+ * thread takes them; a server thread with the default action would let
+ * SIGHUP kill the process. Commands start with an empty mask and the
+ * default actions. */
+static void
+block_signals(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+}
+
 static int
 run_workers(struct reload *rl, struct running *first)
 {
-    static sigset_t set; /* stays blocked to the end: ignored while exiting */
     pthread_t sig_thread, notify_thread;
     bool notifying = false;
 
-    signal(SIGPIPE, SIG_IGN);
-    /* blocked before any thread starts, so every thread inherits it;
-     * commands start with an empty mask and the default actions */
-    sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    if (pthread_create(&sig_thread, NULL, signal_waiter, &set) != 0) {
+    block_signals();
+    if (pthread_create(&sig_thread, NULL, signal_waiter, &signals) != 0) {
         free_running(first);
         return cli_errorf(CLI_EXIT_FAIL, "worker: could not start a thread for signals");
     }
@@ -837,6 +853,7 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     }
     if (http) { /* before any claim: a bad address ends the start */
         char why[512];
+        block_signals();
         if (worker_http_start(http, ctl.metrics, rl.database, probe_current, NULL, &wh, why,
                               sizeof why) != 0) {
             free_running(first);

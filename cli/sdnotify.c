@@ -2,7 +2,8 @@
  * sdnotify.c - systemd's notification protocol without libsystemd (see
  * sdnotify.h): the message goes as one datagram, so it arrives whole or
  * not at all, and nothing is kept open between messages. A socket that is
- * gone or full is the service manager's business: the worker goes on
+ * gone or full is the service manager's business: the message is dropped
+ * and the worker goes on
  * (tests/integration/test_worker_http.c reads the messages from a real
  * socket).
  */
@@ -49,7 +50,11 @@ sdnotify(const char *msg)
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) >= 0)
+    /* never blocks: a manager that does not read its socket (a full queue)
+     * must not stall the threads that tell it things, which may hold the
+     * lock the probes take (test worker_http.healthz_fails_while_the_loop_is_stuck) */
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa,
+               len) >= 0)
         rc = 0;
     int e = errno;
     close(fd);

@@ -11,8 +11,9 @@
 
 /* Is $NOTIFY_SOCKET set (is there anyone to tell)? */
 bool sdnotify_wanted(void);
-/* Send msg ("READY=1", "STOPPING=1", several lines joined by '\n'). 0
- * sent, 1 no $NOTIFY_SOCKET, -1 could not send (errno set). Any thread. */
+/* Send msg ("READY=1", "STOPPING=1", several lines joined by '\n'),
+ * without blocking. 0 sent, 1 no $NOTIFY_SOCKET, -1 could not send
+ * (errno set; EAGAIN: the manager's queue is full). Any thread. */
 int sdnotify(const char *msg);
 /* "RELOADING=1" with the MONOTONIC_USEC that Type=notify-reload wants. */
 int sdnotify_reloading(void);

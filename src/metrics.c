@@ -227,7 +227,8 @@ skipq__metrics_note_rescue(skipq_metrics *m, const char *kind, bool failed)
 /* ---- rendering ------------------------------------------------------------- */
 
 /* A label value: backslash, double quote and newline escaped, as the
- * text format asks. */
+ * text format asks. (cli/metrics_db.c applies the same rule: the command
+ * links only the public API, so the two cannot share it.) */
 static void
 put_label(FILE *f, const char *v)
 {

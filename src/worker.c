@@ -784,7 +784,6 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
             w->cfg->prefetch == SKIPQ_PREFETCH_AUTO)
             give_back_parked(w, now);
         tend_session(w, now);
-        publish(w, now, end.stopping);
         int slots = turn(w, now, end.stopping);
         if (w->stall_due) {
             w->stall_due = false;
@@ -800,6 +799,7 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
          * read off the socket: take them now, or poll() would not see
          * them until the next timer. */
         skipq__session_notifies(w);
+        publish(w, now, end.stopping); /* what this turn did, before sleeping */
         sleep_turn(w, now, end.stopping, slots);
     }
 
