@@ -125,7 +125,7 @@ skipq_worker_set_metrics(skipq_worker *w, skipq_metrics *m)
     pthread_mutex_lock(&m->mu);
     if (m->nworkers == m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 4;
-        skipq_worker **nw = realloc(m->workers, cap * sizeof *nw);
+        skipq_worker **nw = realloc(m->workers, cap * sizeof(skipq_worker *));
         if (!nw) { /* its gauges are left out; its counts still go in */
             pthread_mutex_unlock(&m->mu);
             w->metrics = m;
@@ -375,12 +375,12 @@ skipq_metrics_render(skipq_metrics *m, size_t *len_out)
     pthread_mutex_lock(&m->mu);
     for (series *s = m->series; s; s = s->next)
         n++;
-    v = calloc(n ? n : 1, sizeof *v);
+    v = calloc(n ? n : 1, sizeof(series *));
     if (v) {
         n = 0;
         for (series *s = m->series; s; s = s->next)
             v[n++] = s;
-        qsort(v, n, sizeof *v, series_cmp);
+        qsort(v, n, sizeof(series *), series_cmp);
         put_counts(f, m, v, n);
         put_gauges(f, m);
     }

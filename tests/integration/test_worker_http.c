@@ -852,11 +852,28 @@ TEST(healthz_fails_while_the_loop_is_stuck)
     close(fd);
 }
 
+/* skipq_jobs_processed_total{outcome="succeeded"} reaches want. */
+struct want_count {
+    int port;
+    int want;
+};
+
+static bool
+succeeded_counted(void *arg)
+{
+    struct want_count *w = arg;
+    struct page p;
+    scrape(w->port, &p);
+    bool ok = page_sum(&p, "skipq_jobs_processed_total", "outcome=\"succeeded\"", NULL) ==
+              w->want;
+    page_free(&p);
+    return ok;
+}
+
 TEST(sd_notify_protocol)
 {
     fl_deadline(120);
     PGconn *pg = tl_db();
-    (void)pg;
     char name[108], env[256];
     int fd = notify_socket(name, sizeof name);
     snprintf(env, sizeof env, "NOTIFY_SOCKET=%s WATCHDOG_USEC=400000", name);
@@ -876,12 +893,18 @@ TEST(sd_notify_protocol)
         if ((m = next_message(fd, 100)) && strcmp(m, "WATCHDOG=1") == 0)
             pings++;
     ASSERT_TRUE(pings >= 3);
-    /* a reload is bracketed */
+    tl_exec(pg, "SELECT skipq.enqueue('ok')");
+    struct want_count one = {port, 1}, two = {port, 2};
+    ASSERT_TRUE(wait_until(10000, succeeded_counted, &one));
+    /* a reload is bracketed; the new worker's probes answer, and its
+     * counts add to the old one's */
     tl_kill(pid, SIGHUP);
     expect_message(fd, "RELOADING=1", 10000);
     ASSERT_TRUE(tl_wait_file_has(log, "took over from worker", 20000));
     expect_message(fd, "READY=1", 10000);
     ASSERT_EQ(get_status(port, "/readyz"), 200);
+    tl_exec(pg, "SELECT skipq.enqueue('ok')");
+    ASSERT_TRUE(wait_until(10000, succeeded_counted, &two));
     tl_kill(pid, SIGTERM);
     expect_message(fd, "STOPPING=1", 10000);
     ASSERT_EQ(fl_wait_exit(pid, 30000), 0);
