@@ -20,7 +20,10 @@
  *   exits 1, each with a clear message and no row changed.
  * sd_notify_protocol: READY=1, WATCHDOG=1, RELOADING=1 and READY=1 around
  *   a SIGHUP, STOPPING=1 on SIGTERM, read from a real AF_UNIX datagram
- *   socket in the abstract namespace.
+ *   socket in the abstract namespace; across the reload the counters go
+ *   on from where the old worker left them.
+ * format_checker_refuses_bad_pages: the checker above fails each kind of
+ *   fault it is there to find.
  */
 #include "../handlers/faultlib.h"
 
