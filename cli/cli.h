@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CLI_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
@@ -158,6 +159,14 @@ int cli_usage_error(const char *fmt, ...) CLI_PRINTF(1, 2);
  * be NULL (the connection's message is used). Does not clear res.
  */
 int cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...) CLI_PRINTF(3, 4);
+
+/* ---- the database-wide metrics (metrics_db.c) ---- */
+
+/* Read the database-wide state in one read-only snapshot and write it to
+ * f in the Prometheus text format (`skipq metrics`' families). 0, or -1
+ * with nothing written and the result that failed in *failed (the
+ * caller's to clear; NULL: see the connection's error). */
+int cli_metrics_db_write(PGconn *pg, FILE *f, PGresult **failed);
 
 /* ---- parsing option values; each prints its error and returns 2 ---- */
 

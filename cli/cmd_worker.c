@@ -12,8 +12,19 @@
  * running ones finish with no deadline), so no job is dropped or run
  * twice (tests/integration/test_reload.c). Each worker runs on a thread
  * of its own; this thread starts them, reloads, and joins what ends.
+ *
+ * With --http (or worker.http) the process serves /healthz, /readyz and
+ * /metrics (worker_http.c): every worker feeds one registry, so counts
+ * survive reloads, and the probes follow the worker in charge. Under
+ * systemd ($NOTIFY_SOCKET) it says READY=1 once the first worker has
+ * started, RELOADING=1 and READY=1 around a reload, STOPPING=1 on
+ * SIGTERM/SIGINT, and WATCHDOG=1 every $WATCHDOG_USEC / 2 while
+ * /healthz would say healthy (sdnotify.c).
  */
 #include "cli.h"
+#include "http.h"
+#include "sdnotify.h"
+#include "worker_http.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +40,7 @@ static const char usage[] =
     "                    [--concurrency N] [--prefetch N|auto] [--on-success keep|delete]\n"
     "                    [--handler KIND=COMMAND ...]\n"
     "                    [--timeout D] [--once] [--verbose] [--log-payloads]\n"
+    "                    [--http ADDR]\n"
     "                    [--config F] [--database URL] [--quiet]\n"
     "                    [--log-format text|json] [--log-level L]\n"
     "\n"
@@ -58,7 +70,10 @@ static const char usage[] =
     "  --once               stop once no runnable job is left (exit 0)\n"
     "  --verbose            also log each claim\n"
     "  --log-payloads       log each claim with the job's payload (off by\n"
-    "                       default: payloads may hold secrets)\n";
+    "                       default: payloads may hold secrets)\n"
+    "  --http ADDR          serve /healthz, /readyz and /metrics on ADDR\n"
+    "                       (HOST:PORT, [V6]:PORT, or :PORT for 127.0.0.1;\n"
+    "                       default: config worker.http, else off)\n";
 
 enum {
     OPT_QUEUE = CLI_OPT_LOCAL,
@@ -71,6 +86,7 @@ enum {
     OPT_ONCE,
     OPT_VERBOSE,
     OPT_LOG_PAYLOADS,
+    OPT_HTTP,
 };
 
 /* The options as given, applied to the config after it is loaded. */
@@ -86,6 +102,7 @@ struct flags {
     skipq_on_success on_success;
     bool on_success_set;
     int64_t timeout_ms;
+    const char *http;
     int once, verbose, log_payloads;
 };
 
@@ -123,6 +140,10 @@ apply_flags(skipq_config *cfg, const struct flags *f, skipq_error *err, bool *mi
     if (f->on_success_set &&
         (r = skipq_config_set_on_success(cfg, f->on_success, err)) != SKIPQ_OK)
         return r;
+    if (f->http && (r = skipq_config_set_http(cfg, f->http, err)) != SKIPQ_OK) {
+        *misuse = true;
+        return r;
+    }
     for (size_t i = 0; i < f->nhandlers; i++) {
         const char *eq = strchr(f->handlers[i], '=');
         char kind[256];
@@ -172,14 +193,20 @@ static struct {
     int hups;                 /* SIGHUPs not acted on yet */
     bool term;                /* SIGTERM or SIGINT came: everything stops */
     bool quit;                /* the signal thread is to end */
-} ctl = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    skipq_metrics *metrics;   /* with --http: what every worker feeds */
+    pthread_cond_t notify_cv; /* wakes the systemd notifier to end */
+    bool notify_quit;         /* the notifier is to end */
+} ctl = {.mu = PTHREAD_MUTEX_INITIALIZER,
+         .cv = PTHREAD_COND_INITIALIZER,
+         .notify_cv = PTHREAD_COND_INITIALIZER};
 
 /* What a reload starts from. */
 struct reload {
     const struct flags *f;
-    const char *path;         /* the config file; NULL: none */
-    char *database;           /* resolved at the start; a reload keeps it */
-    const char *database_opt; /* --database, to tell a changed file */
+    const skipq_config *start_cfg; /* the start's: its http address is served */
+    const char *path;              /* the config file; NULL: none */
+    char *database;                /* resolved at the start; a reload keeps it */
+    const char *database_opt;      /* --database, to tell a changed file */
 };
 
 static void *
@@ -195,6 +222,8 @@ signal_waiter(void *arg)
         if (sig == SIGHUP) {
             ctl.hups++;
         } else if (!quit) {
+            if (!ctl.term)
+                sdnotify("STOPPING=1");
             ctl.term = true;
             for (struct running *r = ctl.list; r; r = r->next)
                 skipq_worker_stop(r->w); /* retiring ones get their deadline now */
@@ -252,6 +281,8 @@ make_worker(const struct reload *rl, const skipq_config *cfg, struct running **o
     }
     skipq_worker_set_once(r->w, rl->f->once);
     skipq_worker_set_log_payloads(r->w, rl->f->log_payloads);
+    if (ctl.metrics)
+        skipq_worker_set_metrics(r->w, ctl.metrics);
     r->cfg = cfg;
     *out = r;
     return SKIPQ_OK;
@@ -289,6 +320,7 @@ handover(void)
     ctl.incoming = NULL;
     if (!old)
         return;
+    sdnotify("READY=1"); /* the reload is over */
     cli_log(SKIPQ_LOG_INFO, "worker %lld took over from worker %lld, which retires",
             (long long)skipq_worker_id(ctl.current->w), (long long)skipq_worker_id(old->w));
     skipq_worker_retire(old->w);
@@ -394,9 +426,10 @@ load_again(const struct reload *rl)
 
 /* SIGHUP: a new worker with the file as it is now takes over; the
  * current one retires (skipq_worker_retire: no job dropped or run
- * twice). Called without ctl.mu. */
-static void
-reload(struct reload *rl)
+ * twice). true: the new worker is starting (READY=1 follows at the
+ * handover). Called without ctl.mu. */
+static bool
+start_reload(struct reload *rl)
 {
     skipq_error err = {0};
     struct running *r = NULL;
@@ -405,11 +438,17 @@ reload(struct reload *rl)
             rl->path ? rl->path : "(command line only)");
     skipq_config *cfg = load_again(rl);
     if (!cfg)
-        return;
+        return false;
+    const char *was = skipq_config_http(rl->start_cfg), *now = skipq_config_http(cfg);
+    if ((was || now) && (!was || !now || strcmp(was, now) != 0))
+        cli_log(SKIPQ_LOG_WARN,
+                "the http address changed: a reload keeps serving \"%s\", a restart "
+                "applies it",
+                was ? was : "(none)");
     if (make_worker(rl, cfg, &r, &err) != SKIPQ_OK) {
         cli_log(SKIPQ_LOG_ERROR, "reload refused, the old config stays: %s", err.message);
         skipq_config_free(cfg);
-        return;
+        return false;
     }
     r->owned = cfg;
     pthread_mutex_lock(&ctl.mu);
@@ -422,8 +461,19 @@ reload(struct reload *rl)
         cli_log(SKIPQ_LOG_ERROR, "reload refused, the old config stays: %s",
                 stopping ? "the worker is stopping" : "could not start a thread");
         free_running(r);
-        return;
+        return false;
     }
+    return true;
+}
+
+/* A reload, told to systemd: RELOADING=1, then READY=1 once it is over
+ * (at the handover, or at once when it was refused). */
+static void
+reload(struct reload *rl)
+{
+    sdnotify_reloading();
+    if (!start_reload(rl))
+        sdnotify("READY=1");
 }
 
 /* r's run ended: its error, if any, is logged (a retired worker's, or a
@@ -441,6 +491,7 @@ ended(struct running *r, bool current)
                     "reload failed, the old config stays: the new worker could not "
                     "start: %s",
                     r->err.message);
+            sdnotify("READY=1");
             return CLI_EXIT_OK;
         }
         /* it started and ended (--once, or stopped) before we saw it:
@@ -536,29 +587,134 @@ serve(struct reload *rl)
     return status;
 }
 
+/* ---- probes and systemd ---------------------------------------------------- */
+
+/* The worker in charge, as /healthz, /readyz and the watchdog see it.
+ * Under ctl.mu: a worker leaves ctl.current before it is freed. */
+static void
+probe_locked(struct probe_state *out)
+{
+    memset(out, 0, sizeof *out);
+    out->ended = ctl.term;
+    if (ctl.current) {
+        out->have = true;
+        skipq_worker_health_get(ctl.current->w, &out->h);
+    }
+}
+
+static void
+probe_current(struct probe_state *out, void *userdata)
+{
+    (void)userdata;
+    pthread_mutex_lock(&ctl.mu);
+    probe_locked(out);
+    pthread_mutex_unlock(&ctl.mu);
+}
+
+/* Wait for ctl.notify_cv at most ms. Under ctl.mu. */
+static void
+notify_wait(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&ctl.notify_cv, &ctl.mu, &ts);
+}
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Under systemd: READY=1 once the first worker has started (a start is
+ * not signalled, so it looks every 20 ms until then), and WATCHDOG=1
+ * every $WATCHDOG_USEC / 2 only while the loop of the worker in charge
+ * turns, so a stuck loop gets the service restarted (test
+ * worker_http.sd_notify_protocol).
+ */
+static void *
+notifier(void *arg)
+{
+    uint64_t wd_usec = sdnotify_watchdog_usec();
+    int64_t wd_ms = wd_usec ? (int64_t)(wd_usec / 2000) : 0;
+    int64_t next_wd = 0;
+    bool ready = false;
+    (void)arg;
+
+    if (wd_usec && wd_ms < 1)
+        wd_ms = 1;
+    pthread_mutex_lock(&ctl.mu);
+    while (!ctl.notify_quit) {
+        int64_t now = mono_ms();
+        const char *say = NULL;
+        if (!ready && ctl.current && skipq_worker_id(ctl.current->w) != 0) {
+            ready = true;
+            say = "READY=1\nSTATUS=processing jobs";
+        } else if (ready && wd_ms && now >= next_wd) {
+            struct probe_state st;
+            char why[256];
+            probe_locked(&st);
+            if (probe_live(&st, why, sizeof why))
+                say = "WATCHDOG=1";
+            next_wd = now + wd_ms;
+        }
+        if (say) { /* not under the lock the probes take */
+            pthread_mutex_unlock(&ctl.mu);
+            sdnotify(say);
+            pthread_mutex_lock(&ctl.mu);
+            continue;
+        }
+        if (ready && !wd_ms)
+            break;
+        notify_wait(ready ? next_wd - now : 20);
+    }
+    pthread_mutex_unlock(&ctl.mu);
+    return NULL;
+}
+
 /* Run first, and whatever reloads replace it, until SIGTERM or SIGINT
  * (or --once) ends them. */
+static sigset_t signals; /* stays blocked to the end: ignored while exiting */
+
+/* Block SIGHUP, SIGTERM and SIGINT before any thread starts (the HTTP
+ * server's too), so every thread inherits the mask and only the signal
+ * thread takes them; a server thread with the default action would let
+ * SIGHUP kill the process. Commands start with an empty mask and the
+ * default actions. */
+static void
+block_signals(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+}
+
 static int
 run_workers(struct reload *rl, struct running *first)
 {
-    static sigset_t set; /* stays blocked to the end: ignored while exiting */
-    pthread_t sig_thread;
+    pthread_t sig_thread, notify_thread;
+    bool notifying = false;
 
-    signal(SIGPIPE, SIG_IGN);
-    /* blocked before any thread starts, so every thread inherits it;
-     * commands start with an empty mask and the default actions */
-    sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    if (pthread_create(&sig_thread, NULL, signal_waiter, &set) != 0) {
+    block_signals();
+    if (pthread_create(&sig_thread, NULL, signal_waiter, &signals) != 0) {
         free_running(first);
         return cli_errorf(CLI_EXIT_FAIL, "worker: could not start a thread for signals");
     }
     pthread_mutex_lock(&ctl.mu);
     bool started = start_worker(first);
     pthread_mutex_unlock(&ctl.mu);
+    if (started && sdnotify_wanted())
+        notifying = pthread_create(&notify_thread, NULL, notifier, NULL) == 0;
     int status;
     if (started) {
         status = serve(rl);
@@ -568,7 +724,11 @@ run_workers(struct reload *rl, struct running *first)
     }
     pthread_mutex_lock(&ctl.mu);
     ctl.quit = true;
+    ctl.notify_quit = true;
+    pthread_cond_signal(&ctl.notify_cv);
     pthread_mutex_unlock(&ctl.mu);
+    if (notifying)
+        pthread_join(notify_thread, NULL);
     pthread_kill(sig_thread, SIGHUP);
     pthread_join(sig_thread, NULL);
     return status;
@@ -588,6 +748,7 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
         {"once", no_argument, NULL, OPT_ONCE},
         {"verbose", no_argument, NULL, OPT_VERBOSE},
         {"log-payloads", no_argument, NULL, OPT_LOG_PAYLOADS},
+        {"http", required_argument, NULL, OPT_HTTP},
         CLI_COMMON_LONGOPTS,
         {0, 0, 0, 0},
     };
@@ -643,6 +804,13 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
         case OPT_LOG_PAYLOADS:
             f.log_payloads = 1;
             break;
+        case OPT_HTTP:
+            if (!http_addr_valid(optarg))
+                return cli_usage_error("--http wants HOST:PORT, [IPV6]:PORT or :PORT, not "
+                                       "\"%.300s\"",
+                                       optarg);
+            f.http = optarg;
+            break;
         default:
             if ((rc = cli_common_opt(ctx, c, argv, usage)) != CLI_NEXT)
                 return rc;
@@ -662,15 +830,44 @@ cmd_worker(int argc, char **argv, struct cli_ctx *ctx)
     const char *path = ctx->config_path;
     if (!path && getenv("SKIPQ_CONFIG") && *getenv("SKIPQ_CONFIG"))
         path = getenv("SKIPQ_CONFIG");
-    struct reload rl = {.f = &f, .path = path, .database_opt = ctx->database_opt};
+    const char *http = skipq_config_http(ctx->cfg);
+    if (http && !http_addr_valid(http))
+        return cli_usage_error("worker.http wants HOST:PORT, [IPV6]:PORT or :PORT, not "
+                               "\"%.300s\"",
+                               http);
+    struct reload rl = {.f = &f,
+                        .start_cfg = ctx->cfg,
+                        .path = path,
+                        .database_opt = ctx->database_opt};
     struct running *first = NULL;
+    struct worker_http *wh = NULL;
     if (ctx->database && !(rl.database = strdup(ctx->database)))
         return cli_errorf(CLI_EXIT_FAIL, "out of memory");
-    if (make_worker(&rl, ctx->cfg, &first, &err) != SKIPQ_OK) {
+    if (http && !(ctl.metrics = skipq_metrics_new())) {
         free(rl.database);
-        return cli_fail(&err);
+        return cli_errorf(CLI_EXIT_FAIL, "out of memory");
+    }
+    if (make_worker(&rl, ctx->cfg, &first, &err) != SKIPQ_OK) {
+        rc = cli_fail(&err);
+        goto out;
+    }
+    if (http) { /* before any claim: a bad address ends the start */
+        char why[512];
+        block_signals();
+        if (worker_http_start(http, ctl.metrics, rl.database, probe_current, NULL, &wh, why,
+                              sizeof why) != 0) {
+            free_running(first);
+            rc = cli_errorf(CLI_EXIT_FAIL, "worker: could not serve --http: %s", why);
+            goto out;
+        }
+        cli_log(SKIPQ_LOG_INFO, "serving /healthz, /readyz and /metrics on http://%s",
+                worker_http_bound(wh));
     }
     rc = run_workers(&rl, first);
+out:
+    worker_http_stop(wh); /* before the registry it reads */
+    skipq_metrics_free(ctl.metrics);
+    ctl.metrics = NULL;
     free(rl.database);
     return rc;
 }

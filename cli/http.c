@@ -112,6 +112,13 @@ split_addr(const char *addr, char *host, size_t hostlen, char *port, size_t port
 }
 
 bool
+http_addr_valid(const char *addr)
+{
+    char host[256], port[8];
+    return addr && split_addr(addr, host, sizeof host, port, sizeof port);
+}
+
+bool
 http_addr_is_loopback(const char *addr)
 {
     char host[256], port[8];

@@ -74,6 +74,9 @@ int http_start(const char *addr, const struct http_options *opt, http_handler_fn
 void http_stop(struct http_server *s);
 /* The address actually bound, "127.0.0.1:8080" ("[::1]:8080" for v6). */
 const char *http_bound(const struct http_server *s);
+/* true when addr has one of http_start's forms (nothing is resolved):
+ * a false is a usage error, where http_start's failure to bind is not. */
+bool http_addr_valid(const char *addr);
 /* true when addr's host is a loopback address (127.0.0.0/8 or ::1). */
 bool http_addr_is_loopback(const char *addr);
 

@@ -31,6 +31,7 @@ set(SKIPQ_LIB_SOURCES
   src/jsonl.c
   src/jsonscan.c
   src/log.c
+  src/metrics.c
   src/migrate.c
   src/migrate_sql.c
   src/parse.c

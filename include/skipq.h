@@ -301,6 +301,12 @@ skipq_rc skipq_config_set_max_payload(skipq_config *cfg, size_t bytes, skipq_err
 #define SKIPQ_HAS_HANDLER_STACK_SIZE 1
 skipq_rc skipq_config_set_handler_stack_size(skipq_config *cfg, size_t bytes,
                                              skipq_error *err);
+/* The address `skipq worker` serves /healthz, /readyz and /metrics on
+ * ("HOST:PORT", "[V6]:PORT" or ":PORT" for 127.0.0.1; config key
+ * worker.http); NULL or "" for none (the default). The library only
+ * keeps it: the CLI parses and serves it. */
+#define SKIPQ_HAS_CONFIG_HTTP 1
+skipq_rc skipq_config_set_http(skipq_config *cfg, const char *addr, skipq_error *err);
 
 /* Getters. Strings are borrowed from cfg. */
 const char *skipq_config_database(const skipq_config *cfg); /* may be NULL */
@@ -315,6 +321,7 @@ const char *skipq_config_listen_database(const skipq_config *cfg);
  * liveness is then judged by its heartbeat and lease alone. */
 skipq_rc skipq_config_set_listen(skipq_config *cfg, int on, skipq_error *err);
 int skipq_config_listen(const skipq_config *cfg);
+const char *skipq_config_http(const skipq_config *cfg);     /* may be NULL */
 int skipq_config_concurrency(const skipq_config *cfg);
 int skipq_config_prefetch(const skipq_config *cfg); /* or SKIPQ_PREFETCH_AUTO */
 int64_t skipq_config_poll_interval(const skipq_config *cfg);
@@ -726,6 +733,59 @@ void skipq_worker_retire(skipq_worker *w);
  * started it (registered, executors running), so another thread can
  * tell a started worker from one still starting. Any thread. */
 int64_t skipq_worker_id(const skipq_worker *w);
+
+/* ------------------------------------------------------------------ */
+/* Health and metrics of the workers of one process                   */
+/* ------------------------------------------------------------------ */
+
+#define SKIPQ_HAS_METRICS 1
+
+/* What a worker says of itself, for liveness and readiness probes. */
+typedef struct skipq_worker_health {
+    int started;   /* skipq_worker_run() has started it (registered, executors up) */
+    int connected; /* its job connection is up */
+    int schema_ok; /* the schema check at its start passed */
+    int stopping;  /* a stop or a retirement was asked for, or the run ended */
+    int ended;     /* skipq_worker_run() has returned */
+    /* milliseconds since its main loop last turned (since the run began,
+     * before the first turn); -1 before skipq_worker_run() */
+    int64_t loop_age_ms;
+    /* the longest a healthy loop goes without turning:
+     * max(3 * min(poll_interval, heartbeat_interval), 10 s) */
+    int64_t loop_bound_ms;
+} skipq_worker_health;
+
+/* Fill *out. Any thread, at any time between skipq_worker_new() and
+ * skipq_worker_free(). */
+void skipq_worker_health_get(const skipq_worker *w, skipq_worker_health *out);
+
+/*
+ * A registry of counters and histograms that every worker of a process
+ * attached to it feeds (skipq_worker_set_metrics), so they outlive any
+ * one worker (a SIGHUP reload's new worker adds to the same counts). A
+ * job's outcome is counted once its completion has committed, so the
+ * counts match the table. Thread-safe: render from any thread while
+ * workers run.
+ */
+typedef struct skipq_metrics skipq_metrics;
+
+/* NULL when out of memory. */
+skipq_metrics *skipq_metrics_new(void);
+/* NULL: no-op. Free only after every worker attached to it is freed. */
+void skipq_metrics_free(skipq_metrics *m);
+/* Attach w to m (NULL: detach); before skipq_worker_run(). A worker
+ * with none pays one pointer test per job. */
+void skipq_worker_set_metrics(skipq_worker *w, skipq_metrics *m);
+/*
+ * The registry's families in the Prometheus text format 0.0.4, with the
+ * gauges of the attached workers that have not been freed: a malloc'd,
+ * NUL-terminated string (*len_out its length, may be NULL), or NULL when
+ * out of memory. Families: skipq_jobs_processed_total, skipq_jobs_timed_out_total,
+ * skipq_jobs_rescued_total, skipq_job_run_seconds,
+ * skipq_job_pickup_delay_seconds, skipq_process_running_jobs,
+ * skipq_process_free_slots, skipq_process_connected (docs/http.md).
+ */
+char *skipq_metrics_render(skipq_metrics *m, size_t *len_out);
 
 /*
  * Run fn in a supervised child process and start a new one when it dies

@@ -118,6 +118,7 @@ skipq_config_free(skipq_config *cfg)
         return;
     free(cfg->database);
     free(cfg->listen_database);
+    free(cfg->http);
     skipq__queues_free(cfg->queues, cfg->nqueues);
     free(cfg->priorities);
     free(cfg->bands);
@@ -143,6 +144,7 @@ skipq__config_dup(const skipq_config *cfg)
     *c = *cfg;
     c->database = NULL;
     c->listen_database = NULL;
+    c->http = NULL;
     c->queues = NULL;
     c->nqueues = 0;
     c->priorities = NULL;
@@ -156,6 +158,8 @@ skipq__config_dup(const skipq_config *cfg)
     if (cfg->database && !(c->database = strdup(cfg->database)))
         goto fail;
     if (cfg->listen_database && !(c->listen_database = strdup(cfg->listen_database)))
+        goto fail;
+    if (cfg->http && !(c->http = strdup(cfg->http)))
         goto fail;
     if (cfg->nqueues) {
         if (!(c->queues = calloc(cfg->nqueues, sizeof *c->queues)))
@@ -232,6 +236,12 @@ int
 skipq_config_listen(const skipq_config *cfg)
 {
     return cfg ? cfg->listen : 1;
+}
+
+const char *
+skipq_config_http(const skipq_config *cfg)
+{
+    return cfg ? cfg->http : NULL;
 }
 
 int

@@ -395,6 +395,23 @@ key_handler_stack_size(struct loader *ld, const char *path, yaml_node_t *v)
 }
 
 static skipq_rc
+key_http(struct loader *ld, const char *path, yaml_node_t *v)
+{
+    skipq_error e;
+    const char *s = NULL;
+    skipq_rc rc;
+
+    if (is_null(v))
+        s = NULL;
+    else if ((rc = skipq__yaml_scalar(ld, v, path, "an address such as \":9187\"", &s)) !=
+             SKIPQ_OK)
+        return rc;
+    if ((rc = skipq_config_set_http(ld->cfg, s, &e)) != SKIPQ_OK)
+        return skipq__yaml_wrap(ld, v, rc, &e);
+    return SKIPQ_OK;
+}
+
+static skipq_rc
 key_listen_database(struct loader *ld, const char *path, yaml_node_t *v)
 {
     skipq_error e;
@@ -440,6 +457,7 @@ static const struct key_rule worker_rules[] = {
     {"vacuum_interval", key_vacuum_interval},
     {"on_success", key_on_success},
     {"handler_stack_size", key_handler_stack_size},
+    {"http", key_http},
 };
 
 /* ---- retry ---- */

@@ -66,6 +66,30 @@ skipq_config_set_database(skipq_config *cfg, const char *url, skipq_error *err)
     return SKIPQ_OK;
 }
 
+/* Kept as given: the CLI parses the address (cli/http.c) and refuses a
+ * malformed one before serving; here only what no address can be. */
+skipq_rc
+skipq_config_set_http(skipq_config *cfg, const char *addr, skipq_error *err)
+{
+    char *copy = NULL;
+
+    if (!cfg)
+        return skipq__no_config(err);
+    if (addr && strlen(addr) > 300)
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "http address is too long (%zu bytes)",
+                           strlen(addr));
+    for (const char *p = addr; p && *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return skipq__fail(err, SKIPQ_ERR_INVALID,
+                               "http address must not contain spaces or control "
+                               "characters");
+    if (addr && *addr && !(copy = strdup(addr)))
+        return nomem(err);
+    free(cfg->http);
+    cfg->http = copy;
+    return SKIPQ_OK;
+}
+
 skipq_rc
 skipq_config_set_listen_database(skipq_config *cfg, const char *url, skipq_error *err)
 {

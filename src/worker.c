@@ -151,6 +151,7 @@ skipq_worker_free(skipq_worker *w)
 {
     if (!w)
         return;
+    skipq__metrics_detach(w->metrics, w);
     if (w->pool_started)
         skipq__pool_stop(&w->pool);
     skipq__maint_stop(w);
@@ -243,6 +244,63 @@ skipq_worker_id(const skipq_worker *w)
     return atomic_load(&((skipq_worker *)w)->started_id);
 }
 
+/*
+ * The loop turns at least every min(poll_interval, heartbeat_interval)
+ * while connected, and every 5 s at most while reconnecting; a statement
+ * waits for a lock for at most 5 s. Three such periods, and never less
+ * than 10 s, is the longest a healthy loop goes without turning (test
+ * worker_http.healthz_fails_while_the_loop_is_stuck).
+ */
+static int64_t
+loop_bound_ms(const skipq_config *cfg)
+{
+    int64_t period = skipq__min64(cfg->poll_interval_ms, cfg->heartbeat_interval_ms);
+    return period * 3 > 10000 ? period * 3 : 10000;
+}
+
+void
+skipq_worker_health_get(const skipq_worker *cw, skipq_worker_health *out)
+{
+    skipq_worker *w = (skipq_worker *)cw; /* atomics only */
+    int64_t at = atomic_load(&w->loop_ms);
+
+    out->started = atomic_load(&w->started_id) != 0;
+    out->connected = atomic_load(&w->h_connected);
+    out->schema_ok = atomic_load(&w->h_schema_ok);
+    out->ended = atomic_load(&w->h_ended);
+    out->stopping = out->ended || atomic_load(&w->h_stopping) ||
+                    atomic_load(&w->stop_requested) || atomic_load(&w->retire_requested);
+    out->loop_age_ms = at ? skipq__now_ms() - at : -1;
+    out->loop_bound_ms = loop_bound_ms(w->cfg);
+}
+
+/* What other threads read of the loop (skipq_worker_health_get, the
+ * registry's gauges): atomic stores, a few a turn. */
+static void
+publish(skipq_worker *w, int64_t now, bool stopping)
+{
+    atomic_store(&w->loop_ms, now);
+    atomic_store(&w->h_connected, !skipq__session_broken(&w->sess));
+    atomic_store(&w->gauge_held, w->jobs.nheld);
+    atomic_store(&w->h_stopping, stopping);
+}
+
+/*
+ * Test builds: SKIPQ_FAILPOINT=loop_stall stalls the main loop once a
+ * completion has been written, until the worker is stopped, as a loop
+ * stuck in a call would (test
+ * worker_http.healthz_fails_while_the_loop_is_stuck).
+ */
+static void
+failpoint_stall(skipq_worker *w)
+{
+    skipq__log(SKIPQ_LOG_WARN, "failpoint loop_stall: the main loop stalls until stopped");
+    while (!atomic_load(&w->stop_requested)) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Wake the loop (async-signal-safe: an eventfd write). */
 static void
 wake_loop(skipq_worker *w)
@@ -322,6 +380,8 @@ run_start(skipq_worker *w, skipq_error *err)
         w->sess.send = (int)w->sess.lock_wait_ms; /* >= SKIPQ__SEND_POOLED_MIN */
     if ((rc = skipq__session_connect(w, err)) != SKIPQ_OK)
         return rc;
+    atomic_store(&w->h_schema_ok, true); /* checked by the first connect */
+    atomic_store(&w->h_connected, true);
     if ((rc = skipq__schedule_sync(w, w->sess.pg, err)) != SKIPQ_OK) {
         skipq__session_unregister(w);
         return rc;
@@ -560,10 +620,13 @@ turn(skipq_worker *w, int64_t now, bool stopping)
     bool claim = !stopping && free_slots > 0 && (w->claim.wake || done) &&
                  !w->pauses.check && !w->pauses.unread;
 
+    bool completed = w->sess.pg && done;
     if (w->sess.pg && (done || claim))
         run_cycle(w, done, claim ? free_slots : 0, now);
     else if (done)
         skipq__keep_pending(&w->jobs, done); /* no connection: keep them for later */
+    if (completed && !w->stall_fired && skipq__failpoint("loop_stall"))
+        w->stall_fired = w->stall_due = true;
     if (!stopping && w->sess.pg && free_slots <= 0)
         skipq__note_busy(w, now); /* every slot taken: it claims as one frees */
     if (w->once && !stopping && w->sess.pg && w->claim.drained && !w->claim.wake &&
@@ -721,8 +784,12 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
     skipq_rc rc;
     run_end end = {0};
 
-    if ((rc = run_start(w, err)) != SKIPQ_OK)
+    atomic_store(&w->loop_ms, skipq__now_ms()); /* the start counts as a turn */
+    if ((rc = run_start(w, err)) != SKIPQ_OK) {
+        atomic_store(&w->h_ended, true);
+        atomic_store(&w->h_connected, false);
         return rc;
+    }
     int64_t now = skipq__now_ms();
     w->claim.next_poll_ms = now;
     w->sess.next_beat_ms = now + w->cfg->heartbeat_interval_ms;
@@ -736,6 +803,10 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
             give_back_parked(w, now);
         tend_session(w, now);
         int slots = turn(w, now, end.stopping);
+        if (w->stall_due) {
+            w->stall_due = false;
+            failpoint_stall(w);
+        }
         if (end.stopping && stop_turn(w, now, &end))
             break;
         if (w->sess.pg && now >= w->sess.next_beat_ms) {
@@ -746,6 +817,7 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
          * read off the socket: take them now, or poll() would not see
          * them until the next timer. */
         skipq__session_notifies(w);
+        publish(w, now, end.stopping); /* what this turn did, before sleeping */
         sleep_turn(w, now, end.stopping, slots);
     }
 
@@ -763,6 +835,9 @@ skipq_worker_run(skipq_worker *w, skipq_error *err)
         PQfinish(w->sess.lpg);
         w->sess.lpg = NULL;
     }
+    atomic_store(&w->gauge_held, 0);
+    atomic_store(&w->h_connected, false);
+    atomic_store(&w->h_ended, true);
     if (w->fatal) {
         if (err)
             *err = w->fatal_err;

@@ -154,6 +154,16 @@ struct skipq_worker {
     skipq__prefetch_stats prefetch;
     worker_pauses pauses;
 
+    /* The registry this worker feeds (metrics.c), NULL none: the hot
+     * path pays one test of it per job. */
+    skipq_metrics *metrics;
+    /* What skipq_worker_health_get() and the registry's gauges read from
+     * other threads; the main thread publishes them each turn. */
+    _Atomic int64_t loop_ms; /* monotonic: the main loop's last turn; 0 before run */
+    atomic_int gauge_held;   /* jobs held: claimed, completion not committed */
+    atomic_bool h_connected, h_schema_ok, h_stopping, h_ended;
+    bool stall_due, stall_fired; /* failpoint loop_stall (test builds) */
+
     /* handlers' progress reports (worker_progress.c) */
     pthread_mutex_t progress_mu; /* the held jobs' progress fields */
     atomic_bool progress_dirty;  /* a held job has a report to write */
@@ -169,6 +179,18 @@ skipq__min64(int64_t a, int64_t b)
 /* ---- worker.c ---- */
 void skipq__log_job(skipq_log_level lvl, const char *event, const skipq_job *job,
                     const char *fmt, ...) SKIPQ__PRINTF(4, 5);
+
+/* ---- metrics.c (only when w->metrics) ---- */
+/* j's completion committed: count its outcome (j->decided), timeout and
+ * run time. */
+void skipq__metrics_note_done(skipq_metrics *m, const skipq_job *j);
+/* A job claimed seconds after it became runnable. */
+void skipq__metrics_note_pickup(skipq_metrics *m, const char *queue, const char *kind,
+                                double seconds);
+/* The rescuer's commit put a job of kind back (or failed it). */
+void skipq__metrics_note_rescue(skipq_metrics *m, const char *kind, bool failed);
+/* skipq_worker_free: w's gauges leave the registry. */
+void skipq__metrics_detach(skipq_metrics *m, skipq_worker *w);
 
 /* ---- worker_session.c ---- */
 skipq_rc skipq__session_connect(skipq_worker *w, skipq_error *err);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A failpoint that fires the first time only (test builds only). */
@@ -137,6 +138,26 @@ log_claim_payload(const skipq_job *job)
     skipq__log_event(&ev);
 }
 
+/*
+ * The pickup delay of a claimed job: from its run_at (column 13, the
+ * session's DateStyle is ISO) to now, by this host's clock. run_at is
+ * when a job became runnable: the enqueue's time unless it was delayed,
+ * or the retry's due time. A clock behind the server's reads as 0.
+ */
+static void
+note_pickup(skipq_worker *w, const skipq_job *j, PGresult *res, int row)
+{
+    struct timespec ts;
+    int64_t run_at_us;
+
+    if (!skipq__parse_iso_time(PQgetvalue(res, row, 13), &run_at_us))
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    skipq__metrics_note_pickup(w->metrics, j->queue, j->kind,
+                               (double)(now_us - run_at_us) / 1e6);
+}
+
 /* Turn a claim result into held, ready jobs. Returns how many. */
 static int
 take_claimed(skipq_worker *w, PGresult *res, skipq_job **ready)
@@ -159,6 +180,8 @@ take_claimed(skipq_worker *w, PGresult *res, skipq_job **ready)
         }
         j->claimed_ms = skipq__now_ms();
         skipq__held_add(&w->jobs, j);
+        if (w->metrics)
+            note_pickup(w, j, res, r);
         if (j->cancel_requested)
             atomic_store(&j->stop, 1);
         if (w->log_payloads)

@@ -58,7 +58,8 @@ skipq__held_find(const worker_jobs *jobs, int64_t id)
 
 /* ---- outcome to row --------------------------------------------------------- */
 
-/* Decide the row's next state from the outcome. */
+/* Decide the row's next state from the outcome (and note it in
+ * j->decided, for the metrics once the completion committed). */
 static const char *
 next_status(skipq_worker *w, skipq_job *j, int64_t *delay_ms, int *handback)
 {
@@ -66,20 +67,25 @@ next_status(skipq_worker *w, skipq_job *j, int64_t *delay_ms, int *handback)
     *handback = 0;
     switch (j->outcome) {
     case SKIPQ_JOB_OK:
+        j->decided = SKIPQ__DONE_SUCCEEDED;
         return "succeeded";
     case SKIPQ_JOB_SNOOZE:
         *delay_ms = j->snooze_ms;
         *handback = 1;
+        j->decided = SKIPQ__DONE_SNOOZED;
         return "queued";
     case SKIPQ_JOB_CANCELLED:
+        j->decided = SKIPQ__DONE_CANCELLED;
         return "cancelled";
     case SKIPQ_JOB_FAIL_PERMANENT: /* attempts left or not */
+        j->decided = SKIPQ__DONE_FAILED;
         return "failed";
     case SKIPQ_JOB_ERROR:
     default:
         break;
     }
     int max = j->max_attempts > 0 ? j->max_attempts : w->cfg->max_attempts;
+    j->decided = j->attempt >= max ? SKIPQ__DONE_FAILED : SKIPQ__DONE_RETRIED;
     if (j->attempt >= max)
         return "failed";
     w->jobs.rand_state = w->jobs.rand_state * 1103515245u + 12345u;
@@ -155,6 +161,8 @@ skipq__finish_jobs(skipq_worker *w, skipq_job *list, PGresult *res)
     for (skipq_job *j = list, *next; j; j = next) {
         next = j->next;
         bool matched = !ids || bsearch(&j->id, ids, (size_t)n, sizeof *ids, cmp_i64);
+        if (matched && w->metrics) /* committed: the table has it now */
+            skipq__metrics_note_done(w->metrics, j);
         if (!matched) {
             skipq__log_job(SKIPQ_LOG_WARN, "lost", j,
                            "job %lld was no longer held by worker %lld (rescued or "

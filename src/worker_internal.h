@@ -55,6 +55,9 @@ struct skipq_job {
     double duration_ms;
     int64_t run_us; /* the executor's wall time for it, 0 not run */
     bool timed_out;
+    /* what its completion writes (skipq__done_kind), set with the
+     * completion's parameters, counted once it committed (metrics.c) */
+    uint8_t decided;
 
     /* the handler's last progress report (worker_progress.c), under the
      * worker's progress lock: written by the executor, taken by the main
@@ -78,6 +81,17 @@ struct skipq_job {
 
     skipq_job *next;          /* in the ready or done queue */
     skipq_job *hnext, *hprev; /* in the held list (main thread) */
+};
+
+/* How a completion leaves the row: the outcome label of
+ * skipq_jobs_processed_total (metrics.c). */
+enum skipq__done_kind {
+    SKIPQ__DONE_SUCCEEDED,
+    SKIPQ__DONE_FAILED,  /* final: attempts spent, or failed permanently */
+    SKIPQ__DONE_RETRIED, /* failed with attempts left: queued again */
+    SKIPQ__DONE_CANCELLED,
+    SKIPQ__DONE_SNOOZED,
+    SKIPQ__DONE_N
 };
 
 /* Executor pool (exec_pool.c). */

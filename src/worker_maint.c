@@ -76,7 +76,7 @@ rescue(skipq_worker *w, PGconn **pgp)
     char lease[32], self[24], maxa[16];
     const char *v[3] = {lease, self, maxa};
     skipq_error e;
-    PGresult *res = NULL;
+    PGresult *res = NULL, *rescued = NULL;
 
     snprintf(lease, sizeof lease, "%lld milliseconds", (long long)w->cfg->lease_timeout_ms);
     snprintf(self, sizeof self, "%lld", (long long)w->sess.id);
@@ -95,12 +95,12 @@ rescue(skipq_worker *w, PGconn **pgp)
                    "another session and no rescue ran for over two leases; jobs of lost "
                    "workers wait (see skipq stats)");
     if (mine) {
-        if (maint_exec(pg, SKIPQ__STMT_RESCUE, 3, v, &res, &e) != SKIPQ_OK)
+        if (maint_exec(pg, SKIPQ__STMT_RESCUE, 3, v, &rescued, &e) != SKIPQ_OK)
             goto fail;
-        for (int r = 0; r < PQntuples(res); r++)
+        for (int r = 0; r < PQntuples(rescued); r++)
             skipq__log(SKIPQ_LOG_WARN, "rescued job %s (%s) of a lost worker: now %s",
-                       PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2));
-        PQclear(res);
+                       PQgetvalue(rescued, r, 0), PQgetvalue(rescued, r, 1),
+                       PQgetvalue(rescued, r, 2));
         if (maint_exec(pg, SKIPQ__STMT_FORGET_WORKERS, 2, v, NULL, &e) != SKIPQ_OK)
             goto fail;
         if (maint_exec(pg, SKIPQ__STMT_RESCUE_DONE, 1, v + 1, NULL, &e) != SKIPQ_OK)
@@ -108,8 +108,14 @@ rescue(skipq_worker *w, PGconn **pgp)
     }
     if (maint_exec(pg, SKIPQ__STMT_COMMIT, 0, NULL, NULL, &e) != SKIPQ_OK)
         goto fail;
+    /* counted once committed, as completions are */
+    for (int r = 0; w->metrics && rescued && r < PQntuples(rescued); r++)
+        skipq__metrics_note_rescue(w->metrics, PQgetvalue(rescued, r, 1),
+                                   strcmp(PQgetvalue(rescued, r, 2), "failed") == 0);
+    PQclear(rescued);
     return;
 fail:
+    PQclear(rescued);
     skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN, "rescuer: %s",
                e.message);
     if (!maint_lost(pgp, "rescuer"))

@@ -689,6 +689,29 @@ TEST(on_success_in_file_and_api)
         "line 2, column 15: worker.on_success must be keep or delete, not a list");
 }
 
+TEST(http_in_file_and_api)
+{
+    skipq_error err = {0};
+    skipq_config *cfg = load_ok("worker:\n  concurrency: 2\n");
+    ASSERT_TRUE(skipq_config_http(cfg) == NULL); /* off by default */
+    skipq_config_free(cfg);
+    cfg = load_ok("worker:\n  http: \":9187\"\n");
+    ASSERT_STREQ(skipq_config_http(cfg), ":9187");
+    skipq_config *dup = skipq__config_dup(cfg); /* the worker's copy keeps it */
+    ASSERT_STREQ(skipq_config_http(dup), ":9187");
+    skipq_config_free(dup);
+    ASSERT_OK(skipq_config_set_http(cfg, "", &err), &err); /* "" turns it off */
+    ASSERT_TRUE(skipq_config_http(cfg) == NULL);
+    ASSERT_EQ(skipq_config_set_http(cfg, "127.0.0.1: 80", &err), SKIPQ_ERR_INVALID);
+    ASSERT_CONTAINS(err.message, "must not contain spaces");
+    skipq_config_free(cfg);
+    cfg = load_ok("worker:\n  http: ~\n");
+    ASSERT_TRUE(skipq_config_http(cfg) == NULL);
+    skipq_config_free(cfg);
+    ASSERT_CONTAINS(load_bad("worker:\n  http: [1]\n", SKIPQ_ERR_CONFIG),
+                    "line 2, column 9: worker.http must be an address");
+}
+
 TEST(bad_duration_in_file)
 {
     ASSERT_STREQ(load_bad("worker:\n"
