@@ -9,6 +9,11 @@
 #   tests/pg.sh log DIR      print the server log
 #   tests/pg.sh destroy DIR  stop and delete DIR
 #   tests/pg.sh free-port    print a TCP port no one listens on
+#   tests/pg.sh standby DIR PRIMARY_DIR
+#                            a streaming replica of the cluster in PRIMARY_DIR
+#                            (pg_basebackup -R) in DIR, started on a free
+#                            port; prints the exports as start does
+#   tests/pg.sh promote DIR  promote the standby in DIR to a primary
 #
 # The server refuses to run as root, so as root every server-side command
 # runs as the unprivileged 'postgres' user (created by Debian's
@@ -92,6 +97,26 @@ EOF
     echo "export SKIPQ_TEST_PG=postgresql://postgres@127.0.0.1:$port/postgres"
 }
 
+cmd_standby() {
+    local dir=$1 primary=$2 port
+    ensure_user
+    mkdir -p "$dir/sock"
+    dir=$(cd "$dir" && pwd)
+    [ "$(id -u)" -ne 0 ] || chown -R "$RUNAS": "$dir"
+    chmod 700 "$dir"
+    [ "$(id -u)" -ne 0 ] || { local d=$dir; while [ "$d" != / ]; do chmod o+x "$d" 2>/dev/null || true; d=$(dirname "$d"); done; }
+    as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$(port_of "$primary")" -U postgres \
+        -D "$dir/data" -R -X stream -c fast >"$dir/basebackup.log" 2>&1 ||
+        { cat "$dir/basebackup.log" >&2; die "pg_basebackup failed"; }
+    port=$(free_port)
+    printf "# ---- the standby's own ----\nport = %s\nunix_socket_directories = '%s/sock'\n" \
+        "$port" "$dir" | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
+    as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||
+        { cat "$dir/server.log" >&2; die "could not start the standby in $dir"; }
+    echo "export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres"
+    echo "export SKIPQ_TEST_PG=postgresql://postgres@127.0.0.1:$port/postgres"
+}
+
 cmd_stop() {
     local dir=$1
     if running "$dir"; then as_pg "$PGBIN/pg_ctl" -D "$dir/data" -m "${2:-immediate}" -w stop >/dev/null; fi
@@ -105,7 +130,7 @@ cmd_restart() {
 
 cmd=${1:-}; dir=${2:-}
 if [ "$cmd" = free-port ]; then free_port; exit 0; fi  # for tests/pgbouncer.sh
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: pg.sh start|stop|restart|url|log|destroy DIR"
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: pg.sh start|stop|restart|url|log|destroy|standby|promote DIR"
 case "$cmd" in
     start) cmd_start "$dir" ;;
     stop) cmd_stop "$dir" "${3:-immediate}" ;;
@@ -113,5 +138,7 @@ case "$cmd" in
     url) echo "postgresql://postgres@127.0.0.1:$(port_of "$dir")/${3:-postgres}" ;;
     log) cat "$dir/server.log" 2>/dev/null || true ;;
     destroy) cmd_stop "$dir"; rm -rf "$dir" ;;
+    standby) cmd_standby "$dir" "${3:?pg.sh standby DIR PRIMARY_DIR}" ;;
+    promote) as_pg "$PGBIN/pg_ctl" -D "$dir/data" -w -t 60 promote >/dev/null ;;
     *) die "unknown command '$cmd'" ;;
 esac
