@@ -815,19 +815,23 @@ h_workers(struct api_req *q)
 }
 
 /* Jobs finished per minute, from finished_at of the jobs still stored;
- * minutes with none are there with zeros. */
+ * minutes with none are there with zeros. Every operator is one that
+ * matches its operands exactly (statuses compared as text, float8 *
+ * interval), so nothing planted in public is a better match
+ * (docs/security.md, search_path). */
 static const char throughput_sql[] =
     "WITH f AS (SELECT pg_catalog.date_trunc('minute', j.finished_at) AS m,"
-    "   pg_catalog.count(*) FILTER (WHERE j.status = 'succeeded') AS ok,"
-    "   pg_catalog.count(*) FILTER (WHERE j.status = 'failed') AS bad"
+    "   pg_catalog.count(*) FILTER (WHERE j.status::text = 'succeeded') AS ok,"
+    "   pg_catalog.count(*) FILTER (WHERE j.status::text = 'failed') AS bad"
     "  FROM skipq.jobs j"
     "  WHERE j.finished_at >= pg_catalog.date_trunc('minute', pg_catalog.now())"
-    "        - ($1::int - 1) * interval '1 minute'"
-    "    AND j.status IN ('succeeded', 'failed') GROUP BY 1)"
+    "        - ($1::int - 1)::float8 * interval '1 minute'"
+    "    AND j.status::text IN ('succeeded', 'failed') GROUP BY 1)"
     " SELECT pg_catalog.to_json(g.m) #>> '{}'::text[],"
     "   coalesce(f.ok, 0), coalesce(f.bad, 0)"
     " FROM pg_catalog.generate_series("
-    "   pg_catalog.date_trunc('minute', pg_catalog.now()) - ($1::int - 1) * interval '1 minute',"
+    "   pg_catalog.date_trunc('minute', pg_catalog.now())"
+    "     - ($1::int - 1)::float8 * interval '1 minute',"
     "   pg_catalog.date_trunc('minute', pg_catalog.now()), interval '1 minute') AS g(m)"
     " LEFT JOIN f ON f.m = g.m ORDER BY g.m";
 

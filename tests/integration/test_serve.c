@@ -557,6 +557,27 @@ TEST(rate_limit_answers_429)
     serve_stop();
 }
 
+TEST(lost_database_connection_answers_503_then_recovers)
+{
+    PGconn *pg = tl_db();
+    char *headers = NULL, url[128];
+
+    serve_start_tokens("");
+    ASSERT_EQ(req("GET", "/api/stats", AUTH_ADMIN, NULL, NULL), 200);
+    /* the server ends serve's sessions, as a restart of the database does */
+    ASSERT_TRUE(tl_int(pg, "SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM "
+                           "pg_stat_activity WHERE application_name = 'skipq serve'") >= 1);
+    snprintf(url, sizeof url, "%s/api/stats", base);
+    ASSERT_EQ(tl_http("GET", url, AUTH_ADMIN, NULL, &headers, NULL), 503);
+    ASSERT_CONTAINS(headers, "Retry-After: ");
+    free(headers);
+    /* the next request opens a new connection */
+    ASSERT_EQ(req("GET", "/api/stats", AUTH_ADMIN, NULL, NULL), 200);
+    ASSERT_EQ(req("POST", "/api/jobs", AUTH_ADMIN, "{\"kind\": \"k\"}", NULL), 201);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 1);
+    serve_stop();
+}
+
 int
 main(int argc, char **argv)
 {
