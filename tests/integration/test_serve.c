@@ -564,9 +564,11 @@ TEST(lost_database_connection_answers_503_then_recovers)
 
     serve_start_tokens("");
     ASSERT_EQ(req("GET", "/api/stats", AUTH_ADMIN, NULL, NULL), 200);
-    /* the server ends serve's sessions, as a restart of the database does */
+    /* the server ends serve's connections (this database's only: other
+     * tests run beside this one), as a restart of the database does */
     ASSERT_TRUE(tl_int(pg, "SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM "
-                           "pg_stat_activity WHERE application_name = 'skipq serve'") >= 1);
+                           "pg_stat_activity WHERE application_name = 'skipq serve' "
+                           "AND datname = pg_catalog.current_database()") >= 1);
     snprintf(url, sizeof url, "%s/api/stats", base);
     ASSERT_EQ(tl_http("GET", url, AUTH_ADMIN, NULL, &headers, NULL), 503);
     ASSERT_CONTAINS(headers, "Retry-After: ");
