@@ -459,8 +459,8 @@ static const char *const worker_keys[] = {
     "priorities", "concurrency", "running_jobs", "heartbeat_age_s",
     "alive",      "version"};
 
-static json_object *
-rows_json(const PGresult *res, const char *const *keys, const char *types)
+json_object *
+cli_rows_json(const PGresult *res, const char *const *keys, const char *types)
 {
     json_object *a = json_object_new_array();
 
@@ -478,11 +478,11 @@ rows_json(const PGresult *res, const char *const *keys, const char *types)
 json_object *
 cli_stats_queues_json(const PGresult *res)
 {
-    return rows_json(res, queue_keys, "siiiiiiiifibj");
+    return cli_rows_json(res, queue_keys, "siiiiiiiifibj");
 }
 
 json_object *
 cli_stats_workers_json(const PGresult *res)
 {
-    return rows_json(res, worker_keys, "isissiifbs");
+    return cli_rows_json(res, worker_keys, "isissiifbs");
 }

@@ -143,6 +143,9 @@ extern const char cli_stats_workers_sql[];
 /* Their rows as `skipq stats --json` prints them (an array). */
 json_object *cli_stats_queues_json(const PGresult *res);
 json_object *cli_stats_workers_json(const PGresult *res);
+/* Every row as an object: keys[c] for column c, typed by types[c] (as
+ * cli_cell_json's type). */
+json_object *cli_rows_json(const PGresult *res, const char *const *keys, const char *types);
 /* One cell: 'i' integer, 'f' double, 'b' boolean, 'j' JSON, else text. */
 json_object *cli_cell_json(const PGresult *res, int r, int c, char type);
 

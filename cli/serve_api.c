@@ -592,6 +592,32 @@ h_jobs_ls(struct api_req *q)
     PQclear(res);
 }
 
+/* The parents a job waits for (or waited for). */
+static const char parents_sql[] =
+    "SELECT pg_catalog.array_to_json(ARRAY(SELECT d.parent FROM skipq.job_dependencies d"
+    " WHERE d.child = $1::int8 ORDER BY d.parent))::text";
+
+/* `jobs show --json`'s object, with the running worker's id under the
+ * name the dashboard reads (worker_id) and the job's parents. */
+static void
+job_reply(struct api_req *q, const PGresult *job, const char *const *params)
+{
+    json_object *o = cli_job_json(job), *v = NULL;
+    PGresult *res = PQexecParams(skipq_conn_pg(q->conn), parents_sql, 1, NULL, params, NULL,
+                                 NULL, 0);
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        api_db_error(q, res, "could not read the parents of job %s", params[0]);
+        json_object_put(o);
+    } else if (o) {
+        json_object_object_get_ex(o, "locked_by", &v);
+        json_object_object_add(o, "worker_id", json_object_get(v));
+        json_object_object_add(o, "depends_on", cli_cell_json(res, 0, 0, 'j'));
+        api_json(q, 200, o);
+    }
+    PQclear(res);
+}
+
 static void
 h_job(struct api_req *q)
 {
@@ -609,7 +635,7 @@ h_job(struct api_req *q)
     else if (PQntuples(res) == 0)
         api_error(q, 404, "job %lld does not exist", (long long)id);
     else
-        api_json(q, 200, cli_job_json(res));
+        job_reply(q, res, params);
     PQclear(res);
 }
 
@@ -923,18 +949,58 @@ rows_reply(struct api_req *q, const char *sql, const char *key, const char *what
     PQclear(res);
 }
 
+/* Per queue and kind: jobs by status, the oldest runnable one's age. */
+static const char stats_sql[] =
+    "SELECT j.queue, j.kind,"
+    "  pg_catalog.count(*) FILTER (WHERE j.status::text = 'queued'),"
+    "  pg_catalog.count(*) FILTER (WHERE j.status::text = 'running'),"
+    "  pg_catalog.count(*) FILTER (WHERE j.status::text = 'waiting'),"
+    "  pg_catalog.count(*) FILTER (WHERE j.status::text = 'succeeded'),"
+    "  pg_catalog.count(*) FILTER (WHERE j.status::text = 'failed'),"
+    "  pg_catalog.count(*) FILTER (WHERE j.status::text = 'cancelled'),"
+    "  extract(epoch FROM pg_catalog.now() - pg_catalog.min(j.run_at)"
+    "    FILTER (WHERE j.status::text = 'queued' AND j.run_at <= pg_catalog.now()))::float8"
+    " FROM skipq.jobs j GROUP BY j.queue, j.kind ORDER BY j.queue, j.kind";
+
+static json_object *
+stats_rows(const PGresult *res)
+{
+    static const char *const keys[] = {
+        "queue",   "kind",      "queued",
+        "running", "waiting",   "succeeded",
+        "failed",  "cancelled", "oldest_runnable_age_seconds"};
+    return cli_rows_json(res, keys, "ssiiiiiif");
+}
+
 static void
 h_stats(struct api_req *q)
 {
-    rows_reply(q, cli_stats_queues_sql, "queues", "skipq.queue_stats",
-               cli_stats_queues_json);
+    rows_reply(q, stats_sql, "queues", "skipq.jobs", stats_rows);
+}
+
+/* skipq.active_workers, with the heartbeat's time and age. */
+static const char workers_sql[] =
+    "SELECT w.id, w.host, w.pid, pg_catalog.array_to_json(w.queues)::text, w.priorities,"
+    "  w.concurrency, pg_catalog.to_json(w.started_at) #>> '{}'::text[],"
+    "  pg_catalog.to_json(pg_catalog.now() - w.heartbeat_age) #>> '{}'::text[],"
+    "  extract(epoch FROM w.heartbeat_age)::float8, w.running_jobs, w.alive, w.version"
+    " FROM skipq.active_workers w ORDER BY w.id";
+
+static json_object *
+workers_rows(const PGresult *res)
+{
+    static const char *const keys[] = {
+        "id",         "host",         "pid",
+        "queues",     "priorities",   "concurrency",
+        "started_at", "heartbeat_at", "heartbeat_age_seconds",
+        "running",    "alive",        "version"};
+    return cli_rows_json(res, keys, "isijsissfibs");
 }
 
 static void
 h_workers(struct api_req *q)
 {
-    rows_reply(q, cli_stats_workers_sql, "workers", "skipq.active_workers",
-               cli_stats_workers_json);
+    rows_reply(q, workers_sql, "workers", "skipq.active_workers", workers_rows);
 }
 
 /* Jobs finished per minute, from finished_at of the jobs still stored;

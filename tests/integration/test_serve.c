@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ADMIN "admin-token-0123456789abcdef"
 #define READ "read-token-0123456789abcdef"
@@ -336,24 +337,45 @@ TEST(enqueue_show_and_list)
     ASSERT_STREQ(json_object_get_string(v), "email");
     ASSERT_TRUE(json_object_object_get_ex(o, "payload", &v));
     ASSERT_TRUE(json_object_object_get_ex(v, "to", NULL));
+    ASSERT_TRUE(json_object_object_get_ex(o, "worker_id", &v) && !v);
+    ASSERT_TRUE(json_object_object_get_ex(o, "depends_on", &v));
+    ASSERT_EQ(json_object_array_length(v), 0);
     json_object_put(o);
+    /* a child names its parent */
+    char body[128];
+    snprintf(body, sizeof body, "{\"kind\": \"child\", \"depends_on\": [%lld]}",
+             (long long)id);
+    o = admin("POST", "/api/jobs", body, 201);
+    snprintf(path, sizeof path, "/api/jobs/%lld", (long long)get_int(o, "id"));
+    json_object_put(o);
+    o = admin("GET", path, NULL, 200);
+    ASSERT_TRUE(json_object_object_get_ex(o, "depends_on", &v));
+    ASSERT_EQ(json_object_get_int64(json_object_array_get_idx(v, 0)), id);
+    json_object_put(o);
+    snprintf(path, sizeof path, "/api/jobs/%lld", (long long)id);
     admin_error("GET", "/api/jobs/999999", NULL, 404, "job 999999 does not exist");
     admin_error("GET", "/api/jobs/abc", NULL, 400, "invalid job id \"abc\"");
 
-    /* pages: newest first, the cursor is the last id */
-    o = admin("GET", "/api/jobs?limit=1", NULL, 200);
+    /* pages of 2: newest first, the cursor is the last id; 3 jobs */
     json_object *jobs = NULL, *next = NULL;
-    ASSERT_TRUE(json_object_object_get_ex(o, "jobs", &jobs));
-    ASSERT_EQ(json_object_array_length(jobs), 1);
-    ASSERT_TRUE(json_object_object_get_ex(o, "next_cursor", &next) && next);
-    snprintf(path, sizeof path, "/api/jobs?limit=1&cursor=%s",
-             json_object_get_string(next));
-    json_object *o2 = admin("GET", path, NULL, 200);
-    ASSERT_TRUE(json_object_object_get_ex(o2, "jobs", &jobs));
-    ASSERT_EQ(get_int(json_object_array_get_idx(jobs, 0), "id"), id);
-    ASSERT_TRUE(json_object_object_get_ex(o2, "next_cursor", &next) && !next);
-    json_object_put(o2);
-    json_object_put(o);
+    int64_t seen[4] = {0}, n = 0;
+    snprintf(path, sizeof path, "/api/jobs?limit=2");
+    for (int page = 0; page < 3; page++) {
+        o = admin("GET", path, NULL, 200);
+        ASSERT_TRUE(json_object_object_get_ex(o, "jobs", &jobs));
+        for (size_t i = 0; i < json_object_array_length(jobs) && n < 4; i++)
+            seen[n++] = get_int(json_object_array_get_idx(jobs, i), "id");
+        ASSERT_TRUE(json_object_object_get_ex(o, "next_cursor", &next));
+        if (next)
+            snprintf(path, sizeof path, "/api/jobs?limit=2&cursor=%s",
+                     json_object_get_string(next));
+        json_object_put(o);
+        if (!next)
+            break;
+    }
+    ASSERT_EQ(n, 3);
+    ASSERT_TRUE(seen[0] > seen[1] && seen[1] > seen[2]);
+    ASSERT_EQ(seen[2], id);
     o = admin("GET", "/api/jobs?status=queued&queue=mail&kind=email", NULL, 200);
     ASSERT_TRUE(json_object_object_get_ex(o, "jobs", &jobs));
     ASSERT_EQ(json_object_array_length(jobs), 1);
@@ -494,7 +516,9 @@ TEST(recover_stats_queues_and_schedules)
 
     o = admin("GET", "/api/stats", NULL, 200);
     ASSERT_TRUE(json_object_object_get_ex(o, "queues", &v));
-    ASSERT_EQ(json_object_array_length(v), 1);
+    ASSERT_EQ(json_object_array_length(v), 1); /* per queue and kind */
+    ASSERT_EQ(get_int(json_object_array_get_idx(v, 0), "queued"), 1);
+    ASSERT_TRUE(json_object_object_get_ex(json_object_array_get_idx(v, 0), "kind", NULL));
     json_object_put(o);
     tl_exec(pg, "UPDATE skipq.jobs SET status = 'succeeded', finished_at = now()");
     o = admin("GET", "/api/throughput?minutes=3", NULL, 200);
@@ -578,6 +602,78 @@ TEST(lost_database_connection_answers_503_then_recovers)
     ASSERT_EQ(req("POST", "/api/jobs", AUTH_ADMIN, "{\"kind\": \"k\"}", NULL), 201);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 1);
     serve_stop();
+}
+
+/* ---- the roles docs/security.md names ------------------------------------ */
+
+static char reader[64], admin_role[64];
+
+static void
+drop_roles(void)
+{
+    PGconn *pg = tl_connect();
+    tl_exec(pg, "DROP ROLE IF EXISTS %s, %s", reader, admin_role);
+    PQfinish(pg);
+}
+
+/* A read-only deployment as a skipq_producer login answers every GET;
+ * one as a skipq_admin login can do every change. */
+TEST(runs_as_the_roles_security_md_names)
+{
+    PGconn *pg = tl_db();
+    char *list = routes(), *line, *save = NULL, args[512];
+
+    tl_apply_roles();
+    snprintf(reader, sizeof reader, "ts_reader_%d", (int)getpid());
+    snprintf(admin_role, sizeof admin_role, "ts_admin_%d", (int)getpid());
+    tl_exec(pg, "CREATE ROLE %s LOGIN IN ROLE skipq_producer", reader);
+    tl_exec(pg, "CREATE ROLE %s LOGIN IN ROLE skipq_admin", admin_role);
+    atexit(drop_roles);
+    int64_t id = tl_int(pg, "SELECT skipq.enqueue('k')");
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "schedule add nightly '0 3 * * *' report"), 0);
+
+    snprintf(args, sizeof args, "--database '%s'", tl_url_as(reader));
+    serve_start("-u SKIPQ_ADMIN_TOKEN SKIPQ_READ_TOKEN=" READ, args);
+    for (line = strtok_r(list, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char method[8], path[256], url[300], *body = NULL;
+        ASSERT_EQ(sscanf(line, "%7s %255s", method, path), 2);
+        char *p = strstr(path, "{id}") ? strstr(path, "{id}") : strstr(path, "{name}");
+        if (p)
+            snprintf(url, sizeof url, "%.*s%lld%s", (int)(p - path), path, (long long)id,
+                     strchr(p, '}') + 1);
+        else
+            snprintf(url, sizeof url, "%s", path);
+        if (strcmp(method, "GET") == 0) {
+            int st = req(method, url, AUTH_READ, NULL, &body);
+            if (st != 200)
+                HARNESS_FAIL("GET %s as %s: %d %s", url, reader, st, body ? body : "");
+        } else {
+            ASSERT_EQ(req(method, url, AUTH_READ, "{}", NULL), 403);
+        }
+        free(body);
+    }
+    serve_stop();
+
+    snprintf(args, sizeof args, "--database '%s'", tl_url_as(admin_role));
+    serve_start("SKIPQ_ADMIN_TOKEN=" ADMIN, args);
+    char path[64];
+    json_object_put(admin("POST", "/api/jobs", "{\"kind\": \"k\", \"unique_key\": \"u\"}",
+                          201));
+    json_object_put(admin("POST", "/api/jobs/batch", "{\"jobs\": [{\"kind\": \"k\"}]}",
+                          201));
+    snprintf(path, sizeof path, "/api/jobs/%lld/cancel", (long long)id);
+    json_object_put(admin("POST", path, NULL, 200));
+    snprintf(path, sizeof path, "/api/jobs/%lld/retry", (long long)id);
+    json_object_put(admin("POST", path, NULL, 200));
+    json_object_put(admin("POST", "/api/jobs/cancel", "{\"ids\": [1]}", 200));
+    json_object_put(admin("POST", "/api/recover", "{\"status\": \"queued\"}", 200));
+    json_object_put(admin("POST", "/api/queues/default/pause", NULL, 200));
+    json_object_put(admin("POST", "/api/queues/default/resume", NULL, 200));
+    json_object_put(admin("POST", "/api/schedules/nightly/pause", NULL, 200));
+    json_object_put(admin("POST", "/api/schedules/nightly/resume", NULL, 200));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 3);
+    serve_stop();
+    free(list);
 }
 
 int
