@@ -54,6 +54,8 @@ enum { OPT_HTTP = CLI_OPT_LOCAL, OPT_NO_AUTH, OPT_ROUTES };
 #define SERVE_BATCH_BODY ((size_t)32 << 20)
 /* Rate limit buckets: clients beyond this many share the least recent. */
 #define SERVE_BUCKETS 1024
+/* At a signal: how long open connections get to finish their requests. */
+#define SERVE_DRAIN_MS 10000
 /* Seconds a client is told to wait when the database is away. */
 #define SERVE_RETRY_AFTER "5"
 
@@ -641,6 +643,7 @@ run(struct serve *sv, const char *addr, skipq_conn *first)
     while (sigwait(&set, &sig) != 0)
         ;
     cli_log(SKIPQ_LOG_INFO, "stopping: finishing the requests in flight");
+    http_drain(http, SERVE_DRAIN_MS);
     http_stop(http); /* waits for the handlers */
     return CLI_EXIT_OK;
 }

@@ -332,7 +332,8 @@ http_start(const char *addr, const struct http_options *opt, http_handler_fn fn,
         free(s);
         return -1;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+    /* ITC: http_drain() may stop the accepting while threads poll */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC;
     if (family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
@@ -353,6 +354,22 @@ http_start(const char *addr, const struct http_options *opt, http_handler_fn fn,
     }
     *out = s;
     return 0;
+}
+
+void
+http_drain(struct http_server *s, int ms)
+{
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd); /* ours now: the daemon no longer closes it */
+    for (int waited = 0; waited < ms; waited += 20) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!info || info->num_connections == 0)
+            break;
+        usleep(20 * 1000);
+    }
 }
 
 void

@@ -77,6 +77,10 @@ struct http_server;
  */
 int http_start(const char *addr, const struct http_options *opt, http_handler_fn fn,
                void *userdata, struct http_server **out, char *err, size_t errlen);
+/* Stop accepting connections, then wait up to ms for the open ones to
+ * finish their requests and close (an idle keep-alive connection holds
+ * it to the end). Call http_stop() after it. */
+void http_drain(struct http_server *s, int ms);
 /* Stop: waits for running handlers to return. NULL: no-op. */
 void http_stop(struct http_server *s);
 /* The address actually bound, "127.0.0.1:8080" ("[::1]:8080" for v6). */

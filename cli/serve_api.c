@@ -932,25 +932,34 @@ h_recover(struct api_req *q)
 
 /* ---- stats, throughput, workers ----------------------------------------- */
 
-/* {key: rows} of a statement, rows built by fn. */
+/* A statement whose rows answer as {name: [{cols[c]: ...}]}, typed as
+ * cli_cell_json's types say. */
+struct api_view {
+    const char *sql, *name, *what, *types;
+    const char *const *cols;
+};
+
 static void
-rows_reply(struct api_req *q, const char *sql, const char *key, const char *what,
-           json_object *(*fn)(const PGresult *))
+view_reply(struct api_req *q, const struct api_view *v)
 {
-    PGresult *res = PQexec(skipq_conn_pg(q->conn), sql);
+    PGresult *res = PQexec(skipq_conn_pg(q->conn), v->sql);
     json_object *o;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        api_db_error(q, res, "could not read %s", what);
+        api_db_error(q, res, "could not read %s", v->what);
     } else if ((o = json_object_new_object())) {
-        json_object_object_add(o, key, fn(res));
+        json_object_object_add(o, v->name, cli_rows_json(res, v->cols, v->types));
         api_json(q, 200, o);
     }
     PQclear(res);
 }
 
 /* Per queue and kind: jobs by status, the oldest runnable one's age. */
-static const char stats_sql[] =
+static const char *const stats_cols[] = {
+    "queue",   "kind",      "queued",
+    "running", "waiting",   "succeeded",
+    "failed",  "cancelled", "oldest_runnable_age_seconds"};
+static const struct api_view stats_view = {
     "SELECT j.queue, j.kind,"
     "  pg_catalog.count(*) FILTER (WHERE j.status::text = 'queued'),"
     "  pg_catalog.count(*) FILTER (WHERE j.status::text = 'running'),"
@@ -960,47 +969,33 @@ static const char stats_sql[] =
     "  pg_catalog.count(*) FILTER (WHERE j.status::text = 'cancelled'),"
     "  extract(epoch FROM pg_catalog.now() - pg_catalog.min(j.run_at)"
     "    FILTER (WHERE j.status::text = 'queued' AND j.run_at <= pg_catalog.now()))::float8"
-    " FROM skipq.jobs j GROUP BY j.queue, j.kind ORDER BY j.queue, j.kind";
-
-static json_object *
-stats_rows(const PGresult *res)
-{
-    static const char *const keys[] = {
-        "queue",   "kind",      "queued",
-        "running", "waiting",   "succeeded",
-        "failed",  "cancelled", "oldest_runnable_age_seconds"};
-    return cli_rows_json(res, keys, "ssiiiiiif");
-}
-
-static void
-h_stats(struct api_req *q)
-{
-    rows_reply(q, stats_sql, "queues", "skipq.jobs", stats_rows);
-}
+    " FROM skipq.jobs j GROUP BY j.queue, j.kind ORDER BY j.queue, j.kind",
+    "queues", "skipq.jobs", "ssiiiiiif", stats_cols};
 
 /* skipq.active_workers, with the heartbeat's time and age. */
-static const char workers_sql[] =
+static const char *const workers_cols[] = {
+    "id",         "host",         "pid",
+    "queues",     "priorities",   "concurrency",
+    "started_at", "heartbeat_at", "heartbeat_age_seconds",
+    "running",    "alive",        "version"};
+static const struct api_view workers_view = {
     "SELECT w.id, w.host, w.pid, pg_catalog.array_to_json(w.queues)::text, w.priorities,"
     "  w.concurrency, pg_catalog.to_json(w.started_at) #>> '{}'::text[],"
     "  pg_catalog.to_json(pg_catalog.now() - w.heartbeat_age) #>> '{}'::text[],"
     "  extract(epoch FROM w.heartbeat_age)::float8, w.running_jobs, w.alive, w.version"
-    " FROM skipq.active_workers w ORDER BY w.id";
+    " FROM skipq.active_workers w ORDER BY w.id",
+    "workers", "skipq.active_workers", "isijsissfibs", workers_cols};
 
-static json_object *
-workers_rows(const PGresult *res)
+static void
+h_stats(struct api_req *q)
 {
-    static const char *const keys[] = {
-        "id",         "host",         "pid",
-        "queues",     "priorities",   "concurrency",
-        "started_at", "heartbeat_at", "heartbeat_age_seconds",
-        "running",    "alive",        "version"};
-    return cli_rows_json(res, keys, "isijsissfibs");
+    view_reply(q, &stats_view);
 }
 
 static void
 h_workers(struct api_req *q)
 {
-    rows_reply(q, workers_sql, "workers", "skipq.active_workers", workers_rows);
+    view_reply(q, &workers_view);
 }
 
 /* Jobs finished per minute, from finished_at of the jobs still stored;
@@ -1031,7 +1026,7 @@ h_throughput(struct api_req *q)
     long long minutes;
     char m_s[24];
     const char *p[1] = {m_s};
-    json_object *o, *rows;
+    json_object *o;
 
     if (!query_int(q, "minutes", 1, 1440, 60, &minutes))
         return;
@@ -1040,14 +1035,8 @@ h_throughput(struct api_req *q)
                                  NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         api_db_error(q, res, "could not count finished jobs");
-    } else if ((o = json_object_new_object()) && (rows = json_object_new_array())) {
-        for (int r = 0; r < PQntuples(res); r++) {
-            json_object *m = json_object_new_object();
-            for (int c = 0; c < 3; c++)
-                json_object_object_add(m, keys[c], cli_cell_json(res, r, c, c ? 'i' : 's'));
-            json_object_array_add(rows, m);
-        }
-        json_object_object_add(o, "minutes", rows);
+    } else if ((o = json_object_new_object())) {
+        json_object_object_add(o, "minutes", cli_rows_json(res, keys, "sii"));
         api_json(q, 200, o);
     }
     PQclear(res);

@@ -22,13 +22,14 @@
 
 static char base[64]; /* "http://127.0.0.1:PORT" */
 static pid_t server;
+static const char *server_log;
 
 /* Start serve with env (env(1)'s arguments: NAME=VALUE, -u NAME) and args; wait for its
  * "serving ... on http://..." line and take the port from it. */
 static void
 serve_start(const char *env, const char *args)
 {
-    const char *log = tl_tmpfile(".log");
+    const char *log = server_log = tl_tmpfile(".log");
     char *text = NULL;
 
     /* exec: the signals the test sends reach serve, not a shell */
@@ -674,6 +675,35 @@ TEST(runs_as_the_roles_security_md_names)
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 3);
     serve_stop();
     free(list);
+}
+
+/* SIGTERM waits for a request in flight, which still gets its answer. */
+TEST(sigterm_finishes_the_request_in_flight)
+{
+    PGconn *pg = tl_db(), *holder = tl_connect();
+    char path[64];
+
+    int64_t id = tl_int(pg, "SELECT skipq.enqueue('k')");
+    serve_start_tokens("");
+    /* the cancel waits for this row lock (lock_timeout 5s) */
+    tl_exec(holder, "BEGIN");
+    tl_exec(holder, "SELECT 1 FROM skipq.jobs WHERE id = %lld FOR UPDATE", (long long)id);
+    snprintf(path, sizeof path, "/api/jobs/%lld/cancel", (long long)id);
+    pid_t child = fork();
+    if (child == 0)
+        _exit(req("POST", path, AUTH_ADMIN, NULL, NULL) == 200 ? 0 : 1);
+    ASSERT_TRUE(
+        tl_wait_int(pg, 5000, 1,
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                    "'skipq serve' AND datname = pg_catalog.current_database() "
+                    "AND wait_event_type = 'Lock'"));
+    tl_kill(server, SIGTERM);
+    ASSERT_TRUE(tl_wait_file_has(server_log, "stopping", 5000));
+    tl_exec(holder, "COMMIT");
+    ASSERT_EQ(tl_wait_pid(child, 10000), 0);
+    ASSERT_EQ(tl_wait_pid(server, 15000), 0);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'cancelled'"), 1);
+    PQfinish(holder);
 }
 
 int
