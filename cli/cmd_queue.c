@@ -290,7 +290,7 @@ queue_set(int argc, char **argv, struct cli_ctx *ctx)
         conn, "set",
         "SELECT coalesce(s.max_running::text, 'none'),"
         " coalesce(s.key_max_running::text, 'none'),"
-        " coalesce(s.rate_limit || '/' || skipq.duration_text(s.rate_interval), 'none'),"
+        " coalesce(s.rate_limit::text || '/' || skipq.duration_text(s.rate_interval), 'none'),"
         " coalesce(skipq.duration_text(s.age_after), 'none'), s.rate_by"
         " FROM skipq.queue_set($1, max_running => $2, rate => $3,"
         "  max_running_per_key => $4, age_after => $5, rate_by => $6) AS s",

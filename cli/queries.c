@@ -300,17 +300,21 @@ cli_recover_run(PGconn *pg, const char *const *params, int dry_run)
 
 /* ---- queues ---- */
 
+/* The limits are text before they meet ||: text || integer is
+ * pg_catalog's anynonarray operator, which one planted in public for the
+ * exact types would beat (test_search_path.serve_runs_no_planted_object);
+ * text || text is matched exactly by pg_catalog's own. */
 const char cli_queue_ls_sql[] =
     "SELECT s.queue, s.paused, pg_catalog.array_to_json(s.paused_kinds)::text,"
     "       s.runnable, s.scheduled, s.waiting, s.running, s.succeeded, s.failed,"
     "       s.cancelled,"
-    "       pg_catalog.concat_ws(', ', 'max ' || s.max_running,"
-    "         s.max_running_per_key || '/key',"
-    "         s.rate_limit || '/' || skipq.duration_text(s.rate_interval)"
+    "       pg_catalog.concat_ws(', ', 'max ' || s.max_running::text,"
+    "         s.max_running_per_key::text || '/key',"
+    "         s.rate_limit::text || '/' || skipq.duration_text(s.rate_interval)"
     "           || CASE WHEN s.rate_by = 'key' THEN ' per key' ELSE '' END,"
     "         'aging ' || skipq.duration_text(s.age_after)),"
     "       s.max_running, s.max_running_per_key,"
-    "       s.rate_limit || '/' || skipq.duration_text(s.rate_interval),"
+    "       s.rate_limit::text || '/' || skipq.duration_text(s.rate_interval),"
     "       skipq.duration_text(s.age_after), s.rate_by "
     "FROM skipq.queue_states s ORDER BY s.queue";
 

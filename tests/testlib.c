@@ -713,3 +713,29 @@ tl_http(const char *method, const char *url, const char *headers, const char *bo
     free(resp);
     return status;
 }
+
+pid_t
+tl_serve(const char *env, const char *args, char *base, size_t baselen,
+         const char **log_out)
+{
+    const char *log = tl_tmpfile(".log");
+    char *text = NULL;
+
+    /* exec: the signals the test sends reach serve, not a shell */
+    pid_t pid = tl_spawn(log, "exec env %s %s serve --http 127.0.0.1:0 %s", env, tl_skipq(),
+                         args);
+    if (!tl_wait_file_has(log, "serving the API and dashboard on http://", 15000)) {
+        tl_run(NULL, &text, NULL, "cat %s", log);
+        HARNESS_FAIL("skipq serve did not start: %s", text ? text : "");
+    }
+    if (tl_run(NULL, &text, NULL, "cat %s", log) != 0)
+        HARNESS_FAIL("could not read %s", log);
+    const char *at = strstr(text, "http://127.0.0.1:");
+    if (!at)
+        HARNESS_FAIL("no address in: %s", text);
+    snprintf(base, baselen, "%.*s", (int)strspn(at + 7, "0123456789.:") + 7, at);
+    free(text);
+    if (log_out)
+        *log_out = log;
+    return pid;
+}

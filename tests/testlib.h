@@ -106,5 +106,13 @@ void tl_expect_denied(PGconn *c, const char *sql);
  */
 int tl_http(const char *method, const char *url, const char *headers, const char *body,
             char **resp_headers, char **resp_body);
+/*
+ * Start `skipq serve --http 127.0.0.1:0 ARGS` with env (env(1)'s
+ * arguments: NAME=VALUE, -u NAME; may be "") and wait for the line that
+ * names its address: base gets "http://127.0.0.1:PORT", *log_out (may be
+ * NULL) its log file. Returns its pid (signals reach serve itself).
+ */
+pid_t tl_serve(const char *env, const char *args, char *base, size_t baselen,
+               const char **log_out);
 
 #endif

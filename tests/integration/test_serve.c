@@ -24,23 +24,10 @@ static char base[64]; /* "http://127.0.0.1:PORT" */
 static pid_t server;
 static const char *server_log;
 
-/* Start serve with env (env(1)'s arguments: NAME=VALUE, -u NAME) and args; wait for its
- * "serving ... on http://..." line and take the port from it. */
 static void
 serve_start(const char *env, const char *args)
 {
-    const char *log = server_log = tl_tmpfile(".log");
-    char *text = NULL;
-
-    /* exec: the signals the test sends reach serve, not a shell */
-    server = tl_spawn(log, "exec env %s %s serve --http 127.0.0.1:0 %s", env, tl_skipq(),
-                      args);
-    ASSERT_TRUE(tl_wait_file_has(log, "serving the API and dashboard on http://", 15000));
-    ASSERT_EQ(tl_run(NULL, &text, NULL, "cat %s", log), 0);
-    const char *at = strstr(text, "http://127.0.0.1:");
-    ASSERT_TRUE(at != NULL);
-    snprintf(base, sizeof base, "%.*s", (int)strspn(at + 7, "0123456789.:") + 7, at);
-    free(text);
+    server = tl_serve(env, args, base, sizeof base, &server_log);
 }
 
 static void
