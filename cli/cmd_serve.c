@@ -698,6 +698,10 @@ cmd_serve(int argc, char **argv, struct cli_ctx *ctx)
                           "no token is configured: set serve.admin_token (or "
                           "SKIPQ_ADMIN_TOKEN), or pass --no-auth to serve a loopback "
                           "address without one");
+    /* a database host that does not answer fails a request's connect in
+     * 5s (503), not in the minutes of TCP's own timeout; a URL's own
+     * connect_timeout wins. Set before any thread starts. */
+    setenv("PGCONNECT_TIMEOUT", "5", 0);
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
     if (!(sv = calloc(1, sizeof *sv))) {
