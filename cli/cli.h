@@ -22,6 +22,7 @@
 #include "skipq.h"
 
 #include <getopt.h>
+#include <stdarg.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -159,6 +160,11 @@ int cli_usage_error(const char *fmt, ...) CLI_PRINTF(1, 2);
  * be NULL (the connection's message is used). Does not clear res.
  */
 int cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...) CLI_PRINTF(3, 4);
+/* The same message into msg (one line), not printed; the same status. */
+int cli_db_message(PGconn *pg, const PGresult *res, char *msg, size_t msglen,
+                   const char *fmt, ...) CLI_PRINTF(5, 6);
+int cli_db_vmessage(PGconn *pg, const PGresult *res, char *msg, size_t msglen,
+                    const char *fmt, va_list ap) CLI_PRINTF(5, 0);
 
 /* ---- the database-wide metrics (metrics_db.c) ---- */
 
@@ -202,6 +208,10 @@ enum {
  */
 int cli_parse_statuses(const char *opt, const char *s, unsigned allowed, char *out,
                        size_t outsize);
+/* The same without printing: 0, or -1 with what follows the option's
+ * name in msg (": unrecognized status ..."). For `skipq serve`. */
+int cli_statuses(const char *s, unsigned allowed, char *out, size_t outsize, char *msg,
+                 size_t msglen);
 
 /*
  * ids as an int8[] literal ("{1,2,3}") for a $n::int8[] parameter; built
@@ -315,5 +325,6 @@ int cmd_schedule(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_batch(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_chain(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_queue(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_serve(int argc, char **argv, struct cli_ctx *ctx);
 
 #endif /* SKIPQ_CLI_H */

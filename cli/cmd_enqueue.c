@@ -9,6 +9,7 @@
  * this prevents, since re-running it would duplicate the first half.
  */
 #include "cli.h"
+#include "queries.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,46 +144,13 @@ control_opt(int opt, const char *arg, skipq_enqueue_opts *o, struct control_args
     }
 }
 
-/*
- * --run-at: the server parses it, as PostgreSQL would for `run_at =>`
- * in SQL, in the session's time zone. A data exception (22xxx) is the
- * user's input, exit 2; so are "infinity" and a time further out than
- * the longest --in (36500d), which are no time a job could run at.
- */
 static int
 resolve_run_at(PGconn *pg, const char *ts, int64_t *us_out)
 {
-    const char *params[1] = {ts};
-    PGresult *res;
-    int rc = 0;
+    char msg[1024];
+    int rc = cli_run_at(pg, "--run-at", ts, us_out, msg, sizeof msg);
 
-    res = PQexecParams(pg,
-                       "SELECT CASE WHEN NOT pg_catalog.isfinite(t) THEN 'i' "
-                       "            WHEN t > pg_catalog.now() "
-                       "                     + interval '36500 days' THEN 'f' "
-                       "            ELSE (extract(epoch FROM t) "
-                       "                  * 1000000.0)::int8::text END "
-                       "FROM (SELECT $1::timestamptz AS t) s",
-                       1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-        PQgetisnull(res, 0, 0)) {
-        rc = cli_db_fail(pg, res, "invalid --run-at \"%.64s\"", ts);
-    } else if (strcmp(PQgetvalue(res, 0, 0), "i") == 0) {
-        rc = cli_usage_error("invalid --run-at \"%.64s\": not a point in "
-                             "time; give a date and time "
-                             "(2030-01-01T09:00:00Z)",
-                             ts);
-    } else if (strcmp(PQgetvalue(res, 0, 0), "f") == 0) {
-        rc = cli_usage_error("invalid --run-at \"%.64s\": more than 36500 "
-                             "days from now",
-                             ts);
-    } else {
-        *us_out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        if (*us_out == 0) /* 0 means "now" to the library: 1970 is past */
-            *us_out = 1;
-    }
-    PQclear(res);
-    return rc;
+    return rc ? cli_errorf(rc, "%s", msg) : 0;
 }
 
 static int

@@ -4,6 +4,7 @@
  * cmd_jobs_act.c's.
  */
 #include "cli.h"
+#include "queries.h"
 #include "skipq_json.h"
 
 #include <json-c/json.h>
@@ -47,52 +48,7 @@ enum {
     OPT_JSON,
 };
 
-/* A timestamptz as ISO 8601 text, whatever the session's DateStyle.
- * to_json is polymorphic: written by schema, as an operand of exactly
- * json #>> text[], nothing planted in public is a better match
- * (docs/security.md). */
-#define ISO(col) "pg_catalog.to_json(" col ") #>> '{}'::text[]"
-
 /* ---- ls ------------------------------------------------------------ */
-
-/* clang-format off */
-static const char ls_sql[] =
-    "SELECT j.id, j.queue, j.kind, j.priority, j.status::text, j.attempts, "
-    "       j.max_attempts, " ISO("j.run_at") ", " ISO("j.updated_at") ", "
-    "       " ISO("j.created_at") ", j.last_error, "
-    "       j.progress OPERATOR(pg_catalog.->>) 'percent', "
-    "       j.progress OPERATOR(pg_catalog.->>) 'message', "
-    "       pg_catalog.to_json(j.tags)::text, j.meta::text "
-    "FROM skipq.jobs j "
-    "WHERE ($1::text IS NULL "
-    "       OR j.status::text = ANY (pg_catalog.string_to_array($1, ','))) "
-    "  AND ($2::text IS NULL OR j.queue = $2) "
-    "  AND ($3::text IS NULL OR j.kind = $3) "
-    "  AND ($5::int8 IS NULL "
-    "       OR j.updated_at >= now() - $5::float8 * interval '1 millisecond') "
-    "  AND ($6::timestamptz IS NULL OR j.updated_at >= $6::timestamptz) "
-    "  AND" CLI_FILTER_SQL("$7", "$8")
-    "ORDER BY j.id DESC "
-    "LIMIT $4::int8";
-/* clang-format on */
-
-enum {
-    LS_ID,
-    LS_QUEUE,
-    LS_KIND,
-    LS_PRIO,
-    LS_STATUS,
-    LS_ATT,
-    LS_MAX,
-    LS_RUN_AT,
-    LS_UPDATED,
-    LS_CREATED,
-    LS_ERROR,
-    LS_PERCENT,
-    LS_MESSAGE,
-    LS_TAGS,
-    LS_META
-};
 
 /* One line of text, at most max code points, "..." when cut. */
 static void
@@ -116,49 +72,17 @@ one_line(const char *s, size_t max, char *buf, size_t size)
     buf[o] = '\0';
 }
 
-static json_object *
-json_text_or_null(const PGresult *res, int r, int c)
-{
-    return PQgetisnull(res, r, c) ? NULL : json_object_new_string(PQgetvalue(res, r, c));
-}
-
-/* A JSON column's text parsed; NULL for SQL NULL. */
-static json_object *
-json_column(const PGresult *res, int r, int c)
-{
-    json_object *o = NULL; /* the depth limit enqueue takes */
-
-    if (!PQgetisnull(res, r, c))
-        (void)skipq_json_parse(PQgetvalue(res, r, c), (size_t)-1, 0, &o, NULL);
-    return o;
-}
-
-/* {"percent": n, "message": text}, either may be missing; NULL: none */
-static json_object *
-progress_json(const PGresult *res, int r)
-{
-    if (PQgetisnull(res, r, LS_PERCENT) && PQgetisnull(res, r, LS_MESSAGE))
-        return NULL;
-    json_object *p = json_object_new_object();
-    if (p && !PQgetisnull(res, r, LS_PERCENT))
-        json_object_object_add(p, "percent",
-                               json_object_new_int(atoi(PQgetvalue(res, r, LS_PERCENT))));
-    if (p && !PQgetisnull(res, r, LS_MESSAGE))
-        json_object_object_add(p, "message", json_text_or_null(res, r, LS_MESSAGE));
-    return p;
-}
-
 /* "40% copying files", cut to one short line; "" when none */
 static void
 progress_cell(const PGresult *res, int r, char *buf, size_t size)
 {
     char msg[96];
 
-    one_line(PQgetvalue(res, r, LS_MESSAGE), 24, msg, sizeof msg);
-    if (PQgetisnull(res, r, LS_PERCENT))
+    one_line(PQgetvalue(res, r, JLS_MESSAGE), 24, msg, sizeof msg);
+    if (PQgetisnull(res, r, JLS_PERCENT))
         snprintf(buf, size, "%s", msg);
     else
-        snprintf(buf, size, "%s%%%s%s", PQgetvalue(res, r, LS_PERCENT), *msg ? " " : "",
+        snprintf(buf, size, "%s%%%s%s", PQgetvalue(res, r, JLS_PERCENT), *msg ? " " : "",
                  msg);
 }
 
@@ -166,30 +90,9 @@ static void
 print_ls_json(const PGresult *res, int nrows)
 {
     for (int r = 0; r < nrows; r++) {
-        json_object *o = json_object_new_object();
+        json_object *o = cli_jobs_ls_row(res, r);
         if (!o)
             return;
-        json_object_object_add(o, "id",
-                               json_object_new_int64(strtoll(PQgetvalue(res, r, LS_ID),
-                                                             NULL, 10)));
-        json_object_object_add(o, "queue", json_text_or_null(res, r, LS_QUEUE));
-        json_object_object_add(o, "kind", json_text_or_null(res, r, LS_KIND));
-        json_object_object_add(o, "priority",
-                               json_object_new_int(atoi(PQgetvalue(res, r, LS_PRIO))));
-        json_object_object_add(o, "status", json_text_or_null(res, r, LS_STATUS));
-        json_object_object_add(o, "attempts",
-                               json_object_new_int(atoi(PQgetvalue(res, r, LS_ATT))));
-        json_object_object_add(o, "max_attempts",
-                               PQgetisnull(res, r, LS_MAX)
-                                   ? NULL
-                                   : json_object_new_int(atoi(PQgetvalue(res, r, LS_MAX))));
-        json_object_object_add(o, "run_at", json_text_or_null(res, r, LS_RUN_AT));
-        json_object_object_add(o, "updated_at", json_text_or_null(res, r, LS_UPDATED));
-        json_object_object_add(o, "created_at", json_text_or_null(res, r, LS_CREATED));
-        json_object_object_add(o, "last_error", json_text_or_null(res, r, LS_ERROR));
-        json_object_object_add(o, "progress", progress_json(res, r));
-        json_object_object_add(o, "tags", json_column(res, r, LS_TAGS));
-        json_object_object_add(o, "meta", json_column(res, r, LS_META));
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
@@ -209,25 +112,25 @@ print_ls_table(const PGresult *res, int nrows)
     rc |= cli_table_add(&t, header);
     for (int r = 0; r < nrows && rc == 0; r++) {
         char att[32], when[64], err[128], queue[64], kind[64], prog[128];
-        int queued = strcmp(PQgetvalue(res, r, LS_STATUS), "queued") == 0;
+        int queued = strcmp(PQgetvalue(res, r, JLS_STATUS), "queued") == 0;
         const char *cells[9];
 
-        if (PQgetisnull(res, r, LS_MAX))
-            snprintf(att, sizeof att, "%s", PQgetvalue(res, r, LS_ATT));
+        if (PQgetisnull(res, r, JLS_MAX))
+            snprintf(att, sizeof att, "%s", PQgetvalue(res, r, JLS_ATT));
         else
-            snprintf(att, sizeof att, "%s/%s", PQgetvalue(res, r, LS_ATT),
-                     PQgetvalue(res, r, LS_MAX));
-        cli_format_ts(PQgetvalue(res, r, queued ? LS_RUN_AT : LS_UPDATED), when,
+            snprintf(att, sizeof att, "%s/%s", PQgetvalue(res, r, JLS_ATT),
+                     PQgetvalue(res, r, JLS_MAX));
+        cli_format_ts(PQgetvalue(res, r, queued ? JLS_RUN_AT : JLS_UPDATED), when,
                       sizeof when);
-        one_line(PQgetvalue(res, r, LS_ERROR), 40, err, sizeof err);
-        one_line(PQgetvalue(res, r, LS_QUEUE), 24, queue, sizeof queue);
-        one_line(PQgetvalue(res, r, LS_KIND), 24, kind, sizeof kind);
+        one_line(PQgetvalue(res, r, JLS_ERROR), 40, err, sizeof err);
+        one_line(PQgetvalue(res, r, JLS_QUEUE), 24, queue, sizeof queue);
+        one_line(PQgetvalue(res, r, JLS_KIND), 24, kind, sizeof kind);
         progress_cell(res, r, prog, sizeof prog);
-        cells[0] = PQgetvalue(res, r, LS_ID);
+        cells[0] = PQgetvalue(res, r, JLS_ID);
         cells[1] = queue;
         cells[2] = kind;
-        cells[3] = PQgetvalue(res, r, LS_PRIO);
-        cells[4] = PQgetvalue(res, r, LS_STATUS);
+        cells[3] = PQgetvalue(res, r, JLS_PRIO);
+        cells[4] = PQgetvalue(res, r, JLS_STATUS);
         cells[5] = att;
         cells[6] = when;
         cells[7] = prog;
@@ -259,7 +162,7 @@ ls_run(int argc, char **argv, struct cli_ctx *ctx, struct cli_job_filter *fp)
         {0},
     };
     char statuses[64], limit_s[24], since_ms_s[24];
-    const char *params[8] = {NULL};
+    const char *params[CLI_JOBS_LS_NPARAMS] = {NULL};
     const char *since = NULL;
     long long limit = 50;
     int64_t since_ms = 0;
@@ -334,7 +237,8 @@ ls_run(int argc, char **argv, struct cli_ctx *ctx, struct cli_job_filter *fp)
     params[7] = cli_filter_meta(fp);
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
-    res = PQexecParams(skipq_conn_pg(conn), ls_sql, 8, NULL, params, NULL, NULL, 0);
+    res = PQexecParams(skipq_conn_pg(conn), cli_jobs_ls_sql, CLI_JOBS_LS_NPARAMS, NULL,
+                       params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = cli_db_fail(skipq_conn_pg(conn), res, "could not list jobs");
     } else {
@@ -370,75 +274,6 @@ jobs_ls(int argc, char **argv, struct cli_ctx *ctx)
 }
 
 /* ---- show ------------------------------------------------------------ */
-
-/* clang-format off */
-static const char show_sql[] =
-    "SELECT j.id, j.queue, j.kind, j.priority, j.status::text, j.attempts, "
-    "       j.max_attempts, j.backoff_strategy::text, "
-    "       (extract(epoch FROM j.backoff_base) * 1000.0)::int8, "
-    "       (extract(epoch FROM j.backoff_max) * 1000.0)::int8, "
-    "       (extract(epoch FROM j.timeout) * 1000.0)::int8, "
-    "       " ISO("j.run_at") ", j.claims, j.locked_by, "
-    "       " ISO("j.started_at") ", " ISO("j.finished_at") ", "
-    "       " ISO("j.cancel_requested_at") ", "
-    "       " ISO("j.created_at") ", " ISO("j.updated_at") ", "
-    "       j.created_by, j.last_error, j.unique_key, "
-    "       (extract(epoch FROM j.unique_window) * 1000.0)::int8, j.concurrency_key, "
-    "       j.payload::text, j.result::text, "
-    "       j.errors::text, j.progress::text, pg_catalog.to_json(j.tags)::text, "
-    "       j.meta::text "
-    "FROM skipq.jobs j WHERE j.id = $1::int8";
-/* clang-format on */
-
-/* Column names, in show_sql's order: the JSON keys and the labels. */
-static const char *const show_cols[] = {
-    "id",
-    "queue",
-    "kind",
-    "priority",
-    "status",
-    "attempts",
-    "max_attempts",
-    "backoff_strategy",
-    "backoff_base_ms",
-    "backoff_max_ms",
-    "timeout_ms",
-    "run_at",
-    "claims",
-    "locked_by",
-    "started_at",
-    "finished_at",
-    "cancel_requested_at",
-    "created_at",
-    "updated_at",
-    "created_by",
-    "last_error",
-    "unique_key",
-    "unique_window_ms",
-    "concurrency_key",
-    "payload",
-    "result",
-    "errors",
-    "progress",
-    "tags",
-    "meta",
-};
-enum { SHOW_NCOLS = 30, SHOW_FIRST_JSON = 24, SHOW_PROGRESS = 27, SHOW_TAGS, SHOW_META };
-/* integer columns (bit per column) */
-static const unsigned show_ints = 1u << 0 | 1u << 3 | 1u << 5 | 1u << 6 | 1u << 8 |
-                                  1u << 9 | 1u << 10 | 1u << 12 | 1u << 13 | 1u << 22;
-
-/* Parse a jsonb column's text; NULL for SQL NULL (or if it will not
- * parse, which the server's jsonb output never does). */
-static json_object *
-column_json(const PGresult *res, int c)
-{
-    json_object *o = NULL; /* the depth limit enqueue takes */
-
-    if (!PQgetisnull(res, 0, c))
-        (void)skipq_json_parse(PQgetvalue(res, 0, c), (size_t)-1, 0, &o, NULL);
-    return o;
-}
 
 /*
  * Print text line by line, each line after the first (or every line,
@@ -509,7 +344,7 @@ print_error_entry(size_t i, json_object *e)
 static void
 show_progress(const PGresult *res)
 {
-    json_object *p = column_json(res, SHOW_PROGRESS), *v;
+    json_object *p = cli_job_column(res, CLI_JOB_PROGRESS), *v;
     char line[512] = "-", when[64] = "";
     size_t n = 0;
 
@@ -529,7 +364,7 @@ show_progress(const PGresult *res)
 static void
 show_tags(const PGresult *res)
 {
-    json_object *t = column_json(res, SHOW_TAGS);
+    json_object *t = cli_job_column(res, CLI_JOB_TAGS);
     size_t n = t && json_object_is_type(t, json_type_array) ? json_object_array_length(t)
                                                             : 0;
 
@@ -549,26 +384,26 @@ show_text(const PGresult *res)
 {
     char buf[64];
 
-    for (int c = 0; c < SHOW_FIRST_JSON; c++) {
+    for (int c = 0; c < CLI_JOB_FIRST_JSON; c++) {
         const char *v = PQgetisnull(res, 0, c) ? "-" : PQgetvalue(res, 0, c);
         if (c == 11 || (c >= 14 && c <= 18))
             v = PQgetisnull(res, 0, c) ? "-" : cli_format_ts(v, buf, sizeof buf);
         if (c == 6 && PQgetisnull(res, 0, c))
             v = "- (the worker's default)";
-        printf("%-20s ", show_cols[c]);
+        printf("%-20s ", cli_job_cols[c]);
         print_indented(v, "                     ", 1);
     }
     show_progress(res);
     show_tags(res);
-    static const int blocks[] = {SHOW_META, SHOW_FIRST_JSON, SHOW_FIRST_JSON + 1};
+    static const int blocks[] = {CLI_JOB_META, CLI_JOB_FIRST_JSON, CLI_JOB_FIRST_JSON + 1};
     for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++) {
         int c = blocks[b];
-        json_object *o = column_json(res, c);
+        json_object *o = cli_job_column(res, c);
         if (!o) {
-            printf("%-20s -\n", show_cols[c]);
+            printf("%-20s -\n", cli_job_cols[c]);
             continue;
         }
-        printf("%s\n", show_cols[c]);
+        printf("%s\n", cli_job_cols[c]);
         print_indented(json_object_to_json_string_ext(o,
                                                       JSON_C_TO_STRING_PRETTY |
                                                           JSON_C_TO_STRING_SPACED |
@@ -576,7 +411,7 @@ show_text(const PGresult *res)
                        "  ", 0);
         json_object_put(o);
     }
-    json_object *errs = column_json(res, SHOW_FIRST_JSON + 2);
+    json_object *errs = cli_job_column(res, CLI_JOB_FIRST_JSON + 2);
     size_t n = errs && json_object_is_type(errs, json_type_array)
                    ? json_object_array_length(errs)
                    : 0;
@@ -589,22 +424,10 @@ show_text(const PGresult *res)
 static void
 show_json(const PGresult *res)
 {
-    json_object *o = json_object_new_object();
+    json_object *o = cli_job_json(res);
 
     if (!o)
         return;
-    for (int c = 0; c < SHOW_NCOLS; c++) {
-        json_object *v = NULL;
-        if (PQgetisnull(res, 0, c))
-            v = NULL;
-        else if (c >= SHOW_FIRST_JSON)
-            v = column_json(res, c); /* and progress, tags, meta */
-        else if ((show_ints >> c) & 1u)
-            v = json_object_new_int64(strtoll(PQgetvalue(res, 0, c), NULL, 10));
-        else
-            v = json_object_new_string(PQgetvalue(res, 0, c));
-        json_object_object_add(o, show_cols[c], v);
-    }
     puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
@@ -640,7 +463,8 @@ jobs_show(int argc, char **argv, struct cli_ctx *ctx)
     snprintf(id_s, sizeof id_s, "%lld", (long long)id);
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
-    res = PQexecParams(skipq_conn_pg(conn), show_sql, 1, NULL, params, NULL, NULL, 0);
+    res = PQexecParams(skipq_conn_pg(conn), cli_job_show_sql, 1, NULL, params, NULL, NULL,
+                       0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = cli_db_fail(skipq_conn_pg(conn), res, "could not read job %lld",
                          (long long)id);

@@ -11,14 +11,13 @@
  * locked (test bulk_dry_run_changes_nothing_and_the_run_changes_its_set).
  */
 #include "cli.h"
+#include "queries.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum act { ACT_RETRY, ACT_CANCEL, ACT_DELETE };
 
 enum {
     OPT_STATUS = CLI_OPT_LOCAL,
@@ -31,7 +30,7 @@ enum {
 
 /* What the command line asked for. */
 struct act_opts {
-    enum act act;
+    enum cli_act act;
     const char *what; /* "retry", "cancel", "delete" */
     int64_t *ids;     /* by id: owned */
     size_t nids;
@@ -120,7 +119,7 @@ check_options(struct act_opts *o)
     int filter = o->status_arg || o->queue || o->kind || cli_filter_any(&o->f);
     int rc;
 
-    if (o->act == ACT_DELETE && (filter || o->limit))
+    if (o->act == CLI_ACT_DELETE && (filter || o->limit))
         return cli_usage_error("jobs delete takes job ids only");
     if (o->nids && (filter || o->limit))
         return cli_usage_error("jobs %s takes job ids or filters, not both", o->what);
@@ -128,12 +127,12 @@ check_options(struct act_opts *o)
         return cli_usage_error("jobs %s needs at least one job id (or a filter: "
                                "--status, --queue, --kind, --tag, --meta)",
                                o->what);
-    if (o->act == ACT_RETRY && !o->nids && !o->status_arg)
+    if (o->act == CLI_ACT_RETRY && !o->nids && !o->status_arg)
         return cli_usage_error("jobs retry with a filter needs --status (failed, "
                                "cancelled, succeeded or queued)");
     if (o->status_arg &&
         (rc = cli_parse_statuses("--status", o->status_arg,
-                                 o->act == ACT_RETRY
+                                 o->act == CLI_ACT_RETRY
                                      ? CLI_ST_ALL & ~CLI_ST_RUNNING
                                      : CLI_ST_WAITING | CLI_ST_QUEUED | CLI_ST_RUNNING,
                                  o->statuses, sizeof o->statuses)) != 0)
@@ -148,9 +147,6 @@ check_options(struct act_opts *o)
 /* The rows to act on, locked: by id, or by the filter (a cancel takes
  * only unfinished rows: a finished one has nothing to cancel). */
 /* clang-format off */
-static const char lock_ids_sql[] =
-    "SELECT j.id, j.status::text, j.kind, j.queue FROM skipq.jobs j "
-    "WHERE j.id = ANY ($1::int8[]) ORDER BY j.id FOR UPDATE";
 static const char lock_filter_sql[] =
     "SELECT j.id, j.status::text, j.kind, j.queue FROM skipq.jobs j "
     "WHERE ($1::text IS NULL "
@@ -163,14 +159,10 @@ static const char lock_filter_sql[] =
     "ORDER BY j.id LIMIT $7::int8 FOR UPDATE";
 /* clang-format on */
 
-/* The status a locked row had; NULL: missing. */
 static const char *
 status_of(const PGresult *res, int64_t id)
 {
-    for (int r = 0; r < PQntuples(res); r++)
-        if (strtoll(PQgetvalue(res, r, 0), NULL, 10) == id)
-            return PQgetvalue(res, r, 1);
-    return NULL;
+    return cli_row_of(res, id);
 }
 
 static PGresult *
@@ -179,11 +171,11 @@ lock_rows(PGconn *pg, const struct act_opts *o, const char *ids_lit)
     char limit_s[24];
     if (o->nids) {
         const char *p[1] = {ids_lit};
-        return PQexecParams(pg, lock_ids_sql, 1, NULL, p, NULL, NULL, 0);
+        return PQexecParams(pg, cli_act_lock_ids_sql, 1, NULL, p, NULL, NULL, 0);
     }
     snprintf(limit_s, sizeof limit_s, "%lld", o->limit);
     const char *p[7] = {o->status_arg ? o->statuses : NULL,
-                        o->act == ACT_CANCEL ? "true" : "false",
+                        o->act == CLI_ACT_CANCEL ? "true" : "false",
                         o->queue,
                         o->kind,
                         cli_filter_tags(&o->f),
@@ -200,14 +192,14 @@ print_would(const struct act_opts *o, const PGresult *rows, int r)
     bool running = strcmp(st, "running") == 0;
     bool finished = strcmp(st, "succeeded") == 0 || strcmp(st, "failed") == 0 ||
                     strcmp(st, "cancelled") == 0;
-    const char *to = o->act == ACT_RETRY    ? "queued"
-                     : o->act == ACT_DELETE ? "deleted"
-                     : running              ? "cancel requested"
-                                            : "cancelled";
-    if ((o->act == ACT_DELETE && running) ||
-        (o->act == ACT_RETRY && !finished && strcmp(st, "queued") != 0))
+    const char *to = o->act == CLI_ACT_RETRY    ? "queued"
+                     : o->act == CLI_ACT_DELETE ? "deleted"
+                     : running                  ? "cancel requested"
+                                                : "cancelled";
+    if ((o->act == CLI_ACT_DELETE && running) ||
+        (o->act == CLI_ACT_RETRY && !finished && strcmp(st, "queued") != 0))
         to = "unchanged";
-    if (o->act == ACT_CANCEL && finished)
+    if (o->act == CLI_ACT_CANCEL && finished)
         to = "unchanged";
     printf("job %s: %s -> %s (queue ", PQgetvalue(rows, r, 0), st, to);
     cli_print_escaped(PQgetvalue(rows, r, 3), 0);
@@ -227,7 +219,7 @@ print_done(const struct act_opts *o, int64_t id, const char *was, const char *no
         cli_errorf(0, "job %lld does not exist", i);
         return 1;
     }
-    if (o->act == ACT_DELETE) {
+    if (o->act == CLI_ACT_DELETE) {
         if (now && strcmp(now, "true") == 0) {
             printf("job %lld: deleted (was %s)\n", i, was);
             return 0;
@@ -235,9 +227,9 @@ print_done(const struct act_opts *o, int64_t id, const char *was, const char *no
         printf("job %lld: %s; not deleted (cancel it first)\n", i, was);
         return 1;
     }
-    if (o->act == ACT_RETRY && now)
+    if (o->act == CLI_ACT_RETRY && now)
         printf("job %lld: %s -> %s\n", i, was, now); /* waiting: for its parents */
-    else if (o->act == ACT_RETRY)
+    else if (o->act == CLI_ACT_RETRY)
         printf("job %lld: %s; not retried\n", i, was);
     else if (now && strcmp(was, "running") == 0)
         printf("job %lld: cancel requested (running)\n", i); /* its worker stops it */
@@ -247,23 +239,6 @@ print_done(const struct act_opts *o, int64_t id, const char *was, const char *no
         printf("job %lld: already %s\n", i, now ? now : was);
     return 0;
 }
-
-/* The outcome the action gave id (column 1 of its result); NULL: none. */
-static const char *
-outcome_of(const PGresult *res, int64_t id)
-{
-    return status_of(res, id);
-}
-
-static const char *const act_sql[] = {
-    /* a retried child whose parents have not all succeeded waits again */
-    [ACT_RETRY] = "SELECT r, CASE WHEN EXISTS (SELECT FROM skipq.job_waits w"
-                  " WHERE w.child OPERATOR(pg_catalog.=) r"
-                  " AND w.pending OPERATOR(pg_catalog.>) 0) THEN 'waiting'"
-                  " ELSE 'queued' END FROM skipq.retry($1::int8[]) r",
-    [ACT_CANCEL] = "SELECT id, outcome FROM skipq.cancel($1::int8[])",
-    [ACT_DELETE] = "SELECT id, deleted::text FROM skipq.delete_jobs($1::int8[])",
-};
 
 /* Over CLI_CONFIRM_THRESHOLD rows by a filter, without --yes: ask on a
  * terminal, refuse without one. 0 to go on. */
@@ -343,7 +318,7 @@ act(PGconn *pg, const struct act_opts *o, const char *ids_lit)
     if ((rc = confirm_many(o, n)) != 0 || (rc = rows_literal(rows, &lit)) != 0)
         goto rollback;
     const char *p[1] = {o->nids ? ids_lit : lit};
-    res = PQexecParams(pg, act_sql[o->act], 1, NULL, p, NULL, NULL, 0);
+    res = PQexecParams(pg, cli_act_sql[o->act], 1, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = cli_db_fail(pg, res, "could not %s jobs", o->what);
         goto rollback;
@@ -356,11 +331,11 @@ act(PGconn *pg, const struct act_opts *o, const char *ids_lit)
     if (o->nids) {
         for (size_t i = 0; i < o->nids; i++)
             failed += print_done(o, o->ids[i], status_of(rows, o->ids[i]),
-                                 outcome_of(res, o->ids[i]));
+                                 cli_row_of(res, o->ids[i]));
     } else {
         for (int r = 0; r < n; r++) {
             int64_t id = strtoll(PQgetvalue(rows, r, 0), NULL, 10);
-            failed += print_done(o, id, PQgetvalue(rows, r, 1), outcome_of(res, id));
+            failed += print_done(o, id, PQgetvalue(rows, r, 1), cli_row_of(res, id));
         }
     }
     rc = failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
@@ -398,9 +373,9 @@ cmd_jobs_act(int argc, char **argv, struct cli_ctx *ctx)
         "delete removes jobs for good; a running job is not deleted (cancel\n"
         "it first). exit status 1 when an id does not exist or was not\n"
         "deleted\n";
-    struct act_opts o = {.act = strcmp(argv[0], "retry") == 0    ? ACT_RETRY
-                                : strcmp(argv[0], "cancel") == 0 ? ACT_CANCEL
-                                                                 : ACT_DELETE,
+    struct act_opts o = {.act = strcmp(argv[0], "retry") == 0    ? CLI_ACT_RETRY
+                                : strcmp(argv[0], "cancel") == 0 ? CLI_ACT_CANCEL
+                                                                 : CLI_ACT_DELETE,
                          .what = argv[0]};
     char *lit = NULL;
     skipq_conn *conn = NULL;

@@ -6,6 +6,7 @@
  * server's check words the errors; ls reads the view skipq.queue_states.
  */
 #include "cli.h"
+#include "queries.h"
 
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -56,52 +57,22 @@ enum {
 
 /* ---- ls ------------------------------------------------------------ */
 
-static const char ls_sql[] =
-    "SELECT s.queue, s.paused, pg_catalog.array_to_json(s.paused_kinds)::text,"
-    "       s.runnable, s.scheduled, s.waiting, s.running, s.succeeded, s.failed,"
-    "       s.cancelled,"
-    "       pg_catalog.concat_ws(', ', 'max ' || s.max_running,"
-    "         s.max_running_per_key || '/key',"
-    "         s.rate_limit || '/' || skipq.duration_text(s.rate_interval)"
-    "           || CASE WHEN s.rate_by = 'key' THEN ' per key' ELSE '' END,"
-    "         'aging ' || skipq.duration_text(s.age_after)),"
-    "       s.max_running, s.max_running_per_key,"
-    "       s.rate_limit || '/' || skipq.duration_text(s.rate_interval),"
-    "       skipq.duration_text(s.age_after), s.rate_by "
-    "FROM skipq.queue_states s ORDER BY s.queue";
-
-enum {
-    LS_QUEUE,
-    LS_PAUSED,
-    LS_KINDS,
-    LS_COUNTS,
-    LS_NCOLS = LS_COUNTS + 7,
-    LS_LIMITS = LS_NCOLS, /* for people */
-    LS_SETTINGS,          /* for --json: max_running, per key, rate, age */
-};
-
-static const char *const setting_names[] = {"max_running", "max_running_per_key", "rate",
-                                            "age_after", "rate_by"};
-
-static const char *const count_names[] = {"runnable",  "scheduled", "waiting",  "running",
-                                          "succeeded", "failed",    "cancelled"};
-
 /* "paused", "paused kinds: a, b" or "running", for people (buf). */
 static const char *
 state_text(const PGresult *res, int r, char *buf, size_t size)
 {
-    json_object *a = json_tokener_parse(PQgetvalue(res, r, LS_KINDS));
+    json_object *a = json_tokener_parse(PQgetvalue(res, r, QLS_KINDS));
     size_t n = a && json_object_is_type(a, json_type_array) ? json_object_array_length(a)
                                                             : 0;
     size_t o = 0;
 
-    if (PQgetvalue(res, r, LS_PAUSED)[0] == 't')
+    if (PQgetvalue(res, r, QLS_PAUSED)[0] == 't')
         snprintf(buf, size, "paused");
     else if (n == 0)
         snprintf(buf, size, "active");
     else
         o = (size_t)snprintf(buf, size, "paused kinds:");
-    for (size_t i = 0; n > 0 && PQgetvalue(res, r, LS_PAUSED)[0] != 't' && i < n; i++) {
+    for (size_t i = 0; n > 0 && PQgetvalue(res, r, QLS_PAUSED)[0] != 't' && i < n; i++) {
         const char *k = json_object_get_string(json_object_array_get_idx(a, i));
         if (o + strlen(k) + 3 >= size)
             break;
@@ -115,24 +86,7 @@ static void
 print_ls_json(const PGresult *res)
 {
     for (int r = 0; r < PQntuples(res); r++) {
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "queue", json_object_new_string(PQgetvalue(res, r, 0)));
-        json_object_object_add(o, "paused",
-                               json_object_new_boolean(PQgetvalue(res, r, LS_PAUSED)[0] ==
-                                                       't'));
-        json_object_object_add(o, "paused_kinds",
-                               json_tokener_parse(PQgetvalue(res, r, LS_KINDS)));
-        for (int c = 0; c < LS_NCOLS - LS_COUNTS; c++)
-            json_object_object_add(o, count_names[c],
-                                   json_object_new_int64(strtoll(
-                                       PQgetvalue(res, r, LS_COUNTS + c), NULL, 10)));
-        for (int c = 0; c < 5; c++) {
-            const char *v = PQgetvalue(res, r, LS_SETTINGS + c);
-            json_object_object_add(o, setting_names[c],
-                                   PQgetisnull(res, r, LS_SETTINGS + c) ? NULL
-                                   : c < 2 ? json_object_new_int64(strtoll(v, NULL, 10))
-                                           : json_object_new_string(v));
-        }
+        json_object *o = cli_queue_ls_row(res, r);
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
@@ -152,11 +106,11 @@ print_ls_table(const PGresult *res)
     for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
         char state[1024];
         const char *cells[10];
-        const char *limits = PQgetvalue(res, r, LS_LIMITS);
-        cells[0] = PQgetvalue(res, r, LS_QUEUE);
+        const char *limits = PQgetvalue(res, r, QLS_LIMITS);
+        cells[0] = PQgetvalue(res, r, QLS_QUEUE);
         cells[1] = state_text(res, r, state, sizeof state);
         for (int c = 0; c < 7; c++)
-            cells[2 + c] = PQgetvalue(res, r, LS_COUNTS + c);
+            cells[2 + c] = PQgetvalue(res, r, QLS_COUNTS + c);
         cells[9] = limits[0] ? limits : "-";
         rc |= cli_table_add(&t, cells);
     }
@@ -193,7 +147,7 @@ queue_ls(int argc, char **argv, struct cli_ctx *ctx)
         return cli_usage_error("queue ls takes no arguments, got \"%.64s\"", argv[optind]);
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
-    PGresult *res = PQexec(skipq_conn_pg(conn), ls_sql);
+    PGresult *res = PQexec(skipq_conn_pg(conn), cli_queue_ls_sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         rc = cli_db_fail(skipq_conn_pg(conn), res, "could not list queues");
     else if (json)
@@ -273,9 +227,8 @@ queue_change(int argc, char **argv, struct cli_ctx *ctx, bool pause)
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
     PGresult *res = queue_call(conn, argv[0],
-                               pause ? "SELECT skipq.queue_pause($1, $2)"
-                                     : "SELECT skipq.queue_resume($1, $2)",
-                               2, v, &rc);
+                               pause ? cli_queue_pause_sql : cli_queue_resume_sql, 2, v,
+                               &rc);
     if (res) {
         print_done(v[0], v[1], pause, PQgetvalue(res, 0, 0)[0] == 't');
         rc = CLI_EXIT_OK;
@@ -337,7 +290,7 @@ queue_set(int argc, char **argv, struct cli_ctx *ctx)
         conn, "set",
         "SELECT coalesce(s.max_running::text, 'none'),"
         " coalesce(s.key_max_running::text, 'none'),"
-        " coalesce(s.rate_limit || '/' || skipq.duration_text(s.rate_interval), 'none'),"
+        " coalesce(s.rate_limit::text || '/' || skipq.duration_text(s.rate_interval), 'none'),"
         " coalesce(skipq.duration_text(s.age_after), 'none'), s.rate_by"
         " FROM skipq.queue_set($1, max_running => $2, rate => $3,"
         "  max_running_per_key => $4, age_after => $5, rate_by => $6) AS s",

@@ -10,6 +10,7 @@
  * completing is left alone; the real run reports what it actually changed.
  */
 #include "cli.h"
+#include "queries.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,24 +56,6 @@ enum {
     OPT_DRY_RUN,
     OPT_YES,
 };
-
-/* With --tag or --meta ($12, $13), the ids are those of the jobs in the
- * status that match them (and --id's, if given): skipq.recover() takes
- * the rest of its filters as always. */
-static const char recover_sql[] =
-    "SELECT from_status::text, job_kind, jobs, to_status::text "
-    "FROM skipq.recover("
-    "  status => $1,"
-    "  older_than => $2::float8 * interval '1 millisecond',"
-    "  queue => $3, kind => $4, priority => $5,"
-    "  ids => CASE WHEN $12::jsonb IS NULL AND $13::jsonb IS NULL THEN $6::int8[]"
-    "   ELSE ARRAY(SELECT j.id FROM skipq.jobs j WHERE j.status::text = $1::text"
-    "    AND ($6::int8[] IS NULL OR j.id = ANY ($6::int8[])) AND" CLI_FILTER_SQL(
-        "$12", "$13") ") END,"
-                      "  lim => $7::int, dry_run => $8::boolean,"
-                      "  extra_attempts => $9::int,"
-                      "  lease => $10::float8 * interval '1 millisecond',"
-                      "  default_max_attempts => $11::int)";
 
 /* Total rows in a recover() result. */
 static long long
@@ -134,16 +117,6 @@ print_counts(const PGresult *res, const char *status, int dry_run)
                  dry_run ? "would mark" : "marked", failed, status, failed == 1 ? "" : "s");
         print_line(res, "failed", what);
     }
-}
-
-static PGresult *
-run_recover(PGconn *pg, const char *const *params, int dry_run)
-{
-    const char *p[13];
-
-    memcpy(p, params, sizeof p);
-    p[7] = dry_run ? "true" : "false";
-    return PQexecParams(pg, recover_sql, 13, NULL, p, NULL, NULL, 0);
 }
 
 /* Ask on the terminal; true for y/yes. */
@@ -367,7 +340,7 @@ confirm_large(long long n, const struct recover_opts *o)
 static int
 recover_jobs(PGconn *pg, const char *const *params, const struct recover_opts *o)
 {
-    PGresult *res = run_recover(pg, params, 1);
+    PGresult *res = cli_recover_run(pg, params, 1);
     long long n;
     int rc;
 
@@ -384,7 +357,7 @@ recover_jobs(PGconn *pg, const char *const *params, const struct recover_opts *o
     if ((rc = confirm_large(n, o)) != 0)
         goto out;
     PQclear(res);
-    res = run_recover(pg, params, 0);
+    res = cli_recover_run(pg, params, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = cli_db_fail(pg, res, "could not recover %s jobs", o->status);
         goto out;

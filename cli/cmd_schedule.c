@@ -6,6 +6,7 @@
  * worker's config; a definition it refuses exits 2 with its message.
  */
 #include "cli.h"
+#include "queries.h"
 
 #include "skipq_json.h"
 
@@ -59,77 +60,11 @@ enum {
 
 /* ---- ls ------------------------------------------------------------ */
 
-/* The next run times: from the schedule's next slot (due now if it has
- * passed and no worker took it yet); a paused one's from now. */
-/* clang-format off */
-static const char ls_sql[] =
-    "SELECT s.name, s.cron, s.time_zone, s.kind, s.queue, s.priority, s.missed,"
-    "       s.paused, s.source, " ISO("s.last_slot") ", s.last_job_id, s.payload::text,"
-    "       pg_catalog.array_to_json(ARRAY("
-    "         SELECT " ISO("t") " FROM skipq.cron_times(s.cron, s.time_zone,"
-    "           CASE WHEN s.paused OR s.next_slot IS NULL THEN pg_catalog.now()"
-    "                ELSE s.next_slot - interval '1 microsecond' END, $1::int4) AS t))::text "
-    "FROM skipq.schedules s ORDER BY s.name";
-/* clang-format on */
-
-enum {
-    LS_NAME,
-    LS_CRON,
-    LS_TZ,
-    LS_KIND,
-    LS_QUEUE,
-    LS_PRIO,
-    LS_MISSED,
-    LS_PAUSED,
-    LS_SOURCE,
-    LS_LAST,
-    LS_LAST_JOB,
-    LS_PAYLOAD,
-    LS_NEXT,
-    LS_NCOLS
-};
-
-static json_object *
-text_or_null(const PGresult *res, int r, int c)
-{
-    return PQgetisnull(res, r, c) ? NULL : json_object_new_string(PQgetvalue(res, r, c));
-}
-
-/* A column that holds JSON text, parsed (NULL for SQL NULL). */
-static json_object *
-json_column(const PGresult *res, int r, int c)
-{
-    json_object *o = NULL;
-    if (!PQgetisnull(res, r, c))
-        (void)skipq_json_parse(PQgetvalue(res, r, c), (size_t)-1, 0, &o, NULL);
-    return o;
-}
-
 static void
 print_ls_json(const PGresult *res)
 {
-    static const char *const keys[LS_NCOLS] = {
-        "name",   "cron",   "time_zone", "kind",        "queue",   "priority",  "missed",
-        "paused", "source", "last_slot", "last_job_id", "payload", "next_runs",
-    };
     for (int r = 0; r < PQntuples(res); r++) {
-        json_object *o = json_object_new_object();
-        for (int c = 0; c < LS_NCOLS; c++) {
-            json_object *v;
-            if (c == LS_PRIO)
-                v = json_object_new_int(atoi(PQgetvalue(res, r, c)));
-            else if (c == LS_PAUSED)
-                v = json_object_new_boolean(PQgetvalue(res, r, c)[0] == 't');
-            else if (c == LS_LAST_JOB)
-                v = PQgetisnull(res, r, c)
-                        ? NULL
-                        : json_object_new_int64(strtoll(PQgetvalue(res, r, c), NULL, 10));
-            else if (c == LS_PAYLOAD || c == LS_NEXT)
-                v = json_column(res, r, c);
-            else
-                v = text_or_null(res, r, c);
-            json_object_object_add(o, keys[c], v);
-        }
+        json_object *o = cli_schedule_ls_row(res, r);
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
@@ -140,7 +75,7 @@ print_ls_json(const PGresult *res)
 static void
 format_next(const PGresult *res, int r, char *buf, size_t size)
 {
-    json_object *a = json_column(res, r, LS_NEXT);
+    json_object *a = cli_cell_json(res, r, SLS_NEXT, 'j');
     size_t n = a && json_object_is_type(a, json_type_array) ? json_object_array_length(a)
                                                             : 0;
     size_t o = 0;
@@ -169,17 +104,17 @@ print_ls_table(const PGresult *res)
     for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
         char last[64], next[4096];
         const char *cells[8];
-        if (PQgetisnull(res, r, LS_LAST))
+        if (PQgetisnull(res, r, SLS_LAST))
             snprintf(last, sizeof last, "-");
         else
-            cli_format_ts(PQgetvalue(res, r, LS_LAST), last, sizeof last);
+            cli_format_ts(PQgetvalue(res, r, SLS_LAST), last, sizeof last);
         format_next(res, r, next, sizeof next);
-        cells[0] = PQgetvalue(res, r, LS_NAME);
-        cells[1] = PQgetvalue(res, r, LS_CRON);
-        cells[2] = PQgetvalue(res, r, LS_TZ);
-        cells[3] = PQgetvalue(res, r, LS_KIND);
-        cells[4] = PQgetvalue(res, r, LS_QUEUE);
-        cells[5] = PQgetvalue(res, r, LS_PAUSED)[0] == 't' ? "yes" : "no";
+        cells[0] = PQgetvalue(res, r, SLS_NAME);
+        cells[1] = PQgetvalue(res, r, SLS_CRON);
+        cells[2] = PQgetvalue(res, r, SLS_TZ);
+        cells[3] = PQgetvalue(res, r, SLS_KIND);
+        cells[4] = PQgetvalue(res, r, SLS_QUEUE);
+        cells[5] = PQgetvalue(res, r, SLS_PAUSED)[0] == 't' ? "yes" : "no";
         cells[6] = last;
         cells[7] = next;
         rc |= cli_table_add(&t, cells);
@@ -227,8 +162,8 @@ schedule_ls(int argc, char **argv, struct cli_ctx *ctx)
         return rc;
     snprintf(next_s, sizeof next_s, "%lld", next);
     const char *params[1] = {next_s};
-    PGresult *res = PQexecParams(skipq_conn_pg(conn), ls_sql, 1, NULL, params, NULL, NULL,
-                                 0);
+    PGresult *res = PQexecParams(skipq_conn_pg(conn), cli_schedule_ls_sql, 1, NULL, params,
+                                 NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         rc = cli_db_fail(skipq_conn_pg(conn), res, "could not list schedules");
     else if (json)
@@ -398,11 +333,9 @@ cmd_schedule(int argc, char **argv, struct cli_ctx *ctx)
     if (strcmp(sub, "rm") == 0)
         return schedule_one(argc, argv, ctx, "SELECT skipq.unschedule($1)", "removed");
     if (strcmp(sub, "pause") == 0)
-        return schedule_one(argc, argv, ctx, "SELECT skipq.schedule_pause($1, true)",
-                            "paused");
+        return schedule_one(argc, argv, ctx, cli_schedule_pause_sql, "paused");
     if (strcmp(sub, "resume") == 0)
-        return schedule_one(argc, argv, ctx, "SELECT skipq.schedule_pause($1, false)",
-                            "resumed");
+        return schedule_one(argc, argv, ctx, cli_schedule_resume_sql, "resumed");
     return cli_usage_error("unknown schedule command \"%.64s\": use ls, add, rm, pause or "
                            "resume",
                            sub);

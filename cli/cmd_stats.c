@@ -5,6 +5,7 @@
  * skipq.active_workers). --watch redraws until interrupted.
  */
 #include "cli.h"
+#include "queries.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -28,21 +29,6 @@ static const char usage[] =
     "                (per refresh with --watch)\n";
 
 enum { OPT_WATCH = CLI_OPT_LOCAL, OPT_JSON };
-
-static const char queues_sql[] =
-    "SELECT queue, priority, waiting, runnable, scheduled, running, succeeded, "
-    "       failed, cancelled, "
-    "       extract(epoch FROM oldest_runnable_age)::float8, "
-    "       finished_last_minute, coalesce(p.paused, false), "
-    "       pg_catalog.array_to_json(coalesce(p.paused_kinds, '{}'))::text "
-    "FROM skipq.queue_stats s LEFT JOIN skipq.queues p USING (queue) "
-    "ORDER BY queue, priority DESC";
-
-static const char workers_sql[] =
-    "SELECT id, host, pid, pg_catalog.array_to_string(queues, ','), priorities, "
-    "       concurrency, running_jobs, "
-    "       extract(epoch FROM heartbeat_age)::float8, alive, version "
-    "FROM skipq.active_workers ORDER BY id";
 
 /* When the rescuer last ran, and whether that is late: no rescue for two
  * leases while workers are registered (another session holds its turn,
@@ -73,62 +59,6 @@ static const char *const queue_cols[] = {"queue",     "priority", "waiting",   "
 static const char *const worker_cols[] = {
     "id",          "host",    "pid",       "queues", "priorities",
     "concurrency", "running", "heartbeat", "alive",  "version"};
-
-static json_object *
-cell_json(const PGresult *res, int r, int c, char type)
-{
-    const char *v = PQgetvalue(res, r, c);
-
-    if (PQgetisnull(res, r, c))
-        return NULL;
-    switch (type) {
-    case 'i':
-        return json_object_new_int64(strtoll(v, NULL, 10));
-    case 'f':
-        return cli_json_double(strtod(v, NULL));
-    case 'b':
-        return json_object_new_boolean(v[0] == 't');
-    case 'j':
-        return json_tokener_parse(v);
-    default:
-        return json_object_new_string(v);
-    }
-}
-
-/* JSON keys, in the queries' column order */
-static const char *const queue_keys[] = {"queue",
-                                         "priority",
-                                         "waiting",
-                                         "runnable",
-                                         "scheduled",
-                                         "running",
-                                         "succeeded",
-                                         "failed",
-                                         "cancelled",
-                                         "oldest_runnable_s",
-                                         "finished_last_minute",
-                                         "paused",
-                                         "paused_kinds"};
-static const char *const worker_keys[] = {
-    "id",         "host",        "pid",          "queues",
-    "priorities", "concurrency", "running_jobs", "heartbeat_age_s",
-    "alive",      "version"};
-
-static json_object *
-rows_json(const PGresult *res, const char *const *keys, const char *types)
-{
-    json_object *a = json_object_new_array();
-
-    for (int r = 0; a && r < PQntuples(res); r++) {
-        json_object *o = json_object_new_object();
-        if (!o)
-            break;
-        for (int c = 0; c < PQnfields(res); c++)
-            json_object_object_add(o, keys[c], cell_json(res, r, c, types[c]));
-        json_object_array_add(a, o);
-    }
-    return a;
-}
 
 static void
 print_rescue(const PGresult *m)
@@ -204,7 +134,7 @@ print_tables(const PGresult *q, const PGresult *w)
 static int
 show_once(PGconn *pg, int json, int watch, const char *shown)
 {
-    PGresult *q = PQexec(pg, queues_sql);
+    PGresult *q = PQexec(pg, cli_stats_queues_sql);
     PGresult *w = NULL, *m = NULL;
     int rc = 0;
 
@@ -212,7 +142,7 @@ show_once(PGconn *pg, int json, int watch, const char *shown)
         rc = cli_db_fail(pg, q, "could not read skipq.queue_stats");
         goto out;
     }
-    w = PQexec(pg, workers_sql);
+    w = PQexec(pg, cli_stats_workers_sql);
     if (PQresultStatus(w) != PGRES_TUPLES_OK) {
         rc = cli_db_fail(pg, w, "could not read skipq.active_workers");
         goto out;
@@ -228,13 +158,13 @@ show_once(PGconn *pg, int json, int watch, const char *shown)
             rc = cli_errorf(CLI_EXIT_FAIL, "out of memory");
             goto out;
         }
-        json_object_object_add(o, "queues", rows_json(q, queue_keys, "siiiiiiiifibj"));
-        json_object_object_add(o, "workers", rows_json(w, worker_keys, "isissiifbs"));
+        json_object_object_add(o, "queues", cli_stats_queues_json(q));
+        json_object_object_add(o, "workers", cli_stats_workers_json(w));
         if (PQntuples(m) == 1) {
             json_object *r = json_object_new_object();
             if (r) {
-                json_object_object_add(r, "last_run_age_s", cell_json(m, 0, 0, 'f'));
-                json_object_object_add(r, "late", cell_json(m, 0, 1, 'b'));
+                json_object_object_add(r, "last_run_age_s", cli_cell_json(m, 0, 0, 'f'));
+                json_object_object_add(r, "late", cli_cell_json(m, 0, 1, 'b'));
             }
             json_object_object_add(o, "rescue", r);
         }

@@ -26,13 +26,14 @@ struct http_server {
     http_handler_fn fn;
     void *userdata;
     size_t max_body;
+    http_limit_fn body_limit;
     char bound[80];
 };
 
 /* One request's body as it arrives. */
 struct upload {
     char *buf;
-    size_t len, cap;
+    size_t len, cap, max; /* max: this request's body limit */
     bool too_big;
 };
 
@@ -251,23 +252,24 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         if (!(up = calloc(1, sizeof *up)))
             return MHD_NO;
         *state = up;
+        up->max = s->body_limit ? s->body_limit(method, url, s->userdata) : s->max_body;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > s->max_body)
-            return too_large(conn, s->max_body); /* before reading any of it */
+        if (cl && strtoull(cl, NULL, 10) > up->max)
+            return too_large(conn, up->max); /* before reading any of it */
         return MHD_YES;
     }
     if (*data_size > 0) {
-        if (!up->too_big && up->len + *data_size > s->max_body) {
+        if (!up->too_big && up->len + *data_size > up->max) {
             up->too_big = true;
         } else if (!up->too_big) {
             if (up->len + *data_size + 1 > up->cap) {
                 size_t cap = (up->len + *data_size + 1) * 2;
-                char *b = realloc(up->buf, cap > s->max_body + 1 ? s->max_body + 1 : cap);
+                char *b = realloc(up->buf, cap > up->max + 1 ? up->max + 1 : cap);
                 if (!b)
                     return MHD_NO;
                 up->buf = b;
-                up->cap = cap > s->max_body + 1 ? s->max_body + 1 : cap;
+                up->cap = cap > up->max + 1 ? up->max + 1 : cap;
             }
             memcpy(up->buf + up->len, data, *data_size);
             up->len += *data_size;
@@ -277,7 +279,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         return MHD_YES;
     }
     if (up->too_big)
-        return too_large(conn, s->max_body);
+        return too_large(conn, up->max);
 
     char peer[INET6_ADDRSTRLEN + 1];
     peer_of(conn, peer, sizeof peer);
@@ -325,19 +327,23 @@ http_start(const char *addr, const struct http_options *opt, http_handler_fn fn,
     s->fn = fn;
     s->userdata = userdata;
     s->max_body = opt->max_body;
+    s->body_limit = opt->body_limit;
     if ((s->fd = listen_on(addr, &family, s->bound, sizeof s->bound, err, errlen)) < 0) {
         free(s);
         return -1;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+    /* ITC: http_drain() may stop the accepting while threads poll */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC;
     if (family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
                                  MHD_OPTION_LISTEN_SOCKET, s->fd,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
-                                 MHD_OPTION_THREAD_POOL_SIZE,
+                                 MHD_OPTION_CONNECTION_LIMIT,
+                                 opt->max_connections ? opt->max_connections : 256u,
+                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                 opt->per_ip_connections, MHD_OPTION_THREAD_POOL_SIZE,
                                  (unsigned)(opt->threads > 1 ? opt->threads : 1),
                                  MHD_OPTION_END);
     if (!s->daemon) {
@@ -348,6 +354,22 @@ http_start(const char *addr, const struct http_options *opt, http_handler_fn fn,
     }
     *out = s;
     return 0;
+}
+
+void
+http_drain(struct http_server *s, int ms)
+{
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd); /* ours now: the daemon no longer closes it */
+    for (int waited = 0; waited < ms; waited += 20) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!info || info->num_connections == 0)
+            break;
+        usleep(20 * 1000);
+    }
 }
 
 void

@@ -55,9 +55,16 @@ void http_add_header(struct http_response *rs, const char *name, const char *val
 typedef void (*http_handler_fn)(const struct http_request *rq, struct http_response *rs,
                                 void *userdata);
 
+/* The body limit of one request, chosen by its method and path (NULL:
+ * max_body for every request). */
+typedef size_t (*http_limit_fn)(const char *method, const char *path, void *userdata);
+
 struct http_options {
-    size_t max_body; /* bytes; a longer body gets 413 without the handler */
-    int threads;     /* handler threads (1: one thread runs every request) */
+    size_t max_body;             /* bytes; a longer body gets 413 without the handler */
+    int threads;                 /* handler threads (1: one thread runs every request) */
+    http_limit_fn body_limit;    /* overrides max_body per request; may be NULL */
+    unsigned max_connections;    /* 0: 256 */
+    unsigned per_ip_connections; /* open connections one address may hold; 0: no limit */
 };
 
 struct http_server;
@@ -70,6 +77,10 @@ struct http_server;
  */
 int http_start(const char *addr, const struct http_options *opt, http_handler_fn fn,
                void *userdata, struct http_server **out, char *err, size_t errlen);
+/* Stop accepting connections, then wait up to ms for the open ones to
+ * finish their requests and close (an idle keep-alive connection holds
+ * it to the end). Call http_stop() after it. */
+void http_drain(struct http_server *s, int ms);
 /* Stop: waits for running handlers to return. NULL: no-op. */
 void http_stop(struct http_server *s);
 /* The address actually bound, "127.0.0.1:8080" ("[::1]:8080" for v6). */

@@ -38,6 +38,7 @@ static const char main_usage[] =
     "  prune      delete old finished jobs in batches\n"
     "  schedule   ls | add | rm | pause | resume periodic jobs\n"
     "  queue      ls | pause | resume | set (limits) queues\n"
+    "  serve      the HTTP API and the dashboard (127.0.0.1:8080)\n"
     "  bench      measure throughput and pickup latency\n"
     "\n"
     "options (every command takes them):\n"
@@ -63,7 +64,7 @@ static const struct command commands[] = {
     {"jobs", cmd_jobs},       {"stats", cmd_stats},     {"recover", cmd_recover},
     {"prune", cmd_prune},     {"bench", cmd_bench},     {"schedule", cmd_schedule},
     {"batch", cmd_batch},     {"chain", cmd_chain},     {"queue", cmd_queue},
-    {"metrics", cmd_metrics},
+    {"metrics", cmd_metrics}, {"serve", cmd_serve},
 };
 
 /* ---- errors ---------------------------------------------------------- */
@@ -120,23 +121,48 @@ cli_fail(const skipq_error *err)
 }
 
 int
-cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...)
+cli_db_vmessage(PGconn *pg, const PGresult *res, char *msg, size_t msglen, const char *fmt,
+                va_list ap)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     char what[512];
-    va_list ap;
 
-    va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
     if (!primary)
         primary = res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
                   : pg                              ? PQerrorMessage(pg)
                                                     : "no connection";
-    cli_errorf(0, "%s: %s", what, primary);
+    snprintf(msg, msglen, "%s: %s", what, primary);
+    /* libpq's own messages end in a newline: one line, as every message */
+    msg[strcspn(msg, "\n")] = '\0';
     return skipq_rc_from_sqlstate(state) == SKIPQ_ERR_INVALID ? CLI_EXIT_USAGE
                                                               : CLI_EXIT_FAIL;
+}
+
+int
+cli_db_message(PGconn *pg, const PGresult *res, char *msg, size_t msglen, const char *fmt,
+               ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    int rc = cli_db_vmessage(pg, res, msg, msglen, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int
+cli_db_fail(PGconn *pg, const PGresult *res, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    int rc = cli_db_vmessage(pg, res, msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cli_errorf(0, "%s", msg);
+    return rc;
 }
 
 /* ---- common options, config, connection ------------------------------- */
@@ -439,16 +465,21 @@ cli_check_name(const char *what, const char *name)
 static const char *const status_names[] = {"queued", "running",   "succeeded",
                                            "failed", "cancelled", "waiting"};
 
+/* The message of a refused list ends up after the name of what gave it:
+ * "--status: unrecognized status ...", "status needs at least one ...". */
+#define STATUS_FAIL(...) (snprintf(msg, msglen, __VA_ARGS__), -1)
+
 int
-cli_parse_statuses(const char *opt, const char *s, unsigned allowed, char *out,
-                   size_t outsize)
+cli_statuses(const char *s, unsigned allowed, char *out, size_t outsize, char *msg,
+             size_t msglen)
 {
     unsigned seen = 0;
     const char *p = s;
     size_t used = 0;
 
+    out[0] = '\0';
     if (!*s)
-        return cli_usage_error("%s needs at least one status", opt);
+        return STATUS_FAIL(" needs at least one status");
     while (*p) {
         size_t n = strcspn(p, ",");
         int found = -1;
@@ -456,12 +487,11 @@ cli_parse_statuses(const char *opt, const char *s, unsigned allowed, char *out,
             if (strlen(status_names[i]) == n && strncmp(p, status_names[i], n) == 0)
                 found = i;
         if (found < 0)
-            return cli_usage_error("%s: unrecognized status \"%.*s\": use waiting, queued, "
-                                   "running, succeeded, failed or cancelled",
-                                   opt, (int)(n > 64 ? 64 : n), p);
+            return STATUS_FAIL(": unrecognized status \"%.*s\": use waiting, queued, "
+                               "running, succeeded, failed or cancelled",
+                               (int)(n > 64 ? 64 : n), p);
         if (!(allowed & (1u << found)))
-            return cli_usage_error("%s: status \"%s\" is not allowed here", opt,
-                                   status_names[found]);
+            return STATUS_FAIL(": status \"%s\" is not allowed here", status_names[found]);
         if (!(seen & (1u << found))) {
             seen |= 1u << found;
             used += (size_t)snprintf(out + used, outsize - used, "%s%s", used ? "," : "",
@@ -471,9 +501,20 @@ cli_parse_statuses(const char *opt, const char *s, unsigned allowed, char *out,
         if (*p == ',') {
             p++;
             if (!*p)
-                return cli_usage_error("%s: empty status after \",\"", opt);
+                return STATUS_FAIL(": empty status after \",\"");
         }
     }
+    return 0;
+}
+
+int
+cli_parse_statuses(const char *opt, const char *s, unsigned allowed, char *out,
+                   size_t outsize)
+{
+    char msg[256];
+
+    if (cli_statuses(s, allowed, out, outsize, msg, sizeof msg) != 0)
+        return cli_usage_error("%s%s", opt, msg);
     return 0;
 }
 

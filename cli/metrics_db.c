@@ -89,7 +89,7 @@ static const char queues_sql[] =
 /* Per queue with settings: paused, and each limit that is set. */
 static const char settings_sql[] =
     "SELECT q.queue, q.paused::int, q.max_running, q.key_max_running,"
-    "       q.rate_limit / extract(epoch FROM q.rate_interval)::float8"
+    "       q.rate_limit::float8 / extract(epoch FROM q.rate_interval)::float8"
     " FROM skipq.queues q ORDER BY q.queue";
 
 /* Workers by state, their slots, and the rescuer's last run. */

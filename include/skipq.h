@@ -307,6 +307,23 @@ skipq_rc skipq_config_set_handler_stack_size(skipq_config *cfg, size_t bytes,
  * keeps it: the CLI parses and serves it. */
 #define SKIPQ_HAS_CONFIG_HTTP 1
 skipq_rc skipq_config_set_http(skipq_config *cfg, const char *addr, skipq_error *err);
+/*
+ * `skipq serve`, the HTTP API (docs/http.md): the address to bind
+ * ("HOST:PORT"), the bearer tokens (admin: every request; read: GET
+ * only; each 16 to 1024 visible ASCII characters, NULL or "" clears it),
+ * the largest request body outside the batch endpoint (1KB to 1GB,
+ * default 1MiB) and the requests a second each client may make (burst:
+ * twice that; 0: no limit; default 100).
+ */
+#define SKIPQ_HAS_SERVE_CONFIG 1
+#define SKIPQ_SERVE_TOKEN_MIN 16
+skipq_rc skipq_config_set_serve_http(skipq_config *cfg, const char *addr, skipq_error *err);
+skipq_rc skipq_config_set_serve_admin_token(skipq_config *cfg, const char *token,
+                                            skipq_error *err);
+skipq_rc skipq_config_set_serve_read_token(skipq_config *cfg, const char *token,
+                                           skipq_error *err);
+skipq_rc skipq_config_set_serve_limits(skipq_config *cfg, size_t max_body, int rate_limit,
+                                       skipq_error *err);
 
 /* Getters. Strings are borrowed from cfg. */
 const char *skipq_config_database(const skipq_config *cfg); /* may be NULL */
@@ -340,6 +357,11 @@ int64_t skipq_config_recover_older_than(const skipq_config *cfg);
 int skipq_config_recover_limit(const skipq_config *cfg);
 size_t skipq_config_max_payload(const skipq_config *cfg);
 size_t skipq_config_handler_stack_size(const skipq_config *cfg);
+const char *skipq_config_serve_http(const skipq_config *cfg);        /* may be NULL */
+const char *skipq_config_serve_admin_token(const skipq_config *cfg); /* may be NULL */
+const char *skipq_config_serve_read_token(const skipq_config *cfg);  /* may be NULL */
+size_t skipq_config_serve_max_body(const skipq_config *cfg);
+int skipq_config_serve_rate_limit(const skipq_config *cfg);
 size_t skipq_config_queue_count(const skipq_config *cfg);
 const char *skipq_config_queue(const skipq_config *cfg, size_t i);
 /* The priorities setting as given ("high,normal,low"). */

@@ -103,6 +103,8 @@ skipq_config_new(void)
     cfg->recover_limit = 1000;
     cfg->max_payload = SKIPQ__DEFAULT_MAX_PAYLOAD;
     cfg->handler_stack_size = SKIPQ__DEFAULT_HANDLER_STACK;
+    cfg->serve_max_body = (size_t)1 << 20;
+    cfg->serve_rate_limit = 100;
     if (skipq_config_set_queue(cfg, "default", NULL) != SKIPQ_OK ||
         skipq_config_set_priorities(cfg, "high,normal,low", NULL) != SKIPQ_OK) {
         skipq_config_free(cfg);
@@ -119,6 +121,9 @@ skipq_config_free(skipq_config *cfg)
     free(cfg->database);
     free(cfg->listen_database);
     free(cfg->http);
+    free(cfg->serve_http);
+    free(cfg->serve_admin_token);
+    free(cfg->serve_read_token);
     skipq__queues_free(cfg->queues, cfg->nqueues);
     free(cfg->priorities);
     free(cfg->bands);
@@ -145,6 +150,7 @@ skipq__config_dup(const skipq_config *cfg)
     c->database = NULL;
     c->listen_database = NULL;
     c->http = NULL;
+    c->serve_http = c->serve_admin_token = c->serve_read_token = NULL;
     c->queues = NULL;
     c->nqueues = 0;
     c->priorities = NULL;
@@ -160,6 +166,11 @@ skipq__config_dup(const skipq_config *cfg)
     if (cfg->listen_database && !(c->listen_database = strdup(cfg->listen_database)))
         goto fail;
     if (cfg->http && !(c->http = strdup(cfg->http)))
+        goto fail;
+    if ((cfg->serve_http && !(c->serve_http = strdup(cfg->serve_http))) ||
+        (cfg->serve_admin_token &&
+         !(c->serve_admin_token = strdup(cfg->serve_admin_token))) ||
+        (cfg->serve_read_token && !(c->serve_read_token = strdup(cfg->serve_read_token))))
         goto fail;
     if (cfg->nqueues) {
         if (!(c->queues = calloc(cfg->nqueues, sizeof *c->queues)))
@@ -326,6 +337,36 @@ size_t
 skipq_config_handler_stack_size(const skipq_config *cfg)
 {
     return cfg->handler_stack_size;
+}
+
+const char *
+skipq_config_serve_http(const skipq_config *cfg)
+{
+    return cfg->serve_http;
+}
+
+const char *
+skipq_config_serve_admin_token(const skipq_config *cfg)
+{
+    return cfg->serve_admin_token;
+}
+
+const char *
+skipq_config_serve_read_token(const skipq_config *cfg)
+{
+    return cfg->serve_read_token;
+}
+
+size_t
+skipq_config_serve_max_body(const skipq_config *cfg)
+{
+    return cfg->serve_max_body;
+}
+
+int
+skipq_config_serve_rate_limit(const skipq_config *cfg)
+{
+    return cfg->serve_rate_limit;
 }
 
 size_t

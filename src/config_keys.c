@@ -774,6 +774,59 @@ static const struct key_rule limits_rules[] = {
     {"max_payload", key_max_payload},
 };
 
+/* ---- serve ---- */
+
+/* A string key, or null to clear it. */
+#define SERVE_STRING_KEY(fn, setter)                                            \
+    static skipq_rc fn(struct loader *ld, const char *path, yaml_node_t *v)     \
+    {                                                                           \
+        skipq_error e;                                                          \
+        const char *s = NULL;                                                   \
+        skipq_rc rc;                                                            \
+        if (!is_null(v) &&                                                      \
+            (rc = skipq__yaml_scalar(ld, v, path, "a string", &s)) != SKIPQ_OK) \
+            return rc;                                                          \
+        if ((rc = setter(ld->cfg, s, &e)) != SKIPQ_OK)                          \
+            return skipq__yaml_wrap(ld, v, rc, &e);                             \
+        return SKIPQ_OK;                                                        \
+    }
+
+SERVE_STRING_KEY(key_serve_http, skipq_config_set_serve_http)
+SERVE_STRING_KEY(key_admin_token, skipq_config_set_serve_admin_token)
+SERVE_STRING_KEY(key_read_token, skipq_config_set_serve_read_token)
+
+static skipq_rc
+key_max_body(struct loader *ld, const char *path, yaml_node_t *v)
+{
+    skipq_error e;
+    size_t bytes = 0;
+    skipq_rc rc;
+
+    if ((rc = get_bytes(ld, v, path, &bytes)) != SKIPQ_OK)
+        return rc;
+    rc = skipq_config_set_serve_limits(ld->cfg, bytes, ld->cfg->serve_rate_limit, &e);
+    return rc != SKIPQ_OK ? skipq__yaml_wrap(ld, v, rc, &e) : SKIPQ_OK;
+}
+
+static skipq_rc
+key_rate_limit(struct loader *ld, const char *path, yaml_node_t *v)
+{
+    skipq_error e;
+    skipq_rc rc;
+    int n = 0;
+
+    if ((rc = get_int(ld, v, path, &n)) != SKIPQ_OK)
+        return rc;
+    rc = skipq_config_set_serve_limits(ld->cfg, ld->cfg->serve_max_body, n, &e);
+    return rc != SKIPQ_OK ? skipq__yaml_wrap(ld, v, rc, &e) : SKIPQ_OK;
+}
+
+static const struct key_rule serve_rules[] = {
+    {"http", key_serve_http},       {"admin_token", key_admin_token},
+    {"read_token", key_read_token}, {"max_body", key_max_body},
+    {"rate_limit", key_rate_limit},
+};
+
 /* ---- top level ---- */
 
 #define NRULES(r) (sizeof(r) / sizeof((r)[0]))
@@ -791,11 +844,12 @@ ON_SECTION(on_worker, worker_rules)
 ON_SECTION(on_retry, retry_rules)
 ON_SECTION(on_recover, recover_rules)
 ON_SECTION(on_limits, limits_rules)
+ON_SECTION(on_serve, serve_rules)
 
 static const struct key_rule top_rules[] = {
     {"database", key_database},           {"worker", on_worker},   {"retry", on_retry},
     {"handlers", key_handlers},           {"recover", on_recover}, {"limits", on_limits},
-    {"schedules", skipq__yaml_schedules},
+    {"schedules", skipq__yaml_schedules}, {"serve", on_serve},
 };
 
 skipq_rc

@@ -542,6 +542,85 @@ skipq_config_set_max_payload(skipq_config *cfg, size_t bytes, skipq_error *err)
     return SKIPQ_OK;
 }
 
+/* A copy of s into *slot ("" or NULL clears it). */
+static skipq_rc
+set_string(char **slot, const char *s, skipq_error *err)
+{
+    char *copy = NULL;
+
+    if (s && *s && !(copy = strdup(s)))
+        return nomem(err);
+    free(*slot);
+    *slot = copy;
+    return SKIPQ_OK;
+}
+
+skipq_rc
+skipq_config_set_serve_http(skipq_config *cfg, const char *addr, skipq_error *err)
+{
+    if (!cfg)
+        return skipq__no_config(err);
+    if (addr && strlen(addr) > 255)
+        return skipq__fail(err, SKIPQ_ERR_INVALID, "serve.http is longer than 255 bytes");
+    return set_string(&cfg->serve_http, addr, err);
+}
+
+/*
+ * A token goes in an Authorization header and is compared as bytes: 16
+ * to 1024 visible ASCII characters, so a short guessable one is refused
+ * where it is configured, not found out later.
+ */
+static skipq_rc
+set_token(char **slot, const char *what, const char *token, skipq_error *err)
+{
+    size_t n = token ? strlen(token) : 0;
+
+    if (n > 0 && (n < SKIPQ_SERVE_TOKEN_MIN || n > 1024))
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "%s must be %d to 1024 characters long, not %zu", what,
+                           SKIPQ_SERVE_TOKEN_MIN, n);
+    for (size_t i = 0; i < n; i++)
+        if (token[i] <= ' ' || token[i] > '~')
+            return skipq__fail(err, SKIPQ_ERR_INVALID,
+                               "%s must be visible ASCII characters (no spaces)", what);
+    return set_string(slot, token, err);
+}
+
+skipq_rc
+skipq_config_set_serve_admin_token(skipq_config *cfg, const char *token, skipq_error *err)
+{
+    if (!cfg)
+        return skipq__no_config(err);
+    return set_token(&cfg->serve_admin_token, "serve.admin_token", token, err);
+}
+
+skipq_rc
+skipq_config_set_serve_read_token(skipq_config *cfg, const char *token, skipq_error *err)
+{
+    if (!cfg)
+        return skipq__no_config(err);
+    return set_token(&cfg->serve_read_token, "serve.read_token", token, err);
+}
+
+skipq_rc
+skipq_config_set_serve_limits(skipq_config *cfg, size_t max_body, int rate_limit,
+                              skipq_error *err)
+{
+    if (!cfg)
+        return skipq__no_config(err);
+    if (max_body < 1024 || max_body > ((size_t)1 << 30))
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "serve.max_body must be between 1KB and 1GB, not %zu", max_body);
+    if (rate_limit < 0 || rate_limit > 1000000)
+        return skipq__fail(err, SKIPQ_ERR_INVALID,
+                           "serve.rate_limit must be from 0 to 1000000 requests a second, "
+                           "not %d",
+                           rate_limit);
+    cfg->serve_max_body = max_body;
+    cfg->serve_rate_limit = rate_limit;
+    return SKIPQ_OK;
+}
+
 skipq_rc
 skipq_config_set_handler_stack_size(skipq_config *cfg, size_t bytes, skipq_error *err)
 {

@@ -184,6 +184,12 @@ struct skipq_config {
     size_t nschedules;
     bool schedules_set; /* a schedules: section was read: the worker syncs */
     int warnings;
+    /* skipq serve (the CLI's HTTP API); strings owned, NULL: not set */
+    char *serve_http;
+    char *serve_admin_token;
+    char *serve_read_token;
+    size_t serve_max_body;
+    int serve_rate_limit; /* requests per second per client; 0: none */
 };
 
 /* Deep copy; NULL when out of memory. */

@@ -6,6 +6,9 @@
 #include "lock_keys.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -611,4 +614,128 @@ tl_expect_denied(PGconn *c, const char *sql)
         HARNESS_FAIL("%s: wanted permission denied, got %s %s", sql,
                      PQresStatus(PQresultStatus(res)), PQresultErrorMessage(res));
     PQclear(res);
+}
+
+/* ---- HTTP ------------------------------------------------------------ */
+
+/* Connect to url's host and port; *path points at url's path. -1: none. */
+static int
+http_connect(const char *url, char *hostport, size_t hplen, const char **path)
+{
+    const char *hp = strncmp(url, "http://", 7) == 0 ? url + 7 : url;
+    size_t n = strcspn(hp, "/");
+    char host[128], port[16];
+
+    snprintf(hostport, hplen, "%.*s", (int)n, hp);
+    *path = hp[n] ? hp + n : "/";
+    const char *colon = strrchr(hostport, ':');
+    if (!colon)
+        return -1;
+    snprintf(port, sizeof port, "%s", colon + 1);
+    if (hostport[0] == '[')
+        snprintf(host, sizeof host, "%.*s", (int)(colon - hostport - 2), hostport + 1);
+    else
+        snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(host, port, &hints, &ai) != 0)
+        return -1;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+int
+tl_http(const char *method, const char *url, const char *headers, const char *body,
+        char **resp_headers, char **resp_body)
+{
+    char hostport[160], *req = NULL, *resp = NULL;
+    const char *path;
+    size_t blen = body ? strlen(body) : 0, len = 0, cap = 0;
+    int fd = http_connect(url, hostport, sizeof hostport, &path), status = -1;
+
+    if (resp_headers)
+        *resp_headers = NULL;
+    if (resp_body)
+        *resp_body = NULL;
+    if (fd < 0)
+        return -1;
+    signal(SIGPIPE, SIG_IGN); /* a server that answers early closes on us */
+    bool has_host = headers && (strncasecmp(headers, "Host:", 5) == 0 ||
+                                strcasestr(headers, "\r\nHost:") != NULL);
+    int n = asprintf(&req,
+                     "%s %s HTTP/1.1\r\n%s%s%sConnection: close\r\n"
+                     "Content-Length: %zu\r\n%s\r\n",
+                     method, path, has_host ? "" : "Host: ", has_host ? "" : hostport,
+                     has_host ? "" : "\r\n", blen, headers ? headers : "");
+    if (n < 0)
+        HARNESS_FAIL("out of memory");
+    bool sent = write(fd, req, (size_t)n) == n;
+    for (size_t off = 0; sent && off < blen;) {
+        ssize_t w = write(fd, body + off, blen - off);
+        if (w <= 0)
+            break; /* the server may answer (413) and close before reading it all */
+        off += (size_t)w;
+    }
+    free(req);
+    int64_t deadline = tl_now_ms() + 30000;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - tl_now_ms();
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            break;
+        if (len + 65536 + 1 > cap) {
+            cap = (len + 65536 + 1) * 2;
+            if (!(resp = realloc(resp, cap)))
+                HARNESS_FAIL("out of memory");
+        }
+        ssize_t r = read(fd, resp + len, cap - len - 1);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    if (!resp)
+        return -1;
+    resp[len] = '\0';
+    char *end = strstr(resp, "\r\n\r\n");
+    if (strncmp(resp, "HTTP/1.", 7) == 0 && end) {
+        status = atoi(resp + 9);
+        *end = '\0';
+        if (resp_headers)
+            *resp_headers = strdup(resp);
+        if (resp_body)
+            *resp_body = strdup(end + 4);
+    }
+    free(resp);
+    return status;
+}
+
+pid_t
+tl_serve(const char *env, const char *args, char *base, size_t baselen,
+         const char **log_out)
+{
+    const char *log = tl_tmpfile(".log");
+    char *text = NULL;
+
+    /* exec: the signals the test sends reach serve, not a shell */
+    pid_t pid = tl_spawn(log, "exec env %s %s serve --http 127.0.0.1:0 %s", env, tl_skipq(),
+                         args);
+    if (!tl_wait_file_has(log, "serving the API and dashboard on http://", 15000)) {
+        tl_run(NULL, &text, NULL, "cat %s", log);
+        HARNESS_FAIL("skipq serve did not start: %s", text ? text : "");
+    }
+    if (tl_run(NULL, &text, NULL, "cat %s", log) != 0)
+        HARNESS_FAIL("could not read %s", log);
+    const char *at = strstr(text, "http://127.0.0.1:");
+    if (!at)
+        HARNESS_FAIL("no address in: %s", text);
+    snprintf(base, baselen, "%.*s", (int)strspn(at + 7, "0123456789.:") + 7, at);
+    free(text);
+    if (log_out)
+        *log_out = log;
+    return pid;
 }

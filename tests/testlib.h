@@ -96,4 +96,23 @@ void tl_apply_roles(void);
 /* sql on c must fail with "permission denied"; fails the test if not. */
 void tl_expect_denied(PGconn *c, const char *sql);
 
+/*
+ * One HTTP/1.1 request over a TCP socket, answered whole (the connection
+ * is closed after it): url is "http://HOST:PORT/path?query"; headers (may
+ * be NULL) are extra "Name: value" lines, each ending in "\r\n" (a Host
+ * line among them replaces the default); body may be NULL. Returns the
+ * status (-1: no answer within 30s); *resp_headers and *resp_body (each
+ * may be NULL) get the response's parts (malloc'd).
+ */
+int tl_http(const char *method, const char *url, const char *headers, const char *body,
+            char **resp_headers, char **resp_body);
+/*
+ * Start `skipq serve --http 127.0.0.1:0 ARGS` with env (env(1)'s
+ * arguments: NAME=VALUE, -u NAME; may be "") and wait for the line that
+ * names its address: base gets "http://127.0.0.1:PORT", *log_out (may be
+ * NULL) its log file. Returns its pid (signals reach serve itself).
+ */
+pid_t tl_serve(const char *env, const char *args, char *base, size_t baselen,
+               const char **log_out);
+
 #endif

@@ -569,6 +569,95 @@ TEST(cli_commands_run_no_planted_object)
     assert_none_ran(pg, "the C API");
 }
 
+/* One request to serve at base as the admin; its status must be want. */
+static void
+serve_req(const char *base, const char *method, const char *path, const char *body,
+          int want)
+{
+    char url[256], *resp = NULL;
+
+    snprintf(url, sizeof url, "%s%s", base, path);
+    int st = tl_http(method, url, "Authorization: Bearer tsp-admin-token-0123456789\r\n",
+                     body, NULL, &resp);
+    if (st != want) {
+        assert_none_ran(shadow_pg, path);
+        HARNESS_FAIL("%s %s: %d, wanted %d: %s", method, path, st, want, resp ? resp : "");
+    }
+    free(resp);
+}
+
+/* Every statement of skipq serve's API, as a skipq_admin login (the
+ * role docs/security.md names for it). */
+TEST(serve_runs_no_planted_object)
+{
+    PGconn *pg = tl_db();
+    static struct logins l;
+    char base[64], path[128], args[512];
+
+    setup(pg, &l);
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, NULL, "schedule add nightly '0 3 * * *' report"), 0);
+    int64_t parent = tl_int(pg, "SELECT skipq.enqueue('k')");
+    plant_dead_worker(pg, "k", "default");
+    snprintf(args, sizeof args, "--database '%s'", l.admin_url);
+    pid_t srv = tl_serve("SKIPQ_ADMIN_TOKEN=tsp-admin-token-0123456789", args, base,
+                         sizeof base, NULL);
+
+    snprintf(args, sizeof args,
+             "{\"kind\": \"k\", \"payload\": {\"a\": 1}, \"queue\": \"q\", \"priority\": 5,"
+             " \"delay\": \"1s\", \"max_attempts\": 3, \"unique_key\": \"u\","
+             " \"unique_mode\": \"replace\", \"unique_window\": \"1m\","
+             " \"concurrency_key\": \"c\", \"depends_on\": [%lld], \"tags\": [\"t\"],"
+             " \"meta\": {\"m\": 1}}",
+             (long long)parent);
+    serve_req(base, "POST", "/api/jobs", args, 201);
+    serve_req(base, "POST", "/api/jobs",
+              "{\"kind\": \"k\", \"run_at\": \"2030-01-01T00:00:00Z\"}", 201);
+    char batch[1024];
+    snprintf(
+        batch, sizeof batch,
+        "{\"jobs\": [{\"kind\": \"k\"}, %s, {\"kind\": \"k\", \"run_at\": \"2030-01-01\"}]}",
+        args);
+    serve_req(base, "POST", "/api/jobs/batch", batch, 201);
+    serve_req(
+        base, "POST", "/api/jobs/batch",
+        "{\"jobs\": [{\"kind\": \"k\"}, {\"kind\": \"k\", \"depends_on\": [999999]}]}",
+        400);
+    serve_req(base, "GET",
+              "/api/jobs?status=queued,running&queue=q&kind=k&limit=2&cursor=99", NULL,
+              200);
+    snprintf(path, sizeof path, "/api/jobs/%lld", (long long)parent);
+    serve_req(base, "GET", path, NULL, 200);
+    snprintf(path, sizeof path, "/api/jobs/%lld/cancel", (long long)parent);
+    serve_req(base, "POST", path, NULL, 200);
+    snprintf(path, sizeof path, "/api/jobs/%lld/retry", (long long)parent);
+    serve_req(base, "POST", path, NULL, 200);
+    snprintf(args, sizeof args, "{\"ids\": [%lld, 999999]}", (long long)parent);
+    serve_req(base, "POST", "/api/jobs/cancel", args, 200);
+    serve_req(base, "POST", "/api/jobs/retry", args, 200);
+    serve_req(
+        base, "POST", "/api/recover",
+        "{\"status\": [\"failed\", \"queued\", \"running\"], \"older_than\": \"0s\","
+        " \"queue\": \"default\", \"kind\": \"k\", \"priority\": \"normal\", \"limit\": 10,"
+        " \"dry_run\": true}",
+        200);
+    serve_req(base, "POST", "/api/recover", "{\"status\": \"running\"}", 200);
+    tl_exec(pg,
+            "UPDATE skipq.jobs SET status = 'succeeded', finished_at = now()"
+            " WHERE id = %lld",
+            (long long)parent);
+    static const char *const reads[] = {"/api/stats", "/api/throughput?minutes=5",
+                                        "/api/workers", "/api/queues", "/api/schedules"};
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++)
+        serve_req(base, "GET", reads[i], NULL, 200);
+    serve_req(base, "POST", "/api/queues/q/pause", "{\"kind\": \"k\"}", 200);
+    serve_req(base, "POST", "/api/queues/q/resume", NULL, 200);
+    serve_req(base, "POST", "/api/schedules/nightly/pause", NULL, 200);
+    serve_req(base, "POST", "/api/schedules/nightly/resume", NULL, 200);
+    tl_kill(srv, SIGTERM);
+    ASSERT_EQ(tl_wait_pid(srv, 15000), 0);
+    assert_none_ran(pg, "skipq serve");
+}
+
 TEST(worker_start_rescue_and_upkeep_run_no_planted_object)
 {
     PGconn *pg = tl_db();
