@@ -132,10 +132,18 @@ function tokenClosed() {
 
 // ---- formatting ---------------------------------------------------------
 
+// Local time, "2026-12-07 10:00:05": sortable by eye and never wrapped.
 function fmtTime(iso) {
   if (!iso) return '—';
   const d = new Date(iso);
-  return isNaN(d) ? String(iso) : d.toLocaleString();
+  if (isNaN(d)) return String(iso);
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ` +
+    `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+function timeCell(iso) {
+  return el('td', { class: 'time', title: iso || undefined }, fmtTime(iso));
 }
 
 function fmtSeconds(s) {
@@ -147,9 +155,12 @@ function fmtSeconds(s) {
   return Math.round(s / 86400) + ' d';
 }
 
+// Seconds from a to b; null when either is unknown or b is before a (a
+// retried job keeps its old started_at until it starts again).
 function between(a, b) {
   if (!a || !b) return null;
-  return (Date.parse(b) - Date.parse(a)) / 1000;
+  const s = (Date.parse(b) - Date.parse(a)) / 1000;
+  return s >= 0 ? s : null;
 }
 
 function pretty(v) {
@@ -375,9 +386,9 @@ async function jobsPage(view, params, alive) {
       const tr = el('tr', { testid: 'job-row' },
         el('td', {}, box), el('td', { class: 'num' }, jobLink(j.id)),
         el('td', {}, j.queue), el('td', {}, j.kind), el('td', {}, statusBadge(j.status)),
-        el('td', { class: 'num' }, `${j.attempts}/${j.max_attempts ?? '∞'}`),
+        el('td', { class: 'num' }, j.max_attempts ? `${j.attempts}/${j.max_attempts}` : String(j.attempts)),
         el('td', { class: 'num' }, String(j.priority)),
-        el('td', {}, fmtTime(j.run_at)), el('td', {}, fmtTime(j.updated_at)),
+        timeCell(j.run_at), timeCell(j.updated_at),
         el('td', { class: 'error-text' }, j.last_error || ''),
         el('td', { class: 'actions' }, actionButtons(j, refresh)));
       tr.dataset.id = j.id;
@@ -469,7 +480,7 @@ function jobDetail(j, reload) {
     el('div', { class: 'columns' },
       el('section', {}, el('h3', {}, 'Job'), dl('job-fields', [
         ['Queue', j.queue], ['Kind', el('span', { testid: 'job-kind' }, j.kind)], ['Status', j.status],
-        ['Priority', String(j.priority)], ['Attempts', `${j.attempts} of ${j.max_attempts ?? '∞'}`],
+        ['Priority', String(j.priority)], ['Attempts', `${j.attempts} of ${j.max_attempts ?? "the worker's default"}`],
         ['Worker', j.worker_id ?? '—'], ['Unique key', j.unique_key ?? '—'],
         ['Concurrency key', j.concurrency_key ?? '—'], ['Tags', list(j.tags)],
         ['Meta', j.meta && Object.keys(j.meta).length ? JSON.stringify(j.meta) : '—'],
@@ -480,7 +491,7 @@ function jobDetail(j, reload) {
         ['Created', fmtTime(j.created_at)], ['Run at', fmtTime(j.run_at)],
         ['Started', fmtTime(j.started_at)], ['Finished', fmtTime(j.finished_at)],
         ['Updated', fmtTime(j.updated_at)],
-        ['Waited', fmtSeconds(between(j.run_at && j.run_at > j.created_at ? j.run_at : j.created_at, j.started_at))],
+        ['Waited', fmtSeconds(between(Date.parse(j.run_at) > Date.parse(j.created_at) ? j.run_at : j.created_at, j.started_at))],
         ['Ran', fmtSeconds(between(j.started_at, j.finished_at))],
       ]))),
     el('h3', {}, 'Progress'),
@@ -495,7 +506,7 @@ function jobDetail(j, reload) {
     el('h3', {}, 'Errors'),
     errors.length
       ? table('job-errors', ['At', 'Attempt', 'Error'], errors.map((e) => el('tr', { testid: 'error-row' },
-        el('td', {}, fmtTime(e.at)), el('td', { class: 'num' }, String(e.attempt ?? '—')),
+        timeCell(e.at), el('td', { class: 'num' }, String(e.attempt ?? '—')),
         el('td', {}, el('pre', {}, typeof e.error === 'string' ? e.error : pretty(e.error))))))
       : el('p', { testid: 'job-errors' }, 'None.'),
   ];
@@ -513,7 +524,7 @@ async function workersPage(view, params, alive) {
           el('td', {}, String(w.id)), el('td', {}, w.host ?? '—'), el('td', { class: 'num' }, String(w.pid ?? '—')),
           el('td', {}, list(w.queues)), el('td', {}, list(w.priorities)),
           el('td', { class: 'num' }, String(w.concurrency ?? '—')), el('td', { class: 'num' }, String(w.running ?? '—')),
-          el('td', {}, fmtTime(w.started_at)),
+          timeCell(w.started_at),
           el('td', { class: 'num', testid: 'heartbeat-age' }, fmtSeconds(w.heartbeat_age_seconds))))));
   }
   await load();
@@ -553,7 +564,7 @@ async function recoverPage(view, params, alive) {
       jobs.length ? table('recover-jobs', ['ID', 'Queue', 'Kind', 'Status', 'Attempts', 'Updated'],
         jobs.map((j) => el('tr', { testid: 'recover-row' }, el('td', { class: 'num' }, jobLink(j.id)),
           el('td', {}, j.queue), el('td', {}, j.kind), el('td', {}, statusBadge(j.status)),
-          el('td', { class: 'num' }, String(j.attempts)), el('td', {}, fmtTime(j.updated_at))))) : null);
+          el('td', { class: 'num' }, String(j.attempts)), timeCell(j.updated_at)))) : null);
     return n;
   }
 
