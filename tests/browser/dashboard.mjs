@@ -176,7 +176,11 @@ async function main() {
 
     // No token yet: the API answers 401 and the page asks for one.
     await expecting(/status of 401/, async () => {
-      await page.goto(server.base + '/#/queues');
+      const r = await page.goto(server.base + '/#/queues');
+      // the policy the page must live with: a violation is a console error
+      const csp = r.headers()['content-security-policy'] || '';
+      check(/script-src 'self'/.test(csp) && /style-src 'self'/.test(csp) && !/unsafe/.test(csp),
+        `a strict Content-Security-Policy on the page: "${csp}"`);
       await testid('token-dialog').waitFor({ state: 'visible' });
     });
     await testid('token-input').fill(TOKEN);
