@@ -100,15 +100,17 @@ function seed() {
   return { xss };
 }
 
-// Counts per queue, kind and status as SQL has them: {"q\tk": {status: n}}.
-function sqlCounts() {
+// Counts per group and status as SQL has them: {"q\tk": {status: n}} for
+// groups ['queue', 'kind'] (the names are the jobs table's columns).
+function sqlCounts(groups) {
   const out = {};
-  const text = sql(`SELECT queue, kind, status, count(*) FROM skipq.jobs GROUP BY 1, 2, 3`);
+  const cols = groups.join(', ');
+  const text = sql(`SELECT ${cols}, status, count(*) FROM skipq.jobs GROUP BY ${cols}, status`);
   for (const line of text ? text.split('\n') : []) {
-    const [q, k, s, n] = line.split('\t');
-    const key = q + '\t' + k;
+    const f = line.split('\t');
+    const key = f.slice(0, groups.length).join('\t');
     out[key] = out[key] || Object.fromEntries(STATUSES.map((x) => [x, 0]));
-    out[key][s] = Number(n);
+    out[key][f[groups.length]] = Number(f[groups.length + 1]);
   }
   return out;
 }
@@ -191,14 +193,19 @@ async function main() {
     equal(await page.evaluate(() => document.cookie), '', 'no cookies');
     log('token prompt answered; queues page loaded');
 
-    // The counts shown are SQL's.
-    const want = sqlCounts();
+    // The counts shown are SQL's, grouped as the rows are (by queue, and
+    // kind or priority when the API splits by them).
     const shown = await page.$$eval('[data-testid="stats-row"]', (rows) => rows.map((r) => ({
-      key: r.dataset.queue + '\t' + r.dataset.kind,
+      groups: ['queue', 'kind', 'priority'].filter((g) => g in r.dataset),
+      values: ['queue', 'kind', 'priority'].filter((g) => g in r.dataset).map((g) => r.dataset[g]),
       counts: Object.fromEntries([...r.querySelectorAll('[data-testid^="count-"]')]
         .map((c) => [c.dataset.testid.slice(6), Number(c.textContent)])),
     })));
-    equal(shown.map((r) => r.key).sort(), Object.keys(want).sort(), 'one row per queue and kind');
+    check(shown.length > 0, 'rows of counts');
+    const groups = shown[0].groups;
+    const want = sqlCounts(groups);
+    for (const r of shown) r.key = r.values.join('\t');
+    equal(shown.map((r) => r.key).sort(), Object.keys(want).sort(), `one row per ${groups.join(' and ')}`);
     for (const r of shown) equal(r.counts, want[r.key], `counts of ${JSON.stringify(r.key)}`);
     for (const s of STATUSES) {
       const total = Object.values(want).reduce((a, c) => a + c[s], 0);
@@ -214,7 +221,7 @@ async function main() {
     mkdirSync(OUT, { recursive: true });
     const shot = join(OUT, 'dashboard.png');
     await page.screenshot({ path: shot, fullPage: true });
-    log(`counts match SQL (${shown.length} rows); screenshot: ${shot}`);
+    log(`counts match SQL (${shown.length} rows by ${groups.join(' and ')}); screenshot: ${shot}`);
 
     // Pause a queue (confirmed in the page's dialog), then resume it.
     const mailRow = page.locator('[data-testid="queue-row"][data-queue="mail"]');
@@ -232,6 +239,7 @@ async function main() {
     await until(5000, 'the failed list', async () => (await testid('job-row').count()) === failedIds.length + 1);
     const ids = await page.$$eval('[data-testid="job-row"]', (rows) => rows.map((r) => [Number(r.dataset.id), r.dataset.status]));
     equal(ids, [xss, ...failedIds].sort((a, b) => b - a).map((id) => [id, 'failed']), 'the failed list');
+    check(await page.locator('img').count() === 0, 'no img element in the failed list');
 
     // Retry one: cancelling the dialog changes nothing, confirming retries.
     const [one, two, three] = failedIds;
@@ -297,7 +305,8 @@ async function main() {
     await testid('recover-dry-run').click();
     await testid('recover-count').waitFor();
     const n = stale.split(',').length;
-    check((await testid('recover-count').textContent()).startsWith(`${n} job`), `the dry run finds ${n} jobs`);
+    const found = await testid('recover-count').textContent();
+    check(found.startsWith(`${n} job`), `the dry run finds ${n} jobs: "${found}"`);
     equal(sql(`SELECT count(*) FROM skipq.jobs WHERE id IN (${stale}) AND status = 'failed'`), String(n), 'a dry run changes nothing');
     await testid('recover-run').click();
     await testid('confirm-yes').click();
