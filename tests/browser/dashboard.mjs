@@ -128,6 +128,8 @@ async function startServer() {
     s.setEncoding('utf8');
     s.on('data', (d) => { text += d; });
   }
+  // never left running, however this script ends (short of SIGKILL)
+  process.on('exit', () => child.kill('SIGTERM'));
   let port = null;
   await until(15000, 'skipq serve to log its address', () => {
     if (exited !== null) throw new Error(`skipq serve exited (${exited}):\n${text}`);
@@ -148,7 +150,7 @@ async function main() {
 
   const server = await startServer();
   log(`skipq serve at ${server.base}`);
-  const browser = await chromium.launch({ executablePath: BROWSER, headless: true });
+  let browser = null;
   const problems = [];
   // The browser logs each 4xx it fetched as a console error: a step that
   // expects one names it, and waits until it was logged.
@@ -162,6 +164,7 @@ async function main() {
     allowed = null;
   };
   try {
+    browser = await chromium.launch({ executablePath: BROWSER, headless: true });
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.setDefaultTimeout(10000); // each step; the ctest case has its own limit
     page.on('console', (m) => {
@@ -321,7 +324,7 @@ async function main() {
     check(problems.length === 0, 'no console errors, page errors or dialogs:\n  ' + problems.join('\n  '));
   } catch (e) {
     // what the page showed when it failed, beside the screenshot
-    const pages = browser.contexts().flatMap((c) => c.pages());
+    const pages = browser ? browser.contexts().flatMap((c) => c.pages()) : [];
     if (pages.length) {
       mkdirSync(OUT, { recursive: true });
       await pages[0].screenshot({ path: join(OUT, 'failure.png'), fullPage: true }).catch(() => {});
@@ -331,7 +334,7 @@ async function main() {
     e.message += '\nskipq serve said:\n' + server.log();
     throw e;
   } finally {
-    await browser.close();
+    if (browser) await browser.close();
     server.child.kill('SIGTERM');
   }
   log('passed');
