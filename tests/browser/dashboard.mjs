@@ -77,6 +77,8 @@ function seed() {
   const parent = skipq(['enqueue', 'send', '{"to":"parent@example.com"}', '--queue', 'mail']);
   skipq(['enqueue', 'digest', '{}', '--queue', 'mail', '--depends-on', parent]);
   skipq(['enqueue', 'render', '-', '--queue', 'reports'], lines(4, (i) => ({ report: i })));
+  // more than a page of the job list (50)
+  skipq(['enqueue', 'resize', '-', '--queue', 'images'], lines(45, (i) => ({ image: i })));
   const xss = Number(skipq(['enqueue', XSS_KIND, JSON.stringify({ note: XSS1, html: XSS2 })]));
   sql(`
     UPDATE skipq.jobs SET status = 'succeeded', attempts = 1,
@@ -275,6 +277,16 @@ async function main() {
          last_error = 'late' WHERE id = ${late}`);
     await row(late).waitFor({ timeout: 15000 });
     log(`live refresh showed job ${late}`);
+
+    // Every job, 50 at a time: Older brings the rest, newest first.
+    await page.getByRole('link', { name: 'Jobs', exact: true }).click();
+    await until(5000, 'the first page of jobs', async () => (await testid('job-row').count()) === 50);
+    await testid('jobs-older').click();
+    const all = sql(`SELECT string_agg(id::text, ',' ORDER BY id DESC) FROM skipq.jobs`);
+    await until(5000, 'every job listed', async () => (await testid('job-row').count()) === all.split(',').length);
+    equal((await page.$$eval('[data-testid="job-row"]', (rows) => rows.map((r) => r.dataset.id))).join(','), all, 'the job list');
+    check(await testid('jobs-older').isHidden(), 'no Older button after the last page');
+    log(`${all.split(',').length} jobs listed over two pages`);
 
     // The hostile job's page: its strings are text, nothing ran.
     await page.goto(server.base + '/#/jobs/' + xss);
