@@ -528,14 +528,18 @@ async function workersPage(view, params, alive) {
     const r = await api('GET', '/api/workers');
     if (!alive()) return;
     const rows = r.workers || [];
+    const age = (w) => w.heartbeat_age_seconds ?? w.heartbeat_age_s;
     box.replaceChildren(rows.length === 0 ? el('p', { testid: 'workers-empty' }, 'No workers.')
-      : table('workers-table', ['ID', 'Host', 'PID', 'Queues', 'Priorities', 'Concurrency', 'Running', 'Started', 'Heartbeat age'],
+      : table('workers-table', ['ID', 'Host', 'PID', 'Queues', 'Priorities', 'Concurrency', 'Running', 'Version', 'Heartbeat age', 'State'],
         rows.map((w) => el('tr', { testid: 'worker-row' },
           el('td', {}, String(w.id)), el('td', {}, w.host ?? '—'), el('td', { class: 'num' }, String(w.pid ?? '—')),
           el('td', {}, list(w.queues)), el('td', {}, list(w.priorities)),
-          el('td', { class: 'num' }, String(w.concurrency ?? '—')), el('td', { class: 'num' }, String(w.running ?? '—')),
-          timeCell(w.started_at),
-          el('td', { class: 'num', testid: 'heartbeat-age' }, fmtSeconds(w.heartbeat_age_seconds))))));
+          el('td', { class: 'num' }, String(w.concurrency ?? '—')),
+          el('td', { class: 'num' }, String(w.running ?? w.running_jobs ?? '—')), el('td', {}, w.version ?? '—'),
+          el('td', { class: 'num', testid: 'heartbeat-age' }, fmtSeconds(age(w))),
+          // not alive: no heartbeat within its lease, or its lock is gone
+          el('td', { testid: 'worker-state', class: w.alive === false ? 'gone' : undefined },
+            w.alive === false ? 'gone' : 'alive')))));
   }
   await load();
   if (!alive()) return null;

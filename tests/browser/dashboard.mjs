@@ -24,6 +24,7 @@ const BIN = process.env.SKIPQ_BIN || join(ROOT, 'build/skipq');
 const BROWSER = process.env.SKIPQ_CHROMIUM || '/usr/bin/chromium';
 const OUT = resolve(process.env.SKIPQ_BROWSER_OUT || join(HERE, 'out'));
 const TOKEN = 'browser-test-admin-token';
+const READ_TOKEN = 'browser-test-read-token';
 const STATUSES = ['waiting', 'queued', 'running', 'succeeded', 'failed', 'cancelled'];
 // What an attacker would put in a kind, a payload or an error.
 const XSS1 = '<script>alert(1)</script>';
@@ -79,6 +80,9 @@ function seed() {
   skipq(['enqueue', 'render', '-', '--queue', 'reports'], lines(4, (i) => ({ report: i })));
   // more than a page of the job list (50)
   skipq(['enqueue', 'resize', '-', '--queue', 'images'], lines(45, (i) => ({ image: i })));
+  // a worker row as a worker registers it (none runs: nothing here claims)
+  sql(`SELECT skipq.worker_register('browser-test-host', 4242, ARRAY['mail'], 'all', 3, 'test',
+       interval '5 seconds', interval '30 seconds')`);
   const xss = Number(skipq(['enqueue', XSS_KIND, JSON.stringify({ note: XSS1, html: XSS2 })]));
   sql(`
     UPDATE skipq.jobs SET status = 'succeeded', attempts = 1,
@@ -120,7 +124,7 @@ function sqlCounts(groups) {
 // `skipq serve` on a free port; its log names the address it bound.
 async function startServer() {
   const child = spawn(BIN, ['serve', '--http', '127.0.0.1:0'], {
-    env: { ...process.env, SKIPQ_DATABASE_URL: DB, SKIPQ_ADMIN_TOKEN: TOKEN },
+    env: { ...process.env, SKIPQ_DATABASE_URL: DB, SKIPQ_ADMIN_TOKEN: TOKEN, SKIPQ_READ_TOKEN: READ_TOKEN },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let text = '';
@@ -312,6 +316,29 @@ async function main() {
     const msg = await testid('message').textContent();
     check(/999999999/.test(msg), `the API's error shown: "${msg}"`);
 
+    // The read token shows the pages; a change gets the API's 403, shown
+    // as its message, and nothing changes.
+    const useToken = async (t) => {
+      await testid('token-button').click();
+      await testid('token-input').fill(t);
+      await testid('token-save').click();
+    };
+    await page.goto(server.base + '/#/jobs?status=failed');
+    await useToken(READ_TOKEN); // the page reloads its data with it
+    const first = page.locator('[data-testid="job-row"]').first();
+    await first.waitFor();
+    const target = Number(await first.getAttribute('data-id'));
+    await expecting(/status of 403/, async () => {
+      await first.getByTestId('job-retry').click();
+      await testid('confirm-yes').click();
+      await testid('message').waitFor({ state: 'visible' });
+    });
+    const denied = await testid('message').textContent();
+    check(denied.length > 0 && !/^HTTP /.test(denied), `the API's 403 message shown: "${denied}"`);
+    equal(sql(`SELECT status FROM skipq.jobs WHERE id = ${target}`), 'failed', 'a read token changes nothing');
+    await useToken(TOKEN);
+    log(`the read token was refused a retry: "${denied}"`);
+
     // Recover: a dry run changes nothing; the confirmed run does it.
     const stale = sql(`SELECT string_agg(id::text, ',' ORDER BY id) FROM skipq.jobs
                        WHERE status = 'failed' AND updated_at < now() - interval '10 minutes'`);
@@ -329,9 +356,13 @@ async function main() {
       sql(`SELECT count(*) FROM skipq.jobs WHERE id IN (${stale}) AND status = 'queued'`) === String(n));
     log(`recovered ${n} jobs after a dry run`);
 
-    // Workers: the page loads (none are running here).
+    // Workers: the one registered, with the age of its heartbeat.
     await page.goto(server.base + '/#/workers');
-    await page.locator('[data-testid="workers-table"], [data-testid="workers-empty"]').first().waitFor();
+    await testid('worker-row').waitFor();
+    equal(await testid('worker-row').count(), 1, 'one worker');
+    check((await testid('worker-row').textContent()).includes('browser-test-host'), 'the worker\'s host');
+    const age = await testid('heartbeat-age').textContent();
+    check(/^[0-9.]+ (s|min)$/.test(age), `a heartbeat age: "${age}"`);
 
     check(problems.length === 0, 'no console errors, page errors or dialogs:\n  ' + problems.join('\n  '));
   } catch (e) {
