@@ -243,40 +243,30 @@ async function queuesPage(view, params, alive) {
   await load();
   if (!alive()) return null;
   view.replaceChildren(
-    el('h2', {}, 'Jobs by status'), stats,
+    el('h2', {}, 'Jobs by queue and kind'), stats,
     el('h2', {}, 'Finished per minute, last hour'), chart,
     el('h2', {}, 'Queues'), queues);
   return load;
 }
 
-// One row per group the API counts by: queue and kind, or queue and
-// priority band; "queued" may come as runnable + scheduled (both queued,
-// due now or later).
 function statsTable(rows) {
   if (rows.length === 0) return el('p', { testid: 'stats-empty' }, 'No jobs.');
-  const byKind = rows.some((r) => 'kind' in r);
-  const byPriority = rows.some((r) => 'priority' in r);
-  const count = (r, s) => (s === 'queued' && r.queued === undefined
-    ? (Number(r.runnable) || 0) + (Number(r.scheduled) || 0) : Number(r[s]) || 0);
   const total = Object.fromEntries(STATUSES.map((s) => [s, 0]));
   const countCell = (s, n, filter) => el('td', { class: 'num', testid: 'count-' + s },
     n > 0 ? el('a', { href: '#/jobs?' + jobsQuery({ ...filter, status: s }) }, String(n)) : '0');
   const body = rows.map((r) => {
-    for (const s of STATUSES) total[s] += count(r, s);
-    const filter = byKind ? { queue: r.queue, kind: r.kind } : { queue: r.queue };
+    for (const s of STATUSES) total[s] += Number(r[s]) || 0;
     const tr = el('tr', { testid: 'stats-row' },
-      el('td', {}, r.queue), byKind && el('td', {}, r.kind), byPriority && el('td', { class: 'num' }, String(r.priority)),
-      STATUSES.map((s) => countCell(s, count(r, s), filter)),
-      el('td', { class: 'num' }, fmtSeconds(r.oldest_runnable_age_seconds ?? r.oldest_runnable_s)));
+      el('td', {}, r.queue), el('td', {}, r.kind),
+      STATUSES.map((s) => countCell(s, Number(r[s]) || 0, { queue: r.queue, kind: r.kind })),
+      el('td', { class: 'num' }, fmtSeconds(r.oldest_runnable_age_seconds)));
     tr.dataset.queue = r.queue;
-    if (byKind) tr.dataset.kind = r.kind;
-    if (byPriority) tr.dataset.priority = r.priority;
+    tr.dataset.kind = r.kind;
     return tr;
   });
-  const t = table('stats-table',
-    ['Queue', byKind && 'Kind', byPriority && 'Priority', ...STATUSES, 'Oldest runnable'].filter(Boolean), body);
+  const t = table('stats-table', ['Queue', 'Kind', ...STATUSES, 'Oldest runnable'], body);
   t.append(el('tfoot', {}, el('tr', { testid: 'stats-total' },
-    el('th', { scope: 'row', colspan: 1 + byKind + byPriority }, 'All'),
+    el('th', { scope: 'row', colspan: 2 }, 'All'),
     STATUSES.map((s) => el('td', { class: 'num', testid: 'total-' + s }, String(total[s]))),
     el('td', {}))));
   return t;
@@ -491,7 +481,7 @@ function jobDetail(j, reload) {
       el('section', {}, el('h3', {}, 'Job'), dl('job-fields', [
         ['Queue', j.queue], ['Kind', el('span', { testid: 'job-kind' }, j.kind)], ['Status', j.status],
         ['Priority', String(j.priority)], ['Attempts', `${j.attempts} of ${j.max_attempts ?? "the worker's default"}`],
-        ['Worker', j.worker_id ?? j.locked_by ?? '—'], ['Unique key', j.unique_key ?? '—'],
+        ['Worker', j.worker_id ?? '—'], ['Unique key', j.unique_key ?? '—'],
         ['Concurrency key', j.concurrency_key ?? '—'], ['Tags', list(j.tags)],
         ['Meta', j.meta && Object.keys(j.meta).length ? JSON.stringify(j.meta) : '—'],
         ['Depends on', Array.isArray(j.depends_on) && j.depends_on.length
@@ -528,18 +518,18 @@ async function workersPage(view, params, alive) {
     const r = await api('GET', '/api/workers');
     if (!alive()) return;
     const rows = r.workers || [];
-    const age = (w) => w.heartbeat_age_seconds ?? w.heartbeat_age_s;
     box.replaceChildren(rows.length === 0 ? el('p', { testid: 'workers-empty' }, 'No workers.')
-      : table('workers-table', ['ID', 'Host', 'PID', 'Queues', 'Priorities', 'Concurrency', 'Running', 'Version', 'Heartbeat age', 'State'],
-        rows.map((w) => el('tr', { testid: 'worker-row' },
-          el('td', {}, String(w.id)), el('td', {}, w.host ?? '—'), el('td', { class: 'num' }, String(w.pid ?? '—')),
-          el('td', {}, list(w.queues)), el('td', {}, list(w.priorities)),
-          el('td', { class: 'num' }, String(w.concurrency ?? '—')),
-          el('td', { class: 'num' }, String(w.running ?? w.running_jobs ?? '—')), el('td', {}, w.version ?? '—'),
-          el('td', { class: 'num', testid: 'heartbeat-age' }, fmtSeconds(age(w))),
-          // not alive: no heartbeat within its lease, or its lock is gone
-          el('td', { testid: 'worker-state', class: w.alive === false ? 'gone' : undefined },
-            w.alive === false ? 'gone' : 'alive')))));
+      : table('workers-table', ['ID', 'Host', 'PID', 'Queues', 'Priorities', 'Concurrency', 'Running',
+        'Version', 'Started', 'Heartbeat age', 'State'],
+      rows.map((w) => el('tr', { testid: 'worker-row' },
+        el('td', {}, String(w.id)), el('td', {}, w.host ?? '—'), el('td', { class: 'num' }, String(w.pid ?? '—')),
+        el('td', {}, list(w.queues)), el('td', {}, list(w.priorities)),
+        el('td', { class: 'num' }, String(w.concurrency ?? '—')), el('td', { class: 'num' }, String(w.running ?? '—')),
+        el('td', {}, w.version ?? '—'), timeCell(w.started_at),
+        el('td', { class: 'num', testid: 'heartbeat-age' }, fmtSeconds(w.heartbeat_age_seconds)),
+        // not alive: no heartbeat within its lease, or its lock is gone
+        el('td', { testid: 'worker-state', class: w.alive === false ? 'gone' : undefined },
+          w.alive === false ? 'gone' : 'alive')))));
   }
   await load();
   if (!alive()) return null;
@@ -568,23 +558,18 @@ async function recoverPage(view, params, alive) {
     return r;
   }
 
-  // The jobs, or (as skipq recover prints them) how many of each status
-  // and kind, and what they become.
+  // How many jobs of each status and kind, and what they become, as
+  // skipq recover prints them.
   function report(r, dry) {
-    const jobs = r.jobs || [];
     const kinds = r.kinds || [];
-    const n = r.count ?? jobs.length;
+    const n = r.count ?? 0;
     out.replaceChildren(
       el('p', { testid: 'recover-count' }, dry
         ? `${n} job${n === 1 ? '' : 's'} would change.`
         : `${n} job${n === 1 ? '' : 's'} changed.`),
       kinds.length ? table('recover-kinds', ['Status', 'Kind', 'Jobs', 'Becomes'],
         kinds.map((k) => el('tr', { testid: 'recover-kind' }, el('td', {}, statusBadge(k.status)),
-          el('td', {}, k.kind), el('td', { class: 'num' }, String(k.jobs)), el('td', {}, statusBadge(k.to))))) : null,
-      jobs.length ? table('recover-jobs', ['ID', 'Queue', 'Kind', 'Status', 'Attempts', 'Updated'],
-        jobs.map((j) => el('tr', { testid: 'recover-row' }, el('td', { class: 'num' }, jobLink(j.id)),
-          el('td', {}, j.queue), el('td', {}, j.kind), el('td', {}, statusBadge(j.status)),
-          el('td', { class: 'num' }, String(j.attempts)), timeCell(j.updated_at)))) : null);
+          el('td', {}, k.kind), el('td', { class: 'num' }, String(k.jobs)), el('td', {}, statusBadge(k.to))))) : null);
     return n;
   }
 
