@@ -285,6 +285,13 @@ async function main() {
     equal((await page.$$eval('[data-testid="job-row"]', (rows) => rows.map((r) => r.dataset.id))).join(','), all, 'the job list');
     check(await testid('jobs-older').isHidden(), 'no Older button after the last page');
     log(`${all.split(',').length} jobs listed over two pages`);
+    await testid('filter-queue').fill('mail');
+    await testid('filter-status').selectOption('queued');
+    await testid('filter-apply').click();
+    const mail = sql(`SELECT string_agg(id::text, ',' ORDER BY id DESC) FROM skipq.jobs WHERE queue = 'mail' AND status = 'queued'`);
+    await until(5000, 'the filtered list', async () =>
+      (await page.$$eval('[data-testid="job-row"]', (rows) => rows.map((r) => r.dataset.id))).join(',') === mail);
+    check(page.url().endsWith('#/jobs?status=queued&queue=mail'), `the filter in the address: ${page.url()}`);
 
     // The hostile job's page: its strings are text, nothing ran.
     await page.goto(server.base + '/#/jobs/' + xss);

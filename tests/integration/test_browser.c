@@ -1,9 +1,11 @@
 /*
  * test_browser.c - the dashboard in Debian's headless Chromium, end to end
  * (tests/browser/dashboard.mjs, run through tests/browser/run.sh): the
- * counts it shows are SQL's, retry and recover change what SQL says only
- * once confirmed in the page, hostile job data is shown as text, and no
- * console error, page error or dialog happens on the way. It starts its
+ * counts it shows are SQL's, and so are its job lists (filters, paging,
+ * live refresh); retry, pause and recover change what SQL says only once
+ * confirmed in the page, and not with the read token; hostile job data is
+ * shown as text; no console error, page error or dialog happens on the
+ * way. It starts its
  * own `skipq serve` on this test's database and leaves a screenshot of the
  * queues page in tests/browser/out/dashboard.png.
  *
