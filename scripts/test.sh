@@ -23,6 +23,11 @@ extra=()
 [ "$mode" = --all ] || [ "$mode" = --valgrind ] && extra+=(valgrind)
 [ "$mode" = --all ] || [ "$mode" = --fuzz ] && extra+=(clang libclang-rt-14-dev) # libFuzzer
 [ "$mode" = --all ] && extra+=(clang-format)
+if [ "$mode" = --all ] || [ "$mode" = --quick ]; then # the browser test (tests/browser/)
+    [ -x /usr/bin/chromium ] || extra+=(chromium)
+    command -v node >/dev/null || extra+=(nodejs) # Debian's is 18: enough
+    command -v npm >/dev/null || extra+=(npm)
+fi
 scripts/deps.sh "${extra[@]}"
 if [ "$mode" = --fuzz ]; then exec scripts/fuzz.sh 20; fi
 if [ "$mode" = --consume ]; then exec scripts/consume.sh "$ROOT/build"; fi
@@ -62,7 +67,10 @@ run_suite() { # run_suite LABEL BUILDDIR [ctest args...]
 status=0
 if [ "$mode" = --all ] || [ "$mode" = --quick ]; then
     build "$ROOT/build"
+    shot=$ROOT/tests/browser/out/dashboard.png # integration.test_browser.dashboard
+    rm -f "$shot"
     run_suite "plain suite" "$ROOT/build" || status=1
+    [ ! -f "$shot" ] || echo "test.sh: the dashboard's screenshot (keep it as an artefact): $shot"
 fi
 if [ "$mode" = --all ]; then  # the plain build, installed and used as a user would
     scripts/consume.sh "$ROOT/build" || status=1
