@@ -98,6 +98,13 @@ else
     worker_page=(skipq-worker)
     yaml_page=(5 skipq.yaml)
 fi
+# every page, as groff sees it: no warning (a stray control character, a
+# broken escape from a help text)
+for page in $(dpkg-deb -c "$B"/skipq_*.deb | awk '$6 ~ /\/man\/man[1-9]\/.*\.[1-9]$/ { print $6 }'); do
+    [ -d "$T/x" ] || dpkg-deb -x "$B"/skipq_*.deb "$T/x"
+    groff -man -ww -z -Tutf8 "$T/x/${page#./}" >"$log" 2>&1 && [ ! -s "$log" ] ||
+        fail "groff warns about ${page##*/}"
+done
 MANPAGER=cat MANWIDTH=80 man "${worker_page[@]}" 2>"$log" | grep -q -- '--concurrency' ||
     fail "man skipq-worker shows no --concurrency"
 MANPAGER=cat MANWIDTH=80 man "${yaml_page[@]}" 2>"$log" | grep -q 'worker.shutdown_timeout' ||
