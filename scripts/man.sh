@@ -198,8 +198,10 @@ done
 # skipq.yaml(5). The example's layout: a header comment (the DESCRIPTION),
 # then keys, each after the comment that describes it; a top-level key
 # with nothing after the colon is a section; "# example" marks a value
-# that is not the default; comment lines like "#schedules:" (no space
-# after the #) are a commented-out example block.
+# that is not the default; an indented "# key: value" (one word) is a
+# key that is unset by default, described by the comment above it;
+# comment lines like "#schedules:" (no space after the #) are a
+# commented-out example block.
 awk -v version="$version" '
 function esc(s) { gsub(/\\/, "\\e", s); gsub(/-/, "\\-", s); return s }
 function line(s) { s = esc(s); if (s ~ /^[.\047]/) s = "\\&" s; print s }
@@ -208,6 +210,14 @@ function flush_comment(   n, k, cl) {
     n = split(comment, cl, "\n")
     for (k = 1; k <= n; k++) if (cl[k] != "") line(cl[k])
     comment = ""
+}
+# the commented-out keys one comment describes, stacked as one item
+function flush_ckeys(   n, k, kl) {
+    n = split(ckeys, kl, "\n")
+    print ".TP"
+    for (k = 1; k <= n; k++) { if (k > 1) print ".TQ"; print kl[k] " (an example: unset by default)" }
+    if (comment == "") print "\\&"; else flush_comment()
+    ckeys = ""
 }
 function flush_example() {
     if (example == "") return
@@ -235,12 +245,23 @@ header && /^#/ {
     next
 }
 header && /^$/ { header = 0; print ".SH KEYS"; next }
+ckeys != "" && !/^ +# ?[a-z_]+:( [^ ]+)?$/ { flush_ckeys() }
 /^$/ { flush_example(); comment = ""; next }
 /^#[^ ]/ || (example != "" && /^#/) {  # a commented-out example
     s = $0; sub(/^#/, "", s)
     if (example == "" && s ~ /^[a-z_]+:$/) { print ".SS " esc(substr(s, 1, length(s) - 1)) }
     if (example == "" && comment != "") { print ".PP"; flush_comment() }
     example = example == "" ? s : example "\n" s
+    next
+}
+/^ +# ?[a-z_]+:( [^ ]+)?$/ {  # "  # http: VALUE" (one word): a key unset by default
+    ind = indent($0)
+    s = $0; sub(/^ *# ?/, "", s)
+    key = s; sub(/:.*/, "", key)
+    val = s; sub(/^[^:]*: */, "", val)
+    full = key
+    for (d = int(ind / 2) - 1; d >= 0; d--) full = path[d] "." full
+    ckeys = (ckeys == "" ? "" : ckeys "\n") "\\fB" esc(full) "\\fR: " esc(val)
     next
 }
 /^ *#/ {
@@ -274,6 +295,7 @@ header && /^$/ { header = 0; print ".SH KEYS"; next }
     if (comment == "") print "\\&"; else flush_comment()
 }
 END {
+    if (ckeys != "") flush_ckeys()
     flush_example()
     print ".SH FILES"
     print ".TP"
