@@ -10,14 +10,17 @@
 #   scripts/test.sh --fuzz     the fuzz targets, 20 s each (scripts/fuzz.sh)
 #   scripts/test.sh --consume  install, then build cli/ and examples/ against
 #                              the installed library (scripts/consume.sh)
+#   scripts/test.sh --package  the Debian packages of the plain build,
+#                              installed with apt, used, and purged
+#                              (scripts/package.sh; root or sudo)
 #   TESTS=regex scripts/test.sh --quick   only the ctest cases matching regex
 #   SKIPQ_LONG=1 ...           also the long variants (100k accounting, ...)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 mode=${1:---all}
-case "$mode" in --all|--quick|--sanitize|--valgrind|--fuzz|--consume) ;; *)
-    echo "usage: scripts/test.sh [--all|--quick|--sanitize|--valgrind|--fuzz|--consume]" >&2; exit 2 ;; esac
+case "$mode" in --all|--quick|--sanitize|--valgrind|--fuzz|--consume|--package) ;; *)
+    echo "usage: scripts/test.sh [--all|--quick|--sanitize|--valgrind|--fuzz|--consume|--package]" >&2; exit 2 ;; esac
 
 extra=()
 [ "$mode" = --all ] || [ "$mode" = --valgrind ] && extra+=(valgrind)
@@ -28,6 +31,8 @@ if [ "$mode" = --all ] || [ "$mode" = --quick ]; then # the browser test (tests/
     command -v node >/dev/null || extra+=(nodejs) # Debian's is 18: enough
     command -v npm >/dev/null || extra+=(npm)
 fi
+# dpkg-shlibdeps (the packages' Depends) and man (package.sh reads the pages)
+[ "$mode" = --all ] || [ "$mode" = --package ] && extra+=(dpkg-dev man-db)
 scripts/deps.sh "${extra[@]}"
 if [ "$mode" = --fuzz ]; then exec scripts/fuzz.sh 20; fi
 if [ "$mode" = --consume ]; then exec scripts/consume.sh "$ROOT/build"; fi
@@ -74,6 +79,10 @@ if [ "$mode" = --all ] || [ "$mode" = --quick ]; then
 fi
 if [ "$mode" = --all ]; then  # the plain build, installed and used as a user would
     scripts/consume.sh "$ROOT/build" || status=1
+fi
+if [ "$mode" = --all ] || [ "$mode" = --package ]; then  # ... and as Debian packages
+    [ -x "$ROOT/build/skipq" ] || build "$ROOT/build"
+    scripts/package.sh "$ROOT/build" || status=1
 fi
 if [ "$mode" = --all ] || [ "$mode" = --sanitize ]; then
     build "$ROOT/build-asan" -DSKIPQ_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug

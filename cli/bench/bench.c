@@ -171,8 +171,11 @@ static const struct option opts[] = {
     {0, 0, 0, 0},
 };
 
-/* The options and the measurements asked for into *b and *which: 0, or
- * the exit status (usage errors print their message). */
+/* The options and the measurements asked for into *b and *which:
+ * CLI_NEXT to run them, or the exit status (usage errors print their
+ * message; --help and --version are done, 0, without a database: the man
+ * pages are made from `skipq bench --help` at build time; test
+ * bench.help_and_version_need_no_database). */
 static int
 parse_args(int argc, char **argv, struct bench *b, unsigned *which)
 {
@@ -253,7 +256,7 @@ parse_args(int argc, char **argv, struct bench *b, unsigned *which)
             return rc;
     if (*which == 0)
         *which = M_ALL;
-    return 0;
+    return CLI_NEXT;
 }
 
 /* The measurements asked for, in order, in a new database dropped at the
@@ -322,7 +325,7 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
         ctx->log_level = SKIPQ_LOG_WARN;
     if (argc >= 2 && strcmp(argv[1], "__worker") == 0)
         return worker_child();
-    if ((rc = parse_args(argc, argv, &b, &which)) != 0)
+    if ((rc = parse_args(argc, argv, &b, &which)) != CLI_NEXT)
         return rc;
     rc = run(&b, which);
     if (!b.json && b.nres > 0)

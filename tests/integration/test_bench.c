@@ -238,6 +238,28 @@ TEST(bad_options_exit_2)
     }
 }
 
+/* --help and --version answer before any database is touched: the man
+ * pages are made from `skipq bench --help` at build time, where there is
+ * none (scripts/man.sh). A closed port stands for "no database". */
+TEST(help_and_version_need_no_database)
+{
+    char *out = NULL, *err = NULL;
+
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "bench --help --database postgresql://127.0.0.1:1/x"),
+              0);
+    ASSERT_CONTAINS(out, "usage: skipq bench");
+    free(out);
+    free(err);
+    out = err = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, &out, &err,
+                           "bench --version --database postgresql://127.0.0.1:1/x"),
+              0);
+    ASSERT_CONTAINS(out, "skipq ");
+    free(out);
+    free(err);
+}
+
 struct dbwait {
     PGconn *pg;
     long pid;
