@@ -310,7 +310,8 @@ job_enqueue(struct api_req *q, struct job *j, const char *prefix, int64_t *id,
         if (rc != 0) {
             if (PQstatus(skipq_conn_pg(q->conn)) != CONNECTION_OK) {
                 err.code = SKIPQ_ERR_CONNECT;
-                snprintf(err.message, sizeof err.message, "%s", msg);
+                snprintf(err.message, sizeof err.message, "%.*s",
+                         (int)sizeof err.message - 1, msg);
                 api_skipq_error(q, &err, prefix);
             } else {
                 api_error(q, rc == CLI_EXIT_USAGE ? 400 : 500, "%s%s", prefix, msg);

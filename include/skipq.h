@@ -338,7 +338,7 @@ const char *skipq_config_listen_database(const skipq_config *cfg);
  * liveness is then judged by its heartbeat and lease alone. */
 skipq_rc skipq_config_set_listen(skipq_config *cfg, int on, skipq_error *err);
 int skipq_config_listen(const skipq_config *cfg);
-const char *skipq_config_http(const skipq_config *cfg);     /* may be NULL */
+const char *skipq_config_http(const skipq_config *cfg); /* may be NULL */
 int skipq_config_concurrency(const skipq_config *cfg);
 int skipq_config_prefetch(const skipq_config *cfg); /* or SKIPQ_PREFETCH_AUTO */
 int64_t skipq_config_poll_interval(const skipq_config *cfg);

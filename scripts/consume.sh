@@ -69,10 +69,15 @@ for src in examples/*.c; do
     loads_prefix "$out"
 done
 step "pkg-config: cli/"
+# the dashboard's files as C, as cli/CMakeLists.txt makes them
+web=$(cd cli/web && ls | paste -sd'|')
+cmake -DOUT="$T/pc/web_assets.c" -DDIR=cli/web "-DFILES=$web" -P cli/embed.cmake >"$log" 2>&1 ||
+    fail "cmake -P cli/embed.cmake"
+mhd=$(pkg-config --cflags --libs libmicrohttpd) || fail "pkg-config libmicrohttpd"
 # shellcheck disable=SC2046,SC2086
-cc -std=c11 -D_GNU_SOURCE $CFLAGS_STRICT -I cli $(find cli -name '*.c' | sort) $pc \
-    -pthread -lm -Wl,-rpath,"$libdir" -o "$T/pc/skipq" >"$log" 2>&1 ||
-    fail "cc cli/*.c \$(pkg-config --cflags --libs skipq json-c)"
+cc -std=c11 -D_GNU_SOURCE $CFLAGS_STRICT -I cli $(find cli -name '*.c' | sort) \
+    "$T/pc/web_assets.c" $pc $mhd -pthread -lm -Wl,-rpath,"$libdir" -o "$T/pc/skipq" \
+    >"$log" 2>&1 || fail "cc cli/*.c \$(pkg-config --cflags --libs skipq json-c libmicrohttpd)"
 loads_prefix "$T/pc/skipq"
 "$T/pc/skipq" --version >"$log" 2>&1 || fail "skipq --version"
 

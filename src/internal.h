@@ -154,7 +154,7 @@ struct skipq_config {
     char *listen_database; /* a direct connection for LISTEN and the locks;
                               NULL: the job connection (worker.listen_database) */
     bool listen;           /* false: poll only (worker.listen), for poolers */
-    char *http; /* worker.http: the CLI's probe and metrics address; NULL none */
+    char *http;            /* worker.http: the CLI's probe and metrics address; NULL none */
     char **queues;
     size_t nqueues;
     char *priorities; /* as given, e.g. "high,normal,low" */

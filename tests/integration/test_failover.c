@@ -170,7 +170,8 @@ failover(bool sync)
     snprintf(url_b, sizeof url_b, "postgresql://postgres@127.0.0.1:%d/postgres", pb);
     PGconn *b = PQconnectdb(url_b);
     ASSERT_TRUE(PQstatus(b) == CONNECTION_OK);
-    int64_t before = tl_int(b, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'");
+    int64_t before = tl_int(b,
+                            "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'");
     if (!tl_wait_int(b, 60000, 1,
                      "SELECT (count(*) > %" PRId64 ")::int FROM skipq.jobs"
                      " WHERE status = 'succeeded'",
@@ -190,8 +191,9 @@ failover(bool sync)
     }
 
     /* every i was acknowledged once (a failed call was made again) */
-    int64_t lost = tl_int(b, "SELECT count(*) FROM generate_series(0, %d) i WHERE NOT EXISTS"
-                             " (SELECT FROM skipq.jobs j WHERE (j.payload->>'i')::int = i)",
+    int64_t lost = tl_int(b,
+                          "SELECT count(*) FROM generate_series(0, %d) i WHERE NOT EXISTS"
+                          " (SELECT FROM skipq.jobs j WHERE (j.payload->>'i')::int = i)",
                           NJOBS - 1);
     int64_t rerun = tl_int(b, "SELECT count(*) FROM skipq.jobs WHERE attempts > 1");
     /* a call cut off by the failover that had committed: its i twice */
