@@ -16,6 +16,8 @@
 #include "skipq_json.h"
 #include "web.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -324,15 +326,33 @@ now_s(void)
  * takes a free bucket, else the one idle longest (whose client then
  * starts full again, which only errs toward letting requests through).
  */
+/* The client a bucket counts: its IPv4 address, or the /64 network of
+ * an IPv6 one (a host holds a whole /64, and would otherwise pick a new
+ * address, and a new bucket, for every request). */
+static void
+rate_key(const char *peer, char *out, size_t n)
+{
+    struct in6_addr a;
+
+    if (strchr(peer, ':') && inet_pton(AF_INET6, peer, &a) == 1) {
+        memset(a.s6_addr + 8, 0, 8);
+        if (inet_ntop(AF_INET6, &a, out, (socklen_t)n))
+            return;
+    }
+    snprintf(out, n, "%s", peer);
+}
+
 static int
-rate_wait(struct serve *sv, const char *peer)
+rate_wait(struct serve *sv, const char *addr)
 {
     double t = now_s();
     struct bucket *b = NULL, *oldest = &sv->buckets[0];
     int wait = 0;
+    char peer[INET6_ADDRSTRLEN + 1];
 
     if (sv->rate <= 0)
         return 0;
+    rate_key(addr, peer, sizeof peer);
     pthread_mutex_lock(&sv->lock);
     for (size_t i = 0; i < SERVE_BUCKETS && !b; i++) {
         struct bucket *c = &sv->buckets[i];
@@ -405,8 +425,11 @@ authorized(const struct serve *sv, const struct http_request *rq, struct http_re
         const char *xr = http_header(rq, "X-Skipq-Request");
         const char *host = http_header(rq, "Host");
         bool host_ok = false;
+        /* set once the server is bound (set_hosts); until then none matches */
+        pthread_mutex_lock((pthread_mutex_t *)&sv->lock);
         for (size_t i = 0; host && i < 2; i++)
-            host_ok |= strcasecmp(host, sv->hosts[i]) == 0;
+            host_ok |= sv->hosts[i][0] && strcasecmp(host, sv->hosts[i]) == 0;
+        pthread_mutex_unlock((pthread_mutex_t *)&sv->lock);
         if (!xr || strcmp(xr, "1") != 0) {
             error_response(rs, 403,
                            "without a token (--no-auth) every API request must "
@@ -537,36 +560,53 @@ serve_asset(const struct http_request *rq, struct http_response *rs)
                         "base-uri 'none'; form-action 'none'");
 }
 
-static void
-on_request(const struct http_request *rq, struct http_response *rs, void *userdata)
+static bool
+is_api(const char *path)
+{
+    return strncmp(path, "/api/", 5) == 0 || strcmp(path, "/api") == 0;
+}
+
+/*
+ * On a request's headers, before its body is read (http.h): the rate
+ * limit and the token come first, so a client without one cannot make
+ * the server read or buffer a body, and only an admin's batch may send
+ * the batch's larger one (test serve.refused_requests_send_no_body).
+ */
+static size_t
+precheck(const struct http_request *rq, struct http_response *rs, void *userdata)
 {
     struct serve *sv = userdata;
 
+    if (!is_api(rq->path))
+        return sv->max_body;
     http_add_header(rs, "Referrer-Policy", "no-referrer");
-    if (strncmp(rq->path, "/api/", 5) != 0 && strcmp(rq->path, "/api") != 0) {
-        serve_asset(rq, rs);
-        return;
-    }
     int wait = rate_wait(sv, rq->peer);
     if (wait > 0) {
         error_response(rs, 429, "too many requests from this address: slow down");
         static const char *const secs[] = {"1", "2", "3", "4", "5",
                                            "6", "7", "8", "9", "10"};
         http_add_header(rs, "Retry-After", secs[(wait > 10 ? 10 : wait) - 1]);
-        return;
+        return 0;
     }
-    if (authorized(sv, rq, rs))
-        route_api(sv, rq, rs);
-}
-
-static size_t
-body_limit(const char *method, const char *path, void *userdata)
-{
-    const struct serve *sv = userdata;
-
-    if (strcmp(method, "POST") == 0 && strcmp(path, "/api/jobs/batch") == 0)
+    if (!authorized(sv, rq, rs))
+        return 0;
+    if (strcmp(rq->method, "POST") == 0 && strcmp(rq->path, "/api/jobs/batch") == 0)
         return SERVE_BATCH_BODY > sv->max_body ? SERVE_BATCH_BODY : sv->max_body;
     return sv->max_body;
+}
+
+static void
+on_request(const struct http_request *rq, struct http_response *rs, void *userdata)
+{
+    struct serve *sv = userdata;
+
+    http_add_header(rs, "Referrer-Policy", "no-referrer");
+    if (!is_api(rq->path)) {
+        serve_asset(rq, rs);
+        return;
+    }
+    /* precheck() let it in: rate and token checked on its headers */
+    route_api(sv, rq, rs);
 }
 
 /* ---- the command ------------------------------------------------------ */
@@ -595,8 +635,10 @@ set_hosts(struct serve *sv, const char *bound)
 {
     const char *port = strrchr(bound, ':');
 
+    pthread_mutex_lock(&sv->lock); /* the server's threads may be reading */
     snprintf(sv->hosts[0], sizeof sv->hosts[0], "%s", bound);
     snprintf(sv->hosts[1], sizeof sv->hosts[1], "localhost%s", port ? port : "");
+    pthread_mutex_unlock(&sv->lock);
 }
 
 static void
@@ -614,7 +656,7 @@ run(struct serve *sv, const char *addr, skipq_conn *first)
     struct http_options opt = {
         .max_body = sv->max_body,
         .threads = SERVE_THREADS,
-        .body_limit = body_limit,
+        .body_limit = precheck,
         .max_connections = 256,
         .per_ip_connections = 64,
     };

@@ -34,7 +34,6 @@ struct http_server {
 struct upload {
     char *buf;
     size_t len, cap, max; /* max: this request's body limit */
-    bool too_big;
 };
 
 const char *
@@ -252,7 +251,20 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         if (!(up = calloc(1, sizeof *up)))
             return MHD_NO;
         *state = up;
-        up->max = s->body_limit ? s->body_limit(method, url, s->userdata) : s->max_body;
+        up->max = s->max_body;
+        if (s->body_limit) {
+            char peer[INET6_ADDRSTRLEN + 1];
+            peer_of(conn, peer, sizeof peer);
+            struct http_request rq = {.method = method,
+                                      .path = url,
+                                      .body = "",
+                                      .peer = peer,
+                                      .conn = conn};
+            struct http_response rs = {0};
+            up->max = s->body_limit(&rq, &rs, s->userdata);
+            if (rs.status) /* refused on its headers: the body is never read */
+                return send_response(conn, &rs);
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > up->max)
@@ -260,26 +272,26 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         return MHD_YES;
     }
     if (*data_size > 0) {
-        if (!up->too_big && up->len + *data_size > up->max) {
-            up->too_big = true;
-        } else if (!up->too_big) {
-            if (up->len + *data_size + 1 > up->cap) {
-                size_t cap = (up->len + *data_size + 1) * 2;
-                char *b = realloc(up->buf, cap > up->max + 1 ? up->max + 1 : cap);
-                if (!b)
-                    return MHD_NO;
-                up->buf = b;
-                up->cap = cap > up->max + 1 ? up->max + 1 : cap;
-            }
-            memcpy(up->buf + up->len, data, *data_size);
-            up->len += *data_size;
-            up->buf[up->len] = '\0';
+        if (up->len + *data_size > up->max) {
+            /* a body longer than it said, or chunked: no more of it is
+             * read; the connection closes (a Content-Length over the
+             * limit got its 413 above) */
+            return MHD_NO;
         }
+        if (up->len + *data_size + 1 > up->cap) {
+            size_t cap = (up->len + *data_size + 1) * 2;
+            char *b = realloc(up->buf, cap > up->max + 1 ? up->max + 1 : cap);
+            if (!b)
+                return MHD_NO;
+            up->buf = b;
+            up->cap = cap > up->max + 1 ? up->max + 1 : cap;
+        }
+        memcpy(up->buf + up->len, data, *data_size);
+        up->len += *data_size;
+        up->buf[up->len] = '\0';
         *data_size = 0;
         return MHD_YES;
     }
-    if (up->too_big)
-        return too_large(conn, up->max);
 
     char peer[INET6_ADDRSTRLEN + 1];
     peer_of(conn, peer, sizeof peer);

@@ -39,8 +39,9 @@ struct http_response {
     const char *content_type; /* static; "text/plain; charset=utf-8" unless set */
     char *body;
     size_t len;
-    const char *headers[HTTP_MAX_HEADERS][2]; /* name, value: static or until
-                                                 the handler returns */
+    const char *headers[HTTP_MAX_HEADERS][2]; /* name, value: static, or
+                                                 living until the server sent
+                                                 the response */
     size_t nheaders;
 };
 
@@ -55,15 +56,21 @@ void http_add_header(struct http_response *rs, const char *name, const char *val
 typedef void (*http_handler_fn)(const struct http_request *rq, struct http_response *rs,
                                 void *userdata);
 
-/* The body limit of one request, chosen by its method and path (NULL:
- * max_body for every request). */
-typedef size_t (*http_limit_fn)(const char *method, const char *path, void *userdata);
+/*
+ * Called once a request's headers are in, before any of its body is read
+ * (rq->body is ""): returns the most body bytes the request may send (a
+ * longer body gets 413), or fills in rs (rs->status set: 401, 403, 429)
+ * to answer at once, so a request that may not go on never has its body
+ * read or buffered. NULL: max_body for every request.
+ */
+typedef size_t (*http_limit_fn)(const struct http_request *rq, struct http_response *rs,
+                                void *userdata);
 
 struct http_options {
-    size_t max_body;             /* bytes; a longer body gets 413 without the handler */
-    int threads;                 /* handler threads (1: one thread runs every request) */
-    http_limit_fn body_limit;    /* overrides max_body per request; may be NULL */
-    unsigned max_connections;    /* 0: 256 */
+    size_t max_body;          /* bytes; a longer body gets 413 without the handler */
+    int threads;              /* handler threads (1: one thread runs every request) */
+    http_limit_fn body_limit; /* checks the headers, and overrides max_body; may be NULL */
+    unsigned max_connections; /* 0: 256 */
     unsigned per_ip_connections; /* open connections one address may hold; 0: no limit */
 };
 

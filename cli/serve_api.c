@@ -706,11 +706,16 @@ act_result(enum cli_act a, int64_t id, const PGresult *rows, const PGresult *res
 static void
 act_one(struct api_req *q, enum cli_act a)
 {
-    PGresult *rows, *res;
+    PGresult *rows = NULL, *res = NULL;
     int64_t id;
 
-    if (!parse_id(q, q->arg, &id) || !act(q, a, &id, 1, &rows, &res))
+    if (!parse_id(q, q->arg, &id))
         return;
+    if (!act(q, a, &id, 1, &rows, &res)) { /* answered; what it read is ours */
+        PQclear(rows);
+        PQclear(res);
+        return;
+    }
     const char *was = cli_row_of(rows, id);
     if (!was)
         api_error(q, 404, "job %lld does not exist", (long long)id);

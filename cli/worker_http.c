@@ -40,9 +40,10 @@ struct worker_http {
     probe_fn probe;
     void *userdata;
 
-    pthread_mutex_t mu; /* the database-wide part, one reader at a time */
-    PGconn *pg;         /* NULL until the first scrape, or after a failure */
-    char *db_text;      /* the last read's families (or skipq_up 0) */
+    pthread_mutex_t mu;      /* the database-wide read, one at a time */
+    pthread_mutex_t text_mu; /* db_text, db_len, db_at_ms */
+    PGconn *pg;              /* NULL until the first scrape, or after a failure */
+    char *db_text;           /* the last read's families (or skipq_up 0) */
     size_t db_len;
     int64_t db_at_ms; /* monotonic: when it was read; 0 never */
     bool db_failing;  /* the last read failed (warned once per streak) */
@@ -109,7 +110,8 @@ answer_probe(struct http_response *rs, bool ok, const char *why)
 /* ---- the metrics page ------------------------------------------------------ */
 
 /* The database-wide families, read at most once per cache period. Under
- * wh->mu. */
+ * wh->mu; the text is swapped in under text_mu, so scrapes meanwhile
+ * answer with the last one (answer_metrics). */
 static void
 refresh_db(struct worker_http *wh)
 {
@@ -119,7 +121,10 @@ refresh_db(struct worker_http *wh)
     PGresult *failed = NULL;
     char why[512] = "";
 
-    if (wh->db_at_ms && now - wh->db_at_ms < WORKER_HTTP_DB_CACHE_MS)
+    pthread_mutex_lock(&wh->text_mu);
+    bool fresh = wh->db_at_ms && now - wh->db_at_ms < WORKER_HTTP_DB_CACHE_MS;
+    pthread_mutex_unlock(&wh->text_mu);
+    if (fresh)
         return;
     if (!wh->pg) {
         /* bounded: a scrape must not hang on a database that does not answer */
@@ -157,10 +162,12 @@ refresh_db(struct worker_http *wh)
         PQfinish(wh->pg); /* connect again at the next read */
         wh->pg = NULL;
     }
+    pthread_mutex_lock(&wh->text_mu);
     free(wh->db_text);
     wh->db_text = text;
     wh->db_len = text ? len : 0;
     wh->db_at_ms = now;
+    pthread_mutex_unlock(&wh->text_mu);
 }
 
 static void
@@ -169,8 +176,14 @@ answer_metrics(struct worker_http *wh, struct http_response *rs)
     size_t plen = 0;
     char *process = skipq_metrics_render(wh->metrics, &plen);
 
-    pthread_mutex_lock(&wh->mu);
-    refresh_db(wh);
+    /* One scrape reads the database (up to its timeouts); the others
+     * meanwhile answer with the last read at once, so a slow database
+     * never holds every server thread, and /healthz with them. */
+    if (pthread_mutex_trylock(&wh->mu) == 0) {
+        refresh_db(wh);
+        pthread_mutex_unlock(&wh->mu);
+    }
+    pthread_mutex_lock(&wh->text_mu);
     char *body = process ? malloc(plen + wh->db_len + 1) : NULL;
     if (body) {
         memcpy(body, process, plen);
@@ -179,7 +192,7 @@ answer_metrics(struct worker_http *wh, struct http_response *rs)
         body[plen + wh->db_len] = '\0';
     }
     size_t blen = plen + wh->db_len;
-    pthread_mutex_unlock(&wh->mu);
+    pthread_mutex_unlock(&wh->text_mu);
     free(process);
     if (!body) {
         rs->status = 500;
@@ -235,8 +248,10 @@ worker_http_start(const char *addr, skipq_metrics *m, const char *database, prob
     wh->probe = probe;
     wh->userdata = userdata;
     pthread_mutex_init(&wh->mu, NULL);
+    pthread_mutex_init(&wh->text_mu, NULL);
     if (http_start(addr, &opt, on_request, wh, &wh->server, err, errlen) != 0) {
         pthread_mutex_destroy(&wh->mu);
+        pthread_mutex_destroy(&wh->text_mu);
         free(wh->database);
         free(wh);
         return -1;
@@ -262,5 +277,6 @@ worker_http_stop(struct worker_http *wh)
     free(wh->db_text);
     free(wh->database);
     pthread_mutex_destroy(&wh->mu);
+    pthread_mutex_destroy(&wh->text_mu);
     free(wh);
 }

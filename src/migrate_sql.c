@@ -21,22 +21,23 @@
  * the same digest, whatever their version.
  */
 static uint64_t
+hash_text(uint64_t h, const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h;
+}
+
+static uint64_t
 schema_hash(void)
 {
     uint64_t h = 14695981039346656037ULL;
-    const char *texts[64];
-    size_t n = 0;
 
-    for (size_t i = 0; i < skipq__migration_count && n < 64; i++)
-        texts[n++] = skipq__migrations[i].text;
-    for (size_t i = 0; i < skipq__sql_file_count && n < 64; i++)
-        texts[n++] = skipq__sql_files[i].text;
-    if (n < 64)
-        texts[n++] = skipq__worker_functions_sql;
-    for (size_t i = 0; i < n; i++)
-        for (const unsigned char *p = (const unsigned char *)texts[i]; *p; p++)
-            h = (h ^ *p) * 1099511628211ULL;
-    return h;
+    for (size_t i = 0; i < skipq__migration_count; i++)
+        h = hash_text(h, skipq__migrations[i].text);
+    for (size_t i = 0; i < skipq__sql_file_count; i++)
+        h = hash_text(h, skipq__sql_files[i].text);
+    return hash_text(h, skipq__worker_functions_sql);
 }
 
 void
@@ -58,6 +59,46 @@ skipq__schema_digest_sql(char *out, size_t n)
              "COMMENT ON FUNCTION skipq.schema_digest() IS 'the schema texts of the "
              "skipq that created the functions (skipq migrate --check)';\n",
              digest);
+}
+
+/*
+ * A migration's guard, first in its transaction: a script applied twice,
+ * or from the wrong --from, or past a migration that failed (psql goes
+ * on after an error unless ON_ERROR_STOP), stops here with what to do
+ * instead of applying a migration out of order. The table may not exist
+ * yet, so it is read by EXECUTE.
+ */
+static void
+put_guard(FILE *f, const skipq__sql_file *m, const skipq__sql_file *before)
+{
+    fprintf(f,
+            "DO $skipq$\nDECLARE n int;\nBEGIN\n"
+            "    IF pg_catalog.to_regclass('skipq.schema_migrations') IS NULL THEN\n"
+            "        n := 0;\n"
+            "    ELSE\n"
+            "        EXECUTE 'SELECT pg_catalog.count(*)::int FROM skipq.schema_migrations"
+            " WHERE version OPERATOR(pg_catalog.=) $1' INTO n USING %d;\n"
+            "        IF n > 0 THEN\n"
+            "            RAISE EXCEPTION 'migration %s is applied already: print the SQL"
+            " --from the last one applied (skipq migrate --status)';\n"
+            "        END IF;\n",
+            m->version, m->name);
+    if (before)
+        fprintf(
+            f,
+            "        EXECUTE 'SELECT pg_catalog.count(*)::int FROM skipq.schema_migrations"
+            " WHERE version OPERATOR(pg_catalog.=) $1' INTO n USING %d;\n",
+            before->version);
+    fprintf(f, "    END IF;\n");
+    if (before)
+        fprintf(
+            f,
+            "    IF n = 0 THEN\n"
+            "        RAISE EXCEPTION 'migration %s is not applied: apply the ones before"
+            " %s first';\n"
+            "    END IF;\n",
+            before->name, m->name);
+    fprintf(f, "END $skipq$;\n");
 }
 
 /* One transaction's opening: as begin_migration and lock_migrations do. */
@@ -83,7 +124,8 @@ skipq_migrate_sql(int after_version, int with_roles, char **out, skipq_error *er
     fprintf(f,
             "-- skipq %s: %s%.0d, then the functions, as `skipq migrate` applies them.\n"
             "-- Each migration is one transaction; apply them in order, once each; the\n"
-            "-- functions are re-applied on every upgrade. Then: skipq migrate --check.\n",
+            "-- functions are re-applied on every upgrade. Stop at the first error\n"
+            "-- (psql -v ON_ERROR_STOP=1). Then: skipq migrate --check.\n",
             SKIPQ_VERSION, after_version ? "the migrations after " : "every migration",
             after_version);
     for (size_t i = 0; i < skipq__migration_count; i++) {
@@ -92,6 +134,7 @@ skipq_migrate_sql(int after_version, int with_roles, char **out, skipq_error *er
             continue;
         fprintf(f, "\n-- migration %s\n", m->name);
         put_begin(f);
+        put_guard(f, m, i > 0 ? &skipq__migrations[i - 1] : NULL);
         fprintf(f, "%s\n", m->text);
         /* a name is a file name under migrations/, NNNN_[a-z_]: no quoting needed */
         fprintf(f,

@@ -107,7 +107,9 @@ skipq__schedule_sync(skipq_worker *w, PGconn *pg, skipq_error *err)
             rc = skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
             goto out;
         }
-    if (!skipq__stmt_run(pg, true, SKIPQ__STMT_SCHEDULE_SYNC, NULL, 8,
+    /* behind a pooler, in a transaction with its own lock_timeout */
+    int send = w->sess.send >= SKIPQ__SEND_POOLED_MIN ? w->sess.send : SKIPQ__SEND_UNNAMED;
+    if (!skipq__stmt_run(pg, send, SKIPQ__STMT_SCHEDULE_SYNC, NULL, 8,
                          (const char *const *)v, &res) ||
         PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = skipq__db_fail(err, pg, res, "could not apply the config's schedules");

@@ -10,6 +10,9 @@
 #include "worker.h"
 
 #include <libpqtypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +280,16 @@ connect_locks(skipq_worker *w, skipq_error *err)
         return SKIPQ_OK;
     if ((rc = skipq__connect(w->cfg->listen_database, &w->sess.lpg, err)) != SKIPQ_OK)
         return rc;
+    /* A link that dies silently must fail the heartbeat's round trip on
+     * it within a lease, not after TCP's retransmissions (many minutes):
+     * keepalives on the idle link, and a bound on unacknowledged data. */
+    int fd = PQsocket(w->sess.lpg), on = 1, idle = 5, intvl = 2, cnt = 3;
+    unsigned int user_ms = (unsigned int)(w->cfg->lease_timeout_ms / 2);
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof user_ms);
     snprintf(settings, sizeof settings, skipq__stmts[SKIPQ__STMT_SETTINGS].text,
              (long long)w->sess.lock_wait_ms);
     if ((rc = skipq__exec(w->sess.lpg, settings, err)) != SKIPQ_OK ||
@@ -523,6 +536,23 @@ skipq__session_heartbeat(skipq_worker *w)
     }
     bool gone = PQgetvalue(res, 0, 0)[0] != 't';
     PQclear(res);
+    /*
+     * Behind a pooler the beat above goes through it, and the liveness
+     * lock lives on the direct connection, where a busy worker may send
+     * nothing for long: a link dropped silently there (a NAT's idle
+     * timeout) frees the lock while the beats go on, and the rescuer
+     * would take this worker's running jobs. So each beat also crosses
+     * the direct connection, and its loss ends the session.
+     */
+    if (w->sess.lpg) {
+        res = PQexec(w->sess.lpg, "SELECT 1");
+        bool up = PQresultStatus(res) == PGRES_TUPLES_OK;
+        PQclear(res);
+        if (!up) {
+            skipq__session_drop(w, PQerrorMessage(w->sess.lpg));
+            return;
+        }
+    }
     if (gone && register_worker(w, &e) != SKIPQ_OK)
         skipq__log(SKIPQ_LOG_WARN, "could not re-register worker: %s", e.message);
     else if (!gone && !w->sess.alive_locked && w->sess.pg)

@@ -666,11 +666,15 @@ tl_http(const char *method, const char *url, const char *headers, const char *bo
     signal(SIGPIPE, SIG_IGN); /* a server that answers early closes on us */
     bool has_host = headers && (strncasecmp(headers, "Host:", 5) == 0 ||
                                 strcasestr(headers, "\r\nHost:") != NULL);
-    int n = asprintf(&req,
-                     "%s %s HTTP/1.1\r\n%s%s%sConnection: close\r\n"
-                     "Content-Length: %zu\r\n%s\r\n",
-                     method, path, has_host ? "" : "Host: ", has_host ? "" : hostport,
-                     has_host ? "" : "\r\n", blen, headers ? headers : "");
+    /* a Content-Length among headers announces a body that is not sent */
+    bool has_length = headers && (strncasecmp(headers, "Content-Length:", 15) == 0 ||
+                                  strcasestr(headers, "\r\nContent-Length:") != NULL);
+    char length[48] = "";
+    if (!has_length)
+        snprintf(length, sizeof length, "Content-Length: %zu\r\n", blen);
+    int n = asprintf(&req, "%s %s HTTP/1.1\r\n%s%s%sConnection: close\r\n%s%s\r\n", method,
+                     path, has_host ? "" : "Host: ", has_host ? "" : hostport,
+                     has_host ? "" : "\r\n", length, headers ? headers : "");
     if (n < 0)
         HARNESS_FAIL("out of memory");
     bool sent = write(fd, req, (size_t)n) == n;

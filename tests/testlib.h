@@ -106,6 +106,8 @@ void tl_expect_denied(PGconn *c, const char *sql);
  */
 int tl_http(const char *method, const char *url, const char *headers, const char *body,
             char **resp_headers, char **resp_body);
+/* (A "Content-Length:" line among headers replaces the body's own: the
+ * request announces a body it does not send.) */
 /*
  * Start `skipq serve --http 127.0.0.1:0 ARGS` with env (env(1)'s
  * arguments: NAME=VALUE, -u NAME; may be "") and wait for the line that

@@ -195,6 +195,12 @@ TEST(migrate_print_sql_applied_by_psql_is_current)
     ASSERT_STREQ(out, "schema is up to date\n");
     free(out);
     free(err);
+    /* the same script again stops at its first migration's guard */
+    ASSERT_EQ(tl_run(NULL, NULL, &err, "psql -X -q -v ON_ERROR_STOP=1 -d %s -f %s", url,
+                     sql),
+              3);
+    ASSERT_CONTAINS(err, "migration 0001_init is applied already");
+    free(err);
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.schema_migrations"),
               tl_int(pg, "SELECT max(version) FROM skipq.schema_migrations"));
     ASSERT_TRUE(enqueue_id("a '{}'") > 0);

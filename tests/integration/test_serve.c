@@ -221,6 +221,28 @@ TEST(every_route_wants_the_right_token_and_a_body_within_the_limit)
     serve_stop();
 }
 
+/* The token and the rate are checked on a request's headers: a request
+ * that may not go on is answered before any of its body is read, so a
+ * client without a token cannot make the server buffer one (the body
+ * announced here is never sent: answering needs none of it). */
+TEST(refused_requests_send_no_body)
+{
+    tl_db();
+    serve_start_tokens("");
+    int64_t t0 = tl_now_ms();
+    ASSERT_EQ(req("POST", "/api/jobs/batch", "Content-Length: 1000000\r\n", NULL, NULL),
+              401);
+    ASSERT_EQ(req("POST", "/api/jobs/batch", AUTH_READ "Content-Length: 1000000\r\n", NULL,
+                  NULL),
+              403);
+    /* an admin's announced body over the batch's limit: 413, unread */
+    ASSERT_EQ(req("POST", "/api/jobs/batch", AUTH_ADMIN "Content-Length: 40000000\r\n",
+                  NULL, NULL),
+              413);
+    ASSERT_TRUE(tl_now_ms() - t0 < 10000); /* none waited for a body */
+    serve_stop();
+}
+
 TEST(openapi_describes_every_route_and_nothing_else)
 {
     char *list = routes(), *line, *save = NULL;
