@@ -2,8 +2,8 @@
 # bench/http_overhead.sh - what `skipq worker --http` costs a drain: the
 # same worker drains JOBS jobs with the endpoints off, then on and scraped
 # once a second (/metrics, as Prometheus would), PAIRS times alternated in
-# one sitting on one private PostgreSQL. The handler is persistent (an awk
-# program answering each job at once), so the worker's own path, not
+# one sitting on one private PostgreSQL. The handler is persistent (a python3
+# loop answering each job at once), so the worker's own path, not
 # process start-up, sets the pace. Prints jobs/s per run, the medians and
 # ranges, and the on/off ratio of the medians.
 #
@@ -22,16 +22,20 @@ export SKIPQ_DATABASE_URL=$SKIPQ_TEST_PG
 "$SKIPQ" migrate >/dev/null
 
 # the persistent handler: one request line in, one answer line out
-cat >"$T/answer.awk" <<'AWK'
-{ match($0, /"id": *[0-9]+/); id = substr($0, RSTART, RLENGTH); sub(/.*: */, "", id)
-  printf "{\"id\": %s, \"outcome\": \"ok\"}\n", id; fflush() }
-AWK
+# (python3, unbuffered: mawk would wait to fill its input buffer)
+cat >"$T/answer.py" <<'PY'
+import re, sys
+for line in sys.stdin:
+    m = re.search(r'"id": *(\d+)', line)
+    sys.stdout.write('{"id": %s, "outcome": "ok"}\n' % m.group(1))
+    sys.stdout.flush()
+PY
 cat >"$T/worker.yaml" <<YAML
 worker:
   concurrency: 8
 handlers:
   bench:
-    command: ["$(command -v awk)", -f, "$T/answer.awk"]
+    command: ["$(command -v python3)", "$T/answer.py"]
     persistent: true
     processes: 4
 YAML
