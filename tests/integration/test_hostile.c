@@ -307,7 +307,7 @@ TEST(config_files_hostile)
     /* an unknown key is a warning with line and column, not an error */
     tl_write_file(cfg, "worker:\n  concurrency: 2\n  colour: blue\n");
     ASSERT_EQ(tl_skipq_run(NULL, &out, &err, "%s", args), 0);
-    ASSERT_CONTAINS(err, "warning: config \"");
+    ASSERT_CONTAINS(err, " warning skipq: config \"");
     ASSERT_CONTAINS(err, "line 3, column 3: unknown key \"worker.colour\" "
                          "ignored");
     ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs"), 2);
