@@ -1,8 +1,9 @@
 /*
- * serve.h - what the two halves of `skipq serve` share: cmd_serve.c (the
+ * serve.h - what the parts of `skipq serve` share: cmd_serve.c (the
  * command, authentication, the rate limit, the database connections and
- * the router) and serve_api.c (one function per endpoint of the API,
- * docs/http.md).
+ * the router), serve_api.c (one function per endpoint of the API,
+ * docs/http.md, and the fields of a request's JSON) and serve_jobs.c
+ * (the enqueue endpoints).
  */
 #ifndef SKIPQ_CLI_SERVE_H
 #define SKIPQ_CLI_SERVE_H
@@ -62,5 +63,28 @@ bool api_begin(struct api_req *q);
 /* COMMIT, checked; false after answering (and rolling back). */
 bool api_commit(struct api_req *q);
 void api_rollback(struct api_req *q);
+
+/* The most jobs one batch, and ids one retry or cancel, may name. */
+#define API_MAX_BATCH 10000
+/* The most parents or tags of one job: the CLI's. */
+#define API_MAX_LIST 256
+
+/* Fields of a request's JSON (serve_api.c): each checks v, names key in
+ * its message (into msg, msglen) and returns false when it is wrong. */
+#define JOB_FAIL(...) (snprintf(msg, msglen, __VA_ARGS__), false)
+bool job_string(json_object *v, const char *key, const char **out, char *msg,
+                size_t msglen);
+/* A name (kind, queue) by the library's rule. */
+bool job_name(json_object *v, const char *key, const char **out, char *msg, size_t msglen);
+bool job_duration(json_object *v, const char *key, int64_t *ms, char *msg, size_t msglen);
+/* An array of at most max positive ids into *out (malloc'd), *n. */
+bool job_ids(json_object *v, const char *key, size_t max, int64_t **out, size_t *n,
+             char *msg, size_t msglen);
+/* A priority name or number. */
+bool job_priority(json_object *v, int16_t *out, char *msg, size_t msglen);
+
+/* The enqueue endpoints (serve_jobs.c). */
+void h_enqueue(struct api_req *q);
+void h_batch(struct api_req *q);
 
 #endif /* SKIPQ_CLI_SERVE_H */
