@@ -9,6 +9,7 @@
 #
 #   bench/http_overhead.sh [SKIPQ]        (default build/skipq)
 #   PAIRS=7 JOBS=50000 bench/http_overhead.sh build-rel/skipq
+#   SCRAPE=0 ...   the endpoints on but never scraped
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SKIPQ=$(realpath "${1:-$ROOT/build/skipq}")
@@ -46,8 +47,10 @@ run() { # run off|on: jobs/s of one drain
         -c "SELECT count(skipq.enqueue('bench')) FROM generate_series(1, $JOBS)" >/dev/null
     if [ "$mode" = on ]; then
         port=$("$ROOT/tests/pg.sh" free-port)
-        ( while sleep 1; do curl -s -o /dev/null "http://127.0.0.1:$port/metrics" || true; done ) &
-        scraper=$!
+        if [ "${SCRAPE:-1}" != 0 ]; then
+            ( while sleep 1; do curl -s -o /dev/null "http://127.0.0.1:$port/metrics" || true; done ) &
+            scraper=$!
+        fi
         set -- --http "127.0.0.1:$port"
     else
         set --
@@ -66,7 +69,7 @@ echo "http_overhead.sh: $PAIRS pairs of $JOBS jobs; $SKIPQ"
 off=(); on=()
 for i in $(seq 1 "$PAIRS"); do
     off+=("$(run off)"); on+=("$(run on)")
-    echo "pair $i: off ${off[-1]} jobs/s, on (scraped 1/s) ${on[-1]} jobs/s"
+    echo "pair $i: off ${off[-1]} jobs/s, on$([ "${SCRAPE:-1}" = 0 ] || echo ' (scraped 1/s)') ${on[-1]} jobs/s"
 done
 python3 - "${off[*]}" "${on[*]}" <<'PY'
 import statistics, sys
