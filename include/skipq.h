@@ -265,6 +265,15 @@ skipq_rc skipq_config_set_retention(skipq_config *cfg, int64_t ms, skipq_error *
  * when dead row versions pile up and its role may (default 10 s; 0
  * leaves the table to autovacuum alone). */
 skipq_rc skipq_config_set_vacuum_interval(skipq_config *cfg, int64_t ms, skipq_error *err);
+/* Succeeded and cancelled jobs not updated for this long move, in
+ * batches, to skipq.jobs_done: a table partitioned by updated_at, in
+ * partitions of archive_partition (default 1 day, at least 1 minute),
+ * that retention drops whole (docs/operations.md, "Very large tables").
+ * Default 0: off, and retention deletes rows from skipq.jobs. Must be
+ * shorter than retention when both are on. */
+skipq_rc skipq_config_set_archive_after(skipq_config *cfg, int64_t ms, skipq_error *err);
+skipq_rc skipq_config_set_archive_partition(skipq_config *cfg, int64_t ms,
+                                            skipq_error *err);
 skipq_rc skipq_config_set_on_success(skipq_config *cfg, skipq_on_success what,
                                      skipq_error *err);
 skipq_rc skipq_config_set_max_attempts(skipq_config *cfg, int n, skipq_error *err);
@@ -347,6 +356,8 @@ int64_t skipq_config_lease_timeout(const skipq_config *cfg);
 int64_t skipq_config_shutdown_timeout(const skipq_config *cfg);
 int64_t skipq_config_retention(const skipq_config *cfg);
 int64_t skipq_config_vacuum_interval(const skipq_config *cfg);
+int64_t skipq_config_archive_after(const skipq_config *cfg);
+int64_t skipq_config_archive_partition(const skipq_config *cfg);
 skipq_on_success skipq_config_on_success(const skipq_config *cfg);
 int skipq_config_max_attempts(const skipq_config *cfg);
 /* The retry backoff as skipq_config_set_backoff() takes it; any pointer

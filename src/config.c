@@ -94,6 +94,7 @@ skipq_config_new(void)
      * growing for ever; failed jobs are kept whatever the age. */
     cfg->retention_ms = 7LL * 24 * 3600 * 1000;
     cfg->vacuum_interval_ms = 10000;
+    cfg->archive_partition_ms = 24LL * 3600 * 1000;
     cfg->max_attempts = 5;
     cfg->backoff = SKIPQ_BACKOFF_EXPONENTIAL;
     cfg->backoff_base_ms = 1000;
@@ -295,6 +296,18 @@ int64_t
 skipq_config_retention(const skipq_config *cfg)
 {
     return cfg->retention_ms;
+}
+
+int64_t
+skipq_config_archive_after(const skipq_config *cfg)
+{
+    return cfg->archive_after_ms;
+}
+
+int64_t
+skipq_config_archive_partition(const skipq_config *cfg)
+{
+    return cfg->archive_partition_ms;
 }
 
 int64_t

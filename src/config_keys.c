@@ -361,6 +361,8 @@ KEY_DURATION(key_lease_timeout, skipq_config_set_lease_timeout)
 KEY_DURATION(key_shutdown_timeout, skipq_config_set_shutdown_timeout)
 KEY_DURATION(key_retention, skipq_config_set_retention)
 KEY_DURATION(key_vacuum_interval, skipq_config_set_vacuum_interval)
+KEY_DURATION(key_archive_after, skipq_config_set_archive_after)
+KEY_DURATION(key_archive_partition, skipq_config_set_archive_partition)
 
 static skipq_rc
 key_on_success(struct loader *ld, const char *path, yaml_node_t *v)
@@ -455,6 +457,8 @@ static const struct key_rule worker_rules[] = {
     {"shutdown_timeout", key_shutdown_timeout},
     {"retention", key_retention},
     {"vacuum_interval", key_vacuum_interval},
+    {"archive_after", key_archive_after},
+    {"archive_partition", key_archive_partition},
     {"on_success", key_on_success},
     {"handler_stack_size", key_handler_stack_size},
     {"http", key_http},

@@ -272,6 +272,9 @@ DURATION_SETTER(skipq_config_set_shutdown_timeout, shutdown_timeout_ms, "shutdow
                 0)
 DURATION_SETTER(skipq_config_set_retention, retention_ms, "retention", 0)
 DURATION_SETTER(skipq_config_set_vacuum_interval, vacuum_interval_ms, "vacuum_interval", 0)
+DURATION_SETTER(skipq_config_set_archive_after, archive_after_ms, "archive_after", 0)
+DURATION_SETTER(skipq_config_set_archive_partition, archive_partition_ms,
+                "archive_partition", 60000)
 
 skipq_rc
 skipq_config_set_on_success(skipq_config *cfg, skipq_on_success what, skipq_error *err)

@@ -167,7 +167,9 @@ struct skipq_config {
     int64_t lease_timeout_ms;
     int64_t shutdown_timeout_ms;
     int64_t retention_ms;
-    int64_t vacuum_interval_ms; /* 0: autovacuum alone */
+    int64_t archive_after_ms;     /* 0: finished rows stay in skipq.jobs */
+    int64_t archive_partition_ms; /* the archive's partition width */
+    int64_t vacuum_interval_ms;   /* 0: autovacuum alone */
     skipq_on_success on_success;
     int max_attempts;
     skipq_backoff backoff;

@@ -100,6 +100,13 @@ skipq_worker_new(const skipq_config *cfg, skipq_worker **out, skipq_error *err)
                            "heartbeat_interval (%lld ms)",
                            (long long)cfg->lease_timeout_ms,
                            (long long)cfg->heartbeat_interval_ms);
+    /* Rows pruned before their turn to move would never be archived. */
+    if (cfg->archive_after_ms > 0 && cfg->retention_ms > 0 &&
+        cfg->archive_after_ms >= cfg->retention_ms)
+        return skipq__fail(
+            err, SKIPQ_ERR_CONFIG,
+            "archive_after (%lld ms) must be shorter than retention (%lld ms)",
+            (long long)cfg->archive_after_ms, (long long)cfg->retention_ms);
     w = calloc(1, sizeof *w);
     if (!w)
         return skipq__fail(err, SKIPQ_ERR_NOMEM, "out of memory");
