@@ -257,17 +257,27 @@ const char *const cli_act_sql[] = {
     [CLI_ACT_RETRY] = "SELECT r, CASE WHEN EXISTS (SELECT FROM skipq.job_waits w"
                       " WHERE w.child OPERATOR(pg_catalog.=) r"
                       " AND w.pending OPERATOR(pg_catalog.>) 0) THEN 'waiting'"
-                      " ELSE 'queued' END FROM skipq.retry($1::int8[]) r",
-    [CLI_ACT_CANCEL] = "SELECT id, outcome FROM skipq.cancel($1::int8[])",
-    [CLI_ACT_DELETE] = "SELECT id, deleted::text FROM skipq.delete_jobs($1::int8[])",
+                      " ELSE 'queued' END FROM skipq.retry($1::int8[]) r ORDER BY 1",
+    [CLI_ACT_CANCEL] = "SELECT id, outcome FROM skipq.cancel($1::int8[]) ORDER BY 1",
+    [CLI_ACT_DELETE] = "SELECT id, deleted::text FROM skipq.delete_jobs($1::int8[])"
+                       " ORDER BY 1",
 };
 
 const char *
 cli_row_of(const PGresult *res, int64_t id)
 {
-    for (int r = 0; r < PQntuples(res); r++)
-        if (strtoll(PQgetvalue(res, r, 0), NULL, 10) == id)
-            return PQgetvalue(res, r, 1);
+    /* a binary search: a bulk action of 10,000 ids looks each one up */
+    int lo = 0, hi = PQntuples(res);
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        long long v = strtoll(PQgetvalue(res, mid, 0), NULL, 10);
+        if (v == id)
+            return PQgetvalue(res, mid, 1);
+        if (v < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 

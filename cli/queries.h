@@ -81,7 +81,9 @@ extern const char cli_act_lock_ids_sql[];
  * (retry: its new status; cancel: skipq.cancel's outcome; delete:
  * "true"/"false"). */
 extern const char *const cli_act_sql[];
-/* Column 1 of the row whose column 0 is id; NULL: no such row. */
+/* Column 1 of the row whose column 0 is id; NULL: no such row. The rows
+ * are in ascending order of column 0, as cli_act_lock_ids_sql and
+ * cli_act_sql return them. */
 const char *cli_row_of(const PGresult *res, int64_t id);
 
 /* ---- recover ---------------------------------------------------------- */
