@@ -268,6 +268,36 @@ skipq__pooler_check(skipq_worker *w, skipq_rc rc, skipq_error *err)
                        was);
 }
 
+/*
+ * A pooler or proxy between the worker and PostgreSQL hands the client a
+ * backend key of its own: the PID libpq was told is not the server's.
+ * Under session pooling that is harmless; under transaction pooling the
+ * worker's LISTEN and session locks would not hold, and a pooler that
+ * keeps prepared statements (PgBouncer 1.21+ with max_prepared_statements)
+ * raises none of the errors skipq__pooler_check() recognises. So a
+ * connection that should be direct and is not is named in a warning, once
+ * per start (test pooler.worker_through_a_session_pooler_is_warned). The
+ * check itself failing is not an error: it only informs.
+ */
+static void
+direct_check(PGconn *pg, const char *what)
+{
+    PGresult *res = PQexec(pg, "SELECT pg_catalog.pg_backend_pid()");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        long server = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        if (server != (long)PQbackendPID(pg))
+            skipq__log(SKIPQ_LOG_WARN,
+                       "%s reports backend %d, but the server runs it as backend %ld: a "
+                       "pooler or proxy is in between. Under session pooling that is "
+                       "fine; under transaction pooling LISTEN and the worker's locks do "
+                       "not hold: give it a direct connection (worker.listen_database), "
+                       "or poll only with worker.listen: false (docs/operations.md, "
+                       "\"Behind PgBouncer\")",
+                       what, PQbackendPID(pg), server);
+    }
+    PQclear(res);
+}
+
 /* worker.listen_database: the direct connection for LISTEN, the liveness
  * lock and the idle locks, beside a job connection through a pooler. */
 static skipq_rc
@@ -292,6 +322,8 @@ connect_locks(skipq_worker *w, skipq_error *err)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof user_ms);
     snprintf(settings, sizeof settings, skipq__stmts[SKIPQ__STMT_SETTINGS].text,
              (long long)w->sess.lock_wait_ms);
+    if (w->sess.id == 0)
+        direct_check(w->sess.lpg, "the worker's worker.listen_database connection");
     if ((rc = skipq__exec(w->sess.lpg, settings, err)) != SKIPQ_OK ||
         (w->cfg->listen &&
          ((rc = skipq__stmt_exec(w->sess.lpg, SKIPQ__SEND_UNNAMED, SKIPQ__STMT_LISTEN, 0,
@@ -338,6 +370,8 @@ skipq__session_connect(skipq_worker *w, skipq_error *err)
     char settings[160];
     snprintf(settings, sizeof settings, skipq__stmts[SKIPQ__STMT_SETTINGS].text,
              (long long)w->sess.lock_wait_ms);
+    if (first && !w->sess.pooled)
+        direct_check(w->sess.pg, "the worker's connection");
     if ((rc = skipq__exec(w->sess.pg, settings, err)) ||
         (first && (rc = schema_check(w, err))) || (first && (rc = delete_check(w, err))) ||
         (rc = prepare_all(w, err)) || (rc = connect_locks(w, err)) ||

@@ -7,7 +7,7 @@
 #       of the cluster, in pools of 4 server sessions; DB (if given) is
 #       also reachable as "one", a pool of a single server session that
 #       every client shares (a test can make a client meet another's
-#       prepared statements there).
+#       prepared statements there), and as "session", in session pooling.
 #   tests/pgbouncer.sh stop DIR               stop it (no-op if not running)
 #
 # PgBouncer refuses to run as root: as root it runs as 'postgres', as the
@@ -28,6 +28,7 @@ start)
     cat >"$dir/pgbouncer.ini" <<INI
 [databases]
 ${db:+one = host=127.0.0.1 port=$pgport dbname=$db pool_size=1}
+${db:+session = host=127.0.0.1 port=$pgport dbname=$db pool_mode=session}
 * = host=127.0.0.1 port=$pgport
 [pgbouncer]
 listen_addr = 127.0.0.1

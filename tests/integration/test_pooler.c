@@ -10,7 +10,10 @@
  *     and a new job is picked up by its NOTIFY, long before a poll;
  *   - a worker with worker.listen: false polls through it alone, and its
  *     row says it holds no liveness lock;
- *   - a worker that is not told of the pooler refuses, naming it (exit 2).
+ *   - a worker that is not told of the pooler refuses, naming it (exit 2);
+ *   - a worker through a session pooler works, and is warned that its
+ *     connection is not direct (a pooler that keeps prepared statements
+ *     would give no other sign).
  */
 #include "../handlers/faultlib.h"
 #include "skipq.h"
@@ -242,6 +245,33 @@ TEST(worker_behind_a_pooler_without_settings_says_so)
     free(err);
     free(one);
     free(qone);
+}
+
+TEST(worker_through_a_session_pooler_is_warned)
+{
+    PGconn *pg = tl_db();
+    start_bouncer(pg);
+    char *session = pooled_url(pg, "session"), *qs = tl_shq(session);
+    tl_exec(pg, "SELECT skipq.enqueue('p') FROM generate_series(1, 20)");
+    char *err = NULL;
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err,
+                           "worker --once --handler p=/bin/true --database %s", qs),
+              0);
+    ASSERT_CONTAINS(err, "the worker's connection reports backend");
+    ASSERT_CONTAINS(err, "a pooler or proxy is in between");
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.jobs WHERE status = 'succeeded'"), 20);
+    free(err);
+    /* a direct connection: no such warning */
+    tl_exec(pg, "SELECT skipq.enqueue('p')");
+    char *direct = tl_shq(tl_url());
+    ASSERT_EQ(tl_skipq_run(NULL, NULL, &err,
+                           "worker --once --handler p=/bin/true --database %s", direct),
+              0);
+    ASSERT_TRUE(strstr(err, "pooler or proxy") == NULL);
+    free(err);
+    free(direct);
+    free(session);
+    free(qs);
 }
 
 int
