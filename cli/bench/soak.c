@@ -143,7 +143,9 @@ archive_sizes(struct bench *b, int *exists, long long *kb, long long *parts)
 
 /* The age of the oldest succeeded row, s: retention keeps up while it
  * stays near --retention, plus one partition's width with the archive
- * (a partition is dropped only once all of it is older). */
+ * (a partition is dropped only once all of it is older). The archive has
+ * no index on updated_at: only its oldest partition (the lowest bounds in
+ * skipq.jobs_done_partitions) is read, not every row of every one. */
 static long long
 oldest_succeeded(struct bench *b, int archive)
 {
@@ -155,7 +157,8 @@ oldest_succeeded(struct bench *b, int archive)
                           " FROM (SELECT min(updated_at) m FROM skipq.jobs"
                           " WHERE status" SQL_EQ "'succeeded'"
                           " UNION ALL SELECT min(updated_at) FROM skipq.jobs_done"
-                          " WHERE status" SQL_EQ "'succeeded') o");
+                          " WHERE status" SQL_EQ "'succeeded' AND updated_at <"
+                          " (SELECT min(hi) FROM skipq.jobs_done_partitions)) o");
 }
 
 /* The worker's vacuum_interval and archive_partition: the options, else
