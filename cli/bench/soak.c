@@ -343,8 +343,8 @@ bench_soak(struct bench *b)
         k += snprintf(cfgname + k, sizeof cfgname - (size_t)k, "v%lld",
                       (long long)b->vacuum_ms);
     if (b->archive_after_ms > 0) /* the archive on */
-        snprintf(cfgname + k, sizeof cfgname - (size_t)k, "a%llds",
-                 (long long)(b->archive_after_ms / 1000));
+        snprintf(cfgname + k, sizeof cfgname - (size_t)k, "a%lld",
+                 (long long)b->archive_after_ms);
     snprintf(r.config, sizeof r.config, "%s", cfgname);
     r.jobs = sent;
     r.seconds = (double)(now_us() - start) / 1e6;
