@@ -14,7 +14,8 @@
 
 static const char usage[] =
     "usage: skipq jobs ls [--status S[,S]] [--queue Q] [--kind K] [--tag T]\n"
-    "                     [--meta KEY=VALUE] [--limit N] [--since D|TS] [--json]\n"
+    "                     [--meta KEY=VALUE] [--limit N] [--since D|TS] [--archived]\n"
+    "                     [--json]\n"
     "       skipq jobs show ID [--json]\n"
     "       skipq jobs retry|cancel ID... | FILTERS [--dry-run]\n"
     "       skipq jobs delete ID...\n"
@@ -28,9 +29,11 @@ static const char usage[] =
     "                     it parses as JSON, else a string)\n"
     "    --limit N        at most N rows (default 50; 0: no limit)\n"
     "    --since D|TS     updated within D (10m) or since timestamp TS\n"
+    "    --archived       list the archive (skipq.jobs_done: finished jobs\n"
+    "                     a worker with archive_after moved there) instead\n"
     "    --json           one JSON object per line\n"
     "  show     every field, progress, tags, meta, payload and result, the\n"
-    "           error history\n"
+    "           error history; archived jobs too\n"
     "  retry    jobs that are not running go back to queued, runnable now\n"
     "  cancel   queued jobs become cancelled; running jobs are asked to\n"
     "           stop (their worker ends them cancelled)\n"
@@ -46,6 +49,7 @@ enum {
     OPT_LIMIT,
     OPT_SINCE,
     OPT_JSON,
+    OPT_ARCHIVED,
 };
 
 /* ---- ls ------------------------------------------------------------ */
@@ -157,10 +161,12 @@ ls_run(int argc, char **argv, struct cli_ctx *ctx, struct cli_job_filter *fp)
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"since", required_argument, NULL, OPT_SINCE},
         {"json", no_argument, NULL, OPT_JSON},
+        {"archived", no_argument, NULL, OPT_ARCHIVED},
         CLI_FILTER_LONGOPTS,
         CLI_COMMON_LONGOPTS,
         {0},
     };
+    int archived = 0;
     char statuses[64], limit_s[24], since_ms_s[24];
     const char *params[CLI_JOBS_LS_NPARAMS] = {NULL};
     const char *since = NULL;
@@ -197,6 +203,9 @@ ls_run(int argc, char **argv, struct cli_ctx *ctx, struct cli_job_filter *fp)
             break;
         case OPT_SINCE:
             since = optarg;
+            break;
+        case OPT_ARCHIVED:
+            archived = 1;
             break;
         case OPT_JSON:
             json = 1;
@@ -237,8 +246,9 @@ ls_run(int argc, char **argv, struct cli_ctx *ctx, struct cli_job_filter *fp)
     params[7] = cli_filter_meta(fp);
     if ((rc = cli_connect(ctx, &conn)) != 0)
         return rc;
-    res = PQexecParams(skipq_conn_pg(conn), cli_jobs_ls_sql, CLI_JOBS_LS_NPARAMS, NULL,
-                       params, NULL, NULL, 0);
+    res = PQexecParams(skipq_conn_pg(conn),
+                       archived ? cli_jobs_ls_archived_sql : cli_jobs_ls_sql,
+                       CLI_JOBS_LS_NPARAMS, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = cli_db_fail(skipq_conn_pg(conn), res, "could not list jobs");
     } else {
@@ -393,6 +403,8 @@ show_text(const PGresult *res)
         printf("%-20s ", cli_job_cols[c]);
         print_indented(v, "                     ", 1);
     }
+    if (strcmp(PQgetvalue(res, 0, CLI_JOB_ARCHIVED), "true") == 0)
+        printf("%-20s yes (skipq.jobs_done: read only)\n", cli_job_cols[CLI_JOB_ARCHIVED]);
     show_progress(res);
     show_tags(res);
     static const int blocks[] = {CLI_JOB_META, CLI_JOB_FIRST_JSON, CLI_JOB_FIRST_JSON + 1};

@@ -22,9 +22,43 @@ static const char usage[] =
     "  --older-than D    required\n"
     "  --status S        succeeded, cancelled, failed (comma-separated;\n"
     "                    default succeeded,cancelled)\n"
-    "  --batch N         rows per transaction (1 to 2147483647)\n";
+    "  --batch N         rows per transaction (1 to 2147483647)\n"
+    "\n"
+    "With both succeeded and cancelled, it also drops the partitions of the\n"
+    "archive (skipq.jobs_done) that ended D ago or earlier, one per\n"
+    "transaction, and says how many.\n";
 
 enum { OPT_OLDER = CLI_OPT_LOCAL, OPT_STATUS, OPT_BATCH };
+
+/* Drop the archive's partitions that ended older_ms ago, oldest first,
+ * one per transaction (skipq.archive_drop). */
+static int
+drop_archive(skipq_conn *conn, const char *older_ms)
+{
+    long long dropped = 0;
+    for (;;) {
+        PGresult *res = PQexecParams(skipq_conn_pg(conn),
+                                     "SELECT skipq.archive_drop($1::float8"
+                                     " * interval '1 millisecond')",
+                                     1, NULL, &older_ms, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+            int rc = cli_db_fail(skipq_conn_pg(conn), res,
+                                 "could not drop the archive's partitions (after %lld)",
+                                 dropped);
+            PQclear(res);
+            return rc;
+        }
+        bool none = PQgetisnull(res, 0, 0);
+        PQclear(res);
+        if (none)
+            break;
+        dropped++;
+    }
+    if (dropped > 0)
+        printf("dropped %lld archive partition%s (skipq.jobs_done)\n", dropped,
+               dropped == 1 ? "" : "s");
+    return CLI_EXIT_OK;
+}
 
 int
 cmd_prune(int argc, char **argv, struct cli_ctx *ctx)
@@ -99,6 +133,10 @@ cmd_prune(int argc, char **argv, struct cli_ctx *ctx)
     }
     printf("deleted %lld job%s in %lld batch%s\n", total, total == 1 ? "" : "s", batches,
            batches == 1 ? "" : "es");
+    /* the archive holds succeeded and cancelled rows together */
+    if (strstr(statuses, "succeeded") && strstr(statuses, "cancelled") &&
+        (rc = drop_archive(conn, older_s)) != CLI_EXIT_OK)
+        goto out;
     rc = CLI_EXIT_OK;
 out:
     skipq_conn_close(conn);

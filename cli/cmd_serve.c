@@ -462,8 +462,42 @@ authorized(const struct serve *sv, const struct http_request *rq, struct http_re
 
 /* ---- routing ---------------------------------------------------------- */
 
-/* Does path match pattern ("{x}" takes one non-empty part)? *arg gets
- * the part (in buf). */
+static int
+hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* The n bytes at s with their %XX escapes decoded, into buf; false for a
+ * bad escape, a NUL, or no room. */
+static bool
+decode_part(const char *s, size_t n, char *buf, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '%') {
+            int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_digit(s[i + 2]) : -1;
+            if (lo < 0 || (hi == 0 && lo == 0))
+                return false;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (o + 1 >= size)
+            return false;
+        buf[o++] = c;
+    }
+    buf[o] = '\0';
+    return o > 0;
+}
+
+/* Does path, as sent (escapes not decoded), match pattern ("{x}" takes
+ * one non-empty part)? *arg gets the part, decoded (in buf): a name
+ * holding '/' is sent as %2F and stays one part. */
 static bool
 route_match(const char *pattern, const char *path, char *buf, size_t size, const char **arg)
 {
@@ -472,10 +506,8 @@ route_match(const char *pattern, const char *path, char *buf, size_t size, const
     while (*p && *s) {
         if (*p == '{') {
             size_t n = strcspn(s, "/");
-            if (n == 0 || n >= size)
+            if (n == 0 || !decode_part(s, n, buf, size))
                 return false;
-            memcpy(buf, s, n);
-            buf[n] = '\0';
             *arg = buf;
             s += n;
             p = strchr(p, '}') + 1;
@@ -495,7 +527,7 @@ route_api(struct serve *sv, const struct http_request *rq, struct http_response 
 
     for (size_t i = 0; i < serve_nroutes && !hit; i++) {
         const char *a = NULL;
-        if (!route_match(serve_routes[i].path, rq->path, part, sizeof part, &a))
+        if (!route_match(serve_routes[i].path, rq->raw_path, part, sizeof part, &a))
             continue;
         if (strcmp(serve_routes[i].method, rq->method) == 0) {
             hit = &serve_routes[i];

@@ -32,9 +32,26 @@ struct http_server {
 
 /* One request's body as it arrives. */
 struct upload {
+    char *raw;  /* the path as sent (on_uri), NULL when out of memory */
+    bool begun; /* on_request has seen the headers */
     char *buf;
     size_t len, cap, max; /* max: this request's body limit */
 };
+
+/* Before libmicrohttpd decodes the URL: the path as the client sent it,
+ * so a route's {name} can hold an escaped '/' ("a%2Fb"), which the
+ * decoded path would split (test serve.names_with_a_slash_are_reachable).
+ * Its result becomes the request's state. */
+static void *
+on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct upload *up = calloc(1, sizeof *up);
+    (void)cls, (void)conn;
+
+    if (up && uri)
+        up->raw = strndup(uri, strcspn(uri, "?"));
+    return up;
+}
 
 const char *
 http_header(const struct http_request *rq, const char *name)
@@ -247,16 +264,17 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
     struct upload *up = *state;
     (void)version;
 
-    if (!up) {
-        if (!(up = calloc(1, sizeof *up)))
-            return MHD_NO;
-        *state = up;
+    if (!up || !up->raw) /* out of memory in on_uri */
+        return MHD_NO;
+    if (!up->begun) {
+        up->begun = true;
         up->max = s->max_body;
         if (s->body_limit) {
             char peer[INET6_ADDRSTRLEN + 1];
             peer_of(conn, peer, sizeof peer);
             struct http_request rq = {.method = method,
                                       .path = url,
+                                      .raw_path = up->raw,
                                       .body = "",
                                       .peer = peer,
                                       .conn = conn};
@@ -298,6 +316,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
     struct http_request rq = {
         .method = method,
         .path = url,
+        .raw_path = up->raw,
         .body = up->buf ? up->buf : "",
         .body_len = up->len,
         .peer = peer,
@@ -316,6 +335,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **state,
     (void)cls, (void)conn, (void)why;
 
     if (up) {
+        free(up->raw);
         free(up->buf);
         free(up);
         *state = NULL;
@@ -348,16 +368,14 @@ http_start(const char *addr, const struct http_options *opt, http_handler_fn fn,
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC;
     if (family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
-                                 MHD_OPTION_LISTEN_SOCKET, s->fd,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-                                 MHD_OPTION_CONNECTION_LIMIT,
-                                 opt->max_connections ? opt->max_connections : 256u,
-                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                                 opt->per_ip_connections, MHD_OPTION_THREAD_POOL_SIZE,
-                                 (unsigned)(opt->threads > 1 ? opt->threads : 1),
-                                 MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, s->fd,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
+        s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
+        opt->max_connections ? opt->max_connections : 256u,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, opt->per_ip_connections,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opt->threads > 1 ? opt->threads : 1),
+        MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "could not start the HTTP server on \"%s\"", s->bound);
         close(s->fd);

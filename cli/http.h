@@ -17,9 +17,10 @@ struct MHD_Connection;
 
 /* One request, whole. Valid only during the handler's call. */
 struct http_request {
-    const char *method; /* "GET", "POST", ... */
-    const char *path;   /* "/api/jobs/12": the URL's path, without the query */
-    const char *body;   /* NUL-terminated; "" when there was none */
+    const char *method;   /* "GET", "POST", ... */
+    const char *path;     /* "/api/jobs/12": the URL's path, without the query */
+    const char *raw_path; /* the same as sent, its %-escapes not decoded */
+    const char *body;     /* NUL-terminated; "" when there was none */
     size_t body_len;
     const char *peer; /* the client's numeric address */
     struct MHD_Connection *conn;

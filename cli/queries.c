@@ -66,25 +66,27 @@ cli_run_at(PGconn *pg, const char *opt, const char *ts, int64_t *us_out, char *m
 /* ---- jobs ls ---- */
 
 /* clang-format off */
-const char cli_jobs_ls_sql[] =
-    "SELECT j.id, j.queue, j.kind, j.priority, j.status::text, j.attempts, "
-    "       j.max_attempts, " ISO("j.run_at") ", " ISO("j.updated_at") ", "
-    "       " ISO("j.created_at") ", j.last_error, "
-    "       j.progress OPERATOR(pg_catalog.->>) 'percent', "
-    "       j.progress OPERATOR(pg_catalog.->>) 'message', "
-    "       pg_catalog.to_json(j.tags)::text, j.meta::text "
-    "FROM skipq.jobs j "
-    "WHERE ($1::text IS NULL "
-    "       OR j.status::text = ANY (pg_catalog.string_to_array($1, ','))) "
-    "  AND ($2::text IS NULL OR j.queue = $2) "
-    "  AND ($3::text IS NULL OR j.kind = $3) "
-    "  AND ($5::int8 IS NULL "
-    "       OR j.updated_at >= now() - $5::float8 * interval '1 millisecond') "
-    "  AND ($6::timestamptz IS NULL OR j.updated_at >= $6::timestamptz) "
-    "  AND" CLI_FILTER_SQL("$7", "$8")
-    "  AND ($9::int8 IS NULL OR j.id < $9::int8) "
-    "ORDER BY j.id DESC "
-    "LIMIT $4::int8";
+#define JOBS_LS_SQL(table)                                                    \
+    "SELECT j.id, j.queue, j.kind, j.priority, j.status::text, j.attempts, "    \
+    "       j.max_attempts, " ISO("j.run_at") ", " ISO("j.updated_at") ", "     \
+    "       " ISO("j.created_at") ", j.last_error, "                            \
+    "       j.progress OPERATOR(pg_catalog.->>) 'percent', "                    \
+    "       j.progress OPERATOR(pg_catalog.->>) 'message', "                    \
+    "       pg_catalog.to_json(j.tags)::text, j.meta::text "                    \
+    "FROM " table " j "                                                         \
+    "WHERE ($1::text IS NULL "                                                  \
+    "       OR j.status::text = ANY (pg_catalog.string_to_array($1, ','))) "    \
+    "  AND ($2::text IS NULL OR j.queue = $2) "                                 \
+    "  AND ($3::text IS NULL OR j.kind = $3) "                                  \
+    "  AND ($5::int8 IS NULL "                                                  \
+    "       OR j.updated_at >= now() - $5::float8 * interval '1 millisecond') " \
+    "  AND ($6::timestamptz IS NULL OR j.updated_at >= $6::timestamptz) "       \
+    "  AND" CLI_FILTER_SQL("$7", "$8")                                          \
+    "  AND ($9::int8 IS NULL OR j.id < $9::int8) "                              \
+    "ORDER BY j.id DESC "                                                       \
+    "LIMIT $4::int8"
+const char cli_jobs_ls_sql[] = JOBS_LS_SQL("skipq.jobs");
+const char cli_jobs_ls_archived_sql[] = JOBS_LS_SQL("skipq.jobs_done");
 /* clang-format on */
 
 static json_object *
@@ -169,8 +171,8 @@ const char cli_job_show_sql[] =
     "       (extract(epoch FROM j.unique_window) * 1000.0)::int8, j.concurrency_key, "
     "       j.payload::text, j.result::text, "
     "       j.errors::text, j.progress::text, pg_catalog.to_json(j.tags)::text, "
-    "       j.meta::text "
-    "FROM skipq.jobs j WHERE j.id = $1::int8";
+    "       j.meta::text, CASE WHEN j.archived THEN 'true' ELSE 'false' END "
+    "FROM skipq.all_jobs j WHERE j.id = $1::int8";
 /* clang-format on */
 
 const char *const cli_job_cols[] = {
@@ -204,6 +206,7 @@ const char *const cli_job_cols[] = {
     "progress",
     "tags",
     "meta",
+    "archived",
 };
 /* integer columns (bit per column) */
 static const unsigned show_ints = 1u << 0 | 1u << 3 | 1u << 5 | 1u << 6 | 1u << 8 |
@@ -254,17 +257,27 @@ const char *const cli_act_sql[] = {
     [CLI_ACT_RETRY] = "SELECT r, CASE WHEN EXISTS (SELECT FROM skipq.job_waits w"
                       " WHERE w.child OPERATOR(pg_catalog.=) r"
                       " AND w.pending OPERATOR(pg_catalog.>) 0) THEN 'waiting'"
-                      " ELSE 'queued' END FROM skipq.retry($1::int8[]) r",
-    [CLI_ACT_CANCEL] = "SELECT id, outcome FROM skipq.cancel($1::int8[])",
-    [CLI_ACT_DELETE] = "SELECT id, deleted::text FROM skipq.delete_jobs($1::int8[])",
+                      " ELSE 'queued' END FROM skipq.retry($1::int8[]) r ORDER BY 1",
+    [CLI_ACT_CANCEL] = "SELECT id, outcome FROM skipq.cancel($1::int8[]) ORDER BY 1",
+    [CLI_ACT_DELETE] = "SELECT id, deleted::text FROM skipq.delete_jobs($1::int8[])"
+                       " ORDER BY 1",
 };
 
 const char *
 cli_row_of(const PGresult *res, int64_t id)
 {
-    for (int r = 0; r < PQntuples(res); r++)
-        if (strtoll(PQgetvalue(res, r, 0), NULL, 10) == id)
-            return PQgetvalue(res, r, 1);
+    /* a binary search: a bulk action of 10,000 ids looks each one up */
+    int lo = 0, hi = PQntuples(res);
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        long long v = strtoll(PQgetvalue(res, mid, 0), NULL, 10);
+        if (v == id)
+            return PQgetvalue(res, mid, 1);
+        if (v < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 

@@ -29,6 +29,8 @@ int cli_run_at(PGconn *pg, const char *opt, const char *ts, int64_t *us_out, cha
  * within ms, $6 updated since (timestamptz), $7 tags, $8 meta
  * (CLI_FILTER_SQL), $9 only ids below it (a page's cursor); NULL: any. */
 extern const char cli_jobs_ls_sql[];
+/* The same over the archive, skipq.jobs_done (sql/archive.sql). */
+extern const char cli_jobs_ls_archived_sql[];
 #define CLI_JOBS_LS_NPARAMS 9
 /* cli_jobs_ls_sql's columns */
 enum {
@@ -53,16 +55,17 @@ json_object *cli_jobs_ls_row(const PGresult *res, int r);
 
 /* ---- jobs show ------------------------------------------------------ */
 
-/* $1 the id: one row, or none. */
+/* $1 the id: one row, or none, from skipq.jobs or the archive. */
 extern const char cli_job_show_sql[];
 /* Its column names, in order: the JSON keys and the labels. */
 extern const char *const cli_job_cols[];
 enum {
-    CLI_JOB_NCOLS = 30,
-    CLI_JOB_FIRST_JSON = 24, /* payload, result, errors, progress, tags, meta */
+    CLI_JOB_NCOLS = 31,
+    CLI_JOB_FIRST_JSON = 24, /* payload, result, errors, progress, tags, meta, archived */
     CLI_JOB_PROGRESS = 27,
     CLI_JOB_TAGS,
-    CLI_JOB_META
+    CLI_JOB_META,
+    CLI_JOB_ARCHIVED /* true: the row is in skipq.jobs_done (sql/archive.sql) */
 };
 /* Column c of row 0, a JSON column, parsed; NULL for SQL NULL. */
 json_object *cli_job_column(const PGresult *res, int c);
@@ -78,7 +81,9 @@ extern const char cli_act_lock_ids_sql[];
  * (retry: its new status; cancel: skipq.cancel's outcome; delete:
  * "true"/"false"). */
 extern const char *const cli_act_sql[];
-/* Column 1 of the row whose column 0 is id; NULL: no such row. */
+/* Column 1 of the row whose column 0 is id; NULL: no such row. The rows
+ * are in ascending order of column 0, as cli_act_lock_ids_sql and
+ * cli_act_sql return them. */
 const char *cli_row_of(const PGresult *res, int64_t id);
 
 /* ---- recover ---------------------------------------------------------- */

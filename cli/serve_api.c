@@ -173,13 +173,21 @@ h_jobs_ls(struct api_req *q)
         !query_int(q, "limit", 1, 500, 50, &limit) ||
         !query_int(q, "cursor", 1, INT64_MAX, 0, &cursor))
         return;
+    /* archived=true lists the archive, skipq.jobs_done, instead */
+    const char *archived = http_query(q->rq, "archived");
+    if (archived && strcmp(archived, "true") != 0 && strcmp(archived, "false") != 0) {
+        api_error(q, 400, "archived must be true or false");
+        return;
+    }
+    bool in_archive = archived && strcmp(archived, "true") == 0;
     snprintf(limit_s, sizeof limit_s, "%lld", limit + 1); /* one more: is there a next? */
     params[3] = limit_s;
     if (cursor) {
         snprintf(cursor_s, sizeof cursor_s, "%lld", cursor);
         params[8] = cursor_s;
     }
-    PGresult *res = PQexecParams(skipq_conn_pg(q->conn), cli_jobs_ls_sql,
+    PGresult *res = PQexecParams(skipq_conn_pg(q->conn),
+                                 in_archive ? cli_jobs_ls_archived_sql : cli_jobs_ls_sql,
                                  CLI_JOBS_LS_NPARAMS, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         api_db_error(q, res, "could not list jobs");

@@ -75,6 +75,7 @@ set(SKIPQ_MIGRATIONS
   migrations/0007_schedules.sql
   migrations/0008_queues.sql
   migrations/0009_flow_control.sql
+  migrations/0010_archive.sql
 )
 
 # SQL applied after the migrations on every `skipq migrate`.
@@ -86,6 +87,7 @@ set(SKIPQ_SQL
   sql/outcomes.sql
   sql/queues.sql
   sql/limits.sql
+  sql/archive.sql
 )
 
 # Embedded but applied only by `skipq migrate --roles`: it needs

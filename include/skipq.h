@@ -271,6 +271,7 @@ skipq_rc skipq_config_set_vacuum_interval(skipq_config *cfg, int64_t ms, skipq_e
  * that retention drops whole (docs/operations.md, "Very large tables").
  * Default 0: off, and retention deletes rows from skipq.jobs. Must be
  * shorter than retention when both are on. */
+#define SKIPQ_HAS_ARCHIVE 1
 skipq_rc skipq_config_set_archive_after(skipq_config *cfg, int64_t ms, skipq_error *err);
 skipq_rc skipq_config_set_archive_partition(skipq_config *cfg, int64_t ms,
                                             skipq_error *err);

@@ -89,8 +89,11 @@ BEGIN
         UPDATE skipq.jobs j SET dependants = true
         WHERE j.id = ANY (ps) AND j.dependants IS NULL;
         PERFORM FROM skipq.jobs j WHERE j.id = ANY (ps) ORDER BY j.id FOR SHARE;
+        -- a parent moved to the archive (sql/archive.sql) finished: it
+        -- counts with its outcome and result (test archived_parent_counts)
         SELECT p INTO missing FROM unnest(ps) p
-        WHERE NOT EXISTS (SELECT FROM skipq.jobs j WHERE j.id = p) LIMIT 1;
+        WHERE NOT EXISTS (SELECT FROM skipq.jobs j WHERE j.id = p)
+          AND NOT EXISTS (SELECT FROM skipq.jobs_done a WHERE a.id = p) LIMIT 1;
         IF missing IS NOT NULL THEN
             RAISE EXCEPTION 'parent job % does not exist', missing
                 USING ERRCODE = '23503',
@@ -100,7 +103,11 @@ BEGIN
         SELECT j.id, child,
                CASE WHEN j.status IN ('succeeded', 'failed', 'cancelled') THEN j.status END,
                CASE WHEN j.status = 'succeeded' THEN j.result END
-        FROM skipq.jobs j WHERE j.id = ANY (ps);
+        FROM (SELECT j.id, j.status, j.result FROM skipq.jobs j WHERE j.id = ANY (ps)
+              UNION ALL
+              SELECT a.id, a.status, a.result FROM skipq.jobs_done a
+              WHERE a.id = ANY (ps)
+                AND NOT EXISTS (SELECT FROM skipq.jobs j WHERE j.id = a.id)) j;
         SELECT count(*) FILTER (WHERE d.parent_status IS NULL
                                    OR (d.parent_status <> 'succeeded' AND policy = 'cancel'))
         INTO pending

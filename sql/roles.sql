@@ -135,6 +135,13 @@ GRANT SELECT, UPDATE ON skipq.maintenance TO skipq_worker;
 GRANT SELECT ON skipq.maintenance TO skipq_producer;
 GRANT EXECUTE ON FUNCTION skipq.prune(interval, skipq.job_status[], int)
     TO skipq_worker;
+-- the archive (sql/archive.sql): read by everyone who reads jobs; a
+-- worker moves finished rows into it and drops its old partitions only
+-- through the two functions, SECURITY DEFINER
+GRANT SELECT ON skipq.jobs_done, skipq.jobs_done_partitions, skipq.all_jobs
+    TO skipq_producer, skipq_worker;
+GRANT EXECUTE ON FUNCTION skipq.archive(interval, interval, int),
+    skipq.archive_drop(interval) TO skipq_worker;
 
 -- ---- schedules -----------------------------------------------------------
 -- Only skipq_admin (the owner) defines, pauses and removes schedules;

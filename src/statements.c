@@ -701,6 +701,12 @@ const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
         {"prune", NULL,
          "SELECT skipq.prune($1::interval, '{succeeded,cancelled}', $2::int4)",
          T("recover.worker_retention_prunes_old_finished_rows")},
+    [SKIPQ__STMT_ARCHIVE] = {"archive", NULL,
+                             "SELECT skipq.archive($1::interval, $2::interval, $3::int4)",
+                             T("archive.worker_moves_rows_and_drops_old_partitions")},
+    [SKIPQ__STMT_ARCHIVE_DROP] = {"archive_drop", NULL,
+                                  "SELECT skipq.archive_drop($1::interval)",
+                                  T("archive.worker_moves_rows_and_drops_old_partitions")},
     [SKIPQ__STMT_VACUUM_PERMITTED] =
         {"vacuum_permitted", NULL,
          SKIPQ_VACUUM_PERMITTED_SQL(

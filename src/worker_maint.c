@@ -124,7 +124,12 @@ fail:
 
 /*
  * Retention: delete finished rows older than the setting, one worker at a
- * time, in batches for at most PRUNE_BUDGET_MS per turn. Returns true when
+ * time, in batches for at most PRUNE_BUDGET_MS per turn. With
+ * archive_after set, the batches move rows older than that to
+ * skipq.jobs_done instead, and the turn then drops the archive's
+ * partitions that ended longer than retention ago, one per transaction,
+ * at most ARCHIVE_DROPS per turn (sql/archive.sql; test
+ * archive.worker_moves_rows_and_drops_old_partitions). Returns true when
  * rows were left (behind): the next turn then comes at once, with the
  * rescuer's turn between when it is due, instead of after PRUNE_EVERY_MS.
  * A prune that falls behind lets the table grow, and a larger table makes
@@ -136,6 +141,7 @@ enum {
     PRUNE_BATCH = 5000,
     PRUNE_BUDGET_MS = 500,
     PRUNE_EVERY_MS = 10000,
+    ARCHIVE_DROPS = 8,
 };
 
 /* Maintenance through a transaction pooler: no session lock lasts. */
@@ -145,18 +151,34 @@ maint_pooled(const skipq_worker *w)
     return w->sess.pooled && !w->cfg->listen_database;
 }
 
+/* Does the retention turn run: rows to prune, or to archive? */
+static bool
+maint_prunes(const skipq_worker *w)
+{
+    return w->cfg->retention_ms > 0 || w->cfg->archive_after_ms > 0;
+}
+
 static bool
 prune_tick(skipq_worker *w, PGconn **pgp)
 {
     PGconn *pg = *pgp;
     bool behind = false;
-    char older[32], batch[16];
-    const char *v[2] = {older, batch};
+    bool archive = w->cfg->archive_after_ms > 0;
+    char older[32], width[32], batch[16], kept[32];
+    const char *v[3] = {older, batch, NULL};
     skipq_error e;
     PGresult *res;
 
-    snprintf(older, sizeof older, "%lld milliseconds", (long long)w->cfg->retention_ms);
+    snprintf(older, sizeof older, "%lld milliseconds",
+             (long long)(archive ? w->cfg->archive_after_ms : w->cfg->retention_ms));
     snprintf(batch, sizeof batch, "%d", PRUNE_BATCH);
+    snprintf(width, sizeof width, "%lld milliseconds",
+             (long long)w->cfg->archive_partition_ms);
+    snprintf(kept, sizeof kept, "%lld milliseconds", (long long)w->cfg->retention_ms);
+    if (archive) { /* skipq.archive(older_than, width, batch) */
+        v[1] = width;
+        v[2] = batch;
+    }
     /* Through a pooler with no direct connection a session lock would stay
      * on a server session others use: every such worker prunes, which
      * SKIP LOCKED makes safe, only less economical. */
@@ -167,7 +189,8 @@ prune_tick(skipq_worker *w, PGconn **pgp)
         return false;
     }
     for (int64_t t0 = skipq__now_ms();;) {
-        if (maint_exec(pg, SKIPQ__STMT_PRUNE, 2, v, &res, &e) != SKIPQ_OK) {
+        if (maint_exec(pg, archive ? SKIPQ__STMT_ARCHIVE : SKIPQ__STMT_PRUNE,
+                       archive ? 3 : 2, v, &res, &e) != SKIPQ_OK) {
             skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN,
                        "retention: %s", e.message);
             break;
@@ -180,6 +203,21 @@ prune_tick(skipq_worker *w, PGconn **pgp)
             behind = true;
             break;
         }
+    }
+    for (int i = 0; archive && w->cfg->retention_ms > 0 && i < ARCHIVE_DROPS; i++) {
+        const char *kv[1] = {kept};
+        if (maint_exec(pg, SKIPQ__STMT_ARCHIVE_DROP, 1, kv, &res, &e) != SKIPQ_OK) {
+            skipq__log(maint_stopping(w) ? SKIPQ_LOG_DEBUG : SKIPQ_LOG_WARN,
+                       "retention: dropping the archive's oldest partition: %s", e.message);
+            break;
+        }
+        bool none = PQgetisnull(res, 0, 0);
+        if (!none)
+            skipq__log(SKIPQ_LOG_INFO, "retention: dropped archive partition skipq.%s",
+                       PQgetvalue(res, 0, 0));
+        PQclear(res);
+        if (none)
+            break;
     }
     /* a failure here is a lost connection, seen below */
     if (locked)
@@ -479,7 +517,7 @@ maintenance(void *arg)
     pthread_mutex_lock(&w->maint.mu);
     while (!w->maint.quit) {
         int64_t due = skipq__min64(next_rescue, next_tick);
-        if (w->cfg->retention_ms > 0 && next_prune < due)
+        if (maint_prunes(w) && next_prune < due)
             due = next_prune;
         if (w->cfg->vacuum_interval_ms > 0 && may_vacuum != 0 && next_vacuum < due)
             due = next_vacuum;
@@ -504,7 +542,7 @@ maintenance(void *arg)
                 rescue(w, &pg);
                 next_rescue = now + rescue_every;
             }
-            if (pg && w->cfg->retention_ms > 0 && now >= next_prune) {
+            if (pg && maint_prunes(w) && now >= next_prune) {
                 /* behind: the next turn at once, after the rescuer's if due */
                 next_prune = prune_tick(w, &pg) ? skipq__now_ms()
                                                 : skipq__now_ms() + PRUNE_EVERY_MS;

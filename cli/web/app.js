@@ -215,6 +215,8 @@ async function act(action, ids, after) {
 
 function actionButtons(job, after) {
   const b = [];
+  // an archived job (skipq.jobs_done) is read-only history
+  if (job.archived) return [el('span', { class: 'muted', testid: 'job-archived' }, 'Archived: read only')];
   if (RETRYABLE.includes(job.status)) {
     b.push(el('button', { type: 'button', testid: 'job-retry', onclick: () => act('retry', [job.id], after) }, 'Retry'));
   }

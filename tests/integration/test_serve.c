@@ -566,6 +566,60 @@ TEST(recover_stats_queues_and_schedules)
     serve_stop();
 }
 
+/* A name may hold '/': sent as %2F it stays one part of the path, and the
+ * route acts on that queue alone; a bad escape matches no route. */
+TEST(names_with_a_slash_are_reachable)
+{
+    PGconn *pg = tl_db();
+    tl_exec(pg, "SELECT skipq.enqueue('k', queue => 'team/a')");
+    tl_exec(pg, "SELECT skipq.enqueue('k', queue => 'team')");
+    serve_start_tokens("");
+    json_object_put(admin("POST", "/api/queues/team%2Fa/pause", NULL, 200));
+    char *paused = tl_str(pg,
+                          "SELECT string_agg(queue, ',') FROM skipq.queues WHERE paused");
+    ASSERT_STREQ(paused, "team/a");
+    free(paused);
+    json_object_put(admin("POST", "/api/queues/team%2fa/resume", NULL, 200));
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.queues WHERE paused"), 0);
+    ASSERT_EQ(req("POST", "/api/queues/team/a/pause", AUTH_ADMIN, NULL, NULL), 404);
+    ASSERT_EQ(req("POST", "/api/queues/bad%zz/pause", AUTH_ADMIN, NULL, NULL), 404);
+    ASSERT_EQ(req("POST", "/api/queues/nul%00/pause", AUTH_ADMIN, NULL, NULL), 404);
+    ASSERT_EQ(tl_int(pg, "SELECT count(*) FROM skipq.queues WHERE paused"), 0);
+    serve_stop();
+}
+
+/* An archived job (sql/archive.sql) is found by id, marked archived, and
+ * listed with archived=true only. */
+TEST(archived_jobs_are_found_and_listed_apart)
+{
+    PGconn *pg = tl_db();
+    int64_t id = tl_int(pg,
+                        "INSERT INTO skipq.jobs (kind, status, updated_at) VALUES"
+                        " ('gone', 'succeeded', now() - interval '2 days') RETURNING id");
+    tl_exec(pg, "SELECT skipq.enqueue('live')");
+    ASSERT_EQ(tl_int(pg, "SELECT skipq.archive('1 day')"), 1);
+    serve_start_tokens("");
+    char path[64];
+    snprintf(path, sizeof path, "/api/jobs/%lld", (long long)id);
+    json_object *o = admin("GET", path, NULL, 200), *v = NULL;
+    ASSERT_TRUE(json_object_object_get_ex(o, "archived", &v));
+    ASSERT_TRUE(json_object_get_boolean(v));
+    json_object_put(o);
+    o = admin("GET", "/api/jobs?archived=true", NULL, 200);
+    ASSERT_TRUE(json_object_object_get_ex(o, "jobs", &v));
+    ASSERT_EQ(json_object_array_length(v), 1);
+    ASSERT_EQ(get_int(json_object_array_get_idx(v, 0), "id"), id);
+    json_object_put(o);
+    o = admin("GET", "/api/jobs", NULL, 200);
+    ASSERT_TRUE(json_object_object_get_ex(o, "jobs", &v));
+    ASSERT_EQ(json_object_array_length(v), 1);
+    ASSERT_TRUE(get_int(json_object_array_get_idx(v, 0), "id") != id);
+    json_object_put(o);
+    admin_error("GET", "/api/jobs?archived=yes", NULL, 400,
+                "archived must be true or false");
+    serve_stop();
+}
+
 /* ---- limits -------------------------------------------------------------- */
 
 TEST(rate_limit_answers_429)
