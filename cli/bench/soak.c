@@ -296,7 +296,8 @@ bench_soak(struct bench *b)
                         "%.2f/%.2f ms, backlog %lld, table %lld kB, indexes %lld kB, ",
                         win + 1, jps, p50, p99, backlog, tkb, ikb);
                 if (archive)
-                    fprintf(stderr, "archive %lld kB in %lld partitions, ", akb, aparts);
+                    fprintf(stderr, "archive %lld kB in %lld partition%s, ", akb, aparts,
+                            aparts == 1 ? "" : "s");
                 else
                     fprintf(stderr, "no archive table, ");
                 fprintf(stderr, "oldest succeeded %llds\n", oldest);
