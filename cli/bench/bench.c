@@ -22,7 +22,8 @@ static const char usage[] =
     "                   [--workers K] [--on-success keep|delete] [--rate R]\n"
     "                   [--duration D] [--json]\n"
     "                   [--deep-jobs N] [--latency-jobs N] [--retention D]\n"
-    "                   [--vacuum-interval D]\n"
+    "                   [--vacuum-interval D] [--windows N]\n"
+    "                   [--archive-after D] [--archive-partition D]\n"
     "                   [--config F] [--database URL] [--quiet]\n"
     "\n"
     "Measures skipq on the server of the configured database, in a new\n"
@@ -48,8 +49,9 @@ static const char usage[] =
     "  all       all of the above (the default)\n"
     "  soak      not in all: one worker drains --jobs jobs for its maximum,\n"
     "            then a producer runs at --rate (default 80% of it) for\n"
-    "            --duration (default 10m) with --retention (default 30s):\n"
-    "            jobs/s in the first and last tenth, table and index sizes\n"
+    "            --duration (default 10m) with --retention (default 30s),\n"
+    "            in --windows windows: per window jobs/s, pickup p50/p99,\n"
+    "            the sizes of the table, its indexes and the archive\n"
     "\n"
     "  --jobs N          jobs to drain and to bulk-enqueue (default 100000)\n"
     "  --concurrency C   worker concurrency (default 16)\n"
@@ -60,6 +62,10 @@ static const char usage[] =
     "  --rate R          steady: jobs per second (default 200)\n"
     "  --duration D      steady: how long (default 10s); soak: default 10m\n"
     "  --retention D     soak: the worker's retention (default 30s)\n"
+    "  --windows N       soak: windows the run is cut in (default 10)\n"
+    "  --archive-after D soak: the worker's archive_after (default 0: off)\n"
+    "  --archive-partition D  soak: the worker's archive_partition\n"
+    "                    (default 1d, at least 1m)\n"
     "  --vacuum-interval D  the workers' vacuum_interval (default 10s;\n"
     "                    0 leaves the table to autovacuum alone)\n"
     "  --deep-jobs N     deep: the large backlog (default 100000)\n"
@@ -79,6 +85,9 @@ enum {
     OPT_LATENCY_JOBS,
     OPT_RETENTION,
     OPT_VACUUM_INTERVAL,
+    OPT_WINDOWS,
+    OPT_ARCHIVE_AFTER,
+    OPT_ARCHIVE_PARTITION,
 };
 
 enum {
@@ -167,9 +176,39 @@ static const struct option opts[] = {
     {"latency-jobs", required_argument, NULL, OPT_LATENCY_JOBS},
     {"retention", required_argument, NULL, OPT_RETENTION},
     {"vacuum-interval", required_argument, NULL, OPT_VACUUM_INTERVAL},
+    {"windows", required_argument, NULL, OPT_WINDOWS},
+    {"archive-after", required_argument, NULL, OPT_ARCHIVE_AFTER},
+    {"archive-partition", required_argument, NULL, OPT_ARCHIVE_PARTITION},
     CLI_COMMON_LONGOPTS,
     {0, 0, 0, 0},
 };
+
+/* --archive-after and --archive-partition as the worker will take them,
+ * checked before any database is made so that a bad value is a usage
+ * error: the setters' ranges, and skipq_worker_new's rule that
+ * archive_after be shorter than retention. */
+static int
+check_archive(const struct bench *b)
+{
+    skipq_config *cfg = skipq_config_new();
+    skipq_error err = {0};
+    skipq_rc rc = cfg ? SKIPQ_OK : SKIPQ_ERR_NOMEM;
+
+    if (rc == SKIPQ_OK)
+        rc = skipq_config_set_archive_after(cfg, b->archive_after_ms, &err);
+    if (rc == SKIPQ_OK && b->archive_partition_ms >= 0)
+        rc = skipq_config_set_archive_partition(cfg, b->archive_partition_ms, &err);
+    skipq_config_free(cfg);
+    if (rc == SKIPQ_ERR_NOMEM)
+        return cli_errorf(CLI_EXIT_FAIL, "bench: out of memory");
+    if (rc != SKIPQ_OK)
+        return cli_usage_error("%s", err.message);
+    if (b->archive_after_ms >= b->retention_ms)
+        return cli_usage_error("--archive-after (%lld ms) must be shorter than --retention "
+                               "(%lld ms)",
+                               (long long)b->archive_after_ms, (long long)b->retention_ms);
+    return 0;
+}
 
 /* The options and the measurements asked for into *b and *which:
  * CLI_NEXT to run them, or the exit status (usage errors print their
@@ -233,6 +272,21 @@ parse_args(int argc, char **argv, struct bench *b, unsigned *which)
             if ((rc = cli_parse_duration("--vacuum-interval", optarg, &b->vacuum_ms)) != 0)
                 return rc;
             break;
+        case OPT_WINDOWS:
+            if ((rc = cli_parse_int("--windows", optarg, 1, 10000, &v)) != 0)
+                return rc;
+            b->windows = (int)v;
+            break;
+        case OPT_ARCHIVE_AFTER:
+            if ((rc = cli_parse_duration("--archive-after", optarg,
+                                         &b->archive_after_ms)) != 0)
+                return rc;
+            break;
+        case OPT_ARCHIVE_PARTITION:
+            if ((rc = cli_parse_duration("--archive-partition", optarg,
+                                         &b->archive_partition_ms)) != 0)
+                return rc;
+            break;
         case OPT_JSON:
             b->json = 1;
             break;
@@ -256,6 +310,8 @@ parse_args(int argc, char **argv, struct bench *b, unsigned *which)
             return rc;
     if (*which == 0)
         *which = M_ALL;
+    if ((rc = check_archive(b)) != 0)
+        return rc;
     return CLI_NEXT;
 }
 
@@ -313,6 +369,8 @@ cmd_bench(int argc, char **argv, struct cli_ctx *ctx)
         .duration_ms = 10000,
         .latency_jobs = 1000,
         .retention_ms = 30000,
+        .archive_partition_ms = -1,
+        .windows = 10,
         .vacuum_ms = -1,
     };
     const char *lng = getenv("SKIPQ_LONG");

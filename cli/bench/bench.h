@@ -56,6 +56,10 @@ struct result {
     double max_jps, first_jps, last_jps;
     long long table_kb_mid, table_kb_end, index_kb_mid, index_kb_end;
     long long oldest_finished_s; /* soak: the oldest succeeded row, at the end */
+    /* soak: skipq.jobs_done and its partitions (0 without it) */
+    long long archive_kb_mid, archive_kb_end, archive_parts_mid, archive_parts_end;
+    /* soak: pickup latency per window (payload "t" to handler start) */
+    double lat_p50_first, lat_p50_last, lat_p50_drift;
 };
 
 struct bench {
@@ -67,9 +71,11 @@ struct bench {
     double rate;
     int64_t duration_ms;
     int rate_set, duration_set;
-    int64_t retention_ms; /* soak */
-    int64_t vacuum_ms;    /* every worker's vacuum_interval; -1 the default */
-    char *handler;        /* command: the C example handler, NULL not found */
+    int64_t retention_ms;                           /* soak */
+    int64_t archive_after_ms, archive_partition_ms; /* soak; 0, -1: the default */
+    int windows;                                    /* soak */
+    int64_t vacuum_ms; /* every worker's vacuum_interval; -1 the default */
+    char *handler;     /* command: the C example handler, NULL not found */
 
     PGconn *admin; /* the configured database: CREATE/DROP DATABASE */
     skipq_conn *admin_conn;
@@ -146,9 +152,17 @@ struct wthread {
     int running;
 };
 
+/* How long the worker keeps finished rows, and where (soak); 0 and -1:
+ * the library's default. */
+struct inproc_keep {
+    int64_t retention_ms, archive_after_ms, archive_partition_ms;
+};
+
+int payload_int(const char *text, const char *key, long long *out);
 skipq_outcome timing_handler(skipq_job *job, void *userdata); /* userdata: struct inproc */
-int inproc_start(struct bench *b, skipq_handler_fn fn, void *ud, int64_t retention_ms,
-                 struct wthread *x);
+int inproc_start(struct bench *b, skipq_handler_fn fn, void *ud,
+                 const struct inproc_keep *keep,
+                 struct wthread *x); /* keep NULL: the library's defaults */
 int inproc_stop(struct wthread *x);
 int inproc_alloc(struct inproc *ip, long long n);
 void inproc_free(struct inproc *ip);

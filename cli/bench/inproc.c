@@ -11,8 +11,8 @@
 #include <string.h>
 
 /* The integer after "key": in a jsonb text ({"i": 5, "t": 12}). */
-static int
-json_int(const char *text, const char *key, long long *out)
+int
+payload_int(const char *text, const char *key, long long *out)
 {
     const char *p = strstr(text, key);
     if (!p)
@@ -33,9 +33,9 @@ timing_handler(skipq_job *job, void *userdata)
     const char *text = skipq_job_payload_text(job);
     long long i = -1, t0 = 0;
 
-    if (json_int(text, "\"i\"", &i) && i >= 0 && i < ip->n) {
+    if (payload_int(text, "\"i\"", &i) && i >= 0 && i < ip->n) {
         ip->start_us[i] = t;
-        if (json_int(text, "\"t\"", &t0))
+        if (payload_int(text, "\"t\"", &t0))
             ip->lat_ms[i] = (double)(t - t0) / 1000.0;
         atomic_fetch_add(&ip->handled, 1);
     }
@@ -51,7 +51,7 @@ wthread_main(void *p)
 }
 
 int
-inproc_start(struct bench *b, skipq_handler_fn fn, void *ud, int64_t retention_ms,
+inproc_start(struct bench *b, skipq_handler_fn fn, void *ud, const struct inproc_keep *keep,
              struct wthread *x)
 {
     skipq_config *cfg = skipq_config_new();
@@ -67,8 +67,12 @@ inproc_start(struct bench *b, skipq_handler_fn fn, void *ud, int64_t retention_m
         rc = skipq_config_set_on_success(cfg, b->on_success, &err);
     if (rc == SKIPQ_OK)
         rc = skipq_config_set_database(cfg, b->url, &err);
-    if (rc == SKIPQ_OK && retention_ms > 0)
-        rc = skipq_config_set_retention(cfg, retention_ms, &err);
+    if (rc == SKIPQ_OK && keep && keep->retention_ms > 0)
+        rc = skipq_config_set_retention(cfg, keep->retention_ms, &err);
+    if (rc == SKIPQ_OK && keep && keep->archive_after_ms > 0)
+        rc = skipq_config_set_archive_after(cfg, keep->archive_after_ms, &err);
+    if (rc == SKIPQ_OK && keep && keep->archive_partition_ms >= 0)
+        rc = skipq_config_set_archive_partition(cfg, keep->archive_partition_ms, &err);
     if (rc == SKIPQ_OK && b->vacuum_ms >= 0)
         rc = skipq_config_set_vacuum_interval(cfg, b->vacuum_ms, &err);
     if (rc == SKIPQ_OK)

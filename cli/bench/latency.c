@@ -23,7 +23,7 @@ bench_latency(struct bench *b)
     result_init(&r, "latency", "");
     if ((rc = reset_queue(b)) != 0 || (rc = inproc_alloc(&ip, n)) != 0)
         goto out;
-    if ((rc = inproc_start(b, timing_handler, &ip, 0, &x)) != 0)
+    if ((rc = inproc_start(b, timing_handler, &ip, NULL, &x)) != 0)
         goto out;
     for (int i = 0; i < WARMUP_JOBS && rc == 0; i++) {
         rc = enqueue_timed(b, -1, NULL, NULL);

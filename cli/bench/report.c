@@ -41,10 +41,13 @@ result_init(struct result *r, const char *metric, const char *config)
     r->cpu_s = r->claim_p50 = r->claim_p99 = r->stall_ms = r->rate = NAN;
     r->max_jps = r->first_jps = r->last_jps = r->ref_jps = NAN;
     r->fork_jps = NAN;
+    r->lat_p50_first = r->lat_p50_last = r->lat_p50_drift = NAN;
     r->commit_p50 = r->commit_p99 = r->enqueue_p50 = NAN;
     r->before_reply = -1;
     r->table_kb_mid = r->table_kb_end = r->index_kb_mid = r->index_kb_end = -1;
     r->jobs = r->backlog = r->oldest_finished_s = -1;
+    r->archive_kb_mid = r->archive_kb_end = r->archive_parts_mid = r->archive_parts_end =
+        -1;
     r->max_rss_kb = -1;
     r->claim_uses_index = -1;
 }
@@ -133,6 +136,13 @@ report(struct bench *b, const struct result *r)
     json_add_int(o, "indexes_kb_mid", r->index_kb_mid);
     json_add_int(o, "indexes_kb_end", r->index_kb_end);
     json_add_int(o, "oldest_finished_s", r->oldest_finished_s);
+    json_add_int(o, "archive_kb_mid", r->archive_kb_mid);
+    json_add_int(o, "archive_kb_end", r->archive_kb_end);
+    json_add_int(o, "archive_partitions_mid", r->archive_parts_mid);
+    json_add_int(o, "archive_partitions_end", r->archive_parts_end);
+    json_add_num(o, "latency_p50_first_ms", r->lat_p50_first);
+    json_add_num(o, "latency_p50_last_ms", r->lat_p50_last);
+    json_add_num(o, "latency_p50_max_drift", r->lat_p50_drift);
     puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
     fflush(stdout);
     json_object_put(o);
@@ -186,8 +196,12 @@ print_table(const struct bench *b)
                                                            : ", NO claim index");
         else if (r->backlog >= 0) /* soak */
             k += (size_t)snprintf(notes + k, sizeof notes - k,
-                                  "backlog %lld, first/last window %.0f/%.0f jobs/s",
-                                  r->backlog, r->first_jps, r->last_jps);
+                                  "backlog %lld, first/last window %.0f/%.0f jobs/s,"
+                                  " pickup p50 %.2f/%.2f ms (drift %.1f%%),"
+                                  " archive %lld kB",
+                                  r->backlog, r->first_jps, r->last_jps, r->lat_p50_first,
+                                  r->lat_p50_last, r->lat_p50_drift * 100,
+                                  r->archive_kb_end);
         if (k >= sizeof notes)
             k = sizeof notes - 1;
         if (!isnan(r->stall_ms))

@@ -72,7 +72,7 @@ bench_steady(struct bench *b)
     }
     if ((rc = reset_queue(b)) != 0 || (rc = inproc_alloc(&ip, n)) != 0)
         goto out;
-    if ((rc = inproc_start(b, timing_handler, &ip, 0, &x)) != 0)
+    if ((rc = inproc_start(b, timing_handler, &ip, NULL, &x)) != 0)
         goto out;
     int64_t t0 = now_us();
     /* Open loop: job i is due at t0 + i/rate, whatever the last took. */

@@ -181,9 +181,39 @@ TEST(soak_smoke)
     ASSERT_TRUE(num(o, "table_kb_mid") > 0 && num(o, "table_kb_end") > 0);
     ASSERT_TRUE(num(o, "indexes_kb_mid") > 0 && num(o, "indexes_kb_end") > 0);
     ASSERT_TRUE(num(o, "backlog") >= 0);
+    /* without --archive-after nothing is archived */
+    ASSERT_EQ((long long)num(o, "archive_kb_end"), 0);
+    ASSERT_EQ((long long)num(o, "archive_partitions_end"), 0);
+    /* left out only if no window saw a pickup */
+    if (has(o, "latency_p50_first_ms")) {
+        ASSERT_TRUE(num(o, "latency_p50_first_ms") >= 0);
+        ASSERT_TRUE(num(o, "latency_p50_last_ms") >= 0);
+        ASSERT_TRUE(num(o, "latency_p50_max_drift") >= 0);
+    }
     json_object_put(o);
     /* ten windows on stderr */
     ASSERT_CONTAINS(err, "soak: window 10:");
+    ASSERT_CONTAINS(err, "pickup p50/p99");
+    free(err);
+}
+
+/* --windows and the archive options reach the run: three windows, the
+ * worker accepts archive_after and archive_partition, and the config says
+ * the archive is on */
+TEST(soak_windows_and_archive)
+{
+    char *err = NULL;
+    json_object *o = bench_one("soak --jobs 500 --duration 2s --rate 300 --windows 3"
+                               " --retention 2s --archive-after 1s --archive-partition 1m"
+                               " --concurrency 4",
+                               &err);
+    ASSERT_STREQ(json_object_get_string(field(o, "config")), "r300c4a1000");
+    ASSERT_TRUE(num(o, "archive_kb_mid") >= 0 && num(o, "archive_kb_end") >= 0);
+    ASSERT_TRUE(num(o, "archive_partitions_end") >= 0);
+    json_object_put(o);
+    ASSERT_CONTAINS(err, "soak: window 3:");
+    ASSERT_CONTAINS(err, "archive_after 1s, archive_partition 60s");
+    ASSERT_TRUE(strstr(err, "soak: window 4:") == NULL);
     free(err);
 }
 
@@ -226,6 +256,10 @@ TEST(bad_options_exit_2)
         {"--on-success drop", "--on-success must be keep or delete"},
         {"sprint", "unknown measurement \"sprint\""},
         {"--nope", "--nope"},
+        {"--windows 0", "--windows"},
+        {"--archive-partition 30s", "archive_partition"},
+        {"--archive-after 1m",
+         "--archive-after (60000 ms) must be shorter than --retention"},
     };
     tl_db();
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
