@@ -622,7 +622,8 @@ precheck(const struct http_request *rq, struct http_response *rs, void *userdata
     }
     if (!authorized(sv, rq, rs))
         return 0;
-    if (strcmp(rq->method, "POST") == 0 && strcmp(rq->path, "/api/jobs/batch") == 0)
+    /* the path as routed: as sent */
+    if (strcmp(rq->method, "POST") == 0 && strcmp(rq->raw_path, "/api/jobs/batch") == 0)
         return SERVE_BATCH_BODY > sv->max_body ? SERVE_BATCH_BODY : sv->max_body;
     return sv->max_body;
 }

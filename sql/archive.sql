@@ -7,7 +7,9 @@
 -- partition older than retention (src/worker_maint.c). Every DDL here
 -- waits for a table lock at most lock_timeout (1 s): a reader that holds
 -- the archive for longer makes the turn fail, and the next turn tries
--- again (test archive.drop_waits_a_bounded_time).
+-- again (test archive.drop_waits_a_bounded_time). Moving, making and
+-- dropping partitions each take the list, skipq.jobs_done_partitions, in
+-- SHARE ROW EXCLUSIVE first, and so run one at a time, in one lock order.
 
 -- The partition of skipq.jobs_done that holds updated_at t, made when
 -- missing: [t rounded down to width from the epoch, + width), cut short
@@ -57,8 +59,12 @@ REVOKE EXECUTE ON FUNCTION skipq.archive_partition_for(timestamptz, interval) FR
 -- locked with SKIP LOCKED, never a parent whose child still waits) and
 -- moved by one DELETE ... RETURNING into an INSERT, so a row is in exactly
 -- one of the two tables at every moment (test
--- archive.moves_finished_rows_as_they_are). SECURITY DEFINER, like prune:
--- the worker's role has no DELETE on skipq.jobs and cannot create tables.
+-- archive.moves_finished_rows_as_they_are). At most four new
+-- partitions a call, and only the rows they cover move: a backlog of
+-- sparse old rows takes several calls, never thousands of tables in one
+-- transaction. SECURITY DEFINER, like prune: the worker's role has no
+-- DELETE on skipq.jobs and cannot create tables. width is taken in whole
+-- seconds, so that partitions are named by their start apart.
 CREATE OR REPLACE FUNCTION skipq.archive(
     older_than interval,
     width      interval DEFAULT '1 day',
@@ -72,6 +78,7 @@ DECLARE
     times timestamptz[];
     t     timestamptz;
     n     bigint;
+    made  int := 0;
 BEGIN
     IF older_than IS NULL OR older_than < interval '0' THEN
         RAISE EXCEPTION 'older_than must not be negative, not %', older_than
@@ -81,9 +88,11 @@ BEGIN
         RAISE EXCEPTION 'the archive''s partitions must be at least 1 minute wide, not %', width
             USING ERRCODE = '22023';
     END IF;
-    IF batch IS NULL OR batch < 1 THEN
-        RAISE EXCEPTION 'batch must be at least 1, not %', batch USING ERRCODE = '22023';
+    IF batch IS NULL OR batch < 1 OR batch > 50000 THEN
+        RAISE EXCEPTION 'batch must be from 1 to 50000, not %', batch USING ERRCODE = '22023';
     END IF;
+    width := date_trunc('second', width);
+    LOCK TABLE skipq.jobs_done_partitions IN SHARE ROW EXCLUSIVE MODE;
     SELECT array_agg(c.ctid), array_agg(c.updated_at) INTO ids, times
     FROM (SELECT j.ctid, j.updated_at FROM skipq.jobs j
           WHERE j.status = ANY ('{succeeded,cancelled}'::skipq.job_status[])
@@ -97,15 +106,20 @@ BEGIN
     IF ids IS NULL THEN
         RETURN 0;
     END IF;
-    -- every partition the batch needs, oldest first, one at a time
-    LOOP
+    -- the partitions the batch needs, oldest first, one at a time
+    WHILE made < 4 LOOP
         SELECT min(u) INTO t FROM unnest(times) u
         WHERE NOT EXISTS (SELECT FROM skipq.jobs_done_partitions q
                           WHERE q.lo <= u AND u < q.hi);
         EXIT WHEN t IS NULL;
         PERFORM skipq.archive_partition_for(t, width);
+        made := made + 1;
     END LOOP;
-    WITH m AS (DELETE FROM skipq.jobs j WHERE j.ctid = ANY (ids) RETURNING j.*)
+    WITH m AS (DELETE FROM skipq.jobs j
+               WHERE j.ctid = ANY (ids)
+                 AND EXISTS (SELECT FROM skipq.jobs_done_partitions q
+                             WHERE q.lo <= j.updated_at AND j.updated_at < q.hi)
+               RETURNING j.*)
     INSERT INTO skipq.jobs_done SELECT * FROM m;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
@@ -129,10 +143,10 @@ BEGIN
         RAISE EXCEPTION 'older_than must not be negative, not %', older_than
             USING ERRCODE = '22023';
     END IF;
+    LOCK TABLE skipq.jobs_done_partitions IN SHARE ROW EXCLUSIVE MODE;
     SELECT q.name INTO part FROM skipq.jobs_done_partitions q
     WHERE q.hi <= now() - older_than
-    ORDER BY q.lo LIMIT 1
-    FOR UPDATE SKIP LOCKED;
+    ORDER BY q.lo LIMIT 1;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;

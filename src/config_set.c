@@ -42,8 +42,8 @@ check_duration(const char *what, int64_t ms, int64_t min, skipq_error *err)
 {
     if (ms < min && min > 1)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
-                           "%s must be at least %" PRId64 "ms, not %" PRId64 "ms", what, min,
-                           ms);
+                           "%s must be at least %" PRId64 "ms, not %" PRId64 "ms", what,
+                           min, ms);
     if (ms < min)
         return skipq__fail(err, SKIPQ_ERR_INVALID,
                            min > 0 ? "%s must be positive, not %" PRId64 "ms"

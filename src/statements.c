@@ -707,6 +707,13 @@ const skipq__stmt skipq__stmts[SKIPQ__STMT_COUNT] = {
     [SKIPQ__STMT_ARCHIVE_DROP] = {"archive_drop", NULL,
                                   "SELECT skipq.archive_drop($1::interval)",
                                   T("archive.worker_moves_rows_and_drops_old_partitions")},
+    [SKIPQ__STMT_ARCHIVE_PRIVILEGE] =
+        {"archive_privilege", NULL,
+         "SELECT pg_catalog.has_function_privilege("
+         "'skipq.archive(interval, interval, integer)', 'EXECUTE')"
+         " AND pg_catalog.has_function_privilege('skipq.archive_drop(interval)', 'EXECUTE'),"
+         " current_user",
+         T("archive.worker_without_the_grant_says_so")},
     [SKIPQ__STMT_VACUUM_PERMITTED] =
         {"vacuum_permitted", NULL,
          SKIPQ_VACUUM_PERMITTED_SQL(

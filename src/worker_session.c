@@ -206,6 +206,33 @@ delete_check(skipq_worker *w, skipq_error *err)
     return rc;
 }
 
+/* worker.archive_after calls two functions that sql/roles.sql grants
+ * skipq_worker: a role that lacks them (roles not re-applied after an
+ * upgrade) is told at start, not by a warning every turn. */
+static skipq_rc
+archive_check(skipq_worker *w, skipq_error *err)
+{
+    PGresult *res;
+    skipq_rc rc = SKIPQ_OK;
+
+    if (w->cfg->archive_after_ms == 0)
+        return SKIPQ_OK;
+    if (!skipq__stmt_run(w->sess.pg, w->sess.send, SKIPQ__STMT_ARCHIVE_PRIVILEGE, NULL, 0,
+                         NULL, &res) ||
+        PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        rc = skipq__db_fail(err, w->sess.pg, res,
+                            "could not check the archive's privileges");
+    else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+        rc = skipq__fail(err, SKIPQ_ERR_CONFIG,
+                         "worker.archive_after needs EXECUTE on skipq.archive() and "
+                         "skipq.archive_drop(), which role \"%s\" does not have (run "
+                         "`skipq migrate --roles`, which grants them to skipq_worker: "
+                         "docs/security.md)",
+                         PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return rc;
+}
+
 static skipq_rc
 schema_check(skipq_worker *w, skipq_error *err)
 {
@@ -374,9 +401,9 @@ skipq__session_connect(skipq_worker *w, skipq_error *err)
         direct_check(w->sess.pg, "the worker's connection");
     if ((rc = skipq__exec(w->sess.pg, settings, err)) ||
         (first && (rc = schema_check(w, err))) || (first && (rc = delete_check(w, err))) ||
-        (rc = prepare_all(w, err)) || (rc = connect_locks(w, err)) ||
-        (rc = listen_here(w, err)) || (rc = register_worker(w, err)) ||
-        (!first && (rc = skipq__reconcile(w, err)))) {
+        (first && (rc = archive_check(w, err))) || (rc = prepare_all(w, err)) ||
+        (rc = connect_locks(w, err)) || (rc = listen_here(w, err)) ||
+        (rc = register_worker(w, err)) || (!first && (rc = skipq__reconcile(w, err)))) {
         PQfinish(w->sess.pg);
         w->sess.pg = NULL;
         if (w->sess.lpg) {

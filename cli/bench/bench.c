@@ -203,7 +203,8 @@ check_archive(const struct bench *b)
         return cli_errorf(CLI_EXIT_FAIL, "bench: out of memory");
     if (rc != SKIPQ_OK)
         return cli_usage_error("%s", err.message);
-    if (b->archive_after_ms >= b->retention_ms)
+    if (b->archive_after_ms > 0 && b->retention_ms > 0 &&
+        b->archive_after_ms >= b->retention_ms)
         return cli_usage_error("--archive-after (%lld ms) must be shorter than --retention "
                                "(%lld ms)",
                                (long long)b->archive_after_ms, (long long)b->retention_ms);
