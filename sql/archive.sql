@@ -72,6 +72,10 @@ CREATE OR REPLACE FUNCTION skipq.archive(
 RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off
+-- enable_seqscan = off prices the scan of the (small) partition list in
+-- the billions, which would have every batch JIT-compiled: about 75 ms
+-- of a 110 ms batch of 5,000 rows
+SET jit = off
 SET lock_timeout = '1s' AS $$
 DECLARE
     ids   tid[];

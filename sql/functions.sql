@@ -644,8 +644,11 @@ RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
 -- a non-negative age; failed rows (the dead letters an operator must see)
 -- only a member of the schema's owner (skipq_admin) may prune (test
 -- worker_role_cannot_prune_failed_jobs).
+-- No JIT: enable_seqscan = off prices the plan past jit_above_cost, and
+-- compiling it took longer than running a batch.
 SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off AS $$
+SET enable_seqscan = off
+SET jit = off AS $$
 DECLARE
     n bigint;
 BEGIN
